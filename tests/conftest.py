@@ -1,0 +1,1 @@
+"""pytest configuration shared by all tests; helpers live in tests/helpers.py."""
