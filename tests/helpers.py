@@ -42,3 +42,22 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """Environment for child processes (gitserve, rq worker) that runs THIS checkout's code,
+    whichever checkout pip installed in editable mode."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = REPO_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.update(extra)
+    return env
+
+
+def gitserve_cmd(*args: str) -> list[str]:
+    """argv for running the gitserve CLI of this checkout in a child process."""
+    import sys
+
+    return [sys.executable, "-m", "gitserve", *args]
