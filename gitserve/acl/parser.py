@@ -8,6 +8,7 @@ conf that fails anywhere raises `ConfError` and nothing of it is kept.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,8 @@ _BEGIN_RE = re.compile(r"^= *begin (testconf|template-data)$")
 _END_RE = re.compile(r"^= *end$")
 _WS_RE = re.compile(r"\s+", re.ASCII)
 _REFS_PREFIX_RE = re.compile(r"^(refs|VREF)/")
+# conf lines repeat a lot ("R = @all" in every repo block): match each distinct line once
+_rule_match = functools.lru_cache(maxsize=1 << 16)(RULE_RE.match)
 _SPECIAL_GROUPS = frozenset({"@all", "@CREATOR", *("@" + r for r in P.ROLES)})
 _INCLUDE_RE = re.compile(r"^(include|subconf) (?:(\S+) )?(\S.+)$")
 _COMMENT_RE = re.compile(r'^((".*?"|[^#"])*)#.*')
@@ -54,6 +57,7 @@ class Compiled:
     texts: dict[str, list[str]] = field(default_factory=dict)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def cleanup_conf_line(line: str) -> str:
     """Gitolite's cleanup_conf_line: drop comments (not inside simple quotes), space out
     the first '=', squeeze whitespace."""
@@ -183,7 +187,7 @@ class _Parser:
                     line = f"config gitweb.{_GITWEB_KEYS[m.group(1)]} = {m.group(2)}"
             if " NAME/" in line and _NAME_VREF_RE.match(line):
                 line = line.replace(" NAME/", " VREF/NAME/")
-            m = RULE_RE.match(line)
+            m = _rule_match(line)
             if m:
                 words = m.group(3).split(" ")
                 if any(w == "CREATOR" or w in P.ROLES for w in words):
@@ -206,7 +210,7 @@ class _Parser:
             if line.startswith("repo "):
                 seen = set()
                 continue
-            m = RULE_RE.match(line)
+            m = _rule_match(line)
             if m:
                 perms = m.group(1)
                 if "D" in perms and "D" not in seen:
@@ -233,7 +237,7 @@ class _Parser:
             if first == "r" and line.startswith("repo "):
                 self.set_repolist(line[5:].split(" ") if line[5:] else [])
                 continue
-            m = RULE_RE.match(line)
+            m = _rule_match(line)
             if m:
                 perm = m.group(1)
                 refs = self.parse_refs(m.group(2) or "")
