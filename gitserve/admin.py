@@ -12,9 +12,7 @@ from __future__ import annotations
 import os
 import random
 import re
-import shutil
 import stat
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -35,6 +33,9 @@ MAIN_CONF = "conf/gitolite.conf"
 BUILDER = ":builder"  # internal identity of HOME/worker_key (no keydir name can produce it)
 MAX_FILE = 4 * 1024 * 1024  # a conf or key file bigger than this is a mistake
 FILE_MODE = 0o100644
+# Gitolite only warns about these and carries on without the line; a conf that does not
+# parse is refused here instead (SPEC §2), so nobody loses access to a typo.
+FATAL_WARNINGS = ("syntax error, ignoring", "included file not found")
 CAS_RETRIES = 100  # with a random 5-50ms pause: gives up after seconds of contention
 
 
@@ -195,7 +196,7 @@ def tree_files(repo: Repo, tree_id: bytes) -> dict[str, bytes]:
     return files
 
 
-def _keydir_entries(files: dict[str, bytes]) -> tuple[list[KeyEntry], list[str]]:
+def keydir_entries(files: dict[str, bytes]) -> tuple[list[KeyEntry], list[str]]:
     entries: list[KeyEntry] = []
     warnings: list[str] = []
     owner_of: dict[bytes, KeyEntry] = {}
@@ -236,25 +237,20 @@ def _load_rules(files: dict[str, bytes]) -> Any:
 
     if MAIN_CONF not in files:
         raise AdminError(f"{MAIN_CONF}: missing")
-    tmp = tempfile.mkdtemp(prefix="gitserve-conf-")
-    try:
-        for p, data in files.items():
-            if not p.startswith(CONF_DIR + "/"):
-                continue
+    conf: dict[str, str] = {}
+    for p, data in files.items():
+        if p.startswith(CONF_DIR + "/"):
             if len(data) > MAX_FILE:
                 raise AdminError(f"{p}: file too large")
-            target = os.path.join(tmp, p)
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            with open(target, "wb") as f:
-                f.write(data)
-        try:
-            return acl.load(Path(tmp) / MAIN_CONF)
-        except acl.ConfError as exc:
-            raise AdminError(_one_line(str(exc).replace(tmp + os.sep, ""))) from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise AdminError(_one_line(f"{MAIN_CONF}: {exc}".replace(tmp + os.sep, ""))) from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            conf[p[len(CONF_DIR) + 1 :]] = data.decode("utf-8", errors="surrogateescape")
+    try:
+        rules = acl.load_files(conf)
+    except acl.ConfError as exc:
+        raise AdminError(_one_line(str(exc))) from None
+    for w in rules.warnings:
+        if any(marker in w for marker in FATAL_WARNINGS):
+            raise AdminError(_one_line(w.replace(", ignoring:", ":")))
+    return rules
 
 
 def _one_line(msg: str) -> str:
@@ -265,7 +261,7 @@ def build(files: dict[str, bytes]) -> tuple[Any, list[KeyEntry], list[str]]:
     """(rules, key entries, warnings) for an admin tree given as {path: content};
     raises AdminError with the first problem (file:line for conf, keydir/x.pub: reason)."""
     rules = _load_rules(files)
-    entries, warnings = _keydir_entries(files)
+    entries, warnings = keydir_entries(files)
     return rules, entries, warnings
 
 
@@ -411,7 +407,7 @@ def add_key(settings: Settings, user: str, key_text: str, author: str) -> tuple[
     key = _parse_key_text(key_text)
 
     def change(files: dict[str, bytes]) -> tuple[dict[str, bytes | None], str]:
-        entries, _ = _keydir_entries(files)
+        entries, _ = keydir_entries(files)
         for e in entries:
             if e.key.blob == key.blob:
                 if e.user == owner:
@@ -442,7 +438,7 @@ def remove_key(
     removed: list[KeyEntry] = []
 
     def change(files: dict[str, bytes]) -> tuple[dict[str, bytes | None], str]:
-        entries, _ = _keydir_entries(files)
+        entries, _ = keydir_entries(files)
         if stem != owner:  # alice@laptop: that one file
             mine = [e for e in entries if e.path.rsplit("/", 1)[-1] == f"{stem}.pub"]
         else:
