@@ -265,12 +265,14 @@ def build(files: dict[str, bytes]) -> tuple[Any, list[KeyEntry], list[str]]:
     return rules, entries, warnings
 
 
-def validate_commit(repo_path: Path | str, sha: str) -> str | None:
+def validate_commit(repo_path: Path | str | Repo, sha: str) -> str | None:
     """The one-line reason the admin tree at SHA is unusable, or None if it is valid.
 
     receive-pack calls this for pushes to the admin repo's default branch and rejects the
-    ref with the returned message, so a broken conf never goes live."""
-    repo = Repo(str(repo_path))
+    ref with the returned message, so a broken conf never goes live. REPO_PATH may be an
+    open dulwich Repo (e.g. one that sees a push's quarantined objects)."""
+    own = not isinstance(repo_path, Repo)
+    repo = Repo(str(repo_path)) if own else repo_path
     try:
         try:
             obj = repo[sha.encode() if isinstance(sha, str) else sha]
@@ -282,7 +284,8 @@ def validate_commit(repo_path: Path | str, sha: str) -> str | None:
     except AdminError as exc:
         return str(exc)
     finally:
-        repo.close()
+        if own:
+            repo.close()
     return None
 
 

@@ -26,6 +26,8 @@ from gitserve.settings import Settings
 REPONAME_PATT = re.compile(r"^[0-9a-zA-Z][-0-9a-zA-Z._@/+]*$")
 USERNAME_PATT = re.compile(r"^[0-9a-zA-Z][-0-9a-zA-Z._@+]*$")
 MAX_NAME = 255
+# Roles a wild repo's owner may grant with `perms` (Gitolite's default %ROLES).
+ROLES = acl.patterns.ROLES
 ADMIN_REPO = "gitolite-admin"
 DEFAULT_DESCRIPTION = "Unnamed repository; edit this file 'description' to name the repository.\n"
 
