@@ -18,6 +18,7 @@ import paramiko
 
 from gitserve import admin, audit, repos
 from gitserve.git.pushhooks import PushContext, RefUpdate
+from gitserve.git.inspector import DulwichInspector
 from gitserve.git.receive import ReceivePack
 from gitserve.git.repo import SingleRepoBackend
 from gitserve.git.sideband import ChannelReader, SidebandProtocol
@@ -120,7 +121,7 @@ def check_access(conn: Conn, state: Any, name: str, aa: str) -> Any:
                          "(or you mis-spelled the reponame)")
         return None
     exists = repos.exists(settings, name)
-    if not exists and rules.check(name, user, "C", "any").allowed:
+    if not exists and rules.can_create(name, user):
         try:
             repos.create(settings, name, creator=user)
             audit.record(settings, user=user, ip=conn.ip, repo=name, op="C", result="created")
@@ -128,7 +129,7 @@ def check_access(conn: Conn, state: Any, name: str, aa: str) -> Any:
             pass  # a racing creator won; the rules below decide for this user
         exists = repos.exists(settings, name)
     wild = repos.wild_info(settings, name) if exists else None
-    decision = rules.check(name, user, aa, "any", wild=wild)
+    decision = rules.check(name, user, aa, "any", wild=wild, exists=exists)
     audit.record(settings, user=user, ip=conn.ip, repo=name, op=aa,
                  result="allowed" if decision.allowed else "denied",
                  reason=None if decision.allowed else decision.message)
@@ -170,9 +171,7 @@ def _wire_push(handler: ReceivePack, conn: Conn, state: Any, name: str, path: st
                wild: Any, proto: SidebandProtocol) -> None:
     settings, user, rules = conn.settings, conn.user, state.rules
     is_admin_repo = name == repos.ADMIN_REPO
-    from gitserve.acl import inspect as acl_inspect  # the acl package's dulwich inspector
-
-    inspector = acl_inspect.DulwichInspector(handler.repo)
+    inspector = DulwichInspector(handler.repo)
 
     def check_ref(update: RefUpdate) -> str | None:
         decision = rules.check_update(name, user, update.ref, update.old, update.new,
