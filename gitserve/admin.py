@@ -9,6 +9,7 @@ next call without a restart.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import re
@@ -220,6 +221,18 @@ def tree_files(repo: Repo, tree_id: bytes) -> dict[str, bytes]:
     return files
 
 
+@functools.lru_cache(maxsize=65536)
+def _parse_key_file(data: bytes) -> keys.PublicKey:
+    """Parsed keys are remembered by content: a new admin tip re-reads only changed keys."""
+    if len(data) > MAX_FILE:
+        raise keys.InvalidKey("file too large")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise keys.InvalidKey("not a text file") from None
+    return keys.parse_file_text(text)
+
+
 def keydir_entries(files: dict[str, bytes]) -> tuple[list[KeyEntry], list[str]]:
     entries: list[KeyEntry] = []
     warnings: list[str] = []
@@ -229,13 +242,7 @@ def keydir_entries(files: dict[str, bytes]) -> tuple[list[KeyEntry], list[str]]:
             continue
         try:
             user = keys.check_keyfile_path(p[len(KEYDIR) + 1 :])
-            if len(files[p]) > MAX_FILE:
-                raise keys.InvalidKey("file too large")
-            try:
-                text = files[p].decode("utf-8")
-            except UnicodeDecodeError:
-                raise keys.InvalidKey("not a text file") from None
-            key = keys.parse_file_text(text)
+            key = _parse_key_file(files[p])
         except keys.InvalidKey as exc:
             msg = str(exc)
             raise AdminError(msg if msg.startswith(p) or msg.startswith("keydir/") else f"{p}: {msg}")
