@@ -55,6 +55,8 @@ class Compiled:
     warnings: list[str] = field(default_factory=list)
     # file label -> its raw lines, for `access -s` style traces
     texts: dict[str, list[str]] = field(default_factory=dict)
+    # what labels start with ("conf/"); Gitolite names files relative to conf/
+    label_prefix: str = ""
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -403,6 +405,7 @@ def label_prefix(conf_dir: Path) -> str:
 def compile_source(source: ConfSource, main: str = "gitolite.conf",
                    prefix: str = "conf/") -> Compiled:
     parser = _Parser(source, prefix)
+    parser.out.label_prefix = prefix
     lines: list[Line] = []
     parser.explode(main, "master", lines)
     parser.parse(parser.sugar(lines))
