@@ -190,13 +190,7 @@ class _Parser:
                     line = f"config gitweb.{_GITWEB_KEYS[m.group(1)]} = {m.group(2)}"
             if " NAME/" in line and _NAME_VREF_RE.match(line):
                 line = line.replace(" NAME/", " VREF/NAME/")
-            m = _rule_match(line)
-            if m:
-                words = m.group(3).split(" ")
-                if any(w == "CREATOR" or w in P.ROLES for w in words):
-                    u = "".join(" @" + w if (w == "CREATOR" or w in P.ROLES) else " " + w
-                                for w in words)
-                    line = cleanup_conf_line(f"{m.group(1)} {m.group(2) or ''} = {u}")
+            line = _role_names(line)
             if line.startswith("="):
                 if not skipping and _BEGIN_RE.match(line):
                     skipping = True
@@ -327,6 +321,8 @@ class _Parser:
             self.repolist.append(name)
 
     def parse_refs(self, text: str) -> list[str]:
+        if "@" not in text:
+            return _plain_refs(text)
         refs = self.expand_list(text.split()) if text else []
         if not refs:
             refs = ["refs/.*"]
@@ -376,6 +372,25 @@ class _Parser:
         self.out.origin[self.nextseq] = self.where()
         for repo in self.repolist:
             self.out.configs.setdefault(repo, []).append((self.nextseq, key, value))
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def _plain_refs(text: str) -> list[str]:
+    refs = text.split() or ["refs/.*"]
+    return [r if _REFS_PREFIX_RE.match(r) else "refs/heads/" + r for r in refs]
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _role_names(line: str) -> str:
+    """role_names sugar: CREATOR and role words in a rule's user list become groups."""
+    m = _rule_match(line)
+    if not m:
+        return line
+    words = m.group(3).split(" ")
+    if not any(w == "CREATOR" or w in P.ROLES for w in words):
+        return line
+    u = "".join(" @" + w if (w == "CREATOR" or w in P.ROLES) else " " + w for w in words)
+    return cleanup_conf_line(f"{m.group(1)} {m.group(2) or ''} = {u}")
 
 
 def _perl_full_match(pattern: str, text: str) -> bool:
