@@ -136,6 +136,10 @@ class _Parser:
         if not m:
             raise self.die(f"invalid include/subconf file/glob '{include_glob}'", file, lnum)
         for name in perl_glob(self.source, m.group(1)):
+            if not self.source.allows(name):
+                # Gitolite would read any file on the server; a pushed conf must not
+                raise self.die(f"include outside the conf directory refused: '{name}'", file,
+                               lnum)
             if not self.source.is_file(name):
                 self.warn(f"included file not found: '{name}'", file, lnum)
                 continue
