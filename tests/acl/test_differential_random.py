@@ -12,7 +12,7 @@ from . import confgen
 from .oracle import plant_wild
 from .ours import ask, normalize_fatal, state_for
 
-SEEDS = range(20)
+SEEDS = range(16)
 
 
 def _compare(gitolite, files: dict[str, str], queries, gl_user: str = "",
@@ -33,7 +33,7 @@ def test_random_conf(gitolite, seed):
     _compare(gitolite, {"gitolite.conf": confgen.conf(seed)}, confgen.queries(seed, 400))
 
 
-@pytest.mark.parametrize("seed", range(100, 110))
+@pytest.mark.parametrize("seed", range(100, 108))
 def test_random_conf_with_wild_repos(gitolite, seed):
     """Existing wild repos (creator, READERS/WRITERS incl. groups and @all) and a GL_USER."""
     rnd = random.Random(seed)
