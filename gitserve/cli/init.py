@@ -36,6 +36,11 @@ def default_conf(admin_user: str) -> str:
     )
 
 
+def _compiled_by_gitolite(name: str) -> bool:
+    """Files a Gitolite server writes into ~/.gitolite/conf when it compiles (not sources)."""
+    return name.endswith("-compiled.pm") or name == "rule_info"
+
+
 def _read_checkout(path: Path) -> dict[str, bytes]:
     """conf/ and keydir/ files of a gitolite-admin checkout (or bare repo, at HEAD)."""
     if (path / "conf" / "gitolite.conf").is_file() or (path / "conf").is_dir():
@@ -51,6 +56,8 @@ def _read_checkout(path: Path) -> dict[str, bytes]:
                         rel = os.path.relpath(os.path.join(dirpath, d), path)
                         raise admin.AdminError(f"{rel}: symlinks are not imported")
                 for name in sorted(filenames):
+                    if top == admin.CONF_DIR and _compiled_by_gitolite(name):
+                        continue
                     full = os.path.join(dirpath, name)
                     rel = os.path.relpath(full, path).replace(os.sep, "/")
                     if os.path.islink(full):

@@ -222,6 +222,15 @@ def test_from_gitolite_imports_unchanged(tmp_path, gitolite_admin):
             home=tmp_path / "h2")
     assert p.returncode == 0, p.stderr
     assert admin.current(Settings(home=tmp_path / "h2")).users == ["alice", "bob"]
+    # and so does the server's own ~/.gitolite, minus what gitolite compiled there
+    assert (work.parent / "glhome/.gitolite/conf/gitolite.conf-compiled.pm").exists()
+    p = run("init", "--from-gitolite", str(work.parent / "glhome/.gitolite"), home=tmp_path / "h3")
+    assert p.returncode == 0, p.stderr
+    files = subprocess.run([git, "--git-dir", str(tmp_path / "h3/repositories/gitolite-admin.git"),
+                            "ls-tree", "-r", "--name-only", "HEAD"], capture_output=True, text=True,
+                           check=True, timeout=30).stdout.split()
+    assert files == ["conf/gitolite.conf", "conf/groups.conf", "keydir/alice.pub",
+                     "keydir/people/bob@home.pub"]
 
 
 def test_from_gitolite_refuses_bad_conf(tmp_path, gitolite_admin):
