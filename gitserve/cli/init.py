@@ -169,9 +169,13 @@ def init_home(
             f.write(os.urandom(32))
         admin.create_admin_repo(s, files, author or cli_author(), message)
         created = admin.compile(s)
-        if home.exists():
-            home.rmdir()  # empty (checked above); rename needs it gone
-        os.rename(tmp, home)
+        try:
+            if home.exists():
+                home.rmdir()  # empty (checked above); rename needs it gone
+            os.rename(tmp, home)
+        except OSError:
+            raise admin.AdminError(
+                f"{home} was created by someone else meanwhile; refusing to overwrite it") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
