@@ -281,3 +281,18 @@ def test_remove_nested_key_leaves_a_clean_tree(home, tmp_path):
     listing = git("--git-dir", str(home.admin_repo), "ls-tree", "-r", "-t", "--name-only", sha).stdout.split()
     assert listing == ["conf", "conf/gitolite.conf", "keydir", "keydir/alice.pub"]
     git("--git-dir", str(home.admin_repo), "fsck", "--strict")
+
+
+@pytest.mark.parametrize(
+    "extra,needle",
+    [
+        ('include "missing.conf"\n', "conf/gitolite.conf:6: included file not found: 'missing.conf'"),
+        ("repo foo\n    RW+ alice\n", "conf/gitolite.conf:7: syntax error: 'RW+ alice'"),
+    ],
+)
+def test_confs_gitolite_would_half_apply_are_refused(home, extra, needle):
+    before = tip(home)
+    with pytest.raises(admin.AdminError) as exc:
+        admin.set_conf(home, GOOD_CONF + extra, "ada")
+    assert str(exc.value) == needle
+    assert tip(home) == before
