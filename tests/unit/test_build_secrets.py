@@ -68,3 +68,12 @@ def test_set_secret_cli(tmp_path):
         assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1, res.stderr
         assert msg in res.stderr
     assert list(json.loads((home / "secrets" / "web" / "site.json").read_text())) == ["DEPLOY_TOKEN"]
+
+
+def test_raw_32_byte_key_file_as_init_writes_it(tmp_path):
+    import os
+
+    key = tmp_path / "secrets.key"
+    key.write_bytes(os.urandom(32))
+    secrets.set_secret(tmp_path / "s", key, "r", "A", "value")
+    assert secrets.decrypt(secrets.load_tokens(tmp_path / "s", "r"), key) == {"A": "value"}
