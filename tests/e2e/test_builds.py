@@ -130,7 +130,7 @@ def test_gate_rejects_and_leaves_refs(srv):
     code, lines = timed_push(srv, "alice", work, "origin", "HEAD:main")
     assert code != 0
     rejected = [line for _, line in lines if "[remote rejected]" in line]
-    assert len(rejected) == 1 and re.search(r"main -> main \(build \d+ failed\)$", rejected[0]), lines
+    assert len(rejected) == 1 and re.search(r"-> main \(build \d+ failed\)$", rejected[0]), lines
     assert "bad" in remote(lines)
     assert srv.git("alice", "ls-remote", srv.url("gated")).stdout == before
     assert subprocess.run(["git", "for-each-ref"], cwd=srv.repo_path("gated"),

@@ -35,8 +35,10 @@ repo gate
 def remote_setup(tmp_path):
     redis_dir = tmp_path / "redis"
     rs = EmbeddedRedis(redis_dir / "r.sock", redis_dir / "data").start()
+    # the URL in gitserve.toml serves the CLI (`gitserve builds ...`); the flag is what serve obeys
     server = make_server(tmp_path / "srv", conf=CONF, users=("alice",),
-                         serve_args=("--redis-url", rs.url))
+                         settings={"redis": {"url": rs.url}}, serve_args=("--redis-url", rs.url))
+    assert not (server.home / "run" / "redis.sock").exists()  # no embedded Redis
     host = tmp_path / "buildhost"  # another directory, its own copies of the keys, no HOME
     host.mkdir()
     shutil.copy(server.home / "worker_key", host / "worker_key")
@@ -84,7 +86,7 @@ def test_worker_killed_during_build(remote_setup):
     time.sleep(0.2)
     # wait until the build is running, then kill the whole worker (parent and work-horse)
     wait_for(lambda: "running" in server.admin_cli("builds", "list").stdout, timeout=30, interval=0.3)
-    os.killpg(worker.pid, signal.SIGKILL)
+    kill_tree(worker.pid)  # the host dies: worker, its work-horse (own session) and the script
     t.join(60)
     assert not t.is_alive()
     code, lines = result["out"]
@@ -92,6 +94,28 @@ def test_worker_killed_during_build(remote_setup):
     assert code == 0 and "started" in msgs and "gitserve: worker lost" in msgs, lines
     assert " failed in " in msgs[-1] and "never" not in msgs
     del log
+
+
+def kill_tree(pid: int) -> None:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            ppid = int(stat[stat.rfind(")") + 2:].split()[1])
+            children.setdefault(ppid, []).append(int(entry))
+    todo, tree = [pid], []
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo += children.get(p, [])
+    for p in tree:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def test_redis_stopped_during_push_and_down_at_push(remote_setup):
