@@ -106,9 +106,9 @@ def run_deploy(payload: dict[str, Any], deploy_fn: Callable[..., Any] | None = N
         output.mkdir()
         unpack(data, output)
         src = work / "src"
-        objects = workspace.source_objects(payload["repo"], payload["new"], payload["fetch_ref"],
+        objects = workspace.source_objects(payload["repo"], payload.get("commit") or payload["new"], payload["fetch_ref"],
                                            payload.get("local_path", ""), payload.get("clone_url", ""))
-        workspace.checkout(objects, payload["new"], src)
+        workspace.checkout(objects, payload.get("commit") or payload["new"], src)
         settings = settings_mod.load()
         meta = {"build_id": build_id, "repo": payload["repo"], "ref": payload["ref"],
                 "commit": payload["new"], "pusher": payload["pusher"],

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from dulwich.objects import Blob, Commit
+from dulwich.objects import Blob, Commit, Tag
 from dulwich.repo import Repo
 
 from . import records, rqconn
@@ -81,15 +81,32 @@ def ref_matches(ref: str, refexes: list[str]) -> bool:
     return False
 
 
+def peel(repo_path: Path, sha: str) -> str | None:
+    """The commit SHA names (through annotated tags), or None if it is no commit."""
+    repo = Repo(str(repo_path))
+    try:
+        obj = repo[sha.encode()]
+        for _ in range(20):
+            if not isinstance(obj, Tag):
+                break
+            obj = repo[obj.object[1]]
+        return obj.id.decode() if isinstance(obj, Commit) else None
+    except (KeyError, ValueError):
+        return None
+    finally:
+        repo.close()
+
+
 def commit_has_file(repo_path: Path, sha: str, path: str) -> bool:
-    """Does commit SHA hold a file (not a directory) at PATH?"""
+    """Does the commit SHA names (a commit or an annotated tag) hold a file at PATH?"""
     if not path or ".." in path.split("/"):
+        return False
+    commit_sha = peel(repo_path, sha)
+    if commit_sha is None:
         return False
     repo = Repo(str(repo_path))
     try:
-        commit = repo[sha.encode()]
-        if not isinstance(commit, Commit):
-            return False
+        commit = repo[commit_sha.encode()]
         tree = repo[commit.tree]
         _mode, obj_id = tree.lookup_path(repo.object_store.__getitem__, path.encode())
         return isinstance(repo[obj_id], Blob)
@@ -175,6 +192,7 @@ def enqueue(
         dropped = records.create(r, build, settings.builds.history)
         payload = {
             "build_id": build_id, "repo": repo_name, "ref": ref, "old": old, "new": new,
+            "commit": peel(repo_path, new) or new,
             "pusher": pusher, "mode": mode, "script": opts.script, "timeout": opts.timeout,
             "fetch_ref": hidden_ref(build_id), "local_path": str(repo_path),
             "clone_url": clone_url(settings, repo_name),

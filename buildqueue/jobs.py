@@ -129,9 +129,9 @@ def run_build(payload: dict[str, Any]) -> dict[str, str]:
         log.mask = Masker(list(secret_values.values()))
         ws = work / "src"
         try:
-            objects = workspace.source_objects(payload["repo"], payload["new"], payload["fetch_ref"],
+            objects = workspace.source_objects(payload["repo"], payload.get("commit") or payload["new"], payload["fetch_ref"],
                                                payload.get("local_path", ""), payload.get("clone_url", ""))
-            workspace.checkout(objects, payload["new"], ws)
+            workspace.checkout(objects, payload.get("commit") or payload["new"], ws)
         except workspace.WorkspaceError as exc:
             return _end(r, build_id, "failed", f"checkout failed: {exc}", log_ttl)
         script = ws / payload["script"]
