@@ -101,7 +101,10 @@ def _check_key(key_type: str, blob: bytes) -> int:
     numbers) and return its size in bits. paramiko would pad short data with zeros."""
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-    parts = _ssh_strings(blob)
+    try:
+        parts = _ssh_strings(blob)
+    except InvalidKey:
+        raise InvalidKey(f"malformed {key_type} key (truncated)") from None
     try:
         if key_type == "ssh-ed25519":
             if len(parts) != 2 or len(parts[1]) != 32:

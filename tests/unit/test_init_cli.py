@@ -231,3 +231,17 @@ def test_from_gitolite_refuses_bad_conf(tmp_path, gitolite_admin):
     p = run("init", "--from-gitolite", str(work), home=tmp_path / "h")
     one_line_error(p, "conf/gitolite.conf:3:")
     assert not (tmp_path / "h").exists()
+
+
+def test_admin_check_validates_keydir(home, tmp_path, gitolite_admin):
+    p = run_inproc("admin", "check", home=home)
+    assert p.returncode == 0, p.stderr
+    assert "1 keys of 1 users" in p.stdout
+    work = tmp_path / "gl"
+    shutil.copytree(gitolite_admin, work, symlinks=True)
+    conf = str(work / "conf" / "gitolite.conf")
+    p = run_inproc("admin", "check", "--conf", conf, home=tmp_path / "none")
+    assert p.returncode == 0 and "2 keys of 2 users" in p.stdout, p.stderr
+    (work / "keydir" / "eve.pub").write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBAD\n")
+    p = run_inproc("admin", "check", "--conf", conf, home=tmp_path / "none")
+    one_line_error(p, "keydir/eve.pub: malformed ssh-ed25519 key")
