@@ -118,19 +118,23 @@ class _Config:
             except DeployError:
                 self._restore(path, old)
                 raise
+        embedded = nginx.is_embedded(self.settings)
+
+        def refused() -> str | None:
+            return nginx.error_log_tail(self.settings, mark) if embedded else None
+
         try:
             check_preview(self.opts.preview, self.opts.check, token if token in text else None,
-                          RELOAD_TIMEOUT)
+                          RELOAD_TIMEOUT, give_up=refused)
         except TimeoutError as exc:
-            why = nginx.error_log_tail(self.settings, mark) if mark or nginx.is_embedded(self.settings) else ""
+            why = refused()
             with nginx.lock(self.settings):
                 self._restore(path, old)
                 try:
                     nginx.reload(self.settings)
                 except nginx.NginxError:
                     pass
-            raise DeployError("reload", f"nginx did not serve the new config within "
-                              f"{RELOAD_TIMEOUT:.0f}s ({why or exc})") from exc
+            raise DeployError("reload", f"nginx did not load the new config: {why or exc}") from exc
         self.say(f"reload: ok ({how})")
 
     @staticmethod

@@ -14,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import os
 import pwd
+import re
 import shlex
 import shutil
 import signal
@@ -27,6 +28,8 @@ from typing import Any, Iterator
 from .render import render_builtin
 
 COMMAND_TIMEOUT = 30.0
+# "2026/11/26 14:47:45 [emerg] 25114#25114: bind() to ... failed" -> level, message
+_LOG_LINE = re.compile(r"^\S+ \S+ \[(\w+)\] \d+#\d+: (?:\*\d+ )?(.*)$")
 _MIME_CANDIDATES = ("/etc/nginx/mime.types", "/usr/local/etc/nginx/mime.types",
                     "/usr/local/nginx/conf/mime.types", "/opt/homebrew/etc/nginx/mime.types")
 
@@ -211,7 +214,11 @@ def error_log_tail(settings: Any, since: int = 0, lines: int = 3) -> str:
             text = fh.read().decode(errors="replace")
     except OSError:
         return ""
-    found = [ln for ln in text.splitlines() if "[emerg]" in ln or "[alert]" in ln or "[crit]" in ln]
+    found: list[str] = []
+    for ln in text.splitlines():
+        m = _LOG_LINE.match(ln)
+        if m and m.group(1) in ("emerg", "alert", "crit") and m.group(2) not in found:
+            found.append(m.group(2))
     return "; ".join(found[-lines:])
 
 
