@@ -296,3 +296,41 @@ def _alive(pid: int) -> bool:
         return stat.rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return True
+
+
+class NginxService:
+    """The embedded nginx as a `gitserve serve` service (see gitserve.cli.serve).
+
+    Started only when some site has a config (a server with no site runs no nginx; the
+    first deploy starts it); a missing nginx or a site whose port is taken costs the
+    sites, never the git server, so start() warns instead of raising. stop() stops the
+    embedded nginx whoever started it (a deploy worker may have)."""
+
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+
+    def start(self) -> None:
+        import sys
+
+        confs = list(sites_conf_dir(self.settings).glob("*.conf")) if sites_conf_dir(self.settings).is_dir() else []
+        if not confs:
+            return
+        try:
+            handle = start_embedded(self.settings)
+            print(f"gitserve: embedded nginx serving {len(confs)} site(s) (pid {handle.pid})", flush=True)
+        except NginxError as exc:
+            print(f"gitserve: embedded nginx not started: {exc}", file=sys.stderr, flush=True)
+
+    def stop(self) -> None:
+        stop_embedded(self.settings)
+
+
+def services(settings: Any) -> list[Any]:
+    """What `gitserve serve` runs for deploys: the embedded nginx, or nothing for a system one."""
+    import sys
+
+    try:
+        return [NginxService(settings)] if is_embedded(settings) else []
+    except NginxError as exc:
+        print(f"gitserve: deploys disabled: {exc}", file=sys.stderr, flush=True)
+        return []
