@@ -107,6 +107,12 @@ class _Config:
         with nginx.lock(self.settings):
             path.parent.mkdir(parents=True, exist_ok=True)
             old = path.read_text() if path.exists() else None
+            if nginx.is_embedded(self.settings):
+                wanted = [(self.opts.listen.host, self.opts.listen.port),
+                          (self.opts.preview.host, self.opts.preview.port)]
+                taken = nginx.ports_taken(wanted, old)
+                if taken:
+                    raise DeployError("nginx config", f"port {taken[0]} is in use by another program")
             tmp = path.with_name(f".{path.name}.tmp")
             tmp.write_text(text)
             tmp.replace(path)
@@ -120,14 +126,16 @@ class _Config:
                 raise
         embedded = nginx.is_embedded(self.settings)
 
+        about = (str(path), *(f":{port} " for port in nginx.listen_ports(text)))
+
         def refused() -> str | None:
-            return nginx.error_log_tail(self.settings, mark) if embedded else None
+            return nginx.error_log_tail(self.settings, mark, about=about) if embedded else None
 
         try:
             check_preview(self.opts.preview, self.opts.check, token if token in text else None,
                           RELOAD_TIMEOUT, give_up=refused)
         except TimeoutError as exc:
-            why = refused()
+            why = nginx.error_log_tail(self.settings, mark) if embedded else None
             with nginx.lock(self.settings):
                 self._restore(path, old)
                 try:

@@ -174,6 +174,33 @@ def running_pid(settings: Any) -> int | None:
 
 
 # --- test / reload ---------------------------------------------------------------
+_LISTEN = re.compile(r"(?:^|[\s;{])listen\s+(?:\S*:)?(\d+)\b")
+
+
+def listen_ports(conf: str) -> set[int]:
+    return {int(p) for p in _LISTEN.findall(conf)}
+
+
+def ports_taken(listens: list[tuple[str, int]], current_conf: str | None) -> list[int]:
+    """Ports among LISTENS that another program holds, so the reload would fail. Ports in
+    CURRENT_CONF are nginx's own already (reloads inherit them) and are not probed. Only
+    meaningful for the embedded nginx: a system nginx shares ports across its sites."""
+    import socket
+
+    own = listen_ports(current_conf or "")
+    taken = []
+    for host, port in listens:
+        if port in own:
+            continue
+        family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as nginx binds
+            try:
+                sock.bind((host.strip("[]") if host not in ("", "*") else "", port))
+            except OSError:
+                taken.append(port)
+    return taken
+
 def test(settings: Any) -> None:
     """`nginx -t` on the whole config that the next reload will load."""
     if is_embedded(settings):
@@ -206,8 +233,11 @@ def reload(settings: Any) -> str:
     return f"reloaded embedded nginx (pid {pid})"
 
 
-def error_log_tail(settings: Any, since: int = 0, lines: int = 3) -> str:
-    """The last error lines nginx logged after byte offset SINCE (why a reload did not apply)."""
+def error_log_tail(settings: Any, since: int = 0, lines: int = 3,
+                   about: tuple[str, ...] = ()) -> str:
+    """The last error lines nginx logged after byte offset SINCE (why a reload did not apply),
+    only those naming one of ABOUT if given: a refused reload of another site, or the bind
+    retries nginx keeps logging after one, must not fail this one."""
     try:
         with open(error_log(settings), "rb") as fh:
             fh.seek(since)
@@ -217,7 +247,8 @@ def error_log_tail(settings: Any, since: int = 0, lines: int = 3) -> str:
     found: list[str] = []
     for ln in text.splitlines():
         m = _LOG_LINE.match(ln)
-        if m and m.group(1) in ("emerg", "alert", "crit") and m.group(2) not in found:
+        if (m and m.group(1) in ("emerg", "alert", "crit") and m.group(2) not in found
+                and (not about or any(word in m.group(2) for word in about))):
             found.append(m.group(2))
     return "; ".join(found[-lines:])
 

@@ -326,7 +326,7 @@ def test_bad_input_changes_nothing(settings, ports, tmp_path) -> None:
     assert get(ports["deploy.port"]) == (200, page("v1").encode())
 
 
-def test_port_taken_by_another_program_fails_at_reload(settings, ports, tmp_path) -> None:
+def test_port_taken_by_another_program_fails_before_reload(settings, ports, tmp_path) -> None:
     import socket
 
     deploy(settings, ports, make_output(tmp_path, "v1"), "1")
@@ -337,7 +337,7 @@ def test_port_taken_by_another_program_fails_at_reload(settings, ports, tmp_path
         taken = {**ports, "deploy.preview-port": f"127.0.0.1:{blocker.getsockname()[1]}"}
         with pytest.raises(DeployError) as err:
             deploy(settings, taken, make_output(tmp_path, "v2"), "2")
-        assert err.value.step == "reload" and "Address already in use" in str(err.value)
+        assert err.value.step == "nginx config" and "in use by another program" in str(err.value)
     finally:
         blocker.close()
     assert get(ports["deploy.port"]) == (200, page("v1").encode())
@@ -388,3 +388,29 @@ def test_system_mode_uses_conf_dir_and_commands(tmp_path, ports) -> None:
         assert not (home / "nginx").exists()
     finally:
         subprocess.run(base.split() + ["-s", "quit"], timeout=10)
+
+
+def test_reload_refused_by_nginx_names_step_and_keeps_live(settings, ports, tmp_path) -> None:
+    """nginx -t passes but the reload fails (a port only the reload binds): nginx keeps the
+    old config, the deploy says why at once, and the next deploy goes through."""
+    import socket
+
+    deploy(settings, ports, make_output(tmp_path, "v1"), "1")
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen()
+    override = Site(settings.sites_dir, "www").template_override
+    builtin = (Path(bluegreen.__file__).parent / "templates" / "site.conf.j2").read_text()
+    override.write_text(builtin + f"server {{ listen 127.0.0.1:{blocker.getsockname()[1]}; }}\n")
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(DeployError) as err:
+            deploy(settings, ports, make_output(tmp_path, "v2"), "2")
+        assert time.monotonic() - t0 < 5
+        assert err.value.step == "reload" and "Address already in use" in str(err.value)
+    finally:
+        blocker.close()
+        override.unlink()
+    assert get(ports["deploy.port"]) == (200, page("v1").encode())
+    result, _ = deploy(settings, ports, make_output(tmp_path, "v3"), "3")
+    assert result.side == "green" and get(ports["deploy.port"]) == (200, page("v3").encode())
