@@ -10,10 +10,9 @@ next call without a restart.
 from __future__ import annotations
 
 import os
+import random
 import re
-import shutil
 import stat
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Any, Callable
 
 from dulwich.objects import Blob, Commit, Tree
 from dulwich.object_store import commit_tree_changes
+from dulwich.file import FileLocked
 from dulwich.repo import Repo
 
 from gitserve import keys, repos
@@ -33,7 +33,10 @@ MAIN_CONF = "conf/gitolite.conf"
 BUILDER = ":builder"  # internal identity of HOME/worker_key (no keydir name can produce it)
 MAX_FILE = 4 * 1024 * 1024  # a conf or key file bigger than this is a mistake
 FILE_MODE = 0o100644
-CAS_RETRIES = 8
+# Gitolite only warns about these and carries on without the line; a conf that does not
+# parse is refused here instead (SPEC §2), so nobody loses access to a typo.
+FATAL_WARNINGS = ("syntax error, ignoring", "included file not found")
+CAS_RETRIES = 100  # with a random 5-50ms pause: gives up after seconds of contention
 
 
 class AdminError(ValueError):
@@ -145,7 +148,7 @@ def current(settings: Settings) -> AdminState:
             raise AdminError(f"admin repository {repo_path} has no commit on {branch}")
         repo = Repo(str(repo_path))
         try:
-            files = _tree_files(repo, repo[sha.encode()].tree)
+            files = tree_files(repo, repo[sha.encode()].tree)
         finally:
             repo.close()
         rules, entries, warnings = build(files)
@@ -171,7 +174,7 @@ def _builder_blob(settings: Settings) -> bytes | None:
 # --- turning conf/ and keydir/ into rules and keys -----------------------------------
 
 
-def _tree_files(repo: Repo, tree_id: bytes) -> dict[str, bytes]:
+def tree_files(repo: Repo, tree_id: bytes) -> dict[str, bytes]:
     """Every blob under conf/ and keydir/ of TREE_ID as {path: content}; refuses symlinks
     and submodules there (a symlinked include could read any file on the server)."""
     tree = repo[tree_id]
@@ -193,7 +196,7 @@ def _tree_files(repo: Repo, tree_id: bytes) -> dict[str, bytes]:
     return files
 
 
-def _keydir_entries(files: dict[str, bytes]) -> tuple[list[KeyEntry], list[str]]:
+def keydir_entries(files: dict[str, bytes]) -> tuple[list[KeyEntry], list[str]]:
     entries: list[KeyEntry] = []
     warnings: list[str] = []
     owner_of: dict[bytes, KeyEntry] = {}
@@ -234,25 +237,20 @@ def _load_rules(files: dict[str, bytes]) -> Any:
 
     if MAIN_CONF not in files:
         raise AdminError(f"{MAIN_CONF}: missing")
-    tmp = tempfile.mkdtemp(prefix="gitserve-conf-")
-    try:
-        for p, data in files.items():
-            if not p.startswith(CONF_DIR + "/"):
-                continue
+    conf: dict[str, str] = {}
+    for p, data in files.items():
+        if p.startswith(CONF_DIR + "/"):
             if len(data) > MAX_FILE:
                 raise AdminError(f"{p}: file too large")
-            target = os.path.join(tmp, p)
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            with open(target, "wb") as f:
-                f.write(data)
-        try:
-            return acl.load(Path(tmp) / MAIN_CONF)
-        except acl.ConfError as exc:
-            raise AdminError(_one_line(str(exc).replace(tmp + os.sep, ""))) from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise AdminError(_one_line(f"{MAIN_CONF}: {exc}".replace(tmp + os.sep, ""))) from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            conf[p[len(CONF_DIR) + 1 :]] = data.decode("utf-8", errors="surrogateescape")
+    try:
+        rules = acl.load_files(conf)
+    except acl.ConfError as exc:
+        raise AdminError(_one_line(str(exc))) from None
+    for w in rules.warnings:
+        if any(marker in w for marker in FATAL_WARNINGS):
+            raise AdminError(_one_line(w.replace(", ignoring:", ":")))
+    return rules
 
 
 def _one_line(msg: str) -> str:
@@ -263,16 +261,18 @@ def build(files: dict[str, bytes]) -> tuple[Any, list[KeyEntry], list[str]]:
     """(rules, key entries, warnings) for an admin tree given as {path: content};
     raises AdminError with the first problem (file:line for conf, keydir/x.pub: reason)."""
     rules = _load_rules(files)
-    entries, warnings = _keydir_entries(files)
+    entries, warnings = keydir_entries(files)
     return rules, entries, warnings
 
 
-def validate_commit(repo_path: Path | str, sha: str) -> str | None:
+def validate_commit(repo_path: Path | str | Repo, sha: str) -> str | None:
     """The one-line reason the admin tree at SHA is unusable, or None if it is valid.
 
     receive-pack calls this for pushes to the admin repo's default branch and rejects the
-    ref with the returned message, so a broken conf never goes live."""
-    repo = Repo(str(repo_path))
+    ref with the returned message, so a broken conf never goes live. REPO_PATH may be an
+    open dulwich Repo (e.g. one that sees a push's quarantined objects)."""
+    own = not isinstance(repo_path, Repo)
+    repo = Repo(str(repo_path)) if own else repo_path
     try:
         try:
             obj = repo[sha.encode() if isinstance(sha, str) else sha]
@@ -280,11 +280,12 @@ def validate_commit(repo_path: Path | str, sha: str) -> str | None:
             return f"commit {sha} not found"
         if not isinstance(obj, Commit):
             return f"{sha} is not a commit"
-        build(_tree_files(repo, obj.tree))
+        build(tree_files(repo, obj.tree))
     except AdminError as exc:
         return str(exc)
     finally:
-        repo.close()
+        if own:
+            repo.close()
     return None
 
 
@@ -304,6 +305,10 @@ def compile(settings: Settings) -> list[str]:
 
 
 # --- changing the admin repo -------------------------------------------------------
+
+
+def _who(author: str) -> str:
+    return author.split(" <", 1)[0]
 
 
 def _identity(author: str) -> bytes:
@@ -332,7 +337,7 @@ def _commit(
         repo = Repo(str(repo_path))
         try:
             old_commit = repo[tip.encode()]
-            files = _tree_files(repo, old_commit.tree)
+            files = tree_files(repo, old_commit.tree)
             updates, message = change(dict(files))
             new_files = dict(files)
             for p, data in updates.items():
@@ -352,15 +357,18 @@ def _commit(
             tree_id = commit_tree_changes(repo.object_store, old_commit.tree, changes)
             commit = _make_commit(tree_id, [old_commit.id], message, author)
             repo.object_store.add_object(commit)
-            ok = repo.refs.set_if_equals(
-                branch.encode(), tip.encode(), commit.id,
-                message=f"gitserve admin: {message.splitlines()[0]}".encode(),
-            )
+            try:
+                ok = repo.refs.set_if_equals(
+                    branch.encode(), tip.encode(), commit.id,
+                    message=f"gitserve admin: {message.splitlines()[0]}".encode(),
+                )
+            except FileLocked:  # a push or another admin command holds the ref lock
+                ok = False
         finally:
             repo.close()
         if ok:
             return commit.id.decode()
-        time.sleep(0.01)
+        time.sleep(random.uniform(0.005, 0.05))
     raise AdminError("the admin repo kept changing; try again")
 
 
@@ -402,7 +410,7 @@ def add_key(settings: Settings, user: str, key_text: str, author: str) -> tuple[
     key = _parse_key_text(key_text)
 
     def change(files: dict[str, bytes]) -> tuple[dict[str, bytes | None], str]:
-        entries, _ = _keydir_entries(files)
+        entries, _ = keydir_entries(files)
         for e in entries:
             if e.key.blob == key.blob:
                 if e.user == owner:
@@ -411,7 +419,7 @@ def add_key(settings: Settings, user: str, key_text: str, author: str) -> tuple[
         if path in files:
             raise AdminError(f"{path} already exists; use {owner}@LABEL to add another key for {owner}")
         msg = (f"add-key: {path} for {owner} ({key.label} {key.fingerprint})\n\n"
-               f"Added by {author} with `gitserve admin add-key`.")
+               f"Added by {_who(author)} with `gitserve admin add-key`.")
         return {path: (key.openssh() + "\n").encode()}, msg
 
     sha = _commit(settings, change, author)
@@ -433,7 +441,7 @@ def remove_key(
     removed: list[KeyEntry] = []
 
     def change(files: dict[str, bytes]) -> tuple[dict[str, bytes | None], str]:
-        entries, _ = _keydir_entries(files)
+        entries, _ = keydir_entries(files)
         if stem != owner:  # alice@laptop: that one file
             mine = [e for e in entries if e.path.rsplit("/", 1)[-1] == f"{stem}.pub"]
         else:
@@ -459,7 +467,7 @@ def remove_key(
         removed[:] = mine
         lines = "\n".join(f"  {e.path} ({e.key.label} {e.fingerprint})" for e in mine)
         msg = (f"remove-key: {len(mine)} key{'s' if len(mine) != 1 else ''} of {owner}\n\n"
-               f"{lines}\n\nRemoved by {author} with `gitserve admin remove-key`.")
+               f"{lines}\n\nRemoved by {_who(author)} with `gitserve admin remove-key`.")
         upd: dict[str, bytes | None] = {e.path: None for e in mine}
         upd.update({p: None for p in extra})
         return upd, msg
@@ -482,7 +490,7 @@ def set_conf(settings: Settings, text: str, author: str) -> str | None:
             unchanged = True
             raise _Unchanged()
         msg = (f"set-conf: replace {MAIN_CONF}\n\n"
-               f"Set by {author} with `gitserve admin set-conf`.")
+               f"Set by {_who(author)} with `gitserve admin set-conf`.")
         return {MAIN_CONF: data}, msg
 
     try:

@@ -8,8 +8,11 @@ argument words, and returns an exit status. Messages follow Gitolite's wording.
 from __future__ import annotations
 
 import re
+import socket
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+import dulwich
 
 from gitserve import audit, repos
 
@@ -97,14 +100,21 @@ def cmd_info(ctx: CommandContext, args: list[str]) -> int:
     names = repos.list_names(ctx.settings)
     wilds = {n: repos.wild_info(ctx.settings, n) for n in names}
     body = ctx.rules.info(ctx.user, wilds)
-    ctx.out(body if body.endswith("\n") else body + "\n")
+    ctx.out(greeting(ctx) + body)
     return 0
+
+
+def greeting(ctx: CommandContext) -> str:
+    """Gitolite's first lines of `info`: who you are and what you are talking to."""
+    host = ctx.settings.server.public_host or socket.gethostname()
+    return (f"hello {ctx.user}, this is {ctx.settings.server.ssh_user}@{host} "
+            f"running {_server_id(ctx)}\n\n")
 
 
 # --- help ---------------------------------------------------------------------------
 
 def cmd_help(ctx: CommandContext, args: list[str]) -> int:
-    ctx.out(f"hello {ctx.user}, this is {_server_id(ctx)}\n\n")
+    ctx.out(greeting(ctx))
     ctx.out("list of remote commands available:\n\n")
     for name in names():
         ctx.out(f"\t{name}\n")
@@ -121,7 +131,7 @@ def _server_id(ctx: CommandContext) -> str:
         v = version("gitserve")
     except PackageNotFoundError:
         v = "dev"
-    return f"gitserve {v}"
+    return f"gitserve {v} on dulwich {'.'.join(map(str, dulwich.__version__))}"
 
 
 # --- perms --------------------------------------------------------------------------

@@ -259,6 +259,23 @@ def gitserve_factory(tmp_path: Path) -> Iterator[Any]:
         srv.stop()
 
 
+@pytest.fixture(scope="module")
+def gitserve_module_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Like gitserve_factory, but the servers live for the whole test module (a server
+    takes a few seconds to init and start: share one where tests use separate repos)."""
+    started: list[GitServer] = []
+    base = tmp_path_factory.mktemp("gitserve")
+
+    def factory(**options: Any) -> GitServer:
+        srv = make_server(base / f"srv{len(started)}", **options)
+        started.append(srv)
+        return srv
+
+    yield factory
+    for srv in started:
+        srv.stop()
+
+
 @pytest.fixture
 def gitserve_server(gitserve_factory: Any) -> GitServer:
     return gitserve_factory()

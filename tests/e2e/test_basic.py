@@ -9,7 +9,7 @@ import pytest
 CONF = """
 repo gitolite-admin
     RW+ = admin
-repo foo
+repo foo foo2
     RW+ = alice
     RW  = bob
     R   = carol
@@ -18,9 +18,9 @@ repo bar
 """
 
 
-@pytest.fixture
-def srv(gitserve_factory):
-    return gitserve_factory(users=("alice", "bob", "carol", "dave"), conf=CONF)
+@pytest.fixture(scope="module")
+def srv(gitserve_module_factory):
+    return gitserve_module_factory(users=("alice", "bob", "carol", "dave"), conf=CONF)
 
 
 def test_clone_push_fetch_ls_remote(srv, tmp_path):
@@ -50,22 +50,22 @@ def test_clone_push_fetch_ls_remote(srv, tmp_path):
 
 
 def test_tags_force_push_and_delete(srv):
-    work = srv.clone("alice", "foo")
+    work = srv.clone("alice", "foo2")
     base = srv.commit("alice", work, "a.txt")
     srv.git("alice", "push", "-q", "origin", "HEAD:main", cwd=work)
     srv.git("alice", "tag", "-a", "v1", "-m", "v1", cwd=work)
     srv.git("alice", "push", "-q", "origin", "v1", cwd=work)
-    assert "refs/tags/v1^{}" in srv.git("bob", "ls-remote", srv.url("foo")).stdout
+    assert "refs/tags/v1^{}" in srv.git("bob", "ls-remote", srv.url("foo2")).stdout
 
     # bob (RW, no +) may fast-forward but not rewind, delete, or move a tag
-    bwork = srv.clone("bob", "foo")
+    bwork = srv.clone("bob", "foo2")
     srv.commit("bob", bwork, "c.txt")
     srv.git("bob", "push", "-q", "origin", "HEAD:main", cwd=bwork)
     srv.git("bob", "reset", "-q", "--hard", base, cwd=bwork)
     srv.commit("bob", bwork, "d.txt")
     rewind = srv.git("bob", "push", "-f", "origin", "HEAD:main", cwd=bwork, check=False)
     assert rewind.returncode != 0
-    assert "remote: FATAL: + refs/heads/main foo bob DENIED by fallthru" in rewind.stderr
+    assert "remote: FATAL: + refs/heads/main foo2 bob DENIED by fallthru" in rewind.stderr
     assert "[remote rejected] HEAD -> main" in rewind.stderr
     delete = srv.git("bob", "push", "origin", ":main", cwd=bwork, check=False)
     assert delete.returncode != 0 and "DENIED" in delete.stderr
@@ -77,7 +77,7 @@ def test_tags_force_push_and_delete(srv):
     srv.git("alice", "push", "-q", "-f", "origin", "HEAD:main", cwd=work)
     srv.git("alice", "push", "-q", "origin", "HEAD:topic", cwd=work)
     srv.git("alice", "push", "-q", "origin", ":topic", cwd=work)
-    ls = srv.git("alice", "ls-remote", srv.url("foo")).stdout
+    ls = srv.git("alice", "ls-remote", srv.url("foo2")).stdout
     assert f"{forced}\trefs/heads/main" in ls and "topic" not in ls
 
 
