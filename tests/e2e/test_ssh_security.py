@@ -84,9 +84,11 @@ def test_rsa_and_ecdsa_keys_work(srv, key_type):
 
 
 def test_no_shell_pty_subsystem_or_forwarding(srv):
+    # no shell: a session without a command gets `info` (as Gitolite's forced command does)
     shell = srv.ssh("alice", extra=("-T",))
-    assert shell.returncode != 0
-    assert "shell request failed" in shell.stderr
+    assert shell.returncode == 0 and shell.stdout.startswith("hello alice,")
+    shell = srv.ssh("alice", input="echo pwned; id\n")
+    assert "pwned" not in shell.stdout and "uid=" not in shell.stdout
     pty = srv.ssh("alice", "info", extra=("-tt",))
     assert "PTY allocation request failed" in pty.stderr
     sub = srv.ssh("alice", "sftp", extra=("-s",))
