@@ -91,3 +91,48 @@ class EmbeddedRedis:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class LocalWorkersService:
+    """`gitserve serve`'s local build workers (queues `builds` and `deploy`)."""
+
+    def __init__(self, settings) -> None:
+        from .worker import LocalWorkers
+
+        self.workers = LocalWorkers(settings.home, settings.effective_redis_url, settings.builds.workers,
+                                    log_file=settings.logs_dir / "workers.log")
+        self.settings = settings
+
+    def start(self) -> None:
+        self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
+        self.workers.start()
+
+    def stop(self) -> None:
+        self.workers.stop()
+
+
+class EmbeddedRedisService:
+    def __init__(self, settings) -> None:
+        settings.logs_dir.mkdir(parents=True, exist_ok=True)
+        self.redis = EmbeddedRedis(settings.redis_socket, settings.home / "redis",
+                                   settings.logs_dir / "redis.log")
+
+    def start(self) -> None:
+        try:
+            self.redis.start()
+        except EmbeddedRedisError as exc:
+            raise RuntimeError(str(exc)) from None
+
+    def stop(self) -> None:
+        self.redis.stop()
+
+
+def services(settings) -> list:
+    """What `gitserve serve` starts for builds: without a Redis URL, the embedded Redis and
+    settings.builds.workers local workers; with one, nothing (workers run where you start them)."""
+    if settings.redis.url:
+        return []
+    found: list = [EmbeddedRedisService(settings)]
+    if settings.builds.workers > 0:
+        found.append(LocalWorkersService(settings))
+    return found

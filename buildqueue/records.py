@@ -224,9 +224,15 @@ def finish(r: redis.Redis, build_id: str, status: str, reason: str = "", *,
 
 
 def reap_if_lost(r: redis.Redis, build: Build, log_ttl: int = 0) -> bool:
-    """End a running build whose job stopped sending heartbeats (its worker died)."""
+    """End a running build whose worker died: its RQ job failed without ending the build
+    (the work-horse was killed), or it stopped sending heartbeats (the whole worker is gone)."""
     if build.status not in ACTIVE:
         return False
+    job_id = build.job_id if build.status == "running" else f"gitserve-deploy-{build.id}"
+    job_status = r.hget(f"rq:job:{job_id}", "status") if job_id else None
+    if job_status in (b"failed", b"stopped", b"canceled"):
+        return finish(r, build.id, "failed", LOST_REASON, log_ttl=log_ttl,
+                      last_line=f"gitserve: {LOST_REASON}", expect=build.status)
     if r.exists(keys.heartbeat(build.id)):
         return False
     return finish(r, build.id, "failed", LOST_REASON, log_ttl=log_ttl,

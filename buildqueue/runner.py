@@ -45,18 +45,38 @@ def _killpg(pgid: int, sig: int) -> None:
 
 
 def _group_alive(pgid: int) -> bool:
+    """Is any process of the group still running? Zombies do not count: they are dead, and
+    in a container without a reaping init they would otherwise never go away."""
     try:
         os.killpg(pgid, 0)
-        return True
     except (ProcessLookupError, PermissionError):
         return False
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return True
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+            return True
+    return False
 
 
-def terminate_group(pgid: int, grace: float = KILL_GRACE) -> None:
+def terminate_group(pgid: int, grace: float = KILL_GRACE,
+                    leader: subprocess.Popen | None = None) -> None:
     """SIGTERM the whole group, then SIGKILL whatever is still there after GRACE."""
     _killpg(pgid, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and _group_alive(pgid):
+    while time.monotonic() < deadline:
+        if leader is not None:
+            leader.poll()  # reap our own child, or its zombie keeps the group "alive"
+        if not _group_alive(pgid):
+            return
         time.sleep(0.05)
     _killpg(pgid, signal.SIGKILL)
 
@@ -137,7 +157,7 @@ def run_script(
         if outcome is None and now >= deadline:
             outcome = "timed out"
         if outcome is not None:
-            terminate_group(pgid)
+            terminate_group(pgid, leader=proc)
             proc.wait()
             drain_until = time.monotonic() + DRAIN_LIMIT
             _killpg(pgid, signal.SIGKILL)

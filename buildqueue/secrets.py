@@ -8,6 +8,9 @@ host gets a copy of HOME/secrets.key) or, for local workers, HOME/secrets.key.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import json
 import os
 import re
@@ -46,6 +49,17 @@ def ensure_key(key_file: Path) -> bytes:
     return key
 
 
+def fernet_from(key_file: Path) -> Fernet:
+    """The key file holds a Fernet key, or 32 raw random bytes (as `gitserve init` writes it)."""
+    data = key_file.read_bytes()
+    try:
+        return Fernet(data.strip())
+    except (ValueError, binascii.Error):
+        pass
+    raw = data if len(data) == 32 else hashlib.sha256(data).digest()
+    return Fernet(base64.urlsafe_b64encode(raw))
+
+
 def store_path(secrets_dir: Path, repo: str) -> Path:
     return secrets_dir / f"{repo}.json"
 
@@ -69,7 +83,8 @@ def set_secret(secrets_dir: Path, key_file: Path, repo: str, name: str, value: s
         raise SecretError("empty secret value (it is read from stdin)")
     if "\0" in value:
         raise SecretError("secret value contains a NUL byte")
-    fernet = Fernet(ensure_key(key_file))
+    ensure_key(key_file)
+    fernet = fernet_from(key_file)
     tokens = load_tokens(secrets_dir, repo)
     tokens[name] = fernet.encrypt(value.encode()).decode()
     path = store_path(secrets_dir, repo)
@@ -96,7 +111,7 @@ def decrypt(tokens: dict[str, str], key_file: Path | None) -> dict[str, str]:
     if key_file is None or not key_file.exists():
         raise SecretError(f"this build has secrets but the worker has no key: set {KEY_FILE_ENV} "
                           "to a copy of the server's secrets.key")
-    fernet = Fernet(key_file.read_bytes().strip())
+    fernet = fernet_from(key_file)
     try:
         return {name: fernet.decrypt(token.encode()).decode() for name, token in tokens.items()}
     except InvalidToken as exc:

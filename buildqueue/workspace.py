@@ -20,6 +20,7 @@ from typing import Iterator
 
 CACHE_ENV = "GITSERVE_BUILD_CACHE"
 WORKER_KEY_ENV = "GITSERVE_WORKER_KEY"
+NO_LOCAL_ENV = "GITSERVE_NO_LOCAL_FETCH"  # "1": always fetch over SSH, as a remote host does
 GIT_TIMEOUT = 300
 
 
@@ -99,6 +100,8 @@ def update_cache(repo: str, sha: str, fetch_ref: str, local_path: str, clone_url
             return cache
         refspec = f"+{fetch_ref}:refs/cache/{fetch_ref.rsplit('/', 1)[-1]}"
         local = Path(local_path) if local_path else None
+        if os.environ.get(NO_LOCAL_ENV) == "1":
+            local = None
         if local is not None and (local / "objects").is_dir() and (local / "HEAD").exists():
             _git(["fetch", "-q", "--no-tags", str(local), refspec], cwd=cache)
         elif clone_url:
