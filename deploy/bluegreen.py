@@ -193,15 +193,19 @@ def _prune(site: Site, state: dict[str, Any], keep: int, say: Log) -> None:
 
 def _superseded(state: dict[str, Any], site: Site, meta: Mapping[str, Any]) -> str | None:
     """Concurrent pushes: the lock serializes them, and a deploy that got the lock after a
-    LATER push went live steps aside, so the last push wins whatever the worker order."""
-    pushed_at = meta.get("pushed_at")
+    LATER push went live steps aside, so the last push wins whatever the worker order.
+    Push order: meta['pushed_at'] when both have it, else numeric build ids (buildqueue
+    numbers builds from one Redis counter as pushes arrive)."""
     live = site.slot_release(site.live_side())
-    if pushed_at is None or live is None:
+    if live is None:
         return None
-    live_pushed = state["releases"].get(live, {}).get("pushed_at")
-    if live_pushed is not None and float(live_pushed) > float(pushed_at):
-        return f"build {live} was pushed later and is already live"
-    return None
+    mine, theirs = meta.get("pushed_at"), state["releases"].get(live, {}).get("pushed_at")
+    if mine is not None and theirs is not None:
+        newer = float(theirs) > float(mine)
+    else:
+        build = str(meta.get("build_id", ""))
+        newer = build.isdigit() and live.isdigit() and int(live) > int(build)
+    return f"build {live} was pushed later and is already live" if newer else None
 
 
 def deploy_release(settings: Any, site: str, output_dir: Path, options: Mapping[str, str],

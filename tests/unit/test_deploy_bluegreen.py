@@ -218,8 +218,10 @@ def test_failing_post_reports_but_live_is_switched(settings, ports, tmp_path) ->
     assert get(ports["deploy.port"]) == (200, page("v1").encode())
 
 
-def test_concurrent_deploys_serialize_and_last_push_wins(settings, ports, tmp_path) -> None:
-    deploy(settings, ports, make_output(tmp_path, "v0"), "0", pushed_at=1.0)
+@pytest.mark.parametrize("by", ["pushed_at", "build id"])
+def test_concurrent_deploys_serialize_and_last_push_wins(settings, ports, tmp_path, by) -> None:
+    order = (lambda v: {"pushed_at": float(v) + 1}) if by == "pushed_at" else (lambda v: {})
+    deploy(settings, ports, make_output(tmp_path, "v0"), "0", **order("0"))
     outs = {v: make_output(tmp_path, f"v{v}", files=100) for v in ("1", "2", "3")}
     log = Log()
     site = Site(settings.sites_dir, "www")
@@ -228,7 +230,7 @@ def test_concurrent_deploys_serialize_and_last_push_wins(settings, ports, tmp_pa
     def run(v: str) -> None:
         tagged = lambda line, v=v: log(f"[{v}] {line}")  # noqa: E731
         try:
-            deploy(settings, ports, outs[v], v, log=tagged, pushed_at=float(v) + 1)  # type: ignore[arg-type]
+            deploy(settings, ports, outs[v], v, log=tagged, **order(v))  # type: ignore[arg-type]
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
