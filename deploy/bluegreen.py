@@ -42,7 +42,7 @@ class DeployResult:
     release: str                  # the release live now
     previous_side: str | None
     previous_release: str | None
-    switch_seconds: float         # the rename of `live` (the moment the live server flips)
+    switch_seconds: float         # the rename(2) of `live`: the moment the live server flips
     seconds: float                # the whole deploy, lock wait included
     skipped: str | None = None    # why nothing was deployed (a newer push is already live)
     post_status: int | None = None
@@ -167,12 +167,14 @@ def _check(opts: SiteOptions, side: str, release: str, say: Log) -> None:
 
 
 def _switch(site: Site, opts: SiteOptions, to_side: str, release: str, say: Log) -> float:
-    """Point `live` at TO_SIDE; returns how long the rename took."""
+    """Point `live` at TO_SIDE; returns how long the rename(2) took (the durable version,
+    with the directory fsync, is logged too)."""
     t0 = time.monotonic()
-    site.point_live(to_side)
+    rename = site.point_live(to_side)
     seconds = time.monotonic() - t0
-    say(f"switch: live -> {to_side} (release {release}) in {seconds * 1000:.1f} ms")
-    return seconds
+    say(f"switch: live -> {to_side} (release {release}): rename {rename * 1e6:.0f} us, "
+        f"{seconds * 1000:.1f} ms with fsync")
+    return rename
 
 
 def _prune(site: Site, state: dict[str, Any], keep: int, say: Log) -> None:

@@ -101,15 +101,19 @@ class Site:
         return sorted(p.name for p in self.releases_dir.iterdir()
                       if p.is_dir() and not p.name.startswith("."))
 
-    def _replace_link(self, link: Path, target: str) -> None:
+    def _replace_link(self, link: Path, target: str) -> float:
+        """Returns how long the rename itself took: the only moment readers could notice."""
         tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
         try:
             tmp.unlink()
         except FileNotFoundError:
             pass
         os.symlink(target, tmp)
+        t0 = time.perf_counter()
         os.replace(tmp, link)  # rename(2): atomic for every reader
+        took = time.perf_counter() - t0
         _fsync_dir(self.root)
+        return took
 
     def point_slot(self, side: str, release: str | None) -> None:
         if release is None:
@@ -120,9 +124,10 @@ class Site:
             return
         self._replace_link(self.slot(side), f"releases/{release}")
 
-    def point_live(self, side: str) -> None:
+    def point_live(self, side: str) -> float:
+        """Switch what the live server reads; returns the rename's duration in seconds."""
         assert side in SIDES
-        self._replace_link(self.live_link, side)
+        return self._replace_link(self.live_link, side)
 
     # --- state ------------------------------------------------------------
     def load_state(self) -> dict[str, Any]:
