@@ -178,6 +178,7 @@ def enqueue(
 ) -> records.Build:
     """Create the build record, pin the commit, queue the job; raises RedisUnavailable."""
     opts = build_options(options)
+    build_id = ""
     try:
         build_id = records.new_id(r)
         build = records.Build(id=build_id, repo=repo_name, ref=ref, old=old, new=new,
@@ -205,6 +206,12 @@ def enqueue(
             description=f"build {build_id} {repo_name} {ref}",
         )
     except (redis.RedisError, OSError) as exc:
+        if build_id:  # half-queued: never leave a pinned commit or a build nobody will run
+            drop_hidden_refs(repo_path, [build_id])
+            try:
+                records.finish(r, build_id, "failed", "could not be queued")
+            except (redis.RedisError, OSError):
+                pass
         raise rqconn.RedisUnavailable(f"Redis unreachable: {rqconn.one_line(exc)}") from exc
     drop_hidden_refs(repo_path, dropped)
     return build

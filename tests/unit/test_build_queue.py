@@ -376,3 +376,29 @@ def test_history_keeps_last_50_and_drops_hidden_refs(env):
     hidden = git("--git-dir", str(bare), "for-each-ref", "--format=%(refname)", "refs/gitserve/builds/").split()
     assert sorted(h.rsplit("/", 1)[1] for h in hidden) == sorted(ids[3:])
     r.delete("rq:queue:nobody-works-this")
+
+
+def test_sync_push_waiting_for_a_worker_is_told_and_cancel_while_queued(env, monkeypatch):
+    from buildqueue import pushhook
+
+    monkeypatch.setattr(pushhook, "QUEUED_HINT_AFTER", 1.0)
+    holder: dict = {}
+    opts = {"build.queue": "no-worker-here"}
+    t = threading.Thread(target=lambda: holder.update(p=push(env, "idleq", {".gitserve/build": "#!/bin/sh\necho x\n"},
+                                                                options=opts)[0]))
+    t.start()
+    r = rqconn.connect(env.effective_redis_url)
+    build_id = wait_for(lambda: records.list_ids(r, "idleq"))[0]
+    time.sleep(2.5)  # the hint comes after QUEUED_HINT_AFTER seconds of waiting
+
+    class Out(list):
+        def write(self, s):
+            self.append(s)
+
+    out = Out()
+    assert commands.run(env, ["cancel", build_id], lambda repo, perm: True, out, user="ops") == 0
+    t.join(15)
+    text = holder["p"].text
+    assert text[0].startswith(f"gitserve: build {build_id} waits for a worker on queue 'no-worker-here'")
+    assert text[-2:] == ["gitserve: cancelled by ops", f"build {build_id} cancelled in 0.0s"]
+    assert r.llen("rq:queue:no-worker-here") == 0  # the RQ job was cancelled too
