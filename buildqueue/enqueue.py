@@ -8,6 +8,7 @@ moves, as gate builds need), and puts a self-contained JSON payload on the RQ qu
 
 from __future__ import annotations
 
+import posixpath
 import re
 import shlex
 import socket
@@ -61,9 +62,10 @@ def build_options(options: dict[str, str]) -> BuildOptions:
     if not re.fullmatch(r"[A-Za-z0-9_.:-]+", queue):
         warnings.append(f"gitserve: invalid build.queue {queue!r}, using builds")
         queue = "builds"
-    script = get("build.script").lstrip("/")
-    while script.startswith("./"):
-        script = script[2:]
+    hook = options.get("notify.webhook", "").strip()
+    if hook and not hook.startswith(("http://", "https://")):
+        warnings.append("gitserve: option notify.webhook must be an http(s) URL; no notification will be sent")
+    script = posixpath.normpath(get("build.script").lstrip("/"))
     return BuildOptions(script, get("build.refs").split(), mode, timeout, queue, warnings)
 
 

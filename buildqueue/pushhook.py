@@ -65,6 +65,8 @@ class BuildHook:
         opts = enqueue.build_options(ctx.options)
         if opts.mode != "gate" or not _wants_build(ctx, update, opts):
             return None
+        for warning in opts.warnings:
+            ctx.progress(warning)
         try:
             r, build = _enqueue(ctx, update, "gate")
         except rqconn.RedisUnavailable as exc:

@@ -402,3 +402,12 @@ def test_sync_push_waiting_for_a_worker_is_told_and_cancel_while_queued(env, mon
     assert text[0].startswith(f"gitserve: build {build_id} waits for a worker on queue 'no-worker-here'")
     assert text[-2:] == ["gitserve: cancelled by ops", f"build {build_id} cancelled in 0.0s"]
     assert r.llen("rq:queue:no-worker-here") == 0  # the RQ job was cancelled too
+
+
+def test_bad_options_fall_back_and_say_so():
+    opts = enqueue.build_options({"build.mode": "later", "build.timeout": "-3", "build.queue": "a b",
+                                  "notify.webhook": "ftp://x", "build.script": "./ci//build"})
+    assert (opts.mode, opts.timeout, opts.queue) == ("sync", 600, "builds")
+    assert len(opts.warnings) == 4 and all(w.startswith("gitserve: ") for w in opts.warnings)
+    assert enqueue.ref_matches("refs/heads/main", ["main"]) and not enqueue.ref_matches("refs/heads/xmain", ["main"])
+    assert enqueue.ref_matches("refs/tags/v1", ["refs/tags/v[0-9]"]) and not enqueue.ref_matches("refs/tags/x", ["refs/tags/v"])
