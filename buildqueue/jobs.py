@@ -70,6 +70,10 @@ def _wait_for_lane(r: redis.Redis, build: records.Build, log: BuildLog) -> bool:
             if other.is_final:
                 r.zrem(build.lane, other_id)
                 continue
+            if other.status in (records.DEPLOY_QUEUED, "deploying"):
+                # built already; deploys keep their own order (and a worker waiting here
+                # must never be the one that deploy needs)
+                continue
             records.reap_if_lost(r, other)
             pending.append(other_id)
         if not pending:
