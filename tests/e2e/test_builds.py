@@ -169,7 +169,11 @@ def test_server_restart_keeps_queued_builds(tmp_path):
         work = new_work(server, "q", "#!/bin/sh\necho after restart\n")
         code, lines = timed_push(server, "alice", work, "origin", "HEAD:main")
         build_id = [m for m in remote(lines) if " queued: " in m][0].split()[1]
-        assert "status:   queued" in server.admin_cli("builds", "show", build_id).stdout
+        import redis
+
+        r = redis.Redis(unix_socket_path=str(server.home / "run" / "redis.sock"))
+        assert r.hget(f"gitserve:build:{build_id}", "status") == b"queued"
+        r.close()
         server.stop()
         server.start(("--workers", "1"))
         out = server.ssh("alice", "builds", "log", build_id, "--follow", timeout=60)
