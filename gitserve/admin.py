@@ -26,7 +26,7 @@ from dulwich.object_store import commit_tree_changes
 from dulwich.file import FileLocked
 from dulwich.repo import Repo
 
-from gitserve import keys, repos
+from gitserve import audit, keys, repos
 from gitserve.settings import Settings
 
 CONF_DIR = "conf"
@@ -398,6 +398,9 @@ def _commit(
         finally:
             repo.close()
         if ok:
+            audit.record(settings, user=_who(author), op="admin", repo=repos.ADMIN_REPO, ref=branch,
+                         old=tip, new=commit.id.decode(), result="updated",
+                         reason=message.splitlines()[0])
             return commit.id.decode()
         time.sleep(random.uniform(0.005, 0.05))
     raise AdminError("the admin repo kept changing; try again")

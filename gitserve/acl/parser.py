@@ -81,6 +81,7 @@ class _Parser:
         self.subconf = "master"
         self.nextseq = 0
         self.ignored: dict[str, set[str]] = {}
+        self.ignored_at: dict[str, tuple[str, int]] = {}
         self.file = ""
         self.lnum = 0
         self.ok_refs: set[str] = set()
@@ -264,8 +265,9 @@ class _Parser:
                 continue
             self.warn(f"syntax error, ignoring: '{line}'")
         for sub in sorted(self.ignored):
+            f, n = self.ignored_at[sub]
             self.warn(f"subconf '{sub}' attempting to set access for "
-                      + ", ".join(sorted(self.ignored[sub])), "gitolite.conf", 0)
+                      + ", ".join(sorted(self.ignored[sub])), f, n)
 
     def expand_list(self, items: list[str]) -> list[str]:
         out: list[str] = []
@@ -311,6 +313,7 @@ class _Parser:
                     pending[:0] = list(self.out.groups[name])
                     continue
                 self.ignored.setdefault(self.subconf, set()).add(name)
+                self.ignored_at.setdefault(self.subconf, (self.file, self.lnum))
                 continue
             if name.endswith(".git"):
                 self.warn(f"explicit '.git' extension ignored for {name}")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 import paramiko
+from dulwich.errors import HangupException
 
 from gitserve.settings import Settings
 
@@ -180,8 +181,10 @@ class SSHServer:
             if active:
                 last_activity = time.monotonic()
             elif served_any:
-                # all work done: give the client a moment to hang up by itself
-                if time.monotonic() - last_activity > 5:
+                # all work done: give the client a moment to hang up by itself; a client
+                # starved of CPU (50 parallel clones on a CI host) may still be reading what
+                # the kernel holds for it, and closing now would reset the connection
+                if time.monotonic() - last_activity > 60:
                     return
             elif time.monotonic() - last_activity > idle:
                 return
@@ -198,6 +201,11 @@ class SSHServer:
                            "are served here; no shell access\n")
                 return
             status = self.run_command(chan, command, iface.user or "", iface)
+        except _CLIENT_GONE as exc:
+            # the client hung up or went quiet past idle_timeout: nothing to tell anyone
+            log.info("session of %s from %s ended early: %s", iface.user, iface.peer,
+                     exc or type(exc).__name__)
+            status = 1
         except Exception:  # noqa: BLE001
             log.exception("command failed for %s", iface.user)
             _say(chan, "FATAL: internal server error (see the server log)\n")
@@ -205,6 +213,10 @@ class SSHServer:
         finally:
             iface.forget(chan.get_id())
             close_channel(chan, status)
+
+
+_CLIENT_GONE = (socket.timeout, EOFError, ConnectionError, paramiko.SSHException,
+                HangupException)
 
 
 def _say(chan: paramiko.Channel, text: str) -> None:

@@ -38,6 +38,12 @@ BAD = [
                                'include "none.conf"\n', "a.conf": "repo a\n    RW = u\n"}, None),
     ({"gitolite.conf": ADMIN + "repo foo\n    RW = u1\n= begin testconf\nrepo zz\n  R = x\n"
                                "= end\n    option = x\n"}, None),
+    ({"gitolite.conf": ADMIN + "@team1 = t1a\n@team2 = t2a\nsubconf \"teams/*.conf\"\n",
+      "teams/team1.conf": "@devs = d1\nrepo t1a t2a other\n    RW+ = @devs\nrepo @team2\n"
+                          "    R = x\n",
+      "teams/team2.conf": "repo @team2\n  RW = y\n"}, None),
+    ({"gitolite.conf": ADMIN + "subconf \"t/*.conf\"\n", "t/a.conf": "subconf \"b.conf\"\n",
+      "b.conf": "repo b\n"}, "conf/t/a.conf:1"),
 ]
 
 
