@@ -229,7 +229,9 @@ def deploy_release(settings: Any, site: str, output_dir: Path, options: Mapping[
         opts = parse(name, options, settings.deploy.keep)
         release = check_release_id(meta.get("build_id", ""))
         _check_ports(settings, opts)
-        nginx.is_embedded(settings)
+        nginx.sites_conf_dir(settings)  # a bad [deploy] mode or missing conf_dir fails here
+        if nginx.is_embedded(settings) or not settings.deploy.test_command:
+            nginx.binary(settings)
     except nginx.NginxError as exc:
         raise _failed(say, DeployError("options", str(exc)), None, None)
     except DeployError as exc:

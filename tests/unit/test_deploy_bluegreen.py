@@ -321,6 +321,13 @@ def test_bad_input_changes_nothing(settings, ports, tmp_path) -> None:
         deploy(settings, {**ports, "deploy.preview-port": str(free_port())}, make_output(tmp_path, "o"), "1", site="other")
     with pytest.raises(DeployError, match="invalid build id"):
         deploy(settings, ports, make_output(tmp_path, "v4"), "../x")
+    settings.deploy.nginx_binary = str(tmp_path / "no-nginx")
+    with pytest.raises(DeployError, match="no-nginx is not an executable file"):
+        deploy(settings, ports, make_output(tmp_path, "v5"), "5")
+    settings.deploy.nginx_binary, settings.deploy.nginx = "", "system"
+    with pytest.raises(DeployError, match="conf_dir must be set"):
+        deploy(settings, ports, make_output(tmp_path, "v6"), "6")
+    settings.deploy.nginx = "embedded"
     assert nginx.site_conf(settings, "www").read_text() == conf
     assert (settings.sites_dir / "www" / "state.json").read_text() == state
     assert os.listdir(settings.sites_dir / "www" / "releases") == ["1"]
