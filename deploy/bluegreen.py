@@ -52,7 +52,7 @@ def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _step(say: Log, step: str, func: Callable[[], Any]) -> Any:
+def _step(step: str, func: Callable[[], Any]) -> Any:
     try:
         return func()
     except nginx.NginxError as exc:
@@ -103,7 +103,7 @@ class _Config:
         config. On failure the previous file is put back (nginx keeps serving the old one)."""
         token = secrets.token_hex(8)
         text = self.render(live_side, idle_side, token)
-        path = _step(self.say, "nginx config", lambda: nginx.site_conf(self.settings, self.site.name))
+        path = _step("nginx config", lambda: nginx.site_conf(self.settings, self.site.name))
         with nginx.lock(self.settings):
             path.parent.mkdir(parents=True, exist_ok=True)
             old = path.read_text() if path.exists() else None
@@ -117,10 +117,10 @@ class _Config:
             tmp.write_text(text)
             tmp.replace(path)
             try:
-                _step(self.say, "nginx -t", lambda: nginx.test(self.settings))
+                _step("nginx -t", lambda: nginx.test(self.settings))
                 self.say("nginx -t: ok")
                 mark = nginx.error_log_size(self.settings) if nginx.is_embedded(self.settings) else 0
-                how = _step(self.say, "reload", lambda: nginx.reload(self.settings))
+                how = _step("reload", lambda: nginx.reload(self.settings))
             except DeployError:
                 self._restore(path, old)
                 raise
