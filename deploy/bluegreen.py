@@ -249,7 +249,17 @@ def deploy_release(settings: Any, site: str, output_dir: Path, options: Mapping[
             return _deploy_locked(settings, s, state, opts, Path(output_dir), release, meta, say,
                                   log, post_workdir, started)
         except DeployError as exc:
+            _audit(settings, meta.get("pusher"), "deploy", "error", meta.get("repo"),
+                   f"{name}: build {release}: {exc}")
             raise _failed(say, exc, live, live_release)
+
+
+def _audit(settings: Any, user: Any, op: str, result: str, repo: Any, reason: str) -> None:
+    """Switches and failed deploys join the audit log (who changed what a site serves)."""
+    from gitserve import audit
+
+    audit.record(settings, user=str(user) if user else None, op=op, result=result,
+                 repo=str(repo) if repo else None, reason=reason)
 
 
 def _failed(say: Log, exc: DeployError, live: str | None, release: str | None) -> DeployError:
@@ -336,6 +346,8 @@ def _finish_switch(settings: Any, s: Site, opts: SiteOptions, state: dict[str, A
                              "by": by, "from_side": live, "from_release": live_release,
                              "switch_ms": round(switch_seconds * 1000, 1)})
     s.save_state(state)
+    _audit(settings, by, "deploy rollback" if action == "rollback" else "deploy", "updated",
+           state.get("repo"), f"{s.name}: live {live or '-'} -> {idle} (release {release})")
     try:
         _Config(settings, s, opts, say).apply(idle, other_side(idle))
     except DeployError as exc:

@@ -137,6 +137,10 @@ def test_failed_check_leaves_live_untouched(settings, ports, tmp_path) -> None:
     # the next good deploy goes through, and the failed release is not a rollback target
     result, _ = deploy(settings, ports, make_output(tmp_path, "v3"), "3")
     assert result.side == "green" and site_status(settings, "www")["rollback_to"] == "1"
+    audit = [json.loads(line) for line in (settings.logs_dir / "audit.log").read_text().splitlines()]
+    assert [(e["op"], e["result"], e["user"]) for e in audit] == [
+        ("deploy", "updated", "alice"), ("deploy", "error", "alice"), ("deploy", "updated", "alice")]
+    assert "check failed" in audit[1]["reason"] and audit[2]["reason"] == "www: live blue -> green (release 3)"
 
 
 def test_nginx_t_failure_names_step_and_restores_config(settings, ports, tmp_path) -> None:
