@@ -9,10 +9,12 @@ next call without a restart.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import re
 import stat
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -126,42 +128,65 @@ def _read_tip(repo_path: Path | str) -> tuple[str, str | None]:
 
 
 _cache: dict[str, AdminState] = {}
+_bad_tip: dict[str, str] = {}  # home -> tip sha whose tree could not be used
 _admin_paths: dict[str, str] = {}
 _cache_lock = threading.Lock()
 
 
 def current(settings: Settings) -> AdminState:
-    """Rules and keys at the tip of the admin repo's default branch (cached by tip sha)."""
+    """Rules and keys at the tip of the admin repo's default branch (cached by tip sha).
+
+    Pushes and admin commands never let a broken tree become the tip, but a tip written
+    behind gitserve's back (a local `git push` into the bare repo) could be: then the last
+    good state stays in force, as Gitolite keeps its old rules, and a warning is printed
+    once. Only with no good state to fall back on does this raise AdminError."""
     key = str(settings.home)
     repo_path = _admin_paths.get(key)
     if repo_path is None:
         repo_path = _admin_paths[key] = str(settings.admin_repo)
     branch, sha = _read_tip(repo_path)
     state = _cache.get(key)
-    if state is not None and state.commit == sha:
+    if state is not None and (state.commit == sha or _bad_tip.get(key) == sha):
         return state
     with _cache_lock:
         state = _cache.get(key)
-        if state is not None and state.commit == sha:
+        if state is not None and (state.commit == sha or _bad_tip.get(key) == sha):
             return state
-        if sha is None:
-            raise AdminError(f"admin repository {repo_path} has no commit on {branch}")
-        repo = Repo(str(repo_path))
         try:
-            files = tree_files(repo, repo[sha.encode()].tree)
-        finally:
-            repo.close()
-        rules, entries, warnings = build(files)
-        state = AdminState(
-            commit=sha,
-            branch=branch,
-            rules=rules,
-            keys=tuple(entries),
-            warnings=tuple(warnings),
-            builder_blob=_builder_blob(settings),
-        )
-        _cache[key] = state
-        return state
+            new_state = _load_state(settings, repo_path, branch, sha)
+        except AdminError as exc:
+            if state is None:
+                raise
+            _bad_tip[key] = sha or ""
+            print(f"gitserve: admin repo tip {(sha or 'none')[:12]} is unusable ({exc}); "
+                  f"keeping the rules of {state.commit[:12]}", file=sys.stderr, flush=True)
+            return state
+        _cache[key] = new_state
+        _bad_tip.pop(key, None)
+        return new_state
+
+
+def _load_state(settings: Settings, repo_path: str, branch: str, sha: str | None) -> AdminState:
+    if sha is None:
+        raise AdminError(f"admin repository {repo_path} has no commit on {branch}")
+    repo = Repo(repo_path)
+    try:
+        try:
+            commit = repo[sha.encode()]
+        except KeyError:
+            raise AdminError(f"admin repository {repo_path}: {branch} points to missing {sha}") from None
+        files = tree_files(repo, commit.tree)
+    finally:
+        repo.close()
+    rules, entries, warnings = build(files)
+    return AdminState(
+        commit=sha,
+        branch=branch,
+        rules=rules,
+        keys=tuple(entries),
+        warnings=tuple(warnings),
+        builder_blob=_builder_blob(settings),
+    )
 
 
 def _builder_blob(settings: Settings) -> bytes | None:
@@ -196,6 +221,18 @@ def tree_files(repo: Repo, tree_id: bytes) -> dict[str, bytes]:
     return files
 
 
+@functools.lru_cache(maxsize=65536)
+def _parse_key_file(data: bytes) -> keys.PublicKey:
+    """Parsed keys are remembered by content: a new admin tip re-reads only changed keys."""
+    if len(data) > MAX_FILE:
+        raise keys.InvalidKey("file too large")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise keys.InvalidKey("not a text file") from None
+    return keys.parse_file_text(text)
+
+
 def keydir_entries(files: dict[str, bytes]) -> tuple[list[KeyEntry], list[str]]:
     entries: list[KeyEntry] = []
     warnings: list[str] = []
@@ -205,13 +242,7 @@ def keydir_entries(files: dict[str, bytes]) -> tuple[list[KeyEntry], list[str]]:
             continue
         try:
             user = keys.check_keyfile_path(p[len(KEYDIR) + 1 :])
-            if len(files[p]) > MAX_FILE:
-                raise keys.InvalidKey("file too large")
-            try:
-                text = files[p].decode("utf-8")
-            except UnicodeDecodeError:
-                raise keys.InvalidKey("not a text file") from None
-            key = keys.parse_file_text(text)
+            key = _parse_key_file(files[p])
         except keys.InvalidKey as exc:
             msg = str(exc)
             raise AdminError(msg if msg.startswith(p) or msg.startswith("keydir/") else f"{p}: {msg}")

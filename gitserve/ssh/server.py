@@ -120,9 +120,15 @@ class SSHServer:
 
     def _serve_connection(self, conn: socket.socket, ip: str) -> None:
         s = self.settings.server
-        authenticated = False
+        holds_slot = False
         transport: paramiko.Transport | None = None
         try:
+            refused = self.admission.start_auth(ip, min(s.banner_timeout, 10.0))
+            if refused:
+                log.warning("refused connection from %s: %s", ip, refused)
+                _refuse(conn)
+                return
+            holds_slot = True
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             transport = paramiko.Transport(conn)
             transport.banner_timeout = s.banner_timeout
@@ -142,7 +148,7 @@ class SSHServer:
                 return
             if not iface.authenticated.wait(s.auth_timeout) or not transport.is_active():
                 return
-            authenticated = True
+            holds_slot = False
             self.admission.authenticated(ip)
             transport.set_keepalive(max(1, int(s.keepalive_interval)))
             self._serve_channels(transport, iface)
@@ -155,7 +161,7 @@ class SSHServer:
                     self._transports.discard(transport)
             else:
                 conn.close()
-            self.admission.closed(ip, authenticated)
+            self.admission.closed(ip, holds_slot)
 
     def _serve_channels(self, transport: paramiko.Transport, iface: GitSSHServer) -> None:
         idle = self.settings.server.idle_timeout
