@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 import paramiko
+from dulwich.errors import HangupException
 
 from gitserve.settings import Settings
 
@@ -198,6 +199,11 @@ class SSHServer:
                            "are served here; no shell access\n")
                 return
             status = self.run_command(chan, command, iface.user or "", iface)
+        except _CLIENT_GONE as exc:
+            # the client hung up or went quiet past idle_timeout: nothing to tell anyone
+            log.info("session of %s from %s ended early: %s", iface.user, iface.peer,
+                     exc or type(exc).__name__)
+            status = 1
         except Exception:  # noqa: BLE001
             log.exception("command failed for %s", iface.user)
             _say(chan, "FATAL: internal server error (see the server log)\n")
@@ -205,6 +211,10 @@ class SSHServer:
         finally:
             iface.forget(chan.get_id())
             close_channel(chan, status)
+
+
+_CLIENT_GONE = (socket.timeout, EOFError, ConnectionError, paramiko.SSHException,
+                HangupException)
 
 
 def _say(chan: paramiko.Channel, text: str) -> None:
