@@ -15,7 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-DEFAULT_QUEUES = ("builds", "deploy")
+# deploy first: a free worker finishes a passed build's deploy before starting another build
+DEFAULT_QUEUES = ("deploy", "builds")
 STOP_TIMEOUT = 10.0
 
 
