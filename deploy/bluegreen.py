@@ -244,6 +244,10 @@ def deploy_release(settings: Any, site: str, output_dir: Path, options: Mapping[
         live_release = s.slot_release(live)
         try:
             state = s.load_state()
+            owner, repo = state.get("repo"), meta.get("repo")
+            if owner and repo and owner != repo:
+                # access to a site follows its repo: a second repo must not take it over
+                raise DeployError("options", f"site {name} is deployed from repo {owner}, not {repo}")
             state["pending_options"] = {k: str(v) for k, v in options.items()
                                         if k.startswith("deploy.")}
             return _deploy_locked(settings, s, state, opts, Path(output_dir), release, meta, say,

@@ -323,6 +323,8 @@ def test_bad_input_changes_nothing(settings, ports, tmp_path) -> None:
         deploy(settings, ports, tmp_path / "missing", "3")
     with pytest.raises(DeployError, match="already used by site www"):
         deploy(settings, {**ports, "deploy.preview-port": str(free_port())}, make_output(tmp_path, "o"), "1", site="other")
+    with pytest.raises(DeployError, match="site www is deployed from repo web, not intruder"):
+        deploy(settings, ports, make_output(tmp_path, "v3"), "3", repo="intruder")
     with pytest.raises(DeployError, match="invalid build id"):
         deploy(settings, ports, make_output(tmp_path, "v4"), "../x")
     settings.deploy.nginx_binary = str(tmp_path / "no-nginx")
