@@ -127,12 +127,12 @@ def test_custom_script_path_not_executable_runs_with_sh(env):
 
 def test_async_returns_at_once_and_log_follow(env):
     script = "#!/bin/sh\necho begin\nsleep 2\necho end\n"
-    t0 = time.monotonic()
     pusher, _, _, _ = push(env, "async", {".gitserve/build": script}, options={"build.mode": "async"})
-    assert time.monotonic() - t0 < 1.5
     assert len(pusher.text) == 1
     line = pusher.text[0]
     build_id = line.split()[1]
+    r = rqconn.connect(env.effective_redis_url)
+    assert not records.get(r, build_id).is_final  # the push did not wait for the build
     assert line == f"build {build_id} queued: ssh -p 2299 git@127.0.0.1 builds log {build_id} --follow"
     out = Pusher()
     r = rqconn.connect(env.effective_redis_url)
