@@ -283,6 +283,15 @@ def test_post_receive_hook_streams(env):
     assert pusher.text == [f"got refs/heads/main {sha} by alice in withhook"]
     pusher, _, _, _ = push(env, "withhook", {"R2": "x"}, options={"hook.post-receive": "../etc/passwd"})
     assert pusher.text[0].startswith("gitserve: hook.post-receive: invalid hook name")
+    (env.hooks_dir / "team").mkdir()
+    (env.hooks_dir / "team" / "second").write_text("#!/bin/sh\necho second; exit 4\n")
+    (env.hooks_dir / "team" / "second").chmod(0o755)
+    pusher, _, sha, _ = push(env, "withhook", {"R3": "x"},
+                             options={"hook.post-receive": "announce  team/second",
+                                      "hook.post-receive.zz": "missing"})
+    assert pusher.text == [f"got refs/heads/main {sha} by alice in withhook", "second",
+                           "gitserve: hook.post-receive team/second exited with 4",
+                           "gitserve: hook.post-receive: missing is not an executable file in the hooks directory"]
 
 
 def test_builds_commands_respect_access(env):
