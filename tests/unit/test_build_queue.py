@@ -156,10 +156,9 @@ def test_gate_rejects_failed_build_and_leaves_refs(env):
 def test_timeout_kills_grandchildren(env, tmp_path):
     pidfile = tmp_path / "grandchild.pid"
     script = (f"#!/bin/sh\n(sleep 300 & echo $! > {pidfile}; wait) &\necho started\nsleep 300\n")
-    t0 = time.monotonic()
     pusher, _, _, _ = push(env, "timeout", {".gitserve/build": script}, options={"build.timeout": "2"})
-    assert time.monotonic() - t0 < 15
-    assert pusher.text[-1].startswith(f"build {summary_id(pusher)} timed out in ")
+    assert pusher.text[-1].startswith(f"build {summary_id(pusher)} timed out in "), pusher.text
+    assert float(pusher.text[-1].split()[-1].rstrip("s")) < 10  # 2 s, plus the kill, not 300
     assert any("timed out after 2s" in line for line in pusher.text)
     pid = int(pidfile.read_text())
     wait_for(lambda: not _alive(pid), timeout=5)
