@@ -7,11 +7,14 @@ Only reachable through a 0700 unix socket: no TCP port, no password to manage.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import time
 from pathlib import Path
 
 import redis
+
+from .runner import die_with_parent
 
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
@@ -72,7 +75,8 @@ class EmbeddedRedis:
             "--logfile", str(self.log_file) if self.log_file else "",
         ]
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, start_new_session=True)
+                                     stderr=subprocess.PIPE, start_new_session=True,
+                                     preexec_fn=die_with_parent(signal.SIGTERM))
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

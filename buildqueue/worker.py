@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 
 # deploy first: a free worker finishes a passed build's deploy before starting another build
+from .runner import die_with_parent
+
 DEFAULT_QUEUES = ("deploy", "builds")
 STOP_TIMEOUT = 10.0
 
@@ -50,6 +52,7 @@ class LocalWorkers:
                 self.procs.append(subprocess.Popen(
                     [sys.executable, "-m", "gitserve", "worker", "--url", self.redis_url, *self.queues],
                     env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+                    preexec_fn=die_with_parent(signal.SIGTERM),
                 ))
         finally:
             if out is not subprocess.DEVNULL:
