@@ -36,7 +36,8 @@ from dulwich.protocol import (
 
 from gitserve.git import repack
 from gitserve.git.packcache import PackCache, cache_key
-from gitserve.git.packcopy import FRAME, stored_pack, write_pack
+from gitserve.git.packcopy import FRAME, stored_pack
+from gitserve.git.packcopy import write_pack as write_pack_copy
 from gitserve.git.packwalk import Walker
 
 log = logging.getLogger(__name__)
@@ -239,7 +240,7 @@ def _generate_dulwich(repo: Any, req: PackRequest, write: Callable[[bytes], None
     count = len(result.objects) + (whole.count if whole else 0)
     if progress is not None:
         progress(f"Counting objects: {count}, done.\n".encode())
-    write_pack(store, result.objects, write, whole=whole)
+    write_pack_copy(store, result.objects, write, whole=whole)
     if progress is not None:
         reused = "whole stored pack" if whole else f"{len(result.objects)} objects"
         progress(f"Total {count} (sent {reused})\n".encode())
@@ -315,3 +316,15 @@ def _filtered_pack(handler: Any, walker: Any, wants: list[bytes], haves: list[by
         object_ids = [(oid, hint) for oid, hint in object_ids if oid in keep]
     dserver.write_pack_from_container(handler.write_pack_data, repo.object_store, object_ids,
                                       object_format=repo.object_format)
+
+
+# --- the seam the SSH server started with ------------------------------------------------
+
+def write_pack(write: Callable[[bytes], object], repo: Any, object_ids: Any) -> None:
+    """Pack of OBJECT_IDS ((sha, hint) pairs as dulwich's finder yields) to WRITE, copying
+    stored entries. Kept for callers that count objects themselves; the upload-pack handler
+    uses `handle_upload_pack`, which also replaces dulwich's slow counting."""
+    from gitserve.git.packwalk import BLOB
+
+    objects = {(oid[0] if isinstance(oid, tuple) else oid): BLOB for oid in object_ids}
+    write_pack_copy(repo.object_store, objects, write)  # type: ignore[arg-type]
