@@ -10,6 +10,7 @@ next call without a restart.
 from __future__ import annotations
 
 import os
+import random
 import re
 import shutil
 import stat
@@ -22,6 +23,7 @@ from typing import Any, Callable
 
 from dulwich.objects import Blob, Commit, Tree
 from dulwich.object_store import commit_tree_changes
+from dulwich.file import FileLocked
 from dulwich.repo import Repo
 
 from gitserve import keys, repos
@@ -33,7 +35,7 @@ MAIN_CONF = "conf/gitolite.conf"
 BUILDER = ":builder"  # internal identity of HOME/worker_key (no keydir name can produce it)
 MAX_FILE = 4 * 1024 * 1024  # a conf or key file bigger than this is a mistake
 FILE_MODE = 0o100644
-CAS_RETRIES = 8
+CAS_RETRIES = 100  # with a random 5-50ms pause: gives up after seconds of contention
 
 
 class AdminError(ValueError):
@@ -145,7 +147,7 @@ def current(settings: Settings) -> AdminState:
             raise AdminError(f"admin repository {repo_path} has no commit on {branch}")
         repo = Repo(str(repo_path))
         try:
-            files = _tree_files(repo, repo[sha.encode()].tree)
+            files = tree_files(repo, repo[sha.encode()].tree)
         finally:
             repo.close()
         rules, entries, warnings = build(files)
@@ -171,7 +173,7 @@ def _builder_blob(settings: Settings) -> bytes | None:
 # --- turning conf/ and keydir/ into rules and keys -----------------------------------
 
 
-def _tree_files(repo: Repo, tree_id: bytes) -> dict[str, bytes]:
+def tree_files(repo: Repo, tree_id: bytes) -> dict[str, bytes]:
     """Every blob under conf/ and keydir/ of TREE_ID as {path: content}; refuses symlinks
     and submodules there (a symlinked include could read any file on the server)."""
     tree = repo[tree_id]
@@ -280,7 +282,7 @@ def validate_commit(repo_path: Path | str, sha: str) -> str | None:
             return f"commit {sha} not found"
         if not isinstance(obj, Commit):
             return f"{sha} is not a commit"
-        build(_tree_files(repo, obj.tree))
+        build(tree_files(repo, obj.tree))
     except AdminError as exc:
         return str(exc)
     finally:
@@ -304,6 +306,10 @@ def compile(settings: Settings) -> list[str]:
 
 
 # --- changing the admin repo -------------------------------------------------------
+
+
+def _who(author: str) -> str:
+    return author.split(" <", 1)[0]
 
 
 def _identity(author: str) -> bytes:
@@ -332,7 +338,7 @@ def _commit(
         repo = Repo(str(repo_path))
         try:
             old_commit = repo[tip.encode()]
-            files = _tree_files(repo, old_commit.tree)
+            files = tree_files(repo, old_commit.tree)
             updates, message = change(dict(files))
             new_files = dict(files)
             for p, data in updates.items():
@@ -352,15 +358,18 @@ def _commit(
             tree_id = commit_tree_changes(repo.object_store, old_commit.tree, changes)
             commit = _make_commit(tree_id, [old_commit.id], message, author)
             repo.object_store.add_object(commit)
-            ok = repo.refs.set_if_equals(
-                branch.encode(), tip.encode(), commit.id,
-                message=f"gitserve admin: {message.splitlines()[0]}".encode(),
-            )
+            try:
+                ok = repo.refs.set_if_equals(
+                    branch.encode(), tip.encode(), commit.id,
+                    message=f"gitserve admin: {message.splitlines()[0]}".encode(),
+                )
+            except FileLocked:  # a push or another admin command holds the ref lock
+                ok = False
         finally:
             repo.close()
         if ok:
             return commit.id.decode()
-        time.sleep(0.01)
+        time.sleep(random.uniform(0.005, 0.05))
     raise AdminError("the admin repo kept changing; try again")
 
 
@@ -411,7 +420,7 @@ def add_key(settings: Settings, user: str, key_text: str, author: str) -> tuple[
         if path in files:
             raise AdminError(f"{path} already exists; use {owner}@LABEL to add another key for {owner}")
         msg = (f"add-key: {path} for {owner} ({key.label} {key.fingerprint})\n\n"
-               f"Added by {author} with `gitserve admin add-key`.")
+               f"Added by {_who(author)} with `gitserve admin add-key`.")
         return {path: (key.openssh() + "\n").encode()}, msg
 
     sha = _commit(settings, change, author)
@@ -459,7 +468,7 @@ def remove_key(
         removed[:] = mine
         lines = "\n".join(f"  {e.path} ({e.key.label} {e.fingerprint})" for e in mine)
         msg = (f"remove-key: {len(mine)} key{'s' if len(mine) != 1 else ''} of {owner}\n\n"
-               f"{lines}\n\nRemoved by {author} with `gitserve admin remove-key`.")
+               f"{lines}\n\nRemoved by {_who(author)} with `gitserve admin remove-key`.")
         upd: dict[str, bytes | None] = {e.path: None for e in mine}
         upd.update({p: None for p in extra})
         return upd, msg
@@ -482,7 +491,7 @@ def set_conf(settings: Settings, text: str, author: str) -> str | None:
             unchanged = True
             raise _Unchanged()
         msg = (f"set-conf: replace {MAIN_CONF}\n\n"
-               f"Set by {author} with `gitserve admin set-conf`.")
+               f"Set by {_who(author)} with `gitserve admin set-conf`.")
         return {MAIN_CONF: data}, msg
 
     try:

@@ -14,7 +14,6 @@ import re
 import struct
 from dataclasses import dataclass
 
-import paramiko
 
 # Gitolite 3.6 (Gitolite::Rc): the user-name pattern; keydir file paths must match the
 # repo-name pattern (`keydir/sub/alice@laptop.pub`).
@@ -88,6 +87,45 @@ def _ssh_strings(blob: bytes) -> list[bytes]:
     return out
 
 
+_CURVES = {"nistp256": "SECP256R1", "nistp384": "SECP384R1", "nistp521": "SECP521R1"}
+
+
+def _mpint(data: bytes) -> int:
+    if not data or (data[0] & 0x80) or (len(data) > 1 and data[0] == 0 and not data[1] & 0x80):
+        raise InvalidKey("malformed ssh-rsa key (bad integer encoding)")
+    return int.from_bytes(data, "big")
+
+
+def _check_key(key_type: str, blob: bytes) -> int:
+    """Decode the blob with `cryptography` (strictly: exact fields, valid point, sane RSA
+    numbers) and return its size in bits. paramiko would pad short data with zeros."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+    parts = _ssh_strings(blob)
+    try:
+        if key_type == "ssh-ed25519":
+            if len(parts) != 2 or len(parts[1]) != 32:
+                raise ValueError
+            ed25519.Ed25519PublicKey.from_public_bytes(parts[1])
+            return 256
+        if key_type.startswith("ecdsa-sha2-"):
+            curve_name = key_type[len("ecdsa-sha2-"):]
+            if len(parts) != 3 or parts[1] != curve_name.encode():
+                raise ValueError
+            curve = getattr(ec, _CURVES[curve_name])()
+            ec.EllipticCurvePublicKey.from_encoded_point(curve, parts[2])
+            return curve.key_size
+        if len(parts) != 3:
+            raise ValueError
+        e, n = _mpint(parts[1]), _mpint(parts[2])
+        rsa.RSAPublicNumbers(e, n).public_key()
+        return n.bit_length()
+    except InvalidKey:
+        raise
+    except Exception as exc:  # cryptography raises ValueError and friends for bad data
+        raise InvalidKey(f"malformed {key_type} key") from exc
+
+
 def _check_sk(key_type: str, blob: bytes) -> int:
     parts = _ssh_strings(blob)
     if key_type == "sk-ssh-ed25519@openssh.com":
@@ -137,11 +175,7 @@ def parse(line: str) -> PublicKey:
     if key_type in SK_TYPES:
         bits = _check_sk(key_type, blob)
     else:
-        try:
-            pkey = paramiko.PKey.from_type_string(key_type, blob)
-            bits = pkey.get_bits()
-        except Exception as exc:  # paramiko/cryptography raise many types for bad data
-            raise InvalidKey(f"malformed {key_type} key ({type(exc).__name__})") from None
+        bits = _check_key(key_type, blob)
         if key_type == "ssh-rsa" and bits < MIN_RSA_BITS:
             raise InvalidKey(f"RSA key of {bits} bits is too short (minimum {MIN_RSA_BITS})")
     return PublicKey(key_type=key_type, blob=blob, comment=comment, bits=bits)
@@ -186,3 +220,39 @@ def keyfile_stem_for(name: str) -> str:
     if not name or "/" in name or not USERNAME_PATT.match(name) or name.endswith("@"):
         raise InvalidKey(f"{name!r} is not a valid user name")
     return name
+
+
+def write_keypair(private_path, kind: str = "ed25519", comment: str = "") -> PublicKey:
+    """Generate a key pair in OpenSSH format: PRIVATE_PATH (mode 0600) and PRIVATE_PATH.pub.
+
+    Used for host keys and the worker key. paramiko cannot generate ed25519 keys, so this
+    uses `cryptography` (paramiko's own backend); paramiko and OpenSSH both read the result.
+    """
+    import os
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+    if kind == "ed25519":
+        priv = ed25519.Ed25519PrivateKey.generate()
+    elif kind == "rsa":
+        priv = rsa.generate_private_key(public_exponent=65537, key_size=3072)
+    else:
+        raise ValueError(f"cannot generate {kind} keys")
+    pem = priv.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    )
+    pub = priv.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    ).decode()
+    if comment:
+        pub = f"{pub} {comment}"
+    private_path = os.fspath(private_path)
+    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+    with open(private_path + ".pub", "w") as f:
+        f.write(pub + "\n")
+    return parse(pub)

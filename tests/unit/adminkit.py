@@ -37,3 +37,29 @@ def sk_ed25519_line(seed: int = 1) -> str:
     t = b"sk-ssh-ed25519@openssh.com"
     blob = ssh_string(t) + ssh_string(bytes([seed]) * 32) + ssh_string(b"ssh:")
     return f"{t.decode()} {base64.b64encode(blob).decode()} yubikey"
+
+
+# --- a server home made once per session and copied per test (init makes an RSA host key,
+# which takes a second; copying a home takes milliseconds) ---------------------------------
+
+import shutil  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def home_template(tmp_path_factory) -> Path:
+    from gitserve.cli.init import init_home
+
+    base = tmp_path_factory.mktemp("home-template")
+    pub = keygen(base, "alice")
+    init_home(base / "home", "alice", pub, author="Init Er <init@example.com>")
+    return base
+
+
+def copy_home(template: Path, dest: Path) -> Path:
+    """Copy the template home and alice's key pair into DEST; returns DEST/home."""
+    shutil.copytree(template / "home", dest / "home", symlinks=True)
+    for f in ("alice", "alice.pub"):
+        shutil.copy2(template / f, dest / f)
+    return dest / "home"
