@@ -99,10 +99,11 @@ def _closure(repo: Any, tips: list[bytes]) -> set[bytes]:
 
 
 def record_covering_pack(repo: Any, tips: list[bytes]) -> bool:
-    """Write the sidecar if the repository is one pack equal to the closure of TIPS."""
+    """Write the sidecar if the repository is one pack equal to the closure of TIPS (loose
+    objects beside it do not matter: the record is about what the pack holds)."""
     store = repo.object_store
     packs = list(store.packs)
-    if len(packs) != 1 or not tips or any(True for _ in store._iter_loose_objects()):
+    if len(packs) != 1 or not tips:
         return False
     pack = packs[0]
     if _pack_shas(pack) != _closure(repo, tips):
@@ -146,7 +147,13 @@ def _repack_dulwich(repo: Any, tips: list[bytes]) -> None:
                 pass
     for sha in list(store._iter_loose_objects()):
         if sha in objects:
-            store._remove_loose_object(sha)
+            store.delete_loose_object(sha)
+    for d in Path(store.path).iterdir():
+        if len(d.name) == 2 and d.is_dir():
+            try:
+                d.rmdir()  # only succeeds when empty
+            except OSError:
+                pass
     store._update_pack_cache()
 
 
