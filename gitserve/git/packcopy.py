@@ -17,6 +17,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import os
+import sys
 import threading
 import zlib
 from array import array
@@ -74,7 +75,10 @@ class StoredPack:
         """Sorted entry offsets (built once per pack, ~8 bytes an object)."""
         with self._lock:
             if self._offsets is None:
-                self._offsets = array("Q", sorted(e[1] for e in self.pack.index.iterentries()))
+                offs = _idx_v2_offsets(self.path[:-5] + ".idx", self.count)
+                if offs is None:
+                    offs = [e[1] for e in self.pack.index.iterentries()]
+                self._offsets = array("Q", sorted(offs))
             return self._offsets
 
     def offset_of(self, sha: bytes) -> int | None:
@@ -101,6 +105,36 @@ class StoredPack:
                 raise OSError(f"{self.path}: pack truncated")
             pos += len(data)
             yield data
+
+
+def _idx_v2_offsets(idx_path: str, count: int) -> list[int] | None:
+    """Entry offsets straight from a v2 .idx (its 4-byte offset table, plus the 8-byte table
+    for packs over 2 GiB): ~100x faster than dulwich's per-entry iteration."""
+    try:
+        with open(idx_path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    if data[:8] != b"\xfftOc\x00\x00\x00\x02":
+        return None
+    n = int.from_bytes(data[8 + 255 * 4:8 + 256 * 4], "big")
+    if n != count:
+        return None
+    start = 8 + 256 * 4 + n * 20 + n * 4
+    small = array("I")
+    small.frombytes(data[start:start + 4 * n])
+    if sys.byteorder == "little":
+        small.byteswap()
+    if not any(o & 0x80000000 for o in small):
+        return small.tolist()
+    big_start = start + 4 * n
+    out = []
+    for o in small:
+        if o & 0x80000000:
+            i = big_start + 8 * (o & 0x7FFFFFFF)
+            o = int.from_bytes(data[i:i + 8], "big")
+        out.append(o)
+    return out
 
 
 _stored: dict[str, StoredPack] = {}

@@ -142,7 +142,8 @@ class Walker:
                                set(shallow), result, covered if use_cover else None)
         if use_cover:
             flags = self._flags
-            if all(flags.get(c, 0) & _WANT for c in cover_commits):
+            unproven = [c for c in cover_commits if not flags.get(c, 0) & _WANT]
+            if not unproven or self._reaches(want_commits, unproven, set(shallow)):
                 result.covered_ok = True
             else:
                 # a covered tip is not an ancestor of the wants: redo without the pack
@@ -246,6 +247,29 @@ class Walker:
         if covered is not None:
             return [b for b in boundary if not covered(b)]
         return boundary
+
+    def _reaches(self, starts: list[bytes], targets: list[bytes], shallow: set[bytes],
+                 slop: int = 86400) -> bool:
+        """Is every target an ancestor of some start? Walks back in date order and gives
+        up below the oldest target's date (minus SLOP for skewed clocks): a tip recorded
+        with the stored pack (e.g. a hidden ref) is usually just behind a wanted branch."""
+        todo = set(targets)
+        floor = min(self.commit(t)[2] for t in targets) - slop
+        heap = [(-self.commit(c)[2], c) for c in set(starts)]
+        heapq.heapify(heap)
+        seen = {c for _, c in heap}
+        while heap and todo:
+            neg_when, sha = heapq.heappop(heap)
+            if -neg_when < floor:
+                break
+            todo.discard(sha)
+            if sha in shallow:
+                continue
+            for p in self.commit(sha)[1]:
+                if p not in seen:
+                    seen.add(p)
+                    heapq.heappush(heap, (-self.commit(p)[2], p))
+        return not todo
 
     def _mark_tree(self, tree: bytes, seen: set[bytes], result: WalkResult) -> None:
         """Everything under TREE is on the client already."""

@@ -214,3 +214,18 @@ def test_ofs_encoding_roundtrip() -> None:
     for n in (1, 127, 128, 16383, 16384, 2**21, 2**35 + 7):
         data = encode_ofs(n)
         assert _parse_ofs(data, 0) == (n, len(data))
+
+
+def test_covering_pack_used_when_an_unwanted_tip_is_behind_a_wanted_one(repo: Path,
+                                                                        tmp_path: Path) -> None:
+    # a hidden ref (refs/gitserve/...) at main~2 is recorded with the pack but never wanted
+    git(repo, "update-ref", "refs/gitserve/builds/1", git(repo, "rev-parse", "main~2").strip())
+    r = Repo(str(repo))
+    assert repack.record_covering_pack(r, repack.ref_tips(r))
+    stored = next((repo / "objects/pack").glob("*.pack")).read_bytes()
+    r.close()
+    wants = [t for t in refs_tips(repo)
+             if t.decode() != git(repo, "rev-parse", "refs/gitserve/builds/1").strip()
+             or t.decode() == git(repo, "rev-parse", "main").strip()]
+    pack = make_pack(repo, packgen.PackRequest(wants=wants), "dulwich")
+    assert pack == stored
