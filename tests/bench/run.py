@@ -303,6 +303,7 @@ class Bench:
             head += [f"{n} wall s"]
         if len(names) == 2:
             head.append("ratio")
+        head.append(f"{names[-1]} 1st s")  # cold run: before any cache or repack helped
         for n in names:
             head += [f"{n} CPU s", f"{n} RSS MB"]
         head.append("failures")
@@ -313,6 +314,8 @@ class Bench:
             cells += [sec(w) for w in walls]
             if len(names) == 2:
                 cells.append(f"{walls[1] / walls[0]:.2f}x" if walls[0] and walls[1] else "-")
+            first = r.samples.get(names[-1])
+            cells.append(sec(first[0].wall) if first else "-")
             for n in names:
                 cells += [sec(r.med(n, "cpu")), mb(r.med(n, "rss"))]
             fails = [f"{n} {len(r.failures[n])}" for n in names if r.failures.get(n)]
@@ -346,6 +349,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="gitserve [server] pack_backend")
     p.add_argument("--json", help="also write all samples to this file")
     p.add_argument("--keep", action="store_true", help="keep the work dir")
+    p.add_argument("--table-from", metavar="JSON", help="only print the table of a --json file")
     args = p.parse_args(argv)
     args.repos = [x for x in args.repos.split(",") if x]
     args.only = [x for x in args.only.split(",") if x]
@@ -359,8 +363,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def table_from(path: str) -> str:
+    data = json.loads(Path(path).read_text())
+    bench = Bench(parse_args([]), Path("."))
+    names = data["args"]["servers"]
+    bench.servers = [type("S", (), {"name": n})() for n in names]  # type: ignore[misc]
+    for r in data["rows"]:
+        row = Row(r["scenario"], r["repo"], failures=r["failures"])
+        row.samples = {k: [Sample(**x) for x in v] for k, v in r["samples"].items()}
+        bench.rows.append(row)
+    a = data["args"]
+    return (f"gitserve pack_backend={a['backend']}; medians of {a['runs']} runs (large clone "
+            f"{a['large_runs']}, parallel {a['parallel_runs']})\n" + bench.table())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.table_from:
+        print(table_from(args.table_from))
+        return 0
     workdir = Path(tempfile.mkdtemp(prefix="gitserve-bench-"))
     bench = Bench(args, workdir)
     try:
