@@ -209,9 +209,14 @@ class Bench:
 
             def clone(s: Server) -> tuple:
                 dest = tmp / f"clone-{s.name}"
+
+                def prepare() -> None:
+                    shutil.rmtree(dest, ignore_errors=True)
+                    if a.cold_clones and isinstance(s, GitserveServer):
+                        shutil.rmtree(s.home / "cache" / "packs", ignore_errors=True)
                 return (lambda: git("clone", "-q", "--bare", s.url(repo), str(dest), env=env(s),
                                     timeout=timeout),
-                        lambda: shutil.rmtree(dest, ignore_errors=True),
+                        prepare,
                         lambda: shutil.rmtree(dest, ignore_errors=True))
             self.rounds(row, runs, clone)
         elif name == "noop-fetch":
@@ -347,6 +352,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--large-timeout", type=float, default=600, help="large clone time box")
     p.add_argument("--backend", default="auto", choices=["auto", "git", "dulwich"],
                    help="gitserve [server] pack_backend")
+    p.add_argument("--cold-clones", action="store_true",
+                   help="empty gitserve's pack cache before every clone (measure generation)")
     p.add_argument("--json", help="also write all samples to this file")
     p.add_argument("--keep", action="store_true", help="keep the work dir")
     p.add_argument("--table-from", metavar="JSON", help="only print the table of a --json file")
