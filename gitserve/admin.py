@@ -9,12 +9,12 @@ next call without a restart.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import re
-import shutil
 import stat
-import tempfile
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,7 +26,7 @@ from dulwich.object_store import commit_tree_changes
 from dulwich.file import FileLocked
 from dulwich.repo import Repo
 
-from gitserve import keys, repos
+from gitserve import audit, keys, repos
 from gitserve.settings import Settings
 
 CONF_DIR = "conf"
@@ -35,6 +35,9 @@ MAIN_CONF = "conf/gitolite.conf"
 BUILDER = ":builder"  # internal identity of HOME/worker_key (no keydir name can produce it)
 MAX_FILE = 4 * 1024 * 1024  # a conf or key file bigger than this is a mistake
 FILE_MODE = 0o100644
+# Gitolite only warns about these and carries on without the line; a conf that does not
+# parse is refused here instead (SPEC §2), so nobody loses access to a typo.
+FATAL_WARNINGS = ("syntax error, ignoring", "included file not found")
 CAS_RETRIES = 100  # with a random 5-50ms pause: gives up after seconds of contention
 
 
@@ -125,42 +128,65 @@ def _read_tip(repo_path: Path | str) -> tuple[str, str | None]:
 
 
 _cache: dict[str, AdminState] = {}
+_bad_tip: dict[str, str] = {}  # home -> tip sha whose tree could not be used
 _admin_paths: dict[str, str] = {}
 _cache_lock = threading.Lock()
 
 
 def current(settings: Settings) -> AdminState:
-    """Rules and keys at the tip of the admin repo's default branch (cached by tip sha)."""
+    """Rules and keys at the tip of the admin repo's default branch (cached by tip sha).
+
+    Pushes and admin commands never let a broken tree become the tip, but a tip written
+    behind gitserve's back (a local `git push` into the bare repo) could be: then the last
+    good state stays in force, as Gitolite keeps its old rules, and a warning is printed
+    once. Only with no good state to fall back on does this raise AdminError."""
     key = str(settings.home)
     repo_path = _admin_paths.get(key)
     if repo_path is None:
         repo_path = _admin_paths[key] = str(settings.admin_repo)
     branch, sha = _read_tip(repo_path)
     state = _cache.get(key)
-    if state is not None and state.commit == sha:
+    if state is not None and (state.commit == sha or _bad_tip.get(key) == sha):
         return state
     with _cache_lock:
         state = _cache.get(key)
-        if state is not None and state.commit == sha:
+        if state is not None and (state.commit == sha or _bad_tip.get(key) == sha):
             return state
-        if sha is None:
-            raise AdminError(f"admin repository {repo_path} has no commit on {branch}")
-        repo = Repo(str(repo_path))
         try:
-            files = tree_files(repo, repo[sha.encode()].tree)
-        finally:
-            repo.close()
-        rules, entries, warnings = build(files)
-        state = AdminState(
-            commit=sha,
-            branch=branch,
-            rules=rules,
-            keys=tuple(entries),
-            warnings=tuple(warnings),
-            builder_blob=_builder_blob(settings),
-        )
-        _cache[key] = state
-        return state
+            new_state = _load_state(settings, repo_path, branch, sha)
+        except AdminError as exc:
+            if state is None:
+                raise
+            _bad_tip[key] = sha or ""
+            print(f"gitserve: admin repo tip {(sha or 'none')[:12]} is unusable ({exc}); "
+                  f"keeping the rules of {state.commit[:12]}", file=sys.stderr, flush=True)
+            return state
+        _cache[key] = new_state
+        _bad_tip.pop(key, None)
+        return new_state
+
+
+def _load_state(settings: Settings, repo_path: str, branch: str, sha: str | None) -> AdminState:
+    if sha is None:
+        raise AdminError(f"admin repository {repo_path} has no commit on {branch}")
+    repo = Repo(repo_path)
+    try:
+        try:
+            commit = repo[sha.encode()]
+        except KeyError:
+            raise AdminError(f"admin repository {repo_path}: {branch} points to missing {sha}") from None
+        files = tree_files(repo, commit.tree)
+    finally:
+        repo.close()
+    rules, entries, warnings = build(files)
+    return AdminState(
+        commit=sha,
+        branch=branch,
+        rules=rules,
+        keys=tuple(entries),
+        warnings=tuple(warnings),
+        builder_blob=_builder_blob(settings),
+    )
 
 
 def _builder_blob(settings: Settings) -> bytes | None:
@@ -195,7 +221,19 @@ def tree_files(repo: Repo, tree_id: bytes) -> dict[str, bytes]:
     return files
 
 
-def _keydir_entries(files: dict[str, bytes]) -> tuple[list[KeyEntry], list[str]]:
+@functools.lru_cache(maxsize=65536)
+def _parse_key_file(data: bytes) -> keys.PublicKey:
+    """Parsed keys are remembered by content: a new admin tip re-reads only changed keys."""
+    if len(data) > MAX_FILE:
+        raise keys.InvalidKey("file too large")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise keys.InvalidKey("not a text file") from None
+    return keys.parse_file_text(text)
+
+
+def keydir_entries(files: dict[str, bytes]) -> tuple[list[KeyEntry], list[str]]:
     entries: list[KeyEntry] = []
     warnings: list[str] = []
     owner_of: dict[bytes, KeyEntry] = {}
@@ -204,13 +242,7 @@ def _keydir_entries(files: dict[str, bytes]) -> tuple[list[KeyEntry], list[str]]
             continue
         try:
             user = keys.check_keyfile_path(p[len(KEYDIR) + 1 :])
-            if len(files[p]) > MAX_FILE:
-                raise keys.InvalidKey("file too large")
-            try:
-                text = files[p].decode("utf-8")
-            except UnicodeDecodeError:
-                raise keys.InvalidKey("not a text file") from None
-            key = keys.parse_file_text(text)
+            key = _parse_key_file(files[p])
         except keys.InvalidKey as exc:
             msg = str(exc)
             raise AdminError(msg if msg.startswith(p) or msg.startswith("keydir/") else f"{p}: {msg}")
@@ -236,25 +268,20 @@ def _load_rules(files: dict[str, bytes]) -> Any:
 
     if MAIN_CONF not in files:
         raise AdminError(f"{MAIN_CONF}: missing")
-    tmp = tempfile.mkdtemp(prefix="gitserve-conf-")
-    try:
-        for p, data in files.items():
-            if not p.startswith(CONF_DIR + "/"):
-                continue
+    conf: dict[str, str] = {}
+    for p, data in files.items():
+        if p.startswith(CONF_DIR + "/"):
             if len(data) > MAX_FILE:
                 raise AdminError(f"{p}: file too large")
-            target = os.path.join(tmp, p)
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            with open(target, "wb") as f:
-                f.write(data)
-        try:
-            return acl.load(Path(tmp) / MAIN_CONF)
-        except acl.ConfError as exc:
-            raise AdminError(_one_line(str(exc).replace(tmp + os.sep, ""))) from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise AdminError(_one_line(f"{MAIN_CONF}: {exc}".replace(tmp + os.sep, ""))) from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            conf[p[len(CONF_DIR) + 1 :]] = data.decode("utf-8", errors="surrogateescape")
+    try:
+        rules = acl.load_files(conf)
+    except acl.ConfError as exc:
+        raise AdminError(_one_line(str(exc))) from None
+    for w in rules.warnings:
+        if any(marker in w for marker in FATAL_WARNINGS):
+            raise AdminError(_one_line(w.replace(", ignoring:", ":")))
+    return rules
 
 
 def _one_line(msg: str) -> str:
@@ -265,16 +292,18 @@ def build(files: dict[str, bytes]) -> tuple[Any, list[KeyEntry], list[str]]:
     """(rules, key entries, warnings) for an admin tree given as {path: content};
     raises AdminError with the first problem (file:line for conf, keydir/x.pub: reason)."""
     rules = _load_rules(files)
-    entries, warnings = _keydir_entries(files)
+    entries, warnings = keydir_entries(files)
     return rules, entries, warnings
 
 
-def validate_commit(repo_path: Path | str, sha: str) -> str | None:
+def validate_commit(repo_path: Path | str | Repo, sha: str) -> str | None:
     """The one-line reason the admin tree at SHA is unusable, or None if it is valid.
 
     receive-pack calls this for pushes to the admin repo's default branch and rejects the
-    ref with the returned message, so a broken conf never goes live."""
-    repo = Repo(str(repo_path))
+    ref with the returned message, so a broken conf never goes live. REPO_PATH may be an
+    open dulwich Repo (e.g. one that sees a push's quarantined objects)."""
+    own = not isinstance(repo_path, Repo)
+    repo = Repo(str(repo_path)) if own else repo_path
     try:
         try:
             obj = repo[sha.encode() if isinstance(sha, str) else sha]
@@ -286,7 +315,8 @@ def validate_commit(repo_path: Path | str, sha: str) -> str | None:
     except AdminError as exc:
         return str(exc)
     finally:
-        repo.close()
+        if own:
+            repo.close()
     return None
 
 
@@ -368,6 +398,9 @@ def _commit(
         finally:
             repo.close()
         if ok:
+            audit.record(settings, user=_who(author), op="admin", repo=repos.ADMIN_REPO, ref=branch,
+                         old=tip, new=commit.id.decode(), result="updated",
+                         reason=message.splitlines()[0])
             return commit.id.decode()
         time.sleep(random.uniform(0.005, 0.05))
     raise AdminError("the admin repo kept changing; try again")
@@ -411,7 +444,7 @@ def add_key(settings: Settings, user: str, key_text: str, author: str) -> tuple[
     key = _parse_key_text(key_text)
 
     def change(files: dict[str, bytes]) -> tuple[dict[str, bytes | None], str]:
-        entries, _ = _keydir_entries(files)
+        entries, _ = keydir_entries(files)
         for e in entries:
             if e.key.blob == key.blob:
                 if e.user == owner:
@@ -442,7 +475,7 @@ def remove_key(
     removed: list[KeyEntry] = []
 
     def change(files: dict[str, bytes]) -> tuple[dict[str, bytes | None], str]:
-        entries, _ = _keydir_entries(files)
+        entries, _ = keydir_entries(files)
         if stem != owner:  # alice@laptop: that one file
             mine = [e for e in entries if e.path.rsplit("/", 1)[-1] == f"{stem}.pub"]
         else:

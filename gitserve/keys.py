@@ -101,7 +101,10 @@ def _check_key(key_type: str, blob: bytes) -> int:
     numbers) and return its size in bits. paramiko would pad short data with zeros."""
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-    parts = _ssh_strings(blob)
+    try:
+        parts = _ssh_strings(blob)
+    except InvalidKey:
+        raise InvalidKey(f"malformed {key_type} key (truncated)") from None
     try:
         if key_type == "ssh-ed25519":
             if len(parts) != 2 or len(parts[1]) != 32:
@@ -183,6 +186,11 @@ def parse(line: str) -> PublicKey:
 
 def parse_file_text(text: str) -> PublicKey:
     """A keydir file: exactly one key line (blank lines and `#` comments are ignored)."""
+    if "PRIVATE KEY-----" in text:
+        # say so without ever echoing any of it
+        raise InvalidKey("this is a PRIVATE key; give the public key (the .pub file)")
+    if "BEGIN SSH2 PUBLIC KEY" in text:
+        raise InvalidKey("RFC 4716 (PuTTY/SSH2) format; convert it with `ssh-keygen -i -f FILE`")
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     if not lines:
         raise InvalidKey("no key in file")

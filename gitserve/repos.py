@@ -14,19 +14,21 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable
 
 from dulwich.repo import Repo
 
+from gitserve import acl
+from gitserve.acl import wild
 from gitserve.settings import Settings
 
 # Gitolite 3.6 $REPONAME_PATT (without the leading `@` that only group names may have).
 REPONAME_PATT = re.compile(r"^[0-9a-zA-Z][-0-9a-zA-Z._@/+]*$")
 USERNAME_PATT = re.compile(r"^[0-9a-zA-Z][-0-9a-zA-Z._@+]*$")
 MAX_NAME = 255
-ADMIN_REPO = "gitolite-admin"
 # Roles a wild repo's owner may grant with `perms` (Gitolite's default %ROLES).
-ROLES = ("READERS", "WRITERS")
+ROLES = acl.patterns.ROLES
+ADMIN_REPO = "gitolite-admin"
 DEFAULT_DESCRIPTION = "Unnamed repository; edit this file 'description' to name the repository.\n"
 
 
@@ -112,7 +114,7 @@ def create(settings: Settings, name: str, creator: str | None = None) -> Path:
         repo.close()
         (tmp / "description").write_text(DEFAULT_DESCRIPTION)
         if creator is not None:
-            (tmp / "gl-creator").write_text(creator)
+            wild.write_creator(tmp, creator)
         os.chmod(tmp, 0o755)
         try:
             os.rename(tmp, final)
@@ -124,68 +126,30 @@ def create(settings: Settings, name: str, creator: str | None = None) -> Path:
     return final
 
 
-# --- wild-repo metadata ------------------------------------------------------------
+# --- wild-repo metadata (the access engine's gl-creator/gl-perms helpers) ------------
+
+
+def wild_info(settings: Settings, name: str) -> "acl.WildInfo | None":
+    """Creator and roles of a wild repo, or None for repos named in the conf."""
+    return wild.read_wild(path(settings, name))
 
 
 def creator(settings: Settings, name: str) -> str | None:
-    """The gl-creator of a wild repo, None for repos named in the conf."""
-    try:
-        text = (path(settings, name) / "gl-creator").read_text()
-    except FileNotFoundError:
-        return None
-    return text.strip() or None
-
-
-def parse_perms(text: str) -> dict[str, list[str]]:
-    """gl-perms text -> {role: [members]} as Gitolite's user_roles reads it
-    (`READERS u1 @g`, `WRITERS = u2`; comments and unknown roles ignored)."""
-    roles: dict[str, list[str]] = {}
-    for line in text.splitlines():
-        line = line.strip().replace("=", " ", 1)
-        if not line or line.startswith("#"):
-            continue
-        role, *members = line.split()
-        role = role.lstrip("@")
-        if role not in ROLES:
-            continue
-        keep = [m for m in members if USERNAME_PATT.match(m.lstrip("@"))]
-        roles.setdefault(role, []).extend(keep)
-    return roles
-
-
-def render_perms(roles: dict[str, Sequence[str]]) -> str:
-    """{role: members} -> gl-perms text (one `ROLE member` line each, as `perms + ` writes)."""
-    out = []
-    for role, members in roles.items():
-        if role not in ROLES:
-            raise RepoError(f"Invalid role '{role}'; try 'perms -lr'.")
-        for m in members:
-            if not USERNAME_PATT.match(m.lstrip("@")):
-                raise RepoError(f"Invalid user '{m}'")
-            out.append(f"{role} {m}\n")
-    return "".join(out)
+    info = wild_info(settings, name)
+    return info.creator.strip() or None if info else None
 
 
 def read_perms(settings: Settings, name: str) -> dict[str, list[str]]:
+    info = wild_info(settings, name)
+    return info.roles if info else {}
+
+
+def write_perms(settings: Settings, name: str, roles: dict[str, list[str]]) -> None:
+    """Replace gl-perms atomically (validated first, as Gitolite's `perms` validates)."""
     try:
-        return parse_perms((path(settings, name) / "gl-perms").read_text())
-    except FileNotFoundError:
-        return {}
-
-
-def write_perms(settings: Settings, name: str, roles: dict[str, Sequence[str]]) -> None:
-    """Replace gl-perms atomically (validated first)."""
-    _atomic_write(path(settings, name) / "gl-perms", render_perms(roles))
-
-
-def wild_info(settings: Settings, name: str):  # -> acl.WildInfo | None
-    """What the access engine needs about a wild repo, or None if it has no creator."""
-    owner = creator(settings, name)
-    if owner is None:
-        return None
-    from gitserve import acl
-
-    return acl.WildInfo(creator=owner, roles=read_perms(settings, name))
+        wild.write_perms(path(settings, name), roles)
+    except ValueError as exc:
+        raise RepoError(str(exc)) from None
 
 
 def description(settings: Settings, name: str) -> str:

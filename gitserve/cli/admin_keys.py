@@ -16,6 +16,7 @@ from typing import Annotated, Optional
 import typer
 
 from gitserve import admin, keys, repos
+from gitserve.cli import admin_acl
 from gitserve.cli.common import HomeOption, fail, load_settings
 
 
@@ -117,3 +118,34 @@ def register(app: typer.Typer) -> None:
             print("conf/gitolite.conf unchanged")
         else:
             print(f"conf/gitolite.conf updated (commit {sha[:12]})")
+
+
+@admin_acl.register_validator
+def validate_keydir(target: admin_acl.CheckTarget, report: admin_acl.CheckReport) -> None:
+    """`admin check`: the keydir of the server (already checked by admin.current) or, with
+    --conf DIR/conf/gitolite.conf, the keydir/ beside that conf/ (a gitolite-admin checkout)."""
+    if target.conf is None:
+        settings = load_settings(target.home)
+        try:
+            state = admin.current(settings)
+        except admin.AdminError as exc:
+            raise admin_acl.CheckFailed(str(exc)) from None
+        entries, warnings = list(state.keys), []  # state.warnings were listed with the conf
+    else:
+        conf_dir = Path(target.conf).parent
+        keydir = conf_dir.parent / admin.KEYDIR
+        if conf_dir.name != admin.CONF_DIR or not keydir.is_dir():
+            return
+        files: dict[str, bytes] = {}
+        for p in sorted(keydir.rglob("*")):
+            rel = f"{admin.KEYDIR}/{p.relative_to(keydir).as_posix()}"
+            if p.is_symlink():
+                raise admin_acl.CheckFailed(f"{rel}: symlinks are not allowed in the admin repo")
+            if p.is_file():
+                files[rel] = p.read_bytes()
+        try:
+            entries, warnings = admin.keydir_entries(files)
+        except admin.AdminError as exc:
+            raise admin_acl.CheckFailed(str(exc)) from None
+    report.warnings.extend(warnings)
+    report.summary.append(f"{len(entries)} keys of {len({e.user for e in entries})} users")

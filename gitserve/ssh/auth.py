@@ -147,8 +147,15 @@ class GitSSHServer(paramiko.ServerInterface):
         return False
 
     def check_channel_shell_request(self, channel) -> bool:  # noqa: ANN001
-        self._refuse(channel)
-        return False
+        """No shell is ever started: like Gitolite's forced command, `ssh git@host` with no
+        command runs `info` (SPEC §4: an empty command means info) and exits."""
+        with self._lock:
+            req = self._execs.get(channel.get_id())
+        if req is None or req.command is not None:
+            return False
+        req.command = ""
+        req.event.set()
+        return True
 
     def check_channel_subsystem_request(self, channel, name) -> bool:  # noqa: ANN001
         self._refuse(channel)

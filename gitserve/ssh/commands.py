@@ -7,8 +7,11 @@ argument words, and returns an exit status. Messages follow Gitolite's wording.
 
 from __future__ import annotations
 
+import os
 import re
 import socket
+import tempfile
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -16,6 +19,9 @@ import dulwich
 
 from gitserve import audit, repos
 
+# Gitolite's default rc: the roles `perms` manages, and $USERNAME_PATT
+ROLES = ("READERS", "WRITERS")
+USERNAME_PATT = re.compile(r"^[0-9a-zA-Z][-0-9a-zA-Z._@+]*$")
 # Gitolite's $REMOTE_COMMAND_PATT: what a non-git command line may contain at all
 REMOTE_COMMAND_PATT = re.compile(r"^[-0-9a-zA-Z._@/+ :,%=]*$")
 
@@ -166,7 +172,7 @@ def cmd_perms(ctx: CommandContext, args: list[str]) -> int:
     rest = args[1:]
     if rest == ["-lr"]:
         ctx.out("\t".join(["", "role"]) + "\n")
-        for role in repos.ROLES:
+        for role in ROLES:
             ctx.out(f"\t{role}\n")
         return 0
     if not owns(ctx, name):
@@ -179,7 +185,7 @@ def cmd_perms(ctx: CommandContext, args: list[str]) -> int:
     if len(rest) != 3 or rest[0] not in ("+", "-"):
         raise CommandError("Invalid syntax.  Please re-run with '-h' for detailed usage")
     op, role, member = rest
-    if not repos.USERNAME_PATT.match(member.lstrip("@")):
+    if not USERNAME_PATT.match(member.lstrip("@")):
         raise CommandError(f"Invalid user '{member}'")
     lines = pf.read_text().splitlines(keepends=True) if pf.exists() else []
     entry = f"{role} {member}\n"
@@ -189,24 +195,32 @@ def cmd_perms(ctx: CommandContext, args: list[str]) -> int:
             return 0
         lines = [x for x in lines if x != entry]
     else:
-        if role not in repos.ROLES:
+        if role not in ROLES:
             ctx.err(f"Invalid role '{role}'; valid roles for this repo:\n")
-            for r in repos.ROLES:
+            for r in ROLES:
                 ctx.err(f"\t{r}\n")
             return 1
         if entry in lines:
             ctx.err(f"WARNING: '{role} {member}' already present in file\n")
             return 0
         lines = sorted(lines + [entry])
-    roles: dict[str, list[str]] = {}
-    for line in sorted(lines):
-        parts = line.split()
-        if len(parts) == 2:
-            roles.setdefault(parts[0], []).append(parts[1])
-    repos.write_perms(ctx.settings, name, roles)
+    _write_atomic(pf, "".join(lines))
     audit.record(ctx.settings, user=ctx.user, ip=ctx.ip, repo=name, op="perms",
                  result="updated", reason=f"{op} {role} {member}")
     return 0
+
+
+def _write_atomic(target: Path, text: str) -> None:
+    """gl-perms is read by every connection: replace it whole, never leave half a file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 # --- desc ---------------------------------------------------------------------------

@@ -84,9 +84,11 @@ def test_rsa_and_ecdsa_keys_work(srv, key_type):
 
 
 def test_no_shell_pty_subsystem_or_forwarding(srv):
+    # no shell: a session without a command gets `info` (as Gitolite's forced command does)
     shell = srv.ssh("alice", extra=("-T",))
-    assert shell.returncode != 0
-    assert "shell request failed" in shell.stderr
+    assert shell.returncode == 0 and shell.stdout.startswith("hello alice,")
+    shell = srv.ssh("alice", input="echo pwned; id\n")
+    assert "pwned" not in shell.stdout and "uid=" not in shell.stdout
     pty = srv.ssh("alice", "info", extra=("-tt",))
     assert "PTY allocation request failed" in pty.stderr
     sub = srv.ssh("alice", "sftp", extra=("-s",))
@@ -155,3 +157,19 @@ def test_audit_log_records_decisions(srv):
                for l in lines)
     assert any(l["user"] == "alice" and l["repo"] == "secret" and l["result"] == "denied"
                for l in lines)
+
+
+def test_idle_session_is_closed(gitserve_factory):
+    import subprocess
+
+    srv = gitserve_factory(users=("alice",), conf="repo idle\n    RW+ = alice\n",
+                           settings={"server": {"idle_timeout": 2.0}})
+    proc = subprocess.Popen(srv.ssh_command(srv.key_for("alice")) +
+                            ["git@127.0.0.1", "git-upload-pack 'idle'"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    start = time.monotonic()
+    try:
+        proc.wait(20)  # we never answer the advertisement: the server gives up on us
+    finally:
+        proc.kill()
+    assert time.monotonic() - start < 15

@@ -98,6 +98,12 @@ def test_add_key_commits_who_and_what(home, tmp_path):
     assert files.split() == ["A", "keydir/bob.pub"]
     assert entry.fingerprint == ssh_keygen_fingerprint(bob)[1]
     git("--git-dir", str(home.admin_repo), "fsck", "--strict")
+    from gitserve import audit
+
+    last = list(audit.read(home))[-1]
+    assert (last["user"], last["op"], last["repo"], last["ref"], last["new"], last["result"]) == (
+        "Ada Admin", "admin", "gitolite-admin", "refs/heads/main", sha, "updated")
+    assert last["reason"].startswith("add-key: keydir/bob.pub for bob")
     # a second key needs a label
     bob2 = keygen(tmp_path, "bob2")
     with pytest.raises(admin.AdminError, match="bob@LABEL"):
@@ -248,3 +254,19 @@ def test_racing_push_is_not_lost(home, tmp_path, monkeypatch):
     assert parent == pushed[0]
     monkeypatch.undo()
     assert admin.current(home).users == ["alice", "bob", "carol"]
+
+
+def test_broken_tip_written_behind_our_back_keeps_last_good_rules(home, tmp_path, capsys):
+    good = admin.current(home)
+    bad = push_change(home, tmp_path, lambda w: (w / "conf" / "gitolite.conf").write_text("repo x\n  junk\n"))
+    assert tip(home) == bad
+    assert admin.current(home) is good
+    assert admin.current(home) is good  # warned once, not per connection
+    assert capsys.readouterr().err.count("is unusable (conf/gitolite.conf:2: syntax error") == 1
+    fixed = push_change(home, tmp_path, lambda w: (w / "conf" / "gitolite.conf").write_text(GOOD_CONF))
+    assert admin.current(home).commit == fixed
+    # with nothing to fall back on (a fresh process), the error is raised
+    admin._cache.clear()
+    push_change(home, tmp_path, lambda w: (w / "conf" / "gitolite.conf").write_text("repo x\n  junk\n"))
+    with pytest.raises(admin.AdminError, match="conf/gitolite.conf:2"):
+        admin.current(home)

@@ -107,19 +107,25 @@ def test_symlink_escape_refused(settings, tmp_path):
 
 def test_wild_metadata_like_gitolite(settings):
     p = repos.create(settings, "u/alice/r1", creator="alice")
-    assert (p / "gl-creator").read_text() == "alice"
+    assert (p / "gl-creator").read_text().strip() == "alice"
     assert repos.creator(settings, "u/alice/r1") == "alice"
     repos.write_perms(settings, "u/alice/r1", {"READERS": ["bob", "@devs"], "WRITERS": ["carol"]})
-    assert (p / "gl-perms").read_text() == "READERS bob\nREADERS @devs\nWRITERS carol\n"
-    assert repos.read_perms(settings, "u/alice/r1") == {"READERS": ["bob", "@devs"], "WRITERS": ["carol"]}
-    # Gitolite's reader tolerates `=`, comments, unknown roles
-    assert repos.parse_perms("# c\nWRITERS = x y\nOWNERS z\n  READERS  a\n") == {
-        "WRITERS": ["x", "y"], "READERS": ["a"]}
+    assert (p / "gl-perms").read_text() == "READERS bob @devs\nWRITERS carol\n"
+    info = repos.wild_info(settings, "u/alice/r1")
+    assert info.creator == "alice" and info.roles == {"READERS": ["bob", "@devs"], "WRITERS": ["carol"]}
+    # Gitolite's own gl-creator has no newline, its gl-perms may use `=`
+    (p / "gl-creator").write_text("alice")
+    (p / "gl-perms").write_text("# c\nWRITERS = x y\n")
+    assert repos.creator(settings, "u/alice/r1") == "alice"
+    assert repos.read_perms(settings, "u/alice/r1") == {"WRITERS": ["x", "y"]}
     with pytest.raises(repos.RepoError, match="Invalid role"):
         repos.write_perms(settings, "u/alice/r1", {"ADMINS": ["x"]})
-    with pytest.raises(repos.RepoError, match="Invalid user"):
+    with pytest.raises(repos.RepoError, match="invalid user"):
         repos.write_perms(settings, "u/alice/r1", {"READERS": ["a;b"]})
-    assert repos.read_perms(settings, "u/alice/r1")["WRITERS"] == ["carol"]
+    assert repos.read_perms(settings, "u/alice/r1") == {"WRITERS": ["x", "y"]}
+    with pytest.raises(repos.RepoError, match="invalid creator"):
+        repos.create(settings, "u/x/r", creator="a b")
+    assert not repos.exists(settings, "u/x/r")
     assert repos.description(settings, "u/alice/r1") == ""
     repos.set_description(settings, "u/alice/r1", "Alice's first repo")
     assert (p / "description").read_text() == "Alice's first repo\n"
@@ -170,3 +176,25 @@ def test_head_stays_when_default_branch_pushed_or_tags_only(settings, tmp_path):
     assert repos.head_after_push(bare, ["refs/heads/dev", "refs/heads/main"]) is None
     assert (bare / "HEAD").read_text().strip() == "ref: refs/heads/main"
     assert ZERO_SHA  # imported for callers' convenience
+
+
+from hypothesis import given, settings as hsettings, strategies as st  # noqa: E402
+
+_ALPHABET = st.sampled_from(list("ab.-_/@+~'\"\\ \x00\n\t$;:*?[]") + ["..", ".git", "/", "é"])
+
+
+@hsettings(max_examples=400, deadline=None)
+@given(st.lists(_ALPHABET, max_size=12).map("".join))
+def test_any_accepted_name_stays_inside_repositories(arg):
+    """Whatever the client sends, an accepted name maps to a path strictly inside
+    HOME/repositories, named NAME.git, with no traversal or control bytes."""
+    base = "/srv/home/repositories"
+    try:
+        name = repos.parse_repo_arg(arg)
+    except repos.RepoError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert repos.REPONAME_PATT.match(name) and ".." not in name
+    full = os.path.normpath(os.path.join(base, f"{name}.git"))
+    assert full.startswith(base + "/") and full == os.path.join(base, f"{name}.git")
+    assert repos.parse_repo_arg(name) == name  # canonical form is a fixed point
