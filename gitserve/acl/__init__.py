@@ -1,0 +1,41 @@
+"""gitserve's access engine: Gitolite 3.6's conf language and decisions, as a library.
+
+    rules = acl.load(Path("conf/gitolite.conf"))          # ConfError: "conf/x.conf:12: msg"
+    rules.check(repo, user, "R")                          # check #1 (ref "any")
+    rules.check_update(repo, user, ref, old, new, inspector)   # check #2, VREFs included
+
+Pure Python with no I/O beyond reading conf files (and gl-creator/gl-perms in `wild`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+from . import patterns
+from .engine import Decision, Rules, WildInfo
+from .errors import AccessError, ConfError
+from .parser import compile_file, compile_source
+from .source import ConfSource, DirSource, MappingSource
+from .update import Inspector, ZERO_SHA
+
+__all__ = [
+    "AccessError", "ConfError", "ConfSource", "Decision", "DirSource", "Inspector",
+    "MappingSource", "Rules", "WildInfo", "ZERO_SHA", "load", "load_files", "load_source",
+    "patterns",
+]
+
+
+def load(path: Path | str) -> Rules:
+    """Compile the conf at PATH (includes resolved beside it). Raises ConfError."""
+    return Rules(compile_file(Path(path)))
+
+
+def load_source(source: ConfSource, main: str = "gitolite.conf", label: str = "conf/") -> Rules:
+    return Rules(compile_source(source, main, label))
+
+
+def load_files(files: Mapping[str, str], main: str = "gitolite.conf") -> Rules:
+    """Compile conf files given as {name relative to conf/: text}, e.g. from an admin-repo
+    commit, without touching the disk. Raises ConfError."""
+    return load_source(MappingSource(files), main)

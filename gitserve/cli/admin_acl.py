@@ -1,9 +1,180 @@
-"""Placeholder: commands of this module are being written (see the issue that owns it)."""
+"""`gitserve admin access` and `gitserve admin check`: try and validate access rules.
+
+`access` answers exactly as `gitolite access` would for the same conf, so scripts written
+for Gitolite keep working; `--conf FILE` tries a conf before it is pushed, with no server.
+"""
 
 from __future__ import annotations
 
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
 import typer
+
+from gitserve import acl
+from gitserve.acl import access_cmd, wild
+
+from .common import HomeOption, fail, load_settings
+
+
+@dataclass
+class CheckReport:
+    """What `admin check` found: fatal errors stop it, warnings are listed."""
+
+    warnings: list[str] = field(default_factory=list)
+    summary: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CheckTarget:
+    conf: Optional[Path]  # --conf FILE, or None for the server's current admin repo
+    home: Optional[Path]
+    rules: Optional[acl.Rules] = None
+
+
+# `admin check` runs every validator in order; each adds warnings/summary lines or raises
+# CheckFailed with a one-line "file:line: message". The keydir validator (gitserve.keys /
+# gitserve.admin) registers itself here with `register_validator`.
+Validator = Callable[[CheckTarget, CheckReport], None]
+VALIDATORS: list[Validator] = []
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def register_validator(fn: Validator) -> Validator:
+    if fn not in VALIDATORS:
+        VALIDATORS.append(fn)
+    return fn
+
+
+def _current_admin_state(home: Optional[Path]):  # -> gitserve.admin.AdminState
+    settings = load_settings(home)
+    try:
+        from gitserve import admin  # provided by the admin part
+    except ImportError:
+        fail("no server conf support in this build; use --conf FILE")
+    try:
+        return settings, admin.current(settings)
+    except Exception as exc:  # AdminError and friends: one line, as everywhere
+        fail(str(exc))
+
+
+@register_validator
+def validate_conf(target: CheckTarget, report: CheckReport) -> None:
+    if target.conf is not None:
+        try:
+            rules = acl.load(target.conf)
+        except acl.ConfError as exc:
+            raise CheckFailed(str(exc)) from None
+        except OSError as exc:
+            raise CheckFailed(f"{target.conf}: {exc.strerror or exc}") from None
+    else:
+        _settings, state = _current_admin_state(target.home)
+        rules = state.rules
+        report.warnings.extend(getattr(state, "warnings", ()))
+    target.rules = rules
+    report.warnings.extend(rules.warnings)
+    report.warnings.extend(lint_vrefs(rules))
+    report.summary.append(
+        f"{len(rules.repo_names())} repos, {len(rules.patterns())} repo patterns, "
+        f"{len(rules.compiled.groups)} groups, {len(rules.compiled.origin)} rules and options"
+    )
+
+
+def lint_vrefs(rules: acl.Rules) -> list[str]:
+    """VREFs gitserve has no helper for would reject every push that reaches them."""
+    from gitserve.acl.update import SUPPORTED_VREFS
+
+    out = []
+    seen = set()
+    for per_user in rules.compiled.repos.values():
+        for entries in per_user.values():
+            for seq, _perm, refex in entries:
+                if refex.startswith("VREF/") and refex not in seen:
+                    seen.add(refex)
+                    name = refex.split("/")[1] if refex.count("/") else ""
+                    if name not in SUPPORTED_VREFS:
+                        f, n = rules.compiled.origin.get(seq, ("?", 0))
+                        out.append(f"{f}:{n}: VREF '{name}' is not supported by gitserve; "
+                                   f"pushes that reach '{refex}' are rejected")
+    return out
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    @app.command(
+        "access",
+        context_settings={"ignore_unknown_options": False},
+        help="Same output and exit status as `gitolite access` (batch mode: % for REPO "
+             "and/or USER reads \"repo user\" lines from stdin).",
+    )
+    def access(
+        repo: Annotated[str, typer.Argument(help="repo name, or % to read from stdin")],
+        user: Annotated[str, typer.Argument(help="user name, or % to read from stdin")],
+        perm: Annotated[Optional[str], typer.Argument(help="R W + C D M ^C (default +)")] = None,
+        ref: Annotated[Optional[str], typer.Argument(help="ref (default any)")] = None,
+        quiet: Annotated[bool, typer.Option("-q", help="exit status only")] = False,
+        conf: Annotated[Optional[Path], typer.Option(
+            "--conf", help="use this conf (with its includes) instead of the server's")] = None,
+        home: HomeOption = None,
+    ) -> None:
+        import os
+
+        if conf is not None:
+            try:
+                rules = acl.load(conf)
+            except acl.ConfError as exc:
+                fail(str(exc))
+            state = access_cmd.conf_only_state(rules)
+        else:
+            settings, admin_state = _current_admin_state(home)
+            rules = admin_state.rules
+            state = _home_state(settings, rules)
+        code = access_cmd.run_access(
+            rules, state, repo, user, perm, ref, quiet,
+            sys.stdin, sys.stdout, sys.stderr, gl_user=os.environ.get("GL_USER", ""),
+        )
+        sys.stdout.flush()
+        raise typer.Exit(code)
+
+    @app.command("check", help="Validate the conf (and keydir); exit 1 with file:line.")
+    def check(
+        conf: Annotated[Optional[Path], typer.Option(
+            "--conf", help="check this conf file (includes beside it) instead of the server's")
+        ] = None,
+        strict: Annotated[bool, typer.Option(
+            "--strict", help="treat warnings (e.g. ignored syntax errors) as errors")] = False,
+        home: HomeOption = None,
+    ) -> None:
+        target = CheckTarget(conf=conf, home=home)
+        report = CheckReport()
+        for validator in VALIDATORS:
+            try:
+                validator(target, report)
+            except CheckFailed as exc:
+                fail(str(exc))
+        for w in report.warnings:
+            print(f"WARNING: {w}", file=sys.stderr)
+        if strict and report.warnings:
+            fail(f"{len(report.warnings)} warning(s) and --strict")
+        print("ok: " + "; ".join(report.summary))
+
+
+def _home_state(settings, rules: acl.Rules) -> access_cmd.RepoState:
+    """Repos exist as they do under HOME/repositories, wild ones with their gl-* files."""
+    plain = set(rules.repo_names())
+
+    def state(repo: str) -> tuple[bool, acl.WildInfo | None]:
+        if repo in plain:
+            return True, None
+        if not acl.patterns.is_reponame(repo) or ".." in repo or repo.startswith("@"):
+            return False, None
+        path = settings.repo_path(repo)
+        if not path.is_dir():
+            return False, None
+        return True, wild.read_wild(path)
+
+    return state

@@ -1,9 +1,151 @@
-"""Placeholder: commands of this module are being written (see the issue that owns it)."""
+"""`gitserve admin add-key | remove-key | list-keys | set-conf`: commits on the admin repo.
+
+Each command is one validated commit authored by the local user running it, so the
+admin repo's history shows who changed keys or rules from the shell as well as by push.
+"""
 
 from __future__ import annotations
 
+import getpass
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
+
+from gitserve import admin, keys, repos
+from gitserve.cli import admin_acl
+from gitserve.cli.common import HomeOption, fail, load_settings
+
+
+def cli_author() -> str:
+    """`user <user@host>` of whoever runs the CLI (the sudo caller when run with sudo)."""
+    user = os.environ.get("SUDO_USER") or ""
+    if not user:
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):
+            user = f"uid{os.getuid()}"
+    return f"{user} <{user}@{socket.gethostname()}>"
+
+
+def _read_input(source: str, what: str) -> str:
+    """Contents of FILE, or stdin for `-`."""
+    try:
+        if source == "-":
+            return sys.stdin.read()
+        return Path(source).expanduser().read_text()
+    except UnicodeDecodeError:
+        fail(f"{source}: {what} is not UTF-8 text")
+    except OSError as exc:
+        fail(f"{source}: {exc.strerror or exc}")
+
+
+def _existing(home: Optional[Path]):
+    settings = load_settings(home)
+    if not (settings.admin_repo / "HEAD").is_file():
+        fail(f"no gitserve home at {settings.home} (run `gitserve init` first)")
+    return settings
+
+
+def _compile(settings) -> None:
+    for name in admin.compile(settings):
+        print(f"created repository {name}")
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    @app.command("add-key")
+    def add_key(
+        user: Annotated[str, typer.Argument(help="USER, or USER@label for a further key of USER.")],
+        key_file: Annotated[str, typer.Argument(metavar="FILE|-", help="Public key file, - for stdin.")],
+        home: HomeOption = None,
+    ) -> None:
+        """Add one SSH public key for USER (a commit on the admin repo)."""
+        settings = _existing(home)
+        text = _read_input(key_file, "key")
+        try:
+            entry, sha = admin.add_key(settings, user, text, cli_author())
+            _compile(settings)
+        except (admin.AdminError, keys.InvalidKey, repos.RepoError) as exc:
+            fail(f"add-key: {exc}")
+        print(f"added {entry.path} for {entry.user}: {entry.key.label} {entry.fingerprint} "
+              f"(commit {sha[:12]})")
+
+    @app.command("remove-key")
+    def remove_key(
+        user: Annotated[str, typer.Argument(help="USER (all keys), or USER@label (that key file).")],
+        fingerprint: Annotated[Optional[str], typer.Option(
+            "--fingerprint", help="Remove only the key with this SHA256:... fingerprint.")] = None,
+        home: HomeOption = None,
+    ) -> None:
+        """Remove USER's keys (a commit on the admin repo)."""
+        settings = _existing(home)
+        try:
+            removed, sha = admin.remove_key(settings, user, fingerprint, author=cli_author())
+        except (admin.AdminError, keys.InvalidKey) as exc:
+            fail(f"remove-key: {exc}")
+        for e in removed:
+            print(f"removed {e.path} of {e.user}: {e.key.label} {e.fingerprint}")
+        print(f"(commit {sha[:12]})")
+
+    @app.command("list-keys")
+    def list_keys(home: HomeOption = None) -> None:
+        """List keys: user, fingerprint (as ssh-keygen -lf prints it), key type."""
+        settings = _existing(home)
+        try:
+            state = admin.current(settings)
+        except admin.AdminError as exc:
+            fail(f"list-keys: {exc}")
+        for e in sorted(state.keys, key=lambda e: (e.user, e.path)):
+            print(f"{e.user}\t{e.fingerprint}\t{e.key.label}")
+
+    @app.command("set-conf")
+    def set_conf(
+        conf_file: Annotated[str, typer.Argument(metavar="FILE|-", help="New conf/gitolite.conf.")],
+        home: HomeOption = None,
+    ) -> None:
+        """Replace conf/gitolite.conf (validated first, with the files it includes)."""
+        settings = _existing(home)
+        text = _read_input(conf_file, "conf")
+        try:
+            sha = admin.set_conf(settings, text, cli_author())
+            _compile(settings)
+        except (admin.AdminError, repos.RepoError) as exc:
+            fail(f"set-conf: {exc}")
+        if sha is None:
+            print("conf/gitolite.conf unchanged")
+        else:
+            print(f"conf/gitolite.conf updated (commit {sha[:12]})")
+
+
+@admin_acl.register_validator
+def validate_keydir(target: admin_acl.CheckTarget, report: admin_acl.CheckReport) -> None:
+    """`admin check`: the keydir of the server (already checked by admin.current) or, with
+    --conf DIR/conf/gitolite.conf, the keydir/ beside that conf/ (a gitolite-admin checkout)."""
+    if target.conf is None:
+        settings = load_settings(target.home)
+        try:
+            state = admin.current(settings)
+        except admin.AdminError as exc:
+            raise admin_acl.CheckFailed(str(exc)) from None
+        entries, warnings = list(state.keys), []  # state.warnings were listed with the conf
+    else:
+        conf_dir = Path(target.conf).parent
+        keydir = conf_dir.parent / admin.KEYDIR
+        if conf_dir.name != admin.CONF_DIR or not keydir.is_dir():
+            return
+        files: dict[str, bytes] = {}
+        for p in sorted(keydir.rglob("*")):
+            rel = f"{admin.KEYDIR}/{p.relative_to(keydir).as_posix()}"
+            if p.is_symlink():
+                raise admin_acl.CheckFailed(f"{rel}: symlinks are not allowed in the admin repo")
+            if p.is_file():
+                files[rel] = p.read_bytes()
+        try:
+            entries, warnings = admin.keydir_entries(files)
+        except admin.AdminError as exc:
+            raise admin_acl.CheckFailed(str(exc)) from None
+    report.warnings.extend(warnings)
+    report.summary.append(f"{len(entries)} keys of {len({e.user for e in entries})} users")

@@ -1,0 +1,209 @@
+"""`builds list|show|log|cancel|retry`: one implementation for the CLI and the SSH command.
+
+The caller says what the user may do through ACCESS(repo, perm) ("R" to see a build, "W" to
+cancel or retry it). A build the user may not read is reported exactly like one that does
+not exist, so build ids leak nothing about other repos.
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import datetime, timezone
+from typing import Any, Callable, TextIO
+
+import redis
+
+from . import enqueue, keys, logs, records, rqconn
+
+Access = Callable[[str, str], bool]
+USAGE = "usage: builds list [--repo R] | show ID | log ID [--follow] | cancel ID | retry ID"
+
+
+class CommandError(Exception):
+    """One line for stderr, exit 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise CommandError(f"{message}; {USAGE}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="builds", add_help=False)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    ls = sub.add_parser("list", add_help=False)
+    ls.add_argument("--repo")
+    ls.add_argument("--limit", type=int, default=50)
+    for name in ("show", "cancel", "retry"):
+        sub.add_parser(name, add_help=False).add_argument("id")
+    lg = sub.add_parser("log", add_help=False)
+    lg.add_argument("id")
+    lg.add_argument("--follow", "-f", action="store_true")
+    return p
+
+
+def _when(ts: float) -> str:
+    if not ts:
+        return "-"
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _visible(r: redis.Redis, build_id: str, access: Access, perm: str = "R") -> records.Build:
+    build_id = build_id.lstrip("#")
+    try:
+        build = records.get(r, build_id)
+    except records.BuildNotFound:
+        raise CommandError(f"no build {build_id}") from None
+    if not access(build.repo, "R"):
+        raise CommandError(f"no build {build_id}")
+    if perm != "R" and not access(build.repo, perm):
+        raise CommandError(f"{perm} access to {build.repo} needed to change build {build_id}")
+    return build
+
+
+def _fresh(r: redis.Redis, build: records.Build, log_ttl: int) -> records.Build:
+    """The build as it is now, ending it first if its worker died."""
+    if records.reap_if_lost(r, build, log_ttl=log_ttl):
+        return records.get(r, build.id)
+    return build
+
+
+def cmd_list(r, args, access, out, settings) -> int:
+    if args.repo and not access(args.repo, "R"):
+        raise CommandError(f"no builds for {args.repo}")
+    limit = max(1, min(args.limit, 1000))
+    rows = []
+    for build_id in records.list_ids(r, args.repo, limit=limit if args.repo else limit * 4):
+        try:
+            build = records.get(r, build_id)
+        except records.BuildNotFound:
+            continue
+        if not access(build.repo, "R"):
+            continue
+        build = _fresh(r, build, settings.builds.log_ttl)
+        rows.append(build)
+        if len(rows) >= limit:
+            break
+    if not rows:
+        return 0
+    out.write(f"{'ID':>6}  {'STATUS':<13} {'REPO':<20} {'REF':<24} {'COMMIT':<8} "
+              f"{'PUSHER':<12} {'CREATED':<20} TIME\n")
+    for b in rows:
+        ref = b.ref[len("refs/heads/"):] if b.ref.startswith("refs/heads/") else b.ref
+        dur = f"{b.duration}s" if b.duration else "-"
+        out.write(f"{b.id:>6}  {b.status:<13} {b.repo:<20} {ref:<24} {b.new[:7]:<8} "
+                  f"{b.pusher:<12} {_when(b.created):<20} {dur}\n")
+    return 0
+
+
+def cmd_show(r, args, access, out, settings) -> int:
+    b = _fresh(r, _visible(r, args.id, access), settings.builds.log_ttl)
+    rows = [("build", b.id), ("repo", b.repo), ("ref", b.ref), ("commit", b.new),
+            ("previous", b.old), ("pusher", b.pusher), ("mode", b.mode), ("queue", b.queue),
+            ("status", b.status), ("reason", b.reason or "-"), ("worker", b.worker or "-"),
+            ("created", _when(b.created)), ("started", _when(b.started)),
+            ("finished", _when(b.finished)), ("duration", f"{b.duration}s" if b.duration else "-")]
+    if b.retry_of:
+        rows.append(("retry of", b.retry_of))
+    for k, v in rows:
+        out.write(f"{k + ':':<10}{v}\n")
+    return 0
+
+
+def cmd_log(r, args, access, out, settings) -> int:
+    build = _visible(r, args.id, access)
+
+    def emit(line: str) -> None:
+        out.write(line + "\n")
+        out.flush()
+
+    if args.follow:
+        final = logs.follow(r, build.id, emit, log_ttl=settings.builds.log_ttl)
+        emit(final.summary())
+        return 0 if final.status == "passed" else 1
+    ended = False
+    for entry in logs.entries(r, build.id):
+        if entry.get("event") == "end":
+            ended = True
+        elif "l" in entry:
+            emit(entry["l"])
+    build = _fresh(r, records.get(r, build.id), settings.builds.log_ttl)
+    if build.is_final:
+        if not ended and not r.exists(keys.log(build.id)):
+            emit(f"(log of build {build.id} expired)")
+        emit(build.summary())
+    return 0
+
+
+def cmd_cancel(r, args, access, out, settings, user: str = "") -> int:
+    build = _visible(r, args.id, access, "W")
+    by = f" by {user}" if user else ""
+    ttl = settings.builds.log_ttl
+    for _ in range(5):  # the status may move under us; each step is a compare-and-set
+        build = _fresh(r, records.get(r, build.id), ttl)
+        if build.is_final:
+            raise CommandError(f"build {build.id} already {build.status}")
+        if build.status in ("queued", records.DEPLOY_QUEUED):
+            # not picked up yet: it never will be (the job sees the status and returns)
+            if records.finish(r, build.id, "cancelled", f"cancelled{by}", log_ttl=ttl,
+                              last_line=f"gitserve: cancelled{by}", expect=build.status):
+                job_id = build.job_id if build.status == "queued" else f"gitserve-deploy-{build.id}"
+                _cancel_rq_job(r, job_id)
+                out.write(f"build {build.id} cancelled\n")
+                return 0
+            continue
+        if build.status == "deploying":
+            raise CommandError(f"build {build.id} is deploying; a deploy is never stopped halfway")
+        r.set(keys.cancel(build.id), user or "1", ex=24 * 3600)
+        final = logs.wait_quietly(r, build.id, timeout=15)
+        if final.is_final:
+            out.write(f"build {build.id} {final.status}\n")
+        else:
+            out.write(f"build {build.id}: cancel requested (still {final.status})\n")
+        return 0
+    raise CommandError(f"build {build.id} keeps changing state; try again")
+
+
+def _cancel_rq_job(r: redis.Redis, job_id: str) -> None:
+    from rq.exceptions import InvalidJobOperation, NoSuchJobError
+    from rq.job import Job
+    from rq.serializers import JSONSerializer
+
+    try:
+        Job.fetch(job_id, connection=r, serializer=JSONSerializer).cancel()
+    except (NoSuchJobError, InvalidJobOperation):
+        pass
+
+
+def cmd_retry(r, args, access, out, settings, user: str = "") -> int:
+    old = _visible(r, args.id, access, "W")
+    repo_path = settings.repo_path(old.repo)
+    if not repo_path.is_dir():
+        raise CommandError(f"repository {old.repo} no longer exists")
+    if not enqueue.commit_exists(repo_path, old.new):
+        raise CommandError(f"commit {old.new[:12]} of build {old.id} is no longer in {old.repo}")
+    mode = "async"
+    build = enqueue.enqueue(settings, r, old.repo, repo_path, old.ref, old.old, old.new,
+                            user or old.pusher, old.options, mode, retry_of=old.id)
+    out.write(enqueue.queued_line(settings, build.id) + "\n")
+    return 0
+
+
+def run(settings: Any, argv: list[str], access: Access, out: TextIO, user: str = "") -> int:
+    """Run one `builds ...` command; raises CommandError (one line) on bad input or denial."""
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        out.write(USAGE + "\n")
+        return 0
+    args = _parser().parse_args(argv)
+    try:
+        r = rqconn.connect(settings.effective_redis_url)
+        handler = {"list": cmd_list, "show": cmd_show, "log": cmd_log}.get(args.cmd)
+        if handler is not None:
+            return handler(r, args, access, out, settings)
+        if args.cmd == "cancel":
+            return cmd_cancel(r, args, access, out, settings, user)
+        return cmd_retry(r, args, access, out, settings, user)
+    except rqconn.RedisUnavailable as exc:
+        raise CommandError(str(exc)) from None
+    except (redis.RedisError, OSError) as exc:
+        raise CommandError(f"Redis error: {rqconn.one_line(exc)}") from None

@@ -1,0 +1,136 @@
+"""From a passed build to a blue-green deploy (SPEC §7) on the server host.
+
+The build may have run on another host, so its deploy.dir output travels through Redis as
+a tar.gz artifact. The deploy job runs on the `deploy` queue, which only workers on the
+server host consume (they see HOME/sites), and writes its lines into the same build log,
+so the pusher sees the deploy steps and `Enable: blue|green`; the build ends after it.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import tarfile
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+import redis
+from rq import get_current_job
+
+from . import keys, logs, records, rqconn, workspace
+from .secrets import Masker, SecretError, decrypt, worker_key_file
+
+DEPLOY_QUEUE = "deploy"
+MAX_ARTIFACT = 256 * 1024 * 1024
+ARTIFACT_TTL = 24 * 3600
+
+
+class HandOverError(Exception):
+    pass
+
+
+def pack(output: Path) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        tar.add(output, arcname=".")
+    return buf.getvalue()
+
+
+def unpack(data: bytes, dest: Path) -> None:
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        tar.extractall(dest, filter="data")
+
+
+def hand_over(r: redis.Redis, payload: dict[str, Any], output: Path, ws: Path) -> None:
+    """Store the output and queue the deploy; the build stays unfinished until it ran."""
+    build_id = str(payload["build_id"])
+    data = pack(output)
+    if len(data) > MAX_ARTIFACT:
+        raise HandOverError(f"deploy output {payload['deploy']['dir']}/ is too large "
+                            f"({len(data) // (1024 * 1024)} MiB packed, limit {MAX_ARTIFACT // (1024 * 1024)})")
+    r.set(keys.artifact(build_id), data, ex=ARTIFACT_TTL)
+    if not records.move(r, build_id, "running", records.DEPLOY_QUEUED):
+        return  # cancelled meanwhile
+    logs.append(r, build_id, f"gitserve: build passed, deploying site {payload['deploy']['site']}")
+    rqconn.queue(r, DEPLOY_QUEUE).enqueue(
+        "buildqueue.deploy_job.run_deploy", payload, job_id=f"gitserve-deploy-{build_id}",
+        job_timeout=-1, result_ttl=24 * 3600, failure_ttl=7 * 24 * 3600,
+        description=f"deploy build {build_id} to {payload['deploy']['site']}",
+    )
+
+
+def _heartbeat(r: redis.Redis, build_id: str, stop: threading.Event) -> None:
+    while not stop.wait(1.0):
+        try:
+            records.heartbeat(r, build_id)
+        except redis.RedisError:
+            pass
+
+
+def default_deploy() -> Callable[..., Any]:
+    from deploy.bluegreen import deploy_release
+
+    return deploy_release
+
+
+def run_deploy(payload: dict[str, Any], deploy_fn: Callable[..., Any] | None = None) -> dict[str, str]:
+    """Entry point of the `deploy` queue's jobs (server host only)."""
+    from gitserve import settings as settings_mod
+
+    job = get_current_job()
+    r = job.connection if job is not None else None
+    if r is None:
+        raise RuntimeError("run_deploy must run inside an rq worker")
+    build_id = str(payload["build_id"])
+    log_ttl = int(payload.get("log_ttl", 0))
+    from .jobs import worker_name
+
+    if not records.move(r, build_id, records.DEPLOY_QUEUED, "deploying", worker_name()):
+        return {"status": records.get(r, build_id).status}
+    stop = threading.Event()
+    threading.Thread(target=_heartbeat, args=(r, build_id, stop), daemon=True).start()
+    work = Path(tempfile.mkdtemp(prefix=f"gitserve-deploy-{build_id}-"))
+    mask: Callable[[str], str] = lambda s: s
+    try:
+        try:
+            secret_values = decrypt(payload.get("secrets") or {}, worker_key_file())
+        except SecretError as exc:
+            return _end(r, build_id, "failed", str(exc), log_ttl)
+        mask = Masker(list(secret_values.values()))
+        data = r.get(keys.artifact(build_id))
+        if data is None:
+            return _end(r, build_id, "failed", "deploy artifact missing (expired?)", log_ttl)
+        output = work / "output"
+        output.mkdir()
+        unpack(data, output)
+        src = work / "src"
+        cache = workspace.update_cache(payload["repo"], payload["new"], payload["fetch_ref"],
+                                       payload.get("local_path", ""), payload.get("clone_url", ""))
+        workspace.checkout(cache, payload["new"], src)
+        settings = settings_mod.load()
+        meta = {"build_id": build_id, "repo": payload["repo"], "ref": payload["ref"],
+                "commit": payload["new"], "pusher": payload["pusher"],
+                "pushed_at": payload.get("pushed_at"), "env": secret_values}
+        options = {f"deploy.{k}": str(v) for k, v in payload["deploy"].items()}
+        fn = deploy_fn or default_deploy()
+        try:
+            fn(settings, payload["deploy"]["site"], output, options, meta,
+               lambda line: logs.append(r, build_id, mask(line)), src)
+        except Exception as exc:  # noqa: BLE001 - DeployError, or any crash: the build failed
+            return _end(r, build_id, "failed", mask(f"deploy: {exc}"), log_ttl)
+        return _end(r, build_id, "passed", "", log_ttl, quiet=True)
+    except workspace.WorkspaceError as exc:
+        return _end(r, build_id, "failed", f"deploy checkout failed: {exc}", log_ttl)
+    finally:
+        stop.set()
+        r.delete(keys.artifact(build_id))
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _end(r: redis.Redis, build_id: str, status: str, reason: str, log_ttl: int,
+         quiet: bool = False) -> dict[str, str]:
+    records.finish(r, build_id, status, reason, log_ttl=log_ttl,
+                   last_line="" if quiet else f"gitserve: {reason}")
+    return {"status": status}

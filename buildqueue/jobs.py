@@ -1,0 +1,176 @@
+"""The RQ job that runs one build (executed by `rq worker`, anywhere).
+
+Everything the job needs arrives in its JSON payload (see enqueue.payload_for): it never
+reads the server's home, so the same job runs on a build host that only reaches Redis and
+the SSH port. Every line it writes to the log passes through the secret masker first.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import redis
+from rq import get_current_job
+
+from . import keys, logs, records, runner, workspace
+from .secrets import Masker, SecretError, decrypt, worker_key_file
+
+LANE_POLL = 0.2
+ENV_PASSTHROUGH = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "SHELL")
+
+
+def _connection() -> redis.Redis:
+    job = get_current_job()
+    if job is None:
+        raise RuntimeError("run_build must run inside an rq worker")
+    return job.connection
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class BuildLog:
+    """Masked, size-capped writer of one build's log stream."""
+
+    def __init__(self, r: redis.Redis, build_id: str, mask: Callable[[str], str]) -> None:
+        self.r, self.build_id, self.mask = r, build_id, mask
+        self.count = 0
+
+    def __call__(self, line: str) -> None:
+        self.count += 1
+        if self.count == logs.MAX_LINES + 1:
+            logs.append(self.r, self.build_id, f"gitserve: log truncated after {logs.MAX_LINES} lines")
+        if self.count > logs.MAX_LINES:
+            return
+        logs.append(self.r, self.build_id, self.mask(line))
+
+
+def _wait_for_lane(r: redis.Redis, build: records.Build, log: BuildLog) -> bool:
+    """Builds of one repo+ref run in push order: wait until every earlier one ended.
+
+    Returns False when this build was cancelled while it waited.
+    """
+    announced: set[str] = set()
+    while True:
+        pending = []
+        for other_id in records.earlier_in_lane(r, build):
+            try:
+                other = records.get(r, other_id)
+            except records.BuildNotFound:
+                r.zrem(build.lane, other_id)
+                continue
+            if other.is_final:
+                r.zrem(build.lane, other_id)
+                continue
+            records.reap_if_lost(r, other)
+            pending.append(other_id)
+        if not pending:
+            return True
+        for other_id in pending:
+            if other_id not in announced:
+                log(f"gitserve: waiting for build {other_id} of the same ref to finish")
+                announced.add(other_id)
+        records.heartbeat(r, build.id)
+        if r.exists(keys.cancel(build.id)):
+            return False
+        time.sleep(LANE_POLL)
+
+
+def build_env(payload: dict[str, Any], output: Path, secret_values: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k in ENV_PASSTHROUGH or k.startswith("LC_")}
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    env.update(secret_values)
+    env.update({
+        "GITSERVE_REPO": payload["repo"],
+        "GITSERVE_REF": payload["ref"],
+        "GITSERVE_OLDREV": payload["old"],
+        "GITSERVE_NEWREV": payload["new"],
+        "GITSERVE_PUSHER": payload["pusher"],
+        "GITSERVE_BUILD_ID": str(payload["build_id"]),
+        "GITSERVE_OUTPUT": str(output),
+    })
+    return env
+
+
+def _script_argv(path: Path) -> list[str]:
+    if os.access(path, os.X_OK):
+        return [str(path)]
+    return ["/bin/sh", str(path)]
+
+
+def run_build(payload: dict[str, Any]) -> dict[str, str]:
+    """Entry point of the `builds` queue's jobs."""
+    r = _connection()
+    build_id = str(payload["build_id"])
+    log_ttl = int(payload.get("log_ttl", 0))
+    if not records.start(r, build_id, worker_name()):
+        return {"status": records.get(r, build_id).status}
+    build = records.get(r, build_id)
+    mask: Callable[[str], str] = lambda s: s
+    log = BuildLog(r, build_id, mask)
+    work = Path(tempfile.mkdtemp(prefix=f"gitserve-build-{build_id}-"))
+    try:
+        if not _wait_for_lane(r, build, log):
+            records.finish(r, build_id, "cancelled", "cancelled while waiting", log_ttl=log_ttl,
+                           last_line="gitserve: cancelled")
+            return {"status": "cancelled"}
+        records.set_fields(r, build_id, started=repr(time.time()))
+        try:
+            secret_values = decrypt(payload.get("secrets") or {}, worker_key_file())
+        except SecretError as exc:
+            return _end(r, build_id, "failed", str(exc), log_ttl)
+        log.mask = Masker(list(secret_values.values()))
+        ws = work / "src"
+        try:
+            cache = workspace.update_cache(payload["repo"], payload["new"], payload["fetch_ref"],
+                                           payload.get("local_path", ""), payload.get("clone_url", ""))
+            workspace.checkout(cache, payload["new"], ws)
+        except workspace.WorkspaceError as exc:
+            return _end(r, build_id, "failed", f"checkout failed: {exc}", log_ttl)
+        script = ws / payload["script"]
+        if not script.is_file():
+            return _end(r, build_id, "failed", f"{payload['script']} not found in the commit", log_ttl)
+        deploy = payload.get("deploy") or {}
+        output = ws / (deploy.get("dir") or "public")
+        output.mkdir(parents=True, exist_ok=True)
+        timeout = float(payload.get("timeout", 600))
+        result = runner.run_script(
+            _script_argv(script), ws, build_env(payload, output, secret_values), timeout, log,
+            should_cancel=lambda: bool(r.exists(keys.cancel(build_id))),
+            tick=lambda: records.heartbeat(r, build_id),
+        )
+        if result.status == "timed out":
+            return _end(r, build_id, "timed out",
+                        f"timed out after {timeout:g}s: process group killed", log_ttl)
+        if result.status == "cancelled":
+            return _end(r, build_id, "cancelled", "cancelled: process group killed", log_ttl)
+        if result.status == "failed":
+            return _end(r, build_id, "failed", f"exit code {result.exit_code}", log_ttl)
+        if deploy.get("site"):
+            from . import deploy_job
+
+            try:
+                deploy_job.hand_over(r, payload, output, ws)
+            except deploy_job.HandOverError as exc:
+                return _end(r, build_id, "failed", str(exc), log_ttl)
+            return {"status": "deploying"}
+        return _end(r, build_id, "passed", "", log_ttl, quiet=True)
+    except Exception as exc:  # noqa: BLE001 - any crash must still end the build
+        _end(r, build_id, "failed", log.mask(f"internal error: {type(exc).__name__}: {exc}"), log_ttl)
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _end(r: redis.Redis, build_id: str, status: str, reason: str, log_ttl: int,
+         quiet: bool = False) -> dict[str, str]:
+    last = "" if quiet else f"gitserve: {reason}"
+    records.finish(r, build_id, status, reason, log_ttl=log_ttl, last_line=last)
+    return {"status": status}

@@ -1,0 +1,96 @@
+"""buildqueue's PushHook: what a push triggers (gate builds, sync/async builds, post-receive).
+
+Registered with gitserve.git.pushhooks when buildqueue is imported. Redis trouble never
+fails a push: the pusher is told the build could not be queued (gate mode rejects the ref
+with that reason, since an unbuilt commit must not pass the gate).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from gitserve.git import pushhooks
+from gitserve.git.pushhooks import PushContext, RefUpdate
+
+from . import enqueue, logs, posthook, records, rqconn
+
+
+def _keepalive(ctx: PushContext) -> Callable[[], None] | None:
+    fn = ctx.extra.get("keepalive")
+    return fn if callable(fn) else None
+
+
+def stream_build(ctx: PushContext, r, build: records.Build) -> records.Build:
+    """Relay the build's log to the pusher live, then its summary line."""
+    final = logs.follow(r, build.id, ctx.progress, log_ttl=ctx.settings.builds.log_ttl,
+                        on_idle=_keepalive(ctx))
+    ctx.progress(final.summary())
+    return final
+
+
+def _wants_build(ctx: PushContext, update: RefUpdate, opts: enqueue.BuildOptions) -> bool:
+    return (not update.is_delete
+            and enqueue.ref_matches(update.ref, opts.refs)
+            and enqueue.commit_has_file(ctx.repo_path, update.new, opts.script))
+
+
+def _enqueue(ctx: PushContext, update: RefUpdate, mode: str):
+    r = rqconn.connect(ctx.settings.effective_redis_url)
+    build = enqueue.enqueue(ctx.settings, r, ctx.repo_name, ctx.repo_path, update.ref,
+                            update.old, update.new, ctx.user, ctx.options, mode)
+    return r, build
+
+
+class BuildHook:
+    def before_update(self, ctx: PushContext, update: RefUpdate) -> str | None:
+        opts = enqueue.build_options(ctx.options)
+        if opts.mode != "gate" or not _wants_build(ctx, update, opts):
+            return None
+        try:
+            r, build = _enqueue(ctx, update, "gate")
+        except rqconn.RedisUnavailable as exc:
+            return f"build could not be queued: {exc}"
+        try:
+            final = stream_build(ctx, r, build)
+        except (rqconn.redis.RedisError, OSError) as exc:
+            return f"build {build.id} lost: {rqconn.one_line(exc)}"
+        finally:
+            # a gate build's commit is only pinned while it is judged: refs stay as they were
+            enqueue.drop_hidden_refs(ctx.repo_path, [build.id])
+        if final.status == "passed":
+            return None
+        return f"build {build.id} {final.status}"
+
+    def after_push(self, ctx: PushContext, updates: list[RefUpdate]) -> None:
+        hook = ctx.options.get("hook.post-receive", "").strip()
+        if hook and updates:
+            posthook.run_post_receive(ctx, updates, hook, ctx.progress)
+        opts = enqueue.build_options(ctx.options)
+        if opts.mode == "gate":
+            return
+        wanted = [u for u in updates if _wants_build(ctx, u, opts)]
+        if not wanted:
+            return
+        for warning in opts.warnings:
+            ctx.progress(warning)
+        started = []
+        for update in wanted:
+            try:
+                r, build = _enqueue(ctx, update, opts.mode)
+            except rqconn.RedisUnavailable as exc:
+                ctx.progress(f"build of {update.ref} could not be queued: {exc}")
+                continue
+            if opts.mode == "async":
+                ctx.progress(enqueue.queued_line(ctx.settings, build.id))
+            else:
+                started.append((r, build))
+        for r, build in started:
+            try:
+                stream_build(ctx, r, build)
+            except (rqconn.redis.RedisError, OSError) as exc:
+                ctx.progress(f"build {build.id}: lost contact with Redis ({rqconn.one_line(exc)}); "
+                             f"see {enqueue.follow_command(ctx.settings, build.id)}")
+
+
+HOOK = BuildHook()
+pushhooks.register(HOOK)

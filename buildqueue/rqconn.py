@@ -1,0 +1,45 @@
+"""Redis connections and RQ queues as every part of buildqueue opens them.
+
+JSON serializer only (SPEC §6): a job payload is plain data a worker on any host can read,
+and nothing in Redis can make a worker unpickle code.
+"""
+
+from __future__ import annotations
+
+import redis
+from rq import Queue
+from rq.serializers import JSONSerializer
+
+CONNECT_TIMEOUT = 3.0
+
+
+class RedisUnavailable(Exception):
+    """Redis could not be reached; the message is one line for the pusher."""
+
+
+def connect(url: str, *, check: bool = True) -> redis.Redis:
+    try:
+        r = redis.Redis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT,
+                                 health_check_interval=30)
+        if check:
+            r.ping()
+    except (redis.RedisError, OSError, ValueError) as exc:
+        raise RedisUnavailable(f"Redis unreachable at {safe_url(url)}: {one_line(exc)}") from exc
+    return r
+
+
+def queue(r: redis.Redis, name: str) -> Queue:
+    return Queue(name, connection=r, serializer=JSONSerializer)
+
+
+def safe_url(url: str) -> str:
+    """URL without its password, for messages."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+    return url
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,176 @@
+"""Run one build script: own process group, stdin /dev/null, line-by-line output, timeout.
+
+The script runs in a new session so that a timeout or a cancel can kill everything it
+started (grandchildren included) with one killpg. Output is read by a thread and handed
+over line by line, so a line reaches the log the moment the script prints it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+KILL_GRACE = 2.0   # seconds between SIGTERM and SIGKILL
+DRAIN_LIMIT = 2.0  # seconds to keep reading after the script ended (stray holders of the pipe)
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass
+class RunResult:
+    status: str  # passed | failed | timed out | cancelled
+    exit_code: int | None
+
+
+def _die_with_parent() -> None:
+    # If the worker's job process is killed, its script should not live on unsupervised.
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _group_alive(pgid: int) -> bool:
+    """Is any process of the group still running? Zombies do not count: they are dead, and
+    in a container without a reaping init they would otherwise never go away."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return True
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+            return True
+    return False
+
+
+def terminate_group(pgid: int, grace: float = KILL_GRACE,
+                    leader: subprocess.Popen | None = None) -> None:
+    """SIGTERM the whole group, then SIGKILL whatever is still there after GRACE."""
+    _killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if leader is not None:
+            leader.poll()  # reap our own child, or its zombie keeps the group "alive"
+        if not _group_alive(pgid):
+            return
+        time.sleep(0.05)
+    _killpg(pgid, signal.SIGKILL)
+
+
+def _feed(proc: subprocess.Popen, data: bytes) -> None:
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(data)
+        proc.stdin.close()
+    except OSError:  # the script did not read its stdin: that is its business
+        pass
+
+
+def run_script(
+    argv: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    timeout: float,
+    on_line: Callable[[str], None],
+    should_cancel: Callable[[], bool] = lambda: False,
+    tick: Callable[[], None] = lambda: None,
+    tick_interval: float = 1.0,
+    stdin_data: bytes | None = None,
+) -> RunResult:
+    """Run ARGV to completion, timeout or cancel; stdin is /dev/null unless STDIN_DATA is given."""
+    proc = subprocess.Popen(
+        argv, cwd=cwd, env=env,
+        stdin=subprocess.DEVNULL if stdin_data is None else subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        preexec_fn=_die_with_parent,
+    )
+    pgid = proc.pid
+    if stdin_data is not None:
+        threading.Thread(target=_feed, args=(proc, stdin_data), daemon=True).start()
+    lines: queue.Queue[bytes | None] = queue.Queue()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for raw in iter(lambda: proc.stdout.readline(65536), b""):
+            lines.put(raw)
+        lines.put(None)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+
+    deadline = time.monotonic() + timeout
+    next_tick = time.monotonic() + tick_interval
+    outcome: str | None = None
+    eof = False
+    drain_until: float | None = None
+
+    def deliver(raw: bytes) -> None:
+        on_line(raw.decode("utf-8", "replace").rstrip("\r\n"))
+
+    while True:
+        try:
+            raw = lines.get(timeout=0.1)
+            if raw is None:
+                eof = True
+            else:
+                deliver(raw)
+        except queue.Empty:
+            pass
+        now = time.monotonic()
+        if proc.poll() is not None:
+            if drain_until is None:
+                # the script is done: whatever it left behind in its group goes too
+                _killpg(pgid, signal.SIGKILL)
+                drain_until = now + DRAIN_LIMIT
+            if eof or now > drain_until:
+                break
+            continue
+        if now >= next_tick:
+            tick()
+            next_tick = now + tick_interval
+            if should_cancel():
+                outcome = "cancelled"
+        if outcome is None and now >= deadline:
+            outcome = "timed out"
+        if outcome is not None:
+            terminate_group(pgid, leader=proc)
+            proc.wait()
+            drain_until = time.monotonic() + DRAIN_LIMIT
+            _killpg(pgid, signal.SIGKILL)
+            while time.monotonic() < drain_until:
+                try:
+                    raw = lines.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+                if raw is None:
+                    break
+                deliver(raw)
+            break
+    code = proc.wait()
+    if outcome is not None:
+        return RunResult(outcome, code)
+    return RunResult("passed" if code == 0 else "failed", code)

@@ -1,0 +1,135 @@
+"""Build secrets: encrypted at rest, decrypted only inside the job process, masked in logs.
+
+The server stores each repo's secrets Fernet-encrypted under HOME/secrets/REPO.json with the
+key HOME/secrets.key. Jobs carry the encrypted tokens (so Redis never holds a clear value)
+and the worker decrypts them with the key file named by GITSERVE_SECRETS_KEY_FILE (a build
+host gets a copy of HOME/secrets.key) or, for local workers, HOME/secrets.key.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken
+
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+# Names a secret may not take: they would override what the build relies on.
+RESERVED = {"PATH", "HOME", "USER", "LOGNAME", "SHELL", "PWD", "LANG", "TMPDIR",
+            "LD_PRELOAD", "LD_LIBRARY_PATH", "IFS"}
+MASK = "***"
+KEY_FILE_ENV = "GITSERVE_SECRETS_KEY_FILE"
+
+
+class SecretError(Exception):
+    """Invalid name/value, or a key that cannot decrypt."""
+
+
+def validate_name(name: str) -> None:
+    if not NAME_RE.match(name):
+        raise SecretError(f"invalid secret name {name!r}: use letters, digits and _ (an env var name)")
+    if name in RESERVED or name.startswith("GITSERVE_") or name.startswith("GL_"):
+        raise SecretError(f"secret name {name!r} is reserved")
+
+
+def ensure_key(key_file: Path) -> bytes:
+    """Read the key, creating it (mode 0600) on first use."""
+    if key_file.exists():
+        return key_file.read_bytes().strip()
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    key = Fernet.generate_key()
+    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key + b"\n")
+    return key
+
+
+def fernet_from(key_file: Path) -> Fernet:
+    """The key file holds a Fernet key, or 32 raw random bytes (as `gitserve init` writes it)."""
+    data = key_file.read_bytes()
+    try:
+        return Fernet(data.strip())
+    except (ValueError, binascii.Error):
+        pass
+    raw = data if len(data) == 32 else hashlib.sha256(data).digest()
+    return Fernet(base64.urlsafe_b64encode(raw))
+
+
+def store_path(secrets_dir: Path, repo: str) -> Path:
+    return secrets_dir / f"{repo}.json"
+
+
+def load_tokens(secrets_dir: Path, repo: str) -> dict[str, str]:
+    """Encrypted tokens of REPO's secrets ({} when it has none)."""
+    path = store_path(secrets_dir, repo)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise SecretError(f"{path}: unreadable secrets file ({exc})") from exc
+    return {str(k): str(v) for k, v in data.items()}
+
+
+def set_secret(secrets_dir: Path, key_file: Path, repo: str, name: str, value: str) -> None:
+    """Encrypt and store one secret; the file is replaced atomically (never half-written)."""
+    validate_name(name)
+    if value == "":
+        raise SecretError("empty secret value (it is read from stdin)")
+    if "\0" in value:
+        raise SecretError("secret value contains a NUL byte")
+    ensure_key(key_file)
+    fernet = fernet_from(key_file)
+    tokens = load_tokens(secrets_dir, repo)
+    tokens[name] = fernet.encrypt(value.encode()).decode()
+    path = store_path(secrets_dir, repo)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(tokens, fh, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def worker_key_file() -> Path | None:
+    """Where a worker finds the key: $GITSERVE_SECRETS_KEY_FILE, else $GITSERVE_HOME/secrets.key."""
+    if os.environ.get(KEY_FILE_ENV):
+        return Path(os.environ[KEY_FILE_ENV]).expanduser()
+    if os.environ.get("GITSERVE_HOME"):
+        return Path(os.environ["GITSERVE_HOME"]).expanduser() / "secrets.key"
+    return None
+
+
+def decrypt(tokens: dict[str, str], key_file: Path | None) -> dict[str, str]:
+    if not tokens:
+        return {}
+    if key_file is None or not key_file.exists():
+        raise SecretError(f"this build has secrets but the worker has no key: set {KEY_FILE_ENV} "
+                          "to a copy of the server's secrets.key")
+    fernet = fernet_from(key_file)
+    try:
+        return {name: fernet.decrypt(token.encode()).decode() for name, token in tokens.items()}
+    except InvalidToken as exc:
+        raise SecretError(f"{key_file} cannot decrypt this repo's secrets (wrong key?)") from exc
+
+
+class Masker:
+    """Replaces every occurrence of a secret value (and of each line of a multi-line one)."""
+
+    def __init__(self, values: list[str]) -> None:
+        parts: set[str] = set()
+        for value in values:
+            for piece in [value, *value.splitlines()]:
+                piece = piece.strip("\r\n")
+                if piece:
+                    parts.add(piece)
+        self._pattern = (re.compile("|".join(re.escape(p) for p in sorted(parts, key=len, reverse=True)))
+                         if parts else None)
+
+    def __call__(self, text: str) -> str:
+        return self._pattern.sub(MASK, text) if self._pattern else text

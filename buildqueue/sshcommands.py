@@ -1,0 +1,39 @@
+"""`ssh git@host builds ...`: the builds commands over SSH, limited by the access rules.
+
+Seeing a build needs R on its repo, cancel and retry need W (SPEC §4, §6).
+Imported by `gitserve serve`, which registers it in the SSH command table.
+"""
+
+from __future__ import annotations
+
+from gitserve.ssh import commands as ssh_commands
+
+from . import commands
+
+
+class _Out:
+    def __init__(self, ctx: ssh_commands.CommandContext) -> None:
+        self.ctx = ctx
+
+    def write(self, text: str) -> int:
+        self.ctx.out(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def cmd_builds(ctx: ssh_commands.CommandContext, args: list[str]) -> int:
+    def access(repo: str, perm: str) -> bool:
+        try:
+            return ssh_commands.can(ctx, repo, perm)
+        except Exception:  # noqa: BLE001 - a repo name the rules cannot even check: no access
+            return False
+
+    try:
+        return commands.run(ctx.settings, args, access, _Out(ctx), user=ctx.user)
+    except commands.CommandError as exc:
+        raise ssh_commands.CommandError(str(exc)) from None
+
+
+ssh_commands.register("builds", cmd_builds, "list, show, log [--follow], cancel, retry builds")

@@ -1,0 +1,80 @@
+"""RQ workers for builds: the in-process worker of `gitserve worker`, and the local worker
+processes `gitserve serve` starts and stops with itself.
+
+A plain `rq worker --url URL --serializer rq.serializers.JSONSerializer builds` works too;
+`gitserve worker` only adds gitserve's settings (Redis URL from HOME, default queues) and
+imports the job code before forking, so each build starts without import delay.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_QUEUES = ("builds", "deploy")
+STOP_TIMEOUT = 10.0
+
+
+def run_worker(redis_url: str, queues: list[str], name: str | None = None, burst: bool = False) -> bool:
+    """Work QUEUES until stopped (SIGTERM: finish the current job; twice: stop now)."""
+    from rq import Worker
+    from rq.serializers import JSONSerializer
+
+    from . import deploy_job, jobs, notify  # noqa: F401  (preloaded before each fork)
+    from .rqconn import connect
+
+    r = connect(redis_url)
+    worker = Worker(queues, connection=r, serializer=JSONSerializer, name=name)
+    return worker.work(burst=burst, with_scheduler=False, logging_level="WARNING")
+
+
+class LocalWorkers:
+    """N `gitserve worker` child processes on this host (they see HOME: fast local fetch)."""
+
+    def __init__(self, home: Path, redis_url: str, count: int,
+                 queues: tuple[str, ...] = DEFAULT_QUEUES, log_file: Path | None = None) -> None:
+        self.home, self.redis_url, self.count = home, redis_url, count
+        self.queues, self.log_file = queues, log_file
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self) -> "LocalWorkers":
+        env = dict(os.environ, GITSERVE_HOME=str(self.home))
+        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
+        try:
+            for _ in range(self.count):
+                self.procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "gitserve", "worker", "--url", self.redis_url, *self.queues],
+                    env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+                ))
+        finally:
+            if out is not subprocess.DEVNULL:
+                out.close()
+        return self
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Cold-stop the workers: a running build is killed and ends as `worker lost`."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        time.sleep(0.05)
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)  # second SIGTERM: rq's cold shutdown
+        deadline = time.monotonic() + timeout
+        for proc in self.procs:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self.procs = []
+
+    def __enter__(self) -> "LocalWorkers":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

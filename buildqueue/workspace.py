@@ -1,0 +1,127 @@
+"""Get the exact pushed commit onto the worker: a per-repo cache, then a clean checkout.
+
+Each worker host keeps one bare cache repository per gitserve repo and fetches into it
+incrementally (only the objects it lacks). A worker on the server host fetches straight
+from the repository path; any other host fetches over SSH as the `:builder` identity,
+which may read the hidden ref refs/gitserve/builds/ID (needed for gate builds, whose
+commit is not on any branch yet).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shlex
+import shutil
+import subprocess
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+CACHE_ENV = "GITSERVE_BUILD_CACHE"
+WORKER_KEY_ENV = "GITSERVE_WORKER_KEY"
+NO_LOCAL_ENV = "GITSERVE_NO_LOCAL_FETCH"  # "1": always fetch over SSH, as a remote host does
+GIT_TIMEOUT = 300
+
+
+class WorkspaceError(Exception):
+    """The commit could not be fetched or checked out (one line, safe to show the pusher)."""
+
+
+def cache_root() -> Path:
+    """$GITSERVE_BUILD_CACHE, else HOME/cache/builds for a local worker, else ~/.cache/gitserve."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    if os.environ.get("GITSERVE_HOME"):
+        return Path(os.environ["GITSERVE_HOME"]).expanduser() / "cache" / "builds"
+    return Path("~/.cache/gitserve/builds").expanduser()
+
+
+def worker_key() -> Path | None:
+    if os.environ.get(WORKER_KEY_ENV):
+        return Path(os.environ[WORKER_KEY_ENV]).expanduser()
+    if os.environ.get("GITSERVE_HOME"):
+        key = Path(os.environ["GITSERVE_HOME"]).expanduser() / "worker_key"
+        if key.exists():
+            return key
+    return None
+
+
+def _git(args: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
+    full_env = dict(os.environ, GIT_TERMINAL_PROMPT="0", LC_ALL="C")
+    full_env.pop("GIT_DIR", None)
+    if env:
+        full_env.update(env)
+    try:
+        res = subprocess.run(["git", *args], cwd=cwd, env=full_env, capture_output=True,
+                             text=True, timeout=GIT_TIMEOUT, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as exc:
+        raise WorkspaceError(f"git {args[0]} timed out") from exc
+    if res.returncode != 0:
+        msg = (res.stderr.strip().splitlines() or ["exit %d" % res.returncode])[-1]
+        raise WorkspaceError(f"git {args[0]}: {msg}")
+    return res.stdout
+
+
+def _has_commit(cache: Path, sha: str) -> bool:
+    res = subprocess.run(["git", "cat-file", "-e", f"{sha}^{{commit}}"], cwd=cache,
+                         capture_output=True, stdin=subprocess.DEVNULL)
+    return res.returncode == 0
+
+
+def _ssh_command(key: Path | None, known_hosts: Path) -> str:
+    parts = ["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=accept-new",
+             "-o", f"UserKnownHostsFile={known_hosts}", "-o", "ConnectTimeout=15"]
+    if key is not None:
+        parts += ["-i", str(key), "-o", "IdentitiesOnly=yes"]
+    return shlex.join(parts)
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def update_cache(repo: str, sha: str, fetch_ref: str, local_path: str, clone_url: str) -> Path:
+    """Make sure the cache of REPO has SHA; returns the cache path."""
+    root = cache_root()
+    cache = root / f"{repo}.git"
+    with _locked(root / f"{repo}.lock"):
+        if not (cache / "HEAD").exists():
+            cache.mkdir(parents=True, exist_ok=True)
+            _git(["init", "-q", "--bare", str(cache)])
+        if _has_commit(cache, sha):
+            return cache
+        refspec = f"+{fetch_ref}:refs/cache/{fetch_ref.rsplit('/', 1)[-1]}"
+        local = Path(local_path) if local_path else None
+        if os.environ.get(NO_LOCAL_ENV) == "1":
+            local = None
+        if local is not None and (local / "objects").is_dir() and (local / "HEAD").exists():
+            _git(["fetch", "-q", "--no-tags", str(local), refspec], cwd=cache)
+        elif clone_url:
+            env = {"GIT_SSH_COMMAND": _ssh_command(worker_key(), root / "known_hosts")}
+            _git(["fetch", "-q", "--no-tags", clone_url, refspec], cwd=cache, env=env)
+        else:
+            raise WorkspaceError("no way to fetch the commit (no local repo, no clone URL)")
+        if not _has_commit(cache, sha):
+            raise WorkspaceError(f"commit {sha[:12]} not found after fetching {fetch_ref}")
+        # the cache refs only exist to fetch; the objects stay
+        subprocess.run(["git", "update-ref", "-d", refspec.split(":", 1)[1]], cwd=cache,
+                       capture_output=True, stdin=subprocess.DEVNULL)
+        # keep the objects reachable for the next incremental fetch
+        _git(["update-ref", f"refs/cache/last", sha], cwd=cache)
+    return cache
+
+
+def checkout(cache: Path, sha: str, dest: Path) -> None:
+    """A clean working tree of SHA at DEST (a fresh directory, sharing the cache's objects)."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    _git(["clone", "-q", "--shared", "--no-checkout", str(cache), str(dest)])
+    _git(["-c", "advice.detachedHead=false", "checkout", "-q", "--detach", sha], cwd=dest)

@@ -1,0 +1,386 @@
+"""Gitolite conf language -> compiled tables, following Gitolite 3.6 step by step.
+
+The stages mirror Gitolite's own (Conf/Explode.pm, Conf/Sugar.pm, Conf.pm, Conf/Store.pm)
+so that every quirk -- when a group is expanded, which sequence number a rule gets, which
+line is a syntax error -- comes out the same. The result is a plain `Compiled` value: a
+conf that fails anywhere raises `ConfError` and nothing of it is kept.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import patterns as P
+from .errors import ConfError
+from .source import ConfSource, DirSource, perl_glob
+
+Line = tuple[str, int, str]  # (file name relative to conf/, line number, cleaned text)
+
+RULE_RE = re.compile(r"^(-|C|R|RW\+?(?:C?D?|D?C?)M?) (.* )?= (.+)")
+_INCLUDE_RE = re.compile(r"^(include|subconf) (?:(\S+) )?(\S.+)$")
+_COMMENT_RE = re.compile(r'^((".*?"|[^#"])*)#.*')
+
+
+@dataclass
+class Compiled:
+    """Everything `gitolite compile` would store, in Gitolite's own shapes."""
+
+    # group name -> {member: subconf that first added it}, insertion-ordered
+    groups: dict[str, dict[str, str]] = field(default_factory=dict)
+    # repo key (name, pattern or @group) -> user key -> [(seq, perm, refex)]
+    repos: dict[str, dict[str, list[tuple[int, str, str]]]] = field(default_factory=dict)
+    # repo key -> [(seq, key, value)]
+    configs: dict[str, list[tuple[int, str, str]]] = field(default_factory=dict)
+    # seq -> (file label, line number): where each rule/config came from
+    origin: dict[int, tuple[str, int]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    # file label -> its raw lines, for `access -s` style traces
+    texts: dict[str, list[str]] = field(default_factory=dict)
+
+
+def cleanup_conf_line(line: str) -> str:
+    """Gitolite's cleanup_conf_line: drop comments (not inside simple quotes), space out
+    the first '=', squeeze whitespace."""
+    line = _COMMENT_RE.sub(r"\1", line, count=1)
+    line = line.replace("=", " = ", 1)
+    line = re.sub(r"\s+", " ", line)
+    return line.strip(" ")
+
+
+class _Parser:
+    def __init__(self, source: ConfSource, label_prefix: str) -> None:
+        self.source = source
+        self.prefix = label_prefix
+        self.out = Compiled()
+        self.included: set[str] = set()
+        self.prefixed: dict[str, dict[str, str]] = {}
+        # store state
+        self.repolist: list[str] = []
+        self.subconf = "master"
+        self.nextseq = 0
+        self.ignored: dict[str, set[str]] = {}
+        self.file = ""
+        self.lnum = 0
+
+    # -- messages ---------------------------------------------------------
+    def label(self, name: str) -> str:
+        return self.prefix + name
+
+    def die(self, msg: str, file: str | None = None, lnum: int | None = None) -> ConfError:
+        return ConfError(msg, self.label(file if file is not None else self.file),
+                         lnum if lnum is not None else self.lnum)
+
+    def warn(self, msg: str, file: str | None = None, lnum: int | None = None) -> None:
+        f = self.label(file if file is not None else self.file)
+        n = lnum if lnum is not None else self.lnum
+        self.out.warnings.append(f"{f}:{n}: {msg}" if n else f"{f}: {msg}")
+
+    # -- explode: includes, comments, subconf prefixes ----------------------
+    def explode(self, name: str, subconf: str, lines: list[Line]) -> None:
+        if not self.included:
+            self.included.add(self.source.identity(name))
+        try:
+            text = self.source.read(name)
+        except OSError as exc:
+            raise self.die(f"cannot read: {exc.strerror or exc}", name, 0) from None
+        raw = text.split("\n")
+        if raw and raw[-1] == "":
+            raw.pop()
+        self.out.texts[self.label(name)] = raw
+        for lnum, rawline in enumerate(raw, start=1):
+            line = cleanup_conf_line(rawline)
+            if not re.search(r"\S", line):
+                continue
+            if subconf != "master":
+                line = self.prefix_groupnames(line, subconf)
+            m = _INCLUDE_RE.match(line)
+            if m:
+                self.incsub(m.group(1) == "subconf", m.group(2), m.group(3), subconf, lines,
+                            name, lnum)
+            else:
+                lines.append((name, lnum, line))
+
+    def incsub(self, is_subconf: bool, new_subconf: str | None, include_glob: str,
+               current: str, lines: list[Line], file: str, lnum: int) -> None:
+        if is_subconf and current != "master":
+            raise self.die(f"subconf '{current}' attempting to run 'subconf'", file, lnum)
+        m = re.match(r'^"(.+)"$', include_glob) or re.match(r"^'(.+)'$", include_glob)
+        if not m:
+            raise self.die(f"invalid include/subconf file/glob '{include_glob}'", file, lnum)
+        for name in perl_glob(self.source, m.group(1)):
+            if not self.source.is_file(name):
+                self.warn(f"included file not found: '{name}'", file, lnum)
+                continue
+            bm = re.search(r"([^/]+).conf$", name)
+            if not bm:
+                raise self.die(f"invalid include/subconf filename '{name}'", file, lnum)
+            ident = self.source.identity(name)
+            if ident in self.included:
+                self.warn(f"{name} already included", file, lnum)
+                continue
+            self.included.add(ident)
+            if is_subconf:
+                sub = new_subconf or bm.group(1)
+                lines.append((file, lnum, "subconf " + sub))
+                self.explode(name, sub, lines)
+                lines.append((file, lnum, "subconf " + current))
+            else:
+                self.explode(name, current, lines)
+
+    def prefix_groupnames(self, line: str, subconf: str) -> str:
+        table = self.prefixed.setdefault(subconf, {})
+        m = re.match(r"^@(\S+) = ", line)
+        lhs = m.group(1) if m else ""
+        line = re.sub(r"(^| )(@\S+)(?= |$)", lambda mm: mm.group(1) + table.get(mm.group(2),
+                                                                             mm.group(2)), line)
+        if lhs:
+            line = re.sub(r"^@\S+ = ", lambda _m: f"@{subconf}.{lhs} = ", line, count=1)
+            table["@" + lhs] = f"@{subconf}.{lhs}"
+        return line
+
+    # -- sugar ---------------------------------------------------------------
+    @staticmethod
+    def sugar(lines: list[Line]) -> list[Line]:
+        # rw_cdm: a C/D/M perm on a repo turns on CREATE_IS_C/DELETE_IS_D/MERGE_CHECK once
+        out: list[Line] = []
+        seen: set[str] = set()
+        for f, n, line in lines:
+            out.append((f, n, line))
+            if line.startswith("repo "):
+                seen = set()
+                continue
+            m = RULE_RE.match(line)
+            if m:
+                perms = m.group(1)
+                if "D" in perms and "D" not in seen:
+                    seen.add("D")
+                    out.append((f, n, "option DELETE_IS_D = 1"))
+                if re.search(r"RW.*C", perms) and "C" not in seen:
+                    seen.add("C")
+                    out.append((f, n, "option CREATE_IS_C = 1"))
+                if "M" in perms and "M" not in seen:
+                    seen.add("M")
+                    out.append((f, n, "option MERGE_CHECK = 1"))
+        lines, out = out, []
+        # option foo = bar -> config gitolite-options.foo = bar
+        for f, n, line in lines:
+            line = line.replace("option mirror.slaves", "option mirror.copies", 1) \
+                if re.search(r"option mirror\.slaves", line) else line
+            m = re.match(r"^option (\S+) = (\S.*)", line)
+            out.append((f, n, f"config gitolite-options.{m.group(1)} = {m.group(2)}" if m else line))
+        lines, out = out, []
+        # owner/desc/category -> gitweb config
+        for f, n, line in lines:
+            for word, key in (("desc", "description"), ("owner", "owner"),
+                              ("category", "category")):
+                m = re.match(rf"^{word} = (\S.*)", line)
+                if m:
+                    line = f"config gitweb.{key} = {m.group(1)}"
+                    break
+            out.append((f, n, line))
+        lines, out = out, []
+        # NAME/ refs are VREF/NAME/
+        for f, n, line in lines:
+            if re.match(r"^(-|R\S+) \S.* = \S.*", line):
+                line = line.replace(" NAME/", " VREF/NAME/")
+            out.append((f, n, line))
+        lines, out = out, []
+        # CREATOR and role names are groups
+        for f, n, line in lines:
+            m = RULE_RE.match(line)
+            if m:
+                p, r = m.group(1), m.group(2) or ""
+                u = ""
+                for word in m.group(3).split():
+                    if word == "CREATOR" or word in P.ROLES:
+                        word = "@" + word
+                    u += " " + word
+                line = cleanup_conf_line(f"{p} {r} = {u}")
+            out.append((f, n, line))
+        lines, out = out, []
+        # = begin testconf / template-data ... = end blocks are skipped
+        skipping = False
+        for f, n, line in lines:
+            if not skipping and (re.match(r"^= *begin testconf$", line)
+                                 or re.match(r"^= *begin template-data$", line)):
+                skipping = True
+            if skipping:
+                if re.match(r"^= *end$", line):
+                    skipping = False
+                continue
+            out.append((f, n, line))
+        return out
+
+    # -- parse + store ---------------------------------------------------------
+    def parse(self, lines: list[Line]) -> None:
+        for f, n, line in lines:
+            self.file, self.lnum = f, n
+            m = re.match(r"^(@\S+) = (.*)", line)
+            if m:
+                self.add_to_group(m.group(1), m.group(2).split())
+                continue
+            m = re.match(r"^repo (.*)", line)
+            if m:
+                self.set_repolist(m.group(1).split())
+                continue
+            m = RULE_RE.match(line)
+            if m:
+                perm = m.group(1)
+                refs = self.parse_refs(m.group(2) or "")
+                users = self.parse_users(m.group(3))
+                for ref in refs:
+                    for user in users:
+                        self.add_rule(perm, ref, user)
+                continue
+            m = re.match(r"^config (.+) = ?(.*)", line)
+            if m:
+                key, value = m.group(1), m.group(2)
+                qm = re.match(r"""^['"](.*)["']$""", value)
+                if qm:
+                    value = qm.group(1)
+                if P.UNSAFE.search(value):
+                    raise self.die(f"bad config value '{value}'")
+                self.add_config(key, value)
+                continue
+            m = re.match(r"^subconf (\S+)$", line)
+            if m:
+                self.subconf = m.group(1)
+                if not re.match(r"^[-\w.]+$", self.subconf, re.ASCII):
+                    raise self.die(f"bad subconf '{self.subconf}'")
+                continue
+            self.warn(f"syntax error, ignoring: '{line}'")
+        for sub in sorted(self.ignored):
+            self.warn(f"subconf '{sub}' attempting to set access for "
+                      + ", ".join(sorted(self.ignored[sub])), "gitolite.conf", 0)
+
+    def expand_list(self, items: list[str]) -> list[str]:
+        out: list[str] = []
+        for item in items:
+            if item.startswith("@") and item != "@all":
+                if item not in self.out.groups:
+                    raise self.die(f"undefined group '{item}'")
+                out.extend(sorted(self.out.groups[item]))
+            else:
+                out.append(item)
+        return out
+
+    def add_to_group(self, lhs: str, rhs: list[str]) -> None:
+        if not P.is_reponame(lhs):
+            raise self.die(f"bad group '{lhs}'")
+        for item in rhs:
+            if not P.is_repopatt(item):
+                raise self.die(f"bad expansion '{item}'")
+        members = self.expand_list(rhs)
+        group = self.out.groups.setdefault(lhs, {})
+        for member in members:
+            group.setdefault(member, self.subconf)
+
+    def subconf_disallowed(self, repo: str) -> bool:
+        sub = self.subconf
+        if sub == "master" or sub == repo or "@" + sub == repo:
+            return False
+        grp = self.out.groups.get("@" + sub, {})
+        for member in sorted(grp):
+            if grp[member] == "master" and _perl_full_match(member, repo):
+                return False
+        return True
+
+    def set_repolist(self, names: list[str]) -> None:
+        self.repolist = []
+        pending = list(names)
+        while pending:
+            name = pending.pop(0)
+            if self.subconf_disallowed(name):
+                if name in self.out.groups:
+                    g = re.sub(rf"^@{re.escape(self.subconf)}\.", "@", name)
+                    self.warn(f"expanding '{g}'; this *may* slow down compilation")
+                    pending[:0] = list(self.out.groups[name])
+                    continue
+                self.ignored.setdefault(self.subconf, set()).add(name)
+                continue
+            if name.endswith(".git"):
+                self.warn(f"explicit '.git' extension ignored for {name}")
+                name = name[:-4]
+            if not P.is_repopatt(name):
+                raise self.die(f"bad reponame '{name}'")
+            if not P.is_reponame(name):
+                _check_regex(self, name, "bad repo pattern")
+            self.repolist.append(name)
+
+    def parse_refs(self, text: str) -> list[str]:
+        refs = self.expand_list(text.split()) if text else []
+        if not refs:
+            refs = ["refs/.*"]
+        return [r if re.match(r"^(refs|VREF)/", r) else "refs/heads/" + r for r in refs]
+
+    def parse_users(self, text: str) -> list[str]:
+        users = text.split()
+        for u in users:
+            if not P.is_username(u):
+                raise self.die(f"bad username '{u}'")
+        return users
+
+    def add_rule(self, perm: str, ref: str, user: str) -> None:
+        if perm == "R" and ref != "refs/.*":
+            self.warn(f"doesn't make sense to supply a ref ('{ref}') for 'R' rule")
+        if (user.startswith("@") and user not in self.out.groups
+                and user[1:] not in ("all", "CREATOR", *P.ROLES)):
+            self.warn(f"possible undeclared group '{user}'")
+        if not P.is_repopatt(ref):
+            raise self.die(f"bad ref '{ref}'")
+        _check_regex(self, ref.replace("/USER/", "/x/", 1), "bad refex")
+        self.nextseq += 1
+        self.out.origin[self.nextseq] = (self.label(self.file), self.lnum)
+        for repo in self.repolist:
+            self.out.repos.setdefault(repo, {}).setdefault(user, []).append(
+                (self.nextseq, perm, ref))
+
+    def add_config(self, key: str, value: str) -> None:
+        self.nextseq += 1
+        self.out.origin[self.nextseq] = (self.label(self.file), self.lnum)
+        for repo in self.repolist:
+            self.out.configs.setdefault(repo, []).append((self.nextseq, key, value))
+
+
+def _perl_full_match(pattern: str, text: str) -> bool:
+    """Perl's `$text =~ /^$pattern$/` (no grouping: `a|b` means `^a` or `b$`)."""
+    try:
+        return re.search("^" + pattern + "$", text) is not None
+    except re.error:
+        return False
+
+
+def _check_regex(parser: _Parser, pattern: str, what: str) -> None:
+    # Gitolite would die later, at access time, with a Perl regex error; we refuse the conf.
+    try:
+        re.compile("^" + pattern)
+    except re.error as exc:
+        raise parser.die(f"{what} '{pattern}': {exc}") from None
+
+
+def label_prefix(conf_dir: Path) -> str:
+    """How file names appear in messages: `conf/x.conf`, as in the admin repo."""
+    if conf_dir.name == "conf":
+        return "conf/"
+    text = str(conf_dir)
+    return "" if text in ("", ".") else text.rstrip("/") + "/"
+
+
+def compile_source(source: ConfSource, main: str = "gitolite.conf",
+                   prefix: str = "conf/") -> Compiled:
+    parser = _Parser(source, prefix)
+    lines: list[Line] = []
+    parser.explode(main, "master", lines)
+    parser.parse(parser.sugar(lines))
+    return parser.out
+
+
+def compile_file(path: Path) -> Compiled:
+    path = Path(path)
+    source = DirSource(path.parent)
+    if not path.is_file():
+        raise ConfError(f"cannot read: {'no such file' if not path.exists() else 'not a file'}",
+                        label_prefix(path.parent) + path.name, 0)
+    return compile_source(source, path.name, label_prefix(path.parent))

@@ -1,0 +1,192 @@
+"""Check #2: one ref update, judged as Gitolite's update hook and its VREF helpers judge it.
+
+The git layer hands over an `Inspector` (questions about the pushed objects); it is only
+asked what a rule needs: ancestry always for updates, merges only under MERGE_CHECK, paths
+and sizes only when a VREF asks. The pushed objects are in the repository but the refs have
+not moved yet, exactly the state Gitolite's update hook sees.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from .engine import Decision, Rules, _Ctx
+
+ZERO_SHA = "0" * 40
+
+
+class Inspector(Protocol):
+    def is_ancestor(self, old: str, new: str) -> bool:
+        """Is OLD reachable from NEW (a fast-forward)?"""
+
+    def has_merge(self, old: str, new: str) -> bool:
+        """Is there a merge commit in OLD..NEW (`git rev-list -n1 --merges old..new`)?"""
+
+    def changed_paths(self, old: str, new: str) -> list[str]:
+        """`git diff --name-only OLDTREE NEWTREE`; a zero sha stands for the empty tree."""
+
+    def pushed_paths(self, new: str, added_only: bool) -> set[str]:
+        """Paths touched (added, if ADDED_ONLY) by commits reachable from NEW but from no
+        existing ref (`git log --name-only NEW --not --all`)."""
+
+    def new_binary_files(self, old: str, new: str) -> list[tuple[str, int]]:
+        """(path, size) of binary files that were absent or empty in OLD and are in NEW."""
+
+    def top_commit(self, new: str) -> tuple[str, str]:
+        """(raw text of commit NEW, its author e-mail)."""
+
+
+def operation(rules: "Rules", repo: str, ctx: "_Ctx", ref: str, old: str, new: str,
+              inspector: Inspector) -> tuple[str, list[str]]:
+    """The access letter(s) Gitolite's update hook computes, plus its warnings."""
+    warnings: list[str] = []
+    aa = "W"
+    if "refs/tags/" in ref and old != ZERO_SHA:
+        aa = "+"
+    if old != ZERO_SHA and (new == ZERO_SHA or not inspector.is_ancestor(old, new)):
+        aa = "+"
+    if rules._option(repo, "DELETE_IS_D", ctx) and new == ZERO_SHA:
+        aa = "D"
+    if rules._option(repo, "CREATE_IS_C", ctx) and old == ZERO_SHA:
+        aa = "C"
+    if rules._option(repo, "MERGE_CHECK", ctx):
+        if old == ZERO_SHA or new == ZERO_SHA:
+            warnings.append("ref create/delete ignored for purposes of merge-check")
+        elif inspector.has_merge(old, new):
+            aa += "M"
+    return aa, warnings
+
+
+def check_update(rules: "Rules", repo: str, user: str, ref: str, old: str, new: str,
+                 inspector: Inspector, ctx: "_Ctx") -> "Decision":
+    from .engine import Decision
+
+    aa, _warnings = operation(rules, repo, ctx, ref, old, new, inspector)
+    ret = rules.access(repo, user, aa, ref, ctx)
+    if "DENIED" in ret:
+        return Decision(False, ret)
+
+    def check_vref(vref_ref: str, deny_message: str = "") -> Decision | None:
+        r = rules.access(repo, user, aa, vref_ref, ctx)
+        if "by fallthru" in r:
+            return None
+        if "DENIED" in r:
+            return Decision(False, r + ("\n" + deny_message if deny_message else ""))
+        return None
+
+    name_seen = False
+    for vref in rules.vrefs(repo, user, ctx):
+        if vref.startswith("VREF/NAME/"):
+            if name_seen:
+                continue
+            name_seen = True
+            for path in inspector.changed_paths(old, new):
+                d = check_vref("VREF/NAME/" + path)
+                if d is not None:
+                    return d
+            continue
+        parts = vref.split("/")
+        while parts and parts[-1] == "":
+            parts.pop()
+        pgm, args = (parts[1] if len(parts) > 1 else ""), parts[2:]
+        helper = _HELPERS.get(pgm)
+        if helper is None:
+            return Decision(False, f"'{vref}': helper program missing or unexecutable")
+        result = helper(inspector, ref, old, new, vref, args)
+        if isinstance(result, int):
+            return Decision(False, f"{vref}: helper program exit status {result}")
+        for line in result:
+            first, _, rest = line.partition(" ")
+            if not first.startswith("VREF/"):
+                continue
+            d = check_vref(first, rest)
+            if d is not None:
+                return d
+    return Decision(True, ret)
+
+
+def _count(inspector: Inspector, ref: str, old: str, new: str, vref: str,
+           args: list[str]) -> list[str] | int:
+    """VREF/COUNT/N[/NEWFILES|NO_SIGNOFF]: too many changed (or new) files."""
+    if not args or args[0] == "":
+        return 256
+    if not re.fullmatch(r"-?\d+", args[0]):
+        return []  # the shell test fails and the helper prints nothing
+    maximum = int(args[0])
+    mode = args[1] if len(args) > 1 else ""
+    added_only = mode in ("NEWFILES", "NO_SIGNOFF")
+    if new == ZERO_SHA:
+        return []
+    count = len(inspector.pushed_paths(new, added_only))
+    if count <= maximum:
+        return []
+    if mode == "NO_SIGNOFF":
+        raw, email = inspector.top_commit(new)
+        want = re.compile(rf"^ *{count} +new +files +signed-off by: *{re.escape(email)} *$",
+                          re.IGNORECASE | re.MULTILINE)
+        if want.search(raw):
+            return []
+        return [f"{vref} top commit message should include the text "
+                f"'{count} new files signed-off by: {email}'"]
+    kind = "new" if added_only else "changed"
+    return [f"{vref} (too many {kind} files in this push)"]
+
+
+def _max_newbin_size(inspector: Inspector, ref: str, old: str, new: str, vref: str,
+                     args: list[str]) -> list[str] | int:
+    """VREF/MAX_NEWBIN_SIZE/N: new binary files larger than N bytes, unless signed off."""
+    if not args or args[0] in ("", "0"):
+        return 65280
+    if new == ZERO_SHA:
+        return []
+    try:
+        maximum = int(args[0])
+    except ValueError:
+        maximum = 0
+    raw, email = inspector.top_commit(new)
+    msg = raw.replace("\t", " ")
+    out = ""
+    for path, size in inspector.new_binary_files(old, new):
+        if size <= maximum:
+            continue
+        try:
+            signed = re.search(rf"^ *{path} +signed-off by: *{email} *$", msg,
+                               re.IGNORECASE | re.MULTILINE)
+        except re.error:
+            signed = None
+        if signed:
+            continue
+        # the helper prints without a newline, so several offenders share one line
+        out += f"{vref} {path} is larger than {args[0]}"
+    return [out] if out else []
+
+
+def _merge_check(inspector: Inspector, ref: str, old: str, new: str, vref: str,
+                 args: list[str]) -> list[str] | int:
+    """VREF/MERGE-CHECK[/BRANCH]: no merge commits (on BRANCH)."""
+    branch = args[0] if args else ""
+    if branch:
+        if not branch.startswith("refs/"):
+            branch = "refs/heads/" + branch
+    else:
+        branch = "refs/.*"
+    try:
+        if not re.search("^" + branch, ref):
+            return []
+    except re.error:
+        return 65280
+    if old == ZERO_SHA or new == ZERO_SHA:
+        return []
+    if inspector.has_merge(old, new):
+        return [f"{vref} FATAL: merge commits not allowed"]
+    return []
+
+
+_HELPERS = {
+    "COUNT": _count,
+    "MAX_NEWBIN_SIZE": _max_newbin_size,
+    "MERGE-CHECK": _merge_check,
+}
+SUPPORTED_VREFS = ("NAME", *_HELPERS)

@@ -1,0 +1,256 @@
+"""receive-pack (push) with Gitolite's update-hook semantics and push hooks.
+
+One push, in order:
+1. advertise refs (hidden refs left out), read the ref commands;
+2. receive the pack into a quarantine, fsck it; a bad pack is refused whole;
+3. per ref: refname sanity, then `check_ref` (check #2 + admin-repo validation), then every
+   push hook's `before_update`; a failing ref gets `ng REF REASON`, the others go on
+   (with `atomic`, one failure fails all);
+4. move refs with compare-and-swap, so racing pushes never lose an update silently;
+5. report-status, then `after_push` hooks stream `remote:` lines until they return,
+   then the final flush-pkt ends the conversation.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from dulwich.errors import GitProtocolError
+from dulwich.objects import valid_hexsha
+from dulwich.protocol import (
+    CAPABILITY_ATOMIC,
+    CAPABILITY_DELETE_REFS,
+    CAPABILITY_OFS_DELTA,
+    CAPABILITY_QUIET,
+    CAPABILITY_REPORT_STATUS,
+    CAPABILITY_SIDE_BAND_64K,
+    CAPABILITIES_REF,
+    extract_capabilities,
+    format_ref_line,
+    pkt_line,
+    symref_capabilities,
+)
+from dulwich.refs import check_ref_format
+from dulwich.server import ReceivePackHandler
+
+from . import pushhooks
+from .pushhooks import ZERO_SHA, PushContext, RefUpdate
+from .quarantine import BadPack, Quarantine
+from .repo import is_hidden
+from .sideband import BAND_DATA
+
+log = logging.getLogger(__name__)
+
+RefCheck = Callable[[RefUpdate], "str | None"]
+
+
+@dataclass
+class PushResult:
+    """What happened to each ref, for the audit log and callers."""
+
+    updates: list[RefUpdate]
+    statuses: dict[str, str]  # ref -> "ok" or the rejection reason
+
+
+class ReceivePack(ReceivePackHandler):
+    """Receive-pack whose update step is gitserve's, not a hook script's.
+
+    Callers set `check_ref` (access rules etc.), `ctx` (for push hooks) and may set
+    `on_updated(updates)` (runs after the refs moved, before hooks: HEAD rule, compile).
+    """
+
+    check_ref: RefCheck | None = None
+    ctx: PushContext | None = None
+    on_updated: Callable[[list[RefUpdate]], None] | None = None
+    show_hidden = False
+    result: PushResult | None = None
+
+    def capabilities(self):  # type: ignore[override]
+        return [CAPABILITY_REPORT_STATUS, CAPABILITY_DELETE_REFS, CAPABILITY_QUIET,
+                CAPABILITY_ATOMIC, CAPABILITY_OFS_DELTA, CAPABILITY_SIDE_BAND_64K]
+
+    # --- conversation ---------------------------------------------------
+    def handle(self) -> None:
+        self._advertise()
+        commands = self._read_commands()
+        if commands is None:
+            return
+        statuses = self._receive_and_update(commands)
+        self._report(statuses)
+        self._run_after_push()
+        if self.has_capability(CAPABILITY_SIDE_BAND_64K):
+            self.proto.write_pkt_line(None)
+
+    def _advertise(self) -> None:
+        refs = sorted(self.repo.get_refs().items())
+        symrefs = sorted(self.repo.refs.get_symrefs().items())
+        if not refs:
+            refs = [(CAPABILITIES_REF, ZERO_SHA.encode())]
+        caps = list(self.capabilities()) + symref_capabilities(symrefs)
+        self.proto.write_pkt_line(format_ref_line(refs[0][0], refs[0][1], caps))
+        for name, sha in refs[1:]:
+            self.proto.write_pkt_line(format_ref_line(name, sha))
+        self.proto.write_pkt_line(None)
+
+    def _read_commands(self) -> list[RefUpdate] | None:
+        line = self.proto.read_pkt_line()
+        if line is None:
+            return None  # the client had nothing to push
+        line, caps = extract_capabilities(line)
+        self.set_client_capabilities(caps)
+        commands: list[RefUpdate] = []
+        while line:
+            try:
+                old, new, ref = line.rstrip(b"\n").split(b" ")
+            except ValueError:
+                raise GitProtocolError(f"invalid ref update line {line!r}") from None
+            if not (valid_hexsha(old) and valid_hexsha(new)):
+                raise GitProtocolError(f"invalid ref update line {line!r}")
+            commands.append(RefUpdate(ref.decode("utf-8", "surrogateescape"),
+                                      old.decode(), new.decode()))
+            line = self.proto.read_pkt_line()
+        return commands
+
+    # --- update step ----------------------------------------------------
+    def _receive_and_update(self, commands: list[RefUpdate]) -> list[tuple[str, str]]:
+        status: list[tuple[str, str]] = []
+        if any(not c.is_delete for c in commands):
+            quarantine = Quarantine(self.repo.object_store.path, self.repo.object_format)
+            try:
+                quarantine.receive(self.proto.read, getattr(self.proto, "recv", None),
+                                   self._receive_max_input_size())
+                quarantine.check()
+                missing = [c.ref for c in commands
+                           if not c.is_delete and not quarantine.exists(c.new.encode())]
+                quarantine.store.close()
+                quarantine.migrate()
+            except BadPack as exc:
+                quarantine.close()
+                self.result = PushResult(commands, {c.ref: "unpacker error" for c in commands})
+                return [("unpack", str(exc))] + [(c.ref, "unpacker error") for c in commands]
+            finally:
+                quarantine.close()
+            refresh = getattr(self.repo.object_store, "_update_pack_cache", None)
+            if refresh is not None:  # see the packs just moved in without waiting for a miss
+                refresh()
+        else:
+            missing = []
+        status.append(("unpack", "ok"))
+
+        reasons: dict[str, str] = {}
+        for cmd in commands:
+            reason = self._vet(cmd, missing)
+            if reason:
+                reasons[cmd.ref] = reason
+        atomic = self.has_capability(CAPABILITY_ATOMIC)
+        if atomic and reasons:
+            results = {c.ref: reasons.get(c.ref, "atomic push failed") for c in commands}
+        else:
+            results = self._move_refs([c for c in commands if c.ref not in reasons], atomic)
+            results.update(reasons)
+        done = [c for c in commands if results.get(c.ref) == "ok"]
+        self.result = PushResult(commands, results)
+        if done and self.on_updated is not None:
+            try:
+                self.on_updated(done)
+            except Exception as exc:  # noqa: BLE001 - refs already moved; tell, don't crash
+                log.exception("post-update step failed")
+                self._progress(f"warning: {exc}")
+        status.extend((c.ref, results[c.ref]) for c in commands)
+        return status
+
+    def _vet(self, cmd: RefUpdate, missing: Sequence[str]) -> str | None:
+        ref = cmd.ref.encode("utf-8", "surrogateescape")
+        if not ref.startswith(b"refs/") or not check_ref_format(ref):
+            return "funny refname"
+        if is_hidden(ref) and not self.show_hidden:
+            return "refs/gitserve/ is reserved for the server"
+        if cmd.ref in missing:
+            return "missing necessary objects"
+        if cmd.old == cmd.new:
+            return None
+        if self.check_ref is not None:
+            reason = self.check_ref(cmd)
+            if reason:
+                return reason
+        if self.ctx is not None:
+            for hook in pushhooks.hooks():
+                try:
+                    reason = hook.before_update(self.ctx, cmd)
+                except Exception as exc:  # noqa: BLE001
+                    log.exception("before_update hook failed")
+                    reason = f"hook error: {exc}"
+                if reason:
+                    return reason
+        return None
+
+    def _move_refs(self, commands: list[RefUpdate], atomic: bool) -> dict[str, str]:
+        results: dict[str, str] = {}
+        moved: list[RefUpdate] = []
+        for cmd in commands:
+            ok = self._cas(cmd.ref, cmd.old, cmd.new)
+            results[cmd.ref] = "ok" if ok else "failed to update ref (it moved: fetch first)"
+            if ok:
+                moved.append(cmd)
+            elif atomic:
+                for undo in reversed(moved):  # put the ones already moved back
+                    self._cas(undo.ref, undo.new, undo.old)
+                return {c.ref: results.get(c.ref) if c.ref == cmd.ref else "atomic push failed"
+                        for c in commands}
+        return results
+
+    def _cas(self, ref_name: str, old: str, new: str) -> bool:
+        refs = self.repo.refs
+        ref = ref_name.encode("utf-8", "surrogateescape")
+        try:
+            if old == new:
+                return True
+            if new == ZERO_SHA:
+                return bool(refs.remove_if_equals(ref, old.encode()))
+            if old == ZERO_SHA:
+                return bool(refs.add_if_new(ref, new.encode()))
+            return bool(refs.set_if_equals(ref, old.encode(), new.encode()))
+        except Exception:  # noqa: BLE001 - a held lock or I/O error: the ref did not move
+            log.exception("ref update of %s failed", ref_name)
+            return False
+
+    # --- after the update -----------------------------------------------
+    def _report(self, status: list[tuple[str, str]]) -> None:
+        if not self.has_capability(CAPABILITY_REPORT_STATUS):
+            return
+        lines = bytearray()
+        for name, msg in status:
+            if name == "unpack":
+                text = f"unpack {msg}\n"
+            elif msg == "ok":
+                text = f"ok {name}\n"
+            else:
+                text = f"ng {name} {msg}\n"
+            lines += pkt_line(text.encode("utf-8", "surrogateescape"))
+        lines += pkt_line(None)
+        if self.has_capability(CAPABILITY_SIDE_BAND_64K):
+            self.proto.write_sideband(BAND_DATA, bytes(lines))
+            flush = getattr(self.proto, "flush", None)
+            if flush:
+                flush()
+        else:
+            self.proto.write(bytes(lines))
+
+    def _run_after_push(self) -> None:
+        if self.ctx is None or self.result is None:
+            return
+        done = [c for c in self.result.updates if self.result.statuses.get(c.ref) == "ok"]
+        if not done:
+            return
+        for hook in pushhooks.hooks():
+            try:
+                hook.after_push(self.ctx, done)
+            except Exception as exc:  # noqa: BLE001 - the push itself already succeeded
+                log.exception("after_push hook failed")
+                self._progress(f"error: post-receive step failed: {exc}")
+
+    def _progress(self, line: str) -> None:
+        if self.ctx is not None:
+            self.ctx.progress(line)

@@ -1,0 +1,43 @@
+"""Glue between the SSH server and gitserve's state: who a key is, what a command does.
+
+The admin state is read per lookup (admin.current caches by the admin repo's tip), so a
+push to gitolite-admin or `gitserve admin add-key` applies to the next connection.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import paramiko
+
+from gitserve import admin
+from gitserve.settings import Settings
+
+from . import session
+from .auth import GitSSHServer, KeyLookup
+from .server import CommandRunner, SSHServer
+
+log = logging.getLogger(__name__)
+
+
+def lookup_user(settings: Settings) -> KeyLookup:
+    def lookup(blob: bytes) -> str | None:
+        try:
+            return admin.current(settings).user_for_key(blob)
+        except Exception:  # noqa: BLE001 - unreadable admin repo: nobody gets in, server stays up
+            log.exception("cannot read keys from the admin repo")
+            return None
+
+    return lookup
+
+
+def command_runner(settings: Settings) -> CommandRunner:
+    def run(chan: paramiko.Channel, command: str, user: str, iface: GitSSHServer) -> int:
+        return session.run(settings, chan, command, user, iface)
+
+    return run
+
+
+def make_server(settings: Settings) -> SSHServer:
+    """An SSHServer for SETTINGS (in-process use: tests, embedding)."""
+    return SSHServer(settings, lookup_user(settings), command_runner(settings))

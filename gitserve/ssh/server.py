@@ -1,0 +1,232 @@
+"""The SSH listener: one thread per connection, one per exec channel.
+
+Closing follows what OpenSSH clients expect: exit-status, then EOF, then close, and the
+server waits for the client to hang up the TCP connection itself. Closing the socket first
+makes a client that is still draining data see "connection reset" after a good clone.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import paramiko
+
+from gitserve.settings import Settings
+
+from .auth import GitserveAuthHandler, GitSSHServer, KeyLookup
+from .limits import Admission
+
+log = logging.getLogger(__name__)
+
+# (channel, command, user, server_iface) -> exit status
+CommandRunner = Callable[[paramiko.Channel, str, str, GitSSHServer], int]
+
+_KEY_CLASSES = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
+
+
+def load_host_keys(directory: Path) -> list[paramiko.PKey]:
+    """Every private key in DIRECTORY (ed25519 first: what modern clients prefer)."""
+    keys: list[paramiko.PKey] = []
+    for path in sorted(Path(directory).glob("*")):
+        if path.suffix == ".pub" or not path.is_file():
+            continue
+        for cls in _KEY_CLASSES:
+            try:
+                keys.append(cls.from_private_key_file(str(path)))
+                break
+            except (paramiko.SSHException, ValueError, OSError):
+                continue
+    keys.sort(key=lambda k: 0 if k.get_name() == "ssh-ed25519" else 1)
+    return keys
+
+
+class SSHServer:
+    def __init__(self, settings: Settings, lookup: KeyLookup, run_command: CommandRunner,
+                 host_keys: list[paramiko.PKey] | None = None) -> None:
+        self.settings = settings
+        self.lookup = lookup
+        self.run_command = run_command
+        self.host_keys = host_keys if host_keys is not None else load_host_keys(settings.host_keys_dir)
+        if not self.host_keys:
+            raise RuntimeError(f"no SSH host key in {settings.host_keys_dir} (run `gitserve init`)")
+        s = settings.server
+        self.admission = Admission(s.max_connections, s.max_unauth_connections,
+                                   s.max_unauth_per_ip, s.auth_failures_per_minute)
+        self._sock: socket.socket | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._transports: set[paramiko.Transport] = set()
+        self._lock = threading.Lock()
+
+    # --- lifecycle -----------------------------------------------------------
+    def bind(self, host: str, port: int) -> tuple[str, int]:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+        sock.settimeout(0.5)
+        self._sock = sock
+        return sock.getsockname()[:2]
+
+    def start(self) -> None:
+        if self._sock is None:
+            self.bind(*self.settings.listen_host_port())
+        self._thread = threading.Thread(target=self._accept_loop, name="ssh-accept", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(5)
+        if self._sock:
+            self._sock.close()
+        with self._lock:
+            transports = list(self._transports)
+        for t in transports:
+            t.close()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self._sock is not None
+        return self._sock.getsockname()[:2]
+
+    # --- connections -----------------------------------------------------------
+    def _accept_loop(self) -> None:
+        assert self._sock is not None
+        while not self._stop.is_set():
+            try:
+                conn, addr = self._sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                if self._stop.is_set():
+                    return
+                time.sleep(0.05)
+                continue
+            ip = addr[0]
+            refused = self.admission.admit(ip)
+            if refused:
+                log.warning("refused connection from %s: %s", ip, refused)
+                _refuse(conn)
+                continue
+            threading.Thread(target=self._serve_connection, args=(conn, ip),
+                             name=f"ssh-{ip}", daemon=True).start()
+
+    def _serve_connection(self, conn: socket.socket, ip: str) -> None:
+        s = self.settings.server
+        authenticated = False
+        transport: paramiko.Transport | None = None
+        try:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            transport = paramiko.Transport(conn)
+            transport.banner_timeout = s.banner_timeout
+            transport.handshake_timeout = s.banner_timeout
+            transport.local_version = "SSH-2.0-gitserve"
+            # only SHA-2 RSA signatures (SPEC §4); ssh-rsa keys still work with rsa-sha2-*
+            transport.disabled_algorithms = {"pubkeys": ["ssh-rsa"]}
+            transport.auth_handler = GitserveAuthHandler(transport)
+            for key in self.host_keys:
+                transport.add_server_key(key)
+            iface = GitSSHServer(self.lookup, ip, self.admission.auth_failure)
+            with self._lock:
+                self._transports.add(transport)
+            try:
+                transport.start_server(server=iface)
+            except (paramiko.SSHException, EOFError, OSError):
+                return
+            if not iface.authenticated.wait(s.auth_timeout) or not transport.is_active():
+                return
+            authenticated = True
+            self.admission.authenticated(ip)
+            transport.set_keepalive(max(1, int(s.keepalive_interval)))
+            self._serve_channels(transport, iface)
+        except Exception:  # noqa: BLE001 - one broken connection must not take the server down
+            log.exception("connection from %s failed", ip)
+        finally:
+            if transport is not None:
+                transport.close()
+                with self._lock:
+                    self._transports.discard(transport)
+            else:
+                conn.close()
+            self.admission.closed(ip, authenticated)
+
+    def _serve_channels(self, transport: paramiko.Transport, iface: GitSSHServer) -> None:
+        idle = self.settings.server.idle_timeout
+        active: list[threading.Thread] = []
+        last_activity = time.monotonic()
+        served_any = False
+        while transport.is_active() and not self._stop.is_set():
+            chan = transport.accept(timeout=0.5)
+            active = [t for t in active if t.is_alive()]
+            if chan is not None:
+                th = threading.Thread(target=self._serve_channel, args=(chan, iface),
+                                      name=f"ssh-chan-{iface.user}", daemon=True)
+                th.start()
+                active.append(th)
+                served_any = True
+            if active:
+                last_activity = time.monotonic()
+            elif served_any:
+                # all work done: give the client a moment to hang up by itself
+                if time.monotonic() - last_activity > 5:
+                    return
+            elif time.monotonic() - last_activity > idle:
+                return
+
+    def _serve_channel(self, chan: paramiko.Channel, iface: GitSSHServer) -> None:
+        s = self.settings.server
+        chan.settimeout(s.idle_timeout)
+        status = 1
+        try:
+            command = iface.wait_exec(chan.get_id(), min(s.auth_timeout, s.idle_timeout))
+            if command is None:
+                # shell/pty/subsystem were refused; the client closes or we give up
+                _say(chan, "gitserve: only git commands and `info`, `help`, `perms`, `desc` "
+                           "are served here; no shell access\n")
+                return
+            status = self.run_command(chan, command, iface.user or "", iface)
+        except Exception:  # noqa: BLE001
+            log.exception("command failed for %s", iface.user)
+            _say(chan, "FATAL: internal server error (see the server log)\n")
+            status = 1
+        finally:
+            iface.forget(chan.get_id())
+            close_channel(chan, status)
+
+
+def _say(chan: paramiko.Channel, text: str) -> None:
+    try:
+        chan.sendall_stderr(text.encode())
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def close_channel(chan: paramiko.Channel, status: int, wait: float = 10.0) -> None:
+    """exit-status, EOF, close; then wait (bounded) for the client's own close."""
+    try:
+        if not chan.closed:
+            chan.send_exit_status(status)
+            chan.shutdown_write()
+            deadline = time.monotonic() + wait
+            chan.close()
+            while not chan.closed and time.monotonic() < deadline:
+                time.sleep(0.02)
+    except Exception:  # noqa: BLE001 - the client already left
+        pass
+
+
+def _refuse(conn: socket.socket) -> None:
+    try:
+        conn.settimeout(1)
+        conn.sendall(b"SSH-2.0-gitserve\r\n")
+    except OSError:
+        pass
+    finally:
+        conn.close()

@@ -1,0 +1,214 @@
+"""What one exec request runs: a git service on a repo, or a command from the table.
+
+This is Gitolite's gitolite-shell: parse the command, check #1 (read or write access to
+the repo, ref `any`) before any git protocol starts, auto-create wild repos for users with
+`C`, then hand the channel to the dulwich handler with check #2 wired into its update step.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shlex
+from pathlib import Path
+from dataclasses import dataclass
+from typing import Any
+
+import paramiko
+
+from gitserve import admin, audit, repos
+from gitserve.git.pushhooks import PushContext, RefUpdate
+from gitserve.git.inspector import DulwichInspector
+from gitserve.git.receive import ReceivePack
+from gitserve.git.repo import SingleRepoBackend
+from gitserve.git.sideband import ChannelReader, SidebandProtocol
+from gitserve.git.upload import UploadArchive, UploadPack
+from gitserve.settings import Settings
+
+from . import commands
+from .auth import GitSSHServer
+
+log = logging.getLogger(__name__)
+
+GIT_SERVICES = {
+    "git-upload-pack": ("R", UploadPack),
+    "git-receive-pack": ("W", ReceivePack),
+    "git-upload-archive": ("R", UploadArchive),
+}
+_GIT_CMD = re.compile(r"^(git[- ](?:upload-pack|receive-pack|upload-archive))\s+(.*)$", re.S)
+
+
+class Denied(Exception):
+    """Check #1 failed: the text after `FATAL: `."""
+
+
+@dataclass
+class Conn:
+    """The parts of a connection a command needs: who, from where, and its I/O."""
+
+    settings: Settings
+    user: str
+    ip: str
+    chan: paramiko.Channel
+
+    def out(self, text: str) -> None:
+        self.chan.sendall(text.encode("utf-8", "replace"))
+
+    def err(self, text: str) -> None:
+        self.chan.sendall_stderr(text.encode("utf-8", "replace"))
+
+
+def run(settings: Settings, chan: paramiko.Channel, command: str, user: str,
+        iface: GitSSHServer) -> int:
+    """Run COMMAND for USER on CHAN; returns the exit status."""
+    conn = Conn(settings, user, iface.peer, chan)
+    try:
+        state = admin.current(settings)
+    except Exception as exc:  # noqa: BLE001 - a broken admin repo: say so, don't crash
+        log.exception("cannot load the admin repo")
+        conn.err(f"FATAL: server configuration error: {exc}\n")
+        return 1
+    command = command.strip()
+    if "\x00" in command:
+        conn.err("FATAL: invalid command: NUL byte\n")
+        return 1
+    match = _GIT_CMD.match(command)
+    try:
+        if match:
+            verb = match.group(1).replace(" ", "-", 1)
+            return run_git(conn, state, verb, match.group(2))
+        return run_command(conn, state, command or "info")
+    except (Denied, commands.CommandError, repos.RepoError) as exc:
+        conn.err(f"FATAL: {exc}\n")
+        return 1
+
+
+def run_command(conn: Conn, state: Any, line: str) -> int:
+    words = line.split()
+    cmd = commands.lookup(words[0])
+    if cmd is None:
+        raise commands.CommandError(f"unknown git/gitolite command: '{line}'")
+    if not commands.REMOTE_COMMAND_PATT.match(line):
+        raise commands.CommandError(f"suspicious characters loitering about '{line}'")
+    if "../" in line:
+        raise commands.CommandError("no relative paths allowed anywhere!")
+    ctx = commands.CommandContext(conn.settings, conn.user, conn.ip, state, conn.out, conn.err,
+                                  conn.chan.recv)
+    audit.record(conn.settings, user=conn.user, ip=conn.ip, op=words[0], result="allowed")
+    return cmd.fn(ctx, words[1:])
+
+
+# --- git services ---------------------------------------------------------------------
+
+def _repo_arg(raw: str) -> str:
+    raw = raw.strip()
+    try:
+        parts = shlex.split(raw)
+    except ValueError:
+        raise Denied(f"invalid repo name: {raw!r}") from None
+    if len(parts) != 1:
+        raise Denied(f"invalid repo name: {raw!r}")
+    return repos.parse_repo_arg(parts[0])
+
+
+def check_access(conn: Conn, state: Any, name: str, aa: str) -> Any:
+    """Check #1 (and wild-repo auto-create); returns the repo's WildInfo or None."""
+    settings, user = conn.settings, conn.user
+    rules = state.rules
+    if user == admin.BUILDER:
+        if aa != "R" or not repos.exists(settings, name):
+            raise Denied(f"{aa} any {name} {user} DENIED by fallthru\n"
+                         "(or you mis-spelled the reponame)")
+        return None
+    exists = repos.exists(settings, name)
+    if not exists and rules.can_create(name, user):
+        try:
+            repos.create(settings, name, creator=user)
+            audit.record(settings, user=user, ip=conn.ip, repo=name, op="C", result="created")
+        except repos.RepoError:
+            pass  # a racing creator won; the rules below decide for this user
+        exists = repos.exists(settings, name)
+    wild = repos.wild_info(settings, name) if exists else None
+    decision = rules.check(name, user, aa, "any", wild=wild, exists=exists)
+    audit.record(settings, user=user, ip=conn.ip, repo=name, op=aa,
+                 result="allowed" if decision.allowed else "denied",
+                 reason=None if decision.allowed else decision.message)
+    if not decision.allowed:
+        raise Denied(f"{decision.message}\n(or you mis-spelled the reponame)")
+    if not exists:
+        if name in rules.repo_names():
+            try:
+                repos.create(settings, name)  # named in the conf but not compiled yet
+            except repos.RepoError:
+                pass
+        if not repos.exists(settings, name):
+            # allowed by a pattern nobody may create from: nothing to serve
+            raise Denied(f"{aa} any {name} {user} DENIED by fallthru\n"
+                         "(or you mis-spelled the reponame)")
+    return wild
+
+
+def run_git(conn: Conn, state: Any, verb: str, raw_arg: str) -> int:
+    name = _repo_arg(raw_arg)
+    aa, handler_cls = GIT_SERVICES[verb]
+    wild = check_access(conn, state, name, aa)
+    path = str(repos.path(conn.settings, name))
+    reader = ChannelReader(conn.chan.recv)
+    proto = SidebandProtocol(reader.read, conn.chan.sendall, reader.recv)
+    backend = SingleRepoBackend(path, show_hidden=conn.user == admin.BUILDER)
+    handler = handler_cls(backend, [path], proto)
+    if isinstance(handler, ReceivePack):
+        _wire_push(handler, conn, state, name, path, wild, proto)
+    try:
+        handler.handle()
+        proto.flush()
+    finally:
+        handler.repo.close()
+    return 0
+
+
+def _wire_push(handler: ReceivePack, conn: Conn, state: Any, name: str, path: str,
+               wild: Any, proto: SidebandProtocol) -> None:
+    settings, user, rules = conn.settings, conn.user, state.rules
+    is_admin_repo = name == repos.ADMIN_REPO
+    inspector = DulwichInspector(handler.repo)
+
+    def check_ref(update: RefUpdate) -> str | None:
+        decision = rules.check_update(name, user, update.ref, update.old, update.new,
+                                      inspector, wild=wild)
+        if not decision.allowed:
+            proto.progress_line(f"FATAL: {decision.message}")
+            _audit_ref(conn, name, update, "rejected", decision.message)
+            return decision.message
+        if is_admin_repo and update.ref == state.branch:
+            if update.is_delete:
+                return "the admin repo's branch cannot be deleted"
+            reason = admin.validate_commit(path, update.new)
+            if reason:
+                proto.progress_line(f"FATAL: {reason}")
+                _audit_ref(conn, name, update, "rejected", reason)
+                return reason
+        return None
+
+    def on_updated(updates: list[RefUpdate]) -> None:
+        for u in updates:
+            _audit_ref(conn, name, u, "updated", None)
+        created = [u.ref for u in updates if u.is_create]
+        if created:
+            repos.head_after_push(path, created)
+        if is_admin_repo and any(u.ref == state.branch for u in updates):
+            made = admin.compile(settings)
+            for repo_made in made:
+                proto.progress_line(f"created repository {repo_made}")
+
+    handler.check_ref = check_ref
+    handler.on_updated = on_updated
+    handler.ctx = PushContext(settings=settings, repo_name=name, repo_path=Path(path), user=user,
+                              options=rules.options(name, wild=wild),
+                              progress=proto.progress_line)
+
+
+def _audit_ref(conn: Conn, repo: str, u: RefUpdate, result: str, reason: str | None) -> None:
+    audit.record(conn.settings, user=conn.user, ip=conn.ip, repo=repo, op="push", ref=u.ref,
+                 old=u.old, new=u.new, result=result, reason=reason)
+

@@ -1,0 +1,283 @@
+"""A real gitserve server for end-to-end tests, driven with the real `git` and `ssh`.
+
+`gitserve_factory(**options)` inits a server home in tmp, starts `gitserve serve` on a free
+127.0.0.1 port as a child process and returns a `GitServer`; every server it started is
+stopped when the test ends. `gitserve_server` is one such server with defaults.
+
+    def test_x(gitserve_server):
+        srv = gitserve_server
+        srv.add_user("alice")                      # keypair + keydir entry (an admin commit)
+        srv.set_conf("repo foo\\n    RW+ = alice\\n")  # replaces conf/gitolite.conf
+        work = srv.clone("alice", "foo")           # git clone as alice, with alice's key
+        srv.git("alice", "push", "origin", "HEAD:main", cwd=work)
+        out = srv.ssh("alice", "info").stdout
+
+Options: `settings={"server": {"idle_timeout": 5.0}}` (merged into gitserve.toml),
+`conf="..."`, `users=("alice", "bob")`, `serve_args=[...]` (extra `gitserve serve` args),
+`env={...}` (extra environment for the server process).
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from tests.helpers import free_port, gitserve_cmd, require_tool, subprocess_env
+
+ADMIN = "admin"
+START_TIMEOUT = 30.0
+
+
+@dataclass
+class GitServer:
+    home: Path
+    tmp: Path
+    host: str = "127.0.0.1"
+    port: int = 0
+    proc: subprocess.Popen | None = None
+    keys: dict[str, Path] = field(default_factory=dict)
+    output: list[str] = field(default_factory=list)
+
+    # --- server settings and state ----------------------------------------------------
+    @property
+    def settings(self) -> Any:
+        from gitserve import settings as settings_mod
+
+        return settings_mod.load(self.home)
+
+    def admin_cli(self, *args: str, input: str | None = None, check: bool = True,
+                  timeout: float = 60) -> subprocess.CompletedProcess:
+        """`gitserve --home HOME ARGS...` of this checkout."""
+        result = subprocess.run(gitserve_cmd("--home", str(self.home), *args), input=input,
+                                capture_output=True, text=True, env=subprocess_env(),
+                                timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"gitserve {' '.join(args)} failed: {result.stderr}")
+        return result
+
+    def keygen(self, name: str, key_type: str = "ed25519") -> Path:
+        """A fresh keypair in tmp (not registered anywhere)."""
+        path = self.tmp / "keys" / f"{name}"
+        path.parent.mkdir(exist_ok=True)
+        if not path.exists():
+            args = ["ssh-keygen", "-q", "-t", key_type, "-N", "", "-C", name, "-f", str(path)]
+            if key_type == "rsa":
+                args[4:4] = ["-b", "2048"]
+            subprocess.run(args, check=True, timeout=30)
+        return path
+
+    def add_user(self, user: str, key_type: str = "ed25519", label: str | None = None) -> Path:
+        """Make a keypair for USER and add it to the keydir; returns the private key path."""
+        keyname = f"{user}@{label}" if label else user
+        key = self.keygen(keyname.replace("/", "_"), key_type)
+        from gitserve import admin
+
+        admin.add_key(self.settings, keyname, Path(f"{key}.pub").read_text(), "e2e-test")
+        self.keys.setdefault(user, key)
+        return key
+
+    def set_conf(self, text: str) -> None:
+        from gitserve import admin
+
+        settings = self.settings
+        admin.set_conf(settings, text, "e2e-test")
+        admin.compile(settings)  # as `gitserve admin set-conf` does: create the named repos
+
+    # --- clients -------------------------------------------------------------------------
+    def ssh_command(self, key: Path | str, *extra: str) -> list[str]:
+        return ["ssh", "-F", "/dev/null", "-p", str(self.port), "-i", str(key),
+                "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none",
+                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10",
+                *extra]
+
+    def key_for(self, user: str) -> Path:
+        if user not in self.keys:
+            raise KeyError(f"no key for {user}: call add_user({user!r}) first")
+        return self.keys[user]
+
+    def client_env(self, user: str | None = None, key: Path | None = None) -> dict[str, str]:
+        key = key or self.key_for(user or ADMIN)
+        env = dict(os.environ)
+        home = self.tmp / "client-home"
+        home.mkdir(exist_ok=True)
+        env.update({
+            "HOME": str(home),
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_AUTHOR_NAME": user or "test", "GIT_AUTHOR_EMAIL": f"{user or 'test'}@example.com",
+            "GIT_COMMITTER_NAME": user or "test",
+            "GIT_COMMITTER_EMAIL": f"{user or 'test'}@example.com",
+            "GIT_SSH_COMMAND": " ".join(self.ssh_command(key)),
+        })
+        env.pop("SSH_AUTH_SOCK", None)
+        return env
+
+    def url(self, repo: str) -> str:
+        return f"ssh://git@{self.host}:{self.port}/{repo}"
+
+    def git(self, user: str, *args: str, cwd: Path | str | None = None, check: bool = True,
+            timeout: float = 120, key: Path | None = None,
+            input: str | None = None) -> subprocess.CompletedProcess:
+        """Run `git ARGS` as USER (their key for ssh); raises with stderr if CHECK and it fails."""
+        result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
+                                env=self.client_env(user, key), timeout=timeout, input=input)
+        if check and result.returncode != 0:
+            raise AssertionError(f"git {' '.join(args)} as {user} failed "
+                                 f"({result.returncode}):\n{result.stderr}")
+        return result
+
+    def ssh(self, user: str, *command: str, key: Path | None = None, timeout: float = 60,
+            extra: tuple[str, ...] = (), input: str | None = None) -> subprocess.CompletedProcess:
+        """`ssh git@server COMMAND` as USER; never raises on a non-zero exit."""
+        argv = self.ssh_command(key or self.key_for(user), *extra) + \
+            [f"git@{self.host}", *command]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                              input=input if input is not None else "",
+                              env=self.client_env(user, key or self.key_for(user)))
+
+    def clone(self, user: str, repo: str, dest: Path | str | None = None,
+              check: bool = True) -> Path:
+        dest = Path(dest) if dest else self.tmp / "work" / f"{user}-{repo.replace('/', '_')}-{time.monotonic_ns()}"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        self.git(user, "clone", "-q", self.url(repo), str(dest), check=check)
+        return dest
+
+    def commit(self, user: str, work: Path, name: str = "file.txt", content: str | None = None,
+               message: str | None = None) -> str:
+        """Write a file and commit it in WORK; returns the new commit sha."""
+        p = Path(work) / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(content if content is not None else f"{name} {time.monotonic_ns()}\n")
+        self.git(user, "add", name, cwd=work)
+        self.git(user, "commit", "-q", "-m", message or f"change {name}", cwd=work)
+        return self.git(user, "rev-parse", "HEAD", cwd=work).stdout.strip()
+
+    def repo_path(self, repo: str) -> Path:
+        return self.home / "repositories" / f"{repo}.git"
+
+    def audit_lines(self) -> list[dict]:
+        import json
+
+        path = self.home / "logs" / "audit.log"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    # --- lifecycle -----------------------------------------------------------------------
+    def start(self, serve_args: tuple[str, ...] = (), env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        log = open(self.tmp / "serve.log", "w")
+        self.proc = subprocess.Popen(
+            gitserve_cmd("--home", str(self.home), "serve", "--listen",
+                         f"{self.host}:{self.port}", *serve_args),
+            stdout=subprocess.PIPE, stderr=log, text=True,
+            env=subprocess_env(**(env or {})), start_new_session=True)
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.proc.stdout], [], [], 0.2)
+            if ready:
+                line = self.proc.stdout.readline()
+                if not line:
+                    break
+                self.output.append(line)
+                if "listening on" in line:
+                    return
+            elif self.proc.poll() is not None:
+                break
+        self.stop()
+        raise RuntimeError("gitserve serve did not start:\n" + "".join(self.output)
+                           + (self.tmp / "serve.log").read_text())
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+
+    def server_log(self) -> str:
+        return (self.tmp / "serve.log").read_text()
+
+
+def _merge_settings(home: Path, overrides: dict[str, dict[str, Any]]) -> None:
+    from gitserve import settings as settings_mod
+
+    s = settings_mod.load(home)
+    for section, values in overrides.items():
+        for key, value in values.items():
+            setattr(getattr(s, section), key, value)
+    settings_mod.write(s)
+
+
+def make_server(tmp: Path, settings: dict | None = None, conf: str | None = None,
+                users: tuple[str, ...] = (), serve_args: tuple[str, ...] = (),
+                env: dict[str, str] | None = None) -> GitServer:
+    for tool in ("git", "ssh", "ssh-keygen"):
+        require_tool(tool)
+    tmp.mkdir(parents=True, exist_ok=True)
+    srv = GitServer(home=tmp / "home", tmp=tmp)
+    admin_key = srv.keygen(ADMIN)
+    srv.admin_cli("init", "--admin", ADMIN, "--admin-key", f"{admin_key}.pub")
+    srv.keys[ADMIN] = admin_key
+    _merge_settings(srv.home, settings or {})
+    for user in users:
+        srv.add_user(user)
+    if conf is not None:
+        srv.set_conf(conf)
+    srv.start(serve_args, env)
+    return srv
+
+
+@pytest.fixture
+def gitserve_factory(tmp_path: Path) -> Iterator[Any]:
+    started: list[GitServer] = []
+
+    def factory(**options: Any) -> GitServer:
+        srv = make_server(tmp_path / f"srv{len(started)}", **options)
+        started.append(srv)
+        return srv
+
+    yield factory
+    for srv in started:
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def gitserve_module_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Like gitserve_factory, but the servers live for the whole test module (a server
+    takes a few seconds to init and start: share one where tests use separate repos)."""
+    started: list[GitServer] = []
+    base = tmp_path_factory.mktemp("gitserve")
+
+    def factory(**options: Any) -> GitServer:
+        srv = make_server(base / f"srv{len(started)}", **options)
+        started.append(srv)
+        return srv
+
+    yield factory
+    for srv in started:
+        srv.stop()
+
+
+@pytest.fixture
+def gitserve_server(gitserve_factory: Any) -> GitServer:
+    return gitserve_factory()
+
+

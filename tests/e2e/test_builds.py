@@ -1,0 +1,179 @@
+"""Builds through the real thing: `git push` over OpenSSH to `gitserve serve` with its embedded
+Redis and local rq workers; the build log comes back as `remote:` lines while the push waits."""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import GitServer, make_server
+
+pytestmark = pytest.mark.timeout(120)
+
+CONF = """
+repo gitolite-admin
+    RW+ = admin
+repo live
+    RW+ = alice
+    R = bob
+repo gated
+    RW+ = alice
+    option build.mode = gate
+repo later
+    RW+ = alice
+    R = bob
+    option build.mode = async
+repo secretive
+    RW+ = alice
+    option build.timeout = 30
+"""
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    server = make_server(tmp_path_factory.mktemp("builds-srv"), conf=CONF, users=("alice", "bob", "carol"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def timed_push(srv: GitServer, user: str, work: Path, *args: str, timeout: float = 90):
+    """git push, with the time each stderr line arrived (lines as the user sees them)."""
+    proc = subprocess.Popen(["git", "push", *args], cwd=work, env=srv.client_env(user),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    t0 = time.monotonic()
+    lines: list[tuple[float, str]] = []
+    buf = b""
+    deadline = t0 + timeout
+    assert proc.stderr is not None
+    fd = proc.stderr.fileno()
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if not ready:
+            continue
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        buf += chunk
+        *parts, buf = re.split(rb"[\r\n]", buf)
+        now = time.monotonic() - t0
+        lines += [(now, p.decode(errors="replace").rstrip()) for p in parts if p.strip()]
+    proc.wait(10)
+    if buf.strip():
+        lines.append((time.monotonic() - t0, buf.decode(errors="replace").rstrip()))
+    return proc.returncode, lines
+
+
+def remote(lines) -> list[str]:
+    return [line[len("remote: "):].strip() for _, line in lines if line.startswith("remote: ")]
+
+
+def new_work(srv: GitServer, repo: str, script: str, files: dict[str, str] | None = None) -> Path:
+    work = srv.clone("alice", repo)
+    for name, text in {".gitserve/build": script, **(files or {})}.items():
+        p = work / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+        if name == ".gitserve/build":
+            p.chmod(0o755)
+    srv.git("alice", "add", "-A", cwd=work)
+    srv.git("alice", "commit", "-q", "-m", "build", cwd=work)
+    return work
+
+
+def test_sync_build_lines_arrive_live(srv):
+    work = new_work(srv, "live", "#!/bin/sh\necho first line\nsleep 4\necho second line\n")
+    code, lines = timed_push(srv, "alice", work, "origin", "HEAD:main")
+    assert code == 0, lines
+    at = {line[len("remote: "):].strip(): t for t, line in lines if line.startswith("remote: ")}
+    assert at["second line"] - at["first line"] >= 3.5, lines
+    summary = remote(lines)[-1]
+    assert re.fullmatch(r"build \d+ passed in \d+\.\ds", summary), lines
+    build_id = summary.split()[1]
+    # bob (R) sees it; carol (no access) gets the same answer as for a build that does not exist
+    out = srv.ssh("bob", "builds", "log", build_id)
+    assert out.returncode == 0 and out.stdout.splitlines() == ["first line", "second line", summary]
+    assert build_id in srv.ssh("bob", "builds", "list").stdout
+    denied = srv.ssh("carol", "builds", "show", build_id)
+    assert denied.returncode != 0 and f"no build {build_id}" in denied.stderr
+    assert srv.ssh("carol", "builds", "list").stdout.strip() == ""
+    assert "W access" in srv.ssh("bob", "builds", "retry", build_id).stderr
+    cli = srv.admin_cli("builds", "show", build_id).stdout
+    assert "status:   passed" in cli and "pusher:   alice" in cli
+
+
+def test_failing_build(srv):
+    work = new_work(srv, "live", "#!/bin/sh\necho about to fail\nexit 2\n", {"f": "2"})
+    code, lines = timed_push(srv, "alice", work, "origin", "HEAD:main")
+    assert code == 0  # sync: the ref moved; the build result is reported
+    msgs = remote(lines)
+    assert "about to fail" in msgs and "gitserve: exit code 2" in msgs
+    assert re.fullmatch(r"build \d+ failed in \d+\.\ds", msgs[-1])
+
+
+def test_gate_rejects_and_leaves_refs(srv):
+    work = new_work(srv, "gated", "#!/bin/sh\necho good\n")
+    code, lines = timed_push(srv, "alice", work, "origin", "HEAD:main")
+    assert code == 0, lines
+    before = srv.git("alice", "ls-remote", srv.url("gated")).stdout
+    before_refs = subprocess.run(["git", "for-each-ref"], cwd=srv.repo_path("gated"),
+                                 capture_output=True, text=True).stdout
+    (work / ".gitserve/build").write_text("#!/bin/sh\necho bad\nexit 1\n")
+    srv.git("alice", "commit", "-qam", "break", cwd=work)
+    code, lines = timed_push(srv, "alice", work, "origin", "HEAD:main")
+    assert code != 0
+    rejected = [line for _, line in lines if "[remote rejected]" in line]
+    assert len(rejected) == 1 and re.search(r"-> main \(build \d+ failed\)$", rejected[0]), lines
+    assert "bad" in remote(lines)
+    assert srv.git("alice", "ls-remote", srv.url("gated")).stdout == before
+    assert subprocess.run(["git", "for-each-ref"], cwd=srv.repo_path("gated"),
+                          capture_output=True, text=True).stdout == before_refs
+
+
+def test_async_and_follow(srv):
+    work = new_work(srv, "later", "#!/bin/sh\necho step one\nsleep 2\necho step two\n")
+    t0 = time.monotonic()
+    code, lines = timed_push(srv, "alice", work, "origin", "HEAD:main")
+    assert code == 0 and time.monotonic() - t0 < 10
+    (queued,) = [m for m in remote(lines) if " queued: " in m]
+    build_id = queued.split()[1]
+    assert queued == f"build {build_id} queued: ssh -p {srv.port} git@127.0.0.1 builds log {build_id} --follow"
+    out = srv.ssh("bob", "builds", "log", build_id, "--follow")
+    assert out.stdout.splitlines()[:2] == ["step one", "step two"]
+    assert re.fullmatch(rf"build {build_id} passed in \d+\.\ds", out.stdout.splitlines()[-1])
+
+
+def test_secret_never_shown(srv):
+    value = "very-secret-9f8e7d"
+    srv.admin_cli("admin", "set-secret", "secretive", "DEPLOY_KEY", input=value + "\n")
+    work = new_work(srv, "secretive", "#!/bin/sh\necho key=$DEPLOY_KEY\n")
+    code, lines = timed_push(srv, "alice", work, "origin", "HEAD:main")
+    msgs = remote(lines)
+    assert "key=***" in msgs, lines
+    assert all(value not in line for _, line in lines)
+    build_id = msgs[-1].split()[1]
+    assert value not in srv.ssh("alice", "builds", "log", build_id).stdout
+
+
+def test_server_restart_keeps_queued_builds(tmp_path):
+    conf = "repo gitolite-admin\n    RW+ = admin\nrepo q\n    RW+ = alice\n    option build.mode = async\n"
+    server = make_server(tmp_path / "srv", conf=conf, users=("alice",), serve_args=("--workers", "0"))
+    try:
+        work = new_work(server, "q", "#!/bin/sh\necho after restart\n")
+        code, lines = timed_push(server, "alice", work, "origin", "HEAD:main")
+        build_id = [m for m in remote(lines) if " queued: " in m][0].split()[1]
+        assert "status:   queued" in server.admin_cli("builds", "show", build_id).stdout
+        server.stop()
+        server.start(("--workers", "1"))
+        out = server.ssh("alice", "builds", "log", build_id, "--follow", timeout=60)
+        assert out.stdout.splitlines()[0] == "after restart"
+        assert " passed in " in out.stdout.splitlines()[-1]
+    finally:
+        server.stop()

@@ -1,0 +1,81 @@
+"""A passed build of a site repo hands its deploy.dir to a deploy job on the `deploy` queue;
+the deploy's lines land in the build log and the build ends with the deploy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from rq import SimpleWorker
+from rq.serializers import JSONSerializer
+
+from buildqueue import deploy_job, enqueue, keys, logs, records, rqconn
+from gitserve.settings import Settings
+from tests.build_support import commit_to, make_bare, redis_server, set_ref  # noqa: F401
+
+pytestmark = pytest.mark.timeout(60)
+
+SCRIPT = "#!/bin/sh\nmkdir -p \"$GITSERVE_OUTPUT\"\necho \"hello $GITSERVE_BUILD_ID\" > \"$GITSERVE_OUTPUT/index.html\"\necho built\n"
+
+
+@pytest.fixture
+def site_env(tmp_path, redis_server, monkeypatch):
+    settings = Settings(home=tmp_path / "home")
+    settings.home.mkdir()
+    settings.redis.url = redis_server.url
+    monkeypatch.setenv("GITSERVE_HOME", str(settings.home))
+    monkeypatch.setenv("GITSERVE_BUILD_CACHE", str(tmp_path / "cache"))
+    calls: list[dict] = []
+    return settings, calls
+
+
+def _build(settings, name, fake, monkeypatch):
+    bare = make_bare(settings.repo_path(name))
+    sha = commit_to(bare, {".gitserve/build": SCRIPT, "deploy/post.sh": "echo post\n"})
+    set_ref(bare, "refs/heads/main", sha)
+    r = rqconn.connect(settings.effective_redis_url)
+    options = {"deploy.site": "www", "deploy.dir": "public", "deploy.port": "8080",
+               "deploy.preview-port": "8081"}
+    build = enqueue.enqueue(settings, r, name, bare, "refs/heads/main", "0" * 40, sha, "alice",
+                            options, "sync")
+    monkeypatch.setattr(deploy_job, "default_deploy", lambda: fake)
+    SimpleWorker(["builds", "deploy"], connection=r, serializer=JSONSerializer).work(burst=True)
+    return r, build, sha
+
+
+def test_passed_build_is_deployed(site_env, monkeypatch):
+    settings, calls = site_env
+
+    def fake(settings_, site, output_dir, options, meta, log, post_workdir):
+        calls.append({"site": site, "index": (Path(output_dir) / "index.html").read_text(),
+                      "options": dict(options), "meta": dict(meta),
+                      "post": (Path(post_workdir) / "deploy/post.sh").read_text(),
+                      "home": settings_.home})
+        log("deploy www: switching")
+        log("Enable: blue")
+
+    r, build, sha = _build(settings, "site", fake, monkeypatch)
+    final = records.get(r, build.id)
+    assert final.status == "passed", final
+    (call,) = calls
+    assert call["site"] == "www" and call["index"] == f"hello {build.id}\n"
+    assert call["options"]["deploy.port"] == "8080" and call["options"]["deploy.dir"] == "public"
+    assert call["meta"]["commit"] == sha and call["meta"]["build_id"] == build.id
+    assert call["post"] == "echo post\n" and call["home"] == settings.home
+    lines = [e["l"] for e in logs.entries(r, build.id) if "l" in e]
+    assert lines == ["built", "gitserve: build passed, deploying site www", "deploy www: switching",
+                     "Enable: blue"]
+    assert not r.exists(keys.artifact(build.id))
+
+
+def test_failed_deploy_fails_the_build(site_env, monkeypatch):
+    settings, _ = site_env
+
+    def fake(*args):
+        raise RuntimeError("check failed: GET / answered 502")
+
+    r, build, _ = _build(settings, "badsite", fake, monkeypatch)
+    final = records.get(r, build.id)
+    assert final.status == "failed" and final.reason == "deploy: check failed: GET / answered 502"
+    lines = [e["l"] for e in logs.entries(r, build.id) if "l" in e]
+    assert lines[-1] == "gitserve: deploy: check failed: GET / answered 502"

@@ -1,0 +1,340 @@
+"""Builds end to end below the SSH layer: the push hook enqueues on a real Redis, real
+`rq worker` processes (started like on a build host) run the script, the log streams back."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from buildqueue import commands, enqueue, keys, logs, records, rqconn
+from buildqueue import secrets as secrets_mod
+from buildqueue.pushhook import BuildHook
+from gitserve.git.pushhooks import ZERO_SHA, PushContext, RefUpdate
+from gitserve.settings import Settings
+from tests.build_support import commit_to, git, make_bare, redis_server, set_ref, wait_for, workers  # noqa: F401
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class Pusher:
+    """What the SSH session gives the hook: a progress callback; we keep lines with arrival times."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[float, str]] = []
+
+    def __call__(self, line: str) -> None:
+        self.lines.append((time.monotonic(), line))
+
+    @property
+    def text(self) -> list[str]:
+        return [line for _, line in self.lines]
+
+
+@pytest.fixture
+def env(tmp_path, redis_server, workers):
+    settings = Settings(home=tmp_path / "home")
+    settings.redis.url = redis_server.url
+    settings.server.listen = "127.0.0.1:2299"
+    settings.home.mkdir()
+    shutil.copy(workers.key_file, settings.secrets_key_file)
+    return settings
+
+
+def push(settings, name, files, options=None, ref="refs/heads/main", move=True, user="alice"):
+    bare = settings.repo_path(name)
+    if not bare.exists():
+        make_bare(bare)
+    sha = commit_to(bare, files)
+    old = git("--git-dir", str(bare), "rev-parse", "--verify", "-q", ref) if _has(bare, ref) else ZERO_SHA
+    update = RefUpdate(ref, old, sha)
+    pusher = Pusher()
+    ctx = PushContext(settings=settings, repo_name=name, repo_path=bare, user=user,
+                      options=dict(options or {}), progress=pusher)
+    hook = BuildHook()
+    reason = hook.before_update(ctx, update)
+    if reason is None and move:
+        set_ref(bare, ref, sha)
+        hook.after_push(ctx, [update])
+    return pusher, reason, sha, bare
+
+
+def _has(bare, ref):
+    try:
+        git("--git-dir", str(bare), "rev-parse", "--verify", "-q", ref)
+        return True
+    except AssertionError:
+        return False
+
+
+def summary_id(pusher: Pusher) -> str:
+    last = pusher.text[-1]
+    assert last.startswith("build "), pusher.text
+    return last.split()[1]
+
+
+def test_sync_build_streams_lines_live(env):
+    script = "#!/bin/sh\necho first line\nsleep 4\necho second line\n"
+    pusher, reason, _, _ = push(env, "live", {".gitserve/build": script})
+    assert reason is None
+    times = {line: t for t, line in pusher.lines}
+    assert "first line" in times and "second line" in times, pusher.text
+    assert times["second line"] - times["first line"] >= 3.5
+    assert pusher.text[-1].startswith(f"build {summary_id(pusher)} passed in ")
+
+
+def test_failing_build_and_environment(env):
+    script = ("#!/bin/sh\necho repo=$GITSERVE_REPO ref=$GITSERVE_REF pusher=$GITSERVE_PUSHER\n"
+              "echo new=$GITSERVE_NEWREV old=$GITSERVE_OLDREV id=$GITSERVE_BUILD_ID\n"
+              "echo out=$GITSERVE_OUTPUT\n"
+              "read x && echo stdin-had-data || echo stdin-empty\n"
+              "test -d \"$GITSERVE_OUTPUT\" && echo output-exists\n"
+              "echo oops >&2\nexit 3\n")
+    pusher, reason, sha, _ = push(env, "env/repo", {".gitserve/build": script}, user="bob")
+    build_id = summary_id(pusher)
+    text = pusher.text
+    assert "repo=env/repo ref=refs/heads/main pusher=bob" in text
+    assert f"new={sha} old={ZERO_SHA} id={build_id}" in text
+    assert "stdin-empty" in text and "output-exists" in text and "oops" in text
+    assert "gitserve: exit code 3" in text
+    assert text[-1].startswith(f"build {build_id} failed in ")
+    r = rqconn.connect(env.effective_redis_url)
+    assert records.get(r, build_id).status == "failed"
+
+
+def test_no_build_without_script_or_on_unmatched_ref(env):
+    pusher, _, _, _ = push(env, "noscript", {"README": "x"})
+    assert pusher.text == []
+    pusher, _, _, _ = push(env, "refs", {".gitserve/build": "#!/bin/sh\necho hi\n"},
+                           options={"build.refs": "release/ refs/tags/v"}, ref="refs/heads/feature")
+    assert pusher.text == []
+    pusher, _, _, _ = push(env, "refs", {".gitserve/build": "#!/bin/sh\necho hi\n", "x": "1"},
+                           options={"build.refs": "release/ refs/tags/v"}, ref="refs/heads/release/1")
+    assert pusher.text[0] == "hi"
+
+
+def test_custom_script_path_not_executable_runs_with_sh(env):
+    pusher, _, _, _ = push(env, "custom", {"ci/run.sh": "echo via sh $0\n"},
+                           options={"build.script": "./ci/run.sh"})
+    assert pusher.text[0].startswith("via sh ") and "passed" in pusher.text[-1]
+
+
+def test_async_returns_at_once_and_log_follow(env):
+    script = "#!/bin/sh\necho begin\nsleep 2\necho end\n"
+    t0 = time.monotonic()
+    pusher, _, _, _ = push(env, "async", {".gitserve/build": script}, options={"build.mode": "async"})
+    assert time.monotonic() - t0 < 1.5
+    assert len(pusher.text) == 1
+    line = pusher.text[0]
+    build_id = line.split()[1]
+    assert line == f"build {build_id} queued: ssh -p 2299 git@127.0.0.1 builds log {build_id} --follow"
+    out = Pusher()
+    r = rqconn.connect(env.effective_redis_url)
+    final = logs.follow(r, build_id, out)
+    assert out.text == ["begin", "end"] and final.status == "passed"
+
+
+def test_gate_rejects_failed_build_and_leaves_refs(env):
+    pusher, reason, sha, bare = push(env, "gate", {".gitserve/build": "#!/bin/sh\necho ok\n"},
+                                     options={"build.mode": "gate"})
+    assert reason is None and git("--git-dir", str(bare), "rev-parse", "main") == sha
+    before = git("--git-dir", str(bare), "for-each-ref")
+    pusher, reason, bad, _ = push(env, "gate", {".gitserve/build": "#!/bin/sh\necho broken\nexit 1\n"},
+                                  options={"build.mode": "gate"})
+    build_id = summary_id(pusher)
+    assert reason == f"build {build_id} failed"
+    assert "broken" in pusher.text
+    assert git("--git-dir", str(bare), "for-each-ref") == before  # hidden ref gone too
+
+
+def test_timeout_kills_grandchildren(env, tmp_path):
+    pidfile = tmp_path / "grandchild.pid"
+    script = (f"#!/bin/sh\n(sleep 300 & echo $! > {pidfile}; wait) &\necho started\nsleep 300\n")
+    t0 = time.monotonic()
+    pusher, _, _, _ = push(env, "timeout", {".gitserve/build": script}, options={"build.timeout": "2"})
+    assert time.monotonic() - t0 < 15
+    assert pusher.text[-1].startswith(f"build {summary_id(pusher)} timed out in ")
+    assert any("timed out after 2s" in line for line in pusher.text)
+    pid = int(pidfile.read_text())
+    wait_for(lambda: not _alive(pid), timeout=5)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie whose parent has not reaped it yet is dead for our purposes
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def test_cancel_running_build(env, tmp_path):
+    pidfile = tmp_path / "pid"
+    script = f"#!/bin/sh\nsleep 300 &\necho $! > {pidfile}\necho running\nwait\n"
+    _, _, _, _ = push(env, "cancel", {".gitserve/build": script}, options={"build.mode": "async"})
+    r = rqconn.connect(env.effective_redis_url)
+    build_id = records.list_ids(r, "cancel")[0]
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip())
+    out = Pusher()
+    out.write = lambda s: out(s.rstrip("\n"))  # type: ignore[attr-defined]
+    code = commands.run(env, ["cancel", build_id], lambda repo, perm: True, out, user="carol")
+    assert code == 0 and out.text == [f"build {build_id} cancelled"]
+    assert records.get(r, build_id).status == "cancelled"
+    wait_for(lambda: not _alive(int(pidfile.read_text())), timeout=5)
+    with pytest.raises(commands.CommandError, match="already cancelled"):
+        commands.run(env, ["cancel", build_id], lambda repo, perm: True, out)
+
+
+def test_same_ref_builds_run_in_push_order(env, tmp_path):
+    stamp = tmp_path / "order"
+    opts = {"build.mode": "async"}
+    for n in range(3):
+        script = f"#!/bin/sh\necho start{n} >> {stamp}\nsleep 0.5\necho end{n} >> {stamp}\n"
+        push(env, "order", {".gitserve/build": script}, options=opts)
+    r = rqconn.connect(env.effective_redis_url)
+    ids = sorted(records.list_ids(r, "order"), key=int)
+    for build_id in ids:
+        assert logs.wait_quietly(r, build_id, 20).status == "passed"
+    assert stamp.read_text().split() == ["start0", "end0", "start1", "end1", "start2", "end2"]
+
+
+def test_secrets_masked_everywhere(env, redis_server):
+    secret = "s3cr3t-Value-42"
+    secrets_mod.set_secret(env.home / "secrets", env.secrets_key_file, "sec", "API_TOKEN", secret)
+    assert secret not in (env.home / "secrets" / "sec.json").read_text()
+    script = "#!/bin/sh\necho token is $API_TOKEN\necho \"$API_TOKEN\" | rev | rev >&2\nexit 1\n"
+    pusher, _, _, _ = push(env, "sec", {".gitserve/build": script})
+    assert "token is ***" in pusher.text and "***" in pusher.text
+    assert all(secret not in line for line in pusher.text)
+    r = redis_server.client()
+    for key in r.scan_iter("*"):
+        t = r.type(key).decode()
+        dump = repr({"string": lambda: r.get(key), "hash": lambda: r.hgetall(key),
+                     "stream": lambda: r.xrange(key), "zset": lambda: r.zrange(key, 0, -1),
+                     "list": lambda: r.lrange(key, 0, -1), "set": lambda: r.smembers(key),
+                     "none": lambda: b""}[t]())
+        assert secret not in dump, key
+
+
+class _Receiver(http.server.BaseHTTPRequestHandler):
+    bodies: list[dict] = []
+    fail_first = 0
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if type(self).fail_first > 0:
+            type(self).fail_first -= 1
+            self.send_response(503)
+            self.end_headers()
+            return
+        type(self).bodies.append(body)
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_webhook_posts_on_end_with_retry(env):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    _Receiver.bodies = []
+    _Receiver.fail_first = 1
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        pusher, _, sha, _ = push(env, "hooked", {".gitserve/build": "#!/bin/sh\nexit 1\n"},
+                                 options={"notify.webhook": url})
+        build_id = summary_id(pusher)
+        body = wait_for(lambda: _Receiver.bodies and _Receiver.bodies[0], timeout=15)
+        assert body["build_id"] == build_id and body["status"] == "failed"
+        assert body["text"].startswith(f"gitserve: build {build_id} of hooked refs/heads/main ({sha[:7]}) by alice failed")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_redis_down_push_still_completes(env, tmp_path):
+    env.redis.url = f"unix://{tmp_path}/nothing.sock"
+    pusher, reason, sha, bare = push(env, "down", {".gitserve/build": "#!/bin/sh\necho hi\n"})
+    assert reason is None and git("--git-dir", str(bare), "rev-parse", "main") == sha
+    assert len(pusher.text) == 1 and pusher.text[0].startswith("build of refs/heads/main could not be queued: Redis unreachable")
+    pusher, reason, _, _ = push(env, "down", {".gitserve/build": "#!/bin/sh\necho hi\n", "y": "1"},
+                                options={"build.mode": "gate"})
+    assert reason.startswith("build could not be queued: Redis unreachable")
+    assert git("--git-dir", str(bare), "rev-parse", "main") == sha
+
+
+def test_post_receive_hook_streams(env):
+    env.hooks_dir.mkdir(parents=True)
+    hook = env.hooks_dir / "announce"
+    hook.write_text("#!/bin/sh\nwhile read old new ref; do echo \"got $ref $new by $GL_USER in $GL_REPO\"; done\n")
+    hook.chmod(0o755)
+    pusher, _, sha, _ = push(env, "withhook", {"README": "no build here"},
+                             options={"hook.post-receive": "announce"})
+    assert pusher.text == [f"got refs/heads/main {sha} by alice in withhook"]
+    pusher, _, _, _ = push(env, "withhook", {"R2": "x"}, options={"hook.post-receive": "../etc/passwd"})
+    assert pusher.text[0].startswith("gitserve: hook.post-receive: invalid hook name")
+
+
+def test_builds_commands_respect_access(env):
+    pusher, _, _, _ = push(env, "private", {".gitserve/build": "#!/bin/sh\necho private stuff\n"})
+    build_id = summary_id(pusher)
+
+    class Out(list):
+        def write(self, s):
+            self.append(s)
+
+        def flush(self):
+            pass
+
+    out = Out()
+    deny = lambda repo, perm: repo != "private"  # noqa: E731
+    for argv in (["show", build_id], ["log", build_id], ["retry", build_id]):
+        with pytest.raises(commands.CommandError, match=f"no build {build_id}"):
+            commands.run(env, argv, deny, out)
+    read_only = lambda repo, perm: perm == "R"  # noqa: E731
+    with pytest.raises(commands.CommandError, match="W access"):
+        commands.run(env, ["retry", build_id], read_only, out)
+    commands.run(env, ["list"], deny, out)
+    assert "private" not in "".join(out)
+    out.clear()
+    commands.run(env, ["log", build_id], read_only, out)
+    assert "".join(out).splitlines() == ["private stuff", pusher.text[-1]]
+    out.clear()
+    commands.run(env, ["retry", build_id], lambda repo, perm: True, out, user="bob")
+    new_id = "".join(out).split()[1]
+    r = rqconn.connect(env.effective_redis_url)
+    final = logs.wait_quietly(r, new_id, 20)
+    assert final.status == "passed" and final.retry_of == build_id and final.pusher == "bob"
+    with pytest.raises(commands.CommandError, match="invalid choice"):
+        commands.run(env, ["frobnicate"], lambda repo, perm: True, out)
+
+
+def test_worker_killed_mid_build_reports_worker_lost(env, redis_server, tmp_path):
+    import signal
+
+    pidfile = tmp_path / "pid"
+    script = f"#!/bin/sh\necho $PPID > {pidfile}\necho working\nsleep 60\n"
+    pusher_holder: dict = {}
+
+    def do_push():
+        pusher_holder["p"] = push(env, "lost", {".gitserve/build": script})[0]
+
+    t = threading.Thread(target=do_push)
+    t.start()
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip())
+    horse = int(pidfile.read_text())  # the rq work-horse running the job
+    os.kill(horse, signal.SIGKILL)
+    t.join(30)
+    assert not t.is_alive()
+    text = pusher_holder["p"].text
+    assert "gitserve: worker lost" in text and text[-1].startswith(f"build {summary_id(pusher_holder['p'])} failed in ")

@@ -1,0 +1,88 @@
+"""The script runner on its own: live lines, exit codes, timeout and cancel kill the group."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from buildqueue.runner import run_script
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def _run(tmp_path: Path, body: str, timeout: float = 10, **kw):
+    script = tmp_path / "s.sh"
+    script.write_text("#!/bin/sh\n" + body)
+    script.chmod(0o755)
+    got: list[tuple[float, str]] = []
+    t0 = time.monotonic()
+    res = run_script([str(script)], tmp_path, {"PATH": os.environ["PATH"]}, timeout,
+                     lambda line: got.append((time.monotonic() - t0, line)), **kw)
+    return res, got, time.monotonic() - t0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def test_lines_arrive_as_printed(tmp_path):
+    res, got, _ = _run(tmp_path, "echo one\nsleep 1\necho two\n")
+    assert res.status == "passed" and [line for _, line in got] == ["one", "two"]
+    assert got[1][0] - got[0][0] >= 0.8
+    assert got[0][0] < 0.5
+
+
+def test_exit_code_stderr_and_stdin(tmp_path):
+    res, got, _ = _run(tmp_path, "cat; echo err >&2; printf 'no newline'; exit 7\n")
+    assert res.status == "failed" and res.exit_code == 7
+    assert [line for _, line in got] == ["err", "no newline"]
+
+
+def test_stdin_data_is_fed(tmp_path):
+    res, got, _ = _run(tmp_path, "while read a b; do echo \"$b:$a\"; done\n", stdin_data=b"1 x\n2 y\n")
+    assert [line for _, line in got] == ["x:1", "y:2"]
+
+
+def test_timeout_kills_the_whole_group(tmp_path):
+    pid_file = tmp_path / "pid"
+    res, got, took = _run(tmp_path, f"sleep 100 &\necho $! > {pid_file}\necho waiting\nwait\n", timeout=1)
+    assert res.status == "timed out" and took < 6
+    assert not _alive(int(pid_file.read_text()))
+
+
+def test_term_ignoring_script_is_killed(tmp_path):
+    res, _, took = _run(tmp_path, "trap '' TERM\nwhile :; do sleep 0.1; done\n", timeout=0.5)
+    assert res.status == "timed out" and took < 6
+
+
+def test_cancel(tmp_path):
+    flag = {"n": 0}
+
+    def should_cancel():
+        flag["n"] += 1
+        return flag["n"] >= 2
+
+    res, _, took = _run(tmp_path, "sleep 100\n", should_cancel=should_cancel, tick_interval=0.2)
+    assert res.status == "cancelled" and took < 5
+
+
+def test_leftover_background_process_does_not_hang(tmp_path):
+    pid_file = tmp_path / "pid"
+    res, got, took = _run(tmp_path, f"sleep 100 &\necho $! > {pid_file}\necho done\n")
+    assert res.status == "passed" and took < 4
+    assert not _alive(int(pid_file.read_text()))
+
+
+def test_continuous_output_still_times_out(tmp_path):
+    res, got, took = _run(tmp_path, "while :; do echo spam; done\n", timeout=1)
+    assert res.status == "timed out" and took < 8 and len(got) > 100

@@ -1,0 +1,110 @@
+"""scripts/quickstart end to end: it makes a home and a demo key, starts the server, and the
+exact git commands it prints work with the real git and OpenSSH client."""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO_ROOT, free_port, require_tool, subprocess_env
+
+QUICKSTART = os.path.join(REPO_ROOT, "scripts", "quickstart")
+
+
+def read_until(proc: subprocess.Popen, needle: str, out: list[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.5)
+        if ready:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            out.append(line)
+            if needle in line:
+                return
+        elif proc.poll() is not None:
+            break
+    pytest.fail(f"quickstart never printed {needle!r}:\n{''.join(out)}")
+
+
+@pytest.fixture
+def quickstart(tmp_path):
+    require_tool("ssh-keygen")
+    port = free_port()
+    env = subprocess_env(
+        HOME=str(tmp_path / "user"),
+        GITSERVE_HOME=str(tmp_path / "gs"),
+        GITSERVE_LISTEN=f"127.0.0.1:{port}",
+        GITSERVE_DEMO_KEY=str(tmp_path / "keys" / "demo"),
+        GITSERVE_SKIP_INSTALL="1",  # the suite already installed it; never repoint pip here
+        PYTHON=sys.executable,
+    )
+    (tmp_path / "user").mkdir()
+    procs: list[subprocess.Popen] = []
+
+    def start() -> tuple[subprocess.Popen, list[str]]:
+        proc = subprocess.Popen(["bash", QUICKSTART], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        procs.append(proc)
+        out: list[str] = []
+        read_until(proc, "gitserve: listening on", out, timeout=60)
+        return proc, out
+
+    yield start, tmp_path, port, env
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+
+
+def test_quickstart_prints_working_clone_and_push(quickstart):
+    git = require_tool("git")
+    require_tool("ssh")
+    start, tmp, port, env = quickstart
+    proc, out = start()
+    text = "".join(out)
+    assert (tmp / "keys" / "demo").is_file() and (tmp / "gs" / "gitserve.toml").is_file()
+    ssh_cmd = re.search(r'export GIT_SSH_COMMAND="([^"]+)"', text).group(1)
+    assert ssh_cmd == f"ssh -i {tmp / 'keys' / 'demo'} -o IdentitiesOnly=yes -p {port}"
+    clone = re.search(r"^  (git clone .+)$", text, re.M).group(1)
+    assert clone == "git clone git@127.0.0.1:demo"
+    # trust the server's host keys the way a user answering "yes" would (ssh reads the
+    # passwd home, not $HOME, so point it at a known_hosts file of our own)
+    known_hosts = tmp / "known_hosts"
+    known_hosts.write_text("".join(f"[127.0.0.1]:{port} {p.read_text()}"
+                                   for p in sorted((tmp / "gs" / "host_keys").glob("*.pub"))))
+    ssh_cmd = ssh_cmd.replace("ssh ", f"ssh -o UserKnownHostsFile={known_hosts} "
+                              "-o StrictHostKeyChecking=yes ", 1)
+    user_env = dict(env, GIT_SSH_COMMAND=ssh_cmd, GIT_AUTHOR_NAME="Demo", GIT_AUTHOR_EMAIL="d@x",
+                    GIT_COMMITTER_NAME="Demo", GIT_COMMITTER_EMAIL="d@x")
+    work = tmp / "work"
+    work.mkdir()
+    # run the printed lines exactly, in one shell, as a user would paste them
+    lines = text[text.index("  git clone"):text.index("The push prints")].strip().splitlines()
+    script = "set -e\n" + "\n".join(ln.strip() for ln in lines) + "\n"
+    r = subprocess.run(["bash", "-c", script], cwd=work, env=user_env, capture_output=True,
+                       text=True, timeout=180)
+    assert r.returncode == 0, r.stdout + r.stderr
+    server_repo = tmp / "gs" / "repositories" / "demo.git"
+    head = subprocess.run([git, "--git-dir", str(server_repo), "rev-parse", "refs/heads/main"],
+                          capture_output=True, text=True, timeout=30)
+    local = subprocess.run([git, "rev-parse", "HEAD"], cwd=work / "demo", capture_output=True,
+                           text=True, timeout=30)
+    assert head.returncode == 0 and head.stdout == local.stdout
+    # a second run reuses the home (never re-inits) and starts again
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(20)
+    _, out2 = start()
+    assert "using the existing server home" in "".join(out2)
