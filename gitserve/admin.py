@@ -9,6 +9,7 @@ next call without a restart.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import re
@@ -25,7 +26,7 @@ from dulwich.object_store import commit_tree_changes
 from dulwich.file import FileLocked
 from dulwich.repo import Repo
 
-from gitserve import keys, repos
+from gitserve import audit, keys, repos
 from gitserve.settings import Settings
 
 CONF_DIR = "conf"
@@ -220,6 +221,18 @@ def tree_files(repo: Repo, tree_id: bytes) -> dict[str, bytes]:
     return files
 
 
+@functools.lru_cache(maxsize=65536)
+def _parse_key_file(data: bytes) -> keys.PublicKey:
+    """Parsed keys are remembered by content: a new admin tip re-reads only changed keys."""
+    if len(data) > MAX_FILE:
+        raise keys.InvalidKey("file too large")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise keys.InvalidKey("not a text file") from None
+    return keys.parse_file_text(text)
+
+
 def keydir_entries(files: dict[str, bytes]) -> tuple[list[KeyEntry], list[str]]:
     entries: list[KeyEntry] = []
     warnings: list[str] = []
@@ -229,13 +242,7 @@ def keydir_entries(files: dict[str, bytes]) -> tuple[list[KeyEntry], list[str]]:
             continue
         try:
             user = keys.check_keyfile_path(p[len(KEYDIR) + 1 :])
-            if len(files[p]) > MAX_FILE:
-                raise keys.InvalidKey("file too large")
-            try:
-                text = files[p].decode("utf-8")
-            except UnicodeDecodeError:
-                raise keys.InvalidKey("not a text file") from None
-            key = keys.parse_file_text(text)
+            key = _parse_key_file(files[p])
         except keys.InvalidKey as exc:
             msg = str(exc)
             raise AdminError(msg if msg.startswith(p) or msg.startswith("keydir/") else f"{p}: {msg}")
@@ -391,6 +398,9 @@ def _commit(
         finally:
             repo.close()
         if ok:
+            audit.record(settings, user=_who(author), op="admin", repo=repos.ADMIN_REPO, ref=branch,
+                         old=tip, new=commit.id.decode(), result="updated",
+                         reason=message.splitlines()[0])
             return commit.id.decode()
         time.sleep(random.uniform(0.005, 0.05))
     raise AdminError("the admin repo kept changing; try again")

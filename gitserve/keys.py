@@ -186,6 +186,11 @@ def parse(line: str) -> PublicKey:
 
 def parse_file_text(text: str) -> PublicKey:
     """A keydir file: exactly one key line (blank lines and `#` comments are ignored)."""
+    if "PRIVATE KEY-----" in text:
+        # say so without ever echoing any of it
+        raise InvalidKey("this is a PRIVATE key; give the public key (the .pub file)")
+    if "BEGIN SSH2 PUBLIC KEY" in text:
+        raise InvalidKey("RFC 4716 (PuTTY/SSH2) format; convert it with `ssh-keygen -i -f FILE`")
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     if not lines:
         raise InvalidKey("no key in file")

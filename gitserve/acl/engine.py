@@ -121,8 +121,12 @@ class Rules:
 
     def _ctx(self, repo: str, wild: WildInfo | None, exists: bool | None,
              gl_user: str) -> _Ctx:
-        if exists is None:
-            exists = repo in self._plain_set or wild is not None
+        # repos named in the conf exist (gitolite creates them on compile), whatever the caller
+        # found on disk; others exist if the caller says so or describes them (WILD)
+        if repo in self._plain_set:
+            exists = True
+        elif exists is None:
+            exists = wild is not None
         if not exists:
             return _Ctx(False, gl_user)
         if wild is None:

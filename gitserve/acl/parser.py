@@ -8,6 +8,7 @@ conf that fails anywhere raises `ConfError` and nothing of it is kept.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,23 @@ from .source import ConfSource, DirSource, perl_glob
 
 Line = tuple[str, int, str]  # (file name relative to conf/, line number, cleaned text)
 
-RULE_RE = re.compile(r"^(-|C|R|RW\+?(?:C?D?|D?C?)M?) (.* )?= (.+)")
+RULE_RE = re.compile(r"^(-|C|R|RW\+?(?:C?D?|D?C?)M?) (.* )?= (.+)", re.ASCII)
+_GROUP_RE = re.compile(r"^(@\S+) = (.*)", re.ASCII)
+_CONFIG_RE = re.compile(r"^config (.+) = ?(.*)", re.ASCII)
+_QUOTED_RE = re.compile(r"""^['"](.*)["']$""")
+_SUBCONF_RE = re.compile(r"^subconf (\S+)$", re.ASCII)
+_OPTION_RE = re.compile(r"^option (\S+) = (\S.*)", re.ASCII)
+_GITWEB_RE = re.compile(r"^(desc|owner|category) = (\S.*)", re.ASCII)
+_GITWEB_KEYS = {"desc": "description", "owner": "owner", "category": "category"}
+_NAME_VREF_RE = re.compile(r"^(-|R\S+) \S.* = \S.*", re.ASCII)
+_RWC_RE = re.compile(r"RW.*C")
+_BEGIN_RE = re.compile(r"^= *begin (testconf|template-data)$")
+_END_RE = re.compile(r"^= *end$")
+_WS_RE = re.compile(r"\s+", re.ASCII)
+_REFS_PREFIX_RE = re.compile(r"^(refs|VREF)/")
+# conf lines repeat a lot ("R = @all" in every repo block): match each distinct line once
+_rule_match = functools.lru_cache(maxsize=1 << 16)(RULE_RE.match)
+_SPECIAL_GROUPS = frozenset({"@all", "@CREATOR", *("@" + r for r in P.ROLES)})
 _INCLUDE_RE = re.compile(r"^(include|subconf) (?:(\S+) )?(\S.+)$")
 _COMMENT_RE = re.compile(r'^((".*?"|[^#"])*)#.*')
 
@@ -40,13 +57,16 @@ class Compiled:
     texts: dict[str, list[str]] = field(default_factory=dict)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def cleanup_conf_line(line: str) -> str:
     """Gitolite's cleanup_conf_line: drop comments (not inside simple quotes), space out
     the first '=', squeeze whitespace."""
-    line = _COMMENT_RE.sub(r"\1", line, count=1)
+    if "#" in line:
+        line = _COMMENT_RE.sub(r"\1", line, count=1)
     line = line.replace("=", " = ", 1)
-    line = re.sub(r"\s+", " ", line)
-    return line.strip(" ")
+    if line.isascii():
+        return " ".join(line.split())
+    return _WS_RE.sub(" ", line).strip(" ")
 
 
 class _Parser:
@@ -61,8 +81,12 @@ class _Parser:
         self.subconf = "master"
         self.nextseq = 0
         self.ignored: dict[str, set[str]] = {}
+        self.ignored_at: dict[str, tuple[str, int]] = {}
         self.file = ""
         self.lnum = 0
+        self.ok_refs: set[str] = set()
+        self._where: tuple[str, int, str] = ("", -1, "")
+        self.ok_users: set[str] = set()
 
     # -- messages ---------------------------------------------------------
     def label(self, name: str) -> str:
@@ -91,7 +115,7 @@ class _Parser:
         self.out.texts[self.label(name)] = raw
         for lnum, rawline in enumerate(raw, start=1):
             line = cleanup_conf_line(rawline)
-            if not re.search(r"\S", line):
+            if not line:
                 continue
             if subconf != "master":
                 line = self.prefix_groupnames(line, subconf)
@@ -143,89 +167,78 @@ class _Parser:
     # -- sugar ---------------------------------------------------------------
     @staticmethod
     def sugar(lines: list[Line]) -> list[Line]:
-        # rw_cdm: a C/D/M perm on a repo turns on CREATE_IS_C/DELETE_IS_D/MERGE_CHECK once
+        """Gitolite's sugar passes (rw_cdm, option, owner_desc, name_vref, role_names,
+        skip_block) fused into one streaming pass: each is a per-line rewrite applied in
+        Gitolite's order, and rw_cdm's inserted lines go through the later ones."""
         out: list[Line] = []
         seen: set[str] = set()
-        for f, n, line in lines:
+        skipping = False
+
+        def emit(f: str, n: int, line: str) -> None:
+            nonlocal skipping
+            if line.startswith("option "):
+                if "option mirror.slaves" in line:
+                    line = line.replace("option mirror.slaves", "option mirror.copies", 1)
+                m = _OPTION_RE.match(line)
+                if m:
+                    line = f"config gitolite-options.{m.group(1)} = {m.group(2)}"
+            elif line.startswith(("desc = ", "owner = ", "category = ")):
+                m = _GITWEB_RE.match(line)
+                if m:
+                    line = f"config gitweb.{_GITWEB_KEYS[m.group(1)]} = {m.group(2)}"
+            if " NAME/" in line and _NAME_VREF_RE.match(line):
+                line = line.replace(" NAME/", " VREF/NAME/")
+            m = _rule_match(line)
+            if m:
+                words = m.group(3).split(" ")
+                if any(w == "CREATOR" or w in P.ROLES for w in words):
+                    u = "".join(" @" + w if (w == "CREATOR" or w in P.ROLES) else " " + w
+                                for w in words)
+                    line = cleanup_conf_line(f"{m.group(1)} {m.group(2) or ''} = {u}")
+            if line.startswith("="):
+                if not skipping and _BEGIN_RE.match(line):
+                    skipping = True
+                if skipping:
+                    if _END_RE.match(line):
+                        skipping = False
+                    return
+            elif skipping:
+                return
             out.append((f, n, line))
+
+        for f, n, line in lines:
+            emit(f, n, line)
             if line.startswith("repo "):
                 seen = set()
                 continue
-            m = RULE_RE.match(line)
+            m = _rule_match(line)
             if m:
                 perms = m.group(1)
                 if "D" in perms and "D" not in seen:
                     seen.add("D")
-                    out.append((f, n, "option DELETE_IS_D = 1"))
-                if re.search(r"RW.*C", perms) and "C" not in seen:
+                    emit(f, n, "option DELETE_IS_D = 1")
+                if _RWC_RE.search(perms) and "C" not in seen:
                     seen.add("C")
-                    out.append((f, n, "option CREATE_IS_C = 1"))
+                    emit(f, n, "option CREATE_IS_C = 1")
                 if "M" in perms and "M" not in seen:
                     seen.add("M")
-                    out.append((f, n, "option MERGE_CHECK = 1"))
-        lines, out = out, []
-        # option foo = bar -> config gitolite-options.foo = bar
-        for f, n, line in lines:
-            line = line.replace("option mirror.slaves", "option mirror.copies", 1) \
-                if re.search(r"option mirror\.slaves", line) else line
-            m = re.match(r"^option (\S+) = (\S.*)", line)
-            out.append((f, n, f"config gitolite-options.{m.group(1)} = {m.group(2)}" if m else line))
-        lines, out = out, []
-        # owner/desc/category -> gitweb config
-        for f, n, line in lines:
-            for word, key in (("desc", "description"), ("owner", "owner"),
-                              ("category", "category")):
-                m = re.match(rf"^{word} = (\S.*)", line)
-                if m:
-                    line = f"config gitweb.{key} = {m.group(1)}"
-                    break
-            out.append((f, n, line))
-        lines, out = out, []
-        # NAME/ refs are VREF/NAME/
-        for f, n, line in lines:
-            if re.match(r"^(-|R\S+) \S.* = \S.*", line):
-                line = line.replace(" NAME/", " VREF/NAME/")
-            out.append((f, n, line))
-        lines, out = out, []
-        # CREATOR and role names are groups
-        for f, n, line in lines:
-            m = RULE_RE.match(line)
-            if m:
-                p, r = m.group(1), m.group(2) or ""
-                u = ""
-                for word in m.group(3).split():
-                    if word == "CREATOR" or word in P.ROLES:
-                        word = "@" + word
-                    u += " " + word
-                line = cleanup_conf_line(f"{p} {r} = {u}")
-            out.append((f, n, line))
-        lines, out = out, []
-        # = begin testconf / template-data ... = end blocks are skipped
-        skipping = False
-        for f, n, line in lines:
-            if not skipping and (re.match(r"^= *begin testconf$", line)
-                                 or re.match(r"^= *begin template-data$", line)):
-                skipping = True
-            if skipping:
-                if re.match(r"^= *end$", line):
-                    skipping = False
-                continue
-            out.append((f, n, line))
+                    emit(f, n, "option MERGE_CHECK = 1")
         return out
 
     # -- parse + store ---------------------------------------------------------
     def parse(self, lines: list[Line]) -> None:
         for f, n, line in lines:
             self.file, self.lnum = f, n
-            m = re.match(r"^(@\S+) = (.*)", line)
-            if m:
-                self.add_to_group(m.group(1), m.group(2).split())
+            first = line[0]
+            if first == "@":
+                m = _GROUP_RE.match(line)
+                if m:
+                    self.add_to_group(m.group(1), m.group(2).split(" ") if m.group(2) else [])
+                    continue
+            if first == "r" and line.startswith("repo "):
+                self.set_repolist(line[5:].split(" ") if line[5:] else [])
                 continue
-            m = re.match(r"^repo (.*)", line)
-            if m:
-                self.set_repolist(m.group(1).split())
-                continue
-            m = RULE_RE.match(line)
+            m = _rule_match(line)
             if m:
                 perm = m.group(1)
                 refs = self.parse_refs(m.group(2) or "")
@@ -234,17 +247,17 @@ class _Parser:
                     for user in users:
                         self.add_rule(perm, ref, user)
                 continue
-            m = re.match(r"^config (.+) = ?(.*)", line)
+            m = _CONFIG_RE.match(line) if first == "c" else None
             if m:
                 key, value = m.group(1), m.group(2)
-                qm = re.match(r"""^['"](.*)["']$""", value)
+                qm = _QUOTED_RE.match(value)
                 if qm:
                     value = qm.group(1)
                 if P.UNSAFE.search(value):
                     raise self.die(f"bad config value '{value}'")
                 self.add_config(key, value)
                 continue
-            m = re.match(r"^subconf (\S+)$", line)
+            m = _SUBCONF_RE.match(line) if first == "s" else None
             if m:
                 self.subconf = m.group(1)
                 if not re.match(r"^[-\w.]+$", self.subconf, re.ASCII):
@@ -252,8 +265,9 @@ class _Parser:
                 continue
             self.warn(f"syntax error, ignoring: '{line}'")
         for sub in sorted(self.ignored):
+            f, n = self.ignored_at[sub]
             self.warn(f"subconf '{sub}' attempting to set access for "
-                      + ", ".join(sorted(self.ignored[sub])), "gitolite.conf", 0)
+                      + ", ".join(sorted(self.ignored[sub])), f, n)
 
     def expand_list(self, items: list[str]) -> list[str]:
         out: list[str] = []
@@ -299,6 +313,7 @@ class _Parser:
                     pending[:0] = list(self.out.groups[name])
                     continue
                 self.ignored.setdefault(self.subconf, set()).add(name)
+                self.ignored_at.setdefault(self.subconf, (self.file, self.lnum))
                 continue
             if name.endswith(".git"):
                 self.warn(f"explicit '.git' extension ignored for {name}")
@@ -313,33 +328,50 @@ class _Parser:
         refs = self.expand_list(text.split()) if text else []
         if not refs:
             refs = ["refs/.*"]
-        return [r if re.match(r"^(refs|VREF)/", r) else "refs/heads/" + r for r in refs]
+        return [r if _REFS_PREFIX_RE.match(r) else "refs/heads/" + r for r in refs]
 
     def parse_users(self, text: str) -> list[str]:
-        users = text.split()
+        users = text.split(" ")
         for u in users:
-            if not P.is_username(u):
-                raise self.die(f"bad username '{u}'")
+            if u not in self.ok_users:
+                if not P.is_username(u):
+                    raise self.die(f"bad username '{u}'")
+                self.ok_users.add(u)
         return users
 
     def add_rule(self, perm: str, ref: str, user: str) -> None:
         if perm == "R" and ref != "refs/.*":
             self.warn(f"doesn't make sense to supply a ref ('{ref}') for 'R' rule")
-        if (user.startswith("@") and user not in self.out.groups
-                and user[1:] not in ("all", "CREATOR", *P.ROLES)):
+        if user[0] == "@" and user not in self.out.groups and user not in _SPECIAL_GROUPS:
             self.warn(f"possible undeclared group '{user}'")
-        if not P.is_repopatt(ref):
-            raise self.die(f"bad ref '{ref}'")
-        _check_regex(self, ref.replace("/USER/", "/x/", 1), "bad refex")
+        if ref not in self.ok_refs:
+            if not P.is_repopatt(ref):
+                raise self.die(f"bad ref '{ref}'")
+            _check_regex(self, ref.replace("/USER/", "/x/", 1), "bad refex")
+            self.ok_refs.add(ref)
         self.nextseq += 1
-        self.out.origin[self.nextseq] = (self.label(self.file), self.lnum)
+        self.out.origin[self.nextseq] = self.where()
+        rule = (self.nextseq, perm, ref)
+        repos = self.out.repos
         for repo in self.repolist:
-            self.out.repos.setdefault(repo, {}).setdefault(user, []).append(
-                (self.nextseq, perm, ref))
+            per_user = repos.get(repo)
+            if per_user is None:
+                per_user = repos[repo] = {}
+            lst = per_user.get(user)
+            if lst is None:
+                per_user[user] = [rule]
+            else:
+                lst.append(rule)
+
+    def where(self) -> tuple[str, int]:
+        w = self._where
+        if w[1] != self.lnum or w[2] != self.file:
+            w = self._where = (self.label(self.file), self.lnum, self.file)
+        return w[0], w[1]
 
     def add_config(self, key: str, value: str) -> None:
         self.nextseq += 1
-        self.out.origin[self.nextseq] = (self.label(self.file), self.lnum)
+        self.out.origin[self.nextseq] = self.where()
         for repo in self.repolist:
             self.out.configs.setdefault(repo, []).append((self.nextseq, key, value))
 

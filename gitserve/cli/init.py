@@ -36,6 +36,11 @@ def default_conf(admin_user: str) -> str:
     )
 
 
+def _compiled_by_gitolite(name: str) -> bool:
+    """Files a Gitolite server writes into ~/.gitolite/conf when it compiles (not sources)."""
+    return name.endswith("-compiled.pm") or name == "rule_info"
+
+
 def _read_checkout(path: Path) -> dict[str, bytes]:
     """conf/ and keydir/ files of a gitolite-admin checkout (or bare repo, at HEAD)."""
     if (path / "conf" / "gitolite.conf").is_file() or (path / "conf").is_dir():
@@ -51,6 +56,8 @@ def _read_checkout(path: Path) -> dict[str, bytes]:
                         rel = os.path.relpath(os.path.join(dirpath, d), path)
                         raise admin.AdminError(f"{rel}: symlinks are not imported")
                 for name in sorted(filenames):
+                    if top == admin.CONF_DIR and _compiled_by_gitolite(name):
+                        continue
                     full = os.path.join(dirpath, name)
                     rel = os.path.relpath(full, path).replace(os.sep, "/")
                     if os.path.islink(full):
@@ -162,9 +169,13 @@ def init_home(
             f.write(os.urandom(32))
         admin.create_admin_repo(s, files, author or cli_author(), message)
         created = admin.compile(s)
-        if home.exists():
-            home.rmdir()  # empty (checked above); rename needs it gone
-        os.rename(tmp, home)
+        try:
+            if home.exists():
+                home.rmdir()  # empty (checked above); rename needs it gone
+            os.rename(tmp, home)
+        except OSError:
+            raise admin.AdminError(
+                f"{home} was created by someone else meanwhile; refusing to overwrite it") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -30,6 +30,13 @@ SERVICE_MODULES = (
 
 
 def load_plugins() -> None:
+    """Import the modules that register push hooks and ssh commands.
+
+    Besides the packages of this project, GITSERVE_PLUGINS may name more modules
+    (comma-separated), e.g. a site's own push hook; those must import."""
+    extra = [m.strip() for m in os.environ.get("GITSERVE_PLUGINS", "").split(",") if m.strip()]
+    for name in extra:
+        importlib.import_module(name)
     for name in PLUGIN_MODULES:
         try:
             importlib.import_module(name)

@@ -19,35 +19,53 @@ class Admission:
         self.max_unauth_per_ip = max_unauth_per_ip
         self.failures_per_minute = auth_failures_per_minute
         self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self.connections = 0
         self.unauth = 0
         self._unauth_by_ip: dict[str, int] = defaultdict(int)
         self._failures: dict[str, deque[float]] = defaultdict(deque)
 
     def admit(self, ip: str) -> str | None:
-        """Count a new connection in, or return why it is refused."""
+        """Count a new connection in, or return why it is refused (at accept time)."""
         with self._lock:
             if self.connections >= self.max_connections:
                 return "too many connections"
-            if self.unauth >= self.max_unauth:
-                return "too many unauthenticated connections"
-            if self._unauth_by_ip[ip] >= self.max_unauth_per_ip:
-                return f"too many unauthenticated connections from {ip}"
             if self._recent_failures(ip) >= self.failures_per_minute:
                 return f"too many failed logins from {ip}"
             self.connections += 1
-            self.unauth += 1
-            self._unauth_by_ip[ip] += 1
             return None
+
+    def start_auth(self, ip: str, wait: float) -> str | None:
+        """Take an unauthenticated slot, waiting up to WAIT seconds for one.
+
+        A burst (a CI job starting 20 clones at once) queues briefly instead of being
+        dropped: a login takes milliseconds, so slots free up fast. A peer that holds its
+        slots open without logging in still only ever gets max_unauth_per_ip of them."""
+        deadline = time.monotonic() + wait
+        with self._cond:
+            while True:
+                if self.unauth < self.max_unauth and \
+                        self._unauth_by_ip[ip] < self.max_unauth_per_ip:
+                    self.unauth += 1
+                    self._unauth_by_ip[ip] += 1
+                    return None
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    if self._unauth_by_ip.get(ip, 0) == 0:
+                        self._unauth_by_ip.pop(ip, None)
+                    if self.unauth >= self.max_unauth:
+                        return "too many unauthenticated connections"
+                    return f"too many unauthenticated connections from {ip}"
+                self._cond.wait(left)
 
     def authenticated(self, ip: str) -> None:
         with self._lock:
             self._drop_unauth(ip)
 
-    def closed(self, ip: str, was_authenticated: bool) -> None:
+    def closed(self, ip: str, held_unauth_slot: bool) -> None:
         with self._lock:
             self.connections -= 1
-            if not was_authenticated:
+            if held_unauth_slot:
                 self._drop_unauth(ip)
 
     def auth_failure(self, ip: str) -> None:
@@ -59,6 +77,7 @@ class Admission:
         self._unauth_by_ip[ip] -= 1
         if self._unauth_by_ip[ip] <= 0:
             del self._unauth_by_ip[ip]
+        self._cond.notify_all()
 
     def _recent_failures(self, ip: str) -> int:
         q = self._failures.get(ip)

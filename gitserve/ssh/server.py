@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 import paramiko
+from dulwich.errors import HangupException
 
 from gitserve.settings import Settings
 
@@ -120,9 +121,15 @@ class SSHServer:
 
     def _serve_connection(self, conn: socket.socket, ip: str) -> None:
         s = self.settings.server
-        authenticated = False
+        holds_slot = False
         transport: paramiko.Transport | None = None
         try:
+            refused = self.admission.start_auth(ip, min(s.banner_timeout, 10.0))
+            if refused:
+                log.warning("refused connection from %s: %s", ip, refused)
+                _refuse(conn)
+                return
+            holds_slot = True
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             transport = paramiko.Transport(conn)
             transport.banner_timeout = s.banner_timeout
@@ -142,7 +149,7 @@ class SSHServer:
                 return
             if not iface.authenticated.wait(s.auth_timeout) or not transport.is_active():
                 return
-            authenticated = True
+            holds_slot = False
             self.admission.authenticated(ip)
             transport.set_keepalive(max(1, int(s.keepalive_interval)))
             self._serve_channels(transport, iface)
@@ -155,7 +162,7 @@ class SSHServer:
                     self._transports.discard(transport)
             else:
                 conn.close()
-            self.admission.closed(ip, authenticated)
+            self.admission.closed(ip, holds_slot)
 
     def _serve_channels(self, transport: paramiko.Transport, iface: GitSSHServer) -> None:
         idle = self.settings.server.idle_timeout
@@ -192,6 +199,11 @@ class SSHServer:
                            "are served here; no shell access\n")
                 return
             status = self.run_command(chan, command, iface.user or "", iface)
+        except _CLIENT_GONE as exc:
+            # the client hung up or went quiet past idle_timeout: nothing to tell anyone
+            log.info("session of %s from %s ended early: %s", iface.user, iface.peer,
+                     exc or type(exc).__name__)
+            status = 1
         except Exception:  # noqa: BLE001
             log.exception("command failed for %s", iface.user)
             _say(chan, "FATAL: internal server error (see the server log)\n")
@@ -199,6 +211,10 @@ class SSHServer:
         finally:
             iface.forget(chan.get_id())
             close_channel(chan, status)
+
+
+_CLIENT_GONE = (socket.timeout, EOFError, ConnectionError, paramiko.SSHException,
+                HangupException)
 
 
 def _say(chan: paramiko.Channel, text: str) -> None:

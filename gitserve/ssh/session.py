@@ -19,7 +19,7 @@ from dulwich.errors import GitProtocolError, HangupException
 
 from gitserve import admin, audit, repos
 from gitserve.git.pushhooks import PushContext, RefUpdate
-from gitserve.git.inspector import DulwichInspector
+from gitserve.acl.inspect_dulwich import DulwichInspector
 from gitserve.git.receive import ReceivePack
 from gitserve.git.repo import SingleRepoBackend
 from gitserve.git.sideband import ChannelReader, SidebandProtocol
@@ -180,8 +180,12 @@ def _wire_push(handler: ReceivePack, conn: Conn, state: Any, name: str, path: st
     inspector = DulwichInspector(handler.repo)
 
     def check_ref(update: RefUpdate) -> str | None:
-        decision = rules.check_update(name, user, update.ref, update.old, update.new,
-                                      inspector, wild=wild)
+        try:
+            decision = rules.check_update(name, user, update.ref, update.old, update.new,
+                                          inspector, wild=wild)
+        except Exception as exc:  # noqa: BLE001 - refuse the ref, never crash the push
+            log.exception("check #2 failed for %s %s", name, update.ref)
+            return f"cannot check this update: {exc}"
         if not decision.allowed:
             proto.progress_line(f"FATAL: {decision.message}")
             _audit_ref(conn, name, update, "rejected", decision.message)

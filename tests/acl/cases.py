@@ -207,4 +207,12 @@ repo m2
     RWD     = u2
 """), ["m1", "m2"], ["u1", "u2", "u3", "u4", "u5"], ["W", "+", "C", "D", "M"],
          ["any", "master", "dev"]),
+    # subconf delegation: a team file may only set access for its own repos
+    Case("subconf", {
+        "gitolite.conf": ADMIN + "@team1 = t1a t1b team1\n@devs = d0\n"
+                                 'subconf "teams/*.conf"\nrepo t1a\n    R = @devs\n',
+        "teams/team1.conf": "@devs = d1 d2\nrepo t1a other\n    RW+ = @devs\n"
+                            "repo @team1\n    RW = x1\nrepo team1\n    R = x2\n",
+        "teams/team2.conf": "repo t1b\n    RW = d3\n",
+    }, ["t1a", "t1b", "other", "team1"], ["d0", "d1", "d2", "d3", "x1", "x2"], ["R", "W", "+"]),
 ]

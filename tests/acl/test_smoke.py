@@ -40,3 +40,10 @@ def test_wild_repo_creator_and_roles():
     assert rules.check("pub/alice/x", "bob", "R", wild=w).allowed
     assert not rules.check("pub/alice/x", "bob", "W", wild=w).allowed
     assert not rules.check("pub/alice/x", "carol", "R", wild=w).allowed
+
+
+def test_conf_repo_counts_as_existing_even_if_caller_says_not():
+    rules = acl.load_files(CONF)
+    d = rules.check("foo", "carol", "R", exists=False)
+    assert d.allowed, d.message
+    assert not rules.can_create("foo", "alice")

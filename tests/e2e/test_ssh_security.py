@@ -157,3 +157,19 @@ def test_audit_log_records_decisions(srv):
                for l in lines)
     assert any(l["user"] == "alice" and l["repo"] == "secret" and l["result"] == "denied"
                for l in lines)
+
+
+def test_idle_session_is_closed(gitserve_factory):
+    import subprocess
+
+    srv = gitserve_factory(users=("alice",), conf="repo idle\n    RW+ = alice\n",
+                           settings={"server": {"idle_timeout": 2.0}})
+    proc = subprocess.Popen(srv.ssh_command(srv.key_for("alice")) +
+                            ["git@127.0.0.1", "git-upload-pack 'idle'"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    start = time.monotonic()
+    try:
+        proc.wait(20)  # we never answer the advertisement: the server gives up on us
+    finally:
+        proc.kill()
+    assert time.monotonic() - start < 15

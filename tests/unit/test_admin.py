@@ -98,6 +98,12 @@ def test_add_key_commits_who_and_what(home, tmp_path):
     assert files.split() == ["A", "keydir/bob.pub"]
     assert entry.fingerprint == ssh_keygen_fingerprint(bob)[1]
     git("--git-dir", str(home.admin_repo), "fsck", "--strict")
+    from gitserve import audit
+
+    last = list(audit.read(home))[-1]
+    assert (last["user"], last["op"], last["repo"], last["ref"], last["new"], last["result"]) == (
+        "Ada Admin", "admin", "gitolite-admin", "refs/heads/main", sha, "updated")
+    assert last["reason"].startswith("add-key: keydir/bob.pub for bob")
     # a second key needs a label
     bob2 = keygen(tmp_path, "bob2")
     with pytest.raises(admin.AdminError, match="bob@LABEL"):

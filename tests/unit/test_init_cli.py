@@ -222,6 +222,15 @@ def test_from_gitolite_imports_unchanged(tmp_path, gitolite_admin):
             home=tmp_path / "h2")
     assert p.returncode == 0, p.stderr
     assert admin.current(Settings(home=tmp_path / "h2")).users == ["alice", "bob"]
+    # and so does the server's own ~/.gitolite, minus what gitolite compiled there
+    assert (work.parent / "glhome/.gitolite/conf/gitolite.conf-compiled.pm").exists()
+    p = run("init", "--from-gitolite", str(work.parent / "glhome/.gitolite"), home=tmp_path / "h3")
+    assert p.returncode == 0, p.stderr
+    files = subprocess.run([git, "--git-dir", str(tmp_path / "h3/repositories/gitolite-admin.git"),
+                            "ls-tree", "-r", "--name-only", "HEAD"], capture_output=True, text=True,
+                           check=True, timeout=30).stdout.split()
+    assert files == ["conf/gitolite.conf", "conf/groups.conf", "keydir/alice.pub",
+                     "keydir/people/bob@home.pub"]
 
 
 def test_from_gitolite_refuses_bad_conf(tmp_path, gitolite_admin):
@@ -245,3 +254,43 @@ def test_admin_check_validates_keydir(home, tmp_path, gitolite_admin):
     (work / "keydir" / "eve.pub").write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBAD\n")
     p = run_inproc("admin", "check", "--conf", conf, home=tmp_path / "none")
     one_line_error(p, "keydir/eve.pub: malformed ssh-ed25519 key")
+
+
+def test_keydir_user_names_match_gitolite(tmp_path):
+    """Gitolite's ssh-authkeys is the oracle: the user it binds each key file to (in
+    authorized_keys `command=... gitolite-shell USER`) is the user we derive."""
+    from gitserve import keys as keys_mod
+
+    gitolite = require_tool("gitolite")
+    git = require_tool("git")
+    glhome = tmp_path / "glhome"
+    glhome.mkdir()
+    env = dict(os.environ, HOME=str(glhome), GIT_CONFIG_NOSYSTEM="1", GIT_AUTHOR_NAME="g",
+               GIT_AUTHOR_EMAIL="g@g", GIT_COMMITTER_NAME="g", GIT_COMMITTER_EMAIL="g@g")
+    admin_pub = keygen(tmp_path, "admin")
+    subprocess.run([gitolite, "setup", "-pk", str(admin_pub)], env=env, check=True,
+                   capture_output=True, timeout=120)
+    work = tmp_path / "ga"
+    subprocess.run([git, "clone", "-q", str(glhome / "repositories/gitolite-admin.git"), str(work)],
+                   env=env, check=True, capture_output=True, timeout=60)
+    names = ["alice@laptop.pub", "sub/dir/bob.pub", "carol@example.com.pub",
+             "dave@example.com@home.pub", "u.name_1-x+y.pub", "e@f@g.pub", "deep/a/b/c/frank@x-y.pub"]
+    for i, name in enumerate(names):
+        target = work / "keydir" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(keygen(tmp_path, f"k{i}").read_text())
+    subprocess.run([git, "add", "-A"], cwd=work, env=env, check=True, timeout=60)
+    subprocess.run([git, "commit", "-qm", "keys"], cwd=work, env=env, check=True, timeout=60)
+    subprocess.run([gitolite, "push", "-q", "origin", "HEAD"], cwd=work, env=env, check=True,
+                   capture_output=True, timeout=120)
+    ak = (glhome / ".ssh" / "authorized_keys").read_text()
+    import re as re_mod
+
+    theirs = {}
+    for line in ak.splitlines():
+        m = re_mod.match(r'command="\S+ (\S+)",\S+ (\S+ \S+)', line)
+        if m:
+            theirs[m.group(2)] = m.group(1)
+    for name in names:
+        key = " ".join((work / "keydir" / name).read_text().split()[:2])
+        assert theirs[key] == keys_mod.check_keyfile_path(name), name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import subprocess
 
 import pytest
 
@@ -116,3 +117,17 @@ def test_keydir_user(path, user):
 def test_bad_keydir_names(path):
     with pytest.raises(keys.InvalidKey):
         keys.check_keyfile_path(path)
+
+
+def test_private_key_and_ssh2_format_get_a_clear_error(tmp_path):
+    pub = keygen(tmp_path, "p")
+    private = (tmp_path / "p").read_text()
+    with pytest.raises(keys.InvalidKey) as exc:
+        keys.parse_file_text(private)
+    assert "PRIVATE key" in str(exc.value)
+    body = "".join(private.splitlines()[1:-1])
+    assert body[:20] not in str(exc.value)
+    ssh2 = subprocess.run(["ssh-keygen", "-e", "-f", str(pub)], capture_output=True, text=True,
+                          check=True, timeout=30).stdout
+    with pytest.raises(keys.InvalidKey, match="ssh-keygen -i"):
+        keys.parse_file_text(ssh2)

@@ -3,6 +3,7 @@ exact git commands it prints work with the real git and OpenSSH client."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import select
@@ -97,6 +98,9 @@ def test_quickstart_prints_working_clone_and_push(quickstart):
     r = subprocess.run(["bash", "-c", script], cwd=work, env=user_env, capture_output=True,
                        text=True, timeout=180)
     assert r.returncode == 0, r.stdout + r.stderr
+    if importlib.util.find_spec("buildqueue.embedded") is not None:  # once builds are merged
+        assert "remote: hello from the build of refs/heads/main" in r.stderr, r.stderr
+        assert re.search(r"remote: build \S+ passed in \d", r.stderr), r.stderr
     server_repo = tmp / "gs" / "repositories" / "demo.git"
     head = subprocess.run([git, "--git-dir", str(server_repo), "rev-parse", "refs/heads/main"],
                           capture_output=True, text=True, timeout=30)

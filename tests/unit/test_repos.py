@@ -176,3 +176,25 @@ def test_head_stays_when_default_branch_pushed_or_tags_only(settings, tmp_path):
     assert repos.head_after_push(bare, ["refs/heads/dev", "refs/heads/main"]) is None
     assert (bare / "HEAD").read_text().strip() == "ref: refs/heads/main"
     assert ZERO_SHA  # imported for callers' convenience
+
+
+from hypothesis import given, settings as hsettings, strategies as st  # noqa: E402
+
+_ALPHABET = st.sampled_from(list("ab.-_/@+~'\"\\ \x00\n\t$;:*?[]") + ["..", ".git", "/", "é"])
+
+
+@hsettings(max_examples=400, deadline=None)
+@given(st.lists(_ALPHABET, max_size=12).map("".join))
+def test_any_accepted_name_stays_inside_repositories(arg):
+    """Whatever the client sends, an accepted name maps to a path strictly inside
+    HOME/repositories, named NAME.git, with no traversal or control bytes."""
+    base = "/srv/home/repositories"
+    try:
+        name = repos.parse_repo_arg(arg)
+    except repos.RepoError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert repos.REPONAME_PATT.match(name) and ".." not in name
+    full = os.path.normpath(os.path.join(base, f"{name}.git"))
+    assert full.startswith(base + "/") and full == os.path.join(base, f"{name}.git")
+    assert repos.parse_repo_arg(name) == name  # canonical form is a fixed point
