@@ -2,6 +2,11 @@
 
 A Git server on the internet is scanned and brute-forced all day; these limits keep
 unauthenticated peers from tying up threads, and one noisy address from locking out the rest.
+
+When every unauthenticated slot is taken, a newcomer evicts the oldest handshake that has
+been pending for EVICT_AFTER seconds (from its own address first if that address is at its
+limit): a login takes milliseconds, so a slot held that long is a stalled or hostile client,
+and a flood of silent connections cannot lock real users out for a whole banner timeout.
 """
 
 from __future__ import annotations
@@ -9,6 +14,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict, deque
+from typing import Any
+
+EVICT_AFTER = 1.0  # seconds an unauthenticated connection may hold a wanted slot
 
 
 class Admission:
@@ -24,6 +32,10 @@ class Admission:
         self.unauth = 0
         self._unauth_by_ip: dict[str, int] = defaultdict(int)
         self._failures: dict[str, deque[float]] = defaultdict(deque)
+        # handle (the accepted socket) -> (ip, since) of connections holding a slot
+        self._pending: dict[Any, tuple[str, float]] = {}
+        self._evicted: set[Any] = set()
+        self.evictions = 0
 
     def admit(self, ip: str) -> str | None:
         """Count a new connection in, or return why it is refused (at accept time)."""
@@ -35,7 +47,7 @@ class Admission:
             self.connections += 1
             return None
 
-    def start_auth(self, ip: str, wait: float) -> str | None:
+    def start_auth(self, ip: str, wait: float, handle: Any = None) -> str | None:
         """Take an unauthenticated slot, waiting up to WAIT seconds for one.
 
         A burst (a CI job starting 20 clones at once) queues briefly instead of being
@@ -48,7 +60,11 @@ class Admission:
                         self._unauth_by_ip[ip] < self.max_unauth_per_ip:
                     self.unauth += 1
                     self._unauth_by_ip[ip] += 1
+                    if handle is not None:
+                        self._pending[handle] = (ip, time.monotonic())
                     return None
+                if self._evict_stalled(ip):
+                    continue
                 left = deadline - time.monotonic()
                 if left <= 0:
                     if self._unauth_by_ip.get(ip, 0) == 0:
@@ -58,15 +74,43 @@ class Admission:
                     return f"too many unauthenticated connections from {ip}"
                 self._cond.wait(left)
 
-    def authenticated(self, ip: str) -> None:
+    def authenticated(self, ip: str, handle: Any = None) -> None:
         with self._lock:
-            self._drop_unauth(ip)
+            self._release(ip, handle)
 
-    def closed(self, ip: str, held_unauth_slot: bool) -> None:
+    def closed(self, ip: str, held_unauth_slot: bool, handle: Any = None) -> None:
         with self._lock:
             self.connections -= 1
             if held_unauth_slot:
-                self._drop_unauth(ip)
+                self._release(ip, handle)
+            self._evicted.discard(handle)
+
+    def _release(self, ip: str, handle: Any) -> None:
+        if handle is not None and handle in self._evicted:
+            return  # its slot was already given to someone else
+        self._pending.pop(handle, None)
+        self._drop_unauth(ip)
+
+    def _evict_stalled(self, ip: str) -> bool:
+        """Free a slot by closing the oldest stalled handshake (lock held)."""
+        now = time.monotonic()
+        same_ip = self._unauth_by_ip.get(ip, 0) >= self.max_unauth_per_ip
+        victims = [(since, h, vip) for h, (vip, since) in self._pending.items()
+                   if now - since >= EVICT_AFTER and (vip == ip or not same_ip)]
+        if not victims:
+            return False
+        _since, handle, vip = min(victims, key=lambda v: v[0])
+        del self._pending[handle]
+        self._evicted.add(handle)
+        self._drop_unauth(vip)
+        self.evictions += 1
+        try:
+            import socket
+
+            handle.shutdown(socket.SHUT_RDWR)  # its thread sees EOF and cleans up
+        except (OSError, AttributeError):
+            pass
+        return True
 
     def auth_failure(self, ip: str) -> None:
         with self._lock:

@@ -190,6 +190,7 @@ def _pack(objects: list) -> bytes:
 
 def make_push_fixture(base: Path) -> PushFixture:
     path = base / "template.git"
+    base.mkdir(parents=True, exist_ok=True)
     repo = Repo.init_bare(str(path), mkdir=True)
     blob = Blob.from_string(b"hello\n")
     tree = Tree()
