@@ -33,10 +33,40 @@ def _ctx(rules: Rules, state: RepoState, repo: str, gl_user: str) -> _Ctx:
     return rules._ctx(repo, wild, exists, gl_user)
 
 
+LEGEND = """legend:
+    d => skipped deny rule due to ref unknown or 'any',
+    r => skipped due to refex not matching,
+    p => skipped due to perm (W, +, etc) not matching,
+    D => explicitly denied,
+    A => explicitly allowed,
+    F => fallthru; access denied for normal refs, allowed for VREFs
+
+"""
+
+
+def show_trace(rules: Rules, ret: str, trace: list[tuple[int, str]], stdout: TextIO,
+               stderr: TextIO) -> None:
+    """`gitolite access -s`: which rules were considered (file, line, text) and how they fared."""
+    if "DENIED by existence" in ret:
+        raise AccessError("repo already exists; ^C won't work\n")
+    stderr.write(LEGEND)
+    c = rules.compiled
+    for seq, how in trace:
+        if how == "F":
+            stdout.write(f"  F {'(fallthru)':>20}\n")
+            continue
+        label, line = c.origin.get(seq, ("?", 0))
+        fn = label[len(c.label_prefix):] if label.startswith(c.label_prefix) else label
+        texts = c.texts.get(label, [])
+        text = texts[line - 1] if 0 < line <= len(texts) else ""
+        stdout.write(f"  {how} {fn:>20}:{str(line):<6} {text}\n")
+    stdout.write("\n")
+
+
 def run_access(rules: Rules, state: RepoState, repo: str, user: str, perm: str | None,
                ref: str | None, quiet: bool, stdin: TextIO, stdout: TextIO, stderr: TextIO,
-               gl_user: str = "") -> int:
-    """Run `gitolite access [-q] REPO USER PERM REF`; returns the exit status."""
+               gl_user: str = "", show: bool = False) -> int:
+    """Run `gitolite access [-q] [-s] REPO USER PERM REF`; returns the exit status."""
     aa = perm or "+"
     ref = ref or "any"
     if ref != "any" and not re.match(r"^(refs|VREF)/", ref):
@@ -48,13 +78,16 @@ def run_access(rules: Rules, state: RepoState, repo: str, user: str, perm: str |
             raise AccessError("invalid ref name")
         if repo != "%" and user != "%":
             ctx = _ctx(rules, state, repo, gl_user)
-            ret = rules.access(repo, user, rules.adjust_aa(repo, aa, ctx), ref, ctx)
+            trace: list[tuple[int, str]] | None = [] if show else None
+            ret = rules.access(repo, user, rules.adjust_aa(repo, aa, ctx), ref, ctx, trace)
+            if show and trace is not None:
+                show_trace(rules, ret, trace, stdout, stderr)
             if ref.startswith("VREF/"):
                 ret = ret.replace("DENIED by fallthru", "allowed by fallthru", 1)
             if not quiet:
                 stdout.write(ret + "\n")
             return 1 if "DENIED" in ret else 0
-        if quiet:
+        if quiet or show:
             raise AccessError("'-q' and '-s' meaningless in pipe mode")
         fixed_repo = "" if repo == "%" else repo
         fixed_user = "" if user == "%" else user

@@ -252,8 +252,13 @@ class Rules:
             raise AccessError(f"bad refex '{refex}'")
         return rx.search(ref) is not None
 
-    def access(self, repo: str, user: str, aa: str, ref: str, ctx: _Ctx) -> str:
-        """Gitolite's access(): the refex that allows, or the "... DENIED by ..." text."""
+    def access(self, repo: str, user: str, aa: str, ref: str, ctx: _Ctx,
+               trace: list[tuple[int, str]] | None = None) -> str:
+        """Gitolite's access(): the refex that allows, or the "... DENIED by ..." text.
+
+        TRACE, if given, receives (rule seq, how it fared) like Gitolite's RULE_TRACE:
+        d skipped deny, r refex mismatch, p perm mismatch, D denied, A allowed; (0, "F")
+        for fallthru."""
         if not (user and P.is_username(user)):
             raise AccessError(f"invalid user '{user}'")
         sanity(repo)
@@ -263,17 +268,18 @@ class Rules:
             raise AccessError(f"invalid characters in ref or filename: '{ref}'")
         safe_ref = _UNSAFE_REF_CHARS.sub(".", ref)
         if aa != "^C" and not repo.startswith("@") and P.is_reponame(repo) and not ctx.exists:
-            iret = self.access(repo, user, "^C", ref, ctx)
+            inner: list[tuple[int, str]] | None = [] if trace is not None else None
+            iret = self.access(repo, user, "^C", ref, ctx, inner)
             iret = iret.replace("^C", aa, 1)
             if "DENIED" in iret:
+                if trace is not None and inner is not None:
+                    trace[:] = inner
                 return iret
         if aa == "^C" and ctx.exists:
             return f"{aa} {safe_ref} {repo} {user} DENIED by existence"
-        aaq = aa.replace("+", "\\+", 1)
-        if aaq == "C":
-            aaq = "RW.*C"
-        aaq = aaq.replace("M", ".*M", 1)
-        aarx = re.compile(aaq)
+        if trace is not None:
+            return self._access_traced(repo, user, aa, ref, rules, deny_rules, safe_ref, trace)
+        aarx = re.compile(_aa_regex(aa))
         for _seq, perm, refex in rules:
             refex = refex.replace("/USER/", f"/{user}/", 1)
             if perm == "-" and ref == "any" and not deny_rules:
@@ -284,6 +290,30 @@ class Rules:
                 return f"{aa} {safe_ref} {repo} {user} DENIED by {refex}"
             if aarx.search(perm):
                 return refex
+        return f"{aa} {safe_ref} {repo} {user} DENIED by fallthru"
+
+    def _access_traced(self, repo: str, user: str, aa: str, ref: str,
+                       rules: list[tuple[int, str, str]], deny_rules: str, safe_ref: str,
+                       trace: list[tuple[int, str]]) -> str:
+        """access()'s rule loop, recording how each rule fared (for `access -s`)."""
+        trace.clear()
+        aarx = re.compile(_aa_regex(aa))
+        for seq, perm, refex in rules:
+            refex = refex.replace("/USER/", f"/{user}/", 1)
+            if perm == "-" and ref == "any" and not deny_rules:
+                trace.append((seq, "d"))
+                continue
+            if not (ref == "any" or self._match(refex, ref)):
+                trace.append((seq, "r"))
+                continue
+            if perm == "-":
+                trace.append((seq, "D"))
+                return f"{aa} {safe_ref} {repo} {user} DENIED by {refex}"
+            if aarx.search(perm):
+                trace.append((seq, "A"))
+                return refex
+            trace.append((seq, "p"))
+        trace.append((0, "F"))
         return f"{aa} {safe_ref} {repo} {user} DENIED by fallthru"
 
     def adjust_aa(self, repo: str, aa: str, ctx: _Ctx) -> str:
@@ -369,6 +399,14 @@ class Rules:
         if not perm.strip():
             return []
         return [f"{perm}\t{repo}\n"]
+
+
+def _aa_regex(aa: str) -> str:
+    """The regex a rule's perm must match for access AA (Gitolite's $aaq)."""
+    aaq = aa.replace("+", "\\+", 1)
+    if aaq == "C":
+        aaq = "RW.*C"
+    return aaq.replace("M", ".*M", 1)
 
 
 def _compiles(pattern: str) -> bool:

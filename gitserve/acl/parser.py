@@ -55,6 +55,8 @@ class Compiled:
     warnings: list[str] = field(default_factory=list)
     # file label -> its raw lines, for `access -s` style traces
     texts: dict[str, list[str]] = field(default_factory=dict)
+    # what labels start with ("conf/"); Gitolite names files relative to conf/
+    label_prefix: str = ""
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -134,6 +136,10 @@ class _Parser:
         if not m:
             raise self.die(f"invalid include/subconf file/glob '{include_glob}'", file, lnum)
         for name in perl_glob(self.source, m.group(1)):
+            if not self.source.allows(name):
+                # Gitolite would read any file on the server; a pushed conf must not
+                raise self.die(f"include outside the conf directory refused: '{name}'", file,
+                               lnum)
             if not self.source.is_file(name):
                 self.warn(f"included file not found: '{name}'", file, lnum)
                 continue
@@ -188,13 +194,7 @@ class _Parser:
                     line = f"config gitweb.{_GITWEB_KEYS[m.group(1)]} = {m.group(2)}"
             if " NAME/" in line and _NAME_VREF_RE.match(line):
                 line = line.replace(" NAME/", " VREF/NAME/")
-            m = _rule_match(line)
-            if m:
-                words = m.group(3).split(" ")
-                if any(w == "CREATOR" or w in P.ROLES for w in words):
-                    u = "".join(" @" + w if (w == "CREATOR" or w in P.ROLES) else " " + w
-                                for w in words)
-                    line = cleanup_conf_line(f"{m.group(1)} {m.group(2) or ''} = {u}")
+            line = _role_names(line)
             if line.startswith("="):
                 if not skipping and _BEGIN_RE.match(line):
                     skipping = True
@@ -325,6 +325,8 @@ class _Parser:
             self.repolist.append(name)
 
     def parse_refs(self, text: str) -> list[str]:
+        if "@" not in text:
+            return _plain_refs(text)
         refs = self.expand_list(text.split()) if text else []
         if not refs:
             refs = ["refs/.*"]
@@ -376,6 +378,25 @@ class _Parser:
             self.out.configs.setdefault(repo, []).append((self.nextseq, key, value))
 
 
+@functools.lru_cache(maxsize=1 << 12)
+def _plain_refs(text: str) -> list[str]:
+    refs = text.split() or ["refs/.*"]
+    return [r if _REFS_PREFIX_RE.match(r) else "refs/heads/" + r for r in refs]
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _role_names(line: str) -> str:
+    """role_names sugar: CREATOR and role words in a rule's user list become groups."""
+    m = _rule_match(line)
+    if not m:
+        return line
+    words = m.group(3).split(" ")
+    if not any(w == "CREATOR" or w in P.ROLES for w in words):
+        return line
+    u = "".join(" @" + w if (w == "CREATOR" or w in P.ROLES) else " " + w for w in words)
+    return cleanup_conf_line(f"{m.group(1)} {m.group(2) or ''} = {u}")
+
+
 def _perl_full_match(pattern: str, text: str) -> bool:
     """Perl's `$text =~ /^$pattern$/` (no grouping: `a|b` means `^a` or `b$`)."""
     try:
@@ -403,6 +424,7 @@ def label_prefix(conf_dir: Path) -> str:
 def compile_source(source: ConfSource, main: str = "gitolite.conf",
                    prefix: str = "conf/") -> Compiled:
     parser = _Parser(source, prefix)
+    parser.out.label_prefix = prefix
     lines: list[Line] = []
     parser.explode(main, "master", lines)
     parser.parse(parser.sugar(lines))

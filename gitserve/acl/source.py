@@ -26,6 +26,9 @@ class ConfSource(Protocol):
     def identity(self, name: str) -> str:
         """Same value for two names of one file (Gitolite compares device/inode)."""
 
+    def allows(self, name: str) -> bool:
+        """May NAME be included (it stays inside the conf directory)?"""
+
 
 _MAGIC = re.compile(r"[*?\[]")
 
@@ -87,6 +90,12 @@ class DirSource:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self._real_root = os.path.realpath(self.root)
+
+    def allows(self, name: str) -> bool:
+        # resolved, so neither "../x.conf", "/etc/x.conf" nor a symlink leads out of conf/
+        real = os.path.realpath(self.root / name)
+        return real == self._real_root or real.startswith(self._real_root + os.sep)
 
     def _path(self, name: str) -> Path:
         return self.root / name
@@ -138,3 +147,7 @@ class MappingSource:
 
     def identity(self, name: str) -> str:
         return os.path.normpath(name)
+
+    def allows(self, name: str) -> bool:
+        norm = os.path.normpath(name)
+        return not (norm.startswith("/") or norm == ".." or norm.startswith("../"))

@@ -117,6 +117,8 @@ def register(app: typer.Typer) -> None:
         perm: Annotated[Optional[str], typer.Argument(help="R W + C D M ^C (default +)")] = None,
         ref: Annotated[Optional[str], typer.Argument(help="ref (default any)")] = None,
         quiet: Annotated[bool, typer.Option("-q", help="exit status only")] = False,
+        show: Annotated[bool, typer.Option(
+            "-s", help="show the rules considered (file:line) and how each fared")] = False,
         conf: Annotated[Optional[Path], typer.Option(
             "--conf", help="use this conf (with its includes) instead of the server's")] = None,
         home: HomeOption = None,
@@ -135,7 +137,7 @@ def register(app: typer.Typer) -> None:
             state = _home_state(settings, rules)
         code = access_cmd.run_access(
             rules, state, repo, user, perm, ref, quiet,
-            sys.stdin, sys.stdout, sys.stderr, gl_user=os.environ.get("GL_USER", ""),
+            sys.stdin, sys.stdout, sys.stderr, gl_user=os.environ.get("GL_USER", ""), show=show,
         )
         sys.stdout.flush()
         raise typer.Exit(code)

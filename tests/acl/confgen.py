@@ -11,7 +11,7 @@ import random
 
 USERS = ["u1", "u2", "u3", "alice", "bob.x", "c+d"]
 REPOS = ["r1", "r2", "r3", "team/app", "gitolite-admin", "testing"]
-PATTERNS = ["wild/..*", "team/[a-z]+", "u1/.*", "CREATOR/..*", "x/(a|b)"]
+PATTERNS = ["wild/..*", "team/[a-z]+", "u1/.*", "CREATOR/..*", "x/(a|b)", "CREATOR/u[0-9]+"]
 PERMS = ["R", "RW", "RW+", "-", "C", "RWC", "RW+C", "RWD", "RW+D", "RW+CD", "RWCD", "RWM",
          "RW+M", "RW+CDM", "RWDC", "RW+DCM"]
 REFS = ["", "master", "dev", "refs/tags/v", "USER/", "refs/heads/USER/", "v[0-9]",
@@ -20,8 +20,8 @@ REFS = ["", "master", "dev", "refs/tags/v", "USER/", "refs/heads/USER/", "v[0-9]
 QUERY_REFS = ["any", "master", "dev", "refs/tags/v1", "u1/x", "refs/heads/alice/t",
               "v1", "feat/y", "masterx", "VREF/NAME/docs/a", "VREF/NAME/src/b", "VREF/COUNT/3"]
 QUERY_PERMS = ["R", "W", "+", "C", "D", "M", "^C"]
-EXTRA_QUERY_REPOS = ["wild/new", "team/zz", "u1/repo", "u2/repo", "x/a", "nosuch", "@g1",
-                     "@rg"]
+EXTRA_QUERY_REPOS = ["wild/new", "u1/u1", "team/zz", "u1/repo", "u2/repo", "x/a", "nosuch",
+                     "@g1", "@rg"]
 
 
 def conf(seed: int) -> str:
@@ -60,7 +60,7 @@ def conf(seed: int) -> str:
             refs = " ".join(rnd.sample(REFS, rnd.randint(0, 2))) if perm not in ("R", "C") else ""
             users = " ".join({user_item() for _ in range(rnd.randint(1, 2))})
             lines.append(f"    {perm:6} {refs} = {users}")
-        if rnd.random() < 0.3:
+        if rnd.random() < 0.5:
             lines.append(f"    option deny-rules = {rnd.choice(['1', '0'])}")
         if rnd.random() < 0.15:
             lines.append(f"    config hooks.x = v{rnd.randint(0, 9)}")

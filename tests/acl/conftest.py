@@ -1,4 +1,7 @@
-"""Fixtures of the access-engine tests: a private gitolite3 install (the oracle)."""
+"""Fixtures of the access-engine tests: a private gitolite3 install (the oracle).
+
+One install per test process (setup costs seconds); every test starts with `load()`,
+which resets repositories and conf, so tests do not depend on each other's state."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from tests.helpers import require_tool
 from .oracle import Gitolite
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def gitolite(tmp_path_factory: pytest.TempPathFactory) -> Gitolite:
     require_tool("gitolite")
     require_tool("ssh-keygen")

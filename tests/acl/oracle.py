@@ -1,6 +1,6 @@
 """Debian's gitolite3 as the oracle: a private gitolite install in a temp HOME.
 
-One `Gitolite` per test module (setup costs ~1.5 s); `load()` resets it to a given conf:
+One `Gitolite` per test session (setup costs ~1.5 s); `load()` resets it to a given conf:
 every repo except gitolite-admin and testing is removed, the conf files are written and
 `gitolite compile` runs, so each conf starts from the same state as ours does.
 """
@@ -55,8 +55,13 @@ class Gitolite:
                        stderr=subprocess.DEVNULL)
         # gitserve takes every `config` key (no rc file); let the oracle do the same
         rc = self.home / ".gitolite.rc"
-        rc.write_text(rc.read_text().replace("GIT_CONFIG_KEYS                 =>  ''",
-                                             "GIT_CONFIG_KEYS                 =>  '.*'"))
+        text = rc.read_text().replace("GIT_CONFIG_KEYS                 =>  ''",
+                                      "GIT_CONFIG_KEYS                 =>  '.*'")
+        # triggers that write authorized_keys, git configs, daemon/gitweb lists: they never
+        # change a decision and make each compile several times slower
+        for feature in ("ssh-authkeys", "git-config", "daemon", "gitweb"):
+            text = text.replace(f"'{feature}',", f"# '{feature}',")
+        rc.write_text(text)
         self.conf_dir = self.home / ".gitolite" / "conf"
         self.repo_base = self.home / "repositories"
         self.driver = self.home / "driver.pl"
@@ -119,3 +124,18 @@ class Gitolite:
         r = self.run(["gitolite", "info"], GL_USER=user)
         assert r.returncode == 0, r.stderr
         return r.stdout
+
+
+def plant_wild(g: Gitolite, repo: str, creator: str, roles: dict[str, list[str]]) -> None:
+    """A wild repo as `gitolite create` + `perms` leave it (bare repo, gitolite's update hook,
+    gl-creator, gl-perms), without the slow POST_CREATE triggers that decisions never read."""
+    path = g.repo_base / f"{repo}.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(path)], check=True, timeout=30,
+                   capture_output=True)
+    hook = path / "hooks" / "update"
+    if hook.exists() or hook.is_symlink():
+        hook.unlink()
+    hook.symlink_to(g.home / ".gitolite" / "hooks" / "common" / "update")
+    (path / "gl-creator").write_text(creator)
+    if roles:
+        (path / "gl-perms").write_text("".join(f"{k} {' '.join(v)}\n" for k, v in roles.items()))

@@ -120,3 +120,22 @@ def test_missing_main_conf(tmp_path: Path):
     with pytest.raises(acl.ConfError) as exc:
         acl.load(tmp_path / "conf" / "gitolite.conf")
     assert str(exc.value).startswith("conf/gitolite.conf: cannot read")
+
+
+@pytest.mark.parametrize("target", ["../secret.conf", "/etc/*.conf", "sub/../../secret.conf",
+                                    "link/x.conf"])
+def test_includes_stay_inside_conf(tmp_path: Path, target: str):
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (tmp_path / "secret.conf").write_text("repo s\n    RW+ = mallory\n")
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "x.conf").write_text("repo s\n    RW+ = mallory\n")
+    (conf / "link").symlink_to(tmp_path / "outside")
+    (conf / "gitolite.conf").write_text(f'repo a\n    R = u\ninclude "{target}"\n')
+    with pytest.raises(acl.ConfError) as exc:
+        acl.load(conf / "gitolite.conf")
+    assert str(exc.value).startswith(
+        "conf/gitolite.conf:3: include outside the conf directory refused: ")
+    if not target.startswith("/") and not target.startswith("link"):
+        with pytest.raises(acl.ConfError):
+            acl.load_files({"gitolite.conf": f'include "{target}"\n', "x.conf": ""})

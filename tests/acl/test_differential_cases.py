@@ -16,13 +16,14 @@ from .ours import ask, normalize_fatal, state_for
 
 
 def _run_ours(rules, state, args: list[str], stdin: str = "", gl_user: str = ""):
-    quiet = args[0] == "-q"
-    if quiet:
+    quiet = show = False
+    while args[0] in ("-q", "-s"):
+        quiet, show = quiet or args[0] == "-q", show or args[0] == "-s"
         args = args[1:]
     repo, user, perm, ref = (args + [None, None])[:4]
     out, err = io.StringIO(), io.StringIO()
     code = access_cmd.run_access(rules, state, repo, user, perm, ref, quiet,
-                                 io.StringIO(stdin), out, err, gl_user=gl_user)
+                                 io.StringIO(stdin), out, err, gl_user=gl_user, show=show)
     return code, out.getvalue(), err.getvalue()
 
 
@@ -64,11 +65,13 @@ def test_gitolite_cases(gitolite, case: Case):
     # single mode, with and without -q, defaults for perm and ref
     singles = [[case.repos[0], case.users[0]], ["-q", case.repos[0], case.users[-1], "R"],
                [case.repos[-1], case.users[1 % len(case.users)], case.perms[-1],
-                case.refs[-1]]]
+                case.refs[-1]],
+               ["-s", case.repos[0], case.users[-1], case.perms[-1], case.refs[-1]],
+               ["-s", "-q", case.repos[-1], case.users[0], case.perms[0], case.refs[0]]]
     for args in singles:
         theirs = gitolite.access(*args, gl_user=case.gl_user)
         ours = _run_ours(rules, state, args, gl_user=case.gl_user)
-        assert (theirs.returncode, theirs.stdout) == ours[:2], args
+        assert (theirs.returncode, theirs.stdout, theirs.stderr) == ours, args
 
     for user in case.info_users:
         theirs = gitolite.info(user).split("\n", 2)[2]
