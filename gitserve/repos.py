@@ -199,7 +199,7 @@ def list_names(settings: Settings) -> list[str]:
             if d.endswith(".git"):
                 name = d[:-4] if rel == "." else f"{rel}/{d[:-4]}"
                 try:
-                    check_name(name)
+                    path(settings, name)  # skips bad names and symlinks leading outside
                 except RepoError:
                     continue
                 found.append(name)

@@ -270,3 +270,29 @@ def test_broken_tip_written_behind_our_back_keeps_last_good_rules(home, tmp_path
     push_change(home, tmp_path, lambda w: (w / "conf" / "gitolite.conf").write_text("repo x\n  junk\n"))
     with pytest.raises(admin.AdminError, match="conf/gitolite.conf:2"):
         admin.current(home)
+
+
+def test_remove_nested_key_leaves_a_clean_tree(home, tmp_path):
+    bob = keygen(tmp_path, "bob")
+    push_change(home, tmp_path, lambda w: ((w / "keydir" / "people" / "x").mkdir(parents=True),
+                                           (w / "keydir" / "people" / "x" / "bob.pub").write_text(bob.read_text())))
+    removed, sha = admin.remove_key(home, "bob", author="ada")
+    assert [e.path for e in removed] == ["keydir/people/x/bob.pub"]
+    listing = git("--git-dir", str(home.admin_repo), "ls-tree", "-r", "-t", "--name-only", sha).stdout.split()
+    assert listing == ["conf", "conf/gitolite.conf", "keydir", "keydir/alice.pub"]
+    git("--git-dir", str(home.admin_repo), "fsck", "--strict")
+
+
+@pytest.mark.parametrize(
+    "extra,needle",
+    [
+        ('include "missing.conf"\n', "conf/gitolite.conf:6: included file not found: 'missing.conf'"),
+        ("repo foo\n    RW+ alice\n", "conf/gitolite.conf:7: syntax error: 'RW+ alice'"),
+    ],
+)
+def test_confs_gitolite_would_half_apply_are_refused(home, extra, needle):
+    before = tip(home)
+    with pytest.raises(admin.AdminError) as exc:
+        admin.set_conf(home, GOOD_CONF + extra, "ada")
+    assert str(exc.value) == needle
+    assert tip(home) == before

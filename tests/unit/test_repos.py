@@ -103,6 +103,8 @@ def test_symlink_escape_refused(settings, tmp_path):
     with pytest.raises(repos.RepoError, match="outside"):
         repos.create(settings, "dir/x")
     assert os.listdir(outside) == []
+    repos.create(settings, "fine")
+    assert repos.list_names(settings) == ["fine"]  # the escaping link is never listed
 
 
 def test_wild_metadata_like_gitolite(settings):
