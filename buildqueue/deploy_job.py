@@ -61,14 +61,6 @@ def hand_over(r: redis.Redis, payload: dict[str, Any], output: Path, ws: Path) -
     )
 
 
-def _heartbeat(r: redis.Redis, build_id: str, stop: threading.Event) -> None:
-    while not stop.wait(1.0):
-        try:
-            records.heartbeat(r, build_id)
-        except redis.RedisError:
-            pass
-
-
 def default_deploy() -> Callable[..., Any]:
     from deploy.bluegreen import deploy_release
 
@@ -85,12 +77,12 @@ def run_deploy(payload: dict[str, Any], deploy_fn: Callable[..., Any] | None = N
         raise RuntimeError("run_deploy must run inside an rq worker")
     build_id = str(payload["build_id"])
     log_ttl = int(payload.get("log_ttl", 0))
-    from .jobs import worker_name
+    from .jobs import heartbeat_loop as jobsheartbeat_loop, worker_name
 
     if not records.move(r, build_id, records.DEPLOY_QUEUED, "deploying", worker_name()):
         return {"status": records.get(r, build_id).status}
     stop = threading.Event()
-    threading.Thread(target=_heartbeat, args=(r, build_id, stop), daemon=True).start()
+    threading.Thread(target=jobsheartbeat_loop, args=(r, build_id, stop), daemon=True).start()
     work = Path(tempfile.mkdtemp(prefix=f"gitserve-deploy-{build_id}-"))
     mask: Callable[[str], str] = lambda s: s
     try:
@@ -106,9 +98,9 @@ def run_deploy(payload: dict[str, Any], deploy_fn: Callable[..., Any] | None = N
         output.mkdir()
         unpack(data, output)
         src = work / "src"
-        cache = workspace.update_cache(payload["repo"], payload["new"], payload["fetch_ref"],
-                                       payload.get("local_path", ""), payload.get("clone_url", ""))
-        workspace.checkout(cache, payload["new"], src)
+        objects = workspace.source_objects(payload["repo"], payload.get("commit") or payload["new"], payload["fetch_ref"],
+                                           payload.get("local_path", ""), payload.get("clone_url", ""))
+        workspace.checkout(objects, payload.get("commit") or payload["new"], src)
         settings = settings_mod.load()
         meta = {"build_id": build_id, "repo": payload["repo"], "ref": payload["ref"],
                 "commit": payload["new"], "pusher": payload["pusher"],

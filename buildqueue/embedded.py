@@ -47,7 +47,16 @@ class EmbeddedRedis:
         except (redis.RedisError, OSError):
             return False
 
+    def _failure(self) -> str:
+        err = (self.proc.stderr.read() or b"").decode(errors="replace").strip() if self.proc and self.proc.stderr else ""
+        if not err and self.log_file and self.log_file.exists():
+            err = self.log_file.read_text(errors="replace").strip()
+        return err.splitlines()[-1] if err else f"exit status {self.proc.returncode if self.proc else '?'}"
+
     def start(self) -> "EmbeddedRedis":
+        if len(str(self.socket_path)) > 107:  # sun_path holds 108 bytes with the NUL
+            raise EmbeddedRedisError(f"unix socket path too long for Redis ({len(str(self.socket_path))} > 107 "
+                                     f"characters): {self.socket_path}; use a shorter --home")
         self.socket_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if self.socket_path.exists():
@@ -67,8 +76,7 @@ class EmbeddedRedis:
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                err = (self.proc.stderr.read() or b"").decode(errors="replace").strip() if self.proc.stderr else ""
-                raise EmbeddedRedisError(f"redis-server exited at start: {err.splitlines()[-1] if err else self.proc.returncode}")
+                raise EmbeddedRedisError(f"redis-server exited at start: {self._failure()}")
             if self.socket_path.exists() and self._answers():
                 return self
             time.sleep(0.02)

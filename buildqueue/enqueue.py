@@ -8,6 +8,7 @@ moves, as gate builds need), and puts a self-contained JSON payload on the RQ qu
 
 from __future__ import annotations
 
+import posixpath
 import re
 import shlex
 import socket
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from dulwich.objects import Blob, Commit
+from dulwich.objects import Blob, Commit, Tag
 from dulwich.repo import Repo
 
 from . import records, rqconn
@@ -61,9 +62,10 @@ def build_options(options: dict[str, str]) -> BuildOptions:
     if not re.fullmatch(r"[A-Za-z0-9_.:-]+", queue):
         warnings.append(f"gitserve: invalid build.queue {queue!r}, using builds")
         queue = "builds"
-    script = get("build.script").lstrip("/")
-    while script.startswith("./"):
-        script = script[2:]
+    hook = options.get("notify.webhook", "").strip()
+    if hook and not hook.startswith(("http://", "https://")):
+        warnings.append("gitserve: option notify.webhook must be an http(s) URL; no notification will be sent")
+    script = posixpath.normpath(get("build.script").lstrip("/"))
     return BuildOptions(script, get("build.refs").split(), mode, timeout, queue, warnings)
 
 
@@ -81,15 +83,32 @@ def ref_matches(ref: str, refexes: list[str]) -> bool:
     return False
 
 
+def peel(repo_path: Path, sha: str) -> str | None:
+    """The commit SHA names (through annotated tags), or None if it is no commit."""
+    repo = Repo(str(repo_path))
+    try:
+        obj = repo[sha.encode()]
+        for _ in range(20):
+            if not isinstance(obj, Tag):
+                break
+            obj = repo[obj.object[1]]
+        return obj.id.decode() if isinstance(obj, Commit) else None
+    except (KeyError, ValueError):
+        return None
+    finally:
+        repo.close()
+
+
 def commit_has_file(repo_path: Path, sha: str, path: str) -> bool:
-    """Does commit SHA hold a file (not a directory) at PATH?"""
+    """Does the commit SHA names (a commit or an annotated tag) hold a file at PATH?"""
     if not path or ".." in path.split("/"):
+        return False
+    commit_sha = peel(repo_path, sha)
+    if commit_sha is None:
         return False
     repo = Repo(str(repo_path))
     try:
-        commit = repo[sha.encode()]
-        if not isinstance(commit, Commit):
-            return False
+        commit = repo[commit_sha.encode()]
         tree = repo[commit.tree]
         _mode, obj_id = tree.lookup_path(repo.object_store.__getitem__, path.encode())
         return isinstance(repo[obj_id], Blob)
@@ -161,6 +180,7 @@ def enqueue(
 ) -> records.Build:
     """Create the build record, pin the commit, queue the job; raises RedisUnavailable."""
     opts = build_options(options)
+    build_id = ""
     try:
         build_id = records.new_id(r)
         build = records.Build(id=build_id, repo=repo_name, ref=ref, old=old, new=new,
@@ -175,6 +195,7 @@ def enqueue(
         dropped = records.create(r, build, settings.builds.history)
         payload = {
             "build_id": build_id, "repo": repo_name, "ref": ref, "old": old, "new": new,
+            "commit": peel(repo_path, new) or new,
             "pusher": pusher, "mode": mode, "script": opts.script, "timeout": opts.timeout,
             "fetch_ref": hidden_ref(build_id), "local_path": str(repo_path),
             "clone_url": clone_url(settings, repo_name),
@@ -187,6 +208,12 @@ def enqueue(
             description=f"build {build_id} {repo_name} {ref}",
         )
     except (redis.RedisError, OSError) as exc:
+        if build_id:  # half-queued: never leave a pinned commit or a build nobody will run
+            drop_hidden_refs(repo_path, [build_id])
+            try:
+                records.finish(r, build_id, "failed", "could not be queued")
+            except (redis.RedisError, OSError):
+                pass
         raise rqconn.RedisUnavailable(f"Redis unreachable: {rqconn.one_line(exc)}") from exc
     drop_hidden_refs(repo_path, dropped)
     return build

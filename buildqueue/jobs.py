@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -116,6 +117,9 @@ def run_build(payload: dict[str, Any]) -> dict[str, str]:
     mask: Callable[[str], str] = lambda s: s
     log = BuildLog(r, build_id, mask)
     work = Path(tempfile.mkdtemp(prefix=f"gitserve-build-{build_id}-"))
+    # the heartbeat runs for the whole job: a long fetch must not look like a dead worker
+    beating = threading.Event()
+    threading.Thread(target=heartbeat_loop, args=(r, build_id, beating), daemon=True).start()
     try:
         if not _wait_for_lane(r, build, log):
             records.finish(r, build_id, "cancelled", "cancelled while waiting", log_ttl=log_ttl,
@@ -129,9 +133,9 @@ def run_build(payload: dict[str, Any]) -> dict[str, str]:
         log.mask = Masker(list(secret_values.values()))
         ws = work / "src"
         try:
-            cache = workspace.update_cache(payload["repo"], payload["new"], payload["fetch_ref"],
-                                           payload.get("local_path", ""), payload.get("clone_url", ""))
-            workspace.checkout(cache, payload["new"], ws)
+            objects = workspace.source_objects(payload["repo"], payload.get("commit") or payload["new"], payload["fetch_ref"],
+                                               payload.get("local_path", ""), payload.get("clone_url", ""))
+            workspace.checkout(objects, payload.get("commit") or payload["new"], ws)
         except workspace.WorkspaceError as exc:
             return _end(r, build_id, "failed", f"checkout failed: {exc}", log_ttl)
         script = ws / payload["script"]
@@ -144,7 +148,6 @@ def run_build(payload: dict[str, Any]) -> dict[str, str]:
         result = runner.run_script(
             _script_argv(script), ws, build_env(payload, output, secret_values), timeout, log,
             should_cancel=lambda: bool(r.exists(keys.cancel(build_id))),
-            tick=lambda: records.heartbeat(r, build_id),
         )
         if result.status == "timed out":
             return _end(r, build_id, "timed out",
@@ -166,7 +169,16 @@ def run_build(payload: dict[str, Any]) -> dict[str, str]:
         _end(r, build_id, "failed", log.mask(f"internal error: {type(exc).__name__}: {exc}"), log_ttl)
         raise
     finally:
+        beating.set()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def heartbeat_loop(r: redis.Redis, build_id: str, stop: threading.Event) -> None:
+    while not stop.wait(1.0):
+        try:
+            records.heartbeat(r, build_id)
+        except redis.RedisError:
+            pass
 
 
 def _end(r: redis.Redis, build_id: str, status: str, reason: str, log_ttl: int,

@@ -7,6 +7,7 @@ with that reason, since an unbuilt commit must not pass the gate).
 
 from __future__ import annotations
 
+import time
 from typing import Callable
 
 from gitserve.git import pushhooks
@@ -20,10 +21,28 @@ def _keepalive(ctx: PushContext) -> Callable[[], None] | None:
     return fn if callable(fn) else None
 
 
+QUEUED_HINT_AFTER = 5.0  # seconds a build may wait for a worker before the pusher is told
+
+
 def stream_build(ctx: PushContext, r, build: records.Build) -> records.Build:
     """Relay the build's log to the pusher live, then its summary line."""
+    keepalive = _keepalive(ctx)
+    since = time.monotonic()
+    hinted = False
+
+    def on_idle() -> None:
+        nonlocal hinted
+        if keepalive is not None:
+            keepalive()
+        if hinted or time.monotonic() - since < QUEUED_HINT_AFTER:
+            return
+        if records.get(r, build.id).status == "queued":
+            hinted = True
+            ctx.progress(f"gitserve: build {build.id} waits for a worker on queue '{build.queue}' "
+                         f"(Ctrl-C is safe; follow it with: {enqueue.follow_command(ctx.settings, build.id)})")
+
     final = logs.follow(r, build.id, ctx.progress, log_ttl=ctx.settings.builds.log_ttl,
-                        on_idle=_keepalive(ctx))
+                        on_idle=on_idle)
     ctx.progress(final.summary())
     return final
 
@@ -46,6 +65,8 @@ class BuildHook:
         opts = enqueue.build_options(ctx.options)
         if opts.mode != "gate" or not _wants_build(ctx, update, opts):
             return None
+        for warning in opts.warnings:
+            ctx.progress(warning)
         try:
             r, build = _enqueue(ctx, update, "gate")
         except rqconn.RedisUnavailable as exc:

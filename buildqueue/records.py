@@ -34,7 +34,8 @@ elseif ARGV[6] ~= '' and st ~= ARGV[6] then
   return 0
 end
 local now = tonumber(ARGV[3])
-local started = tonumber(redis.call('HGET', KEYS[1], 'started') or '') or now
+local started = tonumber(redis.call('HGET', KEYS[1], 'started') or '') or 0
+if started <= 0 then started = now end
 local duration = string.format('%.1f', math.max(0, now - started))
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'reason', ARGV[2], 'finished', ARGV[3], 'duration', duration)
 if ARGV[5] ~= '' then redis.call('XADD', KEYS[2], '*', 'l', ARGV[5]) end

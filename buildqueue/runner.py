@@ -29,12 +29,16 @@ class RunResult:
     exit_code: int | None
 
 
+try:  # loaded once here: the child between fork and exec must not dlopen (other threads may hold locks)
+    _LIBC = ctypes.CDLL(None, use_errno=True)
+except OSError:  # pragma: no cover - not Linux
+    _LIBC = None
+
+
 def _die_with_parent() -> None:
     # If the worker's job process is killed, its script should not live on unsupervised.
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:
-        pass
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _killpg(pgid: int, sig: int) -> None:

@@ -61,6 +61,8 @@ class DeploySettings:
     nginx_binary: str = ""
     conf_dir: str = ""
     reload_command: str = ""
+    # system mode: how to run `nginx -t` on the config that includes conf_dir (default: NGINX -t)
+    test_command: str = ""
     keep: int = 5
 
 

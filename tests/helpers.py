@@ -61,3 +61,48 @@ def gitserve_cmd(*args: str) -> list[str]:
     import sys
 
     return [sys.executable, "-m", "gitserve", *args]
+
+
+class HttpLoad:
+    """THREADS clients doing GETs on http://HOST:PORT/PATH (a new connection each, as most
+    visitors arrive) until stopped; records (start, end, status, body) per request, or the
+    error, so a test can prove zero failed requests and whole responses during a deploy."""
+
+    def __init__(self, port: int, path: str = "/", threads: int = 8, host: str = "127.0.0.1") -> None:
+        import threading
+
+        self.host, self.port, self.path = host, port, path
+        self.results: list[tuple[float, float, int, bytes]] = []
+        self.errors: list[tuple[float, str]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+
+    def _run(self) -> None:
+        import http.client
+        import time
+
+        while not self._stop.is_set():
+            t0 = time.monotonic()
+            conn = http.client.HTTPConnection(self.host, self.port, timeout=5)
+            try:
+                conn.request("GET", self.path)
+                resp = conn.getresponse()
+                body = resp.read()
+                with self._lock:
+                    self.results.append((t0, time.monotonic(), resp.status, body))
+            except Exception as exc:  # every kind of failure counts as a failed request
+                with self._lock:
+                    self.errors.append((t0, f"{type(exc).__name__}: {exc}"))
+            finally:
+                conn.close()
+
+    def __enter__(self) -> "HttpLoad":
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=10)

@@ -1,7 +1,50 @@
-"""Placeholder: `gitserve deploy` commands are being written (see the issue that owns it)."""
+"""`gitserve deploy status SITE` and `gitserve deploy rollback SITE [--to BUILD]` (SPEC §3, §7)."""
 
 from __future__ import annotations
 
+import getpass
+import json
+import sys
+from typing import Annotated, Optional
+
 import typer
 
-app = typer.Typer(help="deploy", no_args_is_help=True)
+from .common import HomeOption, fail, load_settings
+
+app = typer.Typer(help="Blue-green deploys: what is live, and rolling back.", no_args_is_help=True)
+
+
+@app.command("status")
+def status(
+    site: Annotated[str, typer.Argument(help="Site name (option deploy.site).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Live side, its release, build, commit, when and by whom; the releases kept."""
+    from deploy import DeployError
+    from deploy.status import format_status, site_status
+
+    settings = load_settings(home)
+    try:
+        st = site_status(settings, site)
+    except DeployError as exc:
+        fail(exc.message)
+    print(json.dumps(st, indent=1) if as_json else format_status(st))
+
+
+@app.command("rollback")
+def rollback(
+    site: Annotated[str, typer.Argument(help="Site name (option deploy.site).")],
+    to: Annotated[Optional[str], typer.Option("--to", help="Build id of a kept release.")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Switch live back to the previous release (or --to BUILD) in one step."""
+    from deploy import DeployError, bluegreen
+
+    settings = load_settings(home)
+    try:
+        bluegreen.rollback(settings, site, to=to, by=getpass.getuser(),
+                           log=lambda line: print(line, flush=True))
+    except DeployError as exc:
+        fail(f"rollback {site}: {exc.message if exc.step == 'rollback' else exc}")
+    sys.stdout.flush()

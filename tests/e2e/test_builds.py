@@ -177,3 +177,24 @@ def test_server_restart_keeps_queued_builds(tmp_path):
         assert " passed in " in out.stdout.splitlines()[-1]
     finally:
         server.stop()
+
+
+def test_pusher_disconnect_loses_nothing(srv):
+    import signal
+
+    work = new_work(srv, "live", "#!/bin/sh\necho part one\nsleep 3\necho part two\n", {"g": "3"})
+    proc = subprocess.Popen(["git", "push", "origin", "HEAD:main"], cwd=work, env=srv.client_env("alice"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    buf = b""
+    deadline = time.monotonic() + 30
+    while b"part one" not in buf and time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stderr], [], [], 0.5)
+        if ready:
+            buf += os.read(proc.stderr.fileno(), 4096)
+    assert b"part one" in buf
+    os.killpg(proc.pid, signal.SIGKILL)  # the pusher's laptop goes away
+    proc.wait(10)
+    listing = srv.admin_cli("builds", "list", "--repo", "live").stdout.splitlines()
+    build_id = listing[1].split()[0]
+    out = srv.admin_cli("builds", "log", build_id, "--follow").stdout.splitlines()
+    assert out[:2] == ["part one", "part two"] and re.fullmatch(rf"build {build_id} passed in \d+\.\ds", out[-1])

@@ -338,3 +338,76 @@ def test_worker_killed_mid_build_reports_worker_lost(env, redis_server, tmp_path
     assert not t.is_alive()
     text = pusher_holder["p"].text
     assert "gitserve: worker lost" in text and text[-1].startswith(f"build {summary_id(pusher_holder['p'])} failed in ")
+
+
+def test_annotated_tag_builds_its_commit(env):
+    bare = make_bare(env.repo_path("tagged"))
+    sha = commit_to(bare, {".gitserve/build": "#!/bin/sh\necho tag $GITSERVE_REF $(git rev-parse HEAD) $GITSERVE_NEWREV\n"})
+    git("--git-dir", str(bare), "tag", "-a", "tmp", "-m", "release", sha)
+    tag = git("--git-dir", str(bare), "rev-parse", "refs/tags/tmp")
+    git("--git-dir", str(bare), "update-ref", "-d", "refs/tags/tmp")
+    assert tag != sha
+    pusher = Pusher()
+    ctx = PushContext(settings=env, repo_name="tagged", repo_path=bare, user="alice",
+                      options={"build.refs": "refs/tags/v"}, progress=pusher)
+    update = RefUpdate("refs/tags/v1.0", ZERO_SHA, tag)
+    set_ref(bare, "refs/tags/v1.0", tag)
+    BuildHook().after_push(ctx, [update])
+    assert pusher.text[0] == f"tag refs/tags/v1.0 {sha} {tag}", pusher.text
+    assert " passed in " in pusher.text[-1]
+
+
+def test_history_keeps_last_50_and_drops_hidden_refs(env):
+    bare = make_bare(env.repo_path("busy"))
+    sha = commit_to(bare, {".gitserve/build": "#!/bin/sh\ntrue\n"})
+    set_ref(bare, "refs/heads/main", sha)
+    r = rqconn.connect(env.effective_redis_url)
+    env.builds.history = 10  # below the floor: SPEC says at least 50
+    ids = []
+    for _ in range(53):
+        b = enqueue.enqueue(env, r, "busy", bare, "refs/heads/main", ZERO_SHA, sha, "alice",
+                            {"build.queue": "nobody-works-this"}, "async")
+        records.finish(r, b.id, "cancelled", "test")
+        ids.append(b.id)
+    kept = records.list_ids(r, "busy", limit=1000)
+    assert sorted(kept, key=int) == ids[3:]
+    with pytest.raises(records.BuildNotFound):
+        records.get(r, ids[0])
+    hidden = git("--git-dir", str(bare), "for-each-ref", "--format=%(refname)", "refs/gitserve/builds/").split()
+    assert sorted(h.rsplit("/", 1)[1] for h in hidden) == sorted(ids[3:])
+    r.delete("rq:queue:nobody-works-this")
+
+
+def test_sync_push_waiting_for_a_worker_is_told_and_cancel_while_queued(env, monkeypatch):
+    from buildqueue import pushhook
+
+    monkeypatch.setattr(pushhook, "QUEUED_HINT_AFTER", 1.0)
+    holder: dict = {}
+    opts = {"build.queue": "no-worker-here"}
+    t = threading.Thread(target=lambda: holder.update(p=push(env, "idleq", {".gitserve/build": "#!/bin/sh\necho x\n"},
+                                                                options=opts)[0]))
+    t.start()
+    r = rqconn.connect(env.effective_redis_url)
+    build_id = wait_for(lambda: records.list_ids(r, "idleq"))[0]
+    time.sleep(2.5)  # the hint comes after QUEUED_HINT_AFTER seconds of waiting
+
+    class Out(list):
+        def write(self, s):
+            self.append(s)
+
+    out = Out()
+    assert commands.run(env, ["cancel", build_id], lambda repo, perm: True, out, user="ops") == 0
+    t.join(15)
+    text = holder["p"].text
+    assert text[0].startswith(f"gitserve: build {build_id} waits for a worker on queue 'no-worker-here'")
+    assert text[-2:] == ["gitserve: cancelled by ops", f"build {build_id} cancelled in 0.0s"]
+    assert r.llen("rq:queue:no-worker-here") == 0  # the RQ job was cancelled too
+
+
+def test_bad_options_fall_back_and_say_so():
+    opts = enqueue.build_options({"build.mode": "later", "build.timeout": "-3", "build.queue": "a b",
+                                  "notify.webhook": "ftp://x", "build.script": "./ci//build"})
+    assert (opts.mode, opts.timeout, opts.queue) == ("sync", 600, "builds")
+    assert len(opts.warnings) == 4 and all(w.startswith("gitserve: ") for w in opts.warnings)
+    assert enqueue.ref_matches("refs/heads/main", ["main"]) and not enqueue.ref_matches("refs/heads/xmain", ["main"])
+    assert enqueue.ref_matches("refs/tags/v1", ["refs/tags/v[0-9]"]) and not enqueue.ref_matches("refs/tags/x", ["refs/tags/v"])

@@ -1,0 +1,418 @@
+"""Blue-green deploy and rollback of one site (SPEC §7), in the order the seed did by hand.
+
+deploy: publish the output as a new release -> point the idle slot at it -> render the site
+config (live server on the `live` symlink, preview server on the idle slot) -> `nginx -t`
+-> reload -> GET deploy.check on the preview (200, from the new config) -> switch `live` to
+the idle slot by rename(2) -> render + reload (the preview now shows the old side) -> prune
+-> deploy.post -> `Enable: SIDE`.
+
+Until the switch nothing the live server reads has changed, so every failure before it
+leaves the live site exactly as it was; the switch itself is one rename, so there is no
+moment with neither side live, and a crash at any point leaves one whole release live.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from . import nginx
+from .check import check_preview
+from .errors import DeployError
+from .options import SiteOptions, check_release_id, check_site_name, parse
+from .post import run_post
+from .publish import clean_partials, publish, remove_release
+from .render import render_builtin, render_file
+from .site import SIDES, Site, all_sites, other_side
+
+LOCK_TIMEOUT = 900.0     # a deploy waits this long for the one before it
+RELOAD_TIMEOUT = 10.0    # for nginx to serve a new config (and the check to answer)
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class DeployResult:
+    site: str
+    side: str                     # the side live now
+    release: str                  # the release live now
+    previous_side: str | None
+    previous_release: str | None
+    switch_seconds: float         # the rename(2) of `live`: the moment the live server flips
+    seconds: float                # the whole deploy, lock wait included
+    skipped: str | None = None    # why nothing was deployed (a newer push is already live)
+    post_status: int | None = None
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _step(say: Log, step: str, func: Callable[[], Any]) -> Any:
+    try:
+        return func()
+    except nginx.NginxError as exc:
+        raise DeployError(step, str(exc)) from exc
+
+
+def _check_ports(settings: Any, opts: SiteOptions) -> None:
+    """Two sites on one port would silently serve each other's files."""
+    mine = {opts.listen.port, opts.preview.port}
+    for name in all_sites(settings.sites_dir):
+        if name == opts.site:
+            continue
+        state = Site(settings.sites_dir, name).load_state()
+        theirs = {state.get("port"), state.get("preview_port")}
+        clash = mine & theirs
+        if clash:
+            raise DeployError("options", f"port {clash.pop()} is already used by site {name}")
+
+
+class _Config:
+    """Writes, tests and reloads one site's nginx config; undoes the write if nginx refuses."""
+
+    def __init__(self, settings: Any, site: Site, opts: SiteOptions, say: Log) -> None:
+        self.settings, self.site, self.opts, self.say = settings, site, opts, say
+
+    def render(self, live_side: str | None, idle_side: str, token: str) -> str:
+        context = dict(
+            site=self.site.name,
+            listen=self.opts.listen.nginx(),
+            preview_listen=self.opts.preview.nginx(),
+            server_name=self.opts.server_name,
+            live_root=self.site.live_link,
+            preview_root=self.site.slot(idle_side),
+            live_side=live_side,
+            idle_side=idle_side,
+            live_release=self.site.slot_release(live_side),
+            idle_release=self.site.slot_release(idle_side),
+            config_token=token,
+            check=self.opts.check,
+        )
+        override = self.site.template_override
+        if override.is_file():
+            return render_file(override, **context)
+        return render_builtin("site.conf.j2", **context)
+
+    def apply(self, live_side: str | None, idle_side: str) -> None:
+        """Write + `nginx -t` + reload, then wait until the preview answers from the new
+        config. On failure the previous file is put back (nginx keeps serving the old one)."""
+        token = secrets.token_hex(8)
+        text = self.render(live_side, idle_side, token)
+        path = _step(self.say, "nginx config", lambda: nginx.site_conf(self.settings, self.site.name))
+        with nginx.lock(self.settings):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            old = path.read_text() if path.exists() else None
+            if nginx.is_embedded(self.settings):
+                wanted = [(self.opts.listen.host, self.opts.listen.port),
+                          (self.opts.preview.host, self.opts.preview.port)]
+                taken = nginx.ports_taken(wanted, old)
+                if taken:
+                    raise DeployError("nginx config", f"port {taken[0]} is in use by another program")
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text(text)
+            tmp.replace(path)
+            try:
+                _step(self.say, "nginx -t", lambda: nginx.test(self.settings))
+                self.say("nginx -t: ok")
+                mark = nginx.error_log_size(self.settings) if nginx.is_embedded(self.settings) else 0
+                how = _step(self.say, "reload", lambda: nginx.reload(self.settings))
+            except DeployError:
+                self._restore(path, old)
+                raise
+        embedded = nginx.is_embedded(self.settings)
+
+        about = (str(path), *(f":{port} " for port in nginx.listen_ports(text)))
+
+        def refused() -> str | None:
+            return nginx.error_log_tail(self.settings, mark, about=about) if embedded else None
+
+        try:
+            check_preview(self.opts.preview, self.opts.check, token if token in text else None,
+                          RELOAD_TIMEOUT, give_up=refused)
+        except TimeoutError as exc:
+            why = nginx.error_log_tail(self.settings, mark) if embedded else None
+            with nginx.lock(self.settings):
+                self._restore(path, old)
+                try:
+                    nginx.reload(self.settings)
+                except nginx.NginxError:
+                    pass
+            raise DeployError("reload", f"nginx did not load the new config: {why or exc}") from exc
+        self.say(f"reload: ok ({how})")
+
+    @staticmethod
+    def _restore(path: Path, old: str | None) -> None:
+        if old is None:
+            path.unlink(missing_ok=True)
+        else:
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text(old)
+            tmp.replace(path)
+
+
+def _check(opts: SiteOptions, side: str, release: str, say: Log) -> None:
+    try:
+        resp = check_preview(opts.preview, opts.check, None, RELOAD_TIMEOUT)
+    except TimeoutError as exc:
+        raise DeployError("check", f"GET {opts.check} on the preview ({side}): {exc}") from exc
+    if resp.status != 200:
+        raise DeployError("check", f"GET {opts.check} on the preview ({side}, release {release}) "
+                          f"answered {resp.status}, not 200")
+    say(f"check: GET {opts.check} on {opts.preview.url()} ({side}) -> 200")
+
+
+def _switch(site: Site, opts: SiteOptions, to_side: str, release: str, say: Log) -> float:
+    """Point `live` at TO_SIDE; returns how long the rename(2) took (the durable version,
+    with the directory fsync, is logged too)."""
+    t0 = time.monotonic()
+    rename = site.point_live(to_side)
+    seconds = time.monotonic() - t0
+    say(f"switch: live -> {to_side} (release {release}): rename {rename * 1e6:.0f} us, "
+        f"{seconds * 1000:.1f} ms with fsync")
+    return rename
+
+
+def _prune(site: Site, state: dict[str, Any], keep: int, say: Log) -> None:
+    """Keep the last KEEP releases that went live, plus whatever a slot points at."""
+    protected = {site.slot_release(s) for s in SIDES} - {None}
+    deployed = [r for r in state["deployed"] if site.release_dir(r).is_dir()]
+    kept = set(deployed[-keep:]) | protected
+    removed = []
+    for release in site.releases_on_disk():
+        if release not in kept:
+            remove_release(site.releases_dir, release)
+            removed.append(release)
+    state["deployed"] = [r for r in state["deployed"] if r in kept]
+    state["releases"] = {k: v for k, v in state["releases"].items() if k in kept}
+    if removed:
+        say(f"pruned {len(removed)} old release(s): {', '.join(removed)} (deploy.keep = {keep})")
+
+
+def _superseded(state: dict[str, Any], site: Site, meta: Mapping[str, Any]) -> str | None:
+    """Concurrent pushes: the lock serializes them, and a deploy that got the lock after a
+    LATER push went live steps aside, so the last push wins whatever the worker order.
+    Push order: meta['pushed_at'] when both have it, else numeric build ids (buildqueue
+    numbers builds from one Redis counter as pushes arrive)."""
+    live = site.slot_release(site.live_side())
+    if live is None:
+        return None
+    mine, theirs = meta.get("pushed_at"), state["releases"].get(live, {}).get("pushed_at")
+    if mine is not None and theirs is not None:
+        newer = float(theirs) > float(mine)
+    else:
+        build = str(meta.get("build_id", ""))
+        newer = build.isdigit() and live.isdigit() and int(live) > int(build)
+    return f"build {live} was pushed later and is already live" if newer else None
+
+
+def deploy_release(settings: Any, site: str, output_dir: Path, options: Mapping[str, str],
+                   meta: Mapping[str, Any], log: Log, post_workdir: Path | None = None
+                   ) -> DeployResult:
+    """Deploy OUTPUT_DIR (the build's deploy.dir, already extracted) as release
+    meta['build_id'] of SITE. Raises DeployError naming the failed step; on any failure
+    before the switch the live site is exactly as it was.
+
+    meta: build_id, repo, ref, commit, pusher, optional pushed_at (epoch seconds, orders
+    concurrent pushes) and env (extra environment for deploy.post, e.g. secrets)."""
+    started = time.monotonic()
+    name = check_site_name(site)
+
+    def say(line: str) -> None:
+        log(f"deploy {name}: {line}")
+
+    try:
+        opts = parse(name, options, settings.deploy.keep)
+        release = check_release_id(meta.get("build_id", ""))
+        _check_ports(settings, opts)
+        nginx.is_embedded(settings)
+    except nginx.NginxError as exc:
+        raise _failed(say, DeployError("options", str(exc)), None, None)
+    except DeployError as exc:
+        raise _failed(say, exc, None, None)
+    s = Site(settings.sites_dir, name)
+    s.ensure()
+    holder = f"deploy of build {release} by {meta.get('pusher', '?')}"
+    with s.lock(holder, LOCK_TIMEOUT, say):
+        live = s.live_side()
+        live_release = s.slot_release(live)
+        try:
+            state = s.load_state()
+            state["pending_options"] = {k: str(v) for k, v in options.items()
+                                        if k.startswith("deploy.")}
+            return _deploy_locked(settings, s, state, opts, Path(output_dir), release, meta, say,
+                                  log, post_workdir, started)
+        except DeployError as exc:
+            raise _failed(say, exc, live, live_release)
+
+
+def _failed(say: Log, exc: DeployError, live: str | None, release: str | None) -> DeployError:
+    where = f"live stays {live} (release {release})" if live else "nothing is live yet"
+    say(f"FAILED at {exc.step}: {exc.message}; {where}")
+    return exc
+
+
+def _deploy_locked(settings: Any, s: Site, state: dict[str, Any], opts: SiteOptions,
+                   output_dir: Path, release: str, meta: Mapping[str, Any], say: Log, log: Log,
+                   post_workdir: Path | None, started: float) -> DeployResult:
+    clean_partials(s.releases_dir)
+    live = s.live_side()
+    live_release = s.slot_release(live)
+    idle = other_side(live)
+    skipped = _superseded(state, s, meta)
+    if skipped:
+        say(f"skipped: {skipped}")
+        return DeployResult(s.name, live or idle, live_release or "", live, live_release, 0.0,
+                            time.monotonic() - started, skipped=skipped)
+    if release == live_release:
+        raise DeployError("publish", f"release {release} is already live on {live}")
+    if s.release_dir(release).is_dir():
+        if release == s.slot_release(idle):
+            s.point_slot(idle, None)
+        remove_release(s.releases_dir, release)  # a retried deploy of the same build
+
+    # 1. publish
+    files, size = publish(output_dir, s.releases_dir, release)
+    state["releases"][release] = {
+        "build_id": release,
+        **{k: meta.get(k) for k in ("repo", "ref", "commit", "pusher", "pushed_at")},
+        "published_at": _now(), "files": files, "bytes": size, "status": "published",
+    }
+    s.save_state(state)
+    old_idle_release = s.slot_release(idle)
+    s.point_slot(idle, release)
+    say(f"publish: {files} files, {size} bytes as release {release} on {idle}")
+
+    # 2. config for the preview of the idle side, nginx -t, reload
+    config = _Config(settings, s, opts, say)
+    try:
+        config.apply(live, idle)
+    except DeployError:
+        s.point_slot(idle, old_idle_release)  # the preview shows what it showed before
+        state["releases"][release]["status"] = "failed"
+        s.save_state(state)
+        raise
+
+    # 3. check the candidate where it will run
+    try:
+        _check(opts, idle, release, say)
+    except DeployError:
+        state["releases"][release]["status"] = "check failed"
+        s.save_state(state)
+        say(f"the failed release stays on the preview {opts.preview.url()} for inspection")
+        raise
+
+    # 4. switch, then move the preview to the old side
+    return _finish_switch(settings, s, opts, state, live, idle, release, "deploy",
+                          meta.get("pusher"), say, log, post_workdir, meta, started)
+
+
+def _finish_switch(settings: Any, s: Site, opts: SiteOptions, state: dict[str, Any],
+                   live: str | None, idle: str, release: str, action: str, by: Any, say: Log,
+                   log: Log, post_workdir: Path | None, meta: Mapping[str, Any] | None,
+                   started: float) -> DeployResult:
+    live_release = s.slot_release(live)
+    switch_seconds = _switch(s, opts, idle, release, say)
+    entry = state["releases"].setdefault(release, {"build_id": release})
+    entry["status"] = "live"
+    entry["deployed_at"] = _now()
+    if live_release and live_release in state["releases"]:
+        state["releases"][live_release]["status"] = "previous"
+    if action == "deploy":
+        if release not in state["deployed"]:
+            state["deployed"].append(release)
+        # what rollback and status use: the options of the last deploy that went live
+        state.update(options=state.get("pending_options", {}), port=opts.listen.port,
+                     preview_port=opts.preview.port, listen=opts.listen.url(),
+                     preview=opts.preview.url(), repo=(meta or {}).get("repo"))
+    state.pop("pending_options", None)
+    state["history"].append({"action": action, "release": release, "side": idle, "at": _now(),
+                             "by": by, "from_side": live, "from_release": live_release,
+                             "switch_ms": round(switch_seconds * 1000, 1)})
+    s.save_state(state)
+    try:
+        _Config(settings, s, opts, say).apply(idle, other_side(idle))
+    except DeployError as exc:
+        # live already switched (the rename is what serves it); only the preview lags
+        say(f"warning: preview not moved to {other_side(idle)}: {exc}")
+    _prune(s, state, opts.keep, say)
+    s.save_state(state)
+    result = DeployResult(s.name, idle, release, live, live_release, switch_seconds,
+                          time.monotonic() - started)
+    post_error: DeployError | None = None
+    if action == "deploy" and opts.post:
+        if post_workdir is None:
+            post_error = DeployError("post", "deploy.post is set but no checkout of the commit was given")
+        else:
+            env = {"LIVE_SIDE": idle, "IDLE_SIDE": other_side(idle), "SITE": s.name}
+            env.update({str(k): str(v) for k, v in dict((meta or {}).get("env") or {}).items()})
+            say(f"post: {opts.post} (LIVE_SIDE={idle} IDLE_SIDE={other_side(idle)})")
+            try:
+                rc = run_post(Path(post_workdir), opts.post, env, log)
+                result.post_status = rc
+                if rc != 0:
+                    post_error = DeployError("post", f"deploy.post {opts.post} exited with {rc}")
+            except DeployError as exc:
+                post_error = exc
+    log(f"Enable: {idle}")
+    if post_error is not None:
+        say(f"FAILED at post: {post_error.message}; live is {idle} (release {release})")
+        raise post_error
+    say(f"done: live is {idle} (release {release}) in {result.seconds:.1f}s")
+    return result
+
+
+def rollback(settings: Any, site: str, to: str | None = None, by: str | None = None,
+             log: Log = print) -> DeployResult:
+    """Switch SITE back to the release deployed before the live one (or TO), in one step:
+    point the idle slot at it, check it on the preview, rename `live`. No deploy.post:
+    that script belongs to a commit checkout only the deploy job has."""
+    started = time.monotonic()
+    name = check_site_name(site)
+
+    def say(line: str) -> None:
+        log(f"rollback {name}: {line}")
+
+    s = Site(settings.sites_dir, name)
+    if not s.exists():
+        raise DeployError("rollback", f"no site {name}")
+    with s.lock(f"rollback by {by or '?'}", LOCK_TIMEOUT, say):
+        state = s.load_state()
+        live = s.live_side()
+        current = s.slot_release(live)
+        if live is None or current is None:
+            raise DeployError("rollback", f"site {name} has nothing live to roll back")
+        if to is not None:
+            target = check_release_id(to)
+            if not s.release_dir(target).is_dir():
+                kept = ", ".join(reversed([r for r in state["deployed"] if s.release_dir(r).is_dir()]))
+                raise DeployError("rollback", f"release {target} of site {name} is not kept "
+                                  f"(kept: {kept or 'none'})")
+            if target == current:
+                raise DeployError("rollback", f"release {target} is already live")
+        else:
+            order = [r for r in state["deployed"] if s.release_dir(r).is_dir()]
+            before = order[: order.index(current)] if current in order else order
+            if not before:
+                raise DeployError("rollback", f"site {name} has no release before {current} to roll back to")
+            target = before[-1]
+        opts = _stored_options(s, state, settings)
+        idle = other_side(live)
+        if s.slot_release(idle) != target:
+            s.point_slot(idle, target)
+            _Config(settings, s, opts, say).apply(live, idle)
+        _check(opts, idle, target, say)
+        return _finish_switch(settings, s, opts, state, live, idle, target, "rollback", by, say,
+                              log, None, None, started)
+
+
+def _stored_options(s: Site, state: dict[str, Any], settings: Any) -> SiteOptions:
+    """The site's options as the last deploy saved them (rollback has no push to read)."""
+    stored = state.get("options")
+    if not isinstance(stored, dict):
+        raise DeployError("rollback", f"site {s.name} has no recorded deploy options")
+    return parse(s.name, stored, settings.deploy.keep)

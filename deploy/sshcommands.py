@@ -1,0 +1,69 @@
+"""`ssh git@host deploy status|rollback SITE` (SPEC §4): the CLI's commands with access rules.
+
+A site is reachable by whoever may read the repo whose pushes deploy it; rollback needs W
+on that repo. An unknown site and a forbidden one get the same answer, as repos do.
+"""
+
+from __future__ import annotations
+
+from gitserve import audit
+from gitserve.ssh import commands
+from gitserve.ssh.commands import CommandContext, CommandError
+
+from .bluegreen import rollback
+from .errors import DeployError
+from .options import SITE_RE
+from .status import format_status, site_repo, site_status
+
+USAGE = """Usage:  ssh git@host deploy status SITE
+        ssh git@host deploy rollback SITE [--to BUILD]
+
+status: live side, release, build, commit, when and by whom; the releases kept
+rollback: switch live back to the previous release (or BUILD) in one step; needs W
+          on the site's repo
+"""
+
+
+def _repo_for(ctx: CommandContext, site: str, perm: str) -> str:
+    hidden = CommandError(f"site {site} does not exist, or you are not authorised")
+    if not SITE_RE.match(site):
+        raise hidden
+    repo = site_repo(ctx.settings, site)
+    if repo is None or not commands.can(ctx, repo, "R"):
+        raise hidden
+    if perm != "R":
+        decision = ctx.rules.check(repo, ctx.user, perm, "any", wild=commands.wild(ctx, repo))
+        if not decision.allowed:
+            raise CommandError(decision.message)
+    return repo
+
+
+def cmd_deploy(ctx: CommandContext, args: list[str]) -> int:
+    if not args or args[0] in ("-h", "--help", "help"):
+        ctx.out(USAGE)
+        return 0 if args else 1
+    verb, rest = args[0], args[1:]
+    if verb == "status" and len(rest) == 1:
+        _repo_for(ctx, rest[0], "R")
+        try:
+            ctx.out(format_status(site_status(ctx.settings, rest[0])) + "\n")
+        except DeployError as exc:
+            raise CommandError(exc.message) from None
+        return 0
+    if verb == "rollback" and len(rest) in (1, 3) and (len(rest) == 1 or rest[1] == "--to"):
+        site, to = rest[0], (rest[2] if len(rest) == 3 else None)
+        repo = _repo_for(ctx, site, "W")
+        try:
+            result = rollback(ctx.settings, site, to=to, by=ctx.user,
+                              log=lambda line: ctx.out(line + "\n"))
+        except DeployError as exc:
+            audit.record(ctx.settings, user=ctx.user, ip=ctx.ip, repo=repo, op="deploy rollback",
+                         result="failed", reason=str(exc))
+            raise CommandError(f"rollback {site}: {exc.message if exc.step == 'rollback' else exc}") from None
+        audit.record(ctx.settings, user=ctx.user, ip=ctx.ip, repo=repo, op="deploy rollback",
+                     result="ok", reason=f"{site} -> {result.side} (release {result.release})")
+        return 0
+    raise CommandError("Invalid syntax.  Please re-run with '-h' for detailed usage")
+
+
+commands.register("deploy", cmd_deploy, "deploy status|rollback SITE: blue-green deploys")

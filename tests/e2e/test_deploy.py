@@ -1,0 +1,190 @@
+"""Blue-green deploys through the real thing: `git push` over OpenSSH to `gitserve serve`
+(embedded Redis, local rq workers, embedded nginx on free 127.0.0.1 ports); deploy steps
+and `Enable: blue|green` come back as `remote:` lines while the push waits."""
+
+from __future__ import annotations
+
+import http.client
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import GitServer, make_server
+from tests.e2e.test_builds import remote, timed_push
+from tests.helpers import HttpLoad, free_port, require_tool
+
+pytestmark = pytest.mark.timeout(180)
+
+BUILD = """#!/bin/sh
+set -e
+echo "building $(head -c 20 site/index.html | head -1)"
+sleep "$(cat site/delay 2>/dev/null || echo 0)"
+cp -R site/. "$GITSERVE_OUTPUT/"
+"""
+POST = """#!/bin/sh
+echo "post: LIVE_SIDE=$LIVE_SIDE IDLE_SIDE=$IDLE_SIDE SITE=$SITE"
+"""
+
+
+def page(version: str) -> str:
+    return f"<!-- {version} -->\n" + (version + "\n") * (200_000 // (len(version) + 1))
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    binary = require_tool("nginx")
+    ports = {"live": free_port(), "preview": free_port()}
+    conf = f"""
+repo gitolite-admin
+    RW+ = admin
+repo web
+    RW+ = alice
+    R = bob
+    option deploy.site = www
+    option deploy.port = 127.0.0.1:{ports['live']}
+    option deploy.preview-port = {ports['preview']}
+    option deploy.check = /health.txt
+    option deploy.post = .gitserve/post
+"""
+    server = make_server(tmp_path_factory.mktemp("deploy-srv"), conf=conf, users=("alice", "bob", "carol"),
+                         settings={"deploy": {"nginx_binary": binary}, "builds": {"workers": 2}})
+    server.ports = ports  # type: ignore[attr-defined]
+    try:
+        yield server
+    finally:
+        server.stop()
+        from deploy import nginx
+
+        nginx.stop_embedded(server.settings)  # in case serve died without stopping it
+
+
+def get(port: int, path: str = "/") -> tuple[int, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode()
+    finally:
+        conn.close()
+
+
+def commit_version(srv: GitServer, work: Path, version: str, health: bool = True, fail: bool = False,
+                   delay: float = 0) -> None:
+    files = {".gitserve/build": BUILD + ("exit 1\n" if fail else ""), ".gitserve/post": POST,
+             "site/index.html": page(version), "site/delay": str(delay)}
+    for name, text in files.items():
+        p = work / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+        if name.startswith(".gitserve/"):
+            p.chmod(0o755)
+    health_file = work / "site" / "health.txt"
+    if health:
+        health_file.write_text("ok\n")
+    elif health_file.exists():
+        health_file.unlink()
+    srv.git("alice", "add", "-A", cwd=work)
+    srv.git("alice", "commit", "-q", "-m", version, cwd=work)
+
+
+def push(srv: GitServer, work: Path, ref: str = "HEAD:main") -> list[str]:
+    code, lines = timed_push(srv, "alice", work, "origin", ref, timeout=120)
+    assert code == 0, lines
+    return remote(lines)
+
+
+def test_push_deploys_blue_green_with_zero_downtime(srv):
+    live, preview = srv.ports["live"], srv.ports["preview"]
+    work = srv.clone("alice", "web")
+
+    commit_version(srv, work, "v1")
+    msgs = push(srv, work)
+    assert "Enable: blue" in msgs, msgs
+    assert "post: LIVE_SIDE=blue IDLE_SIDE=green SITE=www" in msgs
+    assert any(m.startswith("deploy www: check: GET /health.txt") for m in msgs)
+    assert re.fullmatch(r"build \d+ passed in \d+\.\ds", msgs[-1]), msgs
+    assert get(live) == (200, page("v1"))
+
+    # v2 while 8 clients hammer the live port for the whole push
+    commit_version(srv, work, "v2")
+    with HttpLoad(live, "/", threads=8) as load:
+        time.sleep(0.3)
+        msgs = push(srv, work)
+        pushed = time.monotonic()
+        time.sleep(0.3)
+    assert "Enable: green" in msgs and "post: LIVE_SIDE=green IDLE_SIDE=blue SITE=www" in msgs, msgs
+    assert load.errors == [], load.errors[:3]
+    v1, v2 = page("v1").encode(), page("v2").encode()
+    assert all(status == 200 and body in (v1, v2) for _, _, status, body in load.results)
+    assert all(body == v2 for start, _, _, body in load.results if start > pushed)
+    assert sum(body == v1 for *_, body in load.results) and sum(body == v2 for *_, body in load.results)
+    switch = next(m for m in msgs if "switch: live -> green" in m)
+    print(f"\ne2e load: {len(load.results)} served, {len(load.errors)} failed during the push; {switch}")
+    assert get(preview) == (200, page("v1"))  # the old side waits on the preview
+
+    # a check that fails and a build that fails leave v2 live
+    commit_version(srv, work, "v3", health=False)
+    msgs = push(srv, work)
+    assert any("FAILED at check" in m and "answered 404" in m and "live stays green" in m for m in msgs), msgs
+    assert not any(m.startswith("Enable:") for m in msgs)
+    assert re.fullmatch(r"build \d+ failed in \d+\.\ds", msgs[-1]), msgs
+    assert get(live) == (200, page("v2"))
+    commit_version(srv, work, "v4", fail=True)
+    msgs = push(srv, work)
+    assert not any("deploy www" in m for m in msgs) and get(live) == (200, page("v2"))
+
+    # status and rollback over ssh, with the access rules of the repo
+    status = srv.ssh("bob", "deploy", "status", "www")
+    assert status.returncode == 0 and "live:     green" in status.stdout and "pushed by alice" in status.stdout
+    denied = srv.ssh("bob", "deploy", "rollback", "www")
+    assert denied.returncode != 0 and "W any web bob DENIED by fallthru" in denied.stderr
+    hidden = srv.ssh("carol", "deploy", "status", "www")
+    assert hidden.returncode != 0 and "site www does not exist, or you are not authorised" in hidden.stderr
+    t0 = time.monotonic()
+    back = srv.ssh("alice", "deploy", "rollback", "www")
+    took = time.monotonic() - t0
+    assert back.returncode == 0 and "Enable: blue" in back.stdout, back.stderr
+    assert get(live) == (200, page("v1")) and took < 5, took
+    done = re.search(r"done: live is blue \(release \d+\) in ([0-9.]+)s", back.stdout)
+    assert done and float(done.group(1)) < 2.0
+    print(f"e2e rollback over ssh: {took:.2f}s end to end, {done.group(1)}s in the server")
+    cli = srv.admin_cli("deploy", "status", "www").stdout
+    assert "live:     blue" in cli and "by alice (rollback" in cli
+
+
+def test_concurrent_pushes_deploy_one_at_a_time_last_push_wins(srv):
+    live = srv.ports["live"]
+    work_a = srv.clone("alice", "web")
+    work_b = srv.clone("alice", "web")
+    commit_version(srv, work_a, "slow-first", delay=3)   # pushed first, builds longest
+    commit_version(srv, work_b, "fast-second")
+    first = subprocess.Popen(["git", "push", "origin", "HEAD:refs/heads/a"], cwd=work_a,
+                             env=srv.client_env("alice"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    second = subprocess.Popen(["git", "push", "origin", "HEAD:refs/heads/b"], cwd=work_b,
+                              env=srv.client_env("alice"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out_b = second.communicate(timeout=120)[1]
+    out_a = first.communicate(timeout=120)[1]
+    assert first.returncode == 0 and second.returncode == 0, (out_a, out_b)
+    assert "Enable:" in out_b, out_b
+    # the first push finished building after the second was live: it steps aside
+    assert "was pushed later and is already live" in out_a, out_a
+    assert get(live) == (200, page("fast-second"))
+
+
+def test_nginx_stops_and_starts_with_serve(srv):
+    from deploy import nginx
+
+    live = srv.ports["live"]
+    status, served = get(live)
+    assert status == 200
+    srv.stop()
+    assert nginx.running_pid(srv.settings) is None
+    with pytest.raises(OSError):
+        get(live)
+    srv.start()
+    assert "embedded nginx serving 1 site(s)" in "".join(srv.output)
+    assert get(live) == (200, served)
