@@ -13,6 +13,8 @@ from pathlib import Path
 
 import redis
 
+from .runner import die_with_parent
+
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
 
@@ -72,7 +74,8 @@ class EmbeddedRedis:
             "--logfile", str(self.log_file) if self.log_file else "",
         ]
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, start_new_session=True)
+                                     stderr=subprocess.PIPE, start_new_session=True,
+                                     preexec_fn=die_with_parent())
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

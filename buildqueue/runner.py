@@ -41,6 +41,20 @@ def _die_with_parent() -> None:
         _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+def die_with_parent(sig: int = signal.SIGTERM):  # -> Callable[[], None]
+    """A preexec_fn: the child gets SIG when the thread that started it dies (a SIGKILLed
+    `gitserve serve` must not leave its Redis or workers running to block its restart)."""
+    parent = os.getpid()
+
+    def preexec() -> None:
+        if _LIBC is not None:
+            _LIBC.prctl(_PR_SET_PDEATHSIG, sig)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
 def _killpg(pgid: int, sig: int) -> None:
     try:
         os.killpg(pgid, sig)

@@ -161,3 +161,112 @@ def test_disk_full_while_receiving_a_pack(small_disk):
         git_fsck(repo)
     finally:
         srv.stop()
+
+
+# --- builds: Redis and workers killed ---------------------------------------------------
+
+BUILD_CONF = CONF + """
+repo q
+    RW+ = alice
+    option build.mode = async
+repo s
+    RW+ = alice
+"""
+
+
+def children_matching(srv, needle: str) -> list[int]:
+    found = []
+    for pid in _tree(srv.proc.pid)[1:]:
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if needle in cmd:
+            found.append(pid)
+    return found
+
+
+def build_repo(srv, repo: str, script: str) -> Path:
+    work = srv.clone("alice", repo)
+    p = work / ".gitserve" / "build"
+    p.parent.mkdir()
+    p.write_text(script)
+    p.chmod(0o755)
+    srv.git("alice", "add", "-A", cwd=work)
+    srv.git("alice", "commit", "-q", "-m", "build", cwd=work)
+    return work
+
+
+def wait_for(pred, timeout: float, interval: float = 0.3):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(interval)
+    return pred()
+
+
+def build_ids(lines: str) -> list[str]:
+    return [line.split()[2] for line in lines.splitlines() if " queued: " in line]
+
+
+def test_redis_killed_with_builds_queued_loses_none(gitserve_factory):
+    require_tool("git")
+    srv = gitserve_factory(users=("alice",), conf=BUILD_CONF, serve_args=("--workers", "0"))
+    work = build_repo(srv, "q", "#!/bin/sh\necho built $GITSERVE_NEWREV\n")
+    queued = []
+    for i in range(4):
+        srv.commit("alice", work, f"f{i}")
+        r = srv.git("alice", "push", "origin", "HEAD:main", cwd=work)
+        queued += build_ids(r.stderr)
+    assert len(queued) == 4, queued
+    (redis_pid,) = children_matching(srv, "redis-server")
+    os.kill(redis_pid, signal.SIGKILL)  # Redis dies with 4 builds queued and none run
+    srv.commit("alice", work, "late")
+    r = srv.git("alice", "push", "origin", "HEAD:main", cwd=work)  # the push still lands...
+    assert "could not be queued" in r.stderr, r.stderr  # ...and the pusher is told
+    srv.stop()
+    srv.start(("--workers", "1"))
+    for build_id in queued:  # every queued build survived in the append-only file and runs
+        out = srv.ssh("alice", "builds", "log", build_id, "--follow", timeout=120).stdout
+        assert out.startswith("built ") and f"build {build_id} passed" in out, out
+    print(f"\nredis kill -9 with {len(queued)} builds queued: lost 0")
+
+
+def test_worker_killed_mid_build_then_next_build_runs(gitserve_factory):
+    srv = gitserve_factory(users=("alice",), conf=BUILD_CONF, serve_args=("--workers", "1"))
+    work = build_repo(srv, "s", "#!/bin/sh\necho started\nsleep 60\necho never\n")
+    push = subprocess.Popen(["git", "push", "origin", "HEAD:main"], cwd=work,
+                            env=srv.client_env("alice"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    assert wait_for(lambda: "running" in srv.admin_cli("builds", "list").stdout, 60)
+    for pid in children_matching(srv, "gitserve worker"):
+        for p in _tree(pid):
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    _, err = push.communicate(timeout=90)
+    assert "worker lost" in err and "never" not in err, err
+    listing = srv.admin_cli("builds", "list", "--repo", "s").stdout
+    assert "failed" in listing.splitlines()[1], listing
+    # the next push builds: the server replaced its dead worker
+    (work / ".gitserve" / "build").write_text("#!/bin/sh\necho second build\n")
+    srv.git("alice", "commit", "-qam", "fixed", cwd=work)
+    r = srv.git("alice", "push", "origin", "HEAD:main", cwd=work, timeout=120)
+    assert "remote: second build" in r.stderr and " passed in " in r.stderr, r.stderr
+
+
+def test_serve_killed_alone_restarts_cleanly(gitserve_factory):
+    """The OOM killer takes `gitserve serve` only: its Redis and workers must not outlive it
+    and block the restart; queued builds still run after it."""
+    srv = gitserve_factory(users=("alice",), conf=BUILD_CONF, serve_args=("--workers", "0"))
+    work = build_repo(srv, "q", "#!/bin/sh\necho built\n")
+    r = srv.git("alice", "push", "origin", "HEAD:main", cwd=work)
+    (build_id,) = build_ids(r.stderr)
+    os.kill(srv.proc.pid, signal.SIGKILL)
+    srv.proc.wait(10)
+    srv.start(("--workers", "1"))
+    out = srv.ssh("alice", "builds", "log", build_id, "--follow", timeout=120).stdout
+    assert f"build {build_id} passed" in out, out
