@@ -1,8 +1,8 @@
 """upload-pack (clone/fetch) and upload-archive over an SSH channel, with dulwich.
 
 dulwich's UploadPackHandler does the negotiation; this subclass only changes where the
-pack comes from (`packgen.write_pack`, so a faster generator can be plugged in) and drops
-partial-clone filters, which the pluggable generators do not implement.
+pack comes from (`packgen.handle_upload_pack`: see gitserve/git/packgen.py) and drops
+partial-clone filters, which the fast generators do not implement.
 """
 
 from __future__ import annotations
@@ -19,28 +19,11 @@ class UploadPack(UploadPackHandler):
     def capabilities(self):  # type: ignore[override]
         return [c for c in super().capabilities() if c != CAPABILITY_FILTER]
 
+    settings = None  # the server's Settings (pack_backend, cache dir), set by the session
+
     def handle(self) -> None:
-        self._processing_have_lines = True
-        walker = _ProtocolGraphWalker(self, self.repo.object_store, self.repo.get_peeled,
-                                      self.repo.refs.get_symrefs)
-        wants: list[bytes] = []
-
-        def determine_wants(refs, depth=None):
-            wants.extend(walker.determine_wants(refs, depth))
-            return wants
-
-        missing = self.repo.find_missing_objects(determine_wants, walker, self.progress,
-                                                 get_tagged=self.get_tagged)
-        if not wants or missing is None:
-            return  # ls-remote, or nothing to send
-        object_ids = list(missing)
-        if not walker.handle_done(not self.has_capability(CAPABILITY_NO_DONE),
-                                  self._done_received):
-            return
-        self._start_pack_send_phase()
-        self.progress(f"counting objects: {len(object_ids)}, done.\n".encode("ascii"))
-        packgen.write_pack(self.write_pack_data, self.repo, object_ids)
-        self.proto.write_pkt_line(None)
+        # dulwich's negotiation, gitserve's pack generation (pack-objects or stored-entry copy)
+        packgen.handle_upload_pack(self, self.settings)
 
 
 class UploadArchive(UploadArchiveHandler):

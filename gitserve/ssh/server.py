@@ -181,8 +181,10 @@ class SSHServer:
             if active:
                 last_activity = time.monotonic()
             elif served_any:
-                # all work done: give the client a moment to hang up by itself
-                if time.monotonic() - last_activity > 5:
+                # all work done: give the client a moment to hang up by itself; a client
+                # starved of CPU (50 parallel clones on a CI host) may still be reading what
+                # the kernel holds for it, and closing now would reset the connection
+                if time.monotonic() - last_activity > 60:
                     return
             elif time.monotonic() - last_activity > idle:
                 return

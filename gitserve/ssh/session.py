@@ -158,6 +158,7 @@ def run_git(conn: Conn, state: Any, verb: str, raw_arg: str) -> int:
     proto = SidebandProtocol(reader.read, conn.chan.sendall, reader.recv)
     backend = SingleRepoBackend(path, show_hidden=conn.user == admin.BUILDER)
     handler = handler_cls(backend, [path], proto)
+    handler.settings = conn.settings
     if isinstance(handler, ReceivePack):
         _wire_push(handler, conn, state, name, path, wild, proto)
     try:

@@ -1,0 +1,106 @@
+"""Background repack after pushes: one pack again, the covering record, with and without git."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from dulwich.repo import Repo
+
+from gitserve.git import pushhooks, repack
+from tests.unit.test_packgen import TINY, _commit_on, git, rev_list  # noqa: F401
+from tests.bench import repogen
+from tests.helpers import require_tool
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    require_tool("git")
+    path = tmp_path_factory.mktemp("src") / "tiny.git"
+    repogen.generate(TINY, path)
+    return path
+
+
+def pushed_repo(source: Path, tmp_path: Path, pushes: int = 3) -> Path:
+    """A copy of SOURCE with one more pack per simulated push, as receive-pack leaves it."""
+    repo = tmp_path / "repo.git"
+    repogen.copy_repo(source, repo)
+    for _ in range(pushes):
+        new = _commit_on(repo, "main")
+        git(repo, "update-ref", "refs/heads/main", new)
+        git(repo, "repack", "-q")  # packs only the loose objects: one more pack
+    return repo
+
+
+def packs(repo: Path) -> list[Path]:
+    return sorted((repo / "objects/pack").glob("*.pack"))
+
+
+def check_single_covering_pack(repo: Path) -> None:
+    assert len(packs(repo)) == 1
+    assert not [f for d in (repo / "objects").iterdir() if len(d.name) == 2 for f in d.iterdir()]
+    r = Repo(str(repo))
+    try:
+        found = repack.covering_pack(r.object_store)
+        assert found is not None
+        assert sorted(found[1]) == repack.ref_tips(r)
+    finally:
+        r.close()
+    git(repo, "fsck", "--no-dangling")
+    idx = next((repo / "objects/pack").glob("*.idx")).read_bytes()
+    shas = {line.split()[1] for line in git(repo, "show-index", input=idx).splitlines()}
+    assert shas == rev_list(repo, "--all")
+
+
+def test_repack_with_git_leaves_one_covering_pack(source: Path, tmp_path: Path) -> None:
+    repo = pushed_repo(source, tmp_path)
+    assert len(packs(repo)) == 4
+    assert repack.repack_now(str(repo))
+    check_single_covering_pack(repo)
+
+
+def test_repack_without_git_copies_entries_into_one_pack(source: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = pushed_repo(source, tmp_path)
+    monkeypatch.setattr(repack.shutil, "which", lambda name: None)
+    assert repack.repack_now(str(repo))
+    monkeypatch.undo()
+    check_single_covering_pack(repo)
+
+
+def test_unreachable_objects_mean_no_covering_record(source: Path, tmp_path: Path) -> None:
+    repo = tmp_path / "repo.git"
+    repogen.copy_repo(source, repo)
+    r = Repo(str(repo))
+    tips = repack.ref_tips(r)
+    r.close()
+    git(repo, "update-ref", "refs/heads/main", git(repo, "rev-parse", "main~3").strip())
+    r = Repo(str(repo))
+    try:
+        # the pack still holds main's old commits: it is not the closure of the new refs
+        assert not repack.record_covering_pack(r, repack.ref_tips(r))
+        assert repack.covering_pack(r.object_store) is None
+        assert repack.record_covering_pack(r, tips)  # but it is of the old ones
+    finally:
+        r.close()
+
+
+def test_push_hook_repacks_in_the_background(source: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(repack, "DELAY", 0.05)
+    monkeypatch.setattr(repack, "MIN_INTERVAL", 0.0)
+    repo = pushed_repo(source, tmp_path)
+    assert repack.HOOK in pushhooks.hooks()
+    ctx = pushhooks.PushContext(settings=None, repo_name="repo", repo_path=repo, user="alice",
+                                options={}, progress=lambda line: None)
+    t0 = time.monotonic()
+    repack.HOOK.after_push(ctx, [pushhooks.RefUpdate("refs/heads/main", "0" * 40, "1" * 40)])
+    assert time.monotonic() - t0 < 0.5, "the pusher never waits for upkeep"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if len(packs(repo)) == 1 and repo.joinpath("objects/pack").glob("*.gitserve-tips"):
+            if list(repo.joinpath("objects/pack").glob("*.gitserve-tips")):
+                break
+        time.sleep(0.1)
+    check_single_covering_pack(repo)
