@@ -185,10 +185,13 @@ def repack_now(path: str) -> bool:
         tips = ref_tips(repo)
         if not tips:
             return False
-        if shutil.which("git"):
-            _repack_git(path)
-        else:
-            _repack_dulwich(repo, tips)
+        from gitserve.upkeep import repo_lock
+
+        with repo_lock(path):  # never alongside `gitserve admin gc` or serve's own gc
+            if shutil.which("git"):
+                _repack_git(path)
+            else:
+                _repack_dulwich(repo, tips)
         repo.close()
         repo = Repo(path)
         return record_covering_pack(repo, tips)
