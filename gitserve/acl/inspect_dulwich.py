@@ -13,7 +13,7 @@ from typing import Iterable
 
 from dulwich.diff_tree import CHANGE_ADD, CHANGE_DELETE, RenameDetector, tree_changes
 from dulwich.graph import can_fast_forward
-from dulwich.objects import Blob, Commit
+from dulwich.objects import Blob, Commit, Tag
 from dulwich.repo import Repo
 
 ZERO_SHA = "0" * 40
@@ -29,16 +29,29 @@ class DulwichInspector:
         self._exclude = exclude_refs
 
     # -- helpers -------------------------------------------------------------------
-    def _commit(self, sha: str) -> Commit:
+    def _peeled(self, sha: str):
+        """The object SHA names, annotated tags peeled (git's `sha^{}`)."""
         obj = self.repo[sha.encode()]
+        for _ in range(100):
+            if not isinstance(obj, Tag):
+                break
+            obj = self.repo[obj.object[1]]
+        return obj
+
+    def _commit(self, sha: str) -> Commit:
+        obj = self._peeled(sha)
         if not isinstance(obj, Commit):
             raise ValueError(f"{sha} is not a commit")
         return obj
 
+    def _commit_id(self, sha: str) -> bytes:
+        obj = self._peeled(sha)
+        return obj.id if isinstance(obj, Commit) else sha.encode()
+
     def _tree(self, sha: str) -> bytes | None:
         if sha == ZERO_SHA:
             return None
-        obj = self.repo[sha.encode()]
+        obj = self._peeled(sha)
         return obj.tree if isinstance(obj, Commit) else obj.id
 
     def _changes(self, old_tree: bytes | None, new_tree: bytes | None):
@@ -56,12 +69,13 @@ class DulwichInspector:
     # -- the Inspector protocol ------------------------------------------------------------
     def is_ancestor(self, old: str, new: str) -> bool:
         try:
-            return can_fast_forward(self.repo, old.encode(), new.encode())
-        except KeyError:
+            return can_fast_forward(self.repo, self._commit_id(old), self._commit_id(new))
+        except (KeyError, AttributeError, ValueError):
             return False
 
     def has_merge(self, old: str, new: str) -> bool:
-        walker = self.repo.get_walker(include=[new.encode()], exclude=[old.encode()])
+        walker = self.repo.get_walker(include=[self._commit_id(new)],
+                                      exclude=[self._commit_id(old)])
         return any(len(entry.commit.parents) > 1 for entry in walker)
 
     def changed_paths(self, old: str, new: str) -> list[str]:
@@ -73,8 +87,9 @@ class DulwichInspector:
                        if ref != b"HEAD" and ref.startswith(b"refs/")]
         else:
             exclude = list(self._exclude)
-        exclude = [sha for sha in exclude if sha in self.repo.object_store]
-        walker = self.repo.get_walker(include=[new.encode()], exclude=exclude)
+        exclude = [self._commit_id(sha.decode()) for sha in exclude
+                   if sha in self.repo.object_store]
+        walker = self.repo.get_walker(include=[self._commit_id(new)], exclude=exclude)
         paths: set[str] = set()
         for entry in walker:
             commit = entry.commit
@@ -119,10 +134,13 @@ class DulwichInspector:
         return out
 
     def top_commit(self, new: str) -> tuple[str, str]:
+        # like `git cat-file -p NEW` (the tag itself for an annotated tag) and
+        # `git log -1 --format=%ae NEW` (its commit)
         commit = self._commit(new)
         m = _EMAIL.search(commit.author)
         email = m.group(1).decode("utf-8", "replace") if m else ""
-        return commit.as_raw_string().decode("utf-8", "replace"), email
+        raw = self.repo[new.encode()].as_raw_string()
+        return raw.decode("utf-8", "replace"), email
 
 
 def _entry(e):

@@ -227,6 +227,8 @@ class _Parser:
 
     # -- parse + store ---------------------------------------------------------
     def parse(self, lines: list[Line]) -> None:
+        repos, groups, origin = self.out.repos, self.out.groups, self.out.origin
+        ok_refs, where = self.ok_refs, self.where
         for f, n, line in lines:
             self.file, self.lnum = f, n
             first = line[0]
@@ -240,12 +242,35 @@ class _Parser:
                 continue
             m = _rule_match(line)
             if m:
-                perm = m.group(1)
-                refs = self.parse_refs(m.group(2) or "")
-                users = self.parse_users(m.group(3))
+                perm, reftext, usertext = m.groups()
+                refs = self.parse_refs(reftext or "")
+                users = self.parse_users(usertext)
+                if perm == "R" or not self.repolist or len(self.repolist) > 1:
+                    for ref in refs:
+                        for user in users:
+                            self.add_rule(perm, ref, user)
+                    continue
+                # the common case, inlined: one repo, refs and users already validated
+                per_repo = repos.get(self.repolist[0])
+                if per_repo is None:
+                    per_repo = repos[self.repolist[0]] = {}
                 for ref in refs:
-                    for user in users:
-                        self.add_rule(perm, ref, user)
+                    if ref not in ok_refs:
+                        self.add_rule(perm, ref, users[0])
+                        rest = users[1:]
+                    else:
+                        rest = users
+                    for user in rest:
+                        if user[0] == "@" and user not in groups and user not in _SPECIAL_GROUPS:
+                            self.add_rule(perm, ref, user)
+                            continue
+                        self.nextseq += 1
+                        origin[self.nextseq] = where()
+                        lst = per_repo.get(user)
+                        if lst is None:
+                            per_repo[user] = [(self.nextseq, perm, ref)]
+                        else:
+                            lst.append((self.nextseq, perm, ref))
                 continue
             m = _CONFIG_RE.match(line) if first == "c" else None
             if m:

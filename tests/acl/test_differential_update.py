@@ -47,7 +47,7 @@ repo w/..*
     RW      = WRITERS
     -   VREF/COUNT/2 = WRITERS
 """
-USERS = ["u1", "u2", "u3", "u4", "u5", "u6", "u7"]
+USERS = ["u1", "u2", "u3", "u4", "u5", "u6"]
 
 
 def _git(cwd: Path, *args: str, env: dict | None = None) -> str:
@@ -92,6 +92,9 @@ def history(tmp_path_factory):
     _git(work, "checkout", "-q", "-b", "many", c["c1"])
     c["many"] = _commit(work, {f"n{i}.txt": f"{i}\n".encode() for i in range(5)}, "many")
     c["two"] = _commit(work, {"n0.txt": b"changed\n", "README": b"changed\n"}, "two")
+    for name, target in (("t1", "c1"), ("t2", "many")):
+        _git(work, "tag", "-a", "-m", f"tag {name}", name, c[target])
+        c[name] = _git(work, "rev-parse", name)
     return work, c
 
 
@@ -103,12 +106,13 @@ UPDATES = [
     ("refs/heads/master", "c2", "m"),       # merge
     ("refs/heads/dev", "c1", "c3"),         # secret/ path
     ("refs/heads/dev", "c1", "docs"),       # secret/ and docs/ paths
-    ("refs/heads/dev", "c3", "docs"),       # docs/ only
     ("refs/heads/dev", "c1", "bin"),        # binaries
     ("refs/heads/dev", "c1", "many"),       # 5 new files
     ("refs/heads/dev", "many", "two"),      # 2 changed files
     ("refs/tags/v1", ZERO, "c1"),           # tag create
     ("refs/tags/v1", "c1", "c2"),           # tag overwrite
+    ("refs/tags/v2", ZERO, "t2"),           # annotated tag create (5 new files)
+    ("refs/heads/dev", "c1", "t2"),         # a branch set to a tag object
 ]
 
 
@@ -130,7 +134,7 @@ def test_update_hook(gitolite, history, repo, creator, roles):
         gitolite.create_wild(repo, creator, roles)
         wild = acl.WildInfo(creator, roles or {})
     bare = gitolite.repo_base / f"{repo}.git"
-    _git(bare, "fetch", "-q", str(work), "+refs/heads/*:refs/tmp/*")
+    _git(bare, "fetch", "-q", str(work), "+refs/heads/*:refs/tmp/*", "+refs/tags/*:refs/tmp/t/*")
     for ref in _git(bare, "for-each-ref", "--format=%(refname)", "refs/tmp").split():
         _git(bare, "update-ref", "-d", ref)
     _git(bare, "update-ref", "refs/heads/base", c["c1"])
@@ -139,7 +143,7 @@ def test_update_hook(gitolite, history, repo, creator, roles):
     for ref, old_k, new_k in UPDATES:
         old = c.get(old_k, ZERO)
         new = c.get(new_k, ZERO)
-        for other in ("refs/heads/master", "refs/heads/dev", "refs/tags/v1"):
+        for other in ("refs/heads/master", "refs/heads/dev", "refs/tags/v1", "refs/tags/v2"):
             subprocess.run(["git", "update-ref", "-d", other], cwd=bare, check=False,
                            capture_output=True)
         if old != ZERO:
@@ -149,7 +153,7 @@ def test_update_hook(gitolite, history, repo, creator, roles):
             return subprocess.run([str(bare / "hooks" / "update"), ref, old, new], cwd=bare,
                                   env=env, capture_output=True, text=True, timeout=60)
 
-        users = USERS if wild is None else ["u1", "u2", "u3", "u7"]
+        users = USERS if wild is None else ["u1", "u2", "u4"]
         with ThreadPoolExecutor(4) as pool:
             hooks = list(pool.map(run_hook, users))
         with Repo(str(bare)) as dul:
