@@ -199,6 +199,12 @@ def _builder_blob(settings: Settings) -> bytes | None:
 # --- turning conf/ and keydir/ into rules and keys -----------------------------------
 
 
+# Blob contents by sha (content-addressed, so shared by every repo and commit): a new admin
+# tip with 5000 keys re-reads only the files that changed.
+_blobs: dict[bytes, bytes] = {}
+BLOB_CACHE_ENTRIES = 50000
+
+
 def tree_files(repo: Repo, tree_id: bytes) -> dict[str, bytes]:
     """Every blob under conf/ and keydir/ of TREE_ID as {path: content}; refuses symlinks
     and submodules there (a symlinked include could read any file on the server)."""
@@ -217,7 +223,13 @@ def tree_files(repo: Repo, tree_id: bytes) -> dict[str, bytes]:
                 raise AdminError(f"{rel}: symlinks are not allowed in the admin repo")
             if not stat.S_ISREG(entry.mode):
                 raise AdminError(f"{rel}: submodules are not allowed in the admin repo")
-            files[rel] = repo[entry.sha].as_raw_string()
+            data = _blobs.get(entry.sha)
+            if data is None:
+                data = repo[entry.sha].as_raw_string()
+                if len(_blobs) >= BLOB_CACHE_ENTRIES:
+                    _blobs.clear()
+                _blobs[entry.sha] = data
+            files[rel] = data
     return files
 
 

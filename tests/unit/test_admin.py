@@ -296,3 +296,16 @@ def test_confs_gitolite_would_half_apply_are_refused(home, extra, needle):
         admin.set_conf(home, GOOD_CONF + extra, "ada")
     assert str(exc.value) == needle
     assert tip(home) == before
+
+
+def test_packed_refs_after_gc(home, tmp_path):
+    """`git gc`/`pack-refs` moves the branch into packed-refs: reading and CAS still work."""
+    git("--git-dir", str(home.admin_repo), "pack-refs", "--all", "--prune")
+    assert not (home.admin_repo / "refs" / "heads" / "main").exists()
+    admin._cache.pop(str(home.home), None)
+    state = admin.current(home)
+    assert state.commit == tip(home) and state.branch == "refs/heads/main"
+    _, sha = admin.add_key(home, "bob", keygen(tmp_path, "bob").read_text(), "ada")
+    assert tip(home) == sha == admin.current(home).commit
+    git("--git-dir", str(home.admin_repo), "pack-refs", "--all", "--prune")
+    assert admin.current(home).commit == sha
