@@ -7,6 +7,7 @@ Only reachable through a 0700 unix socket: no TCP port, no password to manage.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -75,7 +76,7 @@ class EmbeddedRedis:
         ]
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, start_new_session=True,
-                                     preexec_fn=die_with_parent())
+                                     preexec_fn=die_with_parent(signal.SIGTERM))
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

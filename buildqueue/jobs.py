@@ -70,6 +70,10 @@ def _wait_for_lane(r: redis.Redis, build: records.Build, log: BuildLog) -> bool:
             if other.is_final:
                 r.zrem(build.lane, other_id)
                 continue
+            if other.status in (records.DEPLOY_QUEUED, "deploying"):
+                # built already; deploys keep their own order (and a worker waiting here
+                # must never be the one that deploy needs)
+                continue
             records.reap_if_lost(r, other)
             pending.append(other_id)
         if not pending:
@@ -142,7 +146,9 @@ def run_build(payload: dict[str, Any]) -> dict[str, str]:
         if not script.is_file():
             return _end(r, build_id, "failed", f"{payload['script']} not found in the commit", log_ttl)
         deploy = payload.get("deploy") or {}
-        output = ws / (deploy.get("dir") or "public")
+        output = (ws / (deploy.get("dir") or "public")).resolve()
+        if not output.is_relative_to(ws.resolve()):
+            return _end(r, build_id, "failed", f"deploy.dir {deploy.get('dir')!r} leaves the workspace", log_ttl)
         output.mkdir(parents=True, exist_ok=True)
         timeout = float(payload.get("timeout", 600))
         result = runner.run_script(
@@ -153,9 +159,13 @@ def run_build(payload: dict[str, Any]) -> dict[str, str]:
             return _end(r, build_id, "timed out",
                         f"timed out after {timeout:g}s: process group killed", log_ttl)
         if result.status == "cancelled":
-            return _end(r, build_id, "cancelled", "cancelled: process group killed", log_ttl)
+            by = (r.get(keys.cancel(build_id)) or b"").decode()
+            who = f" by {by}" if by and by != "1" else ""
+            return _end(r, build_id, "cancelled", f"cancelled{who}: process group killed", log_ttl)
         if result.status == "failed":
-            return _end(r, build_id, "failed", f"exit code {result.exit_code}", log_ttl)
+            code = result.exit_code or 0
+            why = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+            return _end(r, build_id, "failed", why, log_ttl)
         if deploy.get("site"):
             from . import deploy_job
 

@@ -16,14 +16,24 @@ from gitserve.git.pushhooks import PushContext, RefUpdate
 
 from . import runner
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$")
 DEFAULT_TIMEOUT = 600
 
 
+def hook_names(options: dict[str, str]) -> list[str]:
+    """Hooks to run, as Gitolite collects them: `hook.post-receive` and `hook.post-receive.X`
+    options, each value split on whitespace, in conf order."""
+    names: list[str] = []
+    for key, value in options.items():
+        if key == "hook.post-receive" or key.startswith("hook.post-receive."):
+            names += value.split()
+    return names
+
+
 def hook_path(hooks_dir: Path, name: str) -> Path:
-    """HOME/hooks/NAME; NAME may not leave that directory."""
-    if not NAME_RE.match(name):
-        raise ValueError(f"invalid hook name {name!r}")
+    """HOME/hooks/NAME; NAME may name a subdirectory but never leave HOME/hooks."""
+    if name.startswith("/") or ".." in name or not NAME_RE.match(name):
+        raise ValueError(f"invalid hook name {name!r} (no leading slash or '..')")
     return hooks_dir / name
 
 

@@ -83,9 +83,9 @@ class BuildHook:
         return f"build {build.id} {final.status}"
 
     def after_push(self, ctx: PushContext, updates: list[RefUpdate]) -> None:
-        hook = ctx.options.get("hook.post-receive", "").strip()
-        if hook and updates:
-            posthook.run_post_receive(ctx, updates, hook, ctx.progress)
+        if updates:
+            for hook in posthook.hook_names(ctx.options):
+                posthook.run_post_receive(ctx, updates, hook, ctx.progress)
         opts = enqueue.build_options(ctx.options)
         if opts.mode == "gate":
             return

@@ -35,24 +35,16 @@ except OSError:  # pragma: no cover - not Linux
     _LIBC = None
 
 
-def _die_with_parent() -> None:
-    # If the worker's job process is killed, its script should not live on unsupervised.
-    if _LIBC is not None:
-        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def die_with_parent(sig: int = signal.SIGTERM):  # -> Callable[[], None]
-    """A preexec_fn: the child gets SIG when the thread that started it dies (a SIGKILLed
-    `gitserve serve` must not leave its Redis or workers running to block its restart)."""
-    parent = os.getpid()
-
+def die_with_parent(sig: int = signal.SIGKILL) -> Callable[[], None]:
+    """preexec_fn: the child gets SIG when its parent dies (Linux), so nothing outlives its
+    supervisor: a script its killed job process, Redis and workers a killed `gitserve serve`."""
     def preexec() -> None:
         if _LIBC is not None:
             _LIBC.prctl(_PR_SET_PDEATHSIG, sig)
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
-
     return preexec
+
+
+_die_with_parent = die_with_parent(signal.SIGKILL)
 
 
 def _killpg(pgid: int, sig: int) -> None:

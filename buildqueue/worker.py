@@ -16,7 +16,10 @@ import threading
 import time
 from pathlib import Path
 
-DEFAULT_QUEUES = ("builds", "deploy")
+# deploy first: a free worker finishes a passed build's deploy before starting another build
+from .runner import die_with_parent
+
+DEFAULT_QUEUES = ("deploy", "builds")
 STOP_TIMEOUT = 10.0
 RESPAWN_CHECK = 1.0  # seconds between checks for dead local workers
 
@@ -51,15 +54,13 @@ class LocalWorkers:
         return self
 
     def _spawn(self) -> subprocess.Popen:
-        from .runner import die_with_parent
-
         env = dict(os.environ, GITSERVE_HOME=str(self.home))
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
         try:
             return subprocess.Popen(
                 [sys.executable, "-m", "gitserve", "worker", "--url", self.redis_url, *self.queues],
                 env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
-                preexec_fn=die_with_parent(),
+                preexec_fn=die_with_parent(signal.SIGTERM),
             )
         finally:
             if out is not subprocess.DEVNULL:

@@ -52,7 +52,7 @@ def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _step(say: Log, step: str, func: Callable[[], Any]) -> Any:
+def _step(step: str, func: Callable[[], Any]) -> Any:
     try:
         return func()
     except nginx.NginxError as exc:
@@ -103,7 +103,7 @@ class _Config:
         config. On failure the previous file is put back (nginx keeps serving the old one)."""
         token = secrets.token_hex(8)
         text = self.render(live_side, idle_side, token)
-        path = _step(self.say, "nginx config", lambda: nginx.site_conf(self.settings, self.site.name))
+        path = _step("nginx config", lambda: nginx.site_conf(self.settings, self.site.name))
         with nginx.lock(self.settings):
             path.parent.mkdir(parents=True, exist_ok=True)
             old = path.read_text() if path.exists() else None
@@ -117,10 +117,10 @@ class _Config:
             tmp.write_text(text)
             tmp.replace(path)
             try:
-                _step(self.say, "nginx -t", lambda: nginx.test(self.settings))
+                _step("nginx -t", lambda: nginx.test(self.settings))
                 self.say("nginx -t: ok")
                 mark = nginx.error_log_size(self.settings) if nginx.is_embedded(self.settings) else 0
-                how = _step(self.say, "reload", lambda: nginx.reload(self.settings))
+                how = _step("reload", lambda: nginx.reload(self.settings))
             except DeployError:
                 self._restore(path, old)
                 raise
@@ -229,7 +229,9 @@ def deploy_release(settings: Any, site: str, output_dir: Path, options: Mapping[
         opts = parse(name, options, settings.deploy.keep)
         release = check_release_id(meta.get("build_id", ""))
         _check_ports(settings, opts)
-        nginx.is_embedded(settings)
+        nginx.sites_conf_dir(settings)  # a bad [deploy] mode or missing conf_dir fails here
+        if nginx.is_embedded(settings) or not settings.deploy.test_command:
+            nginx.binary(settings)
     except nginx.NginxError as exc:
         raise _failed(say, DeployError("options", str(exc)), None, None)
     except DeployError as exc:
@@ -242,12 +244,26 @@ def deploy_release(settings: Any, site: str, output_dir: Path, options: Mapping[
         live_release = s.slot_release(live)
         try:
             state = s.load_state()
+            owner, repo = state.get("repo"), meta.get("repo")
+            if owner and repo and owner != repo:
+                # access to a site follows its repo: a second repo must not take it over
+                raise DeployError("options", f"site {name} is deployed from repo {owner}, not {repo}")
             state["pending_options"] = {k: str(v) for k, v in options.items()
                                         if k.startswith("deploy.")}
             return _deploy_locked(settings, s, state, opts, Path(output_dir), release, meta, say,
                                   log, post_workdir, started)
         except DeployError as exc:
+            _audit(settings, meta.get("pusher"), "deploy", "error", meta.get("repo"),
+                   f"{name}: build {release}: {exc}")
             raise _failed(say, exc, live, live_release)
+
+
+def _audit(settings: Any, user: Any, op: str, result: str, repo: Any, reason: str) -> None:
+    """Switches and failed deploys join the audit log (who changed what a site serves)."""
+    from gitserve import audit
+
+    audit.record(settings, user=str(user) if user else None, op=op, result=result,
+                 repo=str(repo) if repo else None, reason=reason)
 
 
 def _failed(say: Log, exc: DeployError, live: str | None, release: str | None) -> DeployError:
@@ -334,6 +350,8 @@ def _finish_switch(settings: Any, s: Site, opts: SiteOptions, state: dict[str, A
                              "by": by, "from_side": live, "from_release": live_release,
                              "switch_ms": round(switch_seconds * 1000, 1)})
     s.save_state(state)
+    _audit(settings, by, "deploy rollback" if action == "rollback" else "deploy", "updated",
+           state.get("repo"), f"{s.name}: live {live or '-'} -> {idle} (release {release})")
     try:
         _Config(settings, s, opts, say).apply(idle, other_side(idle))
     except DeployError as exc:

@@ -290,12 +290,13 @@ def start_embedded(settings: Any) -> EmbeddedNginx:
     """Start the embedded nginx serving every site's current live side. One left running by
     a crashed server is adopted and reloaded instead of failing on its ports."""
     sites_conf_dir(settings).mkdir(parents=True, exist_ok=True)
-    test(settings)
-    pid = running_pid(settings)
-    if pid is not None:
-        os.kill(pid, signal.SIGHUP)
-        return EmbeddedNginx(settings, pid)
-    return EmbeddedNginx(settings, _start(settings))
+    with lock(settings):  # a deploy may be writing its site config right now
+        test(settings)
+        pid = running_pid(settings)
+        if pid is not None:
+            os.kill(pid, signal.SIGHUP)
+            return EmbeddedNginx(settings, pid)
+        return EmbeddedNginx(settings, _start(settings))
 
 
 def stop_embedded(settings: Any, timeout: float = 10.0) -> bool:

@@ -6,7 +6,8 @@ on that repo. An unknown site and a forbidden one get the same answer, as repos 
 
 from __future__ import annotations
 
-from gitserve import audit
+import json
+
 from gitserve.ssh import commands
 from gitserve.ssh.commands import CommandContext, CommandError
 
@@ -15,7 +16,7 @@ from .errors import DeployError
 from .options import SITE_RE
 from .status import format_status, site_repo, site_status
 
-USAGE = """Usage:  ssh git@host deploy status SITE
+USAGE = """Usage:  ssh git@host deploy status SITE [--json]
         ssh git@host deploy rollback SITE [--to BUILD]
 
 status: live side, release, build, commit, when and by whom; the releases kept
@@ -43,25 +44,24 @@ def cmd_deploy(ctx: CommandContext, args: list[str]) -> int:
         ctx.out(USAGE)
         return 0 if args else 1
     verb, rest = args[0], args[1:]
+    as_json = "--json" in rest
+    if verb == "status" and as_json:
+        rest = [w for w in rest if w != "--json"]
     if verb == "status" and len(rest) == 1:
         _repo_for(ctx, rest[0], "R")
         try:
-            ctx.out(format_status(site_status(ctx.settings, rest[0])) + "\n")
+            st = site_status(ctx.settings, rest[0])
+            ctx.out((json.dumps(st, indent=1) if as_json else format_status(st)) + "\n")
         except DeployError as exc:
             raise CommandError(exc.message) from None
         return 0
     if verb == "rollback" and len(rest) in (1, 3) and (len(rest) == 1 or rest[1] == "--to"):
         site, to = rest[0], (rest[2] if len(rest) == 3 else None)
-        repo = _repo_for(ctx, site, "W")
-        try:
-            result = rollback(ctx.settings, site, to=to, by=ctx.user,
-                              log=lambda line: ctx.out(line + "\n"))
+        _repo_for(ctx, site, "W")
+        try:  # rollback() audits the switch
+            rollback(ctx.settings, site, to=to, by=ctx.user, log=lambda line: ctx.out(line + "\n"))
         except DeployError as exc:
-            audit.record(ctx.settings, user=ctx.user, ip=ctx.ip, repo=repo, op="deploy rollback",
-                         result="failed", reason=str(exc))
             raise CommandError(f"rollback {site}: {exc.message if exc.step == 'rollback' else exc}") from None
-        audit.record(ctx.settings, user=ctx.user, ip=ctx.ip, repo=repo, op="deploy rollback",
-                     result="ok", reason=f"{site} -> {result.side} (release {result.release})")
         return 0
     raise CommandError("Invalid syntax.  Please re-run with '-h' for detailed usage")
 

@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def worker(
         queues: Annotated[Optional[list[str]], typer.Argument(
-            metavar="[QUEUE...]", help="Queues to work (default: builds deploy).")] = None,
+            metavar="[QUEUE...]", help="Queues to work (default: deploy builds).")] = None,
         url: Annotated[Optional[str], typer.Option(
             "--url", "--redis-url", help="Redis URL (default: from gitserve.toml / embedded).")] = None,
         burst: Annotated[bool, typer.Option("--burst", help="Stop when the queues are empty.")] = False,

@@ -47,6 +47,7 @@ repo gitolite-admin
 repo bench
     RW+ = alice
 """
+PHASES: list[tuple[float, float, float]] = []
 SCRIPT = "#!/bin/sh\necho \"script-start $(date +%s.%N)\"\n"
 
 
@@ -78,6 +79,13 @@ def one_push(srv, work: Path, n: int, proxy_log: Path, env: dict[str, str]) -> t
         raise RuntimeError(f"no build line in: {buf!r}")
     sends = [float(x) for x in proxy_log.read_text().split()]
     pack_end = sends[-1]
+    build_id = re.search(rb"build (\d+) passed", buf).group(1).decode()
+    import redis
+
+    r = redis.Redis(unix_socket_path=str(srv.home / "run" / "redis.sock"))
+    created, started = (float(x) for x in r.hmget(f"gitserve:build:{build_id}", "created", "started"))
+    r.close()
+    PHASES.append(((created - pack_end) * 1000, (started - created) * 1000, (script_start - started) * 1000))
     return first_at - pack_end, script_start - pack_end
 
 
@@ -117,6 +125,10 @@ def main() -> None:
         print(f"pack end -> first build line on terminal : {fmt(totals)}")
         print(f"pack end -> script started (queue+fetch)  : {fmt(starts)}")
         print(f"script start -> line on terminal (relay)   : {fmt(relay)}")
+        print("breakdown of pack end -> script start:")
+        print(f"  server: pack end -> build queued         : {fmt([p[0] for p in PHASES])}")
+        print(f"  rq: queued -> job started                : {fmt([p[1] for p in PHASES])}")
+        print(f"  worker: job started -> script running    : {fmt([p[2] for p in PHASES])}")
     finally:
         srv.stop()
 

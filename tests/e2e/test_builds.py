@@ -169,8 +169,15 @@ def test_server_restart_keeps_queued_builds(tmp_path):
         work = new_work(server, "q", "#!/bin/sh\necho after restart\n")
         code, lines = timed_push(server, "alice", work, "origin", "HEAD:main")
         build_id = [m for m in remote(lines) if " queued: " in m][0].split()[1]
-        assert "status:   queued" in server.admin_cli("builds", "show", build_id).stdout
+        import redis
+
+        r = redis.Redis(unix_socket_path=str(server.home / "run" / "redis.sock"))
+        assert r.hget(f"gitserve:build:{build_id}", "status") == b"queued"
+        r.close()
+        helpers = children(server.proc.pid)
+        assert any("redis-server" in c for c in helpers.values()), helpers
         server.stop()
+        gone(helpers)  # a clean stop takes its Redis (and workers) along
         server.start(("--workers", "1"))
         out = server.ssh("alice", "builds", "log", build_id, "--follow", timeout=60)
         assert out.stdout.splitlines()[0] == "after restart"
@@ -198,3 +205,48 @@ def test_pusher_disconnect_loses_nothing(srv):
     build_id = listing[1].split()[0]
     out = srv.admin_cli("builds", "log", build_id, "--follow").stdout.splitlines()
     assert out[:2] == ["part one", "part two"] and re.fullmatch(rf"build {build_id} passed in \d+\.\ds", out[-1])
+
+
+def children(pid: int) -> dict[int, str]:
+    """Direct children of PID with their command lines."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = open(f"/proc/{entry}/stat").read()
+            cmd = open(f"/proc/{entry}/cmdline", "rb").read().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if int(stat[stat.rfind(")") + 2:].split()[1]) == pid:
+            found[int(entry)] = cmd
+    return found
+
+
+def gone(procs: dict[int, str], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    for pid, cmd in procs.items():
+        while True:
+            try:
+                state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                break
+            if state == "Z":
+                break
+            assert time.monotonic() < deadline, f"still running: {cmd}"
+            time.sleep(0.1)
+
+
+def test_killed_serve_takes_redis_and_workers_along(tmp_path):
+    import signal
+
+    server = make_server(tmp_path / "srv", users=("alice",))
+    try:
+        helpers = children(server.proc.pid)
+        kinds = sorted("redis" if "redis-server" in c else "worker" for c in helpers.values()
+                       if "redis-server" in c or " worker " in c)
+        assert kinds == ["redis", "worker", "worker"], helpers
+        os.kill(server.proc.pid, signal.SIGKILL)  # no chance to clean up
+        gone(helpers)
+    finally:
+        server.stop()

@@ -77,7 +77,7 @@ def test_remote_worker_fetches_over_ssh(remote_setup):
 
 
 def test_worker_killed_during_build(remote_setup):
-    server, _, worker, _ = remote_setup
+    server, rs, worker, _ = remote_setup
     work = new_work(server, "app", "#!/bin/sh\necho started\nsleep 60\necho never\n")
     result: dict = {}
     t = threading.Thread(target=lambda: result.update(out=timed_push(server, "alice", work, "origin", "HEAD:main")))
@@ -85,7 +85,7 @@ def test_worker_killed_during_build(remote_setup):
     log = server.home / "logs"
     time.sleep(0.2)
     # wait until the build is running, then kill the whole worker (parent and work-horse)
-    wait_for(lambda: "running" in server.admin_cli("builds", "list").stdout, timeout=30, interval=0.3)
+    wait_for(lambda: running(rs), timeout=30)
     kill_tree(worker.pid)  # the host dies: worker, its work-horse (own session) and the script
     t.join(60)
     assert not t.is_alive()
@@ -94,6 +94,17 @@ def test_worker_killed_during_build(remote_setup):
     assert code == 0 and "started" in msgs and "gitserve: worker lost" in msgs, lines
     assert " failed in " in msgs[-1] and "never" not in msgs
     del log
+
+
+def running(rs) -> bool:
+    """A build is running and its script has printed its first line."""
+    import redis
+
+    r = redis.Redis.from_url(rs.url)
+    try:
+        return any(r.xlen(k) > 0 for k in r.scan_iter("gitserve:build:*:log"))
+    finally:
+        r.close()
 
 
 def kill_tree(pid: int) -> None:
@@ -120,11 +131,11 @@ def kill_tree(pid: int) -> None:
 
 def test_redis_stopped_during_push_and_down_at_push(remote_setup):
     server, rs, _, _ = remote_setup
-    work = new_work(server, "app", "#!/bin/sh\necho begin\nsleep 3\necho end\n")
+    work = new_work(server, "app", "#!/bin/sh\necho begin\nsleep 8\necho end\n")
     result: dict = {}
     t = threading.Thread(target=lambda: result.update(out=timed_push(server, "alice", work, "origin", "HEAD:main")))
     t.start()
-    wait_for(lambda: "running" in server.admin_cli("builds", "list").stdout, timeout=30, interval=0.3)
+    wait_for(lambda: running(rs), timeout=30)
     rs.stop()
     t.join(60)
     assert not t.is_alive()

@@ -162,12 +162,18 @@ def test_concurrent_pushes_deploy_one_at_a_time_last_push_wins(srv):
     commit_version(srv, work_a, "slow-first", delay=3)   # pushed first, builds longest
     commit_version(srv, work_b, "fast-second")
     first = subprocess.Popen(["git", "push", "origin", "HEAD:refs/heads/a"], cwd=work_a,
-                             env=srv.client_env("alice"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.0)
+                             env=srv.client_env("alice"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # the second push starts once the first one's build runs: it is pushed later, builds faster
+    assert first.stderr is not None
+    seen_a: list[str] = []
+    for line in first.stderr:
+        seen_a.append(line)
+        if "building <!-- slow-first" in line:
+            break
     second = subprocess.Popen(["git", "push", "origin", "HEAD:refs/heads/b"], cwd=work_b,
                               env=srv.client_env("alice"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out_b = second.communicate(timeout=120)[1]
-    out_a = first.communicate(timeout=120)[1]
+    out_a = "".join(seen_a) + first.communicate(timeout=120)[1]
     assert first.returncode == 0 and second.returncode == 0, (out_a, out_b)
     assert "Enable:" in out_b, out_b
     # the first push finished building after the second was live: it steps aside

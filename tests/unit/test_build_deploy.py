@@ -13,7 +13,8 @@ from buildqueue import deploy_job, enqueue, keys, logs, records, rqconn
 from gitserve.settings import Settings
 from tests.build_support import commit_to, make_bare, redis_server, set_ref  # noqa: F401
 
-pytestmark = pytest.mark.timeout(60)
+# thread method: the in-process rq worker takes over SIGALRM, so the signal method cannot fire
+pytestmark = pytest.mark.timeout(60, method="thread")
 
 SCRIPT = "#!/bin/sh\nmkdir -p \"$GITSERVE_OUTPUT\"\necho \"hello $GITSERVE_BUILD_ID\" > \"$GITSERVE_OUTPUT/index.html\"\necho built\n"
 
@@ -79,3 +80,22 @@ def test_failed_deploy_fails_the_build(site_env, monkeypatch):
     assert final.status == "failed" and final.reason == "deploy: check failed: GET / answered 502"
     lines = [e["l"] for e in logs.entries(r, build.id) if "l" in e]
     assert lines[-1] == "gitserve: deploy: check failed: GET / answered 502"
+
+
+def test_next_build_of_the_ref_does_not_wait_for_the_deploy(site_env, monkeypatch):
+    """One worker taking builds before deploys: build 2 of the same ref must not wait for
+    build 1's deploy (which needs that very worker), or the site repo deadlocks."""
+    settings, calls = site_env
+    bare = make_bare(settings.repo_path("busy-site"))
+    r = rqconn.connect(settings.effective_redis_url)
+    options = {"deploy.site": "www", "deploy.dir": "public"}
+    builds = []
+    for n in range(2):
+        sha = commit_to(bare, {".gitserve/build": SCRIPT, "n": str(n)})
+        builds.append(enqueue.enqueue(settings, r, "busy-site", bare, "refs/heads/main", "0" * 40, sha,
+                                      "alice", options, "async"))
+    monkeypatch.setattr(deploy_job, "default_deploy",
+                        lambda: lambda s, site, out, o, meta, log, post: calls.append(meta["build_id"]))
+    SimpleWorker(["builds", "deploy"], connection=r, serializer=JSONSerializer).work(burst=True)
+    assert [records.get(r, b.id).status for b in builds] == ["passed", "passed"]
+    assert calls == [b.id for b in builds]

@@ -127,12 +127,12 @@ def test_custom_script_path_not_executable_runs_with_sh(env):
 
 def test_async_returns_at_once_and_log_follow(env):
     script = "#!/bin/sh\necho begin\nsleep 2\necho end\n"
-    t0 = time.monotonic()
     pusher, _, _, _ = push(env, "async", {".gitserve/build": script}, options={"build.mode": "async"})
-    assert time.monotonic() - t0 < 1.5
     assert len(pusher.text) == 1
     line = pusher.text[0]
     build_id = line.split()[1]
+    r = rqconn.connect(env.effective_redis_url)
+    assert not records.get(r, build_id).is_final  # the push did not wait for the build
     assert line == f"build {build_id} queued: ssh -p 2299 git@127.0.0.1 builds log {build_id} --follow"
     out = Pusher()
     r = rqconn.connect(env.effective_redis_url)
@@ -156,10 +156,9 @@ def test_gate_rejects_failed_build_and_leaves_refs(env):
 def test_timeout_kills_grandchildren(env, tmp_path):
     pidfile = tmp_path / "grandchild.pid"
     script = (f"#!/bin/sh\n(sleep 300 & echo $! > {pidfile}; wait) &\necho started\nsleep 300\n")
-    t0 = time.monotonic()
     pusher, _, _, _ = push(env, "timeout", {".gitserve/build": script}, options={"build.timeout": "2"})
-    assert time.monotonic() - t0 < 15
-    assert pusher.text[-1].startswith(f"build {summary_id(pusher)} timed out in ")
+    assert pusher.text[-1].startswith(f"build {summary_id(pusher)} timed out in "), pusher.text
+    assert float(pusher.text[-1].split()[-1].rstrip("s")) < 10  # 2 s, plus the kill, not 300
     assert any("timed out after 2s" in line for line in pusher.text)
     pid = int(pidfile.read_text())
     wait_for(lambda: not _alive(pid), timeout=5)
@@ -283,6 +282,15 @@ def test_post_receive_hook_streams(env):
     assert pusher.text == [f"got refs/heads/main {sha} by alice in withhook"]
     pusher, _, _, _ = push(env, "withhook", {"R2": "x"}, options={"hook.post-receive": "../etc/passwd"})
     assert pusher.text[0].startswith("gitserve: hook.post-receive: invalid hook name")
+    (env.hooks_dir / "team").mkdir()
+    (env.hooks_dir / "team" / "second").write_text("#!/bin/sh\necho second; exit 4\n")
+    (env.hooks_dir / "team" / "second").chmod(0o755)
+    pusher, _, sha, _ = push(env, "withhook", {"R3": "x"},
+                             options={"hook.post-receive": "announce  team/second",
+                                      "hook.post-receive.zz": "missing"})
+    assert pusher.text == [f"got refs/heads/main {sha} by alice in withhook", "second",
+                           "gitserve: hook.post-receive team/second exited with 4",
+                           "gitserve: hook.post-receive: missing is not an executable file in the hooks directory"]
 
 
 def test_builds_commands_respect_access(env):

@@ -35,11 +35,18 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _gone(pid: int, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while _alive(pid):
+        assert time.monotonic() < deadline, f"process {pid} survived"
+        time.sleep(0.05)
+
+
 def test_lines_arrive_as_printed(tmp_path):
     res, got, _ = _run(tmp_path, "echo one\nsleep 1\necho two\n")
     assert res.status == "passed" and [line for _, line in got] == ["one", "two"]
     assert got[1][0] - got[0][0] >= 0.8
-    assert got[0][0] < 0.5
+    assert got[0][0] < 2.0
 
 
 def test_exit_code_stderr_and_stdin(tmp_path):
@@ -56,13 +63,13 @@ def test_stdin_data_is_fed(tmp_path):
 def test_timeout_kills_the_whole_group(tmp_path):
     pid_file = tmp_path / "pid"
     res, got, took = _run(tmp_path, f"sleep 100 &\necho $! > {pid_file}\necho waiting\nwait\n", timeout=1)
-    assert res.status == "timed out" and took < 6
-    assert not _alive(int(pid_file.read_text()))
+    assert res.status == "timed out" and took < 10
+    _gone(int(pid_file.read_text()))
 
 
 def test_term_ignoring_script_is_killed(tmp_path):
     res, _, took = _run(tmp_path, "trap '' TERM\nwhile :; do sleep 0.1; done\n", timeout=0.5)
-    assert res.status == "timed out" and took < 6
+    assert res.status == "timed out" and took < 10
 
 
 def test_cancel(tmp_path):
@@ -73,14 +80,14 @@ def test_cancel(tmp_path):
         return flag["n"] >= 2
 
     res, _, took = _run(tmp_path, "sleep 100\n", should_cancel=should_cancel, tick_interval=0.2)
-    assert res.status == "cancelled" and took < 5
+    assert res.status == "cancelled" and took < 10
 
 
 def test_leftover_background_process_does_not_hang(tmp_path):
     pid_file = tmp_path / "pid"
     res, got, took = _run(tmp_path, f"sleep 100 &\necho $! > {pid_file}\necho done\n")
-    assert res.status == "passed" and took < 4
-    assert not _alive(int(pid_file.read_text()))
+    assert res.status == "passed" and took < 10  # not the 100 s of the leftover sleep
+    _gone(int(pid_file.read_text()))
 
 
 def test_continuous_output_still_times_out(tmp_path):

@@ -60,14 +60,27 @@ def test_set_secret_cli(tmp_path):
     data = json.loads((home / "secrets" / "web" / "site.json").read_text())
     assert list(data) == ["DEPLOY_TOKEN"] and "tok-value" not in json.dumps(data)
     assert secrets.decrypt(data, home / "secrets.key") == {"DEPLOY_TOKEN": "tok-value"}
+    res = _cli(home, "web/site", "BAD-NAME", input="x")
+    assert res.returncode == 1 and res.stderr.strip() == \
+        "gitserve: invalid secret name 'BAD-NAME': use letters, digits and _ (an env var name)"
 
-    for args, stdin, msg in ((("web/site", "BAD-NAME"), "x", "invalid secret name"),
-                             (("../x", "OK"), "x", "invalid repo name"),
-                             (("web/site", "EMPTY"), "", "empty secret value")):
-        res = _cli(home, *args, input=stdin)
-        assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1, res.stderr
-        assert msg in res.stderr
-    assert list(json.loads((home / "secrets" / "web" / "site.json").read_text())) == ["DEPLOY_TOKEN"]
+
+@pytest.mark.parametrize("args, stdin, msg", [
+    (("web/site", "PATH"), "x", "reserved"),
+    (("../x", "OK"), "x", "invalid repo name"),
+    (("web/site", "EMPTY"), "", "empty secret value"),
+])
+def test_set_secret_cli_refuses_and_changes_nothing(tmp_path, args, stdin, msg):
+    from typer.testing import CliRunner
+
+    from gitserve.cli import app
+
+    home = tmp_path / "home"
+    secrets.set_secret(home / "secrets", home / "secrets.key", "web/site", "KEEP", "old")
+    before = (home / "secrets" / "web" / "site.json").read_text()
+    res = CliRunner().invoke(app, ["--home", str(home), "admin", "set-secret", *args], input=stdin)
+    assert res.exit_code == 1 and msg in res.output
+    assert (home / "secrets" / "web" / "site.json").read_text() == before
 
 
 def test_raw_32_byte_key_file_as_init_writes_it(tmp_path):

@@ -137,6 +137,10 @@ def test_failed_check_leaves_live_untouched(settings, ports, tmp_path) -> None:
     # the next good deploy goes through, and the failed release is not a rollback target
     result, _ = deploy(settings, ports, make_output(tmp_path, "v3"), "3")
     assert result.side == "green" and site_status(settings, "www")["rollback_to"] == "1"
+    audit = [json.loads(line) for line in (settings.logs_dir / "audit.log").read_text().splitlines()]
+    assert [(e["op"], e["result"], e["user"]) for e in audit] == [
+        ("deploy", "updated", "alice"), ("deploy", "error", "alice"), ("deploy", "updated", "alice")]
+    assert "check failed" in audit[1]["reason"] and audit[2]["reason"] == "www: live blue -> green (release 3)"
 
 
 def test_nginx_t_failure_names_step_and_restores_config(settings, ports, tmp_path) -> None:
@@ -319,8 +323,17 @@ def test_bad_input_changes_nothing(settings, ports, tmp_path) -> None:
         deploy(settings, ports, tmp_path / "missing", "3")
     with pytest.raises(DeployError, match="already used by site www"):
         deploy(settings, {**ports, "deploy.preview-port": str(free_port())}, make_output(tmp_path, "o"), "1", site="other")
+    with pytest.raises(DeployError, match="site www is deployed from repo web, not intruder"):
+        deploy(settings, ports, make_output(tmp_path, "v3"), "3", repo="intruder")
     with pytest.raises(DeployError, match="invalid build id"):
         deploy(settings, ports, make_output(tmp_path, "v4"), "../x")
+    settings.deploy.nginx_binary = str(tmp_path / "no-nginx")
+    with pytest.raises(DeployError, match="no-nginx is not an executable file"):
+        deploy(settings, ports, make_output(tmp_path, "v5"), "5")
+    settings.deploy.nginx_binary, settings.deploy.nginx = "", "system"
+    with pytest.raises(DeployError, match="conf_dir must be set"):
+        deploy(settings, ports, make_output(tmp_path, "v6"), "6")
+    settings.deploy.nginx = "embedded"
     assert nginx.site_conf(settings, "www").read_text() == conf
     assert (settings.sites_dir / "www" / "state.json").read_text() == state
     assert os.listdir(settings.sites_dir / "www" / "releases") == ["1"]

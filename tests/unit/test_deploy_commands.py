@@ -107,6 +107,8 @@ def test_ssh_status_needs_read_on_the_site_repo(site, tmp_path) -> None:
     settings, _ = site
     rc, out = ssh_deploy(settings, tmp_path, "carol", "status", "www")
     assert rc == 0 and "live:     green  release 2" in out
+    rc, out = ssh_deploy(settings, tmp_path, "carol", "status", "www", "--json")
+    assert rc == 0 and json.loads(out)["live_release"] == "2"
     hidden = "FATAL: site www does not exist, or you are not authorised"
     assert ssh_deploy(settings, tmp_path, "dave", "status", "www") == (-1, hidden)
     # an unknown site looks the same as a forbidden one
