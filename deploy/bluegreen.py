@@ -120,7 +120,7 @@ class _Config:
                 _step("nginx -t", lambda: nginx.test(self.settings))
                 self.say("nginx -t: ok")
                 mark = nginx.error_log_size(self.settings) if nginx.is_embedded(self.settings) else 0
-                how = _step("reload", lambda: nginx.reload(self.settings))
+                done = _step("reload", lambda: nginx.reload(self.settings))
             except DeployError:
                 self._restore(path, old)
                 raise
@@ -134,6 +134,8 @@ class _Config:
         try:
             check_preview(self.opts.preview, self.opts.check, token if token in text else None,
                           RELOAD_TIMEOUT, give_up=refused)
+            _wait_until(done.old_workers_stopped_accepting, RELOAD_TIMEOUT,
+                        "the old nginx workers did not stop accepting connections")
         except TimeoutError as exc:
             why = nginx.error_log_tail(self.settings, mark) if embedded else None
             with nginx.lock(self.settings):
@@ -143,7 +145,7 @@ class _Config:
                 except nginx.NginxError:
                     pass
             raise DeployError("reload", f"nginx did not load the new config: {why or exc}") from exc
-        self.say(f"reload: ok ({how})")
+        self.say(f"reload: ok ({done.how})")
 
     @staticmethod
     def _restore(path: Path, old: str | None) -> None:
@@ -153,6 +155,14 @@ class _Config:
             tmp = path.with_name(f".{path.name}.tmp")
             tmp.write_text(old)
             tmp.replace(path)
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.005)
 
 
 def _check(opts: SiteOptions, side: str, release: str, say: Log) -> None:

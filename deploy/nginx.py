@@ -215,22 +215,59 @@ def test(settings: Any) -> None:
         raise NginxError(_nginx_output(proc))
 
 
-def reload(settings: Any) -> str:
-    """Make nginx load the current files; returns what was done, for the log.
-    Embedded nginx that is not running is started (a site deploys with no setup)."""
+@dataclass
+class Reload:
+    """What reload() did; OLD_WORKERS are the embedded master's workers before the signal."""
+
+    how: str
+    old_workers: frozenset[int] = frozenset()
+
+    def old_workers_stopped_accepting(self) -> bool:
+        """nginx starts the new workers before it tells the old ones to quit, so for a moment
+        both accept connections. An old worker retitles itself "shutting down" when it closes
+        its listening sockets: from then on only the new config answers."""
+        for pid in self.old_workers:
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue  # gone
+            if cmdline and b"shutting down" not in cmdline and not _is_zombie(pid):
+                return False
+        return True
+
+
+def _workers(master: int) -> frozenset[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[-1].split()
+        if len(fields) > 1 and fields[1] == str(master):
+            found.add(int(entry.name))
+    return frozenset(found)
+
+
+def reload(settings: Any) -> Reload:
+    """Make nginx load the current files. Embedded nginx that is not running is started
+    (a site deploys with no setup)."""
     if not is_embedded(settings):
         argv = (shlex.split(settings.deploy.reload_command) if settings.deploy.reload_command
                 else [binary(settings), "-s", "reload"])
         proc = _run(argv)
         if proc.returncode != 0:
             raise NginxError(f"{shlex.join(argv)}: {_nginx_output(proc)}")
-        return shlex.join(argv)
+        return Reload(shlex.join(argv))
     pid = running_pid(settings)
     if pid is None:
         pid = _start(settings)
-        return f"started embedded nginx (pid {pid})"
+        return Reload(f"started embedded nginx (pid {pid})")
+    before = _workers(pid)
     os.kill(pid, signal.SIGHUP)
-    return f"reloaded embedded nginx (pid {pid})"
+    return Reload(f"reloaded embedded nginx (pid {pid})", before)
 
 
 def error_log_tail(settings: Any, since: int = 0, lines: int = 3,
@@ -322,12 +359,15 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    # a zombie of ours (only when this process started it without daemonizing) counts as dead
+    return not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+        return stat.rsplit(")", 1)[1].split()[0] == "Z"
     except (OSError, IndexError):
-        return True
+        return False
 
 
 class NginxService:
