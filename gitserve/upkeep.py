@@ -259,11 +259,25 @@ def gc_repo(path: Path | str, name: str = "", grace_period: float = 14 * 86400,
                 store.repack(exclude=prune)
             report.pruned = len(prune)
             store.prune(grace_period=int(leftover_age))
+            report.leftovers_removed += _remove_orphan_sidecars(path / "objects" / "pack")
             report.packs_after = len(store.packs)
             report.loose_after = store.count_loose_objects()
         finally:
             repo.close()
     return report
+
+
+def _remove_orphan_sidecars(pack_dir: Path) -> int:
+    """Bitmaps, reverse indexes and covering-pack records (gitserve.git.repack) whose pack
+    is gone: a repack removes packs, not always what other tools wrote beside them."""
+    removed = 0
+    for p in pack_dir.glob("pack-*.*"):
+        if p.suffix in (".pack", ".idx", ".keep", ".promisor"):
+            continue
+        if not p.with_name(p.name.split(".", 1)[0] + ".pack").exists():
+            p.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def needs_gc(path: Path | str, pack_limit: int, loose_limit: int) -> bool:

@@ -102,8 +102,10 @@ def test_gc_removes_only_stale_leftovers_of_dead_pushes(home, tmp_path):
     for p in (dead / "pack" / "tmp_pack_x", dead / "pack", dead):
         os.utime(p, (stale, stale))
     assert "temporary file" in "\n".join(upkeep.fsck_repo(path).notes)
+    orphan = path / "objects" / "pack" / ("pack-" + "ab" * 20 + ".gitserve-tips")
+    orphan.write_text("gitserve-tips v1 3\n")
     report = upkeep.gc_repo(path, "proj")
-    assert report.leftovers_removed == 1
+    assert report.leftovers_removed == 2 and not orphan.exists()
     assert not dead.exists() and live.exists()
 
 
