@@ -44,6 +44,8 @@ LOCK_NAME = "gitserve-upkeep.lock"
 QUARANTINE_PREFIX = "incoming-"  # gitserve.git.quarantine's directories under objects/
 # a quarantine or temporary pack untouched this long belongs to a push that died
 LEFTOVER_AGE = 6 * 3600.0
+# no ref update holds its lock this long: an older one belongs to a killed process
+REF_LOCK_AGE = 600.0
 # repos.create builds a new repository in repositories/.creating-*
 CREATING_PREFIX = ".creating-"
 
@@ -236,6 +238,7 @@ def gc_repo(path: Path | str, name: str = "", grace_period: float = 14 * 86400,
         if not locked:
             report.skipped = "another gc of this repository is running"
             return report
+        report.leftovers_removed += len(remove_stale_ref_locks(path, time.time() - REF_LOCK_AGE))
         for p in _leftovers(path, leftover_age):
             if p.is_dir() and not p.is_symlink():
                 shutil.rmtree(p, ignore_errors=True)
@@ -277,6 +280,23 @@ def _remove_orphan_sidecars(pack_dir: Path) -> int:
         if not p.with_name(p.name.split(".", 1)[0] + ".pack").exists():
             p.unlink(missing_ok=True)
             removed += 1
+    return removed
+
+
+def remove_stale_ref_locks(path: Path, older_than: float) -> list[Path]:
+    """Ref lock files (`refs/heads/main.lock`, `packed-refs.lock`, `HEAD.lock`) last touched
+    before OLDER_THAN (a time.time() value): a process SIGKILLed between taking a ref's lock
+    and renaming it leaves one, and every later update of that ref fails until it goes."""
+    removed = []
+    candidates = list((path / "refs").rglob("*.lock")) + [path / "packed-refs.lock",
+                                                           path / "HEAD.lock"]
+    for lock in candidates:
+        try:
+            if lock.is_file() and lock.stat().st_mtime < older_than:
+                lock.unlink()
+                removed.append(lock)
+        except OSError:
+            continue
     return removed
 
 
@@ -346,6 +366,14 @@ class UpkeepService:
             self._pushes[ctx.repo_name] = n
 
     def start(self) -> None:
+        # this server now owns the home (the embedded Redis refuses a second `serve`): ref
+        # locks older than our start were left by a killed predecessor and would refuse
+        # every push to those refs
+        # (a lock a live process holds is milliseconds old: a ref update is one rename)
+        before = time.time() - 1.0
+        for name, path in select_repos(self.settings, None):
+            for lock in remove_stale_ref_locks(path, before):
+                log.warning("removed stale lock %s of %s", lock.name, name)
         pushhooks.register(self)
         self._thread = threading.Thread(target=self._loop, name="gitserve-upkeep", daemon=True)
         self._thread.start()

@@ -3,8 +3,8 @@
 A Git server on the internet is scanned and brute-forced all day; these limits keep
 unauthenticated peers from tying up threads, and one noisy address from locking out the rest.
 
-When every unauthenticated slot is taken, a newcomer evicts the oldest handshake that has
-been pending for EVICT_AFTER seconds (from its own address first if that address is at its
+When every unauthenticated slot is taken, a newcomer that has sent its SSH banner evicts
+the oldest handshake that has been pending for EVICT_AFTER seconds (from its own address first if that address is at its
 limit): a login takes milliseconds, so a slot held that long is a stalled or hostile client,
 and a flood of silent connections cannot lock real users out for a whole banner timeout.
 """
@@ -53,7 +53,8 @@ class Admission:
         A burst (a CI job starting 20 clones at once) queues briefly instead of being
         dropped: a login takes milliseconds, so slots free up fast. A peer that holds its
         slots open without logging in still only ever gets max_unauth_per_ip of them."""
-        deadline = time.monotonic() + wait
+        arrived = time.monotonic()
+        deadline = arrived + wait
         with self._cond:
             while True:
                 if self.unauth < self.max_unauth and \
@@ -63,8 +64,16 @@ class Admission:
                     if handle is not None:
                         self._pending[handle] = (ip, time.monotonic())
                     return None
-                if self._evict_stalled(ip):
+                # only a peer that has spoken (a real client sends its SSH banner at once) may
+                # evict: silent connections queued by a flood wait, they never push anyone out
+                spoken = _has_spoken(handle)
+                if spoken and self._evict_stalled(ip):
                     continue
+                if not spoken and time.monotonic() - arrived >= EVICT_AFTER:
+                    # silent in the queue: not a real client, don't let it hold a connection
+                    if self._unauth_by_ip.get(ip, 0) == 0:
+                        self._unauth_by_ip.pop(ip, None)
+                    return "too many unauthenticated connections (and this one is silent)"
                 left = deadline - time.monotonic()
                 if left <= 0:
                     if self._unauth_by_ip.get(ip, 0) == 0:
@@ -72,7 +81,7 @@ class Admission:
                     if self.unauth >= self.max_unauth:
                         return "too many unauthenticated connections"
                     return f"too many unauthenticated connections from {ip}"
-                self._cond.wait(left)
+                self._cond.wait(min(left, 0.1))  # re-check: has the peer spoken yet?
 
     def authenticated(self, ip: str, handle: Any = None) -> None:
         with self._lock:
@@ -133,3 +142,18 @@ class Admission:
         if not q:
             del self._failures[ip]
         return len(q)
+
+
+def _has_spoken(handle: Any) -> bool:
+    """Has the peer on HANDLE (a socket) sent anything yet? Peeks, consumes nothing."""
+    import socket
+
+    recv = getattr(handle, "recv", None)
+    if recv is None:
+        return True  # no socket to look at (tests, embedding): treat as a real client
+    try:
+        return bool(recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return False

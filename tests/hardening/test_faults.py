@@ -276,3 +276,20 @@ def test_serve_killed_alone_restarts_cleanly(gitserve_factory):
     srv.start(("--workers", "1"))
     out = srv.ssh("alice", "builds", "log", build_id, "--follow", timeout=120).stdout
     assert f"build {build_id} passed" in out, out
+
+
+def test_ref_lock_left_by_a_killed_server_does_not_block_pushes(gitserve_factory):
+    """SIGKILL between taking a ref's lock and renaming it leaves refs/heads/main.lock; git
+    and dulwich then refuse every update of main. The next `serve` clears such locks."""
+    srv = gitserve_factory(users=("alice",), conf=CONF, serve_args=("--workers", "0"))
+    work = srv.clone("alice", "foo")
+    srv.commit("alice", work, "README", "base\n")
+    srv.git("alice", "push", "-q", "origin", "HEAD:main", cwd=work)
+    kill9(srv)
+    lock = srv.repo_path("foo") / "refs" / "heads" / "main.lock"
+    lock.write_text("0" * 40 + "\n")  # what the killed update left behind
+    os.utime(lock, (time.time() - 2, time.time() - 2))
+    srv.start(("--workers", "0"))
+    new = srv.commit("alice", work, "more")
+    srv.git("alice", "push", "-q", "origin", "HEAD:main", cwd=work)
+    assert rev(srv.repo_path("foo")) == new and not lock.exists()

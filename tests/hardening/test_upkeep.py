@@ -104,8 +104,13 @@ def test_gc_removes_only_stale_leftovers_of_dead_pushes(home, tmp_path):
     assert "temporary file" in "\n".join(upkeep.fsck_repo(path).notes)
     orphan = path / "objects" / "pack" / ("pack-" + "ab" * 20 + ".gitserve-tips")
     orphan.write_text("gitserve-tips v1 3\n")
+    stale_lock, fresh_lock = path / "refs" / "heads" / "main.lock", path / "refs" / "heads" / "b.lock"
+    stale_lock.write_text("x\n")
+    fresh_lock.write_text("x\n")
+    os.utime(stale_lock, (stale, stale))
     report = upkeep.gc_repo(path, "proj")
-    assert report.leftovers_removed == 2 and not orphan.exists()
+    assert report.leftovers_removed == 3 and not orphan.exists()
+    assert not stale_lock.exists() and fresh_lock.exists()
     assert not dead.exists() and live.exists()
 
 
