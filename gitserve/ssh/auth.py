@@ -21,6 +21,9 @@ from paramiko.auth_handler import AuthHandler
 from paramiko.common import AUTH_FAILED, AUTH_SUCCESSFUL, OPEN_SUCCEEDED
 from paramiko.common import OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED as PROHIBITED
 
+# publickey failures one connection may have before it is cut off (OpenSSH's default)
+MAX_AUTH_TRIES = 6
+
 # key blob -> user name (or None for an unknown key)
 KeyLookup = Callable[[bytes], "str | None"]
 
@@ -50,6 +53,9 @@ class GitserveAuthHandler(AuthHandler):
         elif method == "publickey" and isinstance(server, GitSSHServer):
             server.auth_failed()  # "none" probes are not failures worth rate-limiting
         super()._send_auth_result(username, method, result)
+        if isinstance(server, GitSSHServer) and server.failures >= MAX_AUTH_TRIES:
+            # OpenSSH's MaxAuthTries: one connection may not try a whole bag of keys
+            self._disconnect_no_more_auth()
 
 
 @dataclass
@@ -69,6 +75,7 @@ class GitSSHServer(paramiko.ServerInterface):
         self.user: str | None = None
         self.key_fingerprint: str | None = None
         self.authenticated = threading.Event()
+        self.failures = 0
         self._candidate: tuple[str, str] | None = None
         self._lock = threading.Lock()
         self._execs: dict[int, ExecRequest] = {}
@@ -105,6 +112,7 @@ class GitSSHServer(paramiko.ServerInterface):
         self.authenticated.set()
 
     def auth_failed(self) -> None:
+        self.failures += 1
         if self.on_auth_failure is not None:
             self.on_auth_failure(self.peer)
 

@@ -124,7 +124,7 @@ class SSHServer:
         holds_slot = False
         transport: paramiko.Transport | None = None
         try:
-            refused = self.admission.start_auth(ip, min(s.banner_timeout, 10.0))
+            refused = self.admission.start_auth(ip, min(s.banner_timeout, 10.0), conn)
             if refused:
                 log.warning("refused connection from %s: %s", ip, refused)
                 _refuse(conn)
@@ -150,7 +150,7 @@ class SSHServer:
             if not iface.authenticated.wait(s.auth_timeout) or not transport.is_active():
                 return
             holds_slot = False
-            self.admission.authenticated(ip)
+            self.admission.authenticated(ip, conn)
             transport.set_keepalive(max(1, int(s.keepalive_interval)))
             self._serve_channels(transport, iface)
         except Exception:  # noqa: BLE001 - one broken connection must not take the server down
@@ -162,7 +162,7 @@ class SSHServer:
                     self._transports.discard(transport)
             else:
                 conn.close()
-            self.admission.closed(ip, holds_slot)
+            self.admission.closed(ip, holds_slot, conn)
 
     def _serve_channels(self, transport: paramiko.Transport, iface: GitSSHServer) -> None:
         idle = self.settings.server.idle_timeout

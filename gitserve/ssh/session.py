@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import paramiko
+from dulwich.errors import GitProtocolError, HangupException
 
 from gitserve import admin, audit, repos
 from gitserve.git.pushhooks import PushContext, RefUpdate
@@ -163,6 +164,11 @@ def run_git(conn: Conn, state: Any, verb: str, raw_arg: str) -> int:
     try:
         handler.handle()
         proto.flush()
+    except HangupException:
+        return 1  # the client hung up mid-conversation: nobody left to tell
+    except GitProtocolError as exc:
+        conn.err(f"FATAL: protocol error: {' '.join(str(exc).split())}\n")
+        return 1
     finally:
         handler.repo.close()
     return 0
