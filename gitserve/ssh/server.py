@@ -226,22 +226,16 @@ def _say(chan: paramiko.Channel, text: str) -> None:
         pass
 
 
-def close_channel(chan: paramiko.Channel, status: int, wait: float = 30.0) -> None:
-    """exit-status, EOF, then wait (bounded) for the client to close the channel.
-
-    OpenSSH closes its side once it has the exit status and EOF, i.e. after it has read
-    everything we sent; closing first could let the TCP connection be torn down while the
-    client is still reading (a clone ending in "connection reset")."""
+def close_channel(chan: paramiko.Channel, status: int, wait: float = 10.0) -> None:
+    """exit-status, EOF, close; then wait (bounded) for the client's own close."""
     try:
-        if chan.closed:
-            return
-        chan.send_exit_status(status)
-        chan.shutdown_write()
-        deadline = time.monotonic() + wait
-        while not chan.closed and chan.get_transport().is_active() \
-                and time.monotonic() < deadline:
-            time.sleep(0.01)
-        chan.close()
+        if not chan.closed:
+            chan.send_exit_status(status)
+            chan.shutdown_write()
+            deadline = time.monotonic() + wait
+            chan.close()
+            while not chan.closed and time.monotonic() < deadline:
+                time.sleep(0.02)
     except Exception:  # noqa: BLE001 - the client already left
         pass
 
