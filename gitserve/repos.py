@@ -20,6 +20,7 @@ from dulwich.repo import Repo
 
 from gitserve import acl
 from gitserve.acl import wild
+from gitserve.fsutil import atomic_write
 from gitserve.settings import Settings
 
 # Gitolite 3.6 $REPONAME_PATT (without the leading `@` that only group names may have).
@@ -163,22 +164,7 @@ def description(settings: Settings, name: str) -> str:
 def set_description(settings: Settings, name: str, text: str) -> None:
     if any(ord(c) < 32 for c in text):
         raise RepoError("description must be one line of text")
-    _atomic_write(path(settings, name) / "description", text.strip() + "\n")
-
-
-def _atomic_write(target: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_write(path(settings, name) / "description", text.strip() + "\n")
 
 
 # --- listing and HEAD ----------------------------------------------------------------

@@ -31,11 +31,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from dulwich.errors import ChecksumMismatch, ObjectFormatException
-from dulwich.objects import S_ISGITLINK, Blob, Commit, ShaFile, Tag, Tree
+from dulwich.objects import Blob
 from dulwich.repo import Repo
 
 from gitserve import repos
 from gitserve.git import pushhooks
+from gitserve.git.quarantine import object_links
 from gitserve.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -88,16 +89,6 @@ class FsckReport:
         return not self.problems
 
 
-def _links(obj: ShaFile) -> Iterator[bytes]:
-    if isinstance(obj, Commit):
-        yield obj.tree
-        yield from obj.parents
-    elif isinstance(obj, Tree):
-        for entry in obj.iteritems():
-            if not S_ISGITLINK(entry.mode):
-                yield entry.sha
-    elif isinstance(obj, Tag):
-        yield obj.object[1]
 
 
 def fsck_repo(path: Path | str, name: str = "") -> FsckReport:
@@ -129,7 +120,7 @@ def fsck_repo(path: Path | str, name: str = "") -> FsckReport:
                 report.problems.append(f"object {sha.decode()}: {_one_line(exc)}")
                 continue
             if not isinstance(obj, Blob):
-                links[sha] = list(_links(obj))
+                links[sha] = list(object_links(obj))
         report.objects = len(present)
         try:
             refs = repo.refs.as_dict()

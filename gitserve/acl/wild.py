@@ -6,12 +6,12 @@ over unchanged, and `gitolite` itself could read ours.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 from . import patterns as P
 from .engine import WildInfo
+from ..fsutil import atomic_write
 
 CREATOR_FILE = "gl-creator"
 PERMS_FILE = "gl-perms"
@@ -62,22 +62,18 @@ def read_wild(repo_dir: Path) -> WildInfo | None:
     return WildInfo(creator=creator, roles=roles)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def write_creator(repo_dir: Path, creator: str) -> None:
     if not P.is_username(creator):
         raise ValueError(f"invalid user '{creator}'")
-    _atomic_write(Path(repo_dir) / CREATOR_FILE, creator + "\n")
+    atomic_write(Path(repo_dir) / CREATOR_FILE, creator + "\n")
 
 
 def write_perms(repo_dir: Path, roles: dict[str, list[str]]) -> None:
     """Replace gl-perms atomically (validated first: nothing is written on bad input)."""
     validate_roles(roles)
-    _atomic_write(Path(repo_dir) / PERMS_FILE, render_perms(roles))
+    atomic_write(Path(repo_dir) / PERMS_FILE, render_perms(roles))
 
 
 def write_wild(repo_dir: Path, info: WildInfo) -> None:

@@ -54,7 +54,7 @@ class Quarantine:
                 obj.check()
             except (ObjectFormatException, ValueError, KeyError, AssertionError) as exc:
                 raise BadPack(f"object {sha.decode()}: {_one_line(exc)}") from exc
-            for target in _references(obj):
+            for target in object_links(obj):
                 if target not in store:
                     raise BadPack(f"object {sha.decode()}: missing {target.decode()}")
 
@@ -78,7 +78,8 @@ class Quarantine:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
-def _references(obj) -> Iterable[bytes]:
+def object_links(obj) -> Iterable[bytes]:
+    """Objects OBJ points to (tree, parents, entries, tag target); gitlinks are not ours to check."""
     if isinstance(obj, Commit):
         yield obj.tree
         yield from obj.parents

@@ -7,17 +7,15 @@ argument words, and returns an exit status. Messages follow Gitolite's wording.
 
 from __future__ import annotations
 
-import os
 import re
 import socket
-import tempfile
-from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import dulwich
 
 from gitserve import audit, repos
+from gitserve.fsutil import atomic_write
 
 # Gitolite's default rc: the roles `perms` manages, and $USERNAME_PATT
 ROLES = ("READERS", "WRITERS")
@@ -204,23 +202,12 @@ def cmd_perms(ctx: CommandContext, args: list[str]) -> int:
             ctx.err(f"WARNING: '{role} {member}' already present in file\n")
             return 0
         lines = sorted(lines + [entry])
-    _write_atomic(pf, "".join(lines))
+    atomic_write(pf, "".join(lines))
     audit.record(ctx.settings, user=ctx.user, ip=ctx.ip, repo=name, op="perms",
                  result="updated", reason=f"{op} {role} {member}")
     return 0
 
 
-def _write_atomic(target: Path, text: str) -> None:
-    """gl-perms is read by every connection: replace it whole, never leave half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # --- desc ---------------------------------------------------------------------------
