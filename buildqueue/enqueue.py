@@ -201,6 +201,7 @@ def enqueue(
             "clone_url": clone_url(settings, repo_name),
             "secrets": secrets_mod.load_tokens(settings.home / "secrets", repo_name),
             "log_ttl": settings.builds.log_ttl, "deploy": deploy_options(options),
+            "sandbox": settings.builds.sandbox,
         }
         rqconn.queue(r, opts.queue).enqueue(
             "buildqueue.jobs.run_build", payload, job_id=build.job_id, job_timeout=-1,

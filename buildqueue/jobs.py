@@ -19,7 +19,7 @@ from typing import Any, Callable
 import redis
 from rq import get_current_job
 
-from . import keys, logs, records, runner, workspace
+from . import keys, logs, records, runner, sandbox, workspace
 from .secrets import Masker, SecretError, decrypt, worker_key_file
 
 LANE_POLL = 0.2
@@ -154,6 +154,7 @@ def run_build(payload: dict[str, Any]) -> dict[str, str]:
         result = runner.run_script(
             _script_argv(script), ws, build_env(payload, output, secret_values), timeout, log,
             should_cancel=lambda: bool(r.exists(keys.cancel(build_id))),
+            sandbox=sandbox.plan_for(ws) if payload.get("sandbox", True) else None,
         )
         if result.status == "timed out":
             return _end(r, build_id, "timed out",

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from . import sandbox as sandbox_mod
+
 KILL_GRACE = 2.0   # seconds between SIGTERM and SIGKILL
 DRAIN_LIMIT = 2.0  # seconds to keep reading after the script ended (stray holders of the pipe)
 _PR_SET_PDEATHSIG = 1
@@ -110,14 +112,34 @@ def run_script(
     tick: Callable[[], None] = lambda: None,
     tick_interval: float = 1.0,
     stdin_data: bytes | None = None,
+    sandbox: "sandbox_mod.Plan | None" = None,
 ) -> RunResult:
-    """Run ARGV to completion, timeout or cancel; stdin is /dev/null unless STDIN_DATA is given."""
-    proc = subprocess.Popen(
-        argv, cwd=cwd, env=env,
-        stdin=subprocess.DEVNULL if stdin_data is None else subprocess.PIPE,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-        preexec_fn=_die_with_parent,
-    )
+    """Run ARGV to completion, timeout or cancel; stdin is /dev/null unless STDIN_DATA is given.
+
+    With a SANDBOX plan the script cannot see the paths it hides (see sandbox.py); if the
+    namespaces cannot be created, one warning line goes to ON_LINE and it runs unsandboxed."""
+    def start(preexec: Callable[[], None]) -> subprocess.Popen:
+        return subprocess.Popen(
+            argv, cwd=cwd, env=env,
+            stdin=subprocess.DEVNULL if stdin_data is None else subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=preexec,
+        )
+
+    if sandbox:
+        plan, where = sandbox, str(cwd)
+
+        def sandboxed() -> None:
+            _die_with_parent()
+            sandbox_mod.apply(plan, where)
+        try:
+            proc = start(sandboxed)
+        except subprocess.SubprocessError:  # raised in the child by the sandbox setup
+            on_line("gitserve: warning: build sandbox unavailable (no user/mount namespaces "
+                    "here): the script runs unsandboxed and can read the server home")
+            proc = start(_die_with_parent)
+    else:
+        proc = start(_die_with_parent)
     pgid = proc.pid
     if stdin_data is not None:
         threading.Thread(target=_feed, args=(proc, stdin_data), daemon=True).start()

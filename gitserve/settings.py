@@ -51,6 +51,8 @@ class BuildSettings:
     queue: str = "builds"
     history: int = 100
     log_ttl: int = 30 * 24 * 3600
+    # a local worker hides the server home from build scripts (user+mount namespaces)
+    sandbox: bool = True
 
 
 @dataclass

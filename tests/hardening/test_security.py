@@ -147,8 +147,6 @@ def test_a_build_sees_only_its_own_repos_secrets(srv):
     assert " passed in " in out
 
 
-@pytest.mark.xfail(strict=True, reason="local build workers run as the server's user and can "
-                   "read HOME (documented in README: run untrusted builds on a build host)")
 def test_a_local_build_cannot_read_the_server_home(srv):
     key_hex = (srv.home / "secrets.key").read_bytes().hex()
     out = push_build(srv, "alice", "foo", f"#!/bin/sh\nod -An -tx1 {srv.home}/secrets.key "

@@ -93,3 +93,28 @@ def test_leftover_background_process_does_not_hang(tmp_path):
 def test_continuous_output_still_times_out(tmp_path):
     res, got, took = _run(tmp_path, "while :; do echo spam; done\n", timeout=1)
     assert res.status == "timed out" and took < 8 and len(got) > 100
+
+
+def test_sandbox_hides_home_keeps_workspace_and_still_kills_the_group(tmp_path):
+    from buildqueue.sandbox import Plan
+
+    home = tmp_path / "home"
+    (home / "repositories" / "r.git" / "objects").mkdir(parents=True)
+    (home / "secrets.key").write_text("KEY-1234\n")
+    ws = home / "tmp" / "ws"
+    ws.mkdir(parents=True)
+    plan = Plan(hide_dirs=[str(home)], keep=[str(ws)],
+                keep_ro=[str(home / "repositories" / "r.git" / "objects")])
+    res, got, _ = _run(ws, f"cat {home}/secrets.key ../../secrets.key 2>/dev/null\n"
+                           f"ls {home}/repositories/r.git/objects && echo listed\n"
+                           f"touch {home}/repositories/r.git/objects/x 2>/dev/null || echo ro\n"
+                           "echo out > out.txt\n", sandbox=plan)
+    lines = [line for _, line in got]
+    assert res.status == "passed", lines
+    if any("sandbox unavailable" in line for line in lines):
+        pytest.skip("no user namespaces here")
+    assert "KEY-1234" not in lines and "listed" in lines and "ro" in lines, lines
+    assert (ws / "out.txt").read_text() == "out\n"
+    res, got, took = _run(ws, "sleep 60 & echo $!\nwait\n", timeout=0.5, sandbox=plan)
+    assert res.status == "timed out" and took < 5
+    _gone(int(got[0][1]))
