@@ -9,14 +9,13 @@ commit is not on any branch yet).
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shlex
 import shutil
 import subprocess
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+
+from gitserve.fsutil import locked
 
 CACHE_ENV = "GITSERVE_BUILD_CACHE"
 WORKER_KEY_ENV = "GITSERVE_WORKER_KEY"
@@ -77,15 +76,6 @@ def _ssh_command(key: Path | None, known_hosts: Path) -> str:
     return shlex.join(parts)
 
 
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def local_objects(local_path: str) -> Path | None:
@@ -103,7 +93,7 @@ def update_cache(repo: str, sha: str, fetch_ref: str, clone_url: str) -> Path:
     object directory."""
     root = cache_root()
     cache = root / f"{repo}.git"
-    with _locked(root / f"{repo}.lock"):
+    with locked(root / f"{repo}.lock"):
         if not (cache / "HEAD").exists():
             cache.mkdir(parents=True, exist_ok=True)
             _git(["init", "-q", "--bare", str(cache)])

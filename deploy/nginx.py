@@ -11,7 +11,6 @@ site's file, so one site's half-tested config must never be seen by another site
 
 from __future__ import annotations
 
-import fcntl
 import os
 import pwd
 import re
@@ -24,6 +23,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
+
+from gitserve.fsutil import locked
 
 from .render import render_builtin
 
@@ -91,14 +92,8 @@ def site_conf(settings: Any, site: str) -> Path:
 
 @contextmanager
 def lock(settings: Any) -> Iterator[None]:
-    path = settings.sites_dir / ".nginx.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with locked(settings.sites_dir / ".nginx.lock"):
         yield
-    finally:
-        os.close(fd)
 
 
 # --- embedded main config -----------------------------------------------------

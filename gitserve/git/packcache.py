@@ -10,7 +10,6 @@ processes) and then copy its file. The directory is bounded (oldest-used evicted
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import threading
@@ -18,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from gitserve.fsutil import locked
 from gitserve.git.packcopy import FRAME
 
 DEFAULT_MAX_BYTES = 2 << 30
@@ -45,14 +45,8 @@ class PackCache:
     @contextmanager
     def single_flight(self, key: str) -> Iterator[None]:
         """Held while one request generates KEY; others wait here, then find it cached."""
-        lock = self._path(key).with_suffix(".lock")
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        with open(lock, "a+b") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+        with locked(self._path(key).with_suffix(".lock")):
+            yield
 
     def send(self, key: str, write: Callable[[bytes], None]) -> bool:
         """Stream the cached pack KEY to WRITE; False if it is not cached."""
