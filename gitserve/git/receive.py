@@ -5,8 +5,12 @@ One push, in order:
 2. receive the pack into a quarantine, fsck it; a bad pack is refused whole;
 3. per ref: refname sanity, then `check_ref` (check #2 + admin-repo validation), then every
    push hook's `before_update`; a failing ref gets `ng REF REASON`, the others go on
-   (with `atomic`, one failure fails all);
-4. move refs with compare-and-swap, so racing pushes never lose an update silently;
+   (with `atomic`, one failure fails all). Only a true no-op - old == new == the ref's value
+   now - skips these: it is reported ok and triggers nothing (no audit, build or hook).
+   Any other command, `X X REF` with REF elsewhere included, is checked like a real update
+   (git never sends `X X`, so a hand-made one must not be a way around the rules);
+4. move refs with compare-and-swap against the value the client sent as old, so racing
+   pushes never lose an update silently and a stale `old` moves nothing;
 5. report-status, then `after_push` hooks stream `remote:` lines until they return,
    then the final flush-pkt ends the conversation.
 """
@@ -14,19 +18,20 @@ One push, in order:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any
 
 from dulwich.errors import GitProtocolError
 from dulwich.objects import valid_hexsha
 from dulwich.protocol import (
+    CAPABILITIES_REF,
     CAPABILITY_ATOMIC,
     CAPABILITY_DELETE_REFS,
     CAPABILITY_OFS_DELTA,
     CAPABILITY_QUIET,
     CAPABILITY_REPORT_STATUS,
     CAPABILITY_SIDE_BAND_64K,
-    CAPABILITIES_REF,
     extract_capabilities,
     format_ref_line,
     pkt_line,
@@ -44,6 +49,7 @@ from .sideband import BAND_DATA
 log = logging.getLogger(__name__)
 
 RefCheck = Callable[[RefUpdate], "str | None"]
+STALE = "failed to update ref (it moved: fetch first)"
 
 
 @dataclass
@@ -72,6 +78,10 @@ class ReceivePack(ReceivePackHandler):
                 CAPABILITY_ATOMIC, CAPABILITY_OFS_DELTA, CAPABILITY_SIDE_BAND_64K]
 
     # --- conversation ---------------------------------------------------
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._noops: set[str] = set()  # refs whose command changes nothing (see _vet)
+
     def handle(self) -> None:
         self._advertise()
         commands = self._read_commands()
@@ -153,12 +163,12 @@ class ReceivePack(ReceivePackHandler):
         else:
             results = self._move_refs([c for c in commands if c.ref not in reasons], atomic)
             results.update(reasons)
-        done = [c for c in commands if results.get(c.ref) == "ok"]
+        done = self._moved(commands, results)
         self.result = PushResult(commands, results)
         if done and self.on_updated is not None:
             try:
                 self.on_updated(done)
-            except Exception as exc:  # noqa: BLE001 - refs already moved; tell, don't crash
+            except Exception as exc:
                 log.exception("post-update step failed")
                 self._progress(f"warning: {exc}")
         status.extend((c.ref, results[c.ref]) for c in commands)
@@ -172,29 +182,47 @@ class ReceivePack(ReceivePackHandler):
             return "refs/gitserve/ is reserved for the server"
         if cmd.ref in missing:
             return "missing necessary objects"
-        if cmd.old == cmd.new:
+        current = self._current(ref)
+        if cmd.old == cmd.new == current:
+            self._noops.add(cmd.ref)  # nothing to do; reported ok, triggers nothing
             return None
         if self.check_ref is not None:
             reason = self.check_ref(cmd)
             if reason:
                 return reason
+        if cmd.old != current:
+            return STALE
         if self.ctx is not None:
             for hook in pushhooks.hooks():
                 try:
                     reason = hook.before_update(self.ctx, cmd)
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     log.exception("before_update hook failed")
                     reason = f"hook error: {exc}"
                 if reason:
                     return reason
         return None
 
+    def _current(self, ref: bytes) -> str:
+        """The ref's value now (ZERO_SHA when it does not exist)."""
+        try:
+            return self.repo.refs[ref].decode()
+        except KeyError:
+            return ZERO_SHA
+
+    def _moved(self, commands: Sequence[RefUpdate], results: dict[str, str]) -> list[RefUpdate]:
+        """The commands that really moved a ref: only these are audited, built and hooked."""
+        return [c for c in commands if results.get(c.ref) == "ok" and c.ref not in self._noops]
+
     def _move_refs(self, commands: list[RefUpdate], atomic: bool) -> dict[str, str]:
         results: dict[str, str] = {}
         moved: list[RefUpdate] = []
         for cmd in commands:
+            if cmd.ref in self._noops:
+                results[cmd.ref] = "ok"
+                continue
             ok = self._cas(cmd.ref, cmd.old, cmd.new)
-            results[cmd.ref] = "ok" if ok else "failed to update ref (it moved: fetch first)"
+            results[cmd.ref] = "ok" if ok else STALE
             if ok:
                 moved.append(cmd)
             elif atomic:
@@ -208,14 +236,14 @@ class ReceivePack(ReceivePackHandler):
         refs = self.repo.refs
         ref = ref_name.encode("utf-8", "surrogateescape")
         try:
-            if old == new:
-                return True
             if new == ZERO_SHA:
+                if old == ZERO_SHA:  # deleting nothing: never a licence to delete anything
+                    return False
                 return bool(refs.remove_if_equals(ref, old.encode()))
             if old == ZERO_SHA:
                 return bool(refs.add_if_new(ref, new.encode()))
             return bool(refs.set_if_equals(ref, old.encode(), new.encode()))
-        except Exception:  # noqa: BLE001 - a held lock or I/O error: the ref did not move
+        except Exception:
             log.exception("ref update of %s failed", ref_name)
             return False
 
@@ -244,13 +272,13 @@ class ReceivePack(ReceivePackHandler):
     def _run_after_push(self) -> None:
         if self.ctx is None or self.result is None:
             return
-        done = [c for c in self.result.updates if self.result.statuses.get(c.ref) == "ok"]
+        done = self._moved(self.result.updates, self.result.statuses)
         if not done:
             return
         for hook in pushhooks.hooks():
             try:
                 hook.after_push(self.ctx, done)
-            except Exception as exc:  # noqa: BLE001 - the push itself already succeeded
+            except Exception as exc:
                 log.exception("after_push hook failed")
                 self._progress(f"error: post-receive step failed: {exc}")
 
