@@ -1,21 +1,24 @@
 """`builds list|show|log|cancel|retry`: one implementation for the CLI and the SSH command.
 
-The caller says what the user may do through ACCESS(repo, perm) ("R" to see a build, "W" to
-cancel or retry it). A build the user may not read is reported exactly like one that does
-not exist, so build ids leak nothing about other repos.
+The caller says what the user may do through ACCESS(repo, perm, ref="any") ("R" to see a
+build, "W" to cancel it, W on the build's ref to retry it). A build the user may not read is
+reported exactly like one that does not exist, so build ids leak nothing about other repos.
+A retry obeys the conf in force now, not the options stored with the old build: a repo
+whose builds were switched off is refused, and removed deploy.* options are not used.
 """
 
 from __future__ import annotations
 
 import argparse
-from datetime import datetime, timezone
-from typing import Any, Callable, TextIO
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TextIO
 
 import redis
 
 from . import enqueue, keys, logs, records, rqconn
 
-Access = Callable[[str, str], bool]
+Access = Callable[..., bool]  # (repo, perm) or (repo, perm, ref)
 USAGE = "usage: builds list [--repo R] | show ID | log ID [--follow] | cancel ID | retry ID"
 
 
@@ -45,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
 def _when(ts: float) -> str:
     if not ts:
         return "-"
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def _visible(r: redis.Redis, build_id: str, access: Access, perm: str = "R") -> records.Build:
@@ -89,7 +92,7 @@ def cmd_list(r, args, access, out, settings) -> int:
     out.write(f"{'ID':>6}  {'STATUS':<13} {'REPO':<20} {'REF':<24} {'COMMIT':<8} "
               f"{'PUSHER':<12} {'CREATED':<20} TIME\n")
     for b in rows:
-        ref = b.ref[len("refs/heads/"):] if b.ref.startswith("refs/heads/") else b.ref
+        ref = b.ref.removeprefix("refs/heads/")
         dur = f"{b.duration}s" if b.duration else "-"
         out.write(f"{b.id:>6}  {b.status:<13} {b.repo:<20} {ref:<24} {b.new[:7]:<8} "
                   f"{b.pusher:<12} {_when(b.created):<20} {dur}\n")
@@ -176,15 +179,26 @@ def _cancel_rq_job(r: redis.Redis, job_id: str) -> None:
 
 
 def cmd_retry(r, args, access, out, settings, user: str = "") -> int:
-    old = _visible(r, args.id, access, "W")
+    from gitserve import admin
+    from gitserve.options import builds_enabled
+
+    old = _visible(r, args.id, access)
+    if not access(old.repo, "W", old.ref):
+        raise CommandError(f"W access to {old.ref} of {old.repo} needed to retry build {old.id}")
     repo_path = settings.repo_path(old.repo)
     if not repo_path.is_dir():
         raise CommandError(f"repository {old.repo} no longer exists")
+    try:
+        options = admin.repo_options(settings, old.repo)
+    except admin.AdminError as exc:
+        raise CommandError(str(exc)) from None
+    if not builds_enabled(options):
+        raise CommandError(f"builds are off for {old.repo} (no `option build.enable = 1`)")
     if not enqueue.commit_exists(repo_path, old.new):
         raise CommandError(f"commit {old.new[:12]} of build {old.id} is no longer in {old.repo}")
     mode = "async"
     build = enqueue.enqueue(settings, r, old.repo, repo_path, old.ref, old.old, old.new,
-                            user or old.pusher, old.options, mode, retry_of=old.id)
+                            user or old.pusher, options, mode, retry_of=old.id)
     out.write(enqueue.queued_line(settings, build.id) + "\n")
     return 0
 

@@ -1,6 +1,8 @@
 """buildqueue's PushHook: what a push triggers (gate builds, sync/async builds, post-receive).
 
-Registered with gitserve.git.pushhooks when buildqueue is imported. Redis trouble never
+Registered with gitserve.git.pushhooks when buildqueue is imported. Nothing runs for a repo
+without `option build.enable = 1` (SPEC §6): write access alone never runs code on the
+server (Gitolite's default `testing` repo is `RW+ = @all`). Redis trouble never
 fails a push: the pusher is told the build could not be queued (gate mode rejects the ref
 with that reason, since an unbuilt commit must not pass the gate).
 """
@@ -8,10 +10,11 @@ with that reason, since an unbuilt commit must not pass the gate).
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from gitserve.git import pushhooks
 from gitserve.git.pushhooks import PushContext, RefUpdate
+from gitserve.options import builds_enabled
 
 from . import enqueue, logs, posthook, records, rqconn
 
@@ -48,7 +51,8 @@ def stream_build(ctx: PushContext, r, build: records.Build) -> records.Build:
 
 
 def _wants_build(ctx: PushContext, update: RefUpdate, opts: enqueue.BuildOptions) -> bool:
-    return (not update.is_delete
+    return (builds_enabled(ctx.options)
+            and not update.is_delete
             and enqueue.ref_matches(update.ref, opts.refs)
             and enqueue.commit_has_file(ctx.repo_path, update.new, opts.script))
 
@@ -83,6 +87,8 @@ class BuildHook:
         return f"build {build.id} {final.status}"
 
     def after_push(self, ctx: PushContext, updates: list[RefUpdate]) -> None:
+        if not builds_enabled(ctx.options):
+            return  # SPEC §6: without `option build.enable = 1` a push runs nothing
         if updates:
             for hook in posthook.hook_names(ctx.options):
                 posthook.run_post_receive(ctx, updates, hook, ctx.progress)

@@ -13,9 +13,10 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
+from dulwich.errors import NotGitRepository
 from dulwich.repo import Repo
 
 from gitserve import acl
@@ -66,14 +67,10 @@ def parse_repo_arg(arg: str) -> str:
     raw = arg.strip()
     if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"":
         raw = raw[1:-1]
-    if raw.startswith("~/"):
-        raw = raw[2:]
-    if raw.startswith("/"):
-        raw = raw[1:]
-    if raw.endswith("/"):
-        raw = raw[:-1]
-    if raw.endswith(".git"):
-        raw = raw[:-4]
+    raw = raw.removeprefix("~/")
+    raw = raw.removeprefix("/")
+    raw = raw.removesuffix("/")
+    raw = raw.removesuffix(".git")
     return check_name(raw)
 
 
@@ -130,7 +127,7 @@ def create(settings: Settings, name: str, creator: str | None = None) -> Path:
 # --- wild-repo metadata (the access engine's gl-creator/gl-perms helpers) ------------
 
 
-def wild_info(settings: Settings, name: str) -> "acl.WildInfo | None":
+def wild_info(settings: Settings, name: str) -> acl.WildInfo | None:
     """Creator and roles of a wild repo, or None for repos named in the conf."""
     return wild.read_wild(path(settings, name))
 
@@ -215,5 +212,19 @@ def head_after_push(repo_path: Path, created_refs: Iterable[str]) -> str | None:
             return None
         repo.refs.set_symbolic_ref(b"HEAD", present[0].encode())
         return present[0]
+    finally:
+        repo.close()
+
+
+def default_branch(repo_path: Path) -> str | None:
+    """The ref the repo's HEAD names (its default branch), or None for a detached HEAD or
+    a repository that is not there."""
+    try:
+        repo = Repo(str(repo_path))
+    except (NotGitRepository, OSError):
+        return None
+    try:
+        target = repo.refs.get_symrefs().get(b"HEAD")
+        return target.decode("utf-8", "surrogateescape") if target else None
     finally:
         repo.close()

@@ -7,9 +7,10 @@ for Gitolite keep working; `--conf FILE` tries a conf before it is pushed, with 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Callable, Optional
+from typing import Annotated
 
 import typer
 
@@ -29,9 +30,9 @@ class CheckReport:
 
 @dataclass
 class CheckTarget:
-    conf: Optional[Path]  # --conf FILE, or None for the server's current admin repo
-    home: Optional[Path]
-    rules: Optional[acl.Rules] = None
+    conf: Path | None  # --conf FILE, or None for the server's current admin repo
+    home: Path | None
+    rules: acl.Rules | None = None
 
 
 # `admin check` runs every validator in order; each adds warnings/summary lines or raises
@@ -51,7 +52,7 @@ def register_validator(fn: Validator) -> Validator:
     return fn
 
 
-def _current_admin_state(home: Optional[Path]):  # -> gitserve.admin.AdminState
+def _current_admin_state(home: Path | None):  # -> gitserve.admin.AdminState
     settings = load_settings(home)
     try:
         from gitserve import admin  # provided by the admin part
@@ -85,6 +86,26 @@ def validate_conf(target: CheckTarget, report: CheckReport) -> None:
     )
 
 
+@register_validator
+def validate_options(target: CheckTarget, report: CheckReport) -> None:
+    """Unknown or bad gitserve options (build.*, deploy.*, notify.*, hook.*) fail the check;
+    hook names must exist under HOME/hooks unless only --conf FILE is given."""
+    from gitserve import options
+    from gitserve import settings as settings_mod
+
+    if target.rules is None:
+        return
+    hooks_dir = None
+    if target.conf is None or target.home is not None:
+        try:
+            hooks_dir = settings_mod.load(target.home).hooks_dir
+        except (settings_mod.SettingsError, OSError):  # no usable home: names' form only
+            hooks_dir = None
+    found = options.problems(target.rules, options.Env(hooks_dir))
+    if found:
+        raise CheckFailed(found[0] + (f" (and {len(found) - 1} more)" if len(found) > 1 else ""))
+
+
 def lint_vrefs(rules: acl.Rules) -> list[str]:
     """VREFs gitserve has no helper for would reject every push that reaches them."""
     from gitserve.acl.update import SUPPORTED_VREFS
@@ -114,12 +135,12 @@ def register(app: typer.Typer) -> None:
     def access(
         repo: Annotated[str, typer.Argument(help="repo name, or % to read from stdin")],
         user: Annotated[str, typer.Argument(help="user name, or % to read from stdin")],
-        perm: Annotated[Optional[str], typer.Argument(help="R W + C D M ^C (default +)")] = None,
-        ref: Annotated[Optional[str], typer.Argument(help="ref (default any)")] = None,
+        perm: Annotated[str | None, typer.Argument(help="R W + C D M ^C (default +)")] = None,
+        ref: Annotated[str | None, typer.Argument(help="ref (default any)")] = None,
         quiet: Annotated[bool, typer.Option("-q", help="exit status only")] = False,
         show: Annotated[bool, typer.Option(
             "-s", help="show the rules considered (file:line) and how each fared")] = False,
-        conf: Annotated[Optional[Path], typer.Option(
+        conf: Annotated[Path | None, typer.Option(
             "--conf", help="use this conf (with its includes) instead of the server's")] = None,
         home: HomeOption = None,
     ) -> None:
@@ -144,7 +165,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("check", help="Validate the conf (and keydir); exit 1 with file:line.")
     def check(
-        conf: Annotated[Optional[Path], typer.Option(
+        conf: Annotated[Path | None, typer.Option(
             "--conf", help="check this conf file (includes beside it) instead of the server's")
         ] = None,
         strict: Annotated[bool, typer.Option(

@@ -7,7 +7,7 @@ both go through buildqueue.commands so they behave identically.
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -21,7 +21,7 @@ def _run(home, argv: list[str]) -> None:
 
     settings = load_settings(home)
     try:
-        code = commands.run(settings, argv, lambda repo, perm: True, sys.stdout)
+        code = commands.run(settings, argv, lambda *_: True, sys.stdout)
     except commands.CommandError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
@@ -31,7 +31,7 @@ def _run(home, argv: list[str]) -> None:
 
 @app.command("list")
 def list_(
-    repo: Annotated[Optional[str], typer.Option("--repo", help="Only builds of this repo.")] = None,
+    repo: Annotated[str | None, typer.Option("--repo", help="Only builds of this repo.")] = None,
     limit: Annotated[int, typer.Option("--limit", help="At most this many builds.")] = 50,
     home: HomeOption = None,
 ) -> None:

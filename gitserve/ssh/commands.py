@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import dulwich
 
@@ -76,8 +77,8 @@ def wild(ctx: CommandContext, name: str):  # -> acl.WildInfo | None
     return repos.wild_info(ctx.settings, name) if repos.exists(ctx.settings, name) else None
 
 
-def can(ctx: CommandContext, name: str, perm: str) -> bool:
-    return bool(ctx.rules.check(name, ctx.user, perm, "any", wild=wild(ctx, name)).allowed)
+def can(ctx: CommandContext, name: str, perm: str, ref: str = "any") -> bool:
+    return bool(ctx.rules.check(name, ctx.user, perm, ref, wild=wild(ctx, name)).allowed)
 
 
 def owns(ctx: CommandContext, name: str) -> bool:
