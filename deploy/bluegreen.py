@@ -20,6 +20,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from gitserve.fsutil import atomic_write
+
 from . import nginx
 from .check import check_preview
 from .errors import DeployError
@@ -113,9 +115,7 @@ class _Config:
                 taken = nginx.ports_taken(wanted, old)
                 if taken:
                     raise DeployError("nginx config", f"port {taken[0]} is in use by another program")
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_text(text)
-            tmp.replace(path)
+            atomic_write(path, text)
             try:
                 _step("nginx -t", lambda: nginx.test(self.settings))
                 self.say("nginx -t: ok")
@@ -152,9 +152,7 @@ class _Config:
         if old is None:
             path.unlink(missing_ok=True)
         else:
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_text(old)
-            tmp.replace(path)
+            atomic_write(path, old)
 
 
 def _wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:

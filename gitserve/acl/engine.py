@@ -15,7 +15,6 @@ from . import patterns as P
 from .errors import AccessError
 from .parser import Compiled
 
-ZERO_SHA = "0" * 40
 ACCESS_PERMS = ("R", "W", "+", "C", "D", "M", "^C")
 _COMBO = re.compile(r"^(?:R|W|\+|C|D|\^C)?M?$")
 _UNSAFE_REF_CHARS = re.compile(r"[^-0-9a-zA-Z._@/+ :,]")
