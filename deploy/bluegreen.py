@@ -241,9 +241,9 @@ def deploy_release(settings: Any, site: str, output_dir: Path, options: Mapping[
         if nginx.is_embedded(settings) or not settings.deploy.test_command:
             nginx.binary(settings)
     except nginx.NginxError as exc:
-        raise _failed(say, DeployError("options", str(exc)), None, None)
+        raise _failed(say, DeployError("options", str(exc)), None, None) from exc
     except DeployError as exc:
-        raise _failed(say, exc, None, None)
+        raise _failed(say, exc, None, None) from None
     s = Site(settings.sites_dir, name)
     s.ensure()
     holder = f"deploy of build {release} by {meta.get('pusher', '?')}"
@@ -263,7 +263,7 @@ def deploy_release(settings: Any, site: str, output_dir: Path, options: Mapping[
         except DeployError as exc:
             _audit(settings, meta.get("pusher"), "deploy", "error", meta.get("repo"),
                    f"{name}: build {release}: {exc}")
-            raise _failed(say, exc, live, live_release)
+            raise _failed(say, exc, live, live_release) from None
 
 
 def _audit(settings: Any, user: Any, op: str, result: str, repo: Any, reason: str) -> None:

@@ -240,6 +240,7 @@ def write_keypair(private_path, kind: str = "ed25519", comment: str = "") -> Pub
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
+    priv: ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
     if kind == "ed25519":
         priv = ed25519.Ed25519PrivateKey.generate()
     elif kind == "rsa":

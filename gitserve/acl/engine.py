@@ -247,7 +247,7 @@ class Rules:
             if len(self._regex_cache) > 100_000:
                 self._regex_cache.clear()
             self._regex_cache[refex] = rx
-        if rx is None:
+        if rx is None or rx is True:
             raise AccessError(f"bad refex '{refex}'")
         return rx.search(ref) is not None
 
