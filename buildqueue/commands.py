@@ -10,9 +10,8 @@ whose builds were switched off is refused, and removed deploy.* options are not 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Any, TextIO
+from datetime import datetime, timezone
+from typing import Any, Callable, TextIO
 
 import redis
 
@@ -48,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
 def _when(ts: float) -> str:
     if not ts:
         return "-"
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def _visible(r: redis.Redis, build_id: str, access: Access, perm: str = "R") -> records.Build:
@@ -92,7 +91,7 @@ def cmd_list(r, args, access, out, settings) -> int:
     out.write(f"{'ID':>6}  {'STATUS':<13} {'REPO':<20} {'REF':<24} {'COMMIT':<8} "
               f"{'PUSHER':<12} {'CREATED':<20} TIME\n")
     for b in rows:
-        ref = b.ref.removeprefix("refs/heads/")
+        ref = b.ref[len("refs/heads/"):] if b.ref.startswith("refs/heads/") else b.ref
         dur = f"{b.duration}s" if b.duration else "-"
         out.write(f"{b.id:>6}  {b.status:<13} {b.repo:<20} {ref:<24} {b.new[:7]:<8} "
                   f"{b.pusher:<12} {_when(b.created):<20} {dur}\n")

@@ -48,7 +48,7 @@ class BuildOptions:
 
 def build_options(options: dict[str, str]) -> BuildOptions:
     """The repo's build.* options with defaults; a bad value falls back and says so."""
-    get = lambda k: (options.get(k) or DEFAULTS[k]).strip()
+    get = lambda k: (options.get(k) or DEFAULTS[k]).strip()  # noqa: E731
     warnings = []
     mode = get("build.mode")
     if mode not in MODES:

@@ -10,11 +10,11 @@ with that reason, since an unbuilt commit must not pass the gate).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from typing import Callable
 
 from gitserve.git import pushhooks
-from gitserve.git.pushhooks import PushContext, RefUpdate
 from gitserve.options import builds_enabled
+from gitserve.git.pushhooks import PushContext, RefUpdate
 
 from . import enqueue, logs, posthook, records, rqconn
 

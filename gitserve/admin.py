@@ -17,14 +17,13 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from dulwich.file import FileLocked
-from dulwich.object_store import commit_tree_changes
 from dulwich.objects import Blob, Commit, Tree
+from dulwich.object_store import commit_tree_changes
+from dulwich.file import FileLocked
 from dulwich.repo import Repo
 
 from gitserve import audit, keys, repos

@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
 from pathlib import Path
+from typing import Iterable
 
 from dulwich.errors import NotGitRepository
 from dulwich.repo import Repo
@@ -64,10 +64,14 @@ def parse_repo_arg(arg: str) -> str:
     raw = arg.strip()
     if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"":
         raw = raw[1:-1]
-    raw = raw.removeprefix("~/")
-    raw = raw.removeprefix("/")
-    raw = raw.removesuffix("/")
-    raw = raw.removesuffix(".git")
+    if raw.startswith("~/"):
+        raw = raw[2:]
+    if raw.startswith("/"):
+        raw = raw[1:]
+    if raw.endswith("/"):
+        raw = raw[:-1]
+    if raw.endswith(".git"):
+        raw = raw[:-4]
     return check_name(raw)
 
 
@@ -124,7 +128,7 @@ def create(settings: Settings, name: str, creator: str | None = None) -> Path:
 # --- wild-repo metadata (the access engine's gl-creator/gl-perms helpers) ------------
 
 
-def wild_info(settings: Settings, name: str) -> acl.WildInfo | None:
+def wild_info(settings: Settings, name: str) -> "acl.WildInfo | None":
     """Creator and roles of a wild repo, or None for repos named in the conf."""
     return wild.read_wild(path(settings, name))
 

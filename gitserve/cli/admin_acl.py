@@ -7,10 +7,9 @@ for Gitolite keep working; `--conf FILE` tries a conf before it is pushed, with 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Callable, Optional
 
 import typer
 
@@ -30,9 +29,9 @@ class CheckReport:
 
 @dataclass
 class CheckTarget:
-    conf: Path | None  # --conf FILE, or None for the server's current admin repo
-    home: Path | None
-    rules: acl.Rules | None = None
+    conf: Optional[Path]  # --conf FILE, or None for the server's current admin repo
+    home: Optional[Path]
+    rules: Optional[acl.Rules] = None
 
 
 # `admin check` runs every validator in order; each adds warnings/summary lines or raises
@@ -52,7 +51,7 @@ def register_validator(fn: Validator) -> Validator:
     return fn
 
 
-def _current_admin_state(home: Path | None):  # -> gitserve.admin.AdminState
+def _current_admin_state(home: Optional[Path]):  # -> gitserve.admin.AdminState
     settings = load_settings(home)
     try:
         from gitserve import admin  # provided by the admin part
@@ -135,12 +134,12 @@ def register(app: typer.Typer) -> None:
     def access(
         repo: Annotated[str, typer.Argument(help="repo name, or % to read from stdin")],
         user: Annotated[str, typer.Argument(help="user name, or % to read from stdin")],
-        perm: Annotated[str | None, typer.Argument(help="R W + C D M ^C (default +)")] = None,
-        ref: Annotated[str | None, typer.Argument(help="ref (default any)")] = None,
+        perm: Annotated[Optional[str], typer.Argument(help="R W + C D M ^C (default +)")] = None,
+        ref: Annotated[Optional[str], typer.Argument(help="ref (default any)")] = None,
         quiet: Annotated[bool, typer.Option("-q", help="exit status only")] = False,
         show: Annotated[bool, typer.Option(
             "-s", help="show the rules considered (file:line) and how each fared")] = False,
-        conf: Annotated[Path | None, typer.Option(
+        conf: Annotated[Optional[Path], typer.Option(
             "--conf", help="use this conf (with its includes) instead of the server's")] = None,
         home: HomeOption = None,
     ) -> None:
@@ -165,7 +164,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("check", help="Validate the conf (and keydir); exit 1 with file:line.")
     def check(
-        conf: Annotated[Path | None, typer.Option(
+        conf: Annotated[Optional[Path], typer.Option(
             "--conf", help="check this conf file (includes beside it) instead of the server's")
         ] = None,
         strict: Annotated[bool, typer.Option(

@@ -7,7 +7,7 @@ both go through buildqueue.commands so they behave identically.
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -31,7 +31,7 @@ def _run(home, argv: list[str]) -> None:
 
 @app.command("list")
 def list_(
-    repo: Annotated[str | None, typer.Option("--repo", help="Only builds of this repo.")] = None,
+    repo: Annotated[Optional[str], typer.Option("--repo", help="Only builds of this repo.")] = None,
     limit: Annotated[int, typer.Option("--limit", help="At most this many builds.")] = 50,
     home: HomeOption = None,
 ) -> None:

@@ -18,20 +18,19 @@ One push, in order:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, Sequence
 
 from dulwich.errors import GitProtocolError
 from dulwich.objects import valid_hexsha
 from dulwich.protocol import (
-    CAPABILITIES_REF,
     CAPABILITY_ATOMIC,
     CAPABILITY_DELETE_REFS,
     CAPABILITY_OFS_DELTA,
     CAPABILITY_QUIET,
     CAPABILITY_REPORT_STATUS,
     CAPABILITY_SIDE_BAND_64K,
+    CAPABILITIES_REF,
     extract_capabilities,
     format_ref_line,
     pkt_line,
@@ -168,7 +167,7 @@ class ReceivePack(ReceivePackHandler):
         if done and self.on_updated is not None:
             try:
                 self.on_updated(done)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - refs already moved; tell, don't crash
                 log.exception("post-update step failed")
                 self._progress(f"warning: {exc}")
         status.extend((c.ref, results[c.ref]) for c in commands)
@@ -196,7 +195,7 @@ class ReceivePack(ReceivePackHandler):
             for hook in pushhooks.hooks():
                 try:
                     reason = hook.before_update(self.ctx, cmd)
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001
                     log.exception("before_update hook failed")
                     reason = f"hook error: {exc}"
                 if reason:
@@ -243,7 +242,7 @@ class ReceivePack(ReceivePackHandler):
             if old == ZERO_SHA:
                 return bool(refs.add_if_new(ref, new.encode()))
             return bool(refs.set_if_equals(ref, old.encode(), new.encode()))
-        except Exception:
+        except Exception:  # noqa: BLE001 - a held lock or I/O error: the ref did not move
             log.exception("ref update of %s failed", ref_name)
             return False
 
@@ -278,7 +277,7 @@ class ReceivePack(ReceivePackHandler):
         for hook in pushhooks.hooks():
             try:
                 hook.after_push(self.ctx, done)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - the push itself already succeeded
                 log.exception("after_push hook failed")
                 self._progress(f"error: post-receive step failed: {exc}")
 

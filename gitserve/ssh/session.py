@@ -10,16 +10,16 @@ from __future__ import annotations
 import logging
 import re
 import shlex
-from dataclasses import dataclass
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import paramiko
 from dulwich.errors import GitProtocolError, HangupException
 
 from gitserve import admin, audit, repos
-from gitserve.acl.inspect_dulwich import DulwichInspector
 from gitserve.git.pushhooks import PushContext, RefUpdate
+from gitserve.acl.inspect_dulwich import DulwichInspector
 from gitserve.git.receive import ReceivePack
 from gitserve.git.repo import SingleRepoBackend
 from gitserve.git.sideband import ChannelReader, SidebandProtocol
@@ -36,7 +36,7 @@ GIT_SERVICES = {
     "git-receive-pack": ("W", ReceivePack),
     "git-upload-archive": ("R", UploadArchive),
 }
-_GIT_CMD = re.compile(r"^(git[- ](?:upload-pack|receive-pack|upload-archive))\s+(.*)$", re.DOTALL)
+_GIT_CMD = re.compile(r"^(git[- ](?:upload-pack|receive-pack|upload-archive))\s+(.*)$", re.S)
 
 
 class Denied(Exception):
@@ -65,7 +65,7 @@ def run(settings: Settings, chan: paramiko.Channel, command: str, user: str,
     conn = Conn(settings, user, iface.peer, chan)
     try:
         state = admin.current(settings)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a broken admin repo: say so, don't crash
         log.exception("cannot load the admin repo")
         conn.err(f"FATAL: server configuration error: {exc}\n")
         return 1
@@ -184,7 +184,7 @@ def _wire_push(handler: ReceivePack, conn: Conn, state: Any, name: str, path: st
         try:
             decision = rules.check_update(name, user, update.ref, update.old, update.new,
                                           inspector, wild=wild)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - refuse the ref, never crash the push
             log.exception("check #2 failed for %s %s", name, update.ref)
             return f"cannot check this update: {exc}"
         if not decision.allowed:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import ADMIN, GitServer
-from tests.helpers import gitserve_cmd, require_tool, subprocess_env
-from tests.security.sitekit import builds_of, site_commit
+from tests.support.server import ADMIN, GitServer
+from tests.support.tools import gitserve_cmd, require_tool, subprocess_env
+from tests.support.sitekit import builds_of, site_commit
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -16,7 +16,7 @@ import re
 
 import pytest
 
-from tests.security.sitekit import builds_of, get, rev, site_commit, site_server, stop_site_server
+from tests.support.sitekit import builds_of, get, rev, site_commit, site_server, stop_site_server
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -82,7 +82,8 @@ def test_retry_needs_write_on_the_builds_ref(srv):
     build_id = build_id_of(srv, "refs/heads/main", main)
     count = len(builds_of(srv, "web"))
     r = srv.ssh("mallory", "builds", "retry", build_id)
-    assert r.returncode != 0 and f"W access to refs/heads/main of web needed to retry build {build_id}" in r.stderr, r.stderr
+    needed = f"W access to refs/heads/main of web needed to retry build {build_id}"
+    assert r.returncode != 0 and needed in r.stderr, r.stderr
     assert len(builds_of(srv, "web")) == count and get(srv.ports["live"]) == (200, "alice v1\n")
     # a build of mallory's own branch is hers to retry (and it still does not deploy)
     dev = build_id_of(srv, "refs/heads/dev/x", rev(srv, "web", "refs/heads/dev/x"))

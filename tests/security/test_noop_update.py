@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.security.rawpush import ZERO, empty_pack, make_pack, raw_push
-from tests.security.sitekit import (
+from tests.support.rawpush import ZERO, empty_pack, make_pack, raw_push
+from tests.support.sitekit import (
     builds_of,
     get,
     rev,

@@ -12,8 +12,8 @@ import http.client
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.conftest import GitServer, make_server
-from tests.helpers import free_port, require_tool
+from tests.support.server import GitServer, make_server
+from tests.support.tools import free_port, require_tool
 
 BUILD = """#!/bin/sh
 set -e
