@@ -39,6 +39,9 @@ class ServerSettings:
     keepalive_interval: float = 15.0
     auth_failures_per_minute: int = 30
     pack_backend: str = "auto"  # auto | dulwich | git
+    # a push whose pack is bigger, or that holds a bigger blob, is refused whole (0: no limit)
+    max_push_bytes: int = 2 * 1024**3
+    max_blob_bytes: int = 100 * 1024**2
 
 
 @dataclass

@@ -132,8 +132,8 @@ class ReceivePack(ReceivePackHandler):
             quarantine = Quarantine(self.repo.object_store.path, self.repo.object_format)
             try:
                 quarantine.receive(self.proto.read, getattr(self.proto, "recv", None),
-                                   self._receive_max_input_size())
-                quarantine.check()
+                                   self._max_push_bytes())
+                quarantine.check(self._limit("max_blob_bytes"))
                 missing = [c.ref for c in commands
                            if not c.is_delete and not quarantine.exists(c.new.encode())]
                 quarantine.store.close()
@@ -201,6 +201,16 @@ class ReceivePack(ReceivePackHandler):
                 if reason:
                     return reason
         return None
+
+    def _limit(self, name: str) -> int:
+        """A `[server]` push limit from gitserve.toml (0: none; no settings in bare tests)."""
+        server = getattr(getattr(self, "settings", None), "server", None)
+        return max(0, int(getattr(server, name, 0) or 0))
+
+    def _max_push_bytes(self) -> int | None:
+        """The smaller of `[server] max_push_bytes` and the repo's receive.maxInputSize."""
+        limits = [n for n in (self._limit("max_push_bytes"), self._receive_max_input_size()) if n]
+        return min(limits) if limits else None
 
     def _current(self, ref: bytes) -> str:
         """The ref's value now (ZERO_SHA when it does not exist)."""
