@@ -13,14 +13,12 @@ from typing import Any, Callable, TextIO
 
 import redis
 
+from gitserve.errors import CommandError
+
 from . import enqueue, keys, logs, records, rqconn
 
 Access = Callable[[str, str], bool]
 USAGE = "usage: builds list [--repo R] | show ID | log ID [--follow] | cancel ID | retry ID"
-
-
-class CommandError(Exception):
-    """One line for stderr, exit 1."""
 
 
 class _Parser(argparse.ArgumentParser):

@@ -19,6 +19,7 @@ from typing import Any, Callable
 import redis
 from rq import get_current_job
 
+from gitserve.errors import GitserveError
 from . import keys, logs, records, rqconn, workspace
 from .secrets import Masker, SecretError, decrypt, worker_key_file
 
@@ -27,7 +28,7 @@ MAX_ARTIFACT = 256 * 1024 * 1024
 ARTIFACT_TTL = 24 * 3600
 
 
-class HandOverError(Exception):
+class HandOverError(GitserveError):
     pass
 
 

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import redis
 
+from gitserve.errors import GitserveError
 from .runner import die_with_parent
 
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
 
 
-class EmbeddedRedisError(Exception):
+class EmbeddedRedisError(GitserveError):
     pass
 
 

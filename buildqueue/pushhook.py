@@ -1,6 +1,6 @@
 """buildqueue's PushHook: what a push triggers (gate builds, sync/async builds, post-receive).
 
-Registered with gitserve.git.pushhooks when buildqueue is imported. Redis trouble never
+gitserve.app puts one in the server's list of push hooks. Redis trouble never
 fails a push: the pusher is told the build could not be queued (gate mode rejects the ref
 with that reason, since an unbuilt commit must not pass the gate).
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from gitserve.git import pushhooks
 from gitserve.git.pushhooks import PushContext, RefUpdate
 
 from . import enqueue, logs, posthook, records, rqconn
@@ -112,6 +111,3 @@ class BuildHook:
                 ctx.progress(f"build {build.id}: lost contact with Redis ({rqconn.one_line(exc)}); "
                              f"see {enqueue.follow_command(ctx.settings, build.id)}")
 
-
-HOOK = BuildHook()
-pushhooks.register(HOOK)

@@ -16,6 +16,7 @@ from typing import Any
 
 import redis
 
+from gitserve.errors import GitserveError
 from . import keys
 
 FINAL = ("passed", "failed", "timed out", "cancelled")
@@ -65,7 +66,7 @@ return 1
 """
 
 
-class BuildNotFound(LookupError):
+class BuildNotFound(GitserveError, LookupError):
     pass
 
 

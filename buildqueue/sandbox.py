@@ -20,6 +20,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gitserve.errors import GitserveError
+
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
 MS_RDONLY = 0x1
@@ -36,7 +38,7 @@ except OSError:  # pragma: no cover - not Linux
     _LIBC = None
 
 
-class SandboxError(OSError):
+class SandboxError(GitserveError, OSError):
     pass
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from gitserve.errors import GitserveError
+
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 # Names a secret may not take: they would override what the build relies on.
 RESERVED = {"PATH", "HOME", "USER", "LOGNAME", "SHELL", "PWD", "LANG", "TMPDIR",
@@ -26,7 +28,7 @@ MASK = "***"
 KEY_FILE_ENV = "GITSERVE_SECRETS_KEY_FILE"
 
 
-class SecretError(Exception):
+class SecretError(GitserveError):
     """Invalid name/value, or a key that cannot decrypt."""
 
 

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from gitserve.errors import GitserveError
 from gitserve.fsutil import locked
 
 CACHE_ENV = "GITSERVE_BUILD_CACHE"
@@ -23,7 +24,7 @@ NO_LOCAL_ENV = "GITSERVE_NO_LOCAL_FETCH"  # "1": always fetch over SSH, as a rem
 GIT_TIMEOUT = 300
 
 
-class WorkspaceError(Exception):
+class WorkspaceError(GitserveError):
     """The commit could not be fetched or checked out (one line, safe to show the pusher)."""
 
 

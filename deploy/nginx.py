@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from gitserve.errors import GitserveError
 from gitserve.fsutil import locked
 
 from .render import render_builtin
@@ -35,7 +36,7 @@ _MIME_CANDIDATES = ("/etc/nginx/mime.types", "/usr/local/etc/nginx/mime.types",
                     "/usr/local/nginx/conf/mime.types", "/opt/homebrew/etc/nginx/mime.types")
 
 
-class NginxError(Exception):
+class NginxError(GitserveError):
     """nginx refused a config, could not be started, or did not reload."""
 
 

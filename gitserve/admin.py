@@ -26,6 +26,7 @@ from dulwich.object_store import commit_tree_changes
 from dulwich.file import FileLocked
 from dulwich.repo import Repo
 
+from gitserve.errors import GitserveError
 from gitserve import audit, keys, repos
 from gitserve.settings import Settings
 
@@ -41,7 +42,7 @@ FATAL_WARNINGS = ("syntax error, ignoring", "included file not found")
 CAS_RETRIES = 100  # with a random 5-50ms pause: gives up after seconds of contention
 
 
-class AdminError(ValueError):
+class AdminError(GitserveError, ValueError):
     """An admin change or admin tree that must be refused (message is one line)."""
 
 

@@ -14,6 +14,8 @@ import re
 import struct
 from dataclasses import dataclass
 
+from gitserve.errors import GitserveError
+
 
 # Gitolite 3.6 (Gitolite::Rc): the user-name pattern; keydir file paths must match the
 # repo-name pattern (`keydir/sub/alice@laptop.pub`).
@@ -36,7 +38,7 @@ SK_TYPES = {
 MIN_RSA_BITS = 1024  # OpenSSH's RequiredRSASize default
 
 
-class InvalidKey(ValueError):
+class InvalidKey(GitserveError, ValueError):
     """A public key line or keydir file name that cannot be used (message is one line)."""
 
 

@@ -34,6 +34,7 @@ from dulwich.errors import ChecksumMismatch, ObjectFormatException
 from dulwich.objects import Blob
 from dulwich.repo import Repo
 
+from gitserve.errors import GitserveError
 from gitserve import repos
 from gitserve.git import pushhooks
 from gitserve.git.quarantine import object_links
@@ -51,7 +52,7 @@ REF_LOCK_AGE = 600.0
 CREATING_PREFIX = ".creating-"
 
 
-class UpkeepError(Exception):
+class UpkeepError(GitserveError):
     """A repository cannot be checked or collected (one-line reason)."""
 
 
@@ -340,7 +341,7 @@ class UpkeepService:
         self._thread: threading.Thread | None = None
         self.runs: list[GcReport] = []  # recent results, newest last (for tests and status)
 
-    # PushHook
+    # PushHook (gitserve.app puts this service in the push hooks too)
     def before_update(self, ctx: pushhooks.PushContext, update: pushhooks.RefUpdate
                       ) -> str | None:
         return None
@@ -365,7 +366,6 @@ class UpkeepService:
         for name, path in select_repos(self.settings, None):
             for lock in remove_stale_ref_locks(path, before):
                 log.warning("removed stale lock %s of %s", lock.name, name)
-        pushhooks.register(self)
         self._thread = threading.Thread(target=self._loop, name="gitserve-upkeep", daemon=True)
         self._thread.start()
 
@@ -408,11 +408,6 @@ class UpkeepService:
             return
         log.info("gc %s", report.summary())
         self.runs = (self.runs + [report])[-100:]
-
-
-def services(settings: Settings) -> list[Any]:
-    """`gitserve serve` starts these (see gitserve.cli.serve.SERVICE_MODULES)."""
-    return [UpkeepService(settings)]
 
 
 def _one_line(exc: BaseException) -> str:

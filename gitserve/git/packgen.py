@@ -34,6 +34,7 @@ from dulwich.protocol import (
     CAPABILITY_THIN_PACK,
 )
 
+from gitserve.errors import GitserveError
 from gitserve.git import repack
 from gitserve.git.packcache import PackCache, cache_key
 from gitserve.git.packcopy import FRAME, stored_pack
@@ -45,7 +46,7 @@ log = logging.getLogger(__name__)
 BACKENDS = ("auto", "dulwich", "git")
 
 
-class PackGenError(Exception):
+class PackGenError(GitserveError):
     """The pack could not be generated (the client sees the message)."""
 
 

@@ -35,8 +35,7 @@ from dulwich.protocol import (
 from dulwich.refs import check_ref_format
 from dulwich.server import ReceivePackHandler
 
-from . import pushhooks
-from .pushhooks import ZERO_SHA, PushContext, RefUpdate
+from .pushhooks import ZERO_SHA, PushContext, PushHook, RefUpdate
 from .quarantine import BadPack, Quarantine
 from .repo import is_hidden
 from .sideband import BAND_DATA
@@ -57,12 +56,14 @@ class PushResult:
 class ReceivePack(ReceivePackHandler):
     """Receive-pack whose update step is gitserve's, not a hook script's.
 
-    Callers set `check_ref` (access rules etc.), `ctx` (for push hooks) and may set
-    `on_updated(updates)` (runs after the refs moved, before hooks: HEAD rule, compile).
+    Callers set `check_ref` (access rules etc.), `ctx` and `hooks` (the push hooks
+    gitserve.app built, run in that order) and may set `on_updated(updates)` (runs after
+    the refs moved, before hooks: HEAD rule, compile).
     """
 
     check_ref: RefCheck | None = None
     ctx: PushContext | None = None
+    hooks: Sequence[PushHook] = ()
     on_updated: Callable[[list[RefUpdate]], None] | None = None
     show_hidden = False
     result: PushResult | None = None
@@ -179,7 +180,7 @@ class ReceivePack(ReceivePackHandler):
             if reason:
                 return reason
         if self.ctx is not None:
-            for hook in pushhooks.hooks():
+            for hook in self.hooks:
                 try:
                     reason = hook.before_update(self.ctx, cmd)
                 except Exception as exc:  # noqa: BLE001
@@ -247,7 +248,7 @@ class ReceivePack(ReceivePackHandler):
         done = [c for c in self.result.updates if self.result.statuses.get(c.ref) == "ok"]
         if not done:
             return
-        for hook in pushhooks.hooks():
+        for hook in self.hooks:
             try:
                 hook.after_push(self.ctx, done)
             except Exception as exc:  # noqa: BLE001 - the push itself already succeeded

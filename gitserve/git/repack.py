@@ -276,6 +276,3 @@ class RepackAfterPush:
         if updates:
             scheduler.request(str(ctx.repo_path))
 
-
-HOOK = RepackAfterPush()
-pushhooks.register(HOOK)
