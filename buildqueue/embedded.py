@@ -131,10 +131,7 @@ class EmbeddedRedisService:
                                    settings.logs_dir / "redis.log")
 
     def start(self) -> None:
-        try:
-            self.redis.start()
-        except EmbeddedRedisError as exc:
-            raise RuntimeError(str(exc)) from None
+        self.redis.start()  # EmbeddedRedisError: `gitserve: ...` and exit 1 (cli main)
 
     def stop(self) -> None:
         self.redis.stop()

@@ -7,20 +7,26 @@ the SSH port. Every line it writes to the log passes through the secret masker f
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
 import tempfile
 import threading
 import time
+import traceback
 from pathlib import Path
 from typing import Any, Callable
 
 import redis
 from rq import get_current_job
 
+from gitserve.logsetup import log_context
+
 from . import keys, logs, records, runner, sandbox, workspace
 from .secrets import Masker, SecretError, decrypt, worker_key_file
+
+logger = logging.getLogger(__name__)
 
 LANE_POLL = 0.2
 ENV_PASSTHROUGH = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "SHELL")
@@ -111,7 +117,16 @@ def _script_argv(path: Path) -> list[str]:
 
 
 def run_build(payload: dict[str, Any]) -> dict[str, str]:
-    """Entry point of the `builds` queue's jobs."""
+    """Entry point of the `builds` queue's jobs (logged as `build ID` in workers.log)."""
+    with log_context(f"build {payload['build_id']}"):
+        logger.info("start %s %s %s", payload.get("repo"), payload.get("ref"),
+                    str(payload.get("commit") or payload.get("new", ""))[:12])
+        result = _run_build(payload)
+        logger.info("end: %s", result.get("status"))
+        return result
+
+
+def _run_build(payload: dict[str, Any]) -> dict[str, str]:
     r = _connection()
     build_id = str(payload["build_id"])
     log_ttl = int(payload.get("log_ttl", 0))
@@ -177,6 +192,8 @@ def run_build(payload: dict[str, Any]) -> dict[str, str]:
             return {"status": "deploying"}
         return _end(r, build_id, "passed", "", log_ttl, quiet=True)
     except Exception as exc:  # noqa: BLE001 - any crash must still end the build
+        # masked like the build log: a traceback can quote a secret
+        logger.error("crashed: %s", log.mask(traceback.format_exc()))
         _end(r, build_id, "failed", log.mask(f"internal error: {type(exc).__name__}: {exc}"), log_ttl)
         raise
     finally:
@@ -195,5 +212,8 @@ def heartbeat_loop(r: redis.Redis, build_id: str, stop: threading.Event) -> None
 def _end(r: redis.Redis, build_id: str, status: str, reason: str, log_ttl: int,
          quiet: bool = False) -> dict[str, str]:
     last = "" if quiet else f"gitserve: {reason}"
+    if reason:  # the reason the pusher sees (masked where it could carry a secret)
+        logger.log(logging.INFO if status == "passed" else logging.WARNING,
+                   "%s: %s", status, reason)
     records.finish(r, build_id, status, reason, log_ttl=log_ttl, last_line=last)
     return {"status": status}

@@ -11,6 +11,7 @@ site's file, so one site's half-tested config must never be seen by another site
 
 from __future__ import annotations
 
+import logging
 import os
 import pwd
 import re
@@ -28,6 +29,8 @@ from gitserve.errors import GitserveError
 from gitserve.fsutil import locked
 
 from .render import render_builtin
+
+log = logging.getLogger(__name__)
 
 COMMAND_TIMEOUT = 30.0
 # "2026/11/26 14:47:45 [emerg] 25114#25114: bind() to ... failed" -> level, message
@@ -376,18 +379,18 @@ class NginxService:
 
     def __init__(self, settings: Any) -> None:
         self.settings = settings
+        self.summary = ""  # one line `gitserve serve` shows once started ("" = nothing to say)
 
     def start(self) -> None:
-        import sys
-
         confs = list(sites_conf_dir(self.settings).glob("*.conf")) if sites_conf_dir(self.settings).is_dir() else []
         if not confs:
             return
         try:
             handle = start_embedded(self.settings)
-            print(f"gitserve: embedded nginx serving {len(confs)} site(s) (pid {handle.pid})", flush=True)
+            self.summary = f"embedded nginx serving {len(confs)} site(s) (pid {handle.pid})"
+            log.info("%s", self.summary)
         except NginxError as exc:
-            print(f"gitserve: embedded nginx not started: {exc}", file=sys.stderr, flush=True)
+            log.warning("embedded nginx not started: %s", exc)
 
     def stop(self) -> None:
         stop_embedded(self.settings)
@@ -395,10 +398,8 @@ class NginxService:
 
 def services(settings: Any) -> list[Any]:
     """What `gitserve serve` runs for deploys: the embedded nginx, or nothing for a system one."""
-    import sys
-
     try:
         return [NginxService(settings)] if is_embedded(settings) else []
     except NginxError as exc:
-        print(f"gitserve: deploys disabled: {exc}", file=sys.stderr, flush=True)
+        log.warning("deploys disabled: %s", exc)
         return []

@@ -10,11 +10,11 @@ next call without a restart.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import random
 import re
 import stat
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -29,6 +29,8 @@ from dulwich.repo import Repo
 from gitserve.errors import GitserveError
 from gitserve import audit, keys, repos
 from gitserve.settings import Settings
+
+log = logging.getLogger(__name__)
 
 CONF_DIR = "conf"
 KEYDIR = "keydir"
@@ -159,8 +161,8 @@ def current(settings: Settings) -> AdminState:
             if state is None:
                 raise
             _bad_tip[key] = sha or ""
-            print(f"gitserve: admin repo tip {(sha or 'none')[:12]} is unusable ({exc}); "
-                  f"keeping the rules of {state.commit[:12]}", file=sys.stderr, flush=True)
+            log.error("admin repo tip %s is unusable (%s); keeping the rules of %s",
+                      (sha or "none")[:12], exc, state.commit[:12])
             return state
         _cache[key] = new_state
         _bad_tip.pop(key, None)

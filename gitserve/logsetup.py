@@ -93,15 +93,20 @@ def log_path(home: Path, filename: str = "server.log") -> Path:
     return Path(home) / "logs" / filename
 
 
+def check_options(level: str, fmt: str) -> None:
+    """ValueError (one line) unless LEVEL and FMT are ones `configure` takes."""
+    if level.upper() not in LEVELS:
+        raise ValueError(f"--log-level must be one of {', '.join(LEVELS)}, got {level!r}")
+    if fmt not in FORMATS:
+        raise ValueError(f"--log-format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+
+
 def configure(home: Path, filename: str = "server.log", level: str = "INFO",
               fmt: str = "text", console: bool = True) -> Path:
     """Send every gitserve/buildqueue/deploy log line to HOME/logs/FILENAME (rotated at
     10 MB, 5 kept); warnings and errors also to stderr when CONSOLE. Returns the path."""
+    check_options(level, fmt)
     level = level.upper()
-    if level not in LEVELS:
-        raise ValueError(f"log level must be one of {', '.join(LEVELS)}, got {level!r}")
-    if fmt not in FORMATS:
-        raise ValueError(f"log format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     path = log_path(home, filename)
     path.parent.mkdir(parents=True, exist_ok=True)
     formatter: logging.Formatter = (JsonFormatter() if fmt == "json"
@@ -123,6 +128,7 @@ def configure(home: Path, filename: str = "server.log", level: str = "INFO",
         h.addFilter(_ContextFilter())
         root.addHandler(h)
     root.setLevel(level)
-    # paramiko logs every transport's negotiation at INFO: keep it to real problems
-    logging.getLogger("paramiko").setLevel(max(logging.WARNING, root.level))
+    # paramiko and dulwich log every negotiation at INFO: keep them to real problems
+    for noisy in ("paramiko", "dulwich"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     return path

@@ -28,7 +28,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 from dulwich.errors import ChecksumMismatch, ObjectFormatException
 from dulwich.objects import Blob

@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import threading
+from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
@@ -29,10 +30,10 @@ LogFormatOption = Annotated[str, typer.Option(
     "--log-format", help="text (default) or json: one JSON object per line.")]
 
 
-def setup_logging(home: Any, filename: str, level: str, fmt: str) -> Any:
+def setup_logging(home: Path, filename: str, level: str, fmt: str, console: bool = True) -> Path:
     """Configure logging to HOME/logs/FILENAME; bad --log-* values are one-line errors."""
     try:
-        return logsetup.configure(home, filename, level, fmt)
+        return logsetup.configure(home, filename, level, fmt, console)
     except ValueError as exc:
         fail(str(exc))
     except OSError as exc:
@@ -50,6 +51,10 @@ def serve(
     log_format: LogFormatOption = "text",
 ) -> None:
     """Run the SSH git server (and the embedded Redis, build workers and nginx)."""
+    try:
+        logsetup.check_options(log_level, log_format)
+    except ValueError as exc:
+        fail(str(exc))
     settings = load_settings(home)
     if listen is not None:
         host, sep, port = listen.rpartition(":")
@@ -99,6 +104,10 @@ def serve(
         pid_file.write_text(f"{os.getpid()}\n")
         shown = settings.server.public_host or host
         user = settings.server.ssh_user
+        for service in services:  # e.g. "embedded nginx serving 2 site(s)"
+            summary = getattr(service, "summary", "")
+            if summary:
+                print(f"gitserve: {summary}", flush=True)
         print(f"gitserve: listening on {host}:{port}", flush=True)
         print(f"gitserve: clone with  git clone ssh://{user}@{_url_host(shown)}:{port}/REPO",
               flush=True)

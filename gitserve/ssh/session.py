@@ -90,6 +90,7 @@ def run(settings: Settings, chan: paramiko.Channel, command: str, user: str,
             return run_git(conn, state, verb, match.group(2))
         return run_command(conn, state, command or "info")
     except (Denied, commands.CommandError, repos.RepoError) as exc:
+        log.warning("refused %s: %s", user, " ".join(str(exc).split()))
         conn.err(f"FATAL: {exc}\n")
         return 1
 
@@ -200,6 +201,7 @@ def _wire_push(handler: ReceivePack, conn: Conn, state: AdminState, name: str, p
         if not decision.allowed:
             proto.progress_line(f"FATAL: {decision.message}")
             _audit_ref(conn, name, update, "rejected", decision.message)
+            log.warning("push to %s %s refused: %s", name, update.ref, decision.message)
             return decision.message
         if is_admin_repo and update.ref == state.branch:
             if update.is_delete:
@@ -214,6 +216,7 @@ def _wire_push(handler: ReceivePack, conn: Conn, state: AdminState, name: str, p
     def on_updated(updates: list[RefUpdate]) -> None:
         for u in updates:
             _audit_ref(conn, name, u, "updated", None)
+            log.info("push %s %s %s..%s by %s", name, u.ref, u.old[:12], u.new[:12], user)
         created = [u.ref for u in updates if u.is_create]
         if created:
             repos.head_after_push(path, created)
