@@ -15,7 +15,7 @@ import redis
 
 from gitserve.errors import CommandError
 
-from . import enqueue, keys, logs, records, rqconn
+from . import ending, enqueue, keys, logs, records, rqconn
 
 Access = Callable[[str, str], bool]
 USAGE = "usage: builds list [--repo R] | show ID | log ID [--follow] | cancel ID | retry ID"
@@ -61,7 +61,7 @@ def _visible(r: redis.Redis, build_id: str, access: Access, perm: str = "R") -> 
 
 def _fresh(r: redis.Redis, build: records.Build, log_ttl: int) -> records.Build:
     """The build as it is now, ending it first if its worker died."""
-    if records.reap_if_lost(r, build, log_ttl=log_ttl):
+    if ending.reap_if_lost(r, build, log_ttl=log_ttl):
         return records.get(r, build.id)
     return build
 
@@ -143,7 +143,7 @@ def cmd_cancel(r, args, access, out, settings, user: str = "") -> int:
             raise CommandError(f"build {build.id} already {build.status}")
         if build.status in ("queued", records.DEPLOY_QUEUED):
             # not picked up yet: it never will be (the job sees the status and returns)
-            if records.finish(r, build.id, "cancelled", f"cancelled{by}", log_ttl=ttl,
+            if ending.finish(r, build.id, "cancelled", f"cancelled{by}", log_ttl=ttl,
                               last_line=f"gitserve: cancelled{by}", expect=build.status):
                 job_id = build.job_id if build.status == "queued" else f"gitserve-deploy-{build.id}"
                 _cancel_rq_job(r, job_id)

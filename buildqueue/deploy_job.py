@@ -20,7 +20,8 @@ import redis
 from rq import get_current_job
 
 from gitserve.errors import GitserveError
-from . import keys, logs, records, rqconn, workspace
+from . import ending, keys, logs, records, rqconn, workspace
+from .liveness import heartbeat_loop, worker_name
 from .secrets import Masker, SecretError, decrypt, worker_key_file
 
 DEPLOY_QUEUE = "deploy"
@@ -78,12 +79,11 @@ def run_deploy(payload: dict[str, Any], deploy_fn: Callable[..., Any] | None = N
         raise RuntimeError("run_deploy must run inside an rq worker")
     build_id = str(payload["build_id"])
     log_ttl = int(payload.get("log_ttl", 0))
-    from .jobs import heartbeat_loop as jobsheartbeat_loop, worker_name
 
     if not records.move(r, build_id, records.DEPLOY_QUEUED, "deploying", worker_name()):
         return {"status": records.get(r, build_id).status}
     stop = threading.Event()
-    threading.Thread(target=jobsheartbeat_loop, args=(r, build_id, stop), daemon=True).start()
+    threading.Thread(target=heartbeat_loop, args=(r, build_id, stop), daemon=True).start()
     work = Path(tempfile.mkdtemp(prefix=f"gitserve-deploy-{build_id}-"))
     mask: Callable[[str], str] = lambda s: s
     try:
@@ -124,6 +124,6 @@ def run_deploy(payload: dict[str, Any], deploy_fn: Callable[..., Any] | None = N
 
 def _end(r: redis.Redis, build_id: str, status: str, reason: str, log_ttl: int,
          quiet: bool = False) -> dict[str, str]:
-    records.finish(r, build_id, status, reason, log_ttl=log_ttl,
+    ending.finish(r, build_id, status, reason, log_ttl=log_ttl,
                    last_line="" if quiet else f"gitserve: {reason}")
     return {"status": status}

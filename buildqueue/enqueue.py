@@ -20,7 +20,7 @@ import redis
 from dulwich.objects import Blob, Commit, Tag
 from dulwich.repo import Repo
 
-from . import records, rqconn
+from . import ending, records, rqconn
 from . import secrets as secrets_mod
 
 HIDDEN_PREFIX = "refs/gitserve/builds/"
@@ -212,7 +212,7 @@ def enqueue(
         if build_id:  # half-queued: never leave a pinned commit or a build nobody will run
             drop_hidden_refs(repo_path, [build_id])
             try:
-                records.finish(r, build_id, "failed", "could not be queued")
+                ending.finish(r, build_id, "failed", "could not be queued")
             except (redis.RedisError, OSError):
                 pass
         raise rqconn.RedisUnavailable(f"Redis unreachable: {rqconn.one_line(exc)}") from exc

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import socket
 import tempfile
 import threading
 import time
@@ -23,7 +22,8 @@ from rq import get_current_job
 
 from gitserve.logsetup import log_context
 
-from . import keys, logs, records, runner, sandbox, workspace
+from . import ending, keys, logs, records, runner, sandbox, workspace
+from .liveness import heartbeat_loop, worker_name
 from .secrets import Masker, SecretError, decrypt, worker_key_file
 
 logger = logging.getLogger(__name__)
@@ -37,10 +37,6 @@ def _connection() -> redis.Redis:
     if job is None:
         raise RuntimeError("run_build must run inside an rq worker")
     return job.connection
-
-
-def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class BuildLog:
@@ -80,7 +76,7 @@ def _wait_for_lane(r: redis.Redis, build: records.Build, log: BuildLog) -> bool:
                 # built already; deploys keep their own order (and a worker waiting here
                 # must never be the one that deploy needs)
                 continue
-            records.reap_if_lost(r, other)
+            ending.reap_if_lost(r, other)
             pending.append(other_id)
         if not pending:
             return True
@@ -141,7 +137,7 @@ def _run_build(payload: dict[str, Any]) -> dict[str, str]:
     threading.Thread(target=heartbeat_loop, args=(r, build_id, beating), daemon=True).start()
     try:
         if not _wait_for_lane(r, build, log):
-            records.finish(r, build_id, "cancelled", "cancelled while waiting", log_ttl=log_ttl,
+            ending.finish(r, build_id, "cancelled", "cancelled while waiting", log_ttl=log_ttl,
                            last_line="gitserve: cancelled")
             return {"status": "cancelled"}
         records.set_fields(r, build_id, started=repr(time.time()))
@@ -201,19 +197,11 @@ def _run_build(payload: dict[str, Any]) -> dict[str, str]:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def heartbeat_loop(r: redis.Redis, build_id: str, stop: threading.Event) -> None:
-    while not stop.wait(1.0):
-        try:
-            records.heartbeat(r, build_id)
-        except redis.RedisError:
-            pass
-
-
 def _end(r: redis.Redis, build_id: str, status: str, reason: str, log_ttl: int,
          quiet: bool = False) -> dict[str, str]:
     last = "" if quiet else f"gitserve: {reason}"
     if reason:  # the reason the pusher sees (masked where it could carry a secret)
         logger.log(logging.INFO if status == "passed" else logging.WARNING,
                    "%s: %s", status, reason)
-    records.finish(r, build_id, status, reason, log_ttl=log_ttl, last_line=last)
+    ending.finish(r, build_id, status, reason, log_ttl=log_ttl, last_line=last)
     return {"status": status}

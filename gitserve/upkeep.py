@@ -13,22 +13,19 @@ Both are safe while the server runs:
 - refs are never rewritten (no pack-refs): ref updates stay the receive-pack's alone;
 - one gc per repository at a time (a lock file under objects/), so the periodic run, the
   after-N-pushes run and `gitserve admin gc` never repack the same store concurrently.
-  gitserve.git.repack (background repack after pushes, perf) takes the same lock if it
-  wants to: `repo_lock(path)`.
+  gitserve.git.repack (background repack after pushes) takes the same lock,
+  `gitserve.git.repolock.repo_lock(path)`.
 """
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import shutil
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from dulwich.errors import ChecksumMismatch, ObjectFormatException
 from dulwich.objects import Blob
@@ -38,11 +35,11 @@ from gitserve.errors import GitserveError
 from gitserve import repos
 from gitserve.git import pushhooks
 from gitserve.git.quarantine import object_links
+from gitserve.git.repolock import LOCK_NAME, repo_lock  # noqa: F401  (LOCK_NAME: upkeep's API)
 from gitserve.settings import Settings
 
 log = logging.getLogger(__name__)
 
-LOCK_NAME = "gitserve-upkeep.lock"
 QUARANTINE_PREFIX = "incoming-"  # gitserve.git.quarantine's directories under objects/
 # a quarantine or temporary pack untouched this long belongs to a push that died
 LEFTOVER_AGE = 6 * 3600.0
@@ -54,25 +51,6 @@ CREATING_PREFIX = ".creating-"
 
 class UpkeepError(GitserveError):
     """A repository cannot be checked or collected (one-line reason)."""
-
-
-# --- locking --------------------------------------------------------------------------
-
-@contextmanager
-def repo_lock(path: Path | str, wait: bool = True) -> Iterator[bool]:
-    """Exclusive upkeep lock of the repository at PATH; yields False if WAIT is off and
-    someone else holds it. An flock dies with its process, so a killed gc never wedges it."""
-    lock_path = Path(path) / "objects" / LOCK_NAME
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield False
-            return
-        yield True
-    finally:
-        os.close(fd)
 
 
 # --- fsck -----------------------------------------------------------------------------

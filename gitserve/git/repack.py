@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from gitserve.git import pushhooks
+from gitserve.git.repolock import repo_lock
 
 log = logging.getLogger(__name__)
 
@@ -185,8 +186,6 @@ def repack_now(path: str) -> bool:
         tips = ref_tips(repo)
         if not tips:
             return False
-        from gitserve.upkeep import repo_lock
-
         with repo_lock(path):  # never alongside `gitserve admin gc` or serve's own gc
             if shutil.which("git"):
                 _repack_git(path)
