@@ -22,6 +22,7 @@ from rq import get_current_job
 from gitserve.errors import GitserveError
 from . import ending, keys, logs, records, rqconn, workspace
 from .liveness import heartbeat_loop, worker_name
+from .workersettings import WorkerSettings
 from .secrets import Masker, SecretError, decrypt, worker_key_file
 
 DEPLOY_QUEUE = "deploy"
@@ -102,7 +103,7 @@ def run_deploy(payload: dict[str, Any], deploy_fn: Callable[..., Any] | None = N
         objects = workspace.source_objects(payload["repo"], payload.get("commit") or payload["new"], payload["fetch_ref"],
                                            payload.get("local_path", ""), payload.get("clone_url", ""))
         workspace.checkout(objects, payload.get("commit") or payload["new"], src)
-        settings = settings_mod.load()
+        settings = settings_mod.load(WorkerSettings.from_env().home)
         meta = {"build_id": build_id, "repo": payload["repo"], "ref": payload["ref"],
                 "commit": payload["new"], "pusher": payload["pusher"],
                 "pushed_at": payload.get("pushed_at"), "env": secret_values}
