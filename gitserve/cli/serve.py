@@ -97,6 +97,9 @@ def serve(
                 log.exception("cannot start %s", type(service).__name__)
                 raise
             services.append(service)
+            summary = getattr(service, "summary", "")  # e.g. "embedded nginx serving 2 site(s)"
+            if summary:
+                print(f"gitserve: {summary}", flush=True)
         host, port = ssh.address
         log.info("listening on %s:%s (pid %s); log %s", host, port, os.getpid(), log_file)
         pid_file = settings.run_dir / "serve.pid"
@@ -104,10 +107,6 @@ def serve(
         pid_file.write_text(f"{os.getpid()}\n")
         shown = settings.server.public_host or host
         user = settings.server.ssh_user
-        for service in services:  # e.g. "embedded nginx serving 2 site(s)"
-            summary = getattr(service, "summary", "")
-            if summary:
-                print(f"gitserve: {summary}", flush=True)
         print(f"gitserve: listening on {host}:{port}", flush=True)
         print(f"gitserve: clone with  git clone ssh://{user}@{_url_host(shown)}:{port}/REPO",
               flush=True)
