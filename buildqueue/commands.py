@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 from datetime import datetime, timezone
-from typing import Any, Callable, TextIO
+from typing import Callable, TextIO
 
 import redis
 
 from gitserve.errors import CommandError
+from gitserve.settings import Settings
 
 from . import ending, enqueue, keys, logs, records, rqconn
 
@@ -187,7 +188,7 @@ def cmd_retry(r, args, access, out, settings, user: str = "") -> int:
     return 0
 
 
-def run(settings: Any, argv: list[str], access: Access, out: TextIO, user: str = "") -> int:
+def run(settings: Settings, argv: list[str], access: Access, out: TextIO, user: str = "") -> int:
     """Run one `builds ...` command; raises CommandError (one line) on bad input or denial."""
     if not argv or argv[0] in ("-h", "--help", "help"):
         out.write(USAGE + "\n")

@@ -19,7 +19,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from dulwich.objects import Blob, Commit, Tree
 from dulwich.object_store import commit_tree_changes
@@ -29,6 +29,9 @@ from dulwich.repo import Repo
 from gitserve.errors import GitserveError
 from gitserve import audit, keys, repos
 from gitserve.settings import Settings
+
+if TYPE_CHECKING:
+    from gitserve.acl import Rules
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +68,7 @@ class AdminState:
 
     commit: str
     branch: str  # e.g. "refs/heads/main"
-    rules: Any  # gitserve.acl rules object
+    rules: Rules  # the compiled conf at this commit
     keys: tuple[KeyEntry, ...]
     warnings: tuple[str, ...] = ()
     builder_blob: bytes | None = None

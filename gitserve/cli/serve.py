@@ -100,15 +100,16 @@ def serve(
             summary = getattr(service, "summary", "")  # e.g. "embedded nginx serving 2 site(s)"
             if summary:
                 print(f"gitserve: {summary}", flush=True)
-        host, port = ssh.address
-        log.info("listening on %s:%s (pid %s); log %s", host, port, os.getpid(), log_file)
+        bound_host, bound_port = ssh.address
+        log.info("listening on %s:%s (pid %s); log %s", bound_host, bound_port, os.getpid(),
+                 log_file)
         pid_file = settings.run_dir / "serve.pid"
         settings.run_dir.mkdir(parents=True, exist_ok=True)
         pid_file.write_text(f"{os.getpid()}\n")
-        shown = settings.server.public_host or host
+        shown = settings.server.public_host or bound_host
         user = settings.server.ssh_user
-        print(f"gitserve: listening on {host}:{port}", flush=True)
-        print(f"gitserve: clone with  git clone ssh://{user}@{_url_host(shown)}:{port}/REPO",
+        print(f"gitserve: listening on {bound_host}:{bound_port}", flush=True)
+        print(f"gitserve: clone with  git clone ssh://{user}@{_url_host(shown)}:{bound_port}/REPO",
               flush=True)
         while not stop.wait(1):
             pass

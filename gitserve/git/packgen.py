@@ -35,6 +35,7 @@ from dulwich.protocol import (
 )
 
 from gitserve.errors import GitserveError
+from gitserve.settings import Settings
 from gitserve.git import repack
 from gitserve.git.packcache import PackCache, cache_key
 from gitserve.git.packcopy import FRAME, stored_pack
@@ -88,7 +89,7 @@ def repo_dir(repo: Any) -> str | None:
 _caches: dict[str, PackCache] = {}
 
 
-def pack_cache(settings: Any) -> PackCache | None:
+def pack_cache(settings: Settings) -> PackCache | None:
     """The pack cache of a server home (HOME/cache/packs), shared by all connections."""
     if settings is None:
         return None
@@ -249,7 +250,7 @@ def _generate_dulwich(repo: Any, req: PackRequest, write: Callable[[bytes], None
 
 # --- the upload-pack hook-up ------------------------------------------------------------
 
-def handle_upload_pack(handler: Any, settings: Any = None) -> None:
+def handle_upload_pack(handler: Any, settings: Settings | None = None) -> None:
     """Body for dulwich's `UploadPackHandler.handle`: the same negotiation, our pack."""
     from dulwich.server import _ProtocolGraphWalker
 
