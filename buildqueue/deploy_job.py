@@ -58,7 +58,7 @@ def hand_over(r: redis.Redis, payload: dict[str, Any], output: Path, ws: Path) -
         return  # cancelled meanwhile
     logs.append(r, build_id, f"gitserve: build passed, deploying site {payload['deploy']['site']}")
     rqconn.queue(r, DEPLOY_QUEUE).enqueue(
-        "buildqueue.deploy_job.run_deploy", payload, job_id=f"gitserve-deploy-{build_id}",
+        "buildqueue.deploy_job.run_deploy", payload, job_id=keys.deploy_job(build_id),
         job_timeout=-1, result_ttl=24 * 3600, failure_ttl=7 * 24 * 3600,
         description=f"deploy build {build_id} to {payload['deploy']['site']}",
     )
@@ -86,7 +86,9 @@ def run_deploy(payload: dict[str, Any], deploy_fn: Callable[..., Any] | None = N
     stop = threading.Event()
     threading.Thread(target=heartbeat_loop, args=(r, build_id, stop), daemon=True).start()
     work = Path(tempfile.mkdtemp(prefix=f"gitserve-deploy-{build_id}-"))
-    mask: Callable[[str], str] = lambda s: s
+    def mask(s: str) -> str:  # no secrets known yet
+        return s
+
     try:
         try:
             secret_values = decrypt(payload.get("secrets") or {}, worker_key_file())
@@ -100,7 +102,8 @@ def run_deploy(payload: dict[str, Any], deploy_fn: Callable[..., Any] | None = N
         output.mkdir()
         unpack(data, output)
         src = work / "src"
-        objects = workspace.source_objects(payload["repo"], payload.get("commit") or payload["new"], payload["fetch_ref"],
+        objects = workspace.source_objects(payload["repo"], payload.get("commit") or payload["new"],
+                                           payload["fetch_ref"],
                                            payload.get("local_path", ""), payload.get("clone_url", ""))
         workspace.checkout(objects, payload.get("commit") or payload["new"], src)
         settings = settings_mod.load(WorkerSettings.from_env().home)

@@ -129,7 +129,9 @@ def _run_build(payload: dict[str, Any]) -> dict[str, str]:
     if not records.start(r, build_id, worker_name()):
         return {"status": records.get(r, build_id).status}
     build = records.get(r, build_id)
-    mask: Callable[[str], str] = lambda s: s
+    def mask(s: str) -> str:  # no secrets known yet
+        return s
+
     log = BuildLog(r, build_id, mask)
     work = Path(tempfile.mkdtemp(prefix=f"gitserve-build-{build_id}-"))
     # the heartbeat runs for the whole job: a long fetch must not look like a dead worker
@@ -148,7 +150,8 @@ def _run_build(payload: dict[str, Any]) -> dict[str, str]:
         log.mask = Masker(list(secret_values.values()))
         ws = work / "src"
         try:
-            objects = workspace.source_objects(payload["repo"], payload.get("commit") or payload["new"], payload["fetch_ref"],
+            objects = workspace.source_objects(payload["repo"], payload.get("commit") or payload["new"],
+                                               payload["fetch_ref"],
                                                payload.get("local_path", ""), payload.get("clone_url", ""))
             workspace.checkout(objects, payload.get("commit") or payload["new"], ws)
         except workspace.WorkspaceError as exc:

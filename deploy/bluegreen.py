@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from gitserve.fsutil import atomic_write
 from gitserve.settings import Settings
 
 from . import nginx
@@ -115,9 +116,7 @@ class _Config:
                 taken = nginx.ports_taken(wanted, old)
                 if taken:
                     raise DeployError("nginx config", f"port {taken[0]} is in use by another program")
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_text(text)
-            tmp.replace(path)
+            atomic_write(path, text)
             try:
                 _step("nginx -t", lambda: nginx.test(self.settings))
                 self.say("nginx -t: ok")
@@ -154,9 +153,7 @@ class _Config:
         if old is None:
             path.unlink(missing_ok=True)
         else:
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_text(old)
-            tmp.replace(path)
+            atomic_write(path, old)
 
 
 def _wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -245,9 +242,9 @@ def deploy_release(settings: Settings, site: str, output_dir: Path, options: Map
         if nginx.is_embedded(settings) or not settings.deploy.test_command:
             nginx.binary(settings)
     except nginx.NginxError as exc:
-        raise _failed(say, DeployError("options", str(exc)), None, None)
+        raise _failed(say, DeployError("options", str(exc)), None, None) from exc
     except DeployError as exc:
-        raise _failed(say, exc, None, None)
+        raise _failed(say, exc, None, None) from None
     s = Site(settings.sites_dir, name)
     s.ensure()
     holder = f"deploy of build {release} by {meta.get('pusher', '?')}"
@@ -267,7 +264,7 @@ def deploy_release(settings: Settings, site: str, output_dir: Path, options: Map
         except DeployError as exc:
             _audit(settings, meta.get("pusher"), "deploy", "error", meta.get("repo"),
                    f"{name}: build {release}: {exc}")
-            raise _failed(say, exc, live, live_release)
+            raise _failed(say, exc, live, live_release) from None
 
 
 def _audit(settings: Settings, user: Any, op: str, result: str, repo: Any, reason: str) -> None:

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Iterator
 
 from gitserve.errors import GitserveError
+from gitserve.fsutil import atomic_write, locked
 from gitserve.settings import Settings
-from gitserve.fsutil import locked
 
 from .render import render_builtin
 
@@ -131,9 +131,7 @@ def write_main_conf(settings: Settings) -> Path:
         mime_types=mime,
     )
     path = main_conf(settings)
-    tmp = path.with_suffix(".conf.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write(path, text)
     return path
 
 

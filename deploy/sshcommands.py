@@ -1,7 +1,8 @@
 """`ssh git@host deploy status|rollback SITE` (SPEC §4): the CLI's commands with access rules.
 
-gitserve.app puts `COMMAND` in the server's ssh command table. A site is reachable by whoever may read the repo whose pushes deploy it; rollback needs W
-on that repo. An unknown site and a forbidden one get the same answer, as repos do.
+gitserve.app puts `COMMAND` in the server's ssh command table. A site is reachable by
+whoever may read the repo whose pushes deploy it; rollback needs W on that repo. An unknown
+site and a forbidden one get the same answer, as repos do.
 """
 
 from __future__ import annotations

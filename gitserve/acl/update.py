@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import re
 
+from ..names import ZERO_SHA
 from .types import Decision, Inspector, RepoContext, RuleBook
 
-ZERO_SHA = "0" * 40
 
 
 def operation(rules: RuleBook, repo: str, ctx: RepoContext, ref: str, old: str, new: str,

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 if TYPE_CHECKING:
     from gitserve.settings import Settings
 
-ZERO_SHA = "0" * 40
+from gitserve.names import ZERO_SHA
+
 
 
 @dataclass(frozen=True)

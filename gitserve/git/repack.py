@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gitserve.fsutil import atomic_write
 from gitserve.git import pushhooks
 from gitserve.git.repolock import repo_lock
 
@@ -62,11 +63,8 @@ def read_sidecar(pack: Any) -> list[bytes] | None:
 
 def write_sidecar(pack: Any, tips: list[bytes]) -> None:
     path = _sidecar_path(pack)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(SIDECAR_MAGIC + b" %d\n" % len(pack.index))
-        f.write(b"".join(t + b"\n" for t in sorted(set(tips))))
-    os.replace(tmp, path)
+    atomic_write(path, SIDECAR_MAGIC + b" %d\n" % len(pack.index)
+                 + b"".join(t + b"\n" for t in sorted(set(tips))))
 
 
 def covering_pack(store: Any) -> tuple[Any, list[bytes]] | None:

@@ -7,11 +7,11 @@ An flock dies with its process, so a killed gc never wedges the repository.
 
 from __future__ import annotations
 
-import fcntl
-import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+from gitserve.fsutil import locked
 
 LOCK_NAME = "gitserve-upkeep.lock"  # in the repository's objects/ directory
 
@@ -20,14 +20,5 @@ LOCK_NAME = "gitserve-upkeep.lock"  # in the repository's objects/ directory
 def repo_lock(path: Path | str, wait: bool = True) -> Iterator[bool]:
     """Exclusive upkeep lock of the repository at PATH; yields False if WAIT is off and
     someone else holds it."""
-    lock_path = Path(path) / "objects" / LOCK_NAME
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield False
-            return
-        yield True
-    finally:
-        os.close(fd)
+    with locked(Path(path) / "objects" / LOCK_NAME, wait=wait) as got:
+        yield got

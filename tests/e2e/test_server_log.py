@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import make_server
-from tests.e2e.test_builds import new_work, remote, timed_push
-from tests.helpers import gitserve_cmd, subprocess_env
+from tests.support.pushes import new_work, remote, timed_push
+from tests.support.server import make_server
+from tests.support.tools import gitserve_cmd, subprocess_env
 
 pytestmark = pytest.mark.timeout(180)
 
