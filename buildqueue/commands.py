@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 from datetime import datetime, timezone
-from typing import Callable, TextIO
+from typing import Callable, Protocol
 
 import redis
 
@@ -19,6 +19,14 @@ from gitserve.settings import Settings
 from . import ending, enqueue, keys, logs, records, rqconn
 
 Access = Callable[[str, str], bool]
+
+
+class Out(Protocol):
+    """Where a command writes (sys.stdout on the CLI, the ssh channel over ssh)."""
+
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
 USAGE = "usage: builds list [--repo R] | show ID | log ID [--follow] | cancel ID | retry ID"
 
 
@@ -176,7 +184,7 @@ def cmd_retry(r, args, access, out, settings, user: str = "") -> int:
     return 0
 
 
-def run(settings: Settings, argv: list[str], access: Access, out: TextIO, user: str = "") -> int:
+def run(settings: Settings, argv: list[str], access: Access, out: Out, user: str = "") -> int:
     """Run one `builds ...` command; raises CommandError (one line) on bad input or denial."""
     if not argv or argv[0] in ("-h", "--help", "help"):
         out.write(USAGE + "\n")

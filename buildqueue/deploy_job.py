@@ -86,9 +86,7 @@ def run_deploy(payload: dict[str, Any], deploy_fn: Callable[..., Any] | None = N
     stop = threading.Event()
     threading.Thread(target=heartbeat_loop, args=(r, build_id, stop), daemon=True).start()
     work = Path(tempfile.mkdtemp(prefix=f"gitserve-deploy-{build_id}-"))
-    def mask(s: str) -> str:  # no secrets known yet
-        return s
-
+    mask: Callable[[str], str] = str  # no secrets known yet: text as it is
     try:
         try:
             secret_values = decrypt(payload.get("secrets") or {}, worker_key_file())

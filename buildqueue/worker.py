@@ -64,7 +64,7 @@ class LocalWorkers:
                 preexec_fn=die_with_parent(signal.SIGTERM),
             )
         finally:
-            if out is not subprocess.DEVNULL:
+            if not isinstance(out, int):  # an open log file, not DEVNULL
                 out.close()
 
     def _supervise(self) -> None:

@@ -286,7 +286,7 @@ def handle_upload_pack(handler: Any, settings: Settings | None = None) -> None:
     progress = None if handler.has_capability(CAPABILITY_NO_PROGRESS) else handler.progress
     backend = settings.server.pack_backend if settings is not None else "auto"
     generate(repo, req, handler.write_pack_data, progress, backend=backend,
-             cache=pack_cache(settings))
+             cache=pack_cache(settings) if settings is not None else None)
     handler.proto.write_pkt_line(None)
 
 

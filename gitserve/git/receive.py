@@ -68,7 +68,7 @@ class ReceivePack(ReceivePackHandler):
     show_hidden = False
     result: PushResult | None = None
 
-    def capabilities(self):  # type: ignore[override]
+    def capabilities(self) -> list[bytes]:
         return [CAPABILITY_REPORT_STATUS, CAPABILITY_DELETE_REFS, CAPABILITY_QUIET,
                 CAPABILITY_ATOMIC, CAPABILITY_OFS_DELTA, CAPABILITY_SIDE_BAND_64K]
 
@@ -201,7 +201,7 @@ class ReceivePack(ReceivePackHandler):
             elif atomic:
                 for undo in reversed(moved):  # put the ones already moved back
                     self._cas(undo.ref, undo.new, undo.old)
-                return {c.ref: results.get(c.ref) if c.ref == cmd.ref else "atomic push failed"
+                return {c.ref: results[c.ref] if c.ref == cmd.ref else "atomic push failed"
                         for c in commands}
         return results
 

@@ -34,7 +34,7 @@ from .auth import GitSSHServer
 
 log = logging.getLogger(__name__)
 
-GIT_SERVICES = {
+GIT_SERVICES: dict[str, tuple[str, type[UploadPack] | type[ReceivePack] | type[UploadArchive]]] = {
     "git-upload-pack": ("R", UploadPack),
     "git-receive-pack": ("W", ReceivePack),
     "git-upload-archive": ("R", UploadArchive),
@@ -219,7 +219,7 @@ def _wire_push(handler: ReceivePack, conn: Conn, state: AdminState, name: str, p
             log.info("push %s %s %s..%s by %s", name, u.ref, u.old[:12], u.new[:12], user)
         created = [u.ref for u in updates if u.is_create]
         if created:
-            repos.head_after_push(path, created)
+            repos.head_after_push(Path(path), created)
         if is_admin_repo and any(u.ref == state.branch for u in updates):
             made = admin.compile(settings)
             for repo_made in made:
