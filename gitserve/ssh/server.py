@@ -217,7 +217,7 @@ class SSHServer:
             command = iface.wait_exec(chan.get_id(), min(s.auth_timeout, s.idle_timeout))
             if command is None:
                 # shell/pty/subsystem were refused; the client closes or we give up
-                _say(chan, "gitserve: only git commands and `info`, `help`, `perms`, `desc` "
+                _say(chan, "gitserve: only git commands and the commands `help` lists "
                            "are served here; no shell access\n")
                 return
             log.info("run %s", _loggable(command))
