@@ -20,10 +20,12 @@ import posixpath
 import tarfile
 from pathlib import Path
 
+from gitserve.errors import GitserveError
+
 HAS_DATA_FILTER = hasattr(tarfile, "data_filter")
 
 
-class UnsafeMember(Exception):
+class UnsafeMember(GitserveError):
     """A member the data filter would refuse (one-line reason)."""
 
 
