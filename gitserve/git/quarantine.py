@@ -25,6 +25,8 @@ from dulwich.object_store import DiskObjectStore, PackInputTooLarge
 from dulwich.objects import S_ISGITLINK, Blob, Commit, Tag, Tree
 from dulwich.pack import OFS_DELTA, REF_DELTA
 
+from . import packstream
+
 BLOB_TYPE = 3
 MAX_DELTA_CHAIN = 10_000  # git's own limit on delta depth is far lower
 
@@ -46,7 +48,10 @@ class Quarantine:
     def receive(self, read_all: Callable[[int], bytes], read_some: Callable[[int], bytes] | None,
                 max_input_size: int | None = None) -> None:
         try:
-            pack = self.store.add_thin_pack(read_all, read_some, max_input_size=max_input_size)
+            if packstream.available(self.store):
+                pack = packstream.add_thin_pack(self.store, read_all, read_some, max_input_size)
+            else:
+                pack = self.store.add_thin_pack(read_all, read_some, max_input_size=max_input_size)
         except PackInputTooLarge:
             raise BadPack(f"push refused: it is larger than this server's limit of "
                           f"{human_bytes(max_input_size or 0)} (max_push_bytes)") from None

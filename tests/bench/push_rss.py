@@ -50,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         assert srv.proc is not None
         pid = srv.proc.pid
         work = srv.clone("alice", "big")
+        # random data: no compression, no delta search (git's own choice for big files)
         srv.git("alice", "config", "core.compression", "0", cwd=work)
+        srv.git("alice", "config", "core.bigFileThreshold", "1m", cwd=work)
         each = args.total_mb * 1024 * 1024 // args.blobs
         for i in range(args.blobs):
             with open(work / f"blob{i}.bin", "wb") as f:
