@@ -43,6 +43,8 @@ def available(store: Any) -> bool:
 class _LeanCopier(_pack.PackStreamCopier):
     """The copy-and-verify pass, keeping no object data (see the module doc)."""
 
+    _rbuf: BytesIO  # dulwich's read-ahead buffer (set in PackStreamReader.__init__)
+
     def read_objects(self, compute_crc32: bool = False) -> Iterator[_pack.UnpackedObject]:
         _version, self._num_objects = _pack.read_pack_header(self.read)
         for _ in range(self._num_objects):
