@@ -26,6 +26,7 @@ from typing import Any
 from dulwich import object_store as _os
 from dulwich import pack as _pack
 
+BLOB_TYPE = 3
 INFLATE_PIECE = 1 << 20  # most bytes inflated at once (a tiny zlib input may inflate hugely)
 _NEEDED_STORE = ("_index_pack", "_complete_pack", "object_format", "get_raw", "path")
 _NEEDED_READER = ("_rbuf", "_buf_len", "_trailer", "_hash_size", "_zlib_bufsize", "read", "recv")
@@ -40,16 +41,26 @@ def available(store: Any) -> bool:
     return all(hasattr(probe, n) for n in _NEEDED_READER)
 
 
+class BlobTooLarge(Exception):
+    """A whole (non-delta) blob entry bigger than the limit: refused before it is inflated."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.size = size
+
+
 class _LeanCopier(_pack.PackStreamCopier):
     """The copy-and-verify pass, keeping no object data (see the module doc)."""
 
     _rbuf: BytesIO  # dulwich's read-ahead buffer (set in PackStreamReader.__init__)
+    max_blob_bytes = 0
 
     def read_objects(self, compute_crc32: bool = False) -> Iterator[_pack.UnpackedObject]:
         _version, self._num_objects = _pack.read_pack_header(self.read)
         for _ in range(self._num_objects):
             offset = self.offset
-            unpacked, unused = _skim_object(self.read, self.recv, self.hash_func, self._zlib_bufsize)
+            unpacked, unused = _skim_object(self.read, self.recv, self.hash_func, self._zlib_bufsize,
+                                            self.max_blob_bytes)
             unpacked.offset = offset
             buf = BytesIO()
             buf.write(unused)
@@ -65,12 +76,15 @@ class _LeanCopier(_pack.PackStreamCopier):
 
 
 def _skim_object(read_all: Callable[[int], bytes], read_some: Callable[[int], bytes],
-                 hash_func: Callable[[], Any], bufsize: int) -> tuple[_pack.UnpackedObject, bytes]:
+                 hash_func: Callable[[], Any], bufsize: int,
+                 max_blob_bytes: int = 0) -> tuple[_pack.UnpackedObject, bytes]:
     """One pack entry's header and delta base; its zlib stream inflated piecewise and dropped.
     Returns the entry (as dulwich's unpack_object would, minus the data) and the bytes read
-    past its end."""
+    past its end. A whole blob over MAX_BLOB_BYTES raises BlobTooLarge at its header."""
     raw, _ = _pack.take_msb_bytes(read_all)
     type_num, size = _pack._decode_object_header(raw)
+    if max_blob_bytes and type_num == BLOB_TYPE and size > max_blob_bytes:
+        raise BlobTooLarge(size)
     delta_base: int | bytes | None = None
     if type_num == _pack.OFS_DELTA:
         raw, _ = _pack.take_msb_bytes(read_all)
@@ -98,8 +112,11 @@ def _skim_object(read_all: Callable[[int], bytes], read_some: Callable[[int], by
 
 
 def add_thin_pack(store: Any, read_all: Callable[[int], bytes],
-                  read_some: Callable[[int], bytes] | None, max_input_size: int | None) -> Any:
-    """`store.add_thin_pack(...)` with the lean copy pass; returns the new Pack."""
+                  read_some: Callable[[int], bytes] | None, max_input_size: int | None,
+                  max_blob_bytes: int = 0) -> Any:
+    """`store.add_thin_pack(...)` with the lean copy pass; returns the new Pack. A whole blob
+    over MAX_BLOB_BYTES stops the push at its entry header (BlobTooLarge); one stored as a
+    delta is caught by the push check after indexing."""
     if max_input_size:
         read_all, read_some = _os._bound_read_callables(read_all, read_some, max_input_size)
     fd, path = tempfile.mkstemp(dir=store.path, prefix="tmp_pack_")
@@ -107,6 +124,7 @@ def add_thin_pack(store: Any, read_all: Callable[[int], bytes],
         os.chmod(path, _os.PACK_MODE)
         indexer = _pack.PackIndexer(f, store.object_format.hash_func, resolve_ext_ref=store.get_raw)
         copier = _LeanCopier(store.object_format.hash_func, read_all, read_some, f, delta_iter=indexer)
+        copier.max_blob_bytes = max_blob_bytes
         copier.verify()
         f.flush()
         f.seek(0)

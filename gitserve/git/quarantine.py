@@ -46,12 +46,16 @@ class Quarantine:
         self.new_ids: list[bytes] = []
 
     def receive(self, read_all: Callable[[int], bytes], read_some: Callable[[int], bytes] | None,
-                max_input_size: int | None = None) -> None:
+                max_input_size: int | None = None, max_blob_bytes: int = 0) -> None:
         try:
             if packstream.available(self.store):
-                pack = packstream.add_thin_pack(self.store, read_all, read_some, max_input_size)
+                pack = packstream.add_thin_pack(self.store, read_all, read_some, max_input_size,
+                                                max_blob_bytes)
             else:
                 pack = self.store.add_thin_pack(read_all, read_some, max_input_size=max_input_size)
+        except packstream.BlobTooLarge as exc:
+            raise BadPack(f"push refused: it holds a blob of {human_bytes(exc.size)}, over this "
+                          f"server's limit of {human_bytes(max_blob_bytes)} (max_blob_bytes)") from None
         except PackInputTooLarge:
             raise BadPack(f"push refused: it is larger than this server's limit of "
                           f"{human_bytes(max_input_size or 0)} (max_push_bytes)") from None

@@ -133,7 +133,7 @@ class ReceivePack(ReceivePackHandler):
             quarantine = Quarantine(self.repo.object_store.path, self.repo.object_format)
             try:
                 quarantine.receive(self.proto.read, getattr(self.proto, "recv", None),
-                                   self._max_push_bytes())
+                                   self._max_push_bytes(), self._limit("max_blob_bytes"))
                 quarantine.check(self._limit("max_blob_bytes"))
                 missing = [c.ref for c in commands
                            if not c.is_delete and not quarantine.exists(c.new.encode())]

@@ -67,6 +67,6 @@ def test_blob_over_max_blob_bytes_is_refused_whole(srv):
     r = srv.git("alice", "push", "origin", "HEAD:main", cwd=work, check=False, timeout=120)
     assert r.returncode != 0
     lines = [line for line in r.stderr.splitlines() if "max_blob_bytes" in line]
-    assert lines and "is 3 MiB, over this server's limit of 2 MiB (max_blob_bytes)" in lines[0], r.stderr
+    assert lines and "blob of 3 MiB, over this server's limit of 2 MiB (max_blob_bytes)" in lines[0], r.stderr
     assert rev(srv, "big", "refs/heads/main") == ok != big
     assert not _in_repo(srv, work, "big.bin") and _no_quarantine_left(srv)
