@@ -98,6 +98,7 @@ def serve(
         settings.builds.workers = workers
     if not settings.admin_repo.exists():
         fail(f"{settings.home} is not a gitserve home (run `gitserve init` first)")
+    _migrate_admin_branch(settings)
 
     load_plugins()
     services: list[Any] = []
@@ -142,6 +143,18 @@ def serve(
         except OSError:
             pass
     print("gitserve: stopped", flush=True)
+
+
+def _migrate_admin_branch(settings: Any) -> None:
+    """A home made when the admin branch was `main` moves to Gitolite's `master` (SPEC §2)."""
+    from gitserve import admin
+
+    try:
+        note = admin.migrate_branch(settings)
+    except admin.AdminError as exc:
+        fail(str(exc))
+    if note:
+        print(f"gitserve: {note}", flush=True)
 
 
 def _url_host(host: str) -> str:

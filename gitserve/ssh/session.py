@@ -191,7 +191,7 @@ def _wire_push(handler: ReceivePack, conn: Conn, state: Any, name: str, path: st
             proto.progress_line(f"FATAL: {decision.message}")
             _audit_ref(conn, name, update, "rejected", decision.message)
             return decision.message
-        if is_admin_repo and update.ref == state.branch:
+        if is_admin_repo and update.ref == admin.ADMIN_BRANCH:
             if update.is_delete:
                 return "the admin repo's branch cannot be deleted"
             reason = admin.validate_commit(path, update.new)
@@ -207,10 +207,14 @@ def _wire_push(handler: ReceivePack, conn: Conn, state: Any, name: str, path: st
         created = [u.ref for u in updates if u.is_create]
         if created:
             repos.head_after_push(path, created)
-        if is_admin_repo and any(u.ref == state.branch for u in updates):
+        if is_admin_repo and any(u.ref == admin.ADMIN_BRANCH for u in updates):
             made = admin.compile(settings)
             for repo_made in made:
                 proto.progress_line(f"created repository {repo_made}")
+        if is_admin_repo:
+            stored = [u.ref for u in updates if u.ref != admin.ADMIN_BRANCH]
+            if stored:
+                proto.progress_line(admin.not_applied_note(stored))
 
     handler.check_ref = check_ref
     handler.on_updated = on_updated

@@ -1,0 +1,84 @@
+"""The admin branch is Gitolite's `master`; homes made when it was `main` move over losslessly."""
+
+from __future__ import annotations
+
+import json
+
+from gitserve import admin, repos
+from gitserve.cli.init import default_conf
+from tests.unit.adminkit import copy_home, home_template, keygen  # noqa: F401
+from tests.unit.test_admin import git, home, push_change  # noqa: F401
+
+
+def gd(s, *args: str) -> str:
+    return git("--git-dir", str(s.admin_repo), *args).stdout.strip()
+
+
+def make_old_home(s) -> str:
+    """Turn a fresh home into one made by an older gitserve: admin branch `main`."""
+    gd(s, "branch", "-m", "master", "main")
+    gd(s, "symbolic-ref", "HEAD", "refs/heads/main")
+    admin._cache.pop(str(s.home), None)
+    return gd(s, "rev-parse", "refs/heads/main")
+
+
+def test_new_home_is_on_master(home):
+    assert gd(home, "symbolic-ref", "HEAD") == "refs/heads/master"
+    assert gd(home, "for-each-ref", "--format=%(refname)") == "refs/heads/master"
+    assert admin.current(home).branch == admin.ADMIN_BRANCH
+
+
+def test_old_home_on_main_is_moved_to_master_by_a_ref_move(home):
+    old = make_old_home(home)
+    note = admin.migrate_branch(home)
+    assert note is not None and "main moved into it" in note
+    assert gd(home, "symbolic-ref", "HEAD") == "refs/heads/master"
+    assert gd(home, "rev-parse", "refs/heads/master") == old
+    assert gd(home, "for-each-ref", "--format=%(refname)") == "refs/heads/master"
+    assert admin.migrate_branch(home) is None  # done once
+    log = [json.loads(x) for x in (home.logs_dir / "audit.log").read_text().splitlines()]
+    assert log[-1]["reason"] == "admin branch main moved into master"
+
+
+def test_reading_the_rules_migrates_an_old_home(home, tmp_path):
+    old = make_old_home(home)
+    state = admin.current(home)
+    assert state.branch == admin.ADMIN_BRANCH and state.commit == old
+    # and admin commands commit on master afterwards
+    _, sha = admin.add_key(home, "bob", keygen(tmp_path, "bob").read_text(), "ada")
+    assert gd(home, "rev-parse", "refs/heads/master") == sha
+    assert gd(home, "rev-parse", f"{sha}^") == old
+
+
+def test_a_stored_master_that_diverged_is_merged_keeping_both_histories(home, tmp_path):
+    old = make_old_home(home)
+    # an old server stored (never applied) a push to master that is not main's ancestor
+    pushed = push_change(home, tmp_path, lambda w: (w / "conf" / "gitolite.conf").write_text(
+        default_conf("alice") + "repo pushed-to-master\n    RW = alice\n"), branch="master")
+    assert gd(home, "rev-parse", "refs/heads/main") == old
+    state = admin.current(home)
+    master = gd(home, "rev-parse", "refs/heads/master")
+    assert state.commit == master
+    assert gd(home, "rev-parse", f"{master}^1") == pushed
+    assert gd(home, "rev-parse", f"{master}^2") == old
+    assert gd(home, "rev-parse", f"{master}^{{tree}}") == gd(home, "rev-parse", f"{old}^{{tree}}")
+    assert "pushed-to-master" not in state.rules.repo_names()  # the rules in force stay
+    assert gd(home, "for-each-ref", "--format=%(refname)") == "refs/heads/master"
+    git("--git-dir", str(home.admin_repo), "fsck", "--strict")
+
+
+def test_master_behind_main_fast_forwards(home, tmp_path):
+    base = gd(home, "rev-parse", "refs/heads/master")
+    make_old_home(home)
+    newer = push_change(home, tmp_path, lambda w: (w / "conf" / "gitolite.conf").write_text(
+        default_conf("alice") + "repo newer\n    RW = alice\n"), branch="main")
+    gd(home, "update-ref", "refs/heads/master", base)  # a stale master, behind main
+    admin.migrate_branch(home)
+    assert gd(home, "rev-parse", "refs/heads/master") == newer
+    assert "newer" in admin.current(home).rules.repo_names()
+
+
+def test_not_applied_note_is_one_line():
+    note = admin.not_applied_note(["refs/heads/main", "refs/heads/wip"])
+    assert "\n" not in note and "main, wip" in note and "only master is applied" in note
+    assert repos.ADMIN_REPO == "gitolite-admin"
