@@ -10,6 +10,7 @@ next call without a restart.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import random
 import re
@@ -26,16 +27,18 @@ from dulwich.object_store import commit_tree_changes
 from dulwich.file import FileLocked
 from dulwich.repo import Repo
 
-from gitserve import audit, keys, repos
+from gitserve import audit, authkeys, keys, repos
 from gitserve.fsutil import locked
 from gitserve.settings import Settings
+
+log = logging.getLogger(__name__)
 
 CONF_DIR = "conf"
 KEYDIR = "keydir"
 MAIN_CONF = "conf/gitolite.conf"
 # The branch whose tip is in force, as in Gitolite; pushes to other branches are only stored.
 ADMIN_BRANCH = "refs/heads/master"
-BUILDER = ":builder"  # internal identity of HOME/worker_key (no keydir name can produce it)
+BUILDER = authkeys.BUILDER  # internal identity of HOME/worker_key (no keydir name can produce it)
 MAX_FILE = 4 * 1024 * 1024  # a conf or key file bigger than this is a mistake
 FILE_MODE = 0o100644
 # Gitolite only warns about these and carries on without the line; a conf that does not
@@ -338,6 +341,20 @@ def validate_commit(repo_path: Path | str | Repo, sha: str) -> str | None:
     return None
 
 
+def sync_authorized_keys(settings: Settings) -> str | None:
+    """After an admin change: rewrite `[server] authorized_keys` (if set) for the keys now in
+    force. The change itself already happened, so a failure here is reported, not raised;
+    returns the one-line warning, or None."""
+    if not settings.server.authorized_keys.strip():
+        return None
+    try:
+        authkeys.sync(settings, current(settings))
+    except (authkeys.AuthKeysError, AdminError) as exc:
+        log.error("cannot update authorized_keys: %s", exc)
+        return f"WARNING: authorized_keys not updated: {exc}"
+    return None
+
+
 def not_applied_note(refs: list[str]) -> str:
     """The one line a pusher sees for gitolite-admin refs other than master (stored only)."""
     names = ", ".join(r.removeprefix("refs/heads/") for r in refs)
@@ -427,6 +444,7 @@ def _commit(
             audit.record(settings, user=_who(author), op="admin", repo=repos.ADMIN_REPO, ref=branch,
                          old=tip, new=commit.id.decode(), result="updated",
                          reason=message.splitlines()[0])
+            sync_authorized_keys(settings)
             return commit.id.decode()
         time.sleep(random.uniform(0.005, 0.05))
     raise AdminError("the admin repo kept changing; try again")

@@ -37,6 +37,11 @@ class ServerSettings:
     keepalive_interval: float = 15.0
     auth_failures_per_minute: int = 30
     pack_backend: str = "auto"  # auto | dulwich | git
+    # behind the system OpenSSH: every admin change rewrites the `# gitserve start/end`
+    # block of this authorized_keys file (e.g. /home/git/.ssh/authorized_keys); "" = off
+    authorized_keys: str = ""
+    # the command sshd runs for `gitserve shell` ("" = the gitserve on PATH, absolute)
+    shell_command: str = ""
 
 
 @dataclass

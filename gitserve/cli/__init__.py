@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import admin, builds, deploy, init, serve, worker
+from . import admin, builds, deploy, init, serve, shell, worker
 
 app = typer.Typer(
     name="gitserve",
@@ -34,6 +34,7 @@ def _root(
 
 init.register(app)
 serve.register(app)
+shell.register(app)
 worker.register(app)
 app.add_typer(admin.app, name="admin")
 app.add_typer(builds.app, name="builds")

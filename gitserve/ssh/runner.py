@@ -33,7 +33,7 @@ def lookup_user(settings: Settings) -> KeyLookup:
 
 def command_runner(settings: Settings) -> CommandRunner:
     def run(chan: paramiko.Channel, command: str, user: str, iface: GitSSHServer) -> int:
-        return session.run(settings, chan, command, user, iface)
+        return session.run(settings, chan, command, user, iface.peer, iface.env)
 
     return run
 

@@ -3,6 +3,10 @@
 This is Gitolite's gitolite-shell: parse the command, check #1 (read or write access to
 the repo, ref `any`) before any git protocol starts, auto-create wild repos for users with
 `C`, then hand the channel to the dulwich handler with check #2 wired into its update step.
+
+It knows nothing of the transport (as dulwich's server.py keeps protocol and transport
+apart): the built-in paramiko server passes its channel, `gitserve shell` (the forced
+command behind the system OpenSSH) passes stdin/stdout/stderr; both are a `ByteChannel`.
 """
 
 from __future__ import annotations
@@ -11,10 +15,9 @@ import logging
 import re
 import shlex
 from pathlib import Path
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-import paramiko
 from dulwich.errors import GitProtocolError, HangupException
 
 from gitserve import admin, audit, repos
@@ -27,7 +30,6 @@ from gitserve.git.upload import UploadArchive, UploadPack
 from gitserve.settings import Settings
 
 from . import commands
-from .auth import GitSSHServer
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,16 @@ class Denied(Exception):
     """Check #1 failed: the text after `FATAL: `."""
 
 
+class ByteChannel(Protocol):
+    """The byte streams of one session: a paramiko Channel has exactly these methods."""
+
+    def recv(self, nbytes: int) -> bytes: ...
+
+    def sendall(self, data: bytes) -> None: ...
+
+    def sendall_stderr(self, data: bytes) -> None: ...
+
+
 @dataclass
 class Conn:
     """The parts of a connection a command needs: who, from where, and its I/O."""
@@ -50,7 +62,8 @@ class Conn:
     settings: Settings
     user: str
     ip: str
-    chan: paramiko.Channel
+    chan: ByteChannel
+    env: dict[str, str] = field(default_factory=dict)  # accepted client env (GIT_PROTOCOL)
 
     def out(self, text: str) -> None:
         self.chan.sendall(text.encode("utf-8", "replace"))
@@ -59,10 +72,11 @@ class Conn:
         self.chan.sendall_stderr(text.encode("utf-8", "replace"))
 
 
-def run(settings: Settings, chan: paramiko.Channel, command: str, user: str,
-        iface: GitSSHServer) -> int:
-    """Run COMMAND for USER on CHAN; returns the exit status."""
-    conn = Conn(settings, user, iface.peer, chan)
+def run(settings: Settings, chan: ByteChannel, command: str, user: str, peer: str,
+        env: dict[str, str] | None = None) -> int:
+    """Run COMMAND for the verified USER (connected from PEER) on CHAN; returns the exit
+    status. ENV holds the client environment the transport accepted (GIT_PROTOCOL)."""
+    conn = Conn(settings, user, peer, chan, dict(env or {}))
     try:
         state = admin.current(settings)
     except Exception as exc:  # noqa: BLE001 - a broken admin repo: say so, don't crash
@@ -211,6 +225,9 @@ def _wire_push(handler: ReceivePack, conn: Conn, state: Any, name: str, path: st
             made = admin.compile(settings)
             for repo_made in made:
                 proto.progress_line(f"created repository {repo_made}")
+            warning = admin.sync_authorized_keys(settings)
+            if warning:
+                proto.progress_line(warning)
         if is_admin_repo:
             stored = [u.ref for u in updates if u.ref != admin.ADMIN_BRANCH]
             if stored:
