@@ -35,6 +35,7 @@ class PrivateSshd:
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(hostkey)],
                            check=True, timeout=30)
         self.set_env = set_env or {}
+        self.extra: list[str] = []  # more sshd_config lines
         self.config = self.work / "sshd_config"
 
     def _write_config(self) -> None:
@@ -55,7 +56,7 @@ class PrivateSshd:
         ]
         if self.set_env:
             lines.append("SetEnv " + " ".join(f"{k}={v}" for k, v in self.set_env.items()))
-        self.config.write_text("\n".join(lines) + "\n")
+        self.config.write_text("\n".join(lines + self.extra) + "\n")
 
     def start(self) -> "PrivateSshd":
         if os.geteuid() == 0:
