@@ -18,9 +18,9 @@ import shlex
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 from gitserve import keys
 from gitserve.fsutil import locked

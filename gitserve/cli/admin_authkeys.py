@@ -4,7 +4,7 @@ AuthorizedKeysCommand (one call per key offered: `--type %t --key %k` or `--fing
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -15,17 +15,17 @@ from gitserve.cli.common import HomeOption, fail, load_settings
 def register(app: typer.Typer) -> None:
     @app.command("authorized-keys")
     def authorized_keys(
-        key: Annotated[Optional[str], typer.Option(
+        key: Annotated[str | None, typer.Option(
             "--key", help="Only the line for this base64 key (sshd's %k).")] = None,
-        key_type: Annotated[Optional[str], typer.Option(
+        key_type: Annotated[str | None, typer.Option(
             "--type", help="Only keys of this type (sshd's %t).")] = None,
-        fingerprint: Annotated[Optional[str], typer.Option(
+        fingerprint: Annotated[str | None, typer.Option(
             "--fingerprint", help="Only the key with this SHA256 fingerprint (sshd's %f).")] = None,
-        user: Annotated[Optional[str], typer.Option(
+        user: Annotated[str | None, typer.Option(
             "--user", help="Only this gitserve user's keys.")] = None,
         block: Annotated[bool, typer.Option(
             "--block", help="With the '# gitserve start/end' markers around the lines.")] = False,
-        write: Annotated[Optional[Path], typer.Option(
+        write: Annotated[Path | None, typer.Option(
             "--write", help="Rewrite the gitserve block of this authorized_keys file in place.")] = None,
         home: HomeOption = None,
     ) -> None:

@@ -13,11 +13,13 @@ from typing import Annotated
 
 import typer
 
+from gitserve.settings import Settings
+
 from .common import HomeOption, fail, load_settings
 
 
-def _log_to_file(settings: object) -> None:
-    logs = getattr(settings, "logs_dir")
+def _log_to_file(settings: Settings) -> None:
+    logs = settings.logs_dir
     try:
         logs.mkdir(parents=True, exist_ok=True)
         handler: logging.Handler = logging.FileHandler(logs / "shell.log")

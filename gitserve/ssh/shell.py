@@ -14,7 +14,7 @@ import logging
 import os
 import re
 import socket
-from typing import Mapping
+from collections.abc import Mapping
 
 from dulwich.errors import HangupException
 
@@ -77,7 +77,7 @@ def run(settings: Settings, user: str, environ: Mapping[str, str],
     except _CLIENT_GONE as exc:
         log.info("session of %s ended early: %s", user, exc or type(exc).__name__)
         return 1
-    except Exception:  # noqa: BLE001 - one clear line for the client, the details in the log
+    except Exception:  # one clear line for the client, the details in the log
         log.exception("command %r failed for %s", command, user)
         try:
             chan.sendall_stderr(b"FATAL: internal server error (see the server log)\n")

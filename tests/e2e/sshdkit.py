@@ -58,15 +58,16 @@ class PrivateSshd:
             lines.append("SetEnv " + " ".join(f"{k}={v}" for k, v in self.set_env.items()))
         self.config.write_text("\n".join(lines + self.extra) + "\n")
 
-    def start(self) -> "PrivateSshd":
+    def start(self) -> PrivateSshd:
         if os.geteuid() == 0:
             Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation dir
         self.port = free_port()
         self._write_config()
         subprocess.run([self.sshd, "-t", "-f", str(self.config)], check=True, timeout=30)
-        self.proc = subprocess.Popen([self.sshd, "-D", "-e", "-f", str(self.config)],
-                                     stdout=subprocess.DEVNULL, stderr=open(self.log_path, "a"),
-                                     start_new_session=True)
+        with open(self.log_path, "a") as log:
+            self.proc = subprocess.Popen([self.sshd, "-D", "-e", "-f", str(self.config)],
+                                         stdout=subprocess.DEVNULL, stderr=log,
+                                         start_new_session=True)
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             try:

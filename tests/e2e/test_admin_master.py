@@ -15,8 +15,8 @@ def test_admin_clone_is_on_master_and_other_branches_are_stored_not_applied(gits
 
     push = srv.git("admin", "push", "origin", "HEAD:wip", cwd=work)
     notes = [line.rstrip() for line in push.stderr.splitlines() if "not applied" in line]
-    assert notes == ["remote: NOTE: gitolite-admin: wip stored but not applied; "
-                     "only master is applied (git push origin HEAD:master)"], push.stderr
+    assert notes == [("remote: NOTE: gitolite-admin: wip stored but not applied; "
+                      "only master is applied (git push origin HEAD:master)")], push.stderr
     assert not srv.repo_path("on-a-branch").exists()
     assert "refs/heads/wip" in srv.git("admin", "ls-remote", srv.url("gitolite-admin")).stdout
 

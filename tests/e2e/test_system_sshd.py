@@ -54,12 +54,12 @@ class Both:
 
     def ssh(self, user: str, *command: str, input: str = "") -> subprocess.CompletedProcess:
         argv = self.sshd.ssh_command(self.srv.key_for(user)) + [f"{self.sshd.user}@127.0.0.1", *command]
-        return subprocess.run(argv, capture_output=True, text=True, input=input, timeout=60,
+        return subprocess.run(argv, check=False, capture_output=True, text=True, input=input, timeout=60,
                               env=self.env(user))
 
     def git(self, user: str, *args: str, cwd: Path | None = None,
             check: bool = True) -> subprocess.CompletedProcess:
-        r = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
+        r = subprocess.run(["git", *args], check=False, cwd=cwd, capture_output=True, text=True,
                            env=self.env(user), timeout=120)
         if check and r.returncode:
             raise AssertionError(f"git {' '.join(args)} as {user} over sshd: {r.stderr}\n"
@@ -226,8 +226,8 @@ def test_authorized_keys_command_mode(both, tmp_path):
     empty.write_text("")
     sshd = PrivateSshd(tmp_path / "sshd", empty)
     sshd.extra = [
-        f"AuthorizedKeysCommand {SHELL_COMMAND} --home {both.srv.home} admin authorized-keys "
-        "--type %t --key %k",
+        (f"AuthorizedKeysCommand {SHELL_COMMAND} --home {both.srv.home} admin authorized-keys "
+         "--type %t --key %k"),
         "AuthorizedKeysCommandUser root",
     ]
     sshd.start()

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from gitserve import admin, repos
 from gitserve.cli.init import default_conf
-from tests.unit.adminkit import copy_home, home_template, keygen  # noqa: F401
-from tests.unit.test_admin import git, home, push_change  # noqa: F401
+from gitserve.settings import Settings
+from tests.unit.adminkit import copy_home, home_template, keygen  # noqa: F401 (fixture)
+from tests.unit.test_admin import git, push_change
+
+
+@pytest.fixture
+def home(tmp_path, home_template) -> Settings:  # noqa: F811
+    return Settings(home=copy_home(home_template, tmp_path))
 
 
 def gd(s, *args: str) -> str:
