@@ -465,6 +465,26 @@ def _make_commit(tree_id: bytes, parents: list[bytes], message: str, author: str
     return c
 
 
+def commit_files(repo: Repo, parent: bytes, old: dict[str, bytes], new: dict[str, bytes],
+                 author: str, message: str) -> bytes:
+    """A commit on PARENT whose conf/ and keydir/ are NEW instead of OLD (other paths kept);
+    used when an imported checkout differs from its admin repo's tip. Returns its sha."""
+    changes: list[tuple[bytes, int | None, bytes | None]] = []
+    for p in sorted(set(old) - set(new)):
+        changes.append((p.encode(), None, None))
+    for p, data in sorted(new.items()):
+        if old.get(p) != data:
+            blob = Blob.from_string(data)
+            repo.object_store.add_object(blob)
+            changes.append((p.encode(), FILE_MODE, blob.id))
+    parent_commit = repo[parent]
+    assert isinstance(parent_commit, Commit)
+    tree_id = commit_tree_changes(repo.object_store, parent_commit.tree, changes)
+    commit = _make_commit(tree_id, [parent], message, author)
+    repo.object_store.add_object(commit)
+    return commit.id
+
+
 def _parse_key_text(key_text: str) -> keys.PublicKey:
     try:
         key = keys.parse_file_text(key_text)

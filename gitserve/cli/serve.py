@@ -146,7 +146,8 @@ def serve(
 
 
 def _migrate_admin_branch(settings: Any) -> None:
-    """A home made when the admin branch was `main` moves to Gitolite's `master` (SPEC §2)."""
+    """A home made when the admin branch was `main` moves to Gitolite's `master` (SPEC §2);
+    the authorized_keys block (behind a system sshd) is brought up to date."""
     from gitserve import admin
 
     try:
@@ -155,6 +156,9 @@ def _migrate_admin_branch(settings: Any) -> None:
         fail(str(exc))
     if note:
         print(f"gitserve: {note}", flush=True)
+    warning = admin.sync_authorized_keys(settings)  # [server] authorized_keys, if set
+    if warning:
+        print(f"gitserve: {warning}", file=sys.stderr, flush=True)
 
 
 def _url_host(host: str) -> str:
