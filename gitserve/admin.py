@@ -1,8 +1,9 @@
 """The admin repo (HOME/repositories/gitolite-admin.git): the single source of truth.
 
 Access rules and keys are read from the tip of the admin repo's branch `master` (Gitolite's,
-so an existing gitolite-admin clone keeps fetching and pushing it), never from files beside it, so every change - a push, `admin add-key`, `set-conf` - is a commit
-and the history says who changed what. `current()` is called once per SSH connection:
+so an existing gitolite-admin clone keeps fetching and pushing it), never from files beside
+it, so every change - a push, `admin add-key`, `set-conf` - is a commit and the history
+says who changed what. `current()` is called once per SSH connection:
 it costs two small file reads while the tip is unchanged, and a new tip is loaded on the
 next call without a restart.
 """

@@ -126,7 +126,10 @@ def replace_block(text: str, block: list[str]) -> tuple[str, str]:
 
 
 def write_block(settings: Settings, path: Path, block: list[str]) -> str:
-    """Rewrite PATH's gitserve block atomically (same mode and owner); other lines are kept."""
+    """Rewrite PATH's gitserve block atomically (same mode and owner); other lines are kept.
+
+    Not fsutil.atomic_write: the temp file must get the file's owner before the rename, or
+    sshd (StrictModes) would see a root-owned authorized_keys in ~git for a moment."""
     path = Path(path).expanduser()
     with locked(settings.run_dir / "authorized_keys.lock"):
         try:

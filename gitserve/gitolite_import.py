@@ -145,7 +145,8 @@ def locate(path: Path | None, repositories: Path | None) -> Source:
     if repo_dir is not None:
         src.repositories = repo_dir
         server_admin = repo_dir / ADMIN_DIR
-        if _is_git_dir(server_admin) and (src.history is None or src.history == path / ".git"):
+        own_checkout = path is not None and src.history == path / ".git"
+        if _is_git_dir(server_admin) and (src.history is None or own_checkout):
             # the server's admin repo is the history every admin clone shares
             tip = _tip_of(server_admin, prefer_master=True)
             if tip is not None:
@@ -179,7 +180,9 @@ def import_admin_history(settings: Settings, src: Source, author: str, message: 
                     wanted[ref] = sha
         source.fetch(target, lambda refs, depth=None: sorted(set(wanted.values())))
         tip = src.tip
-        current = admin.tree_files(target, target[tip].tree)  # type: ignore[attr-defined]
+        tip_commit = target[tip]
+        assert isinstance(tip_commit, Commit)
+        current = admin.tree_files(target, tip_commit.tree)
         if current != src.files:
             tip = admin.commit_files(target, tip, current, src.files, author, message)
         target.refs.set_symbolic_ref(b"HEAD", admin.ADMIN_BRANCH.encode())
@@ -276,9 +279,10 @@ class RepoMover:
     Gitolite's files are only cleaned (`clean()`) once every repo is in, so an undo after a
     failure hands back repositories Gitolite can still serve."""
 
-    def __init__(self, settings: Settings, move: bool) -> None:
+    def __init__(self, settings: Settings, move: bool, source_root: Path) -> None:
         self.settings = settings
         self.move = move
+        self.source_root = source_root
         self.moved: list[tuple[Path, Path]] = []  # renamed: (source, dest)
         self.copied_from: list[Path] = []  # --move across file systems: delete when done
         self.brought: list[tuple[str, Path]] = []
@@ -309,9 +313,19 @@ class RepoMover:
         return notes
 
     def finish(self) -> None:
-        """After the new home is in place: drop the sources --move had to copy."""
+        """After the new home is in place: drop the sources --move had to copy, and the
+        directories (`wild/alice/`) that --move left empty."""
         for src in self.copied_from:
             shutil.rmtree(src, ignore_errors=True)
+        root = self.source_root.resolve()
+        for src in [s for s, _ in self.moved] + self.copied_from:
+            parent = src.parent.resolve()
+            while parent != root and root in parent.parents:
+                try:
+                    parent.rmdir()
+                except OSError:
+                    break
+                parent = parent.parent
 
     def undo(self) -> None:
         for src, dest in reversed(self.moved):

@@ -153,11 +153,12 @@ def init_home(
         else:
             admin.create_admin_repo(s, files, author or cli_author(), message)
         if plans:
-            mover = gitolite_import.RepoMover(s, move)
+            assert src is not None and src.repositories is not None
+            mover = gitolite_import.RepoMover(s, move, src.repositories)
             for plan in plans:
                 mover.bring(plan)
             notes.append(f"{'moved' if move else 'copied'} {len(plans)} repositories "
-                         f"from {src.repositories if src else ''}")
+                         f"from {src.repositories}")
         created = admin.compile(s)
         if mover is not None:
             notes += [f"note: {n}" for n in mover.clean()]

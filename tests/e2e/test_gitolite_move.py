@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import GitServer, _merge_settings
-from tests.e2e.sshdkit import PrivateSshd
-from tests.helpers import REPO_ROOT, require_tool
+from tests.support.server import GitServer, _merge_settings
+from tests.support.sshd import PrivateSshd
+from tests.support.tools import REPO_ROOT, require_tool
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -177,7 +177,7 @@ def site(tmp_path_factory):
 
 
 def test_a_gitolite_site_moves_over_with_one_command(site):
-    tmp, glhome, sshd, c = site["tmp"], site["glhome"], site["sshd"], site["client"]
+    tmp, glhome, c = site["tmp"], site["glhome"], site["client"]
     pushes_before = push_outcomes(c)
     assert pushes_before["alice foo master"][0] and not pushes_before["bob foo protected"][0]
     before = observe(c)

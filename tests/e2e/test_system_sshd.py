@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import GitServer, make_server
-from tests.e2e.sshdkit import PrivateSshd
-from tests.e2e.test_builds import remote, timed_push
-from tests.helpers import REPO_ROOT
+from tests.support.server import GitServer, make_server
+from tests.support.sshd import PrivateSshd
+from tests.support.pushes import remote, timed_push
+from tests.support.tools import REPO_ROOT
 
 pytestmark = pytest.mark.timeout(180)
 

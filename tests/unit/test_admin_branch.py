@@ -3,19 +3,42 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import time
+from pathlib import Path
 
 import pytest
 
 from gitserve import admin, repos
 from gitserve.cli.init import default_conf
 from gitserve.settings import Settings
-from tests.unit.adminkit import copy_home, home_template, keygen  # noqa: F401 (fixture)
-from tests.unit.test_admin import git, push_change
+from tests.support.keys import copy_home, keygen
+from tests.support.tools import require_tool
+
+
+def git(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, GIT_AUTHOR_NAME="Pat Pusher", GIT_AUTHOR_EMAIL="pat@example.com",
+               GIT_COMMITTER_NAME="Pat Pusher", GIT_COMMITTER_EMAIL="pat@example.com",
+               GIT_CONFIG_NOSYSTEM="1", HOME=str(cwd or "/"))
+    return subprocess.run([require_tool("git"), *args], cwd=cwd, env=env, check=True,
+                          capture_output=True, text=True, timeout=60)
 
 
 @pytest.fixture
-def home(tmp_path, home_template) -> Settings:  # noqa: F811
+def home(tmp_path, home_template) -> Settings:
     return Settings(home=copy_home(home_template, tmp_path))
+
+
+def push_change(s: Settings, tmp: Path, edit, branch: str) -> str:
+    """Commit EDIT in a clone of the admin repo and push it straight to BRANCH of the bare repo."""
+    work = tmp / f"work{time.monotonic_ns()}"
+    git("clone", "-q", str(s.admin_repo), str(work), cwd=tmp)
+    edit(work)
+    git("add", "-A", cwd=work)
+    git("commit", "-qm", "by push", cwd=work)
+    git("push", "-q", "origin", f"HEAD:{branch}", cwd=work)
+    return git("rev-parse", "HEAD", cwd=work).stdout.strip()
 
 
 def gd(s, *args: str) -> str:

@@ -16,7 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.helpers import free_port, require_tool
+from tests.support.tools import free_port, require_tool
 
 
 class PrivateSshd:
