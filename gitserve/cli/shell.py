@@ -47,9 +47,10 @@ def shell(
     if not settings.admin_repo.exists():
         fail(f"{settings.home} is not a gitserve home (check --home in authorized_keys)")
     _log_to_file(settings)
-    from .serve import load_plugins
+    if shell_mod.needs_plugins(os.environ.get("SSH_ORIGINAL_COMMAND", "")):
+        from .serve import load_plugins
 
-    load_plugins()  # push hooks (builds) and ssh commands (builds, deploy), as `serve` has
+        load_plugins()  # push hooks (builds) and ssh commands (builds, deploy), as `serve` has
     status = shell_mod.run(settings, user, os.environ)
     sys.stdout.flush()
     raise typer.Exit(status)

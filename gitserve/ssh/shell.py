@@ -21,7 +21,7 @@ from dulwich.errors import HangupException
 from gitserve import admin
 from gitserve.settings import Settings
 
-from . import session
+from . import commands, session
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,23 @@ def peer_address(environ: Mapping[str, str]) -> str:
     """The client's IP from SSH_CONNECTION (`client_ip client_port server_ip server_port`)."""
     parts = environ.get("SSH_CONNECTION", "").split()
     return parts[0] if parts else "local"
+
+
+def needs_plugins(command: str) -> bool:
+    """Whether COMMAND needs the push hooks and ssh commands that builds/deploy add.
+
+    sshd starts one process per connection, and importing buildqueue (redis, rq) costs more
+    than serving a clone: clones, archives and the built-in commands do without. `help`
+    lists every command, so it needs them."""
+    words = command.split()
+    if not words:
+        return False  # info
+    verb = words[0] if not command.startswith("git ") else "git-" + words[1] if len(words) > 1 else ""
+    if verb in ("git-upload-pack", "git-upload-archive"):
+        return False
+    if verb == "git-receive-pack" or verb == "help":
+        return True
+    return commands.lookup(verb) is None
 
 
 def check_user(user: str) -> str:
