@@ -229,7 +229,7 @@ def _wire_push(handler: ReceivePack, conn: Conn, state: Any, name: str, path: st
             if warning:
                 proto.progress_line(warning)
         if is_admin_repo:
-            stored = [u.ref for u in updates if u.ref != admin.ADMIN_BRANCH]
+            stored = [u.ref for u in updates if u.ref != admin.ADMIN_BRANCH and not u.is_delete]
             if stored:
                 proto.progress_line(admin.not_applied_note(stored))
 
