@@ -125,6 +125,12 @@ def locate(path: Path | None, repositories: Path | None) -> Source:
             # a hosting user's home: the admin repo on the server is the source of truth
             repo_dir = repo_dir or path / "repositories"
             src.described = f"Gitolite site {path}"
+            keys_file = path / ".ssh" / "authorized_keys"
+            if keys_file.exists():
+                src.notes.append(f"to keep serving git@host:repo on port 22, set [server] "
+                                 f'authorized_keys = "{keys_file}" in gitserve.toml and run '
+                                 f"`gitserve admin authorized-keys --write {keys_file}` "
+                                 "(README: Behind the system OpenSSH)")
         elif _is_git_dir(path):
             src.history, src.tip = path, _tip_of(path, prefer_master=True)
             if src.tip is None:

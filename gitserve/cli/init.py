@@ -53,7 +53,7 @@ def _prepare_import(from_gitolite: Optional[Path], repositories: Optional[Path]
     if src.history is not None:
         notes.append(f"admin history from {src.history} (now on master)")
     notes += [f"warning: {w}" for w in warnings]
-    return src, f"Import gitolite-admin from {src.described}", notes
+    return src, f"Import gitolite-admin from {src.described}", notes + src.notes
 
 
 def _prepare_files(
