@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gitserve import keys
+from gitserve.errors import GitserveError
 from gitserve.fsutil import locked
 from gitserve.settings import DEFAULT_HOME, Settings
 
@@ -36,7 +37,7 @@ OPTIONS = "no-pty,no-port-forwarding,no-X11-forwarding,no-agent-forwarding"
 BUILDER = ":builder"  # admin.BUILDER: HOME/worker_key, for build hosts that fetch over port 22
 
 
-class AuthKeysError(ValueError):
+class AuthKeysError(GitserveError, ValueError):
     """The authorized_keys file cannot be read or written (message is one line)."""
 
 

@@ -28,6 +28,7 @@ from dulwich.objects import Commit
 from dulwich.repo import Repo
 
 from gitserve import admin, repos
+from gitserve.errors import GitserveError
 from gitserve.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ _COMPILED = ("-compiled.pm", "rule_info")
 _GITOLITE_REPO_FILES = ("gl-conf",)
 
 
-class GitoliteImportError(ValueError):
+class GitoliteImportError(GitserveError, ValueError):
     """The Gitolite site cannot be imported (message is one line)."""
 
 

@@ -1,7 +1,8 @@
 """`gitserve shell USER`: the forced command sshd runs for USER's keys (see ssh/shell.py).
 
 Its stdout is the git protocol and its stderr is what the user reads, so logs go to
-HOME/logs/shell.log and nothing else is ever printed here.
+HOME/logs/shell.log only and nothing else is ever printed here. The push hooks and the
+ssh command table come from the composition root (gitserve.app), as for `gitserve serve`.
 """
 
 from __future__ import annotations
@@ -13,23 +14,11 @@ from typing import Annotated
 
 import typer
 
-from gitserve.settings import Settings
+from gitserve import logsetup
 
 from .common import HomeOption, fail, load_settings
 
-
-def _log_to_file(settings: Settings) -> None:
-    logs = settings.logs_dir
-    try:
-        logs.mkdir(parents=True, exist_ok=True)
-        handler: logging.Handler = logging.FileHandler(logs / "shell.log")
-    except OSError:
-        handler = logging.NullHandler()  # never fall back to stderr: the client reads it
-    handler.setFormatter(logging.Formatter(
-        f"%(asctime)s shell[{os.getpid()}] %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
+log = logging.getLogger("gitserve.shell")
 
 
 def shell(
@@ -37,6 +26,8 @@ def shell(
     home: HomeOption = None,
 ) -> None:
     """Forced command for the system OpenSSH: serve SSH_ORIGINAL_COMMAND for USER."""
+    from gitserve import app as app_mod
+    from gitserve.ssh import commands as ssh_commands
     from gitserve.ssh import shell as shell_mod
 
     settings = load_settings(home)
@@ -46,12 +37,18 @@ def shell(
         fail(str(exc))
     if not settings.admin_repo.exists():
         fail(f"{settings.home} is not a gitserve home (check --home in authorized_keys)")
-    _log_to_file(settings)
-    if shell_mod.needs_plugins(os.environ.get("SSH_ORIGINAL_COMMAND", "")):
-        from .serve import load_plugins
-
-        load_plugins()  # push hooks (builds) and ssh commands (builds, deploy), as `serve` has
-    status = shell_mod.run(settings, user, os.environ)
+    try:
+        logsetup.configure(settings.home, "shell.log", console=False)
+    except OSError:
+        logging.getLogger().addHandler(logging.NullHandler())  # never stderr: the user reads it
+    command = os.environ.get("SSH_ORIGINAL_COMMAND", "")
+    if shell_mod.needs_plugins(command):
+        # builds and deploy: their hooks and commands (importing them costs more than a clone)
+        table = app_mod.ssh_commands_table(settings)
+        hooks = app_mod.push_hooks(settings)
+    else:
+        table, hooks = ssh_commands.table(ssh_commands.core_commands()), []
+    status = shell_mod.run(settings, user, os.environ, table=table, hooks=hooks)
     sys.stdout.flush()
     raise typer.Exit(status)
 

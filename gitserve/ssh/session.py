@@ -7,6 +7,7 @@ the repo, ref `any`) before any git protocol starts, auto-create wild repos for 
 It knows nothing of the transport (as dulwich's server.py keeps protocol and transport
 apart): the built-in paramiko server passes its channel, `gitserve shell` (the forced
 command behind the system OpenSSH) passes stdin/stdout/stderr; both are a `ByteChannel`.
+The command table and the push hooks come from gitserve.app (through the transport).
 """
 
 from __future__ import annotations
@@ -16,12 +17,15 @@ import re
 import shlex
 from pathlib import Path
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Protocol
 
 from dulwich.errors import GitProtocolError, HangupException
 
 from gitserve import admin, audit, repos
-from gitserve.git.pushhooks import PushContext, RefUpdate
+from gitserve.acl import WildInfo
+from gitserve.admin import AdminState
+from gitserve.git.pushhooks import PushContext, PushHook, RefUpdate
 from gitserve.acl.inspect_dulwich import DulwichInspector
 from gitserve.git.receive import ReceivePack
 from gitserve.git.repo import SingleRepoBackend
@@ -33,7 +37,7 @@ from . import commands
 
 log = logging.getLogger(__name__)
 
-GIT_SERVICES = {
+GIT_SERVICES: dict[str, tuple[str, type[UploadPack] | type[ReceivePack] | type[UploadArchive]]] = {
     "git-upload-pack": ("R", UploadPack),
     "git-receive-pack": ("W", ReceivePack),
     "git-upload-archive": ("R", UploadArchive),
@@ -57,13 +61,16 @@ class ByteChannel(Protocol):
 
 @dataclass
 class Conn:
-    """The parts of a connection a command needs: who, from where, and its I/O."""
+    """The parts of a connection a command needs: who, from where, its I/O, and what the
+    server was wired with (gitserve.app): the ssh command table and the push hooks."""
 
     settings: Settings
     user: str
     ip: str
     chan: ByteChannel
     env: dict[str, str] = field(default_factory=dict)  # accepted client env (GIT_PROTOCOL)
+    commands: commands.CommandTable = field(default_factory=dict)
+    hooks: Sequence[PushHook] = ()
 
     def out(self, text: str) -> None:
         self.chan.sendall(text.encode("utf-8", "replace"))
@@ -73,10 +80,14 @@ class Conn:
 
 
 def run(settings: Settings, chan: ByteChannel, command: str, user: str, peer: str,
-        env: dict[str, str] | None = None) -> int:
-    """Run COMMAND for the verified USER (connected from PEER) on CHAN; returns the exit
+        env: dict[str, str] | None = None, table: commands.CommandTable | None = None,
+        hooks: Sequence[PushHook] = ()) -> int:
+    """Run COMMAND for the verified USER (connected from PEER) on CHAN with the ssh commands
+    of TABLE (default: the core ones) and, for a push, HOOKS in that order; returns the exit
     status. ENV holds the client environment the transport accepted (GIT_PROTOCOL)."""
-    conn = Conn(settings, user, peer, chan, dict(env or {}))
+    if table is None:
+        table = commands.table(commands.core_commands())
+    conn = Conn(settings, user, peer, chan, dict(env or {}), table, hooks)
     try:
         state = admin.current(settings)
     except Exception as exc:  # noqa: BLE001 - a broken admin repo: say so, don't crash
@@ -94,13 +105,14 @@ def run(settings: Settings, chan: ByteChannel, command: str, user: str, peer: st
             return run_git(conn, state, verb, match.group(2))
         return run_command(conn, state, command or "info")
     except (Denied, commands.CommandError, repos.RepoError) as exc:
+        log.warning("refused %s: %s", user, " ".join(str(exc).split()))
         conn.err(f"FATAL: {exc}\n")
         return 1
 
 
-def run_command(conn: Conn, state: Any, line: str) -> int:
+def run_command(conn: Conn, state: AdminState, line: str) -> int:
     words = line.split()
-    cmd = commands.lookup(words[0])
+    cmd = conn.commands.get(words[0])
     if cmd is None:
         raise commands.CommandError(f"unknown git/gitolite command: '{line}'")
     if not commands.REMOTE_COMMAND_PATT.match(line):
@@ -108,7 +120,7 @@ def run_command(conn: Conn, state: Any, line: str) -> int:
     if "../" in line:
         raise commands.CommandError("no relative paths allowed anywhere!")
     ctx = commands.CommandContext(conn.settings, conn.user, conn.ip, state, conn.out, conn.err,
-                                  conn.chan.recv)
+                                  conn.chan.recv, conn.commands)
     audit.record(conn.settings, user=conn.user, ip=conn.ip, op=words[0], result="allowed")
     return cmd.fn(ctx, words[1:])
 
@@ -126,7 +138,7 @@ def _repo_arg(raw: str) -> str:
     return repos.parse_repo_arg(parts[0])
 
 
-def check_access(conn: Conn, state: Any, name: str, aa: str) -> Any:
+def check_access(conn: Conn, state: AdminState, name: str, aa: str) -> WildInfo | None:
     """Check #1 (and wild-repo auto-create); returns the repo's WildInfo or None."""
     settings, user = conn.settings, conn.user
     rules = state.rules
@@ -163,7 +175,7 @@ def check_access(conn: Conn, state: Any, name: str, aa: str) -> Any:
     return wild
 
 
-def run_git(conn: Conn, state: Any, verb: str, raw_arg: str) -> int:
+def run_git(conn: Conn, state: AdminState, verb: str, raw_arg: str) -> int:
     name = _repo_arg(raw_arg)
     aa, handler_cls = GIT_SERVICES[verb]
     wild = check_access(conn, state, name, aa)
@@ -188,8 +200,8 @@ def run_git(conn: Conn, state: Any, verb: str, raw_arg: str) -> int:
     return 0
 
 
-def _wire_push(handler: ReceivePack, conn: Conn, state: Any, name: str, path: str,
-               wild: Any, proto: SidebandProtocol) -> None:
+def _wire_push(handler: ReceivePack, conn: Conn, state: AdminState, name: str, path: str,
+               wild: WildInfo | None, proto: SidebandProtocol) -> None:
     settings, user, rules = conn.settings, conn.user, state.rules
     is_admin_repo = name == repos.ADMIN_REPO
     inspector = DulwichInspector(handler.repo)
@@ -204,6 +216,7 @@ def _wire_push(handler: ReceivePack, conn: Conn, state: Any, name: str, path: st
         if not decision.allowed:
             proto.progress_line(f"FATAL: {decision.message}")
             _audit_ref(conn, name, update, "rejected", decision.message)
+            log.warning("push to %s %s refused: %s", name, update.ref, decision.message)
             return decision.message
         if is_admin_repo and update.ref == admin.ADMIN_BRANCH:
             if update.is_delete:
@@ -218,9 +231,10 @@ def _wire_push(handler: ReceivePack, conn: Conn, state: Any, name: str, path: st
     def on_updated(updates: list[RefUpdate]) -> None:
         for u in updates:
             _audit_ref(conn, name, u, "updated", None)
+            log.info("push %s %s %s..%s by %s", name, u.ref, u.old[:12], u.new[:12], user)
         created = [u.ref for u in updates if u.is_create]
         if created:
-            repos.head_after_push(path, created)
+            repos.head_after_push(Path(path), created)
         if is_admin_repo and any(u.ref == admin.ADMIN_BRANCH for u in updates):
             made = admin.compile(settings)
             for repo_made in made:
@@ -235,6 +249,7 @@ def _wire_push(handler: ReceivePack, conn: Conn, state: Any, name: str, path: st
 
     handler.check_ref = check_ref
     handler.on_updated = on_updated
+    handler.hooks = conn.hooks
     handler.ctx = PushContext(settings=settings, repo_name=name, repo_path=Path(path), user=user,
                               options=rules.options(name, wild=wild),
                               progress=proto.progress_line)

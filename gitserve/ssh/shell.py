@@ -14,11 +14,12 @@ import logging
 import os
 import re
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from dulwich.errors import HangupException
 
 from gitserve import admin
+from gitserve.git.pushhooks import PushHook
 from gitserve.settings import Settings
 
 from . import commands, session
@@ -73,7 +74,7 @@ def needs_plugins(command: str) -> bool:
         return False
     if verb == "git-receive-pack" or verb == "help":
         return True
-    return commands.lookup(verb) is None
+    return verb not in {c.name for c in commands.core_commands()}
 
 
 def check_user(user: str) -> str:
@@ -83,14 +84,16 @@ def check_user(user: str) -> str:
 
 
 def run(settings: Settings, user: str, environ: Mapping[str, str],
-        chan: session.ByteChannel | None = None) -> int:
-    """Serve one sshd session for USER; returns the exit status for sshd to pass on."""
+        chan: session.ByteChannel | None = None, table: commands.CommandTable | None = None,
+        hooks: Sequence[PushHook] = ()) -> int:
+    """Serve one sshd session for USER with TABLE's commands and HOOKS (from gitserve.app);
+    returns the exit status for sshd to pass on."""
     chan = chan or StdioChannel()
     command = environ.get("SSH_ORIGINAL_COMMAND", "")
     env = {"GIT_PROTOCOL": environ["GIT_PROTOCOL"]} if environ.get("GIT_PROTOCOL") else {}
     user = admin.BUILDER if user == admin.BUILDER else user
     try:
-        return session.run(settings, chan, command, user, peer_address(environ), env)
+        return session.run(settings, chan, command, user, peer_address(environ), env, table, hooks)
     except _CLIENT_GONE as exc:
         log.info("session of %s ended early: %s", user, exc or type(exc).__name__)
         return 1
