@@ -68,7 +68,7 @@ class Conn:
     user: str
     ip: str
     chan: ByteChannel
-    env: dict[str, str] = field(default_factory=dict)  # accepted client env (GIT_PROTOCOL)
+    git_protocol: str = ""  # the client's GIT_PROTOCOL (env request or sshd's AcceptEnv)
     commands: commands.CommandTable = field(default_factory=dict)
     hooks: Sequence[PushHook] = ()
 
@@ -87,7 +87,7 @@ def run(settings: Settings, chan: ByteChannel, command: str, user: str, peer: st
     status. ENV holds the client environment the transport accepted (GIT_PROTOCOL)."""
     if table is None:
         table = commands.table(commands.core_commands())
-    conn = Conn(settings, user, peer, chan, dict(env or {}), table, hooks)
+    conn = Conn(settings, user, peer, chan, (env or {}).get("GIT_PROTOCOL", ""), table, hooks)
     try:
         state = admin.current(settings)
     except Exception as exc:  # noqa: BLE001 - a broken admin repo: say so, don't crash
