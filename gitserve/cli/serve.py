@@ -16,7 +16,6 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from gitserve import app as app_mod
 from gitserve import logsetup
 from gitserve.errors import GitserveError
 
@@ -70,6 +69,8 @@ def serve(
 
     log_file = setup_logging(settings.home, "server.log", log_level, log_format)
     _migrate_admin_branch(settings)
+    from gitserve import app as app_mod  # here, not at import: `gitserve shell` skips paramiko
+
     wired = app_mod.build(settings)
     services: list[Any] = []
     stop = threading.Event()
