@@ -352,7 +352,7 @@ def sync_authorized_keys(settings: Settings) -> str | None:
     if not settings.server.authorized_keys.strip():
         return None
     try:
-        authkeys.sync(settings, current(settings))
+        authkeys.sync(settings, lambda: current(settings))
     except (authkeys.AuthKeysError, AdminError) as exc:
         log.error("cannot update authorized_keys: %s", exc)
         return f"WARNING: authorized_keys not updated: {exc}"

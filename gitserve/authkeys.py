@@ -18,7 +18,7 @@ import shlex
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,7 +126,7 @@ def replace_block(text: str, block: list[str]) -> tuple[str, str]:
     return "\n".join(lines + sep + block) + "\n", "added"
 
 
-def write_block(settings: Settings, path: Path, block: list[str]) -> str:
+def write_block(settings: Settings, path: Path, block: list[str] | Callable[[], list[str]]) -> str:
     """Rewrite PATH's gitserve block atomically (same mode and owner); other lines are kept.
 
     Not fsutil.atomic_write: the temp file must get the file's owner before the rename, or
@@ -140,7 +140,9 @@ def write_block(settings: Settings, path: Path, block: list[str]) -> str:
             st, text = None, ""
         except (OSError, UnicodeDecodeError) as exc:
             raise AuthKeysError(f"{path}: {getattr(exc, 'strerror', None) or exc}") from None
-        new, what = replace_block(text, block)
+        # a callable is evaluated under the lock: two admin changes racing each other never
+        # leave the older key set written last
+        new, what = replace_block(text, block() if callable(block) else block)
         if new == text:
             return "unchanged"
         try:
@@ -163,12 +165,14 @@ def write_block(settings: Settings, path: Path, block: list[str]) -> str:
         return what
 
 
-def sync(settings: Settings, state: object) -> str | None:
-    """Rewrite `[server] authorized_keys` for STATE's keys; None when the setting is off."""
+def sync(settings: Settings, current_state: Callable[[], object]) -> str | None:
+    """Rewrite `[server] authorized_keys` for the keys in force (CURRENT_STATE(), read under
+    the file's lock); None when the setting is off."""
     target = settings.server.authorized_keys.strip()
     if not target:
         return None
-    what = write_block(settings, Path(target), render_block(settings, entries(settings, state)))
+    what = write_block(settings, Path(target),
+                       lambda: render_block(settings, entries(settings, current_state())))
     if what != "unchanged":
         log.info("authorized_keys %s: %s", target, what)
     return what
