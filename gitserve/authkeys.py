@@ -50,11 +50,15 @@ class Entry:
 def gitserve_command(settings: Settings) -> list[str]:
     """argv prefix that runs this gitserve, absolute so sshd finds it whatever its PATH.
 
-    `[server] shell_command` wins (e.g. a virtualenv's bin/gitserve); else the `gitserve`
-    on PATH; else this interpreter with `-m gitserve`."""
+    `[server] shell_command` wins; else the `gitserve` script this process was started as
+    (a virtualenv's bin/gitserve stays that one); else the `gitserve` on PATH; else this
+    interpreter with `-m gitserve`."""
     configured = settings.server.shell_command.strip()
     if configured:
         return shlex.split(configured)
+    started_as = sys.argv[0] if sys.argv else ""
+    if os.path.basename(started_as) == "gitserve" and os.access(started_as, os.X_OK):
+        return [os.path.abspath(started_as)]
     found = shutil.which("gitserve")
     if found:
         return [os.path.abspath(found)]

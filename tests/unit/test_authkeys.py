@@ -94,3 +94,17 @@ def test_admin_changes_rewrite_the_configured_file(home_template, tmp_path):
     warning = admin.sync_authorized_keys(s)
     assert warning is not None and warning.startswith("WARNING: authorized_keys not updated: ")
     assert "\n" not in warning
+
+
+def test_command_is_the_gitserve_script_this_process_runs_as(tmp_path, monkeypatch):
+    script = tmp_path / "venv" / "bin" / "gitserve"
+    script.parent.mkdir(parents=True)
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    monkeypatch.setattr("sys.argv", [str(script), "admin", "authorized-keys"])
+    s = Settings(home=tmp_path / "h")
+    assert authkeys.gitserve_command(s) == [str(script)]
+    monkeypatch.setattr("sys.argv", ["/x/gitserve/__main__.py"])
+    assert authkeys.gitserve_command(s)[0].startswith("/")
+    s.server.shell_command = "/opt/gs/bin/gitserve"
+    assert authkeys.gitserve_command(s) == ["/opt/gs/bin/gitserve"]
