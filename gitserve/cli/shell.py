@@ -45,7 +45,7 @@ def shell(
     if shell_mod.needs_plugins(command):
         # builds and deploy: their hooks and commands (importing them costs more than a clone)
         table = app_mod.ssh_commands_table(settings)
-        hooks = app_mod.push_hooks(settings)
+        hooks = shell_mod.for_shell(app_mod.push_hooks(settings))
     else:
         table, hooks = ssh_commands.table(ssh_commands.core_commands()), []
     status = shell_mod.run(settings, user, os.environ, table=table, hooks=hooks)

@@ -14,12 +14,14 @@ import logging
 import os
 import re
 import socket
+import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 
 from dulwich.errors import HangupException
 
 from gitserve import admin
-from gitserve.git.pushhooks import PushHook
+from gitserve.git.pushhooks import PushContext, PushHook, RefUpdate
 from gitserve.settings import Settings
 
 from . import commands, session
@@ -52,6 +54,45 @@ def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
     while view:
         written = os.write(fd, view)
         view = view[written:]
+
+
+class DetachedRepackAfterPush:
+    """PushHook standing in for git.repack.RepackAfterPush under `gitserve shell`.
+
+    The built-in server repacks after a push in a background thread of its long-lived
+    process; a forced command exits as soon as the push is answered, which would kill that
+    thread. So the repack runs in a detached child: its own session and no stdio, so sshd
+    (which waits for the session's pipes to close) and the pusher never wait for it. The
+    repository's upkeep lock serialises it with any other repack or gc."""
+
+    def before_update(self, ctx: PushContext, update: RefUpdate) -> str | None:
+        return None
+
+    def after_push(self, ctx: PushContext, updates: list[RefUpdate]) -> None:
+        if updates:
+            spawn_repack(str(ctx.repo_path))
+
+
+_REPACK = ("import sys, time\n"
+           "from gitserve.git.repack import DELAY, repack_now\n"
+           "time.sleep(DELAY)\n"
+           "repack_now(sys.argv[1])\n")
+
+
+def spawn_repack(path: str) -> None:
+    try:
+        subprocess.Popen([sys.executable, "-c", _REPACK, path], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True, close_fds=True)
+    except OSError as exc:  # the push itself went through; the next gc packs it
+        log.warning("cannot start the repack of %s: %s", path, exc)
+
+
+def for_shell(hooks: Sequence[PushHook]) -> list[PushHook]:
+    """gitserve.app's push hooks with the in-process repack replaced by the detached one."""
+    from gitserve.git.repack import RepackAfterPush
+
+    return [DetachedRepackAfterPush() if isinstance(h, RepackAfterPush) else h for h in hooks]
 
 
 def peer_address(environ: Mapping[str, str]) -> str:

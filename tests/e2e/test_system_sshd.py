@@ -248,3 +248,26 @@ def _fingerprint(key: Path) -> str:
     out = subprocess.run(["ssh-keygen", "-lf", f"{key}.pub"], capture_output=True, text=True,
                          check=True).stdout
     return out.split()[1]
+
+
+def test_pushes_through_sshd_are_repacked_after_the_session_ends(both):
+    """The built-in server repacks after a push in a thread of its process; `gitserve shell`
+    exits at once, so it repacks in a detached child that neither sshd nor git waits for."""
+    work = both.clone("alice", "users/alice/packs")
+    for i in range(3):
+        both.srv.commit("alice", work, f"p{i}.txt")
+        started = time.monotonic()
+        both.git("alice", "push", "-q", "origin", "HEAD:main", cwd=work)
+        assert time.monotonic() - started < 20
+    pack_dir = both.srv.repo_path("users/alice/packs") / "objects" / "pack"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        packs = list(pack_dir.glob("*.pack"))
+        sidecars = list(pack_dir.glob("*.gitserve-tips"))
+        if len(packs) == 1 and sidecars:
+            break
+        time.sleep(0.2)
+    assert len(packs) == 1 and sidecars, sorted(p.name for p in pack_dir.iterdir())
+    assert both.git("bob", "ls-remote", both.sshd.url("users/alice/packs"), check=False).returncode != 0
+    clone = both.clone("alice", "users/alice/packs")
+    assert (clone / "p2.txt").exists()
