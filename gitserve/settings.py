@@ -45,6 +45,9 @@ class ServerSettings:
     authorized_keys: str = ""
     # the command sshd runs for `gitserve shell` ("" = the gitserve on PATH, absolute)
     shell_command: str = ""
+    # the SSH port users and build hosts reach (follow commands, build clone URLs); 0 = the
+    # listen port; 22 behind the system sshd
+    public_port: int = 0
 
 
 @dataclass

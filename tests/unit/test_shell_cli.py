@@ -48,3 +48,15 @@ def test_plugins_only_where_needed():
     assert {c: shell.needs_plugins(c) for c in cases} == cases
     assert shell.peer_address({"SSH_CONNECTION": "2001:db8::1 5 ::1 22"}) == "2001:db8::1"
     assert shell.peer_address({}) == "local"
+
+
+def test_behind_sshd_the_follow_command_and_build_clone_url_name_port_22(tmp_path):
+    from buildqueue import enqueue
+    from gitserve.settings import Settings
+
+    s = Settings(home=tmp_path)
+    s.server.listen, s.server.public_host = "127.0.0.1:2222", "git.example.com"
+    assert enqueue.follow_command(s, "7") == "ssh -p 2222 git@git.example.com builds log 7 --follow"
+    s.server.public_port = 22
+    assert enqueue.follow_command(s, "7") == "ssh git@git.example.com builds log 7 --follow"
+    assert enqueue.clone_url(s, "foo") == "ssh://git@git.example.com:22/foo.git"
