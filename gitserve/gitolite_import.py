@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,39 @@ class Source:
     repositories: Path | None = None  # directory of NAME.git to bring
     described: str = ""
     notes: list[str] = field(default_factory=list)
+
+
+_RC_DEFAULT_ROLES = {"READERS", "WRITERS"}
+_RC_DEFAULT_COMMANDS = {"help", "desc", "info", "perms", "writable"}
+_RC_TRIGGERS = {"ssh-authkeys", "git-config", "daemon", "gitweb"}
+
+
+def rc_warnings(rc_path: Path) -> list[str]:
+    """What a Gitolite site's ~/.gitolite.rc sets that the import does not carry over, one
+    line each (the rc is Perl; only the few settings that change behaviour are looked at)."""
+    try:
+        text = rc_path.read_text(errors="replace")
+    except OSError:
+        return []
+    body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    found: list[str] = []
+    keys = re.search(r"GIT_CONFIG_KEYS\s*=>\s*(['\"])(.*?)\1", body)
+    if keys and keys.group(2).strip():
+        found.append(f"{rc_path}: GIT_CONFIG_KEYS '{keys.group(2)}' is not imported "
+                     "(gitserve writes no `config` keys unless told which)")
+    roles_block = re.search(r"ROLES\s*=>\s*\{(.*?)\}", body, re.S)
+    if roles_block:
+        roles = set(re.findall(r"([A-Za-z_]+)\s*=>", roles_block.group(1))) - _RC_DEFAULT_ROLES
+        if roles:
+            found.append(f"{rc_path}: roles {', '.join(sorted(roles))} are not supported "
+                         "(gitserve's roles are READERS and WRITERS); gl-perms lines naming them grant nothing")
+    enable = re.search(r"ENABLE\s*=>\s*\[(.*?)\]", body, re.S)
+    if enable:
+        names = set(re.findall(r"['\"]([^'\"]+)['\"]", enable.group(1)))
+        extra = names - _RC_DEFAULT_COMMANDS - _RC_TRIGGERS
+        if extra:
+            found.append(f"{rc_path}: enabled Gitolite features not imported: {', '.join(sorted(extra))}")
+    return found
 
 
 def _is_git_dir(path: Path) -> bool:
@@ -126,6 +160,7 @@ def locate(path: Path | None, repositories: Path | None) -> Source:
             # a hosting user's home: the admin repo on the server is the source of truth
             repo_dir = repo_dir or path / "repositories"
             src.described = f"Gitolite site {path}"
+            src.notes += [f"warning: {w}" for w in rc_warnings(path / ".gitolite.rc")]
             keys_file = path / ".ssh" / "authorized_keys"
             if keys_file.exists():
                 src.notes.append(f"to keep serving git@host:repo on port 22, set [server] "

@@ -132,3 +132,19 @@ def test_locate_says_what_it_cannot_use(tmp_path):
         gitolite_import.locate(None, tmp_path / "nope")
     plans, warnings = gitolite_import.plan_repositories(gitolite_like_site(tmp_path) / "repositories")
     assert [p.name for p in plans] == ["foo", "wild/alice/p"] and warnings == []
+
+
+def test_rc_settings_that_do_not_carry_over_are_named(tmp_path):
+    """Gitolite's own default rc (what `gitolite setup` writes) loses nothing; changes are named."""
+    require_tool("gitolite")
+    rc = tmp_path / ".gitolite.rc"
+    rc.write_text(Path("/usr/share/gitolite3/lib/Gitolite/Rc.pm").read_text().split("__DATA__", 1)[1])
+    assert gitolite_import.rc_warnings(rc) == []  # Gitolite's default rc: nothing lost
+    text = rc.read_text().replace("GIT_CONFIG_KEYS                 =>  ''",
+                                  "GIT_CONFIG_KEYS                 =>  'gitweb\\..*'")
+    text = text.replace("WRITERS                     =>  1,", "WRITERS => 1,\n        OWNERS => 1,")
+    text = text.replace("'writable',", "'writable',\n            'D',", 1)
+    rc.write_text(text)
+    got = gitolite_import.rc_warnings(rc)
+    assert len(got) == 3, got
+    assert "GIT_CONFIG_KEYS 'gitweb\\..*'" in got[0] and "roles OWNERS" in got[1] and ": D" in got[2]
