@@ -43,6 +43,14 @@ class ServerSettings:
     # a push whose pack is bigger, or that holds a bigger blob, is refused whole (0: no limit)
     max_push_bytes: int = 2 * 1024**3
     max_blob_bytes: int = 100 * 1024**2
+    # behind the system OpenSSH: every admin change rewrites the `# gitserve start/end`
+    # block of this authorized_keys file (e.g. /home/git/.ssh/authorized_keys); "" = off
+    authorized_keys: str = ""
+    # the command sshd runs for `gitserve shell` ("" = the gitserve on PATH, absolute)
+    shell_command: str = ""
+    # the SSH port users and build hosts reach (follow commands, build clone URLs); 0 = the
+    # listen port; 22 behind the system sshd
+    public_port: int = 0
 
 
 @dataclass
