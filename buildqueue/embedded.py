@@ -116,6 +116,10 @@ class LocalWorkersService:
         self.settings = settings
 
     def start(self) -> None:
+        from gitserve import sandbox
+
+        # the start-up line says whether builds are sandboxed, unsandboxed or refused
+        print(sandbox.describe(sandbox.Policy.from_settings(self.settings.builds)), flush=True)
         self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
         self.workers.start()
 

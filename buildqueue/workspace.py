@@ -36,6 +36,16 @@ def cache_root() -> Path:
     return Path("~/.cache/gitserve/builds").expanduser()
 
 
+def work_root() -> Path:
+    """Where this worker makes build and deploy workspaces (gitserve.sandbox.work_root makes
+    it 0700): $GITSERVE_WORK_DIR, else HOME/work for a local worker, else ~/.cache/gitserve/work."""
+    if os.environ.get("GITSERVE_WORK_DIR"):
+        return Path(os.environ["GITSERVE_WORK_DIR"]).expanduser()
+    if os.environ.get("GITSERVE_HOME"):
+        return Path(os.environ["GITSERVE_HOME"]).expanduser() / "work"
+    return Path("~/.cache/gitserve/work").expanduser()
+
+
 def worker_key() -> Path | None:
     if os.environ.get(WORKER_KEY_ENV):
         return Path(os.environ[WORKER_KEY_ENV]).expanduser()
