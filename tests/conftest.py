@@ -1,10 +1,11 @@
-"""pytest configuration shared by all tests; helpers live in tests/helpers.py."""
+"""pytest configuration shared by all tests: the fixtures of tests/support/ by name."""
 
 import os
 import shutil
 
 import pytest
 
+pytest_plugins = ["tests.support.server", "tests.support.builds", "tests.support.keys"]
 
 
 @pytest.hookimpl(tryfirst=True)
