@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from buildqueue.runner import run_script
-from tests.helpers import require_tool
+from tests.support.tools import require_tool
 
 pytestmark = pytest.mark.timeout(30)
 
