@@ -257,7 +257,8 @@ def test_leftover_daemon_cannot_rewrite_a_deploy(srv):
     # the daemon waits until its build has ended, then rewrites whatever output it finds:
     # the build's own (before it is packed) and the deploy job's copy (before publish)
     script = ("#!/bin/sh\nmkdir -p public\necho REAL-PAGE > public/index.html\n"
-              "setsid sh -c 'sleep 0.3; end=$(($(date +%s)+40)); while [ $(date +%s) -lt $end ]; do "
+              "setsid sh -c 'while kill -0 '$$' 2>/dev/null; do :; done; "
+              "end=$(($(date +%s)+40)); while [ $(date +%s) -lt $end ]; do "
               "for d in /tmp/gitserve-deploy-*/output " + f"{srv.home}/work/*/output" + " public; do "
               "[ -d \"$d\" ] && echo DEFACED > \"$d/index.html\"; done; "
               "done' >/dev/null 2>&1 < /dev/null &\n")
