@@ -33,6 +33,7 @@ class RunResult:
     exit_code: int | None
 
 
+_LIBC: ctypes.CDLL | None
 try:  # loaded once here: the child between fork and exec must not dlopen (other threads may hold locks)
     _LIBC = ctypes.CDLL(None, use_errno=True)
 except OSError:  # pragma: no cover - not Linux
@@ -153,8 +154,9 @@ def _supervise(proc: subprocess.Popen, timeout: float, on_line: Callable[[str], 
     lines: queue.Queue[bytes | None] = queue.Queue()
 
     def read() -> None:
-        assert proc.stdout is not None
-        for raw in iter(lambda: proc.stdout.readline(65536), b""):
+        out = proc.stdout
+        assert out is not None
+        for raw in iter(lambda: out.readline(65536), b""):
             lines.put(raw)
         lines.put(None)
 

@@ -143,7 +143,8 @@ def test_server_as_an_ordinary_user_builds_sandboxed(user, tmp_path):
         build.write_text("#!/bin/sh\necho \"uid=$(id -u)\"\n"
                          f"cat {gs_home}/secrets.key {gs_home}/worker_key {home}/.ssh/id_ed25519 2>/dev/null"
                          " && echo READ-SOMETHING\n"
-                         f"ls -A {home} {home}/.ssh {gs_home} 2>/dev/null | grep -v '^/' | grep . | sed 's/^/LISTED /'\n"
+                         f"ls -A {home} {home}/.ssh {gs_home} 2>/dev/null | grep -v '^/' | grep . "
+                         "| sed 's/^/LISTED /'\n"
                          f"setsid sh -c 'exec sleep 321.{tag}' >/dev/null 2>&1 < /dev/null &\n"
                          "echo BUILD-RAN\n")
         build.chmod(0o755)
