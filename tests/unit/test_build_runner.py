@@ -126,14 +126,15 @@ def test_sandbox_hides_home_keeps_workspace_and_still_kills_the_namespace(tmp_pa
     assert "KEY-1234" not in got and "listed" in got and "ro" in got and "leaked" not in got, got
     assert "home: repositories" in got, got  # only the mount point of the bound object store
     assert (work / "src" / "out.txt").read_text() == "out\n"
-    script.write_text("#!/bin/sh\n(setsid sh -c 'sleep 60' &)\nsleep 60 & echo $!\nwait\n")
+    nap = f"sleep 60.{time.time_ns() % 1000000}"  # a command line no other process has
+    script.write_text(f"#!/bin/sh\n(setsid sh -c '{nap}' &)\n{nap} & echo $!\nwait\n")
     got.clear()
     t0 = time.monotonic()
     res = run_script([], tmp_path, {}, 0.5, got.append,
                      jail=sandbox.prepare(policy, work, ["/build/src/s.sh"], {}))
     assert res.status == "timed out" and time.monotonic() - t0 < 5
     # nothing of the namespace is left (the pids it printed are the namespace's own)
-    assert not [pid for pid in _pids_named("sleep 60")], "a sandboxed process survived"
+    assert not _pids_named(nap), "a sandboxed process survived"
 
 
 def _pids_named(cmdline: str) -> list[int]:
