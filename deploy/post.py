@@ -50,7 +50,8 @@ def run_post(workdir: Path, script: str, env: Mapping[str, str], say: Callable[[
         try:
             if scratch is not None:
                 sandbox.hand_over(policy, scratch)
-            jail = sandbox.prepare(policy, work, argv, dict(env), src=root)
+            hide = [settings_home] if settings_home is not None else []
+            jail = sandbox.prepare(policy, work, argv, dict(env), hide=hide, src=root)
         except sandbox.SandboxError as exc:
             raise DeployError("post", f"deploy.post not run: {exc}") from None
         return _run(jail, script, say, timeout)

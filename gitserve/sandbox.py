@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from .errors import GitserveError
+
 INSIDE = Path("/build")             # where a run sees its workspace
 INSIDE_SRC = INSIDE / "src"
 INSIDE_HOME = INSIDE / "home"
@@ -49,7 +51,7 @@ _EMPTY_DIRS = ("/home", "/root", "/var/tmp", "/run/user")
 REAP_TIMEOUT = 10.0
 
 
-class SandboxError(Exception):
+class SandboxError(GitserveError):
     """No sandbox here and unsandboxed runs are not allowed (one line, safe to show)."""
 
 
@@ -126,27 +128,27 @@ def _probe(policy: Policy, run_as: tuple[int, int] | None) -> str | None:
 
 
 def describe(policy: Policy) -> str:
-    """The `serve` start-up line about builds."""
+    """The `serve` start-up line about builds (shown as `gitserve: LINE`)."""
     try:
         reason = unavailable_reason(policy)
         run_as = policy.run_as()
     except SandboxError as exc:
-        return f"gitserve: local builds refused: {exc}"
+        return f"local builds refused: {exc}"
     who = f"as {policy.user}" if run_as is not None else f"as uid {os.getuid()}"
     if reason is None:
-        return f"gitserve: builds sandboxed (bwrap: own PID and mount namespaces, {who})"
+        return f"builds sandboxed (bwrap: own PID and mount namespaces, {who})"
     if policy.allow_unsandboxed:
-        return (f"gitserve: WARNING: builds run UNSANDBOXED ({reason}; [builds] allow_unsandboxed "
+        return (f"WARNING: builds run UNSANDBOXED ({reason}; [builds] allow_unsandboxed "
                 f"= true), {who}")
-    return (f"gitserve: local builds refused: no sandbox ({reason}); set [builds] "
+    return (f"local builds refused: no sandbox ({reason}); set [builds] "
             "allow_unsandboxed = true to run them anyway")
 
 
 # --- work directories -------------------------------------------------------------------
-def work_root(default: Path) -> Path:
-    """The directory holding every run's workspace: 0700, owned by this process's user,
-    so only the worker can list it (a run sees its own workspace, bound elsewhere)."""
-    root = Path(os.environ.get("GITSERVE_WORK_DIR") or default).expanduser()
+def work_root(root: Path) -> Path:
+    """ROOT, the directory holding every run's workspace, made 0700 and owned by this
+    process's user, so only the worker can list it (a run sees its own, bound elsewhere)."""
+    root = root.expanduser()
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
     st = os.stat(root, follow_symlinks=False)
     if st.st_uid != os.geteuid() or not os.path.isdir(root) or os.path.islink(root):
@@ -340,10 +342,9 @@ def prepare(policy: Policy, work: Path, argv: list[str], env: dict[str, str],
             raise SandboxError(f"build refused: no sandbox on this worker ({reason}); "
                                "[builds] allow_unsandboxed = true would run it unsandboxed")
         return _unsandboxed(work, src, argv, env, run_as)
-    hidden = [str(Path(p).resolve()) for p in hide]
-    for d in (os.environ.get("GITSERVE_HOME"), os.environ.get("HOME")):
-        if d:
-            hidden.append(str(Path(d).expanduser().resolve()))
+    hidden = [str(Path(p).expanduser().resolve()) for p in hide]
+    if os.environ.get("HOME"):  # the server user's home (~/.ssh, the quickstart's demo key)
+        hidden.append(str(Path(os.environ["HOME"]).expanduser().resolve()))
     try:
         hidden.append(str(Path(pwd.getpwuid(os.getuid()).pw_dir).resolve()))
     except KeyError:
