@@ -102,7 +102,7 @@ def lock(settings: Settings) -> Iterator[None]:
 
 
 # --- embedded main config -----------------------------------------------------
-def _worker_user(settings: Any) -> str | None:
+def _worker_user(settings: Settings) -> str | None:
     """As root, nginx workers run as `[builds] sandbox_user` (never root: a worker serves
     files a push wrote). Releases are published world-readable under directories
     _open_for_workers makes traversable. As anyone else nginx cannot switch users at all."""
@@ -137,7 +137,7 @@ def _searchable_by(path: Path, uid: int, gid: int) -> bool:
     return bool(st.st_mode & 0o001)
 
 
-def _open_for_workers(settings: Any) -> None:
+def _open_for_workers(settings: Settings) -> None:
     """As root, the unprivileged workers must reach HOME/sites/SITE/live/... and write their
     temp files: HOME, HOME/sites and HOME/nginx get search permission for others (not
     listing: their other entries keep their modes) and HOME/nginx/tmp becomes theirs. A
