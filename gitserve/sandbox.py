@@ -381,6 +381,14 @@ def _unsandboxed(work: Path, src_dir: Path, argv: list[str], env: dict[str, str]
     full_env.update({k: host(v) for k, v in env.items()})
     run = Run(argv=[host(a) for a in argv], env=full_env, cwd=src, sandboxed=False)
     if run_as is not None:
+        # no mount namespace to bind the workspace into: the sandbox user walks the real path,
+        # so the work root and this run's directory get search permission (names stay secret)
+        for d in (work.parent, work):
+            os.chmod(d, (os.stat(d).st_mode & 0o7777) | 0o001)
+        for d in reversed(Path(src).parents):
+            if not os.stat(d).st_mode & 0o001 and os.stat(d).st_uid != run_as[0]:
+                raise SandboxError(f"unsandboxed builds run as uid {run_as[0]}, who cannot reach "
+                                   f"{work}: {d} is not searchable (set GITSERVE_WORK_DIR)")
         run.popen_user, run.popen_group = run_as
     return run
 

@@ -266,3 +266,14 @@ def test_leftover_daemon_cannot_rewrite_a_deploy(srv):
     assert "Enable: " in out, out
     status, page = get(port, "/index.html")
     assert status == 200 and page == b"REAL-PAGE\n", page
+
+
+# --- no sandbox, no build --------------------------------------------------------------------------
+def test_without_a_sandbox_builds_are_refused_and_serve_says_so(gitserve_factory):
+    conf = "repo gitolite-admin\n    RW+ = admin\nrepo probe\n    RW+ = alice\n    option build.enable = 1\n"
+    srv = gitserve_factory(conf=conf, users=("alice",), settings={"builds": {"sandbox": False}})
+    assert any("local builds refused: no sandbox" in ln for ln in srv.output), srv.output
+    marker = f"RAN-{uuid.uuid4().hex}"
+    out = push(srv, "probe", {".gitserve/build": f"#!/bin/sh\necho {marker}\n"})
+    assert marker not in out, out
+    assert "build refused: no sandbox on this worker" in out and "allow_unsandboxed" in out, out
