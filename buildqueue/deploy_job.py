@@ -117,7 +117,9 @@ def run_deploy(payload: dict[str, Any], deploy_fn: Callable[..., Any] | None = N
         settings = settings_mod.load(WorkerSettings.from_env().home)
         meta = {"build_id": build_id, "repo": payload["repo"], "ref": payload["ref"],
                 "commit": payload["new"], "pusher": payload["pusher"],
-                "pushed_at": payload.get("pushed_at"), "env": secret_values}
+                "pushed_at": payload.get("pushed_at"), "env": secret_values,
+                # what deploy.post must not see besides HOME (keys configured elsewhere)
+                "sandbox_hide": [str(p) for p in WorkerSettings.from_env().sandbox_hidden()]}
         options = {f"deploy.{k}": str(v) for k, v in payload["deploy"].items()}
         fn = deploy_fn or default_deploy()
         try:

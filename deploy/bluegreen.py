@@ -382,7 +382,8 @@ def _finish_switch(settings: Settings, s: Site, opts: SiteOptions, state: dict[s
                 from gitserve.sandbox import Policy
 
                 rc = run_post(Path(post_workdir), opts.post, env, log,
-                              policy=Policy.from_settings(settings.builds), settings_home=settings.home)
+                              policy=Policy.from_settings(settings.builds), settings_home=settings.home,
+                              hide=[Path(h) for h in (meta or {}).get("sandbox_hide") or []])
                 result.post_status = rc
                 if rc != 0:
                     post_error = DeployError("post", f"deploy.post {opts.post} exited with {rc}")

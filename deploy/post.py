@@ -35,7 +35,7 @@ def _work_for(workdir: Path, settings_home: Path | None) -> tuple[Path, Path | N
 
 def run_post(workdir: Path, script: str, env: Mapping[str, str], say: Callable[[str], None],
              timeout: float = POST_TIMEOUT, policy: sandbox.Policy | None = None,
-             settings_home: Path | None = None) -> int:
+             settings_home: Path | None = None, hide: list[Path] | None = None) -> int:
     """Run SCRIPT of the checkout WORKDIR in the sandbox, each output line to SAY; returns
     its exit status. Raises DeployError on a timeout or when no sandbox may be used."""
     policy = policy or sandbox.Policy()
@@ -50,8 +50,8 @@ def run_post(workdir: Path, script: str, env: Mapping[str, str], say: Callable[[
         try:
             if scratch is not None:
                 sandbox.hand_over(policy, scratch)
-            hide = [settings_home] if settings_home is not None else []
-            jail = sandbox.prepare(policy, work, argv, dict(env), hide=hide, src=root)
+            hidden = list(hide or []) + ([settings_home] if settings_home is not None else [])
+            jail = sandbox.prepare(policy, work, argv, dict(env), hide=hidden, src=root)
         except sandbox.SandboxError as exc:
             raise DeployError("post", f"deploy.post not run: {exc}") from None
         return _run(jail, script, say, timeout)
