@@ -2,6 +2,7 @@
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -13,7 +14,7 @@ def pytest_configure(config: pytest.Config) -> None:
     """As root, builds and nginx workers run as an unprivileged user (never root), who must
     reach the server homes tests make. pytest's default /tmp/pytest-of-root is kept 0700 by
     every pytest run (and several may run at once), so root runs get their own base temp
-    directory, removed at the end; _tmp_searchable_by_sandbox_user opens it for search."""
+    directory, removed at the end; pytest_sessionstart opens it (and what is made in it) for search."""
     if os.geteuid() != 0 or config.option.basetemp:
         return
     config.option.basetemp = f"/tmp/gitserve-tests-{os.getpid()}"
@@ -29,21 +30,23 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(own, ignore_errors=True)
 
 
-@pytest.fixture(autouse=True)
-def _tmp_searchable_by_sandbox_user(request: pytest.FixtureRequest,
-                                    tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Search permission (not listing) on the base temp directory and each test's own, as
-    an admin gives the directories above a real server home: pytest makes them 0700."""
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Search permission (not listing) on the base temp directory and every directory
+    tmp_path_factory makes (tmp_path included), the moment it is made: pytest makes them 0700,
+    and module fixtures start servers (and their first deploy) before any test runs."""
     if os.geteuid() != 0:
         return
-    if "tmp_path" in request.fixturenames:
-        request.getfixturevalue("tmp_path")
-    base = tmp_path_factory.getbasetemp()
-    dirs = [base, *base.parents]
-    dirs += [e for e in base.iterdir() if e.is_dir() and not e.is_symlink()]
-    for d in dirs:
-        if str(d) in ("/", "/tmp"):
-            continue
-        mode = os.stat(d).st_mode
-        if not mode & 0o001:
-            os.chmod(d, mode | 0o001)
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is None:
+        return
+    made = factory.mktemp
+
+    def mktemp(basename: str, numbered: bool = True) -> Path:
+        path = made(basename, numbered)
+        for d in (path, factory.getbasetemp()):
+            mode = os.stat(d).st_mode
+            if not mode & 0o001:
+                os.chmod(d, mode | 0o001)
+        return path
+
+    factory.mktemp = mktemp
