@@ -9,8 +9,9 @@ through bubblewrap (`bwrap`, Debian's package of the tool Flatpak uses):
   and the kernel kills everything inside (setsid, nohup, double fork included); `reap()`
   waits until that happened, so nothing a build started can touch its output afterwards;
 - a new mount namespace whose root is a tmpfs with the host's top-level directories bound
-  read-only, except: /home, /root, /tmp, /var/tmp, /run/user, the server home, the server
-  user's home, the work root and the build cache are empty tmpfs (or /dev/null for files);
+  read-only, except: /home, /root, /tmp, /var/tmp, /run (its sockets: docker, dbus...; only
+  the resolver's directory is bound back when /etc/resolv.conf points there), the server home,
+  the server user's home, the work root and the build cache are empty tmpfs (or /dev/null);
   the run's own workspace is bound at /build/src (read-write), its HOME at /build/home and its
   /tmp is a directory of the workspace (private, on disk); /proc and /dev are new;
 - never uid 0: a root server runs bwrap privileged (no user namespace needed) and the script
@@ -47,7 +48,8 @@ INSIDE_HOME = INSIDE / "home"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # top-level directories never bound into the sandbox (replaced by empty or new ones)
 _NOT_BOUND = {"proc", "dev", "tmp", "home", "root", "sys", "lost+found"}
-_EMPTY_DIRS = ("/home", "/root", "/var/tmp", "/run/user")
+# /run too: its sockets (docker.sock, dbus...) are reachable by uid and group, not by path
+_EMPTY_DIRS = ("/home", "/root", "/var/tmp", "/run")
 REAP_TIMEOUT = 10.0
 
 
@@ -219,7 +221,10 @@ def _bwrap_prefix(run_as: tuple[int, int] | None, binds: list[tuple[str, str, bo
     empty = [d for d in _EMPTY_DIRS if os.path.isdir(d)]
     for d in empty:
         argv += ["--tmpfs", d]
-    covered = ["/home", "/root", "/tmp", "/var/tmp", "/run/user", "/proc", "/dev"]
+    covered = [*_EMPTY_DIRS, "/tmp", "/proc", "/dev"]
+    resolv = os.path.realpath("/etc/resolv.conf")
+    if _under(resolv, ["/run"]) and os.path.isfile(resolv):  # systemd-resolved, resolvconf
+        binds = [(os.path.dirname(resolv), os.path.dirname(resolv), False), *binds]
     for path in sorted(set(hide)):
         if _under(path, covered):
             continue  # already behind an empty tmpfs
@@ -229,7 +234,7 @@ def _bwrap_prefix(run_as: tuple[int, int] | None, binds: list[tuple[str, str, bo
         elif os.path.exists(path):
             argv += ["--ro-bind", "/dev/null", path]
     made: set[str] = set()
-    for src, dest, writable in binds:
+    for src, dest, writable in binds:  # (after the hidden paths: binds may lie under them)
         # parents bwrap would create 0700 (untraversable for the sandbox user when root)
         for parent in reversed(Path(dest).parents):
             p = str(parent)

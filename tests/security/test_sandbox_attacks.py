@@ -222,6 +222,26 @@ def test_tmp_is_private(srv):
         host_canary.unlink()
 
 
+def test_host_sockets_under_run_are_out_of_reach(srv):
+    import socket
+
+    path = Path("/run") / f"gitserve-test-{uuid.uuid4().hex[:8]}.sock"
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(path))
+    listener.listen(1)
+    os.chmod(path, 0o666)  # as a docker.sock is to its group: permissions are not the barrier
+    try:
+        probe = (f"#!/bin/sh\nfor p in {path} /var{path}; do\n"
+                 "  python3 -c 'import socket, sys; s = socket.socket(socket.AF_UNIX); "
+                 "s.connect(sys.argv[1]); print(\"CONNECTED\")' \"$p\" 2>&1 | tail -1\n"
+                 "done\necho probe done\n")
+        out = push(srv, "probe", {".gitserve/build": probe})
+        assert "probe done" in out and "CONNECTED" not in out, out
+    finally:
+        listener.close()
+        path.unlink()
+
+
 def test_env_is_built_from_scratch(srv):
     out = push(srv, "probe", {".gitserve/build": "#!/bin/sh\nenv | sed 's/^/ENV /'\n"})
     names = {ln.split("ENV ", 1)[1].split("=", 1)[0] for ln in out.splitlines() if "ENV " in ln}
