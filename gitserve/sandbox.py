@@ -15,9 +15,9 @@ through bubblewrap (`bwrap`, Debian's package of the tool Flatpak uses):
   the run's own workspace is bound at /build/src (read-write), its HOME at /build/home and its
   /tmp is a directory of the workspace (private, on disk); /proc and /dev are new;
 - never uid 0: a root server runs bwrap privileged (no user namespace needed) and the script
-  through `setpriv` as `[builds] sandbox_user` with no capabilities, no groups and
-  no_new_privs; any other server runs bwrap in a user namespace as itself (nested user
-  namespaces disabled, so the mounts above cannot be undone);
+  through `setpriv` as `[builds] sandbox_user` with no capabilities, no groups, no_new_privs
+  and a seccomp filter refusing new user namespaces; any other server runs bwrap in a user
+  namespace as itself (nested user namespaces disabled, so the mounts above stay locked);
 - an environment built from scratch: PATH, HOME, LANG plus what the caller passes.
 
 Not isolated: the network (same namespace: localhost services are reachable), the kernel,
@@ -197,6 +197,47 @@ def _drop(run_as: tuple[int, int] | None) -> list[str]:
             "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
 
 
+_filter_lock = threading.Lock()
+_filter: list[bytes | None] = []
+
+
+def userns_filter() -> bytes | None:
+    """A seccomp program (libseccomp, via pyseccomp) that refuses new user namespaces
+    (unshare/clone with CLONE_NEWUSER; clone3, whose flags a filter cannot read, answers
+    ENOSYS and libc falls back to clone). The root mode needs it: there bwrap makes no user
+    namespace and so cannot disable nested ones. None when libseccomp is missing."""
+    with _filter_lock:
+        if not _filter:
+            _filter.append(_build_filter())
+        return _filter[0]
+
+
+def _build_filter() -> bytes | None:
+    import errno
+    import tempfile
+
+    try:
+        import pyseccomp as sc
+    except (ImportError, OSError):  # no libseccomp.so.2: the sandbox runs without the filter
+        return None
+    newuser = 0x10000000  # CLONE_NEWUSER
+    f = sc.SyscallFilter(defaction=sc.ALLOW)
+    for call in ("unshare", "clone"):
+        f.add_rule(sc.ERRNO(errno.EPERM), call, sc.Arg(0, sc.MASKED_EQ, newuser, newuser))
+    f.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
+    with tempfile.TemporaryFile() as tmp:
+        f.export_bpf(tmp)
+        tmp.seek(0)
+        return tmp.read()
+
+
+def _seccomp_fd(program: bytes) -> int:
+    fd = os.memfd_create("gitserve-seccomp", 0)
+    os.write(fd, program)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
 def _under(path: str, roots: Iterable[str]) -> bool:
     return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
 
@@ -363,12 +404,17 @@ def prepare(policy: Policy, work: Path, argv: list[str], env: dict[str, str],
     binds += [(str(Path(p).resolve()), str(Path(p).resolve()), False) for p in ro]
     info_r, info_w = os.pipe()
     full = _bwrap_prefix(run_as, binds, [h for h in hidden if h not in ("/", "")], info_w)
+    fds = [info_w]
+    program = userns_filter() if run_as is not None else None
+    if program is not None:
+        fds.append(_seccomp_fd(program))
+        full += ["--seccomp", str(fds[-1])]
     full += ["--chdir", str(INSIDE_SRC), "--clearenv"]
     for key, value in base_env({"HOME": str(INSIDE_HOME), **env}).items():
         full += ["--setenv", key, value]
     full += ["--", *_drop(run_as), *argv]
     return Run(argv=full, env={"PATH": os.environ.get("PATH", DEFAULT_PATH)}, cwd="/",
-               sandboxed=True, pass_fds=(info_w,), _info_r=info_r)
+               sandboxed=True, pass_fds=tuple(fds), _info_r=info_r)
 
 
 def _unsandboxed(work: Path, src_dir: Path, argv: list[str], env: dict[str, str],

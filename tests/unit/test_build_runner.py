@@ -115,6 +115,9 @@ def test_sandbox_hides_home_keeps_workspace_and_still_kills_the_namespace(tmp_pa
                       f"touch {objects}/x 2>/dev/null || echo ro\n"
                       f"echo home: $(ls -A {home})\n"
                       f"ls {work.parent} 2>/dev/null | grep . && echo leaked\n"
+                      "unshare --user true 2>/dev/null && echo nested-userns\n"
+                      "python3 -c 'import threading; t = threading.Thread(target=print, args=(\"threads\",)); "
+                      "t.start(); t.join()'\n"
                       "echo out > out.txt\n")
     script.chmod(0o755)
     policy = sandbox.Policy()
@@ -124,6 +127,7 @@ def test_sandbox_hides_home_keeps_workspace_and_still_kills_the_namespace(tmp_pa
     res = run_script([], tmp_path, {}, 10, got.append, jail=jail)
     assert res.status == "passed", got
     assert "KEY-1234" not in got and "listed" in got and "ro" in got and "leaked" not in got, got
+    assert "nested-userns" not in got and "threads" in got, got  # no user namespace inside
     assert "home: repositories" in got, got  # only the mount point of the bound object store
     assert (work / "src" / "out.txt").read_text() == "out\n"
     nap = f"sleep 60.{time.time_ns() % 1000000}"  # a command line no other process has
