@@ -101,6 +101,6 @@ def test_deploy_job_unpacks_its_own_packing(tmp_path):
     (src / "alias.html").symlink_to("index.html")
     out = tmp_path / "out"
     out.mkdir()
-    deploy_job.unpack(deploy_job.pack(src), out)
+    deploy_job.unpack(deploy_job.pack(tmp_path, "site"), out)
     assert (out / "index.html").read_text() == "v1\n" and (out / "css" / "a.css").read_text() == "a\n"
     assert (out / "alias.html").read_text() == "v1\n"
