@@ -9,12 +9,19 @@ not moved yet, exactly the state Gitolite's update hook sees.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Protocol
+from dataclasses import replace
+from typing import TYPE_CHECKING, Callable, Protocol
 
 if TYPE_CHECKING:
     from .engine import Decision, Rules, _Ctx
 
 ZERO_SHA = "0" * 40
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # what Gitolite passes for a zero sha
+
+# Runs an admin-installed VREF program (HOME/vrefs/NAME) with ARGV as Gitolite's update hook
+# runs its VREF helpers: returns (wait status as Perl's $? has it, stdout, stderr), or None
+# when there is no such executable program.
+VrefProgram = Callable[[str, list[str]], "tuple[int, str, str] | None"]
 
 
 class Inspector(Protocol):
@@ -60,13 +67,21 @@ def operation(rules: "Rules", repo: str, ctx: "_Ctx", ref: str, old: str, new: s
 
 
 def check_update(rules: "Rules", repo: str, user: str, ref: str, old: str, new: str,
-                 inspector: Inspector, ctx: "_Ctx") -> "Decision":
+                 inspector: Inspector, ctx: "_Ctx",
+                 program: VrefProgram | None = None) -> "Decision":
+    """Gitolite's update hook for one ref. The Decision's `notes` are the lines the hook would
+    have printed on its way (WARNINGs, a VREF program's non-VREF output), in order."""
     from .engine import Decision
 
-    aa, _warnings = operation(rules, repo, ctx, ref, old, new, inspector)
+    aa, warnings = operation(rules, repo, ctx, ref, old, new, inspector)
+    notes = [f"WARNING: {w}" for w in warnings]
+
+    def done(decision: Decision) -> Decision:
+        return replace(decision, notes=tuple(notes)) if notes else decision
+
     ret = rules.access(repo, user, aa, ref, ctx)
     if "DENIED" in ret:
-        return Decision(False, ret)
+        return done(Decision(False, ret))
 
     def check_vref(vref_ref: str, deny_message: str = "") -> Decision | None:
         r = rules.access(repo, user, aa, vref_ref, ctx)
@@ -85,26 +100,49 @@ def check_update(rules: "Rules", repo: str, user: str, ref: str, old: str, new: 
             for path in inspector.changed_paths(old, new):
                 d = check_vref("VREF/NAME/" + path)
                 if d is not None:
-                    return d
+                    return done(d)
             continue
         parts = vref.split("/")
         while parts and parts[-1] == "":
             parts.pop()
         pgm, args = (parts[1] if len(parts) > 1 else ""), parts[2:]
         helper = _HELPERS.get(pgm)
-        if helper is None:
-            return Decision(False, f"'{vref}': helper program missing or unexecutable")
-        result = helper(inspector, ref, old, new, vref, args)
+        result: list[str] | int
+        if helper is not None:
+            result = helper(inspector, ref, old, new, vref, args)
+        else:
+            ran = None
+            if program is not None and pgm:
+                argv = [ref, old, new, EMPTY_TREE if old == ZERO_SHA else old,
+                        EMPTY_TREE if new == ZERO_SHA else new, aa, vref, *args]
+                ran = program(pgm, argv)
+            if ran is None:
+                return done(Decision(False, f"'{vref}': helper program missing or unexecutable"))
+            status, out, err = ran
+            notes.extend(err.splitlines())  # the hook's stderr reaches the pusher too
+            result = out.splitlines()
+            if status:  # Gitolite reads every line first, then dies on the exit status
+                for line in result:
+                    if not line.startswith("VREF/"):
+                        notes.append(line)
+                        continue
+                    first, _, rest = line.partition(" ")
+                    d = check_vref(first, rest)
+                    if d is not None:
+                        return done(d)
+                return done(Decision(False, f"{vref}: helper program exit status {status}"))
         if isinstance(result, int):
-            return Decision(False, f"{vref}: helper program exit status {result}")
+            return done(Decision(False, f"{vref}: helper program exit status {result}"))
         for line in result:
             first, _, rest = line.partition(" ")
             if not first.startswith("VREF/"):
+                if helper is None:
+                    notes.append(line)
                 continue
             d = check_vref(first, rest)
             if d is not None:
-                return d
-    return Decision(True, ret)
+                return done(d)
+    return done(Decision(True, ret))
 
 
 def _count(inspector: Inspector, ref: str, old: str, new: str, vref: str,

@@ -20,6 +20,7 @@ from dulwich.errors import GitProtocolError, HangupException
 from gitserve import admin, audit, repos
 from gitserve.git.pushhooks import PushContext, RefUpdate
 from gitserve.acl.inspect_dulwich import DulwichInspector
+from gitserve.git import vrefprog
 from gitserve.git.receive import ReceivePack
 from gitserve.git.repo import SingleRepoBackend
 from gitserve.git.sideband import ChannelReader, SidebandProtocol
@@ -36,6 +37,8 @@ GIT_SERVICES = {
     "git-receive-pack": ("W", ReceivePack),
     "git-upload-archive": ("R", UploadArchive),
 }
+# the `ng` reason of a ref the access rules refused (git's own wording for a hook's refusal)
+HOOK_DECLINED = "hook declined"
 _GIT_CMD = re.compile(r"^(git[- ](?:upload-pack|receive-pack|upload-archive))\s+(.*)$", re.S)
 
 
@@ -125,6 +128,7 @@ def check_access(conn: Conn, state: Any, name: str, aa: str) -> Any:
     if not exists and rules.can_create(name, user):
         try:
             repos.create(settings, name, creator=user)
+            conn.err(repos.initialized_line(settings, name) + "\n")
             audit.record(settings, user=user, ip=conn.ip, repo=name, op="C", result="created")
         except repos.RepoError:
             pass  # a racing creator won; the rules below decide for this user
@@ -179,18 +183,26 @@ def _wire_push(handler: ReceivePack, conn: Conn, state: Any, name: str, path: st
     settings, user, rules = conn.settings, conn.user, state.rules
     is_admin_repo = name == repos.ADMIN_REPO
     inspector = DulwichInspector(handler.repo)
+    program = vrefprog.runner(settings.home, settings.repos_dir, name, Path(path), user)
 
     def check_ref(update: RefUpdate) -> str | None:
         try:
             decision = rules.check_update(name, user, update.ref, update.old, update.new,
-                                          inspector, wild=wild)
+                                          inspector, wild=wild, program=program)
         except Exception as exc:  # noqa: BLE001 - refuse the ref, never crash the push
             log.exception("check #2 failed for %s %s", name, update.ref)
             return f"cannot check this update: {exc}"
+        for note in decision.notes:
+            proto.progress_line(note)
         if not decision.allowed:
-            proto.progress_line(f"FATAL: {decision.message}")
+            # Gitolite's update hook dies with FATAL and git's receive-pack then says it
+            # declined the ref: users and scripts match on both lines
+            for line in decision.message.splitlines():
+                proto.progress_line(f"FATAL: {line}" if line == decision.message.splitlines()[0]
+                                    else line)
+            proto.progress_line(f"error: {HOOK_DECLINED} to update {update.ref}")
             _audit_ref(conn, name, update, "rejected", decision.message)
-            return decision.message
+            return HOOK_DECLINED
         if is_admin_repo and update.ref == state.branch:
             if update.is_delete:
                 return "the admin repo's branch cannot be deleted"
@@ -210,7 +222,7 @@ def _wire_push(handler: ReceivePack, conn: Conn, state: Any, name: str, path: st
         if is_admin_repo and any(u.ref == state.branch for u in updates):
             made = admin.compile(settings)
             for repo_made in made:
-                proto.progress_line(f"created repository {repo_made}")
+                proto.progress_line(repos.initialized_line(settings, repo_made))
 
     handler.check_ref = check_ref
     handler.on_updated = on_updated
