@@ -65,6 +65,8 @@ class Rules:
     def __init__(self, compiled: Compiled) -> None:
         self.compiled = compiled
         self.warnings = list(compiled.warnings)
+        # as Gitolite's compile words them, for the pusher of a conf (`remote: WARNING: ...`)
+        self.messages = list(compiled.messages)
         c = compiled
         # inside-out groups: member -> groups it belongs to
         self._member_of: dict[str, set[str]] = {}

@@ -237,6 +237,8 @@ Usage summary:
         # change permissions: add a user to a role
     ssh git@host perms <repo> - <rolename> <username>
         # change permissions: remove a user from a role
+    ssh git@host perms [-c] <repo> < saved-gl-perms
+        # batch mode: the whole list from stdin (-c: create the wild repo first)
 
 Examples:
     ssh git@host perms my/repo + READERS alice
@@ -251,6 +253,19 @@ def cmd_perms(ctx: CommandContext, args: list[str]) -> int:
     # Gitolite 3.6 takes `perms REPO -l`; older docs say `perms -l REPO`: accept both
     if args[0] in ("-l", "-lr"):
         args = [args[1], args[0], *args[2:]]
+    if args[0] == "-c":  # create the wild repo first if it is missing (and the user may)
+        name = repo_name(args[1])
+        if not repos.exists(ctx.settings, name):
+            if not ctx.rules.can_create(name, ctx.user):
+                raise CommandError(GENERIC_ERROR)
+            try:
+                repos.create(ctx.settings, name, creator=ctx.user)
+            except repos.RepoError as exc:
+                raise CommandError(str(exc)) from None
+            ctx.err(repos.initialized_line(ctx.settings, name) + "\n")
+            audit.record(ctx.settings, user=ctx.user, ip=ctx.ip, repo=name, op="C",
+                         result="created", reason="perms-c")
+        args = args[1:]
     name = repo_name(args[0])
     rest = args[1:]
     if rest == ["-lr"]:
@@ -265,6 +280,8 @@ def cmd_perms(ctx: CommandContext, args: list[str]) -> int:
         if pf.exists():
             ctx.out(pf.read_text())
         return 0
+    if not rest:
+        return _perms_batch(ctx, name, pf)
     if len(rest) != 3 or rest[0] not in ("+", "-"):
         raise CommandError("Invalid syntax.  Please re-run with '-h' for detailed usage")
     op, role, member = rest
@@ -293,6 +310,40 @@ def cmd_perms(ctx: CommandContext, args: list[str]) -> int:
     return 0
 
 
+
+
+PERMS_BATCH_MAX = 64 * 1024  # a gl-perms file is a few lines; refuse to buffer more
+
+
+def _perms_batch(ctx: CommandContext, name: str, pf: Any) -> int:
+    """`perms REPO` with the whole gl-perms on stdin (Gitolite's batch mode, e.g. restoring a
+    backup): every line must start with a role; `cancel` aborts; nothing is written on error."""
+    ctx.err("'batch' mode started, waiting for input (run with '-h' for details).\n")
+    ctx.err("Please enter 'cancel' to abort if you did not intend to do this.\n")
+    data = b""
+    while len(data) <= PERMS_BATCH_MAX:
+        chunk = ctx.read(65536)
+        if not chunk:
+            break
+        data += chunk
+    if len(data) > PERMS_BATCH_MAX:
+        raise CommandError(f"perms input larger than {PERMS_BATCH_MAX} bytes")
+    lines = data.decode("utf-8", "replace").splitlines(keepends=True)
+    for line in lines:
+        if re.fullmatch(r"\s*cancel\s*", line, re.IGNORECASE):
+            raise CommandError("CANCELLED")
+        words = line.split()
+        if words and words[0] not in ROLES:
+            ctx.err(f"Invalid role '{words[0]}'; valid roles for this repo:\n")
+            for r in ROLES:
+                ctx.err(f"\t{r}\n")
+            return 1
+        if len(words) > 1 and not all(USERNAME_PATT.match(w.lstrip("@")) for w in words[1:]):
+            raise CommandError(f"Invalid user in '{line.strip()}'")
+    atomic_write(pf, "".join(x if x.endswith("\n") else x + "\n" for x in lines))
+    audit.record(ctx.settings, user=ctx.user, ip=ctx.ip, repo=name, op="perms",
+                 result="updated", reason="batch")
+    return 0
 
 
 # --- desc ---------------------------------------------------------------------------

@@ -221,6 +221,10 @@ def _wire_push(handler: ReceivePack, conn: Conn, state: Any, name: str, path: st
             repos.head_after_push(path, created)
         if is_admin_repo and any(u.ref == state.branch for u in updates):
             made = admin.compile(settings)
+            # what Gitolite's compile says on the admin push: its WARNINGs, then git init's
+            fresh = admin.current(settings)
+            for warning in [*fresh.rules.messages, *getattr(fresh, "warnings", ())]:
+                proto.progress_line(f"WARNING: {warning}")
             for repo_made in made:
                 proto.progress_line(repos.initialized_line(settings, repo_made))
 
