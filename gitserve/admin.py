@@ -10,6 +10,7 @@ next call without a restart.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import random
 import re
@@ -28,6 +29,8 @@ from dulwich.repo import Repo
 
 from gitserve import audit, keys, repos
 from gitserve.settings import Settings
+
+log = logging.getLogger(__name__)
 
 CONF_DIR = "conf"
 KEYDIR = "keydir"
@@ -344,6 +347,13 @@ def compile(settings: Settings) -> list[str]:
         except repos.RepoError:
             continue  # an invalid or racing name: the conf parser already warned
         created.append(name)
+    # Gitolite's post-compile triggers: git configs, description, daemon export, projects.list
+    from gitserve import repoconf
+
+    try:
+        repoconf.apply_all(settings, state.rules)
+    except (OSError, repoconf.ConfigKeyError) as exc:
+        log.warning("repo configs not updated: %s", exc)
     return created
 
 

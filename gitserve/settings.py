@@ -37,6 +37,11 @@ class ServerSettings:
     keepalive_interval: float = 15.0
     auth_failures_per_minute: int = 30
     pack_backend: str = "auto"  # auto | dulwich | git
+    # Gitolite's GIT_CONFIG_KEYS: space-separated regexes of the `config` keys written into
+    # repos (none by default; keys that run programs are never written)
+    git_config_keys: str = ""
+    # optional ssh commands to enable, space-separated: D create fork symbolic-ref
+    commands: str = ""
 
 
 @dataclass

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import dulwich
 
-from gitserve import audit, repos
+from gitserve import audit, repoconf, repos
 from gitserve.fsutil import atomic_write
 
 # Gitolite's default rc: the roles `perms` manages, and $USERNAME_PATT
@@ -193,7 +193,8 @@ def cmd_help(ctx: CommandContext, args: list[str]) -> int:
     ctx.out(greeting(ctx))
     ctx.out("list of remote commands available:\n\n")
     for name in names():
-        ctx.out(f"\t{name}\n")
+        if optional_enabled(ctx.settings, name):
+            ctx.out(f"\t{name}\n")
     ctx.out("\n")
     ctx.out("git commands: git clone / fetch / push / archive --remote with "
             f"{ctx.settings.server.ssh_user}@HOST:REPO\n")
@@ -263,6 +264,7 @@ def cmd_perms(ctx: CommandContext, args: list[str]) -> int:
             except repos.RepoError as exc:
                 raise CommandError(str(exc)) from None
             ctx.err(repos.initialized_line(ctx.settings, name) + "\n")
+            repoconf.apply_one(ctx.settings, ctx.rules, name)
             audit.record(ctx.settings, user=ctx.user, ip=ctx.ip, repo=name, op="C",
                          result="created", reason="perms-c")
         args = args[1:]
@@ -305,6 +307,7 @@ def cmd_perms(ctx: CommandContext, args: list[str]) -> int:
             return 0
         lines = sorted(lines + [entry])
     atomic_write(pf, "".join(lines))
+    repoconf.apply_one(ctx.settings, ctx.rules, name)  # daemon/gitweb may be READERS now
     audit.record(ctx.settings, user=ctx.user, ip=ctx.ip, repo=name, op="perms",
                  result="updated", reason=f"{op} {role} {member}")
     return 0
@@ -341,6 +344,7 @@ def _perms_batch(ctx: CommandContext, name: str, pf: Any) -> int:
         if len(words) > 1 and not all(USERNAME_PATT.match(w.lstrip("@")) for w in words[1:]):
             raise CommandError(f"Invalid user in '{line.strip()}'")
     atomic_write(pf, "".join(x if x.endswith("\n") else x + "\n" for x in lines))
+    repoconf.apply_one(ctx.settings, ctx.rules, name)
     audit.record(ctx.settings, user=ctx.user, ip=ctx.ip, repo=name, op="perms",
                  result="updated", reason="batch")
     return 0
@@ -376,7 +380,97 @@ def cmd_desc(ctx: CommandContext, args: list[str]) -> int:
     return 0
 
 
+# --- writable -------------------------------------------------------------------------
+
+DOWN_FILE = ".gitolite.down"  # Gitolite's name: in the server home (all repos) or in a repo
+WRITABLE_USAGE = """Usage:  ssh git@host writable <reponame>|@all on|off|status [message]
+
+Disable/re-enable pushes to all repos or named repo.  Useful to run
+non-git-aware backups and so on.
+
+'on' enables, 'off' disables, writes (pushes) to the named repo or all repos.
+'status' returns the current status as shell truth (i.e., exit code 0 for
+writable, 1 for not writable).
+
+With 'off', any subsequent text is taken to be the message to be shown to
+users when their pushes get rejected.  If it is not supplied, it will take it
+from STDIN; this allows longer messages.
+"""
+
+
+def down_message(settings: Any, name: str) -> str | None:
+    """Why writes to repo NAME are disabled (`writable ... off`), or None if they are not."""
+    for f in (settings.home / DOWN_FILE, repos.path(settings, name) / DOWN_FILE):
+        try:
+            text = f.read_text()
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        return text if text else "sorry, writes are currently disabled (no more info available)\n"
+    return None
+
+
+def cmd_writable(ctx: CommandContext, args: list[str]) -> int:
+    if len(args) < 2 or args[0] == "-h" or args[1] not in ("on", "off", "status"):
+        ctx.out(WRITABLE_USAGE)
+        return 1
+    target, op, words = args[0], args[1], args[2:]
+    is_admin = can(ctx, repos.ADMIN_REPO, "W")
+    if target == "@all":
+        if not is_admin:
+            raise CommandError("you are not authorized")
+        dirs = [ctx.settings.home]
+    else:
+        name = repo_name(target)
+        if not repos.exists(ctx.settings, name) or not (
+                owns(ctx, name) or is_admin or (op == "status" and can(ctx, name, "W"))):
+            raise CommandError("you are not authorized")
+        dirs = [repos.path(ctx.settings, name)]
+        if op == "status":
+            dirs.append(ctx.settings.home)
+    if op == "status":
+        return 1 if any((d / DOWN_FILE).exists() for d in dirs) else 0
+    if op == "on":
+        for d in dirs:
+            (d / DOWN_FILE).unlink(missing_ok=True)
+    else:
+        msg = " ".join(words)
+        if not msg:
+            ctx.err("...please type the message to be shown to users:\n")
+            data = b""
+            while len(data) <= PERMS_BATCH_MAX:
+                chunk = ctx.read(65536)
+                if not chunk:
+                    break
+                data += chunk
+            msg = data[:PERMS_BATCH_MAX].decode("utf-8", "replace")
+        for d in dirs:
+            atomic_write(d / DOWN_FILE, msg)
+    audit.record(ctx.settings, user=ctx.user, ip=ctx.ip, repo=target, op="writable",
+                 result="updated", reason=op)
+    return 0
+
+
 register("info", cmd_info, "list repos you can access")
+register("writable", cmd_writable, "disable/enable pushes to a repo or all repos")
 register("help", cmd_help, "list commands")
 register("perms", cmd_perms, "list or set READERS/WRITERS of a wild repo")
 register("desc", cmd_desc, "show or set a repo's description")
+
+
+def _register_optional() -> None:
+    """D, create, fork, symbolic-ref: registered always, run only where `[server] commands`
+    enables them (session.run_command and `help` check `optional_enabled`)."""
+    from . import repocmds
+
+    for name, (fn, summary) in repocmds.COMMANDS.items():
+        register(name, fn, summary)
+
+
+def optional_enabled(settings: Any, name: str) -> bool:
+    from . import repocmds
+
+    return name not in repocmds.OPTIONAL or repocmds.enabled(settings, name)
+
+
+_register_optional()
+

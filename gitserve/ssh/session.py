@@ -17,7 +17,7 @@ from typing import Any
 import paramiko
 from dulwich.errors import GitProtocolError, HangupException
 
-from gitserve import admin, audit, repos
+from gitserve import admin, audit, repoconf, repos
 from gitserve.git.pushhooks import PushContext, RefUpdate
 from gitserve.acl.inspect_dulwich import DulwichInspector
 from gitserve.git import vrefprog
@@ -90,7 +90,7 @@ def run(settings: Settings, chan: paramiko.Channel, command: str, user: str,
 def run_command(conn: Conn, state: Any, line: str) -> int:
     words = line.split()
     cmd = commands.lookup(words[0])
-    if cmd is None:
+    if cmd is None or not commands.optional_enabled(conn.settings, words[0]):
         raise commands.CommandError(f"unknown git/gitolite command: '{line}'")
     if not commands.REMOTE_COMMAND_PATT.match(line):
         raise commands.CommandError(f"suspicious characters loitering about '{line}'")
@@ -129,6 +129,7 @@ def check_access(conn: Conn, state: Any, name: str, aa: str) -> Any:
         try:
             repos.create(settings, name, creator=user)
             conn.err(repos.initialized_line(settings, name) + "\n")
+            repoconf.apply_one(settings, rules, name)
             audit.record(settings, user=user, ip=conn.ip, repo=name, op="C", result="created")
         except repos.RepoError:
             pass  # a racing creator won; the rules below decide for this user
@@ -140,6 +141,10 @@ def check_access(conn: Conn, state: Any, name: str, aa: str) -> Any:
                  reason=None if decision.allowed else decision.message)
     if not decision.allowed:
         raise Denied(f"{decision.message}\n(or you mis-spelled the reponame)")
+    if aa != "R":
+        down = commands.down_message(settings, name)  # `writable ... off`
+        if down is not None:
+            raise Denied(down.rstrip("\n"))
     if not exists:
         if name in rules.repo_names():
             try:
@@ -223,7 +228,8 @@ def _wire_push(handler: ReceivePack, conn: Conn, state: Any, name: str, path: st
             made = admin.compile(settings)
             # what Gitolite's compile says on the admin push: its WARNINGs, then git init's
             fresh = admin.current(settings)
-            for warning in [*fresh.rules.messages, *getattr(fresh, "warnings", ())]:
+            refused = repoconf.refused_keys(settings, fresh.rules)
+            for warning in [*fresh.rules.messages, *refused, *getattr(fresh, "warnings", ())]:
                 proto.progress_line(f"WARNING: {warning}")
             for repo_made in made:
                 proto.progress_line(repos.initialized_line(settings, repo_made))

@@ -69,7 +69,7 @@ def clone_gitolite(dest: Path) -> Path:
     if src is None or not (src / BUNDLE).is_file():
         raise SuiteError(f"Gitolite's bundle not found (looked for {BUNDLE} in "
                          f"{src or '../shared/gitolite'}; set GITSERVE_GITOLITE_DIR)")
-    tree = dest / "gitolite"
+    tree = dest / "gitolite-src"
     for argv in (["git", "clone", "-q", "--no-checkout", str(src / BUNDLE), str(tree)],
                  ["git", "-C", str(tree), "-c", "advice.detachedHead=false", "checkout", "-q",
                   TAG]):
