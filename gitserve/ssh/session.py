@@ -19,6 +19,7 @@ from dulwich.errors import GitProtocolError, HangupException
 
 from gitserve import admin, audit, repoconf, repos
 from gitserve.git.pushhooks import PushContext, RefUpdate
+from gitserve.acl.errors import AccessError
 from gitserve.acl.inspect_dulwich import DulwichInspector
 from gitserve.git import vrefprog
 from gitserve.git.receive import ReceivePack
@@ -194,6 +195,11 @@ def _wire_push(handler: ReceivePack, conn: Conn, state: Any, name: str, path: st
         try:
             decision = rules.check_update(name, user, update.ref, update.old, update.new,
                                           inspector, wild=wild, program=program)
+        except AccessError as exc:  # e.g. a ref name Gitolite refuses outright
+            proto.progress_line(f"FATAL: {exc}")
+            proto.progress_line(f"error: {HOOK_DECLINED} to update {update.ref}")
+            _audit_ref(conn, name, update, "rejected", str(exc))
+            return HOOK_DECLINED
         except Exception as exc:  # noqa: BLE001 - refuse the ref, never crash the push
             log.exception("check #2 failed for %s %s", name, update.ref)
             return f"cannot check this update: {exc}"

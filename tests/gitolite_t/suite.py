@@ -44,6 +44,8 @@ WIRE_FILES = (
 TARGETS = ("gitserve", "gitolite")
 FILE_TIMEOUT = 600.0
 KEY_USERS = ("admin", "u1", "u2", "u3", "u4", "u5", "u6")
+# `glt CMD USER`, `CLONE USER`, `PUSH USER` (the DEFs of Gitolite's Test.pm) in a .t file
+USER_IN_T = re.compile(r"(?:\bglt [a-z-]+|\bCLONE|\bPUSH) +([a-z][a-z0-9]*)\b")
 
 
 class SuiteError(Exception):
@@ -145,6 +147,13 @@ def run_file(tree: Path, root: Path, target: str, name: str) -> FileResult:
             dest = home / ".ssh" / f"{user}{suffix}"
             shutil.copy(tree / "t" / "keys" / f"{user}{suffix}", dest)
             dest.chmod(0o600)
+    # over ssh the key is the identity: users the file names that t/keys has no key for
+    # (e.g. basic.t's `tester`, `dev2`) get a fresh keypair; setup puts them all in keydir
+    for user in sorted(set(USER_IN_T.findall((tree / "t" / f"{name}.t").read_text()))):
+        key = home / ".ssh" / user
+        if not key.exists():
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", user, "-f",
+                            str(key)], check=True, timeout=60, stdout=subprocess.DEVNULL)
     env = file_env(home, make_bin(root, target), target, tree, tmp)
     result.log = base / "stderr.log"
     start = time.monotonic()
