@@ -114,7 +114,7 @@ def write_configs(path: Path, configs: dict[str, str], patterns: list[re.Pattern
     if changed:
         buf = io.BytesIO()
         cfg.write_to_file(buf)
-        atomic_write(cfg_path, buf.getvalue().decode("utf-8", "replace"))
+        atomic_write(cfg_path, buf.getvalue())
 
 
 def apply(settings: Settings, rules: Any, name: str,

@@ -12,10 +12,11 @@ import re
 from dataclasses import replace
 from typing import TYPE_CHECKING, Callable, Protocol
 
+from ..names import ZERO_SHA
+
 if TYPE_CHECKING:
     from .engine import Decision, Rules, _Ctx
 
-ZERO_SHA = "0" * 40
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # what Gitolite passes for a zero sha
 
 # Runs an admin-installed VREF program (HOME/vrefs/NAME) with ARGV as Gitolite's update hook

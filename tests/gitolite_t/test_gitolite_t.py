@@ -19,7 +19,7 @@ import pytest
 
 from tests.gitolite_t import suite
 from tests.gitolite_t.differences import DELIBERATE, GITOLITE_KNOWN
-from tests.helpers import IN_CI, require_tool
+from tests.support.tools import IN_CI, require_tool
 
 pytestmark = pytest.mark.slow
 
