@@ -334,9 +334,9 @@ def _perms_batch(ctx: CommandContext, name: str, pf: Any) -> int:
         if re.fullmatch(r"\s*cancel\s*", line, re.IGNORECASE):
             raise CommandError("CANCELLED")
         words = line.split()
-        if words and words[0] not in ROLES:
+        if words and words[0] not in repos.ROLES:
             ctx.err(f"Invalid role '{words[0]}'; valid roles for this repo:\n")
-            for r in ROLES:
+            for r in repos.ROLES:
                 ctx.err(f"\t{r}\n")
             return 1
         if len(words) > 1 and not all(USERNAME_PATT.match(w.lstrip("@")) for w in words[1:]):
