@@ -248,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         start = time.monotonic()
         results = run_suite(files, targets, root, args.jobs)
         print(table(results, files, targets))
+        slow = sorted(results.values(), key=lambda r: -r.seconds)[:3]
+        print("slowest: " + ", ".join(f"{r.target}/{r.name} {r.seconds:.0f} s" for r in slow))
         print(f"({time.monotonic() - start:.0f} s; work dir {root}"
               f"{'' if args.keep else ', removed'})")
         if "gitserve" in targets:

@@ -21,7 +21,8 @@ from tests.gitolite_t import suite
 from tests.gitolite_t.differences import DELIBERATE, GITOLITE_KNOWN
 from tests.support.tools import IN_CI, require_tool
 
-pytestmark = pytest.mark.slow
+# ~5 minutes on an idle 2-core machine (both targets, two files at a time)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 def test_gitolite_suite_over_ssh() -> None:
