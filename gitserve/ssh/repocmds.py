@@ -5,6 +5,7 @@ a disabled one is an unknown command. Same rights and messages as Gitolite's scr
 
 from __future__ import annotations
 
+import logging
 import shutil
 
 from dulwich.refs import check_ref_format
@@ -12,7 +13,12 @@ from dulwich.repo import Repo
 
 from gitserve import audit, repoconf, repos
 
-from .commands import CommandContext, CommandError, can, owns, repo_name
+from gitserve.errors import CommandError
+from gitserve.settings import Settings
+
+from .commands import Command, CommandContext, can, owns, repo_name
+
+log = logging.getLogger(__name__)
 
 OPTIONAL = ("D", "create", "fork", "symbolic-ref")
 RM_OK = "gl-rm-ok"  # Gitolite's unlock marker
@@ -28,9 +34,8 @@ repo to be unlocked first; "lock" locks it again:
 """
 
 
-def enabled(settings: object, name: str) -> bool:
-    words = getattr(getattr(settings, "server", None), "commands", "") or ""
-    return name in words.split()
+def enabled(settings: Settings, name: str) -> bool:
+    return name in settings.server.commands.split()
 
 
 def _created(ctx: CommandContext, name: str, how: str) -> None:
@@ -156,3 +161,13 @@ COMMANDS = {
     "fork": (cmd_fork, "copy a repo you can read to a new wild repo"),
     "symbolic-ref": (cmd_symbolic_ref, "read or set a symbolic ref (e.g. HEAD)"),
 }
+
+
+def enabled_commands(settings: Settings) -> list[Command]:
+    """The optional commands `[server] commands` names, for gitserve.app's command table."""
+    unknown = [w for w in settings.server.commands.split() if w not in COMMANDS]
+    if unknown:
+        log.warning("[server] commands: unknown %s (known: %s)", " ".join(unknown),
+                    " ".join(COMMANDS))
+    return [Command(name, fn, summary) for name, (fn, summary) in COMMANDS.items()
+            if enabled(settings, name)]
