@@ -182,14 +182,6 @@ def setup() -> int:
     extra = os.environ.get("GLT_SERVER_SETTINGS", "").replace(";", "\n")
     text = text.replace("[server]\n", "[server]\n" + (extra + "\n" if extra else ""), 1)
     toml.write_text(text)
-    for repo in (h / "repositories").glob("*.git"):
-        # until the admin repo lives on master (issue #12 part B), give it and `testing`
-        # Gitolite's branch, as a site moved over from Gitolite would have it
-        git = ["git", "--git-dir", str(repo)]
-        if subprocess.run(git + ["rev-parse", "-q", "--verify", "refs/heads/master"],
-                          capture_output=True).returncode != 0:
-            subprocess.run(git + ["branch", "-m", "main", "master"], capture_output=True)
-        subprocess.run(git + ["symbolic-ref", "HEAD", "refs/heads/master"], check=True)
     vref_src = Path(os.environ.get("GLT_VREF_SRC", "/usr/share/gitolite3/VREF"))
     if vref_src.is_dir():
         shutil.copytree(vref_src, h / "vrefs", dirs_exist_ok=True)
