@@ -23,7 +23,8 @@ from gitserve.acl.inspect_dulwich import DulwichInspector
 from gitserve.git.receive import ReceivePack
 from gitserve.git.repo import SingleRepoBackend
 from gitserve.git.sideband import ChannelReader, SidebandProtocol
-from gitserve.git.upload import UploadArchive, UploadPack
+from gitserve.git.archive import UploadArchive
+from gitserve.git.upload import UploadPack
 from gitserve.settings import Settings
 
 from . import commands
