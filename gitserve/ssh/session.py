@@ -24,6 +24,7 @@ from gitserve.git.receive import ReceivePack
 from gitserve.git.repo import SingleRepoBackend
 from gitserve.git.sideband import ChannelReader, SidebandProtocol
 from gitserve.git.archive import UploadArchive
+from gitserve.git import v2
 from gitserve.git.upload import UploadPack
 from gitserve.settings import Settings
 
@@ -52,6 +53,7 @@ class Conn:
     user: str
     ip: str
     chan: paramiko.Channel
+    git_protocol: str = ""  # the client's GIT_PROTOCOL (env request): `version=2` picks v2
 
     def out(self, text: str) -> None:
         self.chan.sendall(text.encode("utf-8", "replace"))
@@ -63,7 +65,7 @@ class Conn:
 def run(settings: Settings, chan: paramiko.Channel, command: str, user: str,
         iface: GitSSHServer) -> int:
     """Run COMMAND for USER on CHAN; returns the exit status."""
-    conn = Conn(settings, user, iface.peer, chan)
+    conn = Conn(settings, user, iface.peer, chan, iface.env.get("GIT_PROTOCOL", ""))
     try:
         state = admin.current(settings)
     except Exception as exc:  # noqa: BLE001 - a broken admin repo: say so, don't crash
@@ -153,6 +155,8 @@ def check_access(conn: Conn, state: Any, name: str, aa: str) -> Any:
 def run_git(conn: Conn, state: Any, verb: str, raw_arg: str) -> int:
     name = _repo_arg(raw_arg)
     aa, handler_cls = GIT_SERVICES[verb]
+    if verb == "git-upload-pack" and v2.requested(conn.git_protocol):
+        handler_cls = v2.UploadPackV2Handler
     wild = check_access(conn, state, name, aa)
     path = str(repos.path(conn.settings, name))
     reader = ChannelReader(conn.chan.recv)
