@@ -65,9 +65,8 @@ def push_build_options(ctx: PushContext) -> enqueue.BuildOptions:
 
     A gate cannot be bypassed from the client: in gate mode both are ignored (and said so)."""
     opts = enqueue.build_options(ctx.options)
-    pushed = ctx.push_options or []
-    wants_skip = "build.skip" in pushed
-    wants_async = "build.mode=async" in pushed
+    wants_skip = "build.skip" in ctx.push_options
+    wants_async = "build.mode=async" in ctx.push_options
     if not (wants_skip or wants_async):
         return opts
     if opts.mode == "gate":

@@ -97,6 +97,8 @@ class _Wants(_ProtocolGraphWalker):
             line = self.proto.read_pkt_line()
         if not args.wants:
             return []
+        if b"deepen-relative" in caps:  # v0 says it as a capability of the first want
+            args.deepen.relative = True
         repo = self.handler.repo
         self.deepen_result = fetch.prepare(repo, heads, args)
         if args.deepen.deepens:
