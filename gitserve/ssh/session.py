@@ -65,7 +65,8 @@ class Conn:
 def run(settings: Settings, chan: paramiko.Channel, command: str, user: str,
         iface: GitSSHServer) -> int:
     """Run COMMAND for USER on CHAN; returns the exit status."""
-    conn = Conn(settings, user, iface.peer, chan, iface.env.get("GIT_PROTOCOL", ""))
+    conn = Conn(settings, user, iface.peer, chan,
+                getattr(iface, "env", {}).get("GIT_PROTOCOL", ""))
     try:
         state = admin.current(settings)
     except Exception as exc:  # noqa: BLE001 - a broken admin repo: say so, don't crash
