@@ -16,7 +16,7 @@ import stat
 import tarfile
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,7 +76,7 @@ class Entry:
         self.path, self.mode, self.data = path, mode, data
 
 
-def resolve(repo: Any, refs: dict[bytes, bytes], treeish: str) -> tuple[Tree, int]:
+def resolve(repo: Any, refs: Mapping[Any, bytes], treeish: str) -> tuple[Tree, int]:
     """(tree, mtime) of a visible `REF` or `REF:PATH`."""
     name, _, sub = treeish.partition(":")
     sha = None
@@ -182,23 +182,24 @@ def write_archive(fmt: str, files: Iterator[Entry], prefix: str, mtime: int,
                 info.compress_type = zipfile.ZIP_DEFLATED
                 zf.writestr(info, e.data)
     else:
-        mode = "w|gz" if fmt in ("tgz", "tar.gz") else "w|"
-        with tarfile.open(fileobj=sink, mode=mode, format=tarfile.PAX_FORMAT) as tf:
+        tmode = "w|gz" if fmt in ("tgz", "tar.gz") else "w|"
+        with tarfile.open(fileobj=sink, mode=tmode,  # type: ignore[call-overload]
+                          format=tarfile.PAX_FORMAT) as tf:
             for e in files:
-                info = tarfile.TarInfo(prefix + e.path)
-                info.mtime = mtime
-                info.uname = info.gname = "root"
+                ti = tarfile.TarInfo(prefix + e.path)
+                ti.mtime = mtime
+                ti.uname = ti.gname = "root"
                 if stat.S_ISDIR(e.mode):
-                    info.type, info.mode = tarfile.DIRTYPE, 0o775
-                    tf.addfile(info)
+                    ti.type, ti.mode = tarfile.DIRTYPE, 0o775
+                    tf.addfile(ti)
                 elif stat.S_ISLNK(e.mode):
-                    info.type, info.mode = tarfile.SYMTYPE, 0o777
-                    info.linkname = e.data.decode("utf-8", "surrogateescape")
-                    tf.addfile(info)
+                    ti.type, ti.mode = tarfile.SYMTYPE, 0o777
+                    ti.linkname = e.data.decode("utf-8", "surrogateescape")
+                    tf.addfile(ti)
                 else:
-                    info.mode = 0o775 if e.mode & 0o111 else 0o664
-                    info.size = len(e.data)
-                    tf.addfile(info, io.BytesIO(e.data))
+                    ti.mode = 0o775 if e.mode & 0o111 else 0o664
+                    ti.size = len(e.data)
+                    tf.addfile(ti, io.BytesIO(e.data))
     sink.flush()
 
 

@@ -41,14 +41,14 @@ def walker_for(repo: Any) -> Walker:
     return Walker(store.get_raw, lambda sha: sha in store)
 
 
-def check_wants(walker: Walker, refs: Mapping[bytes, bytes], wants: list[bytes]) -> None:
+def check_wants(walker: Walker, refs: Mapping[Any, bytes], wants: list[bytes]) -> None:
     """Every want must be reachable from a visible ref (refs holds only those)."""
     bad = reach.unreachable(walker, refs.values(), wants)
     if bad:
         raise FetchError(f"upload-pack: not our ref {bad[0].decode()}")
 
 
-def resolve_deepen_not(refs: Mapping[bytes, bytes], names: list[bytes]) -> list[bytes]:
+def resolve_deepen_not(refs: Mapping[Any, bytes], names: list[bytes]) -> list[bytes]:
     """`deepen-not NAME`: a visible ref, by full name or git's short forms."""
     out = []
     for name in names:
@@ -71,7 +71,7 @@ def peel_commits(walker: Walker, shas: list[bytes]) -> list[bytes]:
     return out
 
 
-def tagged(repo: Any, refs: Mapping[bytes, bytes]) -> dict[bytes, bytes]:
+def tagged(repo: Any, refs: Mapping[Any, bytes]) -> dict[bytes, bytes]:
     """peeled sha -> tag sha for the visible tags (include-tag)."""
     out: dict[bytes, bytes] = {}
     for name, sha in refs.items():
@@ -86,7 +86,7 @@ def tagged(repo: Any, refs: Mapping[bytes, bytes]) -> dict[bytes, bytes]:
     return out
 
 
-def prepare(repo: Any, refs: Mapping[bytes, bytes], args: FetchArgs,
+def prepare(repo: Any, refs: Mapping[Any, bytes], args: FetchArgs,
             walker: Walker | None = None) -> ShallowResult | None:
     """Check ARGS' wants and compute the shallow boundary (None if no shallow lines)."""
     walker = walker or walker_for(repo)
@@ -103,7 +103,7 @@ def prepare(repo: Any, refs: Mapping[bytes, bytes], args: FetchArgs,
         raise FetchError(str(exc)) from None
 
 
-def pack_request(repo: Any, refs: Mapping[bytes, bytes], args: FetchArgs, haves: list[bytes],
+def pack_request(repo: Any, refs: Mapping[Any, bytes], args: FetchArgs, haves: list[bytes],
                  boundary: ShallowResult | None) -> PackRequest:
     wants = list(args.wants)
     haves = list(haves)

@@ -26,6 +26,7 @@ from dulwich.protocol import (
     format_unshallow_line,
     symref_capabilities,
 )
+from dulwich.refs import Ref
 from dulwich.server import UploadPackHandler, _ProtocolGraphWalker
 
 from . import fetch, filters, packgen
@@ -117,7 +118,7 @@ class _Wants(_ProtocolGraphWalker):
         symrefs = self.get_symrefs()
         for i, (ref, sha) in enumerate(sorted(heads.items())):
             try:
-                peeled = self.get_peeled(ref)
+                peeled = self.get_peeled(Ref(ref))
             except KeyError:
                 continue
             if i == 0:
@@ -126,7 +127,7 @@ class _Wants(_ProtocolGraphWalker):
             else:
                 self.proto.write_pkt_line(format_ref_line(ref, sha))
             if peeled is not None and peeled != sha:
-                self.proto.write_pkt_line(format_ref_line(ref + PEELED_TAG_SUFFIX, peeled))
+                self.proto.write_pkt_line(format_ref_line(Ref(ref + PEELED_TAG_SUFFIX), peeled))
         if not heads:  # an empty repository still says what it can do
             caps = list(self.handler.capabilities()) + symref_capabilities(symrefs.items())
             self.proto.write_pkt_line(format_ref_line(b"capabilities^{}", b"0" * 40, caps))

@@ -67,7 +67,7 @@ def run(args: list[str], cwd: Path | str | None = None, env: dict | None = None,
         check: bool = True, input: bytes | str | None = None,
         timeout: float = 300) -> subprocess.CompletedProcess:
     result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, timeout=timeout,
-                            input=input, text=not isinstance(input, bytes))
+                            input=input, text=not isinstance(input, bytes), check=False)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n"
                              f"{result.stderr}")
@@ -609,18 +609,18 @@ def test_archive_with_paths_and_prefix(side: Side, fmt: str) -> None:
     result = subprocess.run(
         ["git", "archive", f"--remote={side.url()}", f"--format={fmt}", "--prefix=p/",
          "main", "sub/deep", "README"],
-        capture_output=True, env=side.env(), timeout=120)
+        capture_output=True, env=side.env(), timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     if fmt == "zip":
         zf = zipfile.ZipFile(io.BytesIO(result.stdout))
         names = {n.rstrip("/") for n in zf.namelist()}
         content = zf.read("p/sub/deep/b.txt")
     else:
-        tf = tarfile.open(fileobj=io.BytesIO(result.stdout))
-        names = {n.rstrip("/") for n in tf.getnames()}
-        member = tf.extractfile("p/sub/deep/b.txt")
-        assert member is not None
-        content = member.read()
+        with tarfile.open(fileobj=io.BytesIO(result.stdout)) as tf:
+            names = {n.rstrip("/") for n in tf.getnames()}
+            member = tf.extractfile("p/sub/deep/b.txt")
+            assert member is not None
+            content = member.read()
     files = {n for n in names if "." in n.rsplit("/", 1)[-1] or n.endswith("README")}
     assert files == {"p/README", "p/sub/deep/b.txt"}
     assert content == b"b 7\n"
@@ -628,7 +628,7 @@ def test_archive_with_paths_and_prefix(side: Side, fmt: str) -> None:
 
 def test_archive_of_a_missing_path_fails(side: Side) -> None:
     result = subprocess.run(["git", "archive", f"--remote={side.url()}", "main", "nope"],
-                            capture_output=True, env=side.env(), timeout=60)
+                            capture_output=True, env=side.env(), timeout=60, check=False)
     assert result.returncode != 0
     assert b"did not match any files" in result.stderr
 
@@ -644,7 +644,7 @@ def _raw_archive(side: Side, args: list[str]) -> bytes:
     argv = shlex.split(side.ssh_command) + ["-p", port, userhost,
                                             f"git-upload-archive '/{path}'"]
     return subprocess.run(argv, input=data, capture_output=True, timeout=60,
-                          env=side.env()).stdout
+                          env=side.env(), check=False).stdout
 
 
 @pytest.mark.parametrize("option", ["--output=OUT", "--remote=/etc", "--exec=touch OUT"])
@@ -666,10 +666,10 @@ def test_libgit2_clone_over_ssh(side: Side, seed: Seed) -> None:
     user = side.url().split("://", 1)[1].split("@", 1)[0]
 
     class Callbacks(pygit2.RemoteCallbacks):
-        def credentials(self, url, username_from_url, allowed_types):  # noqa: ANN001
+        def credentials(self, url, username_from_url, allowed_types):
             return pygit2.Keypair(username_from_url or user, f"{key}.pub", str(key), "")
 
-        def certificate_check(self, certificate, valid, host):  # noqa: ANN001
+        def certificate_check(self, certificate, valid, host):
             return True
 
     dest = side.tmp("libgit2")

@@ -26,16 +26,16 @@ repo gated
 
 
 @pytest.fixture(scope="module")
-def srv(gitserve_module_factory):  # noqa: ANN001, ANN201
+def srv(gitserve_module_factory):
     return gitserve_module_factory(conf=CONF, users=("alice",))
 
 
-def builds_of(srv, repo: str) -> list[str]:  # noqa: ANN001
+def builds_of(srv, repo: str) -> list[str]:
     return [line for line in srv.ssh("alice", "builds", "list").stdout.splitlines()
             if repo in line]
 
 
-def test_build_skip_push_option_skips_the_build(srv) -> None:  # noqa: ANN001
+def test_build_skip_push_option_skips_the_build(srv) -> None:
     work = new_work(srv, "live", "#!/bin/sh\necho built\n")
     before = builds_of(srv, "live")
     code, lines = timed_push(srv, "alice", work, "-o", "build.skip", "origin", "HEAD:main")
@@ -52,7 +52,7 @@ def test_build_skip_push_option_skips_the_build(srv) -> None:  # noqa: ANN001
     assert any(re.fullmatch(r"build \d+ passed in \d+\.\ds", m) for m in remote(lines)), lines
 
 
-def test_build_mode_async_push_option_does_not_wait(srv) -> None:  # noqa: ANN001
+def test_build_mode_async_push_option_does_not_wait(srv) -> None:
     work = new_work(srv, "live", "#!/bin/sh\nsleep 6\necho slow done\n", {"g": "1"})
     t0 = time.monotonic()
     code, lines = timed_push(srv, "alice", work, "-o", "build.mode=async", "origin",
@@ -64,7 +64,7 @@ def test_build_mode_async_push_option_does_not_wait(srv) -> None:  # noqa: ANN00
     assert "slow done" in out.stdout
 
 
-def test_push_options_cannot_bypass_a_gate(srv) -> None:  # noqa: ANN001
+def test_push_options_cannot_bypass_a_gate(srv) -> None:
     work = new_work(srv, "gated", "#!/bin/sh\necho no\nexit 1\n")
     code, lines = timed_push(srv, "alice", work, "-o", "build.skip", "origin", "HEAD:main")
     assert code != 0, lines
