@@ -252,7 +252,7 @@ def _generate_dulwich(repo: Any, req: PackRequest, write: Callable[[bytes], None
             whole = stored_pack(pack)
     result = walker.walk(
         req.wants, req.haves, shallow=req.shallow, covered_tips=tips,
-        covered=(lambda sha, w=whole: sha in w) if whole is not None else None,
+        covered=whole.__contains__ if whole is not None else None,
         tagged=req.tagged if req.include_tag else None)
     if not result.covered_ok:
         whole = None

@@ -40,10 +40,10 @@ EXTRA_CAPABILITIES = [b"deepen-since", b"deepen-not", b"deepen-relative",
 class UploadPack(UploadPackHandler):
     settings = None  # the server's Settings (pack_backend, cache dir), set by the session
 
-    def capabilities(self):  # type: ignore[override]
+    def capabilities(self):
         return list(super().capabilities()) + EXTRA_CAPABILITIES
 
-    def set_client_capabilities(self, caps):  # type: ignore[no-untyped-def,override]
+    def set_client_capabilities(self, caps):
         # the filter comes as its own `filter SPEC` line, parsed by _Wants
         super(UploadPackHandler, self).set_client_capabilities(caps)
 
@@ -61,7 +61,7 @@ class _Wants(_ProtocolGraphWalker):
     args: FetchArgs
     deepen_result: Any = None
 
-    def determine_wants(self, heads, depth=None):  # type: ignore[no-untyped-def,override]
+    def determine_wants(self, heads, depth=None):
         self.args = FetchArgs()
         if self.advertise_refs or not self.stateless_rpc:
             self._advertise(heads)

@@ -155,7 +155,8 @@ def check_access(conn: Conn, state: Any, name: str, aa: str) -> Any:
 
 def run_git(conn: Conn, state: Any, verb: str, raw_arg: str) -> int:
     name = _repo_arg(raw_arg)
-    aa, handler_cls = GIT_SERVICES[verb]
+    aa, service_cls = GIT_SERVICES[verb]
+    handler_cls: Any = service_cls
     if verb == "git-upload-pack" and v2.requested(conn.git_protocol):
         handler_cls = v2.UploadPackV2Handler
     wild = check_access(conn, state, name, aa)

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from tests.bench.servers import NativeSshd, make_client_key
-from tests.helpers import require_tool
+from tests.support.tools import require_tool
 
 pytestmark = pytest.mark.timeout(900)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from dulwich.protocol import pkt_line
 
-from tests.e2e.conftest import GitServer
+from tests.support.server import GitServer
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.e2e.test_builds import new_work, remote, timed_push
+from tests.support.pushes import new_work, remote, timed_push
 
 pytestmark = pytest.mark.timeout(180)
 
