@@ -43,7 +43,9 @@ def walker_for(repo: Any) -> Walker:
 
 def check_wants(walker: Walker, refs: Mapping[Any, bytes], wants: list[bytes]) -> None:
     """Every want must be reachable from a visible ref (refs holds only those)."""
-    bad = reach.unreachable(walker, refs.values(), wants)
+    first = [sha for name, sha in refs.items()
+             if name == b"HEAD" or name.startswith(b"refs/heads/")]
+    bad = reach.unreachable(walker, refs.values(), wants, first)
     if bad:
         raise FetchError(f"upload-pack: not our ref {bad[0].decode()}")
 

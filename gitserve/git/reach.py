@@ -18,11 +18,15 @@ from collections.abc import Iterable
 
 from dulwich.objects import parse_tree
 
-from .packwalk import BLOB, COMMIT, TAG, TREE, Walker, parse_tag
+from .packwalk import COMMIT, TAG, TREE, Walker, parse_tag
 
 
-def unreachable(walker: Walker, tips: Iterable[bytes], wants: Iterable[bytes]) -> list[bytes]:
-    """The WANTS that are not reachable from TIPS (ref values); [] when all are."""
+def unreachable(walker: Walker, tips: Iterable[bytes], wants: Iterable[bytes],
+                first: Iterable[bytes] = ()) -> list[bytes]:
+    """The WANTS that are not reachable from TIPS (ref values); [] when all are.
+
+    FIRST (e.g. HEAD and the branches) is searched before the other tips: on a repository
+    with tens of thousands of refs a lazy fetch is usually answered from those alone."""
     tip_set = set(tips)
     todo = {w for w in wants if w not in tip_set}
     if not todo:
@@ -52,14 +56,16 @@ def unreachable(walker: Walker, tips: Iterable[bytes], wants: Iterable[bytes]) -
                     todo.discard(child)
                     want_objects.discard(child)
 
-    for tip in tip_set:
-        sha = tip
-        kind, raw = get_raw(sha)
-        while kind == TAG:
-            todo.discard(sha)
-            want_objects.discard(sha)
-            sha, _ = parse_tag(raw)
+    def add_tip(sha: bytes) -> None:
+        try:
             kind, raw = get_raw(sha)
+            while kind == TAG:
+                todo.discard(sha)
+                want_objects.discard(sha)
+                sha, _ = parse_tag(raw)
+                kind, raw = get_raw(sha)
+        except KeyError:
+            return  # a ref whose object is missing reaches nothing
         todo.discard(sha)
         want_objects.discard(sha)
         if kind == COMMIT and sha not in seen_commits:
@@ -67,16 +73,21 @@ def unreachable(walker: Walker, tips: Iterable[bytes], wants: Iterable[bytes]) -
             heapq.heappush(heap, (-walker.commit(sha)[2], sha))
         elif kind == TREE:
             visit_tree(sha)
-        elif kind == BLOB:
-            pass
-    while heap and todo:
-        _, sha = heapq.heappop(heap)
-        todo.discard(sha)
-        tree, parents, _when = walker.commit(sha)
-        if want_objects:
-            visit_tree(tree)
-        for p in parents:
-            if p not in seen_commits:
-                seen_commits.add(p)
-                heapq.heappush(heap, (-walker.commit(p)[2], p))
+
+    first_set = set(first) & tip_set
+    for group in (first_set, tip_set - first_set):
+        for tip in group:
+            add_tip(tip)
+        while heap and todo:
+            _, sha = heapq.heappop(heap)
+            todo.discard(sha)
+            tree, parents, _when = walker.commit(sha)
+            if want_objects:
+                visit_tree(tree)
+            for p in parents:
+                if p not in seen_commits:
+                    seen_commits.add(p)
+                    heapq.heappush(heap, (-walker.commit(p)[2], p))
+        if not todo:
+            return []
     return sorted(todo)

@@ -24,6 +24,7 @@ from dulwich.protocol import (
     format_ref_line,
     format_shallow_line,
     format_unshallow_line,
+    pkt_line,
     symref_capabilities,
 )
 from dulwich.refs import Ref
@@ -115,23 +116,34 @@ class _Wants(_ProtocolGraphWalker):
         return args.wants
 
     def _advertise(self, heads: dict[bytes, bytes]) -> None:
+        """git's v0 ref advertisement, written in large chunks (50,000 refs are 50,000
+        pkt-lines: one channel write each would dominate a no-op fetch)."""
         symrefs = self.get_symrefs()
-        for i, (ref, sha) in enumerate(sorted(heads.items())):
+        caps = list(self.handler.capabilities()) + symref_capabilities(symrefs.items())
+        out = bytearray()
+        first = True
+        for ref, sha in sorted(heads.items()):
             try:
                 peeled = self.get_peeled(Ref(ref))
             except KeyError:
-                continue
-            if i == 0:
-                caps = list(self.handler.capabilities()) + symref_capabilities(symrefs.items())
-                self.proto.write_pkt_line(format_ref_line(ref, sha, caps))
-            else:
-                self.proto.write_pkt_line(format_ref_line(ref, sha))
+                continue  # its object is missing: not advertised (as dulwich)
+            out += pkt_line(format_ref_line(ref, sha, caps if first else None))
+            first = False
             if peeled is not None and peeled != sha:
-                self.proto.write_pkt_line(format_ref_line(Ref(ref + PEELED_TAG_SUFFIX), peeled))
-        if not heads:  # an empty repository still says what it can do
-            caps = list(self.handler.capabilities()) + symref_capabilities(symrefs.items())
-            self.proto.write_pkt_line(format_ref_line(b"capabilities^{}", b"0" * 40, caps))
-        self.proto.write_pkt_line(None)
+                out += pkt_line(format_ref_line(Ref(ref + PEELED_TAG_SUFFIX), peeled))
+            if len(out) >= 65536:
+                self._send(out)
+        if first:  # an empty repository still says what it can do
+            out += pkt_line(format_ref_line(b"capabilities^{}", b"0" * 40, caps))
+        out += pkt_line(None)
+        self._send(out)
+
+    def _send(self, out: bytearray) -> None:
+        flush = getattr(self.proto, "flush", None)
+        if flush is not None:
+            flush()
+        self.proto.write(bytes(out))
+        out.clear()
 
 
 def _sha(value: bytes, line: bytes) -> bytes:
@@ -151,9 +163,10 @@ def handle_v0(handler: UploadPack, settings: Any = None) -> None:
     """Body of the v0/v1 upload-pack conversation: dulwich's acks, gitserve's pack."""
     repo = handler.repo
     handler._processing_have_lines = True
-    walker = _Wants(handler, repo.object_store, repo.get_peeled, repo.refs.get_symrefs)
+    symrefs = getattr(repo, "get_symrefs", None) or repo.refs.get_symrefs
+    walker = _Wants(handler, repo.object_store, repo.get_peeled, symrefs)
     store = repo.object_store
-    refs = {ref: sha for ref, sha in repo.get_refs().items() if sha in store}
+    refs = repo.get_refs()
     wants = walker.determine_wants(refs, None)
     if not wants:
         return

@@ -160,8 +160,7 @@ class UploadPackV2:
         self._write(f"ERR {message}\n".encode("utf-8", "replace"))
 
     def visible_refs(self) -> dict[bytes, bytes]:
-        store = self.repo.object_store
-        return {r: s for r, s in self.repo.get_refs().items() if s in store}
+        return dict(self.repo.get_refs())
 
     # --- ls-refs -----------------------------------------------------------------------
     def ls_refs(self, args: list[bytes]) -> None:
@@ -182,11 +181,15 @@ class UploadPackV2:
         def wanted(name: bytes) -> bool:
             return not prefixes or any(name.startswith(p) for p in prefixes)
 
-        refs = self.repo.get_refs()  # hidden refs are not in here for normal users
-        container = self.repo.refs
+        listing = getattr(self.repo, "listing", None)
+        if listing is not None:  # one scan of the ref storage (repo.py), hidden refs left out
+            found = listing()
+            refs, all_symrefs = found.refs, found.symrefs
+        else:
+            refs, all_symrefs = self.repo.get_refs(), self.repo.refs.get_symrefs()
         out = bytearray()
         if wanted(b"HEAD"):
-            target = self._head_target(container)
+            target = all_symrefs.get(b"HEAD")
             head = refs.get(b"HEAD")
             if head is not None:
                 line = head + b" HEAD"
@@ -196,7 +199,6 @@ class UploadPackV2:
             elif unborn and target is not None and target not in refs:
                 out += pkt_line(b"unborn HEAD" +
                                 (b" symref-target:" + target if symrefs else b"") + b"\n")
-        all_symrefs = container.get_symrefs() if symrefs else {}
         for name in sorted(refs):
             if name == b"HEAD" or not wanted(name):
                 continue
@@ -204,7 +206,10 @@ class UploadPackV2:
             if symrefs and name in all_symrefs:
                 line += b" symref-target:" + all_symrefs[name]
             if peel and name.startswith(b"refs/tags/"):
-                peeled = self.repo.get_peeled(name)
+                try:
+                    peeled = self.repo.get_peeled(name)
+                except KeyError:  # a tag whose object is missing: listed unpeeled
+                    peeled = None
                 if peeled is not None and peeled != refs[name]:
                     line += b" peeled:" + peeled
             out += pkt_line(line + b"\n")
@@ -213,16 +218,6 @@ class UploadPackV2:
                 out.clear()
         out += FLUSH
         self._raw(bytes(out))
-
-    @staticmethod
-    def _head_target(container: Any) -> bytes | None:
-        try:
-            chain, _ = container.follow(b"HEAD")
-        except (KeyError, ValueError):
-            return None
-        if len(chain) < 2:
-            return None
-        return bytes(chain[1])
 
     # --- fetch -------------------------------------------------------------------------
     def fetch(self, lines: list[bytes]) -> None:
