@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gitserve.errors import GitserveError
 from gitserve.git import filters, repack
 from gitserve.git.filters import ObjectFilter
 from gitserve.git.packcache import PackCache, cache_key
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 BACKENDS = ("auto", "dulwich", "git")
 
 
-class PackGenError(Exception):
+class PackGenError(GitserveError):
     """The pack could not be generated (the client sees the message)."""
 
 
@@ -81,7 +82,7 @@ def repo_dir(repo: Any) -> str | None:
 _caches: dict[str, PackCache] = {}
 
 
-def pack_cache(settings: Any) -> PackCache | None:
+def pack_cache(settings: Any) -> PackCache | None:  # a Settings, or None (no cache)
     """The pack cache of a server home (HOME/cache/packs), shared by all connections."""
     if settings is None:
         return None
