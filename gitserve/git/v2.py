@@ -293,10 +293,11 @@ class UploadPackV2:
         try:
             packgen.generate(self.repo, req, self._band(BAND_DATA), progress, backend=backend,
                              cache=packgen.pack_cache(self.settings))
-        except packgen.PackGenError as exc:
+        except packgen.PackGenError as exc:  # the client gets the one line, not a traceback
+            log.error("pack generation failed: %s", exc)
             self._band(BAND_ERROR)(f"{exc}\n".encode())
             self._raw(FLUSH)
-            raise
+            return
         self._raw(FLUSH)
 
     def _band(self, band: int) -> Callable[[bytes], None]:
