@@ -9,7 +9,9 @@ Scenarios (median wall time of --runs; each round runs both servers back to back
   with `protocol.version` 0 and 2;
 - `noop-fetch`: `git fetch origin` in an up-to-date clone of it (default refspec, tags
   followed), v0 and v2: v2's ls-refs sends only refs/heads/ and refs/tags/;
-- `clone`: full clone vs `--filter=blob:none` (no checkout) of the large repository (v2).
+- `clone`: full clone vs `--filter=blob:none` (no checkout) of the large repository (v2);
+  gitserve keeps generated clone packs (packcache.py), so from the second run on a clone
+  is a cached copy unless `--cold` empties the cache before each operation.
 The client is the real git with OpenSSH ssh. The native sshd accepts GIT_PROTOCOL, so both
 servers negotiate the same version.
 """
@@ -78,6 +80,8 @@ class Bench:
         env = server.git_env()
         if prepare:
             git(*prepare, env=env)
+        if self.args.cold and isinstance(server, GitserveServer):
+            shutil.rmtree(server.home / "cache" / "packs", ignore_errors=True)
         t0 = time.monotonic()
         try:
             git(*argv, env=env, timeout=self.args.timeout)
@@ -150,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backend", default="auto", choices=("auto", "git", "dulwich"))
     p.add_argument("--timeout", type=float, default=900)
     p.add_argument("--only", default=",".join(SCENARIOS))
+    p.add_argument("--cold", action="store_true",
+                   help="empty gitserve's pack cache before every operation (native has none)")
     args = p.parse_args(argv)
     args.only = [x for x in args.only.split(",") if x]
     workdir = Path(tempfile.mkdtemp(prefix="gitserve-bench-proto-"))
