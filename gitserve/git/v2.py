@@ -354,9 +354,19 @@ def _int(value: bytes, line: bytes) -> int:
         raise ProtocolV2Error(f"unexpected line: '{line.decode('utf-8', 'replace')}'") from None
 
 
+def requested_version(git_protocol: str | None) -> int:
+    """The highest version a GIT_PROTOCOL value (`version=2:...`, colon-separated) asks for
+    that this server speaks (0, 1 or 2), as git's upload-pack picks it."""
+    best = 0
+    for part in (git_protocol or "").split(":"):
+        if part in ("version=1", "version=2"):
+            best = max(best, int(part[-1]))
+    return best
+
+
 def requested(git_protocol: str | None) -> bool:
-    """Does a GIT_PROTOCOL value (`version=2:...`, colon-separated) ask for v2?"""
-    return "version=2" in (git_protocol or "").split(":")
+    """Does a GIT_PROTOCOL value ask for v2?"""
+    return requested_version(git_protocol) == 2
 
 
 class UploadPackV2Handler:

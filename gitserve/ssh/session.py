@@ -194,6 +194,8 @@ def run_git(conn: Conn, state: AdminState, verb: str, raw_arg: str) -> int:
     if isinstance(handler, ReceivePack):
         _wire_push(handler, conn, state, name, path, wild, proto)
     try:
+        if verb != "git-upload-archive" and v2.requested_version(conn.git_protocol) == 1:
+            proto.write_pkt_line(b"version 1\n")  # v1 is v0 after this line, as git says it
         handler.handle()
         proto.flush()
     except HangupException:

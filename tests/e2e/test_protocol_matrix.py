@@ -305,6 +305,7 @@ def test_v0_and_v1_still_served(side: Side, seed: Seed, version: str) -> None:
     dest = side.tmp("v0")
     _, trace = _trace(side, dest, "clone", "-q", side.url(), str(dest), protocol=version)
     assert "< version 2" not in trace
+    assert ("< version 1" in trace) == (version == "1")
     assert side.git("rev-parse", "HEAD", cwd=dest).stdout.strip() == seed.commits[-1]
 
 
@@ -512,6 +513,16 @@ def test_push_options_reach_post_receive(side: Side, seed: Seed) -> None:
     plain = side.git("push", side.url(repo), "feature", cwd=seed.work)
     # git's client sends the capability whenever the server advertises it: count 0
     assert "remote: GIT_PUSH_OPTION_COUNT=0" in plain.stderr
+
+
+@pytest.mark.parametrize("protocol", ["0", "1", "2"])
+def test_push_with_each_protocol_version(side: Side, seed: Seed, protocol: str) -> None:
+    repo = side.new_repo()
+    trace = side.tmp("push-trace")
+    side.git("push", "-q", side.url(repo), "main", cwd=seed.work, protocol=protocol,
+             env={"GIT_TRACE_PACKET": str(trace)})
+    assert ("< version 1" in trace.read_text()) == (protocol == "1")  # push has no v2
+    assert side.git("ls-remote", side.url(repo), "main").stdout.split()[0] == seed.commits[-1]
 
 
 def test_mirror_clone_and_push_mirror(side: Side, seed: Seed) -> None:
