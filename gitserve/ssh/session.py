@@ -32,14 +32,18 @@ from gitserve.git import vrefprog
 from gitserve.git.receive import ReceivePack
 from gitserve.git.repo import SingleRepoBackend
 from gitserve.git.sideband import ChannelReader, SidebandProtocol
-from gitserve.git.upload import UploadArchive, UploadPack
+from gitserve.git.archive import UploadArchive
+from gitserve.git import v2
+from gitserve.git.upload import UploadPack
 from gitserve.settings import Settings
 
 from . import commands
 
 log = logging.getLogger(__name__)
 
-GIT_SERVICES: dict[str, tuple[str, type[UploadPack] | type[ReceivePack] | type[UploadArchive]]] = {
+ServiceClass = (type[UploadPack] | type[ReceivePack] | type[UploadArchive]
+                | type[v2.UploadPackV2Handler])
+GIT_SERVICES: dict[str, tuple[str, ServiceClass]] = {
     "git-upload-pack": ("R", UploadPack),
     "git-receive-pack": ("W", ReceivePack),
     "git-upload-archive": ("R", UploadArchive),
@@ -188,6 +192,8 @@ def check_access(conn: Conn, state: AdminState, name: str, aa: str) -> WildInfo 
 def run_git(conn: Conn, state: AdminState, verb: str, raw_arg: str) -> int:
     name = _repo_arg(raw_arg)
     aa, handler_cls = GIT_SERVICES[verb]
+    if verb == "git-upload-pack" and v2.requested(conn.git_protocol):
+        handler_cls = v2.UploadPackV2Handler
     wild = check_access(conn, state, name, aa)
     path = str(repos.path(conn.settings, name))
     reader = ChannelReader(conn.chan.recv)
@@ -198,6 +204,8 @@ def run_git(conn: Conn, state: AdminState, verb: str, raw_arg: str) -> int:
     if isinstance(handler, ReceivePack):
         _wire_push(handler, conn, state, name, path, wild, proto)
     try:
+        if verb != "git-upload-archive" and v2.requested_version(conn.git_protocol) == 1:
+            proto.write_pkt_line(b"version 1\n")  # v1 is v0 after this line, as git says it
         handler.handle()
         proto.flush()
     except HangupException:
