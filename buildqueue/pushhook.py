@@ -13,7 +13,7 @@ from typing import Callable
 from gitserve.git import pushhooks
 from gitserve.git.pushhooks import PushContext, RefUpdate
 
-from . import enqueue, logs, posthook, records, rqconn
+from . import enqueue, logs, notify, posthook, records, rqconn
 
 
 def _keepalive(ctx: PushContext) -> Callable[[], None] | None:
@@ -83,6 +83,12 @@ class BuildHook:
         return f"build {build.id} {final.status}"
 
     def after_push(self, ctx: PushContext, updates: list[RefUpdate]) -> None:
+        if updates and notify.wants(ctx.options, "push"):
+            try:
+                notify.push_event(rqconn.connect(ctx.settings.effective_redis_url), ctx.repo_name,
+                                  ctx.user, ctx.options, updates)
+            except rqconn.RedisUnavailable:
+                pass  # no Redis, no notifications; the push itself is fine
         if updates:
             for hook in posthook.hook_names(ctx.options):
                 posthook.run_post_receive(ctx, updates, hook, ctx.progress)

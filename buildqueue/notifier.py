@@ -1,0 +1,205 @@
+"""The notifier of `gitserve serve`: delivers the events of buildqueue.notify.
+
+A thread reads the Redis stream through a consumer group (an event is acknowledged only
+after all its deliveries ended, so a server restart re-delivers what was in flight) and
+hands each event to a small thread pool: one slow receiver never holds up the others. Each
+delivery is retried with exponential backoff ([notify] attempts, backoff, timeout) and ends
+as one line in HOME/logs/notify.log.
+
+It runs on the server because it needs the server's secrets: the repo's `webhook` signing
+key and the SMTP password (scope @server). Everything it sends passes through a masker of
+all secret values the server knows for the repo.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import redis
+
+from . import keys, mailer, notify, notify_format, notifylog, rqconn, webhook
+from .secrets import SERVER_SCOPE, Masker, SecretError
+from .secretstore import store_for
+
+log = logging.getLogger(__name__)
+
+RECLAIM_IDLE_MS = 120_000  # an event another (dead) notifier took this long ago is taken over
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("gitserve")
+    except PackageNotFoundError:
+        return "dev"
+
+
+class Notifier:
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+        self.stop_event = threading.Event()
+        self.pool = ThreadPoolExecutor(max_workers=max(1, settings.notify.senders),
+                                       thread_name_prefix="gitserve-notify")
+        self.consumer = f"{socket.gethostname()}:{os.getpid()}"
+        self.thread: threading.Thread | None = None
+        self.user_agent = f"gitserve/{_version()}"
+
+    # --- lifecycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._run, name="gitserve-notifier", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        if self.thread is not None:
+            self.thread.join(5)
+        # deliveries still retrying are dropped unacknowledged: the next start re-delivers them
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    # --- the stream -----------------------------------------------------------------------
+    def _connect(self) -> redis.Redis:
+        r = rqconn.connect(self.settings.effective_redis_url)
+        try:
+            r.xgroup_create(keys.NOTIFY_EVENTS, keys.NOTIFY_GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        return r
+
+    def _run(self) -> None:
+        r: redis.Redis | None = None
+        while not self.stop_event.is_set():
+            try:
+                if r is None:
+                    r = self._connect()
+                    self._reclaim(r)
+                got: Any = r.xreadgroup(keys.NOTIFY_GROUP, self.consumer, {keys.NOTIFY_EVENTS: ">"},
+                                   count=20, block=1000)
+                for _stream, entries in got or []:
+                    for entry_id, fields in entries:
+                        self.pool.submit(self._handle, r, entry_id, fields)
+            except (rqconn.RedisUnavailable, redis.RedisError, OSError) as exc:
+                if r is not None:
+                    log.warning("notifier: Redis error, retrying: %s", rqconn.one_line(exc))
+                r = None
+                self.stop_event.wait(1.0)
+            except RuntimeError:  # the pool was shut down while stopping
+                return
+
+    def _reclaim(self, r: redis.Redis) -> None:
+        """Events a previous server took but never acknowledged (it stopped mid-delivery)."""
+        start: Any = "0-0"
+        while True:
+            res: Any = r.xautoclaim(keys.NOTIFY_EVENTS, keys.NOTIFY_GROUP, self.consumer,
+                               min_idle_time=RECLAIM_IDLE_MS if self._others_alive(r) else 0,
+                               start_id=start, count=100)
+            start, claimed = res[0], res[1]
+            for entry_id, fields in claimed:
+                if fields:
+                    self.pool.submit(self._handle, r, entry_id, fields)
+            if start in (b"0-0", "0-0"):
+                return
+
+    def _others_alive(self, r: redis.Redis) -> bool:
+        try:
+            consumers = r.xinfo_consumers(keys.NOTIFY_EVENTS, keys.NOTIFY_GROUP)
+        except redis.RedisError:
+            return True
+        return any(c.get("name") not in (self.consumer, self.consumer.encode()) and
+                   int(c.get("idle", 0)) < RECLAIM_IDLE_MS for c in consumers)
+
+    # --- one event ------------------------------------------------------------------------
+    def _handle(self, r: redis.Redis, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
+        try:
+            self.deliver(r, {k.decode(): v.decode("utf-8", "replace") for k, v in fields.items()})
+        except Exception as exc:  # noqa: BLE001 - one bad event never stops the notifier
+            log.warning("notifier: event %s dropped: %s: %s", entry_id.decode(), type(exc).__name__, exc)
+        try:
+            r.xack(keys.NOTIFY_EVENTS, keys.NOTIFY_GROUP, entry_id)
+            r.xdel(keys.NOTIFY_EVENTS, entry_id)
+        except redis.RedisError:
+            pass
+
+    def _masker(self, repo: str) -> tuple[Masker, str | None, str | None]:
+        """(masker of every secret value known for REPO and the server, webhook key, SMTP password)."""
+        values: list[str] = []
+        webhook_key = smtp_password = None
+        try:
+            repo_secrets = store_for(self.settings, repo).values(repo)
+            webhook_key = repo_secrets.get("webhook")
+            values += repo_secrets.values()
+        except SecretError as exc:
+            log.warning("notifier: secrets of %s unavailable (%s); webhooks go unsigned", repo, exc)
+        try:
+            server = store_for(self.settings, SERVER_SCOPE).values(SERVER_SCOPE)
+            values += server.values()
+            if self.settings.smtp.password_secret:
+                smtp_password = server.get(self.settings.smtp.password_secret)
+        except SecretError as exc:
+            log.warning("notifier: server secrets unavailable: %s", exc)
+        return Masker(values), webhook_key, smtp_password
+
+    def deliver(self, r: redis.Redis, event: dict[str, str]) -> None:
+        kind, repo, ts = event["event"], event["repo"], float(event.get("ts") or time.time())
+        data = json.loads(event.get("data") or "{}")
+        if kind == "push":
+            options = data.pop("options", {})
+        else:
+            from . import records
+
+            options = records.get(r, str(data["build_id"])).options
+        if not notify.wants(options, kind):
+            return
+        hooks, mails = notify.targets(options)
+        mask, webhook_key, smtp_password = self._masker(repo)
+        notice = notify_format.mask_notice(
+            notify_format.notice_for(self.settings, r, kind, repo, data, ts), mask)
+        conf = self.settings.notify
+        build_id = str(data.get("build_id", ""))
+        if hooks:
+            body = notice.json_body()
+            body["log_tail"] = notice.log_lines[-10:]
+            raw = webhook.encode(body)
+            for url in hooks:
+                out = webhook.post(url, raw, key=webhook_key, event=kind, delivery=notice.delivery,
+                                   attempts=conf.attempts, backoff=conf.backoff, timeout=conf.timeout,
+                                   user_agent=self.user_agent)
+                notifylog.record(self.settings, repo=repo, event=kind, channel="webhook", target=url,
+                                 ok=out.ok, status=out.status, attempts=out.attempts, error=out.error,
+                                 build_id=build_id, delivery=notice.delivery,
+                                 latency=time.time() - ts)
+        if mails and kind != "push":
+            msg = mailer.message(self.settings.smtp, mails, notice.subject,
+                                 notify_format.mail_body(notice))
+            out = mailer.send(self.settings.smtp, smtp_password, msg, attempts=conf.attempts,
+                              backoff=conf.backoff)
+            notifylog.record(self.settings, repo=repo, event=kind, channel="email",
+                             target=", ".join(mails), ok=out.ok, status=out.status,
+                             attempts=out.attempts, error=out.error, build_id=build_id,
+                             delivery=notice.delivery, latency=time.time() - ts)
+
+
+class NotifierService:
+    """`gitserve serve`'s service wrapper (start/stop)."""
+
+    def __init__(self, settings: Any) -> None:
+        self.notifier = Notifier(settings)
+
+    def start(self) -> None:
+        self.notifier.start()
+
+    def stop(self) -> None:
+        self.notifier.stop()
+
+
+def services(settings: Any) -> list[Any]:
+    """Always one notifier: with an external Redis too (workers elsewhere never send)."""
+    return [NotifierService(settings)]
