@@ -56,7 +56,7 @@ def run_smtp(port: int, out: Path) -> None:
 
     def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
         ok = isinstance(auth_data, LoginPassword) and auth_data.login == user and auth_data.password == password
-        return AuthResult(success=ok, handled=False)
+        return AuthResult(success=ok, handled=False, auth_data=auth_data)
 
     class Handler:
         async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
@@ -68,8 +68,8 @@ def run_smtp(port: int, out: Path) -> None:
             (out / f"{n}.eml").write_bytes(envelope.original_content or envelope.content)
             (out / f"{n}.json").write_text(json.dumps({
                 "from": envelope.mail_from, "to": envelope.rcpt_tos, "t": time.time(),
-                "login": (session.login_data or b"").decode() if isinstance(session.login_data, bytes)
-                else str(session.login_data), "tls": session.ssl is not None}))
+                "login": session.auth_data.login.decode() if isinstance(session.auth_data, LoginPassword)
+                else None, "authenticated": session.authenticated, "tls": session.ssl is not None}))
             return "250 OK"
 
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

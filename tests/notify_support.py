@@ -160,8 +160,11 @@ class WebhookReceiver:
         return [json.loads(line) for line in self.file.read_text().splitlines() if line.strip()]
 
     def bodies(self, event: str | None = None) -> list[dict[str, Any]]:
+        """Bodies of the requests answered 200 (a retried delivery counts once), with `_req`."""
         out = []
         for req in self.requests():
+            if req["code"] != 200:
+                continue
             body = json.loads(req["body"])
             if event is None or body.get("event") == event:
                 out.append({**body, "_req": req})
