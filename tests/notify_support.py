@@ -30,13 +30,16 @@ from typing import Any
 from tests.helpers import REPO_ROOT, free_port, subprocess_env
 
 
-def _start(argv: list[str], env: dict[str, str], log: Path, ready: str = "ready",
+def _start(argv: list[str], env: dict[str, str], log: Path, ready: str | None = "ready",
            timeout: float = 30.0) -> subprocess.Popen:
-    """Start ARGV in its own session; wait for a stdout line containing READY."""
+    """Start ARGV in its own session; wait for a stdout line containing READY (None: don't)."""
     out = open(log, "w")
     proc = subprocess.Popen(argv, env=env, cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=out, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE if ready else out, stderr=out, text=True,
+                            start_new_session=True)
     out.close()
+    if ready is None:
+        return proc
     import select
 
     assert proc.stdout is not None
@@ -220,16 +223,18 @@ class OpenBao:
 
     def run(self) -> None:
         env = subprocess_env(HOME=str(self.tmp), BAO_ADDR=self.address)
-        self.proc = _start(self.argv, env, self.tmp / "bao.log", ready="Development mode should NOT")
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
+        self.proc = _start(self.argv, env, self.tmp / "bao.log", ready=None)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and self.proc.poll() is None:
             try:
                 with urllib.request.urlopen(f"{self.address}/v1/sys/health", timeout=2) as resp:
                     if resp.status == 200:
                         return
             except OSError:
                 time.sleep(0.1)
-        raise RuntimeError("OpenBao dev server did not become healthy")
+        stop(self.proc)
+        raise RuntimeError("OpenBao dev server did not become healthy: "
+                           + (self.tmp / "bao.log").read_text()[-2000:])
 
     def client(self) -> Any:
         import hvac  # type: ignore[import-untyped]
