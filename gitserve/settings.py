@@ -219,6 +219,9 @@ def _apply(section: Any, values: dict[str, Any], name: str) -> None:
     known = {f.name: f for f in fields(section)}
     for key, value in values.items():
         key = ALIASES.get((name, key), key)
+        if (name, key) == ("smtp", "password"):
+            raise SettingsError(f"{SETTINGS_FILE}: [smtp] password is never read from this file: store it "
+                                "with `gitserve admin secrets set @server NAME` and set password_secret = NAME")
         if key not in known:
             raise SettingsError(f"{SETTINGS_FILE}: unknown setting [{name}] {key}")
         current = getattr(section, key)

@@ -35,7 +35,7 @@ def readme_verify(readme: Path) -> Any:
     """The `verify(secret, body, header)` function from the README's code block after the mark."""
     text = readme.read_text()
     after = text.split(VERIFY_MARK, 1)[1]
-    code = re.search(r"```python\n(.*?)```", after, re.S)
+    code = re.search(r"```python\n(.*?)```", after, re.DOTALL)
     if code is None:
         raise SystemExit("README: no python block after the webhook-verify mark")
     scope: dict[str, Any] = {}
@@ -59,7 +59,7 @@ def run_smtp(port: int, out: Path) -> None:
         return AuthResult(success=ok, handled=False, auth_data=auth_data)
 
     class Handler:
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
             if fail_first[0] > 0:
                 fail_first[0] -= 1
                 return "451 4.3.0 try again later"
@@ -92,7 +92,7 @@ def run_webhook(port: int, out: Path) -> None:
     lock = threading.Lock()
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             arrived = time.time()
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             header = self.headers.get("X-Gitserve-Signature")

@@ -33,11 +33,10 @@ from tests.helpers import REPO_ROOT, free_port, subprocess_env
 def _start(argv: list[str], env: dict[str, str], log: Path, ready: str | None = "ready",
            timeout: float = 30.0) -> subprocess.Popen:
     """Start ARGV in its own session; wait for a stdout line containing READY (None: don't)."""
-    out = open(log, "w")
-    proc = subprocess.Popen(argv, env=env, cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE if ready else out, stderr=out, text=True,
-                            start_new_session=True)
-    out.close()
+    with open(log, "w") as out:
+        proc = subprocess.Popen(argv, env=env, cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE if ready else out, stderr=out, text=True,
+                                start_new_session=True)
     if ready is None:
         return proc
     import select
@@ -86,7 +85,7 @@ def self_signed(dirpath: Path) -> tuple[Path, Path]:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
             .not_valid_after(now + dt.timedelta(days=1))

@@ -18,7 +18,13 @@ from tests.build_support import wait_for
 from tests.e2e.conftest import GitServer, make_server
 from tests.e2e.test_builds import new_work, remote, timed_push
 from tests.helpers import free_port, require_tool
-from tests.notify_support import SmtpReceiver, WebhookReceiver, files_under, leaks, redis_dump
+from tests.notify_support import (
+    SmtpReceiver,
+    WebhookReceiver,
+    files_under,
+    leaks,
+    redis_dump,
+)
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -155,7 +161,7 @@ def test_build_mail_and_signed_webhooks(env):
 
 
 def test_forged_signature_is_detected(env):
-    srv, _, hooks = env
+    _, _, hooks = env
     genuine = wait_for(lambda: [r for r in hooks.requests() if r["path"].startswith("/hook") and r["verified"]],
                        timeout=30)[0]
     body, sig = genuine["body"].encode(), genuine["headers"]["X-Gitserve-Signature"]
@@ -236,8 +242,8 @@ def test_deploy_switch_and_failure_notify(env):
     subjects = wait_for(lambda: {m["Subject"] for m, meta in smtp.mails() if meta["to"] == ["ops@example.com"]}
                         if len([1 for _, meta in smtp.mails() if meta["to"] == ["ops@example.com"]]) >= 4 else None,
                         timeout=30)
-    assert f"[gitserve] web main: deploy to notifysite switched (blue)" in subjects
-    assert f"[gitserve] web main: deploy to notifysite failed" in subjects
+    assert "[gitserve] web main: deploy to notifysite switched (blue)" in subjects
+    assert "[gitserve] web main: deploy to notifysite failed" in subjects
     assert f"[gitserve] web main: build {first} passed" in subjects
     assert f"[gitserve] web main: build {second} failed" in subjects
 
@@ -290,7 +296,7 @@ def test_latency(env):
         code, _ = timed_push(srv, "alice", work, "origin", "HEAD:main")
         ended = time.time()
         assert code == 0
-        got = wait_for(lambda: len(hooks.bodies("push")) > before and hooks.bodies("push")[-1], timeout=20)
+        got = wait_for(lambda n=before: len(hooks.bodies("push")) > n and hooks.bodies("push")[-1], timeout=20)
         push_lat.append(got["_req"]["t"] - ended)
     r = _redis(srv)
     work = new_work(srv, "notified", "#!/bin/sh\necho quick\n")
@@ -299,7 +305,7 @@ def test_latency(env):
         before = len(smtp.mails())
         code, lines = timed_push(srv, "alice", work, "origin", "HEAD:main")
         build_id = _summary_id(remote(lines))
-        _msg, meta = wait_for(lambda: len(smtp.mails()) > before and smtp.mails()[-1], timeout=20)
+        _msg, meta = wait_for(lambda n=before: len(smtp.mails()) > n and smtp.mails()[-1], timeout=20)
         finished = float(r.hget(f"gitserve:build:{build_id}", "finished"))
         mail_lat.append(meta["t"] - finished)
     report = (f"push end -> webhook received: median {statistics.median(push_lat) * 1000:.0f} ms, "

@@ -11,7 +11,13 @@ import pytest
 
 from tests.e2e.conftest import make_server
 from tests.e2e.test_builds import new_work, remote, timed_push
-from tests.notify_support import OpenBao, WebhookReceiver, files_under, leaks, redis_dump
+from tests.notify_support import (
+    OpenBao,
+    WebhookReceiver,
+    files_under,
+    leaks,
+    redis_dump,
+)
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -57,11 +63,11 @@ def env(tmp_path_factory):
         bao.stop()
 
 
-SCRIPT = """#!/bin/sh
+SCRIPT = f"""#!/bin/sh
 echo "db password is $DB_PASSWORD"
-[ "$DB_PASSWORD" = "%s" ] && echo "the build got the real value"
-echo "webhook env: ${webhook:-unset}"
-""" % DB_PASSWORD
+[ "$DB_PASSWORD" = "{DB_PASSWORD}" ] && echo "the build got the real value"
+echo "webhook env: ${{webhook:-unset}}"
+"""
 
 
 def test_vault_secret_reaches_build_masked(env):

@@ -1,0 +1,176 @@
+"""Notification pieces against real local servers: webhook retry/backoff rules, redirects,
+URL masking for the delivery log, SMTP permanent failures, settings and secret scopes."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from buildqueue import mailer, notify, notifylog, secretstore, webhook
+from buildqueue import secrets as sec
+from gitserve import settings as settings_mod
+from tests.notify_support import SmtpReceiver
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    plan: ClassVar[list[int]] = []
+    hits: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        type(self).hits.append(self.path)
+        code = type(self).plan.pop(0) if type(self).plan else 200
+        self.send_response(code)
+        if code in (301, 302, 307, 308):
+            self.send_header("Location", "/elsewhere")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    _Handler.plan, _Handler.hits = [], []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _post(url: str, sleeps: list[float], attempts: int = 4) -> webhook.Outcome:
+    return webhook.post(url, b"{}", key="k", event="build", delivery="d", attempts=attempts,
+                        backoff=0.5, timeout=2, user_agent="t", sleep=sleeps.append)
+
+
+def test_5xx_retried_with_exponential_backoff_4xx_final(receiver):
+    sleeps: list[float] = []
+    _Handler.plan = [503, 500, 502]
+    out = _post(receiver + "/a", sleeps)
+    assert (out.ok, out.status, out.attempts) == (True, 200, 4) and sleeps == [0.5, 1.0, 2.0]
+    sleeps.clear()
+    _Handler.plan = [404]
+    out = _post(receiver + "/b", sleeps)
+    assert (out.ok, out.status, out.attempts, out.error) == (False, 404, 1, "HTTP 404") and sleeps == []
+    _Handler.plan = [503] * 10
+    out = _post(receiver + "/c", sleeps, attempts=3)
+    assert (out.ok, out.status, out.attempts) == (False, 503, 3)
+
+
+def test_redirect_not_followed(receiver):
+    _Handler.plan = [302]
+    out = _post(receiver + "/moved", [])
+    assert (out.ok, out.status, out.attempts) == (False, 302, 1)
+    assert _Handler.hits == ["/moved"]  # the signed body never went to /elsewhere
+
+
+def test_connection_refused_is_retried():
+    from tests.helpers import free_port
+
+    sleeps: list[float] = []
+    out = _post(f"http://127.0.0.1:{free_port()}/x", sleeps, attempts=3)
+    assert (out.ok, out.status, out.attempts, out.error) == (False, None, 3, "Connection refused")
+    assert sleeps == [0.5, 1.0]
+
+
+def test_signature_is_hmac_sha256_of_raw_body():
+    import hashlib
+    import hmac
+
+    body = b'{"text": "x"}'
+    assert webhook.sign(body, "key") == "sha256=" + hmac.new(b"key", body, hashlib.sha256).hexdigest()
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("https://hooks.slack.com/services/T0001/B0001/abcdefghijklmnopqrstuvwx",
+     "https://hooks.slack.com/services/T0001/B0001/***"),
+    ("https://bob:hunter2@example.com/hook?token=s3cret&x=1", "https://bob:***@example.com/hook?token=***&x=***"),
+    ("https://tok3n@example.com/h", "https://***@example.com/h"),
+    ("http://127.0.0.1:8080/plain", "http://127.0.0.1:8080/plain"),
+])
+def test_delivery_log_masks_credentials_in_urls(url, shown):
+    assert notifylog.mask_url(url) == shown
+
+
+def test_events_option():
+    assert notify.wanted_events({}) == {"push", "build", "deploy"}
+    assert notify.wanted_events({"notify.events": "build  deploy"}) == {"build", "deploy"}
+    assert notify.wanted_events({"notify.events": "nonsense"}) == set()
+    assert not notify.wants({"notify.email": "a@b"}, "push")  # mail is for builds and deploys
+    assert notify.wants({"notify.email": "a@b"}, "deploy")
+    assert not notify.wants({"notify.webhook": "ftp://x"}, "build")
+
+
+def test_emit_never_raises_without_redis(tmp_path):
+    import redis
+
+    r = redis.Redis(unix_socket_path=str(tmp_path / "none.sock"), socket_connect_timeout=0.2)
+    notify.emit(r, "push", "repo", {"ref": "refs/heads/main"})  # logged, not raised
+
+
+def test_smtp_settings_and_password_never_in_toml(tmp_path: Path):
+    home = tmp_path / "h"
+    home.mkdir()
+    (home / "gitserve.toml").write_text('[smtp]\nhost = "mx"\nfrom = "ci@example.com"\n')
+    s = settings_mod.load(home)
+    assert (s.smtp.host, s.smtp.sender) == ("mx", "ci@example.com")
+    assert 'from = "ci@example.com"' in settings_mod.render(s)
+    (home / "gitserve.toml").write_text('[smtp]\npassword = "hunter2"\n')
+    with pytest.raises(settings_mod.SettingsError) as err:
+        settings_mod.load(home)
+    assert "hunter2" not in str(err.value) and "password_secret" in str(err.value)
+    assert len(str(err.value).splitlines()) == 1
+
+
+def test_file_store_scopes_and_notify_only_secrets(tmp_path: Path):
+    s = settings_mod.Settings(home=tmp_path)
+    store = secretstore.store_for(s, "app")
+    store.set("app", "TOKEN", "t-value")
+    store.set("app", "webhook", "signing-key")
+    secretstore.store_for(s, sec.SERVER_SCOPE).set(sec.SERVER_SCOPE, "SMTP_PASSWORD", "pw")
+    names = [n for n, _ in store.list("app")]
+    assert names == ["TOKEN", "webhook"] and all(ts for _, ts in store.list("app"))
+    tokens = secretstore.build_tokens(s, "app")
+    assert list(tokens) == ["TOKEN"]  # the signing key never goes to a build
+    assert sec.decrypt(tokens, s.secrets_key_file) == {"TOKEN": "t-value"}
+    with pytest.raises(sec.SecretError):
+        secretstore.scope_name("@other")
+    store.remove("app", "webhook")
+    store.remove("app", "TOKEN")
+    assert store.list("app") == [] and not (tmp_path / "secrets" / "app.json").exists()
+    with pytest.raises(sec.SecretError, match="app has no secret TOKEN"):
+        store.remove("app", "TOKEN")
+    s.secrets.backend = "consul"
+    with pytest.raises(sec.SecretError, match="backend must be one of file, vault"):
+        secretstore.store_for(s, "app")
+
+
+def test_smtp_wrong_password_is_final_and_retries_temporary(tmp_path: Path):
+    rx = SmtpReceiver.start(tmp_path / "smtp", "mailer", "right-password", fail_first=1)
+    try:
+        conf = settings_mod.SmtpSettings(host="127.0.0.1", port=rx.port, user="mailer",
+                                         sender="ci@example.com", ca_file=str(rx.cert), timeout=5)
+        msg = mailer.message(conf, ["dev@example.com"], "subject", "body")
+        sleeps: list[float] = []
+        out = mailer.send(conf, "wrong-password", msg, attempts=4, backoff=0.3, sleep=sleeps.append)
+        assert (out.ok, out.status, out.attempts, sleeps) == (False, 535, 1, [])
+        out = mailer.send(conf, "right-password", msg, attempts=4, backoff=0.3, sleep=sleeps.append)
+        assert (out.ok, out.status, out.attempts, sleeps) == (True, 250, 2, [0.3])  # 451 once, then sent
+        assert len(rx.mails()) == 1
+        out = mailer.send(conf, None, msg, attempts=4, backoff=0.3)
+        assert not out.ok and "server secret" in out.error
+        conf.ca_file = ""  # our self-signed cert is not trusted by the system CAs
+        out = mailer.send(conf, "right-password", msg, attempts=2, backoff=0.1)
+        assert not out.ok and out.error.startswith("TLS: ")
+    finally:
+        rx.stop()
