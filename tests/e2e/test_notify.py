@@ -316,6 +316,22 @@ def test_latency(env):
     assert max(push_lat) < 5 and max(mail_lat) < 5
 
 
+def test_a_build_never_gets_server_or_signing_secrets(env):
+    """A hostile build goes after the SMTP password (@server scope) and the webhook signing key."""
+    srv, _, _ = env
+    home = srv.home
+    script = (f"#!/bin/sh\nenv\ncat '{home}/secrets/@server.json' 2>&1 | head -3\n"
+              f"od -An -tx1 '{home}/secrets.key' 2>&1 | head -3\nls -la '{home}/secrets' 2>&1\n"
+              "echo smtp=${SMTP_PASSWORD:-none} hook=${webhook:-none}\n")
+    work = new_work(srv, "notified", script)
+    code, lines = timed_push(srv, "alice", work, "origin", "HEAD:main")
+    out = "\n".join(remote(lines))
+    assert code == 0 and "smtp=none hook=none" in out, out
+    key_hex = (home / "secrets.key").read_bytes().hex()
+    assert SMTP_PASSWORD not in out and WEBHOOK_KEY not in out and key_hex not in out.replace(" ", "")
+    assert "SMTP_PASSWORD=" not in out and "webhook=" not in out
+
+
 def test_no_secret_in_clear_anywhere(env):
     """Last: everything the tests above produced, searched for every secret value."""
     srv, smtp, hooks = env
