@@ -166,7 +166,8 @@ class Notifier:
         build_id = str(data.get("build_id", ""))
         if hooks:
             body = notice.json_body()
-            body["log_tail"] = notice.log_lines[-10:]
+            if kind != "push":
+                body["log_tail"] = notice.log_lines[-10:]
             raw = webhook.encode(body)
             for url in hooks:
                 out = webhook.post(url, raw, key=webhook_key, event=kind, delivery=notice.delivery,

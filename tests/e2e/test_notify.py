@@ -135,6 +135,7 @@ def test_build_mail_and_signed_webhooks(env):
         assert body["_req"]["headers"]["X-Gitserve-Delivery"] == body["delivery"]
         assert (body["repo"], body["ref"], body["new"], body["pusher"]) == ("notified", "refs/heads/main", sha, "alice")
         assert body["text"] == f"gitserve: alice created main at {sha[:7]} in notified"
+        assert "log_tail" not in body and "build_id" not in body
     fails = [r for r in hooks.requests() if r["path"] == "/fail"]
     assert [r["code"] for r in fails].count(503) == 2  # retried, then delivered
 
