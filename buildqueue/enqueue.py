@@ -20,7 +20,7 @@ import redis
 from dulwich.objects import Blob, Commit, Tag
 from dulwich.repo import Repo
 
-from . import records, rqconn, secretstore
+from . import keys, records, rqconn, secretstore
 from .secrets import SecretError
 
 HIDDEN_PREFIX = "refs/gitserve/builds/"
@@ -190,7 +190,7 @@ def enqueue(
             repo.refs[hidden_ref(build_id).encode()] = new.encode()
         finally:
             repo.close()
-        build.job_id = f"gitserve-build-{build_id}"
+        build.job_id = keys.build_job(build_id)
         dropped = records.create(r, build, settings.builds.history)
         try:
             tokens = secretstore.build_tokens(settings, repo_name)

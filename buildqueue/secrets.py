@@ -18,6 +18,8 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from gitserve.fsutil import atomic_write
+
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 # Names a secret may not take: they would override what the build relies on.
 RESERVED = {"PATH", "HOME", "USER", "LOGNAME", "SHELL", "PWD", "LANG", "TMPDIR",
@@ -100,8 +102,6 @@ def set_secret(secrets_dir: Path, key_file: Path, repo: str, name: str, value: s
 
 
 def _store(secrets_dir: Path, repo: str, tokens: dict[str, str]) -> None:
-    from gitserve.fsutil import atomic_write
-
     path = store_path(secrets_dir, repo)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     atomic_write(path, json.dumps(tokens, indent=1, sort_keys=True), mode=0o600)

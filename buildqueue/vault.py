@@ -54,7 +54,7 @@ class VaultStore:
         return f"{self.conf.mount}/{self.path(repo)}"
 
     def _fail(self, exc: BaseException, repo: str) -> SecretError:
-        import hvac.exceptions  # type: ignore[import-untyped]
+        import hvac.exceptions
         import requests
 
         addr = self.conf.address
@@ -76,7 +76,7 @@ class VaultStore:
         return SecretError(f"Vault at {addr}: {type(exc).__name__}")
 
     def _client(self, repo: str) -> Any:
-        import hvac  # type: ignore[import-untyped]
+        import hvac
 
         conf = self.conf
         kwargs: dict[str, Any] = {"url": conf.address, "timeout": conf.timeout,
@@ -97,7 +97,7 @@ class VaultStore:
             raise self._fail(exc, repo) from None
 
     def _read(self, client: Any, repo: str) -> tuple[dict[str, str], dict[str, Any]]:
-        import hvac.exceptions  # type: ignore[import-untyped]
+        import hvac.exceptions
 
         try:
             resp = client.secrets.kv.v2.read_secret_version(

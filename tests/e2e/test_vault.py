@@ -9,9 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.e2e.conftest import make_server
-from tests.e2e.test_builds import new_work, remote, timed_push
-from tests.notify_support import (
+from tests.support.server import make_server
+from tests.support.pushes import new_work, remote, timed_push
+from tests.support.notify import (
     OpenBao,
     WebhookReceiver,
     files_under,
@@ -83,7 +83,7 @@ def test_vault_secret_reaches_build_masked(env):
     log = srv.admin_cli("builds", "log", build_id).stdout
     assert "db password is ***" in log and DB_PASSWORD not in log
     # the webhook is signed with the `webhook` key held in Vault
-    from tests.build_support import wait_for
+    from tests.support.builds import wait_for
 
     body = wait_for(lambda: hooks.bodies("build"), timeout=30)[0]
     assert body["_req"]["verified"] is True and body["build_id"] == build_id

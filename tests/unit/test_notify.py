@@ -13,7 +13,7 @@ import pytest
 from buildqueue import mailer, notify, notifylog, secretstore, webhook
 from buildqueue import secrets as sec
 from gitserve import settings as settings_mod
-from tests.notify_support import SmtpReceiver
+from tests.support.notify import SmtpReceiver
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -75,7 +75,7 @@ def test_redirect_not_followed(receiver):
 
 
 def test_connection_refused_is_retried():
-    from tests.helpers import free_port
+    from tests.support.tools import free_port
 
     sleeps: list[float] = []
     out = _post(f"http://127.0.0.1:{free_port()}/x", sleeps, attempts=3)

