@@ -129,23 +129,14 @@ class Notifier:
             pass
 
     def _masker(self, repo: str) -> tuple[Masker, str | None, str | None]:
-        """(masker of every secret value known for REPO and the server, webhook key, SMTP password)."""
-        values: list[str] = []
-        webhook_key = smtp_password = None
-        try:
-            repo_secrets = store_for(self.settings, repo).values(repo)
-            webhook_key = repo_secrets.get("webhook")
-            values += repo_secrets.values()
-        except SecretError as exc:
-            log.warning("notifier: secrets of %s unavailable (%s); webhooks go unsigned", repo, exc)
-        try:
-            server = store_for(self.settings, SERVER_SCOPE).values(SERVER_SCOPE)
-            values += server.values()
-            if self.settings.smtp.password_secret:
-                smtp_password = server.get(self.settings.smtp.password_secret)
-        except SecretError as exc:
-            log.warning("notifier: server secrets unavailable: %s", exc)
-        return Masker(values), webhook_key, smtp_password
+        """(masker of every secret value known for REPO and the server, webhook key, SMTP password).
+        Raises SecretError when they cannot be read: nothing is sent then (fail closed: an
+        unsigned, possibly unmasked notification is worse than a missing one)."""
+        repo_secrets = store_for(self.settings, repo).values(repo)
+        server = store_for(self.settings, SERVER_SCOPE).values(SERVER_SCOPE)
+        smtp_password = server.get(self.settings.smtp.password_secret) if self.settings.smtp.password_secret else None
+        values = [*repo_secrets.values(), *server.values()]
+        return Masker(values), repo_secrets.get("webhook"), smtp_password
 
     def deliver(self, r: redis.Redis, event: dict[str, str]) -> None:
         kind, repo, ts = event["event"], event["repo"], float(event.get("ts") or time.time())
@@ -159,11 +150,20 @@ class Notifier:
         if not notify.wants(options, kind):
             return
         hooks, mails = notify.targets(options)
-        mask, webhook_key, smtp_password = self._masker(repo)
+        if kind == "push":
+            mails = []
+        build_id = str(data.get("build_id", ""))
+        try:
+            mask, webhook_key, smtp_password = self._masker(repo)
+        except SecretError as exc:
+            for channel, target in [("webhook", u) for u in hooks] + [("email", ", ".join(mails))] * bool(mails):
+                notifylog.record(self.settings, repo=repo, event=kind, channel=channel, target=target,
+                                 ok=False, status=None, attempts=0, error=f"not sent: secrets unavailable: {exc}",
+                                 build_id=build_id)
+            return
         notice = notify_format.mask_notice(
             notify_format.notice_for(self.settings, r, kind, repo, data, ts), mask)
         conf = self.settings.notify
-        build_id = str(data.get("build_id", ""))
         if hooks:
             body = notice.json_body()
             if kind != "push":
@@ -177,7 +177,7 @@ class Notifier:
                                  ok=out.ok, status=out.status, attempts=out.attempts, error=out.error,
                                  build_id=build_id, delivery=notice.delivery,
                                  latency=time.time() - ts)
-        if mails and kind != "push":
+        if mails:
             msg = mailer.message(self.settings.smtp, mails, notice.subject,
                                  notify_format.mail_body(notice))
             out = mailer.send(self.settings.smtp, smtp_password, msg, attempts=conf.attempts,

@@ -4,11 +4,13 @@ never holds them in clear, and a Vault that is down fails the build with one cle
 
 from __future__ import annotations
 
+import json
 import re
 from types import SimpleNamespace
 
 import pytest
 
+from tests.support.builds import wait_for
 from tests.support.server import make_server
 from tests.support.pushes import new_work, remote, timed_push
 from tests.support.notify import (
@@ -83,8 +85,6 @@ def test_vault_secret_reaches_build_masked(env):
     log = srv.admin_cli("builds", "log", build_id).stdout
     assert "db password is ***" in log and DB_PASSWORD not in log
     # the webhook is signed with the `webhook` key held in Vault
-    from tests.support.builds import wait_for
-
     body = wait_for(lambda: hooks.bodies("build"), timeout=30)[0]
     assert body["_req"]["verified"] is True and body["build_id"] == build_id
 
@@ -132,7 +132,7 @@ def test_approle_login(env, tmp_path):
 
 
 def test_vault_down_fails_build_with_one_line(env):
-    srv, bao, _ = env
+    srv, bao, hooks = env
     bao.stop()
     try:
         work = new_work(srv, "vaulted", SCRIPT + "echo second\n")
@@ -141,6 +141,16 @@ def test_vault_down_fails_build_with_one_line(env):
         assert code == 0, lines  # sync: the ref moved, the build failed
         line = f"gitserve: secrets: Vault at {bao.address} is unreachable (connection refused)"
         assert msgs[-2:] == [line, msgs[-1]] and re.fullmatch(r"build \d+ failed in 0\.0s", msgs[-1]), msgs
+        # its webhook is not sent unsigned: the notifier cannot read the signing key either
+        build_id = msgs[-1].split()[1]
+
+        def logged():
+            out = srv.admin_cli("admin", "notify-log", "vaulted", "--json").stdout.splitlines()
+            return [e for e in map(json.loads, out) if e["build_id"] == build_id]
+        (entry,) = wait_for(logged, timeout=30)
+        assert entry["result"] == "failed" and entry["attempts"] == 0
+        assert entry["error"] == f"not sent: secrets unavailable: {line[len('gitserve: secrets: '):]}"
+        assert not [b for b in hooks.bodies("build") if b["build_id"] == build_id]
         # gate mode: the ref is rejected with that build's failure, refs unchanged
         work = new_work(srv, "vgate", SCRIPT)
         code, lines = timed_push(srv, "alice", work, "origin", "HEAD:main")
