@@ -30,7 +30,22 @@ from .secretstore import store_for
 
 log = logging.getLogger(__name__)
 
-RECLAIM_IDLE_MS = 120_000  # an event another (dead) notifier took this long ago is taken over
+RECLAIM_IDLE_MS = 120_000  # a notifier that has not read the stream for this long is gone
+RECLAIM_EVERY = 30.0  # seconds between looks for the events of notifiers that are gone
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _Stopping(Exception):
+    """The server stops: a delivery waiting to retry gives up (unacknowledged: redone next start)."""
 
 
 def _version() -> str:
@@ -76,16 +91,19 @@ class Notifier:
 
     def _run(self) -> None:
         r: redis.Redis | None = None
+        next_reclaim = 0.0
         while not self.stop_event.is_set():
             try:
                 if r is None:
                     r = self._connect()
+                    self._own_pending(r)
+                    next_reclaim = 0.0
+                if time.monotonic() >= next_reclaim:
                     self._reclaim(r)
+                    next_reclaim = time.monotonic() + RECLAIM_EVERY
                 got: Any = r.xreadgroup(keys.NOTIFY_GROUP, self.consumer, {keys.NOTIFY_EVENTS: ">"},
-                                   count=20, block=1000)
-                for _stream, entries in got or []:
-                    for entry_id, fields in entries:
-                        self.pool.submit(self._handle, r, entry_id, fields)
+                                        count=20, block=1000)
+                self._submit(r, got)
             except (rqconn.RedisUnavailable, redis.RedisError, OSError) as exc:
                 if r is not None:
                     log.warning("notifier: Redis error, retrying: %s", rqconn.one_line(exc))
@@ -94,32 +112,53 @@ class Notifier:
             except RuntimeError:  # the pool was shut down while stopping
                 return
 
-    def _reclaim(self, r: redis.Redis) -> None:
-        """Events a previous server took but never acknowledged (it stopped mid-delivery)."""
-        start: Any = "0-0"
-        while True:
-            res: Any = r.xautoclaim(keys.NOTIFY_EVENTS, keys.NOTIFY_GROUP, self.consumer,
-                               min_idle_time=RECLAIM_IDLE_MS if self._others_alive(r) else 0,
-                               start_id=start, count=100)
-            start, claimed = res[0], res[1]
-            for entry_id, fields in claimed:
-                if fields:
+    def _submit(self, r: redis.Redis, got: Any) -> None:
+        for _stream, entries in got or []:
+            for entry_id, fields in entries:
+                if fields:  # an entry deleted meanwhile comes back empty
                     self.pool.submit(self._handle, r, entry_id, fields)
-            if start in (b"0-0", "0-0"):
-                return
 
-    def _others_alive(self, r: redis.Redis) -> bool:
-        try:
-            consumers = r.xinfo_consumers(keys.NOTIFY_EVENTS, keys.NOTIFY_GROUP)
-        except redis.RedisError:
-            return True
-        return any(c.get("name") not in (self.consumer, self.consumer.encode()) and
-                   int(c.get("idle", 0)) < RECLAIM_IDLE_MS for c in consumers)
+    def _own_pending(self, r: redis.Redis) -> None:
+        """Events this consumer name took before and never acknowledged (a notifier of this
+        process stopped and started again)."""
+        got: Any = r.xreadgroup(keys.NOTIFY_GROUP, self.consumer, {keys.NOTIFY_EVENTS: "0"}, count=1000)
+        self._submit(r, got)
+
+    def _reclaim(self, r: redis.Redis) -> None:
+        """Take over the unacknowledged events of notifiers that are gone: a process of this
+        host that no longer runs (a restarted server), or any consumer silent for
+        RECLAIM_IDLE_MS (a live one reads the stream every second)."""
+        consumers: Any = r.xinfo_consumers(keys.NOTIFY_EVENTS, keys.NOTIFY_GROUP)
+        host = socket.gethostname()
+        for c in consumers:
+            raw = c.get("name")
+            name = raw.decode() if isinstance(raw, bytes) else str(raw)
+            if name == self.consumer:
+                continue
+            c_host, _, c_pid = name.rpartition(":")
+            dead = c_host == host and c_pid.isdigit() and not _pid_alive(int(c_pid))
+            if not dead and int(c.get("idle", 0)) < RECLAIM_IDLE_MS:
+                continue
+            pending: Any = r.xpending_range(keys.NOTIFY_EVENTS, keys.NOTIFY_GROUP, min="-", max="+",
+                                            count=1000, consumername=name)
+            ids = [p["message_id"] for p in pending]
+            if ids:
+                claimed: Any = r.xclaim(keys.NOTIFY_EVENTS, keys.NOTIFY_GROUP, self.consumer,
+                                        min_idle_time=0, message_ids=ids)
+                self._submit(r, [(keys.NOTIFY_EVENTS, claimed)])
+            if len(ids) < 1000:
+                r.xgroup_delconsumer(keys.NOTIFY_EVENTS, keys.NOTIFY_GROUP, name)
 
     # --- one event ------------------------------------------------------------------------
+    def _sleep(self, seconds: float) -> None:
+        if self.stop_event.wait(seconds):
+            raise _Stopping
+
     def _handle(self, r: redis.Redis, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
         try:
             self.deliver(r, {k.decode(): v.decode("utf-8", "replace") for k, v in fields.items()})
+        except _Stopping:
+            return
         except Exception as exc:  # noqa: BLE001 - one bad event never stops the notifier
             log.warning("notifier: event %s dropped: %s: %s", entry_id.decode(), type(exc).__name__, exc)
         try:
@@ -172,7 +211,7 @@ class Notifier:
             for url in hooks:
                 out = webhook.post(url, raw, key=webhook_key, event=kind, delivery=notice.delivery,
                                    attempts=conf.attempts, backoff=conf.backoff, timeout=conf.timeout,
-                                   user_agent=self.user_agent)
+                                   user_agent=self.user_agent, sleep=self._sleep)
                 notifylog.record(self.settings, repo=repo, event=kind, channel="webhook", target=url,
                                  ok=out.ok, status=out.status, attempts=out.attempts, error=out.error,
                                  build_id=build_id, delivery=notice.delivery,
@@ -181,7 +220,7 @@ class Notifier:
             msg = mailer.message(self.settings.smtp, mails, notice.subject,
                                  notify_format.mail_body(notice))
             out = mailer.send(self.settings.smtp, smtp_password, msg, attempts=conf.attempts,
-                              backoff=conf.backoff)
+                              backoff=conf.backoff, sleep=self._sleep)
             notifylog.record(self.settings, repo=repo, event=kind, channel="email",
                              target=", ".join(mails), ok=out.ok, status=out.status,
                              attempts=out.attempts, error=out.error, build_id=build_id,

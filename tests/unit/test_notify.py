@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.server
 import threading
+import time
 from pathlib import Path
 from typing import ClassVar
 
@@ -174,3 +175,81 @@ def test_smtp_wrong_password_is_final_and_retries_temporary(tmp_path: Path):
         assert not out.ok and out.error.startswith("TLS: ")
     finally:
         rx.stop()
+
+
+def test_events_survive_a_stopped_notifier(tmp_path: Path, redis_server, receiver):
+    """An event emitted while no notifier runs, and one whose delivery was cut short by a stop,
+    are both delivered by the next notifier (at least once: acknowledged only after delivery)."""
+    import redis as redis_mod
+
+    from buildqueue import keys
+    from buildqueue.notifier import Notifier
+    from gitserve.git.pushhooks import RefUpdate
+    from gitserve.names import ZERO_SHA
+    from tests.support.builds import wait_for
+
+    r = redis_mod.Redis.from_url(redis_server.url)
+    r.delete(keys.NOTIFY_EVENTS)
+    s = settings_mod.Settings(home=tmp_path)
+    s.redis.url = redis_server.url
+    s.notify.backoff, s.notify.attempts = 0.3, 10
+    options = {"notify.webhook": receiver + "/restart"}
+
+    notify.push_event(r, "app", "alice", options, [RefUpdate("refs/heads/main", ZERO_SHA, "1" * 40)])
+    _Handler.plan = [503] * 3
+    first = Notifier(s)
+    first.start()
+    try:
+        wait_for(lambda: len(_Handler.hits) >= 1, timeout=10)
+    finally:
+        first.stop()
+    assert r.xpending(keys.NOTIFY_EVENTS, keys.NOTIFY_GROUP)["pending"] == 1  # not acknowledged
+    assert not notifylog.log_path(s).exists()
+    _Handler.plan = []
+    second = Notifier(s)
+    second.start()
+    try:
+        wait_for(lambda: notifylog.log_path(s).exists() and list(notifylog.read(s)), timeout=15)
+    finally:
+        second.stop()
+    (entry,) = list(notifylog.read(s))
+    assert (entry["event"], entry["status"], entry["result"]) == ("push", 200, "delivered")
+    assert r.xpending(keys.NOTIFY_EVENTS, keys.NOTIFY_GROUP)["pending"] == 0
+    assert r.xlen(keys.NOTIFY_EVENTS) == 0  # delivered events are deleted
+
+
+def test_events_of_a_dead_server_process_are_taken_over(tmp_path: Path, redis_server, receiver):
+    """A server killed mid-delivery (its consumer `HOST:PID` holds the event, PID is gone):
+    the next server claims the event at start, without waiting for it to look idle."""
+    import socket
+    import subprocess
+
+    import redis as redis_mod
+
+    from buildqueue import keys
+    from buildqueue.notifier import Notifier
+    from gitserve.git.pushhooks import RefUpdate
+    from gitserve.names import ZERO_SHA
+    from tests.support.builds import wait_for
+
+    r = redis_mod.Redis.from_url(redis_server.url)
+    r.delete(keys.NOTIFY_EVENTS)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    s = settings_mod.Settings(home=tmp_path)
+    s.redis.url = redis_server.url
+    notify.push_event(r, "app", "alice", {"notify.webhook": receiver + "/taken-over"},
+                      [RefUpdate("refs/heads/main", ZERO_SHA, "2" * 40)])
+    r.xgroup_create(keys.NOTIFY_EVENTS, keys.NOTIFY_GROUP, id="0", mkstream=True)
+    gone = f"{socket.gethostname()}:{dead.pid}"
+    assert r.xreadgroup(keys.NOTIFY_GROUP, gone, {keys.NOTIFY_EVENTS: ">"}, count=10)
+    notifier = Notifier(s)
+    t0 = time.monotonic()
+    notifier.start()
+    try:
+        wait_for(lambda: "/taken-over" in _Handler.hits, timeout=15)
+    finally:
+        notifier.stop()
+    assert time.monotonic() - t0 < 10
+    names = [c["name"] for c in r.xinfo_consumers(keys.NOTIFY_EVENTS, keys.NOTIFY_GROUP)]
+    assert gone.encode() not in names and gone not in names
