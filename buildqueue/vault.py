@@ -76,7 +76,11 @@ class VaultStore:
         return SecretError(f"Vault at {addr}: {type(exc).__name__}")
 
     def _client(self, repo: str) -> Any:
-        import hvac
+        try:
+            import hvac
+        except ImportError:
+            raise SecretError('[secrets] backend = "vault" needs the hvac package: '
+                              "pip install 'gitserve[vault]'") from None
 
         conf = self.conf
         kwargs: dict[str, Any] = {"url": conf.address, "timeout": conf.timeout,

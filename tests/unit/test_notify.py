@@ -253,3 +253,21 @@ def test_events_of_a_dead_server_process_are_taken_over(tmp_path: Path, redis_se
     assert time.monotonic() - t0 < 10
     names = [c["name"] for c in r.xinfo_consumers(keys.NOTIFY_EVENTS, keys.NOTIFY_GROUP)]
     assert gone.encode() not in names and gone not in names
+
+
+def test_vault_backend_without_hvac_is_one_line(tmp_path: Path, monkeypatch):
+    import sys
+
+    s = settings_mod.Settings(home=tmp_path)
+    s.secrets.backend, s.secrets.address, s.secrets.token_file = "vault", "http://127.0.0.1:1", "/nonexistent"
+    monkeypatch.setitem(sys.modules, "hvac", None)  # import hvac -> ImportError
+    with pytest.raises(sec.SecretError) as err:
+        secretstore.build_tokens(s, "app")
+    assert str(err.value) == "[secrets] backend = \"vault\" needs the hvac package: pip install 'gitserve[vault]'"
+    monkeypatch.delitem(sys.modules, "hvac")
+    with pytest.raises(sec.SecretError) as err:  # with hvac: the token file is the problem
+        secretstore.build_tokens(s, "app")
+    assert str(err.value) == "Vault token file /nonexistent: No such file or directory"
+    s.secrets.token_file = ""
+    with pytest.raises(sec.SecretError, match="needs token_file, or role_id_file and secret_id_file"):
+        secretstore.build_tokens(s, "app")
