@@ -112,7 +112,7 @@ def run_deploy(payload: dict[str, Any], deploy_fn: Callable[..., Any] | None = N
             result = fn(settings, site, output, options, meta,
                         lambda line: logs.append(r, build_id, mask(line)), src)
         except Exception as exc:  # noqa: BLE001 - DeployError, or any crash: the build failed
-            notify.deploy_event(r, build_id, site, "failed", reason=mask(f"deploy: {exc}"))
+            notify.deploy_event(r, build_id, site, "failed", reason=mask(str(exc)))
             return _end(r, build_id, "failed", mask(f"deploy: {exc}"), log_ttl)
         if result is not None and not getattr(result, "skipped", None):
             notify.deploy_event(r, build_id, site, "switched", side=str(getattr(result, "side", "") or ""),

@@ -119,7 +119,7 @@ def deploy_notice(settings: Any, r: redis.Redis, repo: str, data: dict[str, Any]
     fields = _build_fields(settings, build)
     fields.update({"result": result, "site": site, "side": side,
                    "previous_side": data.get("previous_side", ""), "reason": data.get("reason", ""),
-                   "build_status": build.status, "time": _iso(ts)})
+                   "time": _iso(ts)})
     fields.pop("status", None)
     fields.pop("duration", None)
     subject = f"[gitserve] {repo} {short_ref(build.ref)}: deploy to {site} {result}"
