@@ -271,3 +271,17 @@ def test_vault_backend_without_hvac_is_one_line(tmp_path: Path, monkeypatch):
     s.secrets.token_file = ""
     with pytest.raises(sec.SecretError, match="needs token_file, or role_id_file and secret_id_file"):
         secretstore.build_tokens(s, "app")
+
+
+def test_push_texts_for_create_update_delete(tmp_path: Path):
+    from buildqueue import notify_format
+    from gitserve.names import ZERO_SHA
+
+    s = settings_mod.Settings(home=tmp_path)
+    a, b = "a" * 40, "b" * 40
+    texts = [notify_format.push_notice(s, "app", {"ref": ref, "old": old, "new": new, "pusher": "bob"}, 0).text
+             for ref, old, new in (("refs/heads/main", ZERO_SHA, a), ("refs/heads/main", a, b),
+                                   ("refs/tags/v1", b, ZERO_SHA))]
+    assert texts == ["gitserve: bob created main at aaaaaaa in app",
+                     "gitserve: bob pushed main aaaaaaa..bbbbbbb in app",
+                     "gitserve: bob deleted v1 in app"]
