@@ -160,7 +160,8 @@ class Notifier:
         except _Stopping:
             return
         except Exception as exc:  # noqa: BLE001 - one bad event never stops the notifier
-            log.warning("notifier: event %s dropped: %s: %s", entry_id.decode(), type(exc).__name__, exc)
+            # the type only: a message could quote a URL with its credentials
+            log.warning("notifier: event %s dropped: %s", entry_id.decode(), type(exc).__name__)
         try:
             r.xack(keys.NOTIFY_EVENTS, keys.NOTIFY_GROUP, entry_id)
             r.xdel(keys.NOTIFY_EVENTS, entry_id)
