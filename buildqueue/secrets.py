@@ -18,14 +18,17 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from gitserve.errors import GitserveError
 from gitserve.fsutil import atomic_write
+
+from .workersettings import SECRETS_KEY_ENV, WorkerSettings
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 # Names a secret may not take: they would override what the build relies on.
 RESERVED = {"PATH", "HOME", "USER", "LOGNAME", "SHELL", "PWD", "LANG", "TMPDIR",
             "LD_PRELOAD", "LD_LIBRARY_PATH", "IFS"}
 MASK = "***"
-KEY_FILE_ENV = "GITSERVE_SECRETS_KEY_FILE"
+KEY_FILE_ENV = SECRETS_KEY_ENV
 # The scope of the server's own secrets (the SMTP password): no repo name starts with '@',
 # so no build can ever receive them.
 SERVER_SCOPE = "@server"
@@ -33,7 +36,7 @@ SERVER_SCOPE = "@server"
 NOTIFY_ONLY = frozenset({"webhook"})
 
 
-class SecretError(Exception):
+class SecretError(GitserveError):
     """Invalid name/value, or a key that cannot decrypt."""
 
 
@@ -143,11 +146,7 @@ def encrypt_values(values: dict[str, str], key_file: Path) -> dict[str, str]:
 
 def worker_key_file() -> Path | None:
     """Where a worker finds the key: $GITSERVE_SECRETS_KEY_FILE, else $GITSERVE_HOME/secrets.key."""
-    if os.environ.get(KEY_FILE_ENV):
-        return Path(os.environ[KEY_FILE_ENV]).expanduser()
-    if os.environ.get("GITSERVE_HOME"):
-        return Path(os.environ["GITSERVE_HOME"]).expanduser() / "secrets.key"
-    return None
+    return WorkerSettings.from_env().secrets_key_file
 
 
 def decrypt(tokens: dict[str, str], key_file: Path | None) -> dict[str, str]:

@@ -1,5 +1,7 @@
 """`ssh git@host secrets list|set|remove REPO [NAME]`: the admin's secrets commands over ssh.
 
+gitserve.app puts `COMMAND` in the server's ssh command table.
+
 Only admins may use it: users with write access to gitolite-admin (who could grant
 themselves anything anyway). `set` reads the value from stdin, so it never shows in a
 command line, the audit log or `ps`: `ssh git@host secrets set app TOKEN < token.txt`.
@@ -74,4 +76,4 @@ def cmd_secrets(ctx: ssh_commands.CommandContext, args: list[str]) -> int:
     return 0
 
 
-ssh_commands.register("secrets", cmd_secrets, "list, set, remove secrets (admins)")
+COMMAND = ssh_commands.Command("secrets", cmd_secrets, "list, set, remove secrets (admins)")
