@@ -255,16 +255,27 @@ def test_events_of_a_dead_server_process_are_taken_over(tmp_path: Path, redis_se
     assert gone.encode() not in names and gone not in names
 
 
-def test_vault_backend_without_hvac_is_one_line(tmp_path: Path, monkeypatch):
+def test_vault_backend_without_hvac_is_one_line(tmp_path: Path):
+    """In a child process where `import hvac` fails (this one keeps its hvac modules intact)."""
+    import subprocess
     import sys
 
+    from tests.support.tools import subprocess_env
+
+    code = (
+        "import sys; sys.modules['hvac'] = None\n"
+        "from buildqueue import secretstore\nfrom buildqueue.secrets import SecretError\n"
+        "from gitserve.settings import Settings\n"
+        f"s = Settings(home={str(tmp_path)!r})\n"
+        "s.secrets.backend, s.secrets.address, s.secrets.token_file = 'vault', 'http://127.0.0.1:1', '/x'\n"
+        "try:\n    secretstore.build_tokens(s, 'app')\nexcept SecretError as exc:\n    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env=subprocess_env())
+    assert out.stdout.strip() == "[secrets] backend = \"vault\" needs the hvac package: pip install 'gitserve[vault]'", \
+        out.stderr
     s = settings_mod.Settings(home=tmp_path)
     s.secrets.backend, s.secrets.address, s.secrets.token_file = "vault", "http://127.0.0.1:1", "/nonexistent"
-    monkeypatch.setitem(sys.modules, "hvac", None)  # import hvac -> ImportError
-    with pytest.raises(sec.SecretError) as err:
-        secretstore.build_tokens(s, "app")
-    assert str(err.value) == "[secrets] backend = \"vault\" needs the hvac package: pip install 'gitserve[vault]'"
-    monkeypatch.delitem(sys.modules, "hvac")
     with pytest.raises(sec.SecretError) as err:  # with hvac: the token file is the problem
         secretstore.build_tokens(s, "app")
     assert str(err.value) == "Vault token file /nonexistent: No such file or directory"
