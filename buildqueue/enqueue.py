@@ -131,6 +131,8 @@ def commit_exists(repo_path: Path, sha: str) -> bool:
 
 def ssh_host_port(settings: Settings) -> tuple[str, int]:
     host, port = settings.listen_host_port()
+    if settings.server.public_port:  # e.g. 22 when users come in through the system sshd
+        port = settings.server.public_port
     if settings.server.public_host:
         host = settings.server.public_host
     elif host in ("0.0.0.0", "::", ""):

@@ -45,15 +45,17 @@ import importlib
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
 from gitserve.errors import GitserveError
 from gitserve.git.pushhooks import PushHook
 from gitserve.git.repack import RepackAfterPush
 from gitserve.settings import Settings
 from gitserve.ssh import commands as ssh_commands
-from gitserve.ssh.server import SSHServer
 from gitserve.upkeep import UpkeepService
+
+if TYPE_CHECKING:  # paramiko is imported only where a server is made: `gitserve shell`
+    from gitserve.ssh.server import SSHServer  # runs one per connection and needs none
 
 log = logging.getLogger(__name__)
 

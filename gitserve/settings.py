@@ -40,6 +40,14 @@ class ServerSettings:
     keepalive_interval: float = 15.0
     auth_failures_per_minute: int = 30
     pack_backend: str = "auto"  # auto | dulwich | git
+    # behind the system OpenSSH: every admin change rewrites the `# gitserve start/end`
+    # block of this authorized_keys file (e.g. /home/git/.ssh/authorized_keys); "" = off
+    authorized_keys: str = ""
+    # the command sshd runs for `gitserve shell` ("" = the gitserve on PATH, absolute)
+    shell_command: str = ""
+    # the SSH port users and build hosts reach (follow commands, build clone URLs); 0 = the
+    # listen port; 22 behind the system sshd
+    public_port: int = 0
 
 
 @dataclass

@@ -39,7 +39,7 @@ def command_runner(settings: Settings, table: CommandTable,
                    hooks: Sequence[PushHook]) -> CommandRunner:
     """What an exec request runs: gitserve.ssh.session with this command table and hooks."""
     def run(chan: paramiko.Channel, command: str, user: str, iface: GitSSHServer) -> int:
-        return session.run(settings, chan, command, user, iface, table, hooks)
+        return session.run(settings, chan, command, user, iface.peer, iface.env, table, hooks)
 
     return run
 
