@@ -19,6 +19,7 @@ from typing import Any
 import redis
 from dulwich.objects import Blob, Commit, Tag
 from dulwich.repo import Repo
+from gitserve.sandbox import Policy
 
 from gitserve.settings import Settings
 
@@ -212,7 +213,7 @@ def enqueue(
             "clone_url": clone_url(settings, repo_name),
             "secrets": tokens,
             "log_ttl": settings.builds.log_ttl, "deploy": deploy_options(options),
-            "sandbox": settings.builds.sandbox,
+            "sandbox": Policy.from_settings(settings.builds).to_payload(),
         }
         rqconn.queue(r, opts.queue).enqueue(
             "buildqueue.jobs.run_build", payload, job_id=build.job_id, job_timeout=-1,

@@ -62,8 +62,13 @@ class BuildSettings:
     queue: str = "builds"
     history: int = 100
     log_ttl: int = 30 * 24 * 3600
-    # a local worker hides the server home from build scripts (user+mount namespaces)
+    # builds, artifact packing and deploy.post run in a bwrap sandbox (own PID and mount
+    # namespaces, server home hidden, env from scratch); false: never sandboxed
     sandbox: bool = True
+    # a root server runs them as this user (never root)
+    sandbox_user: str = "nobody"
+    # without a usable sandbox, run builds anyway (otherwise they are refused)
+    allow_unsandboxed: bool = False
 
 
 @dataclass
