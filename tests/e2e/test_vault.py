@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import tempfile
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -46,13 +49,18 @@ def env(tmp_path_factory):
     bao = OpenBao.start(tmp / "bao")
     hooks = WebhookReceiver.start(tmp / "hooks", WEBHOOK_KEY)
     srv = None
+    cred_dir = None
     try:
         kv = bao.client().secrets.kv.v2
         kv.create_or_update_secret(path="gitserve/vaulted", secret={"DB_PASSWORD": DB_PASSWORD, "webhook": WEBHOOK_KEY})
         kv.create_or_update_secret(path="gitserve/vgate", secret={"DB_PASSWORD": DB_PASSWORD})
-        token_file = tmp / "bao-token"
+        # where an admin puts it (like /etc/gitserve/): outside HOME and outside /tmp and /var/tmp
+        # (private in the sandbox), in a directory anyone may enter; removed at the end
+        cred_dir = Path(tempfile.mkdtemp(prefix="gitserve-test-vault-", dir="/srv"))
+        cred_dir.chmod(0o755)
+        token_file = cred_dir / "bao-token"
         token_file.write_text(bao.token + "\n")
-        token_file.chmod(0o600)
+        token_file.chmod(0o644)  # readable by the build's uid: only the sandbox's hiding protects it
         settings = {"secrets": {"backend": "vault", "address": bao.address, "token_file": str(token_file),
                                 "timeout": 3.0},
                     "notify": {"backoff": 0.2}}
@@ -63,6 +71,8 @@ def env(tmp_path_factory):
             srv.stop()
         hooks.stop()
         bao.stop()
+        if cred_dir is not None:
+            shutil.rmtree(cred_dir, ignore_errors=True)
 
 
 SCRIPT = f"""#!/bin/sh
@@ -87,6 +97,19 @@ def test_vault_secret_reaches_build_masked(env):
     # the webhook is signed with the `webhook` key held in Vault
     body = wait_for(lambda: hooks.bodies("build"), timeout=30)[0]
     assert body["_req"]["verified"] is True and body["build_id"] == build_id
+
+
+def test_a_build_cannot_read_the_vault_credentials(env):
+    """The token file lives outside HOME and is world-readable (an admin's slip): a local build
+    must still not see it, or it could read every repo's secrets from Vault."""
+    srv, bao, _ = env
+    token_file = srv.settings.secrets.token_file
+    script = f"#!/bin/sh\ncat '{token_file}' 2>&1 | head -2\necho read-attempt-done\n"
+    work = new_work(srv, "vaulted", script)
+    code, lines = timed_push(srv, "alice", work, "origin", "HEAD:main")
+    out = "\n".join(remote(lines))
+    assert code == 0 and "read-attempt-done" in out, out
+    assert bao.token not in out, out
 
 
 def test_secrets_commands_act_on_vault(env):
