@@ -296,3 +296,24 @@ def test_push_texts_for_create_update_delete(tmp_path: Path):
     assert texts == ["gitserve: bob created main at aaaaaaa in app",
                      "gitserve: bob pushed main aaaaaaa..bbbbbbb in app",
                      "gitserve: bob deleted v1 in app"]
+
+
+@pytest.mark.parametrize("name, value, reason", [
+    ("notify.webhook", "https://a.example/x http://127.0.0.1:8080/h?t=1", None),
+    ("notify.webhook", "https://a.example/x ftp://b", "'ftp://b' is not an http(s) URL"),
+    ("notify.email", "dev@example.com ops@example.org", None),
+    ("notify.email", "dev@example.com, ops@example.org", "'dev@example.com,' is not a mail address"),
+    ("notify.email", "nobody", "'nobody' is not a mail address"),
+    ("notify.events", "push deploy", None),
+    ("notify.events", "build deplyo", "must be some of push build deploy (not 'deplyo')"),
+    ("notify.events", "", "must be some of push build deploy"),
+    ("notify.emails", "a@b.c", "unknown gitserve option 'notify.emails'"),
+])
+def test_notify_options_validated_like_other_gitserve_options(name, value, reason):
+    from gitserve import options as gsoptions
+
+    got = gsoptions.problem(name, value, gsoptions.Env())
+    if reason is None:
+        assert got is None
+    else:
+        assert got is not None and got.endswith(reason), got
