@@ -118,8 +118,11 @@ def ssh_commands_table(settings: Settings) -> dict[str, ssh_commands.Command]:
     from buildqueue.sshsecrets import COMMAND as SECRETS
     from deploy.sshcommands import COMMAND as DEPLOY
 
+    from gitserve.ssh import repocmds
+
     return ssh_commands.table([
-        *ssh_commands.core_commands(),  # info, help, perms, desc (Gitolite's)
+        *ssh_commands.core_commands(),  # info, help, perms, desc, writable (Gitolite's)
+        *repocmds.enabled_commands(settings),  # D, create, fork, symbolic-ref if enabled
         BUILDS,  # builds list|show|log|cancel|retry
         DEPLOY,  # deploy status|rollback
         SECRETS,  # secrets list|set|remove (admins)
