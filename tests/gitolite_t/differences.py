@@ -10,8 +10,6 @@ _BAD_CONF = ("gitserve refuses an admin push whose conf is broken (SPEC §2: nob
 _MISSING_INCLUDE = ("`include \"i1.conf\"` names a file that is not there: gitserve refuses "
                     "the push (rules would be dropped silently); Gitolite only warns")
 _NEVER_RUN = "never runs: the file ends (`or die`) after the refused push of #45"
-_PROGRESS = ("server progress lines (Counting/Compressing/Total) on clone are the protocol "
-             "issue's (#13); pending until it lands")
 
 DELIBERATE: dict[str, dict[int, str]] = {
     "0-me-first": {
@@ -23,7 +21,6 @@ DELIBERATE: dict[str, dict[int, str]] = {
     "basic": {
         5: "CHECK_SETUP looks for the sha of `gitolite setup`'s first admin commit; gitserve's "
            "first admin commit is `gitserve init`'s",
-        12: _PROGRESS, 13: _PROGRESS, 14: _PROGRESS,
     },
     "include-subconf": {
         36: _BAD_CONF + " (here: `subconf` run from inside a subconf)",

@@ -62,7 +62,9 @@ def test_noop_update_of_a_forbidden_ref_is_checked_and_deploys_nothing(srv):
     assert res.report[:1] == ["unpack ok"], res
     status = res.status("refs/heads/main")
     assert status is not None and status.startswith("ng refs/heads/main"), res
-    assert "W refs/heads/main web mallory DENIED" in status, status
+    # Gitolite's wording: the denial as a FATAL line on sideband 2, "hook declined" as the status
+    assert status == "ng refs/heads/main hook declined", status
+    assert any("W refs/heads/main web mallory DENIED" in line for line in res.progress), res.progress
     assert rev(srv, "web", "refs/heads/main") == main
     assert not [b for b in builds_of(srv, "web") if b["new"] == sha], builds_of(srv, "web")
     assert get(srv.ports["live"]) == (200, "alice v1\n")
