@@ -81,6 +81,25 @@ class UpkeepSettings:
 
 
 @dataclass
+class HttpSettings:
+    # HOST:PORT of the HTTP face (smart HTTP git, web UI, /metrics); empty: off
+    listen: str = ""
+    # base URL users reach it at (login links, clone URLs), e.g. "https://git.example.com";
+    # default: http://LISTEN
+    public_url: str = ""
+    # comma-separated peer addresses (the TLS proxy) whose X-Forwarded-Proto/-For are believed
+    trusted_proxies: str = ""
+    # non-empty: /metrics needs `Authorization: Bearer TOKEN`
+    metrics_token: str = ""
+    # days a web session lasts after `login`
+    session_days: int = 7
+    # failed token logins per address and minute before 429
+    auth_failures_per_minute: int = 20
+    # git requests served at once (each holds a thread while it packs or receives)
+    git_threads: int = 32
+
+
+@dataclass
 class Settings:
     home: Path
     server: ServerSettings = field(default_factory=ServerSettings)
@@ -88,6 +107,7 @@ class Settings:
     builds: BuildSettings = field(default_factory=BuildSettings)
     deploy: DeploySettings = field(default_factory=DeploySettings)
     upkeep: UpkeepSettings = field(default_factory=UpkeepSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
 
     # --- layout (SPEC §2) -------------------------------------------------
     @property
@@ -146,6 +166,11 @@ class Settings:
         host, _, port = self.server.listen.rpartition(":")
         return host.strip("[]") or "127.0.0.1", int(port)
 
+    @property
+    def http_dir(self) -> Path:
+        """Tokens (hashed), one-time login links and the session signing key."""
+        return self.home / "http"
+
 
 def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
     """--home, then $GITSERVE_HOME, then ~/.gitserve."""
@@ -198,7 +223,7 @@ def _toml_value(value: Any) -> str:
 def render(settings: Settings) -> str:
     """gitserve.toml text for SETTINGS, every setting spelled out so users see what exists."""
     out = ["# gitserve settings; see README.md for what each one does", ""]
-    for name in ("server", "redis", "builds", "deploy", "upkeep"):
+    for name in ("server", "redis", "builds", "deploy", "upkeep", "http"):
         out.append(f"[{name}]")
         section = getattr(settings, name)
         for f in fields(section):

@@ -60,14 +60,24 @@ def optional_services(settings: Any) -> list[Any]:
     return found
 
 
+def _add_http_commands() -> None:
+    """`token` and `login` over ssh (gitserve.http); they need no HTTP service running."""
+    from gitserve.http.sshcommands import COMMANDS
+    from gitserve.ssh import commands
+
+    for name, (fn, summary) in COMMANDS.items():
+        commands.register(name, fn, summary)
+
+
 class SSHService:
     """The SSH listener as a service (bound in the constructor so the port is known early)."""
 
-    def __init__(self, settings: Any) -> None:
+    def __init__(self, settings: Any, metrics: Any = None) -> None:
         from gitserve.ssh.server import SSHServer
         from gitserve.ssh import runner
 
-        self.server = SSHServer(settings, runner.lookup_user(settings), runner.command_runner(settings))
+        self.server = SSHServer(settings, runner.lookup_user(settings), runner.command_runner(settings),
+                                metrics=metrics)
         self.address = self.server.bind(*settings.listen_host_port())
 
     def start(self) -> None:
@@ -84,6 +94,8 @@ def serve(
         "--redis-url", help="Use this Redis; no embedded Redis or local workers.")] = None,
     workers: Annotated[Optional[int], typer.Option(
         "--workers", min=0, help="Local build workers (with the embedded Redis).")] = None,
+    http: Annotated[Optional[str], typer.Option(
+        "--http", help="HOST:PORT for smart HTTP git, the web UI and /metrics.")] = None,
 ) -> None:
     """Run the SSH git server (and the embedded Redis, build workers and nginx)."""
     settings = load_settings(home)
@@ -96,10 +108,16 @@ def serve(
         settings.redis.url = redis_url
     if workers is not None:
         settings.builds.workers = workers
+    if http is not None:
+        settings.http.listen = http
     if not settings.admin_repo.exists():
         fail(f"{settings.home} is not a gitserve home (run `gitserve init` first)")
 
     load_plugins()
+    from gitserve.metrics import Metrics
+
+    metrics = Metrics()
+    _add_http_commands()
     services: list[Any] = []
     stop = threading.Event()
 
@@ -110,12 +128,20 @@ def serve(
     signal.signal(signal.SIGINT, on_signal)
     try:
         try:
-            ssh = SSHService(settings)
+            ssh = SSHService(settings, metrics)
         except OSError as exc:
             fail(f"cannot listen on {settings.server.listen}: {exc.strerror or exc}")
         except RuntimeError as exc:
             fail(str(exc))
-        for service in optional_services(settings) + [ssh]:
+        web = None
+        if settings.http.listen:
+            from gitserve.http.service import HttpService
+
+            try:
+                web = HttpService(settings, metrics)
+            except RuntimeError as exc:
+                fail(str(exc))
+        for service in optional_services(settings) + [ssh] + ([web] if web else []):
             service.start()
             services.append(service)
         host, port = ssh.address
@@ -127,6 +153,10 @@ def serve(
         print(f"gitserve: listening on {host}:{port}", flush=True)
         print(f"gitserve: clone with  git clone ssh://{user}@{_url_host(shown)}:{port}/REPO",
               flush=True)
+        if web is not None:
+            whost, wport = web.address
+            print(f"gitserve: http on {whost}:{wport} (web UI, git over http, /metrics)",
+                  flush=True)
         while not stop.wait(1):
             pass
     finally:

@@ -73,7 +73,11 @@ class ReceivePack(ReceivePackHandler):
 
     # --- conversation ---------------------------------------------------
     def handle(self) -> None:
-        self._advertise()
+        # smart HTTP (stateless-rpc) asks for the advertisement and the push separately
+        if self.advertise_refs or not self.stateless_rpc:
+            self._advertise()
+            if self.advertise_refs:
+                return
         commands = self._read_commands()
         if commands is None:
             return

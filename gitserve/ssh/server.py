@@ -12,11 +12,12 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import paramiko
 from dulwich.errors import HangupException
 
+from gitserve.metrics import NULL as NULL_METRICS
 from gitserve.settings import Settings
 
 from .auth import GitserveAuthHandler, GitSSHServer, KeyLookup
@@ -48,8 +49,9 @@ def load_host_keys(directory: Path) -> list[paramiko.PKey]:
 
 class SSHServer:
     def __init__(self, settings: Settings, lookup: KeyLookup, run_command: CommandRunner,
-                 host_keys: list[paramiko.PKey] | None = None) -> None:
+                 host_keys: list[paramiko.PKey] | None = None, metrics: Any = None) -> None:
         self.settings = settings
+        self.metrics = metrics if metrics is not None else NULL_METRICS
         self.lookup = lookup
         self.run_command = run_command
         self.host_keys = host_keys if host_keys is not None else load_host_keys(settings.host_keys_dir)
@@ -114,6 +116,7 @@ class SSHServer:
             refused = self.admission.admit(ip)
             if refused:
                 log.warning("refused connection from %s: %s", ip, refused)
+                self.metrics.connections_refused.labels("ssh").inc()
                 _refuse(conn)
                 continue
             threading.Thread(target=self._serve_connection, args=(conn, ip),
@@ -123,10 +126,13 @@ class SSHServer:
         s = self.settings.server
         holds_slot = False
         transport: paramiko.Transport | None = None
+        self.metrics.connections.labels("ssh").inc()
+        self.metrics.connections_open.labels("ssh").inc()
         try:
             refused = self.admission.start_auth(ip, min(s.banner_timeout, 10.0), conn)
             if refused:
                 log.warning("refused connection from %s: %s", ip, refused)
+                self.metrics.connections_refused.labels("ssh").inc()
                 _refuse(conn)
                 return
             holds_slot = True
@@ -163,6 +169,7 @@ class SSHServer:
             else:
                 conn.close()
             self.admission.closed(ip, holds_slot, conn)
+            self.metrics.connections_open.labels("ssh").dec()
 
     def _serve_channels(self, transport: paramiko.Transport, iface: GitSSHServer) -> None:
         idle = self.settings.server.idle_timeout
