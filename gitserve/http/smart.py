@@ -219,9 +219,11 @@ class SmartHttp:
         try:
             state, wild = await anyio.to_thread.run_sync(self._check, conn, name, aa)
         except session.Denied as exc:
-            m.access_denied.labels("http", "1").inc()
-            if user is None:  # anonymous: maybe a token would do; never say which repos exist
+            if user is None:
+                # anonymous: the challenge git answers with a token (its first try is always
+                # without one, so this is no denial yet); never says which repos exist
                 return _unauthorized("authentication required\n")
+            m.access_denied.labels("http", "1").inc()
             return PlainTextResponse(f"FATAL: {exc}\n", status_code=403)
         except Exception as exc:  # noqa: BLE001 - a broken admin repo: say so, no traceback
             log.exception("access check failed for %s", name)

@@ -1,0 +1,257 @@
+"""Smart HTTP git with the real git client: tokens, anonymous `daemon` reads, Gitolite's
+messages and audit lines as over SSH, a sync build's log streamed into an http push,
+revocation, the failed-login limit, and /metrics after the work (parsed by prometheus-client)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.e2e.httpkit import (audit_since, get, hgit, http_env, http_url, loads,
+                               make_http_server, remote, timed_git, token)
+
+pytestmark = pytest.mark.timeout(180)
+
+CONF = """
+repo gitolite-admin
+    RW+ = admin
+repo pub
+    RW+ = alice
+    R = daemon
+repo priv
+    RW+ = alice
+    RW dev = bob
+    R = bob
+repo live
+    RW+ = alice
+    option build.enable = 1
+"""
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    server = make_http_server(tmp_path_factory.mktemp("http-srv"), conf=CONF,
+                              users=("alice", "bob", "carol"),
+                              settings={"http": {"trusted_proxies": "127.0.0.1",
+                                                 "auth_failures_per_minute": 5}})
+    try:
+        work = server.clone("alice", "priv")
+        server.commit("alice", work, "README", "hello from priv\n")
+        server.git("alice", "push", "-q", "origin", "HEAD:main", cwd=work)
+        work = server.clone("alice", "pub")
+        server.commit("alice", work, "README", "hello from pub\n")
+        server.git("alice", "push", "-q", "origin", "HEAD:main", cwd=work)
+        yield server
+    finally:
+        server.stop()
+
+
+def test_anonymous_read_only_where_daemon_may(srv, tmp_path):
+    ok = hgit(srv, "clone", http_url(srv, "pub"), str(tmp_path / "pub"))
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "pub" / "README").read_text() == "hello from pub\n"
+    denied = hgit(srv, "clone", http_url(srv, "priv"), str(tmp_path / "priv"))
+    assert denied.returncode != 0 and not (tmp_path / "priv").exists()
+    # what git's credential helpers need: 401 with a Basic challenge (no hint the repo exists)
+    for repo in ("priv", "no-such-repo"):
+        status, headers, _ = get(f"{srv.http_base}/{repo}.git/info/refs?service=git-upload-pack")
+        assert status == 401 and headers["WWW-Authenticate"] == 'Basic realm="gitserve"'
+    # a push always needs a token, even where daemon may read
+    (tmp_path / "pub" / "x").write_text("x\n")
+    hgit(srv, "add", "x", cwd=tmp_path / "pub")
+    hgit(srv, "commit", "-qm", "x", cwd=tmp_path / "pub")
+    push = hgit(srv, "push", "origin", "HEAD:main", cwd=tmp_path / "pub")
+    assert push.returncode != 0
+    status, headers, _ = get(f"{srv.http_base}/pub.git/info/refs?service=git-receive-pack")
+    assert status == 401 and "WWW-Authenticate" in headers
+
+
+def test_token_clone_fetch_push_with_audit(srv, tmp_path):
+    tok = token(srv, "alice", "laptop")
+    assert re.fullmatch(r"gst_[A-Za-z0-9_-]{43}", tok)
+    stored = (srv.home / "http" / "tokens.json").read_text()
+    assert tok not in stored and tok[4:] not in stored  # only the hash is kept
+    before = len(srv.audit_lines())
+    url = http_url(srv, "priv", "alice", tok)
+    clone = hgit(srv, "clone", url, str(tmp_path / "a"))
+    assert clone.returncode == 0, clone.stderr
+    (tmp_path / "a" / "new.txt").write_text("over http\n")
+    hgit(srv, "add", "new.txt", cwd=tmp_path / "a")
+    hgit(srv, "commit", "-qm", "over http", cwd=tmp_path / "a")
+    push = hgit(srv, "push", "origin", "HEAD:main", "HEAD:refs/heads/topic", cwd=tmp_path / "a")
+    assert push.returncode == 0, push.stderr
+    head = hgit(srv, "rev-parse", "HEAD", cwd=tmp_path / "a").stdout.strip()
+    # the same refs over ssh, and a fetch over http from another clone sees the push
+    assert f"{head}\trefs/heads/topic" in srv.git("alice", "ls-remote", srv.url("priv")).stdout
+    other = srv.clone("alice", "priv")
+    srv.git("alice", "remote", "set-url", "origin", url, cwd=other)
+    srv.git("alice", "reset", "-q", "--hard", "HEAD~1", cwd=other)
+    fetch = hgit(srv, "pull", "-q", "--ff-only", "origin", "main", cwd=other)
+    assert fetch.returncode == 0, fetch.stderr
+    assert (other / "new.txt").read_text() == "over http\n"
+    lines = audit_since(srv, before)
+    reads = [e for e in lines if e["op"] == "R" and e["repo"] == "priv" and e["user"] == "alice"]
+    assert reads and all(e["result"] == "allowed" and e["ip"] == "127.0.0.1" for e in reads)
+    pushed = {e["ref"] for e in lines if e["op"] == "push" and e["result"] == "updated"}
+    assert pushed == {"refs/heads/main", "refs/heads/topic"}
+
+
+def test_denied_ref_has_gitolite_message_as_over_ssh(srv, tmp_path):
+    tok = token(srv, "bob", "ci")
+    url = http_url(srv, "priv", "bob", tok)
+    assert hgit(srv, "clone", url, str(tmp_path / "b")).returncode == 0
+    work = tmp_path / "b"
+    (work / "bob.txt").write_text("bob\n")
+    hgit(srv, "add", "bob.txt", cwd=work)
+    hgit(srv, "commit", "-qm", "bob", cwd=work)
+    over_http = hgit(srv, "push", "origin", "HEAD:main", cwd=work)
+    srv.git("bob", "remote", "add", "ssh", srv.url("priv"), cwd=work)
+    over_ssh = srv.git("bob", "push", "ssh", "HEAD:main", cwd=work, check=False)
+    assert over_http.returncode != 0 and over_ssh.returncode != 0
+
+    def said(stderr: str) -> list[str]:
+        return [line.strip() for line in stderr.splitlines()
+                if line.startswith("remote:") or "[remote rejected]" in line]
+
+    assert "remote: FATAL: W refs/heads/main priv bob DENIED by fallthru" in said(over_http.stderr)
+    assert said(over_http.stderr) == said(over_ssh.stderr)
+    # the ref bob may write goes through
+    ok = hgit(srv, "push", "origin", "HEAD:dev", cwd=work)
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_check1_denial_is_gitolite_text(srv, tmp_path):
+    tok = token(srv, "carol", "c")
+    out = hgit(srv, "clone", http_url(srv, "priv", "carol", tok), str(tmp_path / "c"))
+    assert out.returncode != 0
+    assert "remote: FATAL: R any priv carol DENIED by fallthru" in out.stderr
+    assert "remote: (or you mis-spelled the reponame)" in out.stderr
+    # an unknown repo looks exactly the same
+    out2 = hgit(srv, "clone", http_url(srv, "nope", "carol", tok), str(tmp_path / "d"))
+    assert "remote: FATAL: R any nope carol DENIED by fallthru" in out2.stderr
+
+
+def test_token_revoked_midway_stops_working(srv, tmp_path):
+    tok = token(srv, "alice", "short", "--expires", "1")
+    listing = srv.ssh("alice", "token", "list").stdout
+    assert re.search(r"^short\tactive\tcreated \S+ \S+\texpires \S+ \S+$", listing, re.M), listing
+    url = http_url(srv, "priv", "alice", tok)
+    assert hgit(srv, "clone", url, str(tmp_path / "r")).returncode == 0
+    assert hgit(srv, "fetch", "origin", cwd=tmp_path / "r").returncode == 0
+    out = srv.ssh("alice", "token", "revoke", "short")
+    assert out.returncode == 0 and out.stdout == "token short revoked\n"
+    again = hgit(srv, "fetch", "origin", cwd=tmp_path / "r")
+    assert again.returncode != 0 and "Authentication failed" in again.stderr
+    assert "short" not in srv.ssh("alice", "token", "list").stdout
+    bad = srv.ssh("alice", "token", "revoke", "short")
+    assert bad.returncode != 0 and bad.stderr.strip() == "FATAL: you have no token named short"
+    bad = srv.ssh("alice", "token", "create", ".x")
+    assert bad.returncode != 0 and "FATAL: invalid token name" in bad.stderr
+    # another user's name with alice's (live) token is no login either
+    tok2 = token(srv, "alice", "other")
+    status, headers, _ = get(f"{srv.http_base}/priv.git/info/refs?service=git-upload-pack",
+                             headers={"Authorization": _basic("bob", tok2),
+                                      "X-Forwarded-For": "198.51.100.1"})
+    assert status == 401 and headers["WWW-Authenticate"] == 'Basic realm="gitserve"'
+
+
+def _basic(user: str, secret: str) -> str:
+    import base64
+
+    return "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode()
+
+
+def test_failed_logins_are_limited_per_address(srv):
+    url = f"{srv.http_base}/priv.git/info/refs?service=git-upload-pack"
+    attacker = {"X-Forwarded-For": "203.0.113.9"}  # the trusted proxy (127.0.0.1) says who
+    codes = [get(url, headers={**attacker, "Authorization": _basic("alice", f"gst_guess{i}")})[0]
+             for i in range(7)]
+    assert codes[:5] == [401] * 5 and codes[5:] == [429, 429]
+    # even the right token is refused from that address now; others are unaffected
+    tok = token(srv, "alice", "limit")
+    assert get(url, headers={**attacker, "Authorization": _basic("alice", tok)})[0] == 429
+    assert get(url, headers={"X-Forwarded-For": "203.0.113.10",
+                             "Authorization": _basic("alice", tok)})[0] == 200
+
+
+def test_build_log_streams_into_http_push(srv, tmp_path):
+    tok = token(srv, "alice", "builder")
+    url = http_url(srv, "live", "alice", tok)
+    work = tmp_path / "live"
+    assert hgit(srv, "clone", url, str(work)).returncode == 0
+    script = work / ".gitserve" / "build"
+    script.parent.mkdir()
+    script.write_text("#!/bin/sh\necho first line\nsleep 4\necho second line\n")
+    script.chmod(0o755)
+    hgit(srv, "add", "-A", cwd=work)
+    hgit(srv, "commit", "-qm", "build", cwd=work)
+    code, lines = timed_git(http_env(srv), "push", "origin", "HEAD:main", cwd=work)
+    assert code == 0, lines
+    at = {line[len("remote: "):].strip(): t for t, line in lines if line.startswith("remote: ")}
+    assert at["second line"] - at["first line"] >= 3.0, lines
+    summary = remote(lines)[-1]
+    assert re.fullmatch(r"build \d+ passed in \d+\.\ds", summary), lines
+    build_id = summary.split()[1]
+    out = srv.ssh("alice", "builds", "log", build_id)
+    assert out.stdout.splitlines() == ["first line", "second line", summary]
+
+
+def test_healthz(srv):
+    status, headers, body = get(f"{srv.http_base}/healthz")
+    report = loads(body)
+    assert headers["Content-Type"] == "application/json"
+    assert report["redis"] == "ok" and report["workers"] >= 1, report
+    assert status == (200 if report["status"] == "ok" else 503)
+
+
+def scrape(srv) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    status, headers, body = get(f"{srv.http_base}/metrics")
+    assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    samples = {}
+    for family in text_string_to_metric_families(body.decode()):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples
+
+
+def test_metrics_count_the_work(srv, tmp_path):
+    before = scrape(srv)
+    # the work: an anonymous clone, a denied clone, a wrong token, a push with a build
+    assert hgit(srv, "clone", http_url(srv, "pub"), str(tmp_path / "p")).returncode == 0
+    tok = token(srv, "carol", "metrics")
+    assert hgit(srv, "clone", http_url(srv, "priv", "carol", tok), str(tmp_path / "c")).returncode
+    assert get(f"{srv.http_base}/priv.git/info/refs?service=git-upload-pack",
+               headers={"Authorization": _basic("alice", "gst_wrong")})[0] == 401
+    tok = token(srv, "alice", "metrics")
+    work = tmp_path / "live"
+    assert hgit(srv, "clone", http_url(srv, "live", "alice", tok), str(work)).returncode == 0
+    script = work / ".gitserve" / "build"
+    script.parent.mkdir(exist_ok=True)
+    script.write_text("#!/bin/sh\necho counted\nsleep 1\n")
+    script.chmod(0o755)
+    hgit(srv, "add", "-A", cwd=work)
+    hgit(srv, "commit", "-qm", "metrics", cwd=work)
+    push = hgit(srv, "push", "origin", "HEAD:main", cwd=work)
+    assert push.returncode == 0 and "passed in" in push.stderr, push.stderr
+    after = scrape(srv)
+
+    def grew(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert grew("gitserve_git_operations_total", transport="http", service="git-upload-pack") >= 1
+    assert grew("gitserve_git_operations_total", transport="http", service="git-receive-pack") == 1
+    assert grew("gitserve_pushes_total", transport="http") == 1
+    assert grew("gitserve_git_bytes_total", transport="http", direction="sent") > 0
+    assert grew("gitserve_git_bytes_total", transport="http", direction="received") > 0
+    assert grew("gitserve_access_denied_total", transport="http", check="1") == 1
+    assert grew("gitserve_access_denied_total", transport="http", check="login") == 1
+    assert grew("gitserve_connections_total", transport="ssh") >= 2  # the two `token create`
+    assert grew("gitserve_connections_total", transport="http") >= 6
+    assert grew("gitserve_builds_total", result="passed") == 1
+    assert grew("gitserve_build_duration_seconds_count") == 1
+    assert grew("gitserve_build_duration_seconds_sum") >= 1
+    assert after[("gitserve_connections_open", (("transport", "ssh"),))] >= 0
+    assert ("gitserve_queue_depth", (("queue", "builds"),)) in after
