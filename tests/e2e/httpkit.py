@@ -123,3 +123,30 @@ def audit_since(srv: GitServer, count: int) -> list[dict[str, Any]]:
 
 def loads(body: bytes) -> Any:
     return json.loads(body.decode())
+
+
+def post_form(base: str, path: str, form: str, headers: dict[str, str] | None = None
+              ) -> tuple[int, Any, bytes]:
+    """POST an urlencoded FORM without following redirects: (status, headers, body)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    u = urlsplit(base)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    try:
+        conn.request("POST", path, body=form.encode(),
+                     headers={"Content-Type": "application/x-www-form-urlencoded",
+                              **(headers or {})})
+        resp = conn.getresponse()
+        return resp.status, resp.headers, resp.read()
+    finally:
+        conn.close()
+
+
+def login_cookie(srv: GitServer, user: str, headers: dict[str, str] | None = None) -> str:
+    """The Set-Cookie header of a login through a fresh one-time link."""
+    link = srv.ssh(user, "login").stdout.strip()
+    nonce = link.rsplit("/", 1)[1]
+    status, h, _ = post_form(srv.http_base, "/login", f"nonce={nonce}", headers)  # type: ignore[attr-defined]
+    assert status == 303, status
+    return str(h["Set-Cookie"])

@@ -9,7 +9,7 @@ import re
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.httpkit import (audit_since, get, hgit, http_env, http_url, loads,
+from tests.e2e.httpkit import (audit_since, get, hgit, http_env, http_url, loads, login_cookie,
                                make_http_server, remote, timed_git, token)
 
 pytestmark = pytest.mark.timeout(180)
@@ -196,6 +196,13 @@ def test_build_log_streams_into_http_push(srv, tmp_path):
     build_id = summary.split()[1]
     out = srv.ssh("alice", "builds", "log", build_id)
     assert out.stdout.splitlines() == ["first line", "second line", summary]
+
+
+def test_session_cookie_secure_only_over_https_from_trusted_proxy(srv):
+    # this server trusts 127.0.0.1 as its TLS proxy
+    cookie = login_cookie(srv, "alice", {"X-Forwarded-Proto": "https"})
+    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=lax" in cookie
+    assert "Secure" not in login_cookie(srv, "alice")
 
 
 def test_healthz(srv):
