@@ -147,8 +147,7 @@ def cmd_cancel(r, args, access, out, settings, user: str = "") -> int:
             # not picked up yet: it never will be (the job sees the status and returns)
             if records.finish(r, build.id, "cancelled", f"cancelled{by}", log_ttl=ttl,
                               last_line=f"gitserve: cancelled{by}", expect=build.status):
-                job_id = build.job_id if build.status == "queued" else f"gitserve-deploy-{build.id}"
-                _cancel_rq_job(r, job_id)
+                rqconn.cancel_job(r, build.job_id if build.status == "queued" else keys.deploy_job(build.id))
                 out.write(f"build {build.id} cancelled\n")
                 return 0
             continue
@@ -162,17 +161,6 @@ def cmd_cancel(r, args, access, out, settings, user: str = "") -> int:
             out.write(f"build {build.id}: cancel requested (still {final.status})\n")
         return 0
     raise CommandError(f"build {build.id} keeps changing state; try again")
-
-
-def _cancel_rq_job(r: redis.Redis, job_id: str) -> None:
-    from rq.exceptions import InvalidJobOperation, NoSuchJobError
-    from rq.job import Job
-    from rq.serializers import JSONSerializer
-
-    try:
-        Job.fetch(job_id, connection=r, serializer=JSONSerializer).cancel()
-    except (NoSuchJobError, InvalidJobOperation):
-        pass
 
 
 def cmd_retry(r, args, access, out, settings, user: str = "") -> int:

@@ -55,7 +55,7 @@ def hand_over(r: redis.Redis, payload: dict[str, Any], output: Path, ws: Path) -
         return  # cancelled meanwhile
     logs.append(r, build_id, f"gitserve: build passed, deploying site {payload['deploy']['site']}")
     rqconn.queue(r, DEPLOY_QUEUE).enqueue(
-        "buildqueue.deploy_job.run_deploy", payload, job_id=f"gitserve-deploy-{build_id}",
+        "buildqueue.deploy_job.run_deploy", payload, job_id=keys.deploy_job(build_id),
         job_timeout=-1, result_ttl=24 * 3600, failure_ttl=7 * 24 * 3600,
         description=f"deploy build {build_id} to {payload['deploy']['site']}",
     )

@@ -51,7 +51,8 @@ class EmbeddedRedis:
             return False
 
     def _failure(self) -> str:
-        err = (self.proc.stderr.read() or b"").decode(errors="replace").strip() if self.proc and self.proc.stderr else ""
+        stderr = self.proc.stderr if self.proc else None
+        err = (stderr.read() or b"").decode(errors="replace").strip() if stderr else ""
         if not err and self.log_file and self.log_file.exists():
             err = self.log_file.read_text(errors="replace").strip()
         return err.splitlines()[-1] if err else f"exit status {self.proc.returncode if self.proc else '?'}"

@@ -20,7 +20,7 @@ import redis
 from dulwich.objects import Blob, Commit, Tag
 from dulwich.repo import Repo
 
-from . import records, rqconn
+from . import keys, records, rqconn
 from . import secrets as secrets_mod
 
 HIDDEN_PREFIX = "refs/gitserve/builds/"
@@ -191,7 +191,7 @@ def enqueue(
             repo.refs[hidden_ref(build_id).encode()] = new.encode()
         finally:
             repo.close()
-        build.job_id = f"gitserve-build-{build_id}"
+        build.job_id = keys.build_job(build_id)
         dropped = records.create(r, build, settings.builds.history)
         payload = {
             "build_id": build_id, "repo": repo_name, "ref": ref, "old": old, "new": new,

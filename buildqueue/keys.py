@@ -11,6 +11,16 @@ SEQUENCE = PREFIX + "build:seq"          # INCR counter: build ids are 1, 2, 3 .
 ALL_BUILDS = PREFIX + "builds"           # zset id -> id, every build still in history
 
 
+def build_job(build_id: str) -> str:
+    """RQ job id of a build's run on a build worker (one job per build, so a retry is a new build)."""
+    return f"gitserve-build-{build_id}"
+
+
+def deploy_job(build_id: str) -> str:
+    """RQ job id of the deploy that follows a passed build of a site repo."""
+    return f"gitserve-deploy-{build_id}"
+
+
 def build(build_id: str) -> str:
     """Hash with the build's record (repo, ref, status, times ...)."""
     return f"{PREFIX}build:{build_id}"

@@ -16,7 +16,7 @@ from typing import Any
 
 import redis
 
-from . import keys
+from . import keys, rqconn
 
 FINAL = ("passed", "failed", "timed out", "cancelled")
 ACTIVE = ("running", "deploying")  # a job holds these and sends heartbeats
@@ -229,9 +229,8 @@ def reap_if_lost(r: redis.Redis, build: Build, log_ttl: int = 0) -> bool:
     (the work-horse was killed), or it stopped sending heartbeats (the whole worker is gone)."""
     if build.status not in ACTIVE:
         return False
-    job_id = build.job_id if build.status == "running" else f"gitserve-deploy-{build.id}"
-    job_status = r.hget(f"rq:job:{job_id}", "status") if job_id else None
-    if job_status in (b"failed", b"stopped", b"canceled"):
+    job_id = build.job_id if build.status == "running" else keys.deploy_job(build.id)
+    if job_id and rqconn.job_status(r, job_id) in ("failed", "stopped", "canceled"):
         return finish(r, build.id, "failed", LOST_REASON, log_ttl=log_ttl,
                       last_line=f"gitserve: {LOST_REASON}", expect=build.status)
     if r.exists(keys.heartbeat(build.id)):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import redis
 from rq import Queue
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.job import Job
 from rq.serializers import JSONSerializer
 
 CONNECT_TIMEOUT = 3.0
@@ -30,6 +32,23 @@ def connect(url: str, *, check: bool = True) -> redis.Redis:
 
 def queue(r: redis.Redis, name: str) -> Queue:
     return Queue(name, connection=r, serializer=JSONSerializer)
+
+
+def job_status(r: redis.Redis, job_id: str) -> str | None:
+    """The RQ job's status ("queued", "started", "failed", ...) through rq's own API, or None
+    when rq has no such job (never enqueued, or expired)."""
+    try:
+        return Job.fetch(job_id, connection=r, serializer=JSONSerializer).get_status(refresh=False)
+    except NoSuchJobError:
+        return None
+
+
+def cancel_job(r: redis.Redis, job_id: str) -> None:
+    """Cancel a job that has not started; a job already gone or finished is left as it is."""
+    try:
+        Job.fetch(job_id, connection=r, serializer=JSONSerializer).cancel()
+    except (NoSuchJobError, InvalidJobOperation):
+        pass
 
 
 def safe_url(url: str) -> str:

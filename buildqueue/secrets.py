@@ -18,6 +18,8 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from gitserve.fsutil import atomic_write
+
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 # Names a secret may not take: they would override what the build relies on.
 RESERVED = {"PATH", "HOME", "USER", "LOGNAME", "SHELL", "PWD", "LANG", "TMPDIR",
@@ -89,11 +91,7 @@ def set_secret(secrets_dir: Path, key_file: Path, repo: str, name: str, value: s
     tokens[name] = fernet.encrypt(value.encode()).decode()
     path = store_path(secrets_dir, repo)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(tokens, fh, indent=1, sort_keys=True)
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(tokens, indent=1, sort_keys=True), mode=0o600)
 
 
 def worker_key_file() -> Path | None:

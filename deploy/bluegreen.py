@@ -20,6 +20,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from gitserve.fsutil import atomic_write
+
 from . import nginx
 from .check import check_preview
 from .errors import DeployError
@@ -113,9 +115,7 @@ class _Config:
                 taken = nginx.ports_taken(wanted, old)
                 if taken:
                     raise DeployError("nginx config", f"port {taken[0]} is in use by another program")
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_text(text)
-            tmp.replace(path)
+            atomic_write(path, text)
             try:
                 _step("nginx -t", lambda: nginx.test(self.settings))
                 self.say("nginx -t: ok")
@@ -152,9 +152,7 @@ class _Config:
         if old is None:
             path.unlink(missing_ok=True)
         else:
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_text(old)
-            tmp.replace(path)
+            atomic_write(path, old)
 
 
 def _wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -243,9 +241,9 @@ def deploy_release(settings: Any, site: str, output_dir: Path, options: Mapping[
         if nginx.is_embedded(settings) or not settings.deploy.test_command:
             nginx.binary(settings)
     except nginx.NginxError as exc:
-        raise _failed(say, DeployError("options", str(exc)), None, None)
+        raise _failed(say, DeployError("options", str(exc)), None, None) from exc
     except DeployError as exc:
-        raise _failed(say, exc, None, None)
+        raise _failed(say, exc, None, None) from None
     s = Site(settings.sites_dir, name)
     s.ensure()
     holder = f"deploy of build {release} by {meta.get('pusher', '?')}"
@@ -265,7 +263,7 @@ def deploy_release(settings: Any, site: str, output_dir: Path, options: Mapping[
         except DeployError as exc:
             _audit(settings, meta.get("pusher"), "deploy", "error", meta.get("repo"),
                    f"{name}: build {release}: {exc}")
-            raise _failed(say, exc, live, live_release)
+            raise _failed(say, exc, live, live_release) from None
 
 
 def _audit(settings: Any, user: Any, op: str, result: str, repo: Any, reason: str) -> None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from gitserve.fsutil import locked
+from gitserve.fsutil import atomic_write, locked
 
 from .render import render_builtin
 
@@ -126,9 +126,7 @@ def write_main_conf(settings: Any) -> Path:
         mime_types=mime,
     )
     path = main_conf(settings)
-    tmp = path.with_suffix(".conf.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write(path, text)
     return path
 
 

@@ -17,7 +17,6 @@ switch and the state write can lose a history entry but never the live side.
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import json
 import os
@@ -25,6 +24,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
+
+from gitserve.fsutil import atomic_write, fsync_dir, try_flock
 
 from .errors import DeployError
 from .options import check_site_name
@@ -112,7 +113,7 @@ class Site:
         t0 = time.perf_counter()
         os.replace(tmp, link)  # rename(2): atomic for every reader
         took = time.perf_counter() - t0
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
         return took
 
     def point_slot(self, side: str, release: str | None) -> None:
@@ -145,13 +146,7 @@ class Site:
 
     def save_state(self, state: dict[str, Any]) -> None:
         state["history"] = state["history"][-HISTORY_MAX:]
-        tmp = self.state_file.with_name(f".state.{os.getpid()}.tmp")
-        with open(tmp, "w") as fh:
-            json.dump(state, fh, indent=1, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.state_file)
-        _fsync_dir(self.root)
+        atomic_write(self.state_file, json.dumps(state, indent=1, sort_keys=True), durable=True)
 
     # --- the lock -----------------------------------------------------------
     @contextmanager
@@ -163,13 +158,7 @@ class Site:
         try:
             deadline = time.monotonic() + timeout
             announced = False
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except OSError as exc:
-                    if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                        raise
+            while not try_flock(fd):
                 if not announced:
                     who = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another deploy"
                     say(f"waiting for {who}")
@@ -187,13 +176,6 @@ class Site:
         finally:
             os.close(fd)
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def all_sites(sites_dir: Path) -> list[str]:

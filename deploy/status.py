@@ -37,7 +37,7 @@ def site_status(settings: Any, site: str) -> dict[str, Any]:
     live = s.live_side()
     live_release = s.slot_release(live)
     idle = other_side(live) if live else None
-    switch = next((h for h in reversed(state["history"])
+    switch: dict[str, Any] = next((h for h in reversed(state["history"])
                    if h.get("release") == live_release and h.get("side") == live), {})
     order = [r for r in state["deployed"] if s.release_dir(r).is_dir()]
     others = [r for r in s.releases_on_disk() if r not in order]
@@ -77,7 +77,7 @@ def format_status(st: dict[str, Any]) -> str:
     if st["live_side"] is None:
         out.append("live:     nothing deployed yet")
     else:
-        meta = next((r for r in st["releases"] if r["release"] == st["live_release"]), {})
+        meta: dict[str, Any] = next((r for r in st["releases"] if r["release"] == st["live_release"]), {})
         out.append(
             f"live:     {st['live_side']}  release {st['live_release']}  build {meta.get('build_id', '-')}"
             f"  commit {short(meta.get('commit'))}  ref {meta.get('ref') or '-'}")

@@ -257,7 +257,7 @@ def keydir_entries(files: dict[str, bytes]) -> tuple[list[KeyEntry], list[str]]:
             key = _parse_key_file(files[p])
         except keys.InvalidKey as exc:
             msg = str(exc)
-            raise AdminError(msg if msg.startswith(p) or msg.startswith("keydir/") else f"{p}: {msg}")
+            raise AdminError(msg if msg.startswith(p) or msg.startswith("keydir/") else f"{p}: {msg}") from None
         seen = owner_of.get(key.blob)
         if seen is not None:
             if seen.user != user:
@@ -315,7 +315,7 @@ def validate_commit(repo_path: Path | str | Repo, sha: str) -> str | None:
     ref with the returned message, so a broken conf never goes live. REPO_PATH may be an
     open dulwich Repo (e.g. one that sees a push's quarantined objects)."""
     own = not isinstance(repo_path, Repo)
-    repo = Repo(str(repo_path)) if own else repo_path
+    repo = repo_path if isinstance(repo_path, Repo) else Repo(str(repo_path))
     try:
         try:
             obj = repo[sha.encode() if isinstance(sha, str) else sha]
@@ -389,7 +389,7 @@ def _commit(
                 else:
                     new_files[p] = data
             build(new_files)  # refuse before writing anything
-            changes = []
+            changes: list[tuple[bytes, int | None, bytes | None]] = []
             for p, data in updates.items():
                 if data is None:
                     changes.append((p.encode(), None, None))

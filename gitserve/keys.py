@@ -14,10 +14,9 @@ import re
 import struct
 from dataclasses import dataclass
 
+from gitserve.names import USERNAME_PATT
 
-# Gitolite 3.6 (Gitolite::Rc): the user-name pattern; keydir file paths must match the
-# repo-name pattern (`keydir/sub/alice@laptop.pub`).
-USERNAME_PATT = re.compile(r"^[0-9a-zA-Z][-0-9a-zA-Z._@+]*$")
+# keydir file paths must match Gitolite's repo-name pattern (`keydir/sub/alice@laptop.pub`).
 KEYFILE_PATT = re.compile(r"^[0-9a-zA-Z][-0-9a-zA-Z._@/+]*$")
 
 # key type -> label ssh-keygen prints in parentheses
@@ -241,6 +240,7 @@ def write_keypair(private_path, kind: str = "ed25519", comment: str = "") -> Pub
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
+    priv: ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey
     if kind == "ed25519":
         priv = ed25519.Ed25519PrivateKey.generate()
     elif kind == "rsa":

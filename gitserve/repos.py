@@ -10,7 +10,6 @@ Gitolite stores them so a Gitolite `repositories/` directory moves over unchange
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -21,11 +20,9 @@ from dulwich.repo import Repo
 from gitserve import acl
 from gitserve.acl import wild
 from gitserve.fsutil import atomic_write
+from gitserve.names import REPONAME_PATT, USERNAME_PATT
 from gitserve.settings import Settings
 
-# Gitolite 3.6 $REPONAME_PATT (without the leading `@` that only group names may have).
-REPONAME_PATT = re.compile(r"^[0-9a-zA-Z][-0-9a-zA-Z._@/+]*$")
-USERNAME_PATT = re.compile(r"^[0-9a-zA-Z][-0-9a-zA-Z._@+]*$")
 MAX_NAME = 255
 # Roles a wild repo's owner may grant with `perms` (Gitolite's default %ROLES).
 ROLES = acl.patterns.ROLES

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from gitserve.fsutil import atomic_write
+
 DEFAULT_HOME = "~/.gitserve"
 SETTINGS_FILE = "gitserve.toml"
 
@@ -236,6 +238,4 @@ def write(settings: Settings) -> None:
     """Write gitserve.toml atomically (a crash never leaves half a file)."""
     path = settings.settings_file
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".toml.tmp")
-    tmp.write_text(render(settings))
-    os.replace(tmp, path)
+    atomic_write(path, render(settings))

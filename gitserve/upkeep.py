@@ -19,7 +19,6 @@ Both are safe while the server runs:
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import shutil
@@ -35,6 +34,7 @@ from dulwich.objects import Blob
 from dulwich.repo import Repo
 
 from gitserve import repos
+from gitserve.fsutil import locked
 from gitserve.git import pushhooks
 from gitserve.git.quarantine import object_links
 from gitserve.settings import Settings
@@ -61,17 +61,8 @@ class UpkeepError(Exception):
 def repo_lock(path: Path | str, wait: bool = True) -> Iterator[bool]:
     """Exclusive upkeep lock of the repository at PATH; yields False if WAIT is off and
     someone else holds it. An flock dies with its process, so a killed gc never wedges it."""
-    lock_path = Path(path) / "objects" / LOCK_NAME
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield False
-            return
-        yield True
-    finally:
-        os.close(fd)
+    with locked(Path(path) / "objects" / LOCK_NAME, wait=wait) as got:
+        yield got
 
 
 # --- fsck -----------------------------------------------------------------------------

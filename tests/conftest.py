@@ -1,1 +1,3 @@
-"""pytest configuration shared by all tests; helpers live in tests/helpers.py."""
+"""pytest configuration shared by all tests: the fixtures of tests/support/ by name."""
+
+pytest_plugins = ["tests.support.server", "tests.support.builds", "tests.support.keys"]

@@ -15,7 +15,6 @@ from . import patterns as P
 from .errors import AccessError
 from .parser import Compiled
 
-ZERO_SHA = "0" * 40
 ACCESS_PERMS = ("R", "W", "+", "C", "D", "M", "^C")
 _COMBO = re.compile(r"^(?:R|W|\+|C|D|\^C)?M?$")
 _UNSAFE_REF_CHARS = re.compile(r"[^-0-9a-zA-Z._@/+ :,]")
@@ -248,7 +247,7 @@ class Rules:
             if len(self._regex_cache) > 100_000:
                 self._regex_cache.clear()
             self._regex_cache[refex] = rx
-        if rx is None:
+        if rx is None or rx is True:
             raise AccessError(f"bad refex '{refex}'")
         return rx.search(ref) is not None
 

@@ -16,7 +16,8 @@ from dulwich.graph import can_fast_forward
 from dulwich.objects import Blob, Commit, Tag
 from dulwich.repo import Repo
 
-ZERO_SHA = "0" * 40
+from ..names import ZERO_SHA
+
 BINARY_PROBE = 8000  # git looks for a NUL byte in this many leading bytes
 _EMAIL = re.compile(rb"<([^>]*)>")
 

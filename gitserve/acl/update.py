@@ -11,10 +11,11 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Protocol
 
+from ..names import ZERO_SHA
+
 if TYPE_CHECKING:
     from .engine import Decision, Rules, _Ctx
 
-ZERO_SHA = "0" * 40
 
 
 class Inspector(Protocol):

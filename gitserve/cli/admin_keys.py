@@ -130,7 +130,7 @@ def validate_keydir(target: admin_acl.CheckTarget, report: admin_acl.CheckReport
             state = admin.current(settings)
         except admin.AdminError as exc:
             raise admin_acl.CheckFailed(str(exc)) from None
-        entries, warnings = list(state.keys), []  # state.warnings were listed with the conf
+        entries, warnings = list(state.keys), list[str]()  # state.warnings were listed with the conf
     else:
         conf_dir = Path(target.conf).parent
         keydir = conf_dir.parent / admin.KEYDIR

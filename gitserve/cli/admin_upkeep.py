@@ -6,11 +6,25 @@ flight) and takes the repository's upkeep lock, so it never races the server's o
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from gitserve.settings import Settings
+
 from .common import HomeOption, fail, load_settings
+
+
+def _targets(home: Optional[Path], repo: Optional[str]) -> tuple[Settings, list[tuple[str, Path]]]:
+    """The settings and the (name, path) of REPO, or of every repository; one line if unknown."""
+    from gitserve import upkeep
+
+    settings = load_settings(home)
+    try:
+        return settings, upkeep.select_repos(settings, repo)
+    except upkeep.UpkeepError as exc:
+        fail(str(exc))
 
 
 def register(app: typer.Typer) -> None:
@@ -22,11 +36,7 @@ def register(app: typer.Typer) -> None:
         """Check every object and that the refs reach only objects that exist; exit 1 on damage."""
         from gitserve import upkeep
 
-        settings = load_settings(home)
-        try:
-            targets = upkeep.select_repos(settings, repo)
-        except upkeep.UpkeepError as exc:
-            fail(str(exc))
+        settings, targets = _targets(home, repo)
         damaged = 0
         for name, path in targets:
             report = upkeep.fsck_repo(path, name)
@@ -54,11 +64,7 @@ def register(app: typer.Typer) -> None:
         """Repack into one pack, prune old unreachable objects, remove leftovers of dead pushes."""
         from gitserve import upkeep
 
-        settings = load_settings(home)
-        try:
-            targets = upkeep.select_repos(settings, repo)
-        except upkeep.UpkeepError as exc:
-            fail(str(exc))
+        settings, targets = _targets(home, repo)
         grace = settings.upkeep.prune_grace if prune_grace is None else prune_grace
         failed = 0
         for name, path in targets:

@@ -25,7 +25,7 @@ def _run(home, argv: list[str]) -> None:
     except commands.CommandError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
     raise typer.Exit(code)
 
 

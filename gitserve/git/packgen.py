@@ -231,7 +231,7 @@ def _generate_dulwich(repo: Any, req: PackRequest, write: Callable[[bytes], None
             whole = stored_pack(pack)
     result = walker.walk(
         req.wants, req.haves, shallow=req.shallow, covered_tips=tips,
-        covered=(lambda sha, w=whole: sha in w) if whole is not None else None,
+        covered=whole.__contains__ if whole is not None else None,
         tagged=req.tagged if req.include_tag else None)
     if not result.covered_ok:
         whole = None
@@ -261,7 +261,7 @@ def handle_upload_pack(handler: Any, settings: Any = None) -> None:
     wants = walker.determine_wants(refs, None)
     if not wants:
         return
-    unshallow = getattr(walker, "unshallow", set())
+    unshallow: set[bytes] = getattr(walker, "unshallow", set())
     haves = store.find_common_revisions(walker)
     if walker.shallow or unshallow:
         haves = []  # as dulwich: the haves do not tell what a shallow client lacks

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-ZERO_SHA = "0" * 40
+from gitserve.names import ZERO_SHA
+
 
 
 @dataclass(frozen=True)

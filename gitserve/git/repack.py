@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gitserve.fsutil import atomic_write
 from gitserve.git import pushhooks
 
 log = logging.getLogger(__name__)
@@ -61,11 +62,8 @@ def read_sidecar(pack: Any) -> list[bytes] | None:
 
 def write_sidecar(pack: Any, tips: list[bytes]) -> None:
     path = _sidecar_path(pack)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(SIDECAR_MAGIC + b" %d\n" % len(pack.index))
-        f.write(b"".join(t + b"\n" for t in sorted(set(tips))))
-    os.replace(tmp, path)
+    atomic_write(path, SIDECAR_MAGIC + b" %d\n" % len(pack.index)
+                 + b"".join(t + b"\n" for t in sorted(set(tips))))
 
 
 def covering_pack(store: Any) -> tuple[Any, list[bytes]] | None:

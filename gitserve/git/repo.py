@@ -22,7 +22,7 @@ class ServedRepo(Repo):
 
     show_hidden = False
 
-    def get_refs(self):  # type: ignore[override]
+    def get_refs(self):
         refs = super().get_refs()
         if self.show_hidden:
             return refs

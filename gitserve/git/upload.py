@@ -16,7 +16,7 @@ from . import packgen
 
 
 class UploadPack(UploadPackHandler):
-    def capabilities(self):  # type: ignore[override]
+    def capabilities(self):
         return [c for c in super().capabilities() if c != CAPABILITY_FILTER]
 
     settings = None  # the server's Settings (pack_backend, cache dir), set by the session

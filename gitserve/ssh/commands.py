@@ -16,10 +16,8 @@ import dulwich
 
 from gitserve import audit, repos
 from gitserve.fsutil import atomic_write
+from gitserve.names import USERNAME_PATT
 
-# Gitolite's default rc: the roles `perms` manages, and $USERNAME_PATT
-ROLES = ("READERS", "WRITERS")
-USERNAME_PATT = re.compile(r"^[0-9a-zA-Z][-0-9a-zA-Z._@+]*$")
 # Gitolite's $REMOTE_COMMAND_PATT: what a non-git command line may contain at all
 REMOTE_COMMAND_PATT = re.compile(r"^[-0-9a-zA-Z._@/+ :,%=]*$")
 
@@ -170,7 +168,7 @@ def cmd_perms(ctx: CommandContext, args: list[str]) -> int:
     rest = args[1:]
     if rest == ["-lr"]:
         ctx.out("\t".join(["", "role"]) + "\n")
-        for role in ROLES:
+        for role in repos.ROLES:
             ctx.out(f"\t{role}\n")
         return 0
     if not owns(ctx, name):
@@ -193,9 +191,9 @@ def cmd_perms(ctx: CommandContext, args: list[str]) -> int:
             return 0
         lines = [x for x in lines if x != entry]
     else:
-        if role not in ROLES:
+        if role not in repos.ROLES:
             ctx.err(f"Invalid role '{role}'; valid roles for this repo:\n")
-            for r in ROLES:
+            for r in repos.ROLES:
                 ctx.err(f"\t{r}\n")
             return 1
         if entry in lines:

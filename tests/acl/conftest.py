@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import require_tool
+from tests.support.tools import require_tool
 
 from .oracle import Gitolite
 

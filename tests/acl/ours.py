@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 from gitserve import acl
-from gitserve.acl.engine import _Ctx
 
 
 def state_for(rules: acl.Rules, existing: set[str],

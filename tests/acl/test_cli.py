@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from tests.helpers import gitserve_cmd, subprocess_env
+from tests.support.tools import gitserve_cmd, subprocess_env
 
 from .cases import ADMIN
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from tests.helpers import gitserve_cmd, require_tool, subprocess_env
+from tests.support.tools import gitserve_cmd, require_tool, subprocess_env
 
 CONF = """repo gitolite-admin
     RW+ = alice

@@ -8,17 +8,16 @@ verdict with the same FATAL message.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 from dulwich.repo import Repo
 
 from gitserve import acl
 from gitserve.acl.inspect_dulwich import DulwichInspector
-from tests.helpers import require_tool
+from tests.support.gitwork import commit, git
+from tests.support.tools import require_tool
 
 ZERO = "0" * 40
 
@@ -50,51 +49,31 @@ repo w/..*
 USERS = ["u1", "u2", "u3", "u4", "u5", "u6"]
 
 
-def _git(cwd: Path, *args: str, env: dict | None = None) -> str:
-    e = dict(os.environ, GIT_AUTHOR_NAME="T", GIT_AUTHOR_EMAIL="t@example.com",
-             GIT_COMMITTER_NAME="T", GIT_COMMITTER_EMAIL="t@example.com",
-             GIT_AUTHOR_DATE="2020-01-01T00:00:00Z", GIT_COMMITTER_DATE="2020-01-01T00:00:00Z",
-             GIT_CONFIG_GLOBAL="/dev/null", GIT_CONFIG_SYSTEM="/dev/null")
-    e.update(env or {})
-    return subprocess.run(["git", *args], cwd=cwd, env=e, check=True, capture_output=True,
-                          text=True, timeout=30).stdout.strip()
-
-
-def _commit(work: Path, files: dict[str, bytes], msg: str) -> str:
-    for name, data in files.items():
-        p = work / name
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(data)
-    _git(work, "add", "-A")
-    _git(work, "commit", "-q", "-m", msg)
-    return _git(work, "rev-parse", "HEAD")
-
-
 @pytest.fixture(scope="module")
 def history(tmp_path_factory):
     """A small history with every kind of update: ff, rewind, merge, paths, binaries."""
     require_tool("git")
     work = tmp_path_factory.mktemp("work")
-    _git(work, "init", "-q", "-b", "master")
+    git(work, "init", "-q", "-b", "master")
     c = {}
-    c["c1"] = _commit(work, {"README": b"hi\n", "docs/a.txt": b"a\n", "src/b.py": b"b\n"}, "c1")
-    c["c2"] = _commit(work, {"src/b.py": b"b2\n"}, "c2")
-    _git(work, "checkout", "-q", "-b", "side", c["c1"])
-    c["c3"] = _commit(work, {"secret/key": b"k\n", "docs/x.txt": b"x\n"}, "c3")
-    c["docs"] = _commit(work, {"docs/y.txt": b"y\n"}, "docs only")
-    _git(work, "checkout", "-q", "master")
-    _git(work, "merge", "-q", "--no-ff", "-m", "merge", c["c3"])
-    c["m"] = _git(work, "rev-parse", "HEAD")
-    _git(work, "checkout", "-q", "-b", "rw", c["c1"])
-    c["c4"] = _commit(work, {"src/b.py": b"rewritten\n"}, "c4")
-    c["bin"] = _commit(work, {"bin/big.dat": b"\0" * 5000, "bin/small.dat": b"\0\1" * 10,
+    c["c1"] = commit(work, {"README": b"hi\n", "docs/a.txt": b"a\n", "src/b.py": b"b\n"}, "c1")
+    c["c2"] = commit(work, {"src/b.py": b"b2\n"}, "c2")
+    git(work, "checkout", "-q", "-b", "side", c["c1"])
+    c["c3"] = commit(work, {"secret/key": b"k\n", "docs/x.txt": b"x\n"}, "c3")
+    c["docs"] = commit(work, {"docs/y.txt": b"y\n"}, "docs only")
+    git(work, "checkout", "-q", "master")
+    git(work, "merge", "-q", "--no-ff", "-m", "merge", c["c3"])
+    c["m"] = git(work, "rev-parse", "HEAD")
+    git(work, "checkout", "-q", "-b", "rw", c["c1"])
+    c["c4"] = commit(work, {"src/b.py": b"rewritten\n"}, "c4")
+    c["bin"] = commit(work, {"bin/big.dat": b"\0" * 5000, "bin/small.dat": b"\0\1" * 10,
                               "notes-with-long-name.txt": b"text\n"}, "binaries")
-    _git(work, "checkout", "-q", "-b", "many", c["c1"])
-    c["many"] = _commit(work, {f"n{i}.txt": f"{i}\n".encode() for i in range(5)}, "many")
-    c["two"] = _commit(work, {"n0.txt": b"changed\n", "README": b"changed\n"}, "two")
+    git(work, "checkout", "-q", "-b", "many", c["c1"])
+    c["many"] = commit(work, {f"n{i}.txt": f"{i}\n".encode() for i in range(5)}, "many")
+    c["two"] = commit(work, {"n0.txt": b"changed\n", "README": b"changed\n"}, "two")
     for name, target in (("t1", "c1"), ("t2", "many")):
-        _git(work, "tag", "-a", "-m", f"tag {name}", name, c[target])
-        c[name] = _git(work, "rev-parse", name)
+        git(work, "tag", "-a", "-m", f"tag {name}", name, c[target])
+        c[name] = git(work, "rev-parse", name)
     return work, c
 
 
@@ -134,10 +113,10 @@ def test_update_hook(gitolite, history, repo, creator, roles):
         gitolite.create_wild(repo, creator, roles)
         wild = acl.WildInfo(creator, roles or {})
     bare = gitolite.repo_base / f"{repo}.git"
-    _git(bare, "fetch", "-q", str(work), "+refs/heads/*:refs/tmp/*", "+refs/tags/*:refs/tmp/t/*")
-    for ref in _git(bare, "for-each-ref", "--format=%(refname)", "refs/tmp").split():
-        _git(bare, "update-ref", "-d", ref)
-    _git(bare, "update-ref", "refs/heads/base", c["c1"])
+    git(bare, "fetch", "-q", str(work), "+refs/heads/*:refs/tmp/*", "+refs/tags/*:refs/tmp/t/*")
+    for ref in git(bare, "for-each-ref", "--format=%(refname)", "refs/tmp").split():
+        git(bare, "update-ref", "-d", ref)
+    git(bare, "update-ref", "refs/heads/base", c["c1"])
     rules = acl.load_files({"gitolite.conf": CONF})
     mismatches = []
     for ref, old_k, new_k in UPDATES:
@@ -147,7 +126,7 @@ def test_update_hook(gitolite, history, repo, creator, roles):
             subprocess.run(["git", "update-ref", "-d", other], cwd=bare, check=False,
                            capture_output=True)
         if old != ZERO:
-            _git(bare, "update-ref", ref, old)
+            git(bare, "update-ref", ref, old)
         def run_hook(user: str) -> subprocess.CompletedProcess:
             env = gitolite.env(GL_USER=user, GL_REPO=repo, GL_REPO_BASE=str(gitolite.repo_base))
             return subprocess.run([str(bare / "hooks" / "update"), ref, old, new], cwd=bare,

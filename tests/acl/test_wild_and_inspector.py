@@ -11,9 +11,9 @@ from dulwich.repo import Repo
 from gitserve import acl
 from gitserve.acl import wild
 from gitserve.acl.inspect_dulwich import DulwichInspector
-from tests.helpers import require_tool
-
-from .test_differential_update import _commit, _git
+from tests.support.gitwork import commit as _commit
+from tests.support.gitwork import git as _git
+from tests.support.tools import require_tool
 
 ZERO = "0" * 40
 

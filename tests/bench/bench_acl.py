@@ -31,14 +31,14 @@ def big_conf(n_repos: int, n_users: int, seed: int = 1) -> str:
         g = i % n_groups
         lines += [
             f"repo proj{i}",
-            f"    RW+ = @leads",
+            "    RW+ = @leads",
             f"    -   master = @team{g}",
             f"    RW  = @team{g} {rnd.choice(users)}",
             f"    RW+ USER/ = @team{g}",
-            f"    R   = @all",
+            "    R   = @all",
         ]
         if i % 10 == 0:
-            lines.append(f"    option build.mode = async")
+            lines.append("    option build.mode = async")
     lines += ["repo wild/CREATOR/..*", "    C = @all", "    RW+ = CREATOR", "    R = READERS"]
     return "\n".join(lines) + "\n"
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.e2e.conftest import make_server  # noqa: E402
+from tests.support.server import make_server  # noqa: E402
 
 PROXY = r'''
 import os, sys, subprocess, threading, time

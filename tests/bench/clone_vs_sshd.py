@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.helpers import find_tool, free_port
+from tests.support.tools import find_tool, free_port
 
 
 def make_repo(dest: Path, commits: int) -> None:
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=5)
     args = p.parse_args(argv)
 
-    from tests.e2e.conftest import make_server
+    from tests.support.server import make_server
 
     work = Path(tempfile.mkdtemp(prefix="ssh-clonebench-"))
     native = srv = None
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, url in order if i % 2 == 0 else reversed(order):
                 runs[name].append(timed_clone(url, work / f"clone-{name}", env))
         nat, gs = statistics.median(runs["native"]), statistics.median(runs["gitserve"])
-        print(f"| server | median s | runs |\n|---|---|---|")
+        print("| server | median s | runs |\n|---|---|---|")
         for name, values in runs.items():
             print(f"| {name} | {statistics.median(values):.2f} | "
                   + " ".join(f"{v:.2f}" for v in values) + " |")

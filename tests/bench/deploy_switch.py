@@ -15,7 +15,7 @@ from pathlib import Path
 
 from deploy import bluegreen, nginx
 from gitserve.settings import Settings
-from tests.helpers import HttpLoad, find_tool, free_port
+from tests.support.tools import HttpLoad, find_tool, free_port
 
 
 def output(root: Path, version: str, size: int, files: int) -> Path:

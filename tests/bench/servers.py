@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from tests.bench.proctree import ProcessTree
-from tests.helpers import find_tool, free_port, gitserve_cmd, subprocess_env
+from tests.support.tools import find_tool, free_port, gitserve_cmd, subprocess_env
 
 BENCH_USER = "bench"
 

@@ -13,10 +13,10 @@ import time
 import pytest
 
 from buildqueue.embedded import EmbeddedRedis
-from tests.build_support import rq_worker_argv, wait_for
-from tests.e2e.conftest import make_server
-from tests.e2e.test_builds import new_work, remote, timed_push
-from tests.helpers import subprocess_env
+from tests.support.builds import rq_worker_argv, wait_for
+from tests.support.server import make_server
+from tests.support.pushes import new_work, remote, timed_push
+from tests.support.tools import subprocess_env
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import GitServer, make_server
-from tests.e2e.test_builds import remote, timed_push
-from tests.helpers import HttpLoad, free_port, require_tool
+from tests.support.server import GitServer, make_server
+from tests.support.pushes import remote, timed_push
+from tests.support.tools import HttpLoad, free_port, require_tool
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import make_server
-from tests.helpers import IN_CI, require_tool
+from tests.support.server import make_server
+from tests.support.tools import IN_CI, require_tool
 
 pytestmark = pytest.mark.timeout(300)
 

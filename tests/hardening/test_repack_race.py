@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gitserve import upkeep
-from tests.helpers import require_tool
+from tests.support.tools import require_tool
 
 ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t",
        "GIT_COMMITTER_EMAIL": "t@e", "GIT_CONFIG_NOSYSTEM": "1"}

@@ -11,7 +11,7 @@ import pytest
 
 from gitserve import repos, settings as settings_mod, upkeep
 from gitserve.git.pushhooks import PushContext, RefUpdate
-from tests.helpers import gitserve_cmd, require_tool, subprocess_env
+from tests.support.tools import gitserve_cmd, require_tool, subprocess_env
 
 GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com",

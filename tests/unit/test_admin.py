@@ -13,8 +13,8 @@ import pytest
 from gitserve import admin, repos
 from gitserve.cli.init import default_conf
 from gitserve.settings import Settings
-from tests.helpers import require_tool
-from tests.unit.adminkit import copy_home, home_template, keygen, sk_ed25519_line, ssh_keygen_fingerprint  # noqa: F401
+from tests.support.tools import require_tool
+from tests.support.keys import copy_home, keygen, sk_ed25519_line, ssh_keygen_fingerprint
 
 GOOD_CONF = default_conf("alice")
 

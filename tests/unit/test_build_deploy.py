@@ -11,7 +11,7 @@ from rq.serializers import JSONSerializer
 
 from buildqueue import deploy_job, enqueue, keys, logs, records, rqconn
 from gitserve.settings import Settings
-from tests.build_support import commit_to, make_bare, redis_server, set_ref  # noqa: F401
+from tests.support.builds import commit_to, make_bare, set_ref
 
 # thread method: the in-process rq worker takes over SIGALRM, so the signal method cannot fire
 pytestmark = pytest.mark.timeout(60, method="thread")

@@ -8,8 +8,8 @@ import pytest
 
 from buildqueue import embedded, enqueue, logs, records, rqconn
 from gitserve.settings import Settings
-from tests.build_support import commit_to, make_bare, set_ref
-from tests.helpers import gitserve_cmd, subprocess_env
+from tests.support.builds import commit_to, make_bare, set_ref
+from tests.support.tools import gitserve_cmd, subprocess_env
 
 pytestmark = pytest.mark.timeout(60)
 

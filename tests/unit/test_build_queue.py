@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from buildqueue import commands, enqueue, keys, logs, records, rqconn
+from buildqueue import commands, enqueue, logs, records, rqconn
 from buildqueue import secrets as secrets_mod
 from buildqueue.pushhook import BuildHook
 from gitserve.git.pushhooks import ZERO_SHA, PushContext, RefUpdate
 from gitserve.settings import Settings
-from tests.build_support import commit_to, git, make_bare, redis_server, set_ref, wait_for, workers  # noqa: F401
+from tests.support.builds import commit_to, git, make_bare, set_ref, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -9,7 +9,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from buildqueue import secrets
-from tests.helpers import gitserve_cmd, subprocess_env
+from tests.support.tools import gitserve_cmd, subprocess_env
 
 
 def test_masker_hides_every_occurrence_and_each_line():

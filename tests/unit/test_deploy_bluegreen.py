@@ -12,7 +12,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -21,7 +20,8 @@ from deploy.errors import DeployError
 from deploy.site import Site
 from deploy.status import format_status, site_status
 from gitserve.settings import Settings
-from tests.helpers import HttpLoad, free_port, require_tool, subprocess_env
+from tests.support.deploykit import Log, deploy, get, make_output, page
+from tests.support.tools import HttpLoad, free_port, require_tool, subprocess_env
 
 
 @pytest.fixture
@@ -40,48 +40,6 @@ def settings(tmp_path: Path):
 def ports() -> dict[str, str]:
     return {"deploy.port": f"127.0.0.1:{free_port()}", "deploy.preview-port": str(free_port()),
             "deploy.check": "/health.txt"}
-
-
-def make_output(root: Path, version: str, files: int = 3, size: int = 50_000,
-                health: bool = True) -> Path:
-    """A site whose every file says which version it is, big enough that a half-copied
-    or mixed response would show."""
-    out = root / f"out-{version}-{time.monotonic_ns()}"
-    (out / "assets").mkdir(parents=True)
-    (out / "index.html").write_text(page(version, size))
-    for i in range(files):
-        (out / "assets" / f"f{i}.txt").write_text(f"{version} asset {i}\n")
-    if health:
-        (out / "health.txt").write_text("ok\n")
-    return out
-
-
-def page(version: str, size: int = 50_000) -> str:
-    return f"<!-- {version} -->\n" + (version + "\n") * (size // (len(version) + 1))
-
-
-def get(port: str | int, path: str = "/") -> tuple[int, bytes]:
-    port = int(str(port).rpartition(":")[2])
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
-
-
-class Log(list):
-    def __call__(self, line: str) -> None:
-        self.append(line)
-
-
-def deploy(settings: Settings, options: dict[str, str], out: Path, build: str, site: str = "www",
-           log: Log | None = None, **meta: Any) -> tuple[bluegreen.DeployResult, Log]:
-    log = log if log is not None else Log()
-    meta = {"build_id": build, "repo": "web", "ref": "refs/heads/main", "commit": "c" * 40,
-            "pusher": "alice", **meta}
-    return bluegreen.deploy_release(settings, site, out, options, meta, log, meta.pop("workdir", None)), log
 
 
 def test_first_deploy_enables_blue_then_green(settings, ports, tmp_path) -> None:

@@ -15,8 +15,8 @@ import pytest
 from deploy import nginx
 from gitserve import acl
 from gitserve.settings import Settings
-from tests.helpers import free_port, gitserve_cmd, require_tool, subprocess_env
-from tests.unit.test_deploy_bluegreen import deploy, get, make_output, page
+from tests.support.tools import free_port, gitserve_cmd, require_tool, subprocess_env
+from tests.support.deploykit import deploy, get, make_output, page
 
 CONF = """
 repo web

@@ -15,8 +15,8 @@ import pytest
 
 from gitserve import admin, repos
 from gitserve.settings import Settings
-from tests.helpers import gitserve_cmd, require_tool, subprocess_env
-from tests.unit.adminkit import copy_home, home_template, keygen, ssh_keygen_fingerprint  # noqa: F401
+from tests.support.tools import gitserve_cmd, require_tool, subprocess_env
+from tests.support.keys import copy_home, keygen, ssh_keygen_fingerprint
 
 
 def run(*args: str, home: Path | None = None, stdin: str | None = None) -> subprocess.CompletedProcess:

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from gitserve import keys
-from tests.unit.adminkit import keygen, sk_ed25519_line, ssh_keygen_fingerprint, ssh_string
+from tests.support.keys import keygen, sk_ed25519_line, ssh_keygen_fingerprint, ssh_string
 
 
 @pytest.mark.parametrize(

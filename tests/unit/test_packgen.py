@@ -13,15 +13,8 @@ from gitserve.git import packgen, repack
 from gitserve.git.packcache import PackCache
 from gitserve.git.packcopy import _parse_ofs, encode_ofs
 from tests.bench import repogen
-from tests.helpers import require_tool
-
-TINY = repogen.RepoSpec("tiny", commits=80, dirs=2, files=5, edits_per_commit=2, lines=30)
-
-
-def git(repo: Path, *args: str, input: bytes | None = None) -> str:
-    return subprocess.run(["git", "--git-dir", str(repo), *args], input=input, check=True,
-                          capture_output=True, timeout=60).stdout.decode()
-
+from tests.support.packkit import TINY, commit_on, git, rev_list
+from tests.support.tools import require_tool
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -36,11 +29,6 @@ def repo(source: Path, tmp_path: Path) -> Path:
     dest = tmp_path / "repo.git"
     repogen.copy_repo(source, dest)
     return dest
-
-
-def rev_list(repo: Path, *revs: str) -> set[str]:
-    out = git(repo, "rev-list", "--objects", *revs)
-    return {line[:40] for line in out.splitlines() if line}
 
 
 def make_pack(repo: Path, req: packgen.PackRequest, backend: str,
@@ -136,7 +124,7 @@ def test_covering_pack_is_sent_whole(repo: Path, tmp_path: Path) -> None:
     pack = make_pack(repo, packgen.PackRequest(wants=refs_tips(repo)), "dulwich")
     assert pack == stored  # byte for byte: a copy, no recompression
     # a new commit on top: stored pack whole plus the new objects
-    git(repo, "update-ref", "refs/heads/main", _commit_on(repo, "main"))
+    git(repo, "update-ref", "refs/heads/main", commit_on(repo, "main"))
     pack = make_pack(repo, packgen.PackRequest(wants=refs_tips(repo)), "dulwich")
     assert pack[12:len(stored) - 20] == stored[12:-20]
     assert index_objects(pack, tmp_path) == rev_list(repo, "--all")
@@ -151,23 +139,6 @@ def test_covering_pack_not_used_when_a_tip_is_unreachable_from_wants(repo: Path,
     git(repo, "update-ref", "refs/heads/main", git(repo, "rev-parse", "main~5").strip())
     pack = make_pack(repo, packgen.PackRequest(wants=refs_tips(repo)), "dulwich")
     assert index_objects(pack, tmp_path) == rev_list(repo, "--all")
-
-
-_made = [0]
-
-
-def _commit_on(repo: Path, ref: str) -> str:
-    """A new commit on REF adding one new file (objects written loose)."""
-    _made[0] += 1
-    tree = git(repo, "rev-parse", f"{ref}^{{tree}}").strip()
-    blob = git(repo, "hash-object", "-w", "--stdin", input=b"new file %d\n" % _made[0]).strip()
-    listing = git(repo, "ls-tree", tree) + f"100644 blob {blob}\tnew{_made[0]:04d}.txt\n"
-    new_tree = git(repo, "mktree", input=listing.encode()).strip()
-    parent = git(repo, "rev-parse", ref).strip()
-    return subprocess.run(
-        ["git", "--git-dir", str(repo), "-c", "user.name=T", "-c", "user.email=t@e",
-         "commit-tree", new_tree, "-p", parent, "-m", "new"],
-        check=True, capture_output=True).stdout.decode().strip()
 
 
 @pytest.mark.parametrize("backend", ["git", "dulwich"])

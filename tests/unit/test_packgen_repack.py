@@ -9,9 +9,9 @@ import pytest
 from dulwich.repo import Repo
 
 from gitserve.git import pushhooks, repack
-from tests.unit.test_packgen import TINY, _commit_on, git, rev_list  # noqa: F401
+from tests.support.packkit import TINY, commit_on, git, rev_list
 from tests.bench import repogen
-from tests.helpers import require_tool
+from tests.support.tools import require_tool
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def pushed_repo(source: Path, tmp_path: Path, pushes: int = 3) -> Path:
     repo = tmp_path / "repo.git"
     repogen.copy_repo(source, repo)
     for _ in range(pushes):
-        new = _commit_on(repo, "main")
+        new = commit_on(repo, "main")
         git(repo, "update-ref", "refs/heads/main", new)
         git(repo, "repack", "-q")  # packs only the loose objects: one more pack
     return repo

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.helpers import REPO_ROOT, free_port, require_tool, subprocess_env
+from tests.support.tools import REPO_ROOT, free_port, require_tool, subprocess_env
 
 QUICKSTART = os.path.join(REPO_ROOT, "scripts", "quickstart")
 

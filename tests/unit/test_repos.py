@@ -11,7 +11,7 @@ import pytest
 from gitserve import repos
 from gitserve.git.pushhooks import ZERO_SHA
 from gitserve.settings import Settings
-from tests.helpers import require_tool
+from tests.support.tools import require_tool
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import struct
 import subprocess
 from pathlib import Path
 
-from tests.helpers import require_tool
+from tests.support.tools import require_tool
 
 
 def keygen(tmp: Path, name: str, key_type: str = "ed25519", bits: int | None = None,

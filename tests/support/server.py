@@ -23,7 +23,6 @@ import os
 import select
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +30,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from tests.helpers import free_port, gitserve_cmd, require_tool, subprocess_env
+from tests.support.tools import free_port, gitserve_cmd, require_tool, subprocess_env
 
 ADMIN = "admin"
 START_TIMEOUT = 30.0

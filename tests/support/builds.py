@@ -16,7 +16,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.helpers import REPO_ROOT, require_tool, subprocess_env
+from tests.support.tools import REPO_ROOT, require_tool, subprocess_env
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",

@@ -1,4 +1,4 @@
-"""Shared test helpers (import as `from tests.helpers import require_tool`).
+"""Shared test helpers (import as `from tests.support.tools import require_tool`).
 
 In CI (CI=true) a missing tool is a failure, never a skip: the suite must prove the
 real thing (git, ssh, sshd, nginx, gitolite3, redis-server) on every run.
@@ -44,7 +44,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:
