@@ -64,6 +64,12 @@ class HttpConn:
     hooks: Sequence[Any] = field(default_factory=tuple)
 
 
+async def _call(fn: Any, *args: Any) -> Any:
+    """Await an ASGI receive/send from a worker thread (anyio.from_thread.run wants a
+    coroutine function)."""
+    return await fn(*args)
+
+
 class ClientGone(Exception):
     """The HTTP client disconnected mid-request."""
 
@@ -81,7 +87,7 @@ class _Body:
     def _pull(self) -> bool:
         if not self._more:
             return False
-        message = anyio.from_thread.run(self._receive)
+        message: dict[str, Any] = anyio.from_thread.run(_call, self._receive)
         if message["type"] == "http.disconnect":
             raise ClientGone()
         data = message.get("body", b"")
@@ -133,7 +139,7 @@ class _Response:
 
     def _emit(self, message: dict[str, Any]) -> None:
         try:
-            anyio.from_thread.run(self._send, message)
+            anyio.from_thread.run(_call, self._send, message)
         except OSError as exc:
             raise ClientGone() from exc
 

@@ -13,8 +13,8 @@ rollback button (and its POST, CSRF-checked) needs W on the site's `deploy.ref`.
 
 from __future__ import annotations
 
+import functools
 import logging
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -300,7 +300,7 @@ class WebUI:
                 if await request.is_disconnected():
                     return
                 batch = await anyio.to_thread.run_sync(
-                    lambda: r.xread({stream: last}, count=500, block=1000))
+                    functools.partial(r.xread, {stream: last}, count=500, block=1000))
                 if batch:
                     for entry_id, fields in batch[0][1]:
                         last = entry_id.decode()
@@ -317,7 +317,8 @@ class WebUI:
                 if build.is_final:
                     yield _sse("end", build.summary(), last, status=build.status)
                     return
-                await anyio.to_thread.run_sync(lambda: records.reap_if_lost(r, build, log_ttl=ttl))
+                await anyio.to_thread.run_sync(
+                    functools.partial(records.reap_if_lost, r, build, log_ttl=ttl))
                 yield ": waiting\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream",
@@ -473,6 +474,3 @@ def _sse(event: str, data: str, entry_id: str, status: str | None = None) -> str
     head = f"event: {event}\n" if event != "message" else ""
     return f"{head}id: {entry_id}\n{payload}\n"
 
-
-def now() -> float:
-    return time.time()

@@ -9,7 +9,7 @@ import re
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.httpkit import (audit_since, get, hgit, http_env, http_url, loads, login_cookie,
+from tests.support.httpkit import (audit_since, get, hgit, http_env, http_url, loads, login_cookie,
                                make_http_server, remote, timed_git, token)
 
 pytestmark = pytest.mark.timeout(180)

@@ -13,9 +13,9 @@ from typing import Iterator
 
 import pytest
 
-from tests.e2e.conftest import GitServer
-from tests.e2e.httpkit import get, login_cookie, make_http_server
-from tests.helpers import free_port, require_tool
+from tests.support.server import GitServer
+from tests.support.httpkit import get, login_cookie, make_http_server
+from tests.support.tools import free_port, require_tool
 
 pytestmark = pytest.mark.timeout(240)
 

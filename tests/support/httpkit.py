@@ -17,8 +17,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.conftest import GitServer, make_server
-from tests.helpers import free_port
+from tests.support.server import GitServer, make_server
+from tests.support.tools import free_port
 
 
 def make_http_server(tmp: Path, **options: Any) -> GitServer:
