@@ -274,6 +274,7 @@ class SmartHttp:
             handler.settings = self.settings
             if isinstance(handler, ReceivePack) and not advertise:
                 session._wire_push(handler, conn, state, name, path, wild, proto)  # type: ignore[arg-type]  # noqa: SLF001
+                _count_ref_denials(handler, m)
             try:
                 if advertise:
                     response.write(pkt_line(f"# service={service}\n".encode()) + pkt_line(None))
@@ -313,6 +314,21 @@ class SmartHttp:
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
                 except Exception:  # noqa: BLE001
                     pass
+
+
+def _count_ref_denials(handler: ReceivePack, metrics: Any) -> None:
+    """Count check #2 refusals (the session's check_ref keeps its messages and audit)."""
+    check = handler.check_ref
+    if check is None:
+        return
+
+    def counted(update: Any) -> str | None:
+        reason = check(update)
+        if reason:
+            metrics.access_denied.labels("http", "2").inc()
+        return reason
+
+    handler.check_ref = counted
 
 
 class GitEndpoint:

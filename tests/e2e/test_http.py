@@ -117,6 +117,9 @@ def test_denied_ref_has_gitolite_message_as_over_ssh(srv, tmp_path):
 
     assert "remote: FATAL: W refs/heads/main priv bob DENIED by fallthru" in said(over_http.stderr)
     assert said(over_http.stderr) == said(over_ssh.stderr)
+    status, _, body = get(f"{srv.http_base}/metrics")
+    assert re.search(r'^gitserve_access_denied_total\{check="2",transport="http"\} [1-9]',
+                     body.decode(), re.M)
     # the ref bob may write goes through
     ok = hgit(srv, "push", "origin", "HEAD:dev", cwd=work)
     assert ok.returncode == 0, ok.stderr
