@@ -21,6 +21,7 @@ instead of filling memory.
 from __future__ import annotations
 
 import logging
+import time
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -163,6 +164,23 @@ class HttpProtocol(SidebandProtocol):
     build's log among them, must not wait for 64 KiB of company."""
 
     response: _Response
+    _last_keepalive = 0.0
+    keepalive_every = 15.0  # [server] keepalive_interval; nginx's proxy_read_timeout is 60 s
+
+    def keepalive(self) -> None:
+        """An empty progress packet now and then while a build prints nothing, so a proxy's
+        read timeout never cuts a push that waits for its build (git shows nothing)."""
+        now = time.monotonic()
+        if self.client_gone or now - self._last_keepalive < self.keepalive_every:
+            return
+        self._last_keepalive = now
+        try:
+            with self._lock:
+                self._flush_data()
+                self._send(b"0005\x02")
+                self.response.flush()
+        except Exception:  # noqa: BLE001 - the pusher left; the build goes on
+            self.client_gone = True
 
     def write_sideband(self, channel: int, blob: bytes) -> None:
         super().write_sideband(channel, blob)
@@ -268,6 +286,7 @@ class SmartHttp:
             path = str(repos.path(self.settings, name))
             proto = HttpProtocol(body.read, response.write, body.recv)
             proto.response = response
+            proto.keepalive_every = self.settings.server.keepalive_interval
             backend = SingleRepoBackend(path, show_hidden=conn.user == admin.BUILDER)
             handler = handler_cls(backend, [path], proto, stateless_rpc=True,
                                   advertise_refs=advertise)
@@ -275,6 +294,8 @@ class SmartHttp:
             if isinstance(handler, ReceivePack) and not advertise:
                 session._wire_push(handler, conn, state, name, path, wild, proto)  # type: ignore[arg-type]  # noqa: SLF001
                 _count_ref_denials(handler, m)
+                if handler.ctx is not None:
+                    handler.ctx.extra["keepalive"] = proto.keepalive
             try:
                 if advertise:
                     response.write(pkt_line(f"# service={service}\n".encode()) + pkt_line(None))

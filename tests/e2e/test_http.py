@@ -5,12 +5,13 @@ revocation, the failed-login limit, and /metrics after the work (parsed by prome
 from __future__ import annotations
 
 import re
+import subprocess
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.httpkit import (audit_since, get, hgit, http_env, http_url, loads, login_cookie,
-                               make_http_server, remote, timed_git, token)
+                               make_http_server, remote, timed_git, token, wait_http)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -265,3 +266,79 @@ def test_metrics_count_the_work(srv, tmp_path):
     assert grew("gitserve_build_duration_seconds_sum") >= 1
     assert after[("gitserve_connections_open", (("transport", "ssh"),))] >= 0
     assert ("gitserve_queue_depth", (("queue", "builds"),)) in after
+
+
+NGINX_PROXY = """
+{user}
+worker_processes 1;
+daemon off;
+pid {work}/nginx.pid;
+error_log {work}/error.log;
+events {{ worker_connections 64; }}
+http {{
+  access_log off;
+  client_body_temp_path {work}/body;
+  proxy_temp_path {work}/proxy;
+  fastcgi_temp_path {work}/fastcgi;
+  uwsgi_temp_path {work}/uwsgi;
+  scgi_temp_path {work}/scgi;
+  server {{
+    listen 127.0.0.1:{port};
+    client_max_body_size 0;
+    location / {{
+      proxy_pass http://127.0.0.1:{upstream};
+      proxy_http_version 1.1;
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_request_buffering off;
+      proxy_buffering off;
+      proxy_read_timeout 3s;
+    }}
+  }}
+}}
+"""
+
+
+def test_silent_build_survives_proxy_read_timeout(tmp_path):
+    """Behind nginx with a 3 s read timeout, a push whose build is silent for 7 s still gets
+    its summary: empty progress packets keep the response alive (keepalive_interval)."""
+    import os
+    import signal
+    from tests.support.tools import free_port, require_tool
+
+    nginx = require_tool("nginx")
+    server = make_http_server(tmp_path / "srv", conf=CONF, users=("alice",),
+                              settings={"server": {"keepalive_interval": 1.0},
+                                        "http": {"trusted_proxies": "127.0.0.1"}})
+    work_dir = tmp_path / "nginx"
+    work_dir.mkdir()
+    port = free_port()
+    (work_dir / "nginx.conf").write_text(NGINX_PROXY.format(
+        user="user root;" if os.geteuid() == 0 else "", work=work_dir, port=port,
+        upstream=server.http_port))
+    proxy = subprocess.Popen([nginx, "-c", str(work_dir / "nginx.conf"), "-p", str(work_dir)],
+                             start_new_session=True)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz")
+        tok = token(server, "alice", "proxy")
+        url = f"http://alice:{tok}@127.0.0.1:{port}/live.git"
+        work = tmp_path / "w"
+        assert hgit(server, "clone", url, str(work)).returncode == 0
+        script = work / ".gitserve" / "build"
+        script.parent.mkdir()
+        script.write_text("#!/bin/sh\necho before\nsleep 7\necho after\n")
+        script.chmod(0o755)
+        hgit(server, "add", "-A", cwd=work)
+        hgit(server, "commit", "-qm", "silent", cwd=work)
+        code, lines = timed_git(http_env(server), "push", "origin", "HEAD:main", cwd=work)
+        assert code == 0, lines
+        msgs = remote(lines)
+        assert msgs[:2] == ["before", "after"] and re.fullmatch(r"build \d+ passed in \d+\.\ds",
+                                                                msgs[-1]), lines
+        # the audit log has the client's address as the trusted proxy passed it
+        assert server.audit_lines()[-1]["ip"] == "127.0.0.1"
+    finally:
+        os.killpg(proxy.pid, signal.SIGTERM)
+        proxy.wait(10)
+        server.stop()
