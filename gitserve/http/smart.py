@@ -53,6 +53,7 @@ SERVICES: dict[str, tuple[str, type]] = {
 }
 ANONYMOUS = "daemon"  # Gitolite's user for unauthenticated reads (git-daemon export)
 FLUSH_AT = 65536
+INFLATE_STEP = 65536
 
 
 @dataclass
@@ -82,6 +83,7 @@ class _Body:
         self._receive = receive
         self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzipped else None
         self._buf = bytearray()
+        self._pending = bytearray()  # gzip input not inflated yet
         self._more = True
         self._count = count
 
@@ -94,25 +96,42 @@ class _Body:
         data = message.get("body", b"")
         self._more = bool(message.get("more_body", False))
         self._count(len(data))
-        if self._inflate is not None:
-            try:
-                data = self._inflate.decompress(data)
-                if not self._more:
-                    data += self._inflate.flush()
-            except zlib.error as exc:
-                raise GitProtocolError(f"bad gzip request body: {exc}") from None
-        self._buf += data
+        if self._inflate is None:
+            self._buf += data
+            return True
+        self._pending += data
         return True
 
+    def _fill(self) -> bool:
+        """More bytes into the buffer: inflated at most INFLATE_STEP at a time, so a small
+        gzip bomb never becomes a large buffer (the reader only asks for what it parses)."""
+        if self._inflate is None:
+            return self._pull()
+        while True:
+            if self._pending:
+                try:
+                    out = self._inflate.decompress(self._pending, INFLATE_STEP)
+                except zlib.error as exc:
+                    raise GitProtocolError(f"bad gzip request body: {exc}") from None
+                self._pending = bytearray(self._inflate.unconsumed_tail)
+                if out:
+                    self._buf += out
+                    return True
+                if self._inflate.eof:
+                    self._pending = bytearray()
+                continue
+            if not self._pull():
+                return False
+
     def read(self, size: int) -> bytes:
-        while len(self._buf) < size and self._pull():
+        while len(self._buf) < size and self._fill():
             pass
         out = bytes(self._buf[:size])
         del self._buf[:size]
         return out
 
     def recv(self, size: int) -> bytes:
-        while not self._buf and self._pull():
+        while not self._buf and self._fill():
             pass
         out = bytes(self._buf[:size])
         del self._buf[:size]
@@ -260,6 +279,9 @@ class SmartHttp:
 
     def _check(self, conn: HttpConn, name: str, aa: str) -> tuple[Any, Any]:
         state = admin.current(self.settings)
+        if conn.user == ANONYMOUS and not repos.exists(self.settings, name):
+            # an anonymous request never creates a wild repo, whatever `C` says
+            raise session.Denied(f"{aa} any {name} {conn.user} DENIED by fallthru")
         return state, session.check_access(conn, state, name, aa)  # type: ignore[arg-type]
 
     async def _run_handler(self, request: Request, conn: HttpConn, state: Any, name: str,

@@ -18,6 +18,7 @@ import logging
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, AsyncIterator
+from urllib.parse import urlsplit
 
 import anyio
 import anyio.to_thread
@@ -373,6 +374,8 @@ class WebUI:
                          error=error, deploy_ref=deploy_ref(self.settings, state, repo))
 
     async def rollback(self, request: Request) -> Response:
+        if not same_origin(request):
+            return self.message(self.visitor(request), "Forbidden", "Cross-site request.", 403)
         form = await request.form()
         return await anyio.to_thread.run_sync(self._rollback, request, dict(form))
 
@@ -416,6 +419,8 @@ class WebUI:
         return self.page("login.html", v, login_user=user, nonce=nonce)
 
     async def login(self, request: Request) -> Response:
+        if not same_origin(request):  # login CSRF: no logging a victim in as someone else
+            return self.message(self.visitor(request), "Forbidden", "Cross-site request.", 403)
         form = await request.form()
         return await anyio.to_thread.run_sync(self._login, request, str(form.get("nonce", "")))
 
@@ -433,6 +438,8 @@ class WebUI:
         return response
 
     async def logout(self, request: Request) -> Response:
+        if not same_origin(request):
+            return self.message(self.visitor(request), "Forbidden", "Cross-site request.", 403)
         form = await request.form()
         v = self.visitor(request)
         if not csrf_ok(v.session, str(form.get("csrf", ""))):
@@ -459,6 +466,15 @@ def deploy_ref(settings: Settings, state: Any, repo: str) -> str:
     except OSError:
         pass
     return f"refs/heads/{settings.server.default_branch}"
+
+
+def same_origin(request: Request) -> bool:
+    """A browser's POST names its page's origin; it must be this host (an absent Origin is a
+    non-browser client or an old browser: the CSRF token still guards what matters)."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    return urlsplit(origin).netloc.lower() == request.headers.get("host", "").lower()
 
 
 def _stream_id(value: str) -> bool:

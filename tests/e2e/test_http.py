@@ -28,6 +28,10 @@ repo priv
 repo live
     RW+ = alice
     option build.enable = 1
+repo wild/CREATOR/..*
+    C = @all
+    RW+ = CREATOR
+    R = @all
 """
 
 
@@ -342,3 +346,51 @@ def test_silent_build_survives_proxy_read_timeout(tmp_path):
         os.killpg(proxy.pid, signal.SIGTERM)
         proxy.wait(10)
         server.stop()
+
+
+def test_hostile_requests(srv):
+    """An attacker's requests: a gzip bomb, anonymous wild-repo creation, a cross-site login,
+    path tricks. Each gets one clear answer and changes nothing."""
+    import gzip
+    import http.client
+
+    # 1. 256 MiB of zeros gzipped to ~256 KiB: refused without inflating it into memory
+    bomb = gzip.compress(b"\0" * (256 << 20), compresslevel=9)
+    assert len(bomb) < 1 << 20
+
+    def peak_rss() -> int:
+        status = open(f"/proc/{srv.proc.pid}/status").read()
+        return int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.M).group(1)) << 10
+
+    before = peak_rss()
+    tok = token(srv, "alice", "bomb")
+    conn = http.client.HTTPConnection("127.0.0.1", srv.http_port, timeout=30)
+    conn.request("POST", "/priv.git/git-upload-pack", body=bomb, headers={
+        "Content-Type": "application/x-git-upload-pack-request", "Content-Encoding": "gzip",
+        "Authorization": _basic("alice", tok)})
+    resp = conn.getresponse()
+    body = resp.read()
+    conn.close()
+    assert resp.status in (200, 400) and b"Traceback" not in body
+    assert peak_rss() - before < 64 << 20
+    assert get(f"{srv.http_base}/healthz")[0] in (200, 503)
+    # 2. anonymous (daemon) never creates a wild repo, whatever C says
+    status, _, _ = get(f"{srv.http_base}/wild/daemon/x.git/info/refs?service=git-upload-pack")
+    assert status == 401 and not srv.repo_path("wild/daemon/x").exists()
+    # 3. a cross-site form POST to /login is refused (login CSRF)
+    from tests.support.httpkit import post_form
+
+    nonce = srv.ssh("alice", "login").stdout.strip().rsplit("/", 1)[1]
+    status, headers, _ = post_form(srv.http_base, "/login", f"nonce={nonce}",
+                                   {"Origin": "https://evil.example"})
+    assert status == 403 and "Set-Cookie" not in headers
+    # 4. path tricks
+    for path in ("/../priv.git/info/refs?service=git-upload-pack",
+                 "/priv.git/../priv.git/info/refs?service=git-upload-pack",
+                 "/%2e%2e/priv.git/info/refs?service=git-upload-pack",
+                 "/priv.git/info/refs?service=git-upload-archive",
+                 "/priv.git/info/refs"):
+        status, _, body = get(srv.http_base + path,
+                              headers={"Authorization": _basic("alice", tok)})
+        assert status in (400, 403, 404), (path, status)
+        assert b"Traceback" not in body
