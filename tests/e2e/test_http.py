@@ -394,3 +394,32 @@ def test_hostile_requests(srv):
                               headers={"Authorization": _basic("alice", tok)})
         assert status in (400, 403, 404), (path, status)
         assert b"Traceback" not in body
+
+
+def test_web_build_log_masks_secrets_like_the_push(srv, tmp_path):
+    value = "hunter2-very-secret"
+    srv.admin_cli("admin", "set-secret", "live", "API_KEY", input=value + "\n")
+    tok = token(srv, "alice", "secret")
+    work = tmp_path / "s"
+    assert hgit(srv, "clone", http_url(srv, "live", "alice", tok), str(work)).returncode == 0
+    script = work / ".gitserve" / "build"
+    script.parent.mkdir(exist_ok=True)
+    script.write_text("#!/bin/sh\necho key=$API_KEY\n")
+    script.chmod(0o755)
+    hgit(srv, "add", "-A", cwd=work)
+    hgit(srv, "commit", "-qm", "secret", cwd=work)
+    push = hgit(srv, "push", "origin", "HEAD:main", cwd=work)
+    assert "remote: key=***" in push.stderr and value not in push.stderr
+    build_id = re.search(r"build (\d+) passed", push.stderr).group(1)
+    cookie = login_cookie(srv, "alice").split(";", 1)[0]
+    status, _, page = get(f"{srv.http_base}/builds/{build_id}", headers={"Cookie": cookie})
+    assert status == 200 and "key=***" in page.decode() and value not in page.decode()
+    status, headers, events = get(f"{srv.http_base}/builds/{build_id}/events",
+                                  headers={"Cookie": cookie})
+    text = events.decode()
+    assert headers["Content-Type"].startswith("text/event-stream")
+    assert "data: key=***" in text and value not in text
+    assert re.search(rf"event: end\nid: \S+\ndata: passed\ndata: build {build_id} passed", text)
+    # anonymous (gitweb may not read `live`): no such build
+    assert get(f"{srv.http_base}/builds/{build_id}")[0] == 404
+    assert get(f"{srv.http_base}/builds/{build_id}/events")[0] == 404
