@@ -82,6 +82,7 @@ class WebUI:
         self.sessions = sessions
         self.metrics = metrics
         self.env = _env()
+        self._aredis: Any = None
 
     # --- helpers ---------------------------------------------------------------------
     def visitor(self, request: Request) -> Visitor:
@@ -102,6 +103,15 @@ class WebUI:
             return bool(state.rules.check(repo, user, perm, ref, wild=wild).allowed)
         except Exception:  # noqa: BLE001 - a name the rules cannot check: no access
             return False
+
+    def _async_redis(self) -> Any:
+        """One asyncio Redis client (and pool) for the event streams of live logs."""
+        if self._aredis is None:
+            import redis.asyncio
+
+            self._aredis = redis.asyncio.Redis.from_url(
+                self.settings.effective_redis_url, socket_connect_timeout=3)
+        return self._aredis
 
     def _redis(self) -> Any:
         from buildqueue import rqconn
@@ -294,14 +304,16 @@ class WebUI:
         stream = keys.log(b.id)
         ttl = self.settings.builds.log_ttl
 
+        aredis = self._async_redis()
+
         async def events() -> AsyncIterator[str]:
             last = after
             yield "retry: 2000\n\n"
             while True:
                 if await request.is_disconnected():
                     return
-                batch = await anyio.to_thread.run_sync(
-                    functools.partial(r.xread, {stream: last}, count=500, block=1000))
+                # an async XREAD: a page watching a quiet build holds no thread
+                batch = await aredis.xread({stream: last}, count=500, block=1000)
                 if batch:
                     for entry_id, fields in batch[0][1]:
                         last = entry_id.decode()
