@@ -40,6 +40,7 @@ from gitserve.git.receive import ReceivePack
 from gitserve.git.repo import SingleRepoBackend
 from gitserve.git.sideband import BAND_DATA, SidebandProtocol
 from gitserve.git.upload import UploadPack
+from gitserve.metrics import count_ref_denials, pushed
 from gitserve.settings import Settings
 from gitserve.ssh import session
 
@@ -315,7 +316,7 @@ class SmartHttp:
             handler.settings = self.settings
             if isinstance(handler, ReceivePack) and not advertise:
                 session._wire_push(handler, conn, state, name, path, wild, proto)  # type: ignore[arg-type]  # noqa: SLF001
-                _count_ref_denials(handler, m)
+                count_ref_denials(handler, m, "http")
                 if handler.ctx is not None:
                     handler.ctx.extra["keepalive"] = proto.keepalive
             try:
@@ -327,8 +328,7 @@ class SmartHttp:
                 if advertise and not response.started and len(response._buf) == before:  # noqa: SLF001
                     response.write(pkt_line(None))  # an empty repo: no refs, still a list
                 response.flush(final=True)
-                result = getattr(handler, "result", None)
-                if result is not None and any(s == "ok" for s in result.statuses.values()):
+                if pushed(handler):
                     m.pushes.labels("http").inc()
             finally:
                 handler.repo.close()
@@ -357,21 +357,6 @@ class SmartHttp:
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
                 except Exception:  # noqa: BLE001
                     pass
-
-
-def _count_ref_denials(handler: ReceivePack, metrics: Any) -> None:
-    """Count check #2 refusals (the session's check_ref keeps its messages and audit)."""
-    check = handler.check_ref
-    if check is None:
-        return
-
-    def counted(update: Any) -> str | None:
-        reason = check(update)
-        if reason:
-            metrics.access_denied.labels("http", "2").inc()
-        return reason
-
-    handler.check_ref = counted
 
 
 class GitEndpoint:

@@ -99,6 +99,10 @@ class SSHServer:
         assert self._sock is not None
         return self._sock.getsockname()[:2]
 
+    def _auth_failure(self, ip: str) -> None:
+        self.metrics.access_denied.labels("ssh", "login").inc()
+        self.admission.auth_failure(ip)
+
     # --- connections -----------------------------------------------------------
     def _accept_loop(self) -> None:
         assert self._sock is not None
@@ -146,7 +150,8 @@ class SSHServer:
             transport.auth_handler = GitserveAuthHandler(transport)
             for key in self.host_keys:
                 transport.add_server_key(key)
-            iface = GitSSHServer(self.lookup, ip, self.admission.auth_failure)
+            iface = GitSSHServer(self.lookup, ip, self._auth_failure)
+            iface.metrics = self.metrics  # the session counts git work with it
             with self._lock:
                 self._transports.add(transport)
             try:

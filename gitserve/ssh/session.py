@@ -24,6 +24,7 @@ from gitserve.git.receive import ReceivePack
 from gitserve.git.repo import SingleRepoBackend
 from gitserve.git.sideband import ChannelReader, SidebandProtocol
 from gitserve.git.upload import UploadArchive, UploadPack
+from gitserve.metrics import NULL as NULL_METRICS, count_ref_denials, pushed
 from gitserve.settings import Settings
 
 from . import commands
@@ -51,6 +52,7 @@ class Conn:
     user: str
     ip: str
     chan: paramiko.Channel
+    metrics: Any = NULL_METRICS  # gitserve.metrics.Metrics of the server (counts git work)
 
     def out(self, text: str) -> None:
         self.chan.sendall(text.encode("utf-8", "replace"))
@@ -62,7 +64,7 @@ class Conn:
 def run(settings: Settings, chan: paramiko.Channel, command: str, user: str,
         iface: GitSSHServer) -> int:
     """Run COMMAND for USER on CHAN; returns the exit status."""
-    conn = Conn(settings, user, iface.peer, chan)
+    conn = Conn(settings, user, iface.peer, chan, iface.metrics or NULL_METRICS)
     try:
         state = admin.current(settings)
     except Exception as exc:  # noqa: BLE001 - a broken admin repo: say so, don't crash
@@ -152,18 +154,39 @@ def check_access(conn: Conn, state: Any, name: str, aa: str) -> Any:
 def run_git(conn: Conn, state: Any, verb: str, raw_arg: str) -> int:
     name = _repo_arg(raw_arg)
     aa, handler_cls = GIT_SERVICES[verb]
-    wild = check_access(conn, state, name, aa)
+    m = conn.metrics
+    try:
+        wild = check_access(conn, state, name, aa)
+    except Denied:
+        m.access_denied.labels("ssh", "1").inc()
+        raise
+    m.git_requests.labels("ssh", verb).inc()
     path = str(repos.path(conn.settings, name))
-    reader = ChannelReader(conn.chan.recv)
-    proto = SidebandProtocol(reader.read, conn.chan.sendall, reader.recv)
+    sent = m.git_bytes.labels("ssh", "sent")
+    received = m.git_bytes.labels("ssh", "received")
+
+    def send(data: Any) -> None:
+        sent.inc(len(data))
+        conn.chan.sendall(data)
+
+    def recv(size: int) -> bytes:
+        data = conn.chan.recv(size)
+        received.inc(len(data))
+        return data
+
+    reader = ChannelReader(recv)
+    proto = SidebandProtocol(reader.read, send, reader.recv)
     backend = SingleRepoBackend(path, show_hidden=conn.user == admin.BUILDER)
     handler = handler_cls(backend, [path], proto)
     handler.settings = conn.settings
     if isinstance(handler, ReceivePack):
         _wire_push(handler, conn, state, name, path, wild, proto)
+        count_ref_denials(handler, m, "ssh")
     try:
         handler.handle()
         proto.flush()
+        if isinstance(handler, ReceivePack) and pushed(handler):
+            m.pushes.labels("ssh").inc()
     except HangupException:
         return 1  # the client hung up mid-conversation: nobody left to tell
     except GitProtocolError as exc:

@@ -250,6 +250,16 @@ def test_metrics_count_the_work(srv, tmp_path):
     hgit(srv, "commit", "-qm", "metrics", cwd=work)
     push = hgit(srv, "push", "origin", "HEAD:main", cwd=work)
     assert push.returncode == 0 and "passed in" in push.stderr, push.stderr
+    # and over ssh: a clone, a push, a denied clone, a denied ref
+    ssh_work = srv.clone("alice", "priv")
+    srv.commit("alice", ssh_work, "ssh.txt")
+    srv.git("alice", "push", "-q", "origin", "HEAD:main", cwd=ssh_work)
+    assert srv.git("carol", "clone", srv.url("priv"), str(tmp_path / "x"), check=False).returncode
+    bob_work = srv.clone("bob", "priv")
+    srv.commit("bob", bob_work, "bob.txt")
+    assert srv.git("bob", "push", "origin", "HEAD:main", cwd=bob_work, check=False).returncode
+    stranger = srv.ssh("alice", "info", key=srv.keygen("mallory"))
+    assert stranger.returncode != 0
     after = scrape(srv)
 
     def grew(name: str, **labels: str) -> float:
@@ -263,7 +273,15 @@ def test_metrics_count_the_work(srv, tmp_path):
     assert grew("gitserve_git_bytes_total", transport="http", direction="received") > 0
     assert grew("gitserve_access_denied_total", transport="http", check="1") == 1
     assert grew("gitserve_access_denied_total", transport="http", check="login") == 1
-    assert grew("gitserve_connections_total", transport="ssh") >= 2  # the two `token create`
+    assert grew("gitserve_connections_total", transport="ssh") >= 7
+    assert grew("gitserve_git_operations_total", transport="ssh", service="git-upload-pack") == 2
+    assert grew("gitserve_git_operations_total", transport="ssh", service="git-receive-pack") == 2
+    assert grew("gitserve_pushes_total", transport="ssh") == 1
+    assert grew("gitserve_git_bytes_total", transport="ssh", direction="sent") > 0
+    assert grew("gitserve_git_bytes_total", transport="ssh", direction="received") > 0
+    assert grew("gitserve_access_denied_total", transport="ssh", check="1") == 1
+    assert grew("gitserve_access_denied_total", transport="ssh", check="2") == 1
+    assert grew("gitserve_access_denied_total", transport="ssh", check="login") >= 1
     assert grew("gitserve_connections_total", transport="http") >= 6
     assert grew("gitserve_builds_total", result="passed") == 1
     assert grew("gitserve_build_duration_seconds_count") == 1
