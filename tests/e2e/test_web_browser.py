@@ -221,6 +221,15 @@ def test_rollback_button_flips_live_side(srv, browser):
     ctx.close()
     status = srv.ssh("alice", "deploy", "status", "www").stdout
     assert f"live:     {after}" in status
+    # /metrics counted both deploys and the rollback, with their switch times
+    from prometheus_client.parser import text_string_to_metric_families
+
+    body = get(f"{srv.http_base}/metrics")[2].decode()
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for f in text_string_to_metric_families(body) for s in f.samples}
+    assert samples[("gitserve_deploys_total", (("action", "deploy"),))] == 2
+    assert samples[("gitserve_deploys_total", (("action", "rollback"),))] == 1
+    assert samples[("gitserve_deploy_switch_seconds_count", ())] == 3
 
 
 def test_pages_escape_and_anonymous_views(srv, browser):
