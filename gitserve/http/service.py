@@ -49,9 +49,12 @@ class HttpService:
         sock.listen(256)
         self.sock = sock
         self.address: tuple[str, int] = sock.getsockname()[:2]
-        config = uvicorn.Config(self.face.asgi(), log_level="warning", access_log=False,
+        # log_config=None: uvicorn logs through gitserve's logging setup, not its own handlers;
+        # proxy headers are ours to judge (auth.client_of, [http] trusted_proxies)
+        config = uvicorn.Config(self.face.asgi(), log_config=None, access_log=False,
                                 proxy_headers=False, server_header=False,
-                                timeout_keep_alive=30, lifespan="off")
+                                timeout_keep_alive=30, lifespan="off",
+                                timeout_graceful_shutdown=5)
         self.server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
 
