@@ -9,18 +9,25 @@ from __future__ import annotations
 
 import argparse
 from datetime import datetime, timezone
-from typing import Any, Callable, TextIO
+from typing import Callable, Protocol
 
 import redis
 
-from . import enqueue, keys, logs, records, rqconn
+from gitserve.errors import CommandError
+from gitserve.settings import Settings
+
+from . import ending, enqueue, keys, logs, records, rqconn
 
 Access = Callable[[str, str], bool]
+
+
+class Out(Protocol):
+    """Where a command writes (sys.stdout on the CLI, the ssh channel over ssh)."""
+
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
 USAGE = "usage: builds list [--repo R] | show ID | log ID [--follow] | cancel ID | retry ID"
-
-
-class CommandError(Exception):
-    """One line for stderr, exit 1."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -63,7 +70,7 @@ def _visible(r: redis.Redis, build_id: str, access: Access, perm: str = "R") -> 
 
 def _fresh(r: redis.Redis, build: records.Build, log_ttl: int) -> records.Build:
     """The build as it is now, ending it first if its worker died."""
-    if records.reap_if_lost(r, build, log_ttl=log_ttl):
+    if ending.reap_if_lost(r, build, log_ttl=log_ttl):
         return records.get(r, build.id)
     return build
 
@@ -145,7 +152,7 @@ def cmd_cancel(r, args, access, out, settings, user: str = "") -> int:
             raise CommandError(f"build {build.id} already {build.status}")
         if build.status in ("queued", records.DEPLOY_QUEUED):
             # not picked up yet: it never will be (the job sees the status and returns)
-            if records.finish(r, build.id, "cancelled", f"cancelled{by}", log_ttl=ttl,
+            if ending.finish(r, build.id, "cancelled", f"cancelled{by}", log_ttl=ttl,
                               last_line=f"gitserve: cancelled{by}", expect=build.status):
                 rqconn.cancel_job(r, build.job_id if build.status == "queued" else keys.deploy_job(build.id))
                 out.write(f"build {build.id} cancelled\n")
@@ -177,7 +184,7 @@ def cmd_retry(r, args, access, out, settings, user: str = "") -> int:
     return 0
 
 
-def run(settings: Any, argv: list[str], access: Access, out: TextIO, user: str = "") -> int:
+def run(settings: Settings, argv: list[str], access: Access, out: Out, user: str = "") -> int:
     """Run one `builds ...` command; raises CommandError (one line) on bad input or denial."""
     if not argv or argv[0] in ("-h", "--help", "help"):
         out.write(USAGE + "\n")

@@ -19,7 +19,10 @@ from typing import Any, Callable
 import redis
 from rq import get_current_job
 
-from . import keys, logs, records, rqconn, workspace
+from gitserve.errors import GitserveError
+from . import ending, keys, logs, records, rqconn, workspace
+from .liveness import heartbeat_loop, worker_name
+from .workersettings import WorkerSettings
 from .secrets import Masker, SecretError, decrypt, worker_key_file
 
 DEPLOY_QUEUE = "deploy"
@@ -27,7 +30,7 @@ MAX_ARTIFACT = 256 * 1024 * 1024
 ARTIFACT_TTL = 24 * 3600
 
 
-class HandOverError(Exception):
+class HandOverError(GitserveError):
     pass
 
 
@@ -77,14 +80,13 @@ def run_deploy(payload: dict[str, Any], deploy_fn: Callable[..., Any] | None = N
         raise RuntimeError("run_deploy must run inside an rq worker")
     build_id = str(payload["build_id"])
     log_ttl = int(payload.get("log_ttl", 0))
-    from .jobs import heartbeat_loop as jobsheartbeat_loop, worker_name
 
     if not records.move(r, build_id, records.DEPLOY_QUEUED, "deploying", worker_name()):
         return {"status": records.get(r, build_id).status}
     stop = threading.Event()
-    threading.Thread(target=jobsheartbeat_loop, args=(r, build_id, stop), daemon=True).start()
+    threading.Thread(target=heartbeat_loop, args=(r, build_id, stop), daemon=True).start()
     work = Path(tempfile.mkdtemp(prefix=f"gitserve-deploy-{build_id}-"))
-    mask: Callable[[str], str] = lambda s: s
+    mask: Callable[[str], str] = str  # no secrets known yet: text as it is
     try:
         try:
             secret_values = decrypt(payload.get("secrets") or {}, worker_key_file())
@@ -98,10 +100,11 @@ def run_deploy(payload: dict[str, Any], deploy_fn: Callable[..., Any] | None = N
         output.mkdir()
         unpack(data, output)
         src = work / "src"
-        objects = workspace.source_objects(payload["repo"], payload.get("commit") or payload["new"], payload["fetch_ref"],
+        objects = workspace.source_objects(payload["repo"], payload.get("commit") or payload["new"],
+                                           payload["fetch_ref"],
                                            payload.get("local_path", ""), payload.get("clone_url", ""))
         workspace.checkout(objects, payload.get("commit") or payload["new"], src)
-        settings = settings_mod.load()
+        settings = settings_mod.load(WorkerSettings.from_env().home)
         meta = {"build_id": build_id, "repo": payload["repo"], "ref": payload["ref"],
                 "commit": payload["new"], "pusher": payload["pusher"],
                 "pushed_at": payload.get("pushed_at"), "env": secret_values}
@@ -123,6 +126,6 @@ def run_deploy(payload: dict[str, Any], deploy_fn: Callable[..., Any] | None = N
 
 def _end(r: redis.Redis, build_id: str, status: str, reason: str, log_ttl: int,
          quiet: bool = False) -> dict[str, str]:
-    records.finish(r, build_id, status, reason, log_ttl=log_ttl,
+    ending.finish(r, build_id, status, reason, log_ttl=log_ttl,
                    last_line="" if quiet else f"gitserve: {reason}")
     return {"status": status}

@@ -14,13 +14,15 @@ from pathlib import Path
 
 import redis
 
+from gitserve.errors import GitserveError
+from gitserve.settings import Settings
 from .runner import die_with_parent
 
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
 
 
-class EmbeddedRedisError(Exception):
+class EmbeddedRedisError(GitserveError):
     pass
 
 
@@ -109,7 +111,7 @@ class EmbeddedRedis:
 class LocalWorkersService:
     """`gitserve serve`'s local build workers (queues `builds` and `deploy`)."""
 
-    def __init__(self, settings) -> None:
+    def __init__(self, settings: Settings) -> None:
         from .worker import LocalWorkers
 
         self.workers = LocalWorkers(settings.home, settings.effective_redis_url, settings.builds.workers,
@@ -125,27 +127,24 @@ class LocalWorkersService:
 
 
 class EmbeddedRedisService:
-    def __init__(self, settings) -> None:
+    def __init__(self, settings: Settings) -> None:
         settings.logs_dir.mkdir(parents=True, exist_ok=True)
         self.redis = EmbeddedRedis(settings.redis_socket, settings.home / "redis",
                                    settings.logs_dir / "redis.log")
 
     def start(self) -> None:
-        try:
-            self.redis.start()
-        except EmbeddedRedisError as exc:
-            raise RuntimeError(str(exc)) from None
+        self.redis.start()  # EmbeddedRedisError: `gitserve: ...` and exit 1 (cli main)
 
     def stop(self) -> None:
         self.redis.stop()
 
 
-def services(settings) -> list:
+def services(settings: Settings) -> list[LocalWorkersService | EmbeddedRedisService]:
     """What `gitserve serve` starts for builds: without a Redis URL, the embedded Redis and
     settings.builds.workers local workers; with one, nothing (workers run where you start them)."""
     if settings.redis.url:
         return []
-    found: list = [EmbeddedRedisService(settings)]
+    found: list[LocalWorkersService | EmbeddedRedisService] = [EmbeddedRedisService(settings)]
     if settings.builds.workers > 0:
         found.append(LocalWorkersService(settings))
     return found

@@ -20,7 +20,9 @@ import redis
 from dulwich.objects import Blob, Commit, Tag
 from dulwich.repo import Repo
 
-from . import keys, records, rqconn
+from gitserve.settings import Settings
+
+from . import ending, keys, records, rqconn
 from . import secrets as secrets_mod
 
 HIDDEN_PREFIX = "refs/gitserve/builds/"
@@ -128,7 +130,7 @@ def commit_exists(repo_path: Path, sha: str) -> bool:
         repo.close()
 
 
-def ssh_host_port(settings: Any) -> tuple[str, int]:
+def ssh_host_port(settings: Settings) -> tuple[str, int]:
     host, port = settings.listen_host_port()
     if settings.server.public_host:
         host = settings.server.public_host
@@ -137,14 +139,14 @@ def ssh_host_port(settings: Any) -> tuple[str, int]:
     return host, port
 
 
-def clone_url(settings: Any, repo: str) -> str:
+def clone_url(settings: Settings, repo: str) -> str:
     host, port = ssh_host_port(settings)
     if ":" in host:
         host = f"[{host}]"
     return f"ssh://{settings.server.ssh_user}@{host}:{port}/{repo}.git"
 
 
-def follow_command(settings: Any, build_id: str) -> str:
+def follow_command(settings: Settings, build_id: str) -> str:
     """The real ssh command line that tails a build on this server."""
     host, port = ssh_host_port(settings)
     argv = ["ssh"] + (["-p", str(port)] if port != 22 else [])
@@ -152,7 +154,7 @@ def follow_command(settings: Any, build_id: str) -> str:
     return shlex.join(argv)
 
 
-def queued_line(settings: Any, build_id: str) -> str:
+def queued_line(settings: Settings, build_id: str) -> str:
     return f"build {build_id} queued: {follow_command(settings, build_id)}"
 
 
@@ -166,7 +168,7 @@ def deploy_options(options: dict[str, str]) -> dict[str, Any] | None:
 
 
 def enqueue(
-    settings: Any,
+    settings: Settings,
     r: redis.Redis,
     repo_name: str,
     repo_path: Path,
@@ -212,7 +214,7 @@ def enqueue(
         if build_id:  # half-queued: never leave a pinned commit or a build nobody will run
             drop_hidden_refs(repo_path, [build_id])
             try:
-                records.finish(r, build_id, "failed", "could not be queued")
+                ending.finish(r, build_id, "failed", "could not be queued")
             except (redis.RedisError, OSError):
                 pass
         raise rqconn.RedisUnavailable(f"Redis unreachable: {rqconn.one_line(exc)}") from exc

@@ -7,20 +7,26 @@ the SSH port. Every line it writes to the log passes through the secret masker f
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
-import socket
 import tempfile
 import threading
 import time
+import traceback
 from pathlib import Path
 from typing import Any, Callable
 
 import redis
 from rq import get_current_job
 
-from . import keys, logs, records, runner, sandbox, workspace
+from gitserve.logsetup import log_context
+
+from . import ending, keys, logs, records, runner, sandbox, workspace
+from .liveness import heartbeat_loop, worker_name
 from .secrets import Masker, SecretError, decrypt, worker_key_file
+
+logger = logging.getLogger(__name__)
 
 LANE_POLL = 0.2
 ENV_PASSTHROUGH = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "SHELL")
@@ -31,10 +37,6 @@ def _connection() -> redis.Redis:
     if job is None:
         raise RuntimeError("run_build must run inside an rq worker")
     return job.connection
-
-
-def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class BuildLog:
@@ -74,7 +76,7 @@ def _wait_for_lane(r: redis.Redis, build: records.Build, log: BuildLog) -> bool:
                 # built already; deploys keep their own order (and a worker waiting here
                 # must never be the one that deploy needs)
                 continue
-            records.reap_if_lost(r, other)
+            ending.reap_if_lost(r, other)
             pending.append(other_id)
         if not pending:
             return True
@@ -111,14 +113,23 @@ def _script_argv(path: Path) -> list[str]:
 
 
 def run_build(payload: dict[str, Any]) -> dict[str, str]:
-    """Entry point of the `builds` queue's jobs."""
+    """Entry point of the `builds` queue's jobs (logged as `build ID` in workers.log)."""
+    with log_context(f"build {payload['build_id']}"):
+        logger.info("start %s %s %s", payload.get("repo"), payload.get("ref"),
+                    str(payload.get("commit") or payload.get("new", ""))[:12])
+        result = _run_build(payload)
+        logger.info("end: %s", result.get("status"))
+        return result
+
+
+def _run_build(payload: dict[str, Any]) -> dict[str, str]:
     r = _connection()
     build_id = str(payload["build_id"])
     log_ttl = int(payload.get("log_ttl", 0))
     if not records.start(r, build_id, worker_name()):
         return {"status": records.get(r, build_id).status}
     build = records.get(r, build_id)
-    mask: Callable[[str], str] = lambda s: s
+    mask: Callable[[str], str] = str  # no secrets known yet: text as it is
     log = BuildLog(r, build_id, mask)
     work = Path(tempfile.mkdtemp(prefix=f"gitserve-build-{build_id}-"))
     # the heartbeat runs for the whole job: a long fetch must not look like a dead worker
@@ -126,7 +137,7 @@ def run_build(payload: dict[str, Any]) -> dict[str, str]:
     threading.Thread(target=heartbeat_loop, args=(r, build_id, beating), daemon=True).start()
     try:
         if not _wait_for_lane(r, build, log):
-            records.finish(r, build_id, "cancelled", "cancelled while waiting", log_ttl=log_ttl,
+            ending.finish(r, build_id, "cancelled", "cancelled while waiting", log_ttl=log_ttl,
                            last_line="gitserve: cancelled")
             return {"status": "cancelled"}
         records.set_fields(r, build_id, started=repr(time.time()))
@@ -137,7 +148,8 @@ def run_build(payload: dict[str, Any]) -> dict[str, str]:
         log.mask = Masker(list(secret_values.values()))
         ws = work / "src"
         try:
-            objects = workspace.source_objects(payload["repo"], payload.get("commit") or payload["new"], payload["fetch_ref"],
+            objects = workspace.source_objects(payload["repo"], payload.get("commit") or payload["new"],
+                                               payload["fetch_ref"],
                                                payload.get("local_path", ""), payload.get("clone_url", ""))
             workspace.checkout(objects, payload.get("commit") or payload["new"], ws)
         except workspace.WorkspaceError as exc:
@@ -177,6 +189,8 @@ def run_build(payload: dict[str, Any]) -> dict[str, str]:
             return {"status": "deploying"}
         return _end(r, build_id, "passed", "", log_ttl, quiet=True)
     except Exception as exc:  # noqa: BLE001 - any crash must still end the build
+        # masked like the build log: a traceback can quote a secret
+        logger.error("crashed: %s", log.mask(traceback.format_exc()))
         _end(r, build_id, "failed", log.mask(f"internal error: {type(exc).__name__}: {exc}"), log_ttl)
         raise
     finally:
@@ -184,16 +198,11 @@ def run_build(payload: dict[str, Any]) -> dict[str, str]:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def heartbeat_loop(r: redis.Redis, build_id: str, stop: threading.Event) -> None:
-    while not stop.wait(1.0):
-        try:
-            records.heartbeat(r, build_id)
-        except redis.RedisError:
-            pass
-
-
 def _end(r: redis.Redis, build_id: str, status: str, reason: str, log_ttl: int,
          quiet: bool = False) -> dict[str, str]:
     last = "" if quiet else f"gitserve: {reason}"
-    records.finish(r, build_id, status, reason, log_ttl=log_ttl, last_line=last)
+    if reason:  # the reason the pusher sees (masked where it could carry a secret)
+        logger.log(logging.INFO if status == "passed" else logging.WARNING,
+                   "%s: %s", status, reason)
+    ending.finish(r, build_id, status, reason, log_ttl=log_ttl, last_line=last)
     return {"status": status}

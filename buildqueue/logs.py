@@ -12,7 +12,7 @@ from typing import Callable, Iterator
 
 import redis
 
-from . import keys, records
+from . import ending, keys, records
 
 MAX_LINE = 8192
 MAX_LINES = 100_000  # per build; beyond that a note is written once and lines are dropped
@@ -77,7 +77,7 @@ def follow(
         if build.is_final:
             # the end event expired or was trimmed: nothing more will come
             return build
-        records.reap_if_lost(r, build, log_ttl=log_ttl)
+        ending.reap_if_lost(r, build, log_ttl=log_ttl)
 
 
 def wait_quietly(r: redis.Redis, build_id: str, timeout: float) -> records.Build:
@@ -87,5 +87,5 @@ def wait_quietly(r: redis.Redis, build_id: str, timeout: float) -> records.Build
         build = records.get(r, build_id)
         if build.is_final or time.monotonic() > deadline:
             return build
-        records.reap_if_lost(r, build)
+        ending.reap_if_lost(r, build)
         time.sleep(0.1)

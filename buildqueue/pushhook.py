@@ -1,19 +1,21 @@
 """buildqueue's PushHook: what a push triggers (gate builds, sync/async builds, post-receive).
 
-Registered with gitserve.git.pushhooks when buildqueue is imported. Redis trouble never
+gitserve.app puts one in the server's list of push hooks. Redis trouble never
 fails a push: the pusher is told the build could not be queued (gate mode rejects the ref
 with that reason, since an unbuilt commit must not pass the gate).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Callable
 
-from gitserve.git import pushhooks
 from gitserve.git.pushhooks import PushContext, RefUpdate
 
 from . import enqueue, logs, posthook, records, rqconn
+
+log = logging.getLogger(__name__)
 
 
 def _keepalive(ctx: PushContext) -> Callable[[], None] | None:
@@ -44,6 +46,7 @@ def stream_build(ctx: PushContext, r, build: records.Build) -> records.Build:
     final = logs.follow(r, build.id, ctx.progress, log_ttl=ctx.settings.builds.log_ttl,
                         on_idle=on_idle)
     ctx.progress(final.summary())
+    log.info("build %s %s (%s %s)", build.id, final.status, ctx.repo_name, build.ref)
     return final
 
 
@@ -57,6 +60,8 @@ def _enqueue(ctx: PushContext, update: RefUpdate, mode: str):
     r = rqconn.connect(ctx.settings.effective_redis_url)
     build = enqueue.enqueue(ctx.settings, r, ctx.repo_name, ctx.repo_path, update.ref,
                             update.old, update.new, ctx.user, ctx.options, mode)
+    log.info("build %s queued (%s %s %s, %s mode, queue %s)", build.id, ctx.repo_name,
+             update.ref, update.new[:12], mode, build.queue)
     return r, build
 
 
@@ -70,6 +75,7 @@ class BuildHook:
         try:
             r, build = _enqueue(ctx, update, "gate")
         except rqconn.RedisUnavailable as exc:
+            log.error("build of %s %s could not be queued: %s", ctx.repo_name, update.ref, exc)
             return f"build could not be queued: {exc}"
         try:
             final = stream_build(ctx, r, build)
@@ -99,6 +105,7 @@ class BuildHook:
             try:
                 r, build = _enqueue(ctx, update, opts.mode)
             except rqconn.RedisUnavailable as exc:
+                log.error("build of %s %s could not be queued: %s", ctx.repo_name, update.ref, exc)
                 ctx.progress(f"build of {update.ref} could not be queued: {exc}")
                 continue
             if opts.mode == "async":
@@ -112,6 +119,3 @@ class BuildHook:
                 ctx.progress(f"build {build.id}: lost contact with Redis ({rqconn.one_line(exc)}); "
                              f"see {enqueue.follow_command(ctx.settings, build.id)}")
 
-
-HOOK = BuildHook()
-pushhooks.register(HOOK)

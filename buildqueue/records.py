@@ -16,6 +16,8 @@ from typing import Any
 
 import redis
 
+from gitserve.errors import GitserveError
+
 from . import keys, rqconn
 
 FINAL = ("passed", "failed", "timed out", "cancelled")
@@ -65,7 +67,7 @@ return 1
 """
 
 
-class BuildNotFound(LookupError):
+class BuildNotFound(GitserveError, LookupError):
     pass
 
 
@@ -203,7 +205,8 @@ def finish(r: redis.Redis, build_id: str, status: str, reason: str = "", *,
            log_ttl: int = 0, last_line: str = "", only_if_lost: bool = False,
            expect: str = "") -> bool:
     """End the build unless it already ended (or is not in status EXPECT); True when this call
-    ended it. ONLY_IF_LOST: only if it is running without heartbeat."""
+    ended it. ONLY_IF_LOST: only if it is running without heartbeat. Callers go through
+    buildqueue.ending, which also sends the build's notification."""
     if status not in FINAL:
         raise ValueError(f"not a final status: {status}")
     raw = r.hmget(keys.build(build_id), "repo", "ref")
@@ -217,11 +220,7 @@ def finish(r: redis.Redis, build_id: str, status: str, reason: str = "", *,
         args=[status, reason, repr(time.time()), log_ttl, last_line,
               "lost" if only_if_lost else expect],
     ))
-    if ended:
-        from . import notify  # late import: notify enqueues a job, records must not need rq
-
-        notify.build_ended(r, build_id)
-    return ended
+    return ended  # the caller notifies (buildqueue.ending): records must not need rq
 
 
 def reap_if_lost(r: redis.Redis, build: Build, log_ttl: int = 0) -> bool:

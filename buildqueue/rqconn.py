@@ -12,10 +12,12 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from gitserve.errors import GitserveError
+
 CONNECT_TIMEOUT = 3.0
 
 
-class RedisUnavailable(Exception):
+class RedisUnavailable(GitserveError):
     """Redis could not be reached; the message is one line for the pusher."""
 
 

@@ -20,6 +20,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gitserve.errors import GitserveError
+
+from .workersettings import WorkerSettings
+
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
 MS_RDONLY = 0x1
@@ -36,7 +40,7 @@ except OSError:  # pragma: no cover - not Linux
     _LIBC = None
 
 
-class SandboxError(OSError):
+class SandboxError(GitserveError, OSError):
     pass
 
 
@@ -54,12 +58,12 @@ class Plan:
 def plan_for(workspace: Path) -> Plan:
     """What to hide for a build in WORKSPACE, from this worker's environment."""
     plan = Plan()
-    home = os.environ.get("GITSERVE_HOME")
-    if home and Path(home).expanduser().is_dir():
-        plan.hide_dirs.append(str(Path(home).expanduser().resolve()))
-    for var in ("GITSERVE_SECRETS_KEY_FILE", "GITSERVE_WORKER_KEY"):
-        if os.environ.get(var) and Path(os.environ[var]).expanduser().is_file():
-            plan.hide_files.append(str(Path(os.environ[var]).expanduser().resolve()))
+    ws_conf = WorkerSettings.from_env()
+    if ws_conf.home is not None and ws_conf.home.is_dir():
+        plan.hide_dirs.append(str(ws_conf.home.resolve()))
+    for key in (ws_conf.secrets_key, ws_conf.worker_key):
+        if key is not None and key.is_file():
+            plan.hide_files.append(str(key.resolve()))
     if not plan:
         return plan
     ws = workspace.resolve()

@@ -18,17 +18,20 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from gitserve.errors import GitserveError
 from gitserve.fsutil import atomic_write
+
+from .workersettings import SECRETS_KEY_ENV, WorkerSettings
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 # Names a secret may not take: they would override what the build relies on.
 RESERVED = {"PATH", "HOME", "USER", "LOGNAME", "SHELL", "PWD", "LANG", "TMPDIR",
             "LD_PRELOAD", "LD_LIBRARY_PATH", "IFS"}
 MASK = "***"
-KEY_FILE_ENV = "GITSERVE_SECRETS_KEY_FILE"
+KEY_FILE_ENV = SECRETS_KEY_ENV
 
 
-class SecretError(Exception):
+class SecretError(GitserveError):
     """Invalid name/value, or a key that cannot decrypt."""
 
 
@@ -96,11 +99,7 @@ def set_secret(secrets_dir: Path, key_file: Path, repo: str, name: str, value: s
 
 def worker_key_file() -> Path | None:
     """Where a worker finds the key: $GITSERVE_SECRETS_KEY_FILE, else $GITSERVE_HOME/secrets.key."""
-    if os.environ.get(KEY_FILE_ENV):
-        return Path(os.environ[KEY_FILE_ENV]).expanduser()
-    if os.environ.get("GITSERVE_HOME"):
-        return Path(os.environ["GITSERVE_HOME"]).expanduser() / "secrets.key"
-    return None
+    return WorkerSettings.from_env().secrets_key_file
 
 
 def decrypt(tokens: dict[str, str], key_file: Path | None) -> dict[str, str]:

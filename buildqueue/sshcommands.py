@@ -1,7 +1,7 @@
 """`ssh git@host builds ...`: the builds commands over SSH, limited by the access rules.
 
 Seeing a build needs R on its repo, cancel and retry need W (SPEC §4, §6).
-Imported by `gitserve serve`, which registers it in the SSH command table.
+gitserve.app puts `COMMAND` in the server's ssh command table.
 """
 
 from __future__ import annotations
@@ -30,10 +30,8 @@ def cmd_builds(ctx: ssh_commands.CommandContext, args: list[str]) -> int:
         except Exception:  # noqa: BLE001 - a repo name the rules cannot even check: no access
             return False
 
-    try:
-        return commands.run(ctx.settings, args, access, _Out(ctx), user=ctx.user)
-    except commands.CommandError as exc:
-        raise ssh_commands.CommandError(str(exc)) from None
+    return commands.run(ctx.settings, args, access, _Out(ctx), user=ctx.user)
 
 
-ssh_commands.register("builds", cmd_builds, "list, show, log [--follow], cancel, retry builds")
+COMMAND = ssh_commands.Command("builds", cmd_builds,
+                               "list, show, log [--follow], cancel, retry builds")

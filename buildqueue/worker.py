@@ -58,12 +58,13 @@ class LocalWorkers:
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
         try:
             return subprocess.Popen(
-                [sys.executable, "-m", "gitserve", "worker", "--url", self.redis_url, *self.queues],
+                [sys.executable, "-m", "gitserve", "worker", "--url", self.redis_url,
+                 "--no-log-console", *self.queues],
                 env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
                 preexec_fn=die_with_parent(signal.SIGTERM),
             )
         finally:
-            if out is not subprocess.DEVNULL:
+            if not isinstance(out, int):  # an open log file, not DEVNULL
                 out.close()
 
     def _supervise(self) -> None:

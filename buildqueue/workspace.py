@@ -15,35 +15,24 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from gitserve.errors import GitserveError
 from gitserve.fsutil import locked
 
-CACHE_ENV = "GITSERVE_BUILD_CACHE"
-WORKER_KEY_ENV = "GITSERVE_WORKER_KEY"
-NO_LOCAL_ENV = "GITSERVE_NO_LOCAL_FETCH"  # "1": always fetch over SSH, as a remote host does
+from .workersettings import CACHE_ENV, NO_LOCAL_ENV, WORKER_KEY_ENV, WorkerSettings  # noqa: F401
 GIT_TIMEOUT = 300
 
 
-class WorkspaceError(Exception):
+class WorkspaceError(GitserveError):
     """The commit could not be fetched or checked out (one line, safe to show the pusher)."""
 
 
 def cache_root() -> Path:
     """$GITSERVE_BUILD_CACHE, else HOME/cache/builds for a local worker, else ~/.cache/gitserve."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    if os.environ.get("GITSERVE_HOME"):
-        return Path(os.environ["GITSERVE_HOME"]).expanduser() / "cache" / "builds"
-    return Path("~/.cache/gitserve/builds").expanduser()
+    return WorkerSettings.from_env().cache_root
 
 
 def worker_key() -> Path | None:
-    if os.environ.get(WORKER_KEY_ENV):
-        return Path(os.environ[WORKER_KEY_ENV]).expanduser()
-    if os.environ.get("GITSERVE_HOME"):
-        key = Path(os.environ["GITSERVE_HOME"]).expanduser() / "worker_key"
-        if key.exists():
-            return key
-    return None
+    return WorkerSettings.from_env().ssh_key
 
 
 def _git(args: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
@@ -80,7 +69,7 @@ def _ssh_command(key: Path | None, known_hosts: Path) -> str:
 
 def local_objects(local_path: str) -> Path | None:
     """The server's object store, when this worker runs on the server host (fast path)."""
-    if not local_path or os.environ.get(NO_LOCAL_ENV) == "1":
+    if not local_path or WorkerSettings.from_env().no_local_fetch:
         return None
     local = Path(local_path)
     if (local / "objects").is_dir() and (local / "HEAD").exists():

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from gitserve.fsutil import atomic_write
+from gitserve.settings import Settings
 
 from . import nginx
 from .check import check_preview
@@ -61,7 +62,7 @@ def _step(step: str, func: Callable[[], Any]) -> Any:
         raise DeployError(step, str(exc)) from exc
 
 
-def _check_ports(settings: Any, opts: SiteOptions) -> None:
+def _check_ports(settings: Settings, opts: SiteOptions) -> None:
     """Two sites on one port would silently serve each other's files."""
     mine = {opts.listen.port, opts.preview.port}
     for name in all_sites(settings.sites_dir):
@@ -77,7 +78,7 @@ def _check_ports(settings: Any, opts: SiteOptions) -> None:
 class _Config:
     """Writes, tests and reloads one site's nginx config; undoes the write if nginx refuses."""
 
-    def __init__(self, settings: Any, site: Site, opts: SiteOptions, say: Log) -> None:
+    def __init__(self, settings: Settings, site: Site, opts: SiteOptions, say: Log) -> None:
         self.settings, self.site, self.opts, self.say = settings, site, opts, say
 
     def render(self, live_side: str | None, idle_side: str, token: str) -> str:
@@ -218,7 +219,7 @@ def _superseded(state: dict[str, Any], site: Site, meta: Mapping[str, Any]) -> s
     return f"build {live} was pushed later and is already live" if newer else None
 
 
-def deploy_release(settings: Any, site: str, output_dir: Path, options: Mapping[str, str],
+def deploy_release(settings: Settings, site: str, output_dir: Path, options: Mapping[str, str],
                    meta: Mapping[str, Any], log: Log, post_workdir: Path | None = None
                    ) -> DeployResult:
     """Deploy OUTPUT_DIR (the build's deploy.dir, already extracted) as release
@@ -266,7 +267,7 @@ def deploy_release(settings: Any, site: str, output_dir: Path, options: Mapping[
             raise _failed(say, exc, live, live_release) from None
 
 
-def _audit(settings: Any, user: Any, op: str, result: str, repo: Any, reason: str) -> None:
+def _audit(settings: Settings, user: Any, op: str, result: str, repo: Any, reason: str) -> None:
     """Switches and failed deploys join the audit log (who changed what a site serves)."""
     from gitserve import audit
 
@@ -280,7 +281,7 @@ def _failed(say: Log, exc: DeployError, live: str | None, release: str | None) -
     return exc
 
 
-def _deploy_locked(settings: Any, s: Site, state: dict[str, Any], opts: SiteOptions,
+def _deploy_locked(settings: Settings, s: Site, state: dict[str, Any], opts: SiteOptions,
                    output_dir: Path, release: str, meta: Mapping[str, Any], say: Log, log: Log,
                    post_workdir: Path | None, started: float) -> DeployResult:
     clean_partials(s.releases_dir)
@@ -335,7 +336,7 @@ def _deploy_locked(settings: Any, s: Site, state: dict[str, Any], opts: SiteOpti
                           meta.get("pusher"), say, log, post_workdir, meta, started)
 
 
-def _finish_switch(settings: Any, s: Site, opts: SiteOptions, state: dict[str, Any],
+def _finish_switch(settings: Settings, s: Site, opts: SiteOptions, state: dict[str, Any],
                    live: str | None, idle: str, release: str, action: str, by: Any, say: Log,
                    log: Log, post_workdir: Path | None, meta: Mapping[str, Any] | None,
                    started: float) -> DeployResult:
@@ -392,7 +393,7 @@ def _finish_switch(settings: Any, s: Site, opts: SiteOptions, state: dict[str, A
     return result
 
 
-def rollback(settings: Any, site: str, to: str | None = None, by: str | None = None,
+def rollback(settings: Settings, site: str, to: str | None = None, by: str | None = None,
              log: Log = print) -> DeployResult:
     """Switch SITE back to the release deployed before the live one (or TO), in one step:
     point the idle slot at it, check it on the preview, rename `live`. No deploy.post:
@@ -436,7 +437,7 @@ def rollback(settings: Any, site: str, to: str | None = None, by: str | None = N
                               log, None, None, started)
 
 
-def _stored_options(s: Site, state: dict[str, Any], settings: Any) -> SiteOptions:
+def _stored_options(s: Site, state: dict[str, Any], settings: Settings) -> SiteOptions:
     """The site's options as the last deploy saved them (rollback has no push to read)."""
     stored = state.get("options")
     if not isinstance(stored, dict):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from gitserve.errors import GitserveError
 
-class DeployError(Exception):
+
+class DeployError(GitserveError):
     """A deploy or rollback stopped at STEP; the live side was left as it was unless said."""
 
     def __init__(self, step: str, message: str) -> None:

@@ -11,6 +11,7 @@ site's file, so one site's half-tested config must never be seen by another site
 
 from __future__ import annotations
 
+import logging
 import os
 import pwd
 import re
@@ -22,11 +23,15 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
+from gitserve.errors import GitserveError
 from gitserve.fsutil import atomic_write, locked
+from gitserve.settings import Settings
 
 from .render import render_builtin
+
+log = logging.getLogger(__name__)
 
 COMMAND_TIMEOUT = 30.0
 # "2026/11/26 14:47:45 [emerg] 25114#25114: bind() to ... failed" -> level, message
@@ -35,18 +40,18 @@ _MIME_CANDIDATES = ("/etc/nginx/mime.types", "/usr/local/etc/nginx/mime.types",
                     "/usr/local/nginx/conf/mime.types", "/opt/homebrew/etc/nginx/mime.types")
 
 
-class NginxError(Exception):
+class NginxError(GitserveError):
     """nginx refused a config, could not be started, or did not reload."""
 
 
-def is_embedded(settings: Any) -> bool:
+def is_embedded(settings: Settings) -> bool:
     mode = settings.deploy.nginx
     if mode not in ("embedded", "system"):
         raise NginxError(f'[deploy] nginx = {mode!r}: must be "embedded" or "system"')
     return mode == "embedded"
 
 
-def binary(settings: Any) -> str:
+def binary(settings: Settings) -> str:
     configured = settings.deploy.nginx_binary
     if configured:
         if not os.access(configured, os.X_OK):
@@ -62,23 +67,23 @@ def binary(settings: Any) -> str:
 
 
 # --- layout -----------------------------------------------------------------
-def prefix(settings: Any) -> Path:
+def prefix(settings: Settings) -> Path:
     return settings.home / "nginx"
 
 
-def main_conf(settings: Any) -> Path:
+def main_conf(settings: Settings) -> Path:
     return prefix(settings) / "nginx.conf"
 
 
-def pid_file(settings: Any) -> Path:
+def pid_file(settings: Settings) -> Path:
     return prefix(settings) / "nginx.pid"
 
 
-def error_log(settings: Any) -> Path:
+def error_log(settings: Settings) -> Path:
     return prefix(settings) / "logs" / "error.log"
 
 
-def sites_conf_dir(settings: Any) -> Path:
+def sites_conf_dir(settings: Settings) -> Path:
     if is_embedded(settings):
         return prefix(settings) / "sites"
     if not settings.deploy.conf_dir:
@@ -86,12 +91,12 @@ def sites_conf_dir(settings: Any) -> Path:
     return Path(settings.deploy.conf_dir)
 
 
-def site_conf(settings: Any, site: str) -> Path:
+def site_conf(settings: Settings, site: str) -> Path:
     return sites_conf_dir(settings) / f"{site}.conf"
 
 
 @contextmanager
-def lock(settings: Any) -> Iterator[None]:
+def lock(settings: Settings) -> Iterator[None]:
     with locked(settings.sites_dir / ".nginx.lock"):
         yield
 
@@ -109,7 +114,7 @@ def _worker_user(home: Path) -> str | None:
         return "root"
 
 
-def write_main_conf(settings: Any) -> Path:
+def write_main_conf(settings: Settings) -> Path:
     base = prefix(settings)
     for sub in ("sites", "logs", "tmp"):
         (base / sub).mkdir(parents=True, exist_ok=True)
@@ -130,7 +135,7 @@ def write_main_conf(settings: Any) -> Path:
     return path
 
 
-def _embedded_argv(settings: Any) -> list[str]:
+def _embedded_argv(settings: Settings) -> list[str]:
     return [binary(settings), "-p", f"{prefix(settings)}/", "-c", str(main_conf(settings)),
             "-e", str(error_log(settings))]
 
@@ -152,7 +157,7 @@ def _nginx_output(proc: subprocess.CompletedProcess[str]) -> str:
     return "; ".join(bad or lines) or f"exit status {proc.returncode}"
 
 
-def running_pid(settings: Any) -> int | None:
+def running_pid(settings: Settings) -> int | None:
     """The embedded master's pid if it is alive (a stale pid file from a crash is ignored)."""
     try:
         pid = int(pid_file(settings).read_text().strip())
@@ -194,7 +199,7 @@ def ports_taken(listens: list[tuple[str, int]], current_conf: str | None) -> lis
                 taken.append(port)
     return taken
 
-def test(settings: Any) -> None:
+def test(settings: Settings) -> None:
     """`nginx -t` on the whole config that the next reload will load."""
     if is_embedded(settings):
         write_main_conf(settings)
@@ -244,7 +249,7 @@ def _workers(master: int) -> frozenset[int]:
     return frozenset(found)
 
 
-def reload(settings: Any) -> Reload:
+def reload(settings: Settings) -> Reload:
     """Make nginx load the current files. Embedded nginx that is not running is started
     (a site deploys with no setup)."""
     if not is_embedded(settings):
@@ -263,7 +268,7 @@ def reload(settings: Any) -> Reload:
     return Reload(f"reloaded embedded nginx (pid {pid})", before)
 
 
-def error_log_tail(settings: Any, since: int = 0, lines: int = 3,
+def error_log_tail(settings: Settings, since: int = 0, lines: int = 3,
                    about: tuple[str, ...] = ()) -> str:
     """The last error lines nginx logged after byte offset SINCE (why a reload did not apply),
     only those naming one of ABOUT if given: a refused reload of another site, or the bind
@@ -283,7 +288,7 @@ def error_log_tail(settings: Any, since: int = 0, lines: int = 3,
     return "; ".join(found[-lines:])
 
 
-def error_log_size(settings: Any) -> int:
+def error_log_size(settings: Settings) -> int:
     try:
         return error_log(settings).stat().st_size
     except OSError:
@@ -291,7 +296,7 @@ def error_log_size(settings: Any) -> int:
 
 
 # --- embedded start / stop -----------------------------------------------------------
-def _start(settings: Any, timeout: float = 10.0) -> int:
+def _start(settings: Settings, timeout: float = 10.0) -> int:
     write_main_conf(settings)
     proc = _run(_embedded_argv(settings))  # daemon on: returns once the master forked
     if proc.returncode != 0:
@@ -309,14 +314,14 @@ def _start(settings: Any, timeout: float = 10.0) -> int:
 class EmbeddedNginx:
     """Handle `gitserve serve` keeps to stop the nginx it started (or adopted)."""
 
-    settings: Any
+    settings: Settings
     pid: int
 
     def stop(self, timeout: float = 10.0) -> None:
         stop_embedded(self.settings, timeout)
 
 
-def start_embedded(settings: Any) -> EmbeddedNginx:
+def start_embedded(settings: Settings) -> EmbeddedNginx:
     """Start the embedded nginx serving every site's current live side. One left running by
     a crashed server is adopted and reloaded instead of failing on its ports."""
     sites_conf_dir(settings).mkdir(parents=True, exist_ok=True)
@@ -329,7 +334,7 @@ def start_embedded(settings: Any) -> EmbeddedNginx:
         return EmbeddedNginx(settings, _start(settings))
 
 
-def stop_embedded(settings: Any, timeout: float = 10.0) -> bool:
+def stop_embedded(settings: Settings, timeout: float = 10.0) -> bool:
     """Graceful stop (SIGQUIT: in-flight requests finish), SIGTERM then SIGKILL if it hangs."""
     pid = running_pid(settings)
     if pid is None:
@@ -371,31 +376,29 @@ class NginxService:
     sites, never the git server, so start() warns instead of raising. stop() stops the
     embedded nginx whoever started it (a deploy worker may have)."""
 
-    def __init__(self, settings: Any) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.summary = ""  # one line `gitserve serve` shows once started ("" = nothing to say)
 
     def start(self) -> None:
-        import sys
-
         confs = list(sites_conf_dir(self.settings).glob("*.conf")) if sites_conf_dir(self.settings).is_dir() else []
         if not confs:
             return
         try:
             handle = start_embedded(self.settings)
-            print(f"gitserve: embedded nginx serving {len(confs)} site(s) (pid {handle.pid})", flush=True)
+            self.summary = f"embedded nginx serving {len(confs)} site(s) (pid {handle.pid})"
+            log.info("%s", self.summary)
         except NginxError as exc:
-            print(f"gitserve: embedded nginx not started: {exc}", file=sys.stderr, flush=True)
+            log.warning("embedded nginx not started: %s", exc)
 
     def stop(self) -> None:
         stop_embedded(self.settings)
 
 
-def services(settings: Any) -> list[Any]:
+def services(settings: Settings) -> list[NginxService]:
     """What `gitserve serve` runs for deploys: the embedded nginx, or nothing for a system one."""
-    import sys
-
     try:
         return [NginxService(settings)] if is_embedded(settings) else []
     except NginxError as exc:
-        print(f"gitserve: deploys disabled: {exc}", file=sys.stderr, flush=True)
+        log.warning("deploys disabled: %s", exc)
         return []

@@ -1,7 +1,8 @@
 """`ssh git@host deploy status|rollback SITE` (SPEC §4): the CLI's commands with access rules.
 
-A site is reachable by whoever may read the repo whose pushes deploy it; rollback needs W
-on that repo. An unknown site and a forbidden one get the same answer, as repos do.
+gitserve.app puts `COMMAND` in the server's ssh command table. A site is reachable by
+whoever may read the repo whose pushes deploy it; rollback needs W on that repo. An unknown
+site and a forbidden one get the same answer, as repos do.
 """
 
 from __future__ import annotations
@@ -66,4 +67,5 @@ def cmd_deploy(ctx: CommandContext, args: list[str]) -> int:
     raise CommandError("Invalid syntax.  Please re-run with '-h' for detailed usage")
 
 
-commands.register("deploy", cmd_deploy, "deploy status|rollback SITE: blue-green deploys")
+COMMAND = commands.Command("deploy", cmd_deploy,
+                           "deploy status|rollback SITE: blue-green deploys")

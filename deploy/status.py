@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from gitserve.settings import Settings
+
 from .errors import DeployError
 from .options import check_site_name
 from .site import Site, all_sites, other_side
 
 
-def site_repo(settings: Any, site: str) -> str | None:
+def site_repo(settings: Settings, site: str) -> str | None:
     """The repo whose pushes deploy SITE (access to the site follows access to it)."""
     try:
         s = Site(settings.sites_dir, site)
@@ -25,11 +27,11 @@ def site_repo(settings: Any, site: str) -> str | None:
     return repo if isinstance(repo, str) and repo else None
 
 
-def list_sites(settings: Any) -> list[str]:
+def list_sites(settings: Settings) -> list[str]:
     return all_sites(settings.sites_dir)
 
 
-def site_status(settings: Any, site: str) -> dict[str, Any]:
+def site_status(settings: Settings, site: str) -> dict[str, Any]:
     s = Site(settings.sites_dir, check_site_name(site))
     if not s.state_file.exists():
         raise DeployError("status", f"no site {site}")

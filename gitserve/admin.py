@@ -10,24 +10,30 @@ next call without a restart.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import random
 import re
 import stat
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from dulwich.objects import Blob, Commit, Tree
 from dulwich.object_store import commit_tree_changes
 from dulwich.file import FileLocked
 from dulwich.repo import Repo
 
+from gitserve.errors import GitserveError
 from gitserve import audit, keys, repos
 from gitserve.settings import Settings
+
+if TYPE_CHECKING:
+    from gitserve.acl import Rules
+
+log = logging.getLogger(__name__)
 
 CONF_DIR = "conf"
 KEYDIR = "keydir"
@@ -41,7 +47,7 @@ FATAL_WARNINGS = ("syntax error, ignoring", "included file not found")
 CAS_RETRIES = 100  # with a random 5-50ms pause: gives up after seconds of contention
 
 
-class AdminError(ValueError):
+class AdminError(GitserveError, ValueError):
     """An admin change or admin tree that must be refused (message is one line)."""
 
 
@@ -62,7 +68,7 @@ class AdminState:
 
     commit: str
     branch: str  # e.g. "refs/heads/main"
-    rules: Any  # gitserve.acl rules object
+    rules: Rules  # the compiled conf at this commit
     keys: tuple[KeyEntry, ...]
     warnings: tuple[str, ...] = ()
     builder_blob: bytes | None = None
@@ -158,8 +164,8 @@ def current(settings: Settings) -> AdminState:
             if state is None:
                 raise
             _bad_tip[key] = sha or ""
-            print(f"gitserve: admin repo tip {(sha or 'none')[:12]} is unusable ({exc}); "
-                  f"keeping the rules of {state.commit[:12]}", file=sys.stderr, flush=True)
+            log.error("admin repo tip %s is unusable (%s); keeping the rules of %s",
+                      (sha or "none")[:12], exc, state.commit[:12])
             return state
         _cache[key] = new_state
         _bad_tip.pop(key, None)

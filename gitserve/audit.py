@@ -7,12 +7,15 @@ on an O_APPEND descriptor, so lines never interleave and nothing needs a lock.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
 from gitserve.settings import Settings
+
+log = logging.getLogger(__name__)
 
 FILE_NAME = "audit.log"
 MAX_FIELD = 2000  # keep every line far below the size a single write handles at once
@@ -71,9 +74,7 @@ def record(
         finally:
             os.close(fd)
     except OSError as exc:
-        import sys
-
-        print(f"gitserve: audit log {target}: {exc}", file=sys.stderr)
+        log.error("audit log %s: %s", target, exc)
 
 
 def read(settings: Settings) -> Iterator[dict[str, Any]]:

@@ -14,7 +14,9 @@ import re
 import struct
 from dataclasses import dataclass
 
+from gitserve.errors import GitserveError
 from gitserve.names import USERNAME_PATT
+
 
 # keydir file paths must match Gitolite's repo-name pattern (`keydir/sub/alice@laptop.pub`).
 KEYFILE_PATT = re.compile(r"^[0-9a-zA-Z][-0-9a-zA-Z._@/+]*$")
@@ -35,7 +37,7 @@ SK_TYPES = {
 MIN_RSA_BITS = 1024  # OpenSSH's RequiredRSASize default
 
 
-class InvalidKey(ValueError):
+class InvalidKey(GitserveError, ValueError):
     """A public key line or keydir file name that cannot be used (message is one line)."""
 
 

@@ -17,6 +17,7 @@ from typing import Iterable
 
 from dulwich.repo import Repo
 
+from gitserve.errors import GitserveError
 from gitserve import acl
 from gitserve.acl import wild
 from gitserve.fsutil import atomic_write
@@ -30,7 +31,7 @@ ADMIN_REPO = "gitolite-admin"
 DEFAULT_DESCRIPTION = "Unnamed repository; edit this file 'description' to name the repository.\n"
 
 
-class RepoError(ValueError):
+class RepoError(GitserveError, ValueError):
     """A repository name or path that must be refused (message is one line)."""
 
 

@@ -13,13 +13,14 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from gitserve.errors import GitserveError
 from gitserve.fsutil import atomic_write
 
 DEFAULT_HOME = "~/.gitserve"
 SETTINGS_FILE = "gitserve.toml"
 
 
-class SettingsError(Exception):
+class SettingsError(GitserveError):
     """gitserve.toml is unreadable or holds a value of the wrong type."""
 
 

@@ -13,8 +13,8 @@ Both are safe while the server runs:
 - refs are never rewritten (no pack-refs): ref updates stay the receive-pack's alone;
 - one gc per repository at a time (a lock file under objects/), so the periodic run, the
   after-N-pushes run and `gitserve admin gc` never repack the same store concurrently.
-  gitserve.git.repack (background repack after pushes, perf) takes the same lock if it
-  wants to: `repo_lock(path)`.
+  gitserve.git.repack (background repack after pushes) takes the same lock,
+  `gitserve.git.repolock.repo_lock(path)`.
 """
 
 from __future__ import annotations
@@ -24,24 +24,22 @@ import os
 import shutil
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
 
 from dulwich.errors import ChecksumMismatch, ObjectFormatException
 from dulwich.objects import Blob
 from dulwich.repo import Repo
 
+from gitserve.errors import GitserveError
 from gitserve import repos
-from gitserve.fsutil import locked
 from gitserve.git import pushhooks
 from gitserve.git.quarantine import object_links
+from gitserve.git.repolock import LOCK_NAME, repo_lock  # noqa: F401  (LOCK_NAME: upkeep's API)
 from gitserve.settings import Settings
 
 log = logging.getLogger(__name__)
 
-LOCK_NAME = "gitserve-upkeep.lock"
 QUARANTINE_PREFIX = "incoming-"  # gitserve.git.quarantine's directories under objects/
 # a quarantine or temporary pack untouched this long belongs to a push that died
 LEFTOVER_AGE = 6 * 3600.0
@@ -51,18 +49,8 @@ REF_LOCK_AGE = 600.0
 CREATING_PREFIX = ".creating-"
 
 
-class UpkeepError(Exception):
+class UpkeepError(GitserveError):
     """A repository cannot be checked or collected (one-line reason)."""
-
-
-# --- locking --------------------------------------------------------------------------
-
-@contextmanager
-def repo_lock(path: Path | str, wait: bool = True) -> Iterator[bool]:
-    """Exclusive upkeep lock of the repository at PATH; yields False if WAIT is off and
-    someone else holds it. An flock dies with its process, so a killed gc never wedges it."""
-    with locked(Path(path) / "objects" / LOCK_NAME, wait=wait) as got:
-        yield got
 
 
 # --- fsck -----------------------------------------------------------------------------
@@ -331,7 +319,7 @@ class UpkeepService:
         self._thread: threading.Thread | None = None
         self.runs: list[GcReport] = []  # recent results, newest last (for tests and status)
 
-    # PushHook
+    # PushHook (gitserve.app puts this service in the push hooks too)
     def before_update(self, ctx: pushhooks.PushContext, update: pushhooks.RefUpdate
                       ) -> str | None:
         return None
@@ -356,7 +344,6 @@ class UpkeepService:
         for name, path in select_repos(self.settings, None):
             for lock in remove_stale_ref_locks(path, before):
                 log.warning("removed stale lock %s of %s", lock.name, name)
-        pushhooks.register(self)
         self._thread = threading.Thread(target=self._loop, name="gitserve-upkeep", daemon=True)
         self._thread.start()
 
@@ -399,11 +386,6 @@ class UpkeepService:
             return
         log.info("gc %s", report.summary())
         self.runs = (self.runs + [report])[-100:]
-
-
-def services(settings: Settings) -> list[Any]:
-    """`gitserve serve` starts these (see gitserve.cli.serve.SERVICE_MODULES)."""
-    return [UpkeepService(settings)]
 
 
 def _one_line(exc: BaseException) -> str:

@@ -13,15 +13,16 @@ from pathlib import Path
 from typing import Mapping
 
 from . import patterns
-from .engine import Decision, Rules, WildInfo
+from .engine import Rules, WildInfo
 from .errors import AccessError, ConfError
 from .parser import compile_file, compile_source
 from .source import ConfSource, DirSource, MappingSource
-from .update import Inspector, ZERO_SHA
+from .types import Decision, Inspector, RepoContext, RuleBook
+from .update import ZERO_SHA
 
 __all__ = [
     "AccessError", "ConfError", "ConfSource", "Decision", "DirSource", "Inspector",
-    "MappingSource", "Rules", "WildInfo", "ZERO_SHA", "load", "load_files", "load_source",
+    "MappingSource", "RepoContext", "RuleBook", "Rules", "WildInfo", "ZERO_SHA", "load", "load_files", "load_source",
     "patterns",
 ]
 

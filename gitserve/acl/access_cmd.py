@@ -11,7 +11,8 @@ import sys
 from typing import Callable, TextIO
 
 from . import patterns as P
-from .engine import ACCESS_PERMS, Rules, WildInfo, _Ctx
+from .engine import ACCESS_PERMS, Rules, WildInfo
+from .types import RepoContext
 from .errors import AccessError
 
 # Perl's `die` exits with errno; in `gitolite access` that is ENOTTY (25) left over from
@@ -28,7 +29,7 @@ def conf_only_state(rules: Rules) -> RepoState:
     return lambda repo: (repo in plain, None)
 
 
-def _ctx(rules: Rules, state: RepoState, repo: str, gl_user: str) -> _Ctx:
+def _ctx(rules: Rules, state: RepoState, repo: str, gl_user: str) -> RepoContext:
     exists, wild = state(repo)
     return rules._ctx(repo, wild, exists, gl_user)
 
@@ -95,7 +96,7 @@ def run_access(rules: Rules, state: RepoState, repo: str, user: str, perm: str |
             words = line.split()
             r = fixed_repo or (words.pop(0) if words else "")
             u = fixed_user or (words.pop(0) if words else "")
-            ctx = _ctx(rules, state, r, gl_user) if _plausible(r) else _Ctx(False, gl_user)
+            ctx = _ctx(rules, state, r, gl_user) if _plausible(r) else RepoContext(False, gl_user)
             ret = rules.access(r, u, rules.adjust_aa(r, aa, ctx), ref, ctx)
             stdout.write(f"{r}\t{u}\t{ret}\n")
         return 0

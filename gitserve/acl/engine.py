@@ -14,6 +14,8 @@ from typing import Iterable, Mapping
 from . import patterns as P
 from .errors import AccessError
 from .parser import Compiled
+from .types import Decision, Inspector, RepoContext
+from .update import check_update as _check_update
 
 ACCESS_PERMS = ("R", "W", "+", "C", "D", "M", "^C")
 _COMBO = re.compile(r"^(?:R|W|\+|C|D|\^C)?M?$")
@@ -28,32 +30,12 @@ class WildInfo:
     roles: dict[str, list[str]] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Decision:
-    allowed: bool
-    # exactly what `gitolite access` prints: the matching refex, or "... DENIED by ..."
-    message: str
-
-    def __bool__(self) -> bool:
-        return self.allowed
-
-    @property
-    def fatal(self) -> str:
-        """The denial as gitolite-shell reports it on stderr for check #1."""
-        return f"FATAL: {self.message}\n(or you mis-spelled the reponame)"
-
-
 def perl_true(value: str | None) -> bool:
     return bool(value) and value != "0"
 
 
-@dataclass(frozen=True)
-class _Ctx:
-    """What Gitolite reads from the repositories directory for one repo."""
-
-    exists: bool
-    creator: str
-    roles: tuple[tuple[str, tuple[str, ...]], ...] = ()
+# the old private name of RepoContext, kept for code written against it
+_Ctx = RepoContext
 
 
 class Rules:
@@ -81,7 +63,7 @@ class Rules:
         self._repo_memb_cache: dict[tuple[str, str], frozenset[str]] = {}
         self._user_memb_cache: dict[str, frozenset[str]] = {}
         self._config_cache: dict[tuple[str, str], dict[str, str]] = {}
-        self._rules_cache: dict[tuple[str, str, _Ctx], list[tuple[int, str, str]]] = {}
+        self._rules_cache: dict[tuple[str, str, RepoContext], list[tuple[int, str, str]]] = {}
 
     # -- what exists --------------------------------------------------------------
     def _physical_repos(self) -> list[str]:
@@ -119,7 +101,7 @@ class Rules:
         return sorted(out)
 
     def _ctx(self, repo: str, wild: WildInfo | None, exists: bool | None,
-             gl_user: str) -> _Ctx:
+             gl_user: str) -> RepoContext:
         # repos named in the conf exist (gitolite creates them on compile), whatever the caller
         # found on disk; others exist if the caller says so or describes them (WILD)
         if repo in self._plain_set:
@@ -127,11 +109,11 @@ class Rules:
         elif exists is None:
             exists = wild is not None
         if not exists:
-            return _Ctx(False, gl_user)
+            return RepoContext(False, gl_user)
         if wild is None:
-            return _Ctx(True, "")
+            return RepoContext(True, "")
         roles = tuple((r, tuple(m)) for r, m in wild.roles.items())
-        return _Ctx(True, wild.creator, roles)
+        return RepoContext(True, wild.creator, roles)
 
     # -- memberships ----------------------------------------------------------------
     def _generic_name(self, base: str, creator: str) -> str:
@@ -166,7 +148,7 @@ class Rules:
         self._repo_memb_cache[key] = result
         return result
 
-    def _user_memberships(self, user: str, ctx: _Ctx | None) -> frozenset[str]:
+    def _user_memberships(self, user: str, ctx: RepoContext | None) -> frozenset[str]:
         base = self._user_memb_cache.get(user)
         if base is None:
             base = frozenset({user, "@all", *self._member_of.get(user, ())})
@@ -178,7 +160,7 @@ class Rules:
         roles = _user_roles(user, base, ctx)
         return base | roles if roles else base
 
-    def _rules(self, repo: str, user: str, ctx: _Ctx) -> list[tuple[int, str, str]]:
+    def _rules(self, repo: str, user: str, ctx: RepoContext) -> list[tuple[int, str, str]]:
         key = (repo, user, ctx)
         hit = self._rules_cache.get(key)
         if hit is not None:
@@ -200,7 +182,7 @@ class Rules:
         return out
 
     # -- config and options -----------------------------------------------------------
-    def _git_config(self, repo: str, ctx: _Ctx) -> dict[str, str]:
+    def _git_config(self, repo: str, ctx: RepoContext) -> dict[str, str]:
         key = (repo, ctx.creator)
         hit = self._config_cache.get(key)
         if hit is not None:
@@ -220,7 +202,8 @@ class Rules:
         self._config_cache[key] = out
         return out
 
-    def _option(self, repo: str, name: str, ctx: _Ctx) -> str:
+    def repo_option(self, repo: str, name: str, ctx: RepoContext) -> str:
+        """`option NAME` for REPO if true in Perl's sense, else "" (check #2 asks this)."""
         value = self._git_config(repo, ctx).get("gitolite-options." + name, "")
         return value if perl_true(value) else ""
 
@@ -251,7 +234,7 @@ class Rules:
             raise AccessError(f"bad refex '{refex}'")
         return rx.search(ref) is not None
 
-    def access(self, repo: str, user: str, aa: str, ref: str, ctx: _Ctx,
+    def access(self, repo: str, user: str, aa: str, ref: str, ctx: RepoContext,
                trace: list[tuple[int, str]] | None = None) -> str:
         """Gitolite's access(): the refex that allows, or the "... DENIED by ..." text.
 
@@ -262,7 +245,7 @@ class Rules:
             raise AccessError(f"invalid user '{user}'")
         sanity(repo)
         rules = self._rules(repo, user, ctx)
-        deny_rules = self._option(repo, "deny-rules", ctx)
+        deny_rules = self.repo_option(repo, "deny-rules", ctx)
         if not (ref.startswith("VREF/NAME/") or P.is_ref_or_filename(ref)):
             raise AccessError(f"invalid characters in ref or filename: '{ref}'")
         safe_ref = _UNSAFE_REF_CHARS.sub(".", ref)
@@ -315,15 +298,15 @@ class Rules:
         trace.append((0, "F"))
         return f"{aa} {safe_ref} {repo} {user} DENIED by fallthru"
 
-    def adjust_aa(self, repo: str, aa: str, ctx: _Ctx) -> str:
+    def adjust_aa(self, repo: str, aa: str, ctx: RepoContext) -> str:
         """`gitolite access` reads C, D, M as W/+ unless the repo enables them."""
         if aa in ("C", "D", "M"):
             sanity(repo)
-        if aa == "C" and not self._option(repo, "CREATE_IS_C", ctx):
+        if aa == "C" and not self.repo_option(repo, "CREATE_IS_C", ctx):
             return "W"
-        if aa == "D" and not self._option(repo, "DELETE_IS_D", ctx):
+        if aa == "D" and not self.repo_option(repo, "DELETE_IS_D", ctx):
             return "+"
-        if aa == "M" and not self._option(repo, "MERGE_CHECK", ctx):
+        if aa == "M" and not self.repo_option(repo, "MERGE_CHECK", ctx):
             return "W"
         return aa
 
@@ -355,19 +338,17 @@ class Rules:
         """May USER create wild repo REPO (gitolite-shell's auto-create test)?"""
         if repo in self._plain_set:
             return False
-        ctx = _Ctx(False, user)
+        ctx = RepoContext(False, user)
         return "DENIED" not in self.access(repo, user, "^C", "any", ctx)
 
     # -- check #2 ---------------------------------------------------------------------------
     def check_update(self, repo: str, user: str, ref: str, old: str, new: str,
-                     inspector: "Inspector", wild: WildInfo | None = None) -> Decision:
+                     inspector: Inspector, wild: WildInfo | None = None) -> Decision:
         """The update hook: may USER move REF from OLD to NEW (VREFs included)?"""
-        from .update import check_update
-
         ctx = self._ctx(repo, wild, True, user)
-        return check_update(self, repo, user, ref, old, new, inspector, ctx)
+        return _check_update(self, repo, user, ref, old, new, inspector, ctx)
 
-    def vrefs(self, repo: str, user: str, ctx: _Ctx) -> list[str]:
+    def vrefs(self, repo: str, user: str, ctx: RepoContext) -> list[str]:
         seen: dict[str, None] = {}
         for _seq, _perm, refex in self._rules(repo, user, ctx):
             if refex.startswith("VREF/"):
@@ -379,14 +360,14 @@ class Rules:
         """Rows of the `info` command: patterns USER may use, then existing repos."""
         out: list[str] = []
         for pat in self.patterns():
-            out.extend(self._info_row(pat, user, ("R", "W", "^C"), _Ctx(False, user)))
+            out.extend(self._info_row(pat, user, ("R", "W", "^C"), RepoContext(False, user)))
         for name in sorted(repos):
             wild = repos[name]
             ctx = self._ctx(name, wild, True, user)
             out.extend(self._info_row(name, user, ("R", "W"), ctx))
         return "".join(out)
 
-    def _info_row(self, repo: str, user: str, aas: Iterable[str], ctx: _Ctx) -> list[str]:
+    def _info_row(self, repo: str, user: str, aas: Iterable[str], ctx: RepoContext) -> list[str]:
         perm = ""
         try:
             for aa in aas:
@@ -433,7 +414,7 @@ def sanity(repo: str, patt: re.Pattern[str] = P.REPOPATT) -> None:
         raise AccessError(f"'{repo}' ends with '.git'")
 
 
-def _user_roles(user: str, eg: frozenset[str], ctx: _Ctx) -> set[str]:
+def _user_roles(user: str, eg: frozenset[str], ctx: RepoContext) -> set[str]:
     out: set[str] = set()
     lines = [(r, m) for r, m in ctx.roles] + [("CREATOR", (ctx.creator,) if ctx.creator else ())]
     for role, members in lines:
@@ -447,5 +428,3 @@ def _user_roles(user: str, eg: frozenset[str], ctx: _Ctx) -> set[str]:
                 out.add("@" + role)
     return out
 
-
-from .update import Inspector  # noqa: E402  (type used in annotations above)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from gitserve.errors import GitserveError
 
-class ConfError(Exception):
+
+class ConfError(GitserveError):
     """The conf cannot be used (Gitolite would die compiling it). str() is `file:line: msg`."""
 
     def __init__(self, message: str, file: str = "", line: int = 0) -> None:
@@ -14,5 +16,5 @@ class ConfError(Exception):
         super().__init__(f"{where}: {message}" if where else message)
 
 
-class AccessError(ValueError):
+class AccessError(GitserveError, ValueError):
     """A query Gitolite refuses outright (bad user, repo or ref name): `FATAL: <message>`."""

@@ -1,6 +1,7 @@
 """Check #2: one ref update, judged as Gitolite's update hook and its VREF helpers judge it.
 
-The git layer hands over an `Inspector` (questions about the pushed objects); it is only
+The engine hands over its rules (a `RuleBook`) and the git layer an `Inspector` (questions
+about the pushed objects, both in acl/types.py); it is only
 asked what a rule needs: ancestry always for updates, merges only under MERGE_CHECK, paths
 and sizes only when a VREF asks. The pushed objects are in the repository but the refs have
 not moved yet, exactly the state Gitolite's update hook sees.
@@ -9,37 +10,13 @@ not moved yet, exactly the state Gitolite's update hook sees.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Protocol
 
 from ..names import ZERO_SHA
-
-if TYPE_CHECKING:
-    from .engine import Decision, Rules, _Ctx
+from .types import Decision, Inspector, RepoContext, RuleBook
 
 
 
-class Inspector(Protocol):
-    def is_ancestor(self, old: str, new: str) -> bool:
-        """Is OLD reachable from NEW (a fast-forward)?"""
-
-    def has_merge(self, old: str, new: str) -> bool:
-        """Is there a merge commit in OLD..NEW (`git rev-list -n1 --merges old..new`)?"""
-
-    def changed_paths(self, old: str, new: str) -> list[str]:
-        """`git diff --name-only OLDTREE NEWTREE`; a zero sha stands for the empty tree."""
-
-    def pushed_paths(self, new: str, added_only: bool) -> set[str]:
-        """Paths touched (added, if ADDED_ONLY) by commits reachable from NEW but from no
-        existing ref (`git log --name-only NEW --not --all`)."""
-
-    def new_binary_files(self, old: str, new: str) -> list[tuple[str, int]]:
-        """(path, size) of binary files that were absent or empty in OLD and are in NEW."""
-
-    def top_commit(self, new: str) -> tuple[str, str]:
-        """(raw text of commit NEW, its author e-mail)."""
-
-
-def operation(rules: "Rules", repo: str, ctx: "_Ctx", ref: str, old: str, new: str,
+def operation(rules: RuleBook, repo: str, ctx: RepoContext, ref: str, old: str, new: str,
               inspector: Inspector) -> tuple[str, list[str]]:
     """The access letter(s) Gitolite's update hook computes, plus its warnings."""
     warnings: list[str] = []
@@ -48,11 +25,11 @@ def operation(rules: "Rules", repo: str, ctx: "_Ctx", ref: str, old: str, new: s
         aa = "+"
     if old != ZERO_SHA and (new == ZERO_SHA or not inspector.is_ancestor(old, new)):
         aa = "+"
-    if rules._option(repo, "DELETE_IS_D", ctx) and new == ZERO_SHA:
+    if rules.repo_option(repo, "DELETE_IS_D", ctx) and new == ZERO_SHA:
         aa = "D"
-    if rules._option(repo, "CREATE_IS_C", ctx) and old == ZERO_SHA:
+    if rules.repo_option(repo, "CREATE_IS_C", ctx) and old == ZERO_SHA:
         aa = "C"
-    if rules._option(repo, "MERGE_CHECK", ctx):
+    if rules.repo_option(repo, "MERGE_CHECK", ctx):
         if old == ZERO_SHA or new == ZERO_SHA:
             warnings.append("ref create/delete ignored for purposes of merge-check")
         elif inspector.has_merge(old, new):
@@ -60,10 +37,8 @@ def operation(rules: "Rules", repo: str, ctx: "_Ctx", ref: str, old: str, new: s
     return aa, warnings
 
 
-def check_update(rules: "Rules", repo: str, user: str, ref: str, old: str, new: str,
-                 inspector: Inspector, ctx: "_Ctx") -> "Decision":
-    from .engine import Decision
-
+def check_update(rules: RuleBook, repo: str, user: str, ref: str, old: str, new: str,
+                 inspector: Inspector, ctx: RepoContext) -> Decision:
     aa, _warnings = operation(rules, repo, ctx, ref, old, new, inspector)
     ret = rules.access(repo, user, aa, ref, ctx)
     if "DENIED" in ret:

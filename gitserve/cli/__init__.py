@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import os
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from gitserve.errors import GitserveError
+
 from . import admin, builds, deploy, init, serve, worker
+from .common import CliState
 
 app = typer.Typer(
     name="gitserve",
@@ -21,15 +24,15 @@ app = typer.Typer(
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     home: Annotated[
         Optional[Path],
         typer.Option("--home", help="Server home (env GITSERVE_HOME, default ~/.gitserve)."),
     ] = None,
 ) -> None:
-    # `gitserve --home X cmd` and `gitserve cmd --home X` both work: the root option is
-    # handed to every subcommand through the same environment variable they read.
-    if home is not None:
-        os.environ["GITSERVE_HOME"] = str(home)
+    # `gitserve --home X cmd` and `gitserve cmd --home X` both work: the root option
+    # travels to the subcommands in typer's context (see common.load_settings)
+    ctx.obj = CliState(home=home)
 
 
 init.register(app)
@@ -41,4 +44,10 @@ app.add_typer(deploy.app, name="deploy")
 
 
 def main() -> None:
-    app()
+    """The `gitserve` command. A GitserveError (bad input, a server already running...) is
+    one `gitserve: MESSAGE` line on stderr and exit 1, never a traceback."""
+    try:
+        app()
+    except GitserveError as exc:
+        print(f"gitserve: {exc}", file=sys.stderr)
+        sys.exit(1)

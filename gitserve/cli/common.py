@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, NoReturn, Optional
 
@@ -10,13 +11,29 @@ import typer
 
 from gitserve import settings as settings_mod
 
+@dataclass
+class CliState:
+    """What the root command hands its subcommands through typer's context (ctx.obj)."""
+
+    home: Optional[Path] = None
+
+
+def _home_from_root(ctx: typer.Context, home: Optional[Path]) -> Optional[Path]:
+    """The subcommand's --home, else the root's (`gitserve --home X cmd`), else None
+    (settings then reads $GITSERVE_HOME, then ~/.gitserve)."""
+    if home is not None:
+        return home
+    state = ctx.find_object(CliState)
+    return state.home if state is not None else None
+
+
 HomeOption = Annotated[
     Optional[Path],
     typer.Option(
         "--home",
-        envvar="GITSERVE_HOME",
-        help="Server home (default ~/.gitserve).",
+        help="Server home (env GITSERVE_HOME, default ~/.gitserve).",
         show_default=False,
+        callback=_home_from_root,
     ),
 ]
 

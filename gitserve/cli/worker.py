@@ -1,16 +1,19 @@
 """`gitserve worker [QUEUE...]`: an rq worker with gitserve's settings.
 
 Equivalent to `rq worker --url URL --serializer rq.serializers.JSONSerializer QUEUE...`,
-with the Redis URL taken from HOME (the embedded server's socket by default).
+with the Redis URL taken from HOME (the embedded server's socket by default). Logs go to
+HOME/logs/workers.log, one line per event tagged with the build id.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Optional
 
 import typer
 
 from .common import HomeOption, fail, load_settings
+from .serve import LogFormatOption, LogLevelOption, setup_logging
 
 
 def register(app: typer.Typer) -> None:
@@ -23,14 +26,24 @@ def register(app: typer.Typer) -> None:
         burst: Annotated[bool, typer.Option("--burst", help="Stop when the queues are empty.")] = False,
         name: Annotated[Optional[str], typer.Option("--name", help="Worker name.")] = None,
         home: HomeOption = None,
+        log_level: LogLevelOption = "INFO",
+        log_format: LogFormatOption = "text",
+        log_console: Annotated[bool, typer.Option(
+            "--log-console/--no-log-console", hidden=True,
+            help="Also show warnings on stderr (off for serve's local workers, whose stderr "
+                 "already goes to workers.log).")] = True,
     ) -> None:
         """Run build (and, on the server host, deploy) jobs."""
-        from buildqueue.rqconn import RedisUnavailable
+        from buildqueue.rqconn import RedisUnavailable, safe_url
         from buildqueue.worker import DEFAULT_QUEUES, run_worker
 
         settings = load_settings(home)
         redis_url = url or settings.effective_redis_url
+        setup_logging(settings.home, "workers.log", log_level, log_format, console=log_console)
+        work = list(queues or DEFAULT_QUEUES)
+        logging.getLogger("gitserve.worker").info("worker on %s, queues %s", safe_url(redis_url),
+                                                  " ".join(work))
         try:
-            run_worker(redis_url, list(queues or DEFAULT_QUEUES), name=name, burst=burst)
+            run_worker(redis_url, work, name=name, burst=burst)
         except RedisUnavailable as exc:
             fail(str(exc))

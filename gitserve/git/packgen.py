@@ -34,6 +34,8 @@ from dulwich.protocol import (
     CAPABILITY_THIN_PACK,
 )
 
+from gitserve.errors import GitserveError
+from gitserve.settings import Settings
 from gitserve.git import repack
 from gitserve.git.packcache import PackCache, cache_key
 from gitserve.git.packcopy import FRAME, stored_pack
@@ -45,7 +47,7 @@ log = logging.getLogger(__name__)
 BACKENDS = ("auto", "dulwich", "git")
 
 
-class PackGenError(Exception):
+class PackGenError(GitserveError):
     """The pack could not be generated (the client sees the message)."""
 
 
@@ -87,7 +89,7 @@ def repo_dir(repo: Any) -> str | None:
 _caches: dict[str, PackCache] = {}
 
 
-def pack_cache(settings: Any) -> PackCache | None:
+def pack_cache(settings: Settings) -> PackCache | None:
     """The pack cache of a server home (HOME/cache/packs), shared by all connections."""
     if settings is None:
         return None
@@ -248,7 +250,7 @@ def _generate_dulwich(repo: Any, req: PackRequest, write: Callable[[bytes], None
 
 # --- the upload-pack hook-up ------------------------------------------------------------
 
-def handle_upload_pack(handler: Any, settings: Any = None) -> None:
+def handle_upload_pack(handler: Any, settings: Settings | None = None) -> None:
     """Body for dulwich's `UploadPackHandler.handle`: the same negotiation, our pack."""
     from dulwich.server import _ProtocolGraphWalker
 
@@ -284,7 +286,7 @@ def handle_upload_pack(handler: Any, settings: Any = None) -> None:
     progress = None if handler.has_capability(CAPABILITY_NO_PROGRESS) else handler.progress
     backend = settings.server.pack_backend if settings is not None else "auto"
     generate(repo, req, handler.write_pack_data, progress, backend=backend,
-             cache=pack_cache(settings))
+             cache=pack_cache(settings) if settings is not None else None)
     handler.proto.write_pkt_line(None)
 
 

@@ -1,8 +1,8 @@
 """The seam between receiving a push and what a push triggers (builds, deploys, hooks).
 
-receive-pack (gitserve.git) knows nothing about builds; buildqueue registers a `PushHook`
-here. This keeps the git protocol code testable without Redis and lets builds be tested
-without an SSH server.
+receive-pack (gitserve.git) knows nothing about builds: gitserve.app builds the list of
+`PushHook`s from the settings and the SSH session hands it to receive-pack. This keeps the
+git protocol code testable without Redis and lets builds be tested without an SSH server.
 
 Order for one push, as gitserve.git runs it:
 1. pack received and checked; for each ref command, check #2 (access rules) runs;
@@ -18,7 +18,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+if TYPE_CHECKING:
+    from gitserve.settings import Settings
 
 from gitserve.names import ZERO_SHA
 
@@ -41,7 +44,7 @@ class RefUpdate:
 
 @dataclass
 class PushContext:
-    settings: Any  # gitserve.settings.Settings
+    settings: Settings
     repo_name: str  # Gitolite repo name, without .git
     repo_path: Path  # the bare repository on disk
     user: str  # the verified pusher
@@ -58,15 +61,3 @@ class PushHook(Protocol):
 
     def after_push(self, ctx: PushContext, updates: list[RefUpdate]) -> None:
         """Runs after the refs moved and report-status was sent (post-receive)."""
-
-
-_HOOKS: list[PushHook] = []
-
-
-def register(hook: PushHook) -> None:
-    if hook not in _HOOKS:
-        _HOOKS.append(hook)
-
-
-def hooks() -> list[PushHook]:
-    return list(_HOOKS)

@@ -35,8 +35,7 @@ from dulwich.protocol import (
 from dulwich.refs import check_ref_format
 from dulwich.server import ReceivePackHandler
 
-from . import pushhooks
-from .pushhooks import ZERO_SHA, PushContext, RefUpdate
+from .pushhooks import ZERO_SHA, PushContext, PushHook, RefUpdate
 from .quarantine import BadPack, Quarantine
 from .repo import is_hidden
 from .sideband import BAND_DATA
@@ -57,17 +56,19 @@ class PushResult:
 class ReceivePack(ReceivePackHandler):
     """Receive-pack whose update step is gitserve's, not a hook script's.
 
-    Callers set `check_ref` (access rules etc.), `ctx` (for push hooks) and may set
-    `on_updated(updates)` (runs after the refs moved, before hooks: HEAD rule, compile).
+    Callers set `check_ref` (access rules etc.), `ctx` and `hooks` (the push hooks
+    gitserve.app built, run in that order) and may set `on_updated(updates)` (runs after
+    the refs moved, before hooks: HEAD rule, compile).
     """
 
     check_ref: RefCheck | None = None
     ctx: PushContext | None = None
+    hooks: Sequence[PushHook] = ()
     on_updated: Callable[[list[RefUpdate]], None] | None = None
     show_hidden = False
     result: PushResult | None = None
 
-    def capabilities(self):  # type: ignore[override]
+    def capabilities(self) -> list[bytes]:
         return [CAPABILITY_REPORT_STATUS, CAPABILITY_DELETE_REFS, CAPABILITY_QUIET,
                 CAPABILITY_ATOMIC, CAPABILITY_OFS_DELTA, CAPABILITY_SIDE_BAND_64K]
 
@@ -183,7 +184,7 @@ class ReceivePack(ReceivePackHandler):
             if reason:
                 return reason
         if self.ctx is not None:
-            for hook in pushhooks.hooks():
+            for hook in self.hooks:
                 try:
                     reason = hook.before_update(self.ctx, cmd)
                 except Exception as exc:  # noqa: BLE001
@@ -204,7 +205,7 @@ class ReceivePack(ReceivePackHandler):
             elif atomic:
                 for undo in reversed(moved):  # put the ones already moved back
                     self._cas(undo.ref, undo.new, undo.old)
-                return {c.ref: results.get(c.ref) if c.ref == cmd.ref else "atomic push failed"
+                return {c.ref: results[c.ref] if c.ref == cmd.ref else "atomic push failed"
                         for c in commands}
         return results
 
@@ -251,7 +252,7 @@ class ReceivePack(ReceivePackHandler):
         done = [c for c in self.result.updates if self.result.statuses.get(c.ref) == "ok"]
         if not done:
             return
-        for hook in pushhooks.hooks():
+        for hook in self.hooks:
             try:
                 hook.after_push(self.ctx, done)
             except Exception as exc:  # noqa: BLE001 - the push itself already succeeded

@@ -28,6 +28,7 @@ from typing import Any
 
 from gitserve.fsutil import atomic_write
 from gitserve.git import pushhooks
+from gitserve.git.repolock import repo_lock
 
 log = logging.getLogger(__name__)
 
@@ -183,8 +184,6 @@ def repack_now(path: str) -> bool:
         tips = ref_tips(repo)
         if not tips:
             return False
-        from gitserve.upkeep import repo_lock
-
         with repo_lock(path):  # never alongside `gitserve admin gc` or serve's own gc
             if shutil.which("git"):
                 _repack_git(path)
@@ -274,6 +273,3 @@ class RepackAfterPush:
         if updates:
             scheduler.request(str(ctx.repo_path))
 
-
-HOOK = RepackAfterPush()
-pushhooks.register(HOOK)

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 import uvicorn
 
+from gitserve.errors import GitserveError
 from gitserve.settings import Settings
 
 from .app import HttpFace
@@ -21,7 +22,7 @@ from .app import HttpFace
 log = logging.getLogger(__name__)
 
 
-class ServiceError(RuntimeError):
+class ServiceError(GitserveError):
     """The HTTP face cannot start (bad listen address, port taken): one line."""
 
 

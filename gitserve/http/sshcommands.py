@@ -10,7 +10,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from gitserve import audit
-from gitserve.ssh.commands import CommandContext, CommandError
+from gitserve.errors import CommandError
+from gitserve.ssh.commands import Command, CommandContext
 
 from .logins import LINK_SECONDS, LoginLinks
 from .tokens import TokenError, TokenStore
@@ -95,8 +96,6 @@ def cmd_login(ctx: CommandContext, args: list[str]) -> int:
     return 0
 
 
-# name -> (function, summary): gitserve serve puts these in the ssh command table
-COMMANDS = {
-    "token": (cmd_token, "create, list, revoke tokens for git over HTTP"),
-    "login": (cmd_login, "print a one-time link that logs a browser in to the web UI"),
-}
+# gitserve.app puts these in the server's ssh command table
+TOKEN = Command("token", cmd_token, "create, list, revoke tokens for git over HTTP")
+LOGIN = Command("login", cmd_login, "print a one-time link that logs a browser in to the web UI")

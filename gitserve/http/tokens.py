@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 
+from gitserve.errors import GitserveError
 from gitserve.fsutil import atomic_write, locked
 
 PREFIX = "gst_"
@@ -27,7 +28,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MAX_TOKENS_PER_USER = 50
 
 
-class TokenError(Exception):
+class TokenError(GitserveError):
     """Bad token name, duplicate, unknown name: one line for the user."""
 
 

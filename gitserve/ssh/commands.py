@@ -1,8 +1,9 @@
-"""Commands a user runs over ssh (`ssh git@host info`), and the table others register into.
+"""Commands a user runs over ssh (`ssh git@host info`): the core ones and the table's types.
 
-The builds and deploy packages add `builds` and `deploy` with `register(...)`; each command
-gets a `CommandContext` (who, from where, the rules in force, output streams) and its
-argument words, and returns an exit status. Messages follow Gitolite's wording.
+gitserve.app builds the one command table (these core commands plus `builds` and `deploy`)
+and the session looks commands up in it; nothing registers itself on import. Each command
+gets a `CommandContext` (who, from where, the rules in force, output streams, the table) and
+its argument words, and returns an exit status. Messages follow Gitolite's wording.
 """
 
 from __future__ import annotations
@@ -10,35 +11,38 @@ from __future__ import annotations
 import re
 import socket
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import dulwich
 
 from gitserve import audit, repos
+from gitserve.errors import CommandError
 from gitserve.fsutil import atomic_write
 from gitserve.names import USERNAME_PATT
+from gitserve.settings import Settings
+
+if TYPE_CHECKING:
+    from gitserve.acl import Rules, WildInfo
+    from gitserve.admin import AdminState
 
 # Gitolite's $REMOTE_COMMAND_PATT: what a non-git command line may contain at all
 REMOTE_COMMAND_PATT = re.compile(r"^[-0-9a-zA-Z._@/+ :,%=]*$")
 
 
-class CommandError(Exception):
-    """A one-line error the user sees as `FATAL: ...`."""
-
-
 @dataclass
 class CommandContext:
-    settings: Any  # gitserve.settings.Settings
+    settings: Settings
     user: str
     ip: str
-    state: Any  # gitserve.admin.AdminState: rules and keys in force for this connection
+    state: AdminState  # rules and keys in force for this connection
     out: Callable[[str], None]  # stdout of the ssh command
     err: Callable[[str], None]  # stderr
     read: Callable[[int], bytes]  # stdin
+    commands: CommandTable = field(default_factory=dict)  # what `help` lists
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def rules(self) -> Any:
+    def rules(self) -> Rules:
         return self.state.rules
 
 
@@ -52,25 +56,32 @@ class Command:
     summary: str
 
 
-_COMMANDS: dict[str, Command] = {}
+CommandTable = Mapping[str, Command]
 
 
-def register(name: str, fn: CommandFn, summary: str = "") -> None:
-    """Make `ssh git@host NAME args...` run FN (builds/deploy call this on import)."""
-    _COMMANDS[name] = Command(name, fn, summary)
+def core_commands() -> list[Command]:
+    """The commands of gitserve itself (Gitolite's); gitserve.app adds builds and deploy."""
+    return [
+        Command("info", cmd_info, "list repos you can access"),
+        Command("help", cmd_help, "list commands"),
+        Command("perms", cmd_perms, "list or set READERS/WRITERS of a wild repo"),
+        Command("desc", cmd_desc, "show or set a repo's description"),
+    ]
 
 
-def lookup(name: str) -> Command | None:
-    return _COMMANDS.get(name)
-
-
-def names() -> list[str]:
-    return sorted(_COMMANDS)
+def table(commands: list[Command]) -> dict[str, Command]:
+    """A command table from COMMANDS; a name given twice is a wiring mistake."""
+    found: dict[str, Command] = {}
+    for cmd in commands:
+        if cmd.name in found:
+            raise ValueError(f"ssh command {cmd.name!r} defined twice")
+        found[cmd.name] = cmd
+    return found
 
 
 # --- helpers shared by commands ------------------------------------------------------
 
-def wild(ctx: CommandContext, name: str):  # -> acl.WildInfo | None
+def wild(ctx: CommandContext, name: str) -> WildInfo | None:
     return repos.wild_info(ctx.settings, name) if repos.exists(ctx.settings, name) else None
 
 
@@ -118,7 +129,7 @@ def greeting(ctx: CommandContext) -> str:
 def cmd_help(ctx: CommandContext, args: list[str]) -> int:
     ctx.out(greeting(ctx))
     ctx.out("list of remote commands available:\n\n")
-    for name in names():
+    for name in sorted(ctx.commands):
         ctx.out(f"\t{name}\n")
     ctx.out("\n")
     ctx.out("git commands: git clone / fetch / push / archive --remote with "
@@ -206,8 +217,6 @@ def cmd_perms(ctx: CommandContext, args: list[str]) -> int:
     return 0
 
 
-
-
 # --- desc ---------------------------------------------------------------------------
 
 def cmd_desc(ctx: CommandContext, args: list[str]) -> int:
@@ -236,9 +245,3 @@ def cmd_desc(ctx: CommandContext, args: list[str]) -> int:
         raise CommandError(str(exc)) from None
     audit.record(ctx.settings, user=ctx.user, ip=ctx.ip, repo=name, op="desc", result="updated")
     return 0
-
-
-register("info", cmd_info, "list repos you can access")
-register("help", cmd_help, "list commands")
-register("perms", cmd_perms, "list or set READERS/WRITERS of a wild repo")
-register("desc", cmd_desc, "show or set a repo's description")

@@ -10,10 +10,14 @@ import logging
 
 import paramiko
 
+from typing import Any, Sequence
+
 from gitserve import admin
+from gitserve.git.pushhooks import PushHook
 from gitserve.settings import Settings
 
 from . import session
+from .commands import CommandTable
 from .auth import GitSSHServer, KeyLookup
 from .server import CommandRunner, SSHServer
 
@@ -31,13 +35,18 @@ def lookup_user(settings: Settings) -> KeyLookup:
     return lookup
 
 
-def command_runner(settings: Settings) -> CommandRunner:
+def command_runner(settings: Settings, table: CommandTable,
+                   hooks: Sequence[PushHook]) -> CommandRunner:
+    """What an exec request runs: gitserve.ssh.session with this command table and hooks."""
     def run(chan: paramiko.Channel, command: str, user: str, iface: GitSSHServer) -> int:
-        return session.run(settings, chan, command, user, iface)
+        return session.run(settings, chan, command, user, iface, table, hooks)
 
     return run
 
 
-def make_server(settings: Settings) -> SSHServer:
-    """An SSHServer for SETTINGS (in-process use: tests, embedding)."""
-    return SSHServer(settings, lookup_user(settings), command_runner(settings))
+def make_server(settings: Settings, table: CommandTable,
+                hooks: Sequence[PushHook], metrics: Any = None) -> SSHServer:
+    """An SSHServer for SETTINGS serving TABLE's commands, running HOOKS on a push and
+    counting into METRICS (gitserve.metrics.Metrics; None counts nothing)."""
+    return SSHServer(settings, lookup_user(settings), command_runner(settings, table, hooks),
+                     metrics=metrics)

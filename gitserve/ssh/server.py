@@ -7,6 +7,7 @@ makes a client that is still draining data see "connection reset" after a good c
 
 from __future__ import annotations
 
+import itertools
 import logging
 import socket
 import threading
@@ -17,6 +18,7 @@ from typing import Any, Callable
 import paramiko
 from dulwich.errors import HangupException
 
+from gitserve.logsetup import log_context, log_path
 from gitserve.metrics import NULL as NULL_METRICS
 from gitserve.settings import Settings
 
@@ -65,6 +67,7 @@ class SSHServer:
         self._thread: threading.Thread | None = None
         self._transports: set[paramiko.Transport] = set()
         self._lock = threading.Lock()
+        self._ids = itertools.count(1)  # connection ids in the log: c1, c2, ...
 
     # --- lifecycle -----------------------------------------------------------
     def bind(self, host: str, port: int) -> tuple[str, int]:
@@ -123,10 +126,20 @@ class SSHServer:
                 self.metrics.connections_refused.labels("ssh").inc()
                 _refuse(conn)
                 continue
-            threading.Thread(target=self._serve_connection, args=(conn, ip),
-                             name=f"ssh-{ip}", daemon=True).start()
+            cid = f"c{next(self._ids)}"
+            threading.Thread(target=self._serve_connection, args=(conn, ip, cid),
+                             name=f"ssh-{cid}", daemon=True).start()
 
-    def _serve_connection(self, conn: socket.socket, ip: str) -> None:
+    def _serve_connection(self, conn: socket.socket, ip: str, cid: str = "-") -> None:
+        with log_context(cid):
+            started = time.monotonic()
+            log.info("open from %s", ip)
+            try:
+                self._serve_connection_logged(conn, ip, cid)
+            finally:
+                log.info("closed (%.1fs)", time.monotonic() - started)
+
+    def _serve_connection_logged(self, conn: socket.socket, ip: str, cid: str) -> None:
         s = self.settings.server
         holds_slot = False
         transport: paramiko.Transport | None = None
@@ -159,11 +172,13 @@ class SSHServer:
             except (paramiko.SSHException, EOFError, OSError):
                 return
             if not iface.authenticated.wait(s.auth_timeout) or not transport.is_active():
+                log.info("not authenticated (%d failed attempt(s))", iface.failures)
                 return
+            log.info("authenticated as %s (key %s)", iface.user, iface.key_fingerprint)
             holds_slot = False
             self.admission.authenticated(ip, conn)
             transport.set_keepalive(max(1, int(s.keepalive_interval)))
-            self._serve_channels(transport, iface)
+            self._serve_channels(transport, iface, cid)
         except Exception:  # noqa: BLE001 - one broken connection must not take the server down
             log.exception("connection from %s failed", ip)
         finally:
@@ -176,7 +191,8 @@ class SSHServer:
             self.admission.closed(ip, holds_slot, conn)
             self.metrics.connections_open.labels("ssh").dec()
 
-    def _serve_channels(self, transport: paramiko.Transport, iface: GitSSHServer) -> None:
+    def _serve_channels(self, transport: paramiko.Transport, iface: GitSSHServer,
+                        cid: str) -> None:
         idle = self.settings.server.idle_timeout
         active: list[threading.Thread] = []
         last_activity = time.monotonic()
@@ -185,7 +201,7 @@ class SSHServer:
             chan = transport.accept(timeout=0.5)
             active = [t for t in active if t.is_alive()]
             if chan is not None:
-                th = threading.Thread(target=self._serve_channel, args=(chan, iface),
+                th = threading.Thread(target=self._serve_channel, args=(chan, iface, cid),
                                       name=f"ssh-chan-{iface.user}", daemon=True)
                 th.start()
                 active.append(th)
@@ -201,7 +217,11 @@ class SSHServer:
             elif time.monotonic() - last_activity > idle:
                 return
 
-    def _serve_channel(self, chan: paramiko.Channel, iface: GitSSHServer) -> None:
+    def _serve_channel(self, chan: paramiko.Channel, iface: GitSSHServer, cid: str) -> None:
+        with log_context(cid):
+            self._serve_channel_logged(chan, iface)
+
+    def _serve_channel_logged(self, chan: paramiko.Channel, iface: GitSSHServer) -> None:
         s = self.settings.server
         chan.settimeout(s.idle_timeout)
         status = 1
@@ -209,10 +229,12 @@ class SSHServer:
             command = iface.wait_exec(chan.get_id(), min(s.auth_timeout, s.idle_timeout))
             if command is None:
                 # shell/pty/subsystem were refused; the client closes or we give up
-                _say(chan, "gitserve: only git commands and `info`, `help`, `perms`, `desc` "
+                _say(chan, "gitserve: only git commands and the commands `help` lists "
                            "are served here; no shell access\n")
                 return
+            log.info("run %s", _loggable(command))
             status = self.run_command(chan, command, iface.user or "", iface)
+            log.info("exit %d", status)
         except _CLIENT_GONE as exc:
             # the client hung up or went quiet past idle_timeout: nothing to tell anyone
             log.info("session of %s from %s ended early: %s", iface.user, iface.peer,
@@ -220,11 +242,23 @@ class SSHServer:
             status = 1
         except Exception:  # noqa: BLE001
             log.exception("command failed for %s", iface.user)
-            _say(chan, "FATAL: internal server error (see the server log)\n")
+            _say(chan, "FATAL: internal server error (see the server log, "
+                       f"{log_path(self.settings.home)})\n")
             status = 1
         finally:
             iface.forget(chan.get_id())
             close_channel(chan, status)
+
+
+def _loggable(command: str) -> str:
+    """The command line as the log shows it: a git service and its repo in full, for
+    anything else only its first word (arguments may carry what the log must not)."""
+    words = command.split()
+    if not words:
+        return "''"
+    if words[0].startswith("git-") or words[0] == "git":
+        return " ".join(words[:3])[:300]
+    return words[0][:100]
 
 
 _CLIENT_GONE = (socket.timeout, EOFError, ConnectionError, paramiko.SSHException,

@@ -3,6 +3,7 @@
 This is Gitolite's gitolite-shell: parse the command, check #1 (read or write access to
 the repo, ref `any`) before any git protocol starts, auto-create wild repos for users with
 `C`, then hand the channel to the dulwich handler with check #2 wired into its update step.
+The command table and the push hooks come from gitserve.app (through the SSH server).
 """
 
 from __future__ import annotations
@@ -11,14 +12,16 @@ import logging
 import re
 import shlex
 from pathlib import Path
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Sequence
 
 import paramiko
 from dulwich.errors import GitProtocolError, HangupException
 
 from gitserve import admin, audit, repos
-from gitserve.git.pushhooks import PushContext, RefUpdate
+from gitserve.acl import WildInfo
+from gitserve.admin import AdminState
+from gitserve.git.pushhooks import PushContext, PushHook, RefUpdate
 from gitserve.acl.inspect_dulwich import DulwichInspector
 from gitserve.git.receive import ReceivePack
 from gitserve.git.repo import SingleRepoBackend
@@ -32,7 +35,7 @@ from .auth import GitSSHServer
 
 log = logging.getLogger(__name__)
 
-GIT_SERVICES = {
+GIT_SERVICES: dict[str, tuple[str, type[UploadPack] | type[ReceivePack] | type[UploadArchive]]] = {
     "git-upload-pack": ("R", UploadPack),
     "git-receive-pack": ("W", ReceivePack),
     "git-upload-archive": ("R", UploadArchive),
@@ -46,12 +49,15 @@ class Denied(Exception):
 
 @dataclass
 class Conn:
-    """The parts of a connection a command needs: who, from where, and its I/O."""
+    """The parts of a connection a command needs: who, from where, its I/O, and what the
+    server was wired with (gitserve.app): the ssh command table and the push hooks."""
 
     settings: Settings
     user: str
     ip: str
     chan: paramiko.Channel
+    commands: commands.CommandTable = field(default_factory=dict)
+    hooks: Sequence[PushHook] = ()
     metrics: Any = NULL_METRICS  # gitserve.metrics.Metrics of the server (counts git work)
 
     def out(self, text: str) -> None:
@@ -62,9 +68,13 @@ class Conn:
 
 
 def run(settings: Settings, chan: paramiko.Channel, command: str, user: str,
-        iface: GitSSHServer) -> int:
-    """Run COMMAND for USER on CHAN; returns the exit status."""
-    conn = Conn(settings, user, iface.peer, chan, iface.metrics or NULL_METRICS)
+        iface: GitSSHServer, table: commands.CommandTable | None = None,
+        hooks: Sequence[PushHook] = ()) -> int:
+    """Run COMMAND for USER on CHAN with the ssh commands of TABLE (default: the core ones)
+    and, for a push, HOOKS in that order; returns the exit status."""
+    if table is None:
+        table = commands.table(commands.core_commands())
+    conn = Conn(settings, user, iface.peer, chan, table, hooks, iface.metrics or NULL_METRICS)
     try:
         state = admin.current(settings)
     except Exception as exc:  # noqa: BLE001 - a broken admin repo: say so, don't crash
@@ -82,13 +92,14 @@ def run(settings: Settings, chan: paramiko.Channel, command: str, user: str,
             return run_git(conn, state, verb, match.group(2))
         return run_command(conn, state, command or "info")
     except (Denied, commands.CommandError, repos.RepoError) as exc:
+        log.warning("refused %s: %s", user, " ".join(str(exc).split()))
         conn.err(f"FATAL: {exc}\n")
         return 1
 
 
-def run_command(conn: Conn, state: Any, line: str) -> int:
+def run_command(conn: Conn, state: AdminState, line: str) -> int:
     words = line.split()
-    cmd = commands.lookup(words[0])
+    cmd = conn.commands.get(words[0])
     if cmd is None:
         raise commands.CommandError(f"unknown git/gitolite command: '{line}'")
     if not commands.REMOTE_COMMAND_PATT.match(line):
@@ -96,7 +107,7 @@ def run_command(conn: Conn, state: Any, line: str) -> int:
     if "../" in line:
         raise commands.CommandError("no relative paths allowed anywhere!")
     ctx = commands.CommandContext(conn.settings, conn.user, conn.ip, state, conn.out, conn.err,
-                                  conn.chan.recv)
+                                  conn.chan.recv, conn.commands)
     audit.record(conn.settings, user=conn.user, ip=conn.ip, op=words[0], result="allowed")
     return cmd.fn(ctx, words[1:])
 
@@ -114,7 +125,7 @@ def _repo_arg(raw: str) -> str:
     return repos.parse_repo_arg(parts[0])
 
 
-def check_access(conn: Conn, state: Any, name: str, aa: str) -> Any:
+def check_access(conn: Conn, state: AdminState, name: str, aa: str) -> WildInfo | None:
     """Check #1 (and wild-repo auto-create); returns the repo's WildInfo or None."""
     settings, user = conn.settings, conn.user
     rules = state.rules
@@ -151,7 +162,7 @@ def check_access(conn: Conn, state: Any, name: str, aa: str) -> Any:
     return wild
 
 
-def run_git(conn: Conn, state: Any, verb: str, raw_arg: str) -> int:
+def run_git(conn: Conn, state: AdminState, verb: str, raw_arg: str) -> int:
     name = _repo_arg(raw_arg)
     aa, handler_cls = GIT_SERVICES[verb]
     m = conn.metrics
@@ -197,8 +208,8 @@ def run_git(conn: Conn, state: Any, verb: str, raw_arg: str) -> int:
     return 0
 
 
-def _wire_push(handler: ReceivePack, conn: Conn, state: Any, name: str, path: str,
-               wild: Any, proto: SidebandProtocol) -> None:
+def _wire_push(handler: ReceivePack, conn: Conn, state: AdminState, name: str, path: str,
+               wild: WildInfo | None, proto: SidebandProtocol) -> None:
     settings, user, rules = conn.settings, conn.user, state.rules
     is_admin_repo = name == repos.ADMIN_REPO
     inspector = DulwichInspector(handler.repo)
@@ -213,6 +224,7 @@ def _wire_push(handler: ReceivePack, conn: Conn, state: Any, name: str, path: st
         if not decision.allowed:
             proto.progress_line(f"FATAL: {decision.message}")
             _audit_ref(conn, name, update, "rejected", decision.message)
+            log.warning("push to %s %s refused: %s", name, update.ref, decision.message)
             return decision.message
         if is_admin_repo and update.ref == state.branch:
             if update.is_delete:
@@ -227,9 +239,10 @@ def _wire_push(handler: ReceivePack, conn: Conn, state: Any, name: str, path: st
     def on_updated(updates: list[RefUpdate]) -> None:
         for u in updates:
             _audit_ref(conn, name, u, "updated", None)
+            log.info("push %s %s %s..%s by %s", name, u.ref, u.old[:12], u.new[:12], user)
         created = [u.ref for u in updates if u.is_create]
         if created:
-            repos.head_after_push(path, created)
+            repos.head_after_push(Path(path), created)
         if is_admin_repo and any(u.ref == state.branch for u in updates):
             made = admin.compile(settings)
             for repo_made in made:
@@ -237,6 +250,7 @@ def _wire_push(handler: ReceivePack, conn: Conn, state: Any, name: str, path: st
 
     handler.check_ref = check_ref
     handler.on_updated = on_updated
+    handler.hooks = conn.hooks
     handler.ctx = PushContext(settings=settings, repo_name=name, repo_path=Path(path), user=user,
                               options=rules.options(name, wild=wild),
                               progress=proto.progress_line)

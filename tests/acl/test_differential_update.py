@@ -127,7 +127,7 @@ def test_update_hook(gitolite, history, repo, creator, roles):
                            capture_output=True)
         if old != ZERO:
             git(bare, "update-ref", ref, old)
-        def run_hook(user: str) -> subprocess.CompletedProcess:
+        def run_hook(user: str, ref: str = ref, old: str = old, new: str = new) -> subprocess.CompletedProcess:
             env = gitolite.env(GL_USER=user, GL_REPO=repo, GL_REPO_BASE=str(gitolite.repo_base))
             return subprocess.run([str(bare / "hooks" / "update"), ref, old, new], cwd=bare,
                                   env=env, capture_output=True, text=True, timeout=60)

@@ -101,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         objects = subprocess.run(["git", "count-objects", "-v"], cwd=repo, capture_output=True,
                                  text=True).stdout
         print(f"repo: {args.commits} commits, made in {time.perf_counter() - t0:.1f}s; "
-              + " ".join(l.replace(": ", "=") for l in objects.splitlines()
-                         if l.startswith(("in-pack", "size-pack"))))
+              + " ".join(ln.replace(": ", "=") for ln in objects.splitlines()
+                         if ln.startswith(("in-pack", "size-pack"))))
         srv = make_server(work / "gitserve", conf="repo bench\n    RW+ = admin\n")
         shutil.rmtree(srv.repo_path("bench"))
         shutil.copytree(repo, srv.repo_path("bench"))

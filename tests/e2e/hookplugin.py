@@ -1,4 +1,4 @@
-"""A push hook the e2e tests load into `gitserve serve` (GITSERVE_PLUGINS=tests.e2e.hookplugin).
+"""A push hook the e2e tests load into `gitserve serve` (GITSERVE_PLUGINS=tests.e2e.hookplugin:push_hooks).
 
 It stands in for buildqueue: rejects refs named `gated` in before_update (as a gate build
 would) and streams a few progress lines, slowly, from after_push (as a sync build does).
@@ -10,6 +10,7 @@ import threading
 import time
 
 from gitserve.git import pushhooks
+from gitserve.settings import Settings
 
 
 class SlowReporter:
@@ -29,4 +30,6 @@ class SlowReporter:
         ctx.progress("build 7 passed in 3.6s")
 
 
-pushhooks.register(SlowReporter())
+def push_hooks(settings: Settings) -> list[pushhooks.PushHook]:
+    """The factory gitserve.app calls for GITSERVE_PLUGINS."""
+    return [SlowReporter()]

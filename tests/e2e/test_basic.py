@@ -102,7 +102,7 @@ def test_read_denied_and_unknown_repo_look_the_same(srv):
     assert "FATAL: R any nope dave DENIED by fallthru" in missing.stderr
     assert "(or you mis-spelled the reponame)" in denied.stderr
     def body(text, name):
-        return [l.replace(name, "X") for l in text.splitlines() if not l.startswith("Cloning")]
+        return [ln.replace(name, "X") for ln in text.splitlines() if not ln.startswith("Cloning")]
 
     assert body(denied.stderr, "foo") == body(missing.stderr, "nope")
 

@@ -10,7 +10,7 @@ def srv(gitserve_module_factory):
     return gitserve_module_factory(
         users=("alice",), conf="repo hooked\n    RW+ = alice\n",
         settings={"server": {"keepalive_interval": 1.0}},
-        env={"GITSERVE_PLUGINS": "tests.e2e.hookplugin"})
+        env={"GITSERVE_PLUGINS": "tests.e2e.hookplugin:push_hooks"})
 
 
 def test_progress_streams_after_report_and_gate_rejects_one_ref(srv):

@@ -153,10 +153,10 @@ def test_audit_log_records_decisions(srv):
     srv.git("alice", "ls-remote", srv.url("foo"))
     srv.git("alice", "ls-remote", srv.url("secret"), check=False)
     lines = srv.audit_lines()
-    assert any(l["user"] == "alice" and l["repo"] == "foo" and l["result"] == "allowed"
-               for l in lines)
-    assert any(l["user"] == "alice" and l["repo"] == "secret" and l["result"] == "denied"
-               for l in lines)
+    assert any(e["user"] == "alice" and e["repo"] == "foo" and e["result"] == "allowed"
+               for e in lines)
+    assert any(e["user"] == "alice" and e["repo"] == "secret" and e["result"] == "denied"
+               for e in lines)
 
 
 def test_idle_session_is_closed(gitserve_factory):

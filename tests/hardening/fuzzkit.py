@@ -346,7 +346,7 @@ def check_push(fx: PushFixture, workdir: Path, data: bytes) -> str:
     repo = Repo(str(path))
     try:
         refs_after = repo.get_refs()
-        for name, sha in refs_after.items():
+        for name in refs_after:
             assert name == b"HEAD" or (name.startswith(b"refs/") and check_ref_format(name)), name
             assert not name.startswith(b"refs/gitserve/")
         changed = refs_after != refs_before

@@ -86,7 +86,7 @@ def test_cli_errors_are_one_line(site, args, message) -> None:
 
 
 def ssh_deploy(settings: Settings, tmp_path: Path, user: str, *args: str) -> tuple[int, str]:
-    from deploy import sshcommands  # noqa: F401  (registers the command)
+    from gitserve import app
     from gitserve.ssh import commands
 
     conf = tmp_path / "gitolite.conf"
@@ -95,7 +95,7 @@ def ssh_deploy(settings: Settings, tmp_path: Path, user: str, *args: str) -> tup
     ctx = commands.CommandContext(settings=settings, user=user, ip="127.0.0.1",
                                   state=SimpleNamespace(rules=acl.load(conf)), out=out.append,
                                   err=out.append, read=lambda n: b"")
-    cmd = commands.lookup("deploy")
+    cmd = app.ssh_commands_table(settings).get("deploy")
     assert cmd is not None
     try:
         return cmd.fn(ctx, list(args)), "".join(out)

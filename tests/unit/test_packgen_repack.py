@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 from dulwich.repo import Repo
 
+from gitserve import app
 from gitserve.git import pushhooks, repack
+from gitserve.settings import Settings
 from tests.support.packkit import TINY, commit_on, git, rev_list
 from tests.bench import repogen
 from tests.support.tools import require_tool
@@ -91,11 +93,12 @@ def test_push_hook_repacks_in_the_background(source: Path, tmp_path: Path,
     monkeypatch.setattr(repack, "DELAY", 0.05)
     monkeypatch.setattr(repack, "MIN_INTERVAL", 0.0)
     repo = pushed_repo(source, tmp_path)
-    assert repack.HOOK in pushhooks.hooks()
-    ctx = pushhooks.PushContext(settings=None, repo_name="repo", repo_path=repo, user="alice",
+    settings = Settings(home=tmp_path / "home")
+    hook = next(h for h in app.push_hooks(settings) if isinstance(h, repack.RepackAfterPush))
+    ctx = pushhooks.PushContext(settings=settings, repo_name="repo", repo_path=repo, user="alice",
                                 options={}, progress=lambda line: None)
     t0 = time.monotonic()
-    repack.HOOK.after_push(ctx, [pushhooks.RefUpdate("refs/heads/main", "0" * 40, "1" * 40)])
+    hook.after_push(ctx, [pushhooks.RefUpdate("refs/heads/main", "0" * 40, "1" * 40)])
     assert time.monotonic() - t0 < 0.5, "the pusher never waits for upkeep"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

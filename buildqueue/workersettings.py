@@ -1,0 +1,68 @@
+"""What a build worker knows about where it runs, read once from its environment.
+
+A worker may run on the server host (serve's local workers: GITSERVE_HOME is the server's
+home, so it fetches from the repositories directly and hides the home from build scripts)
+or on a build host that only reaches Redis and the SSH port (no home; keys given by path).
+Every worker-side module reads these through `WorkerSettings.from_env()`, so the variables
+a worker honours are listed here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+HOME_ENV = "GITSERVE_HOME"  # the server's home (local workers)
+SECRETS_KEY_ENV = "GITSERVE_SECRETS_KEY_FILE"  # key that decrypts build secrets
+WORKER_KEY_ENV = "GITSERVE_WORKER_KEY"  # ssh key a remote worker fetches with
+CACHE_ENV = "GITSERVE_BUILD_CACHE"  # where fetched objects are cached between builds
+NO_LOCAL_ENV = "GITSERVE_NO_LOCAL_FETCH"  # "1": always fetch over SSH, as a remote host does
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value).expanduser() if value else None
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    home: Path | None = None
+    secrets_key: Path | None = None  # as set; see secrets_key_file for the default
+    worker_key: Path | None = None
+    build_cache: Path | None = None
+    no_local_fetch: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
+        env = os.environ if env is None else env
+        return cls(home=_path(env.get(HOME_ENV)),
+                   secrets_key=_path(env.get(SECRETS_KEY_ENV)),
+                   worker_key=_path(env.get(WORKER_KEY_ENV)),
+                   build_cache=_path(env.get(CACHE_ENV)),
+                   no_local_fetch=env.get(NO_LOCAL_ENV) == "1")
+
+    @property
+    def secrets_key_file(self) -> Path | None:
+        """$GITSERVE_SECRETS_KEY_FILE, else HOME/secrets.key, else None."""
+        if self.secrets_key is not None:
+            return self.secrets_key
+        return self.home / "secrets.key" if self.home is not None else None
+
+    @property
+    def cache_root(self) -> Path:
+        """$GITSERVE_BUILD_CACHE, else HOME/cache/builds, else ~/.cache/gitserve/builds."""
+        if self.build_cache is not None:
+            return self.build_cache
+        if self.home is not None:
+            return self.home / "cache" / "builds"
+        return Path("~/.cache/gitserve/builds").expanduser()
+
+    @property
+    def ssh_key(self) -> Path | None:
+        """$GITSERVE_WORKER_KEY, else HOME/worker_key if it exists, else None."""
+        if self.worker_key is not None:
+            return self.worker_key
+        if self.home is not None and (self.home / "worker_key").exists():
+            return self.home / "worker_key"
+        return None

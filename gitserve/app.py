@@ -1,0 +1,181 @@
+"""The composition root: from `Settings`, everything `gitserve serve` runs, wired in one place.
+
+Nothing in gitserve, buildqueue or deploy registers itself on import. This module (with the
+CLI, the top layer: it may import every package, and nothing imports it but the CLI and
+tests) builds:
+
+- the push hooks, in the order receive-pack runs them (`push_hooks`);
+- the table of commands a user may run over ssh (`ssh_commands`);
+- the background services, started in order before the SSH server and stopped in reverse
+  (`services`);
+- the SSH server itself, handed the table and the hooks (`App.ssh_server`);
+- the HTTP face when `[http] listen` is set (`App.http_service`): smart HTTP git with the
+  same hooks and access functions, the web UI, /metrics; it and the SSH server count into
+  the one `Metrics` of the App.
+
+What one `git push` does, in order (file -> file):
+
+ 1. gitserve/ssh/server.py     accept, admission limits, key auth (ssh/auth.py asks
+                               gitserve/admin.py who owns the key), one thread per channel
+ 2. gitserve/ssh/session.py    parse `git-receive-pack 'REPO'`; check #1 (W on REPO, acl/engine);
+                               create a wild repo for a user with C (repos.py); wire check #2,
+                               the push hooks below and the audit log into receive-pack
+ 3. gitserve/git/receive.py    advertise refs, read the ref commands
+ 4. gitserve/git/quarantine.py receive the pack into a quarantine, fsck it, move it in
+ 5. gitserve/git/receive.py    per ref: refname sanity, check #2 (acl/engine + acl/update,
+                               VREFs via acl/inspect_dulwich), admin-repo validation (admin.py),
+                               then every hook's before_update, in the order below:
+                                 site hooks (GITSERVE_PLUGINS)      may reject the ref
+                                 buildqueue/pushhook.BuildHook      gate builds: enqueue, stream,
+                                                                    reject unless it passed
+ 6. gitserve/git/receive.py    move refs (compare-and-swap), then session's on_updated: audit
+                               (audit.py), HEAD of a new repo (repos.py), admin-repo compile
+                               (admin.py); report-status to the client
+ 7. gitserve/git/receive.py    every hook's after_push, in the same order:
+                                 site hooks
+                                 BuildHook         post-receive hooks (buildqueue/posthook.py),
+                                                   sync/async builds (buildqueue/enqueue.py ->
+                                                   Redis -> worker: buildqueue/worker.py, jobs.py,
+                                                   runner.py; deploys: buildqueue/deploy_job.py ->
+                                                   deploy/bluegreen.py)
+                                 git/repack.RepackAfterPush  background repack + covering pack
+                                 upkeep.UpkeepService        gc after N pushes
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
+
+from gitserve.errors import GitserveError
+from gitserve.git.pushhooks import PushHook
+from gitserve.git.repack import RepackAfterPush
+from gitserve.metrics import Metrics
+from gitserve.settings import Settings
+from gitserve.ssh import commands as ssh_commands
+from gitserve.ssh.server import SSHServer
+from gitserve.upkeep import UpkeepService
+
+if TYPE_CHECKING:
+    from gitserve.http.service import HttpService
+
+log = logging.getLogger(__name__)
+
+# A site's own push hooks: GITSERVE_PLUGINS="pkg.module:factory,other.module" names
+# factories called with the Settings that return a PushHook or a list of them (the
+# factory name defaults to `push_hooks`). They run before gitserve's own hooks.
+PLUGINS_ENV = "GITSERVE_PLUGINS"
+DEFAULT_FACTORY = "push_hooks"
+
+
+class Service(Protocol):
+    """Something `gitserve serve` runs beside the SSH server."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class PluginError(GitserveError):
+    """GITSERVE_PLUGINS names something that cannot be loaded."""
+
+
+def site_hooks(settings: Settings, spec: str | None = None) -> list[PushHook]:
+    """The push hooks GITSERVE_PLUGINS (or SPEC) names, built in the order given."""
+    spec = os.environ.get(PLUGINS_ENV, "") if spec is None else spec
+    found: list[PushHook] = []
+    for entry in (e.strip() for e in spec.split(",")):
+        if not entry:
+            continue
+        module_name, _, attr = entry.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise PluginError(f"{PLUGINS_ENV}: cannot import {module_name}: {exc}") from None
+        factory: Callable[[Settings], PushHook | list[PushHook]] | None = getattr(
+            module, attr or DEFAULT_FACTORY, None)
+        if not callable(factory):
+            raise PluginError(f"{PLUGINS_ENV}: {module_name} has no factory "
+                              f"{attr or DEFAULT_FACTORY}(settings)")
+        made = factory(settings)
+        found.extend(made if isinstance(made, list) else [made])
+    return found
+
+
+def push_hooks(settings: Settings, upkeep: UpkeepService | None = None) -> list[PushHook]:
+    """What a push runs after the access checks, in order (see the module docstring)."""
+    from buildqueue.pushhook import BuildHook
+
+    hooks: list[PushHook] = site_hooks(settings)
+    hooks.append(BuildHook())  # gate builds; post-receive hooks; sync/async builds
+    hooks.append(RepackAfterPush())  # one pack per repo again, in the background
+    if upkeep is not None:
+        hooks.append(upkeep)  # gc after gc_after_pushes pushes
+    return hooks
+
+
+def ssh_commands_table(settings: Settings) -> dict[str, ssh_commands.Command]:
+    """Every command a user can run over ssh (`ssh git@host NAME ...`), in one place."""
+    from buildqueue.sshcommands import COMMAND as BUILDS
+    from deploy.sshcommands import COMMAND as DEPLOY
+    from gitserve.http.sshcommands import LOGIN, TOKEN
+
+    return ssh_commands.table([
+        *ssh_commands.core_commands(),  # info, help, perms, desc (Gitolite's)
+        BUILDS,  # builds list|show|log|cancel|retry
+        DEPLOY,  # deploy status|rollback
+        TOKEN,  # token create|list|revoke: USER:TOKEN for git over http
+        LOGIN,  # login: a one-time link for the web UI
+    ])
+
+
+def services(settings: Settings, upkeep: UpkeepService | None = None) -> list[Service]:
+    """The background services, in start order: embedded Redis and local build workers
+    (none with a redis.url), the embedded nginx (none for a system nginx), upkeep."""
+    from buildqueue.embedded import services as build_services
+    from deploy.nginx import services as deploy_services
+
+    found: list[Service] = [*build_services(settings), *deploy_services(settings)]
+    if upkeep is not None:
+        found.append(upkeep)
+    return found
+
+
+@dataclass
+class App:
+    """Everything one `gitserve serve` runs, built from its settings by `build`."""
+
+    settings: Settings
+    hooks: list[PushHook]
+    commands: dict[str, ssh_commands.Command]
+    services: list[Service] = field(default_factory=list)
+    # one registry for the process: the SSH server and the HTTP face count into it
+    metrics: Metrics = field(default_factory=Metrics)
+
+    def ssh_server(self) -> SSHServer:
+        """The SSH server, serving this app's command table and running its push hooks."""
+        from gitserve.ssh import runner
+
+        return runner.make_server(self.settings, self.commands, self.hooks, self.metrics)
+
+    def http_service(self) -> HttpService | None:
+        """The HTTP face (`[http] listen` / `--http`): smart HTTP git with the same push hooks,
+        the web UI, /metrics; None when it is off. Binds its port here (a taken port fails
+        before anything starts)."""
+        if not self.settings.http.listen:
+            return None
+        from gitserve.http.service import HttpService
+
+        return HttpService(self.settings, self.metrics, self.hooks)
+
+
+def build(settings: Settings, hooks: Sequence[PushHook] | None = None) -> App:
+    """Wire the server for SETTINGS (HOOKS replaces the push hooks, e.g. in tests)."""
+    upkeep = UpkeepService(settings)
+    return App(settings=settings,
+               hooks=list(hooks) if hooks is not None else push_hooks(settings, upkeep),
+               commands=ssh_commands_table(settings),
+               services=services(settings, upkeep))
