@@ -80,10 +80,10 @@ def pushed(handler: Any) -> bool:
     return result is not None and any(s == "ok" for s in result.statuses.values())
 
 
-class _Null:
-    """Counts nothing; lets code run without a metrics object (CLI, tests, shell mode)."""
+class _NullMetric:
+    """A counter, gauge or histogram that keeps nothing."""
 
-    def labels(self, *_a: Any, **_k: Any) -> "_Null":
+    def labels(self, *_a: Any, **_k: Any) -> "_NullMetric":
         return self
 
     def inc(self, *_a: Any) -> None:
@@ -92,11 +92,22 @@ class _Null:
     def dec(self, *_a: Any) -> None:
         pass
 
+    def set(self, *_a: Any) -> None:
+        pass
+
     def observe(self, *_a: Any) -> None:
         pass
 
-    def __getattr__(self, _name: str) -> "_Null":
-        return self
+
+class NullMetrics:
+    """Counts nothing; lets code run without a Metrics (CLI, tests, `gitserve shell`)."""
+
+    def __init__(self) -> None:
+        for name in METRIC_NAMES:
+            setattr(self, name, _NullMetric())
 
 
-NULL: Any = _Null()
+METRIC_NAMES = ("connections_open", "connections", "connections_refused", "git_requests",
+                "git_bytes", "access_denied", "pushes", "builds", "build_seconds", "deploys",
+                "switch_seconds")
+NULL: Any = NullMetrics()

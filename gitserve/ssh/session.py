@@ -13,7 +13,7 @@ import re
 import shlex
 from pathlib import Path
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 import paramiko
 from dulwich.errors import GitProtocolError, HangupException

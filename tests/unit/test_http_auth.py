@@ -107,3 +107,30 @@ def test_basic_credentials_parsing():
     assert basic_credentials(req("Basic !!!")) == ("", "")
     assert basic_credentials(req("Bearer x")) is None
     assert basic_credentials(_request("1.1.1.1", {})) is None
+
+
+def test_app_wires_the_http_face_with_the_same_hooks_and_metrics(tmp_path):
+    from gitserve import app
+    from gitserve.errors import GitserveError
+    from gitserve.settings import Settings
+    from tests.support.tools import free_port
+
+    settings = Settings(home=tmp_path)
+    wired = app.build(settings)
+    assert wired.http_service() is None  # off by default
+    port = free_port()
+    settings.http.listen = f"127.0.0.1:{port}"
+    web = wired.http_service()
+    try:
+        assert web is not None and web.address == ("127.0.0.1", port)
+        assert web.face.git.hooks == tuple(wired.hooks)
+        assert web.face.metrics is wired.metrics
+        # the port is taken now: a second one fails with one line, before anything starts
+        with pytest.raises(GitserveError, match=f"cannot listen on 127.0.0.1:{port} \\(http\\)"):
+            wired.http_service()
+    finally:
+        if web is not None:
+            web.sock.close()
+    settings.http.listen = "nonsense"
+    with pytest.raises(GitserveError, match="must be HOST:PORT"):
+        wired.http_service()
