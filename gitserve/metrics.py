@@ -49,6 +49,9 @@ class Metrics:
             registry=r)
         self.deploys = Counter(
             "gitserve_deploys", "Switches of a site's live side", ["action"], registry=r)
+        self.queue_depth = Gauge(
+            "gitserve_queue_depth", "Jobs waiting in an RQ queue (read at scrape time)",
+            ["queue"], registry=r)
         self.switch_seconds = Histogram(
             "gitserve_deploy_switch_seconds", "Time to switch a site's live side",
             buckets=SWITCH_BUCKETS, registry=r)
@@ -109,5 +112,5 @@ class NullMetrics:
 
 METRIC_NAMES = ("connections_open", "connections", "connections_refused", "git_requests",
                 "git_bytes", "access_denied", "pushes", "builds", "build_seconds", "deploys",
-                "switch_seconds")
+                "switch_seconds", "queue_depth")
 NULL: Any = NullMetrics()

@@ -15,8 +15,6 @@ import logging
 import threading
 from typing import Any
 
-from prometheus_client import Gauge
-
 from gitserve.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -32,8 +30,6 @@ class Observer:
         self._lock = threading.Lock()
         self._builds_seen: set[str] = set()
         self._switches_seen: set[str] = set()
-        self.queue_depth = Gauge("gitserve_queue_depth", "Jobs waiting in an RQ queue",
-                                 ["queue"], registry=metrics.registry)
         self._seeded = False
 
     def seed(self) -> None:
@@ -64,7 +60,7 @@ class Observer:
 
         r = self._redis()
         for name in {self.settings.builds.queue, "deploy"}:
-            self.queue_depth.labels(name).set(len(rqconn.queue(r, name)))
+            self.metrics.queue_depth.labels(name).set(len(rqconn.queue(r, name)))
         for build_id in records.list_ids(r, None, limit=SCAN_BUILDS):
             if build_id in self._builds_seen:
                 continue
