@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from gitserve import audit
+from gitserve import admin, audit
 from gitserve.errors import CommandError
 from gitserve.ssh.commands import Command, CommandContext
 
@@ -32,7 +32,13 @@ def _when(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
+def _not_builder(ctx: CommandContext) -> None:
+    if ctx.user == admin.BUILDER:
+        raise CommandError("the build identity has no tokens or web logins")
+
+
 def cmd_token(ctx: CommandContext, args: list[str]) -> int:
+    _not_builder(ctx)
     store = TokenStore(ctx.settings.http_dir)
     if not args or args[0] in ("-h", "--help", "help"):
         ctx.out(TOKEN_USAGE)
@@ -81,6 +87,7 @@ def base_url(settings: Any) -> str:
 
 
 def cmd_login(ctx: CommandContext, args: list[str]) -> int:
+    _not_builder(ctx)
     if args:
         if args[0] in ("-h", "--help"):
             ctx.out("Usage:  ssh git@host login\n\nPrints a one-time link (valid 5 minutes) "

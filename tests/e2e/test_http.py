@@ -441,3 +441,34 @@ def test_web_build_log_masks_secrets_like_the_push(srv, tmp_path):
     # anonymous (gitweb may not read `live`): no such build
     assert get(f"{srv.http_base}/builds/{build_id}")[0] == 404
     assert get(f"{srv.http_base}/builds/{build_id}/events")[0] == 404
+
+
+def test_without_redis_health_fails_and_pages_still_work(tmp_path):
+    """Redis unreachable: /healthz says so with 503, pages and git over http keep working,
+    and `gitserve serve` stops promptly even with a live-log stream open."""
+    import socket
+    import time
+
+    from tests.support.tools import free_port
+
+    dead = f"redis://127.0.0.1:{free_port()}"
+    server = make_http_server(tmp_path / "srv", conf=CONF, users=("alice",),
+                              serve_args=("--redis-url", dead))
+    try:
+        status, _, body = get(f"{server.http_base}/healthz")
+        report = loads(body)
+        assert status == 503 and report["redis"].startswith("unreachable") and \
+            report["workers"] == 0 and report["status"] == "failing"
+        assert "redis://" in report["redis"]
+        status, _, page = get(f"{server.http_base}/")
+        assert status == 200 and "Redis is not reachable" in page.decode()
+        assert hgit(server, "clone", http_url(server, "pub"), str(tmp_path / "p")).returncode == 0
+        # an open connection (a browser's keep-alive or event stream) does not hold up a stop
+        hold = socket.create_connection(("127.0.0.1", server.http_port))
+        hold.sendall(b"GET /builds/1/events HTTP/1.1\r\nHost: x\r\n\r\n")
+        t0 = time.monotonic()
+        server.stop()
+        assert time.monotonic() - t0 < 15
+        hold.close()
+    finally:
+        server.stop()
