@@ -472,3 +472,12 @@ def test_without_redis_health_fails_and_pages_still_work(tmp_path):
         hold.close()
     finally:
         server.stop()
+
+
+def test_build_identity_gets_no_token_or_login(srv):
+    key = srv.home / "worker_key"
+    assert key.exists()
+    for command in (("token", "create", "x"), ("login",)):
+        out = srv.ssh("alice", *command, key=key)
+        assert out.returncode != 0
+        assert out.stderr.strip() == "FATAL: the build identity has no tokens or web logins"
