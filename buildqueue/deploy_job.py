@@ -9,9 +9,7 @@ so the pusher sees the deploy steps and `Enable: blue|green`; the build ends aft
 from __future__ import annotations
 
 import io
-import shutil
 import tarfile
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Callable
@@ -19,7 +17,9 @@ from typing import Any, Callable
 import redis
 from rq import get_current_job
 
+from gitserve import sandbox
 from gitserve.errors import GitserveError
+
 from . import ending, keys, logs, records, rqconn, workspace
 from .liveness import heartbeat_loop, worker_name
 from .workersettings import WorkerSettings
@@ -34,11 +34,19 @@ class HandOverError(GitserveError):
     pass
 
 
-def pack(output: Path) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        tar.add(output, arcname=".")
-    return buf.getvalue()
+def pack(ws: Path, out_rel: str) -> bytes:
+    """tar.gz of WS/OUT_REL, read through O_NOFOLLOW descriptors after the build's PID
+    namespace is gone (deploy.safetree): a symlink or hard link the build left cannot make
+    the worker pack a file from outside the output. Raises HandOverError."""
+    from deploy import safetree
+    from deploy.errors import DeployError
+
+    try:
+        return safetree.pack(ws, out_rel)
+    except DeployError as exc:
+        raise HandOverError(f"deploy output refused: {exc.message}") from None
+    except OSError as exc:
+        raise HandOverError(f"deploy output {out_rel}/ could not be read: {exc.strerror or exc}") from None
 
 
 def unpack(data: bytes, dest: Path) -> None:
@@ -46,10 +54,10 @@ def unpack(data: bytes, dest: Path) -> None:
         tar.extractall(dest, filter="data")
 
 
-def hand_over(r: redis.Redis, payload: dict[str, Any], output: Path, ws: Path) -> None:
+def hand_over(r: redis.Redis, payload: dict[str, Any], ws: Path, out_rel: str) -> None:
     """Store the output and queue the deploy; the build stays unfinished until it ran."""
     build_id = str(payload["build_id"])
-    data = pack(output)
+    data = pack(ws, out_rel)
     if len(data) > MAX_ARTIFACT:
         raise HandOverError(f"deploy output {payload['deploy']['dir']}/ is too large "
                             f"({len(data) // (1024 * 1024)} MiB packed, limit {MAX_ARTIFACT // (1024 * 1024)})")
@@ -85,7 +93,8 @@ def run_deploy(payload: dict[str, Any], deploy_fn: Callable[..., Any] | None = N
         return {"status": records.get(r, build_id).status}
     stop = threading.Event()
     threading.Thread(target=heartbeat_loop, args=(r, build_id, stop), daemon=True).start()
-    work = Path(tempfile.mkdtemp(prefix=f"gitserve-deploy-{build_id}-"))
+    policy = sandbox.Policy.from_payload(payload.get("sandbox"))
+    work = sandbox.new_workdir(sandbox.work_root(workspace.work_root()))
     mask: Callable[[str], str] = str  # no secrets known yet: text as it is
     try:
         try:
@@ -104,10 +113,13 @@ def run_deploy(payload: dict[str, Any], deploy_fn: Callable[..., Any] | None = N
                                            payload["fetch_ref"],
                                            payload.get("local_path", ""), payload.get("clone_url", ""))
         workspace.checkout(objects, payload.get("commit") or payload["new"], src)
+        sandbox.hand_over(policy, work)  # deploy.post runs in WORK's sandbox
         settings = settings_mod.load(WorkerSettings.from_env().home)
         meta = {"build_id": build_id, "repo": payload["repo"], "ref": payload["ref"],
                 "commit": payload["new"], "pusher": payload["pusher"],
-                "pushed_at": payload.get("pushed_at"), "env": secret_values}
+                "pushed_at": payload.get("pushed_at"), "env": secret_values,
+                # what deploy.post must not see besides HOME (keys configured elsewhere)
+                "sandbox_hide": [str(p) for p in WorkerSettings.from_env().sandbox_hidden()]}
         options = {f"deploy.{k}": str(v) for k, v in payload["deploy"].items()}
         fn = deploy_fn or default_deploy()
         try:
@@ -121,7 +133,7 @@ def run_deploy(payload: dict[str, Any], deploy_fn: Callable[..., Any] | None = N
     finally:
         stop.set()
         r.delete(keys.artifact(build_id))
-        shutil.rmtree(work, ignore_errors=True)
+        sandbox.remove_workdir(work)
 
 
 def _end(r: redis.Redis, build_id: str, status: str, reason: str, log_ttl: int,

@@ -117,8 +117,12 @@ class LocalWorkersService:
         self.workers = LocalWorkers(settings.home, settings.effective_redis_url, settings.builds.workers,
                                     log_file=settings.logs_dir / "workers.log")
         self.settings = settings
+        self.summary = ""  # the start-up line: builds sandboxed, unsandboxed or refused
 
     def start(self) -> None:
+        from gitserve import sandbox
+
+        self.summary = sandbox.describe(sandbox.Policy.from_settings(self.settings.builds))
         self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
         self.workers.start()
 

@@ -19,6 +19,7 @@ from typing import Any
 import redis
 from dulwich.objects import Blob, Commit, Tag
 from dulwich.repo import Repo
+from gitserve.sandbox import Policy
 
 from gitserve.settings import Settings
 
@@ -132,6 +133,8 @@ def commit_exists(repo_path: Path, sha: str) -> bool:
 
 def ssh_host_port(settings: Settings) -> tuple[str, int]:
     host, port = settings.listen_host_port()
+    if settings.server.public_port:  # e.g. 22 when users come in through the system sshd
+        port = settings.server.public_port
     if settings.server.public_host:
         host = settings.server.public_host
     elif host in ("0.0.0.0", "::", ""):
@@ -203,7 +206,7 @@ def enqueue(
             "clone_url": clone_url(settings, repo_name),
             "secrets": secrets_mod.load_tokens(settings.home / "secrets", repo_name),
             "log_ttl": settings.builds.log_ttl, "deploy": deploy_options(options),
-            "sandbox": settings.builds.sandbox,
+            "sandbox": Policy.from_settings(settings.builds).to_payload(),
         }
         rqconn.queue(r, opts.queue).enqueue(
             "buildqueue.jobs.run_build", payload, job_id=build.job_id, job_timeout=-1,

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 import threading
 import time
 import traceback
@@ -20,16 +18,17 @@ from typing import Any, Callable
 import redis
 from rq import get_current_job
 
+from gitserve import sandbox
 from gitserve.logsetup import log_context
 
-from . import ending, keys, logs, records, runner, sandbox, workspace
+from . import ending, keys, logs, records, runner, workspace
 from .liveness import heartbeat_loop, worker_name
 from .secrets import Masker, SecretError, decrypt, worker_key_file
+from .workersettings import WorkerSettings
 
 logger = logging.getLogger(__name__)
 
 LANE_POLL = 0.2
-ENV_PASSTHROUGH = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "SHELL")
 
 
 def _connection() -> redis.Redis:
@@ -90,10 +89,10 @@ def _wait_for_lane(r: redis.Redis, build: records.Build, log: BuildLog) -> bool:
         time.sleep(LANE_POLL)
 
 
-def build_env(payload: dict[str, Any], output: Path, secret_values: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k in ENV_PASSTHROUGH or k.startswith("LC_")}
-    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
-    env.update(secret_values)
+def build_env(payload: dict[str, Any], output: str, secret_values: dict[str, str]) -> dict[str, str]:
+    """The script's variables, from scratch: nothing of the worker's environment (the
+    sandbox adds PATH, HOME and LANG). OUTPUT is deploy.dir as the script sees it."""
+    env = dict(secret_values)
     env.update({
         "GITSERVE_REPO": payload["repo"],
         "GITSERVE_REF": payload["ref"],
@@ -101,15 +100,25 @@ def build_env(payload: dict[str, Any], output: Path, secret_values: dict[str, st
         "GITSERVE_NEWREV": payload["new"],
         "GITSERVE_PUSHER": payload["pusher"],
         "GITSERVE_BUILD_ID": str(payload["build_id"]),
-        "GITSERVE_OUTPUT": str(output),
+        "GITSERVE_OUTPUT": output,
     })
     return env
 
 
-def _script_argv(path: Path) -> list[str]:
+def _script_argv(path: Path, inside: str) -> list[str]:
     if os.access(path, os.X_OK):
-        return [str(path)]
-    return ["/bin/sh", str(path)]
+        return [inside]
+    return ["/bin/sh", inside]
+
+
+def borrowed_objects(ws: Path) -> list[Path]:
+    """Object stores the checkout's .git borrows (alternates): bound read-only, so `git` in
+    the build works and writes nothing there."""
+    try:
+        lines = (ws / ".git" / "objects" / "info" / "alternates").read_text().splitlines()
+    except OSError:
+        return []
+    return [Path(line.strip()) for line in lines if line.strip() and Path(line.strip()).is_dir()]
 
 
 def run_build(payload: dict[str, Any]) -> dict[str, str]:
@@ -131,7 +140,8 @@ def _run_build(payload: dict[str, Any]) -> dict[str, str]:
     build = records.get(r, build_id)
     mask: Callable[[str], str] = str  # no secrets known yet: text as it is
     log = BuildLog(r, build_id, mask)
-    work = Path(tempfile.mkdtemp(prefix=f"gitserve-build-{build_id}-"))
+    policy = sandbox.Policy.from_payload(payload.get("sandbox"))
+    work = sandbox.new_workdir(sandbox.work_root(workspace.work_root()))
     # the heartbeat runs for the whole job: a long fetch must not look like a dead worker
     beating = threading.Event()
     threading.Thread(target=heartbeat_loop, args=(r, build_id, beating), daemon=True).start()
@@ -158,15 +168,25 @@ def _run_build(payload: dict[str, Any]) -> dict[str, str]:
         if not script.is_file():
             return _end(r, build_id, "failed", f"{payload['script']} not found in the commit", log_ttl)
         deploy = payload.get("deploy") or {}
-        output = (ws / (deploy.get("dir") or "public")).resolve()
+        out_rel = (deploy.get("dir") or "public").strip("/") or "public"
+        output = (ws / out_rel).resolve()
         if not output.is_relative_to(ws.resolve()):
             return _end(r, build_id, "failed", f"deploy.dir {deploy.get('dir')!r} leaves the workspace", log_ttl)
         output.mkdir(parents=True, exist_ok=True)
         timeout = float(payload.get("timeout", 600))
+        try:
+            sandbox.hand_over(policy, work)
+            jail = sandbox.prepare(
+                policy, work, _script_argv(script, sandbox.inside_path(work, ws / payload["script"])),
+                build_env(payload, sandbox.inside_path(work, output), secret_values),
+                hide=WorkerSettings.from_env().sandbox_hidden(), ro=borrowed_objects(ws))
+        except sandbox.SandboxError as exc:
+            return _end(r, build_id, "failed", str(exc), log_ttl)
+        if not jail.sandboxed:
+            log("gitserve: warning: this build runs unsandboxed ([builds] allow_unsandboxed = true)")
         result = runner.run_script(
-            _script_argv(script), ws, build_env(payload, output, secret_values), timeout, log,
-            should_cancel=lambda: bool(r.exists(keys.cancel(build_id))),
-            sandbox=sandbox.plan_for(ws) if payload.get("sandbox", True) else None,
+            [], ws, {}, timeout, log,
+            should_cancel=lambda: bool(r.exists(keys.cancel(build_id))), jail=jail,
         )
         if result.status == "timed out":
             return _end(r, build_id, "timed out",
@@ -183,7 +203,7 @@ def _run_build(payload: dict[str, Any]) -> dict[str, str]:
             from . import deploy_job
 
             try:
-                deploy_job.hand_over(r, payload, output, ws)
+                deploy_job.hand_over(r, payload, ws, out_rel)
             except deploy_job.HandOverError as exc:
                 return _end(r, build_id, "failed", str(exc), log_ttl)
             return {"status": "deploying"}
@@ -195,7 +215,7 @@ def _run_build(payload: dict[str, Any]) -> dict[str, str]:
         raise
     finally:
         beating.set()
-        shutil.rmtree(work, ignore_errors=True)
+        sandbox.remove_workdir(work)
 
 
 def _end(r: redis.Redis, build_id: str, status: str, reason: str, log_ttl: int,

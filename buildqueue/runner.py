@@ -1,8 +1,10 @@
 """Run one build script: own process group, stdin /dev/null, line-by-line output, timeout.
 
 The script runs in a new session so that a timeout or a cancel can kill everything it
-started (grandchildren included) with one killpg. Output is read by a thread and handed
-over line by line, so a line reaches the log the moment the script prints it.
+started (grandchildren included) with one killpg; in the sandbox (gitserve.sandbox) it also
+runs in its own PID namespace, which is killed and reaped before run_script returns, so not
+even a setsid daemon outlives it. Output is read by a thread and handed over line by line,
+so a line reaches the log the moment the script prints it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import sandbox as sandbox_mod
+from gitserve.sandbox import Run
 
 KILL_GRACE = 2.0   # seconds between SIGTERM and SIGKILL
 DRAIN_LIMIT = 2.0  # seconds to keep reading after the script ended (stray holders of the pipe)
@@ -31,6 +33,7 @@ class RunResult:
     exit_code: int | None
 
 
+_LIBC: ctypes.CDLL | None
 try:  # loaded once here: the child between fork and exec must not dlopen (other threads may hold locks)
     _LIBC = ctypes.CDLL(None, use_errno=True)
 except OSError:  # pragma: no cover - not Linux
@@ -112,42 +115,48 @@ def run_script(
     tick: Callable[[], None] = lambda: None,
     tick_interval: float = 1.0,
     stdin_data: bytes | None = None,
-    sandbox: "sandbox_mod.Plan | None" = None,
+    jail: Run | None = None,
 ) -> RunResult:
     """Run ARGV to completion, timeout or cancel; stdin is /dev/null unless STDIN_DATA is given.
 
-    With a SANDBOX plan the script cannot see the paths it hides (see sandbox.py); if the
-    namespaces cannot be created, one warning line goes to ON_LINE and it runs unsandboxed."""
-    def start(preexec: Callable[[], None]) -> subprocess.Popen:
-        return subprocess.Popen(
-            argv, cwd=cwd, env=env,
-            stdin=subprocess.DEVNULL if stdin_data is None else subprocess.PIPE,
+    With JAIL (gitserve.sandbox.prepare) its command, environment and directory replace
+    ARGV, ENV and CWD, and its PID namespace is gone when this returns."""
+    kw: dict = {"cwd": cwd, "env": env}
+    if jail is not None:
+        argv, kw = jail.argv, jail.popen_kwargs()
+    try:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL if stdin_data is None else subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-            preexec_fn=preexec,
+            preexec_fn=_die_with_parent, **kw,
         )
+    except BaseException:
+        if jail is not None:
+            jail.close()
+        raise
+    if jail is not None:
+        jail.started()
+    try:
+        return _supervise(proc, timeout, on_line, should_cancel, tick, tick_interval, stdin_data,
+                          jail)
+    finally:
+        if jail is not None:
+            jail.reap()
+            jail.close()
 
-    if sandbox:
-        plan, where = sandbox, str(cwd)
 
-        def sandboxed() -> None:
-            _die_with_parent()
-            sandbox_mod.apply(plan, where)
-        try:
-            proc = start(sandboxed)
-        except subprocess.SubprocessError:  # raised in the child by the sandbox setup
-            on_line("gitserve: warning: build sandbox unavailable (no user/mount namespaces "
-                    "here): the script runs unsandboxed and can read the server home")
-            proc = start(_die_with_parent)
-    else:
-        proc = start(_die_with_parent)
+def _supervise(proc: subprocess.Popen, timeout: float, on_line: Callable[[str], None],
+               should_cancel: Callable[[], bool], tick: Callable[[], None], tick_interval: float,
+               stdin_data: bytes | None, jail: Run | None) -> RunResult:
     pgid = proc.pid
     if stdin_data is not None:
         threading.Thread(target=_feed, args=(proc, stdin_data), daemon=True).start()
     lines: queue.Queue[bytes | None] = queue.Queue()
 
     def read() -> None:
-        assert proc.stdout is not None
-        for raw in iter(lambda: proc.stdout.readline(65536), b""):
+        out = proc.stdout
+        assert out is not None
+        for raw in iter(lambda: out.readline(65536), b""):
             lines.put(raw)
         lines.put(None)
 
@@ -175,7 +184,9 @@ def run_script(
         now = time.monotonic()
         if proc.poll() is not None:
             if drain_until is None:
-                # the script is done: whatever it left behind in its group goes too
+                # the script is done: whatever it left behind in its group (and namespace) goes too
+                if jail is not None:
+                    jail.kill()
                 _killpg(pgid, signal.SIGKILL)
                 drain_until = now + DRAIN_LIMIT
             if eof or now > drain_until:
@@ -189,6 +200,8 @@ def run_script(
         if outcome is None and now >= deadline:
             outcome = "timed out"
         if outcome is not None:
+            if jail is not None:
+                jail.kill()  # the namespace's init: everything in it dies at once
             terminate_group(pgid, leader=proc)
             proc.wait()
             drain_until = time.monotonic() + DRAIN_LIMIT

@@ -19,6 +19,7 @@ SECRETS_KEY_ENV = "GITSERVE_SECRETS_KEY_FILE"  # key that decrypts build secrets
 WORKER_KEY_ENV = "GITSERVE_WORKER_KEY"  # ssh key a remote worker fetches with
 CACHE_ENV = "GITSERVE_BUILD_CACHE"  # where fetched objects are cached between builds
 NO_LOCAL_ENV = "GITSERVE_NO_LOCAL_FETCH"  # "1": always fetch over SSH, as a remote host does
+WORK_DIR_ENV = "GITSERVE_WORK_DIR"  # where build and deploy workspaces are made (0700)
 
 
 def _path(value: str | None) -> Path | None:
@@ -32,6 +33,7 @@ class WorkerSettings:
     worker_key: Path | None = None
     build_cache: Path | None = None
     no_local_fetch: bool = False
+    work_dir: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
@@ -40,7 +42,8 @@ class WorkerSettings:
                    secrets_key=_path(env.get(SECRETS_KEY_ENV)),
                    worker_key=_path(env.get(WORKER_KEY_ENV)),
                    build_cache=_path(env.get(CACHE_ENV)),
-                   no_local_fetch=env.get(NO_LOCAL_ENV) == "1")
+                   no_local_fetch=env.get(NO_LOCAL_ENV) == "1",
+                   work_dir=_path(env.get(WORK_DIR_ENV)))
 
     @property
     def secrets_key_file(self) -> Path | None:
@@ -57,6 +60,22 @@ class WorkerSettings:
         if self.home is not None:
             return self.home / "cache" / "builds"
         return Path("~/.cache/gitserve/builds").expanduser()
+
+    @property
+    def work_root(self) -> Path:
+        """$GITSERVE_WORK_DIR, else HOME/work, else ~/.cache/gitserve/work: the directory of
+        every build's and deploy's workspace, which only the worker may list."""
+        if self.work_dir is not None:
+            return self.work_dir
+        if self.home is not None:
+            return self.home / "work"
+        return Path("~/.cache/gitserve/work").expanduser()
+
+    def sandbox_hidden(self) -> list[Path]:
+        """What a build or deploy.post must not see besides the sandbox's defaults: the
+        server home, every repo's build cache, the keys wherever they are configured."""
+        found = [self.home, self.cache_root, self.secrets_key_file, self.ssh_key]
+        return [p for p in found if p is not None and p.exists()]
 
     @property
     def ssh_key(self) -> Path | None:

@@ -31,6 +31,11 @@ def cache_root() -> Path:
     return WorkerSettings.from_env().cache_root
 
 
+def work_root() -> Path:
+    """Where build and deploy workspaces are made (see WorkerSettings.work_root)."""
+    return WorkerSettings.from_env().work_root
+
+
 def worker_key() -> Path | None:
     return WorkerSettings.from_env().ssh_key
 

@@ -379,7 +379,11 @@ def _finish_switch(settings: Settings, s: Site, opts: SiteOptions, state: dict[s
             env.update({str(k): str(v) for k, v in dict((meta or {}).get("env") or {}).items()})
             say(f"post: {opts.post} (LIVE_SIDE={idle} IDLE_SIDE={other_side(idle)})")
             try:
-                rc = run_post(Path(post_workdir), opts.post, env, log)
+                from gitserve.sandbox import Policy
+
+                rc = run_post(Path(post_workdir), opts.post, env, log,
+                              policy=Policy.from_settings(settings.builds), settings_home=settings.home,
+                              hide=[Path(h) for h in (meta or {}).get("sandbox_hide") or []])
                 result.post_status = rc
                 if rc != 0:
                     post_error = DeployError("post", f"deploy.post {opts.post} exited with {rc}")

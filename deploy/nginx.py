@@ -102,26 +102,80 @@ def lock(settings: Settings) -> Iterator[None]:
 
 
 # --- embedded main config -----------------------------------------------------
-def _worker_user(home: Path) -> str | None:
-    """As root, nginx would run its workers as `nobody`, who cannot read a private HOME:
-    run them as HOME's owner instead. As anyone else nginx cannot switch users at all."""
+def _worker_user(settings: Settings) -> str | None:
+    """As root, nginx workers run as `[builds] sandbox_user` (never root: a worker serves
+    files a push wrote). Releases are published world-readable under directories
+    _open_for_workers makes traversable. As anyone else nginx cannot switch users at all."""
     if os.geteuid() != 0:
         return None
-    uid = home.stat().st_uid
+    name = getattr(settings.builds, "sandbox_user", "") or "nobody"
     try:
-        return pwd.getpwuid(uid).pw_name
+        entry = pwd.getpwnam(name)
     except KeyError:
-        return "root"
+        raise NginxError(f"[builds] sandbox_user {name!r} (the nginx worker user) does not exist") from None
+    if entry.pw_uid == 0:
+        raise NginxError(f"[builds] sandbox_user {name!r} is root: nginx workers never run as root")
+    grp_name = _group_name(entry.pw_gid)
+    return f"{name} {grp_name}" if grp_name else name
+
+
+def _group_name(gid: int) -> str | None:
+    import grp
+
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return None
+
+
+def _searchable_by(path: Path, uid: int, gid: int) -> bool:
+    st = os.stat(path)
+    if st.st_uid == uid:
+        return bool(st.st_mode & 0o100)
+    if st.st_gid == gid:
+        return bool(st.st_mode & 0o010)
+    return bool(st.st_mode & 0o001)
+
+
+def _open_for_workers(settings: Settings) -> None:
+    """As root, the unprivileged workers must reach HOME/sites/SITE/live/... and write their
+    temp files: HOME, HOME/sites and HOME/nginx get search permission for others (not
+    listing: their other entries keep their modes) and HOME/nginx/tmp becomes theirs. A
+    directory above HOME that they cannot search is the admin's to open: refused loudly."""
+    if os.geteuid() != 0:
+        return
+    name = getattr(settings.builds, "sandbox_user", "") or "nobody"
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        return  # _worker_user says so
+    home = settings.home.resolve()
+    for parent in reversed(home.parents):
+        if not _searchable_by(parent, entry.pw_uid, entry.pw_gid):
+            raise NginxError(f"nginx workers run as {name}, who cannot reach the server home: "
+                             f"{parent} is not searchable (chmod o+x {parent}, or use a home "
+                             "outside it)")
+    for d in (home, settings.sites_dir, prefix(settings)):
+        d.mkdir(parents=True, exist_ok=True)
+        mode = os.stat(d).st_mode & 0o7777
+        if not _searchable_by(d, entry.pw_uid, entry.pw_gid):
+            os.chmod(d, mode | 0o001)
+    tmp = prefix(settings) / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    for dirpath, dirnames, filenames in os.walk(tmp):
+        for path in [dirpath, *(os.path.join(dirpath, n) for n in dirnames + filenames)]:
+            os.chown(path, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
 
 
 def write_main_conf(settings: Settings) -> Path:
     base = prefix(settings)
     for sub in ("sites", "logs", "tmp"):
         (base / sub).mkdir(parents=True, exist_ok=True)
+    _open_for_workers(settings)
     mime = next((p for p in _MIME_CANDIDATES if os.path.isfile(p)), None)
     text = render_builtin(
         "nginx.conf.j2",
-        user=_worker_user(settings.home),
+        user=_worker_user(settings),
         workers=min(os.cpu_count() or 1, 4),
         pid_file=pid_file(settings),
         error_log=error_log(settings),

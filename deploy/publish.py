@@ -1,8 +1,11 @@
 """Copy build output into a new, immutable release directory.
 
 The copy goes to a hidden temporary name and is renamed into place only when complete,
-so no slot can ever point at a half-copied release. Symlinks in the output are kept only
-when they stay inside it: one pointing at /etc/passwd would otherwise be served.
+so no slot can ever point at a half-copied release. The output is read through file
+descriptors (deploy.safetree: O_NOFOLLOW at every step, hard links out of the tree
+refused), and symlinks are kept only when they stay inside it, checked once more on the
+finished copy, which nobody but the worker can write: one pointing at /etc/passwd would
+otherwise be served.
 """
 
 from __future__ import annotations
@@ -11,45 +14,35 @@ import os
 import shutil
 from pathlib import Path
 
+from . import safetree
 from .errors import DeployError
-
-
-def _check_symlinks(src: Path) -> None:
-    root = src.resolve()
-    for dirpath, dirnames, filenames in os.walk(src):
-        for name in dirnames + filenames:
-            path = Path(dirpath) / name
-            if path.is_symlink():
-                target = path.resolve()
-                if target != root and root not in target.parents:
-                    rel = path.relative_to(src)
-                    raise DeployError("publish", f"{rel} is a symlink out of the build output "
-                                      f"({os.readlink(path)})")
 
 
 def publish(src: Path, releases_dir: Path, release: str) -> tuple[int, int]:
     """Copy SRC to RELEASES_DIR/RELEASE; returns (files, bytes)."""
-    if not src.is_dir():
-        raise DeployError("publish", f"build output {src.name or src} is not a directory "
-                          "(does the build write deploy.dir?)")
-    _check_symlinks(src)
-    dest = releases_dir / release
-    if dest.exists():
-        raise DeployError("publish", f"release {release} already exists")
-    tmp = releases_dir / f".{release}.{os.getpid()}.partial"
-    if tmp.exists():
-        shutil.rmtree(tmp)
     try:
-        shutil.copytree(src, tmp, symlinks=True)
-        os.chmod(tmp, 0o755)
-    except (OSError, shutil.Error) as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise DeployError("publish", f"copying the build output: {exc}") from exc
-    files = size = 0
-    for dirpath, _dirs, filenames in os.walk(tmp):
-        for name in filenames:
-            files += 1
-            size += os.lstat(os.path.join(dirpath, name)).st_size
+        src_fd = os.open(src, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        raise DeployError("publish", f"build output {src.name or src} is not a directory "
+                          "(does the build write deploy.dir?)") from None
+    try:
+        dest = releases_dir / release
+        if dest.exists():
+            raise DeployError("publish", f"release {release} already exists")
+        tmp = releases_dir / f".{release}.{os.getpid()}.partial"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        try:
+            files, size = safetree.copy_into(src_fd, tmp)
+            safetree.check_links_resolve_inside(tmp)
+        except DeployError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise DeployError("publish", f"copying the build output: {exc}") from exc
+    finally:
+        os.close(src_fd)
     os.rename(tmp, dest)
     return files, size
 

@@ -1,8 +1,9 @@
 """The admin repo (HOME/repositories/gitolite-admin.git): the single source of truth.
 
-Access rules and keys are read from the tip of the admin repo's default branch, never
-from files beside it, so every change - a push, `admin add-key`, `set-conf` - is a commit
-and the history says who changed what. `current()` is called once per SSH connection:
+Access rules and keys are read from the tip of the admin repo's branch `master` (Gitolite's,
+so an existing gitolite-admin clone keeps fetching and pushing it), never from files beside
+it, so every change - a push, `admin add-key`, `set-conf` - is a commit and the history
+says who changed what. `current()` is called once per SSH connection:
 it costs two small file reads while the tip is unchanged, and a new tip is loaded on the
 next call without a restart.
 """
@@ -26,8 +27,9 @@ from dulwich.object_store import commit_tree_changes
 from dulwich.file import FileLocked
 from dulwich.repo import Repo
 
+from gitserve import audit, authkeys, keys, repos
 from gitserve.errors import GitserveError
-from gitserve import audit, keys, repos
+from gitserve.fsutil import locked
 from gitserve.settings import Settings
 
 if TYPE_CHECKING:
@@ -38,7 +40,9 @@ log = logging.getLogger(__name__)
 CONF_DIR = "conf"
 KEYDIR = "keydir"
 MAIN_CONF = "conf/gitolite.conf"
-BUILDER = ":builder"  # internal identity of HOME/worker_key (no keydir name can produce it)
+# The branch whose tip is in force, as in Gitolite; pushes to other branches are only stored.
+ADMIN_BRANCH = "refs/heads/master"
+BUILDER = authkeys.BUILDER  # internal identity of HOME/worker_key (no keydir name can produce it)
 MAX_FILE = 4 * 1024 * 1024  # a conf or key file bigger than this is a mistake
 FILE_MODE = 0o100644
 # Gitolite only warns about these and carries on without the line; a conf that does not
@@ -67,7 +71,7 @@ class AdminState:
     """Rules and keys at one admin commit. Immutable once built; shared between threads."""
 
     commit: str
-    branch: str  # e.g. "refs/heads/main"
+    branch: str  # ADMIN_BRANCH
     rules: Rules  # the compiled conf at this commit
     keys: tuple[KeyEntry, ...]
     warnings: tuple[str, ...] = ()
@@ -140,7 +144,7 @@ _cache_lock = threading.Lock()
 
 
 def current(settings: Settings) -> AdminState:
-    """Rules and keys at the tip of the admin repo's default branch (cached by tip sha).
+    """Rules and keys at the tip of the admin repo's branch master (cached by tip sha).
 
     Pushes and admin commands never let a broken tree become the tip, but a tip written
     behind gitserve's back (a local `git push` into the bare repo) could be: then the last
@@ -151,6 +155,9 @@ def current(settings: Settings) -> AdminState:
     if repo_path is None:
         repo_path = _admin_paths[key] = str(settings.admin_repo)
     branch, sha = _read_tip(repo_path)
+    if branch != ADMIN_BRANCH:  # a home made before the admin branch was master
+        migrate_branch(settings)
+        branch, sha = _read_tip(repo_path)
     state = _cache.get(key)
     if state is not None and (state.commit == sha or _bad_tip.get(key) == sha):
         return state
@@ -317,7 +324,7 @@ def build(files: dict[str, bytes]) -> tuple[Any, list[KeyEntry], list[str]]:
 def validate_commit(repo_path: Path | str | Repo, sha: str) -> str | None:
     """The one-line reason the admin tree at SHA is unusable, or None if it is valid.
 
-    receive-pack calls this for pushes to the admin repo's default branch and rejects the
+    receive-pack calls this for pushes to the admin repo's branch master and rejects the
     ref with the returned message, so a broken conf never goes live. REPO_PATH may be an
     open dulwich Repo (e.g. one that sees a push's quarantined objects)."""
     own = not isinstance(repo_path, Repo)
@@ -336,6 +343,27 @@ def validate_commit(repo_path: Path | str | Repo, sha: str) -> str | None:
         if own:
             repo.close()
     return None
+
+
+def sync_authorized_keys(settings: Settings) -> str | None:
+    """After an admin change: rewrite `[server] authorized_keys` (if set) for the keys now in
+    force. The change itself already happened, so a failure here is reported, not raised;
+    returns the one-line warning, or None."""
+    if not settings.server.authorized_keys.strip():
+        return None
+    try:
+        authkeys.sync(settings, lambda: current(settings))
+    except (authkeys.AuthKeysError, AdminError) as exc:
+        log.error("cannot update authorized_keys: %s", exc)
+        return f"WARNING: authorized_keys not updated: {exc}"
+    return None
+
+
+def not_applied_note(refs: list[str]) -> str:
+    """The one line a pusher sees for gitolite-admin refs other than master (stored only)."""
+    names = ", ".join(r.removeprefix("refs/heads/") for r in refs)
+    return (f"NOTE: gitolite-admin: {names} stored but not applied; "
+            "only master is applied (git push origin HEAD:master)")
 
 
 def compile(settings: Settings) -> list[str]:
@@ -372,13 +400,14 @@ def _commit(
     change: Callable[[dict[str, bytes]], tuple[dict[str, bytes | None], str]],
     author: str,
 ) -> str:
-    """Apply CHANGE to the admin tree as ONE commit on the default branch.
+    """Apply CHANGE to the admin tree as ONE commit on the admin branch (master).
 
     CHANGE gets the current conf/keydir files and returns ({path: content or None to delete},
     message); it raises AdminError to refuse. The result is validated before any object is
     written, and the branch moves by compare-and-swap: if a push lands meanwhile, the change
     is recomputed on top of it, so neither is lost."""
     repo_path = settings.admin_repo
+    migrate_branch(settings)
     for _ in range(CAS_RETRIES):
         branch, tip = _read_tip(repo_path)
         if tip is None:
@@ -419,6 +448,7 @@ def _commit(
             audit.record(settings, user=_who(author), op="admin", repo=repos.ADMIN_REPO, ref=branch,
                          old=tip, new=commit.id.decode(), result="updated",
                          reason=message.splitlines()[0])
+            sync_authorized_keys(settings)
             return commit.id.decode()
         time.sleep(random.uniform(0.005, 0.05))
     raise AdminError("the admin repo kept changing; try again")
@@ -437,6 +467,26 @@ def _make_commit(tree_id: bytes, parents: list[bytes], message: str, author: str
     c.encoding = b"UTF-8"
     c.message = (message.rstrip("\n") + "\n").encode()
     return c
+
+
+def commit_files(repo: Repo, parent: bytes, old: dict[str, bytes], new: dict[str, bytes],
+                 author: str, message: str) -> bytes:
+    """A commit on PARENT whose conf/ and keydir/ are NEW instead of OLD (other paths kept);
+    used when an imported checkout differs from its admin repo's tip. Returns its sha."""
+    changes: list[tuple[bytes, int | None, bytes | None]] = []
+    for p in sorted(set(old) - set(new)):
+        changes.append((p.encode(), None, None))
+    for p, data in sorted(new.items()):
+        if old.get(p) != data:
+            blob = Blob.from_string(data)
+            repo.object_store.add_object(blob)
+            changes.append((p.encode(), FILE_MODE, blob.id))
+    parent_commit = repo[parent]
+    assert isinstance(parent_commit, Commit)
+    tree_id = commit_tree_changes(repo.object_store, parent_commit.tree, changes)
+    commit = _make_commit(tree_id, [parent], message, author)
+    repo.object_store.add_object(commit)
+    return commit.id
 
 
 def _parse_key_text(key_text: str) -> keys.PublicKey:
@@ -570,9 +620,71 @@ def create_admin_repo(settings: Settings, files: dict[str, bytes], author: str, 
         tree_id = commit_tree_changes(repo.object_store, Tree(), changes)
         commit = _make_commit(tree_id, [], message, author)
         repo.object_store.add_object(commit)
-        branch = repo.refs.get_symrefs()[b"HEAD"]
+        branch = ADMIN_BRANCH.encode()
+        repo.refs.set_symbolic_ref(b"HEAD", branch)
         if not repo.refs.add_if_new(branch, commit.id, message=b"gitserve init"):
             raise AdminError("admin repository already has a commit")
     finally:
         repo.close()
     return commit.id.decode()
+
+
+# --- moving an old home's admin branch to master -------------------------------------
+
+
+def migrate_branch(settings: Settings) -> str | None:
+    """Make `master` the admin branch of a home created when it was `main` (or any other).
+
+    Gitolite's admin branch is master, so an existing gitolite-admin clone pushes there.
+    The move loses no history: master takes the old branch's tip when it is new or behind
+    it (a ref move), otherwise (someone pushed a master that was stored but never applied)
+    one merge commit with both tips as parents and the old branch's tree, the rules in
+    force. HEAD then names master and the old branch, now contained in master, is removed.
+    Returns a line saying what was done, or None when there was nothing to do."""
+    from dulwich.graph import can_fast_forward
+
+    repo_path = settings.admin_repo
+    branch, _ = _read_tip(repo_path)
+    if branch == ADMIN_BRANCH:
+        return None
+    master = ADMIN_BRANCH.encode()
+    with locked(settings.run_dir / "admin-branch.lock"):
+        repo = Repo(str(repo_path))
+        try:
+            old = repo.refs.get_symrefs().get(b"HEAD")
+            if old is None or old == master:
+                return None
+            old_sha = repo.refs.as_dict().get(old)
+            master_sha = repo.refs.as_dict().get(master)
+            if old_sha is None:
+                repo.refs.set_symbolic_ref(b"HEAD", master)
+                return f"gitolite-admin: HEAD now names master (it named {old.decode()}, which has no commit)"
+            if master_sha is None or master_sha == old_sha or can_fast_forward(repo, master_sha, old_sha):
+                new_sha, how = old_sha, "moved"
+            else:
+                merge = _make_commit(
+                    repo[old_sha].tree, [master_sha, old_sha],
+                    f"Make master the admin branch (Gitolite's)\n\nThe rules in force were on "
+                    f"{old.decode()} ({old_sha.decode()[:12]}); master ({master_sha.decode()[:12]}) "
+                    "had been pushed but never applied. Both histories are kept; the tree is "
+                    f"{old.decode()}'s.", "gitserve")
+                repo.object_store.add_object(merge)
+                new_sha, how = merge.id, "merged"
+            if master_sha is None:
+                ok = repo.refs.add_if_new(master, new_sha, message=b"gitserve: admin branch is master")
+            else:
+                ok = repo.refs.set_if_equals(master, master_sha, new_sha,
+                                             message=b"gitserve: admin branch is master")
+            if not ok:
+                raise AdminError("the admin repo changed while moving its branch to master; try again")
+            repo.refs.set_symbolic_ref(b"HEAD", master)
+            repo.refs.remove_if_equals(old, old_sha)
+        finally:
+            repo.close()
+    _cache.pop(str(settings.home), None)
+    name = old.decode().removeprefix("refs/heads/")
+    audit.record(settings, user="gitserve", op="admin", repo=repos.ADMIN_REPO, ref=ADMIN_BRANCH,
+                 old=(master_sha or b"0" * 40).decode(), new=new_sha.decode(), result="updated",
+                 reason=f"admin branch {name} {how} into master")
+    return (f"gitolite-admin: the admin branch is now master ({name} {how} into it at "
+            f"{new_sha.decode()[:12]}; no history lost)")

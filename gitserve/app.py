@@ -56,11 +56,11 @@ from gitserve.git.repack import RepackAfterPush
 from gitserve.metrics import Metrics
 from gitserve.settings import Settings
 from gitserve.ssh import commands as ssh_commands
-from gitserve.ssh.server import SSHServer
 from gitserve.upkeep import UpkeepService
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # paramiko is imported only where a server is made: `gitserve shell`
     from gitserve.http.service import HttpService
+    from gitserve.ssh.server import SSHServer  # runs one per connection and needs none
 
 log = logging.getLogger(__name__)
 

@@ -92,7 +92,7 @@ def exists(settings: Settings, name: str) -> bool:
 
 
 def create(settings: Settings, name: str, creator: str | None = None) -> Path:
-    """Create bare repository NAME (HEAD -> refs/heads/<default_branch>).
+    """Create bare repository NAME (HEAD -> refs/heads/<default_branch>; master for gitolite-admin).
 
     CREATOR is written to gl-creator for wild repos (repos named in the conf have none).
     The repo is built in a temporary directory and renamed into place, so a crash never
@@ -109,7 +109,9 @@ def create(settings: Settings, name: str, creator: str | None = None) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=".creating-", dir=settings.repos_dir))
     try:
         repo = Repo.init_bare(str(tmp))
-        repo.refs.set_symbolic_ref(b"HEAD", f"refs/heads/{settings.server.default_branch}".encode())
+        # gitolite-admin's branch is Gitolite's `master` (SPEC §2), whatever default_branch says
+        branch = "master" if name == ADMIN_REPO else settings.server.default_branch
+        repo.refs.set_symbolic_ref(b"HEAD", f"refs/heads/{branch}".encode())
         repo.close()
         (tmp / "description").write_text(DEFAULT_DESCRIPTION)
         if creator is not None:

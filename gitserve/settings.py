@@ -40,6 +40,14 @@ class ServerSettings:
     keepalive_interval: float = 15.0
     auth_failures_per_minute: int = 30
     pack_backend: str = "auto"  # auto | dulwich | git
+    # behind the system OpenSSH: every admin change rewrites the `# gitserve start/end`
+    # block of this authorized_keys file (e.g. /home/git/.ssh/authorized_keys); "" = off
+    authorized_keys: str = ""
+    # the command sshd runs for `gitserve shell` ("" = the gitserve on PATH, absolute)
+    shell_command: str = ""
+    # the SSH port users and build hosts reach (follow commands, build clone URLs); 0 = the
+    # listen port; 22 behind the system sshd
+    public_port: int = 0
 
 
 @dataclass
@@ -54,8 +62,13 @@ class BuildSettings:
     queue: str = "builds"
     history: int = 100
     log_ttl: int = 30 * 24 * 3600
-    # a local worker hides the server home from build scripts (user+mount namespaces)
+    # builds, artifact packing and deploy.post run in a bwrap sandbox (own PID and mount
+    # namespaces, server home hidden, env from scratch); false: never sandboxed
     sandbox: bool = True
+    # a root server runs them as this user (never root)
+    sandbox_user: str = "nobody"
+    # without a usable sandbox, run builds anyway (otherwise they are refused)
+    allow_unsandboxed: bool = False
 
 
 @dataclass

@@ -10,7 +10,7 @@ import typer
 
 from gitserve.errors import GitserveError
 
-from . import admin, builds, deploy, init, serve, worker
+from . import admin, builds, deploy, init, serve, shell, worker
 from .common import CliState
 
 app = typer.Typer(
@@ -37,6 +37,7 @@ def _root(
 
 init.register(app)
 serve.register(app)
+shell.register(app)
 worker.register(app)
 app.add_typer(admin.app, name="admin")
 app.add_typer(builds.app, name="builds")

@@ -16,7 +16,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from gitserve import admin, keys, repos
+from gitserve import admin, gitolite_import, keys, repos
 from gitserve import settings as settings_mod
 from gitserve.cli.common import HomeOption, fail
 from gitserve.cli.admin_keys import cli_author
@@ -36,71 +36,30 @@ def default_conf(admin_user: str) -> str:
     )
 
 
-def _compiled_by_gitolite(name: str) -> bool:
-    """Files a Gitolite server writes into ~/.gitolite/conf when it compiles (not sources)."""
-    return name.endswith("-compiled.pm") or name == "rule_info"
-
-
-def _read_checkout(path: Path) -> dict[str, bytes]:
-    """conf/ and keydir/ files of a gitolite-admin checkout (or bare repo, at HEAD)."""
-    if (path / "conf" / "gitolite.conf").is_file() or (path / "conf").is_dir():
-        files: dict[str, bytes] = {}
-        for top in (admin.CONF_DIR, admin.KEYDIR):
-            root = path / top
-            if not root.exists():
-                continue
-            for dirpath, dirnames, filenames in os.walk(root):
-                dirnames[:] = sorted(d for d in dirnames if d != ".git")
-                for d in dirnames:
-                    if os.path.islink(os.path.join(dirpath, d)):
-                        rel = os.path.relpath(os.path.join(dirpath, d), path)
-                        raise admin.AdminError(f"{rel}: symlinks are not imported")
-                for name in sorted(filenames):
-                    if top == admin.CONF_DIR and _compiled_by_gitolite(name):
-                        continue
-                    full = os.path.join(dirpath, name)
-                    rel = os.path.relpath(full, path).replace(os.sep, "/")
-                    if os.path.islink(full):
-                        raise admin.AdminError(f"{rel}: symlinks are not imported")
-                    with open(full, "rb") as f:
-                        files[rel] = f.read()
-        return files
+def _prepare_import(from_gitolite: Optional[Path], repositories: Optional[Path]
+                    ) -> tuple[gitolite_import.Source, str, list[str]]:
+    """What a Gitolite import brings (validated, nothing written): (source, message, notes)."""
     try:
-        from dulwich.repo import Repo
-
-        repo = Repo(str(path))
-    except Exception:
-        raise admin.AdminError(
-            f"{path}: not a gitolite-admin checkout (no conf/gitolite.conf)") from None
+        src = gitolite_import.locate(from_gitolite, repositories)
+    except OSError as exc:
+        raise admin.AdminError(f"{exc.filename}: {exc.strerror}") from None
     try:
-        return admin.tree_files(repo, repo[repo.head()].tree)
-    except KeyError:
-        raise admin.AdminError(f"{path}: repository has no commit at HEAD") from None
-    finally:
-        repo.close()
+        _, entries, warnings = admin.build(src.files)
+    except admin.AdminError as exc:
+        raise admin.AdminError(f"{from_gitolite or repositories}: {exc}") from None
+    users = sorted({e.user for e in entries})
+    notes = [f"imported {len(src.files)} files from {src.described} ({len(entries)} keys, "
+             f"users: {', '.join(users) or 'none'})"]
+    if src.history is not None:
+        notes.append(f"admin history from {src.history} (now on master)")
+    notes += [f"warning: {w}" for w in warnings]
+    return src, f"Import gitolite-admin from {src.described}", notes + src.notes
 
 
 def _prepare_files(
-    admin_user: Optional[str], admin_key: Optional[Path], from_gitolite: Optional[Path]
+    admin_user: Optional[str], admin_key: Optional[Path]
 ) -> tuple[dict[str, bytes], str, list[str]]:
     """(admin tree files, commit message, lines to print); validated, nothing written."""
-    if from_gitolite is not None:
-        if admin_user or admin_key:
-            raise admin.AdminError("--from-gitolite imports the admin's keys; "
-                                   "add more keys later with `gitserve admin add-key`")
-        src = from_gitolite.expanduser()
-        if not src.exists():
-            raise admin.AdminError(f"{src}: no such directory")
-        files = _read_checkout(src)
-        try:
-            _, entries, warnings = admin.build(files)
-        except admin.AdminError as exc:
-            raise admin.AdminError(f"{src}: {exc}") from None
-        users = sorted({e.user for e in entries})
-        notes = [f"imported {len(files)} files from {src} ({len(entries)} keys, "
-                 f"users: {', '.join(users) or 'none'})"]
-        notes += [f"warning: {w}" for w in warnings]
-        return files, f"Import gitolite-admin from {src}", notes
     key_line = None
     if admin_key is not None:
         try:
@@ -146,13 +105,35 @@ def init_home(
     admin_key: Optional[Path] = None,
     from_gitolite: Optional[Path] = None,
     author: Optional[str] = None,
+    repositories: Optional[Path] = None,
+    move: bool = False,
 ) -> list[str]:
-    """Create HOME; returns the lines to show the user. Raises AdminError/RepoError."""
+    """Create HOME; returns the lines to show the user. Raises AdminError/RepoError.
+
+    With FROM_GITOLITE and/or REPOSITORIES, a Gitolite site is imported (see
+    gitolite_import): its admin history onto master and its repositories, copied or, with
+    MOVE, moved (put back if anything fails)."""
     if home.exists() and (not home.is_dir() or any(home.iterdir())):
         raise admin.AdminError(f"{home} already exists and is not empty; refusing to overwrite it")
-    files, message, notes = _prepare_files(admin_user, admin_key, from_gitolite)
+    importing = from_gitolite is not None or repositories is not None
+    if importing and (admin_user or admin_key):
+        raise admin.AdminError("--from-gitolite imports the admin's keys; "
+                               "add more keys later with `gitserve admin add-key`")
+    if move and not importing:
+        raise admin.AdminError("--move needs --from-gitolite or --repositories")
+    src: gitolite_import.Source | None = None
+    plans: list[gitolite_import.RepoPlan] = []
+    if importing:
+        src, message, notes = _prepare_import(from_gitolite, repositories)
+        files = src.files
+        if src.repositories is not None:
+            plans, skipped = gitolite_import.plan_repositories(src.repositories)
+            notes += [f"warning: {w}" for w in skipped]
+    else:
+        files, message, notes = _prepare_files(admin_user, admin_key)
     home.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{home.name}.init-", dir=home.parent))
+    mover: gitolite_import.RepoMover | None = None
     try:
         s = settings_mod.Settings(home=tmp)
         settings_mod.write(s)
@@ -167,8 +148,20 @@ def init_home(
         fd = os.open(s.secrets_key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(os.urandom(32))
-        admin.create_admin_repo(s, files, author or cli_author(), message)
+        if src is not None and src.history is not None:
+            gitolite_import.import_admin_history(s, src, author or cli_author(), message)
+        else:
+            admin.create_admin_repo(s, files, author or cli_author(), message)
+        if plans:
+            assert src is not None and src.repositories is not None
+            mover = gitolite_import.RepoMover(s, move, src.repositories)
+            for plan in plans:
+                mover.bring(plan)
+            notes.append(f"{'moved' if move else 'copied'} {len(plans)} repositories "
+                         f"from {src.repositories}")
         created = admin.compile(s)
+        if mover is not None:
+            notes += [f"note: {n}" for n in mover.clean()]
         try:
             if home.exists():
                 home.rmdir()  # empty (checked above); rename needs it gone
@@ -177,9 +170,15 @@ def init_home(
             raise admin.AdminError(
                 f"{home} was created by someone else meanwhile; refusing to overwrite it") from None
     except BaseException:
+        if mover is not None:
+            mover.undo()
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if mover is not None:
+        mover.finish()
     names = [repos.ADMIN_REPO] + [n for n in created if n != repos.ADMIN_REPO]
+    if plans:
+        names += [f"{len(plans)} imported"]
     return [
         f"initialised gitserve home {home}",
         *notes,
@@ -197,14 +196,22 @@ def register(app: typer.Typer) -> None:
         admin_key: Annotated[Optional[Path], typer.Option(
             "--admin-key", help="The admin's SSH public key file.")] = None,
         from_gitolite: Annotated[Optional[Path], typer.Option(
-            "--from-gitolite", help="Import conf/ and keydir/ of a gitolite-admin checkout.")] = None,
+            "--from-gitolite", help="Import a Gitolite site: the hosting user's home (admin "
+            "history and repositories), or a gitolite-admin checkout or repository.")] = None,
+        repositories: Annotated[Optional[Path], typer.Option(
+            "--repositories", help="Gitolite's repositories directory to bring over "
+            "(its gitolite-admin.git history too).")] = None,
+        move: Annotated[bool, typer.Option(
+            "--move", help="Move the repositories instead of copying them.")] = False,
         home: HomeOption = None,
     ) -> None:
         """Create a server home: admin repo, host keys, worker key, settings."""
         target = settings_mod.resolve_home(home)
         try:
-            lines = init_home(target, admin_user, admin_key, from_gitolite)
-        except (admin.AdminError, repos.RepoError, keys.InvalidKey, OSError) as exc:
+            lines = init_home(target, admin_user, admin_key, from_gitolite,
+                              repositories=repositories, move=move)
+        except (admin.AdminError, repos.RepoError, keys.InvalidKey, OSError,
+                gitolite_import.GitoliteImportError) as exc:
             fail(f"init: {exc}")
         for line in lines:
             print(line)

@@ -16,7 +16,6 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from gitserve import app as app_mod
 from gitserve import logsetup
 from gitserve.errors import GitserveError
 
@@ -73,6 +72,9 @@ def serve(
         fail(f"{settings.home} is not a gitserve home (run `gitserve init` first)")
 
     log_file = setup_logging(settings.home, "server.log", log_level, log_format)
+    _migrate_admin_branch(settings)
+    from gitserve import app as app_mod  # here, not at import: `gitserve shell` skips paramiko
+
     wired = app_mod.build(settings)
     services: list[Any] = []
     stop = threading.Event()
@@ -137,6 +139,21 @@ def serve(
             pass
     log.info("stopped")
     print("gitserve: stopped", flush=True)
+
+
+def _migrate_admin_branch(settings: Any) -> None:
+    """A home made when the admin branch was `main` moves to Gitolite's `master` (SPEC §2);
+    the authorized_keys block (behind a system sshd) is brought up to date."""
+    from gitserve import admin
+
+    try:
+        note = admin.migrate_branch(settings)
+    except admin.AdminError as exc:
+        fail(str(exc))
+    if note:
+        log.info("%s", note)
+        print(f"gitserve: {note}", flush=True)
+    admin.sync_authorized_keys(settings)  # [server] authorized_keys, if set (logs a failure)
 
 
 def _url_host(host: str) -> str:

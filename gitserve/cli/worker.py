@@ -43,6 +43,10 @@ def register(app: typer.Typer) -> None:
         work = list(queues or DEFAULT_QUEUES)
         logging.getLogger("gitserve.worker").info("worker on %s, queues %s", safe_url(redis_url),
                                                   " ".join(work))
+        from gitserve import sandbox
+
+        # on a build host: can builds run sandboxed here? (each job carries the server's policy)
+        logging.getLogger("gitserve.worker").info("%s", sandbox.describe(sandbox.Policy.from_settings(settings.builds)))
         try:
             run_worker(redis_url, work, name=name, burst=burst)
         except RedisUnavailable as exc:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 import paramiko
 from paramiko.auth_handler import AuthHandler
@@ -66,8 +66,6 @@ class ExecRequest:
 
 class GitSSHServer(paramiko.ServerInterface):
     """One per connection: which key authenticated, and what each channel asked to run."""
-
-    metrics: Any = None  # the server's gitserve.metrics.Metrics, for the session
 
     def __init__(self, lookup: KeyLookup, peer: str,
                  on_auth_failure: Callable[[str], None] | None = None) -> None:

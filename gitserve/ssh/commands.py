@@ -232,9 +232,10 @@ def cmd_desc(ctx: CommandContext, args: list[str]) -> int:
     if not text:
         if not can(ctx, name, "R"):
             raise CommandError("you are not authorized")
-        desc = repos.description(ctx.settings, name)
-        if desc:
-            ctx.out(desc + "\n")
+        try:  # the file as it is, as Gitolite prints it (no newline added)
+            ctx.out((repos.path(ctx.settings, name) / "description").read_text(errors="replace"))
+        except FileNotFoundError:
+            pass
         return 0
     writer_owns = ctx.rules.options(name, wild=wild(ctx, name)).get("writer-is-owner")
     if not (owns(ctx, name) or (writer_owns and can(ctx, name, "W"))):

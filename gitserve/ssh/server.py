@@ -164,7 +164,6 @@ class SSHServer:
             for key in self.host_keys:
                 transport.add_server_key(key)
             iface = GitSSHServer(self.lookup, ip, self._auth_failure)
-            iface.metrics = self.metrics  # the session counts git work with it
             with self._lock:
                 self._transports.add(transport)
             try:

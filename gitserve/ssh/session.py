@@ -3,7 +3,11 @@
 This is Gitolite's gitolite-shell: parse the command, check #1 (read or write access to
 the repo, ref `any`) before any git protocol starts, auto-create wild repos for users with
 `C`, then hand the channel to the dulwich handler with check #2 wired into its update step.
-The command table and the push hooks come from gitserve.app (through the SSH server).
+
+It knows nothing of the transport (as dulwich's server.py keeps protocol and transport
+apart): the built-in paramiko server passes its channel, `gitserve shell` (the forced
+command behind the system OpenSSH) passes stdin/stdout/stderr; both are a `ByteChannel`.
+The command table and the push hooks come from gitserve.app (through the transport).
 """
 
 from __future__ import annotations
@@ -13,9 +17,9 @@ import re
 import shlex
 from pathlib import Path
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any, Protocol
 
-import paramiko
 from dulwich.errors import GitProtocolError, HangupException
 
 from gitserve import admin, audit, repos
@@ -31,7 +35,6 @@ from gitserve.metrics import NULL as NULL_METRICS, count_ref_denials, pushed
 from gitserve.settings import Settings
 
 from . import commands
-from .auth import GitSSHServer
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,16 @@ class Denied(Exception):
     """Check #1 failed: the text after `FATAL: `."""
 
 
+class ByteChannel(Protocol):
+    """The byte streams of one session: a paramiko Channel has exactly these methods."""
+
+    def recv(self, nbytes: int) -> bytes: ...
+
+    def sendall(self, data: bytes) -> None: ...
+
+    def sendall_stderr(self, data: bytes) -> None: ...
+
+
 @dataclass
 class Conn:
     """The parts of a connection a command needs: who, from where, its I/O, and what the
@@ -55,7 +68,8 @@ class Conn:
     settings: Settings
     user: str
     ip: str
-    chan: paramiko.Channel
+    chan: ByteChannel
+    git_protocol: str = ""  # the client's GIT_PROTOCOL (env request or sshd's AcceptEnv)
     commands: commands.CommandTable = field(default_factory=dict)
     hooks: Sequence[PushHook] = ()
     metrics: Any = NULL_METRICS  # gitserve.metrics.Metrics of the server (counts git work)
@@ -67,14 +81,17 @@ class Conn:
         self.chan.sendall_stderr(text.encode("utf-8", "replace"))
 
 
-def run(settings: Settings, chan: paramiko.Channel, command: str, user: str,
-        iface: GitSSHServer, table: commands.CommandTable | None = None,
-        hooks: Sequence[PushHook] = ()) -> int:
-    """Run COMMAND for USER on CHAN with the ssh commands of TABLE (default: the core ones)
-    and, for a push, HOOKS in that order; returns the exit status."""
+def run(settings: Settings, chan: ByteChannel, command: str, user: str, peer: str,
+        env: dict[str, str] | None = None, table: commands.CommandTable | None = None,
+        hooks: Sequence[PushHook] = (), metrics: Any = None) -> int:
+    """Run COMMAND for the verified USER (connected from PEER) on CHAN with the ssh commands
+    of TABLE (default: the core ones) and, for a push, HOOKS in that order; returns the exit
+    status. ENV holds the client environment the transport accepted (GIT_PROTOCOL); METRICS
+    (gitserve.metrics.Metrics, None: nothing) counts the git work."""
     if table is None:
         table = commands.table(commands.core_commands())
-    conn = Conn(settings, user, iface.peer, chan, table, hooks, iface.metrics or NULL_METRICS)
+    conn = Conn(settings, user, peer, chan, (env or {}).get("GIT_PROTOCOL", ""), table, hooks,
+                metrics or NULL_METRICS)
     try:
         state = admin.current(settings)
     except Exception as exc:  # noqa: BLE001 - a broken admin repo: say so, don't crash
@@ -226,7 +243,7 @@ def _wire_push(handler: ReceivePack, conn: Conn, state: AdminState, name: str, p
             _audit_ref(conn, name, update, "rejected", decision.message)
             log.warning("push to %s %s refused: %s", name, update.ref, decision.message)
             return decision.message
-        if is_admin_repo and update.ref == state.branch:
+        if is_admin_repo and update.ref == admin.ADMIN_BRANCH:
             if update.is_delete:
                 return "the admin repo's branch cannot be deleted"
             reason = admin.validate_commit(path, update.new)
@@ -243,10 +260,17 @@ def _wire_push(handler: ReceivePack, conn: Conn, state: AdminState, name: str, p
         created = [u.ref for u in updates if u.is_create]
         if created:
             repos.head_after_push(Path(path), created)
-        if is_admin_repo and any(u.ref == state.branch for u in updates):
+        if is_admin_repo and any(u.ref == admin.ADMIN_BRANCH for u in updates):
             made = admin.compile(settings)
             for repo_made in made:
                 proto.progress_line(f"created repository {repo_made}")
+            warning = admin.sync_authorized_keys(settings)
+            if warning:
+                proto.progress_line(warning)
+        if is_admin_repo:
+            stored = [u.ref for u in updates if u.ref != admin.ADMIN_BRANCH and not u.is_delete]
+            if stored:
+                proto.progress_line(admin.not_applied_note(stored))
 
     handler.check_ref = check_ref
     handler.on_updated = on_updated

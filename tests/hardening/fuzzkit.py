@@ -150,7 +150,7 @@ def check_command(s: settings_mod.Settings, command: str, user: str, stdin: byte
     repos_before = set(repos.list_names(s))
     chan = FakeChannel(stdin)
     started = time.monotonic()
-    status = session.run(s, chan, command, user, FakeIface())  # type: ignore[arg-type]
+    status = session.run(s, chan, command, user, FakeIface.peer)
     assert time.monotonic() - started < 10, f"{command!r} took too long"
     assert isinstance(status, int)
     err = chan.err.decode("utf-8", "replace")

@@ -52,7 +52,7 @@ def test_known_hostile_commands_get_one_clear_error(home, command, needle):
     chan = fuzzkit.FakeChannel()
     from gitserve.ssh import session
 
-    assert session.run(home, chan, command, "alice", fuzzkit.FakeIface()) == 1
+    assert session.run(home, chan, command, "alice", fuzzkit.FakeIface.peer) == 1
     err = chan.err.decode()
     assert err.startswith("FATAL: ") and needle in err, err
 

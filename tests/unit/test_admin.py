@@ -56,7 +56,7 @@ def push_change(s: Settings, tmp: Path, edit, message: str = "by push", branch: 
 def test_current_reads_keys_and_caches_by_tip(home, tmp_path):
     state = admin.current(home)
     assert state.commit == tip(home)
-    assert state.branch == "refs/heads/main"
+    assert state.branch == "refs/heads/master"
     [entry] = state.keys
     _, fp, _ = ssh_keygen_fingerprint(tmp_path / "alice.pub")
     assert (entry.user, entry.path, entry.fingerprint) == ("alice", "keydir/alice.pub", fp)
@@ -102,7 +102,7 @@ def test_add_key_commits_who_and_what(home, tmp_path):
 
     last = list(audit.read(home))[-1]
     assert (last["user"], last["op"], last["repo"], last["ref"], last["new"], last["result"]) == (
-        "Ada Admin", "admin", "gitolite-admin", "refs/heads/main", sha, "updated")
+        "Ada Admin", "admin", "gitolite-admin", "refs/heads/master", sha, "updated")
     assert last["reason"].startswith("add-key: keydir/bob.pub for bob")
     # a second key needs a label
     bob2 = keygen(tmp_path, "bob2")
@@ -301,10 +301,10 @@ def test_confs_gitolite_would_half_apply_are_refused(home, extra, needle):
 def test_packed_refs_after_gc(home, tmp_path):
     """`git gc`/`pack-refs` moves the branch into packed-refs: reading and CAS still work."""
     git("--git-dir", str(home.admin_repo), "pack-refs", "--all", "--prune")
-    assert not (home.admin_repo / "refs" / "heads" / "main").exists()
+    assert not (home.admin_repo / "refs" / "heads" / "master").exists()
     admin._cache.pop(str(home.home), None)
     state = admin.current(home)
-    assert state.commit == tip(home) and state.branch == "refs/heads/main"
+    assert state.commit == tip(home) and state.branch == "refs/heads/master"
     _, sha = admin.add_key(home, "bob", keygen(tmp_path, "bob").read_text(), "ada")
     assert tip(home) == sha == admin.current(home).commit
     git("--git-dir", str(home.admin_repo), "pack-refs", "--all", "--prune")

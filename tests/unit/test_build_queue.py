@@ -154,14 +154,34 @@ def test_gate_rejects_failed_build_and_leaves_refs(env):
 
 
 def test_timeout_kills_grandchildren(env, tmp_path):
-    pidfile = tmp_path / "grandchild.pid"
-    script = (f"#!/bin/sh\n(sleep 300 & echo $! > {pidfile}; wait) &\necho started\nsleep 300\n")
+    # the script runs sandboxed (it cannot write to tmp_path): its processes are found on the
+    # host by their unique command line
+    script = "#!/bin/sh\n(sleep 301.25 & wait) &\necho started\nsleep 300\n"
     pusher, _, _, _ = push(env, "timeout", {".gitserve/build": script}, options={"build.timeout": "2"})
     assert pusher.text[-1].startswith(f"build {summary_id(pusher)} timed out in "), pusher.text
     assert float(pusher.text[-1].split()[-1].rstrip("s")) < 10  # 2 s, plus the kill, not 300
     assert any("timed out after 2s" in line for line in pusher.text)
-    pid = int(pidfile.read_text())
-    wait_for(lambda: not _alive(pid), timeout=5)
+    wait_for(lambda: not host_pids("sleep 301.25"), timeout=5)
+
+
+def host_pids(cmdline: str) -> list[int]:
+    """Live (non-zombie) processes whose command line is CMDLINE."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            raw = (entry / "cmdline").read_bytes().replace(b"\0", b" ").strip().decode()
+        except OSError:
+            continue
+        if raw == cmdline and _alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
+def _ppid(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rfind(")") + 2:].split()[1])
 
 
 def _alive(pid: int) -> bool:
@@ -176,33 +196,35 @@ def _alive(pid: int) -> bool:
 
 
 def test_cancel_running_build(env, tmp_path):
-    pidfile = tmp_path / "pid"
-    script = f"#!/bin/sh\nsleep 300 &\necho $! > {pidfile}\necho running\nwait\n"
+    script = "#!/bin/sh\nsleep 302.5 &\necho running\nwait\n"
     _, _, _, _ = push(env, "cancel", {".gitserve/build": script}, options={"build.mode": "async"})
     r = rqconn.connect(env.effective_redis_url)
     build_id = records.list_ids(r, "cancel")[0]
-    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip())
+    wait_for(lambda: host_pids("sleep 302.5"))
     out = Pusher()
     out.write = lambda s: out(s.rstrip("\n"))  # type: ignore[attr-defined]
     code = commands.run(env, ["cancel", build_id], lambda repo, perm: True, out, user="carol")
     assert code == 0 and out.text == [f"build {build_id} cancelled"]
     assert records.get(r, build_id).status == "cancelled"
-    wait_for(lambda: not _alive(int(pidfile.read_text())), timeout=5)
+    wait_for(lambda: not host_pids("sleep 302.5"), timeout=5)
     with pytest.raises(commands.CommandError, match="already cancelled"):
         commands.run(env, ["cancel", build_id], lambda repo, perm: True, out)
 
 
 def test_same_ref_builds_run_in_push_order(env, tmp_path):
-    stamp = tmp_path / "order"
     opts = {"build.mode": "async"}
     for n in range(3):
-        script = f"#!/bin/sh\necho start{n} >> {stamp}\nsleep 0.5\necho end{n} >> {stamp}\n"
-        push(env, "order", {".gitserve/build": script}, options=opts)
+        script = "#!/bin/sh\necho start $(date +%s.%N)\nsleep 0.5\necho end $(date +%s.%N)\n"
+        push(env, "order", {".gitserve/build": script + f"# {n}\n"}, options=opts)
     r = rqconn.connect(env.effective_redis_url)
     ids = sorted(records.list_ids(r, "order"), key=int)
+    spans = []
     for build_id in ids:
         assert logs.wait_quietly(r, build_id, 20).status == "passed"
-    assert stamp.read_text().split() == ["start0", "end0", "start1", "end1", "start2", "end2"]
+        lines = [e.get("l", "") for e in logs.entries(r, build_id)]
+        stamps = dict(line.split() for line in lines if line.startswith(("start ", "end ")))
+        spans.append((float(stamps["start"]), float(stamps["end"])))
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), spans
 
 
 def test_secrets_masked_everywhere(env, redis_server):
@@ -330,8 +352,7 @@ def test_builds_commands_respect_access(env):
 def test_worker_killed_mid_build_reports_worker_lost(env, redis_server, tmp_path):
     import signal
 
-    pidfile = tmp_path / "pid"
-    script = f"#!/bin/sh\necho $PPID > {pidfile}\necho working\nsleep 60\n"
+    script = "#!/bin/sh\necho working\nsleep 60.75\n"
     pusher_holder: dict = {}
 
     def do_push():
@@ -339,8 +360,10 @@ def test_worker_killed_mid_build_reports_worker_lost(env, redis_server, tmp_path
 
     t = threading.Thread(target=do_push)
     t.start()
-    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip())
-    horse = int(pidfile.read_text())  # the rq work-horse running the job
+    wait_for(lambda: host_pids("sleep 60.75"))
+    horse = host_pids("sleep 60.75")[0]  # up to the rq work-horse running the job (python)
+    while b"python" not in Path(f"/proc/{horse}/cmdline").read_bytes().split(b"\0")[0]:
+        horse = _ppid(horse)
     os.kill(horse, signal.SIGKILL)
     t.join(30)
     assert not t.is_alive()

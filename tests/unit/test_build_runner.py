@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from buildqueue.runner import run_script
+from tests.support.tools import require_tool
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -95,26 +96,59 @@ def test_continuous_output_still_times_out(tmp_path):
     assert res.status == "timed out" and took < 8 and len(got) > 100
 
 
-def test_sandbox_hides_home_keeps_workspace_and_still_kills_the_group(tmp_path):
-    from buildqueue.sandbox import Plan
+def test_sandbox_hides_home_keeps_workspace_and_still_kills_the_namespace(tmp_path, monkeypatch):
+    from gitserve import sandbox
 
+    require_tool("bwrap")
     home = tmp_path / "home"
-    (home / "repositories" / "r.git" / "objects").mkdir(parents=True)
+    objects = home / "repositories" / "r.git" / "objects"
+    objects.mkdir(parents=True)
+    os.chmod(tmp_path, 0o755)  # as root the script is nobody: let it reach the object store
+    for d in (home, home / "repositories", objects.parent, objects):
+        d.chmod(0o755)
     (home / "secrets.key").write_text("KEY-1234\n")
-    ws = home / "tmp" / "ws"
-    ws.mkdir(parents=True)
-    plan = Plan(hide_dirs=[str(home)], keep=[str(ws)],
-                keep_ro=[str(home / "repositories" / "r.git" / "objects")])
-    res, got, _ = _run(ws, f"cat {home}/secrets.key ../../secrets.key 2>/dev/null\n"
-                           f"ls {home}/repositories/r.git/objects && echo listed\n"
-                           f"touch {home}/repositories/r.git/objects/x 2>/dev/null || echo ro\n"
-                           "echo out > out.txt\n", sandbox=plan)
-    lines = [line for _, line in got]
-    assert res.status == "passed", lines
-    if any("sandbox unavailable" in line for line in lines):
-        pytest.skip("no user namespaces here")
-    assert "KEY-1234" not in lines and "listed" in lines and "ro" in lines, lines
-    assert (ws / "out.txt").read_text() == "out\n"
-    res, got, took = _run(ws, "sleep 60 & echo $!\nwait\n", timeout=0.5, sandbox=plan)
-    assert res.status == "timed out" and took < 5
-    _gone(int(got[0][1]))
+    monkeypatch.setenv("GITSERVE_HOME", str(home))
+    work = sandbox.new_workdir(sandbox.work_root(home / "work"))
+    script = work / "src" / "s.sh"
+    script.write_text(f"#!/bin/sh\ncat {home}/secrets.key 2>/dev/null\n"
+                      f"ls {objects} && echo listed\n"
+                      f"touch {objects}/x 2>/dev/null || echo ro\n"
+                      f"echo home: $(ls -A {home})\n"
+                      f"ls {work.parent} 2>/dev/null | grep . && echo leaked\n"
+                      "unshare --user true 2>/dev/null && echo nested-userns\n"
+                      "python3 -c 'import threading; t = threading.Thread(target=print, args=(\"threads\",)); "
+                      "t.start(); t.join()'\n"
+                      "echo out > out.txt\n")
+    script.chmod(0o755)
+    policy = sandbox.Policy()
+    sandbox.hand_over(policy, work)
+    got: list[str] = []
+    jail = sandbox.prepare(policy, work, ["/build/src/s.sh"], {}, ro=[objects])
+    res = run_script([], tmp_path, {}, 10, got.append, jail=jail)
+    assert res.status == "passed", got
+    assert "KEY-1234" not in got and "listed" in got and "ro" in got and "leaked" not in got, got
+    assert "nested-userns" not in got and "threads" in got, got  # no user namespace inside
+    assert "home: repositories" in got, got  # only the mount point of the bound object store
+    assert (work / "src" / "out.txt").read_text() == "out\n"
+    nap = f"sleep 60.{time.time_ns() % 1000000}"  # a command line no other process has
+    script.write_text(f"#!/bin/sh\n(setsid sh -c '{nap}' &)\n{nap} & echo $!\nwait\n")
+    got.clear()
+    t0 = time.monotonic()
+    res = run_script([], tmp_path, {}, 0.5, got.append,
+                     jail=sandbox.prepare(policy, work, ["/build/src/s.sh"], {}))
+    assert res.status == "timed out" and time.monotonic() - t0 < 5
+    # nothing of the namespace is left (the pids it printed are the namespace's own)
+    assert not _pids_named(nap), "a sandboxed process survived"
+
+
+def _pids_named(cmdline: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                raw = (entry / "cmdline").read_bytes().replace(b"\0", b" ").strip().decode()
+            except OSError:
+                continue
+            if raw == cmdline or raw.endswith(f"-c {cmdline}"):
+                found.append(int(entry.name))
+    return found

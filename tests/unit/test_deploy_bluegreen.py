@@ -156,18 +156,22 @@ def test_post_runs_after_switch_with_sides(settings, ports, tmp_path) -> None:
     work = tmp_path / "checkout"
     (work / ".gitserve").mkdir(parents=True)
     script = work / ".gitserve" / "post"
+    # post runs sandboxed (no server home): it sees the live site the way visitors do
     script.write_text('#!/bin/sh\necho "post sees $LIVE_SIDE $IDLE_SIDE $SITE"\n'
-                      'echo "$LIVE_SIDE $IDLE_SIDE $SITE $(head -1 "$HOME_SITE/live/index.html")" >> "$OUT"\n')
+                      'python3 -c "import urllib.request as u; '
+                      'print(\'post live:\', u.urlopen(\'$LIVE_URL\').read().decode().splitlines()[0])"\n')
     script.chmod(0o755)
-    out = tmp_path / "post.out"
     opts = {**ports, "deploy.post": ".gitserve/post"}
+    live_url = f"http://127.0.0.1:{ports['deploy.port'].rsplit(':', 1)[-1]}/"
+    logs = []
     for v in ("v1", "v2"):
         _, log = deploy(settings, opts, make_output(tmp_path, v), v, workdir=work,
-                        env={"OUT": str(out), "HOME_SITE": str(settings.sites_dir / "www")})
-    assert "post sees green blue www" in log
+                        env={"LIVE_URL": live_url})
+        logs.append(log)
+    assert "post sees blue green www" in logs[0] and "post sees green blue www" in logs[1]
     # post ran after the switch: the live side it saw already served the new release
-    assert out.read_text().splitlines() == ["blue green www <!-- v1 -->", "green blue www <!-- v2 -->"]
-    assert log.index("Enable: green") > log.index("post sees green blue www")
+    assert "post live: <!-- v1 -->" in logs[0] and "post live: <!-- v2 -->" in logs[1]
+    assert logs[1].index("Enable: green") > logs[1].index("post sees green blue www")
 
 
 def test_failing_post_reports_but_live_is_switched(settings, ports, tmp_path) -> None:

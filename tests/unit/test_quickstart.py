@@ -44,7 +44,6 @@ def quickstart(tmp_path):
         GITSERVE_HOME=str(tmp_path / "gs"),
         GITSERVE_LISTEN=f"127.0.0.1:{port}",
         GITSERVE_HTTP=f"127.0.0.1:{free_port()}",
-        GITSERVE_DEMO_KEY=str(tmp_path / "keys" / "demo"),
         GITSERVE_SKIP_INSTALL="1",  # the suite already installed it; never repoint pip here
         PYTHON=sys.executable,
     )
@@ -76,9 +75,13 @@ def test_quickstart_prints_working_clone_and_push(quickstart):
     start, tmp, port, env = quickstart
     proc, out = start()
     text = "".join(out)
-    assert (tmp / "keys" / "demo").is_file() and (tmp / "gs" / "gitserve.toml").is_file()
+    # the demo private key lives in the user's ~/.ssh (0700), never in the checkout
+    demo_key = tmp / "user" / ".ssh" / "gitserve-demo"
+    assert demo_key.is_file() and (tmp / "gs" / "gitserve.toml").is_file()
+    assert (demo_key.parent.stat().st_mode & 0o777) == 0o700
+    assert os.path.join(REPO_ROOT, "keys") not in text
     ssh_cmd = re.search(r'export GIT_SSH_COMMAND="([^"]+)"', text).group(1)
-    assert ssh_cmd == f"ssh -i {tmp / 'keys' / 'demo'} -o IdentitiesOnly=yes -p {port}"
+    assert ssh_cmd == f"ssh -i {demo_key} -o IdentitiesOnly=yes -p {port}"
     clone = re.search(r"^  (git clone .+)$", text, re.M).group(1)
     assert clone == "git clone git@127.0.0.1:demo"
     # trust the server's host keys the way a user answering "yes" would (ssh reads the

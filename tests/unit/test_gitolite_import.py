@@ -1,0 +1,150 @@
+"""gitolite_import + `init --repositories/--move`: what is brought, what is dropped, and that a
+failed import hands everything back. The site is laid out as Gitolite lays it out (made with
+the real git; the e2e test does the same with Debian's gitolite3 itself)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from gitserve import admin, gitolite_import
+from gitserve.cli.init import init_home
+from gitserve.settings import Settings
+from tests.support.keys import keygen
+from tests.support.tools import require_tool
+
+CONF = """repo gitolite-admin
+    RW+ = alice
+repo foo
+    RW+ = alice
+repo wild/CREATOR/..*
+    C = @all
+    RW+ = CREATOR
+    R = READERS
+"""
+
+
+def git(*args: str, cwd: Path | None = None) -> str:
+    env = dict(os.environ, GIT_AUTHOR_NAME="g", GIT_AUTHOR_EMAIL="g@g", GIT_COMMITTER_NAME="g",
+               GIT_COMMITTER_EMAIL="g@g", GIT_CONFIG_NOSYSTEM="1", HOME=str(cwd or "/"))
+    return subprocess.run([require_tool("git"), *args], cwd=cwd, env=env, check=True,
+                          capture_output=True, text=True, timeout=60).stdout.strip()
+
+
+def gitolite_like_site(tmp: Path, conf: str = CONF) -> Path:
+    """HOME with ~/.gitolite and ~/repositories as Gitolite leaves them."""
+    home = tmp / "glhome"
+    common = home / ".gitolite" / "hooks" / "common"
+    common.mkdir(parents=True)
+    (common / "update").write_text("#!/usr/bin/perl\n# gitolite's update hook\n")
+    repos = home / "repositories"
+    work = tmp / "admin-work"
+    git("init", "-q", "-b", "master", str(work))
+    (work / "conf").mkdir()
+    (work / "keydir").mkdir()
+    (work / "conf" / "gitolite.conf").write_text("repo gitolite-admin\n    RW+ = alice\n")
+    (work / "keydir" / "alice.pub").write_text(keygen(tmp, "alice").read_text())
+    git("add", "-A", cwd=work)
+    git("commit", "-qm", "gitolite setup -pk alice.pub", cwd=work)
+    (work / "conf" / "gitolite.conf").write_text(conf)
+    git("commit", "-qam", "repos", cwd=work)
+    git("init", "-q", "--bare", str(repos / "gitolite-admin.git"))
+    git("push", "-q", str(repos / "gitolite-admin.git"), "master", "master:refs/heads/wip", cwd=work)
+    for name in ("foo", "wild/alice/p"):
+        bare = repos / f"{name}.git"
+        git("init", "-q", "--bare", str(bare))
+        (bare / "hooks" / "update").symlink_to(common / "update")
+        (bare / "gl-conf").write_text("%one_repo = ();\n")
+        git("push", "-q", str(bare), "master", cwd=work)
+    wild = repos / "wild/alice/p.git"
+    (wild / "gl-creator").write_text("alice")
+    (wild / "gl-perms").write_text("READERS bob\n")
+    (wild / "description").write_text("Alice's p")
+    (repos / "foo.git" / "hooks" / "post-receive").write_text("#!/bin/sh\necho mine\n")
+    return home
+
+
+def test_copy_brings_repos_without_gitolite_files_and_the_admin_history(tmp_path):
+    site = gitolite_like_site(tmp_path)
+    lines = init_home(tmp_path / "home", from_gitolite=site, author="t <t@t>")
+    s = Settings(home=tmp_path / "home")
+    assert any("copied 2 repositories" in x for x in lines)
+    assert any("foo: hooks/post-receive is not run by gitserve" in x for x in lines)
+    foo, wild = s.repo_path("foo"), s.repo_path("wild/alice/p")
+    assert not (foo / "hooks" / "update").is_symlink() and not (foo / "gl-conf").exists()
+    assert (foo / "hooks" / "post-receive").exists()  # not Gitolite's: kept, with a note
+    assert (wild / "gl-creator").read_text() == "alice"
+    assert (wild / "gl-perms").read_text() == "READERS bob\n"
+    assert (wild / "description").read_text() == "Alice's p"
+    assert (site / "repositories/foo.git/hooks/update").is_symlink()  # the source is untouched
+    gd = str(s.admin_repo)
+    assert git("--git-dir", gd, "symbolic-ref", "HEAD") == "refs/heads/master"
+    src = str(site / "repositories/gitolite-admin.git")
+    assert git("--git-dir", gd, "rev-list", "master") == git("--git-dir", src, "rev-list", "master")
+    assert git("--git-dir", gd, "rev-parse", "wip") == git("--git-dir", src, "rev-parse", "wip")
+    assert admin.current(s).rules.repo_names() == ["foo", "gitolite-admin"]
+
+
+def test_a_checkout_that_differs_from_the_server_adds_one_commit(tmp_path):
+    site = gitolite_like_site(tmp_path)
+    checkout = tmp_path / "co"
+    git("clone", "-q", str(site / "repositories/gitolite-admin.git"), str(checkout))
+    (checkout / "conf" / "gitolite.conf").write_text(CONF + "repo local-only\n    RW = alice\n")
+    init_home(tmp_path / "home", from_gitolite=checkout, repositories=site / "repositories",
+              author="Ada <ada@x>")
+    s = Settings(home=tmp_path / "home")
+    gd = str(s.admin_repo)
+    server_tip = git("--git-dir", str(site / "repositories/gitolite-admin.git"), "rev-parse", "master")
+    assert git("--git-dir", gd, "rev-parse", "master^") == server_tip
+    assert git("--git-dir", gd, "log", "-1", "--format=%an %s", "master").startswith("Ada Import")
+    assert "local-only" in admin.current(s).rules.repo_names()
+
+
+def test_a_failed_move_puts_every_repository_back(tmp_path, monkeypatch):
+    site = gitolite_like_site(tmp_path)
+    before = sorted(str(p.relative_to(site)) for p in site.rglob("*"))
+
+    def broken(settings):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(admin, "compile", broken)
+    with pytest.raises(OSError):
+        init_home(tmp_path / "home", from_gitolite=site, move=True, author="t <t@t>")
+    assert not (tmp_path / "home").exists()
+    assert sorted(str(p.relative_to(site)) for p in site.rglob("*")) == before
+    assert (site / "repositories/foo.git/hooks/update").is_symlink()  # Gitolite can still serve it
+
+
+def test_a_conf_gitserve_refuses_moves_nothing(tmp_path):
+    site = gitolite_like_site(tmp_path, conf=CONF + "repo bad\n    RW+ alice\n")
+    with pytest.raises(admin.AdminError, match=r"conf/gitolite.conf:\d+: syntax error"):
+        init_home(tmp_path / "home", from_gitolite=site, move=True, author="t <t@t>")
+    assert (site / "repositories/foo.git").is_dir() and not (tmp_path / "home").exists()
+
+
+def test_locate_says_what_it_cannot_use(tmp_path):
+    with pytest.raises(gitolite_import.GitoliteImportError, match="not a Gitolite home"):
+        gitolite_import.locate(tmp_path, None)
+    with pytest.raises(gitolite_import.GitoliteImportError, match="no such directory"):
+        gitolite_import.locate(None, tmp_path / "nope")
+    plans, warnings = gitolite_import.plan_repositories(gitolite_like_site(tmp_path) / "repositories")
+    assert [p.name for p in plans] == ["foo", "wild/alice/p"] and warnings == []
+
+
+def test_rc_settings_that_do_not_carry_over_are_named(tmp_path):
+    """Gitolite's own default rc (what `gitolite setup` writes) loses nothing; changes are named."""
+    require_tool("gitolite")
+    rc = tmp_path / ".gitolite.rc"
+    rc.write_text(Path("/usr/share/gitolite3/lib/Gitolite/Rc.pm").read_text().split("__DATA__", 1)[1])
+    assert gitolite_import.rc_warnings(rc) == []  # Gitolite's default rc: nothing lost
+    text = rc.read_text().replace("GIT_CONFIG_KEYS                 =>  ''",
+                                  "GIT_CONFIG_KEYS                 =>  'gitweb\\..*'")
+    text = text.replace("WRITERS                     =>  1,", "WRITERS => 1,\n        OWNERS => 1,")
+    text = text.replace("'writable',", "'writable',\n            'D',", 1)
+    rc.write_text(text)
+    got = gitolite_import.rc_warnings(rc)
+    assert len(got) == 3, got
+    assert "GIT_CONFIG_KEYS 'gitweb\\..*'" in got[0] and "roles OWNERS" in got[1] and ": D" in got[2]

@@ -1,0 +1,62 @@
+"""`gitserve shell USER` as sshd runs it: environment in, protocol on stdout, one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+
+from gitserve.ssh import shell
+from tests.support.keys import copy_home
+from tests.support.tools import gitserve_cmd, subprocess_env
+
+
+def run_shell(home, user: str, command: str | None, stdin: bytes = b"") -> subprocess.CompletedProcess:
+    env = subprocess_env(SSH_CONNECTION="192.0.2.7 51234 127.0.0.1 22")
+    env.pop("SSH_ORIGINAL_COMMAND", None)
+    if command is not None:
+        env["SSH_ORIGINAL_COMMAND"] = command
+    return subprocess.run(gitserve_cmd("--home", str(home), "shell", user), input=stdin, env=env,
+                          capture_output=True, timeout=60, check=False)
+
+
+def test_no_command_is_info_and_the_audit_has_the_peer(home_template, tmp_path):
+    home = copy_home(home_template, tmp_path)
+    r = run_shell(home, "alice", None)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode().startswith("hello alice, this is ")
+    assert " R W\tgitolite-admin" in r.stdout.decode() and r.stderr == b""
+    r = run_shell(home, "alice", "git-upload-pack 'testing'", stdin=b"0000")
+    assert r.returncode == 0 and r.stdout.endswith(b"0000")  # advertisement, then the client's flush
+    audit = (home / "logs" / "audit.log").read_text()
+    assert '"ip": "192.0.2.7"' in audit or '"ip":"192.0.2.7"' in audit
+
+
+def test_refusals_are_one_line(home_template, tmp_path):
+    home = copy_home(home_template, tmp_path)
+    r = run_shell(home, "alice", "git-upload-pack '../etc'")
+    assert r.returncode == 1 and r.stdout == b"" and r.stderr.decode().count("\n") == 1
+    assert r.stderr.startswith(b"FATAL: ")
+    r = run_shell(home, "alice; rm -rf /", "info")
+    assert r.returncode == 1 and r.stderr.decode().count("\n") == 1 and b"invalid user" in r.stderr
+    r = run_shell(tmp_path / "nohome", "alice", "info")
+    assert r.returncode == 1 and b"not a gitserve home" in r.stderr and r.stderr.count(b"\n") == 1
+
+
+def test_plugins_only_where_needed():
+    cases = {"": False, "info": False, "git-upload-pack 'foo'": False, "git upload-pack 'foo'": False,
+             "git-upload-archive 'foo'": False, "perms x -l": False,
+             "git-receive-pack 'x'": True, "help": True, "builds list": True, "deploy status x": True}
+    assert {c: shell.needs_plugins(c) for c in cases} == cases
+    assert shell.peer_address({"SSH_CONNECTION": "2001:db8::1 5 ::1 22"}) == "2001:db8::1"
+    assert shell.peer_address({}) == "local"
+
+
+def test_behind_sshd_the_follow_command_and_build_clone_url_name_port_22(tmp_path):
+    from buildqueue import enqueue
+    from gitserve.settings import Settings
+
+    s = Settings(home=tmp_path)
+    s.server.listen, s.server.public_host = "127.0.0.1:2222", "git.example.com"
+    assert enqueue.follow_command(s, "7") == "ssh -p 2222 git@git.example.com builds log 7 --follow"
+    s.server.public_port = 22
+    assert enqueue.follow_command(s, "7") == "ssh git@git.example.com builds log 7 --follow"
+    assert enqueue.clone_url(s, "foo") == "ssh://git@git.example.com:22/foo.git"
