@@ -55,7 +55,9 @@ class HttpService:
         config = uvicorn.Config(self.face.asgi(), log_config=None, access_log=False,
                                 proxy_headers=False, server_header=False,
                                 timeout_keep_alive=30, lifespan="off",
-                                timeout_graceful_shutdown=5)
+                                timeout_graceful_shutdown=5,
+                                # past [server] max_connections open connections: 503 at once
+                                limit_concurrency=settings.server.max_connections)
         self.server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
 
