@@ -1,8 +1,10 @@
 """`builds list|show|log|cancel|retry`: one implementation for the CLI and the SSH command.
 
-The caller says what the user may do through ACCESS(repo, perm) ("R" to see a build, "W" to
-cancel or retry it). A build the user may not read is reported exactly like one that does
-not exist, so build ids leak nothing about other repos.
+The caller says what the user may do through ACCESS(repo, perm, ref="any") ("R" to see a
+build, "W" to cancel it, W on the build's ref to retry it). A build the user may not read is
+reported exactly like one that does not exist, so build ids leak nothing about other repos.
+A retry obeys the conf in force now, not the options stored with the old build: a repo
+whose builds were switched off is refused, and removed deploy.* options are not used.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from gitserve.settings import Settings
 
 from . import ending, enqueue, keys, logs, records, rqconn
 
-Access = Callable[[str, str], bool]
+Access = Callable[..., bool]  # (repo, perm) or (repo, perm, ref)
 
 
 class Out(Protocol):
@@ -171,15 +173,26 @@ def cmd_cancel(r, args, access, out, settings, user: str = "") -> int:
 
 
 def cmd_retry(r, args, access, out, settings, user: str = "") -> int:
-    old = _visible(r, args.id, access, "W")
+    from gitserve import admin
+    from gitserve.options import builds_enabled
+
+    old = _visible(r, args.id, access)
+    if not access(old.repo, "W", old.ref):
+        raise CommandError(f"W access to {old.ref} of {old.repo} needed to retry build {old.id}")
     repo_path = settings.repo_path(old.repo)
     if not repo_path.is_dir():
         raise CommandError(f"repository {old.repo} no longer exists")
+    try:
+        options = admin.repo_options(settings, old.repo)
+    except admin.AdminError as exc:
+        raise CommandError(str(exc)) from None
+    if not builds_enabled(options):
+        raise CommandError(f"builds are off for {old.repo} (no `option build.enable = 1`)")
     if not enqueue.commit_exists(repo_path, old.new):
         raise CommandError(f"commit {old.new[:12]} of build {old.id} is no longer in {old.repo}")
     mode = "async"
     build = enqueue.enqueue(settings, r, old.repo, repo_path, old.ref, old.old, old.new,
-                            user or old.pusher, old.options, mode, retry_of=old.id)
+                            user or old.pusher, options, mode, retry_of=old.id)
     out.write(enqueue.queued_line(settings, build.id) + "\n")
     return 0
 

@@ -21,6 +21,8 @@ from dulwich.objects import Blob, Commit, Tag
 from dulwich.repo import Repo
 from gitserve.sandbox import Policy
 
+from gitserve import options as gsoptions
+from gitserve import repos
 from gitserve.settings import Settings
 
 from . import ending, keys, records, rqconn
@@ -161,9 +163,14 @@ def queued_line(settings: Settings, build_id: str) -> str:
     return f"build {build_id} queued: {follow_command(settings, build_id)}"
 
 
-def deploy_options(options: dict[str, str]) -> dict[str, Any] | None:
+def deploy_options(options: dict[str, str], ref: str, repo_path: Path) -> dict[str, Any] | None:
+    """The deploy.* options a build of REF carries, or None when it must not go live: the
+    repo has no site, or REF is not its deploy.ref (default: the repo's default branch),
+    so a feature branch that builds never replaces the live site."""
     site = options.get("deploy.site", "").strip()
     if not site:
+        return None
+    if ref != gsoptions.deploy_ref(options, repos.default_branch(repo_path)):
         return None
     deploy = {k[len("deploy."):]: v for k, v in options.items() if k.startswith("deploy.")}
     deploy["dir"] = (deploy.get("dir") or "public").strip().strip("/") or "public"
@@ -205,7 +212,7 @@ def enqueue(
             "fetch_ref": hidden_ref(build_id), "local_path": str(repo_path),
             "clone_url": clone_url(settings, repo_name),
             "secrets": secrets_mod.load_tokens(settings.home / "secrets", repo_name),
-            "log_ttl": settings.builds.log_ttl, "deploy": deploy_options(options),
+            "log_ttl": settings.builds.log_ttl, "deploy": deploy_options(options, ref, repo_path),
             "sandbox": Policy.from_settings(settings.builds).to_payload(),
         }
         rqconn.queue(r, opts.queue).enqueue(

@@ -1,6 +1,6 @@
 """`ssh git@host builds ...`: the builds commands over SSH, limited by the access rules.
 
-Seeing a build needs R on its repo, cancel and retry need W (SPEC §4, §6).
+Seeing a build needs R on its repo, cancel needs W, retry W on the build's ref (SPEC §4, §6).
 gitserve.app puts `COMMAND` in the server's ssh command table.
 """
 
@@ -24,9 +24,9 @@ class _Out:
 
 
 def cmd_builds(ctx: ssh_commands.CommandContext, args: list[str]) -> int:
-    def access(repo: str, perm: str) -> bool:
+    def access(repo: str, perm: str, ref: str = "any") -> bool:
         try:
-            return ssh_commands.can(ctx, repo, perm)
+            return ssh_commands.can(ctx, repo, perm, ref)
         except Exception:  # noqa: BLE001 - a repo name the rules cannot even check: no access
             return False
 

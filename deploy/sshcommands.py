@@ -1,14 +1,17 @@
 """`ssh git@host deploy status|rollback SITE` (SPEC §4): the CLI's commands with access rules.
 
 gitserve.app puts `COMMAND` in the server's ssh command table. A site is reachable by
-whoever may read the repo whose pushes deploy it; rollback needs W on that repo. An unknown
-site and a forbidden one get the same answer, as repos do.
+whoever may read the repo whose pushes deploy it; rollback needs W on that repo's
+deploy.ref (default: its default branch), the ref whose pushes go live. An unknown site
+and a forbidden one get the same answer, as repos do.
 """
 
 from __future__ import annotations
 
 import json
 
+from gitserve.options import deploy_ref
+from gitserve.repos import default_branch
 from gitserve.ssh import commands
 from gitserve.ssh.commands import CommandContext, CommandError
 
@@ -22,7 +25,7 @@ USAGE = """Usage:  ssh git@host deploy status SITE [--json]
 
 status: live side, release, build, commit, when and by whom; the releases kept
 rollback: switch live back to the previous release (or BUILD) in one step; needs W
-          on the site's repo
+          on the ref that deploys the site (option deploy.ref)
 """
 
 
@@ -34,7 +37,12 @@ def _repo_for(ctx: CommandContext, site: str, perm: str) -> str:
     if repo is None or not commands.can(ctx, repo, "R"):
         raise hidden
     if perm != "R":
-        decision = ctx.rules.check(repo, ctx.user, perm, "any", wild=commands.wild(ctx, repo))
+        # changing what is live needs the right to push what goes live: W on deploy.ref
+        wild = commands.wild(ctx, repo)
+        head = (default_branch(ctx.settings.repo_path(repo))
+                or f"refs/heads/{ctx.settings.server.default_branch}")
+        ref = deploy_ref(ctx.rules.options(repo, wild=wild), head) or head
+        decision = ctx.rules.check(repo, ctx.user, perm, ref, wild=wild)
         if not decision.allowed:
             raise CommandError(decision.message)
     return repo

@@ -321,12 +321,29 @@ def build(files: dict[str, bytes]) -> tuple[Any, list[KeyEntry], list[str]]:
     return rules, entries, warnings
 
 
-def validate_commit(repo_path: Path | str | Repo, sha: str) -> str | None:
+def repo_options(settings: Settings, name: str) -> dict[str, str]:
+    """The `option` lines that apply to repo NAME in the conf in force now (last one wins):
+    what a retried build or a rollback must obey, not what applied when a build was queued."""
+    wild = repos.wild_info(settings, name) if repos.exists(settings, name) else None
+    return dict(current(settings).rules.options(name, wild=wild))
+
+
+def option_problems(rules: Any, hooks_dir: Path | None) -> None:
+    """Refuse gitserve options with unknown names or bad values (gitserve.options), file:line."""
+    from gitserve import options
+
+    found = options.problems(rules, options.Env(hooks_dir))
+    if found:
+        raise AdminError(found[0] + (f" (and {len(found) - 1} more)" if len(found) > 1 else ""))
+
+
+def validate_commit(repo_path: Path | str | Repo, sha: str, hooks_dir: Path | None = None) -> str | None:
     """The one-line reason the admin tree at SHA is unusable, or None if it is valid.
 
     receive-pack calls this for pushes to the admin repo's branch master and rejects the
     ref with the returned message, so a broken conf never goes live. REPO_PATH may be an
-    open dulwich Repo (e.g. one that sees a push's quarantined objects)."""
+    open dulwich Repo (e.g. one that sees a push's quarantined objects). Bad gitserve
+    options are refused too; hook names are checked against HOOKS_DIR when given."""
     own = not isinstance(repo_path, Repo)
     repo = repo_path if isinstance(repo_path, Repo) else Repo(str(repo_path))
     try:
@@ -336,7 +353,8 @@ def validate_commit(repo_path: Path | str | Repo, sha: str) -> str | None:
             return f"commit {sha} not found"
         if not isinstance(obj, Commit):
             return f"{sha} is not a commit"
-        build(tree_files(repo, obj.tree))
+        rules, _entries, _warnings = build(tree_files(repo, obj.tree))
+        option_problems(rules, hooks_dir)
     except AdminError as exc:
         return str(exc)
     finally:
@@ -591,6 +609,7 @@ def set_conf(settings: Settings, text: str, author: str) -> str | None:
         if files.get(MAIN_CONF) == data:
             unchanged = True
             raise _Unchanged()
+        option_problems(_load_rules({**files, MAIN_CONF: data}), settings.hooks_dir)
         msg = (f"set-conf: replace {MAIN_CONF}\n\n"
                f"Set by {_who(author)} with `gitserve admin set-conf`.")
         return {MAIN_CONF: data}, msg

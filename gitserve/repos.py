@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterable
 
+from dulwich.errors import NotGitRepository
 from dulwich.repo import Repo
 
 from gitserve.errors import GitserveError
@@ -215,5 +216,19 @@ def head_after_push(repo_path: Path, created_refs: Iterable[str]) -> str | None:
             return None
         repo.refs.set_symbolic_ref(b"HEAD", present[0].encode())
         return present[0]
+    finally:
+        repo.close()
+
+
+def default_branch(repo_path: Path) -> str | None:
+    """The ref the repo's HEAD names (its default branch), or None for a detached HEAD or
+    a repository that is not there."""
+    try:
+        repo = Repo(str(repo_path))
+    except (NotGitRepository, OSError):
+        return None
+    try:
+        target = repo.refs.get_symrefs().get(b"HEAD")
+        return target.decode("utf-8", "surrogateescape") if target else None
     finally:
         repo.close()

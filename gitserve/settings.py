@@ -40,6 +40,9 @@ class ServerSettings:
     keepalive_interval: float = 15.0
     auth_failures_per_minute: int = 30
     pack_backend: str = "auto"  # auto | dulwich | git
+    # a push whose pack is bigger, or that holds a bigger blob, is refused whole (0: no limit)
+    max_push_bytes: int = 2 * 1024**3
+    max_blob_bytes: int = 100 * 1024**2
     # behind the system OpenSSH: every admin change rewrites the `# gitserve start/end`
     # block of this authorized_keys file (e.g. /home/git/.ssh/authorized_keys); "" = off
     authorized_keys: str = ""

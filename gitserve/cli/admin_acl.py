@@ -85,6 +85,26 @@ def validate_conf(target: CheckTarget, report: CheckReport) -> None:
     )
 
 
+@register_validator
+def validate_options(target: CheckTarget, report: CheckReport) -> None:
+    """Unknown or bad gitserve options (build.*, deploy.*, notify.*, hook.*) fail the check;
+    hook names must exist under HOME/hooks unless only --conf FILE is given."""
+    from gitserve import options
+    from gitserve import settings as settings_mod
+
+    if target.rules is None:
+        return
+    hooks_dir = None
+    if target.conf is None or target.home is not None:
+        try:
+            hooks_dir = settings_mod.load(target.home).hooks_dir
+        except (settings_mod.SettingsError, OSError):  # no usable home: names' form only
+            hooks_dir = None
+    found = options.problems(target.rules, options.Env(hooks_dir))
+    if found:
+        raise CheckFailed(found[0] + (f" (and {len(found) - 1} more)" if len(found) > 1 else ""))
+
+
 def lint_vrefs(rules: acl.Rules) -> list[str]:
     """VREFs gitserve has no helper for would reject every push that reaches them."""
     from gitserve.acl.update import SUPPORTED_VREFS

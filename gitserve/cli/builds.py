@@ -21,7 +21,7 @@ def _run(home, argv: list[str]) -> None:
 
     settings = load_settings(home)
     try:
-        code = commands.run(settings, argv, lambda repo, perm: True, sys.stdout)
+        code = commands.run(settings, argv, lambda *_: True, sys.stdout)
     except commands.CommandError as exc:
         fail(str(exc))
     except KeyboardInterrupt:

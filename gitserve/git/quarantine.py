@@ -4,6 +4,11 @@ Like git's receive-pack (GIT_QUARANTINE_PATH): objects of a push land in a priva
 directory that borrows the repository's objects as an alternate. Only a pack that parses,
 whose every object passes dulwich's format checks and whose references all resolve is
 moved into the repository, so a corrupt or malicious pack never touches it.
+
+Limits (`[server] max_push_bytes`, `max_blob_bytes`) refuse a push whole. The check never
+loads a blob: a blob links nothing and any bytes are a valid blob, so its type and size are
+read from its pack entry header (following delta chains to the base's type), and only
+commits, trees and tags - small, and the only objects that point at others - are parsed.
 """
 
 from __future__ import annotations
@@ -11,12 +16,19 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import zlib
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, BinaryIO, Callable, Iterable
 
 from dulwich.errors import ObjectFormatException
-from dulwich.object_store import DiskObjectStore
+from dulwich.object_store import DiskObjectStore, PackInputTooLarge
 from dulwich.objects import S_ISGITLINK, Blob, Commit, Tag, Tree
+from dulwich.pack import OFS_DELTA, REF_DELTA
+
+from . import packstream
+
+BLOB_TYPE = 3
+MAX_DELTA_CHAIN = 10_000  # git's own limit on delta depth is far lower
 
 
 class BadPack(Exception):
@@ -34,9 +46,19 @@ class Quarantine:
         self.new_ids: list[bytes] = []
 
     def receive(self, read_all: Callable[[int], bytes], read_some: Callable[[int], bytes] | None,
-                max_input_size: int | None = None) -> None:
+                max_input_size: int | None = None, max_blob_bytes: int = 0) -> None:
         try:
-            pack = self.store.add_thin_pack(read_all, read_some, max_input_size=max_input_size)
+            if packstream.available(self.store):
+                pack = packstream.add_thin_pack(self.store, read_all, read_some, max_input_size,
+                                                max_blob_bytes)
+            else:
+                pack = self.store.add_thin_pack(read_all, read_some, max_input_size=max_input_size)
+        except packstream.BlobTooLarge as exc:
+            raise BadPack(f"push refused: it holds a blob of {human_bytes(exc.size)}, over this "
+                          f"server's limit of {human_bytes(max_blob_bytes)} (max_blob_bytes)") from None
+        except PackInputTooLarge:
+            raise BadPack(f"push refused: it is larger than this server's limit of "
+                          f"{human_bytes(max_input_size or 0)} (max_push_bytes)") from None
         except Exception as exc:  # noqa: BLE001 - any failure means a bad pack
             raise BadPack(_one_line(exc) or type(exc).__name__) from exc
         if pack is not None:
@@ -45,18 +67,35 @@ class Quarantine:
     def exists(self, sha: bytes) -> bool:
         return sha in self.store
 
-    def check(self) -> None:
-        """fsck the received objects: well-formed, and everything they point at exists."""
+    def check(self, max_blob_bytes: int = 0) -> None:
+        """fsck the received objects: well-formed, and everything they point at exists; no
+        blob over MAX_BLOB_BYTES (0: no limit). Blobs are never loaded (see the module doc)."""
         store = self.store
-        for sha in self.new_ids:
-            try:
-                obj = store[sha]
-                obj.check()
-            except (ObjectFormatException, ValueError, KeyError, AssertionError) as exc:
-                raise BadPack(f"object {sha.decode()}: {_one_line(exc)}") from exc
-            for target in object_links(obj):
-                if target not in store:
-                    raise BadPack(f"object {sha.decode()}: missing {target.decode()}")
+        headers = _PackHeaders(self.store.packs)
+        try:
+            for sha in self.new_ids:
+                try:
+                    info = headers.info(sha)
+                except (ValueError, KeyError, OSError, zlib.error) as exc:
+                    raise BadPack(f"object {sha.decode()}: {_one_line(exc)}") from exc
+                if info is not None and info[0] == BLOB_TYPE:
+                    if max_blob_bytes and info[1] > max_blob_bytes:
+                        raise BadPack(f"push refused: blob {sha.decode()} is {human_bytes(info[1])}, over "
+                                      f"this server's limit of {human_bytes(max_blob_bytes)} (max_blob_bytes)")
+                    continue
+                try:
+                    obj = store[sha]
+                    obj.check()
+                except (ObjectFormatException, ValueError, KeyError, AssertionError) as exc:
+                    raise BadPack(f"object {sha.decode()}: {_one_line(exc)}") from exc
+                if isinstance(obj, Blob) and max_blob_bytes and obj.raw_length() > max_blob_bytes:
+                    raise BadPack(f"push refused: blob {sha.decode()} is {human_bytes(obj.raw_length())}, "
+                                  f"over this server's limit of {human_bytes(max_blob_bytes)} (max_blob_bytes)")
+                for target in object_links(obj):
+                    if target not in store:
+                        raise BadPack(f"object {sha.decode()}: missing {target.decode()}")
+        finally:
+            headers.close()
 
     def migrate(self) -> None:
         """Move the checked packs in: pack file first, index last, so readers never see half."""
@@ -91,6 +130,121 @@ def object_links(obj) -> Iterable[bytes]:
         yield obj.object[1]
     elif isinstance(obj, Blob):
         return
+
+
+class _PackHeaders:
+    """Type and size of packed objects, read from their entry headers without inflating them.
+
+    A pack entry starts with its type and size; a delta names its base (by offset or id) and
+    its zlib stream starts with the base's size and the result's size. So an object's type is
+    the type at the end of its delta chain and its size is in the first bytes of its entry."""
+
+    def __init__(self, packs: Iterable[Any]) -> None:
+        self.packs = list(packs)
+        self.files: dict[int, BinaryIO] = {}
+
+    def info(self, sha: bytes) -> tuple[int, int] | None:
+        """(type number, size) of SHA, or None when it is in none of the packs."""
+        for i, pack in enumerate(self.packs):
+            try:
+                offset = pack.index.object_offset(sha)
+            except KeyError:
+                continue
+            return self._at(i, pack, offset)
+        return None
+
+    def _file(self, i: int, pack: Any) -> BinaryIO:
+        if i not in self.files:
+            self.files[i] = open(pack._data_path, "rb")  # noqa: SIM115 - closed by close()
+        return self.files[i]
+
+    def _at(self, i: int, pack: Any, offset: int) -> tuple[int, int]:
+        f = self._file(i, pack)
+        size = -1
+        for _ in range(MAX_DELTA_CHAIN):
+            f.seek(offset)
+            head = f.read(64)
+            type_num, entry_size, pos = _entry_header(head)
+            if type_num not in (OFS_DELTA, REF_DELTA):
+                return type_num, entry_size if size < 0 else size
+            if type_num == OFS_DELTA:
+                back, pos = _ofs_delta_base(head, pos)
+                base_offset = offset - back
+                if not 0 < base_offset < offset:
+                    raise ValueError("bad delta base offset")
+            else:
+                base_sha = head[pos:pos + 20]
+                pos += 20
+                base_offset = pack.index.object_offset(base_sha)
+            if size < 0:
+                f.seek(offset + pos)
+                size = _delta_result_size(f)
+            offset = base_offset
+        raise ValueError("delta chain too long")
+
+    def close(self) -> None:
+        for f in self.files.values():
+            f.close()
+
+
+def _entry_header(head: bytes) -> tuple[int, int, int]:
+    if not head:
+        raise ValueError("truncated pack entry")
+    byte = head[0]
+    type_num, size, shift, pos = (byte >> 4) & 7, byte & 15, 4, 1
+    while byte & 0x80:
+        if pos >= len(head):
+            raise ValueError("truncated pack entry header")
+        byte = head[pos]
+        size |= (byte & 0x7F) << shift
+        shift += 7
+        pos += 1
+    return type_num, size, pos
+
+
+def _ofs_delta_base(head: bytes, pos: int) -> tuple[int, int]:
+    byte = head[pos]
+    value = byte & 0x7F
+    pos += 1
+    while byte & 0x80:
+        byte = head[pos]
+        value = ((value + 1) << 7) | (byte & 0x7F)
+        pos += 1
+    return value, pos
+
+
+def _delta_result_size(f: BinaryIO) -> int:
+    """The result size from a delta's header: inflate just its first bytes."""
+    d = zlib.decompressobj()
+    data = b""
+    while len(data) < 20:
+        chunk = f.read(256)
+        if not chunk:
+            break
+        data += d.decompress(chunk, 20 - len(data))
+        if d.eof:
+            break
+    pos = 0
+    for _ in range(2):  # base size, then result size
+        value, shift = 0, 0
+        while True:
+            if pos >= len(data):
+                raise ValueError("truncated delta header")
+            byte = data[pos]
+            pos += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+    return value
+
+
+def human_bytes(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}".replace(".0 ", " ")
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} bytes"
 
 
 def _one_line(exc: BaseException) -> str:

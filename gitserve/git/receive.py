@@ -5,8 +5,12 @@ One push, in order:
 2. receive the pack into a quarantine, fsck it; a bad pack is refused whole;
 3. per ref: refname sanity, then `check_ref` (check #2 + admin-repo validation), then every
    push hook's `before_update`; a failing ref gets `ng REF REASON`, the others go on
-   (with `atomic`, one failure fails all);
-4. move refs with compare-and-swap, so racing pushes never lose an update silently;
+   (with `atomic`, one failure fails all). Only a true no-op - old == new == the ref's value
+   now - skips these: it is reported ok and triggers nothing (no audit, build or hook).
+   Any other command, `X X REF` with REF elsewhere included, is checked like a real update
+   (git never sends `X X`, so a hand-made one must not be a way around the rules);
+4. move refs with compare-and-swap against the value the client sent as old, so racing
+   pushes never lose an update silently and a stale `old` moves nothing;
 5. report-status, then `after_push` hooks stream `remote:` lines until they return,
    then the final flush-pkt ends the conversation.
 """
@@ -15,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from dulwich.errors import GitProtocolError
 from dulwich.objects import valid_hexsha
@@ -43,6 +47,7 @@ from .sideband import BAND_DATA
 log = logging.getLogger(__name__)
 
 RefCheck = Callable[[RefUpdate], "str | None"]
+STALE = "failed to update ref (it moved: fetch first)"
 
 
 @dataclass
@@ -73,6 +78,10 @@ class ReceivePack(ReceivePackHandler):
                 CAPABILITY_ATOMIC, CAPABILITY_OFS_DELTA, CAPABILITY_SIDE_BAND_64K]
 
     # --- conversation ---------------------------------------------------
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._noops: set[str] = set()  # refs whose command changes nothing (see _vet)
+
     def handle(self) -> None:
         # smart HTTP (stateless-rpc) asks for the advertisement and the push separately
         if self.advertise_refs or not self.stateless_rpc:
@@ -128,8 +137,8 @@ class ReceivePack(ReceivePackHandler):
             quarantine = Quarantine(self.repo.object_store.path, self.repo.object_format)
             try:
                 quarantine.receive(self.proto.read, getattr(self.proto, "recv", None),
-                                   self._receive_max_input_size())
-                quarantine.check()
+                                   self._max_push_bytes(), self._limit("max_blob_bytes"))
+                quarantine.check(self._limit("max_blob_bytes"))
                 missing = [c.ref for c in commands
                            if not c.is_delete and not quarantine.exists(c.new.encode())]
                 quarantine.store.close()
@@ -158,7 +167,7 @@ class ReceivePack(ReceivePackHandler):
         else:
             results = self._move_refs([c for c in commands if c.ref not in reasons], atomic)
             results.update(reasons)
-        done = [c for c in commands if results.get(c.ref) == "ok"]
+        done = self._moved(commands, results)
         self.result = PushResult(commands, results)
         if done and self.on_updated is not None:
             try:
@@ -177,12 +186,16 @@ class ReceivePack(ReceivePackHandler):
             return "refs/gitserve/ is reserved for the server"
         if cmd.ref in missing:
             return "missing necessary objects"
-        if cmd.old == cmd.new:
+        current = self._current(ref)
+        if cmd.old == cmd.new == current:
+            self._noops.add(cmd.ref)  # nothing to do; reported ok, triggers nothing
             return None
         if self.check_ref is not None:
             reason = self.check_ref(cmd)
             if reason:
                 return reason
+        if cmd.old != current:
+            return STALE
         if self.ctx is not None:
             for hook in self.hooks:
                 try:
@@ -194,12 +207,36 @@ class ReceivePack(ReceivePackHandler):
                     return reason
         return None
 
+    def _limit(self, name: str) -> int:
+        """A `[server]` push limit from gitserve.toml (0: none; no settings in bare tests)."""
+        server = getattr(getattr(self, "settings", None), "server", None)
+        return max(0, int(getattr(server, name, 0) or 0))
+
+    def _max_push_bytes(self) -> int | None:
+        """The smaller of `[server] max_push_bytes` and the repo's receive.maxInputSize."""
+        limits = [n for n in (self._limit("max_push_bytes"), self._receive_max_input_size()) if n]
+        return min(limits) if limits else None
+
+    def _current(self, ref: bytes) -> str:
+        """The ref's value now (ZERO_SHA when it does not exist)."""
+        try:
+            return self.repo.refs[ref].decode()
+        except KeyError:
+            return ZERO_SHA
+
+    def _moved(self, commands: Sequence[RefUpdate], results: dict[str, str]) -> list[RefUpdate]:
+        """The commands that really moved a ref: only these are audited, built and hooked."""
+        return [c for c in commands if results.get(c.ref) == "ok" and c.ref not in self._noops]
+
     def _move_refs(self, commands: list[RefUpdate], atomic: bool) -> dict[str, str]:
         results: dict[str, str] = {}
         moved: list[RefUpdate] = []
         for cmd in commands:
+            if cmd.ref in self._noops:
+                results[cmd.ref] = "ok"
+                continue
             ok = self._cas(cmd.ref, cmd.old, cmd.new)
-            results[cmd.ref] = "ok" if ok else "failed to update ref (it moved: fetch first)"
+            results[cmd.ref] = "ok" if ok else STALE
             if ok:
                 moved.append(cmd)
             elif atomic:
@@ -213,9 +250,9 @@ class ReceivePack(ReceivePackHandler):
         refs = self.repo.refs
         ref = ref_name.encode("utf-8", "surrogateescape")
         try:
-            if old == new:
-                return True
             if new == ZERO_SHA:
+                if old == ZERO_SHA:  # deleting nothing: never a licence to delete anything
+                    return False
                 return bool(refs.remove_if_equals(ref, old.encode()))
             if old == ZERO_SHA:
                 return bool(refs.add_if_new(ref, new.encode()))
@@ -249,7 +286,7 @@ class ReceivePack(ReceivePackHandler):
     def _run_after_push(self) -> None:
         if self.ctx is None or self.result is None:
             return
-        done = [c for c in self.result.updates if self.result.statuses.get(c.ref) == "ok"]
+        done = self._moved(self.result.updates, self.result.statuses)
         if not done:
             return
         for hook in self.hooks:

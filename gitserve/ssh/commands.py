@@ -85,8 +85,8 @@ def wild(ctx: CommandContext, name: str) -> WildInfo | None:
     return repos.wild_info(ctx.settings, name) if repos.exists(ctx.settings, name) else None
 
 
-def can(ctx: CommandContext, name: str, perm: str) -> bool:
-    return bool(ctx.rules.check(name, ctx.user, perm, "any", wild=wild(ctx, name)).allowed)
+def can(ctx: CommandContext, name: str, perm: str, ref: str = "any") -> bool:
+    return bool(ctx.rules.check(name, ctx.user, perm, ref, wild=wild(ctx, name)).allowed)
 
 
 def owns(ctx: CommandContext, name: str) -> bool:

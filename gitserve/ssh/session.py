@@ -246,7 +246,7 @@ def _wire_push(handler: ReceivePack, conn: Conn, state: AdminState, name: str, p
         if is_admin_repo and update.ref == admin.ADMIN_BRANCH:
             if update.is_delete:
                 return "the admin repo's branch cannot be deleted"
-            reason = admin.validate_commit(path, update.new)
+            reason = admin.validate_commit(path, update.new, settings.hooks_dir)
             if reason:
                 proto.progress_line(f"FATAL: {reason}")
                 _audit_ref(conn, name, update, "rejected", reason)

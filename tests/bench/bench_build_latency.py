@@ -46,6 +46,7 @@ repo gitolite-admin
     RW+ = admin
 repo bench
     RW+ = alice
+    option build.enable = 1
 """
 PHASES: list[tuple[float, float, float]] = []
 SCRIPT = "#!/bin/sh\necho \"script-start $(date +%s.%N)\"\n"

@@ -22,15 +22,19 @@ repo gitolite-admin
 repo live
     RW+ = alice
     R = bob
+    option build.enable = 1
 repo gated
     RW+ = alice
+    option build.enable = 1
     option build.mode = gate
 repo later
     RW+ = alice
     R = bob
+    option build.enable = 1
     option build.mode = async
 repo secretive
     RW+ = alice
+    option build.enable = 1
     option build.timeout = 30
 """
 
@@ -119,7 +123,7 @@ def test_secret_never_shown(srv):
 
 
 def test_server_restart_keeps_queued_builds(tmp_path):
-    conf = "repo gitolite-admin\n    RW+ = admin\nrepo q\n    RW+ = alice\n    option build.mode = async\n"
+    conf = "repo gitolite-admin\n    RW+ = admin\nrepo q\n    RW+ = alice\n    option build.enable = 1\n    option build.mode = async\n"
     server = make_server(tmp_path / "srv", conf=conf, users=("alice",), serve_args=("--workers", "0"))
     try:
         work = new_work(server, "q", "#!/bin/sh\necho after restart\n")

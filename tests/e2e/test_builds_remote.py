@@ -25,8 +25,10 @@ repo gitolite-admin
     RW+ = admin
 repo app
     RW+ = alice
+    option build.enable = 1
 repo gate
     RW+ = alice
+    option build.enable = 1
     option build.mode = gate
 """
 

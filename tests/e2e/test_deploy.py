@@ -43,6 +43,7 @@ repo gitolite-admin
 repo web
     RW+ = alice
     R = bob
+    option build.enable = 1
     option deploy.site = www
     option deploy.port = 127.0.0.1:{ports['live']}
     option deploy.preview-port = {ports['preview']}
@@ -140,7 +141,7 @@ def test_push_deploys_blue_green_with_zero_downtime(srv):
     status = srv.ssh("bob", "deploy", "status", "www")
     assert status.returncode == 0 and "live:     green" in status.stdout and "pushed by alice" in status.stdout
     denied = srv.ssh("bob", "deploy", "rollback", "www")
-    assert denied.returncode != 0 and "W any web bob DENIED by fallthru" in denied.stderr
+    assert denied.returncode != 0 and "W refs/heads/main web bob DENIED by fallthru" in denied.stderr
     hidden = srv.ssh("carol", "deploy", "status", "www")
     assert hidden.returncode != 0 and "site www does not exist, or you are not authorised" in hidden.stderr
     t0 = time.monotonic()
@@ -155,13 +156,16 @@ def test_push_deploys_blue_green_with_zero_downtime(srv):
     assert "live:     blue" in cli and "by alice (rollback" in cli
 
 
-def test_concurrent_pushes_deploy_one_at_a_time_last_push_wins(srv):
+def test_concurrent_pushes_deploy_in_push_order_last_push_wins(srv):
+    """Only deploy.ref (main) deploys, and builds of one ref run in push order: the second
+    push waits for the first one's build and deploy, then goes live."""
     live = srv.ports["live"]
     work_a = srv.clone("alice", "web")
     work_b = srv.clone("alice", "web")
     commit_version(srv, work_a, "slow-first", delay=3)   # pushed first, builds longest
     commit_version(srv, work_b, "fast-second")
-    first = subprocess.Popen(["git", "push", "origin", "HEAD:refs/heads/a"], cwd=work_a,
+    # both go to main (deploy.ref defaults to the default branch); the second one forced
+    first = subprocess.Popen(["git", "push", "origin", "+HEAD:main"], cwd=work_a,
                              env=srv.client_env("alice"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     # the second push starts once the first one's build runs: it is pushed later, builds faster
     assert first.stderr is not None
@@ -170,14 +174,13 @@ def test_concurrent_pushes_deploy_one_at_a_time_last_push_wins(srv):
         seen_a.append(line)
         if "building <!-- slow-first" in line:
             break
-    second = subprocess.Popen(["git", "push", "origin", "HEAD:refs/heads/b"], cwd=work_b,
+    second = subprocess.Popen(["git", "push", "origin", "+HEAD:main"], cwd=work_b,
                               env=srv.client_env("alice"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out_b = second.communicate(timeout=120)[1]
     out_a = "".join(seen_a) + first.communicate(timeout=120)[1]
     assert first.returncode == 0 and second.returncode == 0, (out_a, out_b)
-    assert "Enable:" in out_b, out_b
-    # the first push finished building after the second was live: it steps aside
-    assert "was pushed later and is already live" in out_a, out_a
+    assert "Enable:" in out_a and "Enable:" in out_b, (out_a, out_b)
+    assert "waiting for build" in out_b and "of the same ref to finish" in out_b, out_b
     assert get(live) == (200, page("fast-second"))
 
 

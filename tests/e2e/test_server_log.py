@@ -23,6 +23,7 @@ repo gitolite-admin
     RW+ = admin
 repo logged
     RW+ = alice
+    option build.enable = 1
     option build.mode = sync
 """
 SECRET = "hush-6b1f0c2e"

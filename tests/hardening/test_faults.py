@@ -174,9 +174,11 @@ def test_disk_full_while_receiving_a_pack(small_disk):
 BUILD_CONF = CONF + """
 repo q
     RW+ = alice
+    option build.enable = 1
     option build.mode = async
 repo s
     RW+ = alice
+    option build.enable = 1
 """
 
 

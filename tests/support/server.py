@@ -182,16 +182,23 @@ class GitServer:
             stdout=subprocess.PIPE, stderr=log, text=True,
             env=subprocess_env(**(env or {})), start_new_session=True)
         assert self.proc.stdout is not None
+        # read the raw fd: a buffered readline() after select() leaves a second line that came
+        # in the same chunk in Python's buffer, where select() never sees it
+        fd = self.proc.stdout.fileno()
+        pending = b""
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
-            ready, _, _ = select.select([self.proc.stdout], [], [], 0.2)
+            ready, _, _ = select.select([fd], [], [], 0.2)
             if ready:
-                line = self.proc.stdout.readline()
-                if not line:
+                chunk = os.read(fd, 65536)
+                if not chunk:
                     break
-                self.output.append(line)
-                if "listening on" in line:
-                    return
+                *lines, pending = (pending + chunk).split(b"\n")
+                for raw in lines:
+                    line = raw.decode(errors="replace") + "\n"
+                    self.output.append(line)
+                    if "listening on" in line:
+                        return
             elif self.proc.poll() is not None:
                 break
         self.stop()

@@ -56,7 +56,7 @@ def push(settings, name, files, options=None, ref="refs/heads/main", move=True, 
     update = RefUpdate(ref, old, sha)
     pusher = Pusher()
     ctx = PushContext(settings=settings, repo_name=name, repo_path=bare, user=user,
-                      options=dict(options or {}), progress=pusher)
+                      options={"build.enable": "1", **(options or {})}, progress=pusher)
     hook = BuildHook()
     reason = hook.before_update(ctx, update)
     if reason is None and move:
@@ -203,12 +203,12 @@ def test_cancel_running_build(env, tmp_path):
     wait_for(lambda: host_pids("sleep 302.5"))
     out = Pusher()
     out.write = lambda s: out(s.rstrip("\n"))  # type: ignore[attr-defined]
-    code = commands.run(env, ["cancel", build_id], lambda repo, perm: True, out, user="carol")
+    code = commands.run(env, ["cancel", build_id], lambda *_: True, out, user="carol")
     assert code == 0 and out.text == [f"build {build_id} cancelled"]
     assert records.get(r, build_id).status == "cancelled"
     wait_for(lambda: not host_pids("sleep 302.5"), timeout=5)
     with pytest.raises(commands.CommandError, match="already cancelled"):
-        commands.run(env, ["cancel", build_id], lambda repo, perm: True, out)
+        commands.run(env, ["cancel", build_id], lambda *_: True, out)
 
 
 def test_same_ref_builds_run_in_push_order(env, tmp_path):
@@ -315,7 +315,17 @@ def test_post_receive_hook_streams(env):
                            "gitserve: hook.post-receive: missing is not an executable file in the hooks directory"]
 
 
+def _admin_conf(settings, conf: str) -> None:
+    from gitserve import admin
+
+    if not settings.admin_repo.exists():
+        admin.create_admin_repo(settings, {admin.MAIN_CONF: conf.encode()}, "test", "conf")
+    else:
+        admin.set_conf(settings, conf, "test")
+
+
 def test_builds_commands_respect_access(env):
+    _admin_conf(env, "repo private\n    RW+ = alice\n    option build.enable = 1\n")
     pusher, _, _, _ = push(env, "private", {".gitserve/build": "#!/bin/sh\necho private stuff\n"})
     build_id = summary_id(pusher)
 
@@ -327,11 +337,11 @@ def test_builds_commands_respect_access(env):
             pass
 
     out = Out()
-    deny = lambda repo, perm: repo != "private"  # noqa: E731
+    deny = lambda repo, perm, ref="any": repo != "private"  # noqa: E731
     for argv in (["show", build_id], ["log", build_id], ["retry", build_id]):
         with pytest.raises(commands.CommandError, match=f"no build {build_id}"):
             commands.run(env, argv, deny, out)
-    read_only = lambda repo, perm: perm == "R"  # noqa: E731
+    read_only = lambda repo, perm, ref="any": perm == "R"  # noqa: E731
     with pytest.raises(commands.CommandError, match="W access"):
         commands.run(env, ["retry", build_id], read_only, out)
     commands.run(env, ["list"], deny, out)
@@ -340,13 +350,34 @@ def test_builds_commands_respect_access(env):
     commands.run(env, ["log", build_id], read_only, out)
     assert "".join(out).splitlines() == ["private stuff", pusher.text[-1]]
     out.clear()
-    commands.run(env, ["retry", build_id], lambda repo, perm: True, out, user="bob")
+    commands.run(env, ["retry", build_id], lambda *_: True, out, user="bob")
     new_id = "".join(out).split()[1]
     r = rqconn.connect(env.effective_redis_url)
     final = logs.wait_quietly(r, new_id, 20)
     assert final.status == "passed" and final.retry_of == build_id and final.pusher == "bob"
     with pytest.raises(commands.CommandError, match="invalid choice"):
-        commands.run(env, ["frobnicate"], lambda repo, perm: True, out)
+        commands.run(env, ["frobnicate"], lambda *_: True, out)
+    # W on another ref is not enough to retry a build of main
+    dev_only = lambda repo, perm, ref="any": perm == "R" or ref.startswith("refs/heads/dev/")  # noqa: E731
+    with pytest.raises(commands.CommandError, match="W access to refs/heads/main of private"):
+        commands.run(env, ["retry", build_id], dev_only, out)
+    # a retry obeys the conf in force now: builds switched off -> refused
+    _admin_conf(env, "repo private\n    RW+ = alice\n")
+    with pytest.raises(commands.CommandError, match="builds are off for private"):
+        commands.run(env, ["retry", build_id], lambda *_: True, out)
+
+
+def test_no_build_and_no_hook_without_build_enable(env):
+    env.hooks_dir.mkdir(parents=True, exist_ok=True)
+    (env.hooks_dir / "say").write_text("#!/bin/sh\necho hook ran\n")
+    (env.hooks_dir / "say").chmod(0o755)
+    for enable in ("0", ""):
+        pusher, reason, _, _ = push(env, "off", {".gitserve/build": "#!/bin/sh\necho ran\n", "n": enable},
+                                    options={"build.enable": enable, "hook.post-receive": "say"})
+        assert reason is None and pusher.text == []
+        pusher, reason, _, _ = push(env, "off", {".gitserve/build": "#!/bin/sh\necho ran\n", "g": enable},
+                                    options={"build.enable": enable, "build.mode": "gate"})
+        assert reason is None and pusher.text == []
 
 
 def test_worker_killed_mid_build_reports_worker_lost(env, redis_server, tmp_path):
@@ -380,7 +411,7 @@ def test_annotated_tag_builds_its_commit(env):
     assert tag != sha
     pusher = Pusher()
     ctx = PushContext(settings=env, repo_name="tagged", repo_path=bare, user="alice",
-                      options={"build.refs": "refs/tags/v"}, progress=pusher)
+                      options={"build.enable": "1", "build.refs": "refs/tags/v"}, progress=pusher)
     update = RefUpdate("refs/tags/v1.0", ZERO_SHA, tag)
     set_ref(bare, "refs/tags/v1.0", tag)
     BuildHook().after_push(ctx, [update])
@@ -427,7 +458,7 @@ def test_sync_push_waiting_for_a_worker_is_told_and_cancel_while_queued(env, mon
             self.append(s)
 
     out = Out()
-    assert commands.run(env, ["cancel", build_id], lambda repo, perm: True, out, user="ops") == 0
+    assert commands.run(env, ["cancel", build_id], lambda *_: True, out, user="ops") == 0
     t.join(15)
     text = holder["p"].text
     assert text[0].startswith(f"gitserve: build {build_id} waits for a worker on queue 'no-worker-here'")

@@ -119,7 +119,7 @@ def test_ssh_status_needs_read_on_the_site_repo(site, tmp_path) -> None:
 def test_ssh_rollback_needs_write(site, tmp_path) -> None:
     settings, ports = site
     rc, out = ssh_deploy(settings, tmp_path, "carol", "rollback", "www")
-    assert rc == -1 and out == "FATAL: W any web carol DENIED by fallthru"
+    assert rc == -1 and out == "FATAL: W refs/heads/main web carol DENIED by fallthru"
     assert get(ports["deploy.port"]) == (200, page("v2").encode())
     assert ssh_deploy(settings, tmp_path, "dave", "rollback", "www")[1].startswith("FATAL: site www does not exist")
     rc, out = ssh_deploy(settings, tmp_path, "alice", "rollback", "www")

@@ -1,0 +1,134 @@
+"""Receive a pushed pack without holding its objects in memory.
+
+dulwich's `DiskObjectStore.add_thin_pack` copies the incoming pack to a file while it parses
+it, and its parser keeps every object's inflated bytes (and its compressed input) until the
+next object arrives - only to find where each zlib stream ends, since the copy pass records
+nothing but offsets and delta bases. For a push of big blobs that is the whole push's
+memory, and then some. Here the copy pass inflates each entry in bounded pieces and drops
+them; indexing (object ids, delta resolution) is dulwich's, unchanged, and reads one object
+at a time back from the file. So a push's memory follows its biggest object (itself capped
+by `max_blob_bytes`), not its size.
+
+It leans on dulwich internals (the pack stream reader's buffer, `_index_pack`,
+`_complete_pack`); `available()` says whether this dulwich has them, else the caller uses
+`add_thin_pack` as is.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zlib
+from collections.abc import Callable, Iterator
+from io import BytesIO
+from typing import Any
+
+from dulwich import object_store as _os
+from dulwich import pack as _pack
+
+BLOB_TYPE = 3
+INFLATE_PIECE = 1 << 20  # most bytes inflated at once (a tiny zlib input may inflate hugely)
+_NEEDED_STORE = ("_index_pack", "_complete_pack", "object_format", "get_raw", "path")
+_NEEDED_READER = ("_rbuf", "_buf_len", "_trailer", "_hash_size", "_zlib_bufsize", "read", "recv")
+
+
+def available(store: Any) -> bool:
+    if not all(hasattr(store, n) for n in _NEEDED_STORE):
+        return False
+    if not hasattr(_os, "_bound_read_callables") or not hasattr(_os, "PACK_MODE"):
+        return False
+    probe = _LeanCopier(lambda: __import__("hashlib").sha1(), lambda n: b"", None, BytesIO())
+    return all(hasattr(probe, n) for n in _NEEDED_READER)
+
+
+class BlobTooLarge(Exception):
+    """A whole (non-delta) blob entry bigger than the limit: refused before it is inflated."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.size = size
+
+
+class _LeanCopier(_pack.PackStreamCopier):
+    """The copy-and-verify pass, keeping no object data (see the module doc)."""
+
+    _rbuf: BytesIO  # dulwich's read-ahead buffer (set in PackStreamReader.__init__)
+    max_blob_bytes = 0
+
+    def read_objects(self, compute_crc32: bool = False) -> Iterator[_pack.UnpackedObject]:
+        _version, self._num_objects = _pack.read_pack_header(self.read)
+        for _ in range(self._num_objects):
+            offset = self.offset
+            unpacked, unused = _skim_object(self.read, self.recv, self.hash_func, self._zlib_bufsize,
+                                            self.max_blob_bytes)
+            unpacked.offset = offset
+            buf = BytesIO()
+            buf.write(unused)
+            buf.write(self._rbuf.read())
+            buf.seek(0)
+            self._rbuf = buf
+            yield unpacked
+        if self._buf_len() < self._hash_size:
+            self.read(self._hash_size)
+        pack_sha = bytearray(self._trailer)
+        if pack_sha != self.sha.digest():
+            raise _pack.ChecksumMismatch(_pack.sha_to_hex(bytes(pack_sha)), self.sha.hexdigest())
+
+
+def _skim_object(read_all: Callable[[int], bytes], read_some: Callable[[int], bytes],
+                 hash_func: Callable[[], Any], bufsize: int,
+                 max_blob_bytes: int = 0) -> tuple[_pack.UnpackedObject, bytes]:
+    """One pack entry's header and delta base; its zlib stream inflated piecewise and dropped.
+    Returns the entry (as dulwich's unpack_object would, minus the data) and the bytes read
+    past its end. A whole blob over MAX_BLOB_BYTES raises BlobTooLarge at its header."""
+    raw, _ = _pack.take_msb_bytes(read_all)
+    type_num, size = _pack._decode_object_header(raw)
+    if max_blob_bytes and type_num == BLOB_TYPE and size > max_blob_bytes:
+        raise BlobTooLarge(size)
+    delta_base: int | bytes | None = None
+    if type_num == _pack.OFS_DELTA:
+        raw, _ = _pack.take_msb_bytes(read_all)
+        delta_base = _pack._decode_delta_base_offset(raw)
+    elif type_num == _pack.REF_DELTA:
+        delta_base = read_all(len(hash_func().digest()))
+    unpacked = _pack.UnpackedObject(type_num, delta_base=delta_base, decomp_len=size,
+                                    hash_func=hash_func)
+    inflate = zlib.decompressobj()
+    total = 0
+    while True:
+        data = read_some(bufsize)
+        if not data:
+            raise zlib.error("EOF before end of zlib stream")
+        while data:
+            total += len(inflate.decompress(data, INFLATE_PIECE))
+            if total > size:
+                raise zlib.error("decompressed data exceeds expected size")
+            data = inflate.unconsumed_tail
+        if inflate.eof:
+            break
+    if total != size:
+        raise zlib.error("decompressed data does not match expected size")
+    return unpacked, inflate.unused_data
+
+
+def add_thin_pack(store: Any, read_all: Callable[[int], bytes],
+                  read_some: Callable[[int], bytes] | None, max_input_size: int | None,
+                  max_blob_bytes: int = 0) -> Any:
+    """`store.add_thin_pack(...)` with the lean copy pass; returns the new Pack. A whole blob
+    over MAX_BLOB_BYTES stops the push at its entry header (BlobTooLarge); one stored as a
+    delta is caught by the push check after indexing."""
+    if max_input_size:
+        read_all, read_some = _os._bound_read_callables(read_all, read_some, max_input_size)
+    fd, path = tempfile.mkstemp(dir=store.path, prefix="tmp_pack_")
+    with os.fdopen(fd, "w+b") as f:
+        os.chmod(path, _os.PACK_MODE)
+        indexer = _pack.PackIndexer(f, store.object_format.hash_func, resolve_ext_ref=store.get_raw)
+        copier = _LeanCopier(store.object_format.hash_func, read_all, read_some, f, delta_iter=indexer)
+        copier.max_blob_bytes = max_blob_bytes
+        copier.verify()
+        f.flush()
+        f.seek(0)
+        with _pack.PackData(path, file=f, object_format=store.object_format) as pd:
+            indexer.set_pack_data(pd)
+            entries, ext_refs = store._index_pack(indexer, len(copier))
+        return store._complete_pack(f, path, entries, ext_refs)
