@@ -463,21 +463,17 @@ class WebUI:
 
 
 def deploy_ref(settings: Settings, state: Any, repo: str) -> str:
-    """The only ref whose builds go live (SPEC §7): `deploy.ref`, else the default branch."""
+    """The only ref whose builds go live (SPEC §7), as `ssh ... deploy rollback` finds it:
+    `deploy.ref`, else the branch the repo's HEAD names, else the default branch."""
+    from gitserve.options import deploy_ref as option_ref
+
+    head = (repos.default_branch(settings.repo_path(repo))
+            or f"refs/heads/{settings.server.default_branch}")
     try:
-        wild = repos.wild_info(settings, repo)
-        ref = state.rules.options(repo, wild=wild).get("deploy.ref", "")
-    except Exception:  # noqa: BLE001
-        ref = ""
-    if ref:
-        return ref if ref.startswith("refs/") else f"refs/heads/{ref}"
-    try:
-        head = (repos.path(settings, repo) / "HEAD").read_text().strip()
-        if head.startswith("ref: "):
-            return head[5:]
-    except OSError:
-        pass
-    return f"refs/heads/{settings.server.default_branch}"
+        options = state.rules.options(repo, wild=repos.wild_info(settings, repo))
+    except Exception:  # noqa: BLE001 - unreadable options: the default branch
+        options = {}
+    return option_ref(options, head) or head
 
 
 def same_origin(request: Request) -> bool:

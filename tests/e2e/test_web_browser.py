@@ -32,7 +32,8 @@ repo gitolite-admin
     RW+ = admin
 repo web
     RW+ = alice
-    R = bob
+    RW dev = erin
+    R = bob erin
     R = gitweb
     option build.enable = 1
     option deploy.site = www
@@ -47,7 +48,7 @@ repo hidden
     RW+ = alice
 """
     server = make_http_server(tmp_path_factory.mktemp("web-srv"), conf=conf,
-                              users=("alice", "bob", "carol"),
+                              users=("alice", "bob", "carol", "erin"),
                               settings={"deploy": {"nginx_binary": nginx},
                                         "builds": {"workers": 2}})
     server.ports = ports  # type: ignore[attr-defined]
@@ -201,6 +202,14 @@ def test_rollback_button_flips_live_side(srv, browser):
     csrf = page.locator("header input[name=csrf]").get_attribute("value")
     resp = page.request.post(f"{srv.http_base}/sites/www/rollback", form={"csrf": csrf})
     assert resp.status == 403 and "W on its deploy.ref" in resp.text()
+    ctx.close()
+    # erin may push dev, not main (the deploy.ref): no button either, and 403
+    ctx, page, _ = login(srv, browser, "erin")
+    page.goto(f"{srv.http_base}/sites/www")
+    assert page.locator("#rollback").count() == 0
+    csrf = page.locator("header input[name=csrf]").get_attribute("value")
+    resp = page.request.post(f"{srv.http_base}/sites/www/rollback", form={"csrf": csrf})
+    assert resp.status == 403 and "refs/heads/main" in resp.text()
     ctx.close()
     assert "version two" in site_body(live_port)
 
