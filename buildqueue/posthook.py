@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 from typing import Callable
 
+from gitserve.git import pushopts
 from gitserve.git.pushhooks import PushContext, RefUpdate
 
 from . import runner
@@ -53,6 +54,7 @@ def run_post_receive(ctx: PushContext, updates: list[RefUpdate], name: str,
     env.update({"GL_USER": ctx.user, "GL_REPO": ctx.repo_name,
                 "GL_REPO_BASE": str(ctx.settings.repos_dir),
                 "GL_ADMIN_BASE": str(ctx.settings.home), "GIT_DIR": "."})
+    env.update(pushopts.hook_env(ctx.push_options))  # as git: COUNT=0 without options
     try:
         timeout = int(ctx.options.get("build.timeout") or DEFAULT_TIMEOUT)
     except ValueError:

@@ -69,9 +69,31 @@ def _enqueue(ctx: PushContext, update: RefUpdate, mode: str):
     return r, build
 
 
+def push_build_options(ctx: PushContext) -> enqueue.BuildOptions:
+    """The repo's build options, adjusted by the pusher's `-o build.skip` / `-o build.mode=async`.
+
+    A gate cannot be bypassed from the client: in gate mode both are ignored (and said so)."""
+    opts = enqueue.build_options(ctx.options)
+    wants_skip = "build.skip" in ctx.push_options
+    wants_async = "build.mode=async" in ctx.push_options
+    if not (wants_skip or wants_async):
+        return opts
+    if opts.mode == "gate":
+        if not ctx.extra.get("push_option_warned"):
+            ctx.extra["push_option_warned"] = True
+            ctx.progress("gitserve: push options build.skip/build.mode are ignored: "
+                         "this repository gates pushes on its build")
+        return opts
+    if wants_skip:
+        opts.mode = "skip"
+    elif wants_async:
+        opts.mode = "async"
+    return opts
+
+
 class BuildHook:
     def before_update(self, ctx: PushContext, update: RefUpdate) -> str | None:
-        opts = enqueue.build_options(ctx.options)
+        opts = push_build_options(ctx)
         if opts.mode != "gate" or not _wants_build(ctx, update, opts):
             return None
         for warning in opts.warnings:
@@ -98,8 +120,12 @@ class BuildHook:
         if updates:
             for hook in posthook.hook_names(ctx.options):
                 posthook.run_post_receive(ctx, updates, hook, ctx.progress)
-        opts = enqueue.build_options(ctx.options)
+        opts = push_build_options(ctx)
         if opts.mode == "gate":
+            return
+        if opts.mode == "skip":
+            if any(_wants_build(ctx, u, opts) for u in updates):
+                ctx.progress("gitserve: build skipped (push option build.skip)")
             return
         wanted = [u for u in updates if _wants_build(ctx, u, opts)]
         if not wanted:

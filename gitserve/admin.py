@@ -396,6 +396,13 @@ def compile(settings: Settings) -> list[str]:
         except repos.RepoError:
             continue  # an invalid or racing name: the conf parser already warned
         created.append(name)
+    # Gitolite's post-compile triggers: git configs, description, daemon export, projects.list
+    from gitserve import repoconf
+
+    try:
+        repoconf.apply_all(settings, state.rules)
+    except (OSError, repoconf.ConfigKeyError) as exc:
+        log.warning("repo configs not updated: %s", exc)
     return created
 
 

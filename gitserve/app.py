@@ -123,8 +123,11 @@ def ssh_commands_table(settings: Settings) -> dict[str, ssh_commands.Command]:
     from deploy.sshcommands import COMMAND as DEPLOY
     from gitserve.http.sshcommands import LOGIN, TOKEN
 
+    from gitserve.ssh import repocmds
+
     return ssh_commands.table([
-        *ssh_commands.core_commands(),  # info, help, perms, desc (Gitolite's)
+        *ssh_commands.core_commands(),  # info, help, perms, desc, writable (Gitolite's)
+        *repocmds.enabled_commands(settings),  # D, create, fork, symbolic-ref if enabled
         BUILDS,  # builds list|show|log|cancel|retry
         DEPLOY,  # deploy status|rollback
         TOKEN,  # token create|list|revoke: USER:TOKEN for git over http

@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterable
 
+from dulwich.config import ConfigFile
 from dulwich.errors import NotGitRepository
 from dulwich.repo import Repo
 
@@ -92,6 +93,11 @@ def exists(settings: Settings, name: str) -> bool:
     return (p / "objects").is_dir() and (p / "HEAD").is_file()
 
 
+def initialized_line(settings: Settings, name: str) -> str:
+    """What `git init` (and so Gitolite) tells whoever caused repo NAME to be created."""
+    return f"Initialized empty Git repository in {path(settings, name)}/"
+
+
 def create(settings: Settings, name: str, creator: str | None = None) -> Path:
     """Create bare repository NAME (HEAD -> refs/heads/<default_branch>; master for gitolite-admin).
 
@@ -160,6 +166,22 @@ def description(settings: Settings, name: str) -> str:
     except FileNotFoundError:
         return ""
     return "" if text == DEFAULT_DESCRIPTION else text.strip()
+
+
+def gitweb_description(settings: Settings, name: str) -> str:
+    """What Gitolite's `info -ld` shows: gitweb.description from the repo's config, else the
+    `description` file as it is (git's "Unnamed repository..." placeholder included)."""
+    try:
+        config = ConfigFile.from_path(str(path(settings, name) / "config"))
+        value = config.get((b"gitweb",), b"description")
+        if value:
+            return value.decode("utf-8", "replace")
+    except (OSError, KeyError, ValueError):
+        pass
+    try:
+        return (path(settings, name) / "description").read_text().rstrip("\n")
+    except OSError:
+        return ""
 
 
 def set_description(settings: Settings, name: str, text: str) -> None:

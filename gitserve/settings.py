@@ -43,6 +43,11 @@ class ServerSettings:
     # a push whose pack is bigger, or that holds a bigger blob, is refused whole (0: no limit)
     max_push_bytes: int = 2 * 1024**3
     max_blob_bytes: int = 100 * 1024**2
+    # Gitolite's GIT_CONFIG_KEYS: space-separated regexes of the `config` keys written into
+    # repos (none by default; keys that run programs are never written)
+    git_config_keys: str = ""
+    # optional ssh commands to enable, space-separated: D create fork symbolic-ref
+    commands: str = ""
     # behind the system OpenSSH: every admin change rewrites the `# gitserve start/end`
     # block of this authorized_keys file (e.g. /home/git/.ssh/authorized_keys); "" = off
     authorized_keys: str = ""

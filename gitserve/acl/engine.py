@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from . import patterns as P
 from .errors import AccessError
 from .parser import Compiled
-from .types import Decision, Inspector, RepoContext
+from .types import Decision, Inspector, RepoContext, VrefProgram
 from .update import check_update as _check_update
 
 ACCESS_PERMS = ("R", "W", "+", "C", "D", "M", "^C")
@@ -44,6 +44,8 @@ class Rules:
     def __init__(self, compiled: Compiled) -> None:
         self.compiled = compiled
         self.warnings = list(compiled.warnings)
+        # as Gitolite's compile words them, for the pusher of a conf (`remote: WARNING: ...`)
+        self.messages = list(compiled.messages)
         c = compiled
         # inside-out groups: member -> groups it belongs to
         self._member_of: dict[str, set[str]] = {}
@@ -343,10 +345,12 @@ class Rules:
 
     # -- check #2 ---------------------------------------------------------------------------
     def check_update(self, repo: str, user: str, ref: str, old: str, new: str,
-                     inspector: Inspector, wild: WildInfo | None = None) -> Decision:
-        """The update hook: may USER move REF from OLD to NEW (VREFs included)?"""
+                     inspector: Inspector, wild: WildInfo | None = None,
+                     program: VrefProgram | None = None) -> Decision:
+        """The update hook: may USER move REF from OLD to NEW (VREFs included)? PROGRAM runs
+        the VREFs that are not built in (admin-installed programs)."""
         ctx = self._ctx(repo, wild, True, user)
-        return _check_update(self, repo, user, ref, old, new, inspector, ctx)
+        return _check_update(self, repo, user, ref, old, new, inspector, ctx, program)
 
     def vrefs(self, repo: str, user: str, ctx: RepoContext) -> list[str]:
         seen: dict[str, None] = {}
@@ -358,27 +362,37 @@ class Rules:
     # -- info ---------------------------------------------------------------------------------
     def info(self, user: str, repos: Mapping[str, WildInfo | None]) -> str:
         """Rows of the `info` command: patterns USER may use, then existing repos."""
-        out: list[str] = []
-        for pat in self.patterns():
-            out.extend(self._info_row(pat, user, ("R", "W", "^C"), RepoContext(False, user)))
-        for name in sorted(repos):
-            wild = repos[name]
-            ctx = self._ctx(name, wild, True, user)
-            out.extend(self._info_row(name, user, ("R", "W"), ctx))
-        return "".join(out)
+        return "".join(f"{perm}\t{name}\n" for name, perm, _p in self.info_rows(user, repos))
 
-    def _info_row(self, repo: str, user: str, aas: Iterable[str], ctx: RepoContext) -> list[str]:
+    def info_rows(self, user: str, repos: Mapping[str, WildInfo | None],
+                  match: Callable[[str], bool] | None = None,
+                  patterns: bool = True) -> list[tuple[str, str, bool]]:
+        """(name, perm column e.g. " R W", is_pattern) for `info`: the patterns USER may use
+        (with C), then the existing repos, each kept only if MATCH(name) says so."""
+        out: list[tuple[str, str, bool]] = []
+        for pat in self.patterns() if patterns else ():
+            if match is None or match(pat):
+                perm = self._info_perm(pat, user, ("R", "W", "^C"), RepoContext(False, user))
+                if perm:
+                    out.append((pat, perm, True))
+        for name in sorted(repos):
+            if match is None or match(name):
+                ctx = self._ctx(name, repos[name], True, user)
+                perm = self._info_perm(name, user, ("R", "W"), ctx)
+                if perm:
+                    out.append((name, perm, False))
+        return out
+
+    def _info_perm(self, repo: str, user: str, aas: Iterable[str], ctx: RepoContext) -> str:
         perm = ""
         try:
             for aa in aas:
                 ret = self.access(repo, user, aa, "any", ctx)
                 perm += "  " if "DENIED" in ret else " " + aa
         except AccessError:
-            return []
+            return ""
         perm = perm.replace("^", "", 1)
-        if not perm.strip():
-            return []
-        return [f"{perm}\t{repo}\n"]
+        return perm if perm.strip() else ""
 
 
 def _aa_regex(aa: str) -> str:

@@ -53,6 +53,8 @@ class Compiled:
     # seq -> (file label, line number): where each rule/config came from
     origin: dict[int, tuple[str, int]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # the same warnings worded as Gitolite's compile prints them (no file:line)
+    messages: list[str] = field(default_factory=list)
     # file label -> its raw lines, for `access -s` style traces
     texts: dict[str, list[str]] = field(default_factory=dict)
     # what labels start with ("conf/"); Gitolite names files relative to conf/
@@ -102,6 +104,7 @@ class _Parser:
         f = self.label(file if file is not None else self.file)
         n = lnum if lnum is not None else self.lnum
         self.out.warnings.append(f"{f}:{n}: {msg}" if n else f"{f}: {msg}")
+        self.out.messages.append(msg)
 
     # -- explode: includes, comments, subconf prefixes ----------------------
     def explode(self, name: str, subconf: str, lines: list[Line]) -> None:

@@ -8,7 +8,7 @@ this module and neither imports the other at run time.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 
 @dataclass(frozen=True)
@@ -16,6 +16,8 @@ class Decision:
     allowed: bool
     # exactly what `gitolite access` prints: the matching refex, or "... DENIED by ..."
     message: str
+    # lines Gitolite's update hook prints before it decides (WARNINGs, VREF program output)
+    notes: tuple[str, ...] = ()
 
     def __bool__(self) -> bool:
         return self.allowed
@@ -24,6 +26,12 @@ class Decision:
     def fatal(self) -> str:
         """The denial as gitolite-shell reports it on stderr for check #1."""
         return f"FATAL: {self.message}\n(or you mis-spelled the reponame)"
+
+
+# Runs an admin-installed VREF program (HOME/vrefs/NAME) with ARGV as Gitolite's update hook
+# runs its VREF helpers: returns (wait status as Perl's $? has it, stdout, stderr), or None
+# when there is no such executable program (gitserve.git.vrefprog makes one per push).
+VrefProgram = Callable[[str, list[str]], "tuple[int, str, str] | None"]
 
 
 @dataclass(frozen=True)

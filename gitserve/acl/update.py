@@ -10,9 +10,12 @@ not moved yet, exactly the state Gitolite's update hook sees.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from ..names import ZERO_SHA
-from .types import Decision, Inspector, RepoContext, RuleBook
+from .types import Decision, Inspector, RepoContext, RuleBook, VrefProgram
+
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # what Gitolite passes for a zero sha
 
 
 
@@ -38,11 +41,19 @@ def operation(rules: RuleBook, repo: str, ctx: RepoContext, ref: str, old: str, 
 
 
 def check_update(rules: RuleBook, repo: str, user: str, ref: str, old: str, new: str,
-                 inspector: Inspector, ctx: RepoContext) -> Decision:
-    aa, _warnings = operation(rules, repo, ctx, ref, old, new, inspector)
+                 inspector: Inspector, ctx: RepoContext,
+                 program: VrefProgram | None = None) -> Decision:
+    """Gitolite's update hook for one ref. The Decision's `notes` are the lines the hook would
+    have printed on its way (WARNINGs, a VREF program's non-VREF output), in order."""
+    aa, warnings = operation(rules, repo, ctx, ref, old, new, inspector)
+    notes = [f"WARNING: {w}" for w in warnings]
+
+    def done(decision: Decision) -> Decision:
+        return replace(decision, notes=tuple(notes)) if notes else decision
+
     ret = rules.access(repo, user, aa, ref, ctx)
     if "DENIED" in ret:
-        return Decision(False, ret)
+        return done(Decision(False, ret))
 
     def check_vref(vref_ref: str, deny_message: str = "") -> Decision | None:
         r = rules.access(repo, user, aa, vref_ref, ctx)
@@ -61,26 +72,49 @@ def check_update(rules: RuleBook, repo: str, user: str, ref: str, old: str, new:
             for path in inspector.changed_paths(old, new):
                 d = check_vref("VREF/NAME/" + path)
                 if d is not None:
-                    return d
+                    return done(d)
             continue
         parts = vref.split("/")
         while parts and parts[-1] == "":
             parts.pop()
         pgm, args = (parts[1] if len(parts) > 1 else ""), parts[2:]
         helper = _HELPERS.get(pgm)
-        if helper is None:
-            return Decision(False, f"'{vref}': helper program missing or unexecutable")
-        result = helper(inspector, ref, old, new, vref, args)
+        result: list[str] | int
+        if helper is not None:
+            result = helper(inspector, ref, old, new, vref, args)
+        else:
+            ran = None
+            if program is not None and pgm:
+                argv = [ref, old, new, EMPTY_TREE if old == ZERO_SHA else old,
+                        EMPTY_TREE if new == ZERO_SHA else new, aa, vref, *args]
+                ran = program(pgm, argv)
+            if ran is None:
+                return done(Decision(False, f"'{vref}': helper program missing or unexecutable"))
+            status, out, err = ran
+            notes.extend(err.splitlines())  # the hook's stderr reaches the pusher too
+            result = out.splitlines()
+            if status:  # Gitolite reads every line first, then dies on the exit status
+                for line in result:
+                    if not line.startswith("VREF/"):
+                        notes.append(line)
+                        continue
+                    first, _, rest = line.partition(" ")
+                    d = check_vref(first, rest)
+                    if d is not None:
+                        return done(d)
+                return done(Decision(False, f"{vref}: helper program exit status {status}"))
         if isinstance(result, int):
-            return Decision(False, f"{vref}: helper program exit status {result}")
+            return done(Decision(False, f"{vref}: helper program exit status {result}"))
         for line in result:
             first, _, rest = line.partition(" ")
             if not first.startswith("VREF/"):
+                if helper is None:
+                    notes.append(line)
                 continue
             d = check_vref(first, rest)
             if d is not None:
-                return d
-    return Decision(True, ret)
+                return done(d)
+    return done(Decision(True, ret))
 
 
 def _count(inspector: Inspector, ref: str, old: str, new: str, vref: str,

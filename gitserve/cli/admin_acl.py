@@ -72,13 +72,15 @@ def validate_conf(target: CheckTarget, report: CheckReport) -> None:
             raise CheckFailed(str(exc)) from None
         except OSError as exc:
             raise CheckFailed(f"{target.conf}: {exc.strerror or exc}") from None
+        vref_home = None
     else:
-        _settings, state = _current_admin_state(target.home)
+        settings, state = _current_admin_state(target.home)
         rules = state.rules
+        vref_home = settings.home
         report.warnings.extend(getattr(state, "warnings", ()))
     target.rules = rules
     report.warnings.extend(rules.warnings)
-    report.warnings.extend(lint_vrefs(rules))
+    report.warnings.extend(lint_vrefs(rules, vref_home))
     report.summary.append(
         f"{len(rules.repo_names())} repos, {len(rules.patterns())} repo patterns, "
         f"{len(rules.compiled.groups)} groups, {len(rules.compiled.origin)} rules and options"
@@ -105,9 +107,11 @@ def validate_options(target: CheckTarget, report: CheckReport) -> None:
         raise CheckFailed(found[0] + (f" (and {len(found) - 1} more)" if len(found) > 1 else ""))
 
 
-def lint_vrefs(rules: acl.Rules) -> list[str]:
-    """VREFs gitserve has no helper for would reject every push that reaches them."""
+def lint_vrefs(rules: acl.Rules, home: Optional[Path] = None) -> list[str]:
+    """VREFs gitserve has no helper for (built in, or a program in HOME/vrefs/) would reject
+    every push that reaches them."""
     from gitserve.acl.update import SUPPORTED_VREFS
+    from gitserve.git import vrefprog
 
     out = []
     seen = set()
@@ -117,9 +121,10 @@ def lint_vrefs(rules: acl.Rules) -> list[str]:
                 if refex.startswith("VREF/") and refex not in seen:
                     seen.add(refex)
                     name = refex.split("/")[1] if refex.count("/") else ""
-                    if name not in SUPPORTED_VREFS:
+                    if name not in SUPPORTED_VREFS and not (
+                            home is not None and vrefprog.find(home, name)):
                         f, n = rules.compiled.origin.get(seq, ("?", 0))
-                        out.append(f"{f}:{n}: VREF '{name}' is not supported by gitserve; "
+                        out.append(f"{f}:{n}: VREF '{name}' is not built in nor in HOME/vrefs/; "
                                    f"pushes that reach '{refex}' are rejected")
     return out
 

@@ -26,17 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dulwich.protocol import (
-    CAPABILITY_INCLUDE_TAG,
-    CAPABILITY_NO_DONE,
-    CAPABILITY_NO_PROGRESS,
-    CAPABILITY_OFS_DELTA,
-    CAPABILITY_THIN_PACK,
-)
-
 from gitserve.errors import GitserveError
-from gitserve.settings import Settings
-from gitserve.git import repack
+from gitserve.git import filters, repack
+from gitserve.git.filters import ObjectFilter
 from gitserve.git.packcache import PackCache, cache_key
 from gitserve.git.packcopy import FRAME, stored_pack
 from gitserve.git.packcopy import write_pack as write_pack_copy
@@ -60,6 +52,7 @@ class PackRequest:
     ofs_delta: bool = True
     include_tag: bool = False
     tagged: dict[bytes, bytes] = field(default_factory=dict)  # peeled sha -> tag sha
+    filter: ObjectFilter | None = None  # partial clone (filters.py)
 
 
 def git_binary() -> str | None:
@@ -89,7 +82,7 @@ def repo_dir(repo: Any) -> str | None:
 _caches: dict[str, PackCache] = {}
 
 
-def pack_cache(settings: Settings) -> PackCache | None:
+def pack_cache(settings: Any) -> PackCache | None:  # a Settings, or None (no cache)
     """The pack cache of a server home (HOME/cache/packs), shared by all connections."""
     if settings is None:
         return None
@@ -110,17 +103,42 @@ def generate(repo: Any, req: PackRequest, write: Callable[[bytes], None],
         route = "dulwich"
     if cache is not None and path is not None and not req.haves:
         flags = [route, "thin" if req.thin else "", "ofs" if req.ofs_delta else ""]
-        key = cache_key(path, req.wants, req.shallow, None, flags,
-                        req.tagged.items() if req.include_tag else ())
-        if cache.send(key, write):
+        key = cache_key(path, req.wants, req.shallow, req.filter.spec if req.filter else None,
+                        flags, req.tagged.items() if req.include_tag else ())
+        if _send_cached(cache, key, write, progress):
             return
         with cache.single_flight(key):
-            if cache.send(key, write):
+            if _send_cached(cache, key, write, progress):
                 return
             with cache.recording(key, write) as tee:
                 _generate(route, repo, path, req, tee, progress)
         return
     _generate(route, repo, path, req, write, progress)
+
+
+def _send_cached(cache: PackCache, key: str, write: Callable[[bytes], None],
+                 progress: Callable[[bytes], None] | None) -> bool:
+    """Send a cached pack; the progress a client asked for is the summary git would print."""
+    first: list[bytes] = []
+
+    def peek(data: bytes) -> None:
+        if not first:
+            first.append(data[:12])
+            if progress is not None and len(data) >= 12:
+                count = int.from_bytes(data[8:12], "big")
+                progress(summary(count, count))
+        write(data)
+
+    return cache.send(key, peek)
+
+
+def summary(count: int, reused: int) -> bytes:
+    """git pack-objects' progress lines, all at 100%, for a pack of COUNT objects."""
+    return (f"Enumerating objects: {count}, done.\n"
+            f"Counting objects: 100% ({count}/{count}), done.\n"
+            f"Compressing objects: 100% ({count}/{count}), done.\n"
+            f"Total {count} (delta 0), reused {reused} (delta 0), pack-reused {reused}\n"
+            ).encode()
 
 
 def _generate(route: str, repo: Any, path: str | None, req: PackRequest,
@@ -150,6 +168,8 @@ def _generate_git(path: str, req: PackRequest, write: Callable[[bytes], None],
         args.append("--delta-base-offset")
     if req.include_tag:
         args.append("--include-tag")
+    if req.filter is not None:
+        args.append(f"--filter={req.filter.spec}")
     lines = [b"--shallow " + s for s in sorted(req.shallow)]
     lines += list(req.wants)
     lines.append(b"--not")
@@ -226,7 +246,7 @@ def _generate_dulwich(repo: Any, req: PackRequest, write: Callable[[bytes], None
     walker = Walker(store.get_raw, lambda sha: sha in store)
     whole = None
     tips: list[bytes] = []
-    if not req.haves and not req.shallow:
+    if not req.haves and not req.shallow and req.filter is None:
         found = repack.covering_pack(store)
         if found is not None:
             pack, tips = found
@@ -237,87 +257,22 @@ def _generate_dulwich(repo: Any, req: PackRequest, write: Callable[[bytes], None
         tagged=req.tagged if req.include_tag else None)
     if not result.covered_ok:
         whole = None
-    if whole is None and not req.haves and not req.shallow:
+    if req.filter is not None:
+        explicit = {w for w in req.wants if result.objects.get(w) not in (None, 1)}
+        filters.apply(req.filter, result.objects, store.get_raw,
+                      lambda sha: walker.commit(sha)[0], explicit)
+    if whole is None and not req.haves and not req.shallow and req.filter is None:
         repack.want_covering_pack(repo)  # next clone can be a copy
     count = len(result.objects) + (whole.count if whole else 0)
     if progress is not None:
-        progress(f"Counting objects: {count}, done.\n".encode())
+        progress(f"Enumerating objects: {count}, done.\n"
+                 f"Counting objects: 100% ({count}/{count}), done.\n".encode())
     write_pack_copy(store, result.objects, write, whole=whole)
     if progress is not None:
-        reused = "whole stored pack" if whole else f"{len(result.objects)} objects"
-        progress(f"Total {count} (sent {reused})\n".encode())
-
-
-# --- the upload-pack hook-up ------------------------------------------------------------
-
-def handle_upload_pack(handler: Any, settings: Settings | None = None) -> None:
-    """Body for dulwich's `UploadPackHandler.handle`: the same negotiation, our pack."""
-    from dulwich.server import _ProtocolGraphWalker
-
-    repo = handler.repo
-    handler._processing_have_lines = True
-    walker = _ProtocolGraphWalker(handler, repo.object_store, repo.get_peeled,
-                                  repo.refs.get_symrefs)
-    store = repo.object_store
-    refs = {ref: sha for ref, sha in repo.get_refs().items() if sha in store}
-    wants = walker.determine_wants(refs, None)
-    if not wants:
-        return
-    unshallow: set[bytes] = getattr(walker, "unshallow", set())
-    haves = store.find_common_revisions(walker)
-    if walker.shallow or unshallow:
-        haves = []  # as dulwich: the haves do not tell what a shallow client lacks
-    if not walker.handle_done(not handler.has_capability(CAPABILITY_NO_DONE),
-                              handler._done_received):
-        return
-    handler._start_pack_send_phase()
-    if getattr(handler, "filter_spec", None) is not None:
-        _filtered_pack(handler, walker, wants, haves)
-        handler.proto.write_pkt_line(None)
-        return
-    include_tag = handler.has_capability(CAPABILITY_INCLUDE_TAG)
-    req = PackRequest(
-        wants=list(wants), haves=list(haves), shallow=set(walker.shallow),
-        thin=handler.has_capability(CAPABILITY_THIN_PACK),
-        ofs_delta=handler.has_capability(CAPABILITY_OFS_DELTA),
-        include_tag=include_tag,
-        tagged=handler.get_tagged(refs, repo=repo) if include_tag else {},
-    )
-    progress = None if handler.has_capability(CAPABILITY_NO_PROGRESS) else handler.progress
-    backend = settings.server.pack_backend if settings is not None else "auto"
-    generate(repo, req, handler.write_pack_data, progress, backend=backend,
-             cache=pack_cache(settings) if settings is not None else None)
-    handler.proto.write_pkt_line(None)
-
-
-def _filtered_pack(handler: Any, walker: Any, wants: list[bytes], haves: list[bytes]) -> None:
-    """Partial clone (filter): dulwich's own object selection and writer, unchanged."""
-    from dulwich import server as dserver
-
-    repo = handler.repo
-    finder = dserver.MissingObjectFinder(
-        repo.object_store, haves=haves, wants=wants, shallow=walker.shallow,
-        progress=handler.progress, get_tagged=handler.get_tagged)
-    object_ids = list(finder)
-    spec = handler.filter_spec
-
-    def needs_paths(f: Any) -> bool:
-        if isinstance(f, (dserver.TreeDepthFilter, dserver.SparseOidFilter)):
-            return True
-        if isinstance(f, dserver.CombineFilter):
-            return any(needs_paths(x) for x in f.filters)
-        return False
-
-    if needs_paths(spec):
-        oids = dserver.filter_pack_objects_with_paths(repo.object_store, wants, spec,
-                                                       progress=handler.progress)
-        object_ids = [(oid, None) for oid in oids]
-    else:
-        keep = set(dserver.filter_pack_objects(repo.object_store,
-                                               [oid for oid, _ in object_ids], spec))
-        object_ids = [(oid, hint) for oid, hint in object_ids if oid in keep]
-    dserver.write_pack_from_container(handler.write_pack_data, repo.object_store, object_ids,
-                                      object_format=repo.object_format)
+        reused = whole.count if whole else 0
+        progress(f"Compressing objects: 100% ({count}/{count}), done.\n"
+                 f"Total {count} (delta 0), reused {count} (delta 0), "
+                 f"pack-reused {reused}\n".encode())
 
 
 # --- the seam the SSH server started with ------------------------------------------------

@@ -230,8 +230,9 @@ class Walker:
             if f & _HAVE:
                 if f & _WANT:
                     boundary.append(sha)
-                for p in parents:
-                    push(p, _HAVE)
+                if sha not in shallow:  # a shallow client has nothing below its boundary
+                    for p in parents:
+                        push(p, _HAVE)
                 continue
             pending -= 1
             send[sha] = COMMIT

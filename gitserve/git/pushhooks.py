@@ -53,6 +53,8 @@ class PushContext:
     # Thread-safe; a no-op once the client is gone, so a dropped pusher never fails a build.
     progress: Callable[[str], None]
     extra: dict[str, Any] = field(default_factory=dict)
+    # `git push -o X` values, in order (receive-pack's push-options capability)
+    push_options: list[str] = field(default_factory=list)
 
 
 class PushHook(Protocol):

@@ -39,6 +39,7 @@ from dulwich.protocol import (
 from dulwich.refs import check_ref_format
 from dulwich.server import ReceivePackHandler
 
+from . import pushopts
 from .pushhooks import ZERO_SHA, PushContext, PushHook, RefUpdate
 from .quarantine import BadPack, Quarantine
 from .repo import is_hidden
@@ -75,7 +76,8 @@ class ReceivePack(ReceivePackHandler):
 
     def capabilities(self) -> list[bytes]:
         return [CAPABILITY_REPORT_STATUS, CAPABILITY_DELETE_REFS, CAPABILITY_QUIET,
-                CAPABILITY_ATOMIC, CAPABILITY_OFS_DELTA, CAPABILITY_SIDE_BAND_64K]
+                CAPABILITY_ATOMIC, CAPABILITY_OFS_DELTA, CAPABILITY_SIDE_BAND_64K,
+                pushopts.CAPABILITY]
 
     # --- conversation ---------------------------------------------------
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -91,6 +93,10 @@ class ReceivePack(ReceivePackHandler):
         commands = self._read_commands()
         if commands is None:
             return
+        if self.has_capability(pushopts.CAPABILITY):
+            options = pushopts.read(self.proto)
+            if self.ctx is not None:
+                self.ctx.push_options = options
         statuses = self._receive_and_update(commands)
         self._report(statuses)
         self._run_after_push()

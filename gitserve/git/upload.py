@@ -1,93 +1,188 @@
-"""upload-pack (clone/fetch) and upload-archive over an SSH channel, with dulwich.
+"""upload-pack (clone/fetch, protocol v0/v1) over a pkt-line stream, with dulwich.
 
-dulwich's UploadPackHandler does the negotiation; this subclass only changes where the
-pack comes from (`packgen.handle_upload_pack`: see gitserve/git/packgen.py) and drops
-partial-clone filters, which the fast generators do not implement.
+dulwich's UploadPackHandler does the have/ack negotiation; gitserve reads the wants itself
+(`_Wants`: wants of any object reachable from visible refs, shallow/deepen/deepen-since/
+deepen-not/deepen-relative, filter), and the pack comes from `packgen.generate` (git
+pack-objects or the stored-entry copy). Protocol v2 is v2.py; both share fetch.py.
 """
 
 from __future__ import annotations
 
-from dulwich.archive import tar_stream
-from dulwich.objects import Commit, Tag
-from dulwich.protocol import CAPABILITY_FILTER, SIDE_BAND_CHANNEL_DATA
-from dulwich.server import UploadArchiveHandler, UploadPackHandler
+from typing import Any
 
-from . import packgen
+from dulwich.errors import GitProtocolError
+from dulwich.objects import valid_hexsha
+from dulwich.protocol import (
+    CAPABILITY_INCLUDE_TAG,
+    CAPABILITY_NO_DONE,
+    CAPABILITY_NO_PROGRESS,
+    CAPABILITY_OFS_DELTA,
+    CAPABILITY_THIN_PACK,
+    PEELED_TAG_SUFFIX,
+    ack_type,
+    extract_want_line_capabilities,
+    format_ref_line,
+    format_shallow_line,
+    format_unshallow_line,
+    pkt_line,
+    symref_capabilities,
+)
+from dulwich.refs import Ref
+from dulwich.server import UploadPackHandler, _ProtocolGraphWalker
+
+from . import fetch, filters, packgen
+from .fetch import FetchArgs, FetchError
+
+# beyond dulwich's list: what fetch.py implements for v0 as git's upload-pack advertises it
+EXTRA_CAPABILITIES = [b"deepen-since", b"deepen-not", b"deepen-relative",
+                      b"allow-tip-sha1-in-want", b"allow-reachable-sha1-in-want"]
 
 
 class UploadPack(UploadPackHandler):
-    def capabilities(self):
-        return [c for c in super().capabilities() if c != CAPABILITY_FILTER]
-
     settings = None  # the server's Settings (pack_backend, cache dir), set by the session
 
-    def handle(self) -> None:
-        # dulwich's negotiation, gitserve's pack generation (pack-objects or stored-entry copy)
-        packgen.handle_upload_pack(self, self.settings)
+    def capabilities(self):
+        return list(super().capabilities()) + EXTRA_CAPABILITIES
 
-
-class UploadArchive(UploadArchiveHandler):
-    """`git archive --remote`: a tar (or tar.gz) of a branch or tag, as git's upload-archive.
-
-    dulwich's handler takes git's `--format=tar` for a ref name and only accepts full ref
-    names, so the argument parsing is ours. Like git without uploadArchive.allowUnreachable,
-    only names of (visible) refs are accepted, never a bare sha.
-    """
-
-    FORMATS = {"tar": "", "tgz": "gz", "tar.gz": "gz"}
+    def set_client_capabilities(self, caps):
+        # the filter comes as its own `filter SPEC` line, parsed by _Wants
+        super(UploadPackHandler, self).set_client_capabilities(caps)
 
     def handle(self) -> None:
-        args = []
-        for pkt in self.proto.read_pkt_seq():
-            key, _, value = pkt.rstrip(b"\n").partition(b" ")
-            if key != b"argument":
-                return self._nack(f"unknown command {key.decode('utf-8', 'replace')!r}")
-            args.append(value.decode("utf-8", "surrogateescape"))
-        fmt, prefix, treeish = "tar", "", None
-        for arg in args:
-            if arg.startswith("--format="):
-                fmt = arg.split("=", 1)[1]
-            elif arg.startswith("--prefix="):
-                prefix = arg.split("=", 1)[1]
-            elif arg.startswith("-") and arg[1:].isdigit():
-                continue  # compression level: dulwich picks its own
-            elif arg.startswith("-"):
-                return self._nack(f"unsupported option {arg!r}")
-            elif treeish is None:
-                treeish = arg
+        try:
+            handle_v0(self, self.settings)
+        except FetchError as exc:
+            self.proto.write_pkt_line(f"ERR {exc}\n".encode())
+            raise GitProtocolError(str(exc)) from None
+
+
+class _Wants(_ProtocolGraphWalker):
+    """dulwich's protocol walker with gitserve's advertisement and want/shallow parsing."""
+
+    args: FetchArgs
+    deepen_result: Any = None
+
+    def determine_wants(self, heads, depth=None):
+        self.args = FetchArgs()
+        if self.advertise_refs or not self.stateless_rpc:
+            self._advertise(heads)
+            if self.advertise_refs:
+                return []
+        line = self.proto.read_pkt_line()
+        if not line:
+            return []
+        line, caps = extract_want_line_capabilities(line)
+        self.handler.set_client_capabilities(caps)
+        self.set_ack_type(ack_type(caps))
+        args = self.args
+        while line:
+            cmd, _, value = line.rstrip(b"\n").partition(b" ")
+            if cmd == b"want":
+                args.wants.append(_sha(value, line))
+            elif cmd == b"shallow":
+                args.deepen.client_shallow.add(_sha(value, line))
+            elif cmd == b"deepen":
+                args.deepen.depth = _int(value, line)
+            elif cmd == b"deepen-since":
+                args.deepen.since = _int(value, line)
+            elif cmd == b"deepen-not":
+                args.deepen_not_names.append(value)
+            elif cmd == b"deepen-relative":
+                args.deepen.relative = True
+            elif cmd == b"filter":
+                try:
+                    args.filter = filters.parse(value)
+                except filters.FilterError as exc:
+                    raise FetchError(str(exc)) from None
             else:
-                return self._nack("path filters are not supported")
-        if fmt not in self.FORMATS:
-            return self._nack(f"unsupported archive format {fmt!r} (use tar or tar.gz)")
-        if treeish is None:
-            return self._nack("no tree-ish given")
-        tree = self._resolve(treeish)
-        if tree is None:
-            return self._nack(f"no such ref: {treeish}")
-        self.proto.write_pkt_line(b"ACK")
-        self.proto.write_pkt_line(None)
-        for chunk in tar_stream(self.repo.object_store, tree, mtime=self._mtime,
-                                prefix=prefix.encode(), format=self.FORMATS[fmt]):
-            self.proto.write_sideband(SIDE_BAND_CHANNEL_DATA, chunk)
-        self.proto.write_pkt_line(None)
+                raise GitProtocolError(f"unexpected line from client: {line!r}")
+            line = self.proto.read_pkt_line()
+        if not args.wants:
+            return []
+        if b"deepen-relative" in caps:  # v0 says it as a capability of the first want
+            args.deepen.relative = True
+        repo = self.handler.repo
+        self.deepen_result = fetch.prepare(repo, heads, args)
+        if args.deepen.deepens:
+            result = self.deepen_result
+            for sha in sorted(result.new_shallow):
+                self.proto.write_pkt_line(format_shallow_line(sha))
+            for sha in sorted(result.unshallow):
+                self.proto.write_pkt_line(format_unshallow_line(sha))
+            self.proto.write_pkt_line(None)
+        self.set_wants(args.wants)
+        if self.stateless_rpc and self.proto.eof():
+            return []
+        return args.wants
 
-    def _resolve(self, name: str):
-        refs = self.repo.get_refs()
-        for candidate in (name, f"refs/heads/{name}", f"refs/tags/{name}"):
-            sha = refs.get(candidate.encode())
-            if sha is None and candidate == "HEAD":
-                continue
-            if sha is not None:
-                obj = self.repo[sha]
-                while isinstance(obj, Tag):
-                    obj = self.repo[obj.object[1]]
-                if isinstance(obj, Commit):
-                    self._mtime = obj.commit_time
-                    return self.repo[obj.tree]
-        return None
+    def _advertise(self, heads: dict[bytes, bytes]) -> None:
+        """git's v0 ref advertisement, written in large chunks (50,000 refs are 50,000
+        pkt-lines: one channel write each would dominate a no-op fetch)."""
+        symrefs = self.get_symrefs()
+        caps = list(self.handler.capabilities()) + symref_capabilities(symrefs.items())
+        out = bytearray()
+        first = True
+        for ref, sha in sorted(heads.items()):
+            try:
+                peeled = self.get_peeled(Ref(ref))
+            except KeyError:
+                continue  # its object is missing: not advertised (as dulwich)
+            out += pkt_line(format_ref_line(ref, sha, caps if first else None))
+            first = False
+            if peeled is not None and peeled != sha:
+                out += pkt_line(format_ref_line(Ref(ref + PEELED_TAG_SUFFIX), peeled))
+            if len(out) >= 65536:
+                self._send(out)
+        if first:  # an empty repository still says what it can do
+            out += pkt_line(format_ref_line(b"capabilities^{}", b"0" * 40, caps))
+        out += pkt_line(None)
+        self._send(out)
 
-    _mtime = 0
+    def _send(self, out: bytearray) -> None:
+        flush = getattr(self.proto, "flush", None)
+        if flush is not None:
+            flush()
+        self.proto.write(bytes(out))
+        out.clear()
 
-    def _nack(self, message: str) -> None:
-        self.proto.write_pkt_line(f"NACK {message}\n".encode())
-        self.proto.write_pkt_line(None)
+
+def _sha(value: bytes, line: bytes) -> bytes:
+    if not valid_hexsha(value):
+        raise GitProtocolError(f"invalid line from client: {line!r}")
+    return value
+
+
+def _int(value: bytes, line: bytes) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise GitProtocolError(f"invalid line from client: {line!r}") from None
+
+
+def handle_v0(handler: UploadPack, settings: Any = None) -> None:
+    """Body of the v0/v1 upload-pack conversation: dulwich's acks, gitserve's pack."""
+    repo = handler.repo
+    handler._processing_have_lines = True
+    symrefs = getattr(repo, "get_symrefs", None) or repo.refs.get_symrefs
+    walker = _Wants(handler, repo.object_store, repo.get_peeled, symrefs)
+    store = repo.object_store
+    refs = repo.get_refs()
+    wants = walker.determine_wants(refs, None)
+    if not wants:
+        return
+    boundary = walker.deepen_result
+    haves = store.find_common_revisions(walker)
+    if not walker.handle_done(not handler.has_capability(CAPABILITY_NO_DONE),
+                              handler._done_received):
+        return
+    handler._start_pack_send_phase()
+    args = walker.args
+    args.thin = handler.has_capability(CAPABILITY_THIN_PACK)
+    args.ofs_delta = handler.has_capability(CAPABILITY_OFS_DELTA)
+    args.include_tag = handler.has_capability(CAPABILITY_INCLUDE_TAG)
+    req = fetch.pack_request(repo, refs, args, list(haves), boundary)
+    progress = None if handler.has_capability(CAPABILITY_NO_PROGRESS) else handler.progress
+    backend = settings.server.pack_backend if settings is not None else "auto"
+    packgen.generate(repo, req, handler.write_pack_data, progress, backend=backend,
+                     cache=packgen.pack_cache(settings))
+    handler.proto.write_pkt_line(None)

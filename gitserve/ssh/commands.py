@@ -8,14 +8,17 @@ its argument words, and returns an exit status. Messages follow Gitolite's wordi
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 import socket
+import subprocess
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import dulwich
 
-from gitserve import audit, repos
+from gitserve import audit, repoconf, repos
 from gitserve.errors import CommandError
 from gitserve.fsutil import atomic_write
 from gitserve.names import USERNAME_PATT
@@ -27,6 +30,8 @@ if TYPE_CHECKING:
 
 # Gitolite's $REMOTE_COMMAND_PATT: what a non-git command line may contain at all
 REMOTE_COMMAND_PATT = re.compile(r"^[-0-9a-zA-Z._@/+ :,%=]*$")
+# the Gitolite release whose behaviour (conf language, commands, output) gitserve follows
+GITOLITE_COMPAT = "v3.6.12"
 
 
 @dataclass
@@ -66,6 +71,7 @@ def core_commands() -> list[Command]:
         Command("help", cmd_help, "list commands"),
         Command("perms", cmd_perms, "list or set READERS/WRITERS of a wild repo"),
         Command("desc", cmd_desc, "show or set a repo's description"),
+        Command("writable", cmd_writable, "disable/enable pushes to a repo or all repos"),
     ]
 
 
@@ -102,26 +108,93 @@ def repo_name(arg: str) -> str:
 
 # --- info ---------------------------------------------------------------------------
 
+INFO_USAGE = """Usage:  ssh git@host info [-lc] [-ld] [-json] [<repo name pattern>]
+
+List all existing repos you can access, as well as repo name patterns (see
+"wild repos") you have any kind of access to.
+
+    '-lc'       lists creators as an additional field at the end.
+    '-ld'       lists description as an additional field at the end.
+    '-json'     produce JSON output instead of normal output
+    '-p'        limits output to physical repos only (no wild repo regexes!)
+
+The optional pattern is an unanchored regex that will limit the repos
+searched, in both cases.
+"""
+
+
 def cmd_info(ctx: CommandContext, args: list[str]) -> int:
-    if args and args[0] in ("-h", "--help"):
-        ctx.out("Usage:  ssh git@host info\n\n"
-                "list repos you have access to: patterns first (C: you may create them),\n"
-                "then existing repos, with R and W columns\n")
-        return 0
-    if args:
-        raise CommandError("info takes no arguments (try 'info -h')")
+    flags = {a.lstrip("-") for a in args if a.startswith("-")}
+    words = [a for a in args if not a.startswith("-")]
+    if flags - {"lc", "ld", "json", "p", "h"} or len(words) > 1 or "h" in flags:
+        ctx.out(INFO_USAGE)
+        return 0 if flags == {"h"} else 1
+    try:
+        # Gitolite's unanchored regex; REMOTE_COMMAND_PATT already keeps it to [-.+/@:,%= \w]
+        regex = re.compile(words[0] if words else ".")
+    except re.error as exc:
+        raise CommandError(f"bad pattern '{words[0]}': {exc}") from None
     names = repos.list_names(ctx.settings)
     wilds = {n: repos.wild_info(ctx.settings, n) for n in names}
-    body = ctx.rules.info(ctx.user, wilds)
-    ctx.out(greeting(ctx) + body)
+    rows = ctx.rules.info_rows(ctx.user, wilds, lambda n: bool(regex.search(n)),
+                               patterns="p" not in flags)
+    lc, ld = "lc" in flags, "ld" in flags
+
+    def creator(name: str) -> str:
+        info = wilds.get(name)
+        return info.creator.strip() if info else ""
+
+    def description(name: str) -> str:
+        return repos.gitweb_description(ctx.settings, name)
+
+    if "json" in flags:
+        doc: dict[str, Any] = greeting_fields(ctx)
+        listed: dict[str, Any] = {}
+        for name, perm, is_pattern in rows:
+            entry: dict[str, Any] = {}
+            if lc and not is_pattern:
+                entry["creator"] = creator(name)
+            if ld and not is_pattern:
+                entry["description"] = description(name)
+            entry["perms"] = {letter: 1 for letter in perm.split()}
+            listed[name] = entry
+        if listed:
+            doc["repos"] = listed
+        ctx.out(json.dumps(doc, indent=3, sort_keys=True) + "\n")
+        return 0
+    out = [greeting(ctx)]
+    # Gitolite pads the name (and, with both flags, the creator) of each group of rows
+    for group in (True, False):
+        chosen = [(n, p) for n, p, pat in rows if pat is group]
+        extra_c, extra_d = (lc and not group), (ld and not group)
+        width = max((len(n) for n, _p in chosen), default=0) if extra_c or extra_d else 0
+        cwidth = (max((len(creator(n)) for n, _p in chosen), default=0)
+                  if extra_c and extra_d else 0)
+        for name, perm in chosen:
+            line = (f"{perm}\t{name:<{width}}\t{(creator(name) if extra_c else ''):<{cwidth}}"
+                    f"\t{description(name) if extra_d else ''}")
+            out.append(line.replace("\t\t", "\t", 1).rstrip() + "\n")
+    ctx.out("".join(out))
     return 0
 
 
 def greeting(ctx: CommandContext) -> str:
-    """Gitolite's first lines of `info`: who you are and what you are talking to."""
-    host = ctx.settings.server.public_host or socket.gethostname()
-    return (f"hello {ctx.user}, this is {ctx.settings.server.ssh_user}@{host} "
-            f"running {_server_id(ctx)}\n\n")
+    """Gitolite's first line of `info`: who you are and what you are talking to."""
+    return (f"hello {ctx.user}, this is {ctx.settings.server.ssh_user}@{_hostname(ctx)} "
+            f"running gitolite3 ({_version()}) on {_engine()}\n\n")
+
+
+def greeting_fields(ctx: CommandContext) -> dict[str, Any]:
+    """The greeting as `info -json` gives it. gitolite_version is the Gitolite release whose
+    behaviour gitserve reproduces (scripts compare it), followed by gitserve's own."""
+    git = _git_version()
+    return {"GL_USER": ctx.user, "USER": f"{ctx.settings.server.ssh_user}@{_hostname(ctx)}",
+            "gitolite_version": f"{GITOLITE_COMPAT} ({_version()})",
+            "git_version": git or _engine()}
+
+
+def _hostname(ctx: CommandContext) -> str:
+    return ctx.settings.server.public_host or socket.gethostname().split(".")[0]
 
 
 # --- help ---------------------------------------------------------------------------
@@ -137,14 +210,27 @@ def cmd_help(ctx: CommandContext, args: list[str]) -> int:
     return 0
 
 
-def _server_id(ctx: CommandContext) -> str:
+def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        v = version("gitserve")
+        return f"gitserve {version('gitserve')}"
     except PackageNotFoundError:
-        v = "dev"
-    return f"gitserve {v} on dulwich {'.'.join(map(str, dulwich.__version__))}"
+        return "gitserve dev"
+
+
+def _engine() -> str:
+    return f"dulwich {'.'.join(map(str, dulwich.__version__))}"
+
+
+@functools.cache
+def _git_version() -> str:
+    """The server's `git --version` number, or "" when git is not installed."""
+    try:
+        out = subprocess.run(["git", "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return out.stdout.removeprefix("git version ").strip()
 
 
 # --- perms --------------------------------------------------------------------------
@@ -161,6 +247,8 @@ Usage summary:
         # change permissions: add a user to a role
     ssh git@host perms <repo> - <rolename> <username>
         # change permissions: remove a user from a role
+    ssh git@host perms [-c] <repo> < saved-gl-perms
+        # batch mode: the whole list from stdin (-c: create the wild repo first)
 
 Examples:
     ssh git@host perms my/repo + READERS alice
@@ -175,6 +263,20 @@ def cmd_perms(ctx: CommandContext, args: list[str]) -> int:
     # Gitolite 3.6 takes `perms REPO -l`; older docs say `perms -l REPO`: accept both
     if args[0] in ("-l", "-lr"):
         args = [args[1], args[0], *args[2:]]
+    if args[0] == "-c":  # create the wild repo first if it is missing (and the user may)
+        name = repo_name(args[1])
+        if not repos.exists(ctx.settings, name):
+            if not ctx.rules.can_create(name, ctx.user):
+                raise CommandError(GENERIC_ERROR)
+            try:
+                repos.create(ctx.settings, name, creator=ctx.user)
+            except repos.RepoError as exc:
+                raise CommandError(str(exc)) from None
+            ctx.err(repos.initialized_line(ctx.settings, name) + "\n")
+            repoconf.apply_one(ctx.settings, ctx.rules, name)
+            audit.record(ctx.settings, user=ctx.user, ip=ctx.ip, repo=name, op="C",
+                         result="created", reason="perms-c")
+        args = args[1:]
     name = repo_name(args[0])
     rest = args[1:]
     if rest == ["-lr"]:
@@ -189,6 +291,8 @@ def cmd_perms(ctx: CommandContext, args: list[str]) -> int:
         if pf.exists():
             ctx.out(pf.read_text())
         return 0
+    if not rest:
+        return _perms_batch(ctx, name, pf)
     if len(rest) != 3 or rest[0] not in ("+", "-"):
         raise CommandError("Invalid syntax.  Please re-run with '-h' for detailed usage")
     op, role, member = rest
@@ -212,8 +316,46 @@ def cmd_perms(ctx: CommandContext, args: list[str]) -> int:
             return 0
         lines = sorted(lines + [entry])
     atomic_write(pf, "".join(lines))
+    repoconf.apply_one(ctx.settings, ctx.rules, name)  # daemon/gitweb may be READERS now
     audit.record(ctx.settings, user=ctx.user, ip=ctx.ip, repo=name, op="perms",
                  result="updated", reason=f"{op} {role} {member}")
+    return 0
+
+
+
+
+PERMS_BATCH_MAX = 64 * 1024  # a gl-perms file is a few lines; refuse to buffer more
+
+
+def _perms_batch(ctx: CommandContext, name: str, pf: Any) -> int:
+    """`perms REPO` with the whole gl-perms on stdin (Gitolite's batch mode, e.g. restoring a
+    backup): every line must start with a role; `cancel` aborts; nothing is written on error."""
+    ctx.err("'batch' mode started, waiting for input (run with '-h' for details).\n")
+    ctx.err("Please enter 'cancel' to abort if you did not intend to do this.\n")
+    data = b""
+    while len(data) <= PERMS_BATCH_MAX:
+        chunk = ctx.read(65536)
+        if not chunk:
+            break
+        data += chunk
+    if len(data) > PERMS_BATCH_MAX:
+        raise CommandError(f"perms input larger than {PERMS_BATCH_MAX} bytes")
+    lines = data.decode("utf-8", "replace").splitlines(keepends=True)
+    for line in lines:
+        if re.fullmatch(r"\s*cancel\s*", line, re.IGNORECASE):
+            raise CommandError("CANCELLED")
+        words = line.split()
+        if words and words[0] not in repos.ROLES:
+            ctx.err(f"Invalid role '{words[0]}'; valid roles for this repo:\n")
+            for r in repos.ROLES:
+                ctx.err(f"\t{r}\n")
+            return 1
+        if len(words) > 1 and not all(USERNAME_PATT.match(w.lstrip("@")) for w in words[1:]):
+            raise CommandError(f"Invalid user in '{line.strip()}'")
+    atomic_write(pf, "".join(x if x.endswith("\n") else x + "\n" for x in lines))
+    repoconf.apply_one(ctx.settings, ctx.rules, name)
+    audit.record(ctx.settings, user=ctx.user, ip=ctx.ip, repo=name, op="perms",
+                 result="updated", reason="batch")
     return 0
 
 
@@ -245,4 +387,74 @@ def cmd_desc(ctx: CommandContext, args: list[str]) -> int:
     except repos.RepoError as exc:
         raise CommandError(str(exc)) from None
     audit.record(ctx.settings, user=ctx.user, ip=ctx.ip, repo=name, op="desc", result="updated")
+    return 0
+
+
+# --- writable -------------------------------------------------------------------------
+
+DOWN_FILE = ".gitolite.down"  # Gitolite's name: in the server home (all repos) or in a repo
+WRITABLE_USAGE = """Usage:  ssh git@host writable <reponame>|@all on|off|status [message]
+
+Disable/re-enable pushes to all repos or named repo.  Useful to run
+non-git-aware backups and so on.
+
+'on' enables, 'off' disables, writes (pushes) to the named repo or all repos.
+'status' returns the current status as shell truth (i.e., exit code 0 for
+writable, 1 for not writable).
+
+With 'off', any subsequent text is taken to be the message to be shown to
+users when their pushes get rejected.  If it is not supplied, it will take it
+from STDIN; this allows longer messages.
+"""
+
+
+def down_message(settings: Settings, name: str) -> str | None:
+    """Why writes to repo NAME are disabled (`writable ... off`), or None if they are not."""
+    for f in (settings.home / DOWN_FILE, repos.path(settings, name) / DOWN_FILE):
+        try:
+            text = f.read_text()
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        return text if text else "sorry, writes are currently disabled (no more info available)\n"
+    return None
+
+
+def cmd_writable(ctx: CommandContext, args: list[str]) -> int:
+    if len(args) < 2 or args[0] == "-h" or args[1] not in ("on", "off", "status"):
+        ctx.out(WRITABLE_USAGE)
+        return 1
+    target, op, words = args[0], args[1], args[2:]
+    is_admin = can(ctx, repos.ADMIN_REPO, "W")
+    if target == "@all":
+        if not is_admin:
+            raise CommandError("you are not authorized")
+        dirs = [ctx.settings.home]
+    else:
+        name = repo_name(target)
+        if not repos.exists(ctx.settings, name) or not (
+                owns(ctx, name) or is_admin or (op == "status" and can(ctx, name, "W"))):
+            raise CommandError("you are not authorized")
+        dirs = [repos.path(ctx.settings, name)]
+        if op == "status":
+            dirs.append(ctx.settings.home)
+    if op == "status":
+        return 1 if any((d / DOWN_FILE).exists() for d in dirs) else 0
+    if op == "on":
+        for d in dirs:
+            (d / DOWN_FILE).unlink(missing_ok=True)
+    else:
+        msg = " ".join(words)
+        if not msg:
+            ctx.err("...please type the message to be shown to users:\n")
+            data = b""
+            while len(data) <= PERMS_BATCH_MAX:
+                chunk = ctx.read(65536)
+                if not chunk:
+                    break
+                data += chunk
+            msg = data[:PERMS_BATCH_MAX].decode("utf-8", "replace")
+        for d in dirs:
+            atomic_write(d / DOWN_FILE, msg)
+    audit.record(ctx.settings, user=ctx.user, ip=ctx.ip, repo=target, op="writable",
+                 result="updated", reason=op)
     return 0

@@ -22,15 +22,19 @@ from typing import Any, Protocol
 
 from dulwich.errors import GitProtocolError, HangupException
 
-from gitserve import admin, audit, repos
+from gitserve import admin, audit, repoconf, repos
 from gitserve.acl import WildInfo
+from gitserve.acl.errors import AccessError
 from gitserve.admin import AdminState
 from gitserve.git.pushhooks import PushContext, PushHook, RefUpdate
 from gitserve.acl.inspect_dulwich import DulwichInspector
+from gitserve.git import vrefprog
 from gitserve.git.receive import ReceivePack
 from gitserve.git.repo import SingleRepoBackend
 from gitserve.git.sideband import ChannelReader, SidebandProtocol
-from gitserve.git.upload import UploadArchive, UploadPack
+from gitserve.git.archive import UploadArchive
+from gitserve.git import v2
+from gitserve.git.upload import UploadPack
 from gitserve.metrics import NULL as NULL_METRICS, count_ref_denials, pushed
 from gitserve.settings import Settings
 
@@ -38,11 +42,15 @@ from . import commands
 
 log = logging.getLogger(__name__)
 
-GIT_SERVICES: dict[str, tuple[str, type[UploadPack] | type[ReceivePack] | type[UploadArchive]]] = {
+ServiceClass = (type[UploadPack] | type[ReceivePack] | type[UploadArchive]
+                | type[v2.UploadPackV2Handler])
+GIT_SERVICES: dict[str, tuple[str, ServiceClass]] = {
     "git-upload-pack": ("R", UploadPack),
     "git-receive-pack": ("W", ReceivePack),
     "git-upload-archive": ("R", UploadArchive),
 }
+# the `ng` reason of a ref the access rules refused (git's own wording for a hook's refusal)
+HOOK_DECLINED = "hook declined"
 _GIT_CMD = re.compile(r"^(git[- ](?:upload-pack|receive-pack|upload-archive))\s+(.*)$", re.S)
 
 
@@ -155,6 +163,8 @@ def check_access(conn: Conn, state: AdminState, name: str, aa: str) -> WildInfo 
     if not exists and rules.can_create(name, user):
         try:
             repos.create(settings, name, creator=user)
+            conn.err(repos.initialized_line(settings, name) + "\n")
+            repoconf.apply_one(settings, rules, name)
             audit.record(settings, user=user, ip=conn.ip, repo=name, op="C", result="created")
         except repos.RepoError:
             pass  # a racing creator won; the rules below decide for this user
@@ -166,6 +176,10 @@ def check_access(conn: Conn, state: AdminState, name: str, aa: str) -> WildInfo 
                  reason=None if decision.allowed else decision.message)
     if not decision.allowed:
         raise Denied(f"{decision.message}\n(or you mis-spelled the reponame)")
+    if aa != "R":
+        down = commands.down_message(settings, name)  # `writable ... off`
+        if down is not None:
+            raise Denied(down.rstrip("\n"))
     if not exists:
         if name in rules.repo_names():
             try:
@@ -182,6 +196,8 @@ def check_access(conn: Conn, state: AdminState, name: str, aa: str) -> WildInfo 
 def run_git(conn: Conn, state: AdminState, verb: str, raw_arg: str) -> int:
     name = _repo_arg(raw_arg)
     aa, handler_cls = GIT_SERVICES[verb]
+    if verb == "git-upload-pack" and v2.requested(conn.git_protocol):
+        handler_cls = v2.UploadPackV2Handler
     m = conn.metrics
     try:
         wild = check_access(conn, state, name, aa)
@@ -211,6 +227,8 @@ def run_git(conn: Conn, state: AdminState, verb: str, raw_arg: str) -> int:
         _wire_push(handler, conn, state, name, path, wild, proto)
         count_ref_denials(handler, m, "ssh")
     try:
+        if verb != "git-upload-archive" and v2.requested_version(conn.git_protocol) == 1:
+            proto.write_pkt_line(b"version 1\n")  # v1 is v0 after this line, as git says it
         handler.handle()
         proto.flush()
         if isinstance(handler, ReceivePack) and pushed(handler):
@@ -230,19 +248,32 @@ def _wire_push(handler: ReceivePack, conn: Conn, state: AdminState, name: str, p
     settings, user, rules = conn.settings, conn.user, state.rules
     is_admin_repo = name == repos.ADMIN_REPO
     inspector = DulwichInspector(handler.repo)
+    program = vrefprog.runner(settings.home, settings.repos_dir, name, Path(path), user)
 
     def check_ref(update: RefUpdate) -> str | None:
         try:
             decision = rules.check_update(name, user, update.ref, update.old, update.new,
-                                          inspector, wild=wild)
+                                          inspector, wild=wild, program=program)
+        except AccessError as exc:  # e.g. a ref name Gitolite refuses outright
+            proto.progress_line(f"FATAL: {exc}")
+            proto.progress_line(f"error: {HOOK_DECLINED} to update {update.ref}")
+            _audit_ref(conn, name, update, "rejected", str(exc))
+            return HOOK_DECLINED
         except Exception as exc:  # noqa: BLE001 - refuse the ref, never crash the push
             log.exception("check #2 failed for %s %s", name, update.ref)
             return f"cannot check this update: {exc}"
+        for note in decision.notes:
+            proto.progress_line(note)
         if not decision.allowed:
-            proto.progress_line(f"FATAL: {decision.message}")
+            # Gitolite's update hook dies with FATAL and git's receive-pack then says it
+            # declined the ref: users and scripts match on both lines
+            for line in decision.message.splitlines():
+                proto.progress_line(f"FATAL: {line}" if line == decision.message.splitlines()[0]
+                                    else line)
+            proto.progress_line(f"error: {HOOK_DECLINED} to update {update.ref}")
             _audit_ref(conn, name, update, "rejected", decision.message)
             log.warning("push to %s %s refused: %s", name, update.ref, decision.message)
-            return decision.message
+            return HOOK_DECLINED
         if is_admin_repo and update.ref == admin.ADMIN_BRANCH:
             if update.is_delete:
                 return "the admin repo's branch cannot be deleted"
@@ -262,8 +293,13 @@ def _wire_push(handler: ReceivePack, conn: Conn, state: AdminState, name: str, p
             repos.head_after_push(Path(path), created)
         if is_admin_repo and any(u.ref == admin.ADMIN_BRANCH for u in updates):
             made = admin.compile(settings)
+            # what Gitolite's compile says on the admin push: its WARNINGs, then git init's
+            fresh = admin.current(settings)
+            refused = repoconf.refused_keys(settings, fresh.rules)
+            for warning in [*fresh.rules.messages, *refused, *getattr(fresh, "warnings", ())]:
+                proto.progress_line(f"WARNING: {warning}")
             for repo_made in made:
-                proto.progress_line(f"created repository {repo_made}")
+                proto.progress_line(repos.initialized_line(settings, repo_made))
             warning = admin.sync_authorized_keys(settings)
             if warning:
                 proto.progress_line(warning)

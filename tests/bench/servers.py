@@ -94,12 +94,13 @@ class Server:
 
 
 FORCED_COMMAND = """#!/bin/sh
-# Forced command of the bench sshd: only git's two pack services, on repos under ROOT.
+# Forced command of the bench sshd: only git's pack and archive services, on repos under ROOT.
 set -f
 root=%(root)s
 case "$SSH_ORIGINAL_COMMAND" in
   "git-upload-pack "*) verb=upload-pack ;;
   "git-receive-pack "*) verb=receive-pack ;;
+  "git-upload-archive "*) verb=upload-archive ;;
   *) echo "bench sshd: command not allowed: $SSH_ORIGINAL_COMMAND" >&2; exit 1 ;;
 esac
 path=${SSH_ORIGINAL_COMMAND#* }
@@ -144,6 +145,7 @@ class NativeSshd(Server):
             "UsePAM no",
             "StrictModes no",
             "PermitTTY no",
+            "AcceptEnv GIT_PROTOCOL",  # what lets git negotiate protocol v2 over ssh
             "X11Forwarding no",
             "AllowTcpForwarding no",
             "PrintMotd no",

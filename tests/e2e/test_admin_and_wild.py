@@ -36,7 +36,7 @@ def test_admin_push_good_takes_effect_without_restart(srv):
     conf.write_text(conf.read_text() + "\nrepo fresh\n    RW+ = carol\n")
     srv.git("admin", "commit", "-q", "-am", "add fresh", cwd=work)
     push = srv.git("admin", "push", "origin", "HEAD", cwd=work)
-    assert "created repository fresh" in push.stderr
+    assert "Initialized empty Git repository in " in push.stderr and "/fresh.git/" in push.stderr
     assert srv.repo_path("fresh").is_dir()
     # the next connection sees the new rule
     srv.clone("carol", "fresh")

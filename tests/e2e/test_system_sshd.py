@@ -271,3 +271,19 @@ def test_pushes_through_sshd_are_repacked_after_the_session_ends(both):
     assert both.git("bob", "ls-remote", both.sshd.url("users/alice/packs"), check=False).returncode != 0
     clone = both.clone("alice", "users/alice/packs")
     assert (clone / "p2.txt").exists()
+
+
+def test_protocol_v2_and_partial_clone_through_gitserve_shell(both, tmp_path):
+    """sshd's AcceptEnv GIT_PROTOCOL reaches `gitserve shell`: git negotiates v2 and a
+    blobless clone with a lazy checkout works, as over the built-in server."""
+    work = both.clone("alice", "plain")
+    both.srv.commit("alice", work, "v2.txt", "v2\n")
+    both.git("alice", "push", "-q", "origin", "HEAD:main", cwd=work)
+    trace = tmp_path / "trace"
+    env = {**both.env("bob"), "GIT_TRACE_PACKET": str(trace)}
+    dest = tmp_path / "blobless"
+    r = subprocess.run(["git", "clone", "--filter=blob:none", both.sshd.url("plain"), str(dest)],
+                       check=False, capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "< version 2" in trace.read_text()
+    assert (dest / "v2.txt").read_text() == "v2\n"
