@@ -1,5 +1,8 @@
 """Smart HTTP git (stateless-rpc): `GET /REPO.git/info/refs?service=...` and `POST
 /REPO.git/git-upload-pack|git-receive-pack`, with the SSH path's checks and handlers.
+Protocol v2 (the `Git-Protocol: version=2` header, what git sends by default) is
+gitserve/git/v2.py: info/refs is its capability advertisement, each POST one command;
+`version=1` gets v0 behind a `version 1` line; pushes are v0 (git has no v2 push).
 
 Access is decided by the same functions the SSH session uses (gitserve.ssh.session:
 check #1 with its audit line and wild-repo creation, check #2 and the push hooks wired
@@ -36,6 +39,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from gitserve import admin, repos
+from gitserve.git import v2
 from gitserve.git.receive import ReceivePack
 from gitserve.git.repo import SingleRepoBackend
 from gitserve.git.sideband import BAND_DATA, SidebandProtocol
@@ -55,6 +59,7 @@ SERVICES: dict[str, tuple[str, type]] = {
 ANONYMOUS = "daemon"  # Gitolite's user for unauthenticated reads (git-daemon export)
 FLUSH_AT = 65536
 INFLATE_STEP = 65536
+FETCH_PKT = len(b"0012command=fetch\n")  # a v2 request's first pkt-line, when it fetches
 
 
 @dataclass
@@ -123,6 +128,12 @@ class _Body:
                 continue
             if not self._pull():
                 return False
+
+    def peek(self, size: int) -> bytes:
+        """The next SIZE bytes (fewer at the end), left for read()."""
+        while len(self._buf) < size and self._fill():
+            pass
+        return bytes(self._buf[:size])
 
     def read(self, size: int) -> bytes:
         while len(self._buf) < size and self._fill():
@@ -273,9 +284,9 @@ class SmartHttp:
             log.exception("access check failed for %s", name)
             return PlainTextResponse(f"FATAL: server configuration error: {exc}\n",
                                      status_code=500)
-        if not advertise:
-            m.git_requests.labels("http", service).inc()
-        await self._run_handler(request, conn, state, name, wild, service, handler_cls, advertise)
+        version = v2.requested_version(request.headers.get("git-protocol"))
+        await self._run_handler(request, conn, state, name, wild, service, handler_cls, advertise,
+                                version)
         return None
 
     def _check(self, conn: HttpConn, name: str, aa: str) -> tuple[Any, Any]:
@@ -286,7 +297,8 @@ class SmartHttp:
         return state, session.check_access(conn, state, name, aa)  # type: ignore[arg-type]
 
     async def _run_handler(self, request: Request, conn: HttpConn, state: Any, name: str,
-                           wild: Any, service: str, handler_cls: type, advertise: bool) -> None:
+                           wild: Any, service: str, handler_cls: type, advertise: bool,
+                           version: int = 0) -> None:
         scope: Scope = request.scope
         receive: Receive = request.receive
         send: Send = request._send  # noqa: SLF001 - the raw ASGI send: we stream ourselves
@@ -305,12 +317,34 @@ class SmartHttp:
         body = _Body(receive, request.headers.get("content-encoding", "") in ("gzip", "x-gzip"),
                      received)
 
+        def work_v2(backend: Any, path: str, proto: HttpProtocol) -> None:
+            """Protocol v2 (gitserve/git/v2.py) over stateless-rpc: info/refs is the
+            capability advertisement, each POST is exactly one command (ls-refs or fetch)."""
+            repo = backend.open_repository(path)
+            try:
+                server = v2.UploadPackV2(repo, proto, self.settings)
+                if advertise:
+                    response.write(pkt_line(f"# service={service}\n".encode()) + pkt_line(None))
+                    server.advertise()
+                else:
+                    if b"command=fetch" in body.peek(FETCH_PKT):
+                        m.git_requests.labels("http", service).inc()  # ls-refs is no fetch
+                    server.serve_command()
+                proto.flush()
+                response.flush(final=True)
+            finally:
+                repo.close()
+
         def work() -> None:
             path = str(repos.path(self.settings, name))
             proto = HttpProtocol(body.read, response.write, body.recv)
             proto.response = response
             proto.keepalive_every = self.settings.server.keepalive_interval
             backend = SingleRepoBackend(path, show_hidden=conn.user == admin.BUILDER)
+            if service == "git-upload-pack" and version == 2:
+                return work_v2(backend, path, proto)
+            if not advertise:
+                m.git_requests.labels("http", service).inc()
             handler = handler_cls(backend, [path], proto, stateless_rpc=True,
                                   advertise_refs=advertise)
             handler.settings = self.settings
@@ -322,6 +356,8 @@ class SmartHttp:
             try:
                 if advertise:
                     response.write(pkt_line(f"# service={service}\n".encode()) + pkt_line(None))
+                    if version == 1:
+                        response.write(pkt_line(b"version 1\n"))  # then v0, as git does
                 before = len(response._buf)  # noqa: SLF001
                 handler.handle()
                 proto.flush()

@@ -5,7 +5,7 @@ http-backend` behind nginx (fcgiwrap), the usual way to serve git over HTTP.
 
 Both serve the same bare repository (gitserve's copy shares the pack files by hard links)
 on 127.0.0.1, anonymously (`R = daemon` on gitserve; GIT_HTTP_EXPORT_ALL on http-backend),
-to the same client with protocol v0 (gitserve's HTTP side speaks v0 until v2 lands there).
+to the same client with the same protocol version (`--protocol`, default 2: git's default).
 Rounds alternate which server goes first; the table shows medians of wall time per full
 bare clone, and the ratio gitserve/http-backend (target: at most 1.2x).
 """
@@ -97,11 +97,12 @@ class HttpBackend:
             proc.wait(10)
 
 
-def timed_clone(url: str, dest: Path) -> float:
+def timed_clone(url: str, dest: Path, protocol: str = "2") -> float:
     shutil.rmtree(dest, ignore_errors=True)
     env = dict(os.environ, GIT_TERMINAL_PROMPT="0", GIT_CONFIG_NOSYSTEM="1")
     t0 = time.perf_counter()
-    subprocess.run(["git", "-c", "protocol.version=0", "clone", "-q", "--bare", url, str(dest)],
+    subprocess.run(["git", "-c", f"protocol.version={protocol}", "clone", "-q", "--bare", url,
+                    str(dest)],
                    env=env, check=True, timeout=1800)
     return time.perf_counter() - t0
 
@@ -110,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repo", default="large", choices=sorted(repogen.SPECS))
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--protocol", default="2", choices=("0", "1", "2"))
     args = p.parse_args(argv)
 
     from tests.support.httpkit import make_http_server
@@ -131,18 +133,19 @@ def main(argv: list[str] | None = None) -> int:
         urls = {"http-backend": backend.url("bench.git"),
                 "gitserve": f"{srv.http_base}/bench.git"}  # type: ignore[attr-defined]
         runs: dict[str, list[float]] = {name: [] for name in urls}
-        timed_clone(urls["gitserve"], work / "warm")  # warm caches (page cache, pack cache)
-        timed_clone(urls["http-backend"], work / "warm")
+        # warm caches (page cache, pack cache)
+        timed_clone(urls["gitserve"], work / "warm", args.protocol)
+        timed_clone(urls["http-backend"], work / "warm", args.protocol)
         for i in range(args.runs):
             order = list(urls.items())
             for name, url in order if i % 2 == 0 else reversed(order):
-                runs[name].append(timed_clone(url, work / f"clone-{name}"))
+                runs[name].append(timed_clone(url, work / f"clone-{name}", args.protocol))
         print("| server | median s | runs |\n|---|---|---|")
         for name, values in runs.items():
             print(f"| {name} | {statistics.median(values):.2f} | "
                   + " ".join(f"{v:.2f}" for v in values) + " |")
         ratio = statistics.median(runs["gitserve"]) / statistics.median(runs["http-backend"])
-        print(f"gitserve/http-backend: {ratio:.2f}x (target <= 1.2x)")
+        print(f"gitserve/http-backend: {ratio:.2f}x (target <= 1.2x), protocol v{args.protocol}")
     finally:
         if backend:
             backend.stop()

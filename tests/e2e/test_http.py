@@ -481,3 +481,37 @@ def test_build_identity_gets_no_token_or_login(srv):
         out = srv.ssh("alice", *command, key=key)
         assert out.returncode != 0
         assert out.stderr.strip() == "FATAL: the build identity has no tokens or web logins"
+
+
+def test_protocol_v2_v1_and_v0_over_http(srv, tmp_path):
+    """git picks v2 by itself; v0 and v1 still work; shallow and partial clones over v2."""
+    tok = token(srv, "alice", "proto")
+    url = http_url(srv, "priv", "alice", tok)
+    seen = {}
+    for version in ("2", "1", "0"):
+        env = http_env(srv)
+        env["GIT_TRACE_PACKET"] = str(tmp_path / f"trace-{version}")
+        dest = tmp_path / f"v{version}"
+        out = subprocess.run(["git", "-c", f"protocol.version={version}", "clone", url, str(dest)],
+                             capture_output=True, text=True, env=env, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert (dest / "README").read_text() == "hello from priv\n"
+        seen[version] = (tmp_path / f"trace-{version}").read_text()
+    assert "< version 2" in seen["2"] and "ls-refs" in seen["2"]
+    assert "< version 1" in seen["1"] and "< version 2" not in seen["1"]
+    assert "< version" not in seen["0"]
+    # shallow and partial clones (v2, the default)
+    shallow = tmp_path / "shallow"
+    assert hgit(srv, "clone", "--depth", "1", url, str(shallow)).returncode == 0
+    assert hgit(srv, "rev-list", "--count", "HEAD", cwd=shallow).stdout.strip() == "1"
+    partial = tmp_path / "partial"
+    out = hgit(srv, "clone", "--filter=blob:none", "--no-checkout", url, str(partial))
+    assert out.returncode == 0, out.stderr
+    missing = hgit(srv, "rev-list", "--objects", "--missing=print", "HEAD", cwd=partial).stdout
+    assert any(line.startswith("?") for line in missing.splitlines())
+    # a v2 fetch after a push (over ssh) brings the new commit
+    work = srv.clone("alice", "priv")
+    sha = srv.commit("alice", work, "v2.txt")
+    srv.git("alice", "push", "-q", "origin", "HEAD:main", cwd=work)
+    assert hgit(srv, "fetch", "origin", cwd=tmp_path / "v2").returncode == 0
+    assert hgit(srv, "rev-parse", "origin/main", cwd=tmp_path / "v2").stdout.strip() == sha
