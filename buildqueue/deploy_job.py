@@ -20,7 +20,7 @@ from rq import get_current_job
 from gitserve import sandbox
 from gitserve.errors import GitserveError
 
-from . import ending, keys, logs, records, rqconn, safetar, workspace
+from . import ending, keys, logs, notify, records, rqconn, safetar, workspace
 from .liveness import heartbeat_loop, worker_name
 from .workersettings import WorkerSettings
 from .secrets import Masker, SecretError, decrypt, worker_key_file
@@ -127,11 +127,16 @@ def run_deploy(payload: dict[str, Any], deploy_fn: Callable[..., Any] | None = N
                 "sandbox_hide": [str(p) for p in WorkerSettings.from_env().sandbox_hidden()]}
         options = {f"deploy.{k}": str(v) for k, v in payload["deploy"].items()}
         fn = deploy_fn or default_deploy()
+        site = payload["deploy"]["site"]
         try:
-            fn(settings, payload["deploy"]["site"], output, options, meta,
-               lambda line: logs.append(r, build_id, mask(line)), src)
+            result = fn(settings, site, output, options, meta,
+                        lambda line: logs.append(r, build_id, mask(line)), src)
         except Exception as exc:  # noqa: BLE001 - DeployError, or any crash: the build failed
+            notify.deploy_event(r, build_id, site, "failed", reason=mask(str(exc)))
             return _end(r, build_id, "failed", mask(f"deploy: {exc}"), log_ttl)
+        if result is not None and not getattr(result, "skipped", None):
+            notify.deploy_event(r, build_id, site, "switched", side=str(getattr(result, "side", "") or ""),
+                                previous_side=str(getattr(result, "previous_side", "") or ""))
         return _end(r, build_id, "passed", "", log_ttl, quiet=True)
     except workspace.WorkspaceError as exc:
         return _end(r, build_id, "failed", f"deploy checkout failed: {exc}", log_ttl)

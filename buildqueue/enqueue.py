@@ -25,8 +25,8 @@ from gitserve import options as gsoptions
 from gitserve import repos
 from gitserve.settings import Settings
 
-from . import ending, keys, records, rqconn
-from . import secrets as secrets_mod
+from . import ending, keys, records, rqconn, secretstore
+from .secrets import SecretError
 
 HIDDEN_PREFIX = "refs/gitserve/builds/"
 MODES = ("sync", "async", "gate")
@@ -67,9 +67,8 @@ def build_options(options: dict[str, str]) -> BuildOptions:
     if not re.fullmatch(r"[A-Za-z0-9_.:-]+", queue):
         warnings.append(f"gitserve: invalid build.queue {queue!r}, using builds")
         queue = "builds"
-    hook = options.get("notify.webhook", "").strip()
-    if hook and not hook.startswith(("http://", "https://")):
-        warnings.append("gitserve: option notify.webhook must be an http(s) URL; no notification will be sent")
+    if any(not h.startswith(("http://", "https://")) for h in options.get("notify.webhook", "").split()):
+        warnings.append("gitserve: option notify.webhook must be http(s) URLs; no notification to the others")
     script = posixpath.normpath(get("build.script").lstrip("/"))
     return BuildOptions(script, get("build.refs").split(), mode, timeout, queue, warnings)
 
@@ -205,13 +204,21 @@ def enqueue(
             repo.close()
         build.job_id = keys.build_job(build_id)
         dropped = records.create(r, build, settings.builds.history)
+        try:
+            tokens = secretstore.build_tokens(settings, repo_name)
+        except SecretError as exc:  # Vault down: the build fails at once, with one clear line
+            drop_hidden_refs(repo_path, [build_id, *dropped])
+            reason = f"secrets: {exc}"
+            ending.finish(r, build_id, "failed", reason, log_ttl=settings.builds.log_ttl,
+                          last_line=f"gitserve: {reason}")
+            return records.get(r, build_id)
         payload = {
             "build_id": build_id, "repo": repo_name, "ref": ref, "old": old, "new": new,
             "commit": peel(repo_path, new) or new,
             "pusher": pusher, "mode": mode, "script": opts.script, "timeout": opts.timeout,
             "fetch_ref": hidden_ref(build_id), "local_path": str(repo_path),
             "clone_url": clone_url(settings, repo_name),
-            "secrets": secrets_mod.load_tokens(settings.home / "secrets", repo_name),
+            "secrets": tokens,
             "log_ttl": settings.builds.log_ttl, "deploy": deploy_options(options, ref, repo_path),
             "sandbox": Policy.from_settings(settings.builds).to_payload(),
         }

@@ -1,70 +1,92 @@
-"""`option notify.webhook = URL`: a JSON POST (Slack-compatible `text`) when a build ends.
+"""Notification events: `push`, `build` and `deploy`, put on a Redis stream for the server.
 
-Sent by a separate small job on the build's queue, so a slow or dead receiver never delays
-a push, a build, or the next build; it retries a few times with backoff, then gives up.
+Whoever sees an event happen (the push hook in the SSH server, the build job that ends a
+build on any worker host, the deploy job) only appends a small record to the stream
+`gitserve:notify:events` here. `gitserve serve` (buildqueue.notifier) reads the stream and
+delivers `notify.webhook` posts and `notify.email` mail. So secrets used for delivery (the
+SMTP password, the webhook signing key) never leave the server, a build host needs nothing
+but Redis, and a slow receiver never delays a push or a build. Events hold no secret: names,
+refs, ids and results only; the notifier reads the rest (log lines) when it sends.
 """
 
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
+import logging
+import time
+from collections.abc import Iterable
 from typing import Any
 
 import redis
 
-from . import records, rqconn
+from . import keys, records
 
-ATTEMPTS = 4
-BACKOFF = (0.5, 1.0, 2.0)
-TIMEOUT = 5.0
+log = logging.getLogger(__name__)
+
+EVENTS = ("push", "build", "deploy")
+STREAM_MAXLEN = 10_000  # undelivered events kept at most (a notifier down for a long time)
 
 
-def message(build: records.Build, sha: str) -> dict[str, Any]:
-    text = (f"gitserve: build {build.id} of {build.repo} {build.ref} ({sha[:7]}) by {build.pusher} "
-            f"{build.status} in {build.duration or '0.0'}s")
-    if build.reason and build.status != "passed":
-        text += f" ({build.reason})"
-    return {"text": text, "build_id": build.id, "repo": build.repo, "ref": build.ref,
-            "commit": sha, "pusher": build.pusher, "status": build.status,
-            "duration": float(build.duration or 0), "reason": build.reason}
+def wanted_events(options: dict[str, str]) -> set[str]:
+    """`option notify.events = push build deploy` (default: all); unknown words are ignored."""
+    raw = options.get("notify.events", "").split()
+    chosen = {e for e in raw if e in EVENTS}
+    return chosen if raw else set(EVENTS)
+
+
+def targets(options: dict[str, str]) -> tuple[list[str], list[str]]:
+    """(webhook URLs, mail addresses) a repo's options name."""
+    hooks = [u for u in options.get("notify.webhook", "").split() if u.startswith(("http://", "https://"))]
+    mails = [a for a in options.get("notify.email", "").split() if "@" in a]
+    return hooks, mails
+
+
+def wants(options: dict[str, str], event: str) -> bool:
+    hooks, mails = targets(options)
+    if event not in wanted_events(options):
+        return False
+    return bool(hooks) or (bool(mails) and event != "push")
+
+
+def emit(r: redis.Redis, event: str, repo: str, data: dict[str, Any]) -> None:
+    """Append one event; never raises (a notification must never break what it reports)."""
+    try:
+        r.xadd(keys.NOTIFY_EVENTS, {"event": event, "repo": repo, "ts": repr(time.time()),
+                                    "data": json.dumps(data, sort_keys=True)},
+               maxlen=STREAM_MAXLEN, approximate=True)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("notify: %s event of %s not queued: %s", event, repo, type(exc).__name__)
+
+
+def push_event(r: redis.Redis, repo: str, pusher: str, options: dict[str, str],
+               updates: Iterable[Any]) -> None:
+    """One `push` event per pushed ref that moved (UPDATES: RefUpdate-like ref/old/new)."""
+    if not wants(options, "push"):
+        return
+    notify_opts = {k: v for k, v in options.items() if k.startswith("notify.")}
+    for u in updates:
+        emit(r, "push", repo, {"ref": u.ref, "old": u.old, "new": u.new, "pusher": pusher,
+                               "options": notify_opts})
 
 
 def build_ended(r: redis.Redis, build_id: str) -> None:
-    """Queue the webhook of an ended build, if its repo asks for one. Never raises."""
+    """The `build` event of an ended build, if its repo asks for notifications. Never raises."""
     try:
         build = records.get(r, build_id)
-        url = build.options.get("notify.webhook", "").strip()
-        if not url.startswith(("http://", "https://")):
-            return
-        rqconn.queue(r, build.queue).enqueue(
-            "buildqueue.notify.send", url, message(build, build.new),
-            job_timeout=60, result_ttl=3600, failure_ttl=24 * 3600,
-            description=f"notify build {build.id}",
-        )
-    except Exception:  # noqa: BLE001 - a notification must never break a build's end
-        pass
+    except Exception:  # noqa: BLE001
+        return
+    if wants(build.options, "build"):
+        emit(r, "build", build.repo, {"build_id": build_id})
 
 
-def send(url: str, body: dict[str, Any]) -> str:
-    """POST BODY as JSON to URL; retries on network errors and 5xx answers."""
-    import time
-
-    data = json.dumps(body).encode()
-    last = ""
-    for attempt in range(ATTEMPTS):
-        req = urllib.request.Request(url, data=data, method="POST",
-                                     headers={"Content-Type": "application/json",
-                                              "User-Agent": "gitserve"})
-        try:
-            with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:
-                return f"HTTP {resp.status}"
-        except urllib.error.HTTPError as exc:
-            last = f"HTTP {exc.code}"
-            if exc.code < 500 and exc.code != 429:
-                return last
-        except (urllib.error.URLError, OSError) as exc:
-            last = type(exc).__name__
-        if attempt < len(BACKOFF):
-            time.sleep(BACKOFF[attempt])
-    raise RuntimeError(f"webhook failed after {ATTEMPTS} attempts: {last}")
+def deploy_event(r: redis.Redis, build_id: str, site: str, result: str, *, side: str = "",
+                 previous_side: str = "", reason: str = "") -> None:
+    """A deploy switched the live side (RESULT "switched"), or failed ("failed")."""
+    try:
+        build = records.get(r, build_id)
+    except Exception:  # noqa: BLE001
+        return
+    if wants(build.options, "deploy"):
+        emit(r, "deploy", build.repo, {"build_id": build_id, "site": site, "result": result,
+                                       "side": side, "previous_side": previous_side,
+                                       "reason": reason})

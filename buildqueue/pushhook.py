@@ -16,7 +16,7 @@ from typing import Callable
 from gitserve.options import builds_enabled
 from gitserve.git.pushhooks import PushContext, RefUpdate
 
-from . import enqueue, logs, posthook, records, rqconn
+from . import enqueue, logs, notify, posthook, records, rqconn
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,12 @@ class BuildHook:
         return f"build {build.id} {final.status}"
 
     def after_push(self, ctx: PushContext, updates: list[RefUpdate]) -> None:
+        if updates and notify.wants(ctx.options, "push"):  # push events need no build.enable
+            try:
+                notify.push_event(rqconn.connect(ctx.settings.effective_redis_url), ctx.repo_name,
+                                  ctx.user, ctx.options, updates)
+            except rqconn.RedisUnavailable:
+                pass  # no Redis, no notifications; the push itself is fine
         if not builds_enabled(ctx.options):
             return  # SPEC §6: without `option build.enable = 1` a push runs nothing
         if updates:

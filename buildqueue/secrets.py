@@ -29,6 +29,11 @@ RESERVED = {"PATH", "HOME", "USER", "LOGNAME", "SHELL", "PWD", "LANG", "TMPDIR",
             "LD_PRELOAD", "LD_LIBRARY_PATH", "IFS"}
 MASK = "***"
 KEY_FILE_ENV = SECRETS_KEY_ENV
+# The scope of the server's own secrets (the SMTP password): no repo name starts with '@',
+# so no build can ever receive them.
+SERVER_SCOPE = "@server"
+# Repo secrets that serve notifications, not builds: never put into a build's environment.
+NOTIFY_ONLY = frozenset({"webhook"})
 
 
 class SecretError(GitserveError):
@@ -81,20 +86,62 @@ def load_tokens(secrets_dir: Path, repo: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items()}
 
 
-def set_secret(secrets_dir: Path, key_file: Path, repo: str, name: str, value: str) -> None:
-    """Encrypt and store one secret; the file is replaced atomically (never half-written)."""
-    validate_name(name)
+def check_value(value: str) -> None:
     if value == "":
         raise SecretError("empty secret value (it is read from stdin)")
     if "\0" in value:
         raise SecretError("secret value contains a NUL byte")
+
+
+def set_secret(secrets_dir: Path, key_file: Path, repo: str, name: str, value: str) -> None:
+    """Encrypt and store one secret; the file is replaced atomically (never half-written)."""
+    validate_name(name)
+    check_value(value)
     ensure_key(key_file)
     fernet = fernet_from(key_file)
     tokens = load_tokens(secrets_dir, repo)
     tokens[name] = fernet.encrypt(value.encode()).decode()
+    _store(secrets_dir, repo, tokens)
+
+
+def _store(secrets_dir: Path, repo: str, tokens: dict[str, str]) -> None:
     path = store_path(secrets_dir, repo)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     atomic_write(path, json.dumps(tokens, indent=1, sort_keys=True), mode=0o600)
+
+
+def remove_secret(secrets_dir: Path, repo: str, name: str) -> None:
+    """Forget one secret; SecretError when REPO has no secret NAME."""
+    tokens = load_tokens(secrets_dir, repo)
+    if name not in tokens:
+        raise SecretError(f"{repo} has no secret {name}")
+    del tokens[name]
+    if tokens:
+        _store(secrets_dir, repo, tokens)
+    else:
+        store_path(secrets_dir, repo).unlink(missing_ok=True)
+
+
+def set_times(tokens: dict[str, str], key_file: Path | None) -> dict[str, float | None]:
+    """When each secret was set: a Fernet token carries its creation time (authenticated, so
+    read with the key, but the value itself is never decrypted). None when it cannot be read."""
+    fernet = fernet_from(key_file) if key_file is not None and key_file.exists() else None
+    out: dict[str, float | None] = {}
+    for name, token in tokens.items():
+        try:
+            out[name] = float(fernet.extract_timestamp(token.encode())) if fernet else None
+        except InvalidToken:
+            out[name] = None
+    return out
+
+
+def encrypt_values(values: dict[str, str], key_file: Path) -> dict[str, str]:
+    """Tokens for values read elsewhere (Vault), exactly as stored secrets travel to a build."""
+    if not values:
+        return {}
+    ensure_key(key_file)
+    fernet = fernet_from(key_file)
+    return {name: fernet.encrypt(value.encode()).decode() for name, value in values.items()}
 
 
 def worker_key_file() -> Path | None:

@@ -74,8 +74,23 @@ class WorkerSettings:
     def sandbox_hidden(self) -> list[Path]:
         """What a build or deploy.post must not see besides the sandbox's defaults: the
         server home, every repo's build cache, the keys wherever they are configured."""
-        found = [self.home, self.cache_root, self.secrets_key_file, self.ssh_key]
+        found = [self.home, self.cache_root, self.secrets_key_file, self.ssh_key,
+                 *self.server_credentials()]
         return [p for p in found if p is not None and p.exists()]
+
+    def server_credentials(self) -> list[Path]:
+        """Credential files the server's gitserve.toml names outside HOME (the Vault token or
+        AppRole ids): whoever reads them reads every repo's secrets in Vault. Only a worker on
+        the server host (HOME set) can know them; a build host has none."""
+        if self.home is None:
+            return []
+        from gitserve import settings as settings_mod
+
+        try:
+            conf = settings_mod.load(self.home).secrets
+        except settings_mod.SettingsError:
+            return []
+        return [Path(p).expanduser() for p in (conf.token_file, conf.role_id_file, conf.secret_id_file) if p]
 
     @property
     def ssh_key(self) -> Path | None:

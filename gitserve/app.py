@@ -120,6 +120,7 @@ def push_hooks(settings: Settings, upkeep: UpkeepService | None = None) -> list[
 def ssh_commands_table(settings: Settings) -> dict[str, ssh_commands.Command]:
     """Every command a user can run over ssh (`ssh git@host NAME ...`), in one place."""
     from buildqueue.sshcommands import COMMAND as BUILDS
+    from buildqueue.sshsecrets import COMMAND as SECRETS
     from deploy.sshcommands import COMMAND as DEPLOY
     from gitserve.http.sshcommands import LOGIN, TOKEN
 
@@ -130,6 +131,7 @@ def ssh_commands_table(settings: Settings) -> dict[str, ssh_commands.Command]:
         *repocmds.enabled_commands(settings),  # D, create, fork, symbolic-ref if enabled
         BUILDS,  # builds list|show|log|cancel|retry
         DEPLOY,  # deploy status|rollback
+        SECRETS,  # secrets list|set|remove (admins)
         TOKEN,  # token create|list|revoke: USER:TOKEN for git over http
         LOGIN,  # login: a one-time link for the web UI
     ])
@@ -137,13 +139,16 @@ def ssh_commands_table(settings: Settings) -> dict[str, ssh_commands.Command]:
 
 def services(settings: Settings, upkeep: UpkeepService | None = None) -> list[Service]:
     """The background services, in start order: embedded Redis and local build workers
-    (none with a redis.url), the embedded nginx (none for a system nginx), upkeep."""
+    (none with a redis.url), the embedded nginx (none for a system nginx), upkeep, and the
+    notifier (always: it alone delivers webhooks and mail, with the server's secrets)."""
     from buildqueue.embedded import services as build_services
+    from buildqueue.notifier import services as notify_services
     from deploy.nginx import services as deploy_services
 
     found: list[Service] = [*build_services(settings), *deploy_services(settings)]
     if upkeep is not None:
         found.append(upkeep)
+    found.extend(notify_services(settings))
     return found
 
 

@@ -109,6 +109,31 @@ def _regex(rx: re.Pattern[str], what: str) -> Validator:
     return check
 
 
+EMAIL_RE = re.compile(r"^[^@\s,;<>\"']+@[A-Za-z0-9.-]+\.[A-Za-z0-9-]+$")
+NOTIFY_EVENTS = ("push", "build", "deploy")
+
+
+def _words(rx: re.Pattern[str], what: str) -> Validator:
+    """One or more space-separated values, each matching RX (notify.webhook, notify.email)."""
+    def check(value: str, env: Env) -> str | None:
+        words = value.split()
+        if not words:
+            return f"needs at least one {what}"
+        for word in words:
+            if not rx.match(word):
+                return f"{word!r} is not {what}"
+        return None
+    return check
+
+
+def _events(value: str, env: Env) -> str | None:
+    words = value.split()
+    bad = [w for w in words if w not in NOTIFY_EVENTS]
+    if not words or bad:
+        return f"must be some of {' '.join(NOTIFY_EVENTS)}" + (f" (not {bad[0]!r})" if bad else "")
+    return None
+
+
 def listen_problem(value: str) -> str | None:
     host, sep, port = value.rpartition(":")
     if sep and (not host or not HOST_RE.match(host)):
@@ -156,7 +181,9 @@ KNOWN: dict[str, Validator] = {
     "deploy.post": _relative_path,
     "deploy.keep": _int_range(1, 1000),
     "deploy.server-name": _regex(SERVER_NAME_RE, "bad server name"),
-    "notify.webhook": _regex(URL_RE, "must be an http(s) URL"),
+    "notify.webhook": _words(URL_RE, "an http(s) URL"),
+    "notify.email": _words(EMAIL_RE, "a mail address"),
+    "notify.events": _events,
     "hook.post-receive": _hooks,
 }
 # families: any name that starts with the key (Gitolite's hook.post-receive.NAME = SCRIPT)

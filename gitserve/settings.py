@@ -105,6 +105,54 @@ class UpkeepSettings:
 
 
 @dataclass
+class SmtpSettings:
+    """Where `option notify.email` mail goes out. The password is never written here: it is
+    the server secret named by password_secret (`gitserve admin secrets set @server NAME`)."""
+    host: str = ""
+    port: int = 587
+    starttls: bool = True
+    # implicit TLS from the first byte (port 465); excludes starttls
+    tls: bool = False
+    user: str = ""
+    password_secret: str = ""
+    # the From: address; written `from = "..."` in gitserve.toml
+    sender: str = ""
+    # CA bundle to verify the SMTP server's certificate (default: the system's)
+    ca_file: str = ""
+    timeout: float = 10.0
+
+
+@dataclass
+class SecretsSettings:
+    """Where build secrets live: "file" (HOME/secrets, encrypted with HOME/secrets.key) or
+    "vault" (HashiCorp Vault / OpenBao KV v2, read by the server at build time)."""
+    backend: str = "file"
+    address: str = ""
+    mount: str = "secret"
+    # KV v2 path of one repo's secrets; {repo} is the repo name
+    path: str = "gitserve/{repo}"
+    # token auth: a file holding the token; or AppRole: files holding role_id and secret_id
+    token_file: str = ""
+    role_id_file: str = ""
+    secret_id_file: str = ""
+    approle_mount: str = "approle"
+    namespace: str = ""
+    ca_file: str = ""
+    timeout: float = 5.0
+
+
+@dataclass
+class NotifySettings:
+    """Delivery of notify.webhook / notify.email (by `gitserve serve`, never by a build)."""
+    attempts: int = 5
+    # seconds before the first retry; doubled for each later one
+    backoff: float = 1.0
+    timeout: float = 10.0
+    # deliveries running at once (one slow receiver never holds up the others)
+    senders: int = 4
+
+
+@dataclass
 class HttpSettings:
     # HOST:PORT of the HTTP face (smart HTTP git, web UI, /metrics); empty: off
     listen: str = ""
@@ -131,6 +179,9 @@ class Settings:
     builds: BuildSettings = field(default_factory=BuildSettings)
     deploy: DeploySettings = field(default_factory=DeploySettings)
     upkeep: UpkeepSettings = field(default_factory=UpkeepSettings)
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    secrets: SecretsSettings = field(default_factory=SecretsSettings)
+    notify: NotifySettings = field(default_factory=NotifySettings)
     http: HttpSettings = field(default_factory=HttpSettings)
 
     # --- layout (SPEC §2) -------------------------------------------------
@@ -202,9 +253,24 @@ def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
     return Path(raw).expanduser().resolve()
 
 
+# gitserve.toml keys that are not Python names: toml key -> field
+ALIASES = {("smtp", "from"): "sender"}
+
+
+def _toml_key(section: str, name: str) -> str:
+    for (sec, key), field_name in ALIASES.items():
+        if sec == section and field_name == name:
+            return key
+    return name
+
+
 def _apply(section: Any, values: dict[str, Any], name: str) -> None:
     known = {f.name: f for f in fields(section)}
     for key, value in values.items():
+        key = ALIASES.get((name, key), key)
+        if (name, key) == ("smtp", "password"):
+            raise SettingsError(f"{SETTINGS_FILE}: [smtp] password is never read from this file: store it "
+                                "with `gitserve admin secrets set @server NAME` and set password_secret = NAME")
         if key not in known:
             raise SettingsError(f"{SETTINGS_FILE}: unknown setting [{name}] {key}")
         current = getattr(section, key)
@@ -247,11 +313,12 @@ def _toml_value(value: Any) -> str:
 def render(settings: Settings) -> str:
     """gitserve.toml text for SETTINGS, every setting spelled out so users see what exists."""
     out = ["# gitserve settings; see README.md for what each one does", ""]
-    for name in ("server", "redis", "builds", "deploy", "upkeep", "http"):
+    for name in ("server", "redis", "builds", "deploy", "upkeep", "smtp", "secrets", "notify",
+                 "http"):
         out.append(f"[{name}]")
         section = getattr(settings, name)
         for f in fields(section):
-            out.append(f"{f.name} = {_toml_value(getattr(section, f.name))}")
+            out.append(f"{_toml_key(name, f.name)} = {_toml_value(getattr(section, f.name))}")
         out.append("")
     return "\n".join(out)
 

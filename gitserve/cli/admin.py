@@ -11,6 +11,6 @@ app = typer.Typer(help="Manage keys, access rules and secrets (commits on the ad
 
 admin_acl.register(app)      # access, check
 admin_keys.register(app)     # add-key, remove-key, list-keys, set-conf
-admin_secrets.register(app)  # set-secret
+admin_secrets.register(app)  # set-secret, secrets list|set|remove, notify-log
 admin_upkeep.register(app)   # fsck, gc
 admin_authkeys.register(app)  # authorized-keys (behind the system OpenSSH)

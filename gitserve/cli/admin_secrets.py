@@ -1,50 +1,116 @@
-"""`gitserve admin set-secret REPO NAME`: a build secret, value read from stdin (SPEC §6).
+"""Secrets and notifications on the CLI (SPEC §3, §6).
 
-Reading the value from stdin keeps it out of shell history and `ps`. It is stored
-encrypted with HOME/secrets.key and reaches builds of REPO as the env var NAME.
+`gitserve admin set-secret REPO NAME` and `gitserve admin secrets set|list|remove`: a
+value is always read from stdin (never from the command line: shell history, `ps`), and
+`list` shows names and when they were set, never a value. REPO `@server` is the scope of
+the server's own secrets (the SMTP password). With `[secrets] backend = "vault"` the repo
+commands act on Vault/OpenBao. `gitserve admin notify-log [REPO]` shows the deliveries.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from .common import HomeOption, fail, load_settings
 
-REPO_RE = r"^[A-Za-z0-9][A-Za-z0-9._@/+-]*$"
+RepoArg = Annotated[str, typer.Argument(help="Repository name (without .git), or @server.")]
+NameArg = Annotated[str, typer.Argument(help="Secret name (the environment variable a build sees).")]
+
+secrets_app = typer.Typer(help="List, set and remove secrets (values are never shown).",
+                          no_args_is_help=True)
+
+
+def read_value(stream: Any, prompt: str) -> str:
+    """The secret value from STREAM: one trailing newline dropped (as `echo v |` adds it)."""
+    if hasattr(stream, "isatty") and stream.isatty():
+        print(prompt, file=sys.stderr)
+    value = stream.read()
+    if value.endswith("\r\n"):
+        return value[:-2]
+    return value.removesuffix("\n")
+
+
+def _set(repo: str, name: str, home: Any) -> None:
+    from buildqueue import secrets, secretstore
+    from gitserve import audit
+
+    settings = load_settings(home)
+    try:
+        repo = secretstore.scope_name(repo)
+        secrets.validate_name(name)
+        value = read_value(sys.stdin, f"value of {name} for {repo} (end with Ctrl-D):")
+        secrets.check_value(value)
+        secretstore.store_for(settings, repo).set(repo, name, value)
+    except secrets.SecretError as exc:
+        fail(str(exc))
+    audit.record(settings, user="(cli)", op="secret", repo=repo, result="updated", reason=f"set {name}")
+    print(f"secret {name} set for {repo}")
+
+
+@secrets_app.command("set")
+def secrets_set(repo: RepoArg, name: NameArg, home: HomeOption = None) -> None:
+    """Store secret NAME for REPO; the value is read from stdin."""
+    _set(repo, name, home)
+
+
+@secrets_app.command("list")
+def secrets_list(repo: RepoArg, home: HomeOption = None) -> None:
+    """Names of REPO's secrets and when each was set (never the values)."""
+    from buildqueue import secrets, secretstore
+
+    settings = load_settings(home)
+    try:
+        repo = secretstore.scope_name(repo)
+        rows = secretstore.store_for(settings, repo).list(repo)
+    except secrets.SecretError as exc:
+        fail(str(exc))
+    for name, ts in rows:
+        print(f"{name}\t{secretstore.when(ts)}")
+
+
+@secrets_app.command("remove")
+def secrets_remove(repo: RepoArg, name: NameArg, home: HomeOption = None) -> None:
+    """Forget secret NAME of REPO."""
+    from buildqueue import secrets, secretstore
+    from gitserve import audit
+
+    settings = load_settings(home)
+    try:
+        repo = secretstore.scope_name(repo)
+        secretstore.store_for(settings, repo).remove(repo, name)
+    except secrets.SecretError as exc:
+        fail(str(exc))
+    audit.record(settings, user="(cli)", op="secret", repo=repo, result="updated", reason=f"remove {name}")
+    print(f"secret {name} removed from {repo}")
 
 
 def register(app: typer.Typer) -> None:
     @app.command("set-secret")
-    def set_secret(
-        repo: Annotated[str, typer.Argument(help="Repository name (without .git).")],
-        name: Annotated[str, typer.Argument(help="Environment variable name the build sees.")],
+    def set_secret(repo: RepoArg, name: NameArg, home: HomeOption = None) -> None:
+        """Store a secret for REPO's builds; the value is read from stdin."""
+        _set(repo, name, home)
+
+    @app.command("notify-log")
+    def notify_log(
+        repo: Annotated[str | None, typer.Argument(help="Only this repository.")] = None,
+        limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Last N deliveries.")] = 50,
+        as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
         home: HomeOption = None,
     ) -> None:
-        """Store a secret for REPO's builds; the value is read from stdin."""
-        import re
+        """Notification deliveries: time, repo, event, target (credentials masked), status, attempts."""
+        import json
 
-        from buildqueue import secrets
+        from buildqueue import notifylog
 
         settings = load_settings(home)
-        repo = repo.removesuffix(".git")
-        if not re.match(REPO_RE, repo) or ".." in repo.split("/") or repo.endswith("/"):
-            fail(f"invalid repo name {repo!r}")
-        try:
-            secrets.validate_name(name)
-        except secrets.SecretError as exc:
-            fail(str(exc))
-        if sys.stdin.isatty():
-            print(f"value of {name} for {repo} (end with Ctrl-D):", file=sys.stderr)
-        value = sys.stdin.read()
-        if value.endswith("\r\n"):
-            value = value[:-2]
-        elif value.endswith("\n"):
-            value = value[:-1]
-        try:
-            secrets.set_secret(settings.home / "secrets", settings.secrets_key_file, repo, name, value)
-        except secrets.SecretError as exc:
-            fail(str(exc))
-        print(f"secret {name} set for {repo}")
+        entries = list(notifylog.read(settings, repo.removesuffix(".git") if repo else None))[-limit:]
+        if as_json:
+            for e in entries:
+                print(json.dumps(e))
+        elif entries:
+            sys.stdout.write(notifylog.table(entries))
+
+    app.add_typer(secrets_app, name="secrets")

@@ -53,6 +53,7 @@ repo scratch/..*
     C = alice
     - refs/heads/denied = @all
     RW+ = CREATOR
+    option build.enable = 1
     option hook.post-receive = showopts
 """
 NATIVE_CONFIG = {
@@ -215,11 +216,12 @@ def _ssh(key: Path, port: int) -> str:
 
 
 def _gitserve_side(factory: Any, base: Path, seed: Seed, backend: str) -> Side:
-    srv = factory(settings={"server": {"pack_backend": backend}}, users=("alice",), conf=CONF)
+    srv = factory(settings={"server": {"pack_backend": backend}}, users=("alice",))
     hooks = srv.settings.hooks_dir
     hooks.mkdir(parents=True, exist_ok=True)
     (hooks / "showopts").write_text(HOOK)
     (hooks / "showopts").chmod(0o755)
+    srv.set_conf(CONF)  # a conf naming a hook is refused until the hook exists
     side = Side(f"gitserve-{backend}", base, srv.url, _ssh(srv.key_for("alice"), srv.port),
                 lambda name: name, srv)
     run(["git", "push", "-q", srv.url("proj"), "main", "feature", "--tags", "hidden:hidden"],

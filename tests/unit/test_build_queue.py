@@ -265,20 +265,28 @@ class _Receiver(http.server.BaseHTTPRequestHandler):
 
 
 def test_webhook_posts_on_end_with_retry(env):
+    """The build ends on a build-host worker; the server's notifier (as `gitserve serve` runs
+    it) delivers the webhook, retrying the 503."""
+    from buildqueue.notifier import Notifier
+
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
     _Receiver.bodies = []
     _Receiver.fail_first = 1
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    env.notify.backoff = 0.1
+    notifier = Notifier(env)
+    notifier.start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/hook"
         pusher, _, sha, _ = push(env, "hooked", {".gitserve/build": "#!/bin/sh\nexit 1\n"},
-                                 options={"notify.webhook": url})
+                                 options={"notify.webhook": url, "notify.events": "build"})
         build_id = summary_id(pusher)
         body = wait_for(lambda: _Receiver.bodies and _Receiver.bodies[0], timeout=15)
         assert body["build_id"] == build_id and body["status"] == "failed"
         assert body["text"].startswith(f"gitserve: build {build_id} of hooked refs/heads/main ({sha[:7]}) by alice failed")
     finally:
+        notifier.stop()
         server.shutdown()
         server.server_close()
 

@@ -202,17 +202,17 @@ def test_app_wires_hooks_in_order_and_one_command_table(tmp_path: Path) -> None:
     assert [type(h).__name__ for h in wired.hooks] == [
         "BuildHook", "RepackAfterPush", "UpkeepService"]
     assert sorted(wired.commands) == ["builds", "deploy", "desc", "help", "info", "login",
-                                      "perms", "token", "writable"]
+                                      "perms", "secrets", "token", "writable"]
     settings.server.commands = "fork D"  # Gitolite's optional commands join when enabled
     assert sorted(app.build(settings).commands) == [
-        "D", "builds", "deploy", "desc", "fork", "help", "info", "login", "perms", "token",
-        "writable"]
+        "D", "builds", "deploy", "desc", "fork", "help", "info", "login", "perms", "secrets",
+        "token", "writable"]
     settings.server.commands = ""
     assert [type(s).__name__ for s in wired.services] == [
-        "EmbeddedRedisService", "LocalWorkersService", "NginxService", "UpkeepService"]
+        "EmbeddedRedisService", "LocalWorkersService", "NginxService", "UpkeepService", "NotifierService"]
     settings.redis.url = "redis://127.0.0.1:1"
     assert [type(s).__name__ for s in app.build(settings).services] == [
-        "NginxService", "UpkeepService"]
+        "NginxService", "UpkeepService", "NotifierService"]
 
 
 def test_site_hooks_come_first_and_bad_plugins_are_one_line(tmp_path: Path, monkeypatch) -> None:

@@ -1,0 +1,99 @@
+"""Where a repo's secrets live ([secrets] backend), behind one small interface.
+
+- "file" (default): HOME/secrets/REPO.json, Fernet-encrypted with HOME/secrets.key.
+- "vault": a KV v2 secret per repo in HashiCorp Vault / OpenBao (buildqueue.vault).
+
+The server's own secrets (scope `@server`, e.g. the SMTP password) always stay in the
+file store: the server needs them even when Vault is down, and no build ever sees them.
+Only server-side code uses this module; workers get encrypted tokens in their payload.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC
+from pathlib import Path
+from typing import Any, Protocol
+
+from gitserve.fsutil import locked
+
+from . import secrets as sec
+from .secrets import SecretError
+
+
+class Store(Protocol):
+    def values(self, repo: str) -> dict[str, str]: ...
+    def list(self, repo: str) -> list[tuple[str, float | None]]: ...
+    def set(self, repo: str, name: str, value: str) -> None: ...
+    def remove(self, repo: str, name: str) -> None: ...
+
+
+class FileStore:
+    def __init__(self, settings: Any) -> None:
+        self.dir: Path = settings.home / "secrets"
+        self.key_file: Path = settings.secrets_key_file
+
+    def values(self, repo: str) -> dict[str, str]:
+        return sec.decrypt(sec.load_tokens(self.dir, repo), self.key_file)
+
+    def list(self, repo: str) -> list[tuple[str, float | None]]:
+        return sorted(sec.set_times(sec.load_tokens(self.dir, repo), self.key_file).items())
+
+    def set(self, repo: str, name: str, value: str) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with locked(self.dir / ".lock"):  # two admins setting secrets of one repo lose nothing
+            sec.set_secret(self.dir, self.key_file, repo, name, value)
+
+    def remove(self, repo: str, name: str) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with locked(self.dir / ".lock"):
+            sec.remove_secret(self.dir, repo, name)
+
+
+BACKENDS = ("file", "vault")
+
+
+def store_for(settings: Any, repo: str) -> Store:
+    """The store holding REPO's secrets (the server scope is always the file store)."""
+    backend = settings.secrets.backend
+    if backend not in BACKENDS:
+        raise SecretError(f"[secrets] backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "file" or repo == sec.SERVER_SCOPE:
+        return FileStore(settings)
+    from .vault import VaultStore
+
+    return VaultStore(settings.secrets)
+
+
+def build_tokens(settings: Any, repo: str) -> dict[str, str]:
+    """What a build job of REPO carries: its secrets encrypted with secrets.key, without the
+    notification-only ones. File store: the stored tokens as they are (never decrypted here);
+    Vault: values read now and encrypted. Raises SecretError (one line) when Vault fails."""
+    if settings.secrets.backend == "file":
+        tokens = sec.load_tokens(settings.home / "secrets", repo)
+        return {k: v for k, v in tokens.items() if k not in sec.NOTIFY_ONLY}
+    values = store_for(settings, repo).values(repo)
+    return sec.encrypt_values({k: v for k, v in values.items() if k not in sec.NOTIFY_ONLY},
+                              settings.secrets_key_file)
+
+
+def scope_name(raw: str) -> str:
+    """A repo name as the secrets commands take it (`@server`, or a repo with or without .git);
+    SecretError for anything else (no '..', no absolute path)."""
+    import re
+
+    if raw == sec.SERVER_SCOPE:
+        return raw
+    repo = raw.removesuffix(".git")
+    if (not re.match(r"^[A-Za-z0-9][A-Za-z0-9._@/+-]*$", repo) or ".." in repo.split("/")
+            or repo.endswith("/") or "//" in repo):
+        raise SecretError(f"invalid repo name {raw!r}")
+    return repo
+
+
+def when(ts: float | None) -> str:
+    """A secret's set time as `secrets list` prints it (UTC)."""
+    from datetime import datetime
+
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
