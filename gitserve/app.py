@@ -8,7 +8,10 @@ tests) builds:
 - the table of commands a user may run over ssh (`ssh_commands`);
 - the background services, started in order before the SSH server and stopped in reverse
   (`services`);
-- the SSH server itself, handed the table and the hooks (`App.ssh_server`).
+- the SSH server itself, handed the table and the hooks (`App.ssh_server`);
+- the HTTP face when `[http] listen` is set (`App.http_service`): smart HTTP git with the
+  same hooks and access functions, the web UI, /metrics; it and the SSH server count into
+  the one `Metrics` of the App.
 
 What one `git push` does, in order (file -> file):
 
@@ -50,11 +53,13 @@ from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 from gitserve.errors import GitserveError
 from gitserve.git.pushhooks import PushHook
 from gitserve.git.repack import RepackAfterPush
+from gitserve.metrics import Metrics
 from gitserve.settings import Settings
 from gitserve.ssh import commands as ssh_commands
 from gitserve.upkeep import UpkeepService
 
 if TYPE_CHECKING:  # paramiko is imported only where a server is made: `gitserve shell`
+    from gitserve.http.service import HttpService
     from gitserve.ssh.server import SSHServer  # runs one per connection and needs none
 
 log = logging.getLogger(__name__)
@@ -117,6 +122,7 @@ def ssh_commands_table(settings: Settings) -> dict[str, ssh_commands.Command]:
     from buildqueue.sshcommands import COMMAND as BUILDS
     from buildqueue.sshsecrets import COMMAND as SECRETS
     from deploy.sshcommands import COMMAND as DEPLOY
+    from gitserve.http.sshcommands import LOGIN, TOKEN
 
     from gitserve.ssh import repocmds
 
@@ -126,6 +132,8 @@ def ssh_commands_table(settings: Settings) -> dict[str, ssh_commands.Command]:
         BUILDS,  # builds list|show|log|cancel|retry
         DEPLOY,  # deploy status|rollback
         SECRETS,  # secrets list|set|remove (admins)
+        TOKEN,  # token create|list|revoke: USER:TOKEN for git over http
+        LOGIN,  # login: a one-time link for the web UI
     ])
 
 
@@ -152,12 +160,24 @@ class App:
     hooks: list[PushHook]
     commands: dict[str, ssh_commands.Command]
     services: list[Service] = field(default_factory=list)
+    # one registry for the process: the SSH server and the HTTP face count into it
+    metrics: Metrics = field(default_factory=Metrics)
 
     def ssh_server(self) -> SSHServer:
         """The SSH server, serving this app's command table and running its push hooks."""
         from gitserve.ssh import runner
 
-        return runner.make_server(self.settings, self.commands, self.hooks)
+        return runner.make_server(self.settings, self.commands, self.hooks, self.metrics)
+
+    def http_service(self) -> HttpService | None:
+        """The HTTP face (`[http] listen` / `--http`): smart HTTP git with the same push hooks,
+        the web UI, /metrics; None when it is off. Binds its port here (a taken port fails
+        before anything starts)."""
+        if not self.settings.http.listen:
+            return None
+        from gitserve.http.service import HttpService
+
+        return HttpService(self.settings, self.metrics, self.hooks)
 
 
 def build(settings: Settings, hooks: Sequence[PushHook] | None = None) -> App:

@@ -153,6 +153,25 @@ class NotifySettings:
 
 
 @dataclass
+class HttpSettings:
+    # HOST:PORT of the HTTP face (smart HTTP git, web UI, /metrics); empty: off
+    listen: str = ""
+    # base URL users reach it at (login links, clone URLs), e.g. "https://git.example.com";
+    # default: http://LISTEN
+    public_url: str = ""
+    # comma-separated peer addresses (the TLS proxy) whose X-Forwarded-Proto/-For are believed
+    trusted_proxies: str = ""
+    # non-empty: /metrics needs `Authorization: Bearer TOKEN`
+    metrics_token: str = ""
+    # days a web session lasts after `login`
+    session_days: int = 7
+    # failed token logins per address and minute before 429
+    auth_failures_per_minute: int = 20
+    # git requests served at once (each holds a thread while it packs or receives)
+    git_threads: int = 32
+
+
+@dataclass
 class Settings:
     home: Path
     server: ServerSettings = field(default_factory=ServerSettings)
@@ -163,6 +182,7 @@ class Settings:
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     secrets: SecretsSettings = field(default_factory=SecretsSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
 
     # --- layout (SPEC §2) -------------------------------------------------
     @property
@@ -220,6 +240,11 @@ class Settings:
     def listen_host_port(self) -> tuple[str, int]:
         host, _, port = self.server.listen.rpartition(":")
         return host.strip("[]") or "127.0.0.1", int(port)
+
+    @property
+    def http_dir(self) -> Path:
+        """Tokens (hashed), one-time login links and the session signing key."""
+        return self.home / "http"
 
 
 def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
@@ -288,7 +313,8 @@ def _toml_value(value: Any) -> str:
 def render(settings: Settings) -> str:
     """gitserve.toml text for SETTINGS, every setting spelled out so users see what exists."""
     out = ["# gitserve settings; see README.md for what each one does", ""]
-    for name in ("server", "redis", "builds", "deploy", "upkeep", "smtp", "secrets", "notify"):
+    for name in ("server", "redis", "builds", "deploy", "upkeep", "smtp", "secrets", "notify",
+                 "http"):
         out.append(f"[{name}]")
         section = getattr(settings, name)
         for f in fields(section):

@@ -46,6 +46,8 @@ def serve(
         "--redis-url", help="Use this Redis; no embedded Redis or local workers.")] = None,
     workers: Annotated[Optional[int], typer.Option(
         "--workers", min=0, help="Local build workers (with the embedded Redis).")] = None,
+    http: Annotated[Optional[str], typer.Option(
+        "--http", help="HOST:PORT for git over http, the web UI and /metrics.")] = None,
     log_level: LogLevelOption = "INFO",
     log_format: LogFormatOption = "text",
 ) -> None:
@@ -64,6 +66,8 @@ def serve(
         settings.redis.url = redis_url
     if workers is not None:
         settings.builds.workers = workers
+    if http is not None:
+        settings.http.listen = http
     if not settings.admin_repo.exists():
         fail(f"{settings.home} is not a gitserve home (run `gitserve init` first)")
 
@@ -88,7 +92,8 @@ def serve(
             fail(f"cannot listen on {settings.server.listen}: {exc.strerror or exc}")
         except RuntimeError as exc:
             fail(str(exc))
-        for service in [*wired.services, ssh]:
+        web = wired.http_service()  # GitserveError (taken port...): main() prints one line
+        for service in [*wired.services, ssh, *([web] if web else [])]:
             try:
                 service.start()
             except GitserveError as exc:  # main() prints it as one line on stderr
@@ -113,6 +118,11 @@ def serve(
         print(f"gitserve: listening on {bound_host}:{bound_port}", flush=True)
         print(f"gitserve: clone with  git clone ssh://{user}@{_url_host(shown)}:{bound_port}/REPO",
               flush=True)
+        if web is not None:
+            web_host, web_port = web.address
+            log.info("http on %s:%s", web_host, web_port)
+            print(f"gitserve: http on {_url_host(web_host)}:{web_port} "
+                  "(web UI, git over http, /metrics)", flush=True)
         while not stop.wait(1):
             pass
     finally:

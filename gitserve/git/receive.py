@@ -85,7 +85,11 @@ class ReceivePack(ReceivePackHandler):
         self._noops: set[str] = set()  # refs whose command changes nothing (see _vet)
 
     def handle(self) -> None:
-        self._advertise()
+        # smart HTTP (stateless-rpc) asks for the advertisement and the push separately
+        if self.advertise_refs or not self.stateless_rpc:
+            self._advertise()
+            if self.advertise_refs:
+                return
         commands = self._read_commands()
         if commands is None:
             return

@@ -10,7 +10,7 @@ import logging
 
 import paramiko
 
-from typing import Sequence
+from typing import Any, Sequence
 
 from gitserve import admin
 from gitserve.git.pushhooks import PushHook
@@ -36,15 +36,18 @@ def lookup_user(settings: Settings) -> KeyLookup:
 
 
 def command_runner(settings: Settings, table: CommandTable,
-                   hooks: Sequence[PushHook]) -> CommandRunner:
+                   hooks: Sequence[PushHook], metrics: Any = None) -> CommandRunner:
     """What an exec request runs: gitserve.ssh.session with this command table and hooks."""
     def run(chan: paramiko.Channel, command: str, user: str, iface: GitSSHServer) -> int:
-        return session.run(settings, chan, command, user, iface.peer, iface.env, table, hooks)
+        return session.run(settings, chan, command, user, iface.peer, iface.env, table, hooks,
+                           metrics)
 
     return run
 
 
 def make_server(settings: Settings, table: CommandTable,
-                hooks: Sequence[PushHook]) -> SSHServer:
-    """An SSHServer for SETTINGS serving TABLE's commands, running HOOKS on a push."""
-    return SSHServer(settings, lookup_user(settings), command_runner(settings, table, hooks))
+                hooks: Sequence[PushHook], metrics: Any = None) -> SSHServer:
+    """An SSHServer for SETTINGS serving TABLE's commands, running HOOKS on a push and
+    counting into METRICS (gitserve.metrics.Metrics; None counts nothing)."""
+    return SSHServer(settings, lookup_user(settings),
+                     command_runner(settings, table, hooks, metrics), metrics=metrics)

@@ -13,12 +13,13 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import paramiko
 from dulwich.errors import HangupException
 
 from gitserve.logsetup import log_context, log_path
+from gitserve.metrics import NULL as NULL_METRICS
 from gitserve.settings import Settings
 
 from .auth import GitserveAuthHandler, GitSSHServer, KeyLookup
@@ -50,8 +51,9 @@ def load_host_keys(directory: Path) -> list[paramiko.PKey]:
 
 class SSHServer:
     def __init__(self, settings: Settings, lookup: KeyLookup, run_command: CommandRunner,
-                 host_keys: list[paramiko.PKey] | None = None) -> None:
+                 host_keys: list[paramiko.PKey] | None = None, metrics: Any = None) -> None:
         self.settings = settings
+        self.metrics = metrics if metrics is not None else NULL_METRICS
         self.lookup = lookup
         self.run_command = run_command
         self.host_keys = host_keys if host_keys is not None else load_host_keys(settings.host_keys_dir)
@@ -100,6 +102,10 @@ class SSHServer:
         assert self._sock is not None
         return self._sock.getsockname()[:2]
 
+    def _auth_failure(self, ip: str) -> None:
+        self.metrics.access_denied.labels("ssh", "login").inc()
+        self.admission.auth_failure(ip)
+
     # --- connections -----------------------------------------------------------
     def _accept_loop(self) -> None:
         assert self._sock is not None
@@ -117,6 +123,7 @@ class SSHServer:
             refused = self.admission.admit(ip)
             if refused:
                 log.warning("refused connection from %s: %s", ip, refused)
+                self.metrics.connections_refused.labels("ssh").inc()
                 _refuse(conn)
                 continue
             cid = f"c{next(self._ids)}"
@@ -136,10 +143,13 @@ class SSHServer:
         s = self.settings.server
         holds_slot = False
         transport: paramiko.Transport | None = None
+        self.metrics.connections.labels("ssh").inc()
+        self.metrics.connections_open.labels("ssh").inc()
         try:
             refused = self.admission.start_auth(ip, min(s.banner_timeout, 10.0), conn)
             if refused:
                 log.warning("refused connection from %s: %s", ip, refused)
+                self.metrics.connections_refused.labels("ssh").inc()
                 _refuse(conn)
                 return
             holds_slot = True
@@ -153,7 +163,7 @@ class SSHServer:
             transport.auth_handler = GitserveAuthHandler(transport)
             for key in self.host_keys:
                 transport.add_server_key(key)
-            iface = GitSSHServer(self.lookup, ip, self.admission.auth_failure)
+            iface = GitSSHServer(self.lookup, ip, self._auth_failure)
             with self._lock:
                 self._transports.add(transport)
             try:
@@ -178,6 +188,7 @@ class SSHServer:
             else:
                 conn.close()
             self.admission.closed(ip, holds_slot, conn)
+            self.metrics.connections_open.labels("ssh").dec()
 
     def _serve_channels(self, transport: paramiko.Transport, iface: GitSSHServer,
                         cid: str) -> None:

@@ -18,7 +18,7 @@ import shlex
 from pathlib import Path
 from dataclasses import dataclass, field
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from dulwich.errors import GitProtocolError, HangupException
 
@@ -35,6 +35,7 @@ from gitserve.git.sideband import ChannelReader, SidebandProtocol
 from gitserve.git.archive import UploadArchive
 from gitserve.git import v2
 from gitserve.git.upload import UploadPack
+from gitserve.metrics import NULL as NULL_METRICS, count_ref_denials, pushed
 from gitserve.settings import Settings
 
 from . import commands
@@ -79,6 +80,7 @@ class Conn:
     git_protocol: str = ""  # the client's GIT_PROTOCOL (env request or sshd's AcceptEnv)
     commands: commands.CommandTable = field(default_factory=dict)
     hooks: Sequence[PushHook] = ()
+    metrics: Any = NULL_METRICS  # gitserve.metrics.Metrics of the server (counts git work)
 
     def out(self, text: str) -> None:
         self.chan.sendall(text.encode("utf-8", "replace"))
@@ -89,13 +91,15 @@ class Conn:
 
 def run(settings: Settings, chan: ByteChannel, command: str, user: str, peer: str,
         env: dict[str, str] | None = None, table: commands.CommandTable | None = None,
-        hooks: Sequence[PushHook] = ()) -> int:
+        hooks: Sequence[PushHook] = (), metrics: Any = None) -> int:
     """Run COMMAND for the verified USER (connected from PEER) on CHAN with the ssh commands
     of TABLE (default: the core ones) and, for a push, HOOKS in that order; returns the exit
-    status. ENV holds the client environment the transport accepted (GIT_PROTOCOL)."""
+    status. ENV holds the client environment the transport accepted (GIT_PROTOCOL); METRICS
+    (gitserve.metrics.Metrics, None: nothing) counts the git work."""
     if table is None:
         table = commands.table(commands.core_commands())
-    conn = Conn(settings, user, peer, chan, (env or {}).get("GIT_PROTOCOL", ""), table, hooks)
+    conn = Conn(settings, user, peer, chan, (env or {}).get("GIT_PROTOCOL", ""), table, hooks,
+                metrics or NULL_METRICS)
     try:
         state = admin.current(settings)
     except Exception as exc:  # noqa: BLE001 - a broken admin repo: say so, don't crash
@@ -194,20 +198,41 @@ def run_git(conn: Conn, state: AdminState, verb: str, raw_arg: str) -> int:
     aa, handler_cls = GIT_SERVICES[verb]
     if verb == "git-upload-pack" and v2.requested(conn.git_protocol):
         handler_cls = v2.UploadPackV2Handler
-    wild = check_access(conn, state, name, aa)
+    m = conn.metrics
+    try:
+        wild = check_access(conn, state, name, aa)
+    except Denied:
+        m.access_denied.labels("ssh", "1").inc()
+        raise
+    m.git_requests.labels("ssh", verb).inc()
     path = str(repos.path(conn.settings, name))
-    reader = ChannelReader(conn.chan.recv)
-    proto = SidebandProtocol(reader.read, conn.chan.sendall, reader.recv)
+    sent = m.git_bytes.labels("ssh", "sent")
+    received = m.git_bytes.labels("ssh", "received")
+
+    def send(data: Any) -> None:
+        sent.inc(len(data))
+        conn.chan.sendall(data)
+
+    def recv(size: int) -> bytes:
+        data = conn.chan.recv(size)
+        received.inc(len(data))
+        return data
+
+    reader = ChannelReader(recv)
+    proto = SidebandProtocol(reader.read, send, reader.recv)
     backend = SingleRepoBackend(path, show_hidden=conn.user == admin.BUILDER)
     handler = handler_cls(backend, [path], proto)
     handler.settings = conn.settings
     if isinstance(handler, ReceivePack):
         _wire_push(handler, conn, state, name, path, wild, proto)
+        count_ref_denials(handler, m, "ssh")
     try:
         if verb != "git-upload-archive" and v2.requested_version(conn.git_protocol) == 1:
             proto.write_pkt_line(b"version 1\n")  # v1 is v0 after this line, as git says it
         handler.handle()
         proto.flush()
+        if isinstance(handler, ReceivePack) and pushed(handler):
+            m.pushes.labels("ssh").inc()
     except HangupException:
         return 1  # the client hung up mid-conversation: nobody left to tell
     except GitProtocolError as exc:

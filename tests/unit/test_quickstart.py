@@ -43,6 +43,7 @@ def quickstart(tmp_path):
         HOME=str(tmp_path / "user"),
         GITSERVE_HOME=str(tmp_path / "gs"),
         GITSERVE_LISTEN=f"127.0.0.1:{port}",
+        GITSERVE_HTTP=f"127.0.0.1:{free_port()}",
         GITSERVE_SKIP_INSTALL="1",  # the suite already installed it; never repoint pip here
         PYTHON=sys.executable,
     )

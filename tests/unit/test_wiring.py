@@ -160,8 +160,9 @@ def test_find_cycle_finds_one() -> None:
     assert find_cycle({"a": {"a.x"}, "a.x": {"a"}}) is None  # package and its own module
 
 
-# the composition root and the CLI sit on top and may import anything
-TOP = ("gitserve.app", "gitserve.cli")
+# the composition root, the CLI and the HTTP face (its pages show builds and sites, as the
+# CLI's commands do) sit on top and may import anything
+TOP = ("gitserve.app", "gitserve.cli", "gitserve.http")
 
 
 def _bottom(module: str) -> bool:
@@ -200,11 +201,12 @@ def test_app_wires_hooks_in_order_and_one_command_table(tmp_path: Path) -> None:
     wired = app.build(settings)
     assert [type(h).__name__ for h in wired.hooks] == [
         "BuildHook", "RepackAfterPush", "UpkeepService"]
-    assert sorted(wired.commands) == ["builds", "deploy", "desc", "help", "info", "perms",
-                                      "secrets", "writable"]
+    assert sorted(wired.commands) == ["builds", "deploy", "desc", "help", "info", "login",
+                                      "perms", "secrets", "token", "writable"]
     settings.server.commands = "fork D"  # Gitolite's optional commands join when enabled
     assert sorted(app.build(settings).commands) == [
-        "D", "builds", "deploy", "desc", "fork", "help", "info", "perms", "secrets", "writable"]
+        "D", "builds", "deploy", "desc", "fork", "help", "info", "login", "perms", "secrets",
+        "token", "writable"]
     settings.server.commands = ""
     assert [type(s).__name__ for s in wired.services] == [
         "EmbeddedRedisService", "LocalWorkersService", "NginxService", "UpkeepService", "NotifierService"]

@@ -1,0 +1,126 @@
+"""Who is asking: client address and scheme (behind a trusted proxy), basic-auth tokens,
+the session cookie, and the per-address limit on failed logins.
+
+X-Forwarded-For/-Proto are believed only from the peers listed in `[http] trusted_proxies`:
+anyone else could claim to come from anywhere, over https, and dodge the failure limit.
+The failure limit follows gitserve/ssh/limits.py: failures per address in a sliding minute;
+past the limit every login attempt from that address gets 429 until the minute has passed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import threading
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass
+
+from starlette.requests import HTTPConnection
+
+from .logins import COOKIE, Session, Sessions
+from .tokens import TokenStore
+
+REALM = 'Basic realm="gitserve"'
+
+
+@dataclass
+class Client:
+    ip: str
+    https: bool
+
+
+def trusted_set(spec: str) -> frozenset[str]:
+    return frozenset(p.strip() for p in spec.split(",") if p.strip())
+
+
+def client_of(conn: HTTPConnection, trusted: frozenset[str]) -> Client:
+    peer = conn.client.host if conn.client else "?"
+    https = conn.url.scheme == "https"
+    if peer in trusted:
+        forwarded_for = conn.headers.get("x-forwarded-for", "")
+        if forwarded_for:
+            # the proxy appends the address it saw last: that one it vouches for
+            peer = forwarded_for.split(",")[-1].strip() or peer
+        proto = conn.headers.get("x-forwarded-proto", "")
+        if proto:
+            https = proto.split(",")[0].strip().lower() == "https"
+    return Client(peer, https)
+
+
+class FailureLimit:
+    """Failed logins per address in the last minute."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._lock = threading.Lock()
+        self._failures: dict[str, deque[float]] = defaultdict(deque)
+
+    def blocked(self, ip: str) -> bool:
+        with self._lock:
+            q = self._failures.get(ip)
+            if not q:
+                return False
+            cutoff = time.monotonic() - 60
+            while q and q[0] < cutoff:
+                q.popleft()
+            if not q:
+                del self._failures[ip]
+                return False
+            return len(q) >= self.per_minute
+
+    def failed(self, ip: str) -> None:
+        with self._lock:
+            self._failures[ip].append(time.monotonic())
+
+
+class BadCredentials(Exception):
+    """Basic auth given but wrong: 401 again (git's credential helper forgets it)."""
+
+
+class TooManyFailures(Exception):
+    """This address failed too often: 429."""
+
+
+def basic_credentials(conn: HTTPConnection) -> tuple[str, str] | None:
+    header = conn.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic" or not value:
+        return None
+    try:
+        raw = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return ("", "")
+    user, _, token = raw.partition(":")
+    return user, token
+
+
+class Authenticator:
+    def __init__(self, tokens: TokenStore, sessions: Sessions, limit: FailureLimit,
+                 trusted: frozenset[str]) -> None:
+        self.tokens = tokens
+        self.sessions = sessions
+        self.limit = limit
+        self.trusted = trusted
+
+    def client(self, conn: HTTPConnection) -> Client:
+        return client_of(conn, self.trusted)
+
+    def token_user(self, conn: HTTPConnection, ip: str) -> str | None:
+        """The user of a valid `USER:TOKEN` basic auth; None without one.
+
+        Raises BadCredentials (and counts a failure) for a wrong one, TooManyFailures
+        when the address is over its limit (checked first: no token is tried then)."""
+        creds = basic_credentials(conn)
+        if creds is None:
+            return None
+        if self.limit.blocked(ip):
+            raise TooManyFailures(ip)
+        user, token = creds
+        if not user or self.tokens.verify(user, token) is None:
+            self.limit.failed(ip)
+            raise BadCredentials(user)
+        return user
+
+    def session(self, conn: HTTPConnection) -> Session | None:
+        return self.sessions.read(conn.cookies.get(COOKIE))

@@ -1,0 +1,116 @@
+"""Prometheus metrics of one server process, passed to the code paths that count.
+
+One `Metrics` object owns its own `CollectorRegistry` (never prometheus-client's global
+one), so nothing is counted by importing a module and tests can run several servers in
+one process. The SSH server, the HTTP face and the git services get the object from
+whoever builds them (`gitserve serve`); code without one gets `NULL`, which counts
+nothing. Numbers that live in Redis or on disk (builds, queue depth, deploys) are read
+at scrape time by collectors in gitserve/http/metrics.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# build and deploy switch durations: seconds, from a quick script to a long test suite
+BUILD_BUCKETS = (1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, float("inf"))
+SWITCH_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, float("inf"))
+
+
+class Metrics:
+    """Counters and gauges the serving code updates directly."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.connections_open = Gauge(
+            "gitserve_connections_open", "Connections open now", ["transport"], registry=r)
+        self.connections = Counter(
+            "gitserve_connections", "Connections accepted", ["transport"], registry=r)
+        self.connections_refused = Counter(
+            "gitserve_connections_refused", "Connections or logins refused by limits",
+            ["transport"], registry=r)
+        self.git_requests = Counter(
+            "gitserve_git_operations", "Git operations served (clone/fetch: upload-pack)",
+            ["transport", "service"], registry=r)
+        self.git_bytes = Counter(
+            "gitserve_git_bytes", "Bytes of git protocol sent (upload) and received (push)",
+            ["transport", "direction"], registry=r)
+        self.access_denied = Counter(
+            "gitserve_access_denied", "Access denials (check #1, check #2 and login failures)",
+            ["transport", "check"], registry=r)
+        self.pushes = Counter(
+            "gitserve_pushes", "Pushes that moved at least one ref", ["transport"], registry=r)
+        self.builds = Counter(
+            "gitserve_builds", "Builds that ended, by result", ["result"], registry=r)
+        self.build_seconds = Histogram(
+            "gitserve_build_duration_seconds", "Build duration", buckets=BUILD_BUCKETS,
+            registry=r)
+        self.deploys = Counter(
+            "gitserve_deploys", "Switches of a site's live side", ["action"], registry=r)
+        self.queue_depth = Gauge(
+            "gitserve_queue_depth", "Jobs waiting in an RQ queue (read at scrape time)",
+            ["queue"], registry=r)
+        self.switch_seconds = Histogram(
+            "gitserve_deploy_switch_seconds", "Time to switch a site's live side",
+            buckets=SWITCH_BUCKETS, registry=r)
+
+    def add_collector(self, collector: Any) -> None:
+        """Register a scrape-time collector (Redis queue depth, builds, deploys)."""
+        self.registry.register(collector)
+
+
+def count_ref_denials(handler: Any, metrics: Any, transport: str) -> None:
+    """Wrap a receive-pack handler's check_ref (check #2, wired by the session) so each
+    refused ref is counted; the check's messages and audit lines stay the session's."""
+    check = handler.check_ref
+    if check is None:
+        return
+
+    def counted(update: Any) -> Any:
+        reason = check(update)
+        if reason:
+            metrics.access_denied.labels(transport, "2").inc()
+        return reason
+
+    handler.check_ref = counted
+
+
+def pushed(handler: Any) -> bool:
+    """Did this receive-pack move at least one ref?"""
+    result = getattr(handler, "result", None)
+    return result is not None and any(s == "ok" for s in result.statuses.values())
+
+
+class _NullMetric:
+    """A counter, gauge or histogram that keeps nothing."""
+
+    def labels(self, *_a: Any, **_k: Any) -> "_NullMetric":
+        return self
+
+    def inc(self, *_a: Any) -> None:
+        pass
+
+    def dec(self, *_a: Any) -> None:
+        pass
+
+    def set(self, *_a: Any) -> None:
+        pass
+
+    def observe(self, *_a: Any) -> None:
+        pass
+
+
+class NullMetrics:
+    """Counts nothing; lets code run without a Metrics (CLI, tests, `gitserve shell`)."""
+
+    def __init__(self) -> None:
+        for name in METRIC_NAMES:
+            setattr(self, name, _NullMetric())
+
+
+METRIC_NAMES = ("connections_open", "connections", "connections_refused", "git_requests",
+                "git_bytes", "access_denied", "pushes", "builds", "build_seconds", "deploys",
+                "switch_seconds", "queue_depth")
+NULL: Any = NullMetrics()
