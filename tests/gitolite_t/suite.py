@@ -65,12 +65,61 @@ def bundle_dir() -> Path | None:
     return None
 
 
+# Debian's source of the same release (its t/ and src/ are byte for byte the bundle's at TAG):
+# fetched from the machine's Debian mirror, a package registry, when no bundle is beside the
+# checkout; pinned by the sha256 Debian's gitolite3_3.6.12-1.dsc lists.
+DEBIAN_ORIG = "pool/main/g/gitolite3/gitolite3_3.6.12.orig.tar.gz"
+DEBIAN_ORIG_SHA256 = "8c55976ed561b8eabf39097b7fcb9c6e8741c2ceea85ef4529a06b1adff850b6"
+
+
+def debian_mirror() -> str:
+    """The Debian archive apt uses here (deb822 `URIs:` or a sources.list `deb` line)."""
+    import glob
+    import re
+
+    for path in ["/etc/apt/sources.list", *sorted(glob.glob("/etc/apt/sources.list.d/*"))]:
+        try:
+            text = Path(path).read_text()
+        except OSError:
+            continue
+        for uri in re.findall(r"(?m)^(?:URIs:\s*|deb\s+(?:\[[^]]*\]\s+)?)(\S+)", text):
+            if uri.rstrip("/").endswith("/debian"):
+                return uri.rstrip("/")
+    return "http://deb.debian.org/debian"
+
+
+def fetch_debian_source(dest: Path) -> Path:
+    """Gitolite's tree from Debian's orig tarball, checked against the pinned sha256."""
+    import hashlib
+    import tarfile
+    import urllib.request
+
+    url = f"{debian_mirror()}/{DEBIAN_ORIG}"
+    try:
+        with urllib.request.urlopen(url, timeout=60) as resp:
+            data = resp.read()
+    except OSError as exc:
+        raise SuiteError(f"Gitolite's bundle not found and {url} unreachable: {exc}") from None
+    if hashlib.sha256(data).hexdigest() != DEBIAN_ORIG_SHA256:
+        raise SuiteError(f"{url}: sha256 mismatch")
+    archive = dest / "gitolite3.orig.tar.gz"
+    archive.write_bytes(data)
+    with tarfile.open(archive) as tar:
+        for member in tar.getmembers():
+            if member.name.startswith("/") or ".." in Path(member.name).parts or \
+                    not (member.isfile() or member.isdir() or member.issym()):
+                raise SuiteError(f"{url}: unexpected member {member.name}")
+        tar.extractall(dest)
+    tree = dest / "gitolite-src"
+    (dest / "gitolite-3.6.12").rename(tree)
+    return tree
+
+
 def clone_gitolite(dest: Path) -> Path:
-    """A checkout of Gitolite at TAG from the bundle, in DEST."""
+    """A checkout of Gitolite at TAG from the bundle (else Debian's source of it), in DEST."""
     src = bundle_dir()
     if src is None or not (src / BUNDLE).is_file():
-        raise SuiteError(f"Gitolite's bundle not found (looked for {BUNDLE} in "
-                         f"{src or '../shared/gitolite'}; set GITSERVE_GITOLITE_DIR)")
+        return fetch_debian_source(dest)
     tree = dest / "gitolite-src"
     for argv in (["git", "clone", "-q", "--no-checkout", str(src / BUNDLE), str(tree)],
                  ["git", "-C", str(tree), "-c", "advice.detachedHead=false", "checkout", "-q",
