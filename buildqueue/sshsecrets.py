@@ -21,12 +21,7 @@ ADMIN_REPO = "gitolite-admin"
 
 
 def _read_all(ctx: ssh_commands.CommandContext) -> str:
-    data = b""
-    while len(data) <= MAX_VALUE:
-        chunk = ctx.read(8192)
-        if not chunk:
-            break
-        data += chunk
+    data = ctx.read_input(MAX_VALUE)
     if len(data) > MAX_VALUE:
         raise ssh_commands.CommandError(f"secret value larger than {MAX_VALUE // 1024} KiB")
     try:

@@ -50,6 +50,17 @@ class CommandContext:
     def rules(self) -> Rules:
         return self.state.rules
 
+    def read_input(self, limit: int) -> bytes:
+        """All of stdin, but never more than LIMIT + 1 bytes buffered: a caller seeing more than
+        LIMIT refuses (or truncates) instead of holding whatever a client sends."""
+        data = b""
+        while len(data) <= limit:
+            chunk = self.read(65536)
+            if not chunk:
+                break
+            data += chunk
+        return data
+
 
 CommandFn = Callable[[CommandContext, list[str]], int]
 
@@ -332,12 +343,7 @@ def _perms_batch(ctx: CommandContext, name: str, pf: Any) -> int:
     backup): every line must start with a role; `cancel` aborts; nothing is written on error."""
     ctx.err("'batch' mode started, waiting for input (run with '-h' for details).\n")
     ctx.err("Please enter 'cancel' to abort if you did not intend to do this.\n")
-    data = b""
-    while len(data) <= PERMS_BATCH_MAX:
-        chunk = ctx.read(65536)
-        if not chunk:
-            break
-        data += chunk
+    data = ctx.read_input(PERMS_BATCH_MAX)
     if len(data) > PERMS_BATCH_MAX:
         raise CommandError(f"perms input larger than {PERMS_BATCH_MAX} bytes")
     lines = data.decode("utf-8", "replace").splitlines(keepends=True)
@@ -446,13 +452,7 @@ def cmd_writable(ctx: CommandContext, args: list[str]) -> int:
         msg = " ".join(words)
         if not msg:
             ctx.err("...please type the message to be shown to users:\n")
-            data = b""
-            while len(data) <= PERMS_BATCH_MAX:
-                chunk = ctx.read(65536)
-                if not chunk:
-                    break
-                data += chunk
-            msg = data[:PERMS_BATCH_MAX].decode("utf-8", "replace")
+            msg = ctx.read_input(PERMS_BATCH_MAX)[:PERMS_BATCH_MAX].decode("utf-8", "replace")
         for d in dirs:
             atomic_write(d / DOWN_FILE, msg)
     audit.record(ctx.settings, user=ctx.user, ip=ctx.ip, repo=target, op="writable",

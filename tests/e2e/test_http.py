@@ -11,7 +11,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.httpkit import (audit_since, get, hgit, http_env, http_url, loads, login_cookie,
-                               make_http_server, remote, timed_git, token, wait_http)
+                                   make_http_server, token, wait_http)
+from tests.support.pushes import remote, timed_git
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -7,9 +7,6 @@ the returned server has `.http_port` and `.http_base`. Every server is stopped b
 from __future__ import annotations
 
 import json
-import os
-import re
-import select
 import subprocess
 import time
 import urllib.error
@@ -81,40 +78,6 @@ def get(url: str, headers: dict[str, str] | None = None, data: bytes | None = No
             return resp.status, resp.headers, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.headers, exc.read()
-
-
-def timed_git(env: dict[str, str], *args: str, cwd: Path | None = None,
-              timeout: float = 90) -> tuple[int, list[tuple[float, str]]]:
-    """git ARGS, with the time each stderr line arrived."""
-    proc = subprocess.Popen(["git", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    t0 = time.monotonic()
-    lines: list[tuple[float, str]] = []
-    buf = b""
-    assert proc.stderr is not None
-    fd = proc.stderr.fileno()
-    deadline = t0 + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.5)
-        if not ready:
-            if proc.poll() is not None:
-                break
-            continue
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            break
-        buf += chunk
-        *parts, buf = re.split(rb"[\r\n]", buf)
-        now = time.monotonic() - t0
-        lines += [(now, p.decode(errors="replace").rstrip()) for p in parts if p.strip()]
-    proc.wait(10)
-    if buf.strip():
-        lines.append((time.monotonic() - t0, buf.decode(errors="replace").rstrip()))
-    return proc.returncode, lines
-
-
-def remote(lines: list[tuple[float, str]]) -> list[str]:
-    return [line[len("remote: "):].strip() for _, line in lines if line.startswith("remote: ")]
 
 
 def audit_since(srv: GitServer, count: int) -> list[dict[str, Any]]:

@@ -13,19 +13,22 @@ from pathlib import Path
 from tests.support.server import GitServer
 
 
-def timed_push(srv: GitServer, user: str, work: Path, *args: str, timeout: float = 90):
-    """git push, with the time each stderr line arrived (lines as the user sees them)."""
-    proc = subprocess.Popen(["git", "push", *args], cwd=work, env=srv.client_env(user),
+def timed_git(env: dict[str, str], *args: str, cwd: Path | None = None,
+              timeout: float = 90) -> tuple[int, list[tuple[float, str]]]:
+    """git ARGS, with the time each stderr line arrived (lines as the user sees them)."""
+    proc = subprocess.Popen(["git", *args], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     t0 = time.monotonic()
     lines: list[tuple[float, str]] = []
     buf = b""
-    deadline = t0 + timeout
     assert proc.stderr is not None
     fd = proc.stderr.fileno()
+    deadline = t0 + timeout
     while time.monotonic() < deadline:
         ready, _, _ = select.select([fd], [], [], 0.5)
         if not ready:
+            if proc.poll() is not None:
+                break
             continue
         chunk = os.read(fd, 65536)
         if not chunk:
@@ -38,6 +41,11 @@ def timed_push(srv: GitServer, user: str, work: Path, *args: str, timeout: float
     if buf.strip():
         lines.append((time.monotonic() - t0, buf.decode(errors="replace").rstrip()))
     return proc.returncode, lines
+
+
+def timed_push(srv: GitServer, user: str, work: Path, *args: str, timeout: float = 90):
+    """git push as USER over ssh, with the time each stderr line arrived."""
+    return timed_git(srv.client_env(user), "push", *args, cwd=work, timeout=timeout)
 
 
 def remote(lines) -> list[str]:
