@@ -435,7 +435,7 @@ class NginxService:
         self.summary = ""  # one line `gitserve serve` shows once started ("" = nothing to say)
 
     def start(self) -> None:
-        confs = list(sites_conf_dir(self.settings).glob("*.conf")) if sites_conf_dir(self.settings).is_dir() else []
+        confs = site_confs(self.settings)
         if not confs:
             return
         try:
@@ -447,6 +447,12 @@ class NginxService:
 
     def stop(self) -> None:
         stop_embedded(self.settings)
+
+
+def site_confs(settings: Settings) -> list[Path]:
+    """The site configs the embedded nginx serves; none means it need not run."""
+    conf_dir = sites_conf_dir(settings)
+    return sorted(conf_dir.glob("*.conf")) if conf_dir.is_dir() else []
 
 
 def services(settings: Settings) -> list[NginxService]:

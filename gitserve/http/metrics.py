@@ -128,8 +128,13 @@ def health(settings: Settings) -> tuple[bool, dict[str, Any]]:
 
         if nginx.is_embedded(settings):
             pid = nginx.running_pid(settings)
-            report["nginx"] = "ok" if pid else "not running"
-            ok = ok and bool(pid)
+            if pid:
+                report["nginx"] = "ok"
+            elif not nginx.site_confs(settings):
+                report["nginx"] = "no sites (not needed)"  # the first deploy starts it
+            else:
+                report["nginx"] = "not running"
+                ok = False
         else:
             report["nginx"] = "system (not checked)"
     except Exception as exc:  # noqa: BLE001
