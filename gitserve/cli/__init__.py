@@ -35,10 +35,10 @@ def _root(
     ctx.obj = CliState(home=home)
 
 
-init.register(app)
-serve.register(app)
-shell.register(app)
-worker.register(app)
+init.add_commands(app)
+serve.add_commands(app)
+shell.add_commands(app)
+worker.add_commands(app)
 app.add_typer(admin.app, name="admin")
 app.add_typer(builds.app, name="builds")
 app.add_typer(deploy.app, name="deploy")

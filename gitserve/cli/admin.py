@@ -1,4 +1,4 @@
-"""`gitserve admin ...`: each concern registers its own commands on this group."""
+"""`gitserve admin ...`: the command groups of each concern, added here in one place."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from . import admin_acl, admin_authkeys, admin_keys, admin_secrets, admin_upkeep
 app = typer.Typer(help="Manage keys, access rules and secrets (commits on the admin repo).",
                   no_args_is_help=True)
 
-admin_acl.register(app)      # access, check
-admin_keys.register(app)     # add-key, remove-key, list-keys, set-conf
-admin_secrets.register(app)  # set-secret, secrets list|set|remove, notify-log
-admin_upkeep.register(app)   # fsck, gc
-admin_authkeys.register(app)  # authorized-keys (behind the system OpenSSH)
+# access, check (check runs these validators, in this order)
+admin_acl.add_commands(app, validators=(admin_acl.validate_conf, admin_acl.validate_options,
+                                        admin_keys.validate_keydir))
+admin_keys.add_commands(app)     # add-key, remove-key, list-keys, set-conf
+admin_secrets.add_commands(app)  # set-secret, secrets list|set|remove, notify-log
+admin_upkeep.add_commands(app)   # fsck, gc
+admin_authkeys.add_commands(app)  # authorized-keys (behind the system OpenSSH)

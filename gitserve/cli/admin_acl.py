@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Callable, Optional
+from typing import Annotated, Callable, Optional, Sequence
 
 import typer
 
@@ -34,21 +34,13 @@ class CheckTarget:
     rules: Optional[acl.Rules] = None
 
 
-# `admin check` runs every validator in order; each adds warnings/summary lines or raises
-# CheckFailed with a one-line "file:line: message". The keydir validator (gitserve.keys /
-# gitserve.admin) registers itself here with `register_validator`.
+# `admin check` runs the validators it is given (cli/admin.py lists them, in order); each adds
+# warnings/summary lines or raises CheckFailed with a one-line "file:line: message".
 Validator = Callable[[CheckTarget, CheckReport], None]
-VALIDATORS: list[Validator] = []
 
 
 class CheckFailed(Exception):
     pass
-
-
-def register_validator(fn: Validator) -> Validator:
-    if fn not in VALIDATORS:
-        VALIDATORS.append(fn)
-    return fn
 
 
 def _current_admin_state(home: Optional[Path]):  # -> gitserve.admin.AdminState
@@ -63,7 +55,6 @@ def _current_admin_state(home: Optional[Path]):  # -> gitserve.admin.AdminState
         fail(str(exc))
 
 
-@register_validator
 def validate_conf(target: CheckTarget, report: CheckReport) -> None:
     if target.conf is not None:
         try:
@@ -87,7 +78,6 @@ def validate_conf(target: CheckTarget, report: CheckReport) -> None:
     )
 
 
-@register_validator
 def validate_options(target: CheckTarget, report: CheckReport) -> None:
     """Unknown or bad gitserve options (build.*, deploy.*, notify.*, hook.*) fail the check;
     hook names must exist under HOME/hooks unless only --conf FILE is given."""
@@ -129,7 +119,8 @@ def lint_vrefs(rules: acl.Rules, home: Optional[Path] = None) -> list[str]:
     return out
 
 
-def register(app: typer.Typer) -> None:
+def add_commands(app: typer.Typer, validators: Sequence[Validator]) -> None:
+    """`access` and `check`; `check` runs VALIDATORS in order."""
     @app.command(
         "access",
         context_settings={"ignore_unknown_options": False},
@@ -178,7 +169,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         target = CheckTarget(conf=conf, home=home)
         report = CheckReport()
-        for validator in VALIDATORS:
+        for validator in validators:
             try:
                 validator(target, report)
             except CheckFailed as exc:

@@ -12,7 +12,7 @@ from gitserve import admin, authkeys
 from gitserve.cli.common import HomeOption, fail, load_settings
 
 
-def register(app: typer.Typer) -> None:
+def add_commands(app: typer.Typer) -> None:
     @app.command("authorized-keys")
     def authorized_keys(
         key: Annotated[str | None, typer.Option(

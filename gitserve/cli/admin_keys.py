@@ -55,7 +55,7 @@ def _compile(settings) -> None:
         print(f"created repository {name}")
 
 
-def register(app: typer.Typer) -> None:
+def add_commands(app: typer.Typer) -> None:
     @app.command("add-key")
     def add_key(
         user: Annotated[str, typer.Argument(help="USER, or USER@label for a further key of USER.")],
@@ -120,7 +120,6 @@ def register(app: typer.Typer) -> None:
             print(f"conf/gitolite.conf updated (commit {sha[:12]})")
 
 
-@admin_acl.register_validator
 def validate_keydir(target: admin_acl.CheckTarget, report: admin_acl.CheckReport) -> None:
     """`admin check`: the keydir of the server (already checked by admin.current) or, with
     --conf DIR/conf/gitolite.conf, the keydir/ beside that conf/ (a gitolite-admin checkout)."""

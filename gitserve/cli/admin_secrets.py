@@ -87,7 +87,7 @@ def secrets_remove(repo: RepoArg, name: NameArg, home: HomeOption = None) -> Non
     print(f"secret {name} removed from {repo}")
 
 
-def register(app: typer.Typer) -> None:
+def add_commands(app: typer.Typer) -> None:
     @app.command("set-secret")
     def set_secret(repo: RepoArg, name: NameArg, home: HomeOption = None) -> None:
         """Store a secret for REPO's builds; the value is read from stdin."""

@@ -27,7 +27,7 @@ def _targets(home: Optional[Path], repo: Optional[str]) -> tuple[Settings, list[
         fail(str(exc))
 
 
-def register(app: typer.Typer) -> None:
+def add_commands(app: typer.Typer) -> None:
     @app.command("fsck")
     def fsck(
         repo: Annotated[Optional[str], typer.Argument(help="Repository (default: all).")] = None,

@@ -188,7 +188,7 @@ def init_home(
     ]
 
 
-def register(app: typer.Typer) -> None:
+def add_commands(app: typer.Typer) -> None:
     @app.command("init")
     def init_cmd(
         admin_user: Annotated[Optional[str], typer.Option(

@@ -160,5 +160,5 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def register(app: typer.Typer) -> None:
+def add_commands(app: typer.Typer) -> None:
     app.command("serve")(serve)

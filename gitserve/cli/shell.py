@@ -53,5 +53,5 @@ def shell(
     raise typer.Exit(status)
 
 
-def register(app: typer.Typer) -> None:
+def add_commands(app: typer.Typer) -> None:
     app.command("shell")(shell)

@@ -16,7 +16,7 @@ from .common import HomeOption, fail, load_settings
 from .serve import LogFormatOption, LogLevelOption, setup_logging
 
 
-def register(app: typer.Typer) -> None:
+def add_commands(app: typer.Typer) -> None:
     @app.command()
     def worker(
         queues: Annotated[Optional[list[str]], typer.Argument(
