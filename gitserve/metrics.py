@@ -56,10 +56,6 @@ class Metrics:
             "gitserve_deploy_switch_seconds", "Time to switch a site's live side",
             buckets=SWITCH_BUCKETS, registry=r)
 
-    def add_collector(self, collector: Any) -> None:
-        """Register a scrape-time collector (Redis queue depth, builds, deploys)."""
-        self.registry.register(collector)
-
 
 def count_ref_denials(handler: Any, metrics: Any, transport: str) -> None:
     """Wrap a receive-pack handler's check_ref (check #2, wired by the session) so each
