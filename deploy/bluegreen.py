@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping
 from gitserve.fsutil import atomic_write
 from gitserve.settings import Settings
 
-from . import nginx
+from . import nginx, sitesctl
 from .check import check_preview
 from .errors import DeployError
 from .options import SiteOptions, check_release_id, check_site_name, parse
@@ -247,6 +247,10 @@ def deploy_release(settings: Settings, site: str, output_dir: Path, options: Map
         raise _failed(say, exc, None, None) from None
     s = Site(settings.sites_dir, name)
     s.ensure()
+    try:
+        sitesctl.ensure_running(settings)  # keeps nginx (and processes) up after we are gone
+    except DeployError as exc:
+        raise _failed(say, exc, s.live_side(), s.slot_release(s.live_side())) from None
     holder = f"deploy of build {release} by {meta.get('pusher', '?')}"
     with s.lock(holder, LOCK_TIMEOUT, say):
         live = s.live_side()
@@ -411,6 +415,7 @@ def rollback(settings: Settings, site: str, to: str | None = None, by: str | Non
     s = Site(settings.sites_dir, name)
     if not s.exists():
         raise DeployError("rollback", f"no site {name}")
+    sitesctl.ensure_running(settings)
     with s.lock(f"rollback by {by or '?'}", LOCK_TIMEOUT, say):
         state = s.load_state()
         live = s.live_side()

@@ -10,7 +10,7 @@ import typer
 
 from gitserve.errors import GitserveError
 
-from . import admin, builds, deploy, init, serve, shell, worker
+from . import admin, builds, deploy, init, serve, shell, sites, worker
 from .common import CliState
 
 app = typer.Typer(
@@ -38,6 +38,7 @@ def _root(
 init.add_commands(app)
 serve.add_commands(app)
 shell.add_commands(app)
+sites.add_commands(app)
 worker.add_commands(app)
 app.add_typer(admin.app, name="admin")
 app.add_typer(builds.app, name="builds")

@@ -57,9 +57,7 @@ repo web
         yield server
     finally:
         server.stop()
-        from deploy import nginx
-
-        nginx.stop_embedded(server.settings)  # in case serve died without stopping it
+        server.stop_sites()  # serve never stops the sites
 
 
 def get(port: int, path: str = "/") -> tuple[int, str]:
@@ -184,16 +182,48 @@ def test_concurrent_pushes_deploy_in_push_order_last_push_wins(srv):
     assert get(live) == (200, page("fast-second"))
 
 
-def test_nginx_stops_and_starts_with_serve(srv):
-    from deploy import nginx
+def test_sites_outlive_serve_sigterm_and_kill9(srv):
+    """Stopping serve (SIGTERM) or killing it (-9) and starting a new one costs the live
+    site no request: nginx runs under `gitserve sites`, which serve never stops; the new
+    serve re-attaches to it. A SIGTERM'd serve exits promptly, and after kill -9 no local
+    worker is left behind."""
+    import os
+    import signal
+
+    from deploy import nginx, sitesctl
+    from gitserve import procscan
 
     live = srv.ports["live"]
     status, served = get(live)
     assert status == 200
-    srv.stop()
-    assert nginx.running_pid(srv.settings) is None
-    with pytest.raises(OSError):
-        get(live)
-    srv.start()
-    assert "embedded nginx serving 1 site(s)" in "".join(srv.output)
-    assert get(live) == (200, served)
+    sites_pid = sitesctl.running_pid(srv.settings)
+    nginx_pid = nginx.running_pid(srv.settings)
+    assert sites_pid and nginx_pid
+    with HttpLoad(live, "/", threads=4) as load:
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        srv.stop()  # SIGTERM to serve's process group
+        stopped = time.monotonic() - t0
+        assert get(live) == (200, served)
+        srv.start()
+        assert f"attached to gitserve sites (pid {sites_pid}) serving 1 site(s)" in "".join(srv.output)
+        assert srv.proc is not None
+        serve_tree = procscan.tree(srv.proc.pid)
+        os.kill(srv.proc.pid, signal.SIGKILL)
+        srv.proc.wait()
+        time.sleep(0.2)
+        srv.start()
+        time.sleep(0.2)
+    assert load.errors == [], load.errors[:3]
+    assert len(load.results) > 20 and all(st == 200 and body == served.encode()
+                                          for _, _, st, body in load.results)
+    assert stopped < 5, f"SIGTERM'd serve took {stopped:.1f}s to exit"
+    # nothing of the killed serve is left (workers got the parent-death signal, cold stop)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(procscan.alive(p) for p in serve_tree[1:]):
+        time.sleep(0.05)
+    left = [p for p in serve_tree[1:] if procscan.alive(p)]
+    assert left == [], [procscan.cmdline(p) for p in left]
+    assert sitesctl.running_pid(srv.settings) == sites_pid
+    assert nginx.running_pid(srv.settings) == nginx_pid
+    print(f"\nserve SIGTERM exit {stopped:.2f}s; {len(load.results)} requests, 0 failed")

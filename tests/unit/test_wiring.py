@@ -174,7 +174,7 @@ def test_layering() -> None:
     """cli on top; buildqueue and deploy use gitserve's core, never the reverse;
     gitserve/git and gitserve/acl at the bottom (they import no other gitserve module
     except the leaf helpers errors, fsutil, logsetup and settings)."""
-    leaves = {"gitserve.errors", "gitserve.fsutil", "gitserve.logsetup", "gitserve.names",
+    leaves = {"gitserve.errors", "gitserve.fsutil", "gitserve.logsetup", "gitserve.names", "gitserve.procscan",
               "gitserve.settings", "gitserve"}
     bad = []
     for module in our_modules():
@@ -209,10 +209,10 @@ def test_app_wires_hooks_in_order_and_one_command_table(tmp_path: Path) -> None:
         "token", "writable"]
     settings.server.commands = ""
     assert [type(s).__name__ for s in wired.services] == [
-        "EmbeddedRedisService", "LocalWorkersService", "NginxService", "UpkeepService", "NotifierService"]
+        "EmbeddedRedisService", "LocalWorkersService", "SitesService", "UpkeepService", "NotifierService"]
     settings.redis.url = "redis://127.0.0.1:1"
     assert [type(s).__name__ for s in app.build(settings).services] == [
-        "NginxService", "UpkeepService", "NotifierService"]
+        "SitesService", "UpkeepService", "NotifierService"]
 
 
 def test_site_hooks_come_first_and_bad_plugins_are_one_line(tmp_path: Path, monkeypatch) -> None:
