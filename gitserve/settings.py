@@ -17,6 +17,10 @@ from gitserve.errors import GitserveError
 from gitserve.fsutil import atomic_write
 
 DEFAULT_HOME = "~/.gitserve"
+# root's default: the sites and the embedded nginx prefix live in the home, and nginx's
+# unprivileged workers must reach them; /root is 0700, /var/lib is not (Debian's gitolite3
+# lives in /var/lib/gitolite3 for the same reason)
+ROOT_DEFAULT_HOME = "/var/lib/gitserve"
 SETTINGS_FILE = "gitserve.toml"
 
 
@@ -247,10 +251,20 @@ class Settings:
         return self.home / "http"
 
 
+def default_home() -> Path:
+    """~/.gitserve, or for root /var/lib/gitserve (ROOT_DEFAULT_HOME) so that the nginx
+    workers, who never run as root, can serve the sites without an extra step. A root
+    ~/.gitserve made before this default keeps being used (nothing moves under a server)."""
+    user_home = Path(DEFAULT_HOME).expanduser()
+    if os.geteuid() != 0 or (user_home / SETTINGS_FILE).is_file():
+        return user_home.resolve()
+    return Path(ROOT_DEFAULT_HOME)
+
+
 def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
-    """--home, then $GITSERVE_HOME, then ~/.gitserve."""
-    raw = home or os.environ.get("GITSERVE_HOME") or DEFAULT_HOME
-    return Path(raw).expanduser().resolve()
+    """--home, then $GITSERVE_HOME, then default_home()."""
+    raw = home or os.environ.get("GITSERVE_HOME")
+    return Path(raw).expanduser().resolve() if raw else default_home().resolve()
 
 
 # gitserve.toml keys that are not Python names: toml key -> field

@@ -27,7 +27,7 @@ def _root(
     ctx: typer.Context,
     home: Annotated[
         Optional[Path],
-        typer.Option("--home", help="Server home (env GITSERVE_HOME, default ~/.gitserve)."),
+        typer.Option("--home", help="Server home (env GITSERVE_HOME, default ~/.gitserve; root: /var/lib/gitserve)."),
     ] = None,
 ) -> None:
     # `gitserve --home X cmd` and `gitserve cmd --home X` both work: the root option

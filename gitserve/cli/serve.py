@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -128,10 +129,14 @@ def serve(
             pass
     finally:
         for service in reversed(services):
+            began = time.monotonic()
             try:
                 service.stop()
             except Exception as exc:  # noqa: BLE001 - stop the rest regardless
                 log.error("stopping %s: %s", type(service).__name__, exc)
+            took = time.monotonic() - began
+            if took > 1.0:  # a slow exit delays the next serve: say which part was slow
+                log.warning("stopping %s took %.1fs", type(service).__name__, took)
         try:
             pid_file = settings.run_dir / "serve.pid"
             if pid_file.read_text().strip() == str(os.getpid()):

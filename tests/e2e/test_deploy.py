@@ -194,8 +194,11 @@ def test_sites_outlive_serve_sigterm_and_kill9(srv):
     from gitserve import procscan
 
     live = srv.ports["live"]
+    work = srv.clone("alice", "web")
+    commit_version(srv, work, "outlives-serve")
+    assert "Enable:" in " ".join(push(srv, work, "+HEAD:main"))
     status, served = get(live)
-    assert status == 200
+    assert status == 200 and "outlives-serve" in served
     sites_pid = sitesctl.running_pid(srv.settings)
     nginx_pid = nginx.running_pid(srv.settings)
     assert sites_pid and nginx_pid
@@ -208,22 +211,36 @@ def test_sites_outlive_serve_sigterm_and_kill9(srv):
         srv.start()
         assert f"attached to gitserve sites (pid {sites_pid}) serving 1 site(s)" in "".join(srv.output)
         assert srv.proc is not None
+        # a build is running (a local worker's work horse, its sandbox) when serve is killed
+        commit_version(srv, work, "slow-build", delay=60)
+        slow = subprocess.Popen(["git", "push", "origin", "HEAD:slow"], cwd=work,
+                                env=srv.client_env("alice"), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        assert slow.stderr is not None
+        for line in slow.stderr:
+            if "building <!-- slow-build" in line:
+                break
+        deadline = time.monotonic() + 10
         serve_tree = procscan.tree(srv.proc.pid)
+        while not any(procscan.cmdline(p).startswith(b"sleep") for p in serve_tree):
+            assert time.monotonic() < deadline, "the build is not running"
+            time.sleep(0.05)
+            serve_tree = procscan.tree(srv.proc.pid)
         os.kill(srv.proc.pid, signal.SIGKILL)
         srv.proc.wait()
-        time.sleep(0.2)
+        slow.kill()
+        slow.wait()
         srv.start()
+        # the old serve's tree is gone by the time the new one listens (its build killed
+        # with its worker, not left running until it notices Redis went away)
+        orphans = [p for p in serve_tree[1:] if procscan.alive(p)]
         time.sleep(0.2)
     assert load.errors == [], load.errors[:3]
     assert len(load.results) > 20 and all(st == 200 and body == served.encode()
                                           for _, _, st, body in load.results)
     assert stopped < 5, f"SIGTERM'd serve took {stopped:.1f}s to exit"
     # nothing of the killed serve is left (workers got the parent-death signal, cold stop)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(procscan.alive(p) for p in serve_tree[1:]):
-        time.sleep(0.05)
-    left = [p for p in serve_tree[1:] if procscan.alive(p)]
-    assert left == [], [procscan.cmdline(p) for p in left]
+    assert orphans == [], [procscan.cmdline(p) for p in orphans]
     assert sitesctl.running_pid(srv.settings) == sites_pid
     assert nginx.running_pid(srv.settings) == nginx_pid
     print(f"\nserve SIGTERM exit {stopped:.2f}s; {len(load.results)} requests, 0 failed")
