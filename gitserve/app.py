@@ -26,6 +26,8 @@ What one `git push` does, in order (file -> file):
                                VREFs via acl/inspect_dulwich), admin-repo validation (admin.py),
                                then every hook's before_update, in the order below:
                                  site hooks (GITSERVE_PLUGINS)      may reject the ref
+                                 lfs/pushcheck.LockedPaths          a path locked by another
+                                                                    user (LFS locks)
                                  buildqueue/pushhook.BuildHook      gate builds: enqueue, stream,
                                                                     reject unless it passed
  6. gitserve/git/receive.py    move refs (compare-and-swap), then session's on_updated: audit
@@ -53,6 +55,7 @@ from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 from gitserve.errors import GitserveError
 from gitserve.git.pushhooks import PushHook
 from gitserve.git.repack import RepackAfterPush
+from gitserve.lfs.pushcheck import LockedPaths
 from gitserve.metrics import Metrics
 from gitserve.settings import Settings
 from gitserve.ssh import commands as ssh_commands
@@ -110,6 +113,7 @@ def push_hooks(settings: Settings, upkeep: UpkeepService | None = None) -> list[
     from buildqueue.pushhook import BuildHook
 
     hooks: list[PushHook] = site_hooks(settings)
+    hooks.append(LockedPaths())  # a path someone else holds an LFS lock on stays as it is
     hooks.append(BuildHook())  # gate builds; post-receive hooks; sync/async builds
     hooks.append(RepackAfterPush())  # one pack per repo again, in the background
     if upkeep is not None:

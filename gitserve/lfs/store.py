@@ -86,43 +86,22 @@ class LfsStore:
             raise LfsError(422, f"object of {size} bytes is over the limit of "
                                 f"{self.max_bytes} bytes (max_lfs_object_bytes)")
 
+    def upload(self, oid: str, size: int) -> Upload:
+        """An upload of OID (SIZE bytes) in progress: write() chunks, then commit()."""
+        check_oid(oid)
+        self.check_size(size)
+        return Upload(self, oid, size)
+
     def receive(self, oid: str, size: int, chunks: Iterable[bytes]) -> bool:
         """Store the object OID of SIZE bytes from CHUNKS; True if it was new.
 
         Refused (LfsError, nothing stored) when the content is longer or shorter than SIZE,
-        over the store's limit, or does not hash to OID. CHUNKS is always read to its end
-        (a transport has to drain the client's data whatever the verdict)."""
-        check_oid(oid)
-        self.check_size(size)
-        tmp_dir = self.root / "tmp"
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        digest = hashlib.sha256()
-        length = 0
-        fd, tmp = tempfile.mkstemp(prefix=f"{oid}.", dir=tmp_dir)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                for chunk in chunks:
-                    length += len(chunk)
-                    if length > size:
-                        continue  # drain, write nothing more: refused below
-                    digest.update(chunk)
-                    f.write(chunk)
-                f.flush()
-                os.fsync(f.fileno())
-            if length != size:
-                raise LfsError(422, f"object {oid}: got {length} bytes, expected {size}")
-            if digest.hexdigest() != oid:
-                raise LfsError(422, f"object {oid}: content does not match its oid "
-                                    f"(sha256 {digest.hexdigest()})")
-            final = self.path(oid)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.chmod(tmp, 0o444)
-            if final.exists():
-                return False
-            os.replace(tmp, final)
-            return True
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        over the store's limit, or does not hash to OID. CHUNKS is read to its end either
+        way (a transport has to drain the client's data whatever the verdict)."""
+        with self.upload(oid, size) as up:
+            for chunk in chunks:
+                up.write(chunk)
+            return up.commit()
 
     def oids(self) -> Iterator[str]:
         """Every stored object id."""
@@ -135,3 +114,60 @@ class LfsStore:
 
     def remove(self, oid: str) -> None:
         self.path(oid).unlink(missing_ok=True)
+
+
+class Upload:
+    """One object being received: hashed and counted as it is written to STORE/tmp, renamed
+    into objects/ by commit() only if length and sha256 match; anything else leaves nothing."""
+
+    def __init__(self, store: LfsStore, oid: str, size: int) -> None:
+        self.store = store
+        self.oid = oid
+        self.size = size
+        self.length = 0
+        self._digest = hashlib.sha256()
+        tmp_dir = store.root / "tmp"
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(prefix=f"{oid}.", dir=tmp_dir)
+        self._file: BinaryIO | None = os.fdopen(fd, "wb")
+
+    def __enter__(self) -> Upload:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.abort()
+
+    def write(self, chunk: bytes) -> None:
+        self.length += len(chunk)
+        if self.length > self.size or self._file is None:
+            return  # drained, not written: commit() refuses
+        self._digest.update(chunk)
+        self._file.write(chunk)
+
+    def commit(self) -> bool:
+        """Make the object visible; True if it was new. LfsError when it does not match."""
+        if self._file is None:
+            raise LfsError(500, "upload already finished")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        self._file = None
+        if self.length != self.size:
+            raise LfsError(422, f"object {self.oid}: got {self.length} bytes, "
+                                f"expected {self.size}")
+        if self._digest.hexdigest() != self.oid:
+            raise LfsError(422, f"object {self.oid}: content does not match its oid "
+                                f"(sha256 {self._digest.hexdigest()})")
+        final = self.store.path(self.oid)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(self._tmp, 0o444)
+        if final.exists():
+            return False
+        os.replace(self._tmp, final)
+        return True
+
+    def abort(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        Path(self._tmp).unlink(missing_ok=True)

