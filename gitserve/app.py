@@ -127,7 +127,8 @@ def ssh_commands_table(settings: Settings) -> dict[str, ssh_commands.Command]:
     from buildqueue.sshcommands import COMMAND as BUILDS
     from buildqueue.sshsecrets import COMMAND as SECRETS
     from deploy.sshcommands import COMMAND as DEPLOY
-    from gitserve.http.sshcommands import LOGIN, TOKEN
+    from gitserve.http.sshcommands import LFS_AUTHENTICATE, LOGIN, TOKEN
+    from gitserve.ssh.cmd import lfs
 
     return ssh_commands.table([
         *builtin.core_commands(),  # info, help, perms, desc, writable (Gitolite's)
@@ -137,6 +138,8 @@ def ssh_commands_table(settings: Settings) -> dict[str, ssh_commands.Command]:
         SECRETS,  # secrets list|set|remove (admins)
         TOKEN,  # token create|list|revoke: USER:TOKEN for git over http
         LOGIN,  # login: a one-time link for the web UI
+        lfs.COMMAND,  # git-lfs-transfer: Git LFS over ssh (git-lfs 3), not in `help`
+        LFS_AUTHENTICATE,  # git-lfs-authenticate: the HTTP LFS endpoint and a token
     ])
 
 

@@ -222,3 +222,71 @@ def test_tools_present_in_ci():
 
 
 __all__ = ["http_env"]
+
+
+def ssh_remote(srv, repo: str) -> str:
+    return srv.url(repo)
+
+
+def test_ssh_pure_transfer_push_clone_pull(srv, pushed, tmp_path):
+    env = lfs_env(srv, "alice", tmp_path / "home")
+    env["GIT_TRACE"] = "1"
+    work = tmp_path / "work"
+    run(env, "git", "init", "-q", str(work))
+    run(env, "git", "remote", "add", "origin", ssh_remote(srv, "assets"), cwd=work)
+    run(env, "git", "fetch", "-q", "origin", cwd=work)
+    run(env, "git", "checkout", "-q", "-b", "ssh-branch", "origin/main", cwd=work)
+    data = os.urandom(1024 * 1024 + 17)
+    (work / "ssh.bin").write_bytes(data)
+    run(env, "git", "add", "ssh.bin", cwd=work)
+    run(env, "git", "commit", "-qm", "over ssh", cwd=work)
+    push = run(env, "git", "push", "origin", "HEAD:refs/heads/ssh-branch", cwd=work)
+    trace = push.stderr
+    assert "git-lfs-transfer" in trace, trace[-3000:]
+    assert "git-lfs-authenticate" not in trace and "HTTP: POST" not in trace, trace[-3000:]
+    oid = hashlib.sha256(data).hexdigest()
+    assert store_path(srv, "assets", oid).read_bytes() == data
+    # a reader (dave) clones and pulls over ssh, again without HTTP
+    denv = lfs_env(srv, "dave", tmp_path / "dave-home")
+    denv["GIT_TRACE"] = "1"
+    clone = run(denv, "git", "clone", "-q", "-b", "ssh-branch", ssh_remote(srv, "assets"),
+                str(tmp_path / "d"))
+    assert "HTTP: " not in clone.stderr and "git-lfs-transfer" in clone.stderr
+    assert (tmp_path / "d" / "ssh.bin").read_bytes() == data
+    more = os.urandom(4096)
+    (work / "ssh.bin").write_bytes(more)
+    run(env, "git", "commit", "-qam", "again", cwd=work)
+    run(env, "git", "push", "-q", "origin", "HEAD:refs/heads/ssh-branch", cwd=work)
+    run(denv, "git", "pull", "-q", cwd=tmp_path / "d")
+    assert (tmp_path / "d" / "ssh.bin").read_bytes() == more
+
+
+def test_ssh_reader_cannot_upload_stranger_denied(srv, tmp_path):
+    denv = lfs_env(srv, "dave", tmp_path / "home")
+    out = subprocess.run(srv.ssh_command(srv.key_for("dave")) + ["git@127.0.0.1",
+                         "git-lfs-transfer", "/assets", "upload"],
+                         env=denv, capture_output=True, text=True, timeout=30)
+    assert out.returncode != 0
+    assert "FATAL: W any assets dave DENIED by fallthru" in out.stderr
+    for repo in ("assets", "no-such-repo"):
+        out = subprocess.run(srv.ssh_command(srv.key_for("carol")) + [
+            "git@127.0.0.1", "git-lfs-transfer", repo, "download"],
+            env=denv, capture_output=True, text=True, timeout=30)
+        assert out.returncode != 0
+        assert f"FATAL: R any {repo} carol DENIED by fallthru" in out.stderr
+        assert "(or you mis-spelled the reponame)" in out.stderr
+
+
+def test_git_lfs_authenticate(srv, pushed):
+    _, _, data, oid = pushed
+    out = srv.ssh("dave", "git-lfs-authenticate", "assets", "download")
+    assert out.returncode == 0, out.stderr
+    answer = json.loads(out.stdout)
+    assert answer["href"] == f"{srv.http_base}/assets.git/info/lfs"
+    status, _, body = get(f"{answer['href']}/objects/{oid}", answer["header"])
+    assert status == 200 and body == data
+    # a download token never uploads
+    status, _, _ = put(f"{answer['href']}/objects/{oid}", answer["header"], data)
+    assert status == 403
+    denied = srv.ssh("carol", "git-lfs-authenticate", "assets", "download")
+    assert denied.returncode != 0 and "DENIED" in denied.stderr
