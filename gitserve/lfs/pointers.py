@@ -70,3 +70,26 @@ def referenced(repo: Path, revs: Iterable[str] = ("--all",)) -> set[str]:
         if parsed:
             found.add(parsed[0])
     return found
+
+
+def in_tree(repo: Path, commit: str) -> list[tuple[str, str, int]]:
+    """(path, oid, size) of every LFS pointer file in COMMIT's tree (REPO: a repository or a
+    work tree whose .git can read it)."""
+    listing = subprocess.run(["git", "-C", str(repo), "ls-tree", "-r", "-l", "-z", commit],
+                             capture_output=True, check=True).stdout
+    candidates: list[tuple[str, str]] = []
+    for entry in listing.split(b"\0"):
+        if not entry:
+            continue
+        meta, _, raw_path = entry.partition(b"\t")
+        mode, kind, sha, size = meta.split()
+        if kind == b"blob" and mode in (b"100644", b"100755") and size.isdigit() and \
+                int(size) <= MAX_POINTER:
+            candidates.append((raw_path.decode("utf-8", "surrogateescape"), sha.decode()))
+    found: list[tuple[str, str, int]] = []
+    blobs = list(_read_blobs(repo, [sha for _, sha in candidates]))
+    for (path, _), data in zip(candidates, blobs):
+        parsed = parse(data)
+        if parsed:
+            found.append((path, parsed[0], parsed[1]))
+    return found

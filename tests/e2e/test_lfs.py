@@ -31,6 +31,9 @@ repo other
     RW+ = carol
 repo big2
     RW+ = alice
+repo built
+    RW+ = alice
+    option build.enable = 1
 """
 
 
@@ -288,7 +291,7 @@ def test_git_lfs_authenticate(srv, pushed):
     status, _, body = get(f"{answer['href']}/objects/{oid}", answer["header"])
     assert status == 200 and body == data
     # a download token never uploads
-    status, _, _ = put(f"{answer['href']}/objects/{oid}", answer["header"], data)
+    status, _, _ = put(f"{answer['href']}/objects/{oid}", answer["header"], b"tiny")
     assert status == 403
     denied = srv.ssh("carol", "git-lfs-authenticate", "assets", "download")
     assert denied.returncode != 0 and "DENIED" in denied.stderr
@@ -353,3 +356,23 @@ def test_one_gib_object_flat_memory(tmp_path_factory):
 def shutil_rmtree(path: Path) -> None:
     import shutil
     shutil.rmtree(path)
+
+
+def test_build_sees_real_lfs_content(srv, tmp_path):
+    """The build's workspace holds the LFS file's content, not its pointer (a local worker
+    copies it from HOME/lfs; no git-lfs in the sandbox, no network)."""
+    env = lfs_env(srv, "alice", tmp_path / "home")
+    work = tmp_path / "work"
+    run(env, "git", "init", "-q", str(work))
+    run(env, "git", "lfs", "track", "*.dat", cwd=work)
+    (work / "secret.dat").write_text("the real LFS content, line one\n")
+    script = work / ".gitserve" / "build"
+    script.parent.mkdir()
+    script.write_text("#!/bin/sh\nhead -c 200 secret.dat\n")
+    script.chmod(0o755)
+    run(env, "git", "add", ".", cwd=work)
+    run(env, "git", "commit", "-qm", "lfs build", cwd=work)
+    run(env, "git", "remote", "add", "origin", ssh_remote(srv, "built"), cwd=work)
+    push = run(env, "git", "push", "origin", "HEAD:main", cwd=work)
+    assert "remote: the real LFS content, line one" in push.stderr, push.stderr
+    assert "version https://git-lfs" not in push.stderr
