@@ -23,11 +23,10 @@ from typing import Any, BinaryIO, Callable, Iterable
 from dulwich.errors import ObjectFormatException
 from dulwich.object_store import DiskObjectStore, PackInputTooLarge
 from dulwich.objects import S_ISGITLINK, Blob, Commit, Tag, Tree
-from dulwich.pack import OFS_DELTA, REF_DELTA
+from . import packformat, packstream
+from .packformat import OFS_DELTA, REF_DELTA
 
-from . import packstream
-
-BLOB_TYPE = 3
+BLOB_TYPE = packformat.BLOB
 MAX_DELTA_CHAIN = 10_000  # git's own limit on delta depth is far lower
 
 
@@ -164,11 +163,11 @@ class _PackHeaders:
         for _ in range(MAX_DELTA_CHAIN):
             f.seek(offset)
             head = f.read(64)
-            type_num, entry_size, pos = _entry_header(head)
+            type_num, entry_size, pos = packformat.entry_header(head)
             if type_num not in (OFS_DELTA, REF_DELTA):
                 return type_num, entry_size if size < 0 else size
             if type_num == OFS_DELTA:
-                back, pos = _ofs_delta_base(head, pos)
+                back, pos = packformat.ofs_distance(head, pos)
                 base_offset = offset - back
                 if not 0 < base_offset < offset:
                     raise ValueError("bad delta base offset")
@@ -178,65 +177,13 @@ class _PackHeaders:
                 base_offset = pack.index.object_offset(base_sha)
             if size < 0:
                 f.seek(offset + pos)
-                size = _delta_result_size(f)
+                size = packformat.delta_result_size(f)
             offset = base_offset
         raise ValueError("delta chain too long")
 
     def close(self) -> None:
         for f in self.files.values():
             f.close()
-
-
-def _entry_header(head: bytes) -> tuple[int, int, int]:
-    if not head:
-        raise ValueError("truncated pack entry")
-    byte = head[0]
-    type_num, size, shift, pos = (byte >> 4) & 7, byte & 15, 4, 1
-    while byte & 0x80:
-        if pos >= len(head):
-            raise ValueError("truncated pack entry header")
-        byte = head[pos]
-        size |= (byte & 0x7F) << shift
-        shift += 7
-        pos += 1
-    return type_num, size, pos
-
-
-def _ofs_delta_base(head: bytes, pos: int) -> tuple[int, int]:
-    byte = head[pos]
-    value = byte & 0x7F
-    pos += 1
-    while byte & 0x80:
-        byte = head[pos]
-        value = ((value + 1) << 7) | (byte & 0x7F)
-        pos += 1
-    return value, pos
-
-
-def _delta_result_size(f: BinaryIO) -> int:
-    """The result size from a delta's header: inflate just its first bytes."""
-    d = zlib.decompressobj()
-    data = b""
-    while len(data) < 20:
-        chunk = f.read(256)
-        if not chunk:
-            break
-        data += d.decompress(chunk, 20 - len(data))
-        if d.eof:
-            break
-    pos = 0
-    for _ in range(2):  # base size, then result size
-        value, shift = 0, 0
-        while True:
-            if pos >= len(data):
-                raise ValueError("truncated delta header")
-            byte = data[pos]
-            pos += 1
-            value |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                break
-    return value
 
 
 def human_bytes(n: int) -> str:
