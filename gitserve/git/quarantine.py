@@ -13,10 +13,13 @@ commits, trees and tags - small, and the only objects that point at others - are
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import shutil
 import tempfile
 import zlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable
 
@@ -32,6 +35,16 @@ MAX_DELTA_CHAIN = 10_000  # git's own limit on delta depth is far lower
 
 class BadPack(Exception):
     """The pushed pack is unreadable, malformed or not self-consistent (one-line reason)."""
+
+
+# the git environment of the quarantine being vetted in this thread (VREF programs get it)
+_active_env: contextvars.ContextVar[tuple[tuple[str, str], ...]] = contextvars.ContextVar(
+    "gitserve_quarantine_env", default=())
+
+
+def active_env() -> dict[str, str]:
+    """GIT_OBJECT_DIRECTORY & co. while check #2 runs on quarantined objects, else {}."""
+    return dict(_active_env.get())
 
 
 class Quarantine:
@@ -65,6 +78,33 @@ class Quarantine:
 
     def exists(self, sha: bytes) -> bool:
         return sha in self.store
+
+    def missing(self, tips: Sequence[str]) -> set[str]:
+        """The TIPS that are not there (the dulwich route's check() already checked links)."""
+        return {t for t in tips if not self.exists(t.encode())}
+
+    def env(self) -> dict[str, str]:
+        """What a git command needs to see the repository plus the quarantined objects (git's
+        receive-pack gives hooks the same)."""
+        return {"GIT_OBJECT_DIRECTORY": str(self.path),
+                "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(self.repo_objects),
+                "GIT_QUARANTINE_PATH": str(self.path)}
+
+    @contextlib.contextmanager
+    def visible(self, repo: Any) -> Iterator[None]:
+        """While inside, REPO (the handler's dulwich Repo: check #2's inspector, admin-repo
+        validation) also finds the quarantined objects, and VREF programs get env()."""
+        view = DiskObjectStore(str(self.path))
+        alternates = repo.object_store.alternates
+        alternates.append(view)
+        token = _active_env.set(tuple(self.env().items()))
+        try:
+            yield
+        finally:
+            _active_env.reset(token)
+            with contextlib.suppress(ValueError):
+                alternates.remove(view)
+            view.close()
 
     def check(self, max_blob_bytes: int = 0) -> None:
         """fsck the received objects: well-formed, and everything they point at exists; no

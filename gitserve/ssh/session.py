@@ -277,7 +277,8 @@ def _wire_push(handler: ReceivePack, conn: Conn, state: AdminState, name: str, p
         if is_admin_repo and update.ref == admin.ADMIN_BRANCH:
             if update.is_delete:
                 return "the admin repo's branch cannot be deleted"
-            reason = admin.validate_commit(path, update.new, settings.hooks_dir)
+            # the handler's repo: it sees the push's quarantined objects
+            reason = admin.validate_commit(handler.repo, update.new, settings.hooks_dir)
             if reason:
                 proto.progress_line(f"FATAL: {reason}")
                 _audit_ref(conn, name, update, "rejected", reason)
