@@ -26,7 +26,7 @@ from gitserve.settings import Settings
 
 if TYPE_CHECKING:
     from gitserve.acl import Rules, WildInfo
-    from gitserve.admin import AdminState
+    from gitserve.adminrepo import AdminState
 
 # Gitolite's $REMOTE_COMMAND_PATT: what a non-git command line may contain at all
 REMOTE_COMMAND_PATT = re.compile(r"^[-0-9a-zA-Z._@/+ :,%=]*$")
