@@ -43,7 +43,7 @@ class CheckFailed(Exception):
     pass
 
 
-def _current_admin_state(home: Optional[Path]):  # -> gitserve.admin.AdminState
+def _current_admin_state(home: Optional[Path]):  # -> gitserve.adminrepo.AdminState
     settings = load_settings(home)
     try:
         from gitserve import adminrepo  # provided by the admin part
