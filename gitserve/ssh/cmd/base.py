@@ -20,7 +20,7 @@ from gitserve.settings import Settings
 
 if TYPE_CHECKING:
     from gitserve.acl import Rules, WildInfo
-    from gitserve.admin import AdminState
+    from gitserve.adminrepo import AdminState
 
 __all__ = ["REMOTE_COMMAND_PATT", "Command", "CommandContext", "CommandError", "CommandFn",
            "CommandTable", "can", "owns", "repo_name", "table", "wild"]
