@@ -8,6 +8,7 @@ imports the job code before forking, so each build starts without import delay.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -40,7 +41,11 @@ def _cold_stop_worker_class() -> type:
             if self.horse_pid:
                 self.kill_horse()
                 self.wait_for_horse()
-            raise SystemExit()
+            # exit here, not by SystemExit: the signal may have interrupted a BLPOP, and rq's
+            # teardown on that connection would wait for the BLPOP's answer (its timeout);
+            # Redis expires the worker's registration, and the build reaper ends its build
+            logging.shutdown()
+            os._exit(0)
 
     return ColdStopWorker
 
