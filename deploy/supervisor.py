@@ -139,8 +139,9 @@ class Supervisor:
 
 def keepers(settings: Settings) -> list[Keeper]:
     """nginx first (a process keeper's first start must find it running), then processes."""
-    found: list[Keeper] = [NginxKeeper(settings)]
-    return found
+    from .processes import ProcessKeeper
+
+    return [NginxKeeper(settings), ProcessKeeper(settings)]
 
 
 def main(settings: Settings) -> None:
