@@ -24,6 +24,8 @@ from array import array
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from gitserve._compat import dulwich as dulwich_compat
+
 FRAME = 65515  # the largest side-band-64k payload: one pkt-line per write
 
 OFS_DELTA, REF_DELTA = 6, 7
@@ -56,7 +58,7 @@ class StoredPack:
 
     def __init__(self, pack: Any) -> None:
         self.pack = pack
-        self.path = pack._data_path
+        self.path = dulwich_compat.pack_data_path(pack)
         self.fd = os.open(self.path, os.O_RDONLY)
         st = os.fstat(self.fd)
         self.size = st.st_size
@@ -144,7 +146,7 @@ _stored_lock = threading.Lock()
 def stored_pack(pack: Any) -> StoredPack:
     """The StoredPack of a dulwich Pack, kept open across requests (offset tables are the
     expensive part); replaced when the file at that path changes."""
-    path = pack._data_path
+    path = dulwich_compat.pack_data_path(pack)
     with _stored_lock:
         sp = _stored.get(path)
         try:
