@@ -18,6 +18,7 @@ stack exits with the run (--exit-fd / killed in `close`).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import select
 import shutil
@@ -30,6 +31,7 @@ from .errors import GitserveError
 MODES = ("outbound", "none", "host")
 ADDR, GATEWAY, DNS = "10.0.2.100/24", "10.0.2.2", "10.0.2.3"
 READY_TIMEOUT = 10.0
+NS_GET_USERNS = 0xB701  # ioctl on a namespace fd: the user namespace that owns it
 
 
 class NetworkError(GitserveError):
@@ -37,7 +39,10 @@ class NetworkError(GitserveError):
 
 
 def outbound_tool() -> str | None:
-    """slirp4netns (preferred) or pasta, whichever is installed."""
+    """slirp4netns (preferred) or pasta, whichever is installed and usable here: both open
+    /dev/net/tun, which some hosts (containers) keep root-only."""
+    if os.geteuid() != 0 and not os.access("/dev/net/tun", os.R_OK | os.W_OK):
+        return None
     for tool in ("slirp4netns", "pasta"):
         if shutil.which(tool):
             return tool
@@ -69,7 +74,7 @@ def effective(server: str, option: str = "") -> tuple[str, list[str]]:
         else:
             mode = option
     if mode == "outbound" and outbound_tool() is None:
-        warnings.append("gitserve: no slirp4netns or pasta on this worker: build.network = none")
+        warnings.append("gitserve: no usable slirp4netns or pasta on this worker: build.network = none")
         mode = "none"
     return mode, warnings
 
@@ -86,6 +91,7 @@ class Network:
     _stack: subprocess.Popen | None = None
     _resolv: str | None = None
     _fds: list[int] = field(default_factory=list)
+    _userns_fd: int | None = None
 
     def bwrap_args(self) -> list[str]:
         """What bwrap needs: a new network namespace (not for `host`), and for `outbound` a
@@ -134,10 +140,27 @@ class Network:
                 os.close(self._block_w)
                 self._block_w = None
 
+    def _userns(self, pid: int) -> str:
+        """The user namespace that owns PID's network namespace (unprivileged bwrap runs the
+        script in a nested one, --disable-userns): joining it gives the stack and `ip` the
+        right to configure the network. A path to an fd this process holds and passes on."""
+        if self._userns_fd is None:
+            net = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                self._userns_fd = fcntl.ioctl(net, NS_GET_USERNS)
+            except OSError as exc:
+                raise NetworkError(f"network setup failed: NS_GET_USERNS: {exc.strerror}") from None
+            finally:
+                os.close(net)
+        return f"/proc/self/fd/{self._userns_fd}"
+
+    def _inherit(self) -> tuple[int, ...]:
+        return (self._userns_fd,) if self._userns_fd is not None else ()
+
     def _nsenter(self, pid: int) -> list[str]:
         argv = ["nsenter", f"--net=/proc/{pid}/ns/net"]
         if self.unprivileged:
-            argv[1:1] = [f"--user=/proc/{pid}/ns/user", "--preserve-credentials"]
+            argv[1:1] = [f"--user={self._userns(pid)}", "--preserve-credentials"]
         return argv
 
     def _slirp(self, pid: int) -> None:
@@ -146,10 +169,11 @@ class Network:
         argv = ["slirp4netns", "--disable-host-loopback", "--mtu=65520", "--enable-seccomp",
                 f"--ready-fd={ready_w}", f"--exit-fd={exit_r}"]
         if self.unprivileged:
-            argv.append(f"--userns-path=/proc/{pid}/ns/user")
+            argv.append(f"--userns-path={self._userns(pid)}")
         argv += [str(pid), "tap0"]
         try:
-            self._stack = subprocess.Popen(argv, pass_fds=(ready_w, exit_r), stdin=subprocess.DEVNULL,
+            self._stack = subprocess.Popen(argv, pass_fds=(ready_w, exit_r, *self._inherit()),
+                                           stdin=subprocess.DEVNULL,
                                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                            start_new_session=True)
         finally:
@@ -164,7 +188,7 @@ class Network:
         script = (f"link set tap0 mtu 65520\naddr add {ADDR} dev tap0\nlink set tap0 up\n"
                   f"route add default via {GATEWAY} dev tap0\n")
         res = subprocess.run([*self._nsenter(pid), "ip", "-batch", "-"], input=script.encode(),
-                             capture_output=True, timeout=READY_TIMEOUT)
+                             capture_output=True, timeout=READY_TIMEOUT, pass_fds=self._inherit())
         if res.returncode != 0:
             err = res.stderr.decode(errors="replace").strip().splitlines() or ["?"]
             raise NetworkError(f"network setup failed: {err[-1]}")
@@ -173,16 +197,17 @@ class Network:
         argv = ["pasta", "--config-net", "--no-map-gw", "-q", "-f", "-t", "none", "-u", "none",
                 "-T", "none", "-U", "none", "--netns", f"/proc/{pid}/ns/net"]
         if self.unprivileged:
-            argv += ["--userns", f"/proc/{pid}/ns/user"]
+            argv += ["--userns", self._userns(pid)]
         self._stack = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                       stderr=subprocess.PIPE, start_new_session=True)
+                                       stderr=subprocess.PIPE, start_new_session=True,
+                                       pass_fds=self._inherit())
         # pasta configures the namespace before it forwards anything: wait for tap's route
         import time
 
         deadline = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < deadline:
             res = subprocess.run([*self._nsenter(pid), "ip", "route", "show", "default"],
-                                 capture_output=True, timeout=READY_TIMEOUT)
+                                 capture_output=True, timeout=READY_TIMEOUT, pass_fds=self._inherit())
             if res.stdout.strip():
                 return
             if self._stack.poll() is not None:
@@ -201,7 +226,7 @@ class Network:
 
     def close(self) -> None:
         """The run ended: stop its stack, drop the temporary files and fds."""
-        for name in ("_block_r", "_block_w", "_exit_w"):
+        for name in ("_block_r", "_block_w", "_exit_w", "_userns_fd"):
             fd = getattr(self, name)
             if fd is not None:
                 try:
