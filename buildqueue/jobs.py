@@ -178,6 +178,8 @@ def _run_build(payload: dict[str, Any]) -> dict[str, str]:
                                                payload["fetch_ref"],
                                                payload.get("local_path", ""), payload.get("clone_url", ""))
             workspace.checkout(objects, payload.get("commit") or payload["new"], ws)
+            workspace.fill_lfs(ws, payload.get("commit") or payload["new"], payload["repo"],
+                               payload.get("local_path", ""), payload.get("clone_url", ""))
         except workspace.WorkspaceError as exc:
             return _end(r, build_id, "failed", f"checkout failed: {exc}", log_ttl)
         script = ws / payload["script"]
