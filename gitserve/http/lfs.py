@@ -23,7 +23,7 @@ import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
-from gitserve import admin, repos
+from gitserve import adminrepo, repos
 from gitserve.lfs import batch as lfsbatch
 from gitserve.lfs.access import LfsAccess
 from gitserve.lfs.locks import Lock, LockConflict
@@ -100,8 +100,8 @@ class LfsHttp:
                                 429, {"Retry-After": "60"})) from exc
         except BadCredentials as exc:
             raise Refused(_error(401, "wrong user name or token")) from exc
-        state = admin.current(self.settings)
-        if grant is not None and user != admin.BUILDER and not state.keys_of(grant.user):
+        state = adminrepo.current(self.settings)
+        if grant is not None and user != adminrepo.BUILDER and not state.keys_of(grant.user):
             raise Refused(_error(401, "the LFS token's user has no key any more"))
         who = user or ANONYMOUS
         if not repos.exists(self.settings, repo):
