@@ -134,7 +134,7 @@ def run_command(conn: Conn, state: AdminState, line: str) -> int:
     if "../" in line:
         raise commands.CommandError("no relative paths allowed anywhere!")
     ctx = commands.CommandContext(conn.settings, conn.user, conn.ip, state, conn.out, conn.err,
-                                  conn.chan.recv, conn.commands)
+                                  conn.chan.recv, conn.commands, write=conn.chan.sendall)
     audit.record(conn.settings, user=conn.user, ip=conn.ip, op=words[0], result="allowed")
     return cmd.fn(ctx, words[1:])
 
