@@ -175,7 +175,7 @@ def _upstreams(settings: Settings, site: str, opts: SiteOptions, side: str | Non
 
 
 def _start_processes(settings: Settings, s: Site, opts: SiteOptions, side: str, release: str,
-                     env: Mapping[str, str], say: Log) -> dict[str, int] | None:
+                     runtime: Mapping[str, Any], say: Log) -> dict[str, int] | None:
     """Start RELEASE's Procfile processes on SIDE (None: a static release, nothing to run)."""
     commands = procfile.read(s.release_dir(release))
     if commands is None:
@@ -185,28 +185,29 @@ def _start_processes(settings: Settings, s: Site, opts: SiteOptions, side: str, 
     if missing:
         raise DeployError("procfile", f"Procfile has no {missing[0]} process (deploy.web / "
                           f"deploy.routes name it; it has {', '.join(sorted(commands))})")
+    uid = runtime.get("uid")
     ports = processes.start_side(settings, s.name, side, release, s.release_dir(release), commands,
-                                 dict(env))
+                                 dict(runtime.get("env") or {}), int(uid) if uid is not None else None)
     processes.wait_running(settings, s.name, side, PROCESS_START_TIMEOUT)
     say(f"processes: {' '.join(f'{k}:{p}' for k, p in sorted(ports.items()))} on {side} "
         f"(release {release})")
     return ports
 
 
-def _saved_env(settings: Settings, site: str) -> dict[str, str]:
-    """The environment (repo secrets) the last deploy gave the processes: rollback and
-    restart have no push to take it from."""
+def _saved_runtime(settings: Settings, site: str) -> dict[str, Any]:
+    """The environment (repo secrets) and uid the last deploy gave the processes: rollback
+    and restart have no push to take them from."""
     try:
-        data = json.loads((processes.site_dir(settings, site) / "env.json").read_text())
+        data = json.loads((processes.site_dir(settings, site) / "runtime.json").read_text())
     except (OSError, ValueError):
         return {}
-    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+    return data if isinstance(data, dict) else {}
 
 
-def _save_env(settings: Settings, site: str, env: Mapping[str, str]) -> None:
-    path = processes.site_dir(settings, site) / "env.json"
+def _save_runtime(settings: Settings, site: str, runtime: Mapping[str, Any]) -> None:
+    path = processes.site_dir(settings, site) / "runtime.json"
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    atomic_write(path, json.dumps(dict(env)), mode=0o600)
+    atomic_write(path, json.dumps(dict(runtime)), mode=0o600)
 
 
 def _wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -378,11 +379,12 @@ def _deploy_locked(settings: Settings, s: Site, state: dict[str, Any], opts: Sit
     say(f"publish: {files} files, {size} bytes as release {release} on {idle}")
 
     # 2. the release's processes (Procfile) on the idle side, under `gitserve sites`
-    env = {str(k): str(v) for k, v in dict(meta.get("env") or {}).items()}
+    runtime = {"env": {str(k): str(v) for k, v in dict(meta.get("env") or {}).items()},
+               "uid": meta.get("sandbox_uid")}
     try:
-        ports = _start_processes(settings, s, opts, idle, release, env, say)
+        ports = _start_processes(settings, s, opts, idle, release, runtime, say)
         if ports is not None:
-            _save_env(settings, s.name, env)
+            _save_runtime(settings, s.name, runtime)
     except DeployError:
         processes.stop_side(settings, s.name, idle)
         s.point_slot(idle, old_idle_release)
@@ -541,7 +543,7 @@ def _switch_to(settings: Settings, s: Site, opts: SiteOptions, state: dict[str, 
     if s.slot_release(idle) != target:
         s.point_slot(idle, target)
     try:
-        ports = _start_processes(settings, s, opts, idle, target, _saved_env(settings, s.name), say)
+        ports = _start_processes(settings, s, opts, idle, target, _saved_runtime(settings, s.name), say)
         _Config(settings, s, opts, say).apply(live, idle)
         _check(opts, idle, target, say, PROCESS_START_TIMEOUT if ports is not None else 0.0)
     except DeployError:

@@ -4,13 +4,15 @@ Deploys (and rollback, restart) say what a side should run by writing
 HOME/run/sites/SITE/SIDE.json (0600: it carries the repo's secrets; HOME/run is 0700 and
 never under HOME/sites, which nginx workers may traverse):
 
-    {"site", "side", "release", "dir", "generation", "env": {...},
+    {"site", "side", "release", "dir", "generation", "env": {...}, "uid": N | null,
      "procs": {"web": {"command": "...", "port": 40123}, ...}, "stop_at": null | epoch}
 
 and wake `gitserve sites` (SIGHUP). Its ProcessKeeper starts each process through
-gitserve/sandbox.py (the bwrap policy of builds: own PID namespace, server home hidden,
-never root) with PORT, SITE, SIDE, RELEASE and the env in its environment and the release
-as working directory; restarts it with backoff (1 s doubling to 30 s, back to 1 s after
+gitserve/sandbox.py (the bwrap policy of builds: own PID and network namespaces, the
+site's port forwarded from the host's 127.0.0.1, server home hidden, never root: as root the
+site's repo's build uid; limits from [sites]) with PORT, SITE, SIDE, RELEASE and the env
+in its environment and the release as working directory (a process binds 0.0.0.0:$PORT, as
+on Heroku: the forward arrives on the namespace's own address); restarts it with backoff (1 s doubling to 30 s, back to 1 s after
 30 s up) when it exits; stops it (SIGTERM, then the namespace is killed) when its side's
 generation changes, its file goes or `stop_at` passed (a drained old side). Ports are
 chosen by the deploy, so nginx's config is written before the processes run and a
@@ -34,6 +36,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from gitserve import procscan, sandbox
+from gitserve.errors import GitserveError
 from gitserve.fsutil import atomic_write
 from gitserve.settings import Settings
 
@@ -93,7 +96,8 @@ def used_ports(settings: Settings) -> set[int]:
 
 
 def start_side(settings: Settings, site: str, side: str, release: str, release_dir: Path,
-               commands: dict[str, str], env: dict[str, str]) -> dict[str, int]:
+               commands: dict[str, str], env: dict[str, str], uid: int | None = None
+               ) -> dict[str, int]:
     """Ask for COMMANDS of RELEASE on SIDE (replacing whatever that side ran), each on a new
     free port; returns {type: port}. The supervisor is started if needed and woken."""
     from .nginx import free_port
@@ -106,7 +110,7 @@ def start_side(settings: Settings, site: str, side: str, release: str, release_d
         procs[kind] = {"command": command, "port": port}
     desired = {"site": site, "side": side, "release": release, "dir": str(release_dir),
                "generation": secrets.token_hex(8), "env": dict(env), "procs": procs,
-               "stop_at": None, "written_at": time.time()}
+               "stop_at": None, "written_at": time.time(), "uid": uid}
     path = desired_file(settings, site, side)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     atomic_write(path, json.dumps(desired, indent=1), mode=0o600)
@@ -243,7 +247,13 @@ class ProcessKeeper:
         self.clock = clock
         self.instances: dict[tuple[str, str, str], Instance] = {}
         self.logs: dict[str, _Log] = {}
-        self.policy = sandbox.Policy.from_settings(settings.builds)
+        from dataclasses import replace
+
+        from gitserve.sandbox_limits import Limits
+
+        # the builds' sandbox (user, network), with the [sites] limits
+        self.policy = replace(sandbox.Policy.from_settings(settings.builds),
+                              limits=Limits.from_settings(settings.sites))
 
     # reading what should run
     def _desired(self) -> Iterator[dict[str, Any]]:
@@ -319,14 +329,29 @@ class ProcessKeeper:
         try:
             work_root = sandbox.work_root(sitesctl.state_dir(self.settings) / "work")
             inst.work = sandbox.new_workdir(work_root)
-            sandbox.hand_over(self.policy, inst.work)
-            jail = sandbox.prepare(self.policy, inst.work, ["/bin/sh", "-c", str(proc["command"])], env,
-                                   hide=[self.settings.home], src=Path(desired["dir"]))
+            uid = desired.get("uid")
+            policy = self.policy.with_uid(int(uid)) if uid is not None else self.policy
+            if policy.network == "none":
+                raise sandbox.SandboxError("[builds] network = none: nginx could not reach a site "
+                                           "process (it needs outbound or host)")
+            sandbox.hand_over(policy, inst.work)
+            jail = sandbox.prepare(policy, inst.work, ["/bin/sh", "-c", str(proc["command"])], env,
+                                   hide=[self.settings.home], src=Path(desired["dir"]),
+                                   forward=[inst.port] if policy.network != "host" else [])
             popen = subprocess.Popen(jail.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, start_new_session=True,
                                      **jail.popen_kwargs())
-            jail.started()
-        except (sandbox.SandboxError, OSError) as exc:
+            try:
+                jail.started()  # the network (port forward) is set up here
+            except BaseException:
+                jail.reap()
+                jail.close()
+                popen.kill()
+                popen.wait()
+                if popen.stdout is not None:
+                    popen.stdout.close()
+                raise
+        except (sandbox.SandboxError, OSError, GitserveError) as exc:
             inst.state = "failed"
             inst.error = str(exc)
             inst.last_exit = None

@@ -118,6 +118,18 @@ class DeploySettings:
 
 
 @dataclass
+class SitesSettings:
+    """[sites]: ceilings of every site process (SPEC §7.1), as [builds]' are for builds; a
+    server process runs for months, so its CPU-time ceiling is far above a build's."""
+    memory: str = "1G"
+    pids: int = 256
+    cpu_seconds: int = 10 * 365 * 24 * 3600
+    file_size: str = "1G"
+    disk: str = "1G"
+    open_files: int = 4096
+
+
+@dataclass
 class UpkeepSettings:
     # gitserve serve: every gc_interval seconds, gc the repos over git's gc --auto limits
     # (0 turns the sweep off); and gc a repo after every gc_after_pushes pushes (0: never)
@@ -203,6 +215,7 @@ class Settings:
     redis: RedisSettings = field(default_factory=RedisSettings)
     builds: BuildSettings = field(default_factory=BuildSettings)
     deploy: DeploySettings = field(default_factory=DeploySettings)
+    sites: SitesSettings = field(default_factory=SitesSettings)
     upkeep: UpkeepSettings = field(default_factory=UpkeepSettings)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     secrets: SecretsSettings = field(default_factory=SecretsSettings)

@@ -31,7 +31,7 @@ class H(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 print(f"web {VERSION} listening on {os.environ['PORT']} token {os.environ.get('API_TOKEN', '')}", flush=True)
-ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), H).serve_forever()
 '''
 
 SEARCH = r'''
@@ -59,7 +59,7 @@ class H(BaseHTTPRequestHandler):
         self._send(200, {"q": q, "hits": [w for w in INDEX if q and q in w], "side": os.environ["SIDE"]})
 
 print(f"search listening on {os.environ['PORT']}", flush=True)
-ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), H).serve_forever()
 '''
 
 PROCFILE = "web: python3 web.py\nsearch: python3 search.py\n"
