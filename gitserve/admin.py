@@ -479,6 +479,14 @@ def _commit(
     raise AdminError("the admin repo kept changing; try again")
 
 
+def edit(settings: Settings,
+         change: Callable[[dict[str, bytes]], tuple[dict[str, bytes | None], str]],
+         author: str) -> str:
+    """One validated commit on the admin branch made by CHANGE (see _commit); for changes
+    other modules compute, e.g. `gitserve mirror promote` rewriting mirror.master."""
+    return _commit(settings, change, author)
+
+
 def _make_commit(tree_id: bytes, parents: list[bytes], message: str, author: str) -> Commit:
     now = int(time.time())
     offset = -time.timezone if time.localtime(now).tm_isdst == 0 else -time.altzone

@@ -54,6 +54,7 @@ from gitserve.errors import GitserveError
 from gitserve.git.pushhooks import PushHook
 from gitserve.git.repack import RepackAfterPush
 from gitserve.metrics import Metrics
+from gitserve.mirror.syncer import MirrorHook, OriginOnly, Syncer
 from gitserve.settings import Settings
 from gitserve.ssh import commands as ssh_commands
 from gitserve.upkeep import UpkeepService
@@ -105,12 +106,17 @@ def site_hooks(settings: Settings, spec: str | None = None) -> list[PushHook]:
     return found
 
 
-def push_hooks(settings: Settings, upkeep: UpkeepService | None = None) -> list[PushHook]:
+def push_hooks(settings: Settings, upkeep: UpkeepService | None = None,
+               syncer: Syncer | None = None) -> list[PushHook]:
     """What a push runs after the access checks, in order (see the module docstring)."""
     from buildqueue.pushhook import BuildHook
 
-    hooks: list[PushHook] = site_hooks(settings)
-    hooks.append(BuildHook())  # gate builds; post-receive hooks; sync/async builds
+    # site hooks and builds run where a push was made, never again for the master's
+    # mirror push to a slave (OriginOnly)
+    hooks: list[PushHook] = [OriginOnly(h) for h in site_hooks(settings)]
+    hooks.append(OriginOnly(BuildHook()))  # gate builds; post-receive hooks; sync/async builds
+    if syncer is not None:
+        hooks.append(MirrorHook(settings, syncer))  # to the slaves; mirror.sync holds the ack
     hooks.append(RepackAfterPush())  # one pack per repo again, in the background
     if upkeep is not None:
         hooks.append(upkeep)  # gc after gc_after_pushes pushes
@@ -124,7 +130,7 @@ def ssh_commands_table(settings: Settings) -> dict[str, ssh_commands.Command]:
     from deploy.sshcommands import COMMAND as DEPLOY
     from gitserve.http.sshcommands import LOGIN, TOKEN
 
-    from gitserve.ssh import repocmds
+    from gitserve.ssh import mirrorcmd, repocmds
 
     return ssh_commands.table([
         *ssh_commands.core_commands(),  # info, help, perms, desc, writable (Gitolite's)
@@ -134,10 +140,12 @@ def ssh_commands_table(settings: Settings) -> dict[str, ssh_commands.Command]:
         SECRETS,  # secrets list|set|remove (admins)
         TOKEN,  # token create|list|revoke: USER:TOKEN for git over http
         LOGIN,  # login: a one-time link for the web UI
+        *([mirrorcmd.COMMAND] if settings.server.hostname else []),  # mirror push|status
     ])
 
 
-def services(settings: Settings, upkeep: UpkeepService | None = None) -> list[Service]:
+def services(settings: Settings, upkeep: UpkeepService | None = None,
+             syncer: Syncer | None = None) -> list[Service]:
     """The background services, in start order: embedded Redis and local build workers
     (none with a redis.url), the embedded nginx (none for a system nginx), upkeep, and the
     notifier (always: it alone delivers webhooks and mail, with the server's secrets)."""
@@ -149,6 +157,8 @@ def services(settings: Settings, upkeep: UpkeepService | None = None) -> list[Se
     if upkeep is not None:
         found.append(upkeep)
     found.extend(notify_services(settings))
+    if syncer is not None:
+        found.append(syncer)  # mirror pushes to the slaves, catch-up of slaves that were down
     return found
 
 
@@ -183,7 +193,9 @@ class App:
 def build(settings: Settings, hooks: Sequence[PushHook] | None = None) -> App:
     """Wire the server for SETTINGS (HOOKS replaces the push hooks, e.g. in tests)."""
     upkeep = UpkeepService(settings)
+    # mirroring ([server] hostname set): one queue of pushes to the slaves for the process
+    syncer = Syncer(settings) if settings.server.hostname else None
     return App(settings=settings,
-               hooks=list(hooks) if hooks is not None else push_hooks(settings, upkeep),
+               hooks=list(hooks) if hooks is not None else push_hooks(settings, upkeep, syncer),
                commands=ssh_commands_table(settings),
-               services=services(settings, upkeep))
+               services=services(settings, upkeep, syncer))
