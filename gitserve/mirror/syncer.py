@@ -90,7 +90,8 @@ def push_one(settings: Settings, transport: Transport, repo: str, slave: str,
         seq = state.next_seq(repo_dir, refs)
         if synced.get("refs") != refs:
             ok, out = transport.push(peer, repo_dir, repo, seq,
-                                     timeout or settings.mirror.push_timeout)
+                                     timeout or settings.mirror.push_timeout,
+                                     empty=not state.visible_refs(repo_dir))
             if not ok:
                 state.record_failure(repo_dir, slave, tid, out)
                 log.warning("mirror push of %s to %s failed: %s", repo, slave,
@@ -108,7 +109,18 @@ class _Lane:
     slave: str
     pending: dict[str, None] = field(default_factory=dict)  # repos, in order, once each
     thread: threading.Thread | None = None
-    failures: int = 0
+    # repo -> (failures in a row, monotonic time before which it is not tried again)
+    retry: dict[str, tuple[int, float]] = field(default_factory=dict)
+
+    def next_due(self, now: float) -> tuple[str | None, float]:
+        """The first pending repo whose pause is over, else (None, seconds to wait)."""
+        soonest = 3600.0
+        for repo in self.pending:
+            due = self.retry.get(repo, (0, 0.0))[1]
+            if due <= now:
+                return repo, 0.0
+            soonest = min(soonest, due - now)
+        return None, soonest
 
 
 class Syncer:
@@ -172,6 +184,9 @@ class Syncer:
                 tickets[slave] = ticket
                 lane = self._lane(slave)
                 lane.pending[repo] = None
+                failed = lane.retry.get(repo)
+                if failed is not None:  # a new change is tried at once, pause or not
+                    lane.retry[repo] = (failed[0], 0.0)
             self._cond.notify_all()
         return tickets
 
@@ -200,11 +215,12 @@ class Syncer:
     def _work(self, lane: _Lane) -> None:
         while not self._stop.is_set():
             with self._cond:
-                while not lane.pending and not self._stop.is_set():
-                    self._cond.wait(1.0)
-                if self._stop.is_set():
+                repo, pause = lane.next_due(time.monotonic())
+                while repo is None and not self._stop.is_set():
+                    self._cond.wait(min(pause, 1.0))
+                    repo, pause = lane.next_due(time.monotonic())
+                if self._stop.is_set() or repo is None:
                     return
-                repo = next(iter(lane.pending))
                 del lane.pending[repo]
                 ticket = self._wanted.get((repo, lane.slave), 0)
             try:
@@ -217,14 +233,13 @@ class Syncer:
                     if self._done.get((repo, lane.slave), 0) < ticket:
                         self._done[(repo, lane.slave)] = ticket
                     self._cond.notify_all()
-                    if lane.failures:
-                        lane.failures = 0
+                    if lane.retry.pop(repo, None) is not None:
                         self._kick.set()  # it is back: look at every repo now
                     continue
-                lane.failures += 1
-                lane.pending.setdefault(repo, None)  # try again after the pause
-                pause = min(0.25 * 2 ** lane.failures, self.settings.mirror.catchup_interval)
-                self._cond.wait(pause)
+                failures = lane.retry.get(repo, (0, 0.0))[0] + 1
+                pause = min(0.25 * 2 ** failures, self.settings.mirror.catchup_interval)
+                lane.retry[repo] = (failures, time.monotonic() + pause)
+                lane.pending.setdefault(repo, None)  # tried again after the pause
 
     # --- catch-up -----------------------------------------------------------------------
     def _catchup_loop(self) -> None:

@@ -123,8 +123,22 @@ class Transport:
 
     # --- the operations -------------------------------------------------------------
     def push(self, peer: Peer, repo_dir: Path, repo: str, seq: int,
-             timeout: float) -> tuple[bool, str]:
-        """`git push --mirror` minus hidden refs, with the master's seq as a push option."""
+             timeout: float, empty: bool = False) -> tuple[bool, str]:
+        """`git push --mirror` minus hidden refs, with the master's seq as a push option.
+        EMPTY (no refs here): git refuses `refs/*` with nothing to match, so the slave's
+        refs are listed and deleted by name (nothing to do for a new, empty repo)."""
+        if empty:
+            ok, out = self._run(["git", "ls-remote", peer.url(repo), "refs/*"], peer, timeout)
+            if not ok:
+                return ok, out
+            doomed = [f":{line.split()[1]}" for line in out.splitlines()
+                      if len(line.split()) == 2 and line.split()[1].startswith("refs/")
+                      and not line.split()[1].startswith("refs/gitserve/")]
+            if not doomed:
+                return True, ""
+            argv = ["git", "-C", str(repo_dir), "push", "--porcelain",
+                    "-o", f"gitserve.mirror-seq={seq}", peer.url(repo), *doomed]
+            return self._run(argv, peer, timeout)
         argv = ["git", "-C", str(repo_dir), "push", "--porcelain", "--force", "--prune",
                 "-o", f"gitserve.mirror-seq={seq}", peer.url(repo),
                 "+refs/*:refs/*", "^refs/gitserve/*"]
@@ -153,7 +167,7 @@ class Transport:
             done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
                                   timeout=timeout, env=self.env(peer))
         except subprocess.TimeoutExpired:
-            return False, f"fatal: {argv[3]} to {peer.name} timed out after {timeout:.0f}s"
+            return False, f"fatal: git to {peer.name} timed out after {timeout:.0f}s"
         except OSError as exc:
             raise MirrorError(f"cannot run git: {exc}") from None
         out = (done.stdout + done.stderr).decode("utf-8", "replace")

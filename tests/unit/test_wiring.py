@@ -199,8 +199,10 @@ def test_layering() -> None:
 def test_app_wires_hooks_in_order_and_one_command_table(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path)
     wired = app.build(settings)
-    assert [type(h).__name__ for h in wired.hooks] == [
+    assert [type(getattr(h, "inner", h)).__name__ for h in wired.hooks] == [
         "BuildHook", "RepackAfterPush", "UpkeepService"]
+    # builds run where the push was made, not again for a master's mirror push to a slave
+    assert type(wired.hooks[0]).__name__ == "OriginOnly"
     assert sorted(wired.commands) == ["builds", "deploy", "desc", "help", "info", "login",
                                       "perms", "secrets", "token", "writable"]
     settings.server.commands = "fork D"  # Gitolite's optional commands join when enabled
@@ -213,12 +215,19 @@ def test_app_wires_hooks_in_order_and_one_command_table(tmp_path: Path) -> None:
     settings.redis.url = "redis://127.0.0.1:1"
     assert [type(s).__name__ for s in app.build(settings).services] == [
         "NginxService", "UpkeepService", "NotifierService"]
+    settings.server.hostname = "frodo"  # mirroring: its hook, its queue, its command
+    mirrored = app.build(settings)
+    assert [type(getattr(h, "inner", h)).__name__ for h in mirrored.hooks] == [
+        "BuildHook", "MirrorHook", "RepackAfterPush", "UpkeepService"]
+    assert [type(s).__name__ for s in mirrored.services][-1] == "Syncer"
+    assert "mirror" in mirrored.commands and "mirror" not in wired.commands
 
 
 def test_site_hooks_come_first_and_bad_plugins_are_one_line(tmp_path: Path, monkeypatch) -> None:
     settings = Settings(home=tmp_path)
     monkeypatch.setenv(app.PLUGINS_ENV, "tests.e2e.hookplugin:push_hooks")
-    assert [type(h).__name__ for h in app.push_hooks(settings)][:2] == ["SlowReporter", "BuildHook"]
+    assert [type(getattr(h, "inner", h)).__name__
+            for h in app.push_hooks(settings)][:2] == ["SlowReporter", "BuildHook"]
     for spec, message in (("no.such.module", "cannot import no.such.module"),
                           ("tests.e2e.hookplugin:nope", "has no factory nope(settings)")):
         monkeypatch.setenv(app.PLUGINS_ENV, spec)
