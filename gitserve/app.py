@@ -16,21 +16,23 @@ tests) builds:
 What one `git push` does, in order (file -> file):
 
  1. gitserve/ssh/server.py     accept, admission limits, key auth (ssh/auth.py asks
-                               gitserve/admin.py who owns the key), one thread per channel
+                               gitserve/adminrepo/ who owns the key), one thread per channel
  2. gitserve/ssh/session.py    parse `git-receive-pack 'REPO'`; check #1 (W on REPO, acl/engine);
                                create a wild repo for a user with C (repos.py); wire check #2,
                                the push hooks below and the audit log into receive-pack
  3. gitserve/git/receive.py    advertise refs, read the ref commands
  4. gitserve/git/quarantine.py receive the pack into a quarantine, fsck it, move it in
  5. gitserve/git/receive.py    per ref: refname sanity, check #2 (acl/engine + acl/update,
-                               VREFs via acl/inspect_dulwich), admin-repo validation (admin.py),
+                               VREFs via acl/inspect_dulwich), admin-repo validation (adminrepo/),
                                then every hook's before_update, in the order below:
                                  site hooks (GITSERVE_PLUGINS)      may reject the ref
+                                 lfs/pushcheck.LockedPaths          a path locked by another
+                                                                    user (LFS locks)
                                  buildqueue/pushhook.BuildHook      gate builds: enqueue, stream,
                                                                     reject unless it passed
  6. gitserve/git/receive.py    move refs (compare-and-swap), then session's on_updated: audit
                                (audit.py), HEAD of a new repo (repos.py), admin-repo compile
-                               (admin.py); report-status to the client
+                               (adminrepo/); report-status to the client
  7. gitserve/git/receive.py    every hook's after_push, in the same order:
                                  site hooks
                                  BuildHook         post-receive hooks (buildqueue/posthook.py),
@@ -53,10 +55,12 @@ from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 from gitserve.errors import GitserveError
 from gitserve.git.pushhooks import PushHook
 from gitserve.git.repack import RepackAfterPush
+from gitserve.lfs.pushcheck import LockedPaths
 from gitserve.metrics import Metrics
 from gitserve.mirror.syncer import MirrorHook, OriginOnly, Syncer
 from gitserve.settings import Settings
-from gitserve.ssh import commands as ssh_commands
+from gitserve.ssh.cmd import base as ssh_commands
+from gitserve.ssh.cmd import builtin
 from gitserve.upkeep import UpkeepService
 
 if TYPE_CHECKING:  # paramiko is imported only where a server is made: `gitserve shell`
@@ -111,9 +115,11 @@ def push_hooks(settings: Settings, upkeep: UpkeepService | None = None,
     """What a push runs after the access checks, in order (see the module docstring)."""
     from buildqueue.pushhook import BuildHook
 
-    # site hooks and builds run where a push was made, never again for the master's
-    # mirror push to a slave (OriginOnly)
+    # site hooks, LFS locks and builds run where a push was made, never again for the
+    # master's mirror push to a slave (OriginOnly)
     hooks: list[PushHook] = [OriginOnly(h) for h in site_hooks(settings)]
+    # a path someone else holds an LFS lock on stays as it is
+    hooks.append(OriginOnly(LockedPaths()))
     hooks.append(OriginOnly(BuildHook()))  # gate builds; post-receive hooks; sync/async builds
     if syncer is not None:
         hooks.append(MirrorHook(settings, syncer))  # to the slaves; mirror.sync holds the ack
@@ -128,19 +134,20 @@ def ssh_commands_table(settings: Settings) -> dict[str, ssh_commands.Command]:
     from buildqueue.sshcommands import COMMAND as BUILDS
     from buildqueue.sshsecrets import COMMAND as SECRETS
     from deploy.sshcommands import COMMAND as DEPLOY
-    from gitserve.http.sshcommands import LOGIN, TOKEN
-
-    from gitserve.ssh import mirrorcmd, repocmds
+    from gitserve.http.sshcommands import LFS_AUTHENTICATE, LOGIN, TOKEN
+    from gitserve.ssh.cmd import lfs, mirror
 
     return ssh_commands.table([
-        *ssh_commands.core_commands(),  # info, help, perms, desc, writable (Gitolite's)
-        *repocmds.enabled_commands(settings),  # D, create, fork, symbolic-ref if enabled
+        *builtin.core_commands(),  # info, help, perms, desc, writable (Gitolite's)
+        *builtin.enabled_commands(settings),  # D, create, fork, symbolic-ref if enabled
         BUILDS,  # builds list|show|log|cancel|retry
         DEPLOY,  # deploy status|rollback
         SECRETS,  # secrets list|set|remove (admins)
         TOKEN,  # token create|list|revoke: USER:TOKEN for git over http
         LOGIN,  # login: a one-time link for the web UI
-        *([mirrorcmd.COMMAND] if settings.server.hostname else []),  # mirror push|status
+        lfs.COMMAND,  # git-lfs-transfer: Git LFS over ssh (git-lfs 3), not in `help`
+        LFS_AUTHENTICATE,  # git-lfs-authenticate: the HTTP LFS endpoint and a token
+        *([mirror.COMMAND] if settings.server.hostname else []),  # mirror push|status
     ])
 
 

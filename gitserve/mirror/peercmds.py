@@ -19,9 +19,9 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from gitserve import admin, repoconf, repos
+from gitserve import adminrepo as admin, repoconf, repos
 from gitserve.acl import wild
-from gitserve.admin import AdminState
+from gitserve.adminrepo import AdminState
 from gitserve.fsutil import atomic_write
 from gitserve.settings import Settings
 

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from dulwich.objects import Commit
 from dulwich.repo import Repo
 
-from gitserve import admin, repos
+from gitserve import adminrepo as admin, repos
+from gitserve.adminrepo.writer import commit_change
 from gitserve.settings import Settings
 
 from . import state
@@ -196,7 +197,7 @@ def promote(settings: Settings, author: str) -> Report:
                              "Made by `gitserve mirror promote`.")
 
         try:
-            report.commit = admin.edit(settings, change, author)
+            report.commit = commit_change(settings, change, author)
         except _NothingToDo:
             report.commit = None
         admin.compile(settings)

@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from gitserve import admin, repos
+from gitserve import adminrepo as admin, repos
 from gitserve.fsutil import locked
 from gitserve.git.pushhooks import PushContext, RefUpdate
 from gitserve.settings import Settings

@@ -74,7 +74,7 @@ def test_a_clone_from_a_slave_has_what_was_pushed_to_the_master(trio: Cluster) -
     frodo.git("alice", "tag", "v1", cwd=work)
     frodo.git("alice", "push", "origin", "v1", cwd=work)
     for slave in (sam, gollum):
-        wait_for(lambda: disk_refs(slave, "plain").get("refs/tags/v1") == sha,
+        wait_for(lambda slave=slave: disk_refs(slave, "plain").get("refs/tags/v1") == sha,
                  what="the push on the slave")
         clone = slave.clone("bob", "plain")  # bob reads on the slave with the mirrored rules
         assert slave.git("bob", "rev-parse", "HEAD", cwd=clone).stdout.strip() == sha
@@ -128,7 +128,7 @@ def test_a_push_to_a_slave_with_redirectok_lands_on_the_master(trio: Cluster) ->
     assert "-> main" in done.stderr
     assert disk_refs(frodo, "redir")["refs/heads/main"] == sha  # the master has it at once
     for slave in (sam, gollum):
-        wait_for(lambda: disk_refs(slave, "redir").get("refs/heads/main") == sha,
+        wait_for(lambda slave=slave: disk_refs(slave, "redir").get("refs/heads/main") == sha,
                  what="the redirected push mirrored back")
     # the master applies the rules as the user: bob (R only) is refused by the master
     sam.git("bob", "fetch", "-q", cwd=work, check=False)
@@ -159,7 +159,7 @@ def test_admin_changes_on_the_master_rule_every_slave(trio: Cluster) -> None:
     frodo.git("admin", "commit", "-qam", "newrepo", cwd=admin_work)
     frodo.git("admin", "push", "-q", "origin", "HEAD:master", cwd=admin_work)
     for slave in (sam, gollum):
-        wait_for(lambda: slave.repo_path("newrepo").is_dir(), what="newrepo compiled on slave")
+        wait_for(lambda slave=slave: slave.repo_path("newrepo").is_dir(), what="newrepo compiled on slave")
         assert "newrepo" in slave.ssh("alice", "info").stdout
     # an admin push to a slave is refused (no redirectOK for gitolite-admin)
     slave_admin = sam.clone("admin", "gitolite-admin")

@@ -90,7 +90,7 @@ def make_cluster(tmp: Path, names: list[str], conf: str, users: tuple[str, ...] 
         cluster.servers[name] = srv
     server_keys = {n: s.admin_cli("admin", "server-key").stdout.strip()
                    for n, s in cluster.servers.items()}
-    from gitserve import admin
+    from gitserve import adminrepo as admin
 
     for srv in cluster.servers.values():
         settings = srv.settings

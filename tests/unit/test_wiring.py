@@ -45,7 +45,7 @@ for name in json.loads(sys.argv[1]):
     importlib.import_module(name)
 # a hook or command filled at import time would be a module-level object with the
 # PushHook shape, or a dict of Command values, somewhere in our modules
-from gitserve.ssh.commands import Command
+from gitserve.ssh.cmd.base import Command
 hooks, tables = [], []
 for name, module in list(sys.modules.items()):
     if not name.split(".")[0] in ("gitserve", "buildqueue", "deploy"):
@@ -173,9 +173,11 @@ def _bottom(module: str) -> bool:
 def test_layering() -> None:
     """cli on top; buildqueue and deploy use gitserve's core, never the reverse;
     gitserve/git and gitserve/acl at the bottom (they import no other gitserve module
-    except the leaf helpers errors, fsutil, logsetup and settings)."""
+    except the leaf helpers errors, fsutil, logsetup, settings and _compat)."""
     leaves = {"gitserve.errors", "gitserve.fsutil", "gitserve.logsetup", "gitserve.names",
-              "gitserve.settings", "gitserve"}
+              "gitserve.settings", "gitserve",
+              # the one place library internals are used; imports nothing of ours
+              "gitserve._compat", "gitserve._compat.dulwich", "gitserve._compat.paramiko"}
     bad = []
     for module in our_modules():
         if module.startswith(TOP):
@@ -200,15 +202,16 @@ def test_app_wires_hooks_in_order_and_one_command_table(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path)
     wired = app.build(settings)
     assert [type(getattr(h, "inner", h)).__name__ for h in wired.hooks] == [
-        "BuildHook", "RepackAfterPush", "UpkeepService"]
-    # builds run where the push was made, not again for a master's mirror push to a slave
-    assert type(wired.hooks[0]).__name__ == "OriginOnly"
-    assert sorted(wired.commands) == ["builds", "deploy", "desc", "help", "info", "login",
+        "LockedPaths", "BuildHook", "RepackAfterPush", "UpkeepService"]
+    # locks and builds apply where the push was made, not again for a master's mirror push
+    assert [type(h).__name__ for h in wired.hooks[:2]] == ["OriginOnly", "OriginOnly"]
+    assert sorted(wired.commands) == ["builds", "deploy", "desc", "git-lfs-authenticate",
+                                      "git-lfs-transfer", "help", "info", "login",
                                       "perms", "secrets", "token", "writable"]
     settings.server.commands = "fork D"  # Gitolite's optional commands join when enabled
     assert sorted(app.build(settings).commands) == [
-        "D", "builds", "deploy", "desc", "fork", "help", "info", "login", "perms", "secrets",
-        "token", "writable"]
+        "D", "builds", "deploy", "desc", "fork", "git-lfs-authenticate", "git-lfs-transfer",
+        "help", "info", "login", "perms", "secrets", "token", "writable"]
     settings.server.commands = ""
     assert [type(s).__name__ for s in wired.services] == [
         "EmbeddedRedisService", "LocalWorkersService", "NginxService", "UpkeepService", "NotifierService"]
@@ -218,7 +221,7 @@ def test_app_wires_hooks_in_order_and_one_command_table(tmp_path: Path) -> None:
     settings.server.hostname = "frodo"  # mirroring: its hook, its queue, its command
     mirrored = app.build(settings)
     assert [type(getattr(h, "inner", h)).__name__ for h in mirrored.hooks] == [
-        "BuildHook", "MirrorHook", "RepackAfterPush", "UpkeepService"]
+        "LockedPaths", "BuildHook", "MirrorHook", "RepackAfterPush", "UpkeepService"]
     assert [type(s).__name__ for s in mirrored.services][-1] == "Syncer"
     assert "mirror" in mirrored.commands and "mirror" not in wired.commands
 
@@ -226,8 +229,8 @@ def test_app_wires_hooks_in_order_and_one_command_table(tmp_path: Path) -> None:
 def test_site_hooks_come_first_and_bad_plugins_are_one_line(tmp_path: Path, monkeypatch) -> None:
     settings = Settings(home=tmp_path)
     monkeypatch.setenv(app.PLUGINS_ENV, "tests.e2e.hookplugin:push_hooks")
-    assert [type(getattr(h, "inner", h)).__name__
-            for h in app.push_hooks(settings)][:2] == ["SlowReporter", "BuildHook"]
+    assert [type(getattr(h, "inner", h)).__name__ for h in app.push_hooks(settings)][:3] == [
+        "SlowReporter", "LockedPaths", "BuildHook"]
     for spec, message in (("no.such.module", "cannot import no.such.module"),
                           ("tests.e2e.hookplugin:nope", "has no factory nope(settings)")):
         monkeypatch.setenv(app.PLUGINS_ENV, spec)

@@ -18,7 +18,9 @@ from gitserve.mirror.config import MASTER, MirrorError, repo_mirror
 from gitserve.mirror.syncer import push_one
 from gitserve.mirror.transport import Transport
 
-from .commands import Command, CommandContext, CommandError, can, wild
+from gitserve.errors import CommandError
+
+from .base import Command, CommandContext, can, wild
 
 USAGE = """Usage:    ssh git@master-server mirror push <copy> <repo>
           ssh git@master-server mirror status <copy> <repo>
