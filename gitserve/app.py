@@ -57,7 +57,7 @@ from gitserve.git.pushhooks import PushHook
 from gitserve.git.repack import RepackAfterPush
 from gitserve.lfs.pushcheck import LockedPaths
 from gitserve.metrics import Metrics
-from gitserve.mirror.syncer import MirrorHook, OriginOnly, Syncer
+from gitserve.mirror.syncer import MirrorHook, OriginOnly, MirrorSyncer
 from gitserve.settings import Settings
 from gitserve.ssh.cmd import base as ssh_commands
 from gitserve.ssh.cmd import builtin
@@ -111,7 +111,7 @@ def site_hooks(settings: Settings, spec: str | None = None) -> list[PushHook]:
 
 
 def push_hooks(settings: Settings, upkeep: UpkeepService | None = None,
-               syncer: Syncer | None = None) -> list[PushHook]:
+               syncer: MirrorSyncer | None = None) -> list[PushHook]:
     """What a push runs after the access checks, in order (see the module docstring)."""
     from buildqueue.pushhook import BuildHook
 
@@ -152,7 +152,7 @@ def ssh_commands_table(settings: Settings) -> dict[str, ssh_commands.Command]:
 
 
 def services(settings: Settings, upkeep: UpkeepService | None = None,
-             syncer: Syncer | None = None) -> list[Service]:
+             syncer: MirrorSyncer | None = None) -> list[Service]:
     """The background services, in start order: embedded Redis and local build workers
     (none with a redis.url), the embedded nginx (none for a system nginx), upkeep, and the
     notifier (always: it alone delivers webhooks and mail, with the server's secrets)."""
@@ -201,7 +201,7 @@ def build(settings: Settings, hooks: Sequence[PushHook] | None = None) -> App:
     """Wire the server for SETTINGS (HOOKS replaces the push hooks, e.g. in tests)."""
     upkeep = UpkeepService(settings)
     # mirroring ([server] hostname set): one queue of pushes to the slaves for the process
-    syncer = Syncer(settings) if settings.server.hostname else None
+    syncer = MirrorSyncer(settings) if settings.server.hostname else None
     return App(settings=settings,
                hooks=list(hooks) if hooks is not None else push_hooks(settings, upkeep, syncer),
                commands=ssh_commands_table(settings),

@@ -123,7 +123,7 @@ class _Lane:
         return None, soonest
 
 
-class Syncer:
+class MirrorSyncer:
     """The background service of a master: queues, workers, catch-up, sync waits."""
 
     def __init__(self, settings: Settings, transport: Transport | None = None) -> None:
@@ -291,7 +291,7 @@ class MirrorHook:
     """The push hook of mirroring: on the master it queues the change for every slave and
     holds the acknowledgement for `mirror.sync`; on a slave it records the master's seq."""
 
-    def __init__(self, settings: Settings, syncer: Syncer) -> None:
+    def __init__(self, settings: Settings, syncer: MirrorSyncer) -> None:
         self.settings = settings
         self.syncer = syncer
 

@@ -223,7 +223,7 @@ def test_app_wires_hooks_in_order_and_one_command_table(tmp_path: Path) -> None:
     mirrored = app.build(settings)
     assert [type(getattr(h, "inner", h)).__name__ for h in mirrored.hooks] == [
         "LockedPaths", "BuildHook", "MirrorHook", "RepackAfterPush", "UpkeepService"]
-    assert [type(s).__name__ for s in mirrored.services][-1] == "Syncer"
+    assert [type(s).__name__ for s in mirrored.services][-1] == "MirrorSyncer"
     assert "mirror" in mirrored.commands and "mirror" not in wired.commands
 
 
@@ -267,8 +267,10 @@ def test_architecture_lists_the_hooks_commands_and_services_app_wires(tmp_path: 
     ARCHITECTURE.md's composition-root section, and nothing else is."""
     settings = Settings(home=tmp_path)
     settings.server.commands = "D create fork symbolic-ref"
+    settings.server.hostname = "frodo"  # mirroring on: its hook, command and service too
     wired = app.build(settings)
-    assert _ticked(_architecture_bullet("hooks"), CLASS_NAME) == [type(h).__name__ for h in wired.hooks]
+    assert _ticked(_architecture_bullet("hooks"), CLASS_NAME) == [
+        type(getattr(h, "inner", h)).__name__ for h in wired.hooks]
     assert sorted(_ticked(_architecture_bullet("commands"), r"[A-Za-z][\w-]*")) == sorted(wired.commands)
     assert _ticked(_architecture_bullet("services"), CLASS_NAME) == [
         type(s).__name__ for s in wired.services]
