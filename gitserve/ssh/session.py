@@ -361,7 +361,8 @@ def _wire_push(handler: ReceivePack, conn: Conn, state: AdminState, name: str, p
             if update.is_delete:
                 return "the admin repo's branch cannot be deleted"
             # the handler's repo: it sees the push's quarantined objects
-            reason = adminrepo.validate_commit(handler.repo, update.new, settings.hooks_dir)
+            reason = adminrepo.validate_commit(handler.repo, update.new, settings.hooks_dir,
+                                               settings.server.hostname)
             if reason:
                 proto.progress_line(f"FATAL: {reason}")
                 _audit_ref(conn, name, update, "rejected", reason)
@@ -378,7 +379,8 @@ def _wire_push(handler: ReceivePack, conn: Conn, state: AdminState, name: str, p
         reason = mirror_promotion.check_admin_push(
             handler.repo, update.new, settings.server.hostname, conn.from_server,
             repo_mirror(rules.options(name)))
-        reason = reason or adminrepo.validate_commit(handler.repo, update.new, settings.hooks_dir)
+        reason = reason or adminrepo.validate_commit(
+            handler.repo, update.new, settings.hooks_dir, settings.server.hostname)
         if reason:
             proto.progress_line(f"FATAL: {reason}")
             _audit_ref(conn, name, update, "rejected", reason)
