@@ -34,6 +34,8 @@ class ServerSettings:
     max_connections: int = 200
     max_unauth_connections: int = 50
     max_unauth_per_ip: int = 10
+    # ssh channels open at once on one connection (each holds a thread): more are refused
+    max_channels_per_connection: int = 10
     banner_timeout: float = 30.0
     auth_timeout: float = 30.0
     idle_timeout: float = 600.0
