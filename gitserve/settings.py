@@ -33,7 +33,10 @@ class ServerSettings:
     default_branch: str = "main"
     max_connections: int = 200
     max_unauth_connections: int = 50
-    max_unauth_per_ip: int = 10
+    # sized for a CI runner behind one NAT address starting 50 clones at once (#19)
+    max_unauth_per_ip: int = 25
+    # connections of one address not logged in yet (handshaking or queued): 0 = no cap
+    max_pending_per_ip: int = 64
     # ssh channels open at once on one connection (each holds a thread): more are refused
     max_channels_per_connection: int = 10
     banner_timeout: float = 30.0
