@@ -8,12 +8,13 @@ never under HOME/sites, which nginx workers may traverse):
      "procs": {"web": {"command": "...", "port": 40123}, ...}, "stop_at": null | epoch}
 
 and wake `gitserve sites` (SIGHUP). Its ProcessKeeper starts each process through
-gitserve/sandbox.py (the bwrap policy of builds: own PID and network namespaces, the
-site's port forwarded from the host's 127.0.0.1, server home hidden, never root: as root the
-site's repo's build uid; limits from [sites]) with PORT, SITE, SIDE, RELEASE and the env
-in its environment and the release as working directory (a process binds 0.0.0.0:$PORT, as
-on Heroku: the forward arrives on the namespace's own address); restarts it with backoff (1 s doubling to 30 s, back to 1 s after
-30 s up) when it exits; stops it (SIGTERM, then the namespace is killed) when its side's
+gitserve/sandbox.py: the bwrap policy of builds (own PID and network namespaces, the
+site's port forwarded from the host's 127.0.0.1, server home hidden, never root: as root
+the site's repo's build uid; limits from [sites]), with PORT, SITE, SIDE, RELEASE and the
+env in its environment and the release as working directory. A process binds
+0.0.0.0:$PORT, as on Heroku: the forward arrives on the namespace's own address.
+A process that exits is restarted with backoff (1 s doubling to 30 s; 1 s again after
+30 s up). A side's processes are stopped (SIGTERM, then the namespace is killed) when its
 generation changes, its file goes or `stop_at` passed (a drained old side). Ports are
 chosen by the deploy, so nginx's config is written before the processes run and a
 restarted process gets its port back. Output goes, masked, to HOME/run/sites/SITE/
