@@ -192,6 +192,14 @@ def test_mirror_push_and_status_commands(trio: Cluster) -> None:
     assert frodo.ssh("alice", "mirror", "status", "sam", "status").stdout == ""
     # a repo alice cannot read looks exactly like one that does not exist
     assert "not a valid copy" in frodo.ssh("bob", "mirror", "push", "sam", "local-only").stderr
+    # the same on the server's command line
+    out = frodo.admin_cli("mirror", "status", "status").stdout
+    assert "status: master on frodo; master frodo" in out and "  sam: in sync" in out, out
+    assert frodo.admin_cli("mirror", "status").stdout.strip() == ""  # no failed push anywhere
+    assert frodo.admin_cli("mirror", "push", "gollum", "status").returncode == 0
+    bad = frodo.admin_cli("mirror", "push", "merry", "status", check=False)
+    assert bad.returncode == 1 and "no address for server 'merry'" in bad.stderr
+    assert "Traceback" not in bad.stderr
 
 
 def _lfs_env(srv, user: str, home: Path) -> dict[str, str]:
