@@ -129,7 +129,8 @@ def run(settings: Settings, chan: ByteChannel, command: str, user: str, peer: st
                 return route.answer(mirror_peer.PeerIO(
                     lambda limit: commands.CommandContext(
                         settings, user, peer, state, conn.out, conn.err,
-                        conn.chan.recv).read_input(limit), conn.out, conn.err))
+                        conn.chan.recv).read_input(limit), conn.out, conn.err,
+                    conn.chan.recv))
         except (mirror_gate.Refused, repos.RepoError) as exc:
             log.warning("refused %s: %s", user, exc)
             conn.err(f"FATAL: {exc}\n")
@@ -244,8 +245,9 @@ def _peer_access(conn: Conn, state: AdminState, name: str, aa: str) -> WildInfo 
     exists = repos.exists(settings, name)
     mirror = repo_mirror(state.rules.options(
         name, wild=repos.wild_info(settings, name) if exists else None))
-    if aa == "R":
-        if mirror.mode(hostname) == ELSEWHERE or not exists:
+    if aa == "R":  # only the servers that mirror this repo (promote fetches from them)
+        if mirror.mode(hostname) == ELSEWHERE or not exists \
+                or sender not in (mirror.master, *mirror.copies):
             raise Denied(f"R any {name} {conn.user} DENIED by fallthru\n"
                          "(or you mis-spelled the reponame)")
         return repos.wild_info(settings, name)
