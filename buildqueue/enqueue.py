@@ -169,11 +169,18 @@ def deploy_options(options: dict[str, str], ref: str, repo_path: Path) -> dict[s
     site = options.get("deploy.site", "").strip()
     if not site:
         return None
-    if ref != gsoptions.deploy_ref(options, repos.default_branch(repo_path)):
-        return None
     deploy = {k[len("deploy."):]: v for k, v in options.items() if k.startswith("deploy.")}
     deploy["dir"] = (deploy.get("dir") or "public").strip().strip("/") or "public"
+    if ref != gsoptions.deploy_ref(options, repos.default_branch(repo_path)):
+        # another branch goes live only as a preview at BRANCH.SERVER_NAME (SPEC §7.1)
+        if not previews_enabled(options) or not ref.startswith("refs/heads/"):
+            return None
+        deploy["preview"] = ref[len("refs/heads/"):]
     return deploy
+
+
+def previews_enabled(options: dict[str, str]) -> bool:
+    return options.get("deploy.previews", "").strip().lower() in ("1", "yes", "true", "on")
 
 
 def enqueue(

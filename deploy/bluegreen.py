@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping
 from gitserve.fsutil import atomic_write
 from gitserve.settings import Settings
 
-from . import nginx, processes, procfile, sitesctl
+from . import nginx, previews, processes, procfile, sitesctl
 from .check import check_preview
 from .errors import DeployError
 from .options import SiteOptions, check_release_id, check_site_name, parse
@@ -97,6 +97,7 @@ class _Config:
             idle_release=self.site.slot_release(idle_side),
             config_token=token,
             check=self.opts.check,
+            previews=previews.listed(self.site, self.site.load_state()),
             live_upstreams=_upstreams(self.settings, self.site.name, self.opts, live_side),
             preview_upstreams=_upstreams(self.settings, self.site.name, self.opts, idle_side),
         )
@@ -323,6 +324,10 @@ def deploy_release(settings: Settings, site: str, output_dir: Path, options: Map
             if owner and repo and owner != repo:
                 # access to a site follows its repo: a second repo must not take it over
                 raise DeployError("options", f"site {name} is deployed from repo {owner}, not {repo}")
+            branch = str(options.get("deploy.preview") or "")
+            if branch:
+                return _deploy_preview(settings, s, state, opts, options, branch, Path(output_dir),
+                                       meta, say, started)
             state["pending_options"] = {k: str(v) for k, v in options.items()
                                         if k.startswith("deploy.")}
             return _deploy_locked(settings, s, state, opts, Path(output_dir), release, meta, say,
@@ -331,6 +336,49 @@ def deploy_release(settings: Settings, site: str, output_dir: Path, options: Map
             _audit(settings, meta.get("pusher"), "deploy", "error", meta.get("repo"),
                    f"{name}: build {release}: {exc}")
             raise _failed(say, exc, live, live_release) from None
+
+
+def _deploy_preview(settings: Settings, s: Site, state: dict[str, Any], opts: SiteOptions,
+                    options: Mapping[str, str], branch: str, output_dir: Path,
+                    meta: Mapping[str, Any], say: Log, started: float) -> DeployResult:
+    """A branch's build goes live at BRANCH.SERVER_NAME (deploy.previews); blue/green untouched."""
+    if not previews.enabled(options):
+        raise DeployError("options", "a branch preview needs option deploy.previews = 1")
+    live = s.live_side()
+    live_release = s.slot_release(live)
+
+    def apply() -> None:
+        _Config(settings, s, opts, say).apply(live, other_side(live))
+
+    previews.deploy_preview(s, state, opts, branch, output_dir, meta, apply, say,
+                            previews.settings_limit(options))
+    return DeployResult(s.name, live or "", live_release or "", live, live_release, 0.0,
+                        time.monotonic() - started, skipped=f"preview of branch {branch}")
+
+
+def remove_branch_preview(settings: Settings, site: str, branch: str, log: Log = print) -> bool:
+    """The branch was deleted: its preview goes (SPEC §7.1). False when it had none."""
+    name = check_site_name(site)
+    s = Site(settings.sites_dir, name)
+    if not s.exists():
+        return False
+
+    def say(line: str) -> None:
+        log(f"deploy {name}: {line}")
+
+    with s.lock(f"removal of the preview of {branch}", LOCK_TIMEOUT, say):
+        state = s.load_state()
+        stored = state.get("options")
+        if not isinstance(stored, dict):  # never deployed live: no config to re-render
+            opts = None
+        else:
+            opts = parse(name, stored, settings.deploy.keep)
+
+        def apply() -> None:
+            if opts is not None:
+                _Config(settings, s, opts, say).apply(s.live_side(), other_side(s.live_side()))
+
+        return previews.remove_preview(s, state, branch, apply, say)
 
 
 def _audit(settings: Settings, user: Any, op: str, result: str, repo: Any, reason: str) -> None:

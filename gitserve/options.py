@@ -216,6 +216,8 @@ KNOWN: dict[str, Validator] = {
     "deploy.web": _regex(PROCESS_TYPE_RE, "a Procfile process type (letters, digits, _ -)"),
     "deploy.routes": _words(ROUTE_RE, "/PREFIX=TYPE"),
     "deploy.drain": _int_range(0, 3600),
+    "deploy.previews": _boolean,
+    "deploy.previews-max": _int_range(1, 100),
     "notify.webhook": _words(URL_RE, "an http(s) URL"),
     "notify.email": _words(EMAIL_RE, "a mail address"),
     "notify.events": _events,
