@@ -162,6 +162,20 @@ class Transport:
             raise MirrorError(f"cannot run ssh: {exc}") from None
         return done.returncode, done.stdout, done.stderr
 
+    def ssh_file(self, peer: Peer, command: str, path: Path,
+                 timeout: float) -> tuple[int, bytes, bytes]:
+        """COMMAND on the peer with the file at PATH as its stdin (streamed, not read in)."""
+        argv = self.ssh_argv(peer) + [f"{peer.user}@{peer.host}", command]
+        try:
+            with open(path, "rb") as stdin:
+                done = subprocess.run(argv, stdin=stdin, capture_output=True, timeout=timeout,
+                                      env=self.env(peer))
+        except subprocess.TimeoutExpired:
+            return 255, b"", f"ssh to {peer.name}: timed out after {timeout:.0f}s".encode()
+        except OSError as exc:
+            return 255, b"", str(exc).encode()
+        return done.returncode, done.stdout, done.stderr
+
     def _run(self, argv: list[str], peer: Peer, timeout: float) -> tuple[bool, str]:
         try:
             done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
