@@ -121,6 +121,16 @@ def test_wild_repo_creator_perms_and_description_are_carried(trio: Cluster) -> N
     info = sam.ssh("bob", "info").stdout
     assert re.search(r"^ R\s+w/alice/tool$", info, re.M), info
     assert sam.ssh("bob", "desc", "w/alice/tool").stdout.strip() == "the tool"
+    # changes on a slave's copy would be undone by the master: refused, naming the master
+    for cmd in (("perms", "w/alice/tool", "+", "WRITERS", "bob"),
+                ("desc", "w/alice/tool", "other"), ("perms", "-c", "w/alice/new", "-l")):
+        out = sam.ssh("alice", *cmd)
+        assert out.returncode == 1, cmd
+        name = [a for a in cmd[1:] if a.startswith("w/")][0]
+        assert f"FATAL: sam: '{name}' is a copy; change it on its master 'frodo'" in out.stderr
+    assert not sam.repo_path("w/alice/new").exists()
+    assert "bob" in sam.ssh("alice", "perms", "w/alice/tool", "-l").stdout  # reading is fine
+    assert "WRITERS" not in (repo / "gl-perms").read_text()
 
 
 def test_a_push_to_a_slave_with_redirectok_lands_on_the_master(trio: Cluster) -> None:
