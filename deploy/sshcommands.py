@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 
 from gitserve.options import deploy_ref
-from gitserve.repos import default_branch
+from gitserve.repos import deploy_default
 from gitserve.ssh.cmd import base as commands
 from gitserve.ssh.cmd.base import CommandContext, CommandError
 
@@ -48,8 +48,7 @@ def _repo_for(ctx: CommandContext, site: str, perm: str) -> str:
     if perm != "R":
         # changing what is live needs the right to push what goes live: W on deploy.ref
         wild = commands.wild(ctx, repo)
-        head = (default_branch(ctx.settings.repo_path(repo))
-                or f"refs/heads/{ctx.settings.server.default_branch}")
+        head = deploy_default(ctx.settings, ctx.settings.repo_path(repo))
         ref = deploy_ref(ctx.rules.options(repo, wild=wild), head) or head
         decision = ctx.rules.check(repo, ctx.user, perm, ref, wild=wild)
         if not decision.allowed:
