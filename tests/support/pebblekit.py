@@ -84,7 +84,7 @@ class Pebble:
             except OSError:
                 if time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError("pebble did not start: " + (root / "pebble.log").read_text()[-500:])
+                    raise RuntimeError("pebble did not start: " + (root / "pebble.log").read_text()[-500:]) from None
                 time.sleep(0.1)
 
     @property
