@@ -128,8 +128,8 @@ def _client(settings: Settings) -> Any:
 
     directory = settings.deploy.acme_directory or LETS_ENCRYPT
     # verify_ssl: True (the system's CAs) or a CA bundle path, as requests' `verify`
-    net = client.ClientNetwork(_account_key(settings), user_agent="gitserve",
-                               verify_ssl=settings.deploy.acme_ca_file or True)
+    verify: Any = settings.deploy.acme_ca_file or True  # typed bool, passed on as requests' verify
+    net = client.ClientNetwork(_account_key(settings), user_agent="gitserve", verify_ssl=verify)
     try:
         directory_obj = messages.Directory.from_json(net.get(directory).json())
     except Exception as exc:  # noqa: BLE001 - requests/acme errors: one line
