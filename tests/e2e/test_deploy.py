@@ -280,8 +280,8 @@ def test_preview_appears_for_a_branch_and_disappears_with_it(srv):
     assert status.returncode == 0
     gone = push(srv, work, ":feature/Login")
     assert "gitserve: the preview of feature/Login will be removed" in gone, gone
+    files = srv.home / "sites" / "www" / "previews" / "feature-login"
     deadline = time.monotonic() + 30
-    while get_host(live, f"feature-login.www.test:{live}") != live_page:
-        assert time.monotonic() < deadline, "the preview is still served"
+    while get_host(live, f"feature-login.www.test:{live}") != live_page or files.exists():
+        assert time.monotonic() < deadline, "the preview is still served, or its files still there"
         time.sleep(0.1)
-    assert not (srv.home / "sites" / "www" / "previews" / "feature-login").exists()
