@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Callable
 
 from tests.bench import repogen
-from tests.bench.proctree import Meter
+from tests.bench.proctree import Meter, _cmdline
 from tests.bench.run import OpFailed, add_commits, git, rev
 from tests.bench.servers import GitserveServer, NativeSshd, Server, make_client_key
 
@@ -114,9 +114,21 @@ class Bench:
             s.stop()
 
     # --- measuring ----------------------------------------------------------------------
+    def quiesce(self, server: Server, limit: float = 600) -> None:
+        """Wait for gitserve's background repack of an earlier push to end, so each push is
+        measured alone (its memory and CPU are upkeep's, niced, reported by `after200`)."""
+        if isinstance(server, GitserveServer):
+            time.sleep(1.5)  # repack.DELAY: a repack asked for by the last push starts after it
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline and any(
+                " repack " in _cmdline(pid) for pid in server.tree().pids()):
+            time.sleep(0.5)
+
     def timed(self, label: str, server: Server, op: Callable[[], None]) -> None:
+        self.quiesce(server)
         serve_pid = server.proc.pid if isinstance(server, GitserveServer) and server.proc else 0
         peak_serve = [0]
+        by_proc: dict[str, int] = {}
         try:
             with Meter(server.tree()) as m:
                 t0 = time.monotonic()
@@ -128,6 +140,11 @@ class Bench:
                     def sample() -> None:
                         while not stop.wait(0.05):
                             peak_serve[0] = max(peak_serve[0], _status_kb(serve_pid, "VmRSS"))
+                            for pid in server.tree().pids():  # who holds the memory
+                                kb = _status_kb(pid, "RssAnon")
+                                what = " ".join(w for w in _cmdline(pid).split()
+                                                if not w.startswith(("-", "/")))[:60]
+                                by_proc[what] = max(by_proc.get(what, 0), kb)
                     th = threading.Thread(target=sample, daemon=True)
                     th.start()
                 try:
@@ -144,6 +161,9 @@ class Bench:
         if serve_pid:
             self.extra.setdefault((label, "serve-rss"), []).append(peak_serve[0] * 1024)
         more = f" serve {peak_serve[0] / 1024:.0f}MB" if serve_pid else ""
+        if by_proc:
+            top = sorted(by_proc.items(), key=lambda kv: -kv[1])[:3]
+            more += " (anon: " + ", ".join(f"{w or '?'} {kb / 1024:.0f}MB" for w, kb in top) + ")"
         print(f"  {label} {server.name}: {wall:.2f}s cpu {m.cpu:.1f}s rss "
               f"{m.peak_rss / MIB:.0f}MB{more}", file=sys.stderr)
 
