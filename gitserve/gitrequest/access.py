@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Callable
 
-from gitserve import admin, audit, repoconf, repos
+from gitserve import adminrepo, audit, repoconf, repos
 from gitserve.acl import WildInfo
 from gitserve.acl.errors import AccessError
-from gitserve.admin import AdminState
+from gitserve.adminrepo import AdminState
 from gitserve.settings import Settings
 
 # Gitolite's hint after a check #1 denial (it cannot tell a typo from a forbidden repo)
@@ -26,7 +26,7 @@ def authorize(settings: Settings, state: AdminState, user: str, ip: str, name: s
     when it is a wild repo USER may create (NOTICE gets git's `Initialized ...` line) and
     MAY_CREATE; returns the repo's WildInfo (None for a plain repo). Raises Denied."""
     rules = state.rules
-    if user == admin.BUILDER:
+    if user == adminrepo.BUILDER:
         if aa != "R" or not repos.exists(settings, name):
             raise Denied(f"{aa} any {name} {user} DENIED by fallthru\n{MISSPELLED}")
         return None

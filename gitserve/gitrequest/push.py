@@ -10,11 +10,11 @@ from typing import Any, Callable, Sequence
 
 from dulwich.repo import Repo
 
-from gitserve import admin, audit, repoconf, repos
+from gitserve import adminrepo, audit, repoconf, repos
 from gitserve.acl import WildInfo
 from gitserve.acl.errors import AccessError
 from gitserve.acl.inspect_dulwich import DulwichInspector
-from gitserve.admin import AdminState
+from gitserve.adminrepo import AdminState
 from gitserve.git import vrefprog
 from gitserve.git.pushhooks import PushContext, PushHook, RefUpdate
 from gitserve.git.receive import PushLimits
@@ -98,10 +98,11 @@ class RepoPushPolicy:
             self._audit(update, "rejected", decision.message)
             log.warning("push to %s %s refused: %s", self.name, update.ref, decision.message)
             return HOOK_DECLINED
-        if self.name == repos.ADMIN_REPO and update.ref == admin.ADMIN_BRANCH:
+        if self.name == repos.ADMIN_REPO and update.ref == adminrepo.ADMIN_BRANCH:
             if update.is_delete:
                 return "the admin repo's branch cannot be deleted"
-            reason = admin.validate_commit(str(self.path), update.new, self.settings.hooks_dir)
+            # REPO: it sees the push's quarantined objects
+            reason = adminrepo.validate_commit(repo, update.new, self.settings.hooks_dir)
             if reason:
                 self.progress(f"FATAL: {reason}")
                 self._audit(update, "rejected", reason)
@@ -132,21 +133,21 @@ class RepoPushPolicy:
             repos.head_after_push(self.path, created)
         if self.name != repos.ADMIN_REPO:
             return
-        if any(u.ref == admin.ADMIN_BRANCH for u in updates):
-            made = admin.compile(settings)
+        if any(u.ref == adminrepo.ADMIN_BRANCH for u in updates):
+            made = adminrepo.compile(settings)
             # what Gitolite's compile says on the admin push: its WARNINGs, then git init's
-            fresh = admin.current(settings)
+            fresh = adminrepo.current(settings)
             refused = repoconf.refused_keys(settings, fresh.rules)
             for warning in [*fresh.rules.messages, *refused, *getattr(fresh, "warnings", ())]:
                 self.progress(f"WARNING: {warning}")
             for repo_made in made:
                 self.progress(repos.initialized_line(settings, repo_made))
-            warning = admin.sync_authorized_keys(settings)
+            warning = adminrepo.sync_authorized_keys(settings)
             if warning:
                 self.progress(warning)
-        stored = [u.ref for u in updates if u.ref != admin.ADMIN_BRANCH and not u.is_delete]
+        stored = [u.ref for u in updates if u.ref != adminrepo.ADMIN_BRANCH and not u.is_delete]
         if stored:
-            self.progress(admin.not_applied_note(stored))
+            self.progress(adminrepo.not_applied_note(stored))
 
     def after_push(self, updates: list[RefUpdate], push_options: Sequence[str]) -> None:
         ctx = self._context(push_options)

@@ -8,9 +8,9 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Protocol, Sequence
 
-from gitserve import admin, repos
+from gitserve import adminrepo, repos
 from gitserve.acl import WildInfo
-from gitserve.admin import AdminState
+from gitserve.adminrepo import AdminState
 from gitserve.git import v2
 from gitserve.git.archive import UploadArchive
 from gitserve.git.pushhooks import PushHook
@@ -78,7 +78,7 @@ class GitRequest:
     def _backend(self) -> SingleRepoBackend:
         if not self._authorized:  # a wiring mistake, never a user's: no handler unchecked
             raise RuntimeError(f"{self.service} {self.name}: handler before check #1")
-        return SingleRepoBackend(str(self.path), show_hidden=self.user == admin.BUILDER)
+        return SingleRepoBackend(str(self.path), show_hidden=self.user == adminrepo.BUILDER)
 
     def handler(self, proto: Any, *, protocol_version: int = 0, stateless_rpc: bool = False,
                 advertise_refs: bool = False,
@@ -99,8 +99,9 @@ class GitRequest:
                                 self.path, self._wild, progress=proto.progress_line,
                                 hooks=self.hooks, metrics=self.metrics,
                                 transport=self.transport, keepalive=keepalive)
-        return ReceivePack(backend, args, proto, policy=policy, stateless_rpc=stateless_rpc,
-                           advertise_refs=advertise_refs)
+        return ReceivePack(backend, args, proto, policy=policy,
+                           pack_backend=self.settings.server.pack_backend,
+                           stateless_rpc=stateless_rpc, advertise_refs=advertise_refs)
 
     def upload_v2(self, proto: Any) -> v2.UploadPackV2:
         """Protocol v2 upload-pack over a stateless transport (HTTP: `advertise()` answers

@@ -37,7 +37,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from gitserve import admin, repos
+from gitserve import adminrepo, repos
 from gitserve.acl.errors import AccessError
 from gitserve.errors import GitserveError
 from gitserve.git import v2
@@ -295,7 +295,7 @@ class SmartHttp:
 
     def _authorize(self, user: str | None, ip: str, service: str, name: str) -> GitRequest:
         """Check #1 (in a worker thread: it reads the admin repo and may create a wild repo)."""
-        git = GitRequest(self.settings, admin.current(self.settings), user or ANONYMOUS, ip,
+        git = GitRequest(self.settings, adminrepo.current(self.settings), user or ANONYMOUS, ip,
                          service, name, transport="http", hooks=self.hooks,
                          metrics=self.metrics, may_create=user is not None)
         git.authorize()

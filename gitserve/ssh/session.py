@@ -23,8 +23,8 @@ from typing import Any, Protocol
 
 from dulwich.errors import GitProtocolError, HangupException
 
-from gitserve import admin, audit, repos
-from gitserve.admin import AdminState
+from gitserve import adminrepo, audit, repos
+from gitserve.adminrepo import AdminState
 from gitserve.errors import GitserveError
 from gitserve.git import v2
 from gitserve.git.pushhooks import PushHook
@@ -85,7 +85,7 @@ def run(settings: Settings, chan: ByteChannel, command: str, user: str, peer: st
     conn = Conn(settings, user, peer, chan, (env or {}).get("GIT_PROTOCOL", ""), table, hooks,
                 metrics or NULL_METRICS)
     try:
-        state = admin.current(settings)
+        state = adminrepo.current(settings)
     except Exception as exc:  # noqa: BLE001 - a broken admin repo: say so, don't crash
         log.exception("cannot load the admin repo")
         conn.err(f"FATAL: server configuration error: {exc}\n")
@@ -116,7 +116,7 @@ def run_command(conn: Conn, state: AdminState, line: str) -> int:
     if "../" in line:
         raise commands.CommandError("no relative paths allowed anywhere!")
     ctx = commands.CommandContext(conn.settings, conn.user, conn.ip, state, conn.out, conn.err,
-                                  conn.chan.recv, conn.commands)
+                                  conn.chan.recv, conn.commands, write=conn.chan.sendall)
     audit.record(conn.settings, user=conn.user, ip=conn.ip, op=words[0], result="allowed")
     return cmd.fn(ctx, words[1:])
 
