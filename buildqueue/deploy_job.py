@@ -20,7 +20,7 @@ from rq import get_current_job
 from gitserve import sandbox
 from gitserve.errors import GitserveError
 
-from . import ending, keys, logs, notify, records, rqconn, safetar, workspace
+from . import ending, keys, logs, notify, records, rqconn, rqjob, safetar, workspace
 from .liveness import heartbeat_loop, worker_name
 from .workersettings import WorkerSettings
 from .secrets import Masker, SecretError, decrypt, worker_key_file
@@ -90,6 +90,10 @@ def run_deploy(payload: dict[str, Any], deploy_fn: Callable[..., Any] | None = N
         raise RuntimeError("run_deploy must run inside an rq worker")
     build_id = str(payload["build_id"])
     log_ttl = int(payload.get("log_ttl", 0))
+    try:
+        rqjob.require(job)
+    except rqjob.ForeignJob as exc:  # a worker that would run any function: no deploys on it
+        return _end(r, build_id, "failed", str(exc), log_ttl)
 
     if not records.move(r, build_id, records.DEPLOY_QUEUED, "deploying", worker_name()):
         return {"status": records.get(r, build_id).status}

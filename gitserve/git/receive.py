@@ -14,8 +14,9 @@ One push, in order:
    (git never sends `X X`, so a hand-made one must not be a way around the rules);
 4. move refs with compare-and-swap against the value the client sent as old, so racing
    pushes never lose an update silently and a stale `old` moves nothing;
-5. report-status, then the policy's `after_push` (hooks) streams `remote:` lines until it
-   returns, then the final flush-pkt ends the conversation.
+5. the policy's `before_ack` (mirroring's mirror.sync) may turn the moved refs' `ok` into a
+   reason; report-status, then the policy's `after_push` (hooks) streams `remote:` lines
+   until it returns, then the final flush-pkt ends the conversation.
 
 Everything beyond the git protocol (who may update what, what a push triggers, the limits)
 is the `PushPolicy` given to the constructor, as dulwich's handlers take their backend;
@@ -97,6 +98,10 @@ class PushPolicy(Protocol):
     def updated(self, updates: list[RefUpdate]) -> None:
         """The refs moved (before report-status): audit, HEAD of a new repo, admin compile."""
 
+    def before_ack(self, updates: list[RefUpdate], push_options: Sequence[str]) -> str | None:
+        """After the refs moved, before report-status (mirror.sync): a reason is reported
+        for every moved ref instead of `ok` (the refs stay moved)."""
+
     def after_push(self, updates: list[RefUpdate], push_options: Sequence[str]) -> None:
         """After report-status: the hooks' post-receive work (builds, repack, gc)."""
 
@@ -126,6 +131,7 @@ class ReceivePack(ReceivePackHandler):
                          advertise_refs=advertise_refs)
         self.policy = policy
         self.pack_backend = pack_backend
+        self._moved_updates: list[RefUpdate] = []  # what after_push hooks are given
         self._noops: set[str] = set()  # refs whose command changes nothing (see _vet)
         self._push_options: list[str] = []  # `git push -o` values (push-options capability)
 
@@ -235,7 +241,16 @@ class ReceivePack(ReceivePackHandler):
             except Exception as exc:  # noqa: BLE001 - refs already moved; tell, don't crash
                 log.exception("post-update step failed")
                 self._progress(f"warning: {exc}")
+        self._moved_updates = done
+        unacked = self._before_ack(done)
+        if unacked:  # the refs moved here, but the push is not acknowledged (mirror.sync)
+            results.update({c.ref: unacked for c in done})
         return [("unpack", "ok")] + [(c.ref, results[c.ref]) for c in commands]
+
+    def _before_ack(self, done: list[RefUpdate]) -> str | None:
+        """The policy's before_ack (mirroring's mirror.sync): after the refs moved and before
+        report-status; its reason is reported for every moved ref instead of `ok`."""
+        return self.policy.before_ack(done, self._push_options) if done else None
 
     def _quarantine(self) -> Quarantine:
         """The git route (index-pack, git's checks) whenever git is there, else dulwich's."""
@@ -354,7 +369,7 @@ class ReceivePack(ReceivePackHandler):
     def _run_after_push(self) -> None:
         if self.result is None:
             return
-        done = self._moved(self.result.updates, self.result.statuses)
+        done = self._moved_updates  # moved, whether or not acknowledged (mirror.sync)
         if done:
             self.policy.after_push(done, self._push_options)
 

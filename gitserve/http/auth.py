@@ -15,13 +15,17 @@ import threading
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
+from typing import Callable
 
+import anyio.to_thread
+from starlette.authentication import AuthCredentials, AuthenticationBackend, BaseUser
 from starlette.requests import HTTPConnection
 
 from .logins import COOKIE, Session, Sessions
 from .tokens import TokenStore
 
 REALM = 'Basic realm="gitserve"'
+ANONYMOUS = "gitweb"  # Gitolite's user for what a web browser may show without login
 
 
 @dataclass
@@ -96,12 +100,17 @@ def basic_credentials(conn: HTTPConnection) -> tuple[str, str] | None:
 
 
 class Authenticator:
+    """HAS_KEY(user): does the keydir (admin repo at its tip) still hold a key of USER? A token
+    or a web session is only as good as the key that made it: removing a user's last key
+    ends both at their next use (issue 21, finding 4), in every process."""
+
     def __init__(self, tokens: TokenStore, sessions: Sessions, limit: FailureLimit,
-                 trusted: frozenset[str]) -> None:
+                 trusted: frozenset[str], has_key: Callable[[str], bool]) -> None:
         self.tokens = tokens
         self.sessions = sessions
         self.limit = limit
         self.trusted = trusted
+        self.has_key = has_key
 
     def client(self, conn: HTTPConnection) -> Client:
         return client_of(conn, self.trusted)
@@ -117,10 +126,56 @@ class Authenticator:
         if self.limit.blocked(ip):
             raise TooManyFailures(ip)
         user, token = creds
-        if not user or self.tokens.verify(user, token) is None:
+        if not user or self.tokens.verify(user, token) is None or not self.has_key(user):
             self.limit.failed(ip)
             raise BadCredentials(user)
         return user
 
     def session(self, conn: HTTPConnection) -> Session | None:
-        return self.sessions.read(conn.cookies.get(COOKIE))
+        session = self.sessions.read(conn.cookies.get(COOKIE))
+        if session is not None and not self.has_key(session.user):
+            return None  # the user's keys were removed: signed out
+        return session
+
+
+class Visitor(BaseUser):
+    """Who is looking at a page (`request.user`): the session's user or nobody, the
+    Gitolite name the rules see (`gitweb` for nobody), the client and the CSRF token."""
+
+    def __init__(self, session: Session | None, client: Client) -> None:
+        self.session = session
+        self.user = session.user if session else None
+        self.acts_as = self.user or ANONYMOUS
+        self.client = client
+
+    @property
+    def csrf(self) -> str:
+        return self.session.csrf if self.session else ""
+
+    @property
+    def is_authenticated(self) -> bool:
+        return self.user is not None
+
+    @property
+    def display_name(self) -> str:
+        return self.user or ""
+
+    @property
+    def identity(self) -> str:
+        return self.acts_as
+
+
+class VisitorBackend(AuthenticationBackend):
+    """Starlette authentication for the pages: the signed session cookie, if any (an
+    anonymous visitor is a Visitor too, acting as `gitweb`). Read in a worker thread, so a
+    check that touches the disk never holds the event loop."""
+
+    def __init__(self, auth: Authenticator) -> None:
+        self.auth = auth
+
+    def visitor(self, conn: HTTPConnection) -> Visitor:
+        return Visitor(self.auth.session(conn), self.auth.client(conn))
+
+    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser]:
+        v = await anyio.to_thread.run_sync(self.visitor, conn)
+        return AuthCredentials(["authenticated"] if v.is_authenticated else []), v

@@ -32,6 +32,9 @@ from gitserve.git.receive import ReceivePack
 from gitserve.git.sideband import ChannelReader, SidebandProtocol
 from gitserve.gitrequest import Denied, GitRequest
 from gitserve.metrics import NULL as NULL_METRICS, pushed
+from gitserve.mirror import peercmds as mirror_peer
+from gitserve.mirror import proxy as mirror_proxy
+from gitserve.mirror.transport import Transport
 from gitserve.settings import Settings
 
 from .cmd import base as commands
@@ -65,6 +68,10 @@ class Conn:
     commands: commands.CommandTable = field(default_factory=dict)
     hooks: Sequence[PushHook] = ()
     metrics: Any = NULL_METRICS  # gitserve.metrics.Metrics of the server (counts git work)
+    # mirroring (gitserve/mirror): the peer NAME when a server-NAME key connected; with
+    # `redirected`, a slave forwarding user's push (conn.user is then that user)
+    from_server: str = ""
+    redirected: bool = False
 
     def out(self, text: str) -> None:
         self.chan.sendall(text.encode("utf-8", "replace"))
@@ -94,8 +101,18 @@ def run(settings: Settings, chan: ByteChannel, command: str, user: str, peer: st
     if "\x00" in command:
         conn.err("FATAL: invalid command: NUL byte\n")
         return 1
-    match = _GIT_CMD.match(command)
     try:
+        if settings.server.hostname:  # mirroring: a peer's command, or a slave's forwarded push
+            route = mirror_peer.route(settings, state, user, command)
+            if route.answer is not None:
+                return route.answer(mirror_peer.PeerIO(
+                    lambda limit: commands.CommandContext(
+                        settings, user, peer, state, conn.out, conn.err,
+                        conn.chan.recv).read_input(limit), conn.out, conn.err))
+            conn.user, conn.from_server, conn.redirected = (route.user, route.from_server,
+                                                             route.redirected)
+            command = route.command
+        match = _GIT_CMD.match(command)
         if match:
             verb = match.group(1).replace(" ", "-", 1)
             return run_git(conn, state, verb, match.group(2))
@@ -140,12 +157,18 @@ def run_git(conn: Conn, state: AdminState, verb: str, raw_arg: str) -> int:
     m = conn.metrics
     request = GitRequest(conn.settings, state, conn.user, conn.ip, verb, _repo_arg(raw_arg),
                          transport="ssh", hooks=conn.hooks, metrics=m,
-                         notice=lambda line: conn.err(line + "\n"))
+                         notice=lambda line: conn.err(line + "\n"),
+                         from_server=conn.from_server, redirected=conn.redirected)
     try:
         request.authorize()
     except Denied:
         m.access_denied.labels("ssh", "1").inc()
         raise
+    master = request.mirror_master()
+    if master is not None:  # redirectOK: the master takes this push, as this user (a
+        # MirrorError, e.g. no address for the master in [mirror] peers, is one FATAL line)
+        return mirror_proxy.forward(Transport(conn.settings), master, conn.user, request.name,
+                                    conn.chan.recv, conn.chan.sendall, conn.chan.sendall_stderr)
     m.git_requests.labels("ssh", verb).inc()
     sent = m.git_bytes.labels("ssh", "sent")
     received = m.git_bytes.labels("ssh", "received")
