@@ -19,6 +19,9 @@ from gitserve.git import vrefprog
 from gitserve.git.pushhooks import PushContext, PushHook, RefUpdate
 from gitserve.git.receive import PushLimits
 from gitserve.metrics import NULL as NULL_METRICS
+from gitserve.mirror import promotion as mirror_promotion
+from gitserve.mirror.config import repo_mirror
+from gitserve.mirror.syncer import MIRROR_SENDER
 from gitserve.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -30,12 +33,15 @@ HOOK_DECLINED = "hook declined"
 class RepoPushPolicy:
     """What a push by USER to repo NAME (at PATH) may do and what it triggers. PROGRESS writes
     one `remote:` line to the pusher; HOOKS run in order; METRICS counts check #2 denials
-    under TRANSPORT; KEEPALIVE (HTTP) lets a long build keep a proxy from timing out."""
+    under TRANSPORT; KEEPALIVE (HTTP) lets a long build keep a proxy from timing out.
+    MIRROR_SENDER names the master when it pushes its state to this copy: no access rules
+    then (it carries what the master allowed), only the admin repo's checks."""
 
     def __init__(self, settings: Settings, state: AdminState, user: str, ip: str, name: str,
                  path: Path, wild: WildInfo | None, *, progress: Callable[[str], None],
                  hooks: Sequence[PushHook] = (), metrics: Any = NULL_METRICS,
-                 transport: str = "ssh", keepalive: Callable[[], None] | None = None) -> None:
+                 transport: str = "ssh", keepalive: Callable[[], None] | None = None,
+                 mirror_sender: str = "") -> None:
         self.settings = settings
         self.state = state
         self.user = user
@@ -48,6 +54,7 @@ class RepoPushPolicy:
         self._metrics = metrics
         self._transport = transport
         self._keepalive = keepalive
+        self._mirror_sender = mirror_sender
         self._program = vrefprog.runner(settings.home, settings.repos_dir, name, path, user)
         self._inspector: DulwichInspector | None = None
         self._ctx: PushContext | None = None
@@ -72,6 +79,8 @@ class RepoPushPolicy:
     def _check_ref(self, repo: Repo, update: RefUpdate) -> str | None:
         """Check #2 (acl/update.py, VREFs through acl/inspect_dulwich.py and admin-installed
         programs), then the admin repo's own validation. A refusal prints Gitolite's lines."""
+        if self._mirror_sender:
+            return self._mirrored_ref(repo, update)
         if self._inspector is None or self._inspector.repo is not repo:
             self._inspector = DulwichInspector(repo)
         try:
@@ -102,12 +111,31 @@ class RepoPushPolicy:
             if update.is_delete:
                 return "the admin repo's branch cannot be deleted"
             # REPO: it sees the push's quarantined objects
-            reason = adminrepo.validate_commit(repo, update.new, self.settings.hooks_dir)
+            reason = adminrepo.validate_commit(repo, update.new, self.settings.hooks_dir,
+                                               self.settings.server.hostname)
             if reason:
                 self.progress(f"FATAL: {reason}")
                 self._audit(update, "rejected", reason)
                 return reason
         return None
+
+    def _mirrored_ref(self, repo: Repo, update: RefUpdate) -> str | None:
+        """The master's state comes as it is; an admin tree is still checked (and, from a
+        promoted slave, must name it the master)."""
+        if not (self.name == repos.ADMIN_REPO and update.ref == adminrepo.ADMIN_BRANCH):
+            return None
+        if update.is_delete:
+            return "the admin repo's branch cannot be deleted"
+        hostname = self.settings.server.hostname
+        reason = mirror_promotion.check_admin_push(
+            repo, update.new, hostname, self._mirror_sender,
+            repo_mirror(self.state.rules.options(self.name)))
+        reason = reason or adminrepo.validate_commit(repo, update.new, self.settings.hooks_dir,
+                                                     hostname)
+        if reason:
+            self.progress(f"FATAL: {reason}")
+            self._audit(update, "rejected", reason)
+        return reason
 
     def before_update(self, update: RefUpdate, push_options: Sequence[str]) -> str | None:
         ctx = self._context(push_options)
@@ -149,6 +177,23 @@ class RepoPushPolicy:
         if stored:
             self.progress(adminrepo.not_applied_note(stored))
 
+    def before_ack(self, updates: list[RefUpdate], push_options: Sequence[str]) -> str | None:
+        """Hooks with a `before_ack(ctx, updates)` (mirroring's mirror.sync), in order; the
+        first reason is reported for every moved ref instead of `ok`."""
+        ctx = self._context(push_options)
+        for hook in self.hooks:
+            gate = getattr(hook, "before_ack", None)
+            if gate is None:
+                continue
+            try:
+                reason = gate(ctx, updates)
+            except Exception as exc:  # noqa: BLE001
+                log.exception("before_ack hook failed")
+                reason = f"hook error: {exc}"
+            if reason:
+                return str(reason)
+        return None
+
     def after_push(self, updates: list[RefUpdate], push_options: Sequence[str]) -> None:
         ctx = self._context(push_options)
         for hook in self.hooks:
@@ -164,6 +209,8 @@ class RepoPushPolicy:
         its `extra`)."""
         if self._ctx is None:
             extra: dict[str, Any] = {}
+            if self._mirror_sender:
+                extra[MIRROR_SENDER] = self._mirror_sender
             if self._keepalive is not None:
                 extra["keepalive"] = self._keepalive
             self._ctx = PushContext(

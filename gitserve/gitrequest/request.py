@@ -21,6 +21,7 @@ from gitserve.metrics import NULL as NULL_METRICS
 from gitserve.settings import Settings
 
 from .access import authorize
+from .mirroring import peer_access, user_gate
 from .push import RepoPushPolicy
 
 log = logging.getLogger(__name__)
@@ -45,12 +46,15 @@ class GitRequest:
     """SERVICE on repo NAME for USER (from IP) under the admin STATE in force; TRANSPORT
     ("ssh", "http") labels METRICS; HOOKS are the push hooks app.py built; NOTICE gets a
     line for the user outside the git protocol (a wild repo's `Initialized ...`);
-    MAY_CREATE false: check #1 never creates a wild repo (anonymous HTTP)."""
+    MAY_CREATE false: check #1 never creates a wild repo (anonymous HTTP). Mirroring:
+    FROM_SERVER names the peer when a server-NAME key connected; REDIRECTED, a slave
+    forwarding USER's push (then USER's rules apply, as for a direct push)."""
 
     def __init__(self, settings: Settings, state: AdminState, user: str, ip: str,
                  service: str, name: str, *, transport: str,
                  hooks: Sequence[PushHook] = (), metrics: Any = NULL_METRICS,
-                 notice: Callable[[str], None] | None = None, may_create: bool = True) -> None:
+                 notice: Callable[[str], None] | None = None, may_create: bool = True,
+                 from_server: str = "", redirected: bool = False) -> None:
         if service not in SERVICES:
             raise ValueError(f"not a git service: {service!r}")
         self.settings = settings
@@ -66,14 +70,34 @@ class GitRequest:
         self.metrics = metrics
         self._notice = notice or (lambda line: log.info("%s", line))
         self._may_create = may_create
+        self.from_server = from_server
+        self.redirected = redirected
         self._wild: WildInfo | None = None
         self._authorized = False
 
+    @property
+    def _peer(self) -> bool:
+        """A mirroring peer acting as itself (the master's push, a promote's fetch)."""
+        return bool(self.from_server) and not self.redirected
+
     def authorize(self) -> None:
-        """Check #1 (and the wild-repo creation a user with C gets); raises Denied."""
-        self._wild = authorize(self.settings, self.state, self.user, self.ip, self.name,
-                               self.access, notice=self._notice, may_create=self._may_create)
+        """Check #1 (and the wild-repo creation a user with C gets), or a mirroring peer's
+        access; raises Denied."""
+        if self._peer:
+            self._wild = peer_access(self.settings, self.state, self.user, self.from_server,
+                                     self.name, self.access)
+        else:
+            self._wild = authorize(self.settings, self.state, self.user, self.ip, self.name,
+                                   self.access, notice=self._notice, may_create=self._may_create)
         self._authorized = True
+
+    def mirror_master(self) -> str | None:
+        """Mirroring's gate for a user's request (after check #1): the master this push must
+        be forwarded to (redirectOK), None to serve it here; raises Denied where Gitolite's
+        mirroring refuses. Nothing to do without `[server] hostname` or for a peer."""
+        if not self.settings.server.hostname or self.from_server:
+            return None
+        return user_gate(self.settings, self.state, self.name, self.access, self._notice)
 
     def _backend(self) -> SingleRepoBackend:
         if not self._authorized:  # a wiring mistake, never a user's: no handler unchecked
@@ -98,7 +122,8 @@ class GitRequest:
         policy = RepoPushPolicy(self.settings, self.state, self.user, self.ip, self.name,
                                 self.path, self._wild, progress=proto.progress_line,
                                 hooks=self.hooks, metrics=self.metrics,
-                                transport=self.transport, keepalive=keepalive)
+                                transport=self.transport, keepalive=keepalive,
+                                mirror_sender=self.from_server if self._peer else "")
         return ReceivePack(backend, args, proto, policy=policy,
                            pack_backend=self.settings.server.pack_backend,
                            stateless_rpc=stateless_rpc, advertise_refs=advertise_refs)

@@ -326,6 +326,9 @@ class OpenPolicy:
     def updated(self, updates: object) -> None:
         pass
 
+    def before_ack(self, updates: object, push_options: object) -> None:
+        return None
+
     def after_push(self, updates: object, push_options: object) -> None:
         pass
 

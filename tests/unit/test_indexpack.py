@@ -170,6 +170,9 @@ class CheckOnly:
     def updated(self, updates) -> None:
         pass
 
+    def before_ack(self, updates, push_options):
+        return None
+
     def after_push(self, updates, push_options) -> None:
         pass
 
