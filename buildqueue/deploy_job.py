@@ -20,7 +20,7 @@ from rq import get_current_job
 from gitserve import sandbox
 from gitserve.errors import GitserveError
 
-from . import ending, keys, logs, notify, records, rqconn, rqjob, safetar, workspace
+from . import ending, keys, logs, notify, records, rqconn, rqjob, safetar, uids, workspace
 from .liveness import heartbeat_loop, worker_name
 from .workersettings import WorkerSettings
 from .secrets import Masker, SecretError, decrypt, worker_key_file
@@ -128,7 +128,9 @@ def run_deploy(payload: dict[str, Any], deploy_fn: Callable[..., Any] | None = N
                 "commit": payload["new"], "pusher": payload["pusher"],
                 "pushed_at": payload.get("pushed_at"), "env": secret_values,
                 # what deploy.post must not see besides HOME (keys configured elsewhere)
-                "sandbox_hide": [str(p) for p in WorkerSettings.from_env().sandbox_hidden()]}
+                "sandbox_hide": [str(p) for p in WorkerSettings.from_env().sandbox_hidden()],
+                # as root, a site's processes run as its repo's build uid (SPEC §6, §7.1)
+                "sandbox_uid": uids.uid_for(r, payload["repo"], policy.uid_range)}
         options = {f"deploy.{k}": str(v) for k, v in payload["deploy"].items()}
         fn = deploy_fn or default_deploy()
         site = payload["deploy"]["site"]

@@ -44,7 +44,7 @@ from gitserve.git import v2
 from gitserve.git.pushhooks import PushHook
 from gitserve.git.receive import ReceivePack
 from gitserve.git.sideband import BAND_DATA, SidebandProtocol
-from gitserve.gitrequest import GitRequest
+from gitserve.gitrequest import Denied, GitRequest
 from gitserve.metrics import pushed
 from gitserve.settings import Settings
 
@@ -294,11 +294,18 @@ class SmartHttp:
         return PlainTextResponse(f"FATAL: server configuration error: {exc}\n", status_code=500)
 
     def _authorize(self, user: str | None, ip: str, service: str, name: str) -> GitRequest:
-        """Check #1 (in a worker thread: it reads the admin repo and may create a wild repo)."""
+        """Check #1 (in a worker thread: it reads the admin repo and may create a wild repo),
+        then mirroring's decisions as over ssh (mirroring peers talk ssh only, and only ssh
+        pushes are forwarded to a master: here such a push is refused, naming the master)."""
         git = GitRequest(self.settings, adminrepo.current(self.settings), user or ANONYMOUS, ip,
                          service, name, transport="http", hooks=self.hooks,
                          metrics=self.metrics, may_create=user is not None)
         git.authorize()
+        master = git.mirror_master()
+        if master is not None:
+            hostname = self.settings.server.hostname
+            raise Denied(f"{hostname}: pushing '{name}' to copy '{hostname}' not allowed over "
+                         f"http; push to {master}")
         return git
 
     async def _run_handler(self, request: Request, send: Send, git: GitRequest,

@@ -32,7 +32,9 @@ from gitserve.git.receive import ReceivePack
 from gitserve.git.sideband import ChannelReader, SidebandProtocol
 from gitserve.gitrequest import Denied, GitRequest
 from gitserve.metrics import NULL as NULL_METRICS, pushed
+from gitserve.mirror import gate as mirror_gate
 from gitserve.mirror import peercmds as mirror_peer
+from gitserve.mirror.config import repo_mirror
 from gitserve.mirror import proxy as mirror_proxy
 from gitserve.mirror.transport import Transport
 from gitserve.settings import Settings
@@ -108,7 +110,8 @@ def run(settings: Settings, chan: ByteChannel, command: str, user: str, peer: st
                 return route.answer(mirror_peer.PeerIO(
                     lambda limit: commands.CommandContext(
                         settings, user, peer, state, conn.out, conn.err,
-                        conn.chan.recv).read_input(limit), conn.out, conn.err))
+                        conn.chan.recv).read_input(limit), conn.out, conn.err,
+                    conn.chan.recv))
             conn.user, conn.from_server, conn.redirected = (route.user, route.from_server,
                                                              route.redirected)
             command = route.command
@@ -132,6 +135,18 @@ def run_command(conn: Conn, state: AdminState, line: str) -> int:
         raise commands.CommandError(f"suspicious characters loitering about '{line}'")
     if "../" in line:
         raise commands.CommandError("no relative paths allowed anywhere!")
+    if conn.settings.server.hostname:  # mirroring: a slave's copies change on the master only
+        target = mirror_gate.changed_repo(words[0], words[1:])
+        if target is not None:
+            try:
+                name = repos.check_name(target.removesuffix(".git"))
+            except repos.RepoError:
+                name = None  # a bad name: the command itself says so
+            if name is not None:  # mirror_gate.Refused is one FATAL line
+                mirror_gate.check_local_change(
+                    conn.settings.server.hostname, name,
+                    repo_mirror(state.rules.options(name, wild=repos.wild_info(conn.settings, name)
+                                                    if repos.exists(conn.settings, name) else None)))
     ctx = commands.CommandContext(conn.settings, conn.user, conn.ip, state, conn.out, conn.err,
                                   conn.chan.recv, conn.commands, write=conn.chan.sendall)
     audit.record(conn.settings, user=conn.user, ip=conn.ip, op=words[0], result="allowed")
