@@ -90,6 +90,7 @@ class ReceivePack(ReceivePackHandler):
     # --- conversation ---------------------------------------------------
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._moved_updates: list[RefUpdate] = []  # what after_push hooks are given
         self._noops: set[str] = set()  # refs whose command changes nothing (see _vet)
 
     def handle(self) -> None:
@@ -200,7 +201,30 @@ class ReceivePack(ReceivePackHandler):
             except Exception as exc:  # noqa: BLE001 - refs already moved; tell, don't crash
                 log.exception("post-update step failed")
                 self._progress(f"warning: {exc}")
+        self._moved_updates = done
+        unacked = self._before_ack(done)
+        if unacked:  # the refs moved here, but the push is not acknowledged (mirror.sync)
+            results.update({c.ref: unacked for c in done})
         return [("unpack", "ok")] + [(c.ref, results[c.ref]) for c in commands]
+
+    def _before_ack(self, done: list[RefUpdate]) -> str | None:
+        """Hooks with a `before_ack(ctx, updates)` (mirroring's mirror.sync) run after the
+        refs moved and before report-status; a reason they return is reported for every
+        moved ref instead of `ok`."""
+        if not done or self.ctx is None:
+            return None
+        for hook in self.hooks:
+            gate = getattr(hook, "before_ack", None)
+            if gate is None:
+                continue
+            try:
+                reason = gate(self.ctx, done)
+            except Exception as exc:  # noqa: BLE001
+                log.exception("before_ack hook failed")
+                reason = f"hook error: {exc}"
+            if reason:
+                return str(reason)
+        return None
 
     def _quarantine(self) -> Quarantine:
         """The git route (index-pack, git's checks) whenever git is there, else dulwich's."""
@@ -229,6 +253,10 @@ class ReceivePack(ReceivePackHandler):
             return "refs/gitserve/ is reserved for the server"
         if cmd.ref in missing:
             return "missing necessary objects"
+        target = self._symbolic(ref)
+        if target is not None:  # a push never moves the ref a symref names (check #2 would ask
+            # about the alias, the audit would name it, and the branch behind it would move)
+            return f"refusing to update symbolic ref (it points at {target})"
         current = self._current(ref)
         if cmd.old == cmd.new == current:
             self._noops.add(cmd.ref)  # nothing to do; reported ok, triggers nothing
@@ -263,6 +291,16 @@ class ReceivePack(ReceivePackHandler):
         limits = [n for n in (self._limit("max_push_bytes"), dulwich_compat.receive_max_input_size(self)) if n]
         return min(limits) if limits else None
 
+    def _symbolic(self, ref: bytes) -> str | None:
+        """What REF names when it is a symbolic ref (`ref: refs/heads/x`), else None."""
+        try:
+            raw = self.repo.refs.read_ref(ref)
+        except (KeyError, OSError, ValueError):
+            return None
+        if raw is not None and raw.startswith(b"ref: "):
+            return raw[5:].strip().decode("utf-8", "surrogateescape")
+        return None
+
     def _current(self, ref: bytes) -> str:
         """The ref's value now (ZERO_SHA when it does not exist)."""
         try:
@@ -295,6 +333,8 @@ class ReceivePack(ReceivePackHandler):
     def _cas(self, ref_name: str, old: str, new: str) -> bool:
         refs = self.repo.refs
         ref = ref_name.encode("utf-8", "surrogateescape")
+        if self._symbolic(ref) is not None:  # dulwich's *_if_equals follow symrefs: never here
+            return False
         try:
             if new == ZERO_SHA:
                 if old == ZERO_SHA:  # deleting nothing: never a licence to delete anything
@@ -332,7 +372,7 @@ class ReceivePack(ReceivePackHandler):
     def _run_after_push(self) -> None:
         if self.ctx is None or self.result is None:
             return
-        done = self._moved(self.result.updates, self.result.statuses)
+        done = self._moved_updates  # moved, whether or not acknowledged (mirror.sync)
         if not done:
             return
         for hook in self.hooks:

@@ -166,7 +166,8 @@ class SSHServer:
             paramiko_compat.install_auth_handler(transport, GitserveAuthHandler(transport))
             for key in self.host_keys:
                 transport.add_server_key(key)
-            iface = GitSSHServer(self.lookup, ip, self._auth_failure)
+            iface = GitSSHServer(self.lookup, ip, self._auth_failure,
+                                 max_channels=s.max_channels_per_connection)
             with self._lock:
                 self._transports.add(transport)
             try:
@@ -229,7 +230,8 @@ class SSHServer:
         chan.settimeout(s.idle_timeout)
         status = 1
         try:
-            command = iface.wait_exec(chan.get_id(), min(s.auth_timeout, s.idle_timeout))
+            command = iface.wait_exec(chan.get_id(), min(s.auth_timeout, s.idle_timeout),
+                                      gone=lambda: chan.closed or chan.eof_received)
             if command is None:
                 # shell/pty/subsystem were refused; the client closes or we give up
                 _say(chan, "gitserve: only git commands and the commands `help` lists "
