@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import time
 from pathlib import Path
 from typing import Iterator
 
@@ -347,4 +346,11 @@ def test_kill_master_during_pushes_then_promote_loses_no_acknowledged_push(
     gwork = gollum.clone("alice", "noredir")
     _sha, done = _push_new(gollum, gwork)
     assert "FATAL: gollum: pushing 'noredir' to copy 'gollum' not allowed" in done.stderr
-    time.sleep(0)  # nothing to wait for: the asserts above waited for their conditions
+    # the old master comes back as sam's slave: `gitserve mirror rejoin sam` before it starts
+    out = frodo.admin_cli("mirror", "rejoin", "sam")
+    assert "frodo is its slave" in out.stdout, out.stdout + out.stderr
+    frodo.start(port=frodo.port)
+    wait_for(lambda: disk_refs(frodo, "survive") == disk_refs(sam, "survive"), timeout=60,
+             what="the old master to take the new master's state")
+    _sha, done = _push_new(frodo, work, ref="HEAD:refs/heads/late")
+    assert "FATAL: frodo: pushing 'survive' to copy 'frodo' not allowed" in done.stderr
