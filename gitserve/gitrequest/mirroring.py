@@ -48,8 +48,9 @@ def peer_access(settings: Settings, state: AdminState, peer_user: str, sender: s
     exists = repos.exists(settings, name)
     mirror = repo_mirror(state.rules.options(
         name, wild=repos.wild_info(settings, name) if exists else None))
-    if aa == "R":
-        if mirror.mode(hostname) == ELSEWHERE or not exists:
+    if aa == "R":  # only the servers that mirror this repo (promote fetches from them)
+        if mirror.mode(hostname) == ELSEWHERE or not exists \
+                or sender not in (mirror.master, *mirror.copies):
             raise Denied(f"R any {name} {peer_user} DENIED by fallthru\n{MISSPELLED}")
         return repos.wild_info(settings, name)
     try:
