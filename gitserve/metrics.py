@@ -65,25 +65,9 @@ class Metrics:
             "slave having them", ["slave"], buckets=MIRROR_BUCKETS, registry=r)
 
 
-def count_ref_denials(handler: Any, metrics: Any, transport: str) -> None:
-    """Wrap a receive-pack handler's check_ref (check #2, wired by the session) so each
-    refused ref is counted; the check's messages and audit lines stay the session's."""
-    check = handler.check_ref
-    if check is None:
-        return
-
-    def counted(update: Any) -> Any:
-        reason = check(update)
-        if reason:
-            metrics.access_denied.labels(transport, "2").inc()
-        return reason
-
-    handler.check_ref = counted
-
-
-def pushed(handler: Any) -> bool:
-    """Did this receive-pack move at least one ref?"""
-    result = getattr(handler, "result", None)
+def pushed(result: Any) -> bool:
+    """Did a receive-pack (its PushResult, None before the update step) move at least one
+    ref? Check #2 denials are counted by the push policy (gitserve.gitrequest)."""
     return result is not None and any(s == "ok" for s in result.statuses.values())
 
 
