@@ -213,7 +213,7 @@ def enqueue(
         build.job_id = keys.build_job(build_id)
         dropped = records.create(r, build, settings.builds.history)
         try:
-            tokens = secretstore.build_tokens(settings, repo_name)
+            tokens = secretstore.build_tokens(settings, repo_name, ref)
         except SecretError as exc:  # Vault down: the build fails at once, with one clear line
             drop_hidden_refs(repo_path, [build_id, *dropped])
             reason = f"secrets: {exc}"
