@@ -212,6 +212,8 @@ class NotifySettings:
     timeout: float = 10.0
     # deliveries running at once (one slow receiver never holds up the others)
     senders: int = 4
+    # webhooks to loopback, link-local and private addresses (refused by default: issue 21)
+    allow_private: bool = False
 
 
 @dataclass
