@@ -233,7 +233,7 @@ class HttpSettings:
     # response on a kept-alive connection); then the connection is closed
     header_timeout: float = 20.0
     # connections open at once from one client address (past it: refused at once)
-    max_connections_per_ip: int = 32
+    max_connections_per_ip: int = 64
     # bytes of an upload-pack request after gunzip (git http-backend's 10 MiB default); 0: none
     max_request_bytes: int = 10 * 1024**2
 
