@@ -240,6 +240,14 @@ class HttpSettings:
     auth_failures_per_minute: int = 20
     # git requests served at once (each holds a thread while it packs or receives)
     git_threads: int = 32
+    # --- issue 21: caps against slow or oversized requests ---
+    # seconds a client has to send a request's headers (from connecting, or from the last
+    # response on a kept-alive connection); then the connection is closed
+    header_timeout: float = 20.0
+    # connections open at once from one client address (past it: refused at once)
+    max_connections_per_ip: int = 64
+    # bytes of an upload-pack request after gunzip (git http-backend's 10 MiB default); 0: none
+    max_request_bytes: int = 10 * 1024**2
 
 
 @dataclass
