@@ -202,9 +202,10 @@ class App:
 def build(settings: Settings, hooks: Sequence[PushHook] | None = None) -> App:
     """Wire the server for SETTINGS (HOOKS replaces the push hooks, e.g. in tests)."""
     upkeep = UpkeepService(settings)
+    metrics = Metrics()
     # mirroring ([server] hostname set): one queue of pushes to the slaves for the process
-    syncer = MirrorSyncer(settings) if settings.server.hostname else None
-    return App(settings=settings,
+    syncer = MirrorSyncer(settings, metrics=metrics) if settings.server.hostname else None
+    return App(settings=settings, metrics=metrics,
                hooks=list(hooks) if hooks is not None else push_hooks(settings, upkeep, syncer),
                commands=ssh_commands_table(settings),
                services=services(settings, upkeep, syncer))

@@ -17,6 +17,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 # build and deploy switch durations: seconds, from a quick script to a long test suite
 BUILD_BUCKETS = (1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, float("inf"))
 SWITCH_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, float("inf"))
+# mirror lag: tens of milliseconds on a LAN, minutes for a slave that was down
+MIRROR_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 300, float("inf"))
 
 
 class Metrics:
@@ -55,6 +57,12 @@ class Metrics:
         self.switch_seconds = Histogram(
             "gitserve_deploy_switch_seconds", "Time to switch a site's live side",
             buckets=SWITCH_BUCKETS, registry=r)
+        self.mirror_pushes = Counter(
+            "gitserve_mirror_pushes", "Mirror pushes from this master to a slave, by result",
+            ["slave", "result"], registry=r)
+        self.mirror_lag = Histogram(
+            "gitserve_mirror_lag_seconds", "From a push's refs moving on this master to a "
+            "slave having them", ["slave"], buckets=MIRROR_BUCKETS, registry=r)
 
 
 def pushed(result: Any) -> bool:
@@ -92,5 +100,5 @@ class NullMetrics:
 
 METRIC_NAMES = ("connections_open", "connections", "connections_refused", "git_requests",
                 "git_bytes", "access_denied", "pushes", "builds", "build_seconds", "deploys",
-                "switch_seconds", "queue_depth")
+                "switch_seconds", "queue_depth", "mirror_pushes", "mirror_lag")
 NULL: Any = NullMetrics()
