@@ -174,7 +174,7 @@ def cmd_cancel(r, args, access, out, settings, user: str = "") -> int:
 
 def cmd_retry(r, args, access, out, settings, user: str = "") -> int:
     from gitserve import admin
-    from gitserve.options import builds_enabled
+    from gitserve.options import RepoOptions
 
     old = _visible(r, args.id, access)
     if not access(old.repo, "W", old.ref):
@@ -183,10 +183,10 @@ def cmd_retry(r, args, access, out, settings, user: str = "") -> int:
     if not repo_path.is_dir():
         raise CommandError(f"repository {old.repo} no longer exists")
     try:
-        options = admin.repo_options(settings, old.repo)
+        options = RepoOptions.parse(admin.repo_options(settings, old.repo))
     except admin.AdminError as exc:
         raise CommandError(str(exc)) from None
-    if not builds_enabled(options):
+    if not options.build.enable:
         raise CommandError(f"builds are off for {old.repo} (no `option build.enable = 1`)")
     if not enqueue.commit_exists(repo_path, old.new):
         raise CommandError(f"commit {old.new[:12]} of build {old.id} is no longer in {old.repo}")

@@ -21,6 +21,7 @@ from gitserve import sandbox
 from gitserve.errors import GitserveError
 
 from . import ending, keys, logs, notify, records, rqconn, safetar, workspace
+from .payload import BuildPayload, DeployOrder
 from .liveness import heartbeat_loop, worker_name
 from .workersettings import WorkerSettings
 from .secrets import Masker, SecretError, decrypt, worker_key_file
@@ -56,21 +57,21 @@ def unpack(data: bytes, dest: Path) -> None:
         safetar.extract_all(tar, dest)
 
 
-def hand_over(r: redis.Redis, payload: dict[str, Any], ws: Path, out_rel: str) -> None:
+def hand_over(r: redis.Redis, payload: BuildPayload, order: DeployOrder, ws: Path) -> None:
     """Store the output and queue the deploy; the build stays unfinished until it ran."""
-    build_id = str(payload["build_id"])
-    data = pack(ws, out_rel)
+    build_id = payload.build_id
+    data = pack(ws, order.dir)
     if len(data) > MAX_ARTIFACT:
-        raise HandOverError(f"deploy output {payload['deploy']['dir']}/ is too large "
+        raise HandOverError(f"deploy output {order.dir}/ is too large "
                             f"({len(data) // (1024 * 1024)} MiB packed, limit {MAX_ARTIFACT // (1024 * 1024)})")
     r.set(keys.artifact(build_id), data, ex=ARTIFACT_TTL)
     if not records.move(r, build_id, "running", records.DEPLOY_QUEUED):
         return  # cancelled meanwhile
-    logs.append(r, build_id, f"gitserve: build passed, deploying site {payload['deploy']['site']}")
+    logs.append(r, build_id, f"gitserve: build passed, deploying site {order.site}")
     rqconn.queue(r, DEPLOY_QUEUE).enqueue(
-        "buildqueue.deploy_job.run_deploy", payload, job_id=keys.deploy_job(build_id),
+        "buildqueue.deploy_job.run_deploy", payload.to_json(), job_id=keys.deploy_job(build_id),
         job_timeout=-1, result_ttl=24 * 3600, failure_ttl=7 * 24 * 3600,
-        description=f"deploy build {build_id} to {payload['deploy']['site']}",
+        description=f"deploy build {build_id} to {order.site}",
     )
 
 
@@ -80,27 +81,31 @@ def default_deploy() -> Callable[..., Any]:
     return deploy_release
 
 
-def run_deploy(payload: dict[str, Any], deploy_fn: Callable[..., Any] | None = None) -> dict[str, str]:
-    """Entry point of the `deploy` queue's jobs (server host only)."""
+def run_deploy(job_data: dict[str, Any], deploy_fn: Callable[..., Any] | None = None) -> dict[str, str]:
+    """Entry point of the `deploy` queue's jobs (server host only); JOB_DATA is a BuildPayload's JSON."""
     from gitserve import settings as settings_mod
 
     job = get_current_job()
     r = job.connection if job is not None else None
     if r is None:
         raise RuntimeError("run_deploy must run inside an rq worker")
-    build_id = str(payload["build_id"])
-    log_ttl = int(payload.get("log_ttl", 0))
+    payload = BuildPayload.from_json(job_data)
+    order = payload.deploy
+    build_id = payload.build_id
+    log_ttl = payload.log_ttl
+    if order is None:
+        return _end(r, build_id, "failed", "deploy job without a site", log_ttl)
 
     if not records.move(r, build_id, records.DEPLOY_QUEUED, "deploying", worker_name()):
         return {"status": records.get(r, build_id).status}
     stop = threading.Event()
     threading.Thread(target=heartbeat_loop, args=(r, build_id, stop), daemon=True).start()
-    policy = sandbox.Policy.from_payload(payload.get("sandbox"))
+    policy = sandbox.Policy.from_payload(payload.sandbox)
     work = sandbox.new_workdir(sandbox.work_root(workspace.work_root()))
     mask: Callable[[str], str] = str  # no secrets known yet: text as it is
     try:
         try:
-            secret_values = decrypt(payload.get("secrets") or {}, worker_key_file())
+            secret_values = decrypt(payload.secrets, worker_key_file())
         except SecretError as exc:
             return _end(r, build_id, "failed", str(exc), log_ttl)
         mask = Masker(list(secret_values.values()))
@@ -114,20 +119,19 @@ def run_deploy(payload: dict[str, Any], deploy_fn: Callable[..., Any] | None = N
         except (safetar.UnsafeMember, tarfile.TarError, OSError) as exc:
             return _end(r, build_id, "failed", mask(f"deploy output refused: {exc}"), log_ttl)
         src = work / "src"
-        objects = workspace.source_objects(payload["repo"], payload.get("commit") or payload["new"],
-                                           payload["fetch_ref"],
-                                           payload.get("local_path", ""), payload.get("clone_url", ""))
-        workspace.checkout(objects, payload.get("commit") or payload["new"], src)
+        objects = workspace.source_objects(payload.repo, payload.commit, payload.fetch_ref,
+                                           payload.local_path, payload.clone_url)
+        workspace.checkout(objects, payload.commit, src)
         sandbox.hand_over(policy, work)  # deploy.post runs in WORK's sandbox
         settings = settings_mod.load(WorkerSettings.from_env().home)
-        meta = {"build_id": build_id, "repo": payload["repo"], "ref": payload["ref"],
-                "commit": payload["new"], "pusher": payload["pusher"],
-                "pushed_at": payload.get("pushed_at"), "env": secret_values,
+        meta = {"build_id": build_id, "repo": payload.repo, "ref": payload.ref,
+                "commit": payload.new, "pusher": payload.pusher,
+                "pushed_at": payload.pushed_at, "env": secret_values,
                 # what deploy.post must not see besides HOME (keys configured elsewhere)
                 "sandbox_hide": [str(p) for p in WorkerSettings.from_env().sandbox_hidden()]}
-        options = {f"deploy.{k}": str(v) for k, v in payload["deploy"].items()}
+        options = dict(order.lines)
         fn = deploy_fn or default_deploy()
-        site = payload["deploy"]["site"]
+        site = order.site
         try:
             result = fn(settings, site, output, options, meta,
                         lambda line: logs.append(r, build_id, mask(line)), src)

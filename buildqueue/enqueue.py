@@ -8,72 +8,33 @@ moves, as gate builds need), and puts a self-contained JSON payload on the RQ qu
 
 from __future__ import annotations
 
-import posixpath
 import re
 import shlex
 import socket
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import redis
 from dulwich.objects import Blob, Commit, Tag
 from dulwich.repo import Repo
-from gitserve.sandbox import Policy
 
-from gitserve import options as gsoptions
 from gitserve import repos
+from gitserve.options import RepoOptions
+from gitserve.sandbox import Policy
 from gitserve.settings import Settings
 
 from . import ending, keys, records, rqconn, secretstore
+from .payload import BuildPayload, DeployOrder
 from .secrets import SecretError
 
 HIDDEN_PREFIX = "refs/gitserve/builds/"
-MODES = ("sync", "async", "gate")
-DEFAULTS = {"build.script": ".gitserve/build", "build.refs": "refs/heads/", "build.mode": "sync",
-            "build.timeout": "600", "build.queue": "builds"}
 
 
 def hidden_ref(build_id: str) -> str:
     return HIDDEN_PREFIX + build_id
 
 
-@dataclass
-class BuildOptions:
-    script: str
-    refs: list[str]
-    mode: str
-    timeout: int
-    queue: str
-    warnings: list[str]
-
-
-def build_options(options: dict[str, str]) -> BuildOptions:
-    """The repo's build.* options with defaults; a bad value falls back and says so."""
-    get = lambda k: (options.get(k) or DEFAULTS[k]).strip()  # noqa: E731
-    warnings = []
-    mode = get("build.mode")
-    if mode not in MODES:
-        warnings.append(f"gitserve: unknown build.mode {mode!r}, using sync")
-        mode = "sync"
-    try:
-        timeout = int(get("build.timeout"))
-        if timeout <= 0:
-            raise ValueError
-    except ValueError:
-        warnings.append(f"gitserve: invalid build.timeout {get('build.timeout')!r}, using 600")
-        timeout = 600
-    queue = get("build.queue")
-    if not re.fullmatch(r"[A-Za-z0-9_.:-]+", queue):
-        warnings.append(f"gitserve: invalid build.queue {queue!r}, using builds")
-        queue = "builds"
-    if any(not h.startswith(("http://", "https://")) for h in options.get("notify.webhook", "").split()):
-        warnings.append("gitserve: option notify.webhook must be http(s) URLs; no notification to the others")
-    script = posixpath.normpath(get("build.script").lstrip("/"))
-    return BuildOptions(script, get("build.refs").split(), mode, timeout, queue, warnings)
-
-
-def ref_matches(ref: str, refexes: list[str]) -> bool:
+def ref_matches(ref: str, refexes: Iterable[str]) -> bool:
     """Gitolite refex semantics: prefix-anchored regexes, refs/heads/ implied."""
     for refex in refexes:
         if not refex.startswith("refs/"):
@@ -162,18 +123,15 @@ def queued_line(settings: Settings, build_id: str) -> str:
     return f"build {build_id} queued: {follow_command(settings, build_id)}"
 
 
-def deploy_options(options: dict[str, str], ref: str, repo_path: Path) -> dict[str, Any] | None:
-    """The deploy.* options a build of REF carries, or None when it must not go live: the
-    repo has no site, or REF is not its deploy.ref (default: the repo's default branch),
-    so a feature branch that builds never replaces the live site."""
-    site = options.get("deploy.site", "").strip()
-    if not site:
+def deploy_order(options: RepoOptions, ref: str, repo_path: Path) -> DeployOrder | None:
+    """What a build of REF deploys, or None when it must not go live: the repo has no
+    site, or REF is not its deploy.ref (default: the repo's default branch), so a feature
+    branch that builds never replaces the live site."""
+    if not options.site_name:
         return None
-    if ref != gsoptions.deploy_ref(options, repos.default_branch(repo_path)):
+    if ref != options.deploy_ref(repos.default_branch(repo_path)):
         return None
-    deploy = {k[len("deploy."):]: v for k, v in options.items() if k.startswith("deploy.")}
-    deploy["dir"] = (deploy.get("dir") or "public").strip().strip("/") or "public"
-    return deploy
+    return DeployOrder.from_lines(options.deploy_lines())
 
 
 def enqueue(
@@ -185,18 +143,18 @@ def enqueue(
     old: str,
     new: str,
     pusher: str,
-    options: dict[str, str],
+    options: RepoOptions,
     mode: str,
     retry_of: str = "",
 ) -> records.Build:
     """Create the build record, pin the commit, queue the job; raises RedisUnavailable."""
-    opts = build_options(options)
+    opts = options.build
     build_id = ""
     try:
         build_id = records.new_id(r)
         build = records.Build(id=build_id, repo=repo_name, ref=ref, old=old, new=new,
                               pusher=pusher, mode=mode, queue=opts.queue, retry_of=retry_of,
-                              options=dict(options))
+                              options=dict(options.raw))
         repo = Repo(str(repo_path))
         try:
             repo.refs[hidden_ref(build_id).encode()] = new.encode()
@@ -212,18 +170,16 @@ def enqueue(
             ending.finish(r, build_id, "failed", reason, log_ttl=settings.builds.log_ttl,
                           last_line=f"gitserve: {reason}")
             return records.get(r, build_id)
-        payload = {
-            "build_id": build_id, "repo": repo_name, "ref": ref, "old": old, "new": new,
-            "commit": peel(repo_path, new) or new,
-            "pusher": pusher, "mode": mode, "script": opts.script, "timeout": opts.timeout,
-            "fetch_ref": hidden_ref(build_id), "local_path": str(repo_path),
-            "clone_url": clone_url(settings, repo_name),
-            "secrets": tokens,
-            "log_ttl": settings.builds.log_ttl, "deploy": deploy_options(options, ref, repo_path),
-            "sandbox": Policy.from_settings(settings.builds).to_payload(),
-        }
+        payload = BuildPayload(
+            build_id=build_id, repo=repo_name, ref=ref, old=old, new=new,
+            commit=peel(repo_path, new) or new, pusher=pusher, mode=mode, build=opts,
+            fetch_ref=hidden_ref(build_id), local_path=str(repo_path),
+            clone_url=clone_url(settings, repo_name), secrets=tokens,
+            log_ttl=settings.builds.log_ttl, deploy=deploy_order(options, ref, repo_path),
+            sandbox=Policy.from_settings(settings.builds).to_payload(),
+        )
         rqconn.queue(r, opts.queue).enqueue(
-            "buildqueue.jobs.run_build", payload, job_id=build.job_id, job_timeout=-1,
+            "buildqueue.jobs.run_build", payload.to_json(), job_id=build.job_id, job_timeout=-1,
             result_ttl=24 * 3600, failure_ttl=7 * 24 * 3600,
             description=f"build {build_id} {repo_name} {ref}",
         )

@@ -22,6 +22,7 @@ from gitserve import sandbox
 from gitserve.logsetup import log_context
 
 from . import ending, keys, logs, records, runner, workspace
+from .payload import BuildPayload
 from .liveness import heartbeat_loop, worker_name
 from .secrets import Masker, SecretError, decrypt, worker_key_file
 from .workersettings import WorkerSettings
@@ -89,17 +90,17 @@ def _wait_for_lane(r: redis.Redis, build: records.Build, log: BuildLog) -> bool:
         time.sleep(LANE_POLL)
 
 
-def build_env(payload: dict[str, Any], output: str, secret_values: dict[str, str]) -> dict[str, str]:
+def build_env(payload: BuildPayload, output: str, secret_values: dict[str, str]) -> dict[str, str]:
     """The script's variables, from scratch: nothing of the worker's environment (the
     sandbox adds PATH, HOME and LANG). OUTPUT is deploy.dir as the script sees it."""
     env = dict(secret_values)
     env.update({
-        "GITSERVE_REPO": payload["repo"],
-        "GITSERVE_REF": payload["ref"],
-        "GITSERVE_OLDREV": payload["old"],
-        "GITSERVE_NEWREV": payload["new"],
-        "GITSERVE_PUSHER": payload["pusher"],
-        "GITSERVE_BUILD_ID": str(payload["build_id"]),
+        "GITSERVE_REPO": payload.repo,
+        "GITSERVE_REF": payload.ref,
+        "GITSERVE_OLDREV": payload.old,
+        "GITSERVE_NEWREV": payload.new,
+        "GITSERVE_PUSHER": payload.pusher,
+        "GITSERVE_BUILD_ID": payload.build_id,
         "GITSERVE_OUTPUT": output,
     })
     return env
@@ -121,26 +122,27 @@ def borrowed_objects(ws: Path) -> list[Path]:
     return [Path(line.strip()) for line in lines if line.strip() and Path(line.strip()).is_dir()]
 
 
-def run_build(payload: dict[str, Any]) -> dict[str, str]:
-    """Entry point of the `builds` queue's jobs (logged as `build ID` in workers.log)."""
-    with log_context(f"build {payload['build_id']}"):
-        logger.info("start %s %s %s", payload.get("repo"), payload.get("ref"),
-                    str(payload.get("commit") or payload.get("new", ""))[:12])
+def run_build(data: dict[str, Any]) -> dict[str, str]:
+    """Entry point of the `builds` queue's jobs (logged as `build ID` in workers.log);
+    DATA is a BuildPayload's JSON."""
+    payload = BuildPayload.from_json(data)
+    with log_context(f"build {payload.build_id}"):
+        logger.info("start %s %s %s", payload.repo, payload.ref, payload.commit[:12])
         result = _run_build(payload)
         logger.info("end: %s", result.get("status"))
         return result
 
 
-def _run_build(payload: dict[str, Any]) -> dict[str, str]:
+def _run_build(payload: BuildPayload) -> dict[str, str]:
     r = _connection()
-    build_id = str(payload["build_id"])
-    log_ttl = int(payload.get("log_ttl", 0))
+    build_id = payload.build_id
+    log_ttl = payload.log_ttl
     if not records.start(r, build_id, worker_name()):
         return {"status": records.get(r, build_id).status}
     build = records.get(r, build_id)
     mask: Callable[[str], str] = str  # no secrets known yet: text as it is
     log = BuildLog(r, build_id, mask)
-    policy = sandbox.Policy.from_payload(payload.get("sandbox"))
+    policy = sandbox.Policy.from_payload(payload.sandbox)
     work = sandbox.new_workdir(sandbox.work_root(workspace.work_root()))
     # the heartbeat runs for the whole job: a long fetch must not look like a dead worker
     beating = threading.Event()
@@ -152,32 +154,32 @@ def _run_build(payload: dict[str, Any]) -> dict[str, str]:
             return {"status": "cancelled"}
         records.set_fields(r, build_id, started=repr(time.time()))
         try:
-            secret_values = decrypt(payload.get("secrets") or {}, worker_key_file())
+            secret_values = decrypt(payload.secrets, worker_key_file())
         except SecretError as exc:
             return _end(r, build_id, "failed", str(exc), log_ttl)
         log.mask = Masker(list(secret_values.values()))
         ws = work / "src"
         try:
-            objects = workspace.source_objects(payload["repo"], payload.get("commit") or payload["new"],
-                                               payload["fetch_ref"],
-                                               payload.get("local_path", ""), payload.get("clone_url", ""))
-            workspace.checkout(objects, payload.get("commit") or payload["new"], ws)
+            objects = workspace.source_objects(payload.repo, payload.commit, payload.fetch_ref,
+                                               payload.local_path, payload.clone_url)
+            workspace.checkout(objects, payload.commit, ws)
         except workspace.WorkspaceError as exc:
             return _end(r, build_id, "failed", f"checkout failed: {exc}", log_ttl)
-        script = ws / payload["script"]
+        script_rel = payload.build.script
+        script = ws / script_rel
         if not script.is_file():
-            return _end(r, build_id, "failed", f"{payload['script']} not found in the commit", log_ttl)
-        deploy = payload.get("deploy") or {}
-        out_rel = (deploy.get("dir") or "public").strip("/") or "public"
+            return _end(r, build_id, "failed", f"{script_rel} not found in the commit", log_ttl)
+        deploy = payload.deploy
+        out_rel = deploy.dir if deploy else "public"
         output = (ws / out_rel).resolve()
         if not output.is_relative_to(ws.resolve()):
-            return _end(r, build_id, "failed", f"deploy.dir {deploy.get('dir')!r} leaves the workspace", log_ttl)
+            return _end(r, build_id, "failed", f"deploy.dir {out_rel!r} leaves the workspace", log_ttl)
         output.mkdir(parents=True, exist_ok=True)
-        timeout = float(payload.get("timeout", 600))
+        timeout = float(payload.build.timeout)
         try:
             sandbox.hand_over(policy, work)
             jail = sandbox.prepare(
-                policy, work, _script_argv(script, sandbox.inside_path(work, ws / payload["script"])),
+                policy, work, _script_argv(script, sandbox.inside_path(work, ws / script_rel)),
                 build_env(payload, sandbox.inside_path(work, output), secret_values),
                 hide=WorkerSettings.from_env().sandbox_hidden(), ro=borrowed_objects(ws))
         except sandbox.SandboxError as exc:
@@ -199,11 +201,11 @@ def _run_build(payload: dict[str, Any]) -> dict[str, str]:
             code = result.exit_code or 0
             why = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
             return _end(r, build_id, "failed", why, log_ttl)
-        if deploy.get("site"):
+        if deploy is not None:
             from . import deploy_job
 
             try:
-                deploy_job.hand_over(r, payload, ws, out_rel)
+                deploy_job.hand_over(r, payload, deploy, ws)
             except deploy_job.HandOverError as exc:
                 return _end(r, build_id, "failed", str(exc), log_ttl)
             return {"status": "deploying"}

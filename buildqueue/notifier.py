@@ -24,7 +24,9 @@ from typing import Any
 
 import redis
 
-from . import keys, mailer, notify, notify_format, notifylog, rqconn, webhook
+from gitserve.options import NotifyOptions
+
+from . import keys, mailer, notify_format, notifylog, rqconn, webhook
 from .secrets import SERVER_SCOPE, Masker, SecretError
 from .secretstore import store_for
 
@@ -187,9 +189,10 @@ class Notifier:
             from . import records
 
             options = records.get(r, str(data["build_id"])).options
-        if not notify.wants(options, kind):
+        targets = NotifyOptions.lenient(options)
+        if not targets.wants(kind):
             return
-        hooks, mails = notify.targets(options)
+        hooks, mails = list(targets.webhook), list(targets.email)
         if kind == "push":
             mails = []
         build_id = str(data.get("build_id", ""))

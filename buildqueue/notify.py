@@ -19,33 +19,13 @@ from typing import Any
 
 import redis
 
+from gitserve.options import NotifyOptions, RepoOptions
+
 from . import keys, records
 
 log = logging.getLogger(__name__)
 
-EVENTS = ("push", "build", "deploy")
 STREAM_MAXLEN = 10_000  # undelivered events kept at most (a notifier down for a long time)
-
-
-def wanted_events(options: dict[str, str]) -> set[str]:
-    """`option notify.events = push build deploy` (default: all); unknown words are ignored."""
-    raw = options.get("notify.events", "").split()
-    chosen = {e for e in raw if e in EVENTS}
-    return chosen if raw else set(EVENTS)
-
-
-def targets(options: dict[str, str]) -> tuple[list[str], list[str]]:
-    """(webhook URLs, mail addresses) a repo's options name."""
-    hooks = [u for u in options.get("notify.webhook", "").split() if u.startswith(("http://", "https://"))]
-    mails = [a for a in options.get("notify.email", "").split() if "@" in a]
-    return hooks, mails
-
-
-def wants(options: dict[str, str], event: str) -> bool:
-    hooks, mails = targets(options)
-    if event not in wanted_events(options):
-        return False
-    return bool(hooks) or (bool(mails) and event != "push")
 
 
 def emit(r: redis.Redis, event: str, repo: str, data: dict[str, Any]) -> None:
@@ -58,12 +38,12 @@ def emit(r: redis.Redis, event: str, repo: str, data: dict[str, Any]) -> None:
         log.warning("notify: %s event of %s not queued: %s", event, repo, type(exc).__name__)
 
 
-def push_event(r: redis.Redis, repo: str, pusher: str, options: dict[str, str],
+def push_event(r: redis.Redis, repo: str, pusher: str, options: RepoOptions,
                updates: Iterable[Any]) -> None:
     """One `push` event per pushed ref that moved (UPDATES: RefUpdate-like ref/old/new)."""
-    if not wants(options, "push"):
+    if not options.notify.wants("push"):
         return
-    notify_opts = {k: v for k, v in options.items() if k.startswith("notify.")}
+    notify_opts = {k: v for k, v in options.raw.items() if k.startswith(NotifyOptions.PREFIX)}
     for u in updates:
         emit(r, "push", repo, {"ref": u.ref, "old": u.old, "new": u.new, "pusher": pusher,
                                "options": notify_opts})
@@ -75,7 +55,7 @@ def build_ended(r: redis.Redis, build_id: str) -> None:
         build = records.get(r, build_id)
     except Exception:  # noqa: BLE001
         return
-    if wants(build.options, "build"):
+    if NotifyOptions.lenient(build.options).wants("build"):
         emit(r, "build", build.repo, {"build_id": build_id})
 
 
@@ -86,7 +66,7 @@ def deploy_event(r: redis.Redis, build_id: str, site: str, result: str, *, side:
         build = records.get(r, build_id)
     except Exception:  # noqa: BLE001
         return
-    if wants(build.options, "deploy"):
+    if NotifyOptions.lenient(build.options).wants("deploy"):
         emit(r, "deploy", build.repo, {"build_id": build_id, "site": site, "result": result,
                                        "side": side, "previous_side": previous_side,
                                        "reason": reason})

@@ -17,6 +17,7 @@ from buildqueue import commands, enqueue, logs, records, rqconn
 from buildqueue import secrets as secrets_mod
 from buildqueue.pushhook import BuildHook
 from gitserve.git.pushhooks import ZERO_SHA, PushContext, RefUpdate
+from gitserve.options import RepoOptions
 from gitserve.settings import Settings
 from tests.support.builds import commit_to, git, make_bare, set_ref, wait_for
 
@@ -436,7 +437,7 @@ def test_history_keeps_last_50_and_drops_hidden_refs(env):
     ids = []
     for _ in range(53):
         b = enqueue.enqueue(env, r, "busy", bare, "refs/heads/main", ZERO_SHA, sha, "alice",
-                            {"build.queue": "nobody-works-this"}, "async")
+                            RepoOptions.parse({"build.queue": "nobody-works-this"}), "async")
         records.finish(r, b.id, "cancelled", "test")
         ids.append(b.id)
     kept = records.list_ids(r, "busy", limit=1000)
@@ -475,9 +476,15 @@ def test_sync_push_waiting_for_a_worker_is_told_and_cancel_while_queued(env, mon
 
 
 def test_bad_options_fall_back_and_say_so():
-    opts = enqueue.build_options({"build.mode": "later", "build.timeout": "-3", "build.queue": "a b",
-                                  "notify.webhook": "ftp://x", "build.script": "./ci//build"})
-    assert (opts.mode, opts.timeout, opts.queue) == ("sync", 600, "builds")
-    assert len(opts.warnings) == 4 and all(w.startswith("gitserve: ") for w in opts.warnings)
+    parsed = RepoOptions.parse({"build.mode": "later", "build.timeout": "-3", "build.queue": "a b",
+                                "notify.webhook": "ftp://x", "build.script": "./ci//build"})
+    opts = parsed.build
+    assert (opts.mode, opts.timeout, opts.queue, opts.script) == ("sync", 600, "builds", "ci/build")
+    assert parsed.warnings == (
+        "gitserve: unknown build.mode 'later', using sync",
+        "gitserve: invalid build.timeout '-3', using 600",
+        "gitserve: invalid build.queue 'a b', using builds",
+        "gitserve: option notify.webhook must be http(s) URLs; no notification to the others")
+    assert parsed.notify.webhook == ()
     assert enqueue.ref_matches("refs/heads/main", ["main"]) and not enqueue.ref_matches("refs/heads/xmain", ["main"])
     assert enqueue.ref_matches("refs/tags/v1", ["refs/tags/v[0-9]"]) and not enqueue.ref_matches("refs/tags/x", ["refs/tags/v"])

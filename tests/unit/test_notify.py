@@ -14,6 +14,7 @@ import pytest
 from buildqueue import mailer, notify, notifylog, secretstore, webhook
 from buildqueue import secrets as sec
 from gitserve import settings as settings_mod
+from gitserve.options import NotifyOptions, RepoOptions
 from tests.support.notify import SmtpReceiver
 
 pytestmark = pytest.mark.timeout(60)
@@ -104,12 +105,15 @@ def test_delivery_log_masks_credentials_in_urls(url, shown):
 
 
 def test_events_option():
-    assert notify.wanted_events({}) == {"push", "build", "deploy"}
-    assert notify.wanted_events({"notify.events": "build  deploy"}) == {"build", "deploy"}
-    assert notify.wanted_events({"notify.events": "nonsense"}) == set()
-    assert not notify.wants({"notify.email": "a@b"}, "push")  # mail is for builds and deploys
-    assert notify.wants({"notify.email": "a@b"}, "deploy")
-    assert not notify.wants({"notify.webhook": "ftp://x"}, "build")
+    def read(options: dict[str, str]) -> NotifyOptions:
+        return NotifyOptions.lenient(options)
+
+    assert read({}).events == {"push", "build", "deploy"}
+    assert read({"notify.events": "build  deploy"}).events == {"build", "deploy"}
+    assert read({"notify.events": "nonsense"}).events == set()
+    assert not read({"notify.email": "a@b"}).wants("push")  # mail is for builds and deploys
+    assert read({"notify.email": "a@b"}).wants("deploy")
+    assert not read({"notify.webhook": "ftp://x"}).wants("build")
 
 
 def test_emit_never_raises_without_redis(tmp_path):
@@ -195,7 +199,7 @@ def test_events_survive_a_stopped_notifier(tmp_path: Path, redis_server, receive
     s.notify.backoff, s.notify.attempts = 0.3, 10
     options = {"notify.webhook": receiver + "/restart"}
 
-    notify.push_event(r, "app", "alice", options, [RefUpdate("refs/heads/main", ZERO_SHA, "1" * 40)])
+    notify.push_event(r, "app", "alice", RepoOptions.parse(options), [RefUpdate("refs/heads/main", ZERO_SHA, "1" * 40)])
     _Handler.plan = [503] * 3
     first = Notifier(s)
     first.start()
@@ -238,7 +242,7 @@ def test_events_of_a_dead_server_process_are_taken_over(tmp_path: Path, redis_se
     dead.wait()
     s = settings_mod.Settings(home=tmp_path)
     s.redis.url = redis_server.url
-    notify.push_event(r, "app", "alice", {"notify.webhook": receiver + "/taken-over"},
+    notify.push_event(r, "app", "alice", RepoOptions.parse({"notify.webhook": receiver + "/taken-over"}),
                       [RefUpdate("refs/heads/main", ZERO_SHA, "2" * 40)])
     r.xgroup_create(keys.NOTIFY_EVENTS, keys.NOTIFY_GROUP, id="0", mkstream=True)
     gone = f"{socket.gethostname()}:{dead.pid}"
