@@ -55,7 +55,8 @@ from gitserve.git.pushhooks import PushHook
 from gitserve.git.repack import RepackAfterPush
 from gitserve.metrics import Metrics
 from gitserve.settings import Settings
-from gitserve.ssh import commands as ssh_commands
+from gitserve.ssh.cmd import base as ssh_commands
+from gitserve.ssh.cmd import builtin
 from gitserve.upkeep import UpkeepService
 
 if TYPE_CHECKING:  # paramiko is imported only where a server is made: `gitserve shell`
@@ -124,11 +125,9 @@ def ssh_commands_table(settings: Settings) -> dict[str, ssh_commands.Command]:
     from deploy.sshcommands import COMMAND as DEPLOY
     from gitserve.http.sshcommands import LOGIN, TOKEN
 
-    from gitserve.ssh import repocmds
-
     return ssh_commands.table([
-        *ssh_commands.core_commands(),  # info, help, perms, desc, writable (Gitolite's)
-        *repocmds.enabled_commands(settings),  # D, create, fork, symbolic-ref if enabled
+        *builtin.core_commands(),  # info, help, perms, desc, writable (Gitolite's)
+        *builtin.enabled_commands(settings),  # D, create, fork, symbolic-ref if enabled
         BUILDS,  # builds list|show|log|cancel|retry
         DEPLOY,  # deploy status|rollback
         SECRETS,  # secrets list|set|remove (admins)

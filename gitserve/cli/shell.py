@@ -27,7 +27,8 @@ def shell(
 ) -> None:
     """Forced command for the system OpenSSH: serve SSH_ORIGINAL_COMMAND for USER."""
     from gitserve import app as app_mod
-    from gitserve.ssh import commands as ssh_commands
+    from gitserve.ssh.cmd import base as ssh_commands
+    from gitserve.ssh.cmd import builtin
     from gitserve.ssh import shell as shell_mod
 
     settings = load_settings(home)
@@ -47,7 +48,7 @@ def shell(
         table = app_mod.ssh_commands_table(settings)
         hooks = shell_mod.for_shell(app_mod.push_hooks(settings))
     else:
-        table, hooks = ssh_commands.table(ssh_commands.core_commands()), []
+        table, hooks = ssh_commands.table(builtin.core_commands()), []
     status = shell_mod.run(settings, user, os.environ, table=table, hooks=hooks)
     sys.stdout.flush()
     raise typer.Exit(status)

@@ -11,7 +11,7 @@ from typing import Any
 
 from gitserve import admin, audit
 from gitserve.errors import CommandError
-from gitserve.ssh.commands import Command, CommandContext
+from gitserve.ssh.cmd.base import Command, CommandContext
 
 from .logins import LINK_SECONDS, LoginLinks
 from .tokens import TokenError, TokenStore

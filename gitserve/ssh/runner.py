@@ -17,7 +17,7 @@ from gitserve.git.pushhooks import PushHook
 from gitserve.settings import Settings
 
 from . import session
-from .commands import CommandTable
+from .cmd.base import CommandTable
 from .auth import GitSSHServer, KeyLookup
 from .server import CommandRunner, SSHServer
 

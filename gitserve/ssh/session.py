@@ -38,7 +38,9 @@ from gitserve.git.upload import UploadPack
 from gitserve.metrics import NULL as NULL_METRICS, count_ref_denials, pushed
 from gitserve.settings import Settings
 
-from . import commands
+from .cmd import base as commands
+from .cmd import builtin
+from .cmd.writable import down_message
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +99,7 @@ def run(settings: Settings, chan: ByteChannel, command: str, user: str, peer: st
     status. ENV holds the client environment the transport accepted (GIT_PROTOCOL); METRICS
     (gitserve.metrics.Metrics, None: nothing) counts the git work."""
     if table is None:
-        table = commands.table(commands.core_commands())
+        table = commands.table(builtin.core_commands())
     conn = Conn(settings, user, peer, chan, (env or {}).get("GIT_PROTOCOL", ""), table, hooks,
                 metrics or NULL_METRICS)
     try:
@@ -177,7 +179,7 @@ def check_access(conn: Conn, state: AdminState, name: str, aa: str) -> WildInfo 
     if not decision.allowed:
         raise Denied(f"{decision.message}\n(or you mis-spelled the reponame)")
     if aa != "R":
-        down = commands.down_message(settings, name)  # `writable ... off`
+        down = down_message(settings, name)  # `writable ... off`
         if down is not None:
             raise Denied(down.rstrip("\n"))
     if not exists:

@@ -24,7 +24,9 @@ from gitserve import admin
 from gitserve.git.pushhooks import PushContext, PushHook, RefUpdate
 from gitserve.settings import Settings
 
-from . import commands, session
+from . import session
+from .cmd import base as commands
+from .cmd import builtin
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +117,7 @@ def needs_plugins(command: str) -> bool:
         return False
     if verb == "git-receive-pack" or verb == "help":
         return True
-    return verb not in {c.name for c in commands.core_commands()}
+    return verb not in {c.name for c in builtin.core_commands()}
 
 
 def check_user(user: str) -> str:
