@@ -18,13 +18,15 @@ import redis
 from rq import get_current_job
 
 from gitserve import sandbox
+from gitserve.secrets.crypt import SecretError, decrypt
+from gitserve.secrets.masker import Masker
 from gitserve.errors import GitserveError
 
-from . import ending, keys, logs, notify, records, rqconn, safetar, workspace
+from . import ending, keys, logs, records, rqconn, safetar, workspace
+from .notify import events as notify
 from .payload import BuildPayload, DeployOrder
 from .liveness import heartbeat_loop, worker_name
 from .workersettings import WorkerSettings
-from .secrets import Masker, SecretError, decrypt, worker_key_file
 
 DEPLOY_QUEUE = "deploy"
 MAX_ARTIFACT = 256 * 1024 * 1024
@@ -105,7 +107,7 @@ def run_deploy(job_data: dict[str, Any], deploy_fn: Callable[..., Any] | None = 
     mask: Callable[[str], str] = str  # no secrets known yet: text as it is
     try:
         try:
-            secret_values = decrypt(payload.secrets, worker_key_file())
+            secret_values = decrypt(payload.secrets, WorkerSettings.from_env().secrets_key_file)
         except SecretError as exc:
             return _end(r, build_id, "failed", str(exc), log_ttl)
         mask = Masker(list(secret_values.values()))

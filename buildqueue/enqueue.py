@@ -21,11 +21,12 @@ from dulwich.repo import Repo
 from gitserve import repos
 from gitserve.options import RepoOptions
 from gitserve.sandbox import Policy
+from gitserve.secrets import store as secretstore
+from gitserve.secrets.crypt import SecretError
 from gitserve.settings import Settings
 
-from . import ending, keys, records, rqconn, secretstore
+from . import ending, keys, records, rqconn
 from .payload import BuildPayload, DeployOrder
-from .secrets import SecretError
 
 HIDDEN_PREFIX = "refs/gitserve/builds/"
 

@@ -19,12 +19,13 @@ import redis
 from rq import get_current_job
 
 from gitserve import sandbox
+from gitserve.secrets.crypt import SecretError, decrypt
+from gitserve.secrets.masker import Masker
 from gitserve.logsetup import log_context
 
 from . import ending, keys, logs, records, runner, workspace
 from .payload import BuildPayload
 from .liveness import heartbeat_loop, worker_name
-from .secrets import Masker, SecretError, decrypt, worker_key_file
 from .workersettings import WorkerSettings
 
 logger = logging.getLogger(__name__)
@@ -154,7 +155,7 @@ def _run_build(payload: BuildPayload) -> dict[str, str]:
             return {"status": "cancelled"}
         records.set_fields(r, build_id, started=repr(time.time()))
         try:
-            secret_values = decrypt(payload.secrets, worker_key_file())
+            secret_values = decrypt(payload.secrets, WorkerSettings.from_env().secrets_key_file)
         except SecretError as exc:
             return _end(r, build_id, "failed", str(exc), log_ttl)
         log.mask = Masker(list(secret_values.values()))

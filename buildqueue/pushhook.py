@@ -17,7 +17,8 @@ from typing import Callable
 from gitserve.git.pushhooks import PushContext, RefUpdate
 from gitserve.options import BuildOptions
 
-from . import enqueue, logs, notify, posthook, records, rqconn
+from . import enqueue, logs, posthook, records, rqconn
+from .notify import events as notify
 
 log = logging.getLogger(__name__)
 

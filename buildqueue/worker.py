@@ -29,7 +29,7 @@ def run_worker(redis_url: str, queues: list[str], name: str | None = None, burst
     from rq import Worker
     from rq.serializers import JSONSerializer
 
-    from . import deploy_job, jobs, notify  # noqa: F401  (preloaded before each fork)
+    from . import deploy_job, jobs  # noqa: F401  (preloaded before each fork)
     from .rqconn import connect
 
     r = connect(redis_url)

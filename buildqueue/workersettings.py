@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+from gitserve.secrets.crypt import KEY_FILE_ENV
+
 HOME_ENV = "GITSERVE_HOME"  # the server's home (local workers)
-SECRETS_KEY_ENV = "GITSERVE_SECRETS_KEY_FILE"  # key that decrypts build secrets
+SECRETS_KEY_ENV = KEY_FILE_ENV  # key that decrypts build secrets
 WORKER_KEY_ENV = "GITSERVE_WORKER_KEY"  # ssh key a remote worker fetches with
 CACHE_ENV = "GITSERVE_BUILD_CACHE"  # where fetched objects are cached between builds
 NO_LOCAL_ENV = "GITSERVE_NO_LOCAL_FETCH"  # "1": always fetch over SSH, as a remote host does

@@ -34,7 +34,8 @@ def read_value(stream: Any, prompt: str) -> str:
 
 
 def _set(repo: str, name: str, home: Any) -> None:
-    from buildqueue import secrets, secretstore
+    from gitserve.secrets import crypt as secrets
+    from gitserve.secrets import store as secretstore
     from gitserve import audit
 
     settings = load_settings(home)
@@ -59,7 +60,8 @@ def secrets_set(repo: RepoArg, name: NameArg, home: HomeOption = None) -> None:
 @secrets_app.command("list")
 def secrets_list(repo: RepoArg, home: HomeOption = None) -> None:
     """Names of REPO's secrets and when each was set (never the values)."""
-    from buildqueue import secrets, secretstore
+    from gitserve.secrets import crypt as secrets
+    from gitserve.secrets import store as secretstore
 
     settings = load_settings(home)
     try:
@@ -74,7 +76,8 @@ def secrets_list(repo: RepoArg, home: HomeOption = None) -> None:
 @secrets_app.command("remove")
 def secrets_remove(repo: RepoArg, name: NameArg, home: HomeOption = None) -> None:
     """Forget secret NAME of REPO."""
-    from buildqueue import secrets, secretstore
+    from gitserve.secrets import crypt as secrets
+    from gitserve.secrets import store as secretstore
     from gitserve import audit
 
     settings = load_settings(home)
@@ -103,7 +106,7 @@ def add_commands(app: typer.Typer) -> None:
         """Notification deliveries: time, repo, event, target (credentials masked), status, attempts."""
         import json
 
-        from buildqueue import notifylog
+        from buildqueue.notify import deliverylog as notifylog
 
         settings = load_settings(home)
         entries = list(notifylog.read(settings, repo.removesuffix(".git") if repo else None))[-limit:]

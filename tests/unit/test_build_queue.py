@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from buildqueue import commands, enqueue, logs, records, rqconn
-from buildqueue import secrets as secrets_mod
+from gitserve.secrets import crypt as secrets_mod
 from buildqueue.pushhook import BuildHook
 from gitserve.git.pushhooks import ZERO_SHA, PushContext, RefUpdate
 from gitserve.options import RepoOptions
@@ -268,7 +268,7 @@ class _Receiver(http.server.BaseHTTPRequestHandler):
 def test_webhook_posts_on_end_with_retry(env):
     """The build ends on a build-host worker; the server's notifier (as `gitserve serve` runs
     it) delivers the webhook, retrying the 503."""
-    from buildqueue.notifier import Notifier
+    from buildqueue.notify.notifier import Notifier
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
     _Receiver.bodies = []

@@ -11,8 +11,11 @@ from typing import ClassVar
 
 import pytest
 
-from buildqueue import mailer, notify, notifylog, secretstore, webhook
-from buildqueue import secrets as sec
+from buildqueue.notify import deliverylog as notifylog
+from buildqueue.notify import events as notify
+from buildqueue.notify import mailer, webhook
+from gitserve.secrets import crypt as sec
+from gitserve.secrets import store as secretstore
 from gitserve import settings as settings_mod
 from gitserve.options import NotifyOptions, RepoOptions
 from tests.support.notify import SmtpReceiver
@@ -187,7 +190,7 @@ def test_events_survive_a_stopped_notifier(tmp_path: Path, redis_server, receive
     import redis as redis_mod
 
     from buildqueue import keys
-    from buildqueue.notifier import Notifier
+    from buildqueue.notify.notifier import Notifier
     from gitserve.git.pushhooks import RefUpdate
     from gitserve.names import ZERO_SHA
     from tests.support.builds import wait_for
@@ -231,7 +234,7 @@ def test_events_of_a_dead_server_process_are_taken_over(tmp_path: Path, redis_se
     import redis as redis_mod
 
     from buildqueue import keys
-    from buildqueue.notifier import Notifier
+    from buildqueue.notify.notifier import Notifier
     from gitserve.git.pushhooks import RefUpdate
     from gitserve.names import ZERO_SHA
     from tests.support.builds import wait_for
@@ -268,7 +271,7 @@ def test_vault_backend_without_hvac_is_one_line(tmp_path: Path):
 
     code = (
         "import sys; sys.modules['hvac'] = None\n"
-        "from buildqueue import secretstore\nfrom buildqueue.secrets import SecretError\n"
+        "from gitserve.secrets import store as secretstore\nfrom gitserve.secrets.crypt import SecretError\n"
         "from gitserve.settings import Settings\n"
         f"s = Settings(home={str(tmp_path)!r})\n"
         "s.secrets.backend, s.secrets.address, s.secrets.token_file = 'vault', 'http://127.0.0.1:1', '/x'\n"
@@ -289,7 +292,7 @@ def test_vault_backend_without_hvac_is_one_line(tmp_path: Path):
 
 
 def test_push_texts_for_create_update_delete(tmp_path: Path):
-    from buildqueue import notify_format
+    from buildqueue.notify import format as notify_format
     from gitserve.names import ZERO_SHA
 
     s = settings_mod.Settings(home=tmp_path)

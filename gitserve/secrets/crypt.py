@@ -1,4 +1,4 @@
-"""Build secrets: encrypted at rest, decrypted only inside the job process, masked in logs.
+"""Build secrets: encrypted at rest, decrypted only inside the job process (masker.py masks them).
 
 The server stores each repo's secrets Fernet-encrypted under HOME/secrets/REPO.json with the
 key HOME/secrets.key. Jobs carry the encrypted tokens (so Redis never holds a clear value)
@@ -21,14 +21,12 @@ from cryptography.fernet import Fernet, InvalidToken
 from gitserve.errors import GitserveError
 from gitserve.fsutil import atomic_write
 
-from .workersettings import SECRETS_KEY_ENV, WorkerSettings
-
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 # Names a secret may not take: they would override what the build relies on.
 RESERVED = {"PATH", "HOME", "USER", "LOGNAME", "SHELL", "PWD", "LANG", "TMPDIR",
             "LD_PRELOAD", "LD_LIBRARY_PATH", "IFS"}
-MASK = "***"
-KEY_FILE_ENV = SECRETS_KEY_ENV
+# where a worker finds the key (buildqueue.workersettings reads it; named here for messages)
+KEY_FILE_ENV = "GITSERVE_SECRETS_KEY_FILE"
 # The scope of the server's own secrets (the SMTP password): no repo name starts with '@',
 # so no build can ever receive them.
 SERVER_SCOPE = "@server"
@@ -144,11 +142,6 @@ def encrypt_values(values: dict[str, str], key_file: Path) -> dict[str, str]:
     return {name: fernet.encrypt(value.encode()).decode() for name, value in values.items()}
 
 
-def worker_key_file() -> Path | None:
-    """Where a worker finds the key: $GITSERVE_SECRETS_KEY_FILE, else $GITSERVE_HOME/secrets.key."""
-    return WorkerSettings.from_env().secrets_key_file
-
-
 def decrypt(tokens: dict[str, str], key_file: Path | None) -> dict[str, str]:
     if not tokens:
         return {}
@@ -160,20 +153,3 @@ def decrypt(tokens: dict[str, str], key_file: Path | None) -> dict[str, str]:
         return {name: fernet.decrypt(token.encode()).decode() for name, token in tokens.items()}
     except InvalidToken as exc:
         raise SecretError(f"{key_file} cannot decrypt this repo's secrets (wrong key?)") from exc
-
-
-class Masker:
-    """Replaces every occurrence of a secret value (and of each line of a multi-line one)."""
-
-    def __init__(self, values: list[str]) -> None:
-        parts: set[str] = set()
-        for value in values:
-            for piece in [value, *value.splitlines()]:
-                piece = piece.strip("\r\n")
-                if piece:
-                    parts.add(piece)
-        self._pattern = (re.compile("|".join(re.escape(p) for p in sorted(parts, key=len, reverse=True)))
-                         if parts else None)
-
-    def __call__(self, text: str) -> str:
-        return self._pattern.sub(MASK, text) if self._pattern else text

@@ -1,4 +1,4 @@
-"""The notifier of `gitserve serve`: delivers the events of buildqueue.notify.
+"""The notifier of `gitserve serve`: delivers the events of notify/events.py.
 
 A thread reads the Redis stream through a consumer group (an event is acknowledged only
 after all its deliveries ended, so a server restart re-delivers what was in flight) and
@@ -25,10 +25,15 @@ from typing import Any
 import redis
 
 from gitserve.options import NotifyOptions
+from gitserve.secrets.crypt import SERVER_SCOPE, SecretError
+from gitserve.secrets.masker import Masker
+from gitserve.secrets.store import store_for
+from gitserve.settings import Settings
 
-from . import keys, mailer, notify_format, notifylog, rqconn, webhook
-from .secrets import SERVER_SCOPE, Masker, SecretError
-from .secretstore import store_for
+from .. import keys, rqconn
+from . import deliverylog as notifylog
+from . import format as notify_format
+from . import mailer, webhook
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +65,7 @@ def _version() -> str:
 
 
 class Notifier:
-    def __init__(self, settings: Any) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.stop_event = threading.Event()
         self.pool = ThreadPoolExecutor(max_workers=max(1, settings.notify.senders),
@@ -186,7 +191,7 @@ class Notifier:
         if kind == "push":
             options = data.pop("options", {})
         else:
-            from . import records
+            from .. import records
 
             options = records.get(r, str(data["build_id"])).options
         targets = NotifyOptions.lenient(options)
@@ -234,7 +239,7 @@ class Notifier:
 class NotifierService:
     """`gitserve serve`'s service wrapper (start/stop)."""
 
-    def __init__(self, settings: Any) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.notifier = Notifier(settings)
 
     def start(self) -> None:
@@ -244,6 +249,6 @@ class NotifierService:
         self.notifier.stop()
 
 
-def services(settings: Any) -> list[Any]:
+def services(settings: Settings) -> list[Any]:
     """Always one notifier: with an external Redis too (workers elsewhere never send)."""
     return [NotifierService(settings)]

@@ -15,16 +15,18 @@ import time
 from collections.abc import Callable
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from typing import Any
+
+from gitserve.errors import GitserveError
+from gitserve.settings import SmtpSettings
 
 from .webhook import Outcome
 
 
-class MailConfigError(Exception):
+class MailConfigError(GitserveError):
     """[smtp] is incomplete; one line for the delivery log."""
 
 
-def message(smtp: Any, to: list[str], subject: str, body: str) -> EmailMessage:
+def message(smtp: SmtpSettings, to: list[str], subject: str, body: str) -> EmailMessage:
     msg = EmailMessage()
     sender = smtp.sender or (f"{smtp.user}" if "@" in smtp.user else f"gitserve@{socket.getfqdn()}")
     msg["From"] = sender
@@ -37,11 +39,11 @@ def message(smtp: Any, to: list[str], subject: str, body: str) -> EmailMessage:
     return msg
 
 
-def _context(smtp: Any) -> ssl.SSLContext:
+def _context(smtp: SmtpSettings) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=smtp.ca_file or None)
 
 
-def _send_once(smtp: Any, password: str | None, msg: EmailMessage) -> None:
+def _send_once(smtp: SmtpSettings, password: str | None, msg: EmailMessage) -> None:
     if smtp.tls:
         client: smtplib.SMTP = smtplib.SMTP_SSL(smtp.host, smtp.port, timeout=smtp.timeout,
                                                 context=_context(smtp))
@@ -60,7 +62,7 @@ def _send_once(smtp: Any, password: str | None, msg: EmailMessage) -> None:
         client.send_message(msg)
 
 
-def send(smtp: Any, password: str | None, msg: EmailMessage, *, attempts: int, backoff: float,
+def send(smtp: SmtpSettings, password: str | None, msg: EmailMessage, *, attempts: int, backoff: float,
          sleep: Callable[[float], None] = time.sleep) -> Outcome:
     if not smtp.host:
         return Outcome(False, None, 0, "[smtp] host is not set in gitserve.toml")

@@ -2,7 +2,7 @@
 
 Whoever sees an event happen (the push hook in the SSH server, the build job that ends a
 build on any worker host, the deploy job) only appends a small record to the stream
-`gitserve:notify:events` here. `gitserve serve` (buildqueue.notifier) reads the stream and
+`gitserve:notify:events` here. `gitserve serve` (notifier.py) reads the stream and
 delivers `notify.webhook` posts and `notify.email` mail. So secrets used for delivery (the
 SMTP password, the webhook signing key) never leave the server, a build host needs nothing
 but Redis, and a slow receiver never delays a push or a build. Events hold no secret: names,
@@ -21,7 +21,7 @@ import redis
 
 from gitserve.options import NotifyOptions, RepoOptions
 
-from . import keys, records
+from .. import keys, records
 
 log = logging.getLogger(__name__)
 
