@@ -164,6 +164,7 @@ def _run_build(payload: BuildPayload) -> dict[str, str]:
             objects = workspace.source_objects(payload.repo, payload.commit, payload.fetch_ref,
                                                payload.local_path, payload.clone_url)
             workspace.checkout(objects, payload.commit, ws)
+            workspace.fill_lfs(ws, payload.commit, payload.repo, payload.local_path, payload.clone_url)
         except workspace.WorkspaceError as exc:
             return _end(r, build_id, "failed", f"checkout failed: {exc}", log_ttl)
         script_rel = payload.build.script

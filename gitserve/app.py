@@ -16,21 +16,23 @@ tests) builds:
 What one `git push` does, in order (file -> file):
 
  1. gitserve/ssh/server.py     accept, admission limits, key auth (ssh/auth.py asks
-                               gitserve/admin.py who owns the key), one thread per channel
+                               gitserve/adminrepo/ who owns the key), one thread per channel
  2. gitserve/ssh/session.py    parse `git-receive-pack 'REPO'`; check #1 (W on REPO, acl/engine);
                                create a wild repo for a user with C (repos.py); wire check #2,
                                the push hooks below and the audit log into receive-pack
  3. gitserve/git/receive.py    advertise refs, read the ref commands
  4. gitserve/git/quarantine.py receive the pack into a quarantine, fsck it, move it in
  5. gitserve/git/receive.py    per ref: refname sanity, check #2 (acl/engine + acl/update,
-                               VREFs via acl/inspect_dulwich), admin-repo validation (admin.py),
+                               VREFs via acl/inspect_dulwich), admin-repo validation (adminrepo/),
                                then every hook's before_update, in the order below:
                                  site hooks (GITSERVE_PLUGINS)      may reject the ref
+                                 lfs/pushcheck.LockedPaths          a path locked by another
+                                                                    user (LFS locks)
                                  buildqueue/pushhook.BuildHook      gate builds: enqueue, stream,
                                                                     reject unless it passed
  6. gitserve/git/receive.py    move refs (compare-and-swap), then session's on_updated: audit
                                (audit.py), HEAD of a new repo (repos.py), admin-repo compile
-                               (admin.py); report-status to the client
+                               (adminrepo/); report-status to the client
  7. gitserve/git/receive.py    every hook's after_push, in the same order:
                                  site hooks
                                  BuildHook         post-receive hooks (buildqueue/posthook.py),
@@ -53,6 +55,7 @@ from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 from gitserve.errors import GitserveError
 from gitserve.git.pushhooks import PushHook
 from gitserve.git.repack import RepackAfterPush
+from gitserve.lfs.pushcheck import LockedPaths
 from gitserve.metrics import Metrics
 from gitserve.settings import Settings
 from gitserve.ssh.cmd import base as ssh_commands
@@ -111,6 +114,7 @@ def push_hooks(settings: Settings, upkeep: UpkeepService | None = None) -> list[
     from buildqueue.pushhook import BuildHook
 
     hooks: list[PushHook] = site_hooks(settings)
+    hooks.append(LockedPaths())  # a path someone else holds an LFS lock on stays as it is
     hooks.append(BuildHook())  # gate builds; post-receive hooks; sync/async builds
     hooks.append(RepackAfterPush())  # one pack per repo again, in the background
     if upkeep is not None:
@@ -123,7 +127,8 @@ def ssh_commands_table(settings: Settings) -> dict[str, ssh_commands.Command]:
     from buildqueue.sshcommands import COMMAND as BUILDS
     from gitserve.secrets.sshcommand import COMMAND as SECRETS
     from deploy.sshcommands import COMMAND as DEPLOY
-    from gitserve.http.sshcommands import LOGIN, TOKEN
+    from gitserve.http.sshcommands import LFS_AUTHENTICATE, LOGIN, TOKEN
+    from gitserve.ssh.cmd import lfs
 
     return ssh_commands.table([
         *builtin.core_commands(),  # info, help, perms, desc, writable (Gitolite's)
@@ -133,6 +138,8 @@ def ssh_commands_table(settings: Settings) -> dict[str, ssh_commands.Command]:
         SECRETS,  # secrets list|set|remove (admins)
         TOKEN,  # token create|list|revoke: USER:TOKEN for git over http
         LOGIN,  # login: a one-time link for the web UI
+        lfs.COMMAND,  # git-lfs-transfer: Git LFS over ssh (git-lfs 3), not in `help`
+        LFS_AUTHENTICATE,  # git-lfs-authenticate: the HTTP LFS endpoint and a token
     ])
 
 

@@ -43,6 +43,8 @@ class ServerSettings:
     # a push whose pack is bigger, or that holds a bigger blob, is refused whole (0: no limit)
     max_push_bytes: int = 2 * 1024**3
     max_blob_bytes: int = 100 * 1024**2
+    # Git LFS (SPEC §11): the largest object an upload may store (0: no limit)
+    max_lfs_object_bytes: int = 5 * 1024**3
     # Gitolite's GIT_CONFIG_KEYS: space-separated regexes of the `config` keys written into
     # repos (none by default; keys that run programs are never written)
     git_config_keys: str = ""
@@ -240,6 +242,11 @@ class Settings:
     def listen_host_port(self) -> tuple[str, int]:
         host, _, port = self.server.listen.rpartition(":")
         return host.strip("[]") or "127.0.0.1", int(port)
+
+    @property
+    def lfs_dir(self) -> Path:
+        """Git LFS objects and locks, one directory per repository (gitserve/lfs)."""
+        return self.home / "lfs"
 
     @property
     def http_dir(self) -> Path:

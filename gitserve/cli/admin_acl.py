@@ -43,14 +43,14 @@ class CheckFailed(Exception):
     pass
 
 
-def _current_admin_state(home: Optional[Path]):  # -> gitserve.admin.AdminState
+def _current_admin_state(home: Optional[Path]):  # -> gitserve.adminrepo.AdminState
     settings = load_settings(home)
     try:
-        from gitserve import admin  # provided by the admin part
+        from gitserve import adminrepo  # provided by the admin part
     except ImportError:
         fail("no server conf support in this build; use --conf FILE")
     try:
-        return settings, admin.current(settings)
+        return settings, adminrepo.current(settings)
     except Exception as exc:  # AdminError and friends: one line, as everywhere
         fail(str(exc))
 

@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from gitserve import logsetup
+from gitserve.settings import Settings
 
 from .common import HomeOption, fail, load_settings
 
@@ -42,6 +43,7 @@ def shell(
         logsetup.configure(settings.home, "shell.log", console=False)
     except OSError:
         logging.getLogger().addHandler(logging.NullHandler())  # never stderr: the user reads it
+    _migrate_admin_branch(settings)
     command = os.environ.get("SSH_ORIGINAL_COMMAND", "")
     if shell_mod.needs_plugins(command):
         # builds and deploy: their hooks and commands (importing them costs more than a clone)
@@ -52,6 +54,20 @@ def shell(
     status = shell_mod.run(settings, user, os.environ, table=table, hooks=hooks)
     sys.stdout.flush()
     raise typer.Exit(status)
+
+
+def _migrate_admin_branch(settings: Settings) -> None:
+    """Each sshd connection starts this process: move an older home's admin branch to
+    master before anything reads the rules (once moved, this is two small file reads)."""
+    from gitserve import adminrepo
+
+    try:
+        note = adminrepo.migrate_branch(settings)
+    except adminrepo.AdminError as exc:  # the session says "server configuration error"
+        log.error("%s", exc)
+        return
+    if note:
+        log.info("%s", note)
 
 
 def add_commands(app: typer.Typer) -> None:

@@ -26,7 +26,9 @@ from typing import Any
 from dulwich import object_store as _os
 from dulwich import pack as _pack
 
-BLOB_TYPE = 3
+from . import packformat
+
+BLOB_TYPE = packformat.BLOB
 INFLATE_PIECE = 1 << 20  # most bytes inflated at once (a tiny zlib input may inflate hugely)
 _NEEDED_STORE = ("_index_pack", "_complete_pack", "object_format", "get_raw", "path")
 _NEEDED_READER = ("_rbuf", "_buf_len", "_trailer", "_hash_size", "_zlib_bufsize", "read", "recv")
@@ -81,15 +83,13 @@ def _skim_object(read_all: Callable[[int], bytes], read_some: Callable[[int], by
     """One pack entry's header and delta base; its zlib stream inflated piecewise and dropped.
     Returns the entry (as dulwich's unpack_object would, minus the data) and the bytes read
     past its end. A whole blob over MAX_BLOB_BYTES raises BlobTooLarge at its header."""
-    raw, _ = _pack.take_msb_bytes(read_all)
-    type_num, size = _pack._decode_object_header(raw)
+    type_num, size, _raw = packformat.read_entry_header(read_all)
     if max_blob_bytes and type_num == BLOB_TYPE and size > max_blob_bytes:
         raise BlobTooLarge(size)
     delta_base: int | bytes | None = None
-    if type_num == _pack.OFS_DELTA:
-        raw, _ = _pack.take_msb_bytes(read_all)
-        delta_base = _pack._decode_delta_base_offset(raw)
-    elif type_num == _pack.REF_DELTA:
+    if type_num == packformat.OFS_DELTA:
+        delta_base = packformat.read_ofs_distance(read_all)
+    elif type_num == packformat.REF_DELTA:
         delta_base = read_all(len(hash_func().digest()))
     unpacked = _pack.UnpackedObject(type_num, delta_base=delta_base, decomp_len=size,
                                     hash_func=hash_func)

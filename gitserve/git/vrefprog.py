@@ -17,6 +17,7 @@ import subprocess
 from pathlib import Path
 
 from gitserve.acl.update import VrefProgram
+from gitserve.git import quarantine
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ def runner(home: Path, repo_base: Path, repo: str, repo_path: Path, user: str) -
             "LANG": os.environ.get("LANG", "C.UTF-8"),
             "GIT_DIR": str(repo_path),
             "GL_USER": user, "GL_REPO": repo, "GL_REPO_BASE": str(repo_base),
+            **quarantine.active_env(),  # the pushed objects, still quarantined
         }
         try:
             proc = subprocess.run([str(path), *argv], cwd=repo_path, env=env,

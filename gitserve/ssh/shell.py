@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 
 from dulwich.errors import HangupException
 
-from gitserve import admin
+from gitserve import adminrepo
 from gitserve.git.pushhooks import PushContext, PushHook, RefUpdate
 from gitserve.settings import Settings
 
@@ -134,7 +134,7 @@ def run(settings: Settings, user: str, environ: Mapping[str, str],
     chan = chan or StdioChannel()
     command = environ.get("SSH_ORIGINAL_COMMAND", "")
     env = {"GIT_PROTOCOL": environ["GIT_PROTOCOL"]} if environ.get("GIT_PROTOCOL") else {}
-    user = admin.BUILDER if user == admin.BUILDER else user
+    user = adminrepo.BUILDER if user == adminrepo.BUILDER else user
     try:
         return session.run(settings, chan, command, user, peer_address(environ), env, table, hooks)
     except _CLIENT_GONE as exc:

@@ -20,7 +20,7 @@ from gitserve.settings import Settings
 
 if TYPE_CHECKING:
     from gitserve.acl import Rules, WildInfo
-    from gitserve.admin import AdminState
+    from gitserve.adminrepo import AdminState
 
 __all__ = ["REMOTE_COMMAND_PATT", "Command", "CommandContext", "CommandError", "CommandFn",
            "CommandTable", "can", "owns", "repo_name", "table", "wild"]
@@ -40,6 +40,8 @@ class CommandContext:
     read: Callable[[int], bytes]  # stdin
     commands: CommandTable = field(default_factory=dict)  # what `help` lists
     extra: dict[str, Any] = field(default_factory=dict)
+    # stdout as bytes, for commands that speak a binary protocol (git-lfs-transfer)
+    write: Callable[[bytes], None] | None = None
 
     @property
     def rules(self) -> Rules:
@@ -65,6 +67,9 @@ class Command:
     name: str
     fn: CommandFn
     summary: str
+    # False for the protocol commands git tools run by themselves (git-lfs-transfer,
+    # git-lfs-authenticate): like git-upload-pack, they are not in `help`
+    listed: bool = True
 
 
 CommandTable = Mapping[str, Command]
