@@ -20,12 +20,12 @@ from dulwich.repo import Repo
 
 from gitserve import repos
 from gitserve.options import RepoOptions
-from gitserve.sandbox import Policy
+from gitserve.sandbox import Policy, SandboxError
 from gitserve.secrets import store as secretstore
 from gitserve.secrets.crypt import SecretError
 from gitserve.settings import Settings
 
-from . import ending, keys, records, rqconn
+from . import ending, keys, logs, records, rqconn
 from .payload import BuildPayload, DeployOrder
 
 HIDDEN_PREFIX = "refs/gitserve/builds/"
@@ -171,13 +171,22 @@ def enqueue(
             ending.finish(r, build_id, "failed", reason, log_ttl=settings.builds.log_ttl,
                           last_line=f"gitserve: {reason}")
             return records.get(r, build_id)
+        try:
+            policy, policy_warnings = Policy.for_repo(settings.builds, dict(options.raw))
+        except SandboxError as exc:  # a bad [builds] limit: the build fails with its line
+            drop_hidden_refs(repo_path, [build_id, *dropped])
+            ending.finish(r, build_id, "failed", str(exc), log_ttl=settings.builds.log_ttl,
+                          last_line=f"gitserve: {exc}")
+            return records.get(r, build_id)
+        for warning in policy_warnings:
+            logs.append(r, build_id, warning)
         payload = BuildPayload(
             build_id=build_id, repo=repo_name, ref=ref, old=old, new=new,
             commit=peel(repo_path, new) or new, pusher=pusher, mode=mode, build=opts,
             fetch_ref=hidden_ref(build_id), local_path=str(repo_path),
             clone_url=clone_url(settings, repo_name), secrets=tokens,
             log_ttl=settings.builds.log_ttl, deploy=deploy_order(options, ref, repo_path),
-            sandbox=Policy.from_settings(settings.builds).to_payload(),
+            sandbox=policy.to_payload(), per_repo=settings.builds.per_repo,
         )
         rqconn.queue(r, opts.queue).enqueue(
             "buildqueue.jobs.run_build", payload.to_json(), job_id=build.job_id, job_timeout=-1,

@@ -63,6 +63,7 @@ class BuildPayload:
     log_ttl: int = 0
     deploy: DeployOrder | None = None
     sandbox: dict[str, Any] | None = None  # gitserve.sandbox.Policy.to_payload()
+    per_repo: int = 0  # [builds] per_repo: builds of one repo running at once (0: the default)
     pushed_at: str | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -74,7 +75,7 @@ class BuildPayload:
             "fetch_ref": self.fetch_ref, "local_path": self.local_path,
             "clone_url": self.clone_url, "secrets": dict(self.secrets), "log_ttl": self.log_ttl,
             "deploy": self.deploy.to_json() if self.deploy else None, "sandbox": self.sandbox,
-            "pushed_at": self.pushed_at,
+            "per_repo": self.per_repo, "pushed_at": self.pushed_at,
         }
 
     @classmethod
@@ -93,5 +94,6 @@ class BuildPayload:
             clone_url=str(data.get("clone_url") or ""),
             secrets={str(k): str(v) for k, v in (data.get("secrets") or {}).items()},
             log_ttl=int(data.get("log_ttl") or 0), deploy=DeployOrder.from_json(data.get("deploy")),
-            sandbox=data.get("sandbox"), pushed_at=data.get("pushed_at"),
+            sandbox=data.get("sandbox"), per_repo=int(data.get("per_repo") or 0),
+            pushed_at=data.get("pushed_at"),
         )

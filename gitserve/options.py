@@ -167,6 +167,30 @@ class Refexes(Kind[tuple[str, ...]]):
         return tuple(value.split())
 
 
+class Size(Kind[int]):
+    """Bytes, with a K/M/G suffix (gitserve.sandbox_limits.parse_size)."""
+
+    def parse(self, value: str) -> int:
+        from .sandbox_limits import LimitError, parse_size
+
+        try:
+            return parse_size(value)
+        except LimitError as exc:
+            raise BadValue(str(exc)) from None
+
+
+class Count(Kind[int]):
+    """A whole number (gitserve.sandbox_limits.parse_count)."""
+
+    def parse(self, value: str) -> int:
+        from .sandbox_limits import LimitError, parse_count
+
+        try:
+            return parse_count(value)
+        except LimitError as exc:
+            raise BadValue(str(exc)) from None
+
+
 def normalize_ref(value: str) -> str:
     """`main` means refs/heads/main, as refexes imply refs/heads/."""
     value = value.strip()
@@ -437,6 +461,16 @@ class BuildOptions(Scope):
                           warn="gitserve: invalid {name} {value!r}, using {default}")
     queue: str = option(Pattern(QUEUE_RE, "letters, digits and . _ : - only"), "builds",
                         warn="gitserve: invalid {name} {value!r}, using {default}")
+    # issue 21: a repo narrows its builds' network and lowers the server's [builds] limits
+    # (gitserve.sandbox.Policy.for_repo applies them, warning about any it cannot lower)
+    network: str | None = option(Choice("outbound", "none"), None)
+    memory: int | None = option(Size(), None)
+    file_size: int | None = option(Size(), None)
+    disk: int | None = option(Size(), None)
+    log_bytes: int | None = option(Size(), None)
+    pids: int | None = option(Count(), None)
+    cpu_seconds: int | None = option(Count(), None)
+    open_files: int | None = option(Count(), None)
     # Gitolite's repo-specific hooks (HOME/hooks/NAME), run after a push when builds are on
     post_receive: tuple[str, ...] = option(Hooks(), (), name="hook.post-receive", family=True)
 

@@ -79,6 +79,22 @@ class BuildSettings:
     sandbox_user: str = "nobody"
     # without a usable sandbox, run builds anyway (otherwise they are refused)
     allow_unsandboxed: bool = False
+    # --- security (issue 21): network and limits of every build and deploy.post ---
+    # "outbound" (user-mode stack, the host's loopback refused; the default where slirp4netns
+    # or pasta is installed, else "none"), "none" (loopback only), "host" (no namespace)
+    network: str = ""
+    # ceilings; a repo lowers them with `option build.memory = 512M` etc. (sizes: K M G T)
+    memory: str = "2G"
+    pids: int = 512
+    cpu_seconds: int = 3600
+    file_size: str = "1G"
+    disk: str = "4G"
+    open_files: int = 1024
+    log_bytes: str = "16M"
+    # a root server runs each repo's builds as its own uid from this range ("" = sandbox_user)
+    uid_range: str = "200000-265535"
+    # builds of one repo running at once (later ones wait, in push order)
+    per_repo: int = 2
 
 
 @dataclass

@@ -24,6 +24,8 @@ from array import array
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from gitserve._compat import dulwich as dulwich_compat
+
 from .packformat import OFS_DELTA, REF_DELTA, encode_header, entry_header, encode_ofs, ofs_distance
 
 FRAME = 65515  # the largest side-band-64k payload: one pkt-line per write
@@ -33,7 +35,7 @@ class StoredPack:
 
     def __init__(self, pack: Any) -> None:
         self.pack = pack
-        self.path = pack._data_path
+        self.path = dulwich_compat.pack_data_path(pack)
         self.fd = os.open(self.path, os.O_RDONLY)
         st = os.fstat(self.fd)
         self.size = st.st_size
@@ -121,7 +123,7 @@ _stored_lock = threading.Lock()
 def stored_pack(pack: Any) -> StoredPack:
     """The StoredPack of a dulwich Pack, kept open across requests (offset tables are the
     expensive part); replaced when the file at that path changes."""
-    path = pack._data_path
+    path = dulwich_compat.pack_data_path(pack)
     with _stored_lock:
         sp = _stored.get(path)
         try:

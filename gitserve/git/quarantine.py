@@ -26,6 +26,9 @@ from typing import Any, BinaryIO, Callable, Iterable
 from dulwich.errors import ObjectFormatException
 from dulwich.object_store import DiskObjectStore, PackInputTooLarge
 from dulwich.objects import S_ISGITLINK, Blob, Commit, Tag, Tree
+
+from gitserve._compat import dulwich as dulwich_compat
+
 from . import packformat, packstream
 from .packformat import OFS_DELTA, REF_DELTA
 
@@ -194,7 +197,7 @@ class _PackHeaders:
 
     def _file(self, i: int, pack: Any) -> BinaryIO:
         if i not in self.files:
-            self.files[i] = open(pack._data_path, "rb")  # noqa: SIM115 - closed by close()
+            self.files[i] = open(dulwich_compat.pack_data_path(pack), "rb")  # noqa: SIM115 - closed by close()
         return self.files[i]
 
     def _at(self, i: int, pack: Any, offset: int) -> tuple[int, int]:

@@ -43,6 +43,8 @@ from dulwich.protocol import (
 from dulwich.refs import check_ref_format
 from dulwich.server import ReceivePackHandler
 
+from gitserve._compat import dulwich as dulwich_compat
+
 from . import pushopts
 from .indexpack import GitQuarantine
 from .packgen import choose_backend
@@ -174,9 +176,8 @@ class ReceivePack(ReceivePackHandler):
                     quarantine.migrate()  # in before any ref moves, and before gate builds
                 except OSError as exc:
                     return self._unpack_failed(commands, f"cannot store the pack: {exc}")
-                refresh = getattr(self.repo.object_store, "_update_pack_cache", None)
-                if refresh is not None:  # see the packs just moved in without waiting for a miss
-                    refresh()
+                # see the packs just moved in without waiting for a miss
+                dulwich_compat.rescan_packs(self.repo.object_store)
         finally:
             if quarantine is not None:
                 quarantine.close()
@@ -259,7 +260,7 @@ class ReceivePack(ReceivePackHandler):
 
     def _max_push_bytes(self) -> int | None:
         """The smaller of `[server] max_push_bytes` and the repo's receive.maxInputSize."""
-        limits = [n for n in (self._limit("max_push_bytes"), self._receive_max_input_size()) if n]
+        limits = [n for n in (self._limit("max_push_bytes"), dulwich_compat.receive_max_input_size(self)) if n]
         return min(limits) if limits else None
 
     def _current(self, ref: bytes) -> str:
