@@ -55,7 +55,3 @@ def lane(repo: str, ref: str) -> str:
     """zset of unfinished builds of one repo+ref: they run one at a time, in push order."""
     return f"{PREFIX}lane:{repo}:{ref}"
 
-
-# Stream of notification events (push, build, deploy) that `gitserve serve` delivers.
-NOTIFY_EVENTS = PREFIX + "notify:events"
-NOTIFY_GROUP = "notifier"  # its consumer group
