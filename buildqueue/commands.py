@@ -162,7 +162,10 @@ def cmd_cancel(r, args, access, out, settings, user: str = "") -> int:
             continue
         if build.status == "deploying":
             raise CommandError(f"build {build.id} is deploying; a deploy is never stopped halfway")
+        # who cancels, for the job's end line; then rq's stop-job command: the worker kills the
+        # work-horse and its on_stopped callback (jobs.stopped) ends the build
         r.set(keys.cancel(build.id), user or "1", ex=24 * 3600)
+        rqconn.stop_job(r, build.job_id)
         final = logs.wait_quietly(r, build.id, timeout=15)
         if final.is_final:
             out.write(f"build {build.id} {final.status}\n")

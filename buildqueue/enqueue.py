@@ -17,6 +17,7 @@ from pathlib import Path
 import redis
 from dulwich.objects import Blob, Commit, Tag
 from dulwich.repo import Repo
+from rq.callbacks import Callback
 
 from gitserve import repos
 from gitserve.options import RepoOptions
@@ -190,6 +191,7 @@ def enqueue(
         )
         rqconn.queue(r, opts.queue).enqueue(
             "buildqueue.jobs.run_build", payload.to_json(), job_id=build.job_id, job_timeout=-1,
+            on_stopped=Callback("buildqueue.jobs.stopped"),
             result_ttl=24 * 3600, failure_ttl=7 * 24 * 3600,
             description=f"build {build_id} {repo_name} {ref}",
         )

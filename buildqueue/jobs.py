@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import redis
 from rq import get_current_job
+from rq.job import Job
 
 from gitserve import sandbox, sandbox_limits
 from gitserve.logsetup import log_context
@@ -56,11 +57,9 @@ class BuildLog:
         logs.append(self.r, self.build_id, self.mask(line))
 
 
-def _wait_for_lane(r: redis.Redis, build: records.Build, log: BuildLog) -> bool:
+def _wait_for_lane(r: redis.Redis, build: records.Build, log: BuildLog) -> None:
     """Builds of one repo+ref run in push order: wait until every earlier one ended.
-
-    Returns False when this build was cancelled while it waited.
-    """
+    (`builds cancel` stops the job here as anywhere: rq's stop-job command.)"""
     announced: set[str] = set()
     while True:
         pending = []
@@ -80,14 +79,12 @@ def _wait_for_lane(r: redis.Redis, build: records.Build, log: BuildLog) -> bool:
             ending.reap_if_lost(r, other)
             pending.append(other_id)
         if not pending:
-            return True
+            return
         for other_id in pending:
             if other_id not in announced:
                 log(f"gitserve: waiting for build {other_id} of the same ref to finish")
                 announced.add(other_id)
         records.heartbeat(r, build.id)
-        if r.exists(keys.cancel(build.id)):
-            return False
         time.sleep(LANE_POLL)
 
 
@@ -150,18 +147,13 @@ def _run_build(payload: BuildPayload) -> dict[str, str]:
     # the heartbeat runs for the whole job: a long fetch must not look like a dead worker
     beating = threading.Event()
     threading.Thread(target=heartbeat_loop, args=(r, build_id, beating), daemon=True).start()
+    # what `stopped` (below) needs if `builds cancel` kills this process
+    records.set_fields(r, build_id, workdir=str(work), waiting="1")
     slot = False
     try:
-        if not _wait_for_lane(r, build, log):
-            ending.finish(r, build_id, "cancelled", "cancelled while waiting", log_ttl=log_ttl,
-                           last_line="gitserve: cancelled")
-            return {"status": "cancelled"}
-        slot = perrepo.acquire(r, build, payload.per_repo or 2, log,
-                               lambda: bool(r.exists(keys.cancel(build_id))))
-        if not slot:
-            ending.finish(r, build_id, "cancelled", "cancelled while waiting", log_ttl=log_ttl,
-                           last_line="gitserve: cancelled")
-            return {"status": "cancelled"}
+        _wait_for_lane(r, build, log)
+        perrepo.acquire(r, build, payload.per_repo or 2, log)
+        slot = True
         if uncapped is not None and policy.enabled:
             logger.warning("workspace not size-capped: %s", uncapped)
         try:
@@ -169,7 +161,7 @@ def _run_build(payload: BuildPayload) -> dict[str, str]:
                                      if os.geteuid() == 0 else None)
         except sandbox.SandboxError as exc:
             return _end(r, build_id, "failed", str(exc), log_ttl)
-        records.set_fields(r, build_id, started=repr(time.time()))
+        records.set_fields(r, build_id, started=repr(time.time()), waiting="")
         try:
             secret_values = decrypt(payload.secrets, WorkerSettings.from_env().secrets_key_file)
         except SecretError as exc:
@@ -206,9 +198,9 @@ def _run_build(payload: BuildPayload) -> dict[str, str]:
             log("gitserve: warning: this build runs unsandboxed ([builds] allow_unsandboxed = true)")
         try:
             result = runner.run_script(
-                [], ws, {}, timeout, log,
-                should_cancel=lambda: bool(r.exists(keys.cancel(build_id))), jail=jail,
+                [], ws, {}, timeout, log, jail=jail,
                 workspace=work if uncapped is None else None,
+                on_spawn=lambda pgid: records.set_fields(r, build_id, pgid=str(pgid)),
             )
         except sandbox.SandboxError as exc:
             return _end(r, build_id, "failed", str(exc), log_ttl)
@@ -218,10 +210,6 @@ def _run_build(payload: BuildPayload) -> dict[str, str]:
         if result.status == "timed out":
             return _end(r, build_id, "timed out",
                         f"timed out after {timeout:g}s: process group killed", log_ttl)
-        if result.status == "cancelled":
-            by = (r.get(keys.cancel(build_id)) or b"").decode()
-            who = f" by {by}" if by and by != "1" else ""
-            return _end(r, build_id, "cancelled", f"cancelled{who}: process group killed", log_ttl)
         if result.status == "failed":
             code = result.exit_code or 0
             why = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
@@ -255,3 +243,35 @@ def _end(r: redis.Redis, build_id: str, status: str, reason: str, log_ttl: int,
                    "%s: %s", status, reason)
     ending.finish(r, build_id, status, reason, log_ttl=log_ttl, last_line=last)
     return {"status": status}
+
+
+def stopped(job: Job, connection: redis.Redis) -> None:
+    """rq's on_stopped callback of a build job, run by the worker whose work-horse `builds
+    cancel` killed (rq's stop-job command): end the build as cancelled, kill what the script
+    left in its process group (a sandboxed build's PID namespace died with the horse), and
+    remove its workspace. It runs in the worker process on the same host as the horse."""
+    data = job.args[0] if job.args and isinstance(job.args[0], dict) else {}
+    build_id = str(data.get("build_id", ""))
+    if not build_id:
+        return
+    raw = connection.hmget(keys.build(build_id), "pgid", "workdir", "waiting")
+    pgid, workdir, waiting = ((v or b"").decode() for v in raw)
+    if pgid.isdigit():
+        runner.terminate_group(int(pgid))
+    try:
+        perrepo.release(connection, records.get(connection, build_id))
+    except records.BuildNotFound:
+        pass
+    by = (connection.get(keys.cancel(build_id)) or b"").decode()
+    who = f" by {by}" if by and by != "1" else ""
+    log_ttl = int(data.get("log_ttl") or 0)
+    with log_context(f"build {build_id}"):
+        if waiting:
+            ending.finish(connection, build_id, "cancelled", "cancelled while waiting",
+                          log_ttl=log_ttl, last_line="gitserve: cancelled")
+        else:
+            _end(connection, build_id, "cancelled", f"cancelled{who}: process group killed", log_ttl)
+    root = sandbox.work_root(workspace.work_root()).resolve()
+    if workdir and Path(workdir).resolve().parent == root:  # never a path Redis made up
+        sandbox.remove_workdir(Path(workdir))
+

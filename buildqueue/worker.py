@@ -30,11 +30,14 @@ def run_worker(redis_url: str, queues: list[str], name: str | None = None, burst
     from rq.serializers import JSONSerializer
 
     from . import deploy_job, jobs  # noqa: F401  (preloaded before each fork)
+    from .notify import notifier  # noqa: F401
+    from .notify.events import NOTIFY_QUEUE
     from .rqconn import connect
 
     r = connect(redis_url)
     worker = Worker(queues, connection=r, serializer=JSONSerializer, name=name)
-    return worker.work(burst=burst, with_scheduler=False, logging_level="WARNING")
+    # rq's scheduler re-queues a notification delivery whose retry is due (notify/notifier.py)
+    return worker.work(burst=burst, with_scheduler=NOTIFY_QUEUE in queues, logging_level="WARNING")
 
 
 class LocalWorkers:

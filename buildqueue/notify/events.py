@@ -1,9 +1,9 @@
-"""Notification events: `push`, `build` and `deploy`, put on a Redis stream for the server.
+"""Notification events: `push`, `build` and `deploy`, queued for the server to deliver.
 
 Whoever sees an event happen (the push hook in the SSH server, the build job that ends a
-build on any worker host, the deploy job) only appends a small record to the stream
-`gitserve:notify:events` here. `gitserve serve` (notifier.py) reads the stream and
-delivers `notify.webhook` posts and `notify.email` mail. So secrets used for delivery (the
+build on any worker host, the deploy job) only queues a small rq job on the `notify` queue
+here, which only `gitserve serve`'s notify workers work (notifier.py): they deliver
+`notify.webhook` posts and `notify.email` mail. So secrets used for delivery (the
 SMTP password, the webhook signing key) never leave the server, a build host needs nothing
 but Redis, and a slow receiver never delays a push or a build. Events hold no secret: names,
 refs, ids and results only; the notifier reads the rest (log lines) when it sends.
@@ -11,7 +11,6 @@ refs, ids and results only; the notifier reads the rest (log lines) when it send
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Iterable
@@ -21,19 +20,22 @@ import redis
 
 from gitserve.options import NotifyOptions, RepoOptions
 
-from .. import keys, records
+from .. import records, rqconn
 
 log = logging.getLogger(__name__)
 
-STREAM_MAXLEN = 10_000  # undelivered events kept at most (a notifier down for a long time)
+NOTIFY_QUEUE = "notify"  # only gitserve serve's notify workers work it (they hold the secrets)
+EVENT_TTL = 7 * 24 * 3600  # an event nobody delivered (no server running) is kept this long
 
 
 def emit(r: redis.Redis, event: str, repo: str, data: dict[str, Any]) -> None:
-    """Append one event; never raises (a notification must never break what it reports)."""
+    """Queue one event; never raises (a notification must never break what it reports)."""
     try:
-        r.xadd(keys.NOTIFY_EVENTS, {"event": event, "repo": repo, "ts": repr(time.time()),
-                                    "data": json.dumps(data, sort_keys=True)},
-               maxlen=STREAM_MAXLEN, approximate=True)
+        rqconn.queue(r, NOTIFY_QUEUE).enqueue(
+            "buildqueue.notify.notifier.deliver_event",
+            {"event": event, "repo": repo, "ts": time.time(), "data": data},
+            ttl=EVENT_TTL, result_ttl=3600, failure_ttl=EVENT_TTL,
+            description=f"notify {event} {repo}")
     except Exception as exc:  # noqa: BLE001
         log.warning("notify: %s event of %s not queued: %s", event, repo, type(exc).__name__)
 

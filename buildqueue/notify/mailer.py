@@ -1,9 +1,9 @@
-"""One mail delivery through the SMTP server of gitserve.toml `[smtp]`, with retries.
+"""One mail delivery attempt through the SMTP server of gitserve.toml `[smtp]`.
 
 The password is the server secret named by `[smtp] password_secret` (scope `@server`,
 set with `gitserve admin secrets set @server NAME`); gitserve.toml never holds it. A
-temporary failure (no connection, timeout, a 4xx reply) is retried with exponential backoff;
-a permanent one (5xx: bad password, recipient refused) is final.
+temporary failure (no connection, timeout, a 4xx reply) is worth retrying (rq does:
+notify/notifier.py); a permanent one (5xx: bad password, recipient refused) is final.
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ from __future__ import annotations
 import smtplib
 import socket
 import ssl
-import time
-from collections.abc import Callable
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
@@ -62,34 +60,25 @@ def _send_once(smtp: SmtpSettings, password: str | None, msg: EmailMessage) -> N
         client.send_message(msg)
 
 
-def send(smtp: SmtpSettings, password: str | None, msg: EmailMessage, *, attempts: int, backoff: float,
-         sleep: Callable[[float], None] = time.sleep) -> Outcome:
+def send(smtp: SmtpSettings, password: str | None, msg: EmailMessage) -> Outcome:
+    """One delivery attempt; `final` unless it failed for a reason a retry may cure (no
+    connection, a timeout, a 4xx reply). The retries themselves are rq's (notify/notifier.py)."""
     if not smtp.host:
-        return Outcome(False, None, 0, "[smtp] host is not set in gitserve.toml")
-    code: int | None = None
-    error = ""
-    for attempt in range(1, attempts + 1):
-        try:
-            _send_once(smtp, password, msg)
-            return Outcome(True, 250, attempt)
-        except MailConfigError as exc:
-            return Outcome(False, None, attempt, str(exc))
-        except smtplib.SMTPRecipientsRefused as exc:
-            codes = [c for c, _ in exc.recipients.values()]
-            code = max(codes) if codes else None
-            error = f"recipients refused ({code})"
-            if code is None or code >= 500:
-                return Outcome(False, code, attempt, error)
-        except smtplib.SMTPResponseException as exc:
-            code, error = exc.smtp_code, f"SMTP {exc.smtp_code}"
-            if exc.smtp_code >= 500:
-                return Outcome(False, code, attempt, error)
-        except ssl.SSLError as exc:
-            return Outcome(False, None, attempt, f"TLS: {exc.reason or type(exc).__name__}")
-        except (smtplib.SMTPException, OSError) as exc:
-            code = None
-            error = ("timeout" if isinstance(exc, (socket.timeout, TimeoutError))
-                     else getattr(exc, "strerror", None) or type(exc).__name__)
-        if attempt < attempts:
-            sleep(backoff * 2 ** (attempt - 1))
-    return Outcome(False, code, attempts, error)
+        return Outcome(False, None, 1, "[smtp] host is not set in gitserve.toml", final=True)
+    try:
+        _send_once(smtp, password, msg)
+        return Outcome(True, 250, 1, final=True)
+    except MailConfigError as exc:
+        return Outcome(False, None, 1, str(exc), final=True)
+    except smtplib.SMTPRecipientsRefused as exc:
+        codes = [c for c, _ in exc.recipients.values()]
+        code = max(codes) if codes else None
+        return Outcome(False, code, 1, f"recipients refused ({code})", final=code is None or code >= 500)
+    except smtplib.SMTPResponseException as exc:
+        return Outcome(False, exc.smtp_code, 1, f"SMTP {exc.smtp_code}", final=exc.smtp_code >= 500)
+    except ssl.SSLError as exc:
+        return Outcome(False, None, 1, f"TLS: {exc.reason or type(exc).__name__}", final=True)
+    except (smtplib.SMTPException, OSError) as exc:
+        error = ("timeout" if isinstance(exc, (socket.timeout, TimeoutError))
+                 else getattr(exc, "strerror", None) or type(exc).__name__)
+        return Outcome(False, None, 1, error)

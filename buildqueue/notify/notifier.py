@@ -1,28 +1,32 @@
-"""The notifier of `gitserve serve`: delivers the events of notify/events.py.
+"""Delivering notifications: rq jobs on the `notify` queue, which only `gitserve serve` works.
 
-A thread reads the Redis stream through a consumer group (an event is acknowledged only
-after all its deliveries ended, so a server restart re-delivers what was in flight) and
-hands each event to a small thread pool: one slow receiver never holds up the others. Each
-delivery is retried with exponential backoff ([notify] attempts, backoff, timeout) and ends
-as one line in HOME/logs/notify.log.
+notify/events.py puts one `deliver_event` job per event on the queue. It runs on the server,
+because it needs the server's secrets (the repo's `webhook` signing key, the SMTP password of
+scope @server): it reads the build record, formats the notice (format.py), masks it with every
+secret value the server knows for the repo, and queues one delivery job per target
+(`send_webhook`, `send_mail`). A delivery that fails for a reason a retry may cure (no answer, a
+timeout, HTTP 5xx, SMTP 4xx) raises, and rq retries it: `Retry(max=[notify] attempts - 1)`
+waiting [notify] backoff, then twice as long each time (whole seconds, as rq counts them; rq's
+scheduler in the notify workers re-queues it when due). A final outcome - delivered, refused
+(HTTP 4xx, SMTP 5xx), or out of attempts - is one line in HOME/logs/notify.log.
 
-It runs on the server because it needs the server's secrets: the repo's `webhook` signing
-key and the SMTP password (scope @server). Everything it sends passes through a masker of
-all secret values the server knows for the repo.
+So jobs wait in Redis, not in a process: an event queued while the server is down is delivered
+when it starts, and a delivery pending a retry survives a restart. [notify] senders worker
+processes work the queue, so one slow receiver never holds up the others.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import socket
-import threading
+import math
 import time
-from concurrent.futures import ThreadPoolExecutor
+from email import message_from_string
+from email import policy as email_policy
+from email.message import EmailMessage
 from typing import Any
 
 import redis
+from rq import Retry, get_current_job
 
 from gitserve.options import NotifyOptions
 from gitserve.secrets.crypt import SERVER_SCOPE, SecretError
@@ -30,29 +34,21 @@ from gitserve.secrets.masker import Masker
 from gitserve.secrets.store import store_for
 from gitserve.settings import Settings
 
-from .. import keys, rqconn
+from .. import records, rqconn
+from ..workersettings import WorkerSettings
 from . import deliverylog as notifylog
 from . import format as notify_format
 from . import mailer, webhook
+from .events import NOTIFY_QUEUE
 
 log = logging.getLogger(__name__)
 
-RECLAIM_IDLE_MS = 120_000  # a notifier that has not read the stream for this long is gone
-RECLAIM_EVERY = 30.0  # seconds between looks for the events of notifiers that are gone
+RESULT_TTL = 3600
+FAILURE_TTL = 7 * 24 * 3600
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-class _Stopping(Exception):
-    """The server stops: a delivery waiting to retry gives up (unacknowledged: redone next start)."""
+class DeliveryFailed(Exception):
+    """A delivery attempt that a later one may cure: rq retries the job (never a secret in it)."""
 
 
 def _version() -> str:
@@ -64,191 +60,153 @@ def _version() -> str:
         return "dev"
 
 
-class Notifier:
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.stop_event = threading.Event()
-        self.pool = ThreadPoolExecutor(max_workers=max(1, settings.notify.senders),
-                                       thread_name_prefix="gitserve-notify")
-        self.consumer = f"{socket.gethostname()}:{os.getpid()}"
-        self.thread: threading.Thread | None = None
-        self.user_agent = f"gitserve/{_version()}"
+def _settings() -> Settings:
+    """The server's settings: notify jobs run only in the server's workers (GITSERVE_HOME)."""
+    from gitserve import settings as settings_mod
 
-    # --- lifecycle ------------------------------------------------------------------------
-    def start(self) -> None:
-        self.thread = threading.Thread(target=self._run, name="gitserve-notifier", daemon=True)
-        self.thread.start()
+    home = WorkerSettings.from_env().home
+    if home is None:
+        raise RuntimeError("notify jobs run in gitserve serve's notify workers (GITSERVE_HOME unset)")
+    return settings_mod.load(home)
 
-    def stop(self) -> None:
-        self.stop_event.set()
-        if self.thread is not None:
-            self.thread.join(5)
-        # deliveries still retrying are dropped unacknowledged: the next start re-delivers them
-        self.pool.shutdown(wait=False, cancel_futures=True)
 
-    # --- the stream -----------------------------------------------------------------------
-    def _connect(self) -> redis.Redis:
-        r = rqconn.connect(self.settings.effective_redis_url)
-        try:
-            r.xgroup_create(keys.NOTIFY_EVENTS, keys.NOTIFY_GROUP, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-        return r
+def _connection() -> redis.Redis:
+    job = get_current_job()
+    if job is None:
+        raise RuntimeError("notify jobs run inside an rq worker")
+    return job.connection
 
-    def _run(self) -> None:
-        r: redis.Redis | None = None
-        next_reclaim = 0.0
-        while not self.stop_event.is_set():
-            try:
-                if r is None:
-                    r = self._connect()
-                    self._own_pending(r)
-                    next_reclaim = 0.0
-                if time.monotonic() >= next_reclaim:
-                    self._reclaim(r)
-                    next_reclaim = time.monotonic() + RECLAIM_EVERY
-                got: Any = r.xreadgroup(keys.NOTIFY_GROUP, self.consumer, {keys.NOTIFY_EVENTS: ">"},
-                                        count=20, block=1000)
-                self._submit(r, got)
-            except (rqconn.RedisUnavailable, redis.RedisError, OSError) as exc:
-                if r is not None:
-                    log.warning("notifier: Redis error, retrying: %s", rqconn.one_line(exc))
-                r = None
-                self.stop_event.wait(1.0)
-            except RuntimeError:  # the pool was shut down while stopping
-                return
 
-    def _submit(self, r: redis.Redis, got: Any) -> None:
-        for _stream, entries in got or []:
-            for entry_id, fields in entries:
-                if fields:  # an entry deleted meanwhile comes back empty
-                    self.pool.submit(self._handle, r, entry_id, fields)
+def retry_policy(attempts: int, backoff: float) -> Retry | None:
+    """ATTEMPTS tries in all, waiting BACKOFF seconds, then 2*BACKOFF, ... (rounded up to whole
+    seconds, rq's unit); None for a single attempt."""
+    if attempts <= 1:
+        return None
+    return Retry(max=attempts - 1,
+                 interval=[max(1, math.ceil(backoff * 2 ** i)) for i in range(attempts - 1)])
 
-    def _own_pending(self, r: redis.Redis) -> None:
-        """Events this consumer name took before and never acknowledged (a notifier of this
-        process stopped and started again)."""
-        got: Any = r.xreadgroup(keys.NOTIFY_GROUP, self.consumer, {keys.NOTIFY_EVENTS: "0"}, count=1000)
-        self._submit(r, got)
 
-    def _reclaim(self, r: redis.Redis) -> None:
-        """Take over the unacknowledged events of notifiers that are gone: a process of this
-        host that no longer runs (a restarted server), or any consumer silent for
-        RECLAIM_IDLE_MS (a live one reads the stream every second)."""
-        consumers: Any = r.xinfo_consumers(keys.NOTIFY_EVENTS, keys.NOTIFY_GROUP)
-        host = socket.gethostname()
-        for c in consumers:
-            raw = c.get("name")
-            name = raw.decode() if isinstance(raw, bytes) else str(raw)
-            if name == self.consumer:
-                continue
-            c_host, _, c_pid = name.rpartition(":")
-            dead = c_host == host and c_pid.isdigit() and not _pid_alive(int(c_pid))
-            if not dead and int(c.get("idle", 0)) < RECLAIM_IDLE_MS:
-                continue
-            pending: Any = r.xpending_range(keys.NOTIFY_EVENTS, keys.NOTIFY_GROUP, min="-", max="+",
-                                            count=1000, consumername=name)
-            ids = [p["message_id"] for p in pending]
-            if ids:
-                claimed: Any = r.xclaim(keys.NOTIFY_EVENTS, keys.NOTIFY_GROUP, self.consumer,
-                                        min_idle_time=0, message_ids=ids)
-                self._submit(r, [(keys.NOTIFY_EVENTS, claimed)])
-            if len(ids) < 1000:
-                r.xgroup_delconsumer(keys.NOTIFY_EVENTS, keys.NOTIFY_GROUP, name)
+def _secrets(settings: Settings, repo: str) -> tuple[Masker, dict[str, str], dict[str, str]]:
+    """(masker of every secret value known for REPO and the server, REPO's secrets, the
+    server's). Raises SecretError when they cannot be read: nothing is sent then (fail closed:
+    an unsigned, possibly unmasked notification is worse than a missing one)."""
+    repo_secrets = store_for(settings, repo).values(repo)
+    server = store_for(settings, SERVER_SCOPE).values(SERVER_SCOPE)
+    return Masker([*repo_secrets.values(), *server.values()]), repo_secrets, server
 
-    # --- one event ------------------------------------------------------------------------
-    def _sleep(self, seconds: float) -> None:
-        if self.stop_event.wait(seconds):
-            raise _Stopping
 
-    def _handle(self, r: redis.Redis, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
-        try:
-            self.deliver(r, {k.decode(): v.decode("utf-8", "replace") for k, v in fields.items()})
-        except _Stopping:
-            return
-        except Exception as exc:  # noqa: BLE001 - one bad event never stops the notifier
-            # the type only: a message could quote a URL with its credentials
-            log.warning("notifier: event %s dropped: %s", entry_id.decode(), type(exc).__name__)
-        try:
-            r.xack(keys.NOTIFY_EVENTS, keys.NOTIFY_GROUP, entry_id)
-            r.xdel(keys.NOTIFY_EVENTS, entry_id)
-        except redis.RedisError:
-            pass
+def deliver_event(event: dict[str, Any]) -> None:
+    """The `notify` queue's event job: who gets EVENT, in what words; one delivery job each."""
+    settings, r = _settings(), _connection()
+    kind, repo = str(event["event"]), str(event["repo"])
+    ts = float(event.get("ts") or time.time())
+    data = dict(event.get("data") or {})
+    if kind == "push":
+        options = data.pop("options", {})
+    else:
+        options = records.get(r, str(data["build_id"])).options
+    targets = NotifyOptions.lenient(options)
+    if not targets.wants(kind):
+        return
+    hooks = list(targets.webhook)
+    mails = [] if kind == "push" else list(targets.email)
+    build_id = str(data.get("build_id", ""))
+    try:
+        mask, _repo_secrets, _server = _secrets(settings, repo)
+    except SecretError as exc:
+        for channel, target in [("webhook", u) for u in hooks] + [("email", ", ".join(mails))] * bool(mails):
+            notifylog.record(settings, repo=repo, event=kind, channel=channel, target=target,
+                             ok=False, status=None, attempts=0,
+                             error=f"not sent: secrets unavailable: {exc}", build_id=build_id)
+        return
+    notice = notify_format.mask_notice(notify_format.notice_for(settings, r, kind, repo, data, ts), mask)
+    common = {"repo": repo, "event": kind, "build_id": build_id, "delivery": notice.delivery, "ts": ts}
+    queue = rqconn.queue(r, NOTIFY_QUEUE)
+    retry = retry_policy(settings.notify.attempts, settings.notify.backoff)
+    if hooks:
+        body = notice.json_body()
+        if kind != "push":
+            body["log_tail"] = notice.log_lines[-10:]
+        raw = webhook.encode(body).decode()
+        for url in hooks:
+            queue.enqueue("buildqueue.notify.notifier.send_webhook", {**common, "url": url, "body": raw},
+                          retry=retry, result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
+                          description=f"notify {kind} {repo} webhook")
+    if mails:
+        msg = mailer.message(settings.smtp, mails, notice.subject, notify_format.mail_body(notice))
+        queue.enqueue("buildqueue.notify.notifier.send_mail",
+                      {**common, "to": ", ".join(mails), "message": msg.as_string()},
+                      retry=retry, result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
+                      description=f"notify {kind} {repo} mail")
 
-    def _masker(self, repo: str) -> tuple[Masker, str | None, str | None]:
-        """(masker of every secret value known for REPO and the server, webhook key, SMTP password).
-        Raises SecretError when they cannot be read: nothing is sent then (fail closed: an
-        unsigned, possibly unmasked notification is worse than a missing one)."""
-        repo_secrets = store_for(self.settings, repo).values(repo)
-        server = store_for(self.settings, SERVER_SCOPE).values(SERVER_SCOPE)
-        smtp_password = server.get(self.settings.smtp.password_secret) if self.settings.smtp.password_secret else None
-        values = [*repo_secrets.values(), *server.values()]
-        return Masker(values), repo_secrets.get("webhook"), smtp_password
 
-    def deliver(self, r: redis.Redis, event: dict[str, str]) -> None:
-        kind, repo, ts = event["event"], event["repo"], float(event.get("ts") or time.time())
-        data = json.loads(event.get("data") or "{}")
-        if kind == "push":
-            options = data.pop("options", {})
-        else:
-            from .. import records
+def _attempt(settings: Settings) -> tuple[int, bool]:
+    """(this attempt's number, whether it is the last) from rq's retry count."""
+    job = get_current_job()
+    left = job.retries_left if job is not None and job.retries_left is not None else 0
+    return max(1, settings.notify.attempts - left), left <= 0
 
-            options = records.get(r, str(data["build_id"])).options
-        targets = NotifyOptions.lenient(options)
-        if not targets.wants(kind):
-            return
-        hooks, mails = list(targets.webhook), list(targets.email)
-        if kind == "push":
-            mails = []
-        build_id = str(data.get("build_id", ""))
-        try:
-            mask, webhook_key, smtp_password = self._masker(repo)
-        except SecretError as exc:
-            for channel, target in [("webhook", u) for u in hooks] + [("email", ", ".join(mails))] * bool(mails):
-                notifylog.record(self.settings, repo=repo, event=kind, channel=channel, target=target,
-                                 ok=False, status=None, attempts=0, error=f"not sent: secrets unavailable: {exc}",
-                                 build_id=build_id)
-            return
-        notice = notify_format.mask_notice(
-            notify_format.notice_for(self.settings, r, kind, repo, data, ts), mask)
-        conf = self.settings.notify
-        if hooks:
-            body = notice.json_body()
-            if kind != "push":
-                body["log_tail"] = notice.log_lines[-10:]
-            raw = webhook.encode(body)
-            for url in hooks:
-                out = webhook.post(url, raw, key=webhook_key, event=kind, delivery=notice.delivery,
-                                   attempts=conf.attempts, backoff=conf.backoff, timeout=conf.timeout,
-                                   user_agent=self.user_agent, sleep=self._sleep)
-                notifylog.record(self.settings, repo=repo, event=kind, channel="webhook", target=url,
-                                 ok=out.ok, status=out.status, attempts=out.attempts, error=out.error,
-                                 build_id=build_id, delivery=notice.delivery,
-                                 latency=time.time() - ts)
-        if mails:
-            msg = mailer.message(self.settings.smtp, mails, notice.subject,
-                                 notify_format.mail_body(notice))
-            out = mailer.send(self.settings.smtp, smtp_password, msg, attempts=conf.attempts,
-                              backoff=conf.backoff, sleep=self._sleep)
-            notifylog.record(self.settings, repo=repo, event=kind, channel="email",
-                             target=", ".join(mails), ok=out.ok, status=out.status,
-                             attempts=out.attempts, error=out.error, build_id=build_id,
-                             delivery=notice.delivery, latency=time.time() - ts)
+
+def _finish(settings: Settings, item: dict[str, Any], channel: str, target: str,
+            out: webhook.Outcome) -> None:
+    attempt, last = _attempt(settings)
+    if not out.ok and not out.final and not last:
+        raise DeliveryFailed(out.error or "failed")  # rq retries it after its interval
+    notifylog.record(settings, repo=item["repo"], event=item["event"], channel=channel,
+                     target=target, ok=out.ok, status=out.status, attempts=attempt,
+                     error=out.error, build_id=item.get("build_id", ""),
+                     delivery=item.get("delivery", ""), latency=time.time() - float(item["ts"]))
+
+
+def send_webhook(item: dict[str, Any]) -> None:
+    """One POST of a notice to one URL, signed with the repo's `webhook` secret (read now)."""
+    settings = _settings()
+    repo = item["repo"]
+    try:
+        key = store_for(settings, repo).values(repo).get("webhook")
+    except SecretError as exc:
+        out = webhook.Outcome(False, None, 1, f"not sent: secrets unavailable: {exc}", final=True)
+    else:
+        out = webhook.post(item["url"], item["body"].encode(), key=key, event=item["event"],
+                           delivery=item.get("delivery", ""), timeout=settings.notify.timeout,
+                           user_agent=f"gitserve/{_version()}")
+    _finish(settings, item, "webhook", item["url"], out)
+
+
+def send_mail(item: dict[str, Any]) -> None:
+    """One SMTP delivery of a notice, logged in with the server secret [smtp] password_secret."""
+    settings = _settings()
+    password: str | None = None
+    try:
+        if settings.smtp.password_secret:
+            password = store_for(settings, SERVER_SCOPE).values(SERVER_SCOPE).get(settings.smtp.password_secret)
+    except SecretError as exc:
+        out = webhook.Outcome(False, None, 1, f"not sent: secrets unavailable: {exc}", final=True)
+    else:
+        msg = message_from_string(item["message"], _class=EmailMessage, policy=email_policy.default)
+        out = mailer.send(settings.smtp, password, msg)
+    _finish(settings, item, "email", item["to"], out)
 
 
 class NotifierService:
-    """`gitserve serve`'s service wrapper (start/stop)."""
+    """`gitserve serve`'s notify workers: [notify] senders `gitserve worker notify` processes
+    (with rq's scheduler, which re-queues a delivery when its retry is due)."""
 
     def __init__(self, settings: Settings) -> None:
-        self.notifier = Notifier(settings)
+        from ..worker import LocalWorkers
+
+        self.settings = settings
+        self.workers = LocalWorkers(settings.home, settings.effective_redis_url,
+                                    max(1, settings.notify.senders), queues=(NOTIFY_QUEUE,),
+                                    log_file=settings.logs_dir / "workers.log")
 
     def start(self) -> None:
-        self.notifier.start()
+        self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
+        self.workers.start()
 
     def stop(self) -> None:
-        self.notifier.stop()
+        self.workers.stop()
 
 
-def services(settings: Settings) -> list[Any]:
-    """Always one notifier: with an external Redis too (workers elsewhere never send)."""
+def services(settings: Settings) -> list[NotifierService]:
     return [NotifierService(settings)]

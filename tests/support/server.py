@@ -242,7 +242,11 @@ def make_server(tmp: Path, settings: dict | None = None, conf: str | None = None
     admin_key = srv.keygen(ADMIN)
     srv.admin_cli("init", "--admin", ADMIN, "--admin-key", f"{admin_key}.pub")
     srv.keys[ADMIN] = admin_key
-    _merge_settings(srv.home, settings or {})
+    # one notify worker per test server (each is a process; production's default is 4)
+    given = settings or {}
+    defaults: dict[str, dict[str, Any]] = {"notify": {"senders": 1}}
+    _merge_settings(srv.home, {k: {**defaults.get(k, {}), **given.get(k, {})}
+                               for k in {*defaults, *given}})
     for user in users:
         srv.add_user(user)
     if conf is not None:

@@ -268,7 +268,8 @@ class _Receiver(http.server.BaseHTTPRequestHandler):
 def test_webhook_posts_on_end_with_retry(env):
     """The build ends on a build-host worker; the server's notifier (as `gitserve serve` runs
     it) delivers the webhook, retrying the 503."""
-    from buildqueue.notify.notifier import Notifier
+    from buildqueue.notify.notifier import NotifierService
+    from gitserve import settings as settings_mod
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
     _Receiver.bodies = []
@@ -276,7 +277,8 @@ def test_webhook_posts_on_end_with_retry(env):
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     env.notify.backoff = 0.1
-    notifier = Notifier(env)
+    settings_mod.write(env)  # what the notify workers read (they run as serve's do)
+    notifier = NotifierService(env)
     notifier.start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/hook"
