@@ -59,7 +59,14 @@ class BuildLog:
 
 def _wait_for_lane(r: redis.Redis, build: records.Build, log: BuildLog) -> None:
     """Builds of one repo+ref run in push order: wait until every earlier one ended.
-    (`builds cancel` stops the job here as anywhere: rq's stop-job command.)"""
+    (`builds cancel` stops the job here as anywhere: rq's stop-job command.)
+
+    Why not rq's job dependencies (depends_on the lane's earlier jobs, allow_failure): in rq
+    3.0 a dependency that was cancelled or stopped never releases its dependents
+    (Job.dependencies_are_met counts only FINISHED and FAILED), and a job whose worker host
+    vanished turns FAILED only when rq's registry cleanup finds its execution expired
+    (90 s and more, on maintenance), so one cancel or one lost host would stall a ref's
+    builds. The wait holds a worker, which [builds] per_repo also does."""
     announced: set[str] = set()
     while True:
         pending = []
