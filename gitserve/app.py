@@ -148,7 +148,7 @@ def services(settings: Settings, upkeep: UpkeepService | None = None) -> list[Se
     (none with a redis.url), the embedded nginx (none for a system nginx), upkeep, and the
     notifier (always: it alone delivers webhooks and mail, with the server's secrets)."""
     from buildqueue.embedded import services as build_services
-    from buildqueue.notify.notifier import services as notify_services
+    from buildqueue.notify.service import services as notify_services
     from deploy.nginx import services as deploy_services
 
     found: list[Service] = [*build_services(settings), *deploy_services(settings)]

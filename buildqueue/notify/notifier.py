@@ -186,27 +186,3 @@ def send_mail(item: dict[str, Any]) -> None:
         msg = message_from_string(item["message"], _class=EmailMessage, policy=email_policy.default)
         out = mailer.send(settings.smtp, password, msg)
     _finish(settings, item, "email", item["to"], out)
-
-
-class NotifierService:
-    """`gitserve serve`'s notify workers: [notify] senders `gitserve worker notify` processes
-    (with rq's scheduler, which re-queues a delivery when its retry is due)."""
-
-    def __init__(self, settings: Settings) -> None:
-        from ..worker import LocalWorkers
-
-        self.settings = settings
-        self.workers = LocalWorkers(settings.home, settings.effective_redis_url,
-                                    max(1, settings.notify.senders), queues=(NOTIFY_QUEUE,),
-                                    log_file=settings.logs_dir / "workers.log")
-
-    def start(self) -> None:
-        self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
-        self.workers.start()
-
-    def stop(self) -> None:
-        self.workers.stop()
-
-
-def services(settings: Settings) -> list[NotifierService]:
-    return [NotifierService(settings)]

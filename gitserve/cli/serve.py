@@ -18,6 +18,7 @@ import typer
 
 from gitserve import logsetup
 from gitserve.errors import GitserveError
+from gitserve.settings import Settings
 
 from .common import HomeOption, fail, load_settings
 
@@ -141,7 +142,7 @@ def serve(
     print("gitserve: stopped", flush=True)
 
 
-def _migrate_admin_branch(settings: Any) -> None:
+def _migrate_admin_branch(settings: Settings) -> None:
     """A home made when the admin branch was `main` moves to Gitolite's `master` (SPEC §2);
     the authorized_keys block (behind a system sshd) is brought up to date."""
     from gitserve import adminrepo

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from gitserve.errors import GitserveError
+from gitserve.settings import Settings
 from gitserve.git import filters, repack
 from gitserve.git.filters import ObjectFilter
 from gitserve.git.packcache import PackCache, cache_key
@@ -82,7 +83,7 @@ def repo_dir(repo: Any) -> str | None:
 _caches: dict[str, PackCache] = {}
 
 
-def pack_cache(settings: Any) -> PackCache | None:  # a Settings, or None (no cache)
+def pack_cache(settings: Settings | None) -> PackCache | None:
     """The pack cache of a server home (HOME/cache/packs), shared by all connections."""
     if settings is None:
         return None

@@ -32,6 +32,8 @@ from dulwich.server import UploadPackHandler
 
 from gitserve._compat import dulwich as dulwich_compat
 
+from gitserve.settings import Settings
+
 from . import fetch, filters, packgen
 from .fetch import FetchArgs, FetchError
 
@@ -161,7 +163,7 @@ def _int(value: bytes, line: bytes) -> int:
         raise GitProtocolError(f"invalid line from client: {line!r}") from None
 
 
-def handle_v0(handler: UploadPack, settings: Any = None) -> None:
+def handle_v0(handler: UploadPack, settings: Settings | None = None) -> None:
     """Body of the v0/v1 upload-pack conversation: dulwich's acks, gitserve's pack."""
     repo = handler.repo
     dulwich_compat.begin_have_lines(handler)

@@ -268,7 +268,7 @@ class _Receiver(http.server.BaseHTTPRequestHandler):
 def test_webhook_posts_on_end_with_retry(env):
     """The build ends on a build-host worker; the server's notifier (as `gitserve serve` runs
     it) delivers the webhook, retrying the 503."""
-    from buildqueue.notify.notifier import NotifierService
+    from buildqueue.notify.service import NotifierService
     from gitserve import settings as settings_mod
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)

@@ -190,7 +190,7 @@ def test_deliveries_wait_in_redis_and_rq_retries_them(tmp_path: Path, redis_serv
     with its attempts; a delivery waiting for its retry survives the workers' stop."""
     import redis as redis_mod
 
-    from buildqueue.notify.notifier import NotifierService
+    from buildqueue.notify.service import NotifierService
     from gitserve.git.pushhooks import RefUpdate
     from gitserve.names import ZERO_SHA
     from tests.support.builds import wait_for
