@@ -22,7 +22,7 @@ from gitserve.secrets.crypt import SecretError, decrypt
 from gitserve.secrets.masker import Masker
 from gitserve.errors import GitserveError
 
-from . import ending, keys, logs, records, rqconn, safetar, workspace
+from . import ending, keys, logs, records, rqconn, rqjob, safetar, workspace
 from .notify import events as notify
 from .payload import BuildPayload, DeployOrder
 from .liveness import heartbeat_loop, worker_name
@@ -95,6 +95,10 @@ def run_deploy(job_data: dict[str, Any], deploy_fn: Callable[..., Any] | None = 
     order = payload.deploy
     build_id = payload.build_id
     log_ttl = payload.log_ttl
+    try:
+        rqjob.require(job)
+    except rqjob.ForeignJob as exc:  # a worker that would run any function: no deploys on it
+        return _end(r, build_id, "failed", str(exc), log_ttl)
     if order is None:
         return _end(r, build_id, "failed", "deploy job without a site", log_ttl)
 

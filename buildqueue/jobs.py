@@ -24,7 +24,7 @@ from gitserve.logsetup import log_context
 from gitserve.secrets.crypt import SecretError, decrypt
 from gitserve.secrets.masker import Masker
 
-from . import ending, keys, logs, perrepo, records, runner, uids, workspace
+from . import ending, keys, logs, perrepo, records, rqjob, runner, uids, workspace
 from .liveness import heartbeat_loop, worker_name
 from .payload import BuildPayload
 from .workersettings import WorkerSettings
@@ -142,6 +142,11 @@ def _run_build(payload: BuildPayload) -> dict[str, str]:
     r = _connection()
     build_id = payload.build_id
     log_ttl = payload.log_ttl
+    try:
+        rqjob.require(get_current_job())
+    except rqjob.ForeignJob as exc:  # a worker that would run any function: no builds on it
+        logger.error("%s", exc)
+        return _end(r, build_id, "failed", str(exc), log_ttl)
     if not records.start(r, build_id, worker_name()):
         return {"status": records.get(r, build_id).status}
     build = records.get(r, build_id)

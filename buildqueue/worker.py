@@ -1,7 +1,8 @@
 """RQ workers for builds: the in-process worker of `gitserve worker`, and the local worker
 processes `gitserve serve` starts and stops with itself.
 
-A plain `rq worker --url URL --serializer rq.serializers.JSONSerializer builds` works too;
+A plain `rq worker --url URL --serializer rq.serializers.JSONSerializer --job-class
+buildqueue.rqjob.GitserveJob builds` works too (without the job class it runs no build);
 `gitserve worker` only adds gitserve's settings (Redis URL from HOME, default queues) and
 imports the job code before forking, so each build starts without import delay.
 """
@@ -33,10 +34,12 @@ def run_worker(redis_url: str, queues: list[str], name: str | None = None, burst
     from .notify import notifier  # noqa: F401
     from .notify.events import NOTIFY_QUEUE
     from .rqconn import connect
+    from .rqjob import GitserveJob
 
     r = connect(redis_url)
-    worker = Worker(queues, connection=r, serializer=JSONSerializer, name=name)
+    # only gitserve's job functions run here, whatever a job in Redis names (buildqueue/rqjob.py);
     # rq's scheduler re-queues a notification delivery whose retry is due (notify/notifier.py)
+    worker = Worker(queues, connection=r, serializer=JSONSerializer, name=name, job_class=GitserveJob)
     return worker.work(burst=burst, with_scheduler=NOTIFY_QUEUE in queues, logging_level="WARNING")
 
 

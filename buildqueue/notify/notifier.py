@@ -34,7 +34,7 @@ from gitserve.secrets.masker import Masker
 from gitserve.secrets.store import store_for
 from gitserve.settings import Settings
 
-from .. import records, rqconn
+from .. import records, rqconn, rqjob
 from ..workersettings import WorkerSettings
 from . import deliverylog as notifylog
 from . import format as notify_format
@@ -71,9 +71,11 @@ def _settings() -> Settings:
 
 
 def _connection() -> redis.Redis:
+    """The job's Redis; ForeignJob unless the worker runs gitserve's Job class (rqjob.py)."""
     job = get_current_job()
     if job is None:
         raise RuntimeError("notify jobs run inside an rq worker")
+    rqjob.require(job)
     return job.connection
 
 
@@ -160,6 +162,7 @@ def _finish(settings: Settings, item: dict[str, Any], channel: str, target: str,
 
 def send_webhook(item: dict[str, Any]) -> None:
     """One POST of a notice to one URL, signed with the repo's `webhook` secret (read now)."""
+    _connection()
     settings = _settings()
     repo = item["repo"]
     try:
@@ -175,6 +178,7 @@ def send_webhook(item: dict[str, Any]) -> None:
 
 def send_mail(item: dict[str, Any]) -> None:
     """One SMTP delivery of a notice, logged in with the server secret [smtp] password_secret."""
+    _connection()
     settings = _settings()
     password: str | None = None
     try:

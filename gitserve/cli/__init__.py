@@ -10,7 +10,7 @@ import typer
 
 from gitserve.errors import GitserveError
 
-from . import admin, builds, deploy, init, serve, shell, worker
+from . import admin, builds, deploy, init, mirror, serve, shell, worker
 from .common import CliState
 
 app = typer.Typer(
@@ -42,6 +42,7 @@ worker.add_commands(app)
 app.add_typer(admin.app, name="admin")
 app.add_typer(builds.app, name="builds")
 app.add_typer(deploy.app, name="deploy")
+app.add_typer(mirror.app, name="mirror")
 
 
 def main() -> None:

@@ -145,6 +145,8 @@ def init_home(
             k = keys.write_keypair(s.host_keys_dir / f"ssh_host_{kind}_key", kind, "gitserve-host")
             host_fps.append(f"{kind} {k.fingerprint}")
         keys.write_keypair(tmp / "worker_key", "ed25519", "gitserve-builder")
+        # mirroring: this server's own key for its peers (`gitserve admin server-key`)
+        keys.write_keypair(s.server_key, "ed25519", "gitserve-server")
         fd = os.open(s.secrets_key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(os.urandom(32))

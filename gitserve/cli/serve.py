@@ -71,6 +71,11 @@ def serve(
         settings.http.listen = http
     if not settings.admin_repo.exists():
         fail(f"{settings.home} is not a gitserve home (run `gitserve init` first)")
+    from buildqueue.rqconn import insecure_reason
+
+    insecure = insecure_reason(settings.redis.url) if settings.redis.url else None
+    if insecure is not None and not settings.redis.allow_insecure:
+        fail(insecure)
 
     log_file = setup_logging(settings.home, "server.log", log_level, log_format)
     _migrate_admin_branch(settings)

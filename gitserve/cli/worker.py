@@ -34,11 +34,14 @@ def add_commands(app: typer.Typer) -> None:
                  "already goes to workers.log).")] = True,
     ) -> None:
         """Run build (and, on the server host, deploy) jobs."""
-        from buildqueue.rqconn import RedisUnavailable, safe_url
+        from buildqueue.rqconn import RedisUnavailable, insecure_reason, safe_url
         from buildqueue.worker import DEFAULT_QUEUES, run_worker
 
         settings = load_settings(home)
         redis_url = url or settings.effective_redis_url
+        insecure = insecure_reason(redis_url)
+        if insecure is not None and not settings.redis.allow_insecure:
+            fail(insecure)
         setup_logging(settings.home, "workers.log", log_level, log_format, console=log_console)
         work = list(queues or DEFAULT_QUEUES)
         logging.getLogger("gitserve.worker").info("worker on %s, queues %s", safe_url(redis_url),

@@ -173,8 +173,11 @@ class GitServer:
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
     # --- lifecycle -----------------------------------------------------------------------
-    def start(self, serve_args: tuple[str, ...] = (), env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
+    def start(self, serve_args: tuple[str, ...] = (), env: dict[str, str] | None = None,
+              port: int | None = None) -> None:
+        """Start `gitserve serve` on PORT (default: a free one; mirror peers need theirs
+        known before they start)."""
+        self.port = port or free_port()
         log = open(self.tmp / "serve.log", "w")
         self.proc = subprocess.Popen(
             gitserve_cmd("--home", str(self.home), "serve", "--listen",
