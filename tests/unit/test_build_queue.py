@@ -212,6 +212,31 @@ def test_cancel_running_build(env, tmp_path):
         commands.run(env, ["cancel", build_id], lambda *_: True, out)
 
 
+def test_cancel_stops_a_build_waiting_in_its_lane(env, tmp_path):
+    """rq's stop-job command reaches a build whose worker waits for an earlier build of the
+    same ref: it ends `cancelled while waiting`, its workspace goes, the earlier one runs on."""
+    first = "#!/bin/sh\nsleep 303.5 &\necho first\nwait\n"
+    push(env, "lane", {".gitserve/build": first}, options={"build.mode": "async"})
+    r = rqconn.connect(env.effective_redis_url)
+    wait_for(lambda: host_pids("sleep 303.5"))
+    push(env, "lane", {".gitserve/build": "#!/bin/sh\necho second\n"}, options={"build.mode": "async"})
+    first_id, second_id = sorted(records.list_ids(r, "lane"), key=int)
+    wait_for(lambda: any("waiting for build" in e.get("l", "") for e in logs.entries(r, second_id)))
+    workdir = (r.hget(f"gitserve:build:{second_id}", "workdir") or b"").decode()
+    assert workdir and Path(workdir).is_dir()
+    out = Pusher()
+    out.write = lambda s: out(s.rstrip("\n"))  # type: ignore[attr-defined]
+    assert commands.run(env, ["cancel", second_id], lambda *_: True, out, user="dave") == 0
+    assert out.text == [f"build {second_id} cancelled"]
+    second = records.get(r, second_id)
+    assert (second.status, second.reason) == ("cancelled", "cancelled while waiting")
+    assert not Path(workdir).exists()
+    assert records.get(r, first_id).status == "running" and host_pids("sleep 303.5")
+    assert commands.run(env, ["cancel", first_id], lambda *_: True, out, user="dave") == 0
+    assert records.get(r, first_id).reason == "cancelled by dave: process group killed"
+    wait_for(lambda: not host_pids("sleep 303.5"), timeout=5)
+
+
 def test_same_ref_builds_run_in_push_order(env, tmp_path):
     opts = {"build.mode": "async"}
     for n in range(3):
