@@ -91,14 +91,15 @@ def run_deploy(job_data: dict[str, Any], deploy_fn: Callable[..., Any] | None = 
     r = job.connection if job is not None else None
     if r is None:
         raise RuntimeError("run_deploy must run inside an rq worker")
+    try:
+        rqjob.require(job)
+    except rqjob.ForeignJob as exc:  # a worker that would run any function: no deploys on it
+        return _end(r, str(job_data.get("build_id", "")), "failed", str(exc),
+                    int(job_data.get("log_ttl") or 0))
     payload = BuildPayload.from_json(job_data)
     order = payload.deploy
     build_id = payload.build_id
     log_ttl = payload.log_ttl
-    try:
-        rqjob.require(job)
-    except rqjob.ForeignJob as exc:  # a worker that would run any function: no deploys on it
-        return _end(r, build_id, "failed", str(exc), log_ttl)
     if order is None:
         return _end(r, build_id, "failed", "deploy job without a site", log_ttl)
 

@@ -130,7 +130,17 @@ def borrowed_objects(ws: Path) -> list[Path]:
 def run_build(data: dict[str, Any]) -> dict[str, str]:
     """Entry point of the `builds` queue's jobs (logged as `build ID` in workers.log);
     DATA is a BuildPayload's JSON."""
-    payload = BuildPayload.from_json(data)
+    r = _connection()
+    build_id = str(data.get("build_id", ""))
+    try:
+        rqjob.require(get_current_job())
+    except rqjob.ForeignJob as exc:  # a worker that would run any function: no builds on it
+        logger.error("%s", exc)
+        return _end(r, build_id, "failed", str(exc), int(data.get("log_ttl") or 0))
+    try:
+        payload = BuildPayload.from_json(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        return _end(r, build_id, "failed", f"malformed build job ({type(exc).__name__}: {exc})", 0)
     with log_context(f"build {payload.build_id}"):
         logger.info("start %s %s %s", payload.repo, payload.ref, payload.commit[:12])
         result = _run_build(payload)
@@ -142,11 +152,6 @@ def _run_build(payload: BuildPayload) -> dict[str, str]:
     r = _connection()
     build_id = payload.build_id
     log_ttl = payload.log_ttl
-    try:
-        rqjob.require(get_current_job())
-    except rqjob.ForeignJob as exc:  # a worker that would run any function: no builds on it
-        logger.error("%s", exc)
-        return _end(r, build_id, "failed", str(exc), log_ttl)
     if not records.start(r, build_id, worker_name()):
         return {"status": records.get(r, build_id).status}
     build = records.get(r, build_id)

@@ -47,9 +47,11 @@ class LocalWorkers:
     """N `gitserve worker` child processes on this host (they see HOME: fast local fetch)."""
 
     def __init__(self, home: Path, redis_url: str, count: int,
-                 queues: tuple[str, ...] = DEFAULT_QUEUES, log_file: Path | None = None) -> None:
+                 queues: tuple[str, ...] = DEFAULT_QUEUES, log_file: Path | None = None,
+                 env: dict[str, str] | None = None) -> None:
         self.home, self.redis_url, self.count = home, redis_url, count
         self.queues, self.log_file = queues, log_file
+        self.env = env or {}  # more of the worker's environment (buildqueue.workersettings names it)
         self.procs: list[subprocess.Popen] = []
 
     def start(self) -> "LocalWorkers":
@@ -60,7 +62,7 @@ class LocalWorkers:
         return self
 
     def _spawn(self) -> subprocess.Popen:
-        env = dict(os.environ, GITSERVE_HOME=str(self.home))
+        env = dict(os.environ, **self.env, GITSERVE_HOME=str(self.home))
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
         try:
             return subprocess.Popen(

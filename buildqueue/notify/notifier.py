@@ -61,13 +61,17 @@ def _version() -> str:
 
 
 def _settings() -> Settings:
-    """The server's settings: notify jobs run only in the server's workers (GITSERVE_HOME)."""
+    """The server's settings as serve runs with them: notify jobs run only in its notify
+    workers (GITSERVE_HOME, and GITSERVE_SERVER_LISTEN for `serve --listen`)."""
     from gitserve import settings as settings_mod
 
-    home = WorkerSettings.from_env().home
-    if home is None:
+    worker = WorkerSettings.from_env()
+    if worker.home is None:
         raise RuntimeError("notify jobs run in gitserve serve's notify workers (GITSERVE_HOME unset)")
-    return settings_mod.load(home)
+    settings = settings_mod.load(worker.home)
+    if worker.server_listen:  # `serve --listen` overrides gitserve.toml
+        settings.server.listen = worker.server_listen
+    return settings
 
 
 def _connection() -> redis.Redis:

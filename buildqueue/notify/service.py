@@ -11,6 +11,7 @@ from __future__ import annotations
 from gitserve.settings import Settings
 
 from ..worker import LocalWorkers
+from ..workersettings import SERVER_LISTEN_ENV
 from .events import NOTIFY_QUEUE
 
 
@@ -19,7 +20,8 @@ class NotifierService:
         self.settings = settings
         self.workers = LocalWorkers(settings.home, settings.effective_redis_url,
                                     max(1, settings.notify.senders), queues=(NOTIFY_QUEUE,),
-                                    log_file=settings.logs_dir / "workers.log")
+                                    log_file=settings.logs_dir / "workers.log",
+                                    env={SERVER_LISTEN_ENV: settings.server.listen})
 
     def start(self) -> None:
         self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
