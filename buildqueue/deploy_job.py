@@ -22,7 +22,7 @@ from gitserve.secrets.crypt import SecretError, decrypt
 from gitserve.secrets.masker import Masker
 from gitserve.errors import GitserveError
 
-from . import ending, keys, logs, records, rqconn, rqjob, safetar, workspace
+from . import ending, keys, logs, records, rqconn, rqjob, safetar, uids, workspace
 from .notify import events as notify
 from .payload import BuildPayload, DeployOrder
 from .liveness import heartbeat_loop, worker_name
@@ -135,7 +135,9 @@ def run_deploy(job_data: dict[str, Any], deploy_fn: Callable[..., Any] | None = 
                 "commit": payload.new, "pusher": payload.pusher,
                 "pushed_at": payload.pushed_at, "env": secret_values,
                 # what deploy.post must not see besides HOME (keys configured elsewhere)
-                "sandbox_hide": [str(p) for p in WorkerSettings.from_env().sandbox_hidden()]}
+                "sandbox_hide": [str(p) for p in WorkerSettings.from_env().sandbox_hidden()],
+                # as root, a site's processes run as its repo's build uid (SPEC §6, §7.1)
+                "sandbox_uid": uids.uid_for(r, payload.repo, policy.uid_range)}
         options = dict(order.lines)
         fn = deploy_fn or default_deploy()
         site = order.site

@@ -125,13 +125,14 @@ def queued_line(settings: Settings, build_id: str) -> str:
     return f"build {build_id} queued: {follow_command(settings, build_id)}"
 
 
-def deploy_order(options: RepoOptions, ref: str, repo_path: Path) -> DeployOrder | None:
+def deploy_order(options: RepoOptions, ref: str, default_ref: str | None) -> DeployOrder | None:
     """What a build of REF deploys, or None when it must not go live: the repo has no
-    site, or REF is not its deploy.ref (default: the repo's default branch), so a feature
-    branch that builds never replaces the live site."""
+    site, or REF is not its deploy.ref (default: DEFAULT_REF, the branch pinned when the
+    site was configured, never HEAD), so a feature branch that builds never replaces the
+    live site, whoever moved HEAD."""
     if not options.site_name:
         return None
-    if ref != options.deploy_ref(repos.default_branch(repo_path)):
+    if ref != options.deploy_ref(default_ref):
         return None
     return DeployOrder.from_lines(options.deploy_lines())
 
@@ -186,7 +187,8 @@ def enqueue(
             commit=peel(repo_path, new) or new, pusher=pusher, mode=mode, build=opts,
             fetch_ref=hidden_ref(build_id), local_path=str(repo_path),
             clone_url=clone_url(settings, repo_name), secrets=tokens,
-            log_ttl=settings.builds.log_ttl, deploy=deploy_order(options, ref, repo_path),
+            log_ttl=settings.builds.log_ttl,
+            deploy=deploy_order(options, ref, repos.deploy_default(settings, repo_path)),
             sandbox=policy.to_payload(), per_repo=settings.builds.per_repo,
         )
         rqconn.queue(r, opts.queue).enqueue(

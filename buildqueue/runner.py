@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from gitserve import procscan
 from gitserve.sandbox import Run
 
 KILL_GRACE = 2.0   # seconds between SIGTERM and SIGKILL
@@ -34,6 +35,7 @@ KILL_GRACE = 2.0   # seconds between SIGTERM and SIGKILL
 # written are always delivered, however long that takes
 DRAIN_LIMIT = 2.0
 MONITOR_INTERVAL = 0.25
+HOT_INTERVAL = 0.01  # near a limit (half of pids or memory): sample this often
 QUEUE_CHUNKS = 64
 READ_SIZE = 65536
 MAX_LINE_BYTES = 65536
@@ -58,13 +60,16 @@ except OSError:  # pragma: no cover - not Linux
 def die_with_parent(sig: int = signal.SIGKILL) -> Callable[[], None]:
     """preexec_fn: the child gets SIG when its parent dies (Linux), so nothing outlives its
     supervisor: a script its killed job process, Redis and workers a killed `gitserve serve`."""
+    parent = os.getpid()
+
     def preexec() -> None:
         if _LIBC is not None:
             _LIBC.prctl(_PR_SET_PDEATHSIG, sig)
+            if os.getppid() != parent:  # the parent died before prctl: no signal would come
+                os.kill(os.getpid(), sig)
     return preexec
 
 
-_die_with_parent = die_with_parent(signal.SIGKILL)
 
 
 def _killpg(pgid: int, sig: int) -> None:
@@ -72,29 +77,6 @@ def _killpg(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
         pass
-
-
-def _group_alive(pgid: int) -> bool:
-    """Is any process of the group still running? Zombies do not count: they are dead, and
-    in a container without a reaping init they would otherwise never go away."""
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return True
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2:].split()
-        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
-            return True
-    return False
 
 
 def terminate_group(pgid: int, grace: float = KILL_GRACE,
@@ -105,7 +87,7 @@ def terminate_group(pgid: int, grace: float = KILL_GRACE,
     while time.monotonic() < deadline:
         if leader is not None:
             leader.poll()  # reap our own child, or its zombie keeps the group "alive"
-        if not _group_alive(pgid):
+        if not procscan.group_alive(pgid):
             return
         time.sleep(0.05)
     _killpg(pgid, signal.SIGKILL)
@@ -150,7 +132,7 @@ def run_script(
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL if stdin_data is None else subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-            preexec_fn=_die_with_parent, **kw,
+            preexec_fn=die_with_parent(signal.SIGKILL), **kw,
         )
     except BaseException:
         if jail is not None:
@@ -206,16 +188,21 @@ class _Output:
         self.on_line(raw.decode("utf-8", "replace").rstrip("\r\n"))
 
 
-def _limit_reached(jail: Run | None, workspace: Path | None) -> str | None:
+def _limit_reached(jail: Run | None, workspace: Path | None) -> tuple[str | None, bool]:
+    """(the limit reached or None, whether the run is near one: then it is sampled every
+    HOT_INTERVAL, so a fork bomb whose numbers swing around the limit is caught at a peak)."""
     from gitserve import sandbox_limits
 
     if jail is None or jail.limits is None:
-        return None
+        return None, False
     if workspace is not None and sandbox_limits.disk_full(workspace):
-        return "disk"
+        return "disk", False
     if jail.init_pid is None:
-        return None
-    return sandbox_limits.over(sandbox_limits.tree_usage(jail.init_pid), jail.limits)
+        return None, False
+    usage = sandbox_limits.tree_usage(jail.init_pid)
+    lim = jail.limits
+    hot = usage.tasks * 2 >= lim.pids or usage.rss * 2 >= lim.memory
+    return sandbox_limits.over(usage, lim), hot
 
 
 def _supervise(proc: subprocess.Popen, timeout: float, on_line: Callable[[str], None],
@@ -263,10 +250,10 @@ def _supervise(proc: subprocess.Popen, timeout: float, on_line: Callable[[str], 
 
     while proc.poll() is None:
         if eof:  # the script closed its output but runs on
-            time.sleep(0.1)
+            time.sleep(max(0.005, min(0.1, next_watch - time.monotonic())))
         else:
             try:
-                batch = lines.get(timeout=0.1)
+                batch = lines.get(timeout=max(0.005, min(0.1, next_watch - time.monotonic())))
                 if batch is None:
                     eof = True
                 else:
@@ -276,8 +263,8 @@ def _supervise(proc: subprocess.Popen, timeout: float, on_line: Callable[[str], 
                 pass
         now = time.monotonic()
         if now >= next_watch:
-            next_watch = now + MONITOR_INTERVAL
-            limit = _limit_reached(jail, workspace)
+            limit, hot = _limit_reached(jail, workspace)
+            next_watch = now + (HOT_INTERVAL if hot else MONITOR_INTERVAL)
             if limit is not None:
                 outcome = "killed"
         if now >= next_tick:

@@ -158,7 +158,7 @@ def services(settings: Settings, upkeep: UpkeepService | None = None,
     notifier (always: it alone delivers webhooks and mail, with the server's secrets)."""
     from buildqueue.embedded import services as build_services
     from buildqueue.notify.service import services as notify_services
-    from deploy.nginx import services as deploy_services
+    from deploy.sitesctl import services as deploy_services
 
     found: list[Service] = [*build_services(settings), *deploy_services(settings)]
     if upkeep is not None:

@@ -56,6 +56,18 @@ class Source:
     repositories: Path | None = None  # directory of NAME.git to bring
     described: str = ""
     notes: list[str] = field(default_factory=list)
+    hostname: str = ""  # the rc's HOSTNAME (a mirrored site): becomes [server] hostname
+
+
+def rc_hostname(rc_path: Path) -> str:
+    """HOSTNAME from a Gitolite rc (mirroring; `%HOSTNAME` in the conf), or ""."""
+    try:
+        text = rc_path.read_text(errors="replace")
+    except OSError:
+        return ""
+    body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    found = re.search(r"\bHOSTNAME\s*=>\s*(['\"])([A-Za-z0-9][A-Za-z0-9._-]*)\1", body)
+    return found.group(2) if found else ""
 
 
 _RC_DEFAULT_ROLES = {"READERS", "WRITERS"}
@@ -161,6 +173,7 @@ def locate(path: Path | None, repositories: Path | None) -> Source:
             repo_dir = repo_dir or path / "repositories"
             src.described = f"Gitolite site {path}"
             src.notes += [f"warning: {w}" for w in rc_warnings(path / ".gitolite.rc")]
+            src.hostname = rc_hostname(path / ".gitolite.rc")
             keys_file = path / ".ssh" / "authorized_keys"
             if keys_file.exists():
                 src.notes.append(f"to keep serving git@host:repo on port 22, set [server] "

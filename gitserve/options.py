@@ -48,6 +48,9 @@ SITE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 HOST_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+|\*)$")
 CHECK_PATH_RE = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*$")
 SERVER_NAME_RE = re.compile(r"^[A-Za-z0-9.*~^_:-]+( [A-Za-z0-9.*~^_:-]+)*$")
+# SPEC §7.1: a Procfile process type, and deploy.routes' PREFIX=TYPE words
+PROCESS_TYPE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
+ROUTE_RE = re.compile(r"^(/[A-Za-z0-9._~-]+(?:/[A-Za-z0-9._~-]+)*)=([A-Za-z0-9][A-Za-z0-9_-]{0,31})$")
 QUEUE_RE = re.compile(r"^[A-Za-z0-9_.:-]+$")
 HOOK_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$")
 URL_RE = re.compile(r"^https?://[^\s/?#]+(/\S*)?$")
@@ -285,6 +288,21 @@ class Words(Kind[tuple[str, ...]]):
         return tuple(w for w in value.split() if self.keep.search(w))
 
 
+class Routes(Kind[tuple[tuple[str, str], ...]]):
+    """deploy.routes: words /PREFIX=TYPE, each a path prefix proxied to a process type."""
+
+    def parse(self, value: str) -> tuple[tuple[str, str], ...]:
+        routes = []
+        for word in value.split():
+            m = ROUTE_RE.match(word)
+            if not m:
+                raise BadValue(f"{word!r} is not /PREFIX=TYPE")
+            routes.append((m.group(1), m.group(2)))
+        if not routes:
+            raise BadValue("needs at least one /PREFIX=TYPE")
+        return tuple(routes)
+
+
 class Events(Kind[frozenset[str]]):
     """Some of push build deploy; leniently unknown words are ignored."""
 
@@ -441,8 +459,10 @@ def _unparse(value: Any) -> str:
         return "1" if value else "0"
     if isinstance(value, Listen):
         return f"{value.host}:{value.port}" if value.host else str(value.port)
-    if isinstance(value, (tuple, frozenset)):
-        return " ".join(sorted(value) if isinstance(value, frozenset) else value)
+    if isinstance(value, frozenset):
+        return " ".join(sorted(value))
+    if isinstance(value, tuple):
+        return " ".join("=".join(v) if isinstance(v, tuple) else str(v) for v in value)
     return str(value)
 
 
@@ -491,6 +511,11 @@ class SiteOptions(Scope):
     post: str | None = option(RelativePath(), None)
     keep: int = option(IntRange(1, 1000), 5)
     server_name: str = option(Pattern(SERVER_NAME_RE, "bad server name"), "")
+    # SPEC §7.1: the process type nginx proxies / to, path prefixes for others, and how long
+    # the old side's processes keep running after a switch
+    web: str = option(Pattern(PROCESS_TYPE_RE, "a Procfile process type (letters, digits, _ -)"), "web")
+    routes: tuple[tuple[str, str], ...] = option(Routes(), ())
+    drain: int = option(IntRange(0, 3600), 10)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -612,7 +637,8 @@ def builds_enabled(options: Mapping[str, str]) -> bool:
 
 
 def deploy_ref(options: Mapping[str, str], default_branch: str | None) -> str | None:
-    """SPEC §7: the only ref whose builds go live - `deploy.ref`, else the repo's default
-    branch (what HEAD names). None when neither is known: then nothing deploys."""
+    """SPEC §7: the only ref whose builds go live - `deploy.ref`, else DEFAULT_BRANCH, which
+    callers take from repos.deploy_default (the branch pinned when the site was configured),
+    never from HEAD: a writer can move HEAD (issue 21, finding 3). None: nothing deploys."""
     value = (options.get("deploy.ref") or "").strip()
     return normalize_ref(value) if value else default_branch

@@ -17,6 +17,10 @@ from gitserve.errors import GitserveError
 from gitserve.fsutil import atomic_write
 
 DEFAULT_HOME = "~/.gitserve"
+# root's default: the sites and the embedded nginx prefix live in the home, and nginx's
+# unprivileged workers must reach them; /root is 0700, /var/lib is not (Debian's gitolite3
+# lives in /var/lib/gitolite3 for the same reason)
+ROOT_DEFAULT_HOME = "/var/lib/gitserve"
 SETTINGS_FILE = "gitserve.toml"
 
 
@@ -134,6 +138,18 @@ class DeploySettings:
 
 
 @dataclass
+class SitesSettings:
+    """[sites]: ceilings of every site process (SPEC §7.1), as [builds]' are for builds; a
+    server process runs for months, so its CPU-time ceiling is far above a build's."""
+    memory: str = "1G"
+    pids: int = 256
+    cpu_seconds: int = 10 * 365 * 24 * 3600
+    file_size: str = "1G"
+    disk: str = "1G"
+    open_files: int = 4096
+
+
+@dataclass
 class UpkeepSettings:
     # gitserve serve: every gc_interval seconds, gc the repos over git's gc --auto limits
     # (0 turns the sweep off); and gc a repo after every gc_after_pushes pushes (0: never)
@@ -219,6 +235,7 @@ class Settings:
     redis: RedisSettings = field(default_factory=RedisSettings)
     builds: BuildSettings = field(default_factory=BuildSettings)
     deploy: DeploySettings = field(default_factory=DeploySettings)
+    sites: SitesSettings = field(default_factory=SitesSettings)
     upkeep: UpkeepSettings = field(default_factory=UpkeepSettings)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     secrets: SecretsSettings = field(default_factory=SecretsSettings)
@@ -305,10 +322,20 @@ class Settings:
         return self.home / "http"
 
 
+def default_home() -> Path:
+    """~/.gitserve, or for root /var/lib/gitserve (ROOT_DEFAULT_HOME) so that the nginx
+    workers, who never run as root, can serve the sites without an extra step. A root
+    ~/.gitserve made before this default keeps being used (nothing moves under a server)."""
+    user_home = Path(DEFAULT_HOME).expanduser()
+    if os.geteuid() != 0 or (user_home / SETTINGS_FILE).is_file():
+        return user_home.resolve()
+    return Path(ROOT_DEFAULT_HOME)
+
+
 def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
-    """--home, then $GITSERVE_HOME, then ~/.gitserve."""
-    raw = home or os.environ.get("GITSERVE_HOME") or DEFAULT_HOME
-    return Path(raw).expanduser().resolve()
+    """--home, then $GITSERVE_HOME, then default_home()."""
+    raw = home or os.environ.get("GITSERVE_HOME")
+    return Path(raw).expanduser().resolve() if raw else default_home().resolve()
 
 
 # gitserve.toml keys that are not Python names: toml key -> field

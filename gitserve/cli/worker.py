@@ -32,6 +32,9 @@ def add_commands(app: typer.Typer) -> None:
             "--log-console/--no-log-console", hidden=True,
             help="Also show warnings on stderr (off for serve's local workers, whose stderr "
                  "already goes to workers.log).")] = True,
+        cold_stop: Annotated[bool, typer.Option(
+            "--cold-stop", hidden=True,
+            help="SIGTERM kills the running job and exits at once (serve's local workers).")] = False,
     ) -> None:
         """Run build (and, on the server host, deploy) jobs."""
         from buildqueue.rqconn import RedisUnavailable, insecure_reason, safe_url
@@ -51,6 +54,6 @@ def add_commands(app: typer.Typer) -> None:
         # on a build host: can builds run sandboxed here? (each job carries the server's policy)
         logging.getLogger("gitserve.worker").info("%s", sandbox.describe(sandbox.Policy.from_settings(settings.builds)))
         try:
-            run_worker(redis_url, work, name=name, burst=burst)
+            run_worker(redis_url, work, name=name, burst=burst, cold_stop=cold_stop)
         except RedisUnavailable as exc:
             fail(str(exc))

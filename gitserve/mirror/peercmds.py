@@ -36,6 +36,7 @@ class PeerIO:
     read_input: Callable[[int], bytes]  # stdin, capped
     out: Callable[[str], None]
     err: Callable[[str], None]
+    recv: Callable[[int], bytes] | None = None  # stdin as a stream (LFS objects)
 
 
 @dataclass
@@ -71,6 +72,14 @@ def route(settings: Settings, st: AdminState, user: str, command: str) -> Route:
         name = repos.parse_repo_arg(words[2])
         return Route(user, command, sender,
                      answer=lambda io: _meta(settings, st, sender, name, io))
+    if words[:2] == ["mirror", "lfs-want"] and len(words) == 3:
+        name = repos.parse_repo_arg(words[2])
+        return Route(user, command, sender,
+                     answer=lambda io: _lfs_want(settings, st, sender, name, io))
+    if words[:2] == ["mirror", "lfs-put"] and len(words) == 5 and words[4].isdigit():
+        name, oid, size = repos.parse_repo_arg(words[2]), words[3], int(words[4])
+        return Route(user, command, sender,
+                     answer=lambda io: _lfs_put(settings, st, sender, name, oid, size, io))
     if words == ["mirror", "state"]:
         return Route(user, command, sender, answer=lambda io: _state(settings, st, sender, io))
     return Route(user, command, from_server=sender)
@@ -159,3 +168,49 @@ def _state(settings: Settings, st: AdminState, sender: str, io: PeerIO) -> int:
             found[name] = {"seq": state.seq_of(repo_dir), "refs": state.refs_digest(repo_dir)}
     io.out(json.dumps(found) + "\n")
     return 0
+
+
+MAX_OID_LIST = 64 * 1024 * 1024  # a million object ids
+
+
+def _lfs_want(settings: Settings, st: AdminState, sender: str, name: str, io: PeerIO) -> int:
+    """The master's LFS object ids on stdin; answers those this slave does not have."""
+    from gitserve.lfs.repo import store_for
+    from gitserve.lfs.store import valid_oid
+
+    gate.check_master_push(settings.server.hostname, name, _mirror(settings, st, name), sender)
+    raw = io.read_input(MAX_OID_LIST)
+    store = store_for(settings, name)
+    wanted = [o for o in raw.decode("ascii", "replace").split()
+              if valid_oid(o) and not store.has(o)]
+    io.out("".join(f"{o}\n" for o in wanted))
+    return 0
+
+
+def _lfs_put(settings: Settings, st: AdminState, sender: str, name: str, oid: str, size: int,
+             io: PeerIO) -> int:
+    """One LFS object from the master, streamed in and stored only if its sha256 and size
+    match (gitserve.lfs.store: nothing half-written)."""
+    from gitserve.lfs.repo import store_for
+    from gitserve.lfs.store import LfsError
+
+    gate.check_master_push(settings.server.hostname, name, _mirror(settings, st, name), sender)
+    if io.recv is None:
+        io.err("FATAL: mirror lfs-put: no input stream\n")
+        return 1
+    recv = io.recv
+
+    def chunks() -> Any:
+        while True:
+            data = recv(65536)
+            if not data:
+                return
+            yield data
+
+    try:
+        store_for(settings, name).receive(oid, size, chunks())
+    except LfsError as exc:
+        io.err(f"FATAL: mirror lfs-put: {exc}\n")
+        return 1
+    return 0
+

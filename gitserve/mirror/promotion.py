@@ -55,7 +55,7 @@ def check_admin_push(repo: Repo, sha: str, hostname: str, sender: str,
         obj = repo[sha.encode()]
         if not isinstance(obj, Commit):
             return refused
-        rules, _entries, _warnings = admin.build(admin.tree_files(repo, obj.tree))
+        rules, _entries, _warnings = admin.build(admin.tree_files(repo, obj.tree), hostname)
     except (KeyError, admin.AdminError):
         return refused
     proposed = repo_mirror(rules.options(repos.ADMIN_REPO))

@@ -56,6 +56,11 @@ def refs_digest(repo_dir: Path) -> str:
     return h.hexdigest()
 
 
+def lfs_digest(oids: list[str]) -> str:
+    """Digest of a repository's LFS object ids (sorted): unchanged means nothing to send."""
+    return hashlib.sha1("\n".join(sorted(oids)).encode()).hexdigest()
+
+
 def visible_refs(repo_dir: Path) -> dict[str, str]:
     scan = refscan.scan(str(repo_dir))
     return {n.decode("utf-8", "surrogateescape"): s.decode() for n, s in scan.refs.items()
@@ -134,9 +139,11 @@ def read_synced(repo_dir: Path, slave: str) -> dict[str, Any]:
     return _read_json(repo_dir / synced_file(slave))
 
 
-def record_synced(repo_dir: Path, slave: str, refs: str, meta: str, seq: int) -> None:
+def record_synced(repo_dir: Path, slave: str, refs: str, meta: str, seq: int,
+                  lfs: str = "") -> None:
     atomic_write(repo_dir / synced_file(slave),
-                 json.dumps({"refs": refs, "meta": meta, "seq": seq, "at": time.time()}))
+                 json.dumps({"refs": refs, "meta": meta, "seq": seq, "lfs": lfs,
+                             "at": time.time()}))
     try:
         os.unlink(repo_dir / status_file(slave))
     except FileNotFoundError:

@@ -32,6 +32,7 @@ from typing import Any, Iterable
 from gitserve import adminrepo as admin, repos
 from gitserve.fsutil import locked
 from gitserve.git.pushhooks import PushContext, RefUpdate
+from gitserve.lfs.repo import store_for
 from gitserve.settings import Settings
 
 from . import state
@@ -65,10 +66,13 @@ def push_one(settings: Settings, transport: Transport, repo: str, slave: str,
     with locked(repo_dir / f".gl-mirror-lock.{slave}"):
         refs = state.refs_digest(repo_dir)
         meta = state.read_meta(repo_dir)
+        lfs_oids = sorted(store_for(settings, repo).oids())
+        lfs = state.lfs_digest(lfs_oids) if lfs_oids else ""
         synced = state.read_synced(repo_dir, slave)
         if force:  # `mirror push`: send everything again, as Gitolite's always runs git push
             synced = {}
-        if synced.get("refs") == refs and synced.get("meta") == meta.digest():
+        if synced.get("refs") == refs and synced.get("meta") == meta.digest() \
+                and synced.get("lfs", "") == lfs:
             return True, ""
         tid = f"{os.getpid()}-{next(_tids)}"
         try:
@@ -87,6 +91,12 @@ def push_one(settings: Settings, transport: Transport, repo: str, slave: str,
             if rc != 0:
                 state.record_failure(repo_dir, slave, tid, out or f"fatal: ssh exit {rc}")
                 return False, out
+        if lfs and synced.get("lfs", "") != lfs:  # LFS objects before the refs naming them
+            problem = _send_lfs(settings, transport, peer, repo, lfs_oids,
+                                timeout or settings.mirror.push_timeout)
+            if problem:
+                state.record_failure(repo_dir, slave, tid, problem)
+                return False, problem
         seq = state.next_seq(repo_dir, refs)
         if synced.get("refs") != refs:
             ok, out = transport.push(peer, repo_dir, repo, seq,
@@ -97,9 +107,30 @@ def push_one(settings: Settings, transport: Transport, repo: str, slave: str,
                 log.warning("mirror push of %s to %s failed: %s", repo, slave,
                             " ".join(out.split())[:300])
                 return False, out
-        state.record_synced(repo_dir, slave, refs, meta.digest(), seq)
+        state.record_synced(repo_dir, slave, refs, meta.digest(), seq, lfs)
         log.info("mirror push of %s to %s: seq %s", repo, slave, seq)
         return True, out
+
+
+def _send_lfs(settings: Settings, transport: Transport, peer: Any, repo: str,
+              oids: list[str], timeout: float) -> str | None:
+    """Copy the LFS objects the slave lacks (it says which: `mirror lfs-want`); each object
+    streamed as the stdin of `mirror lfs-put REPO OID SIZE`, checked by sha256 there.
+    Returns what went wrong, or None."""
+    rc, out, err = transport.ssh(peer, f"mirror lfs-want {repo}", "\n".join(oids).encode(),
+                                 timeout=timeout)
+    if rc != 0:
+        return (out + err).decode("utf-8", "replace") or f"fatal: ssh exit {rc}"
+    store = store_for(settings, repo)
+    for oid in out.decode("ascii", "replace").split():
+        size = store.size(oid)
+        if size is None:
+            continue  # removed meanwhile (lfs-gc): nothing to send
+        rc, out2, err2 = transport.ssh_file(peer, f"mirror lfs-put {repo} {oid} {size}",
+                                            store.path(oid), timeout)
+        if rc != 0:
+            return (out2 + err2).decode("utf-8", "replace") or f"fatal: ssh exit {rc}"
+    return None
 
 
 @dataclass
@@ -140,7 +171,7 @@ class MirrorSyncer:
     @property
     def transport(self) -> Transport:
         if self._transport is None:
-            self._transport = Transport(self.settings)
+            self._transport = Transport(self.settings, multiplexer=True)
         return self._transport
 
     # --- service ----------------------------------------------------------------------
@@ -271,11 +302,16 @@ class MirrorSyncer:
             refs: str | None = None
             meta: str | None = None
             behind = []
+            lfs: str | None = None
             for slave in mirror.slaves:
                 synced = state.read_synced(repo_dir, slave)
                 refs = refs or state.refs_digest(repo_dir)
                 meta = meta or state.read_meta(repo_dir).digest()
-                if synced.get("refs") != refs or synced.get("meta") != meta:
+                if lfs is None:
+                    oids = list(store_for(self.settings, repo).oids())
+                    lfs = state.lfs_digest(oids) if oids else ""
+                if synced.get("refs") != refs or synced.get("meta") != meta \
+                        or synced.get("lfs", "") != lfs:
                     with self._cond:
                         lane = self._lanes.get(slave)
                         if lane is not None and repo in lane.pending:

@@ -55,8 +55,13 @@ def _mux_dir(settings: Settings) -> Path:
 class Transport:
     """git and ssh commands aimed at the peers of [mirror] peers."""
 
-    def __init__(self, settings: Settings, peers: Peers | None = None) -> None:
+    def __init__(self, settings: Settings, peers: Peers | None = None,
+                 multiplexer: bool = False) -> None:
+        """MULTIPLEXER: this transport keeps the per-peer master connections (the server's
+        MirrorSyncer, one per process and home); every other one (a session's redirect, the
+        CLI) only uses them when they are up."""
         self.settings = settings
+        self.multiplexer = multiplexer
         self.peers = peers if peers is not None else parse_peers(settings.mirror.peers)
         self._masters: dict[str, subprocess.Popen[bytes]] = {}
         self._lock = threading.Lock()
@@ -84,6 +89,8 @@ class Transport:
     def ensure_master(self, peer: Peer) -> None:
         """One multiplexing ssh connection per peer, a child of this process (so it ends
         with the server's process group; no ControlPersist daemon outlives the server)."""
+        if not self.multiplexer:
+            return
         with self._lock:
             proc = self._masters.get(peer.name)
             if proc is not None and proc.poll() is None:
@@ -160,6 +167,20 @@ class Transport:
             return 255, b"", f"ssh to {peer.name}: timed out after {timeout:.0f}s".encode()
         except OSError as exc:
             raise MirrorError(f"cannot run ssh: {exc}") from None
+        return done.returncode, done.stdout, done.stderr
+
+    def ssh_file(self, peer: Peer, command: str, path: Path,
+                 timeout: float) -> tuple[int, bytes, bytes]:
+        """COMMAND on the peer with the file at PATH as its stdin (streamed, not read in)."""
+        argv = self.ssh_argv(peer) + [f"{peer.user}@{peer.host}", command]
+        try:
+            with open(path, "rb") as stdin:
+                done = subprocess.run(argv, stdin=stdin, capture_output=True, timeout=timeout,
+                                      env=self.env(peer))
+        except subprocess.TimeoutExpired:
+            return 255, b"", f"ssh to {peer.name}: timed out after {timeout:.0f}s".encode()
+        except OSError as exc:
+            return 255, b"", str(exc).encode()
         return done.returncode, done.stdout, done.stderr
 
     def _run(self, argv: list[str], peer: Peer, timeout: float) -> tuple[bool, str]:

@@ -129,7 +129,8 @@ def run(settings: Settings, chan: ByteChannel, command: str, user: str, peer: st
                 return route.answer(mirror_peer.PeerIO(
                     lambda limit: commands.CommandContext(
                         settings, user, peer, state, conn.out, conn.err,
-                        conn.chan.recv).read_input(limit), conn.out, conn.err))
+                        conn.chan.recv).read_input(limit), conn.out, conn.err,
+                    conn.chan.recv))
         except (mirror_gate.Refused, repos.RepoError) as exc:
             log.warning("refused %s: %s", user, exc)
             conn.err(f"FATAL: {exc}\n")
@@ -157,6 +158,19 @@ def run_command(conn: Conn, state: AdminState, line: str) -> int:
         raise commands.CommandError(f"suspicious characters loitering about '{line}'")
     if "../" in line:
         raise commands.CommandError("no relative paths allowed anywhere!")
+    if conn.settings.server.hostname:  # mirroring: a slave's copies change on the master only
+        target = mirror_gate.changed_repo(words[0], words[1:])
+        if target is not None:
+            try:
+                name = repos.check_name(target.removesuffix(".git"))
+                mirror_gate.check_local_change(
+                    conn.settings.server.hostname, name,
+                    repo_mirror(state.rules.options(name, wild=repos.wild_info(conn.settings, name)
+                                                    if repos.exists(conn.settings, name) else None)))
+            except mirror_gate.Refused as exc:
+                raise commands.CommandError(str(exc)) from None
+            except repos.RepoError:
+                pass  # a bad name: the command itself says so
     ctx = commands.CommandContext(conn.settings, conn.user, conn.ip, state, conn.out, conn.err,
                                   conn.chan.recv, conn.commands, write=conn.chan.sendall)
     audit.record(conn.settings, user=conn.user, ip=conn.ip, op=words[0], result="allowed")
@@ -244,8 +258,9 @@ def _peer_access(conn: Conn, state: AdminState, name: str, aa: str) -> WildInfo 
     exists = repos.exists(settings, name)
     mirror = repo_mirror(state.rules.options(
         name, wild=repos.wild_info(settings, name) if exists else None))
-    if aa == "R":
-        if mirror.mode(hostname) == ELSEWHERE or not exists:
+    if aa == "R":  # only the servers that mirror this repo (promote fetches from them)
+        if mirror.mode(hostname) == ELSEWHERE or not exists \
+                or sender not in (mirror.master, *mirror.copies):
             raise Denied(f"R any {name} {conn.user} DENIED by fallthru\n"
                          "(or you mis-spelled the reponame)")
         return repos.wild_info(settings, name)
@@ -361,7 +376,8 @@ def _wire_push(handler: ReceivePack, conn: Conn, state: AdminState, name: str, p
             if update.is_delete:
                 return "the admin repo's branch cannot be deleted"
             # the handler's repo: it sees the push's quarantined objects
-            reason = adminrepo.validate_commit(handler.repo, update.new, settings.hooks_dir)
+            reason = adminrepo.validate_commit(handler.repo, update.new, settings.hooks_dir,
+                                               settings.server.hostname)
             if reason:
                 proto.progress_line(f"FATAL: {reason}")
                 _audit_ref(conn, name, update, "rejected", reason)
@@ -378,7 +394,8 @@ def _wire_push(handler: ReceivePack, conn: Conn, state: AdminState, name: str, p
         reason = mirror_promotion.check_admin_push(
             handler.repo, update.new, settings.server.hostname, conn.from_server,
             repo_mirror(rules.options(name)))
-        reason = reason or adminrepo.validate_commit(handler.repo, update.new, settings.hooks_dir)
+        reason = reason or adminrepo.validate_commit(
+            handler.repo, update.new, settings.hooks_dir, settings.server.hostname)
         if reason:
             proto.progress_line(f"FATAL: {reason}")
             _audit_ref(conn, name, update, "rejected", reason)

@@ -7,7 +7,9 @@ own repos. The failover test kills the master, so it runs last.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 import time
 from pathlib import Path
 from typing import Iterator
@@ -15,12 +17,13 @@ from typing import Iterator
 import pytest
 
 from tests.support.cluster import Cluster, disk_refs, make_cluster, wait_for
+from tests.support.tools import require_tool
 
 CONF = """\
-@mirrored = gitolite-admin plain syncd redir noredir survive down status w/..*
+@mirrored = gitolite-admin plain syncd redir noredir survive down status lfsrepo unacked w/..*
 repo gitolite-admin
     RW+ = admin
-repo plain syncd redir noredir survive down status
+repo plain syncd redir noredir survive down status lfsrepo unacked
     RW+ = alice
     R = bob
 repo w/CREATOR/..*
@@ -31,7 +34,7 @@ repo w/CREATOR/..*
 repo @mirrored
     option mirror.master = frodo
     option mirror.slaves = sam gollum
-repo syncd survive
+repo syncd survive unacked
     option mirror.sync = 1
 repo redir
     option mirror.redirectOK = all
@@ -118,6 +121,16 @@ def test_wild_repo_creator_perms_and_description_are_carried(trio: Cluster) -> N
     info = sam.ssh("bob", "info").stdout
     assert re.search(r"^ R\s+w/alice/tool$", info, re.M), info
     assert sam.ssh("bob", "desc", "w/alice/tool").stdout.strip() == "the tool"
+    # changes on a slave's copy would be undone by the master: refused, naming the master
+    for cmd in (("perms", "w/alice/tool", "+", "WRITERS", "bob"),
+                ("desc", "w/alice/tool", "other"), ("perms", "-c", "w/alice/new", "-l")):
+        out = sam.ssh("alice", *cmd)
+        assert out.returncode == 1, cmd
+        name = [a for a in cmd[1:] if a.startswith("w/")][0]
+        assert f"FATAL: sam: '{name}' is a copy; change it on its master 'frodo'" in out.stderr
+    assert not sam.repo_path("w/alice/new").exists()
+    assert "bob" in sam.ssh("alice", "perms", "w/alice/tool", "-l").stdout  # reading is fine
+    assert "WRITERS" not in (repo / "gl-perms").read_text()
 
 
 def test_a_push_to_a_slave_with_redirectok_lands_on_the_master(trio: Cluster) -> None:
@@ -189,6 +202,90 @@ def test_mirror_push_and_status_commands(trio: Cluster) -> None:
     assert frodo.ssh("alice", "mirror", "status", "sam", "status").stdout == ""
     # a repo alice cannot read looks exactly like one that does not exist
     assert "not a valid copy" in frodo.ssh("bob", "mirror", "push", "sam", "local-only").stderr
+    # the same on the server's command line
+    out = frodo.admin_cli("mirror", "status", "status").stdout
+    assert "status: master on frodo; master frodo" in out and "  sam: in sync" in out, out
+    assert frodo.admin_cli("mirror", "status").stdout.strip() == ""  # no failed push anywhere
+    assert frodo.admin_cli("mirror", "push", "gollum", "status").returncode == 0
+    bad = frodo.admin_cli("mirror", "push", "merry", "status", check=False)
+    assert bad.returncode == 1 and "no address for server 'merry'" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def _lfs_env(srv, user: str, home: Path) -> dict[str, str]:
+    env = srv.client_env(user)
+    env["HOME"] = str(home)
+    home.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["git", "lfs", "install", "--skip-repo"], env=env, check=True,
+                   capture_output=True)
+    return env
+
+
+def test_lfs_objects_are_carried_to_the_slaves(trio: Cluster) -> None:
+    require_tool("git-lfs")
+    frodo, sam = trio["frodo"], trio["sam"]
+    env = _lfs_env(frodo, "alice", frodo.tmp / "lfs-alice")
+    work = frodo.tmp / "lfs-work"
+    subprocess.run(["git", "clone", "-q", frodo.url("lfsrepo"), str(work)], env=env, check=True)
+    subprocess.run(["git", "lfs", "track", "*.bin"], cwd=work, env=env, check=True,
+                   capture_output=True)
+    data = os.urandom(300_000)
+    (work / "big.bin").write_bytes(data)
+    subprocess.run(["git", "add", ".gitattributes", "big.bin"], cwd=work, env=env, check=True)
+    subprocess.run(["git", "commit", "-qm", "big"], cwd=work, env=env, check=True)
+    push = subprocess.run(["git", "push", "-q", "origin", "HEAD:refs/heads/main"], cwd=work,
+                          env=env, capture_output=True, text=True)
+    assert push.returncode == 0, push.stderr
+    wait_for(lambda: disk_refs(sam, "lfsrepo") == disk_refs(frodo, "lfsrepo"), what="refs on sam")
+    # a reader clones from the slave and gets the content, over ssh only
+    benv = _lfs_env(sam, "bob", sam.tmp / "lfs-bob")
+    clone = sam.tmp / "lfs-clone"
+    done = subprocess.run(["git", "clone", "-q", sam.url("lfsrepo"), str(clone)], env=benv,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (clone / "big.bin").read_bytes() == data
+
+
+def test_a_push_the_slaves_do_not_confirm_is_not_acknowledged(trio: Cluster) -> None:
+    """mirror.sync = 1 with both slaves down: git push fails (not acknowledged), the master
+    keeps the commit, and the slaves get it when they are back."""
+    frodo, sam, gollum = trio["frodo"], trio["sam"], trio["gollum"]
+    work = _work(frodo, "unacked")
+    _push_new(frodo, work)
+    sam.stop()
+    gollum.stop()
+    try:
+        sha, done = _push_new(frodo, work)
+        assert done.returncode != 0
+        assert "mirror.sync: 0 of 1 slave(s) confirmed" in done.stderr
+        assert "WARNING: mirror.sync = 1 but only 0 slave(s) confirmed" in done.stderr
+        assert disk_refs(frodo, "unacked")["refs/heads/main"] == sha
+    finally:
+        sam.start(port=sam.port)
+        gollum.start(port=gollum.port)
+    wait_for(lambda: disk_refs(sam, "unacked").get("refs/heads/main") == sha
+             and disk_refs(gollum, "unacked").get("refs/heads/main") == sha, timeout=60,
+             what="the slaves to get the unacknowledged push")
+
+
+def test_server_keys_only_do_what_gitolite_lets_a_peer_do(trio: Cluster) -> None:
+    """An attacker holding sam's server key (not the master of anything): it cannot push
+    into frodo's repos, set their meta, read repos it does not mirror, or pose as a user
+    through a slave's redirect line for a repo without redirectOK."""
+    frodo, sam = trio["frodo"], trio["sam"]
+    key = sam.home / "server_key"
+    out = frodo.ssh("alice", "mirror", "meta", "plain", key=key, input='{"perms": "READERS @all"}')
+    assert out.returncode != 0 and "FATAL: frodo: 'plain' is native" in out.stderr
+    out = frodo.ssh("alice", "git-receive-pack 'plain'", key=key)
+    assert out.returncode != 0 and "FATAL: frodo: 'plain' is native" in out.stderr
+    out = frodo.ssh("alice", "USER=alice SOC=git-receive-pack 'noredir'", key=key)
+    assert out.returncode != 0 and "FATAL: frodo: redirection not allowed from 'sam'" in out.stderr
+    out = frodo.ssh("alice", "git-upload-pack 'local-only'", key=key)
+    assert out.returncode != 0 and "DENIED" in out.stderr
+    # and the same key used by a user on the slave: a user key cannot send peer commands
+    out = frodo.ssh("alice", "mirror", "meta", "plain", input="{}")
+    assert out.returncode != 0 and "Usage:" in out.stderr
+    assert not (frodo.repo_path("plain") / "gl-perms").exists()
 
 
 def test_a_slave_down_for_50_pushes_catches_up(trio: Cluster) -> None:

@@ -84,7 +84,7 @@ def make_cluster(tmp: Path, names: list[str], conf: str, users: tuple[str, ...] 
         srv.keys.update(user_keys)
         _merge_settings(srv.home, {"server": {"hostname": name},
                                    "mirror": {"peers": peers, "catchup_interval": 1.0,
-                                              "sync_timeout": 20.0, **(mirror or {})},
+                                              "sync_timeout": 8.0, **(mirror or {})},
                                    "builds": {"workers": 0}})
         srv.port = ports[name]
         cluster.servers[name] = srv

@@ -221,6 +221,12 @@ class GitServer:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(5)
 
+    def stop_sites(self) -> None:
+        """Stop this home's `gitserve sites` (nginx and site processes): serve never does."""
+        from deploy import sitesctl
+
+        sitesctl.stop(self.settings)
+
     def server_log(self) -> str:
         return (self.tmp / "serve.log").read_text()
 

@@ -174,9 +174,9 @@ def _bottom(module: str) -> bool:
 def test_layering() -> None:
     """cli on top; buildqueue and deploy use gitserve's core, never the reverse;
     gitserve/git and gitserve/acl at the bottom (they import no other gitserve module
-    except the leaf helpers errors, fsutil, logsetup, settings and _compat)."""
+    except the leaf helpers errors, fsutil, logsetup, settings, procscan and _compat)."""
     leaves = {"gitserve.errors", "gitserve.fsutil", "gitserve.logsetup", "gitserve.names",
-              "gitserve.options", "gitserve.settings", "gitserve",
+              "gitserve.options", "gitserve.settings", "gitserve", "gitserve.procscan",
               # the one place library internals are used; imports nothing of ours
               "gitserve._compat", "gitserve._compat.dulwich", "gitserve._compat.paramiko"}
     bad = []
@@ -215,10 +215,10 @@ def test_app_wires_hooks_in_order_and_one_command_table(tmp_path: Path) -> None:
         "help", "info", "login", "perms", "secrets", "token", "writable"]
     settings.server.commands = ""
     assert [type(s).__name__ for s in wired.services] == [
-        "EmbeddedRedisService", "LocalWorkersService", "NginxService", "UpkeepService", "NotifierService"]
+        "EmbeddedRedisService", "LocalWorkersService", "SitesService", "UpkeepService", "NotifierService"]
     settings.redis.url = "redis://127.0.0.1:1"
     assert [type(s).__name__ for s in app.build(settings).services] == [
-        "NginxService", "UpkeepService", "NotifierService"]
+        "SitesService", "UpkeepService", "NotifierService"]
     settings.server.hostname = "frodo"  # mirroring: its hook, its queue, its command
     mirrored = app.build(settings)
     assert [type(getattr(h, "inner", h)).__name__ for h in mirrored.hooks] == [
