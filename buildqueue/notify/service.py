@@ -21,7 +21,10 @@ class NotifierService:
         self.workers = LocalWorkers(settings.home, settings.effective_redis_url,
                                     max(1, settings.notify.senders), queues=(NOTIFY_QUEUE,),
                                     log_file=settings.logs_dir / "workers.log",
-                                    env={SERVER_LISTEN_ENV: settings.server.listen})
+                                    env={SERVER_LISTEN_ENV: settings.server.listen},
+                                    # a warm stop: the delivery under way ends, rq's scheduler
+                                    # stops and gives up its lock for the next start
+                                    cold_stop=False)
 
     def start(self) -> None:
         self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
