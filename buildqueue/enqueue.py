@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import shlex
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import redis
@@ -20,7 +20,7 @@ from dulwich.repo import Repo
 from rq.callbacks import Callback
 
 from gitserve import repos
-from gitserve.options import RepoOptions
+from gitserve.options import RepoOptions, enabled
 from gitserve.sandbox import Policy, SandboxError
 from gitserve.secrets import store as secretstore
 from gitserve.secrets.crypt import SecretError
@@ -129,12 +129,20 @@ def deploy_order(options: RepoOptions, ref: str, default_ref: str | None) -> Dep
     """What a build of REF deploys, or None when it must not go live: the repo has no
     site, or REF is not its deploy.ref (default: DEFAULT_REF, the branch pinned when the
     site was configured, never HEAD), so a feature branch that builds never replaces the
-    live site, whoever moved HEAD."""
+    live site, whoever moved HEAD; with deploy.previews it goes live as a preview."""
     if not options.site_name:
         return None
+    lines = options.deploy_lines()
     if ref != options.deploy_ref(default_ref):
-        return None
-    return DeployOrder.from_lines(options.deploy_lines())
+        # another branch goes live only as a preview at BRANCH.SERVER_NAME (SPEC §7.1)
+        if not previews_enabled(options.raw) or not ref.startswith("refs/heads/"):
+            return None
+        lines["deploy.preview"] = ref[len("refs/heads/"):]
+    return DeployOrder.from_lines(lines)
+
+
+def previews_enabled(options: Mapping[str, str]) -> bool:
+    return enabled(options.get("deploy.previews"))
 
 
 def enqueue(
@@ -166,7 +174,7 @@ def enqueue(
         build.job_id = keys.build_job(build_id)
         dropped = records.create(r, build, settings.builds.history)
         try:
-            tokens = secretstore.build_tokens(settings, repo_name)
+            tokens = secretstore.build_tokens(settings, repo_name, ref)
         except SecretError as exc:  # Vault down: the build fails at once, with one clear line
             drop_hidden_refs(repo_path, [build_id, *dropped])
             reason = f"secrets: {exc}"

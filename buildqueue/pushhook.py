@@ -71,6 +71,25 @@ def _enqueue(ctx: PushContext, update: RefUpdate, mode: str):
     return r, build
 
 
+def _remove_previews(ctx: PushContext, updates: list[RefUpdate]) -> None:
+    """A deleted branch takes its preview site along (deploy.previews, SPEC §7.1)."""
+    site = ctx.options.get("deploy.site", "").strip()
+    if not site or not enqueue.previews_enabled(ctx.options):
+        return
+    gone = [u.ref[len("refs/heads/"):] for u in updates if u.is_delete and u.ref.startswith("refs/heads/")]
+    if not gone:
+        return
+    from .deploy_job import queue_preview_removal
+
+    try:
+        r = rqconn.connect(ctx.settings.effective_redis_url)
+        for branch in gone:
+            queue_preview_removal(r, ctx.repo_name, site, branch)
+            ctx.progress(f"gitserve: the preview of {branch} will be removed")
+    except (rqconn.RedisUnavailable, rqconn.redis.RedisError) as exc:
+        ctx.progress(f"gitserve: the preview of {gone[0]} could not be removed: {rqconn.one_line(exc)}")
+
+
 def push_build_options(ctx: PushContext) -> BuildOptions:
     """The repo's build options, adjusted by the pusher's `-o build.skip` / `-o build.mode=async`
     (mode "skip": nothing builds).
@@ -123,6 +142,7 @@ class BuildHook:
                 pass  # no Redis, no notifications; the push itself is fine
         if not options.build.enable:
             return  # SPEC §6: without `option build.enable = 1` a push runs nothing
+        _remove_previews(ctx, updates)
         if updates:
             for hook in options.build.post_receive:
                 posthook.run_post_receive(ctx, updates, hook, ctx.progress)

@@ -23,6 +23,7 @@ from rq.job import Job
 from gitserve.errors import GitserveError
 
 ALLOWED = frozenset({"buildqueue.jobs.run_build", "buildqueue.deploy_job.run_deploy",
+                     "buildqueue.deploy_job.remove_preview",
                      # the notify queue's jobs (only serve's notify workers work that queue)
                      "buildqueue.notify.notifier.deliver_event",
                      "buildqueue.notify.notifier.send_webhook",

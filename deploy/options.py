@@ -7,10 +7,11 @@ with one clear line, never inject nginx directives or publish outside the site d
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any, Mapping
 
-from gitserve.options import SITE_RE, Listen, OptionError, SiteOptions
+from gitserve.options import SITE_RE, BadValue, Listen, ListenAddress, OptionError, SiteOptions
 
 from .errors import DeployError
 
@@ -47,4 +48,15 @@ def parse(site: str, options: Mapping[str, str], default_keep: int) -> SiteOptio
         raise DeployError("options", str(exc)) from None
     if opts.listen.port == opts.preview.port:
         raise DeployError("options", f"site {site}: deploy.port and deploy.preview-port are both {opts.listen.port}")
+    if opts.tls:
+        from .tls import parse_option
+
+        tls = " ".join(opts.tls.split())
+        parse_option(tls)
+        raw = (options.get("deploy.tls-port") or "443").strip()
+        try:  # a bare port listens on deploy.port's host
+            tls_listen = ListenAddress(opts.listen.host).parse(raw)
+        except BadValue as exc:
+            raise DeployError("options", f"option deploy.tls-port = {raw!r}: {exc}") from None
+        opts = dataclasses.replace(opts, tls=tls, tls_listen=tls_listen)
     return opts

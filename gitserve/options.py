@@ -51,6 +51,7 @@ SERVER_NAME_RE = re.compile(r"^[A-Za-z0-9.*~^_:-]+( [A-Za-z0-9.*~^_:-]+)*$")
 # SPEC §7.1: a Procfile process type, and deploy.routes' PREFIX=TYPE words
 PROCESS_TYPE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
 ROUTE_RE = re.compile(r"^(/[A-Za-z0-9._~-]+(?:/[A-Za-z0-9._~-]+)*)=([A-Za-z0-9][A-Za-z0-9_-]{0,31})$")
+TLS_RE = re.compile(r"^(acme|[A-Za-z0-9._-][A-Za-z0-9._/-]* [A-Za-z0-9._-][A-Za-z0-9._/-]*)$")
 QUEUE_RE = re.compile(r"^[A-Za-z0-9_.:-]+$")
 HOOK_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$")
 URL_RE = re.compile(r"^https?://[^\s/?#]+(/\S*)?$")
@@ -516,6 +517,15 @@ class SiteOptions(Scope):
     web: str = option(Pattern(PROCESS_TYPE_RE, "a Procfile process type (letters, digits, _ -)"), "web")
     routes: tuple[tuple[str, str], ...] = option(Routes(), ())
     drain: int = option(IntRange(0, 3600), 10)
+    # SPEC §7.1: a passed build of another branch goes live at BRANCH.SERVER_NAME
+    # (deploy/previews.py), at most previews-max of them
+    previews: bool = option(Boolean(), False)
+    previews_max: int = option(IntRange(1, 100), 5)
+    # site TLS (deploy/tls.py): `acme`, or CERT KEY under HOME/tls; tls-port defaults to 443
+    # on deploy.port's host (deploy/options.py resolves it into tls_listen)
+    tls: str = option(Pattern(TLS_RE, "`acme` or `CERT.pem KEY.pem` (paths under HOME/tls)"), "")
+    tls_port: Listen | None = option(ListenAddress(""), None)
+    tls_listen: Listen | None = None  # not an option: the https listener the deploy uses
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -135,6 +135,11 @@ class DeploySettings:
     # system mode: how to run `nginx -t` on the config that includes conf_dir (default: NGINX -t)
     test_command: str = ""
     keep: int = 5
+    # deploy.tls = acme (SPEC §7.1): the ACME directory ("" = Let's Encrypt), the account's
+    # contact, and the CA bundle to trust for the directory ("" = the system's)
+    acme_directory: str = ""
+    acme_email: str = ""
+    acme_ca_file: str = ""
 
 
 @dataclass
@@ -207,6 +212,8 @@ class NotifySettings:
     timeout: float = 10.0
     # deliveries running at once (one slow receiver never holds up the others)
     senders: int = 4
+    # webhooks to loopback, link-local and private addresses (refused by default: issue 21)
+    allow_private: bool = False
 
 
 @dataclass

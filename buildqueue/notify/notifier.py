@@ -176,7 +176,8 @@ def send_webhook(item: dict[str, Any]) -> None:
     else:
         out = webhook.post(item["url"], item["body"].encode(), key=key, event=item["event"],
                            delivery=item.get("delivery", ""), timeout=settings.notify.timeout,
-                           user_agent=f"gitserve/{_version()}")
+                           user_agent=f"gitserve/{_version()}",
+                           allow_private=settings.notify.allow_private)
     _finish(settings, item, "webhook", item["url"], out)
 
 

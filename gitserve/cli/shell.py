@@ -27,7 +27,6 @@ def shell(
     home: HomeOption = None,
 ) -> None:
     """Forced command for the system OpenSSH: serve SSH_ORIGINAL_COMMAND for USER."""
-    from gitserve import app as app_mod
     from gitserve.ssh.cmd import base as ssh_commands
     from gitserve.ssh.cmd import builtin
     from gitserve.ssh import shell as shell_mod
@@ -47,6 +46,8 @@ def shell(
     command = os.environ.get("SSH_ORIGINAL_COMMAND", "")
     if shell_mod.needs_plugins(command):
         # builds and deploy: their hooks and commands (importing them costs more than a clone)
+        from gitserve import app as app_mod  # only here: sshd starts one process per connection
+
         table = app_mod.ssh_commands_table(settings)
         hooks = shell_mod.for_shell(app_mod.push_hooks(settings))
     else:

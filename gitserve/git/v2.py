@@ -374,11 +374,11 @@ def requested(git_protocol: str | None) -> bool:
 class UploadPackV2Handler:
     """The v2 conversation behind dulwich's Handler interface, for the ssh session."""
 
-    settings = None
-
-    def __init__(self, backend: Any, args: list[str], proto: Any) -> None:
+    def __init__(self, backend: Any, args: list[str], proto: Any, *,
+                 settings: Settings | None = None) -> None:
         self.repo = backend.open_repository(args[0])
         self.proto = proto
+        self.settings = settings
 
     def handle(self) -> None:
         UploadPackV2(self.repo, self.proto, self.settings).serve()

@@ -157,6 +157,12 @@ class Transport:
                 "--no-write-fetch-head", peer.url(repo), "+refs/*:refs/*", "^refs/gitserve/*"]
         return self._run(argv, peer, timeout)
 
+    def fetch_ref(self, peer: Peer, repo_dir: Path, repo: str, refspec: str,
+                  timeout: float) -> tuple[bool, str]:
+        argv = ["git", "-C", str(repo_dir), "fetch", "--quiet", "--no-write-fetch-head",
+                peer.url(repo), refspec]
+        return self._run(argv, peer, timeout)
+
     def ssh(self, peer: Peer, command: str, stdin: bytes = b"",
             timeout: float = 60) -> tuple[int, bytes, bytes]:
         argv = self.ssh_argv(peer) + [f"{peer.user}@{peer.host}", command]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import time
+import urllib.request
 from pathlib import Path
 from typing import Iterator
 
@@ -46,7 +46,7 @@ repo local-only
 @pytest.fixture(scope="module")
 def trio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     cluster = make_cluster(tmp_path_factory.mktemp("trio"), ["frodo", "sam", "gollum"], CONF,
-                           users=("alice", "bob"))
+                           users=("alice", "bob"), http=("frodo",))
     try:
         # the master's admin repo (keys and rules) reaches both slaves on its own
         frodo = cluster["frodo"]
@@ -210,6 +210,13 @@ def test_mirror_push_and_status_commands(trio: Cluster) -> None:
     bad = frodo.admin_cli("mirror", "push", "merry", "status", check=False)
     assert bad.returncode == 1 and "no address for server 'merry'" in bad.stderr
     assert "Traceback" not in bad.stderr
+    # /metrics counts the master's mirror pushes and their lag, per slave
+    text = urllib.request.urlopen(f"http://127.0.0.1:{frodo.http_port}/metrics",
+                                  timeout=30).read().decode()
+    ok = re.search(r'^gitserve_mirror_pushes_total\{result="ok",slave="sam"\} (\S+)$', text, re.M)
+    assert ok and float(ok.group(1)) >= 1, text[-2000:]
+    lag = re.search(r'^gitserve_mirror_lag_seconds_count\{slave="gollum"\} (\S+)$', text, re.M)
+    assert lag and float(lag.group(1)) >= 1
 
 
 def _lfs_env(srv, user: str, home: Path) -> dict[str, str]:
@@ -347,4 +354,11 @@ def test_kill_master_during_pushes_then_promote_loses_no_acknowledged_push(
     gwork = gollum.clone("alice", "noredir")
     _sha, done = _push_new(gollum, gwork)
     assert "FATAL: gollum: pushing 'noredir' to copy 'gollum' not allowed" in done.stderr
-    time.sleep(0)  # nothing to wait for: the asserts above waited for their conditions
+    # the old master comes back as sam's slave: `gitserve mirror rejoin sam` before it starts
+    out = frodo.admin_cli("mirror", "rejoin", "sam")
+    assert "frodo is its slave" in out.stdout, out.stdout + out.stderr
+    frodo.start(port=frodo.port)
+    wait_for(lambda: disk_refs(frodo, "survive") == disk_refs(sam, "survive"), timeout=60,
+             what="the old master to take the new master's state")
+    _sha, done = _push_new(frodo, work, ref="HEAD:refs/heads/late")
+    assert "FATAL: frodo: pushing 'survive' to copy 'frodo' not allowed" in done.stderr
