@@ -37,7 +37,30 @@ class HandOverError(GitserveError):
     pass
 
 
-def pack(ws: Path, out_rel: str) -> bytes:
+def release_source(ws: Path, out_rel: str, dir_given: bool) -> tuple[str, frozenset[str]]:
+    """What becomes the release (SPEC §7.1): the build's deploy.dir, or, when deploy.dir is
+    unset and the build left that default folder empty, the commit as the build left it
+    (the workspace without .git): a Procfile app needs no build output. (rel, top-level
+    names to leave out)."""
+    import os
+
+    from deploy import safetree
+    from deploy.errors import DeployError
+
+    if dir_given:
+        return out_rel, frozenset()
+    try:
+        fd = safetree.open_under(ws, out_rel, "pack")
+    except (DeployError, OSError):
+        return out_rel, frozenset()  # pack() says what is wrong with it
+    try:
+        empty = not os.listdir(fd)
+    finally:
+        os.close(fd)
+    return (".", frozenset({".git", out_rel.split("/")[0]})) if empty else (out_rel, frozenset())
+
+
+def pack(ws: Path, out_rel: str, skip: frozenset[str] = frozenset()) -> bytes:
     """tar.gz of WS/OUT_REL, read through O_NOFOLLOW descriptors after the build's PID
     namespace is gone (deploy.safetree): a symlink or hard link the build left cannot make
     the worker pack a file from outside the output. Raises HandOverError."""
@@ -45,7 +68,7 @@ def pack(ws: Path, out_rel: str) -> bytes:
     from deploy.errors import DeployError
 
     try:
-        return safetree.pack(ws, out_rel)
+        return safetree.pack(ws, out_rel, skip=skip)
     except DeployError as exc:
         raise HandOverError(f"deploy output refused: {exc.message}") from None
     except OSError as exc:
@@ -62,7 +85,8 @@ def unpack(data: bytes, dest: Path) -> None:
 def hand_over(r: redis.Redis, payload: BuildPayload, order: DeployOrder, ws: Path) -> None:
     """Store the output and queue the deploy; the build stays unfinished until it ran."""
     build_id = payload.build_id
-    data = pack(ws, order.dir)
+    rel, skip = release_source(ws, order.dir, order.dir_given)
+    data = pack(ws, rel, skip)
     if len(data) > MAX_ARTIFACT:
         raise HandOverError(f"deploy output {order.dir}/ is too large "
                             f"({len(data) // (1024 * 1024)} MiB packed, limit {MAX_ARTIFACT // (1024 * 1024)})")

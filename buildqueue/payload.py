@@ -31,9 +31,18 @@ class DeployOrder:
 
     @classmethod
     def from_lines(cls, lines: Mapping[str, str]) -> DeployOrder:
+        """From the repo's conf lines (at enqueue)."""
         site = (lines.get("deploy.site") or "").strip()
-        out = (lines.get("deploy.dir") or "public").strip().strip("/") or "public"
-        return cls(site, out, {**lines, "deploy.dir": out})
+        given = (lines.get("deploy.dir") or "").strip().strip("/")
+        out = given or "public"
+        order = {**lines, "deploy.dir": out}
+        if given:  # else an empty public/ means: the commit is the release (SPEC §7.1)
+            order["deploy.dir_given"] = "1"
+        return cls(site, out, order)
+
+    @property
+    def dir_given(self) -> bool:
+        return self.lines.get("deploy.dir_given") == "1"
 
     def to_json(self) -> dict[str, str]:
         return {k[len("deploy."):]: str(v) for k, v in self.lines.items()}
@@ -42,7 +51,9 @@ class DeployOrder:
     def from_json(cls, data: Mapping[str, Any] | None) -> DeployOrder | None:
         if not data or not data.get("site"):
             return None
-        return cls.from_lines({f"deploy.{k}": str(v) for k, v in data.items()})
+        lines = {f"deploy.{k}": str(v) for k, v in data.items()}
+        out = (lines.get("deploy.dir") or "public").strip().strip("/") or "public"
+        return cls(str(data["site"]).strip(), out, lines)
 
 
 @dataclass(frozen=True)

@@ -91,6 +91,13 @@ class RedisSettings:
     url: str = ""
     # a TCP url without a password is refused unless this is true (issue 21)
     allow_insecure: bool = False
+    # Redis Sentinel (SPEC §10): ["HOST:PORT", ...] of the sentinels; everything that uses
+    # Redis asks them for the master named master_name and follows a failover. `password` is
+    # the Redis password (requirepass/masterauth; also sent to the sentinels)
+    sentinels: list[str] = field(default_factory=list)
+    master_name: str = "mymaster"
+    password: str = ""
+    db: int = 0
 
 
 @dataclass
@@ -233,6 +240,14 @@ class HttpSettings:
     auth_failures_per_minute: int = 20
     # git requests served at once (each holds a thread while it packs or receives)
     git_threads: int = 32
+    # --- issue 21: caps against slow or oversized requests ---
+    # seconds a client has to send a request's headers (from connecting, or from the last
+    # response on a kept-alive connection); then the connection is closed
+    header_timeout: float = 20.0
+    # connections open at once from one client address (past it: refused at once)
+    max_connections_per_ip: int = 64
+    # bytes of an upload-pack request after gunzip (git http-backend's 10 MiB default); 0: none
+    max_request_bytes: int = 10 * 1024**2
 
 
 @dataclass
@@ -297,8 +312,22 @@ class Settings:
         return self.repos_dir / f"{name}.git"
 
     @property
+    def external_redis(self) -> bool:
+        """A Redis of the site's own (url or sentinels): serve starts no embedded one."""
+        return bool(self.redis.url or self.redis.sentinels)
+
+    @property
     def effective_redis_url(self) -> str:
-        """The configured Redis URL, or the embedded server's unix socket."""
+        """The configured Redis URL; with sentinels a `redis+sentinel://` URL (one string that
+        workers on this host are started with, see buildqueue/rqconn.py); else the embedded
+        server's unix socket."""
+        if self.redis.sentinels:
+            from urllib.parse import quote
+
+            auth = f":{quote(self.redis.password, safe='')}@" if self.redis.password else ""
+            hosts = ",".join(self.redis.sentinels)
+            return f"redis+sentinel://{auth}{hosts}/{quote(self.redis.master_name, safe='')}/" \
+                   f"{self.redis.db}"
         if self.redis.url:
             return self.redis.url
         return f"unix://{self.redis_socket}"
@@ -369,6 +398,10 @@ def _apply(section: Any, values: dict[str, Any], name: str) -> None:
         expected = type(current)
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
+        if expected is list and not (isinstance(value, list) and
+                                     all(isinstance(v, str) for v in value)):
+            raise SettingsError(
+                f"{SETTINGS_FILE}: [{name}] {key} must be a list of strings, got {value!r}")
         if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
             raise SettingsError(
                 f"{SETTINGS_FILE}: [{name}] {key} must be {expected.__name__}, got {value!r}"
@@ -395,6 +428,8 @@ def load(home: str | os.PathLike[str] | None = None) -> Settings:
 
 
 def _toml_value(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):

@@ -72,13 +72,24 @@ class ClientGone(Exception):
 class _Body:
     """The request body, read from the event loop on demand (gunzipped if git sent it so)."""
 
-    def __init__(self, receive: Receive, gzipped: bool, count: Callable[[int], None]) -> None:
+    def __init__(self, receive: Receive, gzipped: bool, count: Callable[[int], None],
+                 limit: int | None = None) -> None:
         self._receive = receive
         self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzipped else None
         self._buf = bytearray()
         self._pending = bytearray()  # gzip input not inflated yet
         self._more = True
         self._count = count
+        # bytes of request (after gunzip) a request may carry ([http] max_request_bytes for
+        # upload-pack: a 495 KiB gzip body of want lines drove the server to 1.3 GiB)
+        self._limit = limit
+        self._total = 0
+
+    def _took(self, size: int) -> None:
+        self._total += size
+        if self._limit is not None and self._total > self._limit:
+            raise GitProtocolError(f"request too large: more than {self._limit} bytes "
+                                   "([http] max_request_bytes)")
 
     def _pull(self) -> bool:
         if not self._more:
@@ -90,6 +101,7 @@ class _Body:
         self._more = bool(message.get("more_body", False))
         self._count(len(data))
         if self._inflate is None:
+            self._took(len(data))
             self._buf += data
             return True
         self._pending += data
@@ -108,6 +120,7 @@ class _Body:
                     raise GitProtocolError(f"bad gzip request body: {exc}") from None
                 self._pending = bytearray(self._inflate.unconsumed_tail)
                 if out:
+                    self._took(len(out))
                     self._buf += out
                     return True
                 if self._inflate.eof:
@@ -326,7 +339,8 @@ class SmartHttp:
 
         response = _Response(send, f"application/x-{service}-{kind}", sent)
         body = _Body(receive, request.headers.get("content-encoding", "") in ("gzip", "x-gzip"),
-                     received)
+                     received, limit=self.settings.http.max_request_bytes or None
+                     if service == "git-upload-pack" else None)
 
         def work_v2(proto: HttpProtocol) -> None:
             """Protocol v2 (gitserve/git/v2.py) over stateless-rpc: info/refs is the
@@ -375,7 +389,7 @@ class SmartHttp:
             await anyio.to_thread.run_sync(work, limiter=self.limiter)
         except (ClientGone, HangupException, anyio.BrokenResourceError, OSError):
             return
-        except GitProtocolError as exc:
+        except (GitProtocolError, v2.ProtocolV2Error) as exc:  # one line, never a 500
             text = f"FATAL: protocol error: {' '.join(str(exc).split())}\n"
             if not response.started:
                 await PlainTextResponse(text, status_code=400)(scope, receive, send)
