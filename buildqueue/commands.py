@@ -182,10 +182,7 @@ def cmd_retry(r, args, access, out, settings, user: str = "") -> int:
     repo_path = settings.repo_path(old.repo)
     if not repo_path.is_dir():
         raise CommandError(f"repository {old.repo} no longer exists")
-    try:
-        options = adminrepo.repo_options(settings, old.repo)
-    except adminrepo.AdminError as exc:
-        raise CommandError(str(exc)) from None
+    options = adminrepo.repo_options(settings, old.repo)
     if not builds_enabled(options):
         raise CommandError(f"builds are off for {old.repo} (no `option build.enable = 1`)")
     if not enqueue.commit_exists(repo_path, old.new):
@@ -211,7 +208,5 @@ def run(settings: Settings, argv: list[str], access: Access, out: Out, user: str
         if args.cmd == "cancel":
             return cmd_cancel(r, args, access, out, settings, user)
         return cmd_retry(r, args, access, out, settings, user)
-    except rqconn.RedisUnavailable as exc:
-        raise CommandError(str(exc)) from None
-    except (redis.RedisError, OSError) as exc:
+    except (redis.RedisError, OSError) as exc:  # rqconn.RedisUnavailable is one line already
         raise CommandError(f"Redis error: {rqconn.one_line(exc)}") from None

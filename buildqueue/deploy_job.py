@@ -34,7 +34,30 @@ class HandOverError(GitserveError):
     pass
 
 
-def pack(ws: Path, out_rel: str) -> bytes:
+def release_source(ws: Path, out_rel: str, deploy: dict[str, Any]) -> tuple[str, frozenset[str]]:
+    """What becomes the release (SPEC §7.1): the build's deploy.dir, or, when deploy.dir is
+    unset and the build left that default folder empty, the commit as the build left it
+    (the workspace without .git): a Procfile app needs no build output. (rel, top-level
+    names to leave out)."""
+    import os
+
+    from deploy import safetree
+    from deploy.errors import DeployError
+
+    if deploy.get("dir_given"):
+        return out_rel, frozenset()
+    try:
+        fd = safetree.open_under(ws, out_rel, "pack")
+    except (DeployError, OSError):
+        return out_rel, frozenset()  # pack() says what is wrong with it
+    try:
+        empty = not os.listdir(fd)
+    finally:
+        os.close(fd)
+    return (".", frozenset({".git", out_rel.split("/")[0]})) if empty else (out_rel, frozenset())
+
+
+def pack(ws: Path, out_rel: str, skip: frozenset[str] = frozenset()) -> bytes:
     """tar.gz of WS/OUT_REL, read through O_NOFOLLOW descriptors after the build's PID
     namespace is gone (deploy.safetree): a symlink or hard link the build left cannot make
     the worker pack a file from outside the output. Raises HandOverError."""
@@ -42,7 +65,7 @@ def pack(ws: Path, out_rel: str) -> bytes:
     from deploy.errors import DeployError
 
     try:
-        return safetree.pack(ws, out_rel)
+        return safetree.pack(ws, out_rel, skip=skip)
     except DeployError as exc:
         raise HandOverError(f"deploy output refused: {exc.message}") from None
     except OSError as exc:
@@ -59,7 +82,8 @@ def unpack(data: bytes, dest: Path) -> None:
 def hand_over(r: redis.Redis, payload: dict[str, Any], ws: Path, out_rel: str) -> None:
     """Store the output and queue the deploy; the build stays unfinished until it ran."""
     build_id = str(payload["build_id"])
-    data = pack(ws, out_rel)
+    rel, skip = release_source(ws, out_rel, payload["deploy"])
+    data = pack(ws, rel, skip)
     if len(data) > MAX_ARTIFACT:
         raise HandOverError(f"deploy output {payload['deploy']['dir']}/ is too large "
                             f"({len(data) // (1024 * 1024)} MiB packed, limit {MAX_ARTIFACT // (1024 * 1024)})")

@@ -171,6 +171,8 @@ def deploy_options(options: dict[str, str], ref: str, default_ref: str) -> dict[
     if not site:
         return None
     deploy = {k[len("deploy."):]: v for k, v in options.items() if k.startswith("deploy.")}
+    if (deploy.get("dir") or "").strip().strip("/"):
+        deploy["dir_given"] = "1"  # else an empty public/ means: the commit is the release
     deploy["dir"] = (deploy.get("dir") or "public").strip().strip("/") or "public"
     if ref != gsoptions.deploy_ref(options, default_ref):
         # another branch goes live only as a preview at BRANCH.SERVER_NAME (SPEC §7.1)

@@ -17,10 +17,12 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
 
+from gitserve.errors import GitserveError
+
 from .webhook import Outcome
 
 
-class MailConfigError(Exception):
+class MailConfigError(GitserveError):
     """[smtp] is incomplete; one line for the delivery log."""
 
 

@@ -44,7 +44,7 @@ def _repo_for(ctx: CommandContext, site: str, perm: str) -> str:
     if not SITE_RE.match(site):
         raise hidden
     repo = site_repo(ctx.settings, site)
-    if repo is None or not commands.can(ctx, repo, "R"):
+    if repo is None or not ctx.may(repo, "R"):
         raise hidden
     if perm != "R":
         # changing what is live needs the right to push what goes live: W on deploy.ref

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gitserve import repos
+from gitserve import acl, repos
 from gitserve.authkeys import BUILDER
 from gitserve.settings import Settings
 
@@ -28,12 +28,9 @@ def access_for(settings: Settings, rules: Rules, repo: str, user: str) -> LfsAcc
     """LfsAccess of USER on the existing repository REPO under RULES (Gitolite decisions,
     wild-repo roles included). LFS never creates a repository: an unknown one is refused by
     the transports exactly like one the user may not read."""
-    wild = repos.wild_info(settings, repo)
-
-    def check(perm: str, ref: str) -> bool:
-        return rules.check(repo, user, perm, ref, wild=wild, exists=True).allowed
-
-    return LfsAccess(user, check)
+    repo_dir = repos.path(settings, repo)
+    return LfsAccess(user, lambda perm, ref: acl.can(rules, repo, user, perm, ref,
+                                                     repo_dir=repo_dir))
 
 
 OPERATIONS = {"download": "R", "upload": "W"}

@@ -9,7 +9,7 @@ from dulwich.repo import Repo
 from gitserve import audit, repoconf, repos
 from gitserve.errors import CommandError
 
-from .base import Command, CommandContext, can, repo_name
+from .base import Command, CommandContext, repo_name
 
 
 def cmd_fork(ctx: CommandContext, args: list[str]) -> int:
@@ -19,7 +19,7 @@ def cmd_fork(ctx: CommandContext, args: list[str]) -> int:
                 "the other); you become <repo2>'s creator.\n")
         return 1 if args[:1] != ["-h"] else 0
     src, dest = repo_name(args[0]), repo_name(args[1])
-    if not repos.exists(ctx.settings, src) or not can(ctx, src, "R"):
+    if not repos.exists(ctx.settings, src) or not ctx.may(src, "R"):
         raise CommandError(f"'{src}' does not exist or you are not allowed to read it")
     if repos.exists(ctx.settings, dest) or not ctx.rules.can_create(dest, ctx.user):
         raise CommandError(f"'{dest}' already exists or you are not allowed to create it")
