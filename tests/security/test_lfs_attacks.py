@@ -11,6 +11,10 @@
    HTTP (only uploads checked the token's operation). Now a download token only reads.
 3. `git-lfs-transfer` kept a request body of up to 10,000 pkt-lines of 65,516 bytes in memory
    (655 MB per session, for any reader). Now a body over 4 MiB ends the session.
+4. Breaking another user's lock needs RW+, but on the ref the *caller* named: with Gitolite's
+   usual `RW+ personal/USER/ = @all`, bob broke alice's lock on master by naming
+   refs/heads/personal/bob/x (HTTP and ssh). Now the lock's own ref (else HEAD's branch) is
+   the one asked about.
 
 Each test failed before its fix.
 """
@@ -43,6 +47,10 @@ repo plain
     RW+ = alice
     RW = bob
     R = dave
+repo team
+    RW+ = alice
+    RW master = bob
+    RW+ personal/USER/ = bob
 """
 MEDIA = {"Content-Type": "application/vnd.git-lfs+json",
          "Accept": "application/vnd.git-lfs+json"}
@@ -179,3 +187,45 @@ def test_transfer_request_body_is_bounded(srv):
     assert out.startswith(pkt(b"version=1\n")), out[:100]
     assert b"status 200" not in out, out[:200]
     assert proc.returncode != 0
+
+
+def _team_lock(srv: GitServer, path: str) -> str:
+    status, body = lfs(srv, "team", "locks", basic(srv, "alice"),
+                       {"path": path, "ref": {"name": "refs/heads/master"}})
+    assert status == 201, body
+    return str(body["lock"]["id"])
+
+
+def test_force_unlock_asks_about_the_locks_ref_over_http(srv):
+    lock_id = _team_lock(srv, "http.psd")
+    for ref in ("refs/heads/master", "refs/heads/personal/bob/x", None):
+        body: dict[str, Any] = {"force": True}
+        if ref:
+            body["ref"] = {"name": ref}
+        status, answer = lfs(srv, "team", f"locks/{lock_id}/unlock", basic(srv, "bob"), body)
+        assert status == 403, (ref, answer)
+    status, body = lfs(srv, "team", "locks", basic(srv, "bob"))
+    assert [lock["path"] for lock in body["locks"]] == ["http.psd"], body
+    # bob's own RW+ ref still lets him break a lock made for it
+    status, body = lfs(srv, "team", "locks", basic(srv, "alice"),
+                       {"path": "mine.psd", "ref": {"name": "refs/heads/personal/bob/x"}})
+    assert status == 201, body
+    status, answer = lfs(srv, "team", f"locks/{body['lock']['id']}/unlock",
+                         basic(srv, "bob"), {"force": True})
+    assert status == 200, answer
+
+
+def test_force_unlock_asks_about_the_locks_ref_over_ssh(srv):
+    lock_id = _team_lock(srv, "ssh.psd")
+    proc = subprocess.Popen(
+        srv.ssh_command(srv.key_for("bob")) + [f"git@{srv.host}", "git-lfs-transfer",
+                                                "team", "upload"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=srv.client_env("bob"))
+    request = (pkt(f"unlock {lock_id}\n".encode()) + pkt(b"force=true\n")
+               + pkt(b"refname=refs/heads/personal/bob/x\n") + b"0000"
+               + pkt(b"quit\n") + b"0000")
+    out, _ = proc.communicate(request, timeout=60)
+    assert b"status 403" in out, out
+    status, body = lfs(srv, "team", "locks", basic(srv, "bob"), None)
+    assert "ssh.psd" in [lock["path"] for lock in body["locks"]], body
