@@ -154,7 +154,7 @@ def serve(
     os.close(serve_lock)
 
 
-def _lock_home(settings: Any) -> int:
+def _lock_home(settings: Settings) -> int:
     """One serve per home: HOME/run/serve.lock, flocked for serve's whole life. A second
     serve fails at once; a serve that finds it free knows every leftover (a Redis still
     flushing after its killed predecessor) is stale and may be replaced."""
