@@ -118,7 +118,7 @@ def deliver_event(event: dict[str, Any]) -> None:
     mails = [] if kind == "push" else list(targets.email)
     build_id = str(data.get("build_id", ""))
     try:
-        mask, _repo_secrets, _server = _secrets(settings, repo)
+        mask, repo_secrets, _server = _secrets(settings, repo)
     except SecretError as exc:
         for channel, target in [("webhook", u) for u in hooks] + [("email", ", ".join(mails))] * bool(mails):
             notifylog.record(settings, repo=repo, event=kind, channel=channel, target=target,
@@ -134,8 +134,13 @@ def deliver_event(event: dict[str, Any]) -> None:
         if kind != "push":
             body["log_tail"] = notice.log_lines[-10:]
         raw = webhook.encode(body).decode()
+        # signed here, where the notice was made from the event: a delivery job sends only
+        # what it carries, so a job written into Redis by anyone else gets no signature made
+        key = repo_secrets.get("webhook")
+        signature = webhook.sign(raw.encode(), key) if key else None
         for url in hooks:
-            queue.enqueue("buildqueue.notify.notifier.send_webhook", {**common, "url": url, "body": raw},
+            queue.enqueue("buildqueue.notify.notifier.send_webhook",
+                          {**common, "url": url, "body": raw, "signature": signature},
                           retry=retry, result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
                           description=f"notify {kind} {repo} webhook")
     if mails:
@@ -165,19 +170,13 @@ def _finish(settings: Settings, item: dict[str, Any], channel: str, target: str,
 
 
 def send_webhook(item: dict[str, Any]) -> None:
-    """One POST of a notice to one URL, signed with the repo's `webhook` secret (read now)."""
+    """One POST of a notice to one URL, with the signature deliver_event made."""
     _connection()
     settings = _settings()
-    repo = item["repo"]
-    try:
-        key = store_for(settings, repo).values(repo).get("webhook")
-    except SecretError as exc:
-        out = webhook.Outcome(False, None, 1, f"not sent: secrets unavailable: {exc}", final=True)
-    else:
-        out = webhook.post(item["url"], item["body"].encode(), key=key, event=item["event"],
-                           delivery=item.get("delivery", ""), timeout=settings.notify.timeout,
-                           user_agent=f"gitserve/{_version()}",
-                           allow_private=settings.notify.allow_private)
+    out = webhook.post(item["url"], item["body"].encode(), signature=item.get("signature"),
+                       event=item["event"], delivery=item.get("delivery", ""),
+                       timeout=settings.notify.timeout, user_agent=f"gitserve/{_version()}",
+                       allow_private=settings.notify.allow_private)
     _finish(settings, item, "webhook", item["url"], out)
 
 

@@ -129,17 +129,18 @@ def encode(body: dict[str, Any]) -> bytes:
     return json.dumps(body, sort_keys=True, ensure_ascii=False).encode()
 
 
-def post(url: str, data: bytes, *, key: str | None, event: str, delivery: str, timeout: float,
-         user_agent: str, allow_private: bool = False) -> Outcome:
+def post(url: str, data: bytes, *, signature: str | None, event: str, delivery: str,
+         timeout: float, user_agent: str, allow_private: bool = False) -> Outcome:
     """One POST of DATA to URL. `final` says whether another attempt could help: not after
     a 4xx (the receiver said no), a redirect (never followed) or a destination that is not
     public (unless ALLOW_PRIVATE); yes after no answer or a 5xx. The retries themselves are
-    rq's (notify/notifier.py)."""
+    rq's (notify/notifier.py). SIGNATURE: sign(DATA, the repo's key), made when the notice was
+    (so a delivery job can only send what the server signed)."""
     opener = _OPENER if allow_private else _GUARDED
     headers = {"Content-Type": "application/json", "User-Agent": user_agent,
                "X-Gitserve-Event": event, "X-Gitserve-Delivery": delivery}
-    if key:
-        headers[SIGNATURE_HEADER] = sign(data, key)
+    if signature:
+        headers[SIGNATURE_HEADER] = signature
     req = urllib.request.Request(url, data=data, method="POST", headers=headers)
     try:
         with opener.open(req, timeout=timeout) as resp:

@@ -53,7 +53,8 @@ def receiver():
 
 
 def _post(url: str) -> webhook.Outcome:
-    return webhook.post(url, b"{}", key="k", event="build", delivery="d", timeout=2, user_agent="t",
+    return webhook.post(url, b"{}", signature=webhook.sign(b"{}", "k"), event="build", delivery="d",
+                        timeout=2, user_agent="t",
                         allow_private=True)  # the receiver is on 127.0.0.1
 
 
