@@ -15,6 +15,10 @@
    usual `RW+ personal/USER/ = @all`, bob broke alice's lock on master by naming
    refs/heads/personal/bob/x (HTTP and ssh). Now the lock's own ref (else HEAD's branch) is
    the one asked about.
+5. The push check for locked paths looked at branches only, and diffed a new ref against the
+   empty tree: bob's edit of alice's locked file went in as refs/tags/t1 or refs/for/main,
+   while a new branch made from main (no change at all) was refused for holding the file.
+   Now every ref is checked, a new ref by what its new commits change.
 
 Each test failed before its fix.
 """
@@ -47,6 +51,9 @@ repo plain
     RW+ = alice
     RW = bob
     R = dave
+repo locked
+    RW+ = alice
+    RW+ = bob
 repo team
     RW+ = alice
     RW master = bob
@@ -229,3 +236,33 @@ def test_force_unlock_asks_about_the_locks_ref_over_ssh(srv):
     assert b"status 403" in out, out
     status, body = lfs(srv, "team", "locks", basic(srv, "bob"), None)
     assert "ssh.psd" in [lock["path"] for lock in body["locks"]], body
+
+
+def test_locked_path_push_check_covers_every_ref_and_only_real_changes(srv, tmp_path):
+    alice = tmp_path / "alice"
+    srv.git("alice", "clone", "-q", srv.url("locked"), str(alice), check=False)
+    (alice / "locked.bin").write_text("v1\n")
+    (alice / "other.txt").write_text("o\n")
+    srv.git("alice", "add", ".", cwd=alice)
+    srv.git("alice", "commit", "-qm", "c1", cwd=alice)
+    srv.git("alice", "push", "-q", "origin", "HEAD:refs/heads/main", cwd=alice)
+    status, body = lfs(srv, "locked", "locks", basic(srv, "alice"),
+                       {"path": "locked.bin", "ref": {"name": "refs/heads/main"}})
+    assert status == 201, body
+    bob = tmp_path / "bob"
+    srv.git("bob", "clone", "-q", srv.url("locked"), str(bob))
+    # a branch from main that leaves locked.bin alone is not a change to it
+    srv.git("bob", "push", "-q", "origin", "HEAD:refs/heads/feature", cwd=bob)
+    (bob / "other.txt").write_text("o2\n")
+    srv.git("bob", "commit", "-qam", "other", cwd=bob)
+    srv.git("bob", "push", "-q", "origin", "HEAD:refs/heads/feature2", cwd=bob)
+    (bob / "locked.bin").write_text("bob\n")
+    srv.git("bob", "commit", "-qam", "bob edits the locked file", cwd=bob)
+    for ref in ("refs/tags/t1", "refs/for/main", "refs/heads/feature3", "refs/heads/main",
+                "refs/heads/feature2"):
+        push = srv.git("bob", "push", "origin", f"HEAD:{ref}", cwd=bob, check=False)
+        assert push.returncode != 0, ref
+        assert "locked.bin is locked by alice" in push.stderr, (ref, push.stderr)
+    refs = srv.git("bob", "ls-remote", srv.url("locked")).stdout
+    assert "refs/tags/t1" not in refs and "refs/for/main" not in refs
+    assert "refs/heads/feature3" not in refs
