@@ -14,6 +14,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 from rq import Queue
+from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
@@ -145,6 +146,16 @@ def cancel_job(r: redis.Redis, job_id: str) -> None:
         Job.fetch(job_id, connection=r, serializer=JSONSerializer).cancel()
     except (NoSuchJobError, InvalidJobOperation):
         pass
+
+
+def stop_job(r: redis.Redis, job_id: str) -> bool:
+    """rq's stop-job command to the worker running JOB_ID (it kills the work-horse and runs the
+    job's on_stopped callback); False when no worker runs it (not started, or already over)."""
+    try:
+        send_stop_job_command(r, job_id, serializer=JSONSerializer)
+    except (NoSuchJobError, InvalidJobOperation):
+        return False
+    return True
 
 
 def safe_url(url: str) -> str:

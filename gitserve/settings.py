@@ -214,10 +214,11 @@ class SecretsSettings:
 class NotifySettings:
     """Delivery of notify.webhook / notify.email (by `gitserve serve`, never by a build)."""
     attempts: int = 5
-    # seconds before the first retry; doubled for each later one
+    # seconds before the first retry; doubled for each later one (rq's Retry: whole seconds)
     backoff: float = 1.0
     timeout: float = 10.0
-    # deliveries running at once (one slow receiver never holds up the others)
+    # notify worker processes serve runs: deliveries at once (one slow receiver never holds
+    # up the others)
     senders: int = 4
     # webhooks to loopback, link-local and private addresses (refused by default: issue 21)
     allow_private: bool = False

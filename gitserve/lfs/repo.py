@@ -1,4 +1,4 @@
-"""Where one repository's LFS data lives: HOME/lfs/REPO (see the package docstring)."""
+"""Where one repository's LFS data lives: HOME/lfs/REPO.git (store.repo_root says why)."""
 
 from __future__ import annotations
 
@@ -10,18 +10,27 @@ from gitserve.settings import Settings
 
 from .access import LfsAccess
 from .locks import LockTable
-from .store import LfsError, LfsStore
+from .store import LfsError, LfsStore, repo_root
 
 if TYPE_CHECKING:
     from gitserve.acl import Rules
 
 
 def store_for(settings: Settings, repo: str) -> LfsStore:
-    return LfsStore(settings.lfs_dir / repo, settings.server.max_lfs_object_bytes)
+    return LfsStore(repo_root(settings.lfs_dir, repo), settings.server.max_lfs_object_bytes)
+
+
+def head_ref(settings: Settings, repo: str) -> str:
+    """The branch REPO's HEAD names (`any` when it cannot be read)."""
+    try:
+        head = (repos.path(settings, repo) / "HEAD").read_text().strip()
+    except (OSError, repos.RepoError):
+        return "any"
+    return head[5:].strip() if head.startswith("ref: refs/") else "any"
 
 
 def locks_for(settings: Settings, repo: str) -> LockTable:
-    return LockTable(settings.lfs_dir / repo)
+    return LockTable(repo_root(settings.lfs_dir, repo), default_ref=head_ref(settings, repo))
 
 
 def access_for(settings: Settings, rules: Rules, repo: str, user: str) -> LfsAccess:

@@ -12,7 +12,9 @@ from __future__ import annotations
 from gitserve import audit
 from gitserve.ssh.cmd import base as ssh_commands
 
-from . import secrets, secretscope, secretstore
+from . import crypt as secrets
+from . import scope as secretscope
+from . import store as secretstore
 
 USAGE = ("usage: secrets list REPO | set REPO NAME [--ref REF]... (value on stdin) | remove REPO NAME\n"
          "REPO @server holds the server's own secrets (the SMTP password)\n")
