@@ -188,12 +188,13 @@ def test_transfer_request_body_is_bounded(srv):
     line = pkt(b"x" * 64999 + b"\n")
     body = pkt(b"version 1\n") + b"0001" + line * 80 + b"0000"
     try:
-        out, _ = proc.communicate(body, timeout=60)
+        out, err = proc.communicate(body, timeout=60)
     except BrokenPipeError:
-        out, _ = proc.communicate(timeout=60)
+        out, err = proc.communicate(timeout=60)
     assert out.startswith(pkt(b"version=1\n")), out[:100]
     assert b"status 200" not in out, out[:200]
     assert proc.returncode != 0
+    assert err == b"FATAL: git-lfs-transfer: request body too large\n"
 
 
 def _team_lock(srv: GitServer, path: str) -> str:

@@ -44,6 +44,8 @@ def cmd_lfs_transfer(ctx: CommandContext, args: list[str]) -> int:
         transfer.serve()
     except (ProtocolError, EOFError) as exc:
         log.warning("git-lfs-transfer %s for %s ended: %s", repo, ctx.user, exc)
+        if isinstance(exc, ProtocolError):  # the client broke the protocol: one line says how
+            ctx.err(f"FATAL: git-lfs-transfer: {exc}\n")
         return 1
     return 0
 
