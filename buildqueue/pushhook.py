@@ -121,11 +121,13 @@ class BuildHook:
                                   ctx.user, ctx.options, updates)
             except rqconn.RedisUnavailable:
                 pass  # no Redis, no notifications; the push itself is fine
-        if not builds_enabled(ctx.options):
-            return  # SPEC §6: without `option build.enable = 1` a push runs nothing
         if updates:
+            # Gitolite's repo-specific hooks run as they ran there, builds or not: the script
+            # is the admin's, installed in HOME/hooks, never code from the push
             for hook in posthook.hook_names(ctx.options):
                 posthook.run_post_receive(ctx, updates, hook, ctx.progress)
+        if not builds_enabled(ctx.options):
+            return  # SPEC §6: without `option build.enable = 1` a push runs no pushed code
         opts = push_build_options(ctx)
         if opts.mode == "gate":
             return

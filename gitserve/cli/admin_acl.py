@@ -65,7 +65,13 @@ def validate_conf(target: CheckTarget, report: CheckReport) -> None:
             raise CheckFailed(f"{target.conf}: {exc.strerror or exc}") from None
         vref_home = None
     else:
-        settings, state = _current_admin_state(target.home)
+        from gitserve import admin
+
+        settings = load_settings(target.home)
+        try:
+            state = admin.current(settings)
+        except Exception as exc:  # AdminError and friends: one line, as everywhere
+            raise CheckFailed(str(exc)) from None
         rules = state.rules
         vref_home = settings.home
         report.warnings.extend(getattr(state, "warnings", ()))
@@ -119,6 +125,14 @@ def lint_vrefs(rules: acl.Rules, home: Optional[Path] = None) -> list[str]:
     return out
 
 
+def run_checks(target: CheckTarget, validators: Sequence[Validator]) -> CheckReport:
+    """Every validator in order; raises CheckFailed with the first problem."""
+    report = CheckReport()
+    for validator in validators:
+        validator(target, report)
+    return report
+
+
 def add_commands(app: typer.Typer, validators: Sequence[Validator]) -> None:
     """`access` and `check`; `check` runs VALIDATORS in order."""
     @app.command(
@@ -167,13 +181,10 @@ def add_commands(app: typer.Typer, validators: Sequence[Validator]) -> None:
             "--strict", help="treat warnings (e.g. ignored syntax errors) as errors")] = False,
         home: HomeOption = None,
     ) -> None:
-        target = CheckTarget(conf=conf, home=home)
-        report = CheckReport()
-        for validator in validators:
-            try:
-                validator(target, report)
-            except CheckFailed as exc:
-                fail(str(exc))
+        try:
+            report = run_checks(CheckTarget(conf=conf, home=home), validators)
+        except CheckFailed as exc:
+            fail(str(exc))
         for w in report.warnings:
             print(f"WARNING: {w}", file=sys.stderr)
         if strict and report.warnings:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gitserve import admin, gitolite_import
+from gitserve import admin, gitolite_import, gitolite_rc
 from gitserve.cli.init import init_home
 from gitserve.settings import Settings
 from tests.support.keys import keygen
@@ -134,17 +134,32 @@ def test_locate_says_what_it_cannot_use(tmp_path):
     assert [p.name for p in plans] == ["foo", "wild/alice/p"] and warnings == []
 
 
-def test_rc_settings_that_do_not_carry_over_are_named(tmp_path):
-    """Gitolite's own default rc (what `gitolite setup` writes) loses nothing; changes are named."""
+def test_rc_settings_carry_over_and_what_does_not_is_named(tmp_path):
+    """Gitolite's own default rc (what `gitolite setup` writes) loses nothing; ENABLE'd commands
+    and GIT_CONFIG_KEYS carry over (Perl evaluates the rc, as Gitolite does); the rest is named."""
     require_tool("gitolite")
+    require_tool("perl")
     rc = tmp_path / ".gitolite.rc"
     rc.write_text(Path("/usr/share/gitolite3/lib/Gitolite/Rc.pm").read_text().split("__DATA__", 1)[1])
     assert gitolite_import.rc_warnings(rc) == []  # Gitolite's default rc: nothing lost
     text = rc.read_text().replace("GIT_CONFIG_KEYS                 =>  ''",
                                   "GIT_CONFIG_KEYS                 =>  'gitweb\\..*'")
     text = text.replace("WRITERS                     =>  1,", "WRITERS => 1,\n        OWNERS => 1,")
-    text = text.replace("'writable',", "'writable',\n            'D',", 1)
+    text = text.replace("'writable',", "'writable',\n            'D', 'fork', 'sskm',", 1)
+    text = text.replace("# LOCAL_CODE                =>  \"$ENV{HOME}/local\",",
+                        "LOCAL_CODE                =>  \"$ENV{HOME}/local\",")
     rc.write_text(text)
     got = gitolite_import.rc_warnings(rc)
-    assert len(got) == 3, got
-    assert "GIT_CONFIG_KEYS 'gitweb\\..*'" in got[0] and "roles OWNERS" in got[1] and ": D" in got[2]
+    assert len(got) == 2, got
+    assert "roles OWNERS" in got[0] and got[1].endswith("does not have: sskm")
+    site = gitolite_rc.read_site(tmp_path)
+    assert site.commands == ["D", "fork"] and site.git_config_keys == "gitweb\\..*"
+    assert site.local_code == tmp_path / "local"
+    # without Perl the same settings are read by hand
+    assert gitolite_rc.carry(gitolite_rc._regex_read(text, tmp_path), rc).commands == ["D", "fork"]
+
+
+def test_the_rc_commands_are_gitserves_optional_commands():
+    from gitserve.ssh import repocmds
+
+    assert gitolite_rc.GITSERVE_COMMANDS == repocmds.OPTIONAL
