@@ -21,13 +21,14 @@ import errno
 import logging
 import os
 import shutil
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dulwich.objects import Commit
 from dulwich.repo import Repo
 
-from gitserve import admin, gitolite_rc, repos
+from gitserve import admin, gitolite_rc, repoconf, repos
 from gitserve.errors import GitserveError
 from gitserve.settings import Settings
 
@@ -141,12 +142,6 @@ def locate(path: Path | None, repositories: Path | None) -> Source:
             except gitolite_rc.RcError as exc:
                 raise GitoliteImportError(str(exc)) from None
             src.notes += [f"warning: {w}" for w in src.site.notes]
-            keys_file = path / ".ssh" / "authorized_keys"
-            if keys_file.exists():
-                src.notes.append(f"to keep serving git@host:repo on port 22, set [server] "
-                                 f'authorized_keys = "{keys_file}" in gitserve.toml and run '
-                                 f"`gitserve admin authorized-keys --write {keys_file}` "
-                                 "(README: Behind the system OpenSSH)")
         elif _is_git_dir(path):
             src.history, src.tip = path, _tip_of(path, prefer_master=True)
             if src.tip is None:
@@ -292,7 +287,23 @@ def clean_repo(path: Path, name: str) -> list[str]:
         p = path / f
         if p.is_file() or p.is_symlink():
             p.unlink()
-    return notes
+    return notes + _drop_program_keys(path, name)
+
+
+def _drop_program_keys(path: Path, name: str) -> list[str]:
+    """Config keys that make git run a program or read another file (Gitolite writes any key
+    GIT_CONFIG_KEYS allows; gitserve never keeps those): removed from the copied repo's config."""
+    config = path / "config"
+    if not config.is_file():
+        return []
+    listed = subprocess.run(["git", "config", "--file", str(config), "--name-only", "--list"],
+                            capture_output=True, text=True, timeout=60, check=False)
+    dropped = sorted({k for k in listed.stdout.split() if repoconf.is_dangerous(k)})
+    for key in dropped:
+        subprocess.run(["git", "config", "--file", str(config), "--unset-all", key],
+                       capture_output=True, timeout=60, check=False)
+    return [f"{name}: git config {key} removed (it runs programs or reads files)"
+            for key in dropped]
 
 
 class RepoMover:

@@ -62,6 +62,8 @@ class SiteSettings:
     local_code: Path | None = None
     ssh_user: str | None = None
     default_branch: str = "master"
+    # the hosting user's ~/.ssh/authorized_keys (Gitolite's block, sshd's forced commands)
+    authorized_keys: Path | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -175,6 +177,9 @@ def read_site(home: Path) -> SiteSettings:
     site = carry(read_rc(rc_path, home), rc_path)
     site.ssh_user = hosting_user(home)
     site.default_branch = host_default_branch(home)
+    keys_file = home / ".ssh" / "authorized_keys"
+    if keys_file.is_file():
+        site.authorized_keys = keys_file
     return site
 
 

@@ -99,15 +99,25 @@ def _prepare_files(
     return files, f"gitserve init: admin {user}", notes
 
 
-def _carry_site(s: settings_mod.Settings, site: gitolite_rc.SiteSettings) -> list[str]:
+def _carry_site(s: settings_mod.Settings, site: gitolite_rc.SiteSettings,
+                takeover_sshd: bool) -> list[str]:
     """Write what the Gitolite site decided into S (gitserve.toml); the lines saying so."""
+    lines = []
+    if site.authorized_keys is not None and not takeover_sshd:
+        # the system sshd keeps serving git@host:repo; `gitserve serve` swaps Gitolite's
+        # forced commands in that file for `gitserve shell` ones
+        s.server.authorized_keys = str(site.authorized_keys)
+        s.server.public_port = 22
+        lines.append(f"gitserve.toml: authorized_keys = '{site.authorized_keys}': `gitserve "
+                     "serve` replaces Gitolite's forced commands there with `gitserve shell` "
+                     "(users keep git@host:repo on the system sshd)")
     s.server.commands = " ".join(site.commands)
     s.server.git_config_keys = site.git_config_keys
     s.server.default_branch = site.default_branch
     if site.ssh_user:
         s.server.ssh_user = site.ssh_user
-    lines = [f"gitserve.toml: default_branch = {site.default_branch!r}, ssh_user = "
-             f"{s.server.ssh_user!r}"]
+    lines.append(f"gitserve.toml: default_branch = {site.default_branch!r}, ssh_user = "
+                 f"{s.server.ssh_user!r}")
     if site.commands:
         lines.append(f"gitserve.toml: commands = {s.server.commands!r} (the rc's ENABLE)")
     if site.git_config_keys:
@@ -183,7 +193,7 @@ def init_home(
     try:
         s = settings_mod.Settings(home=tmp)
         if importing:
-            notes += _carry_site(s, site)
+            notes += _carry_site(s, site, sshd_host_keys is not None)
         settings_mod.write(s)
         for d in (s.repos_dir, s.hooks_dir, s.logs_dir, s.sites_dir, s.run_dir):
             d.mkdir()
