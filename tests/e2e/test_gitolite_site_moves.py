@@ -252,7 +252,9 @@ def test_a_whole_gitolite_site_moves_with_one_command(site):
     gs_home = tmp / "gshome"
     homes = [glhome, gs_home]
     before = probe(c, tmp, homes)
-    (tmp / "probe-gitolite.json").write_text(json.dumps(before, indent=1))
+    keep_dir = Path(os.environ.get("GITSERVE_PROBE_DIR") or tmp)  # to read the two side by side
+    keep_dir.mkdir(parents=True, exist_ok=True)
+    (keep_dir / "probe-gitolite.json").write_text(json.dumps(before, indent=1))
     assert len(before) >= 40
     # Gitolite's side of the probe is what it is meant to show
     assert before["push foo master + hook"][0] == 0
@@ -283,7 +285,7 @@ def test_a_whole_gitolite_site_moves_with_one_command(site):
         assert "mailinglist = foo@example.com" in config and "sshCommand" not in config
 
         after = probe(c, tmp, homes)
-        (tmp / "probe-gitserve.json").write_text(json.dumps(after, indent=1))
+        (keep_dir / "probe-gitserve.json").write_text(json.dumps(after, indent=1))
         assert set(after) == set(before)
         diff = compare(before, after)
         assert diff == {}, json.dumps(diff, indent=1)
