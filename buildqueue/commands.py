@@ -173,7 +173,7 @@ def cmd_cancel(r, args, access, out, settings, user: str = "") -> int:
 
 
 def cmd_retry(r, args, access, out, settings, user: str = "") -> int:
-    from gitserve import admin
+    from gitserve import adminrepo
     from gitserve.options import builds_enabled
 
     old = _visible(r, args.id, access)
@@ -183,8 +183,8 @@ def cmd_retry(r, args, access, out, settings, user: str = "") -> int:
     if not repo_path.is_dir():
         raise CommandError(f"repository {old.repo} no longer exists")
     try:
-        options = admin.repo_options(settings, old.repo)
-    except admin.AdminError as exc:
+        options = adminrepo.repo_options(settings, old.repo)
+    except adminrepo.AdminError as exc:
         raise CommandError(str(exc)) from None
     if not builds_enabled(options):
         raise CommandError(f"builds are off for {old.repo} (no `option build.enable = 1`)")

@@ -6,7 +6,7 @@ gitserve.app puts `COMMAND` in the server's ssh command table.
 
 from __future__ import annotations
 
-from gitserve.ssh import commands as ssh_commands
+from gitserve.ssh.cmd import base as ssh_commands
 
 from . import commands
 

@@ -10,7 +10,7 @@ command line, the audit log or `ps`: `ssh git@host secrets set app TOKEN < token
 from __future__ import annotations
 
 from gitserve import audit
-from gitserve.ssh import commands as ssh_commands
+from gitserve.ssh.cmd import base as ssh_commands
 
 from . import secrets, secretstore
 

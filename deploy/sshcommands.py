@@ -12,8 +12,8 @@ import json
 
 from gitserve.options import deploy_ref
 from gitserve.repos import default_branch
-from gitserve.ssh import commands
-from gitserve.ssh.commands import CommandContext, CommandError
+from gitserve.ssh.cmd import base as commands
+from gitserve.ssh.cmd.base import CommandContext, CommandError
 
 from .bluegreen import rollback
 from .errors import DeployError

@@ -16,21 +16,21 @@ tests) builds:
 What one `git push` does, in order (file -> file):
 
  1. gitserve/ssh/server.py     accept, admission limits, key auth (ssh/auth.py asks
-                               gitserve/admin.py who owns the key), one thread per channel
+                               gitserve/adminrepo/ who owns the key), one thread per channel
  2. gitserve/ssh/session.py    parse `git-receive-pack 'REPO'`; check #1 (W on REPO, acl/engine);
                                create a wild repo for a user with C (repos.py); wire check #2,
                                the push hooks below and the audit log into receive-pack
  3. gitserve/git/receive.py    advertise refs, read the ref commands
  4. gitserve/git/quarantine.py receive the pack into a quarantine, fsck it, move it in
  5. gitserve/git/receive.py    per ref: refname sanity, check #2 (acl/engine + acl/update,
-                               VREFs via acl/inspect_dulwich), admin-repo validation (admin.py),
+                               VREFs via acl/inspect_dulwich), admin-repo validation (adminrepo/),
                                then every hook's before_update, in the order below:
                                  site hooks (GITSERVE_PLUGINS)      may reject the ref
                                  buildqueue/pushhook.BuildHook      gate builds: enqueue, stream,
                                                                     reject unless it passed
  6. gitserve/git/receive.py    move refs (compare-and-swap), then session's on_updated: audit
                                (audit.py), HEAD of a new repo (repos.py), admin-repo compile
-                               (admin.py); report-status to the client
+                               (adminrepo/); report-status to the client
  7. gitserve/git/receive.py    every hook's after_push, in the same order:
                                  site hooks
                                  BuildHook         post-receive hooks (buildqueue/posthook.py),
@@ -55,7 +55,8 @@ from gitserve.git.pushhooks import PushHook
 from gitserve.git.repack import RepackAfterPush
 from gitserve.metrics import Metrics
 from gitserve.settings import Settings
-from gitserve.ssh import commands as ssh_commands
+from gitserve.ssh.cmd import base as ssh_commands
+from gitserve.ssh.cmd import builtin
 from gitserve.upkeep import UpkeepService
 
 if TYPE_CHECKING:  # paramiko is imported only where a server is made: `gitserve shell`
@@ -124,11 +125,9 @@ def ssh_commands_table(settings: Settings) -> dict[str, ssh_commands.Command]:
     from deploy.sshcommands import COMMAND as DEPLOY
     from gitserve.http.sshcommands import LOGIN, TOKEN
 
-    from gitserve.ssh import repocmds
-
     return ssh_commands.table([
-        *ssh_commands.core_commands(),  # info, help, perms, desc, writable (Gitolite's)
-        *repocmds.enabled_commands(settings),  # D, create, fork, symbolic-ref if enabled
+        *builtin.core_commands(),  # info, help, perms, desc, writable (Gitolite's)
+        *builtin.enabled_commands(settings),  # D, create, fork, symbolic-ref if enabled
         BUILDS,  # builds list|show|log|cancel|retry
         DEPLOY,  # deploy status|rollback
         SECRETS,  # secrets list|set|remove (admins)

@@ -34,7 +34,7 @@ END = "# gitserve end"
 GITOLITE_START = "# gitolite start"
 GITOLITE_END = "# gitolite end"
 OPTIONS = "no-pty,no-port-forwarding,no-X11-forwarding,no-agent-forwarding"
-BUILDER = ":builder"  # admin.BUILDER: HOME/worker_key, for build hosts that fetch over port 22
+BUILDER = ":builder"  # adminrepo.BUILDER: HOME/worker_key, for build hosts that fetch over port 22
 
 
 class AuthKeysError(GitserveError, ValueError):

@@ -28,7 +28,7 @@ from pathlib import Path
 from dulwich.objects import Commit
 from dulwich.repo import Repo
 
-from gitserve import admin, gitolite_rc, repoconf, repos
+from gitserve import adminrepo, gitolite_rc, repoconf, repos
 from gitserve.errors import GitserveError
 from gitserve.settings import Settings
 
@@ -92,7 +92,7 @@ def _files_at(git_dir: Path, sha: bytes) -> dict[str, bytes]:
     try:
         commit = repo[sha]
         assert isinstance(commit, Commit)
-        return admin.tree_files(repo, commit.tree)
+        return adminrepo.tree_files(repo, commit.tree)
     finally:
         repo.close()
 
@@ -100,7 +100,7 @@ def _files_at(git_dir: Path, sha: bytes) -> dict[str, bytes]:
 def read_checkout(path: Path) -> dict[str, bytes]:
     """conf/ and keydir/ files of a gitolite-admin work tree (Gitolite's compiled files left out)."""
     files: dict[str, bytes] = {}
-    for top in (admin.CONF_DIR, admin.KEYDIR):
+    for top in (adminrepo.CONF_DIR, adminrepo.KEYDIR):
         root = path / top
         if not root.exists():
             continue
@@ -109,14 +109,14 @@ def read_checkout(path: Path) -> dict[str, bytes]:
             for d in dirnames:
                 if os.path.islink(os.path.join(dirpath, d)):
                     rel = os.path.relpath(os.path.join(dirpath, d), path)
-                    raise admin.AdminError(f"{rel}: symlinks are not imported")
+                    raise adminrepo.AdminError(f"{rel}: symlinks are not imported")
             for name in sorted(filenames):
-                if top == admin.CONF_DIR and name.endswith(_COMPILED):
+                if top == adminrepo.CONF_DIR and name.endswith(_COMPILED):
                     continue
                 full = os.path.join(dirpath, name)
                 rel = os.path.relpath(full, path).replace(os.sep, "/")
                 if os.path.islink(full):
-                    raise admin.AdminError(f"{rel}: symlinks are not imported")
+                    raise adminrepo.AdminError(f"{rel}: symlinks are not imported")
                 with open(full, "rb") as f:
                     files[rel] = f.read()
     return files
@@ -190,21 +190,21 @@ def import_admin_history(settings: Settings, src: Source, author: str, message: 
     target = Repo(str(path))
     source = Repo(str(src.history))
     try:
-        wanted: dict[bytes, bytes] = {admin.ADMIN_BRANCH.encode(): src.tip}
+        wanted: dict[bytes, bytes] = {adminrepo.ADMIN_BRANCH.encode(): src.tip}
         if src.all_refs:
             for ref, sha in source.get_refs().items():
-                if ref.startswith((b"refs/heads/", b"refs/tags/")) and ref != admin.ADMIN_BRANCH.encode():
+                if ref.startswith((b"refs/heads/", b"refs/tags/")) and ref != adminrepo.ADMIN_BRANCH.encode():
                     wanted[ref] = sha
         source.fetch(target, lambda refs, depth=None: sorted(set(wanted.values())))
         tip = src.tip
         tip_commit = target[tip]
         assert isinstance(tip_commit, Commit)
-        current = admin.tree_files(target, tip_commit.tree)
+        current = adminrepo.tree_files(target, tip_commit.tree)
         if current != src.files:
-            tip = admin.commit_files(target, tip, current, src.files, author, message)
-        target.refs.set_symbolic_ref(b"HEAD", admin.ADMIN_BRANCH.encode())
+            tip = adminrepo.commit_files(target, tip, current, src.files, author, message)
+        target.refs.set_symbolic_ref(b"HEAD", adminrepo.ADMIN_BRANCH.encode())
         for ref, sha in wanted.items():
-            target.refs[ref] = tip if ref == admin.ADMIN_BRANCH.encode() else sha
+            target.refs[ref] = tip if ref == adminrepo.ADMIN_BRANCH.encode() else sha
     finally:
         source.close()
         target.close()

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# the optional commands of gitserve/ssh/repocmds.py (tests/unit/test_gitolite_import.py checks)
+# the optional commands of gitserve/ssh/cmd/builtin.py (tests/unit/test_gitolite_import.py checks)
 GITSERVE_COMMANDS = ("D", "create", "fork", "symbolic-ref")
 # Gitolite's defaults that gitserve always has (commands) or does by itself (triggers)
 ALWAYS_ON = {"help", "desc", "info", "perms", "writable", "ssh-authkeys", "git-config",

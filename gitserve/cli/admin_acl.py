@@ -43,14 +43,14 @@ class CheckFailed(Exception):
     pass
 
 
-def _current_admin_state(home: Optional[Path]):  # -> gitserve.admin.AdminState
+def _current_admin_state(home: Optional[Path]):  # -> gitserve.adminrepo.AdminState
     settings = load_settings(home)
     try:
-        from gitserve import admin  # provided by the admin part
+        from gitserve import adminrepo  # provided by the admin part
     except ImportError:
         fail("no server conf support in this build; use --conf FILE")
     try:
-        return settings, admin.current(settings)
+        return settings, adminrepo.current(settings)
     except Exception as exc:  # AdminError and friends: one line, as everywhere
         fail(str(exc))
 
@@ -65,11 +65,11 @@ def validate_conf(target: CheckTarget, report: CheckReport) -> None:
             raise CheckFailed(f"{target.conf}: {exc.strerror or exc}") from None
         vref_home = None
     else:
-        from gitserve import admin
+        from gitserve import adminrepo
 
         settings = load_settings(target.home)
         try:
-            state = admin.current(settings)
+            state = adminrepo.current(settings)
         except Exception as exc:  # AdminError and friends: one line, as everywhere
             raise CheckFailed(str(exc)) from None
         rules = state.rules

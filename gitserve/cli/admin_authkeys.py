@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from gitserve import admin, authkeys
+from gitserve import adminrepo, authkeys
 from gitserve.cli.common import HomeOption, fail, load_settings
 
 
@@ -34,8 +34,8 @@ def add_commands(app: typer.Typer) -> None:
         if not (settings.admin_repo / "HEAD").is_file():
             fail(f"no gitserve home at {settings.home} (run `gitserve init` first)")
         try:
-            state = admin.current(settings)
-        except admin.AdminError as exc:
+            state = adminrepo.current(settings)
+        except adminrepo.AdminError as exc:
             fail(str(exc))
         found = authkeys.select(authkeys.entries(settings, state), user=user, key_b64=key,
                                 key_type=key_type, fingerprint=fingerprint)

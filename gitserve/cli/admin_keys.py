@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from gitserve import admin, keys, repos
+from gitserve import adminrepo, keys, repos
 from gitserve.cli import admin_acl
 from gitserve.cli.common import HomeOption, fail, load_settings
 
@@ -51,7 +51,7 @@ def _existing(home: Optional[Path]):
 
 
 def _compile(settings) -> None:
-    for name in admin.compile(settings):
+    for name in adminrepo.compile(settings):
         print(f"created repository {name}")
 
 
@@ -66,9 +66,9 @@ def add_commands(app: typer.Typer) -> None:
         settings = _existing(home)
         text = _read_input(key_file, "key")
         try:
-            entry, sha = admin.add_key(settings, user, text, cli_author())
+            entry, sha = adminrepo.add_key(settings, user, text, cli_author())
             _compile(settings)
-        except (admin.AdminError, keys.InvalidKey, repos.RepoError) as exc:
+        except (adminrepo.AdminError, keys.InvalidKey, repos.RepoError) as exc:
             fail(f"add-key: {exc}")
         print(f"added {entry.path} for {entry.user}: {entry.key.label} {entry.fingerprint} "
               f"(commit {sha[:12]})")
@@ -83,8 +83,8 @@ def add_commands(app: typer.Typer) -> None:
         """Remove USER's keys (a commit on the admin repo)."""
         settings = _existing(home)
         try:
-            removed, sha = admin.remove_key(settings, user, fingerprint, author=cli_author())
-        except (admin.AdminError, keys.InvalidKey) as exc:
+            removed, sha = adminrepo.remove_key(settings, user, fingerprint, author=cli_author())
+        except (adminrepo.AdminError, keys.InvalidKey) as exc:
             fail(f"remove-key: {exc}")
         for e in removed:
             print(f"removed {e.path} of {e.user}: {e.key.label} {e.fingerprint}")
@@ -95,8 +95,8 @@ def add_commands(app: typer.Typer) -> None:
         """List keys: user, fingerprint (as ssh-keygen -lf prints it), key type."""
         settings = _existing(home)
         try:
-            state = admin.current(settings)
-        except admin.AdminError as exc:
+            state = adminrepo.current(settings)
+        except adminrepo.AdminError as exc:
             fail(f"list-keys: {exc}")
         for e in sorted(state.keys, key=lambda e: (e.user, e.path)):
             print(f"{e.user}\t{e.fingerprint}\t{e.key.label}")
@@ -110,9 +110,9 @@ def add_commands(app: typer.Typer) -> None:
         settings = _existing(home)
         text = _read_input(conf_file, "conf")
         try:
-            sha = admin.set_conf(settings, text, cli_author())
+            sha = adminrepo.set_conf(settings, text, cli_author())
             _compile(settings)
-        except (admin.AdminError, repos.RepoError) as exc:
+        except (adminrepo.AdminError, repos.RepoError) as exc:
             fail(f"set-conf: {exc}")
         if sha is None:
             print("conf/gitolite.conf unchanged")
@@ -121,30 +121,30 @@ def add_commands(app: typer.Typer) -> None:
 
 
 def validate_keydir(target: admin_acl.CheckTarget, report: admin_acl.CheckReport) -> None:
-    """`admin check`: the keydir of the server (already checked by admin.current) or, with
+    """`admin check`: the keydir of the server (already checked by adminrepo.current) or, with
     --conf DIR/conf/gitolite.conf, the keydir/ beside that conf/ (a gitolite-admin checkout)."""
     if target.conf is None:
         settings = load_settings(target.home)
         try:
-            state = admin.current(settings)
-        except admin.AdminError as exc:
+            state = adminrepo.current(settings)
+        except adminrepo.AdminError as exc:
             raise admin_acl.CheckFailed(str(exc)) from None
         entries, warnings = list(state.keys), list[str]()  # state.warnings were listed with the conf
     else:
         conf_dir = Path(target.conf).parent
-        keydir = conf_dir.parent / admin.KEYDIR
-        if conf_dir.name != admin.CONF_DIR or not keydir.is_dir():
+        keydir = conf_dir.parent / adminrepo.KEYDIR
+        if conf_dir.name != adminrepo.CONF_DIR or not keydir.is_dir():
             return
         files: dict[str, bytes] = {}
         for p in sorted(keydir.rglob("*")):
-            rel = f"{admin.KEYDIR}/{p.relative_to(keydir).as_posix()}"
+            rel = f"{adminrepo.KEYDIR}/{p.relative_to(keydir).as_posix()}"
             if p.is_symlink():
                 raise admin_acl.CheckFailed(f"{rel}: symlinks are not allowed in the admin repo")
             if p.is_file():
                 files[rel] = p.read_bytes()
         try:
-            entries, warnings = admin.keydir_entries(files)
-        except admin.AdminError as exc:
+            entries, warnings = adminrepo.keydir_entries(files)
+        except adminrepo.AdminError as exc:
             raise admin_acl.CheckFailed(str(exc)) from None
     report.warnings.extend(warnings)
     report.summary.append(f"{len(entries)} keys of {len({e.user for e in entries})} users")

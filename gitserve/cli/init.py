@@ -16,7 +16,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from gitserve import admin, gitolite_import, gitolite_rc, keys, repos
+from gitserve import adminrepo, gitolite_import, gitolite_rc, keys, repos
 from gitserve import settings as settings_mod
 from gitserve.cli.common import HomeOption, fail
 from gitserve.cli.admin_keys import cli_author
@@ -42,11 +42,11 @@ def _prepare_import(from_gitolite: Optional[Path], repositories: Optional[Path]
     try:
         src = gitolite_import.locate(from_gitolite, repositories)
     except OSError as exc:
-        raise admin.AdminError(f"{exc.filename}: {exc.strerror}") from None
+        raise adminrepo.AdminError(f"{exc.filename}: {exc.strerror}") from None
     try:
-        _, entries, warnings = admin.build(src.files)
-    except admin.AdminError as exc:
-        raise admin.AdminError(f"{from_gitolite or repositories}: {exc}") from None
+        _, entries, warnings = adminrepo.build(src.files)
+    except adminrepo.AdminError as exc:
+        raise adminrepo.AdminError(f"{from_gitolite or repositories}: {exc}") from None
     users = sorted({e.user for e in entries})
     notes = [f"imported {len(src.files)} files from {src.described} ({len(entries)} keys, "
              f"users: {', '.join(users) or 'none'})"]
@@ -65,19 +65,19 @@ def _prepare_files(
         try:
             key_text = admin_key.expanduser().read_text()
         except (OSError, UnicodeDecodeError) as exc:
-            raise admin.AdminError(f"{admin_key}: {getattr(exc, 'strerror', None) or exc}") from None
+            raise adminrepo.AdminError(f"{admin_key}: {getattr(exc, 'strerror', None) or exc}") from None
         try:
             key = keys.parse_file_text(key_text)
         except keys.InvalidKey as exc:
-            raise admin.AdminError(f"{admin_key}: invalid key: {exc}") from None
+            raise adminrepo.AdminError(f"{admin_key}: invalid key: {exc}") from None
         if not key.verifiable:
-            raise admin.AdminError(f"{admin_key}: {key.key_type} keys cannot be verified by "
+            raise adminrepo.AdminError(f"{admin_key}: {key.key_type} keys cannot be verified by "
                                    "this server; use an ed25519, ecdsa or rsa key")
         if admin_user is None:  # like `gitolite setup -pk alice.pub`
             try:
                 admin_user = keys.check_keyfile_path(admin_key.name)
             except keys.InvalidKey:
-                raise admin.AdminError(f"cannot name the admin after {admin_key.name}; "
+                raise adminrepo.AdminError(f"cannot name the admin after {admin_key.name}; "
                                        "give --admin USER") from None
         key_line = key.openssh() + "\n"
     user = admin_user or DEFAULT_ADMIN
@@ -86,16 +86,16 @@ def _prepare_files(
         if keys.check_keyfile_path(f"{stem}.pub") != user:
             raise keys.InvalidKey(f"{user!r} is not a valid user name (it reads as a key label)")
     except keys.InvalidKey as exc:
-        raise admin.AdminError(f"--admin: {exc}") from None
-    files = {admin.MAIN_CONF: default_conf(user).encode()}
+        raise adminrepo.AdminError(f"--admin: {exc}") from None
+    files = {adminrepo.MAIN_CONF: default_conf(user).encode()}
     notes = []
     if key_line:
-        files[f"{admin.KEYDIR}/{user}.pub"] = key_line.encode()
+        files[f"{adminrepo.KEYDIR}/{user}.pub"] = key_line.encode()
         k = keys.parse(key_line)
         notes.append(f"admin user: {user} (key {k.label} {k.fingerprint})")
     else:
         notes.append(f"admin user: {user} (no key yet: `gitserve admin add-key {user} FILE`)")
-    admin.build(files)
+    adminrepo.build(files)
     return files, f"gitserve init: admin {user}", notes
 
 
@@ -135,7 +135,7 @@ def _check_new_home(home: Path, source: Optional[Path]) -> list[str]:
     try:
         report = admin_acl.run_checks(admin_acl.CheckTarget(conf=None, home=home), CHECKS)
     except admin_acl.CheckFailed as exc:
-        raise admin.AdminError(
+        raise adminrepo.AdminError(
             f"nothing imported: the result would fail `gitserve admin check`: {exc} "
             f"(fix that in {source} and run the import again)") from None
     return [f"warning: {w}" for w in report.warnings] + ["admin check: ok: " +
@@ -161,15 +161,15 @@ def init_home(
     hooks and VREFs; with SSHD_HOST_KEYS, that sshd's host keys instead of new ones. The new
     home must pass `admin check` before it is put in place."""
     if home.exists() and (not home.is_dir() or any(home.iterdir())):
-        raise admin.AdminError(f"{home} already exists and is not empty; refusing to overwrite it")
+        raise adminrepo.AdminError(f"{home} already exists and is not empty; refusing to overwrite it")
     importing = from_gitolite is not None or repositories is not None
     if importing and (admin_user or admin_key):
-        raise admin.AdminError("--from-gitolite imports the admin's keys; "
+        raise adminrepo.AdminError("--from-gitolite imports the admin's keys; "
                                "add more keys later with `gitserve admin add-key`")
     if move and not importing:
-        raise admin.AdminError("--move needs --from-gitolite or --repositories")
+        raise adminrepo.AdminError("--move needs --from-gitolite or --repositories")
     if sshd_host_keys is not None and not importing:
-        raise admin.AdminError("--takeover-sshd needs --from-gitolite or --repositories")
+        raise adminrepo.AdminError("--takeover-sshd needs --from-gitolite or --repositories")
     src: gitolite_import.Source | None = None
     plans: list[gitolite_import.RepoPlan] = []
     local = gitolite_import.LocalCode()
@@ -220,7 +220,8 @@ def init_home(
         if src is not None and src.history is not None:
             gitolite_import.import_admin_history(s, src, author or cli_author(), message)
         else:
-            admin.create_admin_repo(s, files, author or cli_author(), message)
+            adminrepo.create_admin_repo(s, files, author or cli_author(), message)
+        adminrepo.migrate_branch(s)  # on master already: records it (see adminrepo/migrate.py)
         if plans:
             assert src is not None and src.repositories is not None
             mover = gitolite_import.RepoMover(s, move, src.repositories)
@@ -228,7 +229,7 @@ def init_home(
                 mover.bring(plan)
             notes.append(f"{'moved' if move else 'copied'} {len(plans)} repositories "
                          f"from {src.repositories}")
-        created = admin.compile(s)
+        created = adminrepo.compile(s)
         if mover is not None:
             notes += [f"note: {n}" for n in mover.clean()]
         if importing:
@@ -238,7 +239,7 @@ def init_home(
                 home.rmdir()  # empty (checked above); rename needs it gone
             os.rename(tmp, home)
         except OSError:
-            raise admin.AdminError(
+            raise adminrepo.AdminError(
                 f"{home} was created by someone else meanwhile; refusing to overwrite it") from None
     except BaseException:
         if mover is not None:
@@ -289,7 +290,7 @@ def add_commands(app: typer.Typer) -> None:
             lines = init_home(target, admin_user, admin_key, from_gitolite,
                               repositories=repositories, move=move,
                               sshd_host_keys=sshd_host_keys if takeover_sshd else None)
-        except (admin.AdminError, repos.RepoError, keys.InvalidKey, OSError,
+        except (adminrepo.AdminError, repos.RepoError, keys.InvalidKey, OSError,
                 gitolite_import.GitoliteImportError) as exc:
             fail(f"init: {exc}")
         for line in lines:

@@ -144,16 +144,16 @@ def serve(
 def _migrate_admin_branch(settings: Any) -> None:
     """A home made when the admin branch was `main` moves to Gitolite's `master` (SPEC §2);
     the authorized_keys block (behind a system sshd) is brought up to date."""
-    from gitserve import admin
+    from gitserve import adminrepo
 
     try:
-        note = admin.migrate_branch(settings)
-    except admin.AdminError as exc:
+        note = adminrepo.migrate_branch(settings)
+    except adminrepo.AdminError as exc:
         fail(str(exc))
     if note:
         log.info("%s", note)
         print(f"gitserve: {note}", flush=True)
-    admin.sync_authorized_keys(settings)  # [server] authorized_keys, if set (logs a failure)
+    adminrepo.sync_authorized_keys(settings)  # [server] authorized_keys, if set (logs a failure)
 
 
 def _url_host(host: str) -> str:

@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 
 from gitserve import logsetup
+from gitserve.settings import Settings
 
 from .common import HomeOption, fail, load_settings
 
@@ -27,7 +28,8 @@ def shell(
 ) -> None:
     """Forced command for the system OpenSSH: serve SSH_ORIGINAL_COMMAND for USER."""
     from gitserve import app as app_mod
-    from gitserve.ssh import commands as ssh_commands
+    from gitserve.ssh.cmd import base as ssh_commands
+    from gitserve.ssh.cmd import builtin
     from gitserve.ssh import shell as shell_mod
 
     settings = load_settings(home)
@@ -41,16 +43,31 @@ def shell(
         logsetup.configure(settings.home, "shell.log", console=False)
     except OSError:
         logging.getLogger().addHandler(logging.NullHandler())  # never stderr: the user reads it
+    _migrate_admin_branch(settings)
     command = os.environ.get("SSH_ORIGINAL_COMMAND", "")
     if shell_mod.needs_plugins(command):
         # builds and deploy: their hooks and commands (importing them costs more than a clone)
         table = app_mod.ssh_commands_table(settings)
         hooks = shell_mod.for_shell(app_mod.push_hooks(settings))
     else:
-        table, hooks = ssh_commands.table(ssh_commands.core_commands()), []
+        table, hooks = ssh_commands.table(builtin.core_commands()), []
     status = shell_mod.run(settings, user, os.environ, table=table, hooks=hooks)
     sys.stdout.flush()
     raise typer.Exit(status)
+
+
+def _migrate_admin_branch(settings: Settings) -> None:
+    """Each sshd connection starts this process: move an older home's admin branch to
+    master before anything reads the rules (once moved, this is two small file reads)."""
+    from gitserve import adminrepo
+
+    try:
+        note = adminrepo.migrate_branch(settings)
+    except adminrepo.AdminError as exc:  # the session says "server configuration error"
+        log.error("%s", exc)
+        return
+    if note:
+        log.info("%s", note)
 
 
 def add_commands(app: typer.Typer) -> None:

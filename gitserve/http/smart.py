@@ -38,7 +38,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from gitserve import admin, repos
+from gitserve import adminrepo, repos
 from gitserve.git import v2
 from gitserve.git.receive import ReceivePack
 from gitserve.git.repo import SingleRepoBackend
@@ -290,7 +290,7 @@ class SmartHttp:
         return None
 
     def _check(self, conn: HttpConn, name: str, aa: str) -> tuple[Any, Any]:
-        state = admin.current(self.settings)
+        state = adminrepo.current(self.settings)
         if conn.user == ANONYMOUS and not repos.exists(self.settings, name):
             # an anonymous request never creates a wild repo, whatever `C` says
             raise session.Denied(f"{aa} any {name} {conn.user} DENIED by fallthru")
@@ -340,7 +340,7 @@ class SmartHttp:
             proto = HttpProtocol(body.read, response.write, body.recv)
             proto.response = response
             proto.keepalive_every = self.settings.server.keepalive_interval
-            backend = SingleRepoBackend(path, show_hidden=conn.user == admin.BUILDER)
+            backend = SingleRepoBackend(path, show_hidden=conn.user == adminrepo.BUILDER)
             if service == "git-upload-pack" and version == 2:
                 return work_v2(backend, path, proto)
             if not advertise:

@@ -9,9 +9,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from gitserve import admin, audit
+from gitserve import adminrepo, audit
 from gitserve.errors import CommandError
-from gitserve.ssh.commands import Command, CommandContext
+from gitserve.ssh.cmd.base import Command, CommandContext
 
 from .logins import LINK_SECONDS, LoginLinks
 from .tokens import TokenError, TokenStore
@@ -33,7 +33,7 @@ def _when(ts: float) -> str:
 
 
 def _not_builder(ctx: CommandContext) -> None:
-    if ctx.user == admin.BUILDER:
+    if ctx.user == adminrepo.BUILDER:
         raise CommandError("the build identity has no tokens or web logins")
 
 

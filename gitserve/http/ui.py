@@ -26,7 +26,7 @@ import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
-from gitserve import admin, audit, repos
+from gitserve import adminrepo, audit, repos
 from gitserve.settings import Settings
 
 from .auth import Authenticator, Client
@@ -140,7 +140,7 @@ class WebUI:
     # --- repos ---------------------------------------------------------------------
     def index(self, request: Request) -> Response:
         v = self.visitor(request)
-        state = admin.current(self.settings)
+        state = adminrepo.current(self.settings)
         r = self._redis()
         rows = []
         for name in repos.list_names(self.settings):
@@ -163,7 +163,7 @@ class WebUI:
 
     def repo(self, request: Request) -> Response:
         v = self.visitor(request)
-        state = admin.current(self.settings)
+        state = adminrepo.current(self.settings)
         try:
             name = repos.parse_repo_arg(request.path_params["name"])
         except repos.RepoError:
@@ -231,7 +231,7 @@ class WebUI:
         from buildqueue import records
 
         v = self.visitor(request)
-        state = admin.current(self.settings)
+        state = adminrepo.current(self.settings)
         only = request.query_params.get("repo") or None
         r = self._redis()
         rows = []
@@ -261,7 +261,7 @@ class WebUI:
             b = records.get(r, build_id)
         except records.BuildNotFound:
             return r, None
-        state = admin.current(self.settings)
+        state = adminrepo.current(self.settings)
         if not self.can(state, b.repo, v.acts_as):
             return r, None
         return r, b
@@ -357,7 +357,7 @@ class WebUI:
         from deploy.status import list_sites, site_status
 
         v = self.visitor(request)
-        state = admin.current(self.settings)
+        state = adminrepo.current(self.settings)
         rows = []
         for site in list_sites(self.settings):
             repo, _ = self._site(state, v, site)
@@ -373,7 +373,7 @@ class WebUI:
         from deploy.status import site_status
 
         v = self.visitor(request)
-        state = admin.current(self.settings)
+        state = adminrepo.current(self.settings)
         name = request.path_params["site"]
         repo, may_rollback = self._site(state, v, name)
         if repo is None:
@@ -400,7 +400,7 @@ class WebUI:
         if not csrf_ok(v.session, str(form.get("csrf", ""))):
             return self.message(v, "Forbidden", "Missing or wrong form token: reload the page "
                                 "and try again.", 403)
-        state = admin.current(self.settings)
+        state = adminrepo.current(self.settings)
         repo, may_rollback = self._site(state, v, name)
         if repo is None:
             return self.message(v, "Not found", "No such site, or you may not read its repo.", 404)

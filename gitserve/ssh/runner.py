@@ -1,6 +1,6 @@
 """Glue between the SSH server and gitserve's state: who a key is, what a command does.
 
-The admin state is read per lookup (admin.current caches by the admin repo's tip), so a
+The admin state is read per lookup (adminrepo.current caches by the admin repo's tip), so a
 push to gitolite-admin or `gitserve admin add-key` applies to the next connection.
 """
 
@@ -12,12 +12,12 @@ import paramiko
 
 from typing import Any, Sequence
 
-from gitserve import admin
+from gitserve import adminrepo
 from gitserve.git.pushhooks import PushHook
 from gitserve.settings import Settings
 
 from . import session
-from .commands import CommandTable
+from .cmd.base import CommandTable
 from .auth import GitSSHServer, KeyLookup
 from .server import CommandRunner, SSHServer
 
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 def lookup_user(settings: Settings) -> KeyLookup:
     def lookup(blob: bytes) -> str | None:
         try:
-            return admin.current(settings).user_for_key(blob)
+            return adminrepo.current(settings).user_for_key(blob)
         except Exception:  # noqa: BLE001 - unreadable admin repo: nobody gets in, server stays up
             log.exception("cannot read keys from the admin repo")
             return None

@@ -22,10 +22,10 @@ from typing import Any, Protocol
 
 from dulwich.errors import GitProtocolError, HangupException
 
-from gitserve import admin, audit, repoconf, repos
+from gitserve import adminrepo, audit, repoconf, repos
 from gitserve.acl import WildInfo
 from gitserve.acl.errors import AccessError
-from gitserve.admin import AdminState
+from gitserve.adminrepo import AdminState
 from gitserve.git.pushhooks import PushContext, PushHook, RefUpdate
 from gitserve.acl.inspect_dulwich import DulwichInspector
 from gitserve.git import vrefprog
@@ -38,7 +38,9 @@ from gitserve.git.upload import UploadPack
 from gitserve.metrics import NULL as NULL_METRICS, count_ref_denials, pushed
 from gitserve.settings import Settings
 
-from . import commands
+from .cmd import base as commands
+from .cmd import builtin
+from .cmd.writable import down_message
 
 log = logging.getLogger(__name__)
 
@@ -97,11 +99,11 @@ def run(settings: Settings, chan: ByteChannel, command: str, user: str, peer: st
     status. ENV holds the client environment the transport accepted (GIT_PROTOCOL); METRICS
     (gitserve.metrics.Metrics, None: nothing) counts the git work."""
     if table is None:
-        table = commands.table(commands.core_commands())
+        table = commands.table(builtin.core_commands())
     conn = Conn(settings, user, peer, chan, (env or {}).get("GIT_PROTOCOL", ""), table, hooks,
                 metrics or NULL_METRICS)
     try:
-        state = admin.current(settings)
+        state = adminrepo.current(settings)
     except Exception as exc:  # noqa: BLE001 - a broken admin repo: say so, don't crash
         log.exception("cannot load the admin repo")
         conn.err(f"FATAL: server configuration error: {exc}\n")
@@ -154,7 +156,7 @@ def check_access(conn: Conn, state: AdminState, name: str, aa: str) -> WildInfo 
     """Check #1 (and wild-repo auto-create); returns the repo's WildInfo or None."""
     settings, user = conn.settings, conn.user
     rules = state.rules
-    if user == admin.BUILDER:
+    if user == adminrepo.BUILDER:
         if aa != "R" or not repos.exists(settings, name):
             raise Denied(f"{aa} any {name} {user} DENIED by fallthru\n"
                          "(or you mis-spelled the reponame)")
@@ -177,7 +179,7 @@ def check_access(conn: Conn, state: AdminState, name: str, aa: str) -> WildInfo 
     if not decision.allowed:
         raise Denied(f"{decision.message}\n(or you mis-spelled the reponame)")
     if aa != "R":
-        down = commands.down_message(settings, name)  # `writable ... off`
+        down = down_message(settings, name)  # `writable ... off`
         if down is not None:
             raise Denied(down.rstrip("\n"))
     if not exists:
@@ -220,7 +222,7 @@ def run_git(conn: Conn, state: AdminState, verb: str, raw_arg: str) -> int:
 
     reader = ChannelReader(recv)
     proto = SidebandProtocol(reader.read, send, reader.recv)
-    backend = SingleRepoBackend(path, show_hidden=conn.user == admin.BUILDER)
+    backend = SingleRepoBackend(path, show_hidden=conn.user == adminrepo.BUILDER)
     handler = handler_cls(backend, [path], proto)
     handler.settings = conn.settings
     if isinstance(handler, ReceivePack):
@@ -274,10 +276,10 @@ def _wire_push(handler: ReceivePack, conn: Conn, state: AdminState, name: str, p
             _audit_ref(conn, name, update, "rejected", decision.message)
             log.warning("push to %s %s refused: %s", name, update.ref, decision.message)
             return HOOK_DECLINED
-        if is_admin_repo and update.ref == admin.ADMIN_BRANCH:
+        if is_admin_repo and update.ref == adminrepo.ADMIN_BRANCH:
             if update.is_delete:
                 return "the admin repo's branch cannot be deleted"
-            reason = admin.validate_commit(path, update.new, settings.hooks_dir)
+            reason = adminrepo.validate_commit(path, update.new, settings.hooks_dir)
             if reason:
                 proto.progress_line(f"FATAL: {reason}")
                 _audit_ref(conn, name, update, "rejected", reason)
@@ -291,22 +293,22 @@ def _wire_push(handler: ReceivePack, conn: Conn, state: AdminState, name: str, p
         created = [u.ref for u in updates if u.is_create]
         if created:
             repos.head_after_push(Path(path), created)
-        if is_admin_repo and any(u.ref == admin.ADMIN_BRANCH for u in updates):
-            made = admin.compile(settings)
+        if is_admin_repo and any(u.ref == adminrepo.ADMIN_BRANCH for u in updates):
+            made = adminrepo.compile(settings)
             # what Gitolite's compile says on the admin push: its WARNINGs, then git init's
-            fresh = admin.current(settings)
+            fresh = adminrepo.current(settings)
             refused = repoconf.refused_keys(settings, fresh.rules)
             for warning in [*fresh.rules.messages, *refused, *getattr(fresh, "warnings", ())]:
                 proto.progress_line(f"WARNING: {warning}")
             for repo_made in made:
                 proto.progress_line(repos.initialized_line(settings, repo_made))
-            warning = admin.sync_authorized_keys(settings)
+            warning = adminrepo.sync_authorized_keys(settings)
             if warning:
                 proto.progress_line(warning)
         if is_admin_repo:
-            stored = [u.ref for u in updates if u.ref != admin.ADMIN_BRANCH and not u.is_delete]
+            stored = [u.ref for u in updates if u.ref != adminrepo.ADMIN_BRANCH and not u.is_delete]
             if stored:
-                proto.progress_line(admin.not_applied_note(stored))
+                proto.progress_line(adminrepo.not_applied_note(stored))
 
     handler.check_ref = check_ref
     handler.on_updated = on_updated

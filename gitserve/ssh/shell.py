@@ -20,11 +20,13 @@ from collections.abc import Mapping, Sequence
 
 from dulwich.errors import HangupException
 
-from gitserve import admin
+from gitserve import adminrepo
 from gitserve.git.pushhooks import PushContext, PushHook, RefUpdate
 from gitserve.settings import Settings
 
-from . import commands, session
+from . import session
+from .cmd import base as commands
+from .cmd import builtin
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +117,7 @@ def needs_plugins(command: str) -> bool:
         return False
     if verb == "git-receive-pack" or verb == "help":
         return True
-    return verb not in {c.name for c in commands.core_commands()}
+    return verb not in {c.name for c in builtin.core_commands()}
 
 
 def check_user(user: str) -> str:
@@ -132,7 +134,7 @@ def run(settings: Settings, user: str, environ: Mapping[str, str],
     chan = chan or StdioChannel()
     command = environ.get("SSH_ORIGINAL_COMMAND", "")
     env = {"GIT_PROTOCOL": environ["GIT_PROTOCOL"]} if environ.get("GIT_PROTOCOL") else {}
-    user = admin.BUILDER if user == admin.BUILDER else user
+    user = adminrepo.BUILDER if user == adminrepo.BUILDER else user
     try:
         return session.run(settings, chan, command, user, peer_address(environ), env, table, hooks)
     except _CLIENT_GONE as exc:

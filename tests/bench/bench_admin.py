@@ -1,4 +1,4 @@
-"""Admin-repo costs: `admin.current()` per connection, reload after a new tip, add-key.
+"""Admin-repo costs: `adminrepo.current()` per connection, reload after a new tip, add-key.
 
     python -m tests.bench.bench_admin [N_KEYS]
 """
@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from gitserve import admin
+from gitserve import adminrepo
 from gitserve.cli.init import init_home
 from gitserve.settings import Settings
 
@@ -31,22 +31,21 @@ def main(n_keys: int = 200) -> None:
         pubs = [keygen(t, f"u{i}") for i in range(n_keys)]
         t0 = time.perf_counter()
         for i, pub in enumerate(pubs):
-            admin.add_key(s, f"u{i}", pub, "bench")
+            adminrepo.add_key(s, f"u{i}", pub, "bench")
         add = (time.perf_counter() - t0) / n_keys
-        admin._cache.clear()
-        admin._blobs.clear()
-        admin._parse_key_file.cache_clear()
+        adminrepo.forget()
+        adminrepo.clear_caches()
         t0 = time.perf_counter()
-        admin.current(s)
+        adminrepo.current(s)
         cold = time.perf_counter() - t0
-        admin.add_key(s, "late", keygen(t, "late"), "bench")  # a new tip: one key changed
+        adminrepo.add_key(s, "late", keygen(t, "late"), "bench")  # a new tip: one key changed
         t0 = time.perf_counter()
-        state = admin.current(s)
+        state = adminrepo.current(s)
         reload = time.perf_counter() - t0
         n = 20000
         t0 = time.perf_counter()
         for _ in range(n):
-            admin.current(s)
+            adminrepo.current(s)
         hot = (time.perf_counter() - t0) / n
         blob = state.keys[-1].key.blob
         t0 = time.perf_counter()

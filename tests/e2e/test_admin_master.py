@@ -32,6 +32,7 @@ def test_a_home_made_on_main_moves_to_master_on_serve(gitserve_factory):
     git_dir = str(srv.home / "repositories" / "gitolite-admin.git")
     subprocess.run(["git", "--git-dir", git_dir, "branch", "-m", "master", "main"], check=True)
     subprocess.run(["git", "--git-dir", git_dir, "symbolic-ref", "HEAD", "refs/heads/main"], check=True)
+    (srv.home / "repositories" / "gitolite-admin.git" / "gitserve-admin-branch").unlink()  # not in old homes
     old = subprocess.run(["git", "--git-dir", git_dir, "rev-parse", "main"], check=True,
                          capture_output=True, text=True).stdout.strip()
     srv.output.clear()

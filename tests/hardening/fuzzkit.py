@@ -22,7 +22,7 @@ from dulwich.refs import check_ref_format
 from dulwich.repo import Repo
 from hypothesis import strategies as st
 
-from gitserve import acl, admin, keys, repos, settings as settings_mod, upkeep
+from gitserve import acl, adminrepo, keys, repos, settings as settings_mod, upkeep
 from gitserve.git.receive import ReceivePack
 from gitserve.git.repo import SingleRepoBackend
 from gitserve.git.sideband import ChannelReader, SidebandProtocol
@@ -124,9 +124,9 @@ def make_home(base: Path) -> settings_mod.Settings:
     s = settings_mod.load(base / "home")
     for user in ("alice", "bob"):
         keys.write_keypair(keydir / user, "ed25519", user)
-        admin.add_key(s, user, (keydir / f"{user}.pub").read_text(), "fuzz")
-    admin.set_conf(s, FUZZ_CONF, "fuzz")
-    admin.compile(s)
+        adminrepo.add_key(s, user, (keydir / f"{user}.pub").read_text(), "fuzz")
+    adminrepo.set_conf(s, FUZZ_CONF, "fuzz")
+    adminrepo.compile(s)
     return s
 
 

@@ -168,8 +168,8 @@ def test_non_admin_cannot_change_what_the_server_runs(srv):
     assert subprocess.run(["git", "--git-dir", str(srv.repo_path("gitolite-admin")), "rev-parse",
                            "HEAD"], capture_output=True, text=True).stdout == admin_tip
     # a hook name that leaves HOME/hooks is refused, even from the admin's conf
-    from gitserve import admin
+    from gitserve import adminrepo
 
     hooked = CONF + "repo hooked\n    RW+ = alice\n    option hook.post-receive = ../secrets.key\n"
-    with pytest.raises(admin.AdminError, match="invalid hook name"):
-        admin.set_conf(srv.settings, hooked, "test")
+    with pytest.raises(adminrepo.AdminError, match="invalid hook name"):
+        adminrepo.set_conf(srv.settings, hooked, "test")

@@ -78,18 +78,18 @@ class GitServer:
         """Make a keypair for USER and add it to the keydir; returns the private key path."""
         keyname = f"{user}@{label}" if label else user
         key = self.keygen(keyname.replace("/", "_"), key_type)
-        from gitserve import admin
+        from gitserve import adminrepo
 
-        admin.add_key(self.settings, keyname, Path(f"{key}.pub").read_text(), "e2e-test")
+        adminrepo.add_key(self.settings, keyname, Path(f"{key}.pub").read_text(), "e2e-test")
         self.keys.setdefault(user, key)
         return key
 
     def set_conf(self, text: str) -> None:
-        from gitserve import admin
+        from gitserve import adminrepo
 
         settings = self.settings
-        admin.set_conf(settings, text, "e2e-test")
-        admin.compile(settings)  # as `gitserve admin set-conf` does: create the named repos
+        adminrepo.set_conf(settings, text, "e2e-test")
+        adminrepo.compile(settings)  # as `gitserve admin set-conf` does: create the named repos
 
     # --- clients -------------------------------------------------------------------------
     def ssh_command(self, key: Path | str, *extra: str) -> list[str]:

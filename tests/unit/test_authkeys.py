@@ -73,7 +73,7 @@ def test_select_filters_as_authorized_keys_command(entries):
 
 
 def test_admin_changes_rewrite_the_configured_file(home_template, tmp_path):
-    from gitserve import admin, settings as settings_mod
+    from gitserve import adminrepo, settings as settings_mod
     from tests.support.keys import copy_home
 
     home = copy_home(home_template, tmp_path)
@@ -81,17 +81,17 @@ def test_admin_changes_rewrite_the_configured_file(home_template, tmp_path):
     ak = tmp_path / "ak"
     ak.write_text("# mine\n")
     s.server.authorized_keys = str(ak)
-    admin.add_key(s, "bob", keygen(tmp_path, "bob").read_text(), "t <t@t>")
+    adminrepo.add_key(s, "bob", keygen(tmp_path, "bob").read_text(), "t <t@t>")
     lines = ak.read_text().splitlines()
     assert lines[0] == "# mine" and sum(" shell bob\"," in x for x in lines) == 1
     assert sum(" shell alice\"," in x for x in lines) == 1
-    admin.remove_key(s, "bob", author="t <t@t>")
+    adminrepo.remove_key(s, "bob", author="t <t@t>")
     assert " shell bob\"," not in ak.read_text() and ak.read_text().startswith("# mine\n")
     # a file that cannot be written: the commit stands, the failure is one warning line
     s.server.authorized_keys = str(tmp_path)  # a directory
-    _, sha = admin.add_key(s, "carol", keygen(tmp_path, "carol").read_text(), "t <t@t>")
-    assert admin.current(s).commit == sha
-    warning = admin.sync_authorized_keys(s)
+    _, sha = adminrepo.add_key(s, "carol", keygen(tmp_path, "carol").read_text(), "t <t@t>")
+    assert adminrepo.current(s).commit == sha
+    warning = adminrepo.sync_authorized_keys(s)
     assert warning is not None and warning.startswith("WARNING: authorized_keys not updated: ")
     assert "\n" not in warning
 

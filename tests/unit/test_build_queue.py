@@ -324,12 +324,12 @@ def test_post_receive_hook_streams(env):
 
 
 def _admin_conf(settings, conf: str) -> None:
-    from gitserve import admin
+    from gitserve import adminrepo
 
     if not settings.admin_repo.exists():
-        admin.create_admin_repo(settings, {admin.MAIN_CONF: conf.encode()}, "test", "conf")
+        adminrepo.create_admin_repo(settings, {adminrepo.MAIN_CONF: conf.encode()}, "test", "conf")
     else:
-        admin.set_conf(settings, conf, "test")
+        adminrepo.set_conf(settings, conf, "test")
 
 
 def test_builds_commands_respect_access(env):

@@ -87,7 +87,7 @@ def test_cli_errors_are_one_line(site, args, message) -> None:
 
 def ssh_deploy(settings: Settings, tmp_path: Path, user: str, *args: str) -> tuple[int, str]:
     from gitserve import app
-    from gitserve.ssh import commands
+    from gitserve.ssh.cmd import base as commands
 
     conf = tmp_path / "gitolite.conf"
     conf.write_text(CONF)

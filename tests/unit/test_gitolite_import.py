@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gitserve import admin, gitolite_import, gitolite_rc
+from gitserve import adminrepo, gitolite_import, gitolite_rc
 from gitserve.cli.init import init_home
 from gitserve.settings import Settings
 from tests.support.keys import keygen
@@ -85,7 +85,7 @@ def test_copy_brings_repos_without_gitolite_files_and_the_admin_history(tmp_path
     src = str(site / "repositories/gitolite-admin.git")
     assert git("--git-dir", gd, "rev-list", "master") == git("--git-dir", src, "rev-list", "master")
     assert git("--git-dir", gd, "rev-parse", "wip") == git("--git-dir", src, "rev-parse", "wip")
-    assert admin.current(s).rules.repo_names() == ["foo", "gitolite-admin"]
+    assert adminrepo.current(s).rules.repo_names() == ["foo", "gitolite-admin"]
 
 
 def test_a_checkout_that_differs_from_the_server_adds_one_commit(tmp_path):
@@ -100,7 +100,7 @@ def test_a_checkout_that_differs_from_the_server_adds_one_commit(tmp_path):
     server_tip = git("--git-dir", str(site / "repositories/gitolite-admin.git"), "rev-parse", "master")
     assert git("--git-dir", gd, "rev-parse", "master^") == server_tip
     assert git("--git-dir", gd, "log", "-1", "--format=%an %s", "master").startswith("Ada Import")
-    assert "local-only" in admin.current(s).rules.repo_names()
+    assert "local-only" in adminrepo.current(s).rules.repo_names()
 
 
 def test_a_failed_move_puts_every_repository_back(tmp_path, monkeypatch):
@@ -110,7 +110,7 @@ def test_a_failed_move_puts_every_repository_back(tmp_path, monkeypatch):
     def broken(settings):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(admin, "compile", broken)
+    monkeypatch.setattr(adminrepo, "compile", broken)
     with pytest.raises(OSError):
         init_home(tmp_path / "home", from_gitolite=site, move=True, author="t <t@t>")
     assert not (tmp_path / "home").exists()
@@ -120,7 +120,7 @@ def test_a_failed_move_puts_every_repository_back(tmp_path, monkeypatch):
 
 def test_a_conf_gitserve_refuses_moves_nothing(tmp_path):
     site = gitolite_like_site(tmp_path, conf=CONF + "repo bad\n    RW+ alice\n")
-    with pytest.raises(admin.AdminError, match=r"conf/gitolite.conf:\d+: syntax error"):
+    with pytest.raises(adminrepo.AdminError, match=r"conf/gitolite.conf:\d+: syntax error"):
         init_home(tmp_path / "home", from_gitolite=site, move=True, author="t <t@t>")
     assert (site / "repositories/foo.git").is_dir() and not (tmp_path / "home").exists()
 
@@ -160,6 +160,6 @@ def test_rc_settings_carry_over_and_what_does_not_is_named(tmp_path):
 
 
 def test_the_rc_commands_are_gitserves_optional_commands():
-    from gitserve.ssh import repocmds
+    from gitserve.ssh.cmd import builtin
 
-    assert gitolite_rc.GITSERVE_COMMANDS == repocmds.OPTIONAL
+    assert gitolite_rc.GITSERVE_COMMANDS == tuple(c.name for c in builtin.optional_commands())

@@ -13,7 +13,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from gitserve import admin, repos
+from gitserve import adminrepo, repos
 from gitserve.settings import Settings
 from tests.support.tools import gitserve_cmd, require_tool, subprocess_env
 from tests.support.keys import copy_home, keygen, ssh_keygen_fingerprint
@@ -79,7 +79,7 @@ def test_init_creates_a_complete_home(tmp_path, alice):
     for d in ("hooks", "logs", "sites", "run"):
         assert (home / d).is_dir()
     assert repos.list_names(s) == ["gitolite-admin", "testing"]
-    state = admin.current(s)
+    state = adminrepo.current(s)
     assert [(e.user, e.path) for e in state.keys] == [("alice", "keydir/alice.pub")]
     conf = subprocess.run([require_tool("git"), "--git-dir", str(s.admin_repo), "show", "HEAD:conf/gitolite.conf"],
                           capture_output=True, text=True, check=True, timeout=30).stdout
@@ -127,7 +127,7 @@ def test_admin_name_from_key_file_like_gitolite_setup(tmp_path):
     pub = keygen(tmp_path, "dave@laptop")
     p = run("init", "--admin-key", str(pub), home=tmp_path / "h")
     assert p.returncode == 0, p.stderr
-    assert admin.current(Settings(home=tmp_path / "h")).users == ["dave"]
+    assert adminrepo.current(Settings(home=tmp_path / "h")).users == ["dave"]
     assert "admin user: dave" in p.stdout
 
 
@@ -208,7 +208,7 @@ def test_from_gitolite_imports_unchanged(tmp_path, gitolite_admin):
     p = run("init", "--from-gitolite", str(work), home=h)
     assert p.returncode == 0, p.stderr
     s = Settings(home=h)
-    state = admin.current(s)
+    state = adminrepo.current(s)
     assert sorted((e.user, e.path) for e in state.keys) == [
         ("alice", "keydir/alice.pub"), ("bob", "keydir/people/bob@home.pub")]
     git = require_tool("git")
@@ -221,7 +221,7 @@ def test_from_gitolite_imports_unchanged(tmp_path, gitolite_admin):
     p = run("init", "--from-gitolite", str(work.parent / "glhome/repositories/gitolite-admin.git"),
             home=tmp_path / "h2")
     assert p.returncode == 0, p.stderr
-    assert admin.current(Settings(home=tmp_path / "h2")).users == ["alice", "bob"]
+    assert adminrepo.current(Settings(home=tmp_path / "h2")).users == ["alice", "bob"]
     # and so does the server's own ~/.gitolite, minus what gitolite compiled there
     assert (work.parent / "glhome/.gitolite/conf/gitolite.conf-compiled.pm").exists()
     p = run("init", "--from-gitolite", str(work.parent / "glhome/.gitolite"), home=tmp_path / "h3")

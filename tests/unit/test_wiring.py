@@ -45,7 +45,7 @@ for name in json.loads(sys.argv[1]):
     importlib.import_module(name)
 # a hook or command filled at import time would be a module-level object with the
 # PushHook shape, or a dict of Command values, somewhere in our modules
-from gitserve.ssh.commands import Command
+from gitserve.ssh.cmd.base import Command
 hooks, tables = [], []
 for name, module in list(sys.modules.items()):
     if not name.split(".")[0] in ("gitserve", "buildqueue", "deploy"):

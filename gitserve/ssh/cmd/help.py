@@ -1,0 +1,20 @@
+"""`help`: the greeting and every command of the table (what this server offers)."""
+
+from __future__ import annotations
+
+from .base import Command, CommandContext
+from .info import greeting
+
+
+def cmd_help(ctx: CommandContext, args: list[str]) -> int:
+    ctx.out(greeting(ctx))
+    ctx.out("list of remote commands available:\n\n")
+    for name in sorted(ctx.commands):
+        ctx.out(f"\t{name}\n")
+    ctx.out("\n")
+    ctx.out("git commands: git clone / fetch / push / archive --remote with "
+            f"{ctx.settings.server.ssh_user}@HOST:REPO\n")
+    return 0
+
+
+COMMAND = Command("help", cmd_help, "list commands")
