@@ -107,7 +107,7 @@ def lint_vrefs(rules: acl.Rules, home: Optional[Path] = None) -> list[str]:
     """VREFs gitserve has no helper for (built in, or a program in HOME/vrefs/) would reject
     every push that reaches them."""
     from gitserve.acl.update import SUPPORTED_VREFS
-    from gitserve.git import vrefprog
+    from gitserve.git import vrefprog, vrefs
 
     out = []
     seen = set()
@@ -117,7 +117,7 @@ def lint_vrefs(rules: acl.Rules, home: Optional[Path] = None) -> list[str]:
                 if refex.startswith("VREF/") and refex not in seen:
                     seen.add(refex)
                     name = refex.split("/")[1] if refex.count("/") else ""
-                    if name not in SUPPORTED_VREFS and not (
+                    if name not in SUPPORTED_VREFS and not vrefs.shipped(name) and not (
                             home is not None and vrefprog.find(home, name)):
                         f, n = rules.compiled.origin.get(seq, ("?", 0))
                         out.append(f"{f}:{n}: VREF '{name}' is not built in nor in HOME/vrefs/; "
