@@ -118,10 +118,14 @@ def run(settings: Settings, chan: ByteChannel, command: str, user: str, peer: st
             verb = match.group(1).replace(" ", "-", 1)
             return run_git(conn, state, verb, match.group(2))
         return run_command(conn, state, command or "info")
+    except commands.ScriptError as exc:  # Gitolite's shell-script commands: `die` as is
+        log.warning("refused %s: %s", user, " ".join(str(exc).split()))
+        conn.err(f"{exc}\n")
+        return 1
     except (Denied, commands.CommandError, repos.RepoError) as exc:
         log.warning("refused %s: %s", user, " ".join(str(exc).split()))
         conn.err(f"FATAL: {exc}\n")
-        return 1
+        return commands.FATAL_STATUS
 
 
 def run_command(conn: Conn, state: AdminState, line: str) -> int:
@@ -269,9 +273,10 @@ def _wire_push(handler: ReceivePack, conn: Conn, state: AdminState, name: str, p
         if not decision.allowed:
             # Gitolite's update hook dies with FATAL and git's receive-pack then says it
             # declined the ref: users and scripts match on both lines
-            for line in decision.message.splitlines():
-                proto.progress_line(f"FATAL: {line}" if line == decision.message.splitlines()[0]
-                                    else line)
+            # split, not splitlines: a deny message ending in a newline shows Gitolite's
+            # blank `remote:` line after it
+            for i, line in enumerate(decision.message.split("\n")):
+                proto.progress_line(f"FATAL: {line}" if i == 0 else line)
             proto.progress_line(f"error: {HOOK_DECLINED} to update {update.ref}")
             _audit_ref(conn, name, update, "rejected", decision.message)
             log.warning("push to %s %s refused: %s", name, update.ref, decision.message)
