@@ -19,13 +19,13 @@ from typing import Any
 import redis
 from dulwich.objects import Blob, Commit, Tag
 from dulwich.repo import Repo
-from gitserve.sandbox import Policy
+from gitserve.sandbox import Policy, SandboxError
 
 from gitserve import options as gsoptions
 from gitserve import repos
 from gitserve.settings import Settings
 
-from . import ending, keys, records, rqconn, secretstore
+from . import ending, keys, logs, records, rqconn, secretstore
 from .secrets import SecretError
 
 HIDDEN_PREFIX = "refs/gitserve/builds/"
@@ -212,6 +212,15 @@ def enqueue(
             ending.finish(r, build_id, "failed", reason, log_ttl=settings.builds.log_ttl,
                           last_line=f"gitserve: {reason}")
             return records.get(r, build_id)
+        try:
+            policy, policy_warnings = Policy.for_repo(settings.builds, options)
+        except SandboxError as exc:  # a bad [builds] limit: the build fails with its line
+            drop_hidden_refs(repo_path, [build_id, *dropped])
+            ending.finish(r, build_id, "failed", str(exc), log_ttl=settings.builds.log_ttl,
+                          last_line=f"gitserve: {exc}")
+            return records.get(r, build_id)
+        for warning in policy_warnings:
+            logs.append(r, build_id, warning)
         payload = {
             "build_id": build_id, "repo": repo_name, "ref": ref, "old": old, "new": new,
             "commit": peel(repo_path, new) or new,
@@ -220,7 +229,7 @@ def enqueue(
             "clone_url": clone_url(settings, repo_name),
             "secrets": tokens,
             "log_ttl": settings.builds.log_ttl, "deploy": deploy_options(options, ref, repo_path),
-            "sandbox": Policy.from_settings(settings.builds).to_payload(),
+            "sandbox": policy.to_payload(), "per_repo": settings.builds.per_repo,
         }
         rqconn.queue(r, opts.queue).enqueue(
             "buildqueue.jobs.run_build", payload, job_id=build.job_id, job_timeout=-1,

@@ -18,10 +18,10 @@ from typing import Any, Callable
 import redis
 from rq import get_current_job
 
-from gitserve import sandbox
+from gitserve import sandbox, sandbox_limits
 from gitserve.logsetup import log_context
 
-from . import ending, keys, logs, records, runner, workspace
+from . import ending, keys, logs, perrepo, records, runner, uids, workspace
 from .liveness import heartbeat_loop, worker_name
 from .secrets import Masker, SecretError, decrypt, worker_key_file
 from .workersettings import WorkerSettings
@@ -141,15 +141,31 @@ def _run_build(payload: dict[str, Any]) -> dict[str, str]:
     mask: Callable[[str], str] = str  # no secrets known yet: text as it is
     log = BuildLog(r, build_id, mask)
     policy = sandbox.Policy.from_payload(payload.get("sandbox"))
-    work = sandbox.new_workdir(sandbox.work_root(workspace.work_root()))
+    # before any thread starts: the workspace's tmpfs lives in this process's own mount namespace
+    work, uncapped = sandbox.new_capped_workdir(sandbox.work_root(workspace.work_root()),
+                                                policy.limits.disk)
     # the heartbeat runs for the whole job: a long fetch must not look like a dead worker
     beating = threading.Event()
     threading.Thread(target=heartbeat_loop, args=(r, build_id, beating), daemon=True).start()
+    slot = False
     try:
         if not _wait_for_lane(r, build, log):
             ending.finish(r, build_id, "cancelled", "cancelled while waiting", log_ttl=log_ttl,
                            last_line="gitserve: cancelled")
             return {"status": "cancelled"}
+        slot = perrepo.acquire(r, build, int(payload.get("per_repo") or 0) or 2, log,
+                               lambda: bool(r.exists(keys.cancel(build_id))))
+        if not slot:
+            ending.finish(r, build_id, "cancelled", "cancelled while waiting", log_ttl=log_ttl,
+                           last_line="gitserve: cancelled")
+            return {"status": "cancelled"}
+        if uncapped is not None and policy.enabled:
+            logger.warning("workspace not size-capped: %s", uncapped)
+        try:
+            policy = policy.with_uid(uids.uid_for(r, payload["repo"], policy.uid_range)
+                                     if os.geteuid() == 0 else None)
+        except sandbox.SandboxError as exc:
+            return _end(r, build_id, "failed", str(exc), log_ttl)
         records.set_fields(r, build_id, started=repr(time.time()))
         try:
             secret_values = decrypt(payload.get("secrets") or {}, worker_key_file())
@@ -162,6 +178,8 @@ def _run_build(payload: dict[str, Any]) -> dict[str, str]:
                                                payload["fetch_ref"],
                                                payload.get("local_path", ""), payload.get("clone_url", ""))
             workspace.checkout(objects, payload.get("commit") or payload["new"], ws)
+            workspace.fill_lfs(ws, payload.get("commit") or payload["new"], payload["repo"],
+                               payload.get("local_path", ""), payload.get("clone_url", ""))
         except workspace.WorkspaceError as exc:
             return _end(r, build_id, "failed", f"checkout failed: {exc}", log_ttl)
         script = ws / payload["script"]
@@ -184,10 +202,17 @@ def _run_build(payload: dict[str, Any]) -> dict[str, str]:
             return _end(r, build_id, "failed", str(exc), log_ttl)
         if not jail.sandboxed:
             log("gitserve: warning: this build runs unsandboxed ([builds] allow_unsandboxed = true)")
-        result = runner.run_script(
-            [], ws, {}, timeout, log,
-            should_cancel=lambda: bool(r.exists(keys.cancel(build_id))), jail=jail,
-        )
+        try:
+            result = runner.run_script(
+                [], ws, {}, timeout, log,
+                should_cancel=lambda: bool(r.exists(keys.cancel(build_id))), jail=jail,
+                workspace=work if uncapped is None else None,
+            )
+        except sandbox.SandboxError as exc:
+            return _end(r, build_id, "failed", str(exc), log_ttl)
+        if result.limit is not None:
+            return _end(r, build_id, "failed",
+                        sandbox_limits.killed_line(build_id, result.limit, policy.limits), log_ttl)
         if result.status == "timed out":
             return _end(r, build_id, "timed out",
                         f"timed out after {timeout:g}s: process group killed", log_ttl)
@@ -214,6 +239,8 @@ def _run_build(payload: dict[str, Any]) -> dict[str, str]:
         _end(r, build_id, "failed", log.mask(f"internal error: {type(exc).__name__}: {exc}"), log_ttl)
         raise
     finally:
+        if slot:
+            perrepo.release(r, build)
         beating.set()
         sandbox.remove_workdir(work)
 

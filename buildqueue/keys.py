@@ -59,3 +59,17 @@ def lane(repo: str, ref: str) -> str:
 # Stream of notification events (push, build, deploy) that `gitserve serve` delivers.
 NOTIFY_EVENTS = PREFIX + "notify:events"
 NOTIFY_GROUP = "notifier"  # its consumer group
+
+# --- build uids and per-repo concurrency (issue 21) ---
+BUILD_UIDS = PREFIX + "build:uids"          # hash repo -> the uid its builds run as (root workers)
+BUILD_UID_NEXT = PREFIX + "build:uid-next"  # INCR counter: the next uid offset in [builds] uid_range
+
+
+def repo_waiting(repo: str) -> str:
+    """zset of one repo's builds waiting for a [builds] per_repo slot (score: build id)."""
+    return f"{PREFIX}repo:{repo}:waiting"
+
+
+def repo_running(repo: str) -> str:
+    """set of one repo's builds holding a [builds] per_repo slot."""
+    return f"{PREFIX}repo:{repo}:running"

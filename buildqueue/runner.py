@@ -4,7 +4,13 @@ The script runs in a new session so that a timeout or a cancel can kill everythi
 started (grandchildren included) with one killpg; in the sandbox (gitserve.sandbox) it also
 runs in its own PID namespace, which is killed and reaped before run_script returns, so not
 even a setsid daemon outlives it. Output is read by a thread and handed over line by line,
-so a line reaches the log the moment the script prints it.
+so a line reaches the log the moment the script prints it; every line the script wrote
+reaches ON_LINE (the reader's queue is bounded, so a fast writer waits for the log instead
+of filling memory), up to LOG_BYTES, where one line says the output was cut.
+
+With a jail the run's limits are watched (gitserve.sandbox_limits): the process tree's
+memory, tasks and CPU time and the workspace's filesystem every MONITOR_INTERVAL; a limit
+reached kills the run and RunResult.limit names it.
 """
 
 from __future__ import annotations
@@ -23,14 +29,23 @@ from typing import Callable
 from gitserve.sandbox import Run
 
 KILL_GRACE = 2.0   # seconds between SIGTERM and SIGKILL
-DRAIN_LIMIT = 2.0  # seconds to keep reading after the script ended (stray holders of the pipe)
+# after the script ended (its namespace killed), how long the pipe may stay silent before a
+# stray holder outside any namespace (unsandboxed runs) is given up on; lines already
+# written are always delivered, however long that takes
+DRAIN_LIMIT = 2.0
+MONITOR_INTERVAL = 0.25
+QUEUE_CHUNKS = 64
+READ_SIZE = 65536
+MAX_LINE_BYTES = 65536
 _PR_SET_PDEATHSIG = 1
 
 
 @dataclass
 class RunResult:
-    status: str  # passed | failed | timed out | cancelled
+    status: str  # passed | failed | timed out | cancelled | killed
     exit_code: int | None
+    limit: str | None = None  # the limit that ended it (memory, pids, cpu_seconds, disk, ...)
+    cut_at: int | None = None  # bytes of output kept when log_bytes cut the rest
 
 
 _LIBC: ctypes.CDLL | None
@@ -116,11 +131,15 @@ def run_script(
     tick_interval: float = 1.0,
     stdin_data: bytes | None = None,
     jail: Run | None = None,
+    log_bytes: int | None = None,
+    workspace: Path | None = None,
 ) -> RunResult:
     """Run ARGV to completion, timeout or cancel; stdin is /dev/null unless STDIN_DATA is given.
 
     With JAIL (gitserve.sandbox.prepare) its command, environment and directory replace
-    ARGV, ENV and CWD, and its PID namespace is gone when this returns."""
+    ARGV, ENV and CWD, and its PID namespace is gone when this returns. LOG_BYTES caps the
+    output handed to ON_LINE (default: the jail's limit; none without a jail); WORKSPACE is
+    the run's capped filesystem, watched for the disk limit."""
     kw: dict = {"cwd": cwd, "env": env}
     if jail is not None:
         argv, kw = jail.argv, jail.popen_kwargs()
@@ -134,30 +153,97 @@ def run_script(
         if jail is not None:
             jail.close()
         raise
-    if jail is not None:
-        jail.started()
+    if log_bytes is None and jail is not None and jail.limits is not None:
+        log_bytes = jail.limits.log_bytes
+    try:
+        if jail is not None:
+            jail.started()
+    except BaseException:
+        if jail is not None:
+            jail.kill()
+        _killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        if jail is not None:
+            jail.reap()
+            jail.close()
+        raise
     try:
         return _supervise(proc, timeout, on_line, should_cancel, tick, tick_interval, stdin_data,
-                          jail)
+                          jail, log_bytes, workspace)
     finally:
         if jail is not None:
             jail.reap()
             jail.close()
 
 
+class _Output:
+    """Hands lines to ON_LINE until LOG_BYTES, then one line saying where it cut."""
+
+    def __init__(self, on_line: Callable[[str], None], log_bytes: int | None) -> None:
+        self.on_line, self.log_bytes = on_line, log_bytes
+        self.kept = 0
+        self.cut_at: int | None = None
+        self.dropped = 0
+
+    def __call__(self, raw: bytes) -> None:
+        if self.cut_at is not None:
+            self.dropped += len(raw)
+            return
+        if self.log_bytes is not None and self.kept + len(raw) > self.log_bytes:
+            self.cut_at = self.kept
+            self.dropped += len(raw)
+            from gitserve.sandbox_limits import human
+
+            self.on_line(f"gitserve: output cut here: log limit {human(self.log_bytes)} reached "
+                         f"({self.kept} bytes kept; the build goes on, its output is not kept)")
+            return
+        self.kept += len(raw)
+        self.on_line(raw.decode("utf-8", "replace").rstrip("\r\n"))
+
+
+def _limit_reached(jail: Run | None, workspace: Path | None) -> str | None:
+    from gitserve import sandbox_limits
+
+    if jail is None or jail.limits is None:
+        return None
+    if workspace is not None and sandbox_limits.disk_full(workspace):
+        return "disk"
+    if jail.init_pid is None:
+        return None
+    return sandbox_limits.over(sandbox_limits.tree_usage(jail.init_pid), jail.limits)
+
+
 def _supervise(proc: subprocess.Popen, timeout: float, on_line: Callable[[str], None],
                should_cancel: Callable[[], bool], tick: Callable[[], None], tick_interval: float,
-               stdin_data: bytes | None, jail: Run | None) -> RunResult:
+               stdin_data: bytes | None, jail: Run | None, log_bytes: int | None = None,
+               workspace: Path | None = None) -> RunResult:
     pgid = proc.pid
     if stdin_data is not None:
         threading.Thread(target=_feed, args=(proc, stdin_data), daemon=True).start()
-    lines: queue.Queue[bytes | None] = queue.Queue()
+    # chunks of lines (read 64 KiB at a time: a script printing a million lines costs a
+    # million queue hand-overs otherwise); bounded, so a fast writer waits for the log
+    lines: queue.Queue[list[bytes] | None] = queue.Queue(QUEUE_CHUNKS)
+    deliver = _Output(on_line, log_bytes)
 
     def read() -> None:
         out = proc.stdout
         assert out is not None
-        for raw in iter(lambda: out.readline(65536), b""):
-            lines.put(raw)
+        fd = out.fileno()
+        partial = b""
+        while True:
+            chunk = os.read(fd, READ_SIZE)
+            if not chunk:
+                break
+            parts = (partial + chunk).split(b"\n")
+            partial = parts.pop()
+            batch = [p + b"\n" for p in parts]
+            while len(partial) >= MAX_LINE_BYTES:  # a line without end is cut in pieces
+                batch.append(partial[:MAX_LINE_BYTES])
+                partial = partial[MAX_LINE_BYTES:]
+            if batch:
+                lines.put(batch)
+        if partial:
+            lines.put([partial])
         lines.put(None)
 
     reader = threading.Thread(target=read, daemon=True)
@@ -165,57 +251,74 @@ def _supervise(proc: subprocess.Popen, timeout: float, on_line: Callable[[str], 
 
     deadline = time.monotonic() + timeout
     next_tick = time.monotonic() + tick_interval
+    next_watch = time.monotonic() + MONITOR_INTERVAL
     outcome: str | None = None
+    limit: str | None = None
     eof = False
-    drain_until: float | None = None
 
-    def deliver(raw: bytes) -> None:
-        on_line(raw.decode("utf-8", "replace").rstrip("\r\n"))
-
-    while True:
-        try:
-            raw = lines.get(timeout=0.1)
-            if raw is None:
-                eof = True
-            else:
-                deliver(raw)
-        except queue.Empty:
-            pass
+    while proc.poll() is None:
+        if eof:  # the script closed its output but runs on
+            time.sleep(0.1)
+        else:
+            try:
+                batch = lines.get(timeout=0.1)
+                if batch is None:
+                    eof = True
+                else:
+                    for raw in batch:
+                        deliver(raw)
+            except queue.Empty:
+                pass
         now = time.monotonic()
-        if proc.poll() is not None:
-            if drain_until is None:
-                # the script is done: whatever it left behind in its group (and namespace) goes too
-                if jail is not None:
-                    jail.kill()
-                _killpg(pgid, signal.SIGKILL)
-                drain_until = now + DRAIN_LIMIT
-            if eof or now > drain_until:
-                break
-            continue
+        if now >= next_watch:
+            next_watch = now + MONITOR_INTERVAL
+            limit = _limit_reached(jail, workspace)
+            if limit is not None:
+                outcome = "killed"
         if now >= next_tick:
             tick()
             next_tick = now + tick_interval
-            if should_cancel():
+            if outcome is None and should_cancel():
                 outcome = "cancelled"
         if outcome is None and now >= deadline:
             outcome = "timed out"
         if outcome is not None:
-            if jail is not None:
-                jail.kill()  # the namespace's init: everything in it dies at once
-            terminate_group(pgid, leader=proc)
-            proc.wait()
-            drain_until = time.monotonic() + DRAIN_LIMIT
-            _killpg(pgid, signal.SIGKILL)
-            while time.monotonic() < drain_until:
-                try:
-                    raw = lines.get(timeout=0.1)
-                except queue.Empty:
-                    continue
-                if raw is None:
-                    break
-                deliver(raw)
             break
-    code = proc.wait()
+    # the script is done (or must go): whatever it left behind in its group and namespace goes too
+    if jail is not None:
+        jail.kill()  # the namespace's init: everything in it dies at once
     if outcome is not None:
-        return RunResult(outcome, code)
-    return RunResult("passed" if code == 0 else "failed", code)
+        terminate_group(pgid, leader=proc)
+    _killpg(pgid, signal.SIGKILL)
+    code = proc.wait()
+    if limit is None and jail is not None and outcome is None:
+        limit = _limit_reached_at_end(jail, workspace, code)
+    # every line already written is delivered; only a silent pipe held open by a stray
+    # process outside the namespace is given up on after DRAIN_LIMIT
+    while not eof:
+        try:
+            batch = lines.get(timeout=DRAIN_LIMIT)
+        except queue.Empty:
+            break
+        if batch is None:
+            break
+        for raw in batch:
+            deliver(raw)
+    if outcome is not None:
+        return RunResult(outcome, code, limit, deliver.cut_at)
+    if limit is not None:
+        return RunResult("killed", code, limit, deliver.cut_at)
+    return RunResult("passed" if code == 0 else "failed", code, None, deliver.cut_at)
+
+
+def _limit_reached_at_end(jail: Run, workspace: Path | None, code: int) -> str | None:
+    """A script that ended on its own may still have been ended by a limit: SIGXCPU /
+    SIGXFSZ (its own or a child's, as the shell reports it: 128 + signal), a full disk."""
+    from gitserve import sandbox_limits
+
+    if workspace is not None and sandbox_limits.disk_full(workspace):
+        return "disk"
+    for sig, what in ((signal.SIGXCPU, "cpu_seconds"), (signal.SIGXFSZ, "file_size")):
+        if code in (-sig, 128 + sig):
+            return what
+    return None

@@ -41,7 +41,11 @@ def worker_key() -> Path | None:
 
 
 def _git(args: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
-    full_env = dict(os.environ, GIT_TERMINAL_PROMPT="0", LC_ALL="C")
+    # hermetic: no system or user git config applies to a checkout (Debian's git-lfs package
+    # puts an lfs smudge filter into /etc/gitconfig, which would try the network; LFS files
+    # are filled by fill_lfs from the server's store instead)
+    full_env = dict(os.environ, GIT_TERMINAL_PROMPT="0", LC_ALL="C", GIT_CONFIG_NOSYSTEM="1",
+                    GIT_CONFIG_GLOBAL="/dev/null", GIT_LFS_SKIP_SMUDGE="1")
     full_env.pop("GIT_DIR", None)
     if env:
         full_env.update(env)
@@ -123,3 +127,42 @@ def checkout(objects: Path, sha: str, dest: Path) -> None:
         _git(["read-tree", "-u", "--reset", sha], cwd=dest)
     except WorkspaceError as exc:
         raise WorkspaceError(f"commit {sha[:12]} not available: {exc}") from None
+
+
+def fill_lfs(dest: Path, sha: str, repo: str, local_path: str, clone_url: str) -> int:
+    """Replace the LFS pointer files of SHA's tree in the work tree DEST with their contents
+    (SPEC §11: builds see real files). A worker on the server host copies from HOME/lfs; any
+    other host downloads the objects into its cache over the ssh it fetches git with (the
+    pure SSH LFS protocol, as `:builder`), so no build needs git-lfs or network access of its
+    own. Returns how many files were filled; WorkspaceError names a missing object."""
+    from urllib.parse import urlsplit
+
+    from gitserve.lfs import client, pointers
+    from gitserve.lfs.store import LfsError, LfsStore
+
+    try:
+        entries = pointers.in_tree(dest, sha)
+    except subprocess.CalledProcessError as exc:
+        raise WorkspaceError(f"listing LFS files failed: exit {exc.returncode}") from None
+    if not entries:
+        return 0
+    try:
+        if local_objects(local_path) is not None:
+            # HOME/repositories/NAME.git -> HOME/lfs/NAME (NAME may hold '/')
+            home = Path(local_path).parents[len(Path(repo).parts)]
+            store = LfsStore(home / "lfs" / repo)
+        else:
+            url = urlsplit(clone_url)
+            if url.scheme != "ssh" or not url.hostname:
+                raise WorkspaceError("LFS files need an ssh clone URL to fetch from")
+            root = cache_root()
+            store = LfsStore(root / "lfs" / repo)
+            argv = shlex.split(_ssh_command(worker_key(), root / "known_hosts"))
+            if url.port:
+                argv += ["-p", str(url.port)]
+            argv.append(f"{url.username or 'git'}@{url.hostname}")
+            with locked(root / f"{repo}.lfs.lock"):
+                client.download(argv, repo, [(oid, size) for _, oid, size in entries], store)
+        return client.fill_worktree(dest, entries, store)
+    except LfsError as exc:
+        raise WorkspaceError(exc.message) from None

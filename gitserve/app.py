@@ -26,6 +26,8 @@ What one `git push` does, in order (file -> file):
                                VREFs via acl/inspect_dulwich), admin-repo validation (adminrepo/),
                                then every hook's before_update, in the order below:
                                  site hooks (GITSERVE_PLUGINS)      may reject the ref
+                                 lfs/pushcheck.LockedPaths          a path locked by another
+                                                                    user (LFS locks)
                                  buildqueue/pushhook.BuildHook      gate builds: enqueue, stream,
                                                                     reject unless it passed
  6. gitserve/git/receive.py    move refs (compare-and-swap), then session's on_updated: audit
@@ -53,6 +55,7 @@ from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 from gitserve.errors import GitserveError
 from gitserve.git.pushhooks import PushHook
 from gitserve.git.repack import RepackAfterPush
+from gitserve.lfs.pushcheck import LockedPaths
 from gitserve.metrics import Metrics
 from gitserve.settings import Settings
 from gitserve.ssh.cmd import base as ssh_commands
@@ -111,6 +114,7 @@ def push_hooks(settings: Settings, upkeep: UpkeepService | None = None) -> list[
     from buildqueue.pushhook import BuildHook
 
     hooks: list[PushHook] = site_hooks(settings)
+    hooks.append(LockedPaths())  # a path someone else holds an LFS lock on stays as it is
     hooks.append(BuildHook())  # gate builds; post-receive hooks; sync/async builds
     hooks.append(RepackAfterPush())  # one pack per repo again, in the background
     if upkeep is not None:
@@ -123,7 +127,8 @@ def ssh_commands_table(settings: Settings) -> dict[str, ssh_commands.Command]:
     from buildqueue.sshcommands import COMMAND as BUILDS
     from buildqueue.sshsecrets import COMMAND as SECRETS
     from deploy.sshcommands import COMMAND as DEPLOY
-    from gitserve.http.sshcommands import LOGIN, TOKEN
+    from gitserve.http.sshcommands import LFS_AUTHENTICATE, LOGIN, TOKEN
+    from gitserve.ssh.cmd import lfs
 
     return ssh_commands.table([
         *builtin.core_commands(),  # info, help, perms, desc, writable (Gitolite's)
@@ -133,6 +138,8 @@ def ssh_commands_table(settings: Settings) -> dict[str, ssh_commands.Command]:
         SECRETS,  # secrets list|set|remove (admins)
         TOKEN,  # token create|list|revoke: USER:TOKEN for git over http
         LOGIN,  # login: a one-time link for the web UI
+        lfs.COMMAND,  # git-lfs-transfer: Git LFS over ssh (git-lfs 3), not in `help`
+        LFS_AUTHENTICATE,  # git-lfs-authenticate: the HTTP LFS endpoint and a token
     ])
 
 

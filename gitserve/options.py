@@ -165,6 +165,26 @@ def _hooks(value: str, env: Env) -> str | None:
     return None
 
 
+def _size(value: str, env: Env) -> str | None:
+    from .sandbox_limits import LimitError, parse_size
+
+    try:
+        parse_size(value)
+    except LimitError as exc:
+        return str(exc)
+    return None
+
+
+def _count(value: str, env: Env) -> str | None:
+    from .sandbox_limits import LimitError, parse_count
+
+    try:
+        parse_count(value)
+    except LimitError as exc:
+        return str(exc)
+    return None
+
+
 KNOWN: dict[str, Validator] = {
     "build.enable": _boolean,
     "build.script": _relative_path,
@@ -172,6 +192,15 @@ KNOWN: dict[str, Validator] = {
     "build.mode": _one_of(*BUILD_MODES),
     "build.timeout": _int_range(1, MAX_TIMEOUT),
     "build.queue": _regex(QUEUE_RE, "letters, digits and . _ : - only"),
+    # issue 21: a repo narrows its builds' network and lowers the server's limits
+    "build.network": _one_of("outbound", "none"),
+    "build.memory": _size,
+    "build.file-size": _size,
+    "build.disk": _size,
+    "build.log-bytes": _size,
+    "build.pids": _count,
+    "build.cpu-seconds": _count,
+    "build.open-files": _count,
     "deploy.site": _regex(SITE_RE, "letters, digits and . _ - only, at most 64"),
     "deploy.ref": _ref,
     "deploy.dir": _relative_path,

@@ -20,10 +20,18 @@ through bubblewrap (`bwrap`, Debian's package of the tool Flatpak uses):
   namespace as itself (nested user namespaces disabled, so the mounts above stay locked);
 - an environment built from scratch: PATH, HOME, LANG plus what the caller passes.
 
-Not isolated: the network (same namespace: localhost services are reachable), the kernel,
-CPU/memory/disk (no limits beyond the build timeout), world-readable files outside the
-hidden paths. Where bwrap cannot run, `[builds] allow_unsandboxed = true` lets builds run
-without it (still never as root, env from scratch); otherwise they are refused.
+- its own network namespace (gitserve.sandbox_net): `outbound` through a user-mode stack that
+  refuses the host's loopback, `none` (loopback only), or `host` (a server setting only);
+- limits (gitserve.sandbox_limits): rlimits set by prlimit after the drop to the build
+  uid, the process tree watched by the runner, the workspace on its own tmpfs
+  (gitserve.sandbox_disk);
+- as root, each repo's builds run as their own uid (`[builds] uid_range`, the uid chosen by
+  the caller: buildqueue/uids.py), so one repo's processes cannot signal another's and the
+  process limit is per repo.
+
+Not isolated: the kernel, world-readable files outside the hidden paths. Where bwrap
+cannot run, `[builds] allow_unsandboxed = true` lets builds run without it (still never
+as root, env from scratch); otherwise they are refused.
 """
 
 from __future__ import annotations
@@ -36,11 +44,13 @@ import shutil
 import signal
 import subprocess
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
 
+from . import sandbox_net
 from .errors import GitserveError
+from .sandbox_limits import Limits
 
 INSIDE = Path("/build")             # where a run sees its workspace
 INSIDE_SRC = INSIDE / "src"
@@ -57,36 +67,82 @@ class SandboxError(GitserveError):
     """No sandbox here and unsandboxed runs are not allowed (one line, safe to show)."""
 
 
+def parse_uid_range(value: str) -> tuple[int, int] | None:
+    """'200000-265535' -> (200000, 265535); '' -> None (every repo runs as sandbox_user)."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    try:
+        low, high = (int(x) for x in value.split("-", 1))
+    except ValueError:
+        raise SandboxError(f"[builds] uid_range {value!r} is not LOW-HIGH") from None
+    if low <= 0 or high < low or high >= 2**32 - 1:
+        raise SandboxError(f"[builds] uid_range {value!r}: need 0 < LOW <= HIGH")
+    return low, high
+
+
 @dataclass(frozen=True)
 class Policy:
-    """How untrusted scripts run: [builds] sandbox, sandbox_user, allow_unsandboxed."""
+    """How untrusted scripts run: [builds] sandbox, sandbox_user, allow_unsandboxed, network,
+    the limits, uid_range; `uid` is the repo's own uid once the worker picked it."""
 
     enabled: bool = True
     allow_unsandboxed: bool = False
     user: str = "nobody"
+    network: str = ""  # "" = sandbox_net.default_mode()
+    limits: Limits = field(default_factory=Limits)
+    uid_range: str = ""
+    uid: int | None = None
 
     @classmethod
-    def from_settings(cls, builds: Any) -> "Policy":
+    def from_settings(cls, builds: Any, options: dict[str, str] | None = None
+                      ) -> "Policy":
+        """The server's policy, lowered by a repo's options (see `for_repo`)."""
+        return cls.for_repo(builds, options or {})[0]
+
+    @classmethod
+    def for_repo(cls, builds: Any, options: dict[str, str]) -> tuple["Policy", list[str]]:
+        """The policy for one repo's builds, and a warning line per option ignored."""
+        from .sandbox_limits import LimitError
+
+        try:
+            limits, warnings = Limits.from_settings(builds).lowered(options)
+            network, more = sandbox_net.effective(str(getattr(builds, "network", "") or ""),
+                                                  options.get("build.network", ""))
+        except (LimitError, sandbox_net.NetworkError) as exc:
+            raise SandboxError(str(exc)) from None
         return cls(bool(getattr(builds, "sandbox", True)),
                    bool(getattr(builds, "allow_unsandboxed", False)),
-                   str(getattr(builds, "sandbox_user", "") or "nobody"))
+                   str(getattr(builds, "sandbox_user", "") or "nobody"),
+                   network, limits, str(getattr(builds, "uid_range", "") or "")), warnings + more
 
     @classmethod
     def from_payload(cls, value: Any) -> "Policy":
         """A job's `sandbox` field: a dict (to_payload), or the bool older servers sent."""
         if isinstance(value, dict):
+            uid = value.get("uid")
             return cls(bool(value.get("enabled", True)), bool(value.get("allow_unsandboxed", False)),
-                       str(value.get("user") or "nobody"))
+                       str(value.get("user") or "nobody"), str(value.get("network") or ""),
+                       Limits.from_payload(value.get("limits")), str(value.get("uid_range") or ""),
+                       int(uid) if uid is not None else None)
         return cls(enabled=bool(True if value is None else value))
 
     def to_payload(self) -> dict[str, Any]:
         return {"enabled": self.enabled, "allow_unsandboxed": self.allow_unsandboxed,
-                "user": self.user}
+                "user": self.user, "network": self.network, "limits": self.limits.to_payload(),
+                "uid_range": self.uid_range, "uid": self.uid}
+
+    def with_uid(self, uid: int | None) -> "Policy":
+        return replace(self, uid=uid)
 
     def run_as(self) -> tuple[int, int] | None:
         """(uid, gid) scripts run as when this process is root; None when it is not."""
         if os.geteuid() != 0:
             return None
+        if self.uid is not None:
+            if self.uid <= 0:
+                raise SandboxError(f"build uid {self.uid}: builds never run as root")
+            return self.uid, self.uid
         try:
             entry = pwd.getpwnam(self.user)
         except KeyError:
@@ -105,7 +161,7 @@ def unavailable_reason(policy: Policy) -> str | None:
     if not policy.enabled:
         return "[builds] sandbox = false"
     run_as = policy.run_as()  # raises SandboxError for a bad sandbox_user
-    key = (os.geteuid(), policy.user)
+    key = (os.geteuid(), str(run_as))
     with _probe_lock:
         if key not in _probed:
             _probed[key] = _probe(policy, run_as)
@@ -138,7 +194,12 @@ def describe(policy: Policy) -> str:
         return f"local builds refused: {exc}"
     who = f"as {policy.user}" if run_as is not None else f"as uid {os.getuid()}"
     if reason is None:
-        return f"builds sandboxed (bwrap: own PID and mount namespaces, {who})"
+        net = sandbox_net.describe(policy.network or sandbox_net.default_mode())
+        if run_as is not None and policy.uid_range:
+            who = f"each repo as its own uid from {policy.uid_range}"
+        lim = policy.limits
+        return (f"builds sandboxed (bwrap: own PID, mount and network namespaces, {who}; {net}; "
+                f"limits: memory {lim.show('memory')}, pids {lim.pids}, disk {lim.show('disk')})")
     if policy.allow_unsandboxed:
         return (f"WARNING: builds run UNSANDBOXED ({reason}; [builds] allow_unsandboxed "
                 f"= true), {who}")
@@ -169,6 +230,21 @@ def new_workdir(root: Path) -> Path:
     for sub in ("src", "home", "tmp"):
         (work / sub).mkdir(mode=0o700)
     return work
+
+
+def new_capped_workdir(root: Path, disk: int) -> tuple[Path, str | None]:
+    """new_workdir on its own tmpfs of DISK bytes (gitserve.sandbox_disk): returns the
+    directory and None, or why it could not be capped (then it is on ROOT's disk)."""
+    import secrets
+
+    from . import sandbox_disk
+
+    work = root / secrets.token_hex(16)
+    work.mkdir(mode=0o700)
+    reason = sandbox_disk.cap(work, disk)
+    for sub in ("src", "home", "tmp"):
+        (work / sub).mkdir(mode=0o700)
+    return work, reason
 
 
 def hand_over(policy: Policy, work: Path) -> None:
@@ -302,6 +378,13 @@ class Run:
     _info_r: int | None = None
     _pidfd: int | None = None
     _init_pid: int | None = field(default=None, repr=False)
+    network: sandbox_net.Network | None = None
+    limits: Limits | None = None
+
+    @property
+    def init_pid(self) -> int | None:
+        """The sandbox's init (pid 1 of its PID namespace), once started."""
+        return self._init_pid
 
     def popen_kwargs(self) -> dict[str, Any]:
         kw: dict[str, Any] = {"cwd": self.cwd, "env": self.env, "pass_fds": self.pass_fds}
@@ -314,6 +397,8 @@ class Run:
         for fd in self.pass_fds:
             os.close(fd)
         self.pass_fds = ()
+        if self.network is not None:
+            self.network.started()
         if self._info_r is None:
             return
         chunks = []
@@ -334,6 +419,12 @@ class Run:
                 self._init_pid = pid
             except OSError:  # already gone: so is everything it ran
                 self._pidfd = None
+        if self.network is not None and self._init_pid is not None:
+            try:
+                self.network.attach(self._init_pid)
+            except sandbox_net.NetworkError as exc:
+                self.kill()
+                raise SandboxError(f"build refused: {exc}") from None
 
     def kill(self) -> None:
         """SIGKILL the sandbox's init: the kernel kills every process of its PID namespace."""
@@ -356,6 +447,8 @@ class Run:
         return bool(ready)
 
     def close(self) -> None:
+        if self.network is not None:
+            self.network.close()
         for fd in (self._info_r, self._pidfd, *self.pass_fds):
             if fd is not None:
                 try:
@@ -387,7 +480,7 @@ def prepare(policy: Policy, work: Path, argv: list[str], env: dict[str, str],
         if not policy.allow_unsandboxed:
             raise SandboxError(f"build refused: no sandbox on this worker ({reason}); "
                                "[builds] allow_unsandboxed = true would run it unsandboxed")
-        return _unsandboxed(work, src, argv, env, run_as)
+        return _unsandboxed(work, src, [*policy.limits.prlimit_argv(), *argv], env, run_as)
     hidden = [str(Path(p).expanduser().resolve()) for p in hide]
     if os.environ.get("HOME"):  # the server user's home (~/.ssh, the quickstart's demo key)
         hidden.append(str(Path(os.environ["HOME"]).expanduser().resolve()))
@@ -404,7 +497,10 @@ def prepare(policy: Policy, work: Path, argv: list[str], env: dict[str, str],
     binds += [(str(Path(p).resolve()), str(Path(p).resolve()), False) for p in ro]
     info_r, info_w = os.pipe()
     full = _bwrap_prefix(run_as, binds, [h for h in hidden if h not in ("/", "")], info_w)
-    fds = [info_w]
+    network = sandbox_net.Network(policy.network or sandbox_net.default_mode(),
+                                  unprivileged=run_as is None)
+    full += network.bwrap_args()
+    fds = [info_w, *network.pass_fds()]
     program = userns_filter() if run_as is not None else None
     if program is not None:
         fds.append(_seccomp_fd(program))
@@ -412,9 +508,11 @@ def prepare(policy: Policy, work: Path, argv: list[str], env: dict[str, str],
     full += ["--chdir", str(INSIDE_SRC), "--clearenv"]
     for key, value in base_env({"HOME": str(INSIDE_HOME), **env}).items():
         full += ["--setenv", key, value]
-    full += ["--", *_drop(run_as), *argv]
+    # rlimits after the drop (lowering needs no privilege; RLIMIT_NPROC counts the build uid)
+    full += ["--", *_drop(run_as), *policy.limits.prlimit_argv(), *argv]
     return Run(argv=full, env={"PATH": os.environ.get("PATH", DEFAULT_PATH)}, cwd="/",
-               sandboxed=True, pass_fds=tuple(fds), _info_r=info_r)
+               sandboxed=True, pass_fds=tuple(fds), _info_r=info_r, network=network,
+               limits=policy.limits)
 
 
 def _unsandboxed(work: Path, src_dir: Path, argv: list[str], env: dict[str, str],
@@ -465,4 +563,7 @@ def remove_workdir(work: Path) -> None:
                 os.unlink(path)
         except OSError:
             pass
+    from . import sandbox_disk
+
+    sandbox_disk.release(work)  # a capped workspace: its tmpfs (and all in it) goes at once
     shutil.rmtree(work, onerror=fix)

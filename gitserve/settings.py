@@ -43,6 +43,8 @@ class ServerSettings:
     # a push whose pack is bigger, or that holds a bigger blob, is refused whole (0: no limit)
     max_push_bytes: int = 2 * 1024**3
     max_blob_bytes: int = 100 * 1024**2
+    # Git LFS (SPEC §11): the largest object an upload may store (0: no limit)
+    max_lfs_object_bytes: int = 5 * 1024**3
     # Gitolite's GIT_CONFIG_KEYS: space-separated regexes of the `config` keys written into
     # repos (none by default; keys that run programs are never written)
     git_config_keys: str = ""
@@ -77,6 +79,22 @@ class BuildSettings:
     sandbox_user: str = "nobody"
     # without a usable sandbox, run builds anyway (otherwise they are refused)
     allow_unsandboxed: bool = False
+    # --- security (issue 21): network and limits of every build and deploy.post ---
+    # "outbound" (user-mode stack, the host's loopback refused; the default where slirp4netns
+    # or pasta is installed, else "none"), "none" (loopback only), "host" (no namespace)
+    network: str = ""
+    # ceilings; a repo lowers them with `option build.memory = 512M` etc. (sizes: K M G T)
+    memory: str = "2G"
+    pids: int = 512
+    cpu_seconds: int = 3600
+    file_size: str = "1G"
+    disk: str = "4G"
+    open_files: int = 1024
+    log_bytes: str = "16M"
+    # a root server runs each repo's builds as its own uid from this range ("" = sandbox_user)
+    uid_range: str = "200000-265535"
+    # builds of one repo running at once (later ones wait, in push order)
+    per_repo: int = 2
 
 
 @dataclass
@@ -240,6 +258,11 @@ class Settings:
     def listen_host_port(self) -> tuple[str, int]:
         host, _, port = self.server.listen.rpartition(":")
         return host.strip("[]") or "127.0.0.1", int(port)
+
+    @property
+    def lfs_dir(self) -> Path:
+        """Git LFS objects and locks, one directory per repository (gitserve/lfs)."""
+        return self.home / "lfs"
 
     @property
     def http_dir(self) -> Path:

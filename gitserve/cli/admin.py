@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import admin_acl, admin_authkeys, admin_keys, admin_secrets, admin_upkeep
+from . import admin_acl, admin_authkeys, admin_keys, admin_lfs, admin_secrets, admin_upkeep
 
 app = typer.Typer(help="Manage keys, access rules and secrets (commits on the admin repo).",
                   no_args_is_help=True)
@@ -18,3 +18,4 @@ admin_keys.add_commands(app)     # add-key, remove-key, list-keys, set-conf
 admin_secrets.add_commands(app)  # set-secret, secrets list|set|remove, notify-log
 admin_upkeep.add_commands(app)   # fsck, gc
 admin_authkeys.add_commands(app)  # authorized-keys (behind the system OpenSSH)
+admin_lfs.add_commands(app)      # lfs-gc

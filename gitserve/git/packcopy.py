@@ -24,39 +24,18 @@ from array import array
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from gitserve._compat import dulwich as dulwich_compat
+
+from .packformat import OFS_DELTA, REF_DELTA, encode_header, entry_header, encode_ofs, ofs_distance
+
 FRAME = 65515  # the largest side-band-64k payload: one pkt-line per write
-
-OFS_DELTA, REF_DELTA = 6, 7
-
-
-def encode_header(kind: int, size: int) -> bytes:
-    out = bytearray()
-    c = (kind << 4) | (size & 0x0F)
-    size >>= 4
-    while size:
-        out.append(c | 0x80)
-        c = size & 0x7F
-        size >>= 7
-    out.append(c)
-    return bytes(out)
-
-
-def encode_ofs(distance: int) -> bytes:
-    out = [distance & 0x7F]
-    distance >>= 7
-    while distance:
-        distance -= 1
-        out.append(0x80 | (distance & 0x7F))
-        distance >>= 7
-    return bytes(reversed(out))
-
 
 class StoredPack:
     """Raw, thread-safe (pread) access to one .pack file and its entries' extents."""
 
     def __init__(self, pack: Any) -> None:
         self.pack = pack
-        self.path = pack._data_path
+        self.path = dulwich_compat.pack_data_path(pack)
         self.fd = os.open(self.path, os.O_RDONLY)
         st = os.fstat(self.fd)
         self.size = st.st_size
@@ -144,7 +123,7 @@ _stored_lock = threading.Lock()
 def stored_pack(pack: Any) -> StoredPack:
     """The StoredPack of a dulwich Pack, kept open across requests (offset tables are the
     expensive part); replaced when the file at that path changes."""
-    path = pack._data_path
+    path = dulwich_compat.pack_data_path(pack)
     with _stored_lock:
         sp = _stored.get(path)
         try:
@@ -197,32 +176,6 @@ class FrameWriter:
         self._flush(True)
 
 
-def _parse_entry_header(data: bytes) -> tuple[int, int, int]:
-    """(type, size, index after the type/size varint)."""
-    c = data[0]
-    kind = (c >> 4) & 7
-    size = c & 0x0F
-    shift = 4
-    i = 1
-    while c & 0x80:
-        c = data[i]
-        size |= (c & 0x7F) << shift
-        shift += 7
-        i += 1
-    return kind, size, i
-
-
-def _parse_ofs(data: bytes, i: int) -> tuple[int, int]:
-    c = data[i]
-    ofs = c & 0x7F
-    i += 1
-    while c & 0x80:
-        c = data[i]
-        ofs = ((ofs + 1) << 7) | (c & 0x7F)
-        i += 1
-    return ofs, i
-
-
 def write_pack(store: Any, objects: dict[bytes, int], write: Callable[[bytes], None], *,
                whole: StoredPack | None = None, compression: int = -1) -> int:
     """Write a pack of OBJECTS (hex sha -> type) plus every entry of WHOLE; returns the count.
@@ -259,10 +212,10 @@ def write_pack(store: Any, objects: dict[bytes, int], write: Callable[[bytes], N
     for n, off, sha in located:
         sp = packs[n]
         data = sp.entry(off)
-        kind, _size, i = _parse_entry_header(data)
+        kind, _size, i = entry_header(data)
         here = out.written
         if kind == OFS_DELTA:
-            distance, j = _parse_ofs(data, i)
+            distance, j = ofs_distance(data, i)
             base_out = written.get((n, off - distance))
             if base_out is None:
                 materialize(sha)

@@ -9,9 +9,9 @@ them; indexing (object ids, delta resolution) is dulwich's, unchanged, and reads
 at a time back from the file. So a push's memory follows its biggest object (itself capped
 by `max_blob_bytes`), not its size.
 
-It leans on dulwich internals (the pack stream reader's buffer, `_index_pack`,
-`_complete_pack`); `available()` says whether this dulwich has them, else the caller uses
-`add_thin_pack` as is.
+It leans on dulwich internals (the pack stream reader's buffer, the store's index and
+complete steps), reached through gitserve/_compat/dulwich.py; `available()` says whether
+this dulwich has them, else the caller uses `add_thin_pack` as is.
 """
 
 from __future__ import annotations
@@ -26,19 +26,17 @@ from typing import Any
 from dulwich import object_store as _os
 from dulwich import pack as _pack
 
-BLOB_TYPE = 3
+from gitserve._compat import dulwich as dulwich_compat
+
+from . import packformat
+
+BLOB_TYPE = packformat.BLOB
 INFLATE_PIECE = 1 << 20  # most bytes inflated at once (a tiny zlib input may inflate hugely)
-_NEEDED_STORE = ("_index_pack", "_complete_pack", "object_format", "get_raw", "path")
-_NEEDED_READER = ("_rbuf", "_buf_len", "_trailer", "_hash_size", "_zlib_bufsize", "read", "recv")
 
 
 def available(store: Any) -> bool:
-    if not all(hasattr(store, n) for n in _NEEDED_STORE):
-        return False
-    if not hasattr(_os, "_bound_read_callables") or not hasattr(_os, "PACK_MODE"):
-        return False
-    probe = _LeanCopier(lambda: __import__("hashlib").sha1(), lambda n: b"", None, BytesIO())
-    return all(hasattr(probe, n) for n in _NEEDED_READER)
+    """Whether this dulwich has the internals the lean copy pass needs (gitserve._compat)."""
+    return dulwich_compat.lean_thin_pack_available(store)
 
 
 class BlobTooLarge(Exception):
@@ -49,28 +47,27 @@ class BlobTooLarge(Exception):
         self.size = size
 
 
-class _LeanCopier(_pack.PackStreamCopier):
+class _LeanCopier(dulwich_compat.PackStreamCopier):
     """The copy-and-verify pass, keeping no object data (see the module doc)."""
 
-    _rbuf: BytesIO  # dulwich's read-ahead buffer (set in PackStreamReader.__init__)
     max_blob_bytes = 0
 
     def read_objects(self, compute_crc32: bool = False) -> Iterator[_pack.UnpackedObject]:
-        _version, self._num_objects = _pack.read_pack_header(self.read)
-        for _ in range(self._num_objects):
+        _version, self.num_objects = _pack.read_pack_header(self.read)
+        for _ in range(self.num_objects):
             offset = self.offset
-            unpacked, unused = _skim_object(self.read, self.recv, self.hash_func, self._zlib_bufsize,
+            unpacked, unused = _skim_object(self.read, self.recv, self.hash_func, self.zlib_bufsize,
                                             self.max_blob_bytes)
             unpacked.offset = offset
             buf = BytesIO()
             buf.write(unused)
-            buf.write(self._rbuf.read())
+            buf.write(self.read_ahead.read())
             buf.seek(0)
-            self._rbuf = buf
+            self.read_ahead = buf
             yield unpacked
-        if self._buf_len() < self._hash_size:
-            self.read(self._hash_size)
-        pack_sha = bytearray(self._trailer)
+        if self.buffered_len() < self.hash_size:
+            self.read(self.hash_size)
+        pack_sha = bytearray(self.trailer)
         if pack_sha != self.sha.digest():
             raise _pack.ChecksumMismatch(_pack.sha_to_hex(bytes(pack_sha)), self.sha.hexdigest())
 
@@ -81,15 +78,13 @@ def _skim_object(read_all: Callable[[int], bytes], read_some: Callable[[int], by
     """One pack entry's header and delta base; its zlib stream inflated piecewise and dropped.
     Returns the entry (as dulwich's unpack_object would, minus the data) and the bytes read
     past its end. A whole blob over MAX_BLOB_BYTES raises BlobTooLarge at its header."""
-    raw, _ = _pack.take_msb_bytes(read_all)
-    type_num, size = _pack._decode_object_header(raw)
+    type_num, size, _raw = packformat.read_entry_header(read_all)
     if max_blob_bytes and type_num == BLOB_TYPE and size > max_blob_bytes:
         raise BlobTooLarge(size)
     delta_base: int | bytes | None = None
-    if type_num == _pack.OFS_DELTA:
-        raw, _ = _pack.take_msb_bytes(read_all)
-        delta_base = _pack._decode_delta_base_offset(raw)
-    elif type_num == _pack.REF_DELTA:
+    if type_num == packformat.OFS_DELTA:
+        delta_base = packformat.read_ofs_distance(read_all)
+    elif type_num == packformat.REF_DELTA:
         delta_base = read_all(len(hash_func().digest()))
     unpacked = _pack.UnpackedObject(type_num, delta_base=delta_base, decomp_len=size,
                                     hash_func=hash_func)
@@ -118,7 +113,7 @@ def add_thin_pack(store: Any, read_all: Callable[[int], bytes],
     over MAX_BLOB_BYTES stops the push at its entry header (BlobTooLarge); one stored as a
     delta is caught by the push check after indexing."""
     if max_input_size:
-        read_all, read_some = _os._bound_read_callables(read_all, read_some, max_input_size)
+        read_all, read_some = dulwich_compat.bound_read_callables(read_all, read_some, max_input_size)
     fd, path = tempfile.mkstemp(dir=store.path, prefix="tmp_pack_")
     with os.fdopen(fd, "w+b") as f:
         os.chmod(path, _os.PACK_MODE)
@@ -130,5 +125,5 @@ def add_thin_pack(store: Any, read_all: Callable[[int], bytes],
         f.seek(0)
         with _pack.PackData(path, file=f, object_format=store.object_format) as pd:
             indexer.set_pack_data(pd)
-            entries, ext_refs = store._index_pack(indexer, len(copier))
-        return store._complete_pack(f, path, entries, ext_refs)
+            entries, ext_refs = dulwich_compat.index_pack(store, indexer, len(copier))
+        return dulwich_compat.complete_pack(store, f, path, entries, ext_refs)

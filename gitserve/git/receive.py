@@ -2,9 +2,12 @@
 
 One push, in order:
 1. advertise refs (hidden refs left out), read the ref commands;
-2. receive the pack into a quarantine, fsck it; a bad pack is refused whole;
-3. per ref: refname sanity, then `check_ref` (check #2 + admin-repo validation), then every
-   push hook's `before_update`; a failing ref gets `ng REF REASON`, the others go on
+2. receive the pack into a quarantine, fsck it, check connectivity; a bad pack is refused
+   whole (git's index-pack and rev-list when git is installed: indexpack.py; else dulwich);
+3. per ref: refname sanity, then `check_ref` (check #2 + admin-repo validation) with the new
+   objects still quarantined (visible to the inspector and VREF programs); then the
+   quarantine moves in (only if some ref may still move), then every push hook's
+   `before_update`; a failing ref gets `ng REF REASON`, the others go on
    (with `atomic`, one failure fails all). Only a true no-op - old == new == the ref's value
    now - skips these: it is reported ok and triggers nothing (no audit, build or hook).
    Any other command, `X X REF` with REF elsewhere included, is checked like a real update
@@ -19,7 +22,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from contextlib import nullcontext
+from typing import Any, Callable, Collection, Sequence
 
 from dulwich.errors import GitProtocolError
 from dulwich.objects import valid_hexsha
@@ -39,11 +43,15 @@ from dulwich.protocol import (
 from dulwich.refs import check_ref_format
 from dulwich.server import ReceivePackHandler
 
+from gitserve._compat import dulwich as dulwich_compat
+
 from . import pushopts
+from .indexpack import GitQuarantine
+from .packgen import choose_backend
 from .pushhooks import ZERO_SHA, PushContext, PushHook, RefUpdate
 from .quarantine import BadPack, Quarantine
 from .repo import is_hidden
-from .sideband import BAND_DATA
+from .sideband import BAND_DATA, BAND_PROGRESS
 
 log = logging.getLogger(__name__)
 
@@ -138,36 +146,47 @@ class ReceivePack(ReceivePackHandler):
 
     # --- update step ----------------------------------------------------
     def _receive_and_update(self, commands: list[RefUpdate]) -> list[tuple[str, str]]:
-        status: list[tuple[str, str]] = []
-        if any(not c.is_delete for c in commands):
-            quarantine = Quarantine(self.repo.object_store.path, self.repo.object_format)
+        wanted = [c for c in commands if not c.is_delete]
+        quarantine = self._quarantine() if wanted else None
+        missing: set[str] = set()
+        if quarantine is not None:
             try:
                 quarantine.receive(self.proto.read, getattr(self.proto, "recv", None),
                                    self._max_push_bytes(), self._limit("max_blob_bytes"))
                 quarantine.check(self._limit("max_blob_bytes"))
-                missing = [c.ref for c in commands
-                           if not c.is_delete and not quarantine.exists(c.new.encode())]
-                quarantine.store.close()
-                quarantine.migrate()
+                tips = quarantine.missing([c.new for c in wanted])
+                missing = {c.ref for c in wanted if c.new in tips}
             except BadPack as exc:
                 quarantine.close()
-                self.result = PushResult(commands, {c.ref: "unpacker error" for c in commands})
-                return [("unpack", str(exc))] + [(c.ref, "unpacker error") for c in commands]
-            finally:
-                quarantine.close()
-            refresh = getattr(self.repo.object_store, "_update_pack_cache", None)
-            if refresh is not None:  # see the packs just moved in without waiting for a miss
-                refresh()
-        else:
-            missing = []
-        status.append(("unpack", "ok"))
-
+                return self._unpack_failed(commands, str(exc))
         reasons: dict[str, str] = {}
-        for cmd in commands:
-            reason = self._vet(cmd, missing)
-            if reason:
-                reasons[cmd.ref] = reason
-        atomic = self.has_capability(CAPABILITY_ATOMIC)
+        try:
+            # pack checked; now refname rules and check #2, the new objects still quarantined
+            # (the inspector and VREF programs see them through quarantine.visible)
+            with quarantine.visible(self.repo) if quarantine is not None else nullcontext():
+                for cmd in commands:
+                    reason = self._vet(cmd, missing)
+                    if reason:
+                        reasons[cmd.ref] = reason
+            atomic = self.has_capability(CAPABILITY_ATOMIC)
+            going = [] if atomic and reasons else [c for c in wanted if c.ref not in reasons]
+            if quarantine is not None and going:
+                quarantine.store.close()
+                try:
+                    quarantine.migrate()  # in before any ref moves, and before gate builds
+                except OSError as exc:
+                    return self._unpack_failed(commands, f"cannot store the pack: {exc}")
+                # see the packs just moved in without waiting for a miss
+                dulwich_compat.rescan_packs(self.repo.object_store)
+        finally:
+            if quarantine is not None:
+                quarantine.close()
+        if not (atomic and reasons):
+            for cmd in commands:  # hooks (gate builds) see the objects in the repository
+                if cmd.ref not in reasons and cmd.ref not in self._noops:
+                    reason = self._before_update(cmd)
+                    if reason:
+                        reasons[cmd.ref] = reason
         if atomic and reasons:
             results = {c.ref: reasons.get(c.ref, "atomic push failed") for c in commands}
         else:
@@ -181,10 +200,28 @@ class ReceivePack(ReceivePackHandler):
             except Exception as exc:  # noqa: BLE001 - refs already moved; tell, don't crash
                 log.exception("post-update step failed")
                 self._progress(f"warning: {exc}")
-        status.extend((c.ref, results[c.ref]) for c in commands)
-        return status
+        return [("unpack", "ok")] + [(c.ref, results[c.ref]) for c in commands]
 
-    def _vet(self, cmd: RefUpdate, missing: Sequence[str]) -> str | None:
+    def _quarantine(self) -> Quarantine:
+        """The git route (index-pack, git's checks) whenever git is there, else dulwich's."""
+        objects = self.repo.object_store.path
+        setting = getattr(getattr(getattr(self, "settings", None), "server", None),
+                          "pack_backend", "auto")
+        if choose_backend(setting) == "git":
+            progress = None
+            if self.has_capability(CAPABILITY_SIDE_BAND_64K) and \
+                    not self.has_capability(CAPABILITY_QUIET):
+                def progress(data: bytes) -> None:
+                    self.proto.write_sideband(BAND_PROGRESS, data)
+            return GitQuarantine(objects, self.repo.object_format, progress=progress)
+        return Quarantine(objects, self.repo.object_format)
+
+    def _unpack_failed(self, commands: list[RefUpdate], why: str) -> list[tuple[str, str]]:
+        self.result = PushResult(commands, {c.ref: "unpacker error" for c in commands})
+        return [("unpack", why)] + [(c.ref, "unpacker error") for c in commands]
+
+    def _vet(self, cmd: RefUpdate, missing: Collection[str]) -> str | None:
+        """Refname rules and check #2 (the push hooks come later, see _before_update)."""
         ref = cmd.ref.encode("utf-8", "surrogateescape")
         if not ref.startswith(b"refs/") or not check_ref_format(ref):
             return "funny refname"
@@ -202,6 +239,9 @@ class ReceivePack(ReceivePackHandler):
                 return reason
         if cmd.old != current:
             return STALE
+        return None
+
+    def _before_update(self, cmd: RefUpdate) -> str | None:
         if self.ctx is not None:
             for hook in self.hooks:
                 try:
@@ -220,7 +260,7 @@ class ReceivePack(ReceivePackHandler):
 
     def _max_push_bytes(self) -> int | None:
         """The smaller of `[server] max_push_bytes` and the repo's receive.maxInputSize."""
-        limits = [n for n in (self._limit("max_push_bytes"), self._receive_max_input_size()) if n]
+        limits = [n for n in (self._limit("max_push_bytes"), dulwich_compat.receive_max_input_size(self)) if n]
         return min(limits) if limits else None
 
     def _current(self, ref: bytes) -> str:

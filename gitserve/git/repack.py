@@ -26,12 +26,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gitserve._compat import dulwich as dulwich_compat
 from gitserve.fsutil import atomic_write
 from gitserve.git import pushhooks
 from gitserve.git.repolock import repo_lock
 
 log = logging.getLogger(__name__)
-
 SIDECAR_SUFFIX = ".gitserve-tips"
 SIDECAR_MAGIC = b"gitserve-tips v1"
 MIN_INTERVAL = 10.0  # seconds between two repacks of one repository
@@ -41,7 +41,7 @@ UNREACHABLE_GRACE = 24 * 3600.0
 
 
 def _sidecar_path(pack: Any) -> str:
-    return pack._basename + SIDECAR_SUFFIX
+    return dulwich_compat.pack_basename(pack) + SIDECAR_SUFFIX
 
 
 def read_sidecar(pack: Any) -> list[bytes] | None:
@@ -126,7 +126,7 @@ def _repack_git(path: str) -> None:
 
 def _holds_young_unreachable(pack: Any, reachable: Any) -> bool:
     try:
-        if time.time() - os.path.getmtime(pack._data_path) > UNREACHABLE_GRACE:
+        if time.time() - os.path.getmtime(dulwich_compat.pack_data_path(pack)) > UNREACHABLE_GRACE:
             return False
     except OSError:
         return False
@@ -155,14 +155,14 @@ def _repack_dulwich(repo: Any, tips: list[bytes]) -> None:
             continue
         if _holds_young_unreachable(pack, objects):
             continue  # a push in flight: its ref has not moved yet (see _repack_git)
-        base = pack._basename
+        base = dulwich_compat.pack_basename(pack)
         pack.close()
         for ext in (".pack", ".idx", ".bitmap", ".rev", SIDECAR_SUFFIX):
             try:
                 os.unlink(base + ext)
             except FileNotFoundError:
                 pass
-    for sha in list(store._iter_loose_objects()):
+    for sha in list(dulwich_compat.iter_loose_objects(store)):
         if sha in objects:
             store.delete_loose_object(sha)
     for d in Path(store.path).iterdir():
@@ -171,7 +171,7 @@ def _repack_dulwich(repo: Any, tips: list[bytes]) -> None:
                 d.rmdir()  # only succeeds when empty
             except OSError:
                 pass
-    store._update_pack_cache()
+    dulwich_compat.rescan_packs(store)
 
 
 def repack_now(path: str) -> bool:

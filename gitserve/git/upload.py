@@ -28,7 +28,9 @@ from dulwich.protocol import (
     symref_capabilities,
 )
 from dulwich.refs import Ref
-from dulwich.server import UploadPackHandler, _ProtocolGraphWalker
+from dulwich.server import UploadPackHandler
+
+from gitserve._compat import dulwich as dulwich_compat
 
 from . import fetch, filters, packgen
 from .fetch import FetchArgs, FetchError
@@ -56,7 +58,7 @@ class UploadPack(UploadPackHandler):
             raise GitProtocolError(str(exc)) from None
 
 
-class _Wants(_ProtocolGraphWalker):
+class _Wants(dulwich_compat.ProtocolGraphWalker):
     """dulwich's protocol walker with gitserve's advertisement and want/shallow parsing."""
 
     args: FetchArgs
@@ -162,7 +164,7 @@ def _int(value: bytes, line: bytes) -> int:
 def handle_v0(handler: UploadPack, settings: Any = None) -> None:
     """Body of the v0/v1 upload-pack conversation: dulwich's acks, gitserve's pack."""
     repo = handler.repo
-    handler._processing_have_lines = True
+    dulwich_compat.begin_have_lines(handler)
     symrefs = getattr(repo, "get_symrefs", None) or repo.refs.get_symrefs
     walker = _Wants(handler, repo.object_store, repo.get_peeled, symrefs)
     store = repo.object_store
@@ -173,9 +175,9 @@ def handle_v0(handler: UploadPack, settings: Any = None) -> None:
     boundary = walker.deepen_result
     haves = store.find_common_revisions(walker)
     if not walker.handle_done(not handler.has_capability(CAPABILITY_NO_DONE),
-                              handler._done_received):
+                              dulwich_compat.done_received(handler)):
         return
-    handler._start_pack_send_phase()
+    dulwich_compat.start_pack_send_phase(handler)
     args = walker.args
     args.thin = handler.has_capability(CAPABILITY_THIN_PACK)
     args.ofs_delta = handler.has_capability(CAPABILITY_OFS_DELTA)

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from gitserve.acl.update import VrefProgram
-from gitserve.git import vrefs
+from gitserve.git import quarantine, vrefs
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,7 @@ def runner(home: Path, repo_base: Path, repo: str, repo_path: Path, user: str) -
             "LANG": os.environ.get("LANG", "C.UTF-8"),
             "GIT_DIR": str(repo_path),
             "GL_USER": user, "GL_REPO": repo, "GL_REPO_BASE": str(repo_base),
+            **quarantine.active_env(),  # the pushed objects, still quarantined
         }
         prefix, extra = _argv(path)
         env.update(extra)

@@ -27,12 +27,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gitserve.settings import Settings
 
+from . import pages
 from .auth import Authenticator, FailureLimit, trusted_set
+from .lfs import LfsHttp
 from .logins import LoginLinks, Sessions
 from .metrics import Observer, health
 from .smart import GitEndpoint, SmartHttp
 from .tokens import TokenStore
-from .ui import WebUI
 
 PAGE_HEADERS = [
     (b"x-frame-options", b"DENY"),
@@ -85,26 +86,26 @@ class HttpFace:
                                   FailureLimit(h.auth_failures_per_minute),
                                   trusted_set(h.trusted_proxies))
         self.git = SmartHttp(settings, self.auth, metrics, hooks, threads=h.git_threads)
-        self.ui = WebUI(settings, self.auth, self.links, self.sessions, metrics)
+        self.page_routes = pages.routes(settings, self.auth, self.links, self.sessions, metrics)
         self.observer = Observer(settings, metrics)
+        self.lfs = LfsHttp(settings, self.auth)
 
     def asgi(self) -> Starlette:
-        git, ui = self.git, self.ui
+        git, lfs = self.git, self.lfs
         routes = [
             Route("/metrics", self.metrics_endpoint),
             Route("/healthz", self.healthz),
             Mount("/static", app=StaticFiles(directory=Path(__file__).parent / "static")),
-            Route("/", ui.index),
-            Route("/r/{name:path}", ui.repo),
-            Route("/builds", ui.builds),
-            Route("/builds/{build_id}", ui.build),
-            Route("/builds/{build_id}/events", ui.build_events),
-            Route("/sites", ui.sites),
-            Route("/sites/{site}", ui.site),
-            Route("/sites/{site}/rollback", ui.rollback, methods=["POST"]),
-            Route("/login/{nonce}", ui.login_page),
-            Route("/login", ui.login, methods=["POST"]),
-            Route("/logout", ui.logout, methods=["POST"]),
+            *self.page_routes,
+            # Git LFS (SPEC §11), where git-lfs looks: REMOTE_URL/info/lfs
+            Route("/{repo:path}/info/lfs/objects/batch", lfs.batch, methods=["POST"]),
+            Route("/{repo:path}/info/lfs/objects/{oid}", lfs.download, methods=["GET"]),
+            Route("/{repo:path}/info/lfs/objects/{oid}", lfs.upload, methods=["PUT"]),
+            Route("/{repo:path}/info/lfs/verify", lfs.verify, methods=["POST"]),
+            Route("/{repo:path}/info/lfs/locks/verify", lfs.verify_locks, methods=["POST"]),
+            Route("/{repo:path}/info/lfs/locks/{lock_id}/unlock", lfs.unlock, methods=["POST"]),
+            Route("/{repo:path}/info/lfs/locks", lfs.create_lock, methods=["POST"]),
+            Route("/{repo:path}/info/lfs/locks", lfs.list_locks, methods=["GET"]),
             Route("/{repo:path}/info/refs", GitEndpoint(git.info_refs), methods=["GET"]),
             Route("/{repo:path}/git-upload-pack", GitEndpoint(git.upload_pack), methods=["POST"]),
             Route("/{repo:path}/git-receive-pack", GitEndpoint(git.receive_pack),

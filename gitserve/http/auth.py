@@ -16,12 +16,15 @@ import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
 
+import anyio.to_thread
+from starlette.authentication import AuthCredentials, AuthenticationBackend, BaseUser
 from starlette.requests import HTTPConnection
 
 from .logins import COOKIE, Session, Sessions
 from .tokens import TokenStore
 
 REALM = 'Basic realm="gitserve"'
+ANONYMOUS = "gitweb"  # Gitolite's user for what a web browser may show without login
 
 
 @dataclass
@@ -124,3 +127,46 @@ class Authenticator:
 
     def session(self, conn: HTTPConnection) -> Session | None:
         return self.sessions.read(conn.cookies.get(COOKIE))
+
+
+class Visitor(BaseUser):
+    """Who is looking at a page (`request.user`): the session's user or nobody, the
+    Gitolite name the rules see (`gitweb` for nobody), the client and the CSRF token."""
+
+    def __init__(self, session: Session | None, client: Client) -> None:
+        self.session = session
+        self.user = session.user if session else None
+        self.acts_as = self.user or ANONYMOUS
+        self.client = client
+
+    @property
+    def csrf(self) -> str:
+        return self.session.csrf if self.session else ""
+
+    @property
+    def is_authenticated(self) -> bool:
+        return self.user is not None
+
+    @property
+    def display_name(self) -> str:
+        return self.user or ""
+
+    @property
+    def identity(self) -> str:
+        return self.acts_as
+
+
+class VisitorBackend(AuthenticationBackend):
+    """Starlette authentication for the pages: the signed session cookie, if any (an
+    anonymous visitor is a Visitor too, acting as `gitweb`). Read in a worker thread, so a
+    check that touches the disk never holds the event loop."""
+
+    def __init__(self, auth: Authenticator) -> None:
+        self.auth = auth
+
+    def visitor(self, conn: HTTPConnection) -> Visitor:
+        return Visitor(self.auth.session(conn), self.auth.client(conn))
+
+    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser]:
+        v = await anyio.to_thread.run_sync(self.visitor, conn)
+        return AuthCredentials(["authenticated"] if v.is_authenticated else []), v

@@ -106,3 +106,34 @@ def cmd_login(ctx: CommandContext, args: list[str]) -> int:
 # gitserve.app puts these in the server's ssh command table
 TOKEN = Command("token", cmd_token, "create, list, revoke tokens for git over HTTP")
 LOGIN = Command("login", cmd_login, "print a one-time link that logs a browser in to the web UI")
+
+
+def cmd_lfs_authenticate(ctx: CommandContext, args: list[str]) -> int:
+    """`git-lfs-authenticate REPO upload|download` (git-lfs before 3, or when the pure SSH
+    transfer is off): where the HTTP LFS endpoint is and a short-lived token for it, as
+    JSON on stdout. The token is good for that repo and operation only (gitserve/lfs)."""
+    import json
+
+    from gitserve.lfs.repo import open_for
+    from gitserve.lfs.store import LfsError
+    from gitserve.lfs.tokens import Grant, LfsTokens
+    from gitserve.ssh.cmd.lfs import lfs_target
+
+    repo, operation = lfs_target(args)
+    try:
+        open_for(ctx.settings, ctx.rules, repo, ctx.user, operation)
+    except LfsError as exc:
+        raise CommandError(exc.message) from None
+    if not ctx.settings.http.listen and not ctx.settings.http.public_url:
+        raise CommandError("Git LFS over HTTP needs the HTTP face ([http] listen); "
+                           "git-lfs 3 uses the ssh transfer (git-lfs-transfer) instead")
+    tokens = LfsTokens(ctx.settings.lfs_dir)
+    answer = {"href": f"{base_url(ctx.settings)}/{repo}.git/info/lfs",
+              "header": tokens.header(Grant(ctx.user, repo, operation)),
+              "expires_in": tokens.ttl}
+    ctx.out(json.dumps(answer) + "\n")
+    return 0
+
+
+LFS_AUTHENTICATE = Command("git-lfs-authenticate", cmd_lfs_authenticate,
+                           "Git LFS over HTTP: endpoint and a short-lived token", listed=False)

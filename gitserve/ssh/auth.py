@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import paramiko
-from paramiko.auth_handler import AuthHandler
 from paramiko.common import AUTH_FAILED, AUTH_SUCCESSFUL, OPEN_SUCCEEDED
 from paramiko.common import OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED as PROHIBITED
+
+from gitserve._compat import paramiko as paramiko_compat
 
 # publickey failures one connection may have before it is cut off (OpenSSH's default)
 MAX_AUTH_TRIES = 6
@@ -38,24 +39,24 @@ class UnsupportedKey:
         return self.algorithm
 
 
-class GitserveAuthHandler(AuthHandler):
-    def _generate_key_from_request(self, algorithm, keyblob):  # noqa: ANN001
+class GitserveAuthHandler(paramiko_compat.AuthHandler):
+    def key_from_request(self, algorithm: str, keyblob: bytes) -> Any:
         try:
-            key = super()._generate_key_from_request(algorithm, keyblob)
+            key = super().key_from_request(algorithm, keyblob)
         except Exception:  # noqa: BLE001 - mangled or unknown key: refuse it, don't hang up
             key = None
         return key if key is not None else UnsupportedKey(algorithm)
 
-    def _send_auth_result(self, username, method, result):  # noqa: ANN001
+    def send_auth_result(self, username: str, method: str, result: int) -> None:
         server = self.transport.server_object
         if result == AUTH_SUCCESSFUL and isinstance(server, GitSSHServer):
             server.bind_verified()
         elif method == "publickey" and isinstance(server, GitSSHServer):
             server.auth_failed()  # "none" probes are not failures worth rate-limiting
-        super()._send_auth_result(username, method, result)
+        super().send_auth_result(username, method, result)
         if isinstance(server, GitSSHServer) and server.failures >= MAX_AUTH_TRIES:
             # OpenSSH's MaxAuthTries: one connection may not try a whole bag of keys
-            self._disconnect_no_more_auth()
+            self.disconnect_no_more_auth()
 
 
 @dataclass

@@ -18,6 +18,7 @@ from typing import Any, Callable
 import paramiko
 from dulwich.errors import HangupException
 
+from gitserve._compat import paramiko as paramiko_compat
 from gitserve.logsetup import log_context, log_path
 from gitserve.metrics import NULL as NULL_METRICS
 from gitserve.settings import Settings
@@ -160,7 +161,7 @@ class SSHServer:
             transport.local_version = "SSH-2.0-gitserve"
             # only SHA-2 RSA signatures (SPEC §4); ssh-rsa keys still work with rsa-sha2-*
             transport.disabled_algorithms = {"pubkeys": ["ssh-rsa"]}
-            transport.auth_handler = GitserveAuthHandler(transport)
+            paramiko_compat.install_auth_handler(transport, GitserveAuthHandler(transport))
             for key in self.host_keys:
                 transport.add_server_key(key)
             iface = GitSSHServer(self.lookup, ip, self._auth_failure)

@@ -138,7 +138,7 @@ def run_command(conn: Conn, state: AdminState, line: str) -> int:
     if "../" in line:
         raise commands.CommandError("no relative paths allowed anywhere!")
     ctx = commands.CommandContext(conn.settings, conn.user, conn.ip, state, conn.out, conn.err,
-                                  conn.chan.recv, conn.commands)
+                                  conn.chan.recv, conn.commands, write=conn.chan.sendall)
     audit.record(conn.settings, user=conn.user, ip=conn.ip, op=words[0], result="allowed")
     return cmd.fn(ctx, words[1:])
 
@@ -284,7 +284,8 @@ def _wire_push(handler: ReceivePack, conn: Conn, state: AdminState, name: str, p
         if is_admin_repo and update.ref == adminrepo.ADMIN_BRANCH:
             if update.is_delete:
                 return "the admin repo's branch cannot be deleted"
-            reason = adminrepo.validate_commit(path, update.new, settings.hooks_dir)
+            # the handler's repo: it sees the push's quarantined objects
+            reason = adminrepo.validate_commit(handler.repo, update.new, settings.hooks_dir)
             if reason:
                 proto.progress_line(f"FATAL: {reason}")
                 _audit_ref(conn, name, update, "rejected", reason)

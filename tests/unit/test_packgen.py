@@ -11,7 +11,7 @@ from dulwich.repo import Repo
 
 from gitserve.git import packgen, repack
 from gitserve.git.packcache import PackCache
-from gitserve.git.packcopy import _parse_ofs, encode_ofs
+from gitserve.git.packformat import encode_ofs, ofs_distance
 from tests.bench import repogen
 from tests.support.packkit import TINY, commit_on, git, rev_list
 from tests.support.tools import require_tool
@@ -184,7 +184,7 @@ def test_bad_backend_setting_is_refused() -> None:
 def test_ofs_encoding_roundtrip() -> None:
     for n in (1, 127, 128, 16383, 16384, 2**21, 2**35 + 7):
         data = encode_ofs(n)
-        assert _parse_ofs(data, 0) == (n, len(data))
+        assert ofs_distance(data, 0) == (n, len(data))
 
 
 def test_covering_pack_used_when_an_unwanted_tip_is_behind_a_wanted_one(repo: Path,

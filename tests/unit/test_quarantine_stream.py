@@ -12,7 +12,8 @@ import pytest
 
 from dulwich.pack import OFS_DELTA, REF_DELTA
 
-from gitserve.git.quarantine import BLOB_TYPE, BadPack, Quarantine, _entry_header, _PackHeaders
+from gitserve.git.packformat import entry_header
+from gitserve.git.quarantine import BLOB_TYPE, BadPack, Quarantine, _PackHeaders
 from tests.support.tools import require_tool
 
 ENV = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@e", GIT_COMMITTER_NAME="t",
@@ -66,7 +67,7 @@ def _compare(q: Quarantine) -> dict[int, int]:
                 obj = q.store[sha]
                 assert headers.info(sha) == (obj.type_num, obj.raw_length()), sha
                 f.seek(pack.index.object_offset(sha))
-                raw_type = _entry_header(f.read(32))[0]
+                raw_type = entry_header(f.read(32))[0]
                 seen[raw_type] = seen.get(raw_type, 0) + 1
     finally:
         headers.close()

@@ -50,6 +50,8 @@ class CommandContext:
     read: Callable[[int], bytes]  # stdin
     commands: CommandTable = field(default_factory=dict)  # what `help` lists
     extra: dict[str, Any] = field(default_factory=dict)
+    # stdout as bytes, for commands that speak a binary protocol (git-lfs-transfer)
+    write: Callable[[bytes], None] | None = None
 
     @property
     def rules(self) -> Rules:
@@ -75,6 +77,9 @@ class Command:
     name: str
     fn: CommandFn
     summary: str
+    # False for the protocol commands git tools run by themselves (git-lfs-transfer,
+    # git-lfs-authenticate): like git-upload-pack, they are not in `help`
+    listed: bool = True
 
 
 CommandTable = Mapping[str, Command]

@@ -10,7 +10,8 @@ def cmd_help(ctx: CommandContext, args: list[str]) -> int:
     ctx.out(greeting(ctx))
     ctx.out("list of remote commands available:\n\n")
     for name in sorted(ctx.commands):
-        ctx.out(f"\t{name}\n")
+        if ctx.commands[name].listed:
+            ctx.out(f"\t{name}\n")
     ctx.out("\n")
     ctx.out("git commands: git clone / fetch / push / archive --remote with "
             f"{ctx.settings.server.ssh_user}@HOST:REPO\n")

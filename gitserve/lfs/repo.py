@@ -1,0 +1,61 @@
+"""Where one repository's LFS data lives: HOME/lfs/REPO (see the package docstring)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from gitserve import repos
+from gitserve.authkeys import BUILDER
+from gitserve.settings import Settings
+
+from .access import LfsAccess
+from .locks import LockTable
+from .store import LfsError, LfsStore
+
+if TYPE_CHECKING:
+    from gitserve.acl import Rules
+
+
+def store_for(settings: Settings, repo: str) -> LfsStore:
+    return LfsStore(settings.lfs_dir / repo, settings.server.max_lfs_object_bytes)
+
+
+def locks_for(settings: Settings, repo: str) -> LockTable:
+    return LockTable(settings.lfs_dir / repo)
+
+
+def access_for(settings: Settings, rules: Rules, repo: str, user: str) -> LfsAccess:
+    """LfsAccess of USER on the existing repository REPO under RULES (Gitolite decisions,
+    wild-repo roles included). LFS never creates a repository: an unknown one is refused by
+    the transports exactly like one the user may not read."""
+    wild = repos.wild_info(settings, repo)
+
+    def check(perm: str, ref: str) -> bool:
+        return rules.check(repo, user, perm, ref, wild=wild, exists=True).allowed
+
+    return LfsAccess(user, check)
+
+
+OPERATIONS = {"download": "R", "upload": "W"}
+
+
+def open_for(settings: Settings, rules: Rules, repo: str, user: str,
+             operation: str) -> LfsAccess:
+    """Check #1 for an LFS operation over ssh (R to download, W to upload, ref `any`), worded
+    as Gitolite words a git service's: an unknown repository and a forbidden one give the same
+    line. Returns USER's LfsAccess; raises LfsError(403, Gitolite's message)."""
+    perm = OPERATIONS.get(operation)
+    if perm is None:
+        raise LfsError(400, f"unknown operation {operation!r}: upload or download")
+    denied = f"{perm} any {repo} {user} DENIED by fallthru\n(or you mis-spelled the reponame)"
+    if not repos.exists(settings, repo):
+        raise LfsError(403, denied)
+    if user == BUILDER:  # build workers fetch LFS objects of the commit they build
+        if perm != "R":
+            raise LfsError(403, denied)
+        return LfsAccess(user, lambda p, ref: p == "R")
+    wild = repos.wild_info(settings, repo)
+    decision = rules.check(repo, user, perm, "any", wild=wild, exists=True)
+    if not decision.allowed:
+        raise LfsError(403, f"{decision.message}\n(or you mis-spelled the reponame)")
+    return access_for(settings, rules, repo, user)

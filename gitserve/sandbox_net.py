@@ -1,0 +1,260 @@
+"""The network of a sandboxed run (SPEC §6): its own network namespace, always.
+
+`option build.network` (or `[builds] network`):
+- `outbound` (the default where slirp4netns or pasta is installed): the run reaches the
+  outside through a user-mode TCP/IP stack (slirp4netns --disable-host-loopback, or pasta
+  --no-map-gw) that refuses the host's loopback, so nothing on the server's 127.0.0.1 (the
+  SSH and HTTP ports, /metrics, preview ports, Redis, a local SMTP) is reachable; the run's
+  127.0.0.1 is its own. DNS is the stack's forwarder (10.0.2.3 / the host's resolver).
+- `none`: loopback only.
+- `host`: the server's own network; only as the server setting `[builds] network = "host"`,
+  never from a repo's option.
+
+How: bwrap makes the namespace (--unshare-net, its loopback up) and waits on --block-fd
+before it runs anything; the worker starts the stack for the namespace's init
+(`attach`), configures tap0 with nsenter + ip, and only then lets the script start. The
+stack exits with the run (--exit-fd / killed in `close`).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import select
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+
+from .errors import GitserveError
+
+MODES = ("outbound", "none", "host")
+ADDR, GATEWAY, DNS = "10.0.2.100/24", "10.0.2.2", "10.0.2.3"
+READY_TIMEOUT = 10.0
+NS_GET_USERNS = 0xB701  # ioctl on a namespace fd: the user namespace that owns it
+
+
+class NetworkError(GitserveError):
+    """The run's network could not be set up (one line)."""
+
+
+def outbound_tool() -> str | None:
+    """slirp4netns (preferred) or pasta, whichever is installed and usable here: both open
+    /dev/net/tun, which some hosts (containers) keep root-only."""
+    if os.geteuid() != 0 and not os.access("/dev/net/tun", os.R_OK | os.W_OK):
+        return None
+    for tool in ("slirp4netns", "pasta"):
+        if shutil.which(tool):
+            return tool
+    return None
+
+
+def default_mode() -> str:
+    return "outbound" if outbound_tool() else "none"
+
+
+def effective(server: str, option: str = "") -> tuple[str, list[str]]:
+    """The mode of one run: the repo's option, within what the server allows. `host` only
+    from the server; `outbound` falls back to `none` when no stack is installed."""
+    warnings: list[str] = []
+    server = (server or default_mode()).strip()
+    if server not in MODES:
+        raise NetworkError(f"[builds] network must be one of {', '.join(MODES)}, not {server!r}")
+    mode = server
+    option = (option or "").strip()
+    if option:
+        if option == "host" and server != "host":
+            warnings.append("gitserve: option build.network = host is a server setting only; "
+                            f"using {server}")
+        elif option not in MODES:
+            warnings.append(f"gitserve: option build.network = {option!r} is not outbound or none; "
+                            f"using {server}")
+        elif option == "outbound" and server == "none":
+            warnings.append("gitserve: this server gives builds no network (`[builds] network = none`)")
+        else:
+            mode = option
+    if mode == "outbound" and outbound_tool() is None:
+        warnings.append("gitserve: no usable slirp4netns or pasta on this worker: build.network = none")
+        mode = "none"
+    return mode, warnings
+
+
+@dataclass
+class Network:
+    """One run's network: the bwrap arguments, then `attach` once bwrap reported its pid."""
+
+    mode: str
+    unprivileged: bool  # bwrap made a user namespace: the stack and ip must join it
+    _block_r: int | None = None
+    _block_w: int | None = None
+    _exit_w: int | None = None
+    _stack: subprocess.Popen | None = None
+    _resolv: str | None = None
+    _fds: list[int] = field(default_factory=list)
+    _userns_fd: int | None = None
+
+    def bwrap_args(self) -> list[str]:
+        """What bwrap needs: a new network namespace (not for `host`), and for `outbound` a
+        fd to wait on until the stack is up, and a resolv.conf naming its DNS forwarder."""
+        if self.mode == "host":
+            return []
+        args = ["--unshare-net"]
+        if self.mode == "outbound":
+            self._block_r, self._block_w = os.pipe()
+            self._fds.append(self._block_r)
+            fd, path = tempfile.mkstemp(prefix="gitserve-resolv-")
+            with os.fdopen(fd, "w") as f:
+                f.write(f"nameserver {DNS}\n")
+            os.chmod(path, 0o644)
+            self._resolv = path
+            args += ["--block-fd", str(self._block_r), "--ro-bind", path, "/etc/resolv.conf"]
+        return args
+
+    def pass_fds(self) -> list[int]:
+        return list(self._fds)
+
+    def started(self) -> None:
+        """After Popen: bwrap holds its end of the block pipe (the Run closed ours with the
+        other pass_fds)."""
+        self._block_r = None
+        self._fds = []
+
+    def attach(self, pid: int) -> None:
+        """Start the user-mode stack for PID's namespace, configure tap0, release the run."""
+        if self.mode != "outbound":
+            return
+        tool = outbound_tool()
+        try:
+            if tool == "slirp4netns":
+                self._slirp(pid)
+            elif tool == "pasta":
+                self._pasta(pid)
+            else:
+                raise NetworkError("no slirp4netns or pasta on this worker")
+        finally:
+            if self._block_w is not None:  # released either way: a failed run is killed after
+                try:
+                    os.write(self._block_w, b"1")
+                except OSError:
+                    pass
+                os.close(self._block_w)
+                self._block_w = None
+
+    def _userns(self, pid: int) -> str:
+        """The user namespace that owns PID's network namespace (unprivileged bwrap runs the
+        script in a nested one, --disable-userns): joining it gives the stack and `ip` the
+        right to configure the network. A path to an fd this process holds and passes on."""
+        if self._userns_fd is None:
+            net = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                self._userns_fd = fcntl.ioctl(net, NS_GET_USERNS)
+            except OSError as exc:
+                raise NetworkError(f"network setup failed: NS_GET_USERNS: {exc.strerror}") from None
+            finally:
+                os.close(net)
+        return f"/proc/self/fd/{self._userns_fd}"
+
+    def _inherit(self) -> tuple[int, ...]:
+        return (self._userns_fd,) if self._userns_fd is not None else ()
+
+    def _nsenter(self, pid: int) -> list[str]:
+        argv = ["nsenter", f"--net=/proc/{pid}/ns/net"]
+        if self.unprivileged:
+            argv[1:1] = [f"--user={self._userns(pid)}", "--preserve-credentials"]
+        return argv
+
+    def _slirp(self, pid: int) -> None:
+        ready_r, ready_w = os.pipe()
+        exit_r, self._exit_w = os.pipe()
+        argv = ["slirp4netns", "--disable-host-loopback", "--mtu=65520", "--enable-seccomp",
+                f"--ready-fd={ready_w}", f"--exit-fd={exit_r}"]
+        if self.unprivileged:
+            argv.append(f"--userns-path={self._userns(pid)}")
+        argv += [str(pid), "tap0"]
+        try:
+            self._stack = subprocess.Popen(argv, pass_fds=(ready_w, exit_r, *self._inherit()),
+                                           stdin=subprocess.DEVNULL,
+                                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                           start_new_session=True)
+        finally:
+            os.close(ready_w)
+            os.close(exit_r)
+        try:
+            ready, _, _ = select.select([ready_r], [], [], READY_TIMEOUT)
+            if not ready or not os.read(ready_r, 1):
+                raise NetworkError("slirp4netns did not start: " + self._stack_error())
+        finally:
+            os.close(ready_r)
+        script = (f"link set tap0 mtu 65520\naddr add {ADDR} dev tap0\nlink set tap0 up\n"
+                  f"route add default via {GATEWAY} dev tap0\n")
+        res = subprocess.run([*self._nsenter(pid), "ip", "-batch", "-"], input=script.encode(),
+                             capture_output=True, timeout=READY_TIMEOUT, pass_fds=self._inherit())
+        if res.returncode != 0:
+            err = res.stderr.decode(errors="replace").strip().splitlines() or ["?"]
+            raise NetworkError(f"network setup failed: {err[-1]}")
+
+    def _pasta(self, pid: int) -> None:
+        argv = ["pasta", "--config-net", "--no-map-gw", "-q", "-f", "-t", "none", "-u", "none",
+                "-T", "none", "-U", "none", "--netns", f"/proc/{pid}/ns/net"]
+        if self.unprivileged:
+            argv += ["--userns", self._userns(pid)]
+        self._stack = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.PIPE, start_new_session=True,
+                                       pass_fds=self._inherit())
+        # pasta configures the namespace before it forwards anything: wait for tap's route
+        import time
+
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            res = subprocess.run([*self._nsenter(pid), "ip", "route", "show", "default"],
+                                 capture_output=True, timeout=READY_TIMEOUT, pass_fds=self._inherit())
+            if res.stdout.strip():
+                return
+            if self._stack.poll() is not None:
+                break
+            time.sleep(0.02)
+        raise NetworkError("pasta did not start: " + self._stack_error())
+
+    def _stack_error(self) -> str:
+        if self._stack is None:
+            return "not started"
+        if self._stack.poll() is None:
+            return "no answer"
+        err = self._stack.stderr.read().decode(errors="replace") if self._stack.stderr else ""
+        lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+        return lines[-1] if lines else f"exit {self._stack.returncode}"
+
+    def close(self) -> None:
+        """The run ended: stop its stack, drop the temporary files and fds."""
+        for name in ("_block_r", "_block_w", "_exit_w", "_userns_fd"):
+            fd = getattr(self, name)
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+                setattr(self, name, None)
+        if self._stack is not None:
+            try:
+                self._stack.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                self._stack.kill()
+                self._stack.wait()
+            if self._stack.stderr is not None:
+                self._stack.stderr.close()
+            self._stack = None
+        if self._resolv is not None:
+            try:
+                os.unlink(self._resolv)
+            except OSError:
+                pass
+            self._resolv = None
+
+
+def describe(mode: str) -> str:
+    if mode == "outbound":
+        return f"network outbound via {outbound_tool()} (host loopback refused)"
+    if mode == "none":
+        return "network: loopback only"
+    return "network: the host's (no namespace)"
+

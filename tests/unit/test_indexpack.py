@@ -1,0 +1,237 @@
+"""The git route for a push's pack (git/indexpack.py): git index-pack into the quarantine,
+git's connectivity check, blob sizes from object headers; and receive-pack on top of it
+(raw protocol bytes, the real git binary): a bad pack changes nothing, check #2 sees the
+quarantined objects before they move in, index-pack's progress reaches the client."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from dulwich.protocol import pkt_line
+from dulwich.repo import Repo
+
+from gitserve.git import quarantine as quarantine_mod
+from gitserve.git.indexpack import GitQuarantine
+from gitserve.git.quarantine import BadPack, human_bytes
+from gitserve.git.receive import ReceivePack
+from gitserve.git.repo import SingleRepoBackend
+from gitserve.git.sideband import ChannelReader, SidebandProtocol
+from tests.support.tools import require_tool
+
+ENV = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@e", GIT_COMMITTER_NAME="t",
+           GIT_COMMITTER_EMAIL="t@e", GIT_CONFIG_NOSYSTEM="1", HOME="/nonexistent")
+ZERO = "0" * 40
+
+
+def git(cwd: Path, *args: str, input: bytes | None = None, check: bool = True) -> bytes:
+    return subprocess.run(["git", *args], cwd=cwd, env=ENV, input=input, capture_output=True,
+                          check=check, timeout=60).stdout
+
+
+@pytest.fixture
+def repos(tmp_path):
+    require_tool("git")
+    src = tmp_path / "src"
+    git(tmp_path, "init", "-q", "-b", "main", str(src))
+    text = "".join(f"line {i} of a file that changes a little each commit\n" for i in range(3000))
+    shas = []
+    for n in range(5):
+        (src / "doc.txt").write_text(text + f"edit {n}\n" * (n + 1))
+        (src / f"bin{n}.dat").write_bytes(os.urandom(40_000))
+        git(src, "add", "-A")
+        git(src, "commit", "-q", "-m", f"c{n}")
+        shas.append(git(src, "rev-parse", "HEAD").decode().strip())
+    dst = tmp_path / "dst.git"
+    git(tmp_path, "init", "-q", "--bare", str(dst))
+    return src, dst, shas
+
+
+def pack(src: Path, revs: str, *flags: str) -> bytes:
+    return git(src, "pack-objects", "--stdout", "--revs", "-q", *flags, input=revs.encode())
+
+
+def receive(dst: Path, data: bytes, **limits) -> GitQuarantine:
+    q = GitQuarantine(dst / "objects")
+    buf = io.BytesIO(data)
+    try:
+        q.receive(buf.read, buf.read, limits.get("max_push_bytes"), limits.get("max_blob_bytes", 0))
+        q.check(limits.get("max_blob_bytes", 0))
+    except BaseException:
+        q.close()
+        raise
+    return q
+
+
+def in_repo(dst: Path, sha: str) -> bool:
+    return subprocess.run(["git", "--git-dir", str(dst), "cat-file", "-e", sha],
+                          capture_output=True, check=False).returncode == 0
+
+
+def no_quarantine(dst: Path) -> bool:
+    return not list((dst / "objects").glob("incoming-*"))
+
+
+def test_thin_pack_is_completed_from_the_repository(repos):
+    src, dst, shas = repos
+    q = receive(dst, pack(src, shas[2] + "\n"))
+    assert q.missing([shas[2]]) == set()
+    q.migrate()
+    q.close()
+    thin = pack(src, f"{shas[-1]}\n^{shas[2]}\n", "--thin", "--delta-base-offset")
+    q = receive(dst, thin)
+    try:
+        assert not in_repo(dst, shas[-1])  # still quarantined
+        assert q.missing([shas[-1]]) == set()
+        q.migrate()
+    finally:
+        q.close()
+    assert in_repo(dst, shas[-1]) and no_quarantine(dst)
+    git(dst, "update-ref", "refs/heads/main", shas[-1])
+    assert subprocess.run(["git", "--git-dir", str(dst), "fsck", "--strict"], capture_output=True,
+                          check=False).returncode == 0
+
+
+def test_corrupt_pack_is_refused_and_leaves_nothing(repos):
+    src, dst, shas = repos
+    data = bytearray(pack(src, shas[-1] + "\n"))
+    data[len(data) // 2] ^= 0x55
+    with pytest.raises(BadPack):
+        receive(dst, bytes(data))
+    truncated = pack(src, shas[-1] + "\n")[:-100]
+    with pytest.raises(BadPack):
+        receive(dst, truncated)
+    with pytest.raises(BadPack, match="not a pack"):
+        receive(dst, b"JUNKJUNKJUNKJUNK")
+    assert no_quarantine(dst) and not list((dst / "objects" / "pack").iterdir())
+
+
+def test_missing_objects_and_connectivity(repos):
+    src, dst, shas = repos
+    # the last commit alone (not thin): its parent is nowhere, so --strict refuses the pack
+    with pytest.raises(BadPack, match="expected object|missing|not received"):
+        receive(dst, pack(src, f"{shas[-1]}\n^{shas[-2]}\n"))
+    q = receive(dst, pack(src, shas[1] + "\n"))
+    try:
+        # a tip that is nowhere, and a tip that is in the pack
+        nowhere = "1234567890" * 4
+        assert q.missing([shas[1], nowhere]) == {nowhere}
+        assert q.missing([shas[3]]) == {shas[3]}
+    finally:
+        q.close()
+
+
+def test_max_push_bytes_and_max_blob_bytes(repos):
+    src, dst, shas = repos
+    data = pack(src, shas[-1] + "\n")
+    with pytest.raises(BadPack, match=r"larger than this server's limit of 10 KiB \(max_push_bytes\)"):
+        receive(dst, data, max_push_bytes=10 * 1024)
+    # the biggest blob is doc.txt at the tip, stored as a delta of a few hundred bytes
+    biggest = int(git(src, "cat-file", "-s", f"{shas[-1]}:doc.txt"))
+    blob = git(src, "rev-parse", f"{shas[-1]}:doc.txt").decode().strip()
+    with pytest.raises(BadPack, match=rf"holds a blob of {human_bytes(biggest)}, over this "
+                                      rf"server's limit of 39 KiB \(max_blob_bytes\): {blob}"):
+        receive(dst, data, max_blob_bytes=39 * 1024)
+    q = receive(dst, data, max_push_bytes=len(data), max_blob_bytes=biggest)
+    q.close()
+    assert no_quarantine(dst) and not in_repo(dst, shas[-1])
+
+
+# --- receive-pack on the git route, raw protocol bytes ----------------------------------
+
+def push_bytes(commands: list[tuple[str, str, str]], data: bytes,
+               caps: str = "report-status side-band-64k") -> bytes:
+    out = b""
+    for i, (old, new, ref) in enumerate(commands):
+        line = f"{old} {new} {ref}".encode()
+        if i == 0:
+            line += b"\0" + caps.encode()
+        out += pkt_line(line + b"\n")
+    return out + b"0000" + data
+
+
+def run_push(dst: Path, request: bytes, check_ref=None, backend: str = "git"
+             ) -> tuple[ReceivePack, bytes]:
+    reader = ChannelReader(io.BytesIO(request).read)
+    written = bytearray()
+    proto = SidebandProtocol(reader.read, written.extend, reader.recv)
+    handler = ReceivePack(SingleRepoBackend(str(dst)), [str(dst)], proto, stateless_rpc=True)
+    handler.settings = SimpleNamespace(server=SimpleNamespace(
+        pack_backend=backend, max_push_bytes=0, max_blob_bytes=0))
+    if check_ref is not None:
+        handler.check_ref = lambda update: check_ref(handler, update)
+    try:
+        handler.handle()
+        proto.flush()
+    finally:
+        handler.repo.close()
+    return handler, bytes(written)
+
+
+def test_push_checks_the_pack_before_any_ref_moves(repos):
+    src, dst, shas = repos
+    data = bytearray(pack(src, shas[-1] + "\n"))
+    data[-30] ^= 0xFF
+    handler, out = run_push(dst, push_bytes([(ZERO, shas[-1], "refs/heads/main")], bytes(data)))
+    assert handler.result is not None
+    assert handler.result.statuses == {"refs/heads/main": "unpacker error"}
+    assert b"unpack " in out and b"unpack ok" not in out
+    assert Repo(str(dst)).get_refs() == {} and no_quarantine(dst)
+    # a ref to an object the pack does not hold: that ref only is refused
+    good = pack(src, shas[1] + "\n")
+    handler, out = run_push(dst, push_bytes([(ZERO, shas[1], "refs/heads/a"),
+                                             (ZERO, shas[3], "refs/heads/b")], good))
+    assert handler.result is not None
+    assert handler.result.statuses == {"refs/heads/a": "ok",
+                                       "refs/heads/b": "missing necessary objects"}
+    assert b"unpack ok" in out
+
+
+def test_check_2_sees_quarantined_objects_and_a_refusal_moves_nothing_in(repos):
+    src, dst, shas = repos
+    seen = []
+
+    def check_ref(handler, update) -> str | None:
+        commit = handler.repo[update.new.encode()]  # the inspector's view of the push
+        seen.append((commit.message, in_repo(dst, update.new),
+                     quarantine_mod.active_env().get("GIT_QUARANTINE_PATH", "")))
+        return "no thanks"
+
+    handler, out = run_push(dst, push_bytes([(ZERO, shas[-1], "refs/heads/main")],
+                                            pack(src, shas[-1] + "\n")), check_ref)
+    assert seen and seen[0][0] == b"c4\n" and seen[0][1] is False and "incoming-" in seen[0][2]
+    assert handler.result is not None and handler.result.statuses == {"refs/heads/main": "no thanks"}
+    # every ref refused: the quarantine never moved in
+    assert not in_repo(dst, shas[-1]) and no_quarantine(dst)
+    assert quarantine_mod.active_env() == {}
+
+
+def test_resolving_deltas_progress_reaches_the_client(repos):
+    src, dst, shas = repos
+    data = pack(src, shas[-1] + "\n", "--delta-base-offset")
+    handler, out = run_push(dst, push_bytes([(ZERO, shas[-1], "refs/heads/main")], data,
+                                            "report-status side-band-64k ofs-delta"))
+    assert b"\x02Resolving deltas: 100%" in out
+    assert handler.result is not None and handler.result.statuses == {"refs/heads/main": "ok"}
+    assert in_repo(dst, shas[-1]) and no_quarantine(dst)
+    # quiet: no progress
+    handler, out = run_push(dst, push_bytes([(shas[-1], shas[-1], "refs/heads/other")], data,
+                                            "report-status side-band-64k quiet"))
+    assert b"Resolving deltas" not in out
+
+
+def test_dulwich_route_still_chosen_by_setting(repos, monkeypatch):
+    src, dst, shas = repos
+
+    def refuse(*_a, **_k):
+        raise AssertionError("the git route was used")
+
+    monkeypatch.setattr(GitQuarantine, "receive", refuse)
+    handler, _ = run_push(dst, push_bytes([(ZERO, shas[-1], "refs/heads/main")],
+                                          pack(src, shas[-1] + "\n")), backend="dulwich")
+    assert handler.result is not None and handler.result.statuses == {"refs/heads/main": "ok"}
+    assert in_repo(dst, shas[-1])
