@@ -33,8 +33,8 @@ def test_no_command_is_info_and_the_audit_has_the_peer(home_template, tmp_path):
 def test_refusals_are_one_line(home_template, tmp_path):
     home = copy_home(home_template, tmp_path)
     r = run_shell(home, "alice", "git-upload-pack '../etc'")
-    assert r.returncode == 1 and r.stdout == b"" and r.stderr.decode().count("\n") == 1
-    assert r.stderr.startswith(b"FATAL: ")
+    assert r.returncode == 25 and r.stdout == b"" and r.stderr.decode().count("\n") == 1
+    assert r.stderr.startswith(b"FATAL: ")  # and Gitolite's FATAL status (Perl's die: ENOTTY)
     r = run_shell(home, "alice; rm -rf /", "info")
     assert r.returncode == 1 and r.stderr.decode().count("\n") == 1 and b"invalid user" in r.stderr
     r = run_shell(tmp_path / "nohome", "alice", "info")
