@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from gitserve.acl.update import VrefProgram
-from gitserve.git import quarantine, vrefs
+from gitserve.git import vrefs
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,12 @@ def find(home: Path, name: str) -> Path | None:
     if path.is_file() and os.access(path, os.X_OK):
         return path
     return vrefs.shipped(name)
+
+
+def _quarantine_env() -> dict[str, str]:
+    from gitserve.git import quarantine  # only pushes need it; `gitserve shell info` does not
+
+    return quarantine.active_env()
 
 
 def _argv(path: Path) -> tuple[list[str], dict[str, str]]:
@@ -66,7 +72,7 @@ def runner(home: Path, repo_base: Path, repo: str, repo_path: Path, user: str) -
             "LANG": os.environ.get("LANG", "C.UTF-8"),
             "GIT_DIR": str(repo_path),
             "GL_USER": user, "GL_REPO": repo, "GL_REPO_BASE": str(repo_base),
-            **quarantine.active_env(),  # the pushed objects, still quarantined
+            **_quarantine_env(),  # the pushed objects, still quarantined
         }
         prefix, extra = _argv(path)
         env.update(extra)

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 
 from dulwich.errors import HangupException
 
-from gitserve import adminrepo
+from gitserve import adminrepo, shellmetrics
 from gitserve.git.pushhooks import PushContext, PushHook, RefUpdate
 from gitserve.settings import Settings
 
@@ -135,8 +135,11 @@ def run(settings: Settings, user: str, environ: Mapping[str, str],
     command = environ.get("SSH_ORIGINAL_COMMAND", "")
     env = {"GIT_PROTOCOL": environ["GIT_PROTOCOL"]} if environ.get("GIT_PROTOCOL") else {}
     user = adminrepo.BUILDER if user == adminrepo.BUILDER else user
+    counts = shellmetrics.SessionCounts()  # reported to the server's /metrics at the end
+    counts.connections.labels("ssh").inc()
     try:
-        return session.run(settings, chan, command, user, peer_address(environ), env, table, hooks)
+        return session.run(settings, chan, command, user, peer_address(environ), env, table,
+                           hooks, metrics=counts)
     except _CLIENT_GONE as exc:
         log.info("session of %s ended early: %s", user, exc or type(exc).__name__)
         return 1
@@ -147,3 +150,5 @@ def run(settings: Settings, user: str, environ: Mapping[str, str],
         except OSError:
             pass
         return 1
+    finally:
+        shellmetrics.flush(settings.run_dir, counts)

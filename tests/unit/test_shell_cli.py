@@ -60,3 +60,48 @@ def test_behind_sshd_the_follow_command_and_build_clone_url_name_port_22(tmp_pat
     s.server.public_port = 22
     assert enqueue.follow_command(s, "7") == "ssh git@git.example.com builds log 7 --follow"
     assert enqueue.clone_url(s, "foo") == "ssh://git@git.example.com:22/foo.git"
+
+
+def test_shell_sessions_reach_the_servers_metrics(home_template, tmp_path):
+    """Behind the system sshd each connection is its own process: what it counted reaches the
+    running server's /metrics (the Observer reads the sessions' spool before a scrape)."""
+    from prometheus_client import generate_latest
+
+    from gitserve import settings as settings_mod
+    from gitserve.http.metrics import Observer
+    from gitserve.metrics import Metrics
+
+    home = copy_home(home_template, tmp_path)
+    settings = settings_mod.load(home)
+    assert run_shell(home, "alice", None).returncode == 0  # before the server started
+    metrics = Metrics()
+    observer = Observer(settings, metrics)
+    observer.seed()
+    assert run_shell(home, "alice", "info").returncode == 0
+    assert run_shell(home, "alice", "git-upload-pack 'testing'", stdin=b"0000").returncode == 0
+    assert run_shell(home, "alice", "git-receive-pack 'nope'").returncode == 25
+    observer.sync()
+    text = generate_latest(metrics.registry).decode()
+    assert 'gitserve_connections_total{transport="sshd"} 3.0' in text
+    assert 'gitserve_git_operations_total{service="git-upload-pack",transport="sshd"} 1.0' in text
+    assert 'gitserve_access_denied_total{check="1",transport="sshd"} 1.0' in text
+    assert 'gitserve_git_bytes_total{direction="sent",transport="sshd"}' in text
+    observer.sync()  # nothing is counted twice
+    assert generate_latest(metrics.registry).decode() == text
+
+
+def test_the_shell_imports_neither_typer_nor_prometheus(home_template, tmp_path):
+    """sshd starts one process per connection: `gitserve shell` must stay a light import."""
+    import sys
+
+    home = copy_home(home_template, tmp_path)
+    probe = ("import runpy, sys; sys.argv = ['gitserve', '--home', sys.argv[1], 'shell', "
+             "'alice']\ntry:\n    runpy.run_module('gitserve', run_name='__main__')\n"
+             "except SystemExit:\n    pass\n"
+             "print(sorted(m for m in ('typer', 'pydantic', 'prometheus_client', 'buildqueue',"
+             " 'redis', 'rq') if m in sys.modules), file=sys.stderr)")
+    env = subprocess_env(SSH_ORIGINAL_COMMAND="info")
+    r = subprocess.run([sys.executable, "-c", probe, str(home)], env=env, capture_output=True,
+                       timeout=60, check=False)
+    assert r.stdout.decode().startswith("hello alice")
+    assert r.stderr.decode().strip().splitlines()[-1] == "[]", r.stderr
