@@ -20,7 +20,7 @@ from rq import get_current_job
 from gitserve import sandbox
 from gitserve.errors import GitserveError
 
-from . import ending, keys, logs, notify, records, rqconn, safetar, workspace
+from . import ending, keys, logs, notify, records, rqconn, rqjob, safetar, uids, workspace
 from .liveness import heartbeat_loop, worker_name
 from .workersettings import WorkerSettings
 from .secrets import Masker, SecretError, decrypt, worker_key_file
@@ -90,6 +90,10 @@ def run_deploy(payload: dict[str, Any], deploy_fn: Callable[..., Any] | None = N
         raise RuntimeError("run_deploy must run inside an rq worker")
     build_id = str(payload["build_id"])
     log_ttl = int(payload.get("log_ttl", 0))
+    try:
+        rqjob.require(job)
+    except rqjob.ForeignJob as exc:  # a worker that would run any function: no deploys on it
+        return _end(r, build_id, "failed", str(exc), log_ttl)
 
     if not records.move(r, build_id, records.DEPLOY_QUEUED, "deploying", worker_name()):
         return {"status": records.get(r, build_id).status}
@@ -124,7 +128,9 @@ def run_deploy(payload: dict[str, Any], deploy_fn: Callable[..., Any] | None = N
                 "commit": payload["new"], "pusher": payload["pusher"],
                 "pushed_at": payload.get("pushed_at"), "env": secret_values,
                 # what deploy.post must not see besides HOME (keys configured elsewhere)
-                "sandbox_hide": [str(p) for p in WorkerSettings.from_env().sandbox_hidden()]}
+                "sandbox_hide": [str(p) for p in WorkerSettings.from_env().sandbox_hidden()],
+                # as root, a site's processes run as its repo's build uid (SPEC §6, §7.1)
+                "sandbox_uid": uids.uid_for(r, payload["repo"], policy.uid_range)}
         options = {f"deploy.{k}": str(v) for k, v in payload["deploy"].items()}
         fn = deploy_fn or default_deploy()
         site = payload["deploy"]["site"]

@@ -35,10 +35,15 @@ def redis_binary() -> str:
 class EmbeddedRedis:
     """One redis-server process; use as a context manager or call start()/stop()."""
 
-    def __init__(self, socket_path: Path, data_dir: Path, log_file: Path | None = None) -> None:
+    def __init__(self, socket_path: Path, data_dir: Path, log_file: Path | None = None,
+                 replace_stale: bool = False) -> None:
         self.socket_path = socket_path
         self.data_dir = data_dir
         self.log_file = log_file
+        # True when the caller holds the home's serve lock: a Redis answering on the socket
+        # then belongs to a serve that is gone (killed: its Redis got SIGTERM and is still
+        # flushing), so it is shut down and replaced instead of refusing to start
+        self.replace_stale = replace_stale
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -66,6 +71,8 @@ class EmbeddedRedis:
         self.socket_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if self.socket_path.exists():
+            if self._answers() and self.replace_stale:
+                self._shutdown_stale()
             if self._answers():
                 raise EmbeddedRedisError(f"a Redis server already runs on {self.socket_path} "
                                          "(is another gitserve serve running on this home?)")
@@ -89,6 +96,16 @@ class EmbeddedRedis:
             time.sleep(0.02)
         self.stop()
         raise EmbeddedRedisError(f"redis-server did not answer on {self.socket_path} within {START_TIMEOUT:g}s")
+
+    def _shutdown_stale(self) -> None:
+        """SHUTDOWN (AOF flushed) the Redis a dead serve left, and wait until it is gone."""
+        try:
+            redis.Redis(unix_socket_path=str(self.socket_path), socket_timeout=STOP_TIMEOUT).shutdown()
+        except (redis.RedisError, OSError):
+            pass  # SHUTDOWN closes the connection without an answer
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while time.monotonic() < deadline and self._answers():
+            time.sleep(0.02)
 
     def stop(self) -> None:
         """SIGTERM: redis-server flushes its AOF and exits."""
@@ -134,7 +151,7 @@ class EmbeddedRedisService:
     def __init__(self, settings: Settings) -> None:
         settings.logs_dir.mkdir(parents=True, exist_ok=True)
         self.redis = EmbeddedRedis(settings.redis_socket, settings.home / "redis",
-                                   settings.logs_dir / "redis.log")
+                                   settings.logs_dir / "redis.log", replace_stale=True)
 
     def start(self) -> None:
         self.redis.start()  # EmbeddedRedisError: `gitserve: ...` and exit 1 (cli main)

@@ -21,7 +21,7 @@ from rq import get_current_job
 from gitserve import sandbox, sandbox_limits
 from gitserve.logsetup import log_context
 
-from . import ending, keys, logs, perrepo, records, runner, uids, workspace
+from . import ending, keys, logs, perrepo, records, rqjob, runner, uids, workspace
 from .liveness import heartbeat_loop, worker_name
 from .secrets import Masker, SecretError, decrypt, worker_key_file
 from .workersettings import WorkerSettings
@@ -135,6 +135,11 @@ def _run_build(payload: dict[str, Any]) -> dict[str, str]:
     r = _connection()
     build_id = str(payload["build_id"])
     log_ttl = int(payload.get("log_ttl", 0))
+    try:
+        rqjob.require(get_current_job())
+    except rqjob.ForeignJob as exc:  # a worker that would run any function: no builds on it
+        logger.error("%s", exc)
+        return _end(r, build_id, "failed", str(exc), log_ttl)
     if not records.start(r, build_id, worker_name()):
         return {"status": records.get(r, build_id).status}
     build = records.get(r, build_id)

@@ -32,6 +32,23 @@ def connect(url: str, *, check: bool = True) -> redis.Redis:
     return r
 
 
+def insecure_reason(url: str) -> str | None:
+    """Why URL is not a Redis that builds and other local users can be kept out of: a TCP
+    Redis without a password (whoever reaches it can write a job for a worker, read build
+    logs, forge build results). None for a unix socket or a URL with a password."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None  # connect() reports the bad URL
+    if parts.scheme not in ("redis", "rediss") or parts.password:
+        return None
+    return (f"Redis at {safe_url(url)} has no password: anyone who reaches it can make a worker "
+            "run jobs; use redis://:PASSWORD@HOST:PORT/DB (Redis `requirepass`), or set "
+            "[redis] allow_insecure = true")
+
+
 def queue(r: redis.Redis, name: str) -> Queue:
     return Queue(name, connection=r, serializer=JSONSerializer)
 

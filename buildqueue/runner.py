@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from gitserve import procscan
 from gitserve.sandbox import Run
 
 KILL_GRACE = 2.0   # seconds between SIGTERM and SIGKILL
@@ -58,13 +59,16 @@ except OSError:  # pragma: no cover - not Linux
 def die_with_parent(sig: int = signal.SIGKILL) -> Callable[[], None]:
     """preexec_fn: the child gets SIG when its parent dies (Linux), so nothing outlives its
     supervisor: a script its killed job process, Redis and workers a killed `gitserve serve`."""
+    parent = os.getpid()
+
     def preexec() -> None:
         if _LIBC is not None:
             _LIBC.prctl(_PR_SET_PDEATHSIG, sig)
+            if os.getppid() != parent:  # the parent died before prctl: no signal would come
+                os.kill(os.getpid(), sig)
     return preexec
 
 
-_die_with_parent = die_with_parent(signal.SIGKILL)
 
 
 def _killpg(pgid: int, sig: int) -> None:
@@ -72,29 +76,6 @@ def _killpg(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
         pass
-
-
-def _group_alive(pgid: int) -> bool:
-    """Is any process of the group still running? Zombies do not count: they are dead, and
-    in a container without a reaping init they would otherwise never go away."""
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return True
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2:].split()
-        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
-            return True
-    return False
 
 
 def terminate_group(pgid: int, grace: float = KILL_GRACE,
@@ -105,7 +86,7 @@ def terminate_group(pgid: int, grace: float = KILL_GRACE,
     while time.monotonic() < deadline:
         if leader is not None:
             leader.poll()  # reap our own child, or its zombie keeps the group "alive"
-        if not _group_alive(pgid):
+        if not procscan.group_alive(pgid):
             return
         time.sleep(0.05)
     _killpg(pgid, signal.SIGKILL)
@@ -147,7 +128,7 @@ def run_script(
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL if stdin_data is None else subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-            preexec_fn=_die_with_parent, **kw,
+            preexec_fn=die_with_parent(signal.SIGKILL), **kw,
         )
     except BaseException:
         if jail is not None:

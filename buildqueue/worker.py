@@ -1,13 +1,15 @@
 """RQ workers for builds: the in-process worker of `gitserve worker`, and the local worker
 processes `gitserve serve` starts and stops with itself.
 
-A plain `rq worker --url URL --serializer rq.serializers.JSONSerializer builds` works too;
+A plain `rq worker --url URL --serializer rq.serializers.JSONSerializer --job-class
+buildqueue.rqjob.GitserveJob builds` works too (without the job class it runs no build);
 `gitserve worker` only adds gitserve's settings (Redis URL from HOME, default queues) and
 imports the job code before forking, so each build starts without import delay.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -15,6 +17,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 # deploy first: a free worker finishes a passed build's deploy before starting another build
 from .runner import die_with_parent
@@ -24,16 +27,45 @@ STOP_TIMEOUT = 10.0
 RESPAWN_CHECK = 1.0  # seconds between checks for dead local workers
 
 
-def run_worker(redis_url: str, queues: list[str], name: str | None = None, burst: bool = False) -> bool:
-    """Work QUEUES until stopped (SIGTERM: finish the current job; twice: stop now)."""
+def _cold_stop_worker_class() -> type:
+    from rq import Worker
+
+    class ColdStopWorker(Worker):
+        """SIGTERM stops at once: the running job's work horse is killed (its sandbox dies
+        with it) and the worker exits. serve's local workers are this kind: their SIGTERM
+        comes from serve stopping, or from the kernel when serve was killed (parent-death
+        signal), and rq's warm shutdown would finish the job first, as an orphan outliving
+        serve (rq ignores a second SIGTERM within a second, so "twice" does not help)."""
+
+        def request_stop(self, signum: Any, frame: Any) -> None:
+            self.log.warning("Worker %s: stopping now (signal %s)", self.name, signum)
+            if self.horse_pid:
+                self.kill_horse()
+                self.wait_for_horse()
+            # exit here, not by SystemExit: the signal may have interrupted a BLPOP, and rq's
+            # teardown on that connection would wait for the BLPOP's answer (its timeout);
+            # Redis expires the worker's registration, and the build reaper ends its build
+            logging.shutdown()
+            os._exit(0)
+
+    return ColdStopWorker
+
+
+def run_worker(redis_url: str, queues: list[str], name: str | None = None, burst: bool = False,
+               cold_stop: bool = False) -> bool:
+    """Work QUEUES until stopped (SIGTERM: finish the current job, or with COLD_STOP kill
+    it and exit at once; twice: stop now)."""
     from rq import Worker
     from rq.serializers import JSONSerializer
 
     from . import deploy_job, jobs, notify  # noqa: F401  (preloaded before each fork)
     from .rqconn import connect
+    from .rqjob import GitserveJob
 
     r = connect(redis_url)
-    worker = Worker(queues, connection=r, serializer=JSONSerializer, name=name)
+    cls = _cold_stop_worker_class() if cold_stop else Worker
+    # only gitserve's job functions run here, whatever a job in Redis names (buildqueue/rqjob.py)
+    worker = cls(queues, connection=r, serializer=JSONSerializer, name=name, job_class=GitserveJob)
     return worker.work(burst=burst, with_scheduler=False, logging_level="WARNING")
 
 
@@ -59,7 +91,7 @@ class LocalWorkers:
         try:
             return subprocess.Popen(
                 [sys.executable, "-m", "gitserve", "worker", "--url", self.redis_url,
-                 "--no-log-console", *self.queues],
+                 "--no-log-console", "--cold-stop", *self.queues],
                 env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
                 preexec_fn=die_with_parent(signal.SIGTERM),
             )
@@ -83,11 +115,7 @@ class LocalWorkers:
             self._stopping.set()
         for proc in self.procs:
             if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        time.sleep(0.05)
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)  # second SIGTERM: rq's cold shutdown
+                proc.send_signal(signal.SIGTERM)  # --cold-stop: the running job is killed
         deadline = time.monotonic() + timeout
         for proc in self.procs:
             try:

@@ -13,6 +13,7 @@ moment with neither side live, and a crash at any point leaves one whole release
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from typing import Any, Callable, Mapping
 from gitserve.fsutil import atomic_write
 from gitserve.settings import Settings
 
-from . import nginx
+from . import nginx, processes, procfile, sitesctl
 from .check import check_preview
 from .errors import DeployError
 from .options import SiteOptions, check_release_id, check_site_name, parse
@@ -34,6 +35,7 @@ from .site import SIDES, Site, all_sites, other_side
 
 LOCK_TIMEOUT = 900.0     # a deploy waits this long for the one before it
 RELOAD_TIMEOUT = 10.0    # for nginx to serve a new config (and the check to answer)
+PROCESS_START_TIMEOUT = 60.0  # for a side's processes to start and deploy.check to answer 200
 
 Log = Callable[[str], None]
 
@@ -95,6 +97,8 @@ class _Config:
             idle_release=self.site.slot_release(idle_side),
             config_token=token,
             check=self.opts.check,
+            live_upstreams=_upstreams(self.settings, self.site.name, self.opts, live_side),
+            preview_upstreams=_upstreams(self.settings, self.site.name, self.opts, idle_side),
         )
         override = self.site.template_override
         if override.is_file():
@@ -156,6 +160,56 @@ class _Config:
             atomic_write(path, old)
 
 
+def _upstreams(settings: Settings, site: str, opts: SiteOptions, side: str | None
+               ) -> list[tuple[str, int]]:
+    """(path prefix, port) nginx proxies to for SIDE's processes, longest prefix first and
+    `/` (deploy.web) last; [] when SIDE runs no processes (a static release)."""
+    ports = processes.side_ports(settings, site, side)
+    if not ports:
+        return []
+    found = [(prefix, ports[kind]) for prefix, kind in sorted(opts.routes, key=lambda r: -len(r[0]))
+             if kind in ports]
+    if opts.web in ports:
+        found.append(("/", ports[opts.web]))
+    return found
+
+
+def _start_processes(settings: Settings, s: Site, opts: SiteOptions, side: str, release: str,
+                     runtime: Mapping[str, Any], say: Log) -> dict[str, int] | None:
+    """Start RELEASE's Procfile processes on SIDE (None: a static release, nothing to run)."""
+    commands = procfile.read(s.release_dir(release))
+    if commands is None:
+        processes.stop_side(settings, s.name, side)  # whatever a process release left there
+        return None
+    missing = [kind for kind in [opts.web, *(k for _, k in opts.routes)] if kind not in commands]
+    if missing:
+        raise DeployError("procfile", f"Procfile has no {missing[0]} process (deploy.web / "
+                          f"deploy.routes name it; it has {', '.join(sorted(commands))})")
+    uid = runtime.get("uid")
+    ports = processes.start_side(settings, s.name, side, release, s.release_dir(release), commands,
+                                 dict(runtime.get("env") or {}), int(uid) if uid is not None else None)
+    processes.wait_running(settings, s.name, side, PROCESS_START_TIMEOUT)
+    say(f"processes: {' '.join(f'{k}:{p}' for k, p in sorted(ports.items()))} on {side} "
+        f"(release {release})")
+    return ports
+
+
+def _saved_runtime(settings: Settings, site: str) -> dict[str, Any]:
+    """The environment (repo secrets) and uid the last deploy gave the processes: rollback
+    and restart have no push to take them from."""
+    try:
+        data = json.loads((processes.site_dir(settings, site) / "runtime.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _save_runtime(settings: Settings, site: str, runtime: Mapping[str, Any]) -> None:
+    path = processes.site_dir(settings, site) / "runtime.json"
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    atomic_write(path, json.dumps(dict(runtime)), mode=0o600)
+
+
 def _wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -164,11 +218,19 @@ def _wait_until(condition: Callable[[], bool], timeout: float, what: str) -> Non
         time.sleep(0.005)
 
 
-def _check(opts: SiteOptions, side: str, release: str, say: Log) -> None:
-    try:
-        resp = check_preview(opts.preview, opts.check, None, RELOAD_TIMEOUT)
-    except TimeoutError as exc:
-        raise DeployError("check", f"GET {opts.check} on the preview ({side}): {exc}") from exc
+def _check(opts: SiteOptions, side: str, release: str, say: Log, wait: float = 0.0) -> None:
+    """GET deploy.check on the preview must answer 200; with WAIT (processes that may still
+    be starting), nginx's 502/503/504 (nothing listens on the port yet) are retried until
+    WAIT seconds have passed; any other answer is the app's own, and final."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            resp = check_preview(opts.preview, opts.check, None, RELOAD_TIMEOUT)
+        except TimeoutError as exc:
+            raise DeployError("check", f"GET {opts.check} on the preview ({side}): {exc}") from exc
+        if resp.status not in (502, 503, 504) or time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
     if resp.status != 200:
         raise DeployError("check", f"GET {opts.check} on the preview ({side}, release {release}) "
                           f"answered {resp.status}, not 200")
@@ -247,6 +309,10 @@ def deploy_release(settings: Settings, site: str, output_dir: Path, options: Map
         raise _failed(say, exc, None, None) from None
     s = Site(settings.sites_dir, name)
     s.ensure()
+    try:
+        sitesctl.ensure_running(settings)  # keeps nginx (and processes) up after we are gone
+    except DeployError as exc:
+        raise _failed(say, exc, s.live_side(), s.slot_release(s.live_side())) from None
     holder = f"deploy of build {release} by {meta.get('pusher', '?')}"
     with s.lock(holder, LOCK_TIMEOUT, say):
         live = s.live_side()
@@ -312,26 +378,45 @@ def _deploy_locked(settings: Settings, s: Site, state: dict[str, Any], opts: Sit
     s.point_slot(idle, release)
     say(f"publish: {files} files, {size} bytes as release {release} on {idle}")
 
-    # 2. config for the preview of the idle side, nginx -t, reload
+    # 2. the release's processes (Procfile) on the idle side, under `gitserve sites`
+    runtime = {"env": {str(k): str(v) for k, v in dict(meta.get("env") or {}).items()},
+               "uid": meta.get("sandbox_uid")}
+    try:
+        ports = _start_processes(settings, s, opts, idle, release, runtime, say)
+        if ports is not None:
+            _save_runtime(settings, s.name, runtime)
+    except DeployError:
+        processes.stop_side(settings, s.name, idle)
+        s.point_slot(idle, old_idle_release)
+        state["releases"][release]["status"] = "failed"
+        s.save_state(state)
+        raise
+
+    # 3. config for the preview of the idle side, nginx -t, reload
     config = _Config(settings, s, opts, say)
     try:
         config.apply(live, idle)
     except DeployError:
+        processes.stop_side(settings, s.name, idle)
         s.point_slot(idle, old_idle_release)  # the preview shows what it showed before
         state["releases"][release]["status"] = "failed"
         s.save_state(state)
         raise
 
-    # 3. check the candidate where it will run
+    # 4. check the candidate where it will run
     try:
-        _check(opts, idle, release, say)
+        _check(opts, idle, release, say, PROCESS_START_TIMEOUT if ports is not None else 0.0)
     except DeployError:
         state["releases"][release]["status"] = "check failed"
         s.save_state(state)
-        say(f"the failed release stays on the preview {opts.preview.url()} for inspection")
+        if ports is not None:  # nothing to inspect once stopped; the live side keeps serving
+            processes.stop_side(settings, s.name, idle)
+            say(f"stopped the {idle} processes; live stays as it was")
+        else:
+            say(f"the failed release stays on the preview {opts.preview.url()} for inspection")
         raise
 
-    # 4. switch, then move the preview to the old side
+    # 5. switch, then move the preview to the old side
     return _finish_switch(settings, s, opts, state, live, idle, release, "deploy",
                           meta.get("pusher"), say, log, post_workdir, meta, started)
 
@@ -341,6 +426,8 @@ def _finish_switch(settings: Settings, s: Site, opts: SiteOptions, state: dict[s
                    log: Log, post_workdir: Path | None, meta: Mapping[str, Any] | None,
                    started: float) -> DeployResult:
     live_release = s.slot_release(live)
+    proxied = bool(processes.side_ports(settings, s.name, idle) or processes.side_ports(settings, s.name, live))
+    t0 = time.monotonic()
     switch_seconds = _switch(s, opts, idle, release, say)
     entry = state["releases"].setdefault(release, {"build_id": release})
     entry["status"] = "live"
@@ -359,13 +446,22 @@ def _finish_switch(settings: Settings, s: Site, opts: SiteOptions, state: dict[s
                              "by": by, "from_side": live, "from_release": live_release,
                              "switch_ms": round(switch_seconds * 1000, 1)})
     s.save_state(state)
-    _audit(settings, by, "deploy rollback" if action == "rollback" else "deploy", "updated",
+    _audit(settings, by, "deploy" if action == "deploy" else f"deploy {action}", "updated",
            state.get("repo"), f"{s.name}: live {live or '-'} -> {idle} (release {release})")
     try:
         _Config(settings, s, opts, say).apply(idle, other_side(idle))
+        if proxied:  # a proxied site switches with this reload (the rename only records it)
+            switch_seconds = time.monotonic() - t0
+            say(f"switch: nginx proxies to {idle} ({switch_seconds * 1000:.0f} ms with the reload)")
     except DeployError as exc:
+        if proxied:
+            s.point_live(live or other_side(idle))  # nginx still proxies to the old side
+            raise
         # live already switched (the rename is what serves it); only the preview lags
         say(f"warning: preview not moved to {other_side(idle)}: {exc}")
+    if live is not None and processes.side_ports(settings, s.name, live):
+        processes.stop_side(settings, s.name, live, after=opts.drain)
+        say(f"drain: the {live} processes stop in {opts.drain}s (deploy.drain)")
     _prune(s, state, opts.keep, say)
     s.save_state(state)
     result = DeployResult(s.name, idle, release, live, live_release, switch_seconds,
@@ -376,6 +472,8 @@ def _finish_switch(settings: Settings, s: Site, opts: SiteOptions, state: dict[s
             post_error = DeployError("post", "deploy.post is set but no checkout of the commit was given")
         else:
             env = {"LIVE_SIDE": idle, "IDLE_SIDE": other_side(idle), "SITE": s.name}
+            env.update({procfile.port_env_name(kind): str(port) for kind, port
+                        in processes.side_ports(settings, s.name, idle).items()})
             env.update({str(k): str(v) for k, v in dict((meta or {}).get("env") or {}).items()})
             say(f"post: {opts.post} (LIVE_SIDE={idle} IDLE_SIDE={other_side(idle)})")
             try:
@@ -411,6 +509,7 @@ def rollback(settings: Settings, site: str, to: str | None = None, by: str | Non
     s = Site(settings.sites_dir, name)
     if not s.exists():
         raise DeployError("rollback", f"no site {name}")
+    sitesctl.ensure_running(settings)
     with s.lock(f"rollback by {by or '?'}", LOCK_TIMEOUT, say):
         state = s.load_state()
         live = s.live_side()
@@ -432,13 +531,51 @@ def rollback(settings: Settings, site: str, to: str | None = None, by: str | Non
                 raise DeployError("rollback", f"site {name} has no release before {current} to roll back to")
             target = before[-1]
         opts = _stored_options(s, state, settings)
-        idle = other_side(live)
-        if s.slot_release(idle) != target:
-            s.point_slot(idle, target)
-            _Config(settings, s, opts, say).apply(live, idle)
-        _check(opts, idle, target, say)
-        return _finish_switch(settings, s, opts, state, live, idle, target, "rollback", by, say,
-                              log, None, None, started)
+        return _switch_to(settings, s, opts, state, live, target, "rollback", by, say, log, started)
+
+
+def _switch_to(settings: Settings, s: Site, opts: SiteOptions, state: dict[str, Any], live: str,
+               target: str, action: str, by: str | None, say: Log, log: Log,
+               started: float) -> DeployResult:
+    """Rollback and restart: TARGET (kept on disk) on the idle side, its processes started
+    there, checked through the preview, switched; the old side drains."""
+    idle = other_side(live)
+    if s.slot_release(idle) != target:
+        s.point_slot(idle, target)
+    try:
+        ports = _start_processes(settings, s, opts, idle, target, _saved_runtime(settings, s.name), say)
+        _Config(settings, s, opts, say).apply(live, idle)
+        _check(opts, idle, target, say, PROCESS_START_TIMEOUT if ports is not None else 0.0)
+    except DeployError:
+        processes.stop_side(settings, s.name, idle)
+        raise
+    return _finish_switch(settings, s, opts, state, live, idle, target, action, by, say,
+                          log, None, None, started)
+
+
+def restart(settings: Settings, site: str, by: str | None = None, log: Log = print) -> DeployResult:
+    """`deploy restart SITE`: the live release started afresh on the idle side, checked,
+    switched, the old processes drained: every process restarted, no request failed."""
+    started = time.monotonic()
+    name = check_site_name(site)
+
+    def say(line: str) -> None:
+        log(f"restart {name}: {line}")
+
+    s = Site(settings.sites_dir, name)
+    if not s.exists():
+        raise DeployError("restart", f"no site {name}")
+    sitesctl.ensure_running(settings)
+    with s.lock(f"restart by {by or '?'}", LOCK_TIMEOUT, say):
+        state = s.load_state()
+        live = s.live_side()
+        current = s.slot_release(live)
+        if live is None or current is None:
+            raise DeployError("restart", f"site {name} has nothing live to restart")
+        if not processes.side_ports(settings, name, live):
+            raise DeployError("restart", f"site {name} is static (no Procfile): nothing to restart")
+        opts = _stored_options(s, state, settings)
+        return _switch_to(settings, s, opts, state, live, current, "restart", by, say, log, started)
 
 
 def _stored_options(s: Site, state: dict[str, Any], settings: Settings) -> SiteOptions:

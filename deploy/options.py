@@ -22,6 +22,7 @@ _SERVER_NAME_RE = re.compile(r"^[A-Za-z0-9.*~^_:-]+( [A-Za-z0-9.*~^_:-]+)*$")
 
 DEFAULT_DIR = "public"
 DEFAULT_CHECK = "/"
+DEFAULT_DRAIN = 10
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,9 @@ class SiteOptions:
     keep: int
     post: str | None
     server_name: str
+    web: str = "web"                                  # the process type nginx proxies / to
+    routes: tuple[tuple[str, str], ...] = ()          # (path prefix, process type)
+    drain: int = DEFAULT_DRAIN                        # seconds the old side keeps running
 
 
 def check_site_name(site: str) -> str:
@@ -117,7 +121,22 @@ def parse(site: str, options: Mapping[str, str], default_keep: int) -> SiteOptio
     server_name = options.get("deploy.server-name", "").strip()
     if server_name and not _SERVER_NAME_RE.match(server_name):
         raise DeployError("options", f"option deploy.server-name = {server_name!r}: bad server name")
+    from gitserve.options import PROCESS_TYPE_RE, ROUTE_RE
+
+    web = options.get("deploy.web", "web").strip()
+    if not PROCESS_TYPE_RE.match(web):
+        raise DeployError("options", f"option deploy.web = {web!r}: need a Procfile process type")
+    routes = []
+    for word in options.get("deploy.routes", "").split():
+        m = ROUTE_RE.match(word)
+        if not m:
+            raise DeployError("options", f"option deploy.routes: {word!r} is not /PREFIX=TYPE")
+        routes.append((m.group(1), m.group(2)))
+    drain_text = options.get("deploy.drain", str(DEFAULT_DRAIN)).strip()
+    if not drain_text.isdigit() or int(drain_text) > 3600:
+        raise DeployError("options", f"option deploy.drain = {drain_text!r}: need seconds 0-3600")
     return SiteOptions(
+        web=web, routes=tuple(routes), drain=int(drain_text),
         site=site,
         listen=listen,
         preview=preview,

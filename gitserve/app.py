@@ -57,6 +57,7 @@ from gitserve.git.pushhooks import PushHook
 from gitserve.git.repack import RepackAfterPush
 from gitserve.lfs.pushcheck import LockedPaths
 from gitserve.metrics import Metrics
+from gitserve.mirror.syncer import MirrorHook, OriginOnly, MirrorSyncer
 from gitserve.settings import Settings
 from gitserve.ssh.cmd import base as ssh_commands
 from gitserve.ssh.cmd import builtin
@@ -109,13 +110,19 @@ def site_hooks(settings: Settings, spec: str | None = None) -> list[PushHook]:
     return found
 
 
-def push_hooks(settings: Settings, upkeep: UpkeepService | None = None) -> list[PushHook]:
+def push_hooks(settings: Settings, upkeep: UpkeepService | None = None,
+               syncer: MirrorSyncer | None = None) -> list[PushHook]:
     """What a push runs after the access checks, in order (see the module docstring)."""
     from buildqueue.pushhook import BuildHook
 
-    hooks: list[PushHook] = site_hooks(settings)
-    hooks.append(LockedPaths())  # a path someone else holds an LFS lock on stays as it is
-    hooks.append(BuildHook())  # gate builds; post-receive hooks; sync/async builds
+    # site hooks, LFS locks and builds run where a push was made, never again for the
+    # master's mirror push to a slave (OriginOnly)
+    hooks: list[PushHook] = [OriginOnly(h) for h in site_hooks(settings)]
+    # a path someone else holds an LFS lock on stays as it is
+    hooks.append(OriginOnly(LockedPaths()))
+    hooks.append(OriginOnly(BuildHook()))  # gate builds; post-receive hooks; sync/async builds
+    if syncer is not None:
+        hooks.append(MirrorHook(settings, syncer))  # to the slaves; mirror.sync holds the ack
     hooks.append(RepackAfterPush())  # one pack per repo again, in the background
     if upkeep is not None:
         hooks.append(upkeep)  # gc after gc_after_pushes pushes
@@ -128,7 +135,7 @@ def ssh_commands_table(settings: Settings) -> dict[str, ssh_commands.Command]:
     from buildqueue.sshsecrets import COMMAND as SECRETS
     from deploy.sshcommands import COMMAND as DEPLOY
     from gitserve.http.sshcommands import LFS_AUTHENTICATE, LOGIN, TOKEN
-    from gitserve.ssh.cmd import lfs
+    from gitserve.ssh.cmd import lfs, mirror
 
     return ssh_commands.table([
         *builtin.core_commands(),  # info, help, perms, desc, writable (Gitolite's)
@@ -140,21 +147,25 @@ def ssh_commands_table(settings: Settings) -> dict[str, ssh_commands.Command]:
         LOGIN,  # login: a one-time link for the web UI
         lfs.COMMAND,  # git-lfs-transfer: Git LFS over ssh (git-lfs 3), not in `help`
         LFS_AUTHENTICATE,  # git-lfs-authenticate: the HTTP LFS endpoint and a token
+        *([mirror.COMMAND] if settings.server.hostname else []),  # mirror push|status
     ])
 
 
-def services(settings: Settings, upkeep: UpkeepService | None = None) -> list[Service]:
+def services(settings: Settings, upkeep: UpkeepService | None = None,
+             syncer: MirrorSyncer | None = None) -> list[Service]:
     """The background services, in start order: embedded Redis and local build workers
     (none with a redis.url), the embedded nginx (none for a system nginx), upkeep, and the
     notifier (always: it alone delivers webhooks and mail, with the server's secrets)."""
     from buildqueue.embedded import services as build_services
     from buildqueue.notifier import services as notify_services
-    from deploy.nginx import services as deploy_services
+    from deploy.sitesctl import services as deploy_services
 
     found: list[Service] = [*build_services(settings), *deploy_services(settings)]
     if upkeep is not None:
         found.append(upkeep)
     found.extend(notify_services(settings))
+    if syncer is not None:
+        found.append(syncer)  # mirror pushes to the slaves, catch-up of slaves that were down
     return found
 
 
@@ -189,7 +200,9 @@ class App:
 def build(settings: Settings, hooks: Sequence[PushHook] | None = None) -> App:
     """Wire the server for SETTINGS (HOOKS replaces the push hooks, e.g. in tests)."""
     upkeep = UpkeepService(settings)
+    # mirroring ([server] hostname set): one queue of pushes to the slaves for the process
+    syncer = MirrorSyncer(settings) if settings.server.hostname else None
     return App(settings=settings,
-               hooks=list(hooks) if hooks is not None else push_hooks(settings, upkeep),
+               hooks=list(hooks) if hooks is not None else push_hooks(settings, upkeep, syncer),
                commands=ssh_commands_table(settings),
-               services=services(settings, upkeep))
+               services=services(settings, upkeep, syncer))

@@ -25,7 +25,7 @@ from pathlib import Path
 from gitserve import keys
 from gitserve.errors import GitserveError
 from gitserve.fsutil import locked
-from gitserve.settings import DEFAULT_HOME, Settings
+from gitserve.settings import Settings, default_home
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +68,7 @@ def gitserve_command(settings: Settings) -> list[str]:
 def forced_command(settings: Settings, user: str) -> str:
     """`CMD [--home HOME] shell USER`, shell-quoted (sshd runs it with the user's shell)."""
     argv = gitserve_command(settings)
-    default_home = Path(DEFAULT_HOME).expanduser().resolve()
-    if Path(settings.home).resolve() != default_home:
+    if Path(settings.home).resolve() != default_home().resolve():
         argv += ["--home", str(settings.home)]
     argv += ["shell", user]
     return " ".join(shlex.quote(a) for a in argv)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -58,6 +59,18 @@ class Source:
     notes: list[str] = field(default_factory=list)
     # a hosting user's home: what its rc and host decide (None for a checkout or repo dir)
     site: gitolite_rc.SiteSettings | None = None
+    hostname: str = ""  # the rc's HOSTNAME (a mirrored site): becomes [server] hostname
+
+
+def rc_hostname(rc_path: Path) -> str:
+    """HOSTNAME from a Gitolite rc (mirroring; `%HOSTNAME` in the conf), or ""."""
+    try:
+        text = rc_path.read_text(errors="replace")
+    except OSError:
+        return ""
+    body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    found = re.search(r"\bHOSTNAME\s*=>\s*(['\"])([A-Za-z0-9][A-Za-z0-9._-]*)\1", body)
+    return found.group(2) if found else ""
 
 
 def rc_warnings(rc_path: Path) -> list[str]:
@@ -142,6 +155,7 @@ def locate(path: Path | None, repositories: Path | None) -> Source:
             except gitolite_rc.RcError as exc:
                 raise GitoliteImportError(str(exc)) from None
             src.notes += [f"warning: {w}" for w in src.site.notes]
+            src.hostname = rc_hostname(path / ".gitolite.rc")
         elif _is_git_dir(path):
             src.history, src.tip = path, _tip_of(path, prefer_master=True)
             if src.tip is None:

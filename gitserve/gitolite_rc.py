@@ -31,7 +31,8 @@ from typing import Any
 GITSERVE_COMMANDS = ("D", "create", "fork", "symbolic-ref")
 # Gitolite's defaults that gitserve always has (commands) or does by itself (triggers)
 ALWAYS_ON = {"help", "desc", "info", "perms", "writable", "ssh-authkeys", "git-config",
-             "daemon", "gitweb", "repo-specific-hooks"}
+             "daemon", "gitweb", "repo-specific-hooks",
+             "Mirroring"}  # gitserve/mirror/ reads the conf's mirror.* options
 DEFAULT_ROLES = {"READERS", "WRITERS"}
 PERL_TIMEOUT = 30.0
 

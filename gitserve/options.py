@@ -30,6 +30,9 @@ SITE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 HOST_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+|\*)$")
 CHECK_PATH_RE = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*$")
 SERVER_NAME_RE = re.compile(r"^[A-Za-z0-9.*~^_:-]+( [A-Za-z0-9.*~^_:-]+)*$")
+# SPEC §7.1: a Procfile process type, and deploy.routes' PREFIX=TYPE words
+PROCESS_TYPE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
+ROUTE_RE = re.compile(r"^(/[A-Za-z0-9._~-]+(?:/[A-Za-z0-9._~-]+)*)=([A-Za-z0-9][A-Za-z0-9_-]{0,31})$")
 QUEUE_RE = re.compile(r"^[A-Za-z0-9_.:-]+$")
 HOOK_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$")
 URL_RE = re.compile(r"^https?://[^\s/?#]+(/\S*)?$")
@@ -210,6 +213,9 @@ KNOWN: dict[str, Validator] = {
     "deploy.post": _relative_path,
     "deploy.keep": _int_range(1, 1000),
     "deploy.server-name": _regex(SERVER_NAME_RE, "bad server name"),
+    "deploy.web": _regex(PROCESS_TYPE_RE, "a Procfile process type (letters, digits, _ -)"),
+    "deploy.routes": _words(ROUTE_RE, "/PREFIX=TYPE"),
+    "deploy.drain": _int_range(0, 3600),
     "notify.webhook": _words(URL_RE, "an http(s) URL"),
     "notify.email": _words(EMAIL_RE, "a mail address"),
     "notify.events": _events,

@@ -85,6 +85,11 @@ class Network:
 
     mode: str
     unprivileged: bool  # bwrap made a user namespace: the stack and ip must join it
+    # host 127.0.0.1:PORT -> the run's PORT (a site's process behind nginx, SPEC §7.1): the
+    # stack listens on the host's loopback and delivers into the namespace (slirp4netns: to
+    # the run's address, so the process binds 0.0.0.0; pasta: to its loopback too)
+    forward: tuple[int, ...] = ()
+    _api: str | None = None
     _block_r: int | None = None
     _block_w: int | None = None
     _exit_w: int | None = None
@@ -168,6 +173,9 @@ class Network:
         exit_r, self._exit_w = os.pipe()
         argv = ["slirp4netns", "--disable-host-loopback", "--mtu=65520", "--enable-seccomp",
                 f"--ready-fd={ready_w}", f"--exit-fd={exit_r}"]
+        if self.forward:
+            self._api = tempfile.mktemp(prefix="gitserve-slirp-", suffix=".sock")
+            argv.append(f"--api-socket={self._api}")
         if self.unprivileged:
             argv.append(f"--userns-path={self._userns(pid)}")
         argv += [str(pid), "tap0"]
@@ -192,9 +200,31 @@ class Network:
         if res.returncode != 0:
             err = res.stderr.decode(errors="replace").strip().splitlines() or ["?"]
             raise NetworkError(f"network setup failed: {err[-1]}")
+        for port in self.forward:
+            self._slirp_api({"execute": "add_hostfwd", "arguments": {
+                "proto": "tcp", "host_addr": "127.0.0.1", "host_port": port, "guest_port": port}})
+
+    def _slirp_api(self, request: dict[str, object]) -> None:
+        import json
+        import socket
+
+        assert self._api is not None
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(READY_TIMEOUT)
+            sock.connect(self._api)
+            sock.sendall(json.dumps(request).encode())
+            sock.shutdown(socket.SHUT_WR)
+            answer = b""
+            while chunk := sock.recv(4096):
+                answer += chunk
+        reply = json.loads(answer or b"{}")
+        if "error" in reply or "return" not in reply:
+            raise NetworkError(f"port forward failed: {reply.get('error') or answer!r}")
 
     def _pasta(self, pid: int) -> None:
-        argv = ["pasta", "--config-net", "--no-map-gw", "-q", "-f", "-t", "none", "-u", "none",
+        inbound = ["-t", ",".join(f"127.0.0.1/{p}" for p in self.forward)] if self.forward \
+            else ["-t", "none"]
+        argv = ["pasta", "--config-net", "--no-map-gw", "-q", "-f", *inbound, "-u", "none",
                 "-T", "none", "-U", "none", "--netns", f"/proc/{pid}/ns/net"]
         if self.unprivileged:
             argv += ["--userns", self._userns(pid)]
@@ -249,6 +279,12 @@ class Network:
             except OSError:
                 pass
             self._resolv = None
+        if self._api is not None:
+            try:
+                os.unlink(self._api)
+            except OSError:
+                pass
+            self._api = None
 
 
 def describe(mode: str) -> str:

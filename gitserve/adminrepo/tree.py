@@ -7,6 +7,7 @@ receive-pack's validation of a push to master all judge a tree with this one cod
 from __future__ import annotations
 
 import functools
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,8 +136,13 @@ def keydir_entries(files: dict[str, bytes]) -> tuple[list[KeyEntry], list[str]]:
     return entries, warnings
 
 
-def load_rules(files: dict[str, bytes]) -> Rules:
-    """The compiled conf of FILES; a conf that does not parse is refused with file:line."""
+_HOSTNAME_WORD = re.compile(r"%HOSTNAME\b")
+
+
+def load_rules(files: dict[str, bytes], hostname: str = "") -> Rules:
+    """The compiled conf of FILES; a conf that does not parse is refused with file:line.
+    With HOSTNAME (`[server] hostname`), the word `%HOSTNAME` in the conf is this server's
+    name, as Gitolite substitutes its rc HOSTNAME (mirrors: `include "%HOSTNAME.conf"`)."""
     from gitserve import acl
 
     if MAIN_CONF not in files:
@@ -146,7 +152,10 @@ def load_rules(files: dict[str, bytes]) -> Rules:
         if p.startswith(CONF_DIR + "/"):
             if len(data) > MAX_FILE:
                 raise AdminError(f"{p}: file too large")
-            conf[p[len(CONF_DIR) + 1 :]] = data.decode("utf-8", errors="surrogateescape")
+            text = data.decode("utf-8", errors="surrogateescape")
+            if hostname:
+                text = _HOSTNAME_WORD.sub(hostname, text)
+            conf[p[len(CONF_DIR) + 1 :]] = text
     try:
         rules = acl.load_files(conf)
     except acl.ConfError as exc:
@@ -174,10 +183,10 @@ def _one_line(msg: str) -> str:
     return " ".join(msg.split())
 
 
-def build(files: dict[str, bytes]) -> tuple[Rules, list[KeyEntry], list[str]]:
+def build(files: dict[str, bytes], hostname: str = "") -> tuple[Rules, list[KeyEntry], list[str]]:
     """(rules, key entries, warnings) for an admin tree given as {path: content};
     raises AdminError with the first problem (file:line for conf, keydir/x.pub: reason)."""
-    rules = load_rules(files)
+    rules = load_rules(files, hostname)
     entries, warnings = keydir_entries(files)
     return rules, entries, warnings
 
@@ -192,7 +201,7 @@ def option_problems(rules: Rules, hooks_dir: Path | None) -> None:
 
 
 def validate_commit(repo_path: Path | str | Repo, sha: str | bytes,
-                    hooks_dir: Path | None = None) -> str | None:
+                    hooks_dir: Path | None = None, hostname: str = "") -> str | None:
     """The one-line reason the admin tree at SHA is unusable, or None if it is valid.
 
     receive-pack calls this for pushes to the admin repo's branch master and rejects the
@@ -208,7 +217,7 @@ def validate_commit(repo_path: Path | str | Repo, sha: str | bytes,
             return f"commit {sha!s} not found"
         if not isinstance(obj, Commit):
             return f"{sha!s} is not a commit"
-        rules, _entries, _warnings = build(tree_files(repo, obj.tree))
+        rules, _entries, _warnings = build(tree_files(repo, obj.tree), hostname)
         option_problems(rules, hooks_dir)
     except AdminError as exc:
         return str(exc)

@@ -57,7 +57,7 @@ def commit_change(settings: Settings, change: Change, author: str) -> str:
                     new_files.pop(p, None)
                 else:
                     new_files[p] = data
-            build(new_files)  # refuse before writing anything
+            build(new_files, settings.server.hostname)  # refuse before writing anything
             changes: list[tuple[bytes, int | None, bytes | None]] = []
             for p, data in updates.items():
                 if data is None:
@@ -211,7 +211,8 @@ def set_conf(settings: Settings, text: str, author: str) -> str | None:
     def change(files: dict[str, bytes]) -> tuple[dict[str, bytes | None], str]:
         if files.get(MAIN_CONF) == data:
             raise _Unchanged()
-        option_problems(load_rules({**files, MAIN_CONF: data}), settings.hooks_dir)
+        option_problems(load_rules({**files, MAIN_CONF: data}, settings.server.hostname),
+                        settings.hooks_dir)
         msg = (f"set-conf: replace {MAIN_CONF}\n\n"
                f"Set by {who(author)} with `gitserve admin set-conf`.")
         return {MAIN_CONF: data}, msg
@@ -225,7 +226,7 @@ def set_conf(settings: Settings, text: str, author: str) -> str | None:
 def create_admin_repo(settings: Settings, files: dict[str, bytes], author: str, message: str) -> str:
     """Create the admin repo with FILES (conf/..., keydir/...) as its first commit on master
     (validated first); used by `gitserve init`. Returns the commit sha."""
-    build(files)
+    build(files, settings.server.hostname)
     path = repos.create(settings, repos.ADMIN_REPO)
     repo = Repo(str(path))
     try:

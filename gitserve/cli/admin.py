@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from . import admin_acl, admin_authkeys, admin_keys, admin_lfs, admin_secrets, admin_upkeep
+from . import mirror as mirror_cli
 
 app = typer.Typer(help="Manage keys, access rules and secrets (commits on the admin repo).",
                   no_args_is_help=True)
@@ -19,3 +20,4 @@ admin_secrets.add_commands(app)  # set-secret, secrets list|set|remove, notify-l
 admin_upkeep.add_commands(app)   # fsck, gc
 admin_authkeys.add_commands(app)  # authorized-keys (behind the system OpenSSH)
 admin_lfs.add_commands(app)      # lfs-gc
+mirror_cli.add_admin_commands(app)  # server-key (mirroring: keydir/server-NAME.pub)

@@ -20,7 +20,7 @@ class CliState:
 
 def _home_from_root(ctx: typer.Context, home: Optional[Path]) -> Optional[Path]:
     """The subcommand's --home, else the root's (`gitserve --home X cmd`), else None
-    (settings then reads $GITSERVE_HOME, then ~/.gitserve)."""
+    (settings then reads $GITSERVE_HOME, then the default home)."""
     if home is not None:
         return home
     state = ctx.find_object(CliState)
@@ -31,7 +31,7 @@ HomeOption = Annotated[
     Optional[Path],
     typer.Option(
         "--home",
-        help="Server home (env GITSERVE_HOME, default ~/.gitserve).",
+        help="Server home (env GITSERVE_HOME, default ~/.gitserve; root: /var/lib/gitserve).",
         show_default=False,
         callback=_home_from_root,
     ),

@@ -8,6 +8,7 @@ a second attempt starts clean. An existing home is never overwritten.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -36,15 +37,17 @@ def default_conf(admin_user: str) -> str:
     )
 
 
-def _prepare_import(from_gitolite: Optional[Path], repositories: Optional[Path]
-                    ) -> tuple[gitolite_import.Source, str, list[str]]:
-    """What a Gitolite import brings (validated, nothing written): (source, message, notes)."""
+def _prepare_import(from_gitolite: Optional[Path], repositories: Optional[Path],
+                    hostname: str = "") -> tuple[gitolite_import.Source, str, list[str]]:
+    """What a Gitolite import brings (validated, nothing written): (source, message, notes).
+    HOSTNAME (else the site rc's) is the server's mirror name: `%HOSTNAME` in the conf."""
     try:
         src = gitolite_import.locate(from_gitolite, repositories)
     except OSError as exc:
         raise adminrepo.AdminError(f"{exc.filename}: {exc.strerror}") from None
+    src.hostname = hostname or src.hostname
     try:
-        _, entries, warnings = adminrepo.build(src.files)
+        _, entries, warnings = adminrepo.build(src.files, src.hostname)
     except adminrepo.AdminError as exc:
         raise adminrepo.AdminError(f"{from_gitolite or repositories}: {exc}") from None
     users = sorted({e.user for e in entries})
@@ -151,6 +154,7 @@ def init_home(
     repositories: Optional[Path] = None,
     move: bool = False,
     sshd_host_keys: Optional[Path] = None,
+    hostname: str = "",
 ) -> list[str]:
     """Create HOME; returns the lines to show the user. Raises AdminError/RepoError.
 
@@ -175,8 +179,9 @@ def init_home(
     local = gitolite_import.LocalCode()
     site = gitolite_rc.SiteSettings()
     if importing:
-        src, message, notes = _prepare_import(from_gitolite, repositories)
+        src, message, notes = _prepare_import(from_gitolite, repositories, hostname)
         files = src.files
+        hostname = src.hostname
         if src.repositories is not None:
             plans, skipped = gitolite_import.plan_repositories(src.repositories)
             notes += [f"warning: {w}" for w in skipped]
@@ -194,6 +199,7 @@ def init_home(
         s = settings_mod.Settings(home=tmp)
         if importing:
             notes += _carry_site(s, site, sshd_host_keys is not None)
+        s.server.hostname = hostname  # mirroring (README: Mirroring and failover)
         settings_mod.write(s)
         for d in (s.repos_dir, s.hooks_dir, s.logs_dir, s.sites_dir, s.run_dir):
             d.mkdir()
@@ -214,6 +220,8 @@ def init_home(
             notes.append(f"copied from LOCAL_CODE {site.local_code}: "
                          f"{', '.join(rel for _src, rel in local.files)}")
         keys.write_keypair(tmp / "worker_key", "ed25519", "gitserve-builder")
+        # mirroring: this server's own key for its peers (`gitserve admin server-key`)
+        keys.write_keypair(s.server_key, "ed25519", "gitserve-server")
         fd = os.open(s.secrets_key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(os.urandom(32))
@@ -282,13 +290,18 @@ def add_commands(app: typer.Typer) -> None:
         sshd_host_keys: Annotated[Path, typer.Option(
             "--sshd-host-keys", help="Where --takeover-sshd finds ssh_host_*_key.")
         ] = Path("/etc/ssh"),
+        hostname: Annotated[str, typer.Option(
+            "--hostname", help="This server's name among mirrors ([server] hostname; "
+            "imported from a Gitolite rc's HOSTNAME).")] = "",
         home: HomeOption = None,
     ) -> None:
         """Create a server home: admin repo, host keys, worker key, settings."""
         target = settings_mod.resolve_home(home)
         try:
+            if hostname and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", hostname):
+                fail(f"init: --hostname must be a simple name, got {hostname!r}")
             lines = init_home(target, admin_user, admin_key, from_gitolite,
-                              repositories=repositories, move=move,
+                              repositories=repositories, move=move, hostname=hostname,
                               sshd_host_keys=sshd_host_keys if takeover_sshd else None)
         except (adminrepo.AdminError, repos.RepoError, keys.InvalidKey, OSError,
                 gitolite_import.GitoliteImportError) as exc:

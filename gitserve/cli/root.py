@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import admin, builds, deploy, init, serve, shell, worker
+from . import admin, builds, deploy, init, mirror, serve, shell, sites, worker
 from .common import CliState
 
 app = typer.Typer(
@@ -24,7 +24,7 @@ def _root(
     ctx: typer.Context,
     home: Annotated[
         Optional[Path],
-        typer.Option("--home", help="Server home (env GITSERVE_HOME, default ~/.gitserve)."),
+        typer.Option("--home", help="Server home (env GITSERVE_HOME, default ~/.gitserve; root: /var/lib/gitserve)."),
     ] = None,
 ) -> None:
     # `gitserve --home X cmd` and `gitserve cmd --home X` both work: the root option
@@ -35,7 +35,9 @@ def _root(
 init.add_commands(app)
 serve.add_commands(app)
 shell.add_commands(app)
+sites.add_commands(app)
 worker.add_commands(app)
 app.add_typer(admin.app, name="admin")
 app.add_typer(builds.app, name="builds")
 app.add_typer(deploy.app, name="deploy")
+app.add_typer(mirror.app, name="mirror")

@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -70,8 +71,14 @@ def serve(
         settings.http.listen = http
     if not settings.admin_repo.exists():
         fail(f"{settings.home} is not a gitserve home (run `gitserve init` first)")
+    from buildqueue.rqconn import insecure_reason
+
+    insecure = insecure_reason(settings.redis.url) if settings.redis.url else None
+    if insecure is not None and not settings.redis.allow_insecure:
+        fail(insecure)
 
     log_file = setup_logging(settings.home, "server.log", log_level, log_format)
+    serve_lock = _lock_home(settings)  # held until exit; the kernel drops it if killed
     _migrate_admin_branch(settings)
     from gitserve import app as app_mod  # here, not at import: `gitserve shell` skips paramiko
 
@@ -132,10 +139,14 @@ def serve(
             pass
     finally:
         for service in reversed(services):
+            began = time.monotonic()
             try:
                 service.stop()
             except Exception as exc:  # noqa: BLE001 - stop the rest regardless
                 log.error("stopping %s: %s", type(service).__name__, exc)
+            took = time.monotonic() - began
+            if took > 1.0:  # a slow exit delays the next serve: say which part was slow
+                log.warning("stopping %s took %.1fs", type(service).__name__, took)
         try:
             pid_file = settings.run_dir / "serve.pid"
             if pid_file.read_text().strip() == str(os.getpid()):
@@ -144,6 +155,26 @@ def serve(
             pass
     log.info("stopped")
     print("gitserve: stopped", flush=True)
+    os.close(serve_lock)
+
+
+def _lock_home(settings: Any) -> int:
+    """One serve per home: HOME/run/serve.lock, flocked for serve's whole life. A second
+    serve fails at once; a serve that finds it free knows every leftover (a Redis still
+    flushing after its killed predecessor) is stale and may be replaced."""
+    from gitserve.fsutil import try_flock
+
+    settings.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(settings.run_dir / "serve.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    if not try_flock(fd):
+        other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        message = f"another gitserve serve runs on {settings.home} (pid {other})"
+        log.error("not started: %s", message, extra=logsetup.FILE_ONLY)
+        fail(message)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 def _migrate_admin_branch(settings: Any) -> None:

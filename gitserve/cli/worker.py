@@ -32,13 +32,19 @@ def add_commands(app: typer.Typer) -> None:
             "--log-console/--no-log-console", hidden=True,
             help="Also show warnings on stderr (off for serve's local workers, whose stderr "
                  "already goes to workers.log).")] = True,
+        cold_stop: Annotated[bool, typer.Option(
+            "--cold-stop", hidden=True,
+            help="SIGTERM kills the running job and exits at once (serve's local workers).")] = False,
     ) -> None:
         """Run build (and, on the server host, deploy) jobs."""
-        from buildqueue.rqconn import RedisUnavailable, safe_url
+        from buildqueue.rqconn import RedisUnavailable, insecure_reason, safe_url
         from buildqueue.worker import DEFAULT_QUEUES, run_worker
 
         settings = load_settings(home)
         redis_url = url or settings.effective_redis_url
+        insecure = insecure_reason(redis_url)
+        if insecure is not None and not settings.redis.allow_insecure:
+            fail(insecure)
         setup_logging(settings.home, "workers.log", log_level, log_format, console=log_console)
         work = list(queues or DEFAULT_QUEUES)
         logging.getLogger("gitserve.worker").info("worker on %s, queues %s", safe_url(redis_url),
@@ -48,6 +54,6 @@ def add_commands(app: typer.Typer) -> None:
         # on a build host: can builds run sandboxed here? (each job carries the server's policy)
         logging.getLogger("gitserve.worker").info("%s", sandbox.describe(sandbox.Policy.from_settings(settings.builds)))
         try:
-            run_worker(redis_url, work, name=name, burst=burst)
+            run_worker(redis_url, work, name=name, burst=burst, cold_stop=cold_stop)
         except RedisUnavailable as exc:
             fail(str(exc))

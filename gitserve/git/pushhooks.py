@@ -8,7 +8,9 @@ Order for one push, as gitserve.git runs it:
 1. pack received and checked; for each ref command, check #2 (access rules) runs;
 2. for each ref that passed, every hook's `before_update` runs (gate mode builds here);
    a returned reason rejects that ref (`! [remote rejected] REF (REASON)`), others go on;
-3. refs are moved (compare-and-swap), report-status is sent to the client;
+3. refs are moved (compare-and-swap); a hook with an optional `before_ack(ctx, updates)`
+   (mirroring: `mirror.sync`) may then return a reason, reported for the moved refs
+   instead of `ok` (the refs stay moved); report-status is sent to the client;
 4. every hook's `after_push` runs with the updates that went through (sync builds stream
    here, async builds print their follow command); the client still reads sideband 2,
    so `ctx.progress` lines show as `remote: ...` until the hook returns.

@@ -90,6 +90,7 @@ class ReceivePack(ReceivePackHandler):
     # --- conversation ---------------------------------------------------
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._moved_updates: list[RefUpdate] = []  # what after_push hooks are given
         self._noops: set[str] = set()  # refs whose command changes nothing (see _vet)
 
     def handle(self) -> None:
@@ -200,7 +201,30 @@ class ReceivePack(ReceivePackHandler):
             except Exception as exc:  # noqa: BLE001 - refs already moved; tell, don't crash
                 log.exception("post-update step failed")
                 self._progress(f"warning: {exc}")
+        self._moved_updates = done
+        unacked = self._before_ack(done)
+        if unacked:  # the refs moved here, but the push is not acknowledged (mirror.sync)
+            results.update({c.ref: unacked for c in done})
         return [("unpack", "ok")] + [(c.ref, results[c.ref]) for c in commands]
+
+    def _before_ack(self, done: list[RefUpdate]) -> str | None:
+        """Hooks with a `before_ack(ctx, updates)` (mirroring's mirror.sync) run after the
+        refs moved and before report-status; a reason they return is reported for every
+        moved ref instead of `ok`."""
+        if not done or self.ctx is None:
+            return None
+        for hook in self.hooks:
+            gate = getattr(hook, "before_ack", None)
+            if gate is None:
+                continue
+            try:
+                reason = gate(self.ctx, done)
+            except Exception as exc:  # noqa: BLE001
+                log.exception("before_ack hook failed")
+                reason = f"hook error: {exc}"
+            if reason:
+                return str(reason)
+        return None
 
     def _quarantine(self) -> Quarantine:
         """The git route (index-pack, git's checks) whenever git is there, else dulwich's."""
@@ -332,7 +356,7 @@ class ReceivePack(ReceivePackHandler):
     def _run_after_push(self) -> None:
         if self.ctx is None or self.result is None:
             return
-        done = self._moved(self.result.updates, self.result.statuses)
+        done = self._moved_updates  # moved, whether or not acknowledged (mirror.sync)
         if not done:
             return
         for hook in self.hooks:

@@ -84,11 +84,17 @@ class HttpFace:
         self.sessions = Sessions(settings.http_dir, max_age=h.session_days * 86400)
         self.auth = Authenticator(self.tokens, self.sessions,
                                   FailureLimit(h.auth_failures_per_minute),
-                                  trusted_set(h.trusted_proxies))
+                                  trusted_set(h.trusted_proxies), has_key=self._has_key)
         self.git = SmartHttp(settings, self.auth, metrics, hooks, threads=h.git_threads)
         self.page_routes = pages.routes(settings, self.auth, self.links, self.sessions, metrics)
         self.observer = Observer(settings, metrics)
         self.lfs = LfsHttp(settings, self.auth)
+
+    def _has_key(self, user: str) -> bool:
+        """Does the keydir at the admin repo's tip hold a key of USER? (tokens and sessions)"""
+        from gitserve import adminrepo
+
+        return bool(adminrepo.current(self.settings).keys_of(user))
 
     def asgi(self) -> Starlette:
         git, lfs = self.git, self.lfs

@@ -15,6 +15,7 @@ import threading
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass
+from typing import Callable
 
 import anyio.to_thread
 from starlette.authentication import AuthCredentials, AuthenticationBackend, BaseUser
@@ -99,12 +100,17 @@ def basic_credentials(conn: HTTPConnection) -> tuple[str, str] | None:
 
 
 class Authenticator:
+    """HAS_KEY(user): does the keydir (admin repo at its tip) still hold a key of USER? A token
+    or a web session is only as good as the key that made it: removing a user's last key
+    ends both at their next use (issue 21, finding 4), in every process."""
+
     def __init__(self, tokens: TokenStore, sessions: Sessions, limit: FailureLimit,
-                 trusted: frozenset[str]) -> None:
+                 trusted: frozenset[str], has_key: Callable[[str], bool]) -> None:
         self.tokens = tokens
         self.sessions = sessions
         self.limit = limit
         self.trusted = trusted
+        self.has_key = has_key
 
     def client(self, conn: HTTPConnection) -> Client:
         return client_of(conn, self.trusted)
@@ -120,13 +126,16 @@ class Authenticator:
         if self.limit.blocked(ip):
             raise TooManyFailures(ip)
         user, token = creds
-        if not user or self.tokens.verify(user, token) is None:
+        if not user or self.tokens.verify(user, token) is None or not self.has_key(user):
             self.limit.failed(ip)
             raise BadCredentials(user)
         return user
 
     def session(self, conn: HTTPConnection) -> Session | None:
-        return self.sessions.read(conn.cookies.get(COOKIE))
+        session = self.sessions.read(conn.cookies.get(COOKIE))
+        if session is not None and not self.has_key(session.user):
+            return None  # the user's keys were removed: signed out
+        return session
 
 
 class Visitor(BaseUser):

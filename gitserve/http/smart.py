@@ -45,6 +45,8 @@ from gitserve.git.repo import SingleRepoBackend
 from gitserve.git.sideband import BAND_DATA, SidebandProtocol
 from gitserve.git.upload import UploadPack
 from gitserve.metrics import count_ref_denials, pushed
+from gitserve.mirror import gate as mirror_gate
+from gitserve.mirror.config import repo_mirror
 from gitserve.settings import Settings
 from gitserve.ssh import session
 
@@ -70,6 +72,9 @@ class HttpConn:
     user: str
     ip: str
     hooks: Sequence[Any] = field(default_factory=tuple)
+    # mirroring: peers talk ssh only, so over http nobody is a server or a forwarded push
+    from_server: str = ""
+    redirected: bool = False
 
 
 async def _call(fn: Any, *args: Any) -> Any:
@@ -294,7 +299,18 @@ class SmartHttp:
         if conn.user == ANONYMOUS and not repos.exists(self.settings, name):
             # an anonymous request never creates a wild repo, whatever `C` says
             raise session.Denied(f"{aa} any {name} {conn.user} DENIED by fallthru")
-        return state, session.check_access(conn, state, name, aa)  # type: ignore[arg-type]
+        wild = session.check_access(conn, state, name, aa)  # type: ignore[arg-type]
+        hostname = self.settings.server.hostname
+        if hostname:  # mirroring: Gitolite's pre_git decisions, as over ssh
+            mirror = repo_mirror(state.rules.options(name, wild=wild))
+            try:
+                verdict = mirror_gate.check_user(hostname, name, mirror, aa)
+            except mirror_gate.Refused as exc:
+                raise session.Denied(str(exc)) from None
+            if verdict.redirect_to is not None:  # only ssh pushes are forwarded
+                raise session.Denied(f"{hostname}: pushing '{name}' to copy '{hostname}' not "
+                                     f"allowed over http; push to {verdict.redirect_to}")
+        return state, wild
 
     async def _run_handler(self, request: Request, conn: HttpConn, state: Any, name: str,
                            wild: Any, service: str, handler_cls: type, advertise: bool,

@@ -72,24 +72,44 @@ def referenced(repo: Path, revs: Iterable[str] = ("--all",)) -> set[str]:
     return found
 
 
+def entries(repo: Path, commit: str, recursive: bool = True,
+            limit: int = 0) -> list[dict[str, object]]:
+    """COMMIT's tree as git lists it (ls-tree -l): path, mode, kind, size, and for a blob that
+    is an LFS pointer `lfs` = (oid, size). Blob contents are read only for blobs small enough
+    to be a pointer."""
+    argv = ["git", "-C", str(repo), "ls-tree", "-l", "-z", commit]
+    if recursive:
+        argv.insert(5, "-r")
+    listing = subprocess.run(argv, capture_output=True, check=True).stdout
+    rows: list[dict[str, object]] = []
+    small: list[int] = []
+    for raw in listing.split(b"\0"):
+        if not raw:
+            continue
+        meta, _, raw_path = raw.partition(b"\t")
+        mode, kind, sha, size = meta.split()
+        row: dict[str, object] = {"path": raw_path.decode("utf-8", "surrogateescape"),
+                                  "mode": mode.decode(), "kind": kind.decode(),
+                                  "sha": sha.decode(),
+                                  "size": int(size) if size.isdigit() else None, "lfs": None}
+        if kind == b"blob" and mode in (b"100644", b"100755") and size.isdigit() and \
+                int(size) <= MAX_POINTER:
+            small.append(len(rows))
+        rows.append(row)
+        if limit and len(rows) >= limit:
+            break
+    blobs = list(_read_blobs(repo, [str(rows[i]["sha"]) for i in small]))
+    for i, data in zip(small, blobs):
+        rows[i]["lfs"] = parse(data)
+    return rows
+
+
 def in_tree(repo: Path, commit: str) -> list[tuple[str, str, int]]:
     """(path, oid, size) of every LFS pointer file in COMMIT's tree (REPO: a repository or a
     work tree whose .git can read it)."""
-    listing = subprocess.run(["git", "-C", str(repo), "ls-tree", "-r", "-l", "-z", commit],
-                             capture_output=True, check=True).stdout
-    candidates: list[tuple[str, str]] = []
-    for entry in listing.split(b"\0"):
-        if not entry:
-            continue
-        meta, _, raw_path = entry.partition(b"\t")
-        mode, kind, sha, size = meta.split()
-        if kind == b"blob" and mode in (b"100644", b"100755") and size.isdigit() and \
-                int(size) <= MAX_POINTER:
-            candidates.append((raw_path.decode("utf-8", "surrogateescape"), sha.decode()))
     found: list[tuple[str, str, int]] = []
-    blobs = list(_read_blobs(repo, [sha for _, sha in candidates]))
-    for (path, _), data in zip(candidates, blobs):
-        parsed = parse(data)
-        if parsed:
-            found.append((path, parsed[0], parsed[1]))
+    for row in entries(repo, commit):
+        lfs = row["lfs"]
+        if isinstance(lfs, tuple):
+            found.append((str(row["path"]), lfs[0], lfs[1]))
     return found

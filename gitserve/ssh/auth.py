@@ -13,11 +13,13 @@ Two paramiko behaviours are changed on purpose:
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import paramiko
-from paramiko.common import AUTH_FAILED, AUTH_SUCCESSFUL, OPEN_SUCCEEDED
+from paramiko.common import (AUTH_FAILED, AUTH_SUCCESSFUL, OPEN_FAILED_RESOURCE_SHORTAGE,
+                             OPEN_SUCCEEDED)
 from paramiko.common import OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED as PROHIBITED
 
 from gitserve._compat import paramiko as paramiko_compat
@@ -69,8 +71,12 @@ class GitSSHServer(paramiko.ServerInterface):
     """One per connection: which key authenticated, and what each channel asked to run."""
 
     def __init__(self, lookup: KeyLookup, peer: str,
-                 on_auth_failure: Callable[[str], None] | None = None) -> None:
+                 on_auth_failure: Callable[[str], None] | None = None,
+                 max_channels: int = 10) -> None:
         self.lookup = lookup
+        # channels open at once on this connection: each holds a thread until it ends (one
+        # connection opened 1,000 and held 1,007 threads until the idle timeout; issue 21)
+        self.max_channels = max_channels
         self.peer = peer
         self.on_auth_failure = on_auth_failure
         self.user: str | None = None
@@ -121,6 +127,8 @@ class GitSSHServer(paramiko.ServerInterface):
     def check_channel_request(self, kind: str, chanid: int) -> int:
         if kind == "session" and self.user is not None:
             with self._lock:
+                if len(self._execs) >= self.max_channels:
+                    return OPEN_FAILED_RESOURCE_SHORTAGE
                 self._execs[chanid] = ExecRequest()
             return OPEN_SUCCEEDED
         return PROHIBITED
@@ -134,11 +142,18 @@ class GitSSHServer(paramiko.ServerInterface):
         req.event.set()
         return True
 
-    def wait_exec(self, chanid: int, timeout: float) -> str | None:
+    def wait_exec(self, chanid: int, timeout: float,
+                  gone: Callable[[], bool] = lambda: False) -> str | None:
+        """The command the channel asked to run; None after TIMEOUT or once GONE() says the
+        client closed the channel (its place among max_channels is then free at once)."""
         with self._lock:
             req = self._execs.get(chanid)
-        if req is None or not req.event.wait(timeout):
+        if req is None:
             return None
+        deadline = time.monotonic() + timeout
+        while not req.event.wait(min(0.2, max(0.0, deadline - time.monotonic()))):
+            if gone() or time.monotonic() >= deadline:
+                return None
         return req.command
 
     def forget(self, chanid: int) -> None:

@@ -1,31 +1,46 @@
-"""Connection admission: total, unauthenticated (total and per IP), and auth-failure rate.
+"""Connection admission: total, per-address, unauthenticated (total and per IP), auth failures.
 
 A Git server on the internet is scanned and brute-forced all day; these limits keep
 unauthenticated peers from tying up threads, and one noisy address from locking out the rest.
+But a CI runner behind one NAT address starting 50 clones on a busy machine is not an attack,
+and a handshake that is slow because the machine is loaded is not a stalled one (#19):
 
-When every unauthenticated slot is taken, a newcomer that has sent its SSH banner evicts
-the oldest handshake that has been pending for EVICT_AFTER seconds (from its own address first if that address is at its
-limit): a login takes milliseconds, so a slot held that long is a stalled or hostile client,
-and a flood of silent connections cannot lock real users out for a whole banner timeout.
+- one address may hold at most max_pending_per_ip connections that have not logged in yet
+  (handshaking or queued for a handshake slot): a flood from one address is refused at
+  accept and leaves the total (max_connections) to everyone else;
+- when every unauthenticated slot is taken, a newcomer that has sent its SSH banner evicts
+  the oldest handshake that has not progressed (from its own address first if that address
+  is at its limit): one that never sent a byte for EVICT_AFTER seconds (a real client sends
+  its banner at once), or one that has been silent for STALL_AFTER seconds although the
+  server answered its last message. A handshake still receiving bytes, or waiting for the
+  server (a loaded machine), is never evicted. Progress is read from the kernel (TCP_INFO:
+  bytes received, ms since the last data each way); without it, the slot's age is used.
 """
 
 from __future__ import annotations
 
+import socket
+import struct
 import threading
 import time
 from collections import defaultdict, deque
 from typing import Any
 
-EVICT_AFTER = 1.0  # seconds an unauthenticated connection may hold a wanted slot
+EVICT_AFTER = 1.0  # seconds a connection that never sent a byte may hold a wanted slot
+STALL_AFTER = 10.0  # seconds a client that did speak may stay silent while we wait on it
+_TCP_INFO_LEN = 136  # up to tcpi_bytes_received (Linux >= 4.1)
 
 
 class Admission:
     def __init__(self, max_connections: int, max_unauth: int, max_unauth_per_ip: int,
-                 auth_failures_per_minute: int) -> None:
+                 auth_failures_per_minute: int, max_pending_per_ip: int = 0) -> None:
         self.max_connections = max_connections
         self.max_unauth = max_unauth
         self.max_unauth_per_ip = max_unauth_per_ip
         self.failures_per_minute = auth_failures_per_minute
+        # 0: no per-address cap on connections not logged in yet (beyond max_connections)
+        self.max_pending_per_ip = max_pending_per_ip
+        self._pending_by_ip: dict[str, int] = defaultdict(int)
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self.connections = 0
@@ -44,7 +59,12 @@ class Admission:
                 return "too many connections"
             if self._recent_failures(ip) >= self.failures_per_minute:
                 return f"too many failed logins from {ip}"
+            if self.max_pending_per_ip and self._pending_by_ip[ip] >= self.max_pending_per_ip:
+                if not self._pending_by_ip[ip]:
+                    del self._pending_by_ip[ip]
+                return f"too many connections from {ip} not logged in yet"
             self.connections += 1
+            self._pending_by_ip[ip] += 1
             return None
 
     def start_auth(self, ip: str, wait: float, handle: Any = None) -> str | None:
@@ -86,13 +106,24 @@ class Admission:
     def authenticated(self, ip: str, handle: Any = None) -> None:
         with self._lock:
             self._release(ip, handle)
+            self._drop_pending(ip)
 
-    def closed(self, ip: str, held_unauth_slot: bool, handle: Any = None) -> None:
+    def closed(self, ip: str, held_unauth_slot: bool, handle: Any = None,
+               logged_in: bool = False) -> None:
+        """A connection admitted by admit() ended; LOGGED_IN: authenticated() was called."""
         with self._lock:
             self.connections -= 1
             if held_unauth_slot:
                 self._release(ip, handle)
+            if not logged_in:
+                self._drop_pending(ip)
             self._evicted.discard(handle)
+
+    def _drop_pending(self, ip: str) -> None:
+        if self._pending_by_ip.get(ip, 0) > 0:
+            self._pending_by_ip[ip] -= 1
+        if self._pending_by_ip.get(ip, 1) <= 0:
+            del self._pending_by_ip[ip]
 
     def _release(self, ip: str, handle: Any) -> None:
         if handle is not None and handle in self._evicted:
@@ -105,7 +136,7 @@ class Admission:
         now = time.monotonic()
         same_ip = self._unauth_by_ip.get(ip, 0) >= self.max_unauth_per_ip
         victims = [(since, h, vip) for h, (vip, since) in self._pending.items()
-                   if now - since >= EVICT_AFTER and (vip == ip or not same_ip)]
+                   if (vip == ip or not same_ip) and _stalled(h, now - since)]
         if not victims:
             return False
         _since, handle, vip = min(victims, key=lambda v: v[0])
@@ -142,6 +173,38 @@ class Admission:
         if not q:
             del self._failures[ip]
         return len(q)
+
+
+def _tcp_progress(handle: Any) -> tuple[int, float, float] | None:
+    """(bytes received, seconds since the last data received, since the last data sent) of
+    the socket HANDLE, from the kernel; None where TCP_INFO is not available."""
+    getsockopt = getattr(handle, "getsockopt", None)
+    if getsockopt is None or not hasattr(socket, "TCP_INFO"):
+        return None
+    try:
+        raw = getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_LEN)
+    except OSError:
+        return None
+    if len(raw) < _TCP_INFO_LEN:
+        return None
+    last_sent, _ack_sent, last_recv = struct.unpack_from("=III", raw, 44)
+    (received,) = struct.unpack_from("=Q", raw, 128)
+    return received, last_recv / 1000.0, last_sent / 1000.0
+
+
+def _stalled(handle: Any, held: float) -> bool:
+    """Has the client on HANDLE stopped progressing? HELD: seconds it has had its slot."""
+    progress = _tcp_progress(handle)
+    if progress is None:
+        return held >= EVICT_AFTER
+    received, since_recv, since_sent = progress
+    if received == 0:  # never spoke: not a real client (it sends its banner at once)
+        return held >= EVICT_AFTER
+    if since_recv < STALL_AFTER:
+        return False  # still sending
+    # silent that long: stalled only if we answered its last bytes (it owes us), not when the
+    # server itself is slow to answer on a loaded machine
+    return since_sent <= since_recv
 
 
 def _has_spoken(handle: Any) -> bool:

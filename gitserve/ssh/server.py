@@ -62,7 +62,8 @@ class SSHServer:
             raise RuntimeError(f"no SSH host key in {settings.host_keys_dir} (run `gitserve init`)")
         s = settings.server
         self.admission = Admission(s.max_connections, s.max_unauth_connections,
-                                   s.max_unauth_per_ip, s.auth_failures_per_minute)
+                                   s.max_unauth_per_ip, s.auth_failures_per_minute,
+                                   s.max_pending_per_ip)
         self._sock: socket.socket | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -142,12 +143,13 @@ class SSHServer:
 
     def _serve_connection_logged(self, conn: socket.socket, ip: str, cid: str) -> None:
         s = self.settings.server
-        holds_slot = False
+        holds_slot = logged_in = False
         transport: paramiko.Transport | None = None
         self.metrics.connections.labels("ssh").inc()
         self.metrics.connections_open.labels("ssh").inc()
         try:
-            refused = self.admission.start_auth(ip, min(s.banner_timeout, 10.0), conn)
+            # a burst queues for a handshake slot as long as a client waits for our banner
+            refused = self.admission.start_auth(ip, s.banner_timeout, conn)
             if refused:
                 log.warning("refused connection from %s: %s", ip, refused)
                 self.metrics.connections_refused.labels("ssh").inc()
@@ -164,7 +166,8 @@ class SSHServer:
             paramiko_compat.install_auth_handler(transport, GitserveAuthHandler(transport))
             for key in self.host_keys:
                 transport.add_server_key(key)
-            iface = GitSSHServer(self.lookup, ip, self._auth_failure)
+            iface = GitSSHServer(self.lookup, ip, self._auth_failure,
+                                 max_channels=s.max_channels_per_connection)
             with self._lock:
                 self._transports.add(transport)
             try:
@@ -176,6 +179,7 @@ class SSHServer:
                 return
             log.info("authenticated as %s (key %s)", iface.user, iface.key_fingerprint)
             holds_slot = False
+            logged_in = True
             self.admission.authenticated(ip, conn)
             transport.set_keepalive(max(1, int(s.keepalive_interval)))
             self._serve_channels(transport, iface, cid)
@@ -188,7 +192,7 @@ class SSHServer:
                     self._transports.discard(transport)
             else:
                 conn.close()
-            self.admission.closed(ip, holds_slot, conn)
+            self.admission.closed(ip, holds_slot, conn, logged_in)
             self.metrics.connections_open.labels("ssh").dec()
 
     def _serve_channels(self, transport: paramiko.Transport, iface: GitSSHServer,
@@ -226,7 +230,8 @@ class SSHServer:
         chan.settimeout(s.idle_timeout)
         status = 1
         try:
-            command = iface.wait_exec(chan.get_id(), min(s.auth_timeout, s.idle_timeout))
+            command = iface.wait_exec(chan.get_id(), min(s.auth_timeout, s.idle_timeout),
+                                      gone=lambda: chan.closed or chan.eof_received)
             if command is None:
                 # shell/pty/subsystem were refused; the client closes or we give up
                 _say(chan, "gitserve: only git commands and the commands `help` lists "

@@ -36,6 +36,12 @@ from gitserve.git.archive import UploadArchive
 from gitserve.git import v2
 from gitserve.git.upload import UploadPack
 from gitserve.metrics import NULL as NULL_METRICS, count_ref_denials, pushed
+from gitserve.mirror import gate as mirror_gate, peercmds as mirror_peer
+from gitserve.mirror import promotion as mirror_promotion, proxy as mirror_proxy
+from gitserve.mirror import state as mirror_state
+from gitserve.mirror.transport import Transport
+from gitserve.mirror.config import ELSEWHERE, MirrorError, repo_mirror
+from gitserve.mirror.syncer import MIRROR_SENDER
 from gitserve.settings import Settings
 
 from .cmd import base as commands
@@ -83,6 +89,10 @@ class Conn:
     commands: commands.CommandTable = field(default_factory=dict)
     hooks: Sequence[PushHook] = ()
     metrics: Any = NULL_METRICS  # gitserve.metrics.Metrics of the server (counts git work)
+    # mirroring (gitserve/mirror): the peer NAME when a server-NAME key connected; with
+    # `redirected`, a slave forwarding user's push (conn.user is then that user)
+    from_server: str = ""
+    redirected: bool = False
 
     def out(self, text: str) -> None:
         self.chan.sendall(text.encode("utf-8", "replace"))
@@ -112,6 +122,21 @@ def run(settings: Settings, chan: ByteChannel, command: str, user: str, peer: st
     if "\x00" in command:
         conn.err("FATAL: invalid command: NUL byte\n")
         return 1
+    if settings.server.hostname:  # mirroring: a peer's command, or a slave's forwarded push
+        try:
+            route = mirror_peer.route(settings, state, user, command)
+            if route.answer is not None:
+                return route.answer(mirror_peer.PeerIO(
+                    lambda limit: commands.CommandContext(
+                        settings, user, peer, state, conn.out, conn.err,
+                        conn.chan.recv).read_input(limit), conn.out, conn.err,
+                    conn.chan.recv))
+        except (mirror_gate.Refused, repos.RepoError) as exc:
+            log.warning("refused %s: %s", user, exc)
+            conn.err(f"FATAL: {exc}\n")
+            return 1
+        conn.user, conn.from_server, conn.redirected = route.user, route.from_server, route.redirected
+        command = route.command
     match = _GIT_CMD.match(command)
     try:
         if match:
@@ -199,6 +224,50 @@ def check_access(conn: Conn, state: AdminState, name: str, aa: str) -> WildInfo 
     return wild
 
 
+def _mirror_gate(conn: Conn, state: AdminState, name: str, aa: str) -> str | None:
+    """Gitolite's mirroring pre_git for a user: refuse, or name the master to forward to.
+    On a master with failed mirror pushes, their status goes to stderr (as Gitolite's)."""
+    settings = conn.settings
+    hostname = settings.server.hostname
+    mirror = repo_mirror(state.rules.options(name, wild=repos.wild_info(settings, name)))
+    try:
+        verdict = mirror_gate.check_user(hostname, name, mirror, aa)
+    except mirror_gate.Refused as exc:
+        raise Denied(str(exc)) from None
+    if verdict.redirect_to is None and mirror.mode(hostname) != "local":
+        repo_dir = repos.path(settings, name)
+        for slave in mirror_state.failed_slaves(repo_dir):
+            conn.err(mirror_state.status_text(name, repo_dir, slave))
+    return verdict.redirect_to
+
+
+def _peer_access(conn: Conn, state: AdminState, name: str, aa: str) -> WildInfo | None:
+    """A server key: reads of any repo mirrored here (promote fetches), and the master's
+    pushes (case 2: no access rules; it carries what the master allowed)."""
+    settings, sender = conn.settings, conn.from_server
+    hostname = settings.server.hostname
+    exists = repos.exists(settings, name)
+    mirror = repo_mirror(state.rules.options(
+        name, wild=repos.wild_info(settings, name) if exists else None))
+    if aa == "R":  # only the servers that mirror this repo (promote fetches from them)
+        if mirror.mode(hostname) == ELSEWHERE or not exists \
+                or sender not in (mirror.master, *mirror.copies):
+            raise Denied(f"R any {name} {conn.user} DENIED by fallthru\n"
+                         "(or you mis-spelled the reponame)")
+        return repos.wild_info(settings, name)
+    try:
+        mirror_gate.check_master_push(hostname, name, mirror, sender)
+    except mirror_gate.Refused as exc:
+        # a slave promoted to master pushes the admin repo that says so (checked per ref)
+        if not mirror_promotion.may_announce(hostname, name, mirror, sender):
+            raise Denied(str(exc)) from None
+    try:
+        mirror_peer.ensure_repo(settings, name)
+    except repos.RepoError as exc:
+        raise Denied(str(exc)) from None
+    return repos.wild_info(settings, name)
+
+
 def run_git(conn: Conn, state: AdminState, verb: str, raw_arg: str) -> int:
     name = _repo_arg(raw_arg)
     aa, handler_cls = GIT_SERVICES[verb]
@@ -206,10 +275,22 @@ def run_git(conn: Conn, state: AdminState, verb: str, raw_arg: str) -> int:
         handler_cls = v2.UploadPackV2Handler
     m = conn.metrics
     try:
-        wild = check_access(conn, state, name, aa)
+        if conn.from_server and not conn.redirected:
+            wild = _peer_access(conn, state, name, aa)
+        else:
+            wild = check_access(conn, state, name, aa)
     except Denied:
         m.access_denied.labels("ssh", "1").inc()
         raise
+    if conn.settings.server.hostname and not conn.from_server:
+        master = _mirror_gate(conn, state, name, aa)
+        if master is not None:  # redirectOK: the master takes this push, as this user
+            try:
+                return mirror_proxy.forward(Transport(conn.settings), master, conn.user, name,
+                                            conn.chan.recv, conn.chan.sendall,
+                                            conn.chan.sendall_stderr)
+            except MirrorError as exc:  # e.g. no address for the master in [mirror] peers
+                raise Denied(str(exc)) from None
     m.git_requests.labels("ssh", verb).inc()
     path = str(repos.path(conn.settings, name))
     sent = m.git_bytes.labels("ssh", "sent")
@@ -257,6 +338,8 @@ def _wire_push(handler: ReceivePack, conn: Conn, state: AdminState, name: str, p
     program = vrefprog.runner(settings.home, settings.repos_dir, name, Path(path), user)
 
     def check_ref(update: RefUpdate) -> str | None:
+        if conn.from_server and not conn.redirected:
+            return mirrored_ref(update)
         try:
             decision = rules.check_update(name, user, update.ref, update.old, update.new,
                                           inspector, wild=wild, program=program)
@@ -285,12 +368,30 @@ def _wire_push(handler: ReceivePack, conn: Conn, state: AdminState, name: str, p
             if update.is_delete:
                 return "the admin repo's branch cannot be deleted"
             # the handler's repo: it sees the push's quarantined objects
-            reason = adminrepo.validate_commit(handler.repo, update.new, settings.hooks_dir)
+            reason = adminrepo.validate_commit(handler.repo, update.new, settings.hooks_dir,
+                                               settings.server.hostname)
             if reason:
                 proto.progress_line(f"FATAL: {reason}")
                 _audit_ref(conn, name, update, "rejected", reason)
                 return reason
         return None
+
+    def mirrored_ref(update: RefUpdate) -> str | None:
+        """The master's state comes as it is; an admin tree is still checked (and, from a
+        promoted slave, must name it the master)."""
+        if not (is_admin_repo and update.ref == adminrepo.ADMIN_BRANCH):
+            return None
+        if update.is_delete:
+            return "the admin repo's branch cannot be deleted"
+        reason = mirror_promotion.check_admin_push(
+            handler.repo, update.new, settings.server.hostname, conn.from_server,
+            repo_mirror(rules.options(name)))
+        reason = reason or adminrepo.validate_commit(
+            handler.repo, update.new, settings.hooks_dir, settings.server.hostname)
+        if reason:
+            proto.progress_line(f"FATAL: {reason}")
+            _audit_ref(conn, name, update, "rejected", reason)
+        return reason
 
     def on_updated(updates: list[RefUpdate]) -> None:
         for u in updates:
@@ -321,7 +422,9 @@ def _wire_push(handler: ReceivePack, conn: Conn, state: AdminState, name: str, p
     handler.hooks = conn.hooks
     handler.ctx = PushContext(settings=settings, repo_name=name, repo_path=Path(path), user=user,
                               options=rules.options(name, wild=wild),
-                              progress=proto.progress_line)
+                              progress=proto.progress_line,
+                              extra={MIRROR_SENDER: conn.from_server}
+                              if conn.from_server and not conn.redirected else {})
 
 
 def _audit_ref(conn: Conn, repo: str, u: RefUpdate, result: str, reason: str | None) -> None:

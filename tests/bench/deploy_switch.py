@@ -74,6 +74,8 @@ def main() -> None:
         print(f"  whole deploy (publish..Enable): median {statistics.median(deploys):.2f} s")
         print(f"  rollback: median {statistics.median(rollbacks) * 1000:.0f} ms, max {max(rollbacks) * 1000:.0f} ms")
     finally:
+        from deploy import sitesctl
+        sitesctl.stop(settings)  # `gitserve sites` (serve never stops it), nginx with it
         nginx.stop_embedded(settings)
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -169,11 +169,13 @@ class GitserveServer(Server):
     exclude = r"redis-server|rq |worker|nginx"
 
     def __init__(self, workdir: Path, repos_dir: Path, key: Path, home: Path,
-                 repo_names: list[str], backend: str) -> None:
+                 repo_names: list[str], backend: str, bench_limits: bool = True) -> None:
         super().__init__(workdir, repos_dir, key)
         self.home = home
         self.repo_names = repo_names
         self.backend = backend
+        # False: the shipped admission limits (what a stampede must get through as is)
+        self.bench_limits = bench_limits
 
     def _cli(self, *args: str, stdin: str | None = None) -> None:
         proc = subprocess.run(gitserve_cmd("--home", str(self.home), *args), input=stdin,
@@ -189,9 +191,10 @@ class GitserveServer(Server):
 
         s = settings_mod.load(self.home)
         s.server.pack_backend = self.backend
-        s.server.max_unauth_per_ip = 200
-        s.server.max_unauth_connections = 200
-        s.server.max_connections = 400
+        if self.bench_limits:
+            s.server.max_unauth_per_ip = 200
+            s.server.max_unauth_connections = 200
+            s.server.max_connections = 400
         settings_mod.write(s)
 
     def set_conf(self) -> None:

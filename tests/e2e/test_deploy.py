@@ -57,9 +57,7 @@ repo web
         yield server
     finally:
         server.stop()
-        from deploy import nginx
-
-        nginx.stop_embedded(server.settings)  # in case serve died without stopping it
+        server.stop_sites()  # serve never stops the sites
 
 
 def get(port: int, path: str = "/") -> tuple[int, str]:
@@ -184,16 +182,70 @@ def test_concurrent_pushes_deploy_in_push_order_last_push_wins(srv):
     assert get(live) == (200, page("fast-second"))
 
 
-def test_nginx_stops_and_starts_with_serve(srv):
-    from deploy import nginx
+def test_sites_outlive_serve_sigterm_and_kill9(srv):
+    """Stopping serve (SIGTERM) or killing it (-9) and starting a new one costs the live
+    site no request: nginx runs under `gitserve sites`, which serve never stops; the new
+    serve re-attaches to it. A SIGTERM'd serve exits promptly, and after kill -9 no local
+    worker is left behind."""
+    import os
+    import signal
+
+    from deploy import nginx, sitesctl
+    from gitserve import procscan
 
     live = srv.ports["live"]
+    work = srv.clone("alice", "web")
+    commit_version(srv, work, "outlives-serve")
+    assert "Enable:" in " ".join(push(srv, work, "+HEAD:main"))
     status, served = get(live)
-    assert status == 200
-    srv.stop()
-    assert nginx.running_pid(srv.settings) is None
-    with pytest.raises(OSError):
-        get(live)
-    srv.start()
-    assert "embedded nginx serving 1 site(s)" in "".join(srv.output)
-    assert get(live) == (200, served)
+    assert status == 200 and "outlives-serve" in served
+    sites_pid = sitesctl.running_pid(srv.settings)
+    nginx_pid = nginx.running_pid(srv.settings)
+    assert sites_pid and nginx_pid
+    with HttpLoad(live, "/", threads=4) as load:
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        srv.stop()  # SIGTERM to serve's process group
+        stopped = time.monotonic() - t0
+        assert get(live) == (200, served)
+        srv.start()
+        assert f"attached to gitserve sites (pid {sites_pid}) serving 1 site(s)" in "".join(srv.output)
+        assert srv.proc is not None
+        # a build is running (a local worker's work horse, its sandbox) when serve is killed
+        commit_version(srv, work, "slow-build", delay=60)
+        slow = subprocess.Popen(["git", "push", "origin", "HEAD:slow"], cwd=work,
+                                env=srv.client_env("alice"), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        assert slow.stderr is not None
+        for line in slow.stderr:
+            if "building <!-- slow-build" in line:
+                break
+        deadline = time.monotonic() + 10
+        serve_tree = procscan.tree(srv.proc.pid)
+        while not any(procscan.cmdline(p).startswith(b"sleep") for p in serve_tree):
+            assert time.monotonic() < deadline, "the build is not running"
+            time.sleep(0.05)
+            serve_tree = procscan.tree(srv.proc.pid)
+        os.kill(srv.proc.pid, signal.SIGKILL)
+        srv.proc.wait()
+        slow.kill()
+        slow.wait()
+        srv.start()
+        # the old serve's tree is gone by the time the new one listens (its build killed
+        # with its worker, not left running until it notices Redis went away)
+        orphans = [p for p in serve_tree[1:] if procscan.alive(p)]
+        time.sleep(0.2)
+    assert load.errors == [], load.errors[:3]
+    assert len(load.results) > 20 and all(st == 200 and body == served.encode()
+                                          for _, _, st, body in load.results)
+    # promptly: no part of serve's stop waits out a timeout (the local workers used to, 10 s:
+    # rq's warm shutdown finished the job first and ignored a second SIGTERM)
+    slow_parts = [(what, float(took)) for what, took in
+                  re.findall(r"stopping (\w+) took ([0-9.]+)s", (srv.home / "logs" / "server.log").read_text())]
+    assert all(took < 5 for _, took in slow_parts), slow_parts
+    assert stopped < 10, f"SIGTERM'd serve took {stopped:.1f}s to exit"
+    # nothing of the killed serve is left (workers got the parent-death signal, cold stop)
+    assert orphans == [], [procscan.cmdline(p) for p in orphans]
+    assert sitesctl.running_pid(srv.settings) == sites_pid
+    assert nginx.running_pid(srv.settings) == nginx_pid
+    print(f"\nserve SIGTERM exit {stopped:.2f}s; {len(load.results)} requests, 0 failed")

@@ -454,7 +454,7 @@ def test_without_redis_health_fails_and_pages_still_work(tmp_path):
 
     from tests.support.tools import free_port
 
-    dead = f"redis://127.0.0.1:{free_port()}"
+    dead = f"redis://:unused@127.0.0.1:{free_port()}"
     server = make_http_server(tmp_path / "srv", conf=CONF, users=("alice",),
                               serve_args=("--redis-url", dead))
     try:

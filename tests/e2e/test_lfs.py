@@ -376,3 +376,16 @@ def test_build_sees_real_lfs_content(srv, tmp_path):
     push = run(env, "git", "push", "origin", "HEAD:main", cwd=work)
     assert "remote: the real LFS content, line one" in push.stderr, push.stderr
     assert "version https://git-lfs" not in push.stderr
+
+
+def test_web_ui_marks_lfs_files(srv, pushed):
+    from tests.support.httpkit import login_cookie
+
+    cookie = login_cookie(srv, "alice").split(";", 1)[0]
+    status, _, body = get(f"{srv.http_base}/r/assets", {"Cookie": cookie})
+    assert status == 200
+    page = body.decode()
+    row = next(line for line in page.splitlines() if "<td>big.bin</td>" in line)
+    assert ">LFS<" in row and "3.1 MB" in row, row  # the object's size, not the pointer's
+    plain = next(line for line in page.splitlines() if "<td>.gitattributes</td>" in line)
+    assert ">LFS<" not in plain

@@ -101,6 +101,8 @@ repo web
             srv.stop()
             from deploy import nginx as nginx_mod
 
+            from deploy import sitesctl
+            sitesctl.stop(srv.settings)  # `gitserve sites` (serve never stops it), nginx with it
             nginx_mod.stop_embedded(srv.settings)
         smtp.stop()
         hooks.stop()

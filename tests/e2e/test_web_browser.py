@@ -58,6 +58,8 @@ repo hidden
         server.stop()
         from deploy import nginx as nginx_mod
 
+        from deploy import sitesctl
+        sitesctl.stop(server.settings)  # `gitserve sites` (serve never stops it), nginx with it
         nginx_mod.stop_embedded(server.settings)
 
 

@@ -176,7 +176,7 @@ def setup() -> int:
     toml = h / "gitserve.toml"
     # no builds or deploys happen in these tests: no embedded Redis, workers or nginx
     text = toml.read_text().replace('nginx = "embedded"', 'nginx = "system"')
-    text = text.replace('url = ""', 'url = "redis://127.0.0.1:9/0"')
+    text = text.replace('url = ""', 'url = "redis://:unused@127.0.0.1:9/0"')
     # extra `[server]` settings from the runner (e.g. git_config_keys for a config test)
     extra = os.environ.get("GLT_SERVER_SETTINGS", "").replace(";", "\n")
     text = text.replace("[server]\n", "[server]\n" + (extra + "\n" if extra else ""), 1)

@@ -114,7 +114,8 @@ class Workers:
 def rq_worker_argv(url: str, queues: tuple[str, ...] = ("builds",)) -> list[str]:
     """Exactly the README's build-host command, run by this python."""
     return [sys.executable, "-m", "rq.cli", "worker", "--url", url,
-            "--serializer", "rq.serializers.JSONSerializer", *queues]
+            "--serializer", "rq.serializers.JSONSerializer",
+            "--job-class", "buildqueue.rqjob.GitserveJob", *queues]
 
 
 @pytest.fixture(scope="module")

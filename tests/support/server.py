@@ -173,8 +173,11 @@ class GitServer:
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
     # --- lifecycle -----------------------------------------------------------------------
-    def start(self, serve_args: tuple[str, ...] = (), env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
+    def start(self, serve_args: tuple[str, ...] = (), env: dict[str, str] | None = None,
+              port: int | None = None) -> None:
+        """Start `gitserve serve` on PORT (default: a free one; mirror peers need theirs
+        known before they start)."""
+        self.port = port or free_port()
         log = open(self.tmp / "serve.log", "w")
         self.proc = subprocess.Popen(
             gitserve_cmd("--home", str(self.home), "serve", "--listen",
@@ -217,6 +220,12 @@ class GitServer:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(5)
+
+    def stop_sites(self) -> None:
+        """Stop this home's `gitserve sites` (nginx and site processes): serve never does."""
+        from deploy import sitesctl
+
+        sitesctl.stop(self.settings)
 
     def server_log(self) -> str:
         return (self.tmp / "serve.log").read_text()

@@ -36,6 +36,8 @@ def stop_site_server(srv: GitServer) -> None:
     srv.stop()
     from deploy import nginx
 
+    from deploy import sitesctl
+    sitesctl.stop(srv.settings)  # `gitserve sites` (serve never stops it), nginx with it
     nginx.stop_embedded(srv.settings)  # in case serve died without stopping it
 
 

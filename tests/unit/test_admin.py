@@ -242,11 +242,11 @@ def test_racing_push_is_not_lost(home, tmp_path, monkeypatch):
     real_build = adminrepo.build
     pushed: list[str] = []
 
-    def racing_build(files):
+    def racing_build(files, *rest):  # (files, hostname)
         if not pushed:
             pushed.append(push_change(home, tmp_path, lambda w: (w / "keydir" / "bob.pub").write_text(
                 bob.read_text())))
-        return real_build(files)
+        return real_build(files, *rest)
 
     monkeypatch.setattr(adminrepo.writer, "build", racing_build)
     _, sha = adminrepo.add_key(home, "carol", carol.read_text(), "ada")

@@ -32,9 +32,14 @@ def test_line_is_a_forced_command_sshd_can_parse(tmp_path, entries):
 
 def test_default_home_is_not_spelled_out(entries, monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".gitserve").mkdir()
+    (tmp_path / ".gitserve" / "gitserve.toml").write_text("")  # an existing home (root too)
     s = Settings(home=(tmp_path / ".gitserve"))
     assert "--home" not in authkeys.forced_command(s, "alice")
     assert authkeys.forced_command(s, "alice").endswith(" shell alice")
+    from gitserve.settings import default_home
+
+    assert "--home" not in authkeys.forced_command(Settings(home=default_home()), "alice")
 
 
 def test_block_replaces_ours_or_gitolites_and_keeps_the_rest(tmp_path, entries):

@@ -10,6 +10,7 @@ from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
 from buildqueue import deploy_job, enqueue, keys, logs, records, rqconn
+from buildqueue.rqjob import GitserveJob
 from gitserve.settings import Settings
 from tests.support.builds import commit_to, make_bare, set_ref
 
@@ -40,7 +41,8 @@ def _build(settings, name, fake, monkeypatch):
     build = enqueue.enqueue(settings, r, name, bare, "refs/heads/main", "0" * 40, sha, "alice",
                             options, "sync")
     monkeypatch.setattr(deploy_job, "default_deploy", lambda: fake)
-    SimpleWorker(["builds", "deploy"], connection=r, serializer=JSONSerializer).work(burst=True)
+    SimpleWorker(["builds", "deploy"], connection=r, serializer=JSONSerializer,
+                 job_class=GitserveJob).work(burst=True)
     return r, build, sha
 
 
@@ -96,6 +98,7 @@ def test_next_build_of_the_ref_does_not_wait_for_the_deploy(site_env, monkeypatc
                                       "alice", options, "async"))
     monkeypatch.setattr(deploy_job, "default_deploy",
                         lambda: lambda s, site, out, o, meta, log, post: calls.append(meta["build_id"]))
-    SimpleWorker(["builds", "deploy"], connection=r, serializer=JSONSerializer).work(burst=True)
+    SimpleWorker(["builds", "deploy"], connection=r, serializer=JSONSerializer,
+                 job_class=GitserveJob).work(burst=True)
     assert [records.get(r, b.id).status for b in builds] == ["passed", "passed"]
     assert calls == [b.id for b in builds]

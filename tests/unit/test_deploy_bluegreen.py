@@ -32,6 +32,8 @@ def settings(tmp_path: Path):
     s = Settings(home=home)
     s.deploy.nginx_binary = binary
     yield s
+    from deploy import sitesctl
+    sitesctl.stop(s)  # `gitserve sites` (serve never stops it), nginx with it
     nginx.stop_embedded(s)
     assert nginx.running_pid(s) is None
 
@@ -324,7 +326,10 @@ def test_port_taken_by_another_program_fails_before_reload(settings, ports, tmp_
 
 def test_embedded_start_serves_live_and_adopts_running(settings, ports, tmp_path) -> None:
     deploy(settings, ports, make_output(tmp_path, "v1"), "1")
-    assert nginx.stop_embedded(settings)
+    from deploy import sitesctl
+
+    assert sitesctl.stop(settings)  # the supervisor stops nginx with it (else it restarts it)
+    assert nginx.running_pid(settings) is None
     with pytest.raises(OSError):
         get(ports["deploy.port"])
     handle = nginx.start_embedded(settings)
@@ -364,6 +369,9 @@ def test_system_mode_uses_conf_dir_and_commands(tmp_path, ports) -> None:
         assert get(ports["deploy.port"]) == (200, page("v2").encode())
         assert not (home / "nginx").exists()
     finally:
+        from deploy import sitesctl
+
+        sitesctl.stop(s)
         subprocess.run(base.split() + ["-s", "quit"], timeout=10)
 
 

@@ -39,6 +39,8 @@ def site(tmp_path: Path):
     for v in ("1", "2"):
         deploy(s, ports, make_output(tmp_path, f"v{v}"), v, commit=v * 40)
     yield s, ports
+    from deploy import sitesctl
+    sitesctl.stop(s)  # `gitserve sites` (serve never stops it), nginx with it
     nginx.stop_embedded(s)
 
 

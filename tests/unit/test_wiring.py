@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -173,9 +174,9 @@ def _bottom(module: str) -> bool:
 def test_layering() -> None:
     """cli on top; buildqueue and deploy use gitserve's core, never the reverse;
     gitserve/git and gitserve/acl at the bottom (they import no other gitserve module
-    except the leaf helpers errors, fsutil, logsetup, settings and _compat)."""
+    except the leaf helpers errors, fsutil, logsetup, settings, procscan and _compat)."""
     leaves = {"gitserve.errors", "gitserve.fsutil", "gitserve.logsetup", "gitserve.names",
-              "gitserve.settings", "gitserve",
+              "gitserve.settings", "gitserve", "gitserve.procscan",
               # the one place library internals are used; imports nothing of ours
               "gitserve._compat", "gitserve._compat.dulwich", "gitserve._compat.paramiko"}
     bad = []
@@ -201,8 +202,10 @@ def test_layering() -> None:
 def test_app_wires_hooks_in_order_and_one_command_table(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path)
     wired = app.build(settings)
-    assert [type(h).__name__ for h in wired.hooks] == [
+    assert [type(getattr(h, "inner", h)).__name__ for h in wired.hooks] == [
         "LockedPaths", "BuildHook", "RepackAfterPush", "UpkeepService"]
+    # locks and builds apply where the push was made, not again for a master's mirror push
+    assert [type(h).__name__ for h in wired.hooks[:2]] == ["OriginOnly", "OriginOnly"]
     assert sorted(wired.commands) == ["builds", "deploy", "desc", "git-lfs-authenticate",
                                       "git-lfs-transfer", "help", "info", "login",
                                       "perms", "secrets", "token", "writable"]
@@ -212,17 +215,23 @@ def test_app_wires_hooks_in_order_and_one_command_table(tmp_path: Path) -> None:
         "help", "info", "login", "perms", "secrets", "token", "writable"]
     settings.server.commands = ""
     assert [type(s).__name__ for s in wired.services] == [
-        "EmbeddedRedisService", "LocalWorkersService", "NginxService", "UpkeepService", "NotifierService"]
+        "EmbeddedRedisService", "LocalWorkersService", "SitesService", "UpkeepService", "NotifierService"]
     settings.redis.url = "redis://127.0.0.1:1"
     assert [type(s).__name__ for s in app.build(settings).services] == [
-        "NginxService", "UpkeepService", "NotifierService"]
+        "SitesService", "UpkeepService", "NotifierService"]
+    settings.server.hostname = "frodo"  # mirroring: its hook, its queue, its command
+    mirrored = app.build(settings)
+    assert [type(getattr(h, "inner", h)).__name__ for h in mirrored.hooks] == [
+        "LockedPaths", "BuildHook", "MirrorHook", "RepackAfterPush", "UpkeepService"]
+    assert [type(s).__name__ for s in mirrored.services][-1] == "MirrorSyncer"
+    assert "mirror" in mirrored.commands and "mirror" not in wired.commands
 
 
 def test_site_hooks_come_first_and_bad_plugins_are_one_line(tmp_path: Path, monkeypatch) -> None:
     settings = Settings(home=tmp_path)
     monkeypatch.setenv(app.PLUGINS_ENV, "tests.e2e.hookplugin:push_hooks")
-    assert [type(h).__name__ for h in app.push_hooks(settings)][:3] == ["SlowReporter", "LockedPaths",
-                                                                    "BuildHook"]
+    assert [type(getattr(h, "inner", h)).__name__ for h in app.push_hooks(settings)][:3] == [
+        "SlowReporter", "LockedPaths", "BuildHook"]
     for spec, message in (("no.such.module", "cannot import no.such.module"),
                           ("tests.e2e.hookplugin:nope", "has no factory nope(settings)")):
         monkeypatch.setenv(app.PLUGINS_ENV, spec)
@@ -232,3 +241,42 @@ def test_site_hooks_come_first_and_bad_plugins_are_one_line(tmp_path: Path, monk
             assert message in str(exc)
         else:
             raise AssertionError(f"{spec} accepted")
+
+
+# --- ARCHITECTURE.md's lists are app.py's ---------------------------------------------
+
+def _architecture_bullet(name: str) -> str:
+    """The `- `NAME`: ...` bullet of ARCHITECTURE.md's composition-root section."""
+    text = (ROOT / "ARCHITECTURE.md").read_text()
+    section = text.split("## The composition root", 1)[1].split("\n### ", 1)[0]
+    match = re.search(rf"^- `{name}`: (.*?)(?=^- `|\Z)", section, re.S | re.M)
+    assert match, f"ARCHITECTURE.md has no `{name}` bullet under The composition root"
+    return match.group(1)
+
+
+def _ticked(text: str, pattern: str) -> list[str]:
+    return [t for t in re.findall(r"`([^`]+)`", text) if re.fullmatch(pattern, t)]
+
+
+CLASS_NAME = r"(?:[A-Z][a-z0-9]+){2,}"
+
+
+def test_architecture_lists_the_hooks_commands_and_services_app_wires(tmp_path: Path) -> None:
+    """The map is checked against the territory: every hook (in order), every ssh command
+    (optional ones enabled) and every service (in start order) app.build wires is named in
+    ARCHITECTURE.md's composition-root section, and nothing else is."""
+    settings = Settings(home=tmp_path)
+    settings.server.commands = "D create fork symbolic-ref"
+    settings.server.hostname = "frodo"  # mirroring on: its hook, command and service too
+    wired = app.build(settings)
+    assert _ticked(_architecture_bullet("hooks"), CLASS_NAME) == [
+        type(getattr(h, "inner", h)).__name__ for h in wired.hooks]
+    assert sorted(_ticked(_architecture_bullet("commands"), r"[A-Za-z][\w-]*")) == sorted(wired.commands)
+    assert _ticked(_architecture_bullet("services"), CLASS_NAME) == [
+        type(s).__name__ for s in wired.services]
+
+
+def test_the_architecture_check_can_fail() -> None:
+    assert _ticked("`info`, `[server] commands`, `git-lfs-transfer`", r"[A-Za-z][\w-]*") == [
+        "info", "git-lfs-transfer"]
+    assert _ticked("`GITSERVE_PLUGINS` then `BuildHook`, `redis.url`", CLASS_NAME) == ["BuildHook"]

@@ -9,11 +9,15 @@ from starlette.responses import Response
 
 from gitserve import adminrepo, repos
 
+from gitserve.lfs import pointers
+from gitserve.lfs.repo import store_for
+
 from .base import Pages, visitor, when
 
 README_NAMES = ("readme", "readme.md", "readme.txt", "readme.rst", "readme.markdown")
 README_MAX = 256 * 1024
 COMMITS = 20
+FILES_MAX = 500  # top-level entries listed on a repository page
 
 
 class RepoPages:
@@ -59,7 +63,12 @@ class RepoPages:
         if not name or not self.pages.can(state, name, v.acts_as):
             return self.pages.message(v, "Not found", "No such repository, or you may not read it.",
                                       404)
-        branches, head_branch, commits, readme = _read_repo(repos.path(self.settings, name))
+        branches, head_branch, commits, readme, files = _read_repo(repos.path(self.settings,
+                                                                              name))
+        store = store_for(self.settings, name)
+        for f in files:
+            if f["lfs"]:
+                f["stored"] = store.has(f["oid"], f["size"])
         r = self.pages.redis()
         builds = []
         if r is not None:
@@ -71,7 +80,7 @@ class RepoPages:
                 except records.BuildNotFound:
                     continue
         return self.pages.page("repo.html", v, name=name, branches=branches, head=head_branch,
-                               commits=commits, readme=readme, builds=builds,
+                               commits=commits, readme=readme, builds=builds, files=files,
                                description=repos.description(self.settings, name),
                                ssh_url=self.ssh_url(name),
                                http_url=f"{self.base_url(request)}/{name}.git")
@@ -89,8 +98,10 @@ def _last_build(r: Any, repo: str) -> Any:
         return None
 
 
-def _read_repo(path: Any) -> tuple[list[str], str | None, list[dict[str, str]], dict[str, str] | None]:
-    """(branches, the branch HEAD names, the last COMMITS commits of HEAD, its README)."""
+def _read_repo(path: Any) -> tuple[list[str], str | None, list[dict[str, str]],
+                                   dict[str, str] | None, list[dict[str, Any]]]:
+    """(branches, the branch HEAD names, the last COMMITS commits of HEAD, its README, the
+    top-level files of HEAD's tree with LFS pointer files marked: real size and oid)."""
     from dulwich.objects import Blob, Commit
     from dulwich.repo import Repo
 
@@ -102,6 +113,7 @@ def _read_repo(path: Any) -> tuple[list[str], str | None, list[dict[str, str]], 
         commits = []
         readme = None
         head = None
+        files: list[dict[str, Any]] = []
         try:
             head = repo.refs[b"HEAD"]
         except KeyError:
@@ -115,6 +127,7 @@ def _read_repo(path: Any) -> tuple[list[str], str | None, list[dict[str, str]], 
                     "author": c.author.decode("utf-8", "replace").split(" <", 1)[0],
                     "when": when(c.commit_time)})
             tree = repo[repo[head].tree]
+            files = _files(path, head)
             for item in tree.items():
                 if item.path.decode("utf-8", "replace").lower() in README_NAMES:
                     blob = repo[item.sha]
@@ -131,4 +144,24 @@ def _read_repo(path: Any) -> tuple[list[str], str | None, list[dict[str, str]], 
             pass
     finally:
         repo.close()
-    return branches, head_branch, commits, readme
+    return branches, head_branch, commits, readme, files
+
+
+def _files(path: Any, head: bytes) -> list[dict[str, Any]]:
+    """Top-level entries of HEAD's tree; an LFS pointer file is shown with the size and oid
+    it stands for (pointers.entries reads only blobs small enough to be one)."""
+    import subprocess
+
+    try:
+        rows = pointers.entries(path, head.decode(), recursive=False, limit=FILES_MAX)
+    except (subprocess.CalledProcessError, OSError):
+        return []
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        lfs = row["lfs"]
+        entry: dict[str, Any] = {"name": row["path"], "dir": row["kind"] == "tree",
+                                 "size": row["size"], "lfs": False}
+        if isinstance(lfs, tuple):
+            entry.update(lfs=True, oid=lfs[0], size=lfs[1])
+        out.append(entry)
+    return out

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 import socket
 import subprocess
 from typing import Any
@@ -34,17 +33,31 @@ searched, in both cases.
 """
 
 
+def user_pattern(text: str) -> Any:
+    """Gitolite's unanchored `info` pattern (REMOTE_COMMAND_PATT already keeps it to
+    [-.+/@:,%= \\w], so Perl and RE2 read it alike), compiled by RE2: matching is linear in
+    the name, whatever the pattern. Python's backtracking `re` took 12 s on one 44-character
+    name for `.+.+.+.+.+.+.+.+Z` (holding the GIL: every login waited) and twelve `.+` never
+    ended (issue 21, finding 5)."""
+    import re2
+
+    options = re2.Options()
+    options.log_errors = False  # a bad pattern is the user's one line, not a line on stderr
+    options.max_mem = 1 << 20
+    try:
+        return re2.compile(text, options)
+    except re2.error as exc:
+        reason = str(exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc)
+        raise CommandError(f"bad pattern '{text}': {reason}") from None
+
+
 def cmd_info(ctx: CommandContext, args: list[str]) -> int:
     flags = {a.lstrip("-") for a in args if a.startswith("-")}
     words = [a for a in args if not a.startswith("-")]
     if flags - {"lc", "ld", "json", "p", "h"} or len(words) > 1 or "h" in flags:
         ctx.out(INFO_USAGE)
         return 0 if flags == {"h"} else 1
-    try:
-        # Gitolite's unanchored regex; REMOTE_COMMAND_PATT already keeps it to [-.+/@:,%= \w]
-        regex = re.compile(words[0] if words else ".")
-    except re.error as exc:
-        raise CommandError(f"bad pattern '{words[0]}': {exc}") from None
+    regex = user_pattern(words[0] if words else ".")
     names = repos.list_names(ctx.settings)
     wilds = {n: repos.wild_info(ctx.settings, n) for n in names}
     rows = ctx.rules.info_rows(ctx.user, wilds, lambda n: bool(regex.search(n)),

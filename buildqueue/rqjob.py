@@ -1,0 +1,63 @@
+"""The rq Job class of every gitserve worker: only gitserve's own job functions run.
+
+rq imports whatever function name a job in Redis names (`os.system` included) and calls
+the callbacks it names, whatever the serializer: whoever can write to Redis (a build that
+reached it, a compromised build host holding its password) could run code as the worker. A
+worker built with this class (`gitserve worker`, serve's local workers, and the README's
+`rq worker ... --job-class buildqueue.rqjob.GitserveJob`) runs only the functions in
+ALLOWED, never a callback, never a method of a stored instance: anything else fails as a job,
+with one line, without being imported.
+
+A plain `rq worker` without the class would run any function; so gitserve's own job
+functions check that they were started through this class (`require`) and refuse to build
+otherwise: a build host is either configured safely or runs no builds at all.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rq.job import Job
+
+from gitserve.errors import GitserveError
+
+ALLOWED = frozenset({"buildqueue.jobs.run_build", "buildqueue.deploy_job.run_deploy"})
+JOB_CLASS = "buildqueue.rqjob.GitserveJob"
+
+
+class ForeignJob(GitserveError):
+    """A job gitserve did not make (one line, in the failed job's record)."""
+
+
+class GitserveJob(Job):
+    """rq's Job, refusing every function but gitserve's own."""
+
+    @property
+    def func(self) -> Any:
+        name = self.func_name
+        if name not in ALLOWED or self.instance is not None:
+            raise ForeignJob(f"refused: job function {name!r} is not a gitserve job")
+        for kind in ("success", "failure", "stopped"):
+            if getattr(self, f"_{kind}_callback_name", None):
+                raise ForeignJob(f"refused: job {self.id} names an on_{kind} callback")
+        return super().func
+
+    # rq calls these after the function (or instead of it, on failure): never a stored name
+    @property
+    def success_callback(self) -> Any:
+        return None
+
+    @property
+    def failure_callback(self) -> Any:
+        return None
+
+    @property
+    def stopped_callback(self) -> Any:
+        return None
+
+
+def require(job: Job | None) -> None:
+    """Called first by each job function: the worker must run gitserve's Job class."""
+    if not isinstance(job, GitserveJob):
+        raise ForeignJob("this worker runs any function a job names: start it with "
+                         f"`gitserve worker`, or `rq worker --job-class {JOB_CLASS}`")

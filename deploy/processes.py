@@ -1,0 +1,464 @@
+"""A site's processes (SPEC §7.1): what should run per side, and the keeper that runs it.
+
+Deploys (and rollback, restart) say what a side should run by writing
+HOME/run/sites/SITE/SIDE.json (0600: it carries the repo's secrets; HOME/run is 0700 and
+never under HOME/sites, which nginx workers may traverse):
+
+    {"site", "side", "release", "dir", "generation", "env": {...}, "uid": N | null,
+     "procs": {"web": {"command": "...", "port": 40123}, ...}, "stop_at": null | epoch}
+
+and wake `gitserve sites` (SIGHUP). Its ProcessKeeper starts each process through
+gitserve/sandbox.py: the bwrap policy of builds (own PID and network namespaces, the
+site's port forwarded from the host's 127.0.0.1, server home hidden, never root: as root
+the site's repo's build uid; limits from [sites]), with PORT, SITE, SIDE, RELEASE and the
+env in its environment and the release as working directory. A process binds
+0.0.0.0:$PORT, as on Heroku: the forward arrives on the namespace's own address.
+A process that exits is restarted with backoff (1 s doubling to 30 s; 1 s again after
+30 s up). A side's processes are stopped (SIGTERM, then the namespace is killed) when its
+generation changes, its file goes or `stop_at` passed (a drained old side). Ports are
+chosen by the deploy, so nginx's config is written before the processes run and a
+restarted process gets its port back. Output goes, masked, to HOME/run/sites/SITE/
+processes.log, one `TIME SIDE TYPE[PID]: line` each; state to SITE/SIDE.status.json.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import secrets
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from gitserve import procscan, sandbox
+from gitserve.errors import GitserveError
+from gitserve.fsutil import atomic_write
+from gitserve.settings import Settings
+
+from . import sitesctl
+from .errors import DeployError
+from .site import SIDES
+
+log = logging.getLogger("gitserve.sites")
+
+BACKOFF_FIRST = 1.0
+BACKOFF_MAX = 30.0
+HEALTHY_AFTER = 30.0   # seconds up after which the backoff starts over
+STOP_GRACE = 5.0       # SIGTERM, then the sandbox's namespace is killed
+LOG_MAX = 10 * 1024 * 1024
+MASK = "***"
+
+
+# --- the desired state (written by deploys, read by the keeper) ------------------------
+def site_dir(settings: Settings, site: str) -> Path:
+    return sitesctl.state_dir(settings) / site
+
+
+def desired_file(settings: Settings, site: str, side: str) -> Path:
+    assert side in SIDES
+    return site_dir(settings, site) / f"{side}.json"
+
+
+def status_file(settings: Settings, site: str, side: str) -> Path:
+    return site_dir(settings, site) / f"{side}.status.json"
+
+
+def log_file(settings: Settings, site: str) -> Path:
+    return site_dir(settings, site) / "processes.log"
+
+
+def read_desired(settings: Settings, site: str, side: str) -> dict[str, Any] | None:
+    try:
+        data = json.loads(desired_file(settings, site, side).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def used_ports(settings: Settings) -> set[int]:
+    """Every port some side of some site was given (free or not right now)."""
+    found: set[int] = set()
+    root = sitesctl.state_dir(settings)
+    for path in root.glob("*/*.json") if root.is_dir() else []:
+        if path.name.endswith(".status.json"):
+            continue
+        try:
+            procs = json.loads(path.read_text()).get("procs", {})
+            found |= {int(p["port"]) for p in procs.values()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue
+    return found
+
+
+def start_side(settings: Settings, site: str, side: str, release: str, release_dir: Path,
+               commands: dict[str, str], env: dict[str, str], uid: int | None = None
+               ) -> dict[str, int]:
+    """Ask for COMMANDS of RELEASE on SIDE (replacing whatever that side ran), each on a new
+    free port; returns {type: port}. The supervisor is started if needed and woken."""
+    from .nginx import free_port
+
+    taken = used_ports(settings)
+    procs: dict[str, dict[str, Any]] = {}
+    for kind, command in sorted(commands.items()):
+        port = free_port(taken)
+        taken.add(port)
+        procs[kind] = {"command": command, "port": port}
+    desired = {"site": site, "side": side, "release": release, "dir": str(release_dir),
+               "generation": secrets.token_hex(8), "env": dict(env), "procs": procs,
+               "stop_at": None, "written_at": time.time(), "uid": uid}
+    path = desired_file(settings, site, side)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    atomic_write(path, json.dumps(desired, indent=1), mode=0o600)
+    sitesctl.ensure_running(settings)
+    sitesctl.wake(settings)
+    return {kind: int(p["port"]) for kind, p in procs.items()}
+
+
+def stop_side(settings: Settings, site: str, side: str, after: float = 0.0) -> None:
+    """Stop SIDE's processes AFTER seconds (a drain: requests already sent to the old side
+    finish); 0 stops them now. Idempotent; a side with nothing is left alone."""
+    desired = read_desired(settings, site, side)
+    if desired is None:
+        return
+    desired["stop_at"] = time.time() + max(0.0, after)
+    atomic_write(desired_file(settings, site, side), json.dumps(desired, indent=1), mode=0o600)
+    sitesctl.wake(settings)
+
+
+def side_ports(settings: Settings, site: str, side: str | None) -> dict[str, int]:
+    """{type: port} SIDE should be serving (not stopping), or {} (static, or nothing)."""
+    if side is None:
+        return {}
+    desired = read_desired(settings, site, side)
+    if desired is None or desired.get("stop_at"):
+        return {}
+    return {kind: int(p["port"]) for kind, p in desired.get("procs", {}).items()}
+
+
+def read_status(settings: Settings, site: str) -> list[dict[str, Any]]:
+    """The processes of SITE as the supervisor last wrote them (both sides)."""
+    rows: list[dict[str, Any]] = []
+    for side in SIDES:
+        try:
+            data = json.loads(status_file(settings, site, side).read_text())
+        except (OSError, ValueError):
+            continue
+        rows.extend(data.get("procs", []))
+    return rows
+
+
+def wait_running(settings: Settings, site: str, side: str, timeout: float) -> None:
+    """Until the supervisor reports every process of SIDE's current generation started."""
+    deadline = time.monotonic() + timeout
+    while True:
+        desired = read_desired(settings, site, side) or {}
+        try:
+            status = json.loads(status_file(settings, site, side).read_text())
+        except (OSError, ValueError):
+            status = {}
+        current = desired and status.get("generation") == desired.get("generation")
+        rows = status.get("procs", []) if current else []
+        failed = [p for p in rows if p.get("state") == "failed"]
+        if failed:
+            raise DeployError("processes", f"{side} {failed[0].get('type')} of {site} could not "
+                              f"start: {failed[0].get('error') or 'see deploy logs ' + site}")
+        if current and all(p.get("pid") for p in rows) and len(rows) == len(desired.get("procs", {})):
+            return
+        if time.monotonic() > deadline:
+            raise DeployError("processes", f"{side} processes of {site} did not start in {timeout:.0f}s "
+                              f"(see deploy logs {site})")
+        time.sleep(0.02)
+
+
+# --- the keeper (inside `gitserve sites`) -------------------------------------------------
+class _Masker:
+    def __init__(self, values: list[str]) -> None:
+        parts = sorted({v for v in values if len(v) >= 3}, key=len, reverse=True)
+        self._rx = re.compile("|".join(re.escape(p) for p in parts)) if parts else None
+
+    def __call__(self, text: str) -> str:
+        return self._rx.sub(MASK, text) if self._rx else text
+
+
+class _Log:
+    """One site's processes.log, shared by its processes' reader threads."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lock = threading.Lock()
+
+    def write(self, side: str, kind: str, pid: int | None, text: str) -> None:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        line = f"{stamp} {side} {kind}[{pid or '-'}]: {text.rstrip()}\n"
+        with self.lock:
+            try:
+                if self.path.exists() and self.path.stat().st_size > LOG_MAX:
+                    os.replace(self.path, self.path.with_suffix(".log.1"))
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                try:
+                    os.write(fd, line.encode(errors="replace"))
+                finally:
+                    os.close(fd)
+            except OSError:
+                pass
+
+
+@dataclass
+class Instance:
+    site: str
+    side: str
+    kind: str
+    generation: str
+    release: str
+    port: int
+    popen: subprocess.Popen | None = None
+    jail: sandbox.Run | None = None
+    work: Path | None = None
+    started: float = 0.0        # wall clock, for `deploy ps` uptime
+    started_mono: float = 0.0   # monotonic, for the backoff
+    restarts: int = 0
+    backoff: float = BACKOFF_FIRST
+    next_start: float = 0.0
+    state: str = "starting"
+    last_exit: int | None = None
+    error: str = ""
+    stopping: bool = False
+    app_pid: int | None = None
+    reader: threading.Thread | None = field(default=None, repr=False)
+
+    def row(self) -> dict[str, Any]:
+        running = self.popen is not None and self.popen.poll() is None
+        return {"site": self.site, "side": self.side, "type": self.kind, "release": self.release,
+                "pid": self.app_pid if running else None, "port": self.port,
+                "started": self.started if running else None, "restarts": self.restarts,
+                "state": self.state, "last_exit": self.last_exit, "error": self.error}
+
+
+class ProcessKeeper:
+    """Runs every site's desired processes (a keeper of deploy/supervisor.py)."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.instances: dict[tuple[str, str, str], Instance] = {}
+        self.logs: dict[str, _Log] = {}
+        from dataclasses import replace
+
+        from gitserve.sandbox_limits import Limits
+
+        # the builds' sandbox (user, network), with the [sites] limits
+        self.policy = replace(sandbox.Policy.from_settings(settings.builds),
+                              limits=Limits.from_settings(settings.sites))
+
+    # reading what should run
+    def _desired(self) -> Iterator[dict[str, Any]]:
+        root = sitesctl.state_dir(self.settings)
+        for path in sorted(root.glob("*/*.json")) if root.is_dir() else []:
+            if path.name.endswith(".status.json"):
+                continue
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(data, dict) and data.get("side") in SIDES and data.get("site") == path.parent.name:
+                yield data
+
+    def reconcile(self) -> None:
+        now = self.clock()
+        wanted: dict[tuple[str, str, str], tuple[dict[str, Any], dict[str, Any]]] = {}
+        finished: list[dict[str, Any]] = []
+        for desired in self._desired():
+            if desired.get("stop_at") and float(desired["stop_at"]) <= now:
+                finished.append(desired)
+                continue
+            for kind, proc in desired.get("procs", {}).items():
+                wanted[(desired["site"], desired["side"], kind)] = (desired, proc)
+        for key, inst in list(self.instances.items()):
+            entry = wanted.get(key)
+            if entry is None or entry[0]["generation"] != inst.generation:
+                self._stop(inst)
+                del self.instances[key]
+        for key, (desired, proc) in wanted.items():
+            found = self.instances.get(key)
+            if found is None:
+                inst = Instance(key[0], key[1], key[2], desired["generation"], str(desired["release"]),
+                                int(proc["port"]))
+                self.instances[key] = inst
+                self._start(inst, desired, proc)
+                continue
+            self._watch(found, desired, proc)
+        for desired in finished:  # drained: its processes are stopped above; forget the side
+            try:
+                desired_file(self.settings, desired["site"], desired["side"]).unlink()
+            except OSError:
+                pass
+        self._write_status()
+
+    def _watch(self, inst: Instance, desired: dict[str, Any], proc: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if inst.popen is not None and inst.popen.poll() is not None:
+            code = inst.popen.returncode
+            self._reap(inst)
+            inst.last_exit = code
+            up = now - inst.started_mono
+            inst.backoff = BACKOFF_FIRST if up >= HEALTHY_AFTER else min(BACKOFF_MAX, inst.backoff * 2)
+            inst.next_start = now + (inst.backoff if up < HEALTHY_AFTER else BACKOFF_FIRST)
+            inst.state = "backoff"
+            self._log(inst).write(inst.side, inst.kind, None,
+                                  f"exited with {code}; restarting in {inst.next_start - now:.0f}s")
+            log.warning("%s %s %s exited with %s", inst.site, inst.side, inst.kind, code)
+        if inst.popen is None and now >= inst.next_start:
+            inst.restarts += 1
+            self._start(inst, desired, proc)
+
+    def _log(self, inst: Instance) -> _Log:
+        if inst.site not in self.logs:
+            self.logs[inst.site] = _Log(log_file(self.settings, inst.site))
+        return self.logs[inst.site]
+
+    def _start(self, inst: Instance, desired: dict[str, Any], proc: dict[str, Any]) -> None:
+        env = {str(k): str(v) for k, v in (desired.get("env") or {}).items()}
+        env.update(PORT=str(inst.port), SITE=inst.site, SIDE=inst.side, RELEASE=inst.release)
+        mask = _Masker([str(v) for v in (desired.get("env") or {}).values()])
+        out = self._log(inst)
+        try:
+            work_root = sandbox.work_root(sitesctl.state_dir(self.settings) / "work")
+            inst.work = sandbox.new_workdir(work_root)
+            uid = desired.get("uid")
+            policy = self.policy.with_uid(int(uid)) if uid is not None else self.policy
+            if policy.network == "none":
+                raise sandbox.SandboxError("[builds] network = none: nginx could not reach a site "
+                                           "process (it needs outbound or host)")
+            sandbox.hand_over(policy, inst.work)
+            jail = sandbox.prepare(policy, inst.work, ["/bin/sh", "-c", str(proc["command"])], env,
+                                   hide=[self.settings.home], src=Path(desired["dir"]),
+                                   forward=[inst.port] if policy.network != "host" else [])
+            popen = subprocess.Popen(jail.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, start_new_session=True,
+                                     **jail.popen_kwargs())
+            try:
+                jail.started()  # the network (port forward) is set up here
+            except BaseException:
+                jail.reap()
+                jail.close()
+                popen.kill()
+                popen.wait()
+                if popen.stdout is not None:
+                    popen.stdout.close()
+                raise
+        except (sandbox.SandboxError, OSError, GitserveError) as exc:
+            inst.state = "failed"
+            inst.error = str(exc)
+            inst.last_exit = None
+            inst.next_start = time.monotonic() + BACKOFF_MAX
+            out.write(inst.side, inst.kind, None, f"not started: {exc}")
+            log.warning("%s %s %s not started: %s", inst.site, inst.side, inst.kind, exc)
+            if inst.work is not None:
+                sandbox.remove_workdir(inst.work)
+                inst.work = None
+            return
+        inst.popen, inst.jail = popen, jail
+        inst.started = self.clock()
+        inst.started_mono = time.monotonic()
+        inst.state = "running"
+        inst.error = ""
+        inst.app_pid = _app_pid(popen.pid) or popen.pid
+        out.write(inst.side, inst.kind, inst.app_pid,
+                  f"started release {inst.release} on port {inst.port}: {proc['command']}")
+
+        def read(stream: Any = popen.stdout, pid: int | None = inst.app_pid) -> None:
+            for raw in iter(stream.readline, b""):
+                out.write(inst.side, inst.kind, pid, mask(raw.decode(errors="replace")))
+            stream.close()
+
+        inst.reader = threading.Thread(target=read, daemon=True, name=f"log-{inst.site}-{inst.kind}")
+        inst.reader.start()
+
+    def _stop(self, inst: Instance, grace: float = STOP_GRACE) -> None:
+        """SIGTERM to what runs inside the sandbox, then kill its namespace; in a thread, so a
+        slow stopper does not hold up every other site."""
+        if inst.popen is None:
+            return
+        inst.stopping = True
+        inst.state = "stopping"
+
+        def stop() -> None:
+            assert inst.popen is not None
+            for pid in procscan.tree(inst.popen.pid)[1:]:
+                if not procscan.cmdline(pid).startswith(b"bwrap"):
+                    try:
+                        os.kill(pid, signal.SIGTERM)
+                    except (ProcessLookupError, PermissionError):
+                        pass
+            try:
+                inst.popen.wait(grace)
+            except subprocess.TimeoutExpired:
+                pass
+            self._reap(inst)
+            self._log(inst).write(inst.side, inst.kind, None, "stopped")
+
+        threading.Thread(target=stop, daemon=True, name=f"stop-{inst.site}-{inst.kind}").start()
+
+    def _reap(self, inst: Instance) -> None:
+        if inst.jail is not None:
+            inst.jail.reap()
+            inst.jail.close()
+            inst.jail = None
+        if inst.popen is not None:
+            try:
+                inst.popen.kill()
+            except OSError:
+                pass
+            inst.popen.wait()
+            inst.popen = None
+        if inst.work is not None:
+            sandbox.remove_workdir(inst.work)
+            inst.work = None
+
+    def _write_status(self) -> None:
+        by_side: dict[tuple[str, str], list[Instance]] = {}
+        for inst in self.instances.values():
+            by_side.setdefault((inst.site, inst.side), []).append(inst)
+        root = sitesctl.state_dir(self.settings)
+        for path in root.glob("*/*.status.json") if root.is_dir() else []:
+            site, side = path.parent.name, path.name.split(".")[0]
+            if (site, side) not in by_side:
+                path.unlink(missing_ok=True)
+        for (site, side), insts in by_side.items():
+            generation = insts[0].generation
+            rows = [i.row() for i in sorted(insts, key=lambda i: i.kind)]
+            text = json.dumps({"generation": generation, "procs": rows}, indent=1)
+            path = status_file(self.settings, site, side)
+            try:
+                if not path.exists() or path.read_text() != text:
+                    atomic_write(path, text, mode=0o600)
+            except OSError:
+                pass
+
+    def stop(self) -> None:
+        for inst in self.instances.values():
+            self._stop(inst)
+        deadline = time.monotonic() + STOP_GRACE + 2
+        while time.monotonic() < deadline and any(i.popen is not None for i in self.instances.values()):
+            time.sleep(0.05)
+        self.instances.clear()
+        self._write_status()
+
+
+def _app_pid(bwrap_pid: int) -> int | None:
+    """The pid of the command itself (below bwrap and its namespace init): what `deploy ps`
+    shows and what a user would signal. Found within a second, else None."""
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        for pid in procscan.tree(bwrap_pid)[1:]:
+            cmd = procscan.cmdline(pid)
+            if cmd and not cmd.startswith((b"bwrap", b"setpriv")):
+                return pid
+        time.sleep(0.01)
+    return None

@@ -1,0 +1,83 @@
+"""Gitolite's mirroring decisions before git runs (its Mirroring trigger's pre_git), with
+its messages word for word: users and scripts of a Gitolite mirror match on them.
+
+Three kinds of push reach a server (Gitolite's case 1-3):
+1. a user pushes: fine on the master (or an unmirrored repo); on a slave it is forwarded to
+   the master when redirectOK names this slave, else refused;
+2. the master pushes its state to this slave (peer `server-MASTER`, no access rules: it
+   carries what the master already allowed);
+3. a slave forwards a user's push (`USER=u SOC=git-receive-pack 'repo'` from
+   `server-SLAVE`): the master takes it as that user, with every rule applied as user u.
+A repo whose options name master and slaves but not this host is "mirrored but not here"
+for reads and writes alike.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .config import COPY, ELSEWHERE, LOCAL, MASTER, RepoMirror, server_name
+
+# a slave's forwarded push, exactly as Gitolite's slave sends it to the master
+REDIRECT_RE = re.compile(r"^USER=(\S+) SOC=(git-receive-pack '(\S+)')$")
+# the master carrying a wild repo's creator and roles (Gitolite's peer command)
+CREATOR_PERMS_RE = re.compile(r"^CREATOR=(\S+) perms -c '(\S+)'$")
+
+
+class Refused(Exception):
+    """The text after `FATAL: ` (Gitolite's _die)."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    redirect_to: str | None = None  # forward this push to that master
+
+
+def check_master_push(hostname: str, repo: str, mirror: RepoMirror, sender: str) -> None:
+    """Case 2: SENDER pushes (or sends perms/meta) to this slave."""
+    mode = mirror.mode(hostname)
+    if mode == ELSEWHERE:
+        raise Refused(f"{hostname}: '{repo}' is mirrored but not here")
+    if mode == LOCAL:
+        raise Refused(f"{hostname}: '{repo}' is local")
+    if mode == MASTER:
+        raise Refused(f"{hostname}: '{repo}' is native")
+    if mirror.master != sender:
+        raise Refused(f"{hostname}: '{sender}' is not the master for '{repo}'")
+
+
+def check_redirected(hostname: str, repo: str, mirror: RepoMirror, sender: str) -> None:
+    """Case 3: slave SENDER forwards a user's push to this master."""
+    mode = mirror.mode(hostname)
+    if mode == ELSEWHERE:
+        raise Refused(f"{hostname}: '{repo}' is mirrored but not here")
+    if mode == LOCAL:
+        raise Refused(f"{hostname}: '{repo}' is local")
+    if mode == COPY:
+        raise Refused(f"{hostname}: '{repo}' is not native")
+    if sender not in mirror.copies:
+        raise Refused(f"{hostname}: '{sender}' is not a valid copy for '{repo}'")
+    if not mirror.trusts(sender):
+        raise Refused(f"{hostname}: redirection not allowed from '{sender}'")
+
+
+def check_user(hostname: str, repo: str, mirror: RepoMirror, aa: str) -> Verdict:
+    """Case 1 (and every read): a user's git command on this host."""
+    mode = mirror.mode(hostname)
+    if mode == ELSEWHERE:
+        raise Refused(f"{hostname}: '{repo}' is mirrored but not here")
+    if aa == "R" or mode in (LOCAL, MASTER):
+        return Verdict()
+    if mirror.trusts(hostname):
+        return Verdict(redirect_to=mirror.master)
+    raise Refused(f"{hostname}: pushing '{repo}' to copy '{hostname}' not allowed")
+
+
+def not_a_server(user: str) -> str:
+    """What Gitolite says when a user (not a server key) sends a slave's redirect line."""
+    return f"'{user}' is not a valid server name"
+
+
+__all__ = ["REDIRECT_RE", "CREATOR_PERMS_RE", "Refused", "Verdict", "check_master_push",
+           "check_redirected", "check_user", "not_a_server", "server_name"]

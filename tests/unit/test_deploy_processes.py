@@ -1,0 +1,129 @@
+"""Procfile sites (SPEC §7.1) through `deploy.bluegreen` as the deploy job calls it, with the
+real `gitserve sites` supervisor, bwrap sandbox and nginx: processes per side with PORT,
+SIDE, RELEASE and secrets; the check through the preview; the switch by reload; a drained
+old side; a failing idle side that leaves live serving; rollback; restart; a killed process
+restarted and counted."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from deploy import bluegreen, nginx, processes, sitesctl
+from deploy.errors import DeployError
+from gitserve.settings import Settings
+from tests.support.appkit import write_app
+from tests.support.deploykit import deploy, get
+from tests.support.tools import HttpLoad, free_port, require_tool
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory):
+    binary = require_tool("nginx")
+    require_tool("bwrap")
+    home = tmp_path_factory.mktemp("procs") / "home"
+    home.mkdir()
+    s = Settings(home=home)
+    s.deploy.nginx_binary = binary
+    yield s
+    sitesctl.stop(s)
+    nginx.stop_embedded(s)
+
+
+@pytest.fixture(scope="module")
+def opts():
+    return {"deploy.port": f"127.0.0.1:{free_port()}", "deploy.preview-port": str(free_port()),
+            "deploy.check": "/health", "deploy.routes": "/api=search", "deploy.drain": "1"}
+
+
+def body(port: str, path: str = "/") -> str:
+    status, data = get(port, path)
+    assert status == 200, (status, data)
+    return data.decode()
+
+
+def wait_for(condition, timeout: float = 20.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_procfile_release_runs_per_side_and_switches(settings, opts, tmp_path) -> None:
+    out = write_app(tmp_path / "v1", "v1")
+    result, log = deploy(settings, opts, out, "1", env={"API_TOKEN": "s3cr3t-token"})
+    assert result.side == "blue" and "Enable: blue" in log
+    assert any(line.startswith("deploy www: processes: search:") for line in log), log
+    page = body(opts["deploy.port"])
+    assert page.startswith("v1 side=blue port=") and "release=1 site=www secret=set" in page
+    assert json.loads(body(opts["deploy.port"], "/api/search?q=x"))["side"] == "blue"
+    # the process log has the output, the secret masked
+    text = processes.log_file(settings, "www").read_text()
+    assert "web v1 listening on" in text and "token ***" in text and "s3cr3t-token" not in text
+
+    out2 = write_app(tmp_path / "v2", "v2")
+    with HttpLoad(int(opts["deploy.port"].rpartition(":")[2]), "/", threads=4) as load:
+        time.sleep(0.3)
+        result, log = deploy(settings, opts, out2, "2", env={"API_TOKEN": "s3cr3t-token"})
+        time.sleep(0.3)
+    assert result.side == "green" and load.errors == [], load.errors[:3]
+    assert {b.split()[0] for *_, b in load.results} <= {b"v1", b"v2"}
+    assert body(opts["deploy.port"]).startswith("v2 side=green")
+    # the old side drains (deploy.drain = 1), then stops
+    wait_for(lambda: not [r for r in processes.read_status(settings, "www") if r["side"] == "blue"],
+             what="blue to stop")
+    rows = processes.read_status(settings, "www")
+    assert sorted((r["type"], r["side"], r["state"]) for r in rows) == [
+        ("search", "green", "running"), ("web", "green", "running")]
+
+
+def test_failing_idle_side_leaves_live_serving(settings, opts, tmp_path) -> None:
+    live_before = body(opts["deploy.port"])
+    out = write_app(tmp_path / "bad", "bad", unhealthy=True)
+    t0 = time.monotonic()
+    with pytest.raises(DeployError) as err:
+        deploy(settings, {**opts}, out, "3", env={})
+    assert err.value.step == "check" and "answered 500" in str(err.value)
+    assert body(opts["deploy.port"]) == live_before
+    live = bluegreen.Site(settings.sites_dir, "www").live_side()
+    idle = "blue" if live == "green" else "green"
+    wait_for(lambda: not [r for r in processes.read_status(settings, "www") if r["side"] == idle],
+             what="the failed side to stop")
+    print(f"\nfailed check noticed in {time.monotonic() - t0:.1f}s")
+
+
+def test_killed_process_is_restarted_and_counted(settings, opts) -> None:
+    rows = {r["type"]: r for r in processes.read_status(settings, "www")}
+    web = rows["web"]
+    os.kill(web["pid"], signal.SIGKILL)
+    t0 = time.monotonic()
+    new = wait_for(lambda: next((r for r in processes.read_status(settings, "www")
+                                 if r["type"] == "web" and r["pid"] and r["pid"] != web["pid"]), None),
+                   what="web to come back")
+    wait_for(lambda: get(opts["deploy.port"])[0] == 200, what="web to answer")
+    print(f"\nkilled web answered again after {time.monotonic() - t0:.2f}s")
+    assert new["restarts"] == web["restarts"] + 1 and new["port"] == web["port"]
+    assert "exited with" in processes.log_file(settings, "www").read_text()
+
+
+def test_rollback_and_restart_start_processes_on_the_idle_side(settings, opts) -> None:
+    port = int(opts["deploy.port"].rpartition(":")[2])
+    with HttpLoad(port, "/", threads=4) as load:
+        result = bluegreen.rollback(settings, "www", by="alice", log=lambda _l: None)
+        assert body(opts["deploy.port"]).startswith(f"v1 side={result.side}")
+        again = bluegreen.restart(settings, "www", by="alice", log=lambda _l: None)
+        assert again.side != result.side and again.release == result.release
+        time.sleep(0.2)
+    assert load.errors == [], load.errors[:3]
+    assert body(opts["deploy.port"]).startswith(f"v1 side={again.side}")
+    wait_for(lambda: {r["side"] for r in processes.read_status(settings, "www")} == {again.side},
+             what="the old side to drain")
