@@ -13,7 +13,8 @@ import logging
 import time
 from typing import Callable
 
-from gitserve.options import builds_enabled
+from gitserve import repos
+from gitserve.options import builds_enabled, deploy_ref
 from gitserve.git.pushhooks import PushContext, RefUpdate
 
 from . import enqueue, logs, notify, posthook, records, rqconn
@@ -66,6 +67,12 @@ def _enqueue(ctx: PushContext, update: RefUpdate, mode: str):
                             update.old, update.new, ctx.user, ctx.options, mode)
     log.info("build %s queued (%s %s %s, %s mode, queue %s)", build.id, ctx.repo_name,
              update.ref, update.new[:12], mode, build.queue)
+    site = ctx.options.get("deploy.site", "").strip()
+    if site and enqueue.deploy_options(ctx.options, update.ref, ctx.repo_path) is None:
+        # a site repo's other branch builds but never goes live: say so, once per build
+        live_ref = deploy_ref(ctx.options, repos.default_branch(ctx.repo_path))
+        ctx.progress(f"gitserve: build {build.id} of {update.ref} is not deployed: site {site} "
+                     f"deploys {live_ref or 'nothing (no default branch)'} (deploy.ref)")
     return r, build
 
 

@@ -49,16 +49,22 @@ def parse_argv(argv: list[str]) -> tuple[str, Path | None] | None:
 
 def serve(user: str, home: Path | None) -> int:
     """Serve SSH_ORIGINAL_COMMAND for USER; returns the exit status for sshd."""
-    from gitserve import logsetup
     from gitserve import settings as settings_mod
-    from gitserve.ssh import shell as shell_mod
-    from gitserve.ssh.cmd import base as ssh_commands
-    from gitserve.ssh.cmd import builtin
+    from gitserve.ssh import handoff
 
     try:
         settings = settings_mod.load(home)
     except settings_mod.SettingsError as exc:
         return _fail(str(exc))
+    # the running server serves it (one process start is all this costs); else we do
+    status = handoff.hand_off(settings.run_dir, user, os.environ)
+    if status is not None:
+        return status
+
+    from gitserve import logsetup
+    from gitserve.ssh import shell as shell_mod
+    from gitserve.ssh.cmd import base as ssh_commands
+    from gitserve.ssh.cmd import builtin
     try:
         shell_mod.check_user(user)
     except ValueError as exc:

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from dulwich.errors import HangupException
 
@@ -128,14 +129,15 @@ def check_user(user: str) -> str:
 
 def run(settings: Settings, user: str, environ: Mapping[str, str],
         chan: session.ByteChannel | None = None, table: commands.CommandTable | None = None,
-        hooks: Sequence[PushHook] = ()) -> int:
+        hooks: Sequence[PushHook] = (), metrics: Any = None) -> int:
     """Serve one sshd session for USER with TABLE's commands and HOOKS (from gitserve.app);
-    returns the exit status for sshd to pass on."""
+    returns the exit status for sshd to pass on. METRICS: the server's, when it serves a
+    handed-over connection (ssh/handoff.py); else the session's counts go to the spool."""
     chan = chan or StdioChannel()
     command = environ.get("SSH_ORIGINAL_COMMAND", "")
     env = {"GIT_PROTOCOL": environ["GIT_PROTOCOL"]} if environ.get("GIT_PROTOCOL") else {}
     user = adminrepo.BUILDER if user == adminrepo.BUILDER else user
-    counts = shellmetrics.SessionCounts()  # reported to the server's /metrics at the end
+    counts = metrics if metrics is not None else shellmetrics.SessionCounts()
     counts.connections.labels("ssh").inc()
     try:
         return session.run(settings, chan, command, user, peer_address(environ), env, table,
@@ -151,4 +153,5 @@ def run(settings: Settings, user: str, environ: Mapping[str, str],
             pass
         return 1
     finally:
-        shellmetrics.flush(settings.run_dir, counts)
+        if isinstance(counts, shellmetrics.SessionCounts):
+            shellmetrics.flush(settings.run_dir, counts)

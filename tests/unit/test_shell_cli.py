@@ -105,3 +105,41 @@ def test_the_shell_imports_neither_typer_nor_prometheus(home_template, tmp_path)
                        timeout=60, check=False)
     assert r.stdout.decode().startswith("hello alice")
     assert r.stderr.decode().strip().splitlines()[-1] == "[]", r.stderr
+
+
+def test_a_running_server_serves_the_shells_connection(home_template, tmp_path):
+    """With the server up, `gitserve shell` hands its sshd pipes to it (ssh/handoff.py): the
+    same answers and exit codes, counted in the server's own /metrics as sshd, nothing left
+    for the spool; without the server (or once it stops) the shell serves it itself."""
+    from prometheus_client import generate_latest
+
+    from gitserve import app as app_mod
+    from gitserve import settings as settings_mod
+    from gitserve.metrics import Metrics
+    from gitserve.ssh.handoff import HandoffService, socket_path
+
+    home = copy_home(home_template, tmp_path)
+    settings = settings_mod.load(home)
+    alone = run_shell(home, "alice", "info")
+    metrics = Metrics()
+    service = HandoffService(settings, app_mod.ssh_commands_table(settings), [], metrics)
+    service.start()
+    spool = home / "run" / "shell-metrics.jsonl"
+    spool.unlink(missing_ok=True)
+    try:
+        assert socket_path(settings.run_dir).exists()
+        served = run_shell(home, "alice", "info")
+        assert (served.returncode, served.stdout, served.stderr) == \
+            (alone.returncode, alone.stdout, alone.stderr)
+        denied = run_shell(home, "alice", "git-upload-pack 'nope'")
+        assert denied.returncode == 25 and denied.stderr.startswith(b"FATAL: R any nope alice")
+        adv = run_shell(home, "alice", "git-upload-pack 'testing'", stdin=b"0000")
+        assert adv.returncode == 0 and adv.stdout.endswith(b"0000")
+        text = generate_latest(metrics.registry).decode()
+        assert 'gitserve_connections_total{transport="sshd"} 3.0' in text
+        assert 'gitserve_access_denied_total{check="1",transport="sshd"} 1.0' in text
+        assert not spool.exists()
+    finally:
+        service.stop()
+    assert not socket_path(settings.run_dir).exists()
+    assert run_shell(home, "alice", "info").stdout == alone.stdout  # served by itself again
