@@ -162,14 +162,15 @@ def queued_line(settings: Settings, build_id: str) -> str:
     return f"build {build_id} queued: {follow_command(settings, build_id)}"
 
 
-def deploy_options(options: dict[str, str], ref: str, repo_path: Path) -> dict[str, Any] | None:
+def deploy_options(options: dict[str, str], ref: str, default_ref: str) -> dict[str, Any] | None:
     """The deploy.* options a build of REF carries, or None when it must not go live: the
-    repo has no site, or REF is not its deploy.ref (default: the repo's default branch),
-    so a feature branch that builds never replaces the live site."""
+    repo has no site, or REF is not its deploy.ref (default: DEFAULT_REF, the branch pinned
+    when the site was configured, never HEAD), so a feature branch that builds never replaces
+    the live site, whoever moved HEAD."""
     site = options.get("deploy.site", "").strip()
     if not site:
         return None
-    if ref != gsoptions.deploy_ref(options, repos.default_branch(repo_path)):
+    if ref != gsoptions.deploy_ref(options, default_ref):
         return None
     deploy = {k[len("deploy."):]: v for k, v in options.items() if k.startswith("deploy.")}
     deploy["dir"] = (deploy.get("dir") or "public").strip().strip("/") or "public"
@@ -205,7 +206,7 @@ def enqueue(
         build.job_id = keys.build_job(build_id)
         dropped = records.create(r, build, settings.builds.history)
         try:
-            tokens = secretstore.build_tokens(settings, repo_name)
+            tokens = secretstore.build_tokens(settings, repo_name, ref)
         except SecretError as exc:  # Vault down: the build fails at once, with one clear line
             drop_hidden_refs(repo_path, [build_id, *dropped])
             reason = f"secrets: {exc}"
@@ -228,7 +229,8 @@ def enqueue(
             "fetch_ref": hidden_ref(build_id), "local_path": str(repo_path),
             "clone_url": clone_url(settings, repo_name),
             "secrets": tokens,
-            "log_ttl": settings.builds.log_ttl, "deploy": deploy_options(options, ref, repo_path),
+            "log_ttl": settings.builds.log_ttl,
+            "deploy": deploy_options(options, ref, repos.deploy_default(settings, repo_path)),
             "sandbox": policy.to_payload(), "per_repo": settings.builds.per_repo,
         }
         rqconn.queue(r, opts.queue).enqueue(

@@ -35,6 +35,7 @@ KILL_GRACE = 2.0   # seconds between SIGTERM and SIGKILL
 # written are always delivered, however long that takes
 DRAIN_LIMIT = 2.0
 MONITOR_INTERVAL = 0.25
+HOT_INTERVAL = 0.01  # near a limit (half of pids or memory): sample this often
 QUEUE_CHUNKS = 64
 READ_SIZE = 65536
 MAX_LINE_BYTES = 65536
@@ -182,16 +183,21 @@ class _Output:
         self.on_line(raw.decode("utf-8", "replace").rstrip("\r\n"))
 
 
-def _limit_reached(jail: Run | None, workspace: Path | None) -> str | None:
+def _limit_reached(jail: Run | None, workspace: Path | None) -> tuple[str | None, bool]:
+    """(the limit reached or None, whether the run is near one: then it is sampled every
+    HOT_INTERVAL, so a fork bomb whose numbers swing around the limit is caught at a peak)."""
     from gitserve import sandbox_limits
 
     if jail is None or jail.limits is None:
-        return None
+        return None, False
     if workspace is not None and sandbox_limits.disk_full(workspace):
-        return "disk"
+        return "disk", False
     if jail.init_pid is None:
-        return None
-    return sandbox_limits.over(sandbox_limits.tree_usage(jail.init_pid), jail.limits)
+        return None, False
+    usage = sandbox_limits.tree_usage(jail.init_pid)
+    lim = jail.limits
+    hot = usage.tasks * 2 >= lim.pids or usage.rss * 2 >= lim.memory
+    return sandbox_limits.over(usage, lim), hot
 
 
 def _supervise(proc: subprocess.Popen, timeout: float, on_line: Callable[[str], None],
@@ -239,10 +245,10 @@ def _supervise(proc: subprocess.Popen, timeout: float, on_line: Callable[[str], 
 
     while proc.poll() is None:
         if eof:  # the script closed its output but runs on
-            time.sleep(0.1)
+            time.sleep(max(0.005, min(0.1, next_watch - time.monotonic())))
         else:
             try:
-                batch = lines.get(timeout=0.1)
+                batch = lines.get(timeout=max(0.005, min(0.1, next_watch - time.monotonic())))
                 if batch is None:
                     eof = True
                 else:
@@ -252,8 +258,8 @@ def _supervise(proc: subprocess.Popen, timeout: float, on_line: Callable[[str], 
                 pass
         now = time.monotonic()
         if now >= next_watch:
-            next_watch = now + MONITOR_INTERVAL
-            limit = _limit_reached(jail, workspace)
+            limit, hot = _limit_reached(jail, workspace)
+            next_watch = now + (HOT_INTERVAL if hot else MONITOR_INTERVAL)
             if limit is not None:
                 outcome = "killed"
         if now >= next_tick:

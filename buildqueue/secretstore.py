@@ -64,16 +64,21 @@ def store_for(settings: Any, repo: str) -> Store:
     return VaultStore(settings.secrets)
 
 
-def build_tokens(settings: Any, repo: str) -> dict[str, str]:
-    """What a build job of REPO carries: its secrets encrypted with secrets.key, without the
-    notification-only ones. File store: the stored tokens as they are (never decrypted here);
-    Vault: values read now and encrypted. Raises SecretError (one line) when Vault fails."""
+def build_tokens(settings: Any, repo: str, ref: str | None = None) -> dict[str, str]:
+    """What a build job of REPO's REF carries: the secrets scoped to REF (all of them without
+    a scope: secretscope.py; REF None: only the unscoped ones) encrypted with secrets.key,
+    without the notification-only ones. File store: the stored tokens as they are (never
+    decrypted here); Vault: values read now and encrypted. Raises SecretError (one line) when
+    Vault fails."""
+    from . import secretscope
+
     if settings.secrets.backend == "file":
         tokens = sec.load_tokens(settings.home / "secrets", repo)
-        return {k: v for k, v in tokens.items() if k not in sec.NOTIFY_ONLY}
+        keep = secretscope.for_ref(settings, repo, [k for k in tokens if k not in sec.NOTIFY_ONLY], ref)
+        return {k: tokens[k] for k in keep}
     values = store_for(settings, repo).values(repo)
-    return sec.encrypt_values({k: v for k, v in values.items() if k not in sec.NOTIFY_ONLY},
-                              settings.secrets_key_file)
+    keep = secretscope.for_ref(settings, repo, [k for k in values if k not in sec.NOTIFY_ONLY], ref)
+    return sec.encrypt_values({k: values[k] for k in keep}, settings.secrets_key_file)
 
 
 def scope_name(raw: str) -> str:

@@ -12,9 +12,9 @@ from __future__ import annotations
 from gitserve import audit
 from gitserve.ssh.cmd import base as ssh_commands
 
-from . import secrets, secretstore
+from . import secrets, secretscope, secretstore
 
-USAGE = ("usage: secrets list REPO | set REPO NAME (value on stdin) | remove REPO NAME\n"
+USAGE = ("usage: secrets list REPO | set REPO NAME [--ref REF]... (value on stdin) | remove REPO NAME\n"
          "REPO @server holds the server's own secrets (the SMTP password)\n")
 MAX_VALUE = 64 * 1024
 ADMIN_REPO = "gitolite-admin"
@@ -44,6 +44,18 @@ def cmd_secrets(ctx: ssh_commands.CommandContext, args: list[str]) -> int:
     if not admin:
         raise ssh_commands.CommandError("secrets: only admins (W on gitolite-admin) manage secrets")
     verb, rest = args[0], args[1:]
+    refs: list[str] = []
+    if verb == "set":  # set REPO NAME [--ref REF]...
+        words = list(rest)
+        rest = []
+        while words:
+            word = words.pop(0)
+            if word == "--ref" and words:
+                refs.append(words.pop(0))
+            elif word.startswith("--ref="):
+                refs.append(word.split("=", 1)[1])
+            else:
+                rest.append(word)
     shapes = {"list": 1, "set": 2, "remove": 2}
     if verb not in shapes or len(rest) != shapes[verb]:
         raise ssh_commands.CommandError(USAGE.splitlines()[0])
@@ -51,18 +63,23 @@ def cmd_secrets(ctx: ssh_commands.CommandContext, args: list[str]) -> int:
         repo = secretstore.scope_name(rest[0])
         store = secretstore.store_for(ctx.settings, repo)
         if verb == "list":
+            scoped = secretscope.scopes(ctx.settings, repo)
             for name, ts in store.list(repo):
-                ctx.out(f"{name}\t{secretstore.when(ts)}\n")
+                ctx.out(f"{name}\t{secretstore.when(ts)}{secretscope.suffix(scoped.get(name))}\n")
             return 0
         name = rest[1]
         if verb == "set":
             secrets.validate_name(name)
+            for ref in refs:
+                secretscope.check_ref(ref)
             value = _read_all(ctx)
             secrets.check_value(value)
             store.set(repo, name, value)
-            ctx.out(f"secret {name} set for {repo}\n")
+            secretscope.set_scope(ctx.settings, repo, name, refs)
+            ctx.out(f"secret {name} set for {repo}{secretscope.suffix(refs, ': ')}\n")
         else:
             store.remove(repo, name)
+            secretscope.set_scope(ctx.settings, repo, name, [])
             ctx.out(f"secret {name} removed from {repo}\n")
     except secrets.SecretError as exc:
         raise ssh_commands.CommandError(str(exc)) from None

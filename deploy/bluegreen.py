@@ -491,7 +491,11 @@ def _finish_switch(settings: Settings, s: Site, opts: SiteOptions, state: dict[s
 
                 rc = run_post(Path(post_workdir), opts.post, env, log,
                               policy=Policy.from_settings(settings.builds), settings_home=settings.home,
-                              hide=[Path(h) for h in (meta or {}).get("sandbox_hide") or []])
+                              hide=[Path(h) for h in (meta or {}).get("sandbox_hide") or []],
+                              # from its own network namespace post reaches the new live
+                              # side's processes and the site's live server, nothing else
+                              reach=(*processes.side_ports(settings, s.name, idle).values(),
+                                     opts.listen.port))
                 result.post_status = rc
                 if rc != 0:
                     post_error = DeployError("post", f"deploy.post {opts.post} exited with {rc}")

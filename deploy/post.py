@@ -35,7 +35,8 @@ def _work_for(workdir: Path, settings_home: Path | None) -> tuple[Path, Path | N
 
 def run_post(workdir: Path, script: str, env: Mapping[str, str], say: Callable[[str], None],
              timeout: float = POST_TIMEOUT, policy: sandbox.Policy | None = None,
-             settings_home: Path | None = None, hide: list[Path] | None = None) -> int:
+             settings_home: Path | None = None, hide: list[Path] | None = None,
+             reach: tuple[int, ...] = ()) -> int:
     """Run SCRIPT of the checkout WORKDIR in the sandbox, each output line to SAY; returns
     its exit status. Raises DeployError on a timeout or when no sandbox may be used."""
     policy = policy or sandbox.Policy()
@@ -51,7 +52,8 @@ def run_post(workdir: Path, script: str, env: Mapping[str, str], say: Callable[[
             if scratch is not None:
                 sandbox.hand_over(policy, scratch)
             hidden = list(hide or []) + ([settings_home] if settings_home is not None else [])
-            jail = sandbox.prepare(policy, work, argv, dict(env), hide=hidden, src=root)
+            jail = sandbox.prepare(policy, work, argv, dict(env), hide=hidden, src=root,
+                                   reach=reach if policy.network in ("", "outbound") else ())
         except sandbox.SandboxError as exc:
             raise DeployError("post", f"deploy.post not run: {exc}") from None
         return _run(jail, script, say, timeout)

@@ -356,7 +356,8 @@ class ProcessKeeper:
             inst.state = "failed"
             inst.error = str(exc)
             inst.last_exit = None
-            inst.next_start = time.monotonic() + BACKOFF_MAX
+            inst.next_start = time.monotonic() + inst.backoff  # same backoff as an exit
+            inst.backoff = min(BACKOFF_MAX, inst.backoff * 2)
             out.write(inst.side, inst.kind, None, f"not started: {exc}")
             log.warning("%s %s %s not started: %s", inst.site, inst.side, inst.kind, exc)
             if inst.work is not None:

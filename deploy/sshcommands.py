@@ -1,4 +1,5 @@
-"""`ssh git@host deploy status|rollback SITE` (SPEC §4): the CLI's commands with access rules.
+"""`ssh git@host deploy status|rollback|ps|logs|restart SITE` (SPEC §4, §7.1): the CLI's
+commands with access rules (ps and logs: R on the site's repo; restart: W as rollback).
 
 gitserve.app puts `COMMAND` in the server's ssh command table. A site is reachable by
 whoever may read the repo whose pushes deploy it; rollback needs W on that repo's
@@ -11,21 +12,29 @@ from __future__ import annotations
 import json
 
 from gitserve.options import deploy_ref
-from gitserve.repos import default_branch
+from gitserve.repos import deploy_default
 from gitserve.ssh.cmd import base as commands
 from gitserve.ssh.cmd.base import CommandContext, CommandError
 
-from .bluegreen import rollback
+from . import proclog
+from .bluegreen import restart, rollback
 from .errors import DeployError
 from .options import SITE_RE
 from .status import format_status, site_repo, site_status
 
 USAGE = """Usage:  ssh git@host deploy status SITE [--json]
         ssh git@host deploy rollback SITE [--to BUILD]
+        ssh git@host deploy ps SITE [--json]
+        ssh git@host deploy logs SITE [TYPE] [--follow]
+        ssh git@host deploy restart SITE
 
 status: live side, release, build, commit, when and by whom; the releases kept
 rollback: switch live back to the previous release (or BUILD) in one step; needs W
           on the ref that deploys the site (option deploy.ref)
+ps: the site's processes (Procfile): type, side, pid, port, uptime, restarts, state
+logs: their output (the last 100 lines; --follow: then new lines as they come)
+restart: the live release's processes started afresh on the idle side, checked and
+         switched to, the old ones drained: no request fails; needs W as rollback
 """
 
 
@@ -39,8 +48,7 @@ def _repo_for(ctx: CommandContext, site: str, perm: str) -> str:
     if perm != "R":
         # changing what is live needs the right to push what goes live: W on deploy.ref
         wild = commands.wild(ctx, repo)
-        head = (default_branch(ctx.settings.repo_path(repo))
-                or f"refs/heads/{ctx.settings.server.default_branch}")
+        head = deploy_default(ctx.settings, ctx.settings.repo_path(repo))
         ref = deploy_ref(ctx.rules.options(repo, wild=wild), head) or head
         decision = ctx.rules.check(repo, ctx.user, perm, ref, wild=wild)
         if not decision.allowed:
@@ -54,7 +62,7 @@ def cmd_deploy(ctx: CommandContext, args: list[str]) -> int:
         return 0 if args else 1
     verb, rest = args[0], args[1:]
     as_json = "--json" in rest
-    if verb == "status" and as_json:
+    if verb in ("status", "ps") and as_json:
         rest = [w for w in rest if w != "--json"]
     if verb == "status" and len(rest) == 1:
         _repo_for(ctx, rest[0], "R")
@@ -72,8 +80,39 @@ def cmd_deploy(ctx: CommandContext, args: list[str]) -> int:
         except DeployError as exc:
             raise CommandError(f"rollback {site}: {exc.message if exc.step == 'rollback' else exc}") from None
         return 0
+    if verb == "ps" and len(rest) == 1:
+        _repo_for(ctx, rest[0], "R")
+        try:
+            rows = proclog.ps_rows(ctx.settings, rest[0])
+        except DeployError as exc:
+            raise CommandError(exc.message) from None
+        ctx.out((json.dumps(rows, indent=1) if as_json else proclog.format_ps(rest[0], rows)) + "\n")
+        return 0
+    if verb == "logs" and 1 <= len([w for w in rest if w not in ("--follow", "-f")]) <= 2:
+        follow = any(w in ("--follow", "-f") for w in rest)
+        words = [w for w in rest if w not in ("--follow", "-f")]
+        site, kind = words[0], (words[1] if len(words) == 2 else None)
+        _repo_for(ctx, site, "R")
+        try:
+            for line in proclog.log_lines(ctx.settings, site, kind):
+                ctx.out(line + "\n")
+            if follow:
+                for line in proclog.follow(ctx.settings, site, kind, stop=lambda: False):
+                    ctx.out(line + "\n")  # a closed channel raises here: the command ends
+        except DeployError as exc:
+            raise CommandError(exc.message) from None
+        except (OSError, EOFError):
+            return 0
+        return 0
+    if verb == "restart" and len(rest) == 1:
+        _repo_for(ctx, rest[0], "W")
+        try:
+            restart(ctx.settings, rest[0], by=ctx.user, log=lambda line: ctx.out(line + "\n"))
+        except DeployError as exc:
+            raise CommandError(f"restart {rest[0]}: {exc.message if exc.step == 'restart' else exc}") from None
+        return 0
     raise CommandError("Invalid syntax.  Please re-run with '-h' for detailed usage")
 
 
 COMMAND = commands.Command("deploy", cmd_deploy,
-                           "deploy status|rollback SITE: blue-green deploys")
+                           "deploy status|rollback|ps|logs|restart SITE: blue-green deploys")

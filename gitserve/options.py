@@ -274,7 +274,8 @@ def builds_enabled(options: Mapping[str, str]) -> bool:
 
 
 def deploy_ref(options: Mapping[str, str], default_branch: str | None) -> str | None:
-    """SPEC §7: the only ref whose builds go live - `deploy.ref`, else the repo's default
-    branch (what HEAD names). None when neither is known: then nothing deploys."""
+    """SPEC §7: the only ref whose builds go live - `deploy.ref`, else DEFAULT_BRANCH, which
+    callers take from repos.deploy_default (the branch pinned when the site was configured),
+    never from HEAD: a writer can move HEAD (issue 21, finding 3). None: nothing deploys."""
     value = (options.get("deploy.ref") or "").strip()
     return normalize_ref(value) if value else default_branch

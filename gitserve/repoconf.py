@@ -136,6 +136,10 @@ def apply(settings: Settings, rules: Any, name: str,
             atomic_write(export, "")
     elif export.exists():
         export.unlink()
+    if rules.options(name, wild=wild).get("deploy.site"):
+        repos.pin_deploy_ref(settings, path)  # what deploys never follows a HEAD writers move
+    else:
+        repos.unpin_deploy_ref(path)
     gitweb_keys = any(k.startswith("gitweb.") and v and key_allowed(k, patterns)
                       for k, v in configs.items())
     return gitweb_keys or rules.check(name, "gitweb", "R", "any", wild=wild, exists=True).allowed

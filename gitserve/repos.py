@@ -254,3 +254,52 @@ def default_branch(repo_path: Path) -> str | None:
         return target.decode("utf-8", "surrogateescape") if target else None
     finally:
         repo.close()
+
+
+# --- the branch a site deploys (issue 21, finding 3) --------------------------------------
+DEPLOY_REF_FILE = "gitserve-deploy-ref"
+
+
+def pin_deploy_ref(settings: Settings, repo_path: Path) -> str:
+    """Fix the branch a site repo deploys when no `deploy.ref` names one, at the moment the
+    conf makes it a site (repoconf.apply): the server's default branch if the repo has it or
+    has no branch yet, else what HEAD names then (a Gitolite import's master). A writer who
+    later moves HEAD (the first push of a dev/ branch, symbolic-ref) moves nothing that
+    deploys. Returns the pinned ref; an existing pin is kept."""
+    pin = repo_path / DEPLOY_REF_FILE
+    try:
+        return pin.read_text().strip()
+    except FileNotFoundError:
+        pass
+    wanted = f"refs/heads/{settings.server.default_branch}"
+    try:
+        repo = Repo(str(repo_path))
+    except (NotGitRepository, OSError):
+        return wanted
+    try:
+        branches = list(repo.refs.keys(base=b"refs/heads/"))
+        head = repo.refs.get_symrefs().get(b"HEAD")
+        ref = wanted
+        if branches and wanted.encode() not in repo.refs and head is not None:
+            ref = head.decode("utf-8", "surrogateescape")
+    finally:
+        repo.close()
+    atomic_write(pin, ref + "\n")
+    return ref
+
+
+def unpin_deploy_ref(repo_path: Path) -> None:
+    try:
+        (repo_path / DEPLOY_REF_FILE).unlink()
+    except FileNotFoundError:
+        pass
+
+
+def deploy_default(settings: Settings, repo_path: Path) -> str:
+    """The ref a site deploys when `deploy.ref` is not set: the pinned one, else the server's
+    default branch; never what HEAD names now."""
+    try:
+        pinned = (repo_path / DEPLOY_REF_FILE).read_text().strip()
+    except OSError:
+        pinned = ""
+    return pinned or f"refs/heads/{settings.server.default_branch}"

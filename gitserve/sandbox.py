@@ -467,13 +467,14 @@ def base_env(extra: dict[str, str]) -> dict[str, str]:
 
 def prepare(policy: Policy, work: Path, argv: list[str], env: dict[str, str],
             hide: Iterable[Path] = (), ro: Iterable[Path] = (), src: Path | None = None,
-            forward: Iterable[int] = ()) -> Run:
+            forward: Iterable[int] = (), reach: Iterable[int] = ()) -> Run:
     """The command that runs ARGV (paths as seen inside: /build/src/...) in WORK's sandbox.
 
     SRC (default WORK/src) is the checkout seen as /build/src; HIDE: directories/files to
     make invisible besides the defaults; RO: directories bound read-only at their own path
     (the object store the checkout borrows); FORWARD: ports of the host's 127.0.0.1 that
-    reach the run (a site's process, `outbound` network only). Raises SandboxError when
+    reach the run (a site's process, `outbound` network only); REACH: ports of the host's
+    127.0.0.1 the run may reach (deploy.post and the new live side's processes). Raises SandboxError when
     there is no sandbox and unsandboxed runs are not allowed."""
     src = (src or work / "src").resolve()
     run_as = policy.run_as()
@@ -500,7 +501,8 @@ def prepare(policy: Policy, work: Path, argv: list[str], env: dict[str, str],
     info_r, info_w = os.pipe()
     full = _bwrap_prefix(run_as, binds, [h for h in hidden if h not in ("/", "")], info_w)
     network = sandbox_net.Network(policy.network or sandbox_net.default_mode(),
-                                  unprivileged=run_as is None, forward=tuple(forward))
+                                  unprivileged=run_as is None, forward=tuple(forward),
+                                  reach=tuple(reach))
     full += network.bwrap_args()
     fds = [info_w, *network.pass_fds()]
     program = userns_filter() if run_as is not None else None

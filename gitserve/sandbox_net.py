@@ -22,8 +22,10 @@ import fcntl
 import os
 import select
 import shutil
+import socket
 import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass, field
 
 from .errors import GitserveError
@@ -89,7 +91,12 @@ class Network:
     # stack listens on the host's loopback and delivers into the namespace (slirp4netns: to
     # the run's address, so the process binds 0.0.0.0; pasta: to its loopback too)
     forward: tuple[int, ...] = ()
+    # the run's 127.0.0.1:PORT -> the host's 127.0.0.1:PORT, for these ports only (deploy.post
+    # reaching the new live side's processes, PORT_<TYPE>): a relay (_Relay) whose listening
+    # socket lives in the run's namespace; every other host port stays out of reach
+    reach: tuple[int, ...] = ()
     _api: str | None = None
+    _relays: list["_Relay"] = field(default_factory=list)
     _block_r: int | None = None
     _block_w: int | None = None
     _exit_w: int | None = None
@@ -126,6 +133,8 @@ class Network:
 
     def attach(self, pid: int) -> None:
         """Start the user-mode stack for PID's namespace, configure tap0, release the run."""
+        if self.reach:
+            self._relays = [_Relay(pid, port) for port in self.reach]
         if self.mode != "outbound":
             return
         tool = outbound_tool()
@@ -256,6 +265,9 @@ class Network:
 
     def close(self) -> None:
         """The run ended: stop its stack, drop the temporary files and fds."""
+        for relay in self._relays:
+            relay.close()
+        self._relays = []
         for name in ("_block_r", "_block_w", "_exit_w", "_userns_fd"):
             fd = getattr(self, name)
             if fd is not None:
@@ -294,3 +306,84 @@ def describe(mode: str) -> str:
         return "network: loopback only"
     return "network: the host's (no namespace)"
 
+
+
+class _Relay:
+    """127.0.0.1:PORT inside a run's network namespace, relayed to 127.0.0.1:PORT of the
+    host. A socket belongs to the namespace it was made in: a short-lived thread joins the
+    run's namespace (setns affects only the calling thread), makes and binds the listening
+    socket, and ends; the relay threads then accept on it from the host's namespace and
+    connect out there. Needs CAP_SYS_ADMIN over the namespace: root, or the user that made
+    the (unprivileged bwrap's) user namespace owning it."""
+
+    def __init__(self, pid: int, port: int) -> None:
+        self.port = port
+        made: list[object] = []
+
+        def make() -> None:
+            import ctypes
+
+            try:
+                libc = ctypes.CDLL(None, use_errno=True)
+                fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    if libc.setns(fd, 0x40000000) != 0:  # CLONE_NEWNET
+                        raise OSError(ctypes.get_errno(), "setns")
+                finally:
+                    os.close(fd)
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(("127.0.0.1", port))
+                sock.listen(64)
+                made.append(sock)
+            except OSError as exc:
+                made.append(exc)
+
+        t = threading.Thread(target=make, name=f"netns-relay-{port}")
+        t.start()
+        t.join()
+        if not made or isinstance(made[0], OSError):
+            raise NetworkError(f"cannot give the sandbox port {port}: {made[0] if made else '?'}")
+        self.sock: socket.socket = made[0]  # type: ignore[assignment]
+        self.closed = threading.Event()
+        threading.Thread(target=self._accept, daemon=True, name=f"relay-{port}").start()
+
+    def _accept(self) -> None:
+        while not self.closed.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                out = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+                out.settimeout(None)
+            except OSError:
+                conn.close()
+                continue
+            for a, b in ((conn, out), (out, conn)):
+                threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
+
+    def close(self) -> None:
+        self.closed.set()
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        try:
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        if src.fileno() != -1:
+            try:
+                src.shutdown(socket.SHUT_RD)
+            except OSError:
+                pass

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.support.server", "tests.support.builds", "tests.support.keys"]
+pytest_plugins = ["tests.support.server", "tests.support.builds", "tests.support.keys",
+                  "tests.support.durations"]
 
 
 @pytest.hookimpl(tryfirst=True)

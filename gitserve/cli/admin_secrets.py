@@ -10,7 +10,7 @@ commands act on Vault/OpenBao. `gitserve admin notify-log [REPO]` shows the deli
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -33,27 +33,34 @@ def read_value(stream: Any, prompt: str) -> str:
     return value.removesuffix("\n")
 
 
-def _set(repo: str, name: str, home: Any) -> None:
-    from buildqueue import secrets, secretstore
+def _set(repo: str, name: str, home: Any, refs: list[str] | None = None) -> None:
+    from buildqueue import secrets, secretscope, secretstore
     from gitserve import audit
 
     settings = load_settings(home)
     try:
         repo = secretstore.scope_name(repo)
         secrets.validate_name(name)
+        for ref in refs or []:
+            secretscope.check_ref(ref)
         value = read_value(sys.stdin, f"value of {name} for {repo} (end with Ctrl-D):")
         secrets.check_value(value)
         secretstore.store_for(settings, repo).set(repo, name, value)
+        secretscope.set_scope(settings, repo, name, refs or [])
     except secrets.SecretError as exc:
         fail(str(exc))
     audit.record(settings, user="(cli)", op="secret", repo=repo, result="updated", reason=f"set {name}")
-    print(f"secret {name} set for {repo}")
+    print(f"secret {name} set for {repo}{secretscope.suffix(refs, ': ')}")
+
+
+RefOption = Annotated[Optional[list[str]], typer.Option(
+    "--ref", help="Only builds of this ref get it (repeatable; a prefix ends in /). Default: every ref.")]
 
 
 @secrets_app.command("set")
-def secrets_set(repo: RepoArg, name: NameArg, home: HomeOption = None) -> None:
+def secrets_set(repo: RepoArg, name: NameArg, ref: RefOption = None, home: HomeOption = None) -> None:
     """Store secret NAME for REPO; the value is read from stdin."""
-    _set(repo, name, home)
+    _set(repo, name, home, ref)
 
 
 @secrets_app.command("list")
@@ -67,8 +74,11 @@ def secrets_list(repo: RepoArg, home: HomeOption = None) -> None:
         rows = secretstore.store_for(settings, repo).list(repo)
     except secrets.SecretError as exc:
         fail(str(exc))
+    from buildqueue import secretscope
+
+    scoped = secretscope.scopes(settings, repo)
     for name, ts in rows:
-        print(f"{name}\t{secretstore.when(ts)}")
+        print(f"{name}\t{secretstore.when(ts)}{secretscope.suffix(scoped.get(name))}")
 
 
 @secrets_app.command("remove")
@@ -81,6 +91,9 @@ def secrets_remove(repo: RepoArg, name: NameArg, home: HomeOption = None) -> Non
     try:
         repo = secretstore.scope_name(repo)
         secretstore.store_for(settings, repo).remove(repo, name)
+        from buildqueue import secretscope
+
+        secretscope.set_scope(settings, repo, name, [])
     except secrets.SecretError as exc:
         fail(str(exc))
     audit.record(settings, user="(cli)", op="secret", repo=repo, result="updated", reason=f"remove {name}")

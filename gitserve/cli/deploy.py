@@ -48,3 +48,58 @@ def rollback(
     except DeployError as exc:
         fail(f"rollback {site}: {exc.message if exc.step == 'rollback' else exc}")
     sys.stdout.flush()
+
+
+@app.command("ps")
+def ps(
+    site: Annotated[str, typer.Argument(help="Site name (option deploy.site).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """The site's processes: type, side, pid, port, uptime, restarts, state."""
+    from deploy import DeployError, proclog
+
+    settings = load_settings(home)
+    try:
+        rows = proclog.ps_rows(settings, site)
+    except DeployError as exc:
+        fail(exc.message)
+    print(json.dumps(rows, indent=1) if as_json else proclog.format_ps(site, rows))
+
+
+@app.command("logs")
+def logs(
+    site: Annotated[str, typer.Argument(help="Site name (option deploy.site).")],
+    kind: Annotated[Optional[str], typer.Argument(metavar="[TYPE]", help="Only this process type.")] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Then new lines as they come.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """The output of the site's processes (the last 100 lines)."""
+    from deploy import DeployError, proclog
+
+    settings = load_settings(home)
+    try:
+        for line in proclog.log_lines(settings, site, kind):
+            print(line, flush=True)
+        if follow:
+            for line in proclog.follow(settings, site, kind, stop=lambda: False):
+                print(line, flush=True)
+    except DeployError as exc:
+        fail(exc.message)
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command("restart")
+def restart(
+    site: Annotated[str, typer.Argument(help="Site name (option deploy.site).")],
+    home: HomeOption = None,
+) -> None:
+    """Restart the live release's processes with no failed request (on the idle side, then switch)."""
+    from deploy import DeployError, bluegreen
+
+    settings = load_settings(home)
+    try:
+        bluegreen.restart(settings, site, by=getpass.getuser(), log=lambda line: print(line, flush=True))
+    except DeployError as exc:
+        fail(f"restart {site}: {exc.message if exc.step == 'restart' else exc}")

@@ -15,6 +15,7 @@ from gitserve import repos
 from gitserve.mirror import state
 from gitserve.mirror.config import MASTER, MirrorError
 from gitserve.mirror.promotion import promote as do_promote
+from gitserve.mirror.promotion import rejoin as do_rejoin
 from gitserve.mirror.syncer import mirror_of, push_one
 from gitserve.mirror.transport import Transport, ensure_server_key
 
@@ -34,6 +35,18 @@ def promote(home: HomeOption = None) -> None:
     except MirrorError as exc:
         fail(str(exc))
     for line in report.lines(settings.server.hostname):
+        print(line)
+
+
+@app.command("rejoin")
+def rejoin(master: str, home: HomeOption = None) -> None:
+    """Make this old master a slave of MASTER (after a promote there; stop this server first)."""
+    settings = load_settings(home)
+    try:
+        lines = do_rejoin(settings, master)
+    except MirrorError as exc:
+        fail(str(exc))
+    for line in lines:
         print(line)
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from .quarantine import BadPack, Quarantine, human_bytes
 
 CHUNK = 1 << 16
+BIG_FILE_THRESHOLD = 16 << 20
 PROGRESS_PREFIXES = (b"Resolving deltas",)
 _ERRORS_KEPT = 20
 
@@ -77,8 +78,10 @@ class GitQuarantine(Quarantine):
             if trailer != hashlib.sha1(head).digest():
                 raise BadPack("pack checksum mismatch")
             return
-        argv = ["git", "--git-dir", self.git_dir, "index-pack", "--stdin", "--fix-thin",
-                "--strict"]
+        # blobs over bigFileThreshold are hashed as they stream, never held whole: a push's
+        # memory stays flat however big its files (git's default threshold is 512 MiB)
+        argv = ["git", "-c", f"core.bigFileThreshold={BIG_FILE_THRESHOLD}", "--git-dir",
+                self.git_dir, "index-pack", "--stdin", "--fix-thin", "--strict"]
         if self.progress is not None:
             argv.append("--show-resolving-progress")
         if max_input_size:

@@ -253,6 +253,10 @@ class ReceivePack(ReceivePackHandler):
             return "refs/gitserve/ is reserved for the server"
         if cmd.ref in missing:
             return "missing necessary objects"
+        target = self._symbolic(ref)
+        if target is not None:  # a push never moves the ref a symref names (check #2 would ask
+            # about the alias, the audit would name it, and the branch behind it would move)
+            return f"refusing to update symbolic ref (it points at {target})"
         current = self._current(ref)
         if cmd.old == cmd.new == current:
             self._noops.add(cmd.ref)  # nothing to do; reported ok, triggers nothing
@@ -287,6 +291,16 @@ class ReceivePack(ReceivePackHandler):
         limits = [n for n in (self._limit("max_push_bytes"), dulwich_compat.receive_max_input_size(self)) if n]
         return min(limits) if limits else None
 
+    def _symbolic(self, ref: bytes) -> str | None:
+        """What REF names when it is a symbolic ref (`ref: refs/heads/x`), else None."""
+        try:
+            raw = self.repo.refs.read_ref(ref)
+        except (KeyError, OSError, ValueError):
+            return None
+        if raw is not None and raw.startswith(b"ref: "):
+            return raw[5:].strip().decode("utf-8", "surrogateescape")
+        return None
+
     def _current(self, ref: bytes) -> str:
         """The ref's value now (ZERO_SHA when it does not exist)."""
         try:
@@ -319,6 +333,8 @@ class ReceivePack(ReceivePackHandler):
     def _cas(self, ref_name: str, old: str, new: str) -> bool:
         refs = self.repo.refs
         ref = ref_name.encode("utf-8", "surrogateescape")
+        if self._symbolic(ref) is not None:  # dulwich's *_if_equals follow symrefs: never here
+            return False
         try:
             if new == ZERO_SHA:
                 if old == ZERO_SHA:  # deleting nothing: never a licence to delete anything

@@ -38,6 +38,7 @@ MIN_INTERVAL = 10.0  # seconds between two repacks of one repository
 DELAY = 1.0  # let a burst of pushes land before repacking
 # unreachable objects younger than this are kept (a push waiting for its gate build)
 UNREACHABLE_GRACE = 24 * 3600.0
+BIG_FILE = "64m"
 
 
 def _sidecar_path(pack: Any) -> str:
@@ -118,8 +119,11 @@ def _repack_git(path: str) -> None:
     # -A with --unpack-unreachable, not -a: a push's pack is moved in before its refs move
     # (check #2 and a gate build run in between); its objects are unreachable meanwhile and
     # `-a -d` would delete them, leaving the ref about to move pointing at nothing
-    subprocess.run(["git", "--git-dir", path, "repack", "-A", "-d", "-q",
-                    f"--unpack-unreachable={int(time.time() - UNREACHABLE_GRACE)}",
+    # blobs over BIG_FILE are copied, never loaded for a delta search: a push of big files
+    # must not make its repack hold them all (git's default threshold is 512 MiB)
+    subprocess.run(["git", "-c", f"core.bigFileThreshold={BIG_FILE}", "-c",
+                    f"pack.windowMemory={BIG_FILE}", "--git-dir", path, "repack", "-A", "-d",
+                    "-q", f"--unpack-unreachable={int(time.time() - UNREACHABLE_GRACE)}",
                     "--write-bitmap-index"], check=True, capture_output=True, timeout=3600,
                    preexec_fn=lambda: os.nice(10))
 

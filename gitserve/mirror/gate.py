@@ -74,10 +74,48 @@ def check_user(hostname: str, repo: str, mirror: RepoMirror, aa: str) -> Verdict
     raise Refused(f"{hostname}: pushing '{repo}' to copy '{hostname}' not allowed")
 
 
+def changed_repo(command: str, args: list[str]) -> str | None:
+    """The repo an ssh command would change (create, roles, description, HEAD, delete,
+    writable), or None when it only reads. On a slave these are refused (check_local_change):
+    the master's next mirror push would silently undo them."""
+    plain = [a for a in args if a != "-c"]
+    if command == "perms":
+        if args[:1] == ["-c"] and len(args) >= 2:
+            return args[1]  # may create, and roles come from stdin or the arguments
+        if len(plain) >= 2 and plain[1] in ("+", "-"):
+            return plain[0]
+        return None
+    if command == "desc":
+        return args[0] if len(args) >= 2 else None
+    if command == "symbolic-ref":
+        return args[0] if len(args) >= 3 else None
+    if command == "D":
+        return args[1] if len(args) >= 2 else None
+    if command == "create":
+        return args[0] if args else None
+    if command == "fork":
+        return args[1] if len(args) >= 2 else None
+    if command == "writable":
+        return args[0] if len(args) >= 2 and args[0] != "@all" and args[1] in ("on", "off") \
+            else None
+    return None
+
+
+def check_local_change(hostname: str, repo: str, mirror: RepoMirror) -> None:
+    """Refuse a change made on a slave (or on a host a repo is not mirrored to)."""
+    mode = mirror.mode(hostname)
+    if mode == ELSEWHERE:
+        raise Refused(f"{hostname}: '{repo}' is mirrored but not here")
+    if mode == COPY:
+        raise Refused(f"{hostname}: '{repo}' is a copy; change it on its master "
+                      f"'{mirror.master}'")
+
+
 def not_a_server(user: str) -> str:
     """What Gitolite says when a user (not a server key) sends a slave's redirect line."""
     return f"'{user}' is not a valid server name"
 
 
 __all__ = ["REDIRECT_RE", "CREATOR_PERMS_RE", "Refused", "Verdict", "check_master_push",
-           "check_redirected", "check_user", "not_a_server", "server_name"]
+           "check_redirected", "check_user", "not_a_server", "server_name", "changed_repo",
+           "check_local_change"]

@@ -215,3 +215,55 @@ def promote(settings: Settings, author: str) -> Report:
 
 class _NothingToDo(Exception):
     pass
+
+
+REJOIN_REF = b"refs/mirror-rejoin/master"
+
+
+def rejoin(settings: Settings, master: str) -> list[str]:
+    """Make this host (an old master, its server stopped) a slave of MASTER again: take
+    MASTER's gitolite-admin - only if it names MASTER the master of gitolite-admin and this
+    host one of its slaves - and forget this host's own mirror sequence numbers (states it
+    took alone are not newer than the survivors'). MASTER's catch-up then pushes every repo
+    here (`--force --prune`: pushes only this host took are overwritten; they are listed)."""
+    hostname = settings.server.hostname
+    if not hostname:
+        raise MirrorError("[server] hostname is not set: this server does not mirror")
+    transport = Transport(settings)
+    admin_dir = settings.admin_repo
+    try:
+        peer = transport.peer(master)
+        ok, out = transport.fetch_ref(peer, admin_dir, repos.ADMIN_REPO,
+                                      f"+refs/heads/master:{REJOIN_REF.decode()}",
+                                      settings.mirror.push_timeout)
+        if not ok:
+            raise MirrorError(f"cannot fetch gitolite-admin from {master}: "
+                              f"{' '.join(out.split())[:300]}")
+    finally:
+        transport.close()
+    repo = Repo(str(admin_dir))
+    try:
+        new = repo.refs[REJOIN_REF]
+        current = repo.refs[admin.ADMIN_BRANCH.encode()]
+        refused = check_admin_push(repo, new.decode(), hostname, master, RepoMirror())
+        if refused:
+            raise MirrorError(f"{master}'s gitolite-admin does not make {hostname} its slave: "
+                              f"{refused}")
+        if not repo.refs.set_if_equals(admin.ADMIN_BRANCH.encode(), current, new):
+            raise MirrorError("the admin repo changed meanwhile; try again")
+        repo.refs.remove_if_equals(REJOIN_REF, new)
+    finally:
+        repo.close()
+    admin.compile(settings)
+    lines = [f"gitolite-admin: now {master}'s ({new.decode()[:12]}); {hostname} is its slave"]
+    for name in repos.list_names(settings):
+        repo_dir = repos.path(settings, name)
+        for stale in [repo_dir / state.SEQ_FILE, *repo_dir.glob("gitserve-mirror-*.json"),
+                      *repo_dir.glob("gl-copy-*.status")]:
+            stale.unlink(missing_ok=True)
+        mirror = mirror_of(settings, name)
+        if mirror.mode(hostname) == COPY and name != repos.ADMIN_REPO:
+            lines.append(f"{name}: will take {mirror.master}'s state "
+                         f"(refs here now: {len(state.visible_refs(repo_dir))})")
+    return lines
+

@@ -171,7 +171,7 @@ class MirrorSyncer:
     @property
     def transport(self) -> Transport:
         if self._transport is None:
-            self._transport = Transport(self.settings)
+            self._transport = Transport(self.settings, multiplexer=True)
         return self._transport
 
     # --- service ----------------------------------------------------------------------

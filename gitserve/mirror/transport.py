@@ -55,8 +55,13 @@ def _mux_dir(settings: Settings) -> Path:
 class Transport:
     """git and ssh commands aimed at the peers of [mirror] peers."""
 
-    def __init__(self, settings: Settings, peers: Peers | None = None) -> None:
+    def __init__(self, settings: Settings, peers: Peers | None = None,
+                 multiplexer: bool = False) -> None:
+        """MULTIPLEXER: this transport keeps the per-peer master connections (the server's
+        MirrorSyncer, one per process and home); every other one (a session's redirect, the
+        CLI) only uses them when they are up."""
         self.settings = settings
+        self.multiplexer = multiplexer
         self.peers = peers if peers is not None else parse_peers(settings.mirror.peers)
         self._masters: dict[str, subprocess.Popen[bytes]] = {}
         self._lock = threading.Lock()
@@ -84,6 +89,8 @@ class Transport:
     def ensure_master(self, peer: Peer) -> None:
         """One multiplexing ssh connection per peer, a child of this process (so it ends
         with the server's process group; no ControlPersist daemon outlives the server)."""
+        if not self.multiplexer:
+            return
         with self._lock:
             proc = self._masters.get(peer.name)
             if proc is not None and proc.poll() is None:
@@ -148,6 +155,12 @@ class Transport:
         """Make REPO_DIR's refs exactly the peer's (promote taking the newest survivor)."""
         argv = ["git", "-C", str(repo_dir), "fetch", "--quiet", "--force", "--prune",
                 "--no-write-fetch-head", peer.url(repo), "+refs/*:refs/*", "^refs/gitserve/*"]
+        return self._run(argv, peer, timeout)
+
+    def fetch_ref(self, peer: Peer, repo_dir: Path, repo: str, refspec: str,
+                  timeout: float) -> tuple[bool, str]:
+        argv = ["git", "-C", str(repo_dir), "fetch", "--quiet", "--no-write-fetch-head",
+                peer.url(repo), refspec]
         return self._run(argv, peer, timeout)
 
     def ssh(self, peer: Peer, command: str, stdin: bytes = b"",

@@ -162,6 +162,19 @@ def run_command(conn: Conn, state: AdminState, line: str) -> int:
         raise commands.CommandError(f"suspicious characters loitering about '{line}'")
     if "../" in line:
         raise commands.CommandError("no relative paths allowed anywhere!")
+    if conn.settings.server.hostname:  # mirroring: a slave's copies change on the master only
+        target = mirror_gate.changed_repo(words[0], words[1:])
+        if target is not None:
+            try:
+                name = repos.check_name(target.removesuffix(".git"))
+                mirror_gate.check_local_change(
+                    conn.settings.server.hostname, name,
+                    repo_mirror(state.rules.options(name, wild=repos.wild_info(conn.settings, name)
+                                                    if repos.exists(conn.settings, name) else None)))
+            except mirror_gate.Refused as exc:
+                raise commands.CommandError(str(exc)) from None
+            except repos.RepoError:
+                pass  # a bad name: the command itself says so
     ctx = commands.CommandContext(conn.settings, conn.user, conn.ip, state, conn.out, conn.err,
                                   conn.chan.recv, conn.commands, write=conn.chan.sendall)
     audit.record(conn.settings, user=conn.user, ip=conn.ip, op=words[0], result="allowed")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import time
 from pathlib import Path
 from typing import Iterator
 
@@ -121,6 +120,16 @@ def test_wild_repo_creator_perms_and_description_are_carried(trio: Cluster) -> N
     info = sam.ssh("bob", "info").stdout
     assert re.search(r"^ R\s+w/alice/tool$", info, re.M), info
     assert sam.ssh("bob", "desc", "w/alice/tool").stdout.strip() == "the tool"
+    # changes on a slave's copy would be undone by the master: refused, naming the master
+    for cmd in (("perms", "w/alice/tool", "+", "WRITERS", "bob"),
+                ("desc", "w/alice/tool", "other"), ("perms", "-c", "w/alice/new", "-l")):
+        out = sam.ssh("alice", *cmd)
+        assert out.returncode == 1, cmd
+        name = [a for a in cmd[1:] if a.startswith("w/")][0]
+        assert f"FATAL: sam: '{name}' is a copy; change it on its master 'frodo'" in out.stderr
+    assert not sam.repo_path("w/alice/new").exists()
+    assert "bob" in sam.ssh("alice", "perms", "w/alice/tool", "-l").stdout  # reading is fine
+    assert "WRITERS" not in (repo / "gl-perms").read_text()
 
 
 def test_a_push_to_a_slave_with_redirectok_lands_on_the_master(trio: Cluster) -> None:
@@ -337,4 +346,11 @@ def test_kill_master_during_pushes_then_promote_loses_no_acknowledged_push(
     gwork = gollum.clone("alice", "noredir")
     _sha, done = _push_new(gollum, gwork)
     assert "FATAL: gollum: pushing 'noredir' to copy 'gollum' not allowed" in done.stderr
-    time.sleep(0)  # nothing to wait for: the asserts above waited for their conditions
+    # the old master comes back as sam's slave: `gitserve mirror rejoin sam` before it starts
+    out = frodo.admin_cli("mirror", "rejoin", "sam")
+    assert "frodo is its slave" in out.stdout, out.stdout + out.stderr
+    frodo.start(port=frodo.port)
+    wait_for(lambda: disk_refs(frodo, "survive") == disk_refs(sam, "survive"), timeout=60,
+             what="the old master to take the new master's state")
+    _sha, done = _push_new(frodo, work, ref="HEAD:refs/heads/late")
+    assert "FATAL: frodo: pushing 'survive' to copy 'frodo' not allowed" in done.stderr

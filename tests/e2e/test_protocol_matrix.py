@@ -590,14 +590,22 @@ def test_branch_at_existing_commit_delete_and_prune(side: Side, seed: Seed) -> N
                     check=False).returncode != 0
 
 
-def test_big_random_blob_both_ways(side: Side) -> None:
-    repo = side.new_repo()
-    work = side.tmp("big")
-    side.git("init", "-q", "-b", "main", str(work))
+@pytest.fixture(scope="module")
+def big_commit(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
+    """One commit of a 48 MiB random blob, made once: compressing it is the client's work,
+    the same for every side (each side still receives and serves all of it)."""
+    work = tmp_path_factory.mktemp("big") / "work"
+    run(["git", "init", "-q", "-b", "main", str(work)], env=_seed_env())
     data = random.Random(48).randbytes(48 << 20)
     (work / "big.bin").write_bytes(data)
-    side.git("add", "big.bin", cwd=work)
-    side.git("commit", "-q", "-m", "big", cwd=work)
+    run(["git", "add", "big.bin"], cwd=work, env=_seed_env())
+    run(["git", "commit", "-q", "-m", "big"], cwd=work, env=_seed_env())
+    return work, data
+
+
+def test_big_random_blob_both_ways(side: Side, big_commit: tuple[Path, bytes]) -> None:
+    work, data = big_commit
+    repo = side.new_repo()
     side.git("push", "-q", side.url(repo), "main", cwd=work)
     dest = side.tmp("big-clone")
     side.git("clone", "-q", side.url(repo), str(dest))

@@ -19,10 +19,13 @@ Options: `settings={"server": {"idle_timeout": 5.0}}` (merged into gitserve.toml
 
 from __future__ import annotations
 
+import atexit
 import os
 import select
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -241,6 +244,50 @@ def _merge_settings(home: Path, overrides: dict[str, dict[str, Any]]) -> None:
     settings_mod.write(s)
 
 
+_template: Path | None = None
+
+
+def _home_template() -> Path:
+    """A home the real `gitserve init --admin admin` made, once per test process: init costs
+    seconds (a Python start, a 3072-bit RSA host key); a copy costs milliseconds."""
+    global _template
+    if _template is None:
+        base = Path(tempfile.mkdtemp(prefix="gitserve-home-template-"))
+        atexit.register(shutil.rmtree, base, True)
+        (base / "keys").mkdir()
+        key = base / "keys" / ADMIN
+        subprocess.run([require_tool("ssh-keygen"), "-q", "-t", "ed25519", "-N", "", "-C", ADMIN,
+                        "-f", str(key)], check=True, timeout=30)
+        subprocess.run(gitserve_cmd("--home", str(base / "home"), "init", "--admin", ADMIN,
+                                    "--admin-key", f"{key}.pub"),
+                       check=True, capture_output=True, env=subprocess_env(), timeout=120)
+        _template = base
+    return _template
+
+
+def copy_initialized_home(tmp: Path) -> Path:
+    """TMP/home as `gitserve init` leaves it, with the admin's key pair in TMP/keys; returns
+    the admin's private key. Each copy gets its own secrets.key, worker key and ed25519 host
+    key (what init makes per home); only the RSA host key is the template's."""
+    from gitserve import keys
+
+    template = _home_template()
+    shutil.copytree(template / "home", tmp / "home", symlinks=True)
+    (tmp / "keys").mkdir(exist_ok=True)
+    for name in (ADMIN, f"{ADMIN}.pub"):
+        shutil.copy2(template / "keys" / name, tmp / "keys" / name)
+    home = tmp / "home"
+    fd = os.open(home / "secrets.key", os.O_WRONLY | os.O_TRUNC)
+    with os.fdopen(fd, "wb") as f:
+        f.write(os.urandom(32))
+    for old in (home / "worker_key", home / "host_keys" / "ssh_host_ed25519_key"):
+        old.unlink()
+        Path(f"{old}.pub").unlink()
+    keys.write_keypair(home / "worker_key", "ed25519", "gitserve-builder")
+    keys.write_keypair(home / "host_keys" / "ssh_host_ed25519_key", "ed25519", "gitserve-host")
+    return tmp / "keys" / ADMIN
+
+
 def make_server(tmp: Path, settings: dict | None = None, conf: str | None = None,
                 users: tuple[str, ...] = (), serve_args: tuple[str, ...] = (),
                 env: dict[str, str] | None = None) -> GitServer:
@@ -248,9 +295,7 @@ def make_server(tmp: Path, settings: dict | None = None, conf: str | None = None
         require_tool(tool)
     tmp.mkdir(parents=True, exist_ok=True)
     srv = GitServer(home=tmp / "home", tmp=tmp)
-    admin_key = srv.keygen(ADMIN)
-    srv.admin_cli("init", "--admin", ADMIN, "--admin-key", f"{admin_key}.pub")
-    srv.keys[ADMIN] = admin_key
+    srv.keys[ADMIN] = copy_initialized_home(tmp)
     _merge_settings(srv.home, settings or {})
     for user in users:
         srv.add_user(user)

@@ -22,12 +22,15 @@ cp -R site/. "$GITSERVE_OUTPUT/"
 """
 
 
-def site_server(tmp: Path, conf_body: str, users: tuple[str, ...] = ("alice", "mallory")) -> GitServer:
+def site_server(tmp: Path, conf_body: str, users: tuple[str, ...] = ("alice", "mallory"),
+                settings: dict | None = None) -> GitServer:
     binary = require_tool("nginx")
     ports = {"live": free_port(), "preview": free_port()}
     conf = "repo gitolite-admin\n    RW+ = admin\n" + conf_body.format(**ports)
-    srv = make_server(tmp, conf=conf, users=users,
-                      settings={"deploy": {"nginx_binary": binary}, "builds": {"workers": 2}})
+    merged: dict = {"deploy": {"nginx_binary": binary}, "builds": {"workers": 2}}
+    for section, values in (settings or {}).items():
+        merged.setdefault(section, {}).update(values)
+    srv = make_server(tmp, conf=conf, users=users, settings=merged)
     srv.ports = ports  # type: ignore[attr-defined]
     return srv
 

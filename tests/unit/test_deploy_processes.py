@@ -127,3 +127,25 @@ def test_rollback_and_restart_start_processes_on_the_idle_side(settings, opts) -
     assert body(opts["deploy.port"]).startswith(f"v1 side={again.side}")
     wait_for(lambda: {r["side"] for r in processes.read_status(settings, "www")} == {again.side},
              what="the old side to drain")
+
+
+def test_post_reaches_the_new_live_sides_search_api(settings, opts, tmp_path) -> None:
+    """The seed's post-deploy step: deploy.post gets PORT_<TYPE> of the new live side and,
+    from its own network namespace, reaches exactly those ports to load the search index."""
+    from tests.support.appkit import POST
+
+    checkout = tmp_path / "checkout"
+    (checkout / ".gitserve").mkdir(parents=True)
+    (checkout / ".gitserve" / "post").write_text(POST)
+    (checkout / ".gitserve" / "post").chmod(0o755)
+    out = write_app(tmp_path / "v5", "v5")
+    result, log = deploy(settings, {**opts, "deploy.post": ".gitserve/post"}, out, "5",
+                         workdir=checkout, env={"API_TOKEN": "s3cr3t-token"})
+    assert result.post_status == 0, log
+    ports = {r["type"]: r["port"] for r in processes.read_status(settings, "www")
+             if r["side"] == result.side}
+    assert (f"post: LIVE_SIDE={result.side} IDLE_SIDE={'green' if result.side == 'blue' else 'blue'} "
+            f"SITE=www PORT_WEB={ports['web']} PORT_SEARCH={ports['search']}") in log, log
+    assert f'{{"indexed": 4, "side": "{result.side}"}}' in log, log
+    hits = json.loads(body(opts["deploy.port"], "/api/search?q=alpha"))
+    assert hits == {"q": "alpha", "hits": ["alpha"], "side": result.side}

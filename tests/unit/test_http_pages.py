@@ -28,9 +28,13 @@ def _scope(path: str, cookie: str | None = None, method: str = "GET") -> dict[st
             "server": ("127.0.0.1", 9), "scheme": "http", "root_path": "", "http_version": "1.1"}
 
 
+KEYED = {"alice"}  # users with a key in the keydir (the HTTP face asks the admin repo)
+
+
 def _parts(tmp_path):
     sessions = Sessions(tmp_path, max_age=3600)
-    auth = Authenticator(TokenStore(tmp_path), sessions, FailureLimit(5), frozenset())
+    auth = Authenticator(TokenStore(tmp_path), sessions, FailureLimit(5), frozenset(),
+                         has_key=lambda user: user in KEYED)
     return auth, sessions
 
 
@@ -53,6 +57,9 @@ def test_the_backend_turns_the_session_cookie_into_request_user(tmp_path):
     assert alice.csrf == session.csrf and creds.scopes == ["authenticated"]
     _, forged = who(cookie[:-2] + ("AA" if not cookie.endswith("AA") else "BB"))
     assert forged.user is None and forged.acts_as == "gitweb"
+    bob_cookie, _ = sessions.issue("bob")  # bob's key is gone: his session is too
+    _, bob = who(bob_cookie)
+    assert bob.user is None and bob.acts_as == "gitweb"
 
 
 def test_every_page_route_and_no_git_route_is_behind_the_middleware(tmp_path):

@@ -139,3 +139,22 @@ def test_seq_and_status_files(tmp_path: Path) -> None:
     assert state.failed_slaves(repo) == ["sam"]
     state.record_synced(repo, "sam", "a", "m", 2)
     assert state.failed_slaves(repo) == [] and state.read_synced(repo, "sam")["seq"] == 2
+
+
+def test_which_commands_change_a_repo(rules: acl.Rules) -> None:
+    changed = gate.changed_repo
+    assert changed("perms", ["r1", "+", "READERS", "u"]) == "r1"
+    assert changed("perms", ["-c", "r1"]) == "r1" and changed("perms", ["r1", "-l"]) is None
+    assert changed("perms", ["-l", "r1"]) is None
+    assert changed("desc", ["r1"]) is None and changed("desc", ["r1", "x", "y"]) == "r1"
+    assert changed("symbolic-ref", ["r1", "HEAD"]) is None
+    assert changed("symbolic-ref", ["r1", "HEAD", "refs/heads/x"]) == "r1"
+    assert changed("D", ["rm", "r1"]) == "r1" and changed("fork", ["a", "b"]) == "b"
+    assert changed("writable", ["r1", "status"]) is None
+    assert changed("writable", ["r1", "off"]) == "r1" and changed("info", ["r1"]) is None
+    r1 = repo_mirror(rules.options("r1"))
+    with pytest.raises(gate.Refused, match="frodo: 'r1' is a copy; change it on its master 'sam'"):
+        gate.check_local_change("frodo", "r1", r1)
+    gate.check_local_change("sam", "r1", r1)
+    gate.check_local_change("frodo", "lfrodo", repo_mirror(rules.options("lfrodo")))
+

@@ -20,11 +20,10 @@ from .base import Pages, same_origin, visitor
 
 def deploy_ref(settings: Settings, state: Any, repo: str) -> str:
     """The only ref whose builds go live (SPEC §7), as `ssh ... deploy rollback` finds it:
-    `deploy.ref`, else the branch the repo's HEAD names, else the default branch."""
+    `deploy.ref`, else the branch pinned when the site was configured (never HEAD)."""
     from gitserve.options import deploy_ref as option_ref
 
-    head = (repos.default_branch(settings.repo_path(repo))
-            or f"refs/heads/{settings.server.default_branch}")
+    head = repos.deploy_default(settings, settings.repo_path(repo))
     try:
         options = state.rules.options(repo, wild=repos.wild_info(settings, repo))
     except Exception:  # noqa: BLE001 - unreadable options: the default branch

@@ -1,5 +1,12 @@
-"""`symbolic-ref`: read or set a symbolic ref such as HEAD of a repo you can write to
-(optional, Gitolite's `symbolic-ref`)."""
+"""`symbolic-ref`: read or set the HEAD of a repo you can write to (optional, Gitolite's
+`symbolic-ref`).
+
+Narrower than Gitolite's (issue 21, finding 1): only HEAD may be set (a symbolic branch such
+as refs/heads/dev/alias -> main would let a push to the alias move main past check #2); the
+target must be a branch the user may write (check #2's W on that ref), not itself a symbolic
+ref; and never in gitolite-admin, whose HEAD is master (the admin state is read from master
+only: gitserve/adminrepo/state.py). What deploys does not follow HEAD either
+(`deploy.ref`, else the branch pinned when the site was configured: repos.deploy_default)."""
 
 from __future__ import annotations
 
@@ -9,7 +16,7 @@ from dulwich.repo import Repo
 from gitserve import audit, repos
 from gitserve.errors import CommandError
 
-from .base import Command, CommandContext, ScriptError, can, repo_name
+from .base import Command, CommandContext, ScriptError, can, repo_name, wild
 
 
 def cmd_symbolic_ref(ctx: CommandContext, args: list[str]) -> int:
@@ -32,9 +39,17 @@ def cmd_symbolic_ref(ctx: CommandContext, args: list[str]) -> int:
             ctx.out(target.decode() + "\n")
             return 0
         ref = rest[1].encode()
-        if not (sym == b"HEAD" or check_ref_format(sym)) or not ref.startswith(b"refs/") \
-                or not check_ref_format(ref) or ref.startswith(b"refs/gitserve/"):
-            raise CommandError(f"refusing to point {rest[0]} at {rest[1]}")
+        if sym != b"HEAD":
+            raise CommandError(f"symbolic-ref: only HEAD may be set, not {rest[0]}")
+        if name == repos.ADMIN_REPO:
+            raise CommandError("symbolic-ref: the HEAD of gitolite-admin is always master")
+        if not ref.startswith(b"refs/heads/") or not check_ref_format(ref):
+            raise CommandError(f"refusing to point {rest[0]} at {rest[1]}: not a branch name")
+        if ref in repo.refs.get_symrefs():
+            raise CommandError(f"refusing to point {rest[0]} at {rest[1]}: a symbolic ref")
+        decision = ctx.rules.check(name, ctx.user, "W", rest[1], wild=wild(ctx, name))
+        if not decision.allowed:  # check #2's question for the branch HEAD would name
+            raise CommandError(decision.message)
         repo.refs.set_symbolic_ref(sym, ref)
     audit.record(ctx.settings, user=ctx.user, ip=ctx.ip, repo=name, op="symbolic-ref",
                  result="updated", reason=f"{rest[0]} -> {rest[1]}")

@@ -1,0 +1,174 @@
+"""Apps, not only files (SPEC §7.1), through the real thing: `git push` over OpenSSH to
+`gitserve serve`, a build whose output is a Procfile app of the seed's shape (a `web` and a
+`search` process), `gitserve sites` running them sandboxed behind the embedded nginx, and
+clients requesting every few ms through deploys, a rollback, serve's SIGTERM and kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import time
+
+import pytest
+
+from tests.support.appkit import POST, write_app
+from tests.support.pushes import remote, timed_push
+from tests.support.server import make_server
+from tests.support.tools import HttpLoad, free_port, require_tool
+from tests.e2e.test_deploy import get
+
+pytestmark = pytest.mark.timeout(300)
+
+BUILD = """#!/bin/sh
+set -e
+echo "building $(cat app/version.txt)"
+cp -R app/. "$GITSERVE_OUTPUT/"
+"""
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    binary = require_tool("nginx")
+    require_tool("bwrap")
+    ports = {"live": free_port(), "preview": free_port()}
+    conf = f"""
+repo gitolite-admin
+    RW+ = admin
+repo app
+    RW+ = alice
+    R = bob
+    option build.enable = 1
+    option deploy.site = app
+    option deploy.port = 127.0.0.1:{ports['live']}
+    option deploy.preview-port = {ports['preview']}
+    option deploy.check = /health
+    option deploy.routes = /api=search
+    option deploy.drain = 1
+    option deploy.post = .gitserve/post
+"""
+    server = make_server(tmp_path_factory.mktemp("apps-srv"), conf=conf, users=("alice", "bob"),
+                         settings={"deploy": {"nginx_binary": binary}, "builds": {"workers": 2}})
+    server.ports = ports  # type: ignore[attr-defined]
+    server.work = server.clone("alice", "app")  # type: ignore[attr-defined]
+    try:
+        yield server
+    finally:
+        server.stop()
+        server.stop_sites()
+
+
+def commit(srv, version: str, unhealthy: bool = False) -> None:
+    work = srv.work
+    write_app(work / "app", version, unhealthy=unhealthy)
+    for name, text in ((".gitserve/build", BUILD), (".gitserve/post", POST)):
+        path = work / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        path.chmod(0o755)
+    srv.git("alice", "add", "-A", cwd=work)
+    srv.git("alice", "commit", "-q", "-m", version, cwd=work)
+
+
+def push(srv) -> tuple[int, list[str]]:
+    code, lines = timed_push(srv, "alice", srv.work, "origin", "HEAD:main", timeout=180)
+    return code, remote(lines)
+
+
+def page(srv, path: str = "/") -> str:
+    status, text = get(srv.ports["live"], path)
+    assert status == 200, (status, text)
+    return text
+
+
+def ps(srv) -> list[dict]:
+    out = srv.ssh("bob", "deploy", "ps", "app", "--json")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_app_deploys_blue_green_with_zero_failed_requests(srv):
+    commit(srv, "v1")
+    code, msgs = push(srv)
+    assert code == 0 and "Enable: blue" in msgs, msgs
+    assert any(m.startswith("deploy app: processes: search:") for m in msgs), msgs
+    post = next(m for m in msgs if m.startswith("post: LIVE_SIDE=blue"))
+    assert re.fullmatch(r"post: LIVE_SIDE=blue IDLE_SIDE=green SITE=app PORT_WEB=\d+ PORT_SEARCH=\d+", post)
+    assert '{"indexed": 4, "side": "blue"}' in msgs, msgs   # the seed's search-index upload
+    assert page(srv).startswith("v1 side=blue")
+    assert json.loads(page(srv, "/api/search?q=alpha"))["hits"] == ["alpha"]
+
+    commit(srv, "v2")
+    with HttpLoad(srv.ports["live"], "/", threads=6) as load:
+        time.sleep(0.3)
+        code, msgs = push(srv)
+        time.sleep(0.3)
+    assert code == 0 and "Enable: green" in msgs, msgs
+    assert load.errors == [], load.errors[:3]
+    assert len(load.results) > 50 and {b.split()[0] for *_, b in load.results} == {b"v1", b"v2"}
+    switch = next(m for m in msgs if "switch: nginx proxies to green" in m)
+    print(f"\ndeploy under load: {len(load.results)} served, 0 failed; {switch}")
+    assert json.loads(page(srv, "/api/search?q=green"))["hits"] == ["green"]
+
+
+def test_rollback_and_restart_over_ssh_fail_no_request(srv):
+    with HttpLoad(srv.ports["live"], "/", threads=6) as load:
+        back = srv.ssh("alice", "deploy", "rollback", "app")
+        assert back.returncode == 0 and "Enable: blue" in back.stdout, back.stderr
+        assert page(srv).startswith("v1 side=blue")
+        again = srv.ssh("alice", "deploy", "restart", "app")
+        assert again.returncode == 0 and "Enable: green" in again.stdout, again.stderr
+        time.sleep(0.3)
+    assert load.errors == [], load.errors[:3]
+    assert page(srv).startswith("v1 side=green")
+    denied = srv.ssh("bob", "deploy", "restart", "app")
+    assert denied.returncode != 0 and "DENIED" in denied.stderr
+
+
+def test_serve_sigterm_and_kill9_cost_the_app_no_request(srv):
+    served_before = page(srv)
+    with HttpLoad(srv.ports["live"], "/", threads=6) as load:
+        time.sleep(0.2)
+        srv.stop()
+        srv.start()
+        assert srv.proc is not None
+        os.kill(srv.proc.pid, signal.SIGKILL)
+        srv.proc.wait()
+        srv.start()
+        time.sleep(0.3)
+    assert load.errors == [], load.errors[:3]
+    assert all(st == 200 and b.decode() == served_before for _, _, st, b in load.results)
+    print(f"\nserve SIGTERM + kill -9: {len(load.results)} requests, 0 failed")
+
+
+def test_killed_web_process_is_restarted_and_counted(srv):
+    rows = {(r["type"], r["side"]): r for r in ps(srv)}
+    web = next(r for (kind, _), r in rows.items() if kind == "web" and r["live"])
+    os.kill(web["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while True:
+        now = next(r for r in ps(srv) if r["type"] == "web" and r["live"])
+        if now["pid"] and now["pid"] != web["pid"] and get(srv.ports["live"])[0] == 200:
+            break
+        assert time.monotonic() < deadline, now
+        time.sleep(0.1)
+    assert now["restarts"] == web["restarts"] + 1 and now["port"] == web["port"]
+    table = srv.ssh("bob", "deploy", "ps", "app").stdout
+    assert re.search(rf"^web\s+{now['side']}\*\s+{now['pid']}\s+{now['port']}\s+\S+\s+{now['restarts']}\s+running$",
+                     table, re.M), table
+    logs = srv.ssh("bob", "deploy", "logs", "app", "web")
+    assert logs.returncode == 0 and "exited with" in logs.stdout and "search listening" not in logs.stdout
+
+
+def test_failing_idle_side_leaves_the_live_side_serving(srv):
+    before = page(srv)
+    commit(srv, "v3-broken", unhealthy=True)
+    code, msgs = push(srv)
+    assert code == 0 and not any(m.startswith("Enable:") for m in msgs), msgs
+    assert any("FAILED at check" in m and "answered 500" in m for m in msgs), msgs
+    assert page(srv) == before
+    deadline = time.monotonic() + 20
+    while {r["side"] for r in ps(srv)} != {next(r["side"] for r in ps(srv) if r["live"])}:
+        assert time.monotonic() < deadline, ps(srv)
+        time.sleep(0.1)
