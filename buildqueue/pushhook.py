@@ -68,9 +68,10 @@ def _enqueue(ctx: PushContext, update: RefUpdate, mode: str):
     log.info("build %s queued (%s %s %s, %s mode, queue %s)", build.id, ctx.repo_name,
              update.ref, update.new[:12], mode, build.queue)
     site = ctx.options.get("deploy.site", "").strip()
-    if site and enqueue.deploy_options(ctx.options, update.ref, ctx.repo_path) is None:
+    default_ref = repos.deploy_default(ctx.settings, ctx.repo_path)
+    if site and enqueue.deploy_options(ctx.options, update.ref, default_ref) is None:
         # a site repo's other branch builds but never goes live: say so, once per build
-        live_ref = deploy_ref(ctx.options, repos.default_branch(ctx.repo_path))
+        live_ref = deploy_ref(ctx.options, default_ref)
         ctx.progress(f"gitserve: build {build.id} of {update.ref} is not deployed: site {site} "
                      f"deploys {live_ref or 'nothing (no default branch)'} (deploy.ref)")
     return r, build

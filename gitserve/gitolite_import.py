@@ -395,7 +395,7 @@ class LocalCode:
 
 
 # LOCAL_CODE subdirectory -> where gitserve looks for the same thing
-_LOCAL_DIRS = (("hooks/repo-specific", "hooks"), ("VREF", "vrefs"))
+_LOCAL_DIRS = (("hooks/repo-specific", "hooks"), ("VREF", "vrefs"), ("commands", "commands"))
 
 
 def _programs(root: Path) -> list[Path]:
@@ -411,7 +411,8 @@ def _programs(root: Path) -> list[Path]:
 
 def plan_local_code(local: Path) -> LocalCode:
     """What Gitolite ran from LOCAL_CODE: hooks/repo-specific/NAME (`option hook.*`) go to
-    HOME/hooks/NAME, VREF/NAME to HOME/vrefs/NAME; the rest is named in a note."""
+    HOME/hooks/NAME, VREF/NAME to HOME/vrefs/NAME, commands/NAME to HOME/commands/NAME (run
+    when `[server] commands` names them, as the rc's ENABLE did); the rest is named in a note."""
     plan = LocalCode()
     if not local.is_dir():
         plan.notes.append(f"LOCAL_CODE {local}: no such directory, nothing copied")
@@ -419,7 +420,7 @@ def plan_local_code(local: Path) -> LocalCode:
     for sub, dest in _LOCAL_DIRS:
         for p in _programs(local / sub):
             plan.files.append((p, f"{dest}/{p.relative_to(local / sub).as_posix()}"))
-    for sub in ("commands", "hooks/common", "triggers", "lib"):
+    for sub in ("hooks/common", "triggers", "lib"):
         found = [p.relative_to(local).as_posix() for p in _programs(local / sub)] \
             if (local / sub).is_dir() else []
         if sub == "lib" and (local / sub).is_dir():

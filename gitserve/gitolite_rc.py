@@ -5,7 +5,8 @@ is read the way Gitolite reads it: Perl evaluates it (Gitolite needs Perl, so a 
 Gitolite has it) and prints the result as JSON. Without Perl, a few regexes read the settings
 that matter. What carries over:
 
-- ENABLE'd commands gitserve has (D, create, fork, symbolic-ref) -> `[server] commands`;
+- ENABLE'd commands gitserve has (D, create, fork, symbolic-ref), and those that are
+  programs in LOCAL_CODE/commands (copied to HOME/commands) -> `[server] commands`;
 - GIT_CONFIG_KEYS -> `[server] git_config_keys` (gitserve still never writes keys that run a
   program or read a file: repoconf.py);
 - LOCAL_CODE: the directory whose hooks/repo-specific/, VREF/ and commands/ the import copies;
@@ -152,13 +153,22 @@ def carry(rc: dict[str, Any], rc_path: Path) -> SiteSettings:
     site = SiteSettings()
     enable = rc.get("ENABLE") or []
     names = [str(x) for x in enable] if isinstance(enable, list) else []
-    site.commands = [n for n in GITSERVE_COMMANDS if n in names]
-    extra = [n for n in names if n not in ALWAYS_ON and n not in GITSERVE_COMMANDS]
     keys = rc.get("GIT_CONFIG_KEYS")
     site.git_config_keys = keys.strip() if isinstance(keys, str) else ""
     local = rc.get("LOCAL_CODE")
     if isinstance(local, str) and local.strip():
         site.local_code = Path(local.strip())
+
+    def site_command(name: str) -> bool:  # LOCAL_CODE/commands/NAME: copied to HOME/commands
+        if site.local_code is None or "/" in name or name.startswith("."):
+            return False
+        path = site.local_code / "commands" / name
+        return path.is_file() and os.access(path, os.X_OK)
+
+    site.commands = [n for n in GITSERVE_COMMANDS if n in names]
+    site.commands += [n for n in names if n not in ALWAYS_ON and n not in GITSERVE_COMMANDS
+                      and site_command(n)]
+    extra = [n for n in names if n not in ALWAYS_ON and n not in site.commands]
     roles = rc.get("ROLES")
     if isinstance(roles, dict):
         more = sorted(set(roles) - DEFAULT_ROLES)

@@ -78,6 +78,13 @@ git diff --name-only "$4" "$5" | grep -q '[.]txt$' && echo "$7 no .txt files her
 exit 0
 """
 
+# a site's own command (LOCAL_CODE/commands, ENABLE'd in the rc)
+HELLO = """#!/bin/sh
+echo "hello $GL_USER, you said: $*"
+[ "$1" = fail ] && { echo "failing as asked" >&2; exit 3; }
+exit 0
+"""
+
 # probe step -> why gitserve prints something else than Gitolite there
 DIFFERENCES: dict[str, str] = {}
 # what the probe makes neutral before comparing, and why
@@ -106,12 +113,13 @@ def make_site(tmp: Path, keys: dict[str, Path]) -> Path:
     text = text.replace("# LOCAL_CODE                =>  \"$ENV{HOME}/local\",",
                         "LOCAL_CODE                =>  \"$ENV{HOME}/local\",")
     text = text.replace("'writable',", "'writable', 'D', 'fork', 'symbolic-ref', "
-                        "'repo-specific-hooks',", 1)
+                        "'repo-specific-hooks', 'hello',", 1)
     text = text.replace("GIT_CONFIG_KEYS                 =>  '',",
                         "GIT_CONFIG_KEYS                 =>  '.*',")
     assert text.count("'repo-specific-hooks',") >= 1 and "=>  '.*'" in text
     rc.write_text(text)
-    for rel, body in (("hooks/repo-specific/announce", ANNOUNCE), ("VREF/NOTXT", NOTXT)):
+    for rel, body in (("hooks/repo-specific/announce", ANNOUNCE), ("VREF/NOTXT", NOTXT),
+                      ("commands/hello", HELLO)):
         path = glhome / "local" / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(body)
@@ -182,6 +190,8 @@ def probe(c: Client, tmp: Path, homes: list[Path]) -> dict[str, tuple[int, list[
     seen["info -json"] = (r.returncode, [json.dumps(doc, sort_keys=True), f"layout {layout}"],
                           normalize(r.stderr, c, homes))
     ssh("no such command", "alice", "frobnicate")
+    ssh("site command", "alice", "hello", "a", "b")
+    ssh("site command fails", "bob", "hello", "fail")
     for user in ("alice", "carol", "dave"):
         for repo in ("foo", WILD, "nosuchrepo"):
             r = c.git(user, "ls-remote", c.url(repo), check=False)
@@ -306,7 +316,7 @@ def test_a_whole_gitolite_site_moves_with_one_command(site):
     try:
         s = srv.settings.server
         assert (s.commands, s.git_config_keys, s.default_branch) == (
-            "D fork symbolic-ref", ".*", "master")
+            "D fork symbolic-ref hello", ".*", "master")
         assert s.authorized_keys == str(glhome / ".ssh" / "authorized_keys")
         check = srv.admin_cli("admin", "check", check=False)
         assert check.returncode == 0, check.stderr
