@@ -157,3 +157,26 @@ def _end(r: redis.Redis, build_id: str, status: str, reason: str, log_ttl: int,
     ending.finish(r, build_id, status, reason, log_ttl=log_ttl,
                    last_line="" if quiet else f"gitserve: {reason}")
     return {"status": status}
+
+
+def queue_preview_removal(r: redis.Redis, repo: str, site: str, branch: str) -> None:
+    """A deleted branch's preview goes; the `deploy` queue runs it on the server host."""
+    rqconn.queue(r, DEPLOY_QUEUE).enqueue(
+        "buildqueue.deploy_job.remove_preview", {"repo": repo, "site": site, "branch": branch},
+        job_timeout=600, result_ttl=3600, failure_ttl=7 * 24 * 3600,
+        description=f"remove the preview of {branch} of {site}")
+
+
+def remove_preview(payload: dict[str, Any]) -> dict[str, str]:
+    """Entry point of the removal job (server host only)."""
+    from deploy.bluegreen import remove_branch_preview
+    from deploy.errors import DeployError
+    from gitserve import settings as settings_mod
+
+    settings = settings_mod.load(WorkerSettings.from_env().home)
+    try:
+        removed = remove_branch_preview(settings, str(payload["site"]), str(payload["branch"]),
+                                        log=lambda line: None)
+    except DeployError as exc:
+        return {"status": "failed", "reason": str(exc)}
+    return {"status": "removed" if removed else "none"}

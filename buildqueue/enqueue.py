@@ -166,15 +166,22 @@ def deploy_options(options: dict[str, str], ref: str, default_ref: str) -> dict[
     """The deploy.* options a build of REF carries, or None when it must not go live: the
     repo has no site, or REF is not its deploy.ref (default: DEFAULT_REF, the branch pinned
     when the site was configured, never HEAD), so a feature branch that builds never replaces
-    the live site, whoever moved HEAD."""
+    the live site, whoever moved HEAD; with deploy.previews it goes live as a preview."""
     site = options.get("deploy.site", "").strip()
     if not site:
         return None
-    if ref != gsoptions.deploy_ref(options, default_ref):
-        return None
     deploy = {k[len("deploy."):]: v for k, v in options.items() if k.startswith("deploy.")}
     deploy["dir"] = (deploy.get("dir") or "public").strip().strip("/") or "public"
+    if ref != gsoptions.deploy_ref(options, default_ref):
+        # another branch goes live only as a preview at BRANCH.SERVER_NAME (SPEC §7.1)
+        if not previews_enabled(options) or not ref.startswith("refs/heads/"):
+            return None
+        deploy["preview"] = ref[len("refs/heads/"):]
     return deploy
+
+
+def previews_enabled(options: dict[str, str]) -> bool:
+    return options.get("deploy.previews", "").strip().lower() in ("1", "yes", "true", "on")
 
 
 def enqueue(

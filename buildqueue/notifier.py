@@ -212,7 +212,8 @@ class Notifier:
             for url in hooks:
                 out = webhook.post(url, raw, key=webhook_key, event=kind, delivery=notice.delivery,
                                    attempts=conf.attempts, backoff=conf.backoff, timeout=conf.timeout,
-                                   user_agent=self.user_agent, sleep=self._sleep)
+                                   user_agent=self.user_agent, sleep=self._sleep,
+                                   allow_private=conf.allow_private)
                 notifylog.record(self.settings, repo=repo, event=kind, channel="webhook", target=url,
                                  ok=out.ok, status=out.status, attempts=out.attempts, error=out.error,
                                  build_id=build_id, delivery=notice.delivery,

@@ -77,6 +77,25 @@ def _enqueue(ctx: PushContext, update: RefUpdate, mode: str):
     return r, build
 
 
+def _remove_previews(ctx: PushContext, updates: list[RefUpdate]) -> None:
+    """A deleted branch takes its preview site along (deploy.previews, SPEC §7.1)."""
+    site = ctx.options.get("deploy.site", "").strip()
+    if not site or not enqueue.previews_enabled(ctx.options):
+        return
+    gone = [u.ref[len("refs/heads/"):] for u in updates if u.is_delete and u.ref.startswith("refs/heads/")]
+    if not gone:
+        return
+    from .deploy_job import queue_preview_removal
+
+    try:
+        r = rqconn.connect(ctx.settings.effective_redis_url)
+        for branch in gone:
+            queue_preview_removal(r, ctx.repo_name, site, branch)
+            ctx.progress(f"gitserve: the preview of {branch} will be removed")
+    except (rqconn.RedisUnavailable, rqconn.redis.RedisError) as exc:
+        ctx.progress(f"gitserve: the preview of {gone[0]} could not be removed: {rqconn.one_line(exc)}")
+
+
 def push_build_options(ctx: PushContext) -> enqueue.BuildOptions:
     """The repo's build options, adjusted by the pusher's `-o build.skip` / `-o build.mode=async`.
 
@@ -136,6 +155,7 @@ class BuildHook:
                 posthook.run_post_receive(ctx, updates, hook, ctx.progress)
         if not builds_enabled(ctx.options):
             return  # SPEC §6: without `option build.enable = 1` a push runs no pushed code
+        _remove_previews(ctx, updates)
         opts = push_build_options(ctx)
         if opts.mode == "gate":
             return

@@ -21,7 +21,8 @@ from rq.job import Job
 
 from gitserve.errors import GitserveError
 
-ALLOWED = frozenset({"buildqueue.jobs.run_build", "buildqueue.deploy_job.run_deploy"})
+ALLOWED = frozenset({"buildqueue.jobs.run_build", "buildqueue.deploy_job.run_deploy",
+                     "buildqueue.deploy_job.remove_preview"})
 JOB_CLASS = "buildqueue.rqjob.GitserveJob"
 
 

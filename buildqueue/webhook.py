@@ -5,12 +5,22 @@ repo's `webhook` secret, so a receiver can tell a real notification from a forge
 shows the check). Retries: network errors, timeouts and 5xx answers; a 4xx answer is the
 receiver saying no, and is final. Redirects are not followed (the signed body and its
 headers go to the configured URL only).
+
+Destinations: a webhook URL is written by whoever may edit the conf, and the server sends it
+from inside the network the server sits in. So it never reaches a loopback, link-local
+(cloud metadata at 169.254.169.254), private, unique-local, multicast or unspecified address
+unless `[notify] allow_private = true`. The name is resolved once, every address checked,
+and the socket connects to exactly the checked addresses (nothing, not even a SYN, goes to a
+refused one), so a name that resolves to a public address once and a private one the next
+time (DNS rebinding) gains nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
+import ipaddress
 import json
 import socket
 import time
@@ -40,7 +50,80 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
+class RefusedDestination(OSError):
+    """The webhook's address is one the server must not send to."""
+
+
+def refused_address(address: str) -> str | None:
+    """Why ADDRESS (an IP) is not a public destination, or None."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    for what, test in (("loopback", ip.is_loopback), ("link-local", ip.is_link_local),
+                       ("private", ip.is_private), ("multicast", ip.is_multicast),
+                       ("unspecified", ip.is_unspecified), ("reserved", ip.is_reserved)):
+        if test:
+            return f"{ip} is a {what} address"
+    return None
+
+
+_DEFAULT_TIMEOUT: Any = getattr(socket, "_GLOBAL_DEFAULT_TIMEOUT")  # noqa: B009 - http.client's "not given"
+
+
+def _guarded_connect(address: tuple[str, int], timeout: Any = _DEFAULT_TIMEOUT,
+                     source_address: Any = None, **_: Any) -> socket.socket:
+    """socket.create_connection, but to checked addresses only: the name is resolved once,
+    every address it gives is checked, and the socket connects to exactly those (nothing is
+    sent to a refused address, not even a SYN; a second resolution cannot differ)."""
+    host, port = address
+    infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+    for *_rest, sockaddr in infos:
+        why = refused_address(str(sockaddr[0]))
+        if why is not None:
+            raise RefusedDestination(f"destination refused: {why} ([notify] allow_private = true "
+                                     "allows it)")
+    last: OSError | None = None
+    for family, kind, proto, _name, sockaddr in infos:
+        sock = socket.socket(family, kind, proto)
+        try:
+            if timeout is not _DEFAULT_TIMEOUT:
+                sock.settimeout(timeout)
+            if source_address:
+                sock.bind(source_address)
+            sock.connect(sockaddr)
+            return sock
+        except OSError as exc:
+            sock.close()
+            last = exc
+    raise last or OSError(f"no address for {host}")
+
+
+class _GuardedHTTP(http.client.HTTPConnection):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._create_connection = _guarded_connect
+
+
+class _GuardedHTTPS(http.client.HTTPSConnection):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._create_connection = _guarded_connect
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def http_open(self, req: Any) -> Any:
+        return self.do_open(_GuardedHTTP, req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def https_open(self, req: Any) -> Any:
+        return self.do_open(_GuardedHTTPS, req, context=getattr(self, "_context", None))
+
+
 _OPENER = urllib.request.build_opener(_NoRedirect)
+# no proxies for the guarded opener: the address checked must be the receiver's own
+_GUARDED = urllib.request.build_opener(_NoRedirect, urllib.request.ProxyHandler({}), _HTTPHandler,
+                                       _HTTPSHandler)
 
 
 def encode(body: dict[str, Any]) -> bytes:
@@ -49,8 +132,10 @@ def encode(body: dict[str, Any]) -> bytes:
 
 def post(url: str, data: bytes, *, key: str | None, event: str, delivery: str, attempts: int,
          backoff: float, timeout: float, user_agent: str,
-         sleep: Callable[[float], None] = time.sleep) -> Outcome:
-    """POST DATA to URL; up to ATTEMPTS tries, waiting BACKOFF, 2*BACKOFF, ... between them."""
+         sleep: Callable[[float], None] = time.sleep, allow_private: bool = False) -> Outcome:
+    """POST DATA to URL; up to ATTEMPTS tries, waiting BACKOFF, 2*BACKOFF, ... between them.
+    A destination that is not public fails at once (no retry) unless ALLOW_PRIVATE."""
+    opener = _OPENER if allow_private else _GUARDED
     headers = {"Content-Type": "application/json", "User-Agent": user_agent,
                "X-Gitserve-Event": event, "X-Gitserve-Delivery": delivery}
     if key:
@@ -60,7 +145,7 @@ def post(url: str, data: bytes, *, key: str | None, event: str, delivery: str, a
     for attempt in range(1, attempts + 1):
         req = urllib.request.Request(url, data=data, method="POST", headers=headers)
         try:
-            with _OPENER.open(req, timeout=timeout) as resp:
+            with opener.open(req, timeout=timeout) as resp:
                 resp.read(65536)
                 return Outcome(True, resp.status, attempt)
         except urllib.error.HTTPError as exc:
@@ -70,6 +155,8 @@ def post(url: str, data: bytes, *, key: str | None, event: str, delivery: str, a
         except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
             status = None
             reason = getattr(exc, "reason", exc)
+            if isinstance(reason, RefusedDestination):
+                return Outcome(False, None, attempt, str(reason))
             error = "timeout" if isinstance(reason, (socket.timeout, TimeoutError)) else \
                 (getattr(reason, "strerror", None) or type(reason).__name__)
         if attempt < attempts:

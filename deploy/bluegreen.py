@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping
 from gitserve.fsutil import atomic_write
 from gitserve.settings import Settings
 
-from . import nginx, processes, procfile, sitesctl
+from . import nginx, previews, processes, procfile, sitesctl, tls
 from .check import check_preview
 from .errors import DeployError
 from .options import SiteOptions, check_release_id, check_site_name, parse
@@ -97,6 +97,8 @@ class _Config:
             idle_release=self.site.slot_release(idle_side),
             config_token=token,
             check=self.opts.check,
+            previews=previews.listed(self.site, self.site.load_state()),
+            **_tls_context(self.settings, self.site.name, self.opts),
             live_upstreams=_upstreams(self.settings, self.site.name, self.opts, live_side),
             preview_upstreams=_upstreams(self.settings, self.site.name, self.opts, idle_side),
         )
@@ -158,6 +160,55 @@ class _Config:
             path.unlink(missing_ok=True)
         else:
             atomic_write(path, old)
+
+
+def _tls_context(settings: Settings, site: str, opts: SiteOptions) -> dict[str, Any]:
+    """Template variables for deploy.tls: the challenge root (acme) and the certificate, once
+    there is one (an acme site serves http only until its first order went through)."""
+    ctx: dict[str, Any] = {"acme_root": None, "tls_cert": None, "tls_key": None,
+                           "tls_listen": opts.tls_listen.nginx() if opts.tls_listen else None}
+    kind = tls.parse_option(opts.tls) if opts.tls else None
+    if kind == "acme":
+        ctx["acme_root"] = tls.challenge_root(settings, site)
+        files = tls.site_files(settings, site)
+        if files.cert.is_file() and files.key.is_file():
+            ctx.update(tls_cert=files.cert, tls_key=files.key)
+    elif isinstance(kind, tuple):
+        files = tls.given_files(settings, *kind)
+        ctx.update(tls_cert=files.cert, tls_key=files.key)
+    return ctx
+
+
+def _ensure_tls(settings: Settings, s: Site, opts: SiteOptions, say: Log) -> None:
+    """deploy.tls = acme: order (or renew) the certificate through the live nginx, then serve
+    https. A failed order costs the deploy nothing (http keeps serving): it is said, and the
+    sites supervisor tries again."""
+    if not opts.tls or tls.parse_option(opts.tls) != "acme":
+        return
+    names = opts.server_name.split()
+    if not tls.needs_order(settings, s.name, names):
+        return
+    try:
+        tls.order(settings, s.name, names, say)
+    except DeployError as exc:
+        say(f"warning: {exc}")
+        return
+    live = s.live_side()
+    _Config(settings, s, opts, say).apply(live, other_side(live))
+
+
+def renew_tls(settings: Settings, site: str, log: Log = print) -> None:
+    """The daily renewal `gitserve sites` runs for every acme site (30 days before expiry)."""
+    s = Site(settings.sites_dir, check_site_name(site))
+
+    def say(line: str) -> None:
+        log(f"tls {site}: {line}")
+
+    with s.lock("certificate renewal", LOCK_TIMEOUT, say):
+        state = s.load_state()
+        if not isinstance(state.get("options"), dict):
+            return
+        _ensure_tls(settings, s, parse(s.name, state["options"], settings.deploy.keep), say)
 
 
 def _upstreams(settings: Settings, site: str, opts: SiteOptions, side: str | None
@@ -332,6 +383,10 @@ def deploy_release(settings: Settings, site: str, output_dir: Path, options: Map
             if owner and repo and owner != repo:
                 # access to a site follows its repo: a second repo must not take it over
                 raise DeployError("options", f"site {name} is deployed from repo {owner}, not {repo}")
+            branch = str(options.get("deploy.preview") or "")
+            if branch:
+                return _deploy_preview(settings, s, state, opts, options, branch, Path(output_dir),
+                                       meta, say, started)
             state["pending_options"] = {k: str(v) for k, v in options.items()
                                         if k.startswith("deploy.")}
             return _deploy_locked(settings, s, state, opts, Path(output_dir), release, meta, say,
@@ -340,6 +395,49 @@ def deploy_release(settings: Settings, site: str, output_dir: Path, options: Map
             _audit(settings, meta.get("pusher"), "deploy", "error", meta.get("repo"),
                    f"{name}: build {release}: {exc}")
             raise _failed(say, exc, live, live_release) from None
+
+
+def _deploy_preview(settings: Settings, s: Site, state: dict[str, Any], opts: SiteOptions,
+                    options: Mapping[str, str], branch: str, output_dir: Path,
+                    meta: Mapping[str, Any], say: Log, started: float) -> DeployResult:
+    """A branch's build goes live at BRANCH.SERVER_NAME (deploy.previews); blue/green untouched."""
+    if not previews.enabled(options):
+        raise DeployError("options", "a branch preview needs option deploy.previews = 1")
+    live = s.live_side()
+    live_release = s.slot_release(live)
+
+    def apply() -> None:
+        _Config(settings, s, opts, say).apply(live, other_side(live))
+
+    previews.deploy_preview(s, state, opts, branch, output_dir, meta, apply, say,
+                            previews.settings_limit(options))
+    return DeployResult(s.name, live or "", live_release or "", live, live_release, 0.0,
+                        time.monotonic() - started, skipped=f"preview of branch {branch}")
+
+
+def remove_branch_preview(settings: Settings, site: str, branch: str, log: Log = print) -> bool:
+    """The branch was deleted: its preview goes (SPEC §7.1). False when it had none."""
+    name = check_site_name(site)
+    s = Site(settings.sites_dir, name)
+    if not s.exists():
+        return False
+
+    def say(line: str) -> None:
+        log(f"deploy {name}: {line}")
+
+    with s.lock(f"removal of the preview of {branch}", LOCK_TIMEOUT, say):
+        state = s.load_state()
+        stored = state.get("options")
+        if not isinstance(stored, dict):  # never deployed live: no config to re-render
+            opts = None
+        else:
+            opts = parse(name, stored, settings.deploy.keep)
+
+        def apply() -> None:
+            if opts is not None:
+                _Config(settings, s, opts, say).apply(s.live_side(), other_side(s.live_side()))
+
+        return previews.remove_preview(s, state, branch, apply, say)
 
 
 def _audit(settings: Settings, user: Any, op: str, result: str, repo: Any, reason: str) -> None:
@@ -474,6 +572,7 @@ def _finish_switch(settings: Settings, s: Site, opts: SiteOptions, state: dict[s
         say(f"drain: the {live} processes stop in {opts.drain}s (deploy.drain)")
     _prune(s, state, opts.keep, say)
     s.save_state(state)
+    _ensure_tls(settings, s, opts, say)
     result = DeployResult(s.name, idle, release, live, live_release, switch_seconds,
                           time.monotonic() - started)
     post_error: DeployError | None = None

@@ -63,6 +63,8 @@ class SiteOptions:
     web: str = "web"                                  # the process type nginx proxies / to
     routes: tuple[tuple[str, str], ...] = ()          # (path prefix, process type)
     drain: int = DEFAULT_DRAIN                        # seconds the old side keeps running
+    tls: str = ""                                     # "", "acme" or "CERT KEY" (HOME/tls)
+    tls_listen: Listen | None = None                  # https listener (deploy.tls-port)
 
 
 def check_site_name(site: str) -> str:
@@ -135,7 +137,15 @@ def parse(site: str, options: Mapping[str, str], default_keep: int) -> SiteOptio
     drain_text = options.get("deploy.drain", str(DEFAULT_DRAIN)).strip()
     if not drain_text.isdigit() or int(drain_text) > 3600:
         raise DeployError("options", f"option deploy.drain = {drain_text!r}: need seconds 0-3600")
+    tls = " ".join(options.get("deploy.tls", "").split())
+    if tls:
+        from .tls import parse_option
+
+        parse_option(tls)
+    tls_listen = (parse_listen("deploy.tls-port", options.get("deploy.tls-port", "443"), listen.host)
+                  if tls else None)
     return SiteOptions(
+        tls=tls, tls_listen=tls_listen,
         web=web, routes=tuple(routes), drain=int(drain_text),
         site=site,
         listen=listen,

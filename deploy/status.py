@@ -68,7 +68,20 @@ def site_status(settings: Settings, site: str) -> dict[str, Any]:
         "rollback_to": rollback_to,
         "releases": releases,
         "history": state["history"][-10:],
+        "processes": _processes(settings, s.name, live),
+        "previews": [{"branch": m.get("branch"), "host": m.get("host"), "release": m.get("release"),
+                      "at": m.get("at")} for _, m in sorted(dict(state.get("previews") or {}).items())],
     }
+
+
+def _processes(settings: Settings, site: str, live: str | None) -> list[dict[str, Any]]:
+    """The site's processes as `gitserve sites` last reported them (SPEC §7.1)."""
+    from .processes import read_status
+
+    rows = read_status(settings, site)
+    for row in rows:
+        row["live"] = row.get("side") == live
+    return sorted(rows, key=lambda r: (not r["live"], r.get("side") or "", r.get("type") or ""))
 
 
 def format_status(st: dict[str, Any]) -> str:
@@ -88,6 +101,13 @@ def format_status(st: dict[str, Any]) -> str:
         out.append(f"idle:     {st['idle_side']}  release {st['idle_release'] or '-'}")
     out.append(f"url:      {st.get('url') or '-'}  preview {st.get('preview_url') or '-'}")
     out.append(f"rollback: {'to ' + st['rollback_to'] if st.get('rollback_to') else 'no earlier release kept'}")
+    if st.get("processes"):
+        from .proclog import format_ps
+
+        out.append("processes:")
+        out.extend("  " + line for line in format_ps(st["site"], st["processes"]).splitlines())
+    for p in st.get("previews") or []:
+        out.append(f"preview:  {p['branch']} at {p['host']} (release {p['release']}, {p['at']})")
     out.append("releases (newest first):")
     for r in st["releases"]:
         mark = "*" if r["live"] else " "

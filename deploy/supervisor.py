@@ -137,11 +137,40 @@ class Supervisor:
             log.info("gitserve sites stopped")
 
 
+class RenewKeeper:
+    """deploy.tls = acme: twice a day, renew certificates within 30 days of expiry (and order
+    one a failed deploy-time order left missing)."""
+
+    EVERY = 12 * 3600.0
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.next_run = time.monotonic() + 60.0  # not in the way of the first start
+
+    def reconcile(self) -> None:
+        if time.monotonic() < self.next_run:
+            return
+        self.next_run = time.monotonic() + self.EVERY
+        from .bluegreen import renew_tls
+        from .site import Site, all_sites
+
+        for name in all_sites(self.settings.sites_dir):
+            opts = Site(self.settings.sites_dir, name).load_state().get("options") or {}
+            if str(opts.get("deploy.tls", "")).strip() == "acme":
+                try:
+                    renew_tls(self.settings, name, log=log.info)
+                except GitserveError as exc:
+                    log.warning("tls %s: %s", name, exc)
+
+    def stop(self) -> None:
+        pass
+
+
 def keepers(settings: Settings) -> list[Keeper]:
     """nginx first (a process keeper's first start must find it running), then processes."""
     from .processes import ProcessKeeper
 
-    return [NginxKeeper(settings), ProcessKeeper(settings)]
+    return [NginxKeeper(settings), ProcessKeeper(settings), RenewKeeper(settings)]
 
 
 def main(settings: Settings) -> None:

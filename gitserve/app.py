@@ -17,23 +17,25 @@ What one `git push` does, in order (file -> file):
 
  1. gitserve/ssh/server.py     accept, admission limits, key auth (ssh/auth.py asks
                                gitserve/adminrepo/ who owns the key), one thread per channel
- 2. gitserve/ssh/session.py    parse `git-receive-pack 'REPO'`; check #1 (W on REPO, acl/engine);
-                               create a wild repo for a user with C (repos.py); wire check #2,
-                               the push hooks below and the audit log into receive-pack
+ 2. gitserve/ssh/session.py    parse `git-receive-pack 'REPO'` (http/smart.py over HTTP), then
+    gitserve/gitrequest/       check #1 (W on REPO, acl/engine); create a wild repo for a user
+                               with C (repos.py); ReceivePack gets a RepoPushPolicy (check #2,
+                               the push hooks below, the audit log) through its constructor
  3. gitserve/git/receive.py    advertise refs, read the ref commands
- 4. gitserve/git/quarantine.py receive the pack into a quarantine, fsck it, move it in
- 5. gitserve/git/receive.py    per ref: refname sanity, check #2 (acl/engine + acl/update,
-                               VREFs via acl/inspect_dulwich), admin-repo validation (adminrepo/),
-                               then every hook's before_update, in the order below:
+ 4. gitserve/git/indexpack.py  receive the pack into a quarantine, fsck it (quarantine.py without git)
+ 5. gitserve/git/receive.py    per ref: refname sanity, the policy's check #2 (acl/engine +
+                               acl/update, VREFs via acl/inspect_dulwich), admin-repo validation
+                               (adminrepo/); the quarantine moves in; then the policy runs every
+                               hook's before_update, in the order below:
                                  site hooks (GITSERVE_PLUGINS)      may reject the ref
                                  lfs/pushcheck.LockedPaths          a path locked by another
                                                                     user (LFS locks)
                                  buildqueue/pushhook.BuildHook      gate builds: enqueue, stream,
                                                                     reject unless it passed
- 6. gitserve/git/receive.py    move refs (compare-and-swap), then session's on_updated: audit
+ 6. gitserve/git/receive.py    move refs (compare-and-swap), then the policy's updated: audit
                                (audit.py), HEAD of a new repo (repos.py), admin-repo compile
                                (adminrepo/); report-status to the client
- 7. gitserve/git/receive.py    every hook's after_push, in the same order:
+ 7. gitserve/git/receive.py    the policy's after_push: every hook's, in the same order:
                                  site hooks
                                  BuildHook         post-receive hooks (buildqueue/posthook.py),
                                                    sync/async builds (buildqueue/enqueue.py ->
@@ -200,9 +202,10 @@ class App:
 def build(settings: Settings, hooks: Sequence[PushHook] | None = None) -> App:
     """Wire the server for SETTINGS (HOOKS replaces the push hooks, e.g. in tests)."""
     upkeep = UpkeepService(settings)
+    metrics = Metrics()
     # mirroring ([server] hostname set): one queue of pushes to the slaves for the process
-    syncer = MirrorSyncer(settings) if settings.server.hostname else None
-    app = App(settings=settings,
+    syncer = MirrorSyncer(settings, metrics=metrics) if settings.server.hostname else None
+    app = App(settings=settings, metrics=metrics,
               hooks=list(hooks) if hooks is not None else push_hooks(settings, upkeep, syncer),
               commands=ssh_commands_table(settings),
               services=services(settings, upkeep, syncer))

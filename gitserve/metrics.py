@@ -15,6 +15,8 @@ from typing import Any
 # build and deploy switch durations: seconds, from a quick script to a long test suite
 BUILD_BUCKETS = (1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, float("inf"))
 SWITCH_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, float("inf"))
+# mirror lag: tens of milliseconds on a LAN, minutes for a slave that was down
+MIRROR_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 300, float("inf"))
 
 
 class Metrics:
@@ -57,27 +59,17 @@ class Metrics:
         self.switch_seconds = Histogram(
             "gitserve_deploy_switch_seconds", "Time to switch a site's live side",
             buckets=SWITCH_BUCKETS, registry=r)
+        self.mirror_pushes = Counter(
+            "gitserve_mirror_pushes", "Mirror pushes from this master to a slave, by result",
+            ["slave", "result"], registry=r)
+        self.mirror_lag = Histogram(
+            "gitserve_mirror_lag_seconds", "From a push's refs moving on this master to a "
+            "slave having them", ["slave"], buckets=MIRROR_BUCKETS, registry=r)
 
 
-def count_ref_denials(handler: Any, metrics: Any, transport: str) -> None:
-    """Wrap a receive-pack handler's check_ref (check #2, wired by the session) so each
-    refused ref is counted; the check's messages and audit lines stay the session's."""
-    check = handler.check_ref
-    if check is None:
-        return
-
-    def counted(update: Any) -> Any:
-        reason = check(update)
-        if reason:
-            metrics.access_denied.labels(transport, "2").inc()
-        return reason
-
-    handler.check_ref = counted
-
-
-def pushed(handler: Any) -> bool:
-    """Did this receive-pack move at least one ref?"""
-    result = getattr(handler, "result", None)
+def pushed(result: Any) -> bool:
+    """Did a receive-pack (its PushResult, None before the update step) move at least one
+    ref? Check #2 denials are counted by the push policy (gitserve.gitrequest)."""
     return result is not None and any(s == "ok" for s in result.statuses.values())
 
 
@@ -110,5 +102,5 @@ class NullMetrics:
 
 METRIC_NAMES = ("connections_open", "connections", "connections_refused", "git_requests",
                 "git_bytes", "access_denied", "pushes", "builds", "build_seconds", "deploys",
-                "switch_seconds", "queue_depth")
+                "switch_seconds", "queue_depth", "mirror_pushes", "mirror_lag")
 NULL: Any = NullMetrics()

@@ -30,6 +30,8 @@ MAX_NAME = 255
 # Roles a wild repo's owner may grant with `perms` (Gitolite's default %ROLES).
 ROLES = acl.patterns.ROLES
 ADMIN_REPO = "gitolite-admin"
+# `writable ... off`: in the server home (all repos) or in a repo (Gitolite's name)
+DOWN_FILE = ".gitolite.down"
 DEFAULT_DESCRIPTION = "Unnamed repository; edit this file 'description' to name the repository.\n"
 
 
@@ -216,6 +218,17 @@ def list_names(settings: Settings) -> list[str]:
                 keep.append(d)
         dirs[:] = keep  # never descend into a repository
     return sorted(found)
+
+
+def down_message(settings: Settings, name: str) -> str | None:
+    """Why writes to repo NAME are disabled (`writable ... off`), or None if they are not."""
+    for f in (settings.home / DOWN_FILE, path(settings, name) / DOWN_FILE):
+        try:
+            text = f.read_text()
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        return text if text else "sorry, writes are currently disabled (no more info available)\n"
+    return None
 
 
 def head_after_push(repo_path: Path, created_refs: Iterable[str]) -> str | None:

@@ -135,6 +135,11 @@ class DeploySettings:
     # system mode: how to run `nginx -t` on the config that includes conf_dir (default: NGINX -t)
     test_command: str = ""
     keep: int = 5
+    # deploy.tls = acme (SPEC §7.1): the ACME directory ("" = Let's Encrypt), the account's
+    # contact, and the CA bundle to trust for the directory ("" = the system's)
+    acme_directory: str = ""
+    acme_email: str = ""
+    acme_ca_file: str = ""
 
 
 @dataclass
@@ -207,6 +212,8 @@ class NotifySettings:
     timeout: float = 10.0
     # deliveries running at once (one slow receiver never holds up the others)
     senders: int = 4
+    # webhooks to loopback, link-local and private addresses (refused by default: issue 21)
+    allow_private: bool = False
 
 
 @dataclass
@@ -226,6 +233,14 @@ class HttpSettings:
     auth_failures_per_minute: int = 20
     # git requests served at once (each holds a thread while it packs or receives)
     git_threads: int = 32
+    # --- issue 21: caps against slow or oversized requests ---
+    # seconds a client has to send a request's headers (from connecting, or from the last
+    # response on a kept-alive connection); then the connection is closed
+    header_timeout: float = 20.0
+    # connections open at once from one client address (past it: refused at once)
+    max_connections_per_ip: int = 64
+    # bytes of an upload-pack request after gunzip (git http-backend's 10 MiB default); 0: none
+    max_request_bytes: int = 10 * 1024**2
 
 
 @dataclass

@@ -33,6 +33,7 @@ from gitserve.git.packcache import PackCache, cache_key
 from gitserve.git.packcopy import FRAME, stored_pack
 from gitserve.git.packcopy import write_pack as write_pack_copy
 from gitserve.git.packwalk import Walker
+from gitserve.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def repo_dir(repo: Any) -> str | None:
 _caches: dict[str, PackCache] = {}
 
 
-def pack_cache(settings: Any) -> PackCache | None:  # a Settings, or None (no cache)
+def pack_cache(settings: Settings | None) -> PackCache | None:
     """The pack cache of a server home (HOME/cache/packs), shared by all connections."""
     if settings is None:
         return None

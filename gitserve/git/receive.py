@@ -4,18 +4,23 @@ One push, in order:
 1. advertise refs (hidden refs left out), read the ref commands;
 2. receive the pack into a quarantine, fsck it, check connectivity; a bad pack is refused
    whole (git's index-pack and rev-list when git is installed: indexpack.py; else dulwich);
-3. per ref: refname sanity, then `check_ref` (check #2 + admin-repo validation) with the new
-   objects still quarantined (visible to the inspector and VREF programs); then the
-   quarantine moves in (only if some ref may still move), then every push hook's
-   `before_update`; a failing ref gets `ng REF REASON`, the others go on
+3. per ref: refname sanity, then the policy's `check_ref` (check #2 + admin-repo validation)
+   with the new objects still quarantined (visible to the inspector and VREF programs); then
+   the quarantine moves in (only if some ref may still move), then the policy's
+   `before_update` (the push hooks); a failing ref gets `ng REF REASON`, the others go on
    (with `atomic`, one failure fails all). Only a true no-op - old == new == the ref's value
    now - skips these: it is reported ok and triggers nothing (no audit, build or hook).
    Any other command, `X X REF` with REF elsewhere included, is checked like a real update
    (git never sends `X X`, so a hand-made one must not be a way around the rules);
 4. move refs with compare-and-swap against the value the client sent as old, so racing
    pushes never lose an update silently and a stale `old` moves nothing;
-5. report-status, then `after_push` hooks stream `remote:` lines until they return,
-   then the final flush-pkt ends the conversation.
+5. the policy's `before_ack` (mirroring's mirror.sync) may turn the moved refs' `ok` into a
+   reason; report-status, then the policy's `after_push` (hooks) streams `remote:` lines
+   until it returns, then the final flush-pkt ends the conversation.
+
+Everything beyond the git protocol (who may update what, what a push triggers, the limits)
+is the `PushPolicy` given to the constructor, as dulwich's handlers take their backend;
+gitserve.gitrequest builds the server's.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from contextlib import nullcontext
-from typing import Any, Callable, Collection, Sequence
+from typing import Any, Collection, Protocol, Sequence
 
 from dulwich.errors import GitProtocolError
 from dulwich.objects import valid_hexsha
@@ -41,21 +46,21 @@ from dulwich.protocol import (
     symref_capabilities,
 )
 from dulwich.refs import check_ref_format
-from dulwich.server import ReceivePackHandler
+from dulwich.repo import Repo
+from dulwich.server import Backend, ReceivePackHandler
 
 from gitserve._compat import dulwich as dulwich_compat
 
 from . import pushopts
 from .indexpack import GitQuarantine
 from .packgen import choose_backend
-from .pushhooks import ZERO_SHA, PushContext, PushHook, RefUpdate
+from .pushhooks import ZERO_SHA, RefUpdate
 from .quarantine import BadPack, Quarantine
 from .repo import is_hidden
 from .sideband import BAND_DATA, BAND_PROGRESS
 
 log = logging.getLogger(__name__)
 
-RefCheck = Callable[[RefUpdate], "str | None"]
 STALE = "failed to update ref (it moved: fetch first)"
 
 
@@ -67,18 +72,49 @@ class PushResult:
     statuses: dict[str, str]  # ref -> "ok" or the rejection reason
 
 
+@dataclass(frozen=True)
+class PushLimits:
+    """`[server]` push limits (0: none): the pack's size and any one blob's."""
+
+    max_push_bytes: int = 0
+    max_blob_bytes: int = 0
+
+
+class PushPolicy(Protocol):
+    """What receive-pack asks beyond the git protocol, in the order of a push. The server's
+    (gitserve.gitrequest.RepoPushPolicy) is the access rules, the audit log, the admin repo
+    and the push hooks app.py built."""
+
+    @property
+    def limits(self) -> PushLimits: ...
+
+    def check_ref(self, repo: Repo, update: RefUpdate) -> str | None:
+        """Check #2 and the server's own refusals, the new objects visible in REPO: a reason
+        refuses the ref (asked before comparing `old` with the ref's value now)."""
+
+    def before_update(self, update: RefUpdate, push_options: Sequence[str]) -> str | None:
+        """The push hooks' gate, once the objects moved in: a reason refuses the ref."""
+
+    def updated(self, updates: list[RefUpdate]) -> None:
+        """The refs moved (before report-status): audit, HEAD of a new repo, admin compile."""
+
+    def before_ack(self, updates: list[RefUpdate], push_options: Sequence[str]) -> str | None:
+        """After the refs moved, before report-status (mirror.sync): a reason is reported
+        for every moved ref instead of `ok` (the refs stay moved)."""
+
+    def after_push(self, updates: list[RefUpdate], push_options: Sequence[str]) -> None:
+        """After report-status: the hooks' post-receive work (builds, repack, gc)."""
+
+    def progress(self, line: str) -> None:
+        """One `remote: LINE` to the pusher."""
+
+
 class ReceivePack(ReceivePackHandler):
-    """Receive-pack whose update step is gitserve's, not a hook script's.
+    """Receive-pack whose update step is gitserve's, not a hook script's: POLICY decides
+    and triggers (see PushPolicy); this class speaks the protocol, receives the pack
+    (PACK_BACKEND: `[server] pack_backend`, "git" or "auto" picks git's index-pack when git
+    is installed) and moves the refs."""
 
-    Callers set `check_ref` (access rules etc.), `ctx` and `hooks` (the push hooks
-    gitserve.app built, run in that order) and may set `on_updated(updates)` (runs after
-    the refs moved, before hooks: HEAD rule, compile).
-    """
-
-    check_ref: RefCheck | None = None
-    ctx: PushContext | None = None
-    hooks: Sequence[PushHook] = ()
-    on_updated: Callable[[list[RefUpdate]], None] | None = None
     show_hidden = False
     result: PushResult | None = None
 
@@ -88,10 +124,16 @@ class ReceivePack(ReceivePackHandler):
                 pushopts.CAPABILITY]
 
     # --- conversation ---------------------------------------------------
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, backend: Backend, args: list[str], proto: Any, *, policy: PushPolicy,
+                 pack_backend: str = "auto", stateless_rpc: bool = False,
+                 advertise_refs: bool = False) -> None:
+        super().__init__(backend, args, proto, stateless_rpc=stateless_rpc,
+                         advertise_refs=advertise_refs)
+        self.policy = policy
+        self.pack_backend = pack_backend
         self._moved_updates: list[RefUpdate] = []  # what after_push hooks are given
         self._noops: set[str] = set()  # refs whose command changes nothing (see _vet)
+        self._push_options: list[str] = []  # `git push -o` values (push-options capability)
 
     def handle(self) -> None:
         # smart HTTP (stateless-rpc) asks for the advertisement and the push separately
@@ -103,9 +145,7 @@ class ReceivePack(ReceivePackHandler):
         if commands is None:
             return
         if self.has_capability(pushopts.CAPABILITY):
-            options = pushopts.read(self.proto)
-            if self.ctx is not None:
-                self.ctx.push_options = options
+            self._push_options = pushopts.read(self.proto)
         statuses = self._receive_and_update(commands)
         self._report(statuses)
         self._run_after_push()
@@ -195,9 +235,9 @@ class ReceivePack(ReceivePackHandler):
             results.update(reasons)
         done = self._moved(commands, results)
         self.result = PushResult(commands, results)
-        if done and self.on_updated is not None:
+        if done:
             try:
-                self.on_updated(done)
+                self.policy.updated(done)
             except Exception as exc:  # noqa: BLE001 - refs already moved; tell, don't crash
                 log.exception("post-update step failed")
                 self._progress(f"warning: {exc}")
@@ -208,30 +248,14 @@ class ReceivePack(ReceivePackHandler):
         return [("unpack", "ok")] + [(c.ref, results[c.ref]) for c in commands]
 
     def _before_ack(self, done: list[RefUpdate]) -> str | None:
-        """Hooks with a `before_ack(ctx, updates)` (mirroring's mirror.sync) run after the
-        refs moved and before report-status; a reason they return is reported for every
-        moved ref instead of `ok`."""
-        if not done or self.ctx is None:
-            return None
-        for hook in self.hooks:
-            gate = getattr(hook, "before_ack", None)
-            if gate is None:
-                continue
-            try:
-                reason = gate(self.ctx, done)
-            except Exception as exc:  # noqa: BLE001
-                log.exception("before_ack hook failed")
-                reason = f"hook error: {exc}"
-            if reason:
-                return str(reason)
-        return None
+        """The policy's before_ack (mirroring's mirror.sync): after the refs moved and before
+        report-status; its reason is reported for every moved ref instead of `ok`."""
+        return self.policy.before_ack(done, self._push_options) if done else None
 
     def _quarantine(self) -> Quarantine:
         """The git route (index-pack, git's checks) whenever git is there, else dulwich's."""
         objects = self.repo.object_store.path
-        setting = getattr(getattr(getattr(self, "settings", None), "server", None),
-                          "pack_backend", "auto")
-        if choose_backend(setting) == "git":
+        if choose_backend(self.pack_backend) == "git":
             progress = None
             if self.has_capability(CAPABILITY_SIDE_BAND_64K) and \
                     not self.has_capability(CAPABILITY_QUIET):
@@ -261,30 +285,19 @@ class ReceivePack(ReceivePackHandler):
         if cmd.old == cmd.new == current:
             self._noops.add(cmd.ref)  # nothing to do; reported ok, triggers nothing
             return None
-        if self.check_ref is not None:
-            reason = self.check_ref(cmd)
-            if reason:
-                return reason
+        reason = self.policy.check_ref(self.repo, cmd)
+        if reason:
+            return reason
         if cmd.old != current:
             return STALE
         return None
 
     def _before_update(self, cmd: RefUpdate) -> str | None:
-        if self.ctx is not None:
-            for hook in self.hooks:
-                try:
-                    reason = hook.before_update(self.ctx, cmd)
-                except Exception as exc:  # noqa: BLE001
-                    log.exception("before_update hook failed")
-                    reason = f"hook error: {exc}"
-                if reason:
-                    return reason
-        return None
+        return self.policy.before_update(cmd, self._push_options)
 
     def _limit(self, name: str) -> int:
-        """A `[server]` push limit from gitserve.toml (0: none; no settings in bare tests)."""
-        server = getattr(getattr(self, "settings", None), "server", None)
-        return max(0, int(getattr(server, name, 0) or 0))
+        """The policy's push limit NAME (a PushLimits field; 0: none)."""
+        return max(0, int(getattr(self.policy.limits, name)))
 
     def _max_push_bytes(self) -> int | None:
         """The smaller of `[server] max_push_bytes` and the repo's receive.maxInputSize."""
@@ -370,18 +383,11 @@ class ReceivePack(ReceivePackHandler):
             self.proto.write(bytes(lines))
 
     def _run_after_push(self) -> None:
-        if self.ctx is None or self.result is None:
+        if self.result is None:
             return
         done = self._moved_updates  # moved, whether or not acknowledged (mirror.sync)
-        if not done:
-            return
-        for hook in self.hooks:
-            try:
-                hook.after_push(self.ctx, done)
-            except Exception as exc:  # noqa: BLE001 - the push itself already succeeded
-                log.exception("after_push hook failed")
-                self._progress(f"error: post-receive step failed: {exc}")
+        if done:
+            self.policy.after_push(done, self._push_options)
 
     def _progress(self, line: str) -> None:
-        if self.ctx is not None:
-            self.ctx.progress(line)
+        self.policy.progress(line)

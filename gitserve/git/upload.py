@@ -28,9 +28,10 @@ from dulwich.protocol import (
     symref_capabilities,
 )
 from dulwich.refs import Ref
-from dulwich.server import UploadPackHandler
+from dulwich.server import Backend, UploadPackHandler
 
 from gitserve._compat import dulwich as dulwich_compat
+from gitserve.settings import Settings
 
 from . import fetch, filters, packgen
 from .fetch import FetchArgs, FetchError
@@ -41,7 +42,15 @@ EXTRA_CAPABILITIES = [b"deepen-since", b"deepen-not", b"deepen-relative",
 
 
 class UploadPack(UploadPackHandler):
-    settings = None  # the server's Settings (pack_backend, cache dir), set by the session
+    """dulwich's upload-pack handler with gitserve's wants and packs; SETTINGS (pack_backend,
+    the pack cache under HOME; None: defaults, no cache) come with the constructor."""
+
+    def __init__(self, backend: Backend, args: list[str], proto: Any, *,
+                 settings: Settings | None = None, stateless_rpc: bool = False,
+                 advertise_refs: bool = False) -> None:
+        super().__init__(backend, args, proto, stateless_rpc=stateless_rpc,
+                         advertise_refs=advertise_refs)
+        self.settings = settings
 
     def capabilities(self):
         return list(super().capabilities()) + EXTRA_CAPABILITIES
@@ -161,7 +170,7 @@ def _int(value: bytes, line: bytes) -> int:
         raise GitProtocolError(f"invalid line from client: {line!r}") from None
 
 
-def handle_v0(handler: UploadPack, settings: Any = None) -> None:
+def handle_v0(handler: UploadPack, settings: Settings | None = None) -> None:
     """Body of the v0/v1 upload-pack conversation: dulwich's acks, gitserve's pack."""
     repo = handler.repo
     dulwich_compat.begin_have_lines(handler)

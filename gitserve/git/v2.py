@@ -24,6 +24,8 @@ from typing import Any
 from dulwich.objects import valid_hexsha
 from dulwich.protocol import pkt_line
 
+from gitserve.settings import Settings
+
 from . import fetch, filters, packgen
 from .fetch import FetchArgs, FetchError
 from .sideband import BAND_DATA, BAND_ERROR, BAND_PROGRESS
@@ -41,7 +43,7 @@ class ProtocolV2Error(Exception):
 class UploadPackV2:
     """One upload-pack conversation in protocol v2 over PROTO (a dulwich Protocol)."""
 
-    def __init__(self, repo: Any, proto: Any, settings: Any = None) -> None:
+    def __init__(self, repo: Any, proto: Any, settings: Settings | None = None) -> None:
         self.repo = repo
         self.proto = proto
         self.settings = settings
@@ -372,11 +374,11 @@ def requested(git_protocol: str | None) -> bool:
 class UploadPackV2Handler:
     """The v2 conversation behind dulwich's Handler interface, for the ssh session."""
 
-    settings = None
-
-    def __init__(self, backend: Any, args: list[str], proto: Any) -> None:
+    def __init__(self, backend: Any, args: list[str], proto: Any, *,
+                 settings: Settings | None = None) -> None:
         self.repo = backend.open_repository(args[0])
         self.proto = proto
+        self.settings = settings
 
     def handle(self) -> None:
         UploadPackV2(self.repo, self.proto, self.settings).serve()

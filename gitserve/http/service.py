@@ -17,6 +17,7 @@ import uvicorn
 from gitserve.errors import GitserveError
 from gitserve.settings import Settings
 
+from . import conncaps
 from .app import HttpFace
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,13 @@ class HttpService:
         self.address: tuple[str, int] = sock.getsockname()[:2]
         # log_config=None: uvicorn logs through gitserve's logging setup, not its own handlers;
         # proxy headers are ours to judge (auth.client_of, [http] trusted_proxies)
-        config = uvicorn.Config(self.face.asgi(), log_config=None, access_log=False,
+        # a header deadline and a per-address connection cap (conncaps.py)
+        from .auth import trusted_set
+
+        capped = conncaps.protocol(settings.http.header_timeout,
+                                   conncaps.PerAddress(settings.http.max_connections_per_ip,
+                                                       trusted_set(settings.http.trusted_proxies)))
+        config = uvicorn.Config(self.face.asgi(), http=capped, log_config=None, access_log=False,
                                 proxy_headers=False, server_header=False,
                                 timeout_keep_alive=30, lifespan="off",
                                 timeout_graceful_shutdown=5,

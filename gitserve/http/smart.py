@@ -4,14 +4,14 @@ Protocol v2 (the `Git-Protocol: version=2` header, what git sends by default) is
 gitserve/git/v2.py: info/refs is its capability advertisement, each POST one command;
 `version=1` gets v0 behind a `version 1` line; pushes are v0 (git has no v2 push).
 
-Access is decided by the same functions the SSH session uses (gitserve.ssh.session:
-check #1 with its audit line and wild-repo creation, check #2 and the push hooks wired
-into receive-pack), so a decision, a Gitolite message and an audit line are the same
-over both transports. A check #1 denial is answered 403 with Gitolite's text as a
-text/plain body, which git prints as `remote: FATAL: ...`, as it does for Gitolite
-behind http. Anonymous requests act as Gitolite's `daemon` user; where `daemon` may not
-read, and for every push, the answer is 401 with `WWW-Authenticate`, so git asks its
-credential helper for `USER:TOKEN`.
+Access is decided by gitserve.gitrequest, as for ssh (check #1 with its audit line and
+wild-repo creation; check #2 and the push hooks in a push's policy), so a decision, a
+Gitolite message and an audit line are the same over both transports. A check #1 denial
+is answered 403 with Gitolite's text as a text/plain body, which git prints as
+`remote: FATAL: ...`, as it does for Gitolite behind http; any other GitserveError before
+the response starts is one line with a 4xx/5xx status. Anonymous requests act as Gitolite's
+`daemon` user; where `daemon` may not read, and for every push, the answer is 401 with
+`WWW-Authenticate`, so git asks its credential helper for `USER:TOKEN`.
 
 The dulwich handler runs in a worker thread (pack generation never blocks the event loop)
 and talks to the ASGI connection directly: request body chunks are pulled from the loop
@@ -26,8 +26,7 @@ from __future__ import annotations
 import logging
 import time
 import zlib
-from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
 import anyio
 import anyio.from_thread
@@ -39,42 +38,25 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from gitserve import adminrepo, repos
+from gitserve.acl.errors import AccessError
+from gitserve.errors import GitserveError
 from gitserve.git import v2
+from gitserve.git.pushhooks import PushHook
 from gitserve.git.receive import ReceivePack
-from gitserve.git.repo import SingleRepoBackend
 from gitserve.git.sideband import BAND_DATA, SidebandProtocol
-from gitserve.git.upload import UploadPack
-from gitserve.metrics import count_ref_denials, pushed
-from gitserve.mirror import gate as mirror_gate
-from gitserve.mirror.config import repo_mirror
+from gitserve.gitrequest import Denied, GitRequest
+from gitserve.metrics import pushed
 from gitserve.settings import Settings
-from gitserve.ssh import session
 
 from .auth import REALM, Authenticator, BadCredentials, TooManyFailures
 
 log = logging.getLogger(__name__)
 
-SERVICES: dict[str, tuple[str, type]] = {
-    "git-upload-pack": ("R", UploadPack),
-    "git-receive-pack": ("W", ReceivePack),
-}
+SERVICES = ("git-upload-pack", "git-receive-pack")  # no upload-archive (nor has git's http-backend)
 ANONYMOUS = "daemon"  # Gitolite's user for unauthenticated reads (git-daemon export)
 FLUSH_AT = 65536
 INFLATE_STEP = 65536
 FETCH_PKT = len(b"0012command=fetch\n")  # a v2 request's first pkt-line, when it fetches
-
-
-@dataclass
-class HttpConn:
-    """What gitserve.ssh.session's access functions need to know about a connection."""
-
-    settings: Settings
-    user: str
-    ip: str
-    hooks: Sequence[Any] = field(default_factory=tuple)
-    # mirroring: peers talk ssh only, so over http nobody is a server or a forwarded push
-    from_server: str = ""
-    redirected: bool = False
 
 
 async def _call(fn: Any, *args: Any) -> Any:
@@ -90,13 +72,24 @@ class ClientGone(Exception):
 class _Body:
     """The request body, read from the event loop on demand (gunzipped if git sent it so)."""
 
-    def __init__(self, receive: Receive, gzipped: bool, count: Callable[[int], None]) -> None:
+    def __init__(self, receive: Receive, gzipped: bool, count: Callable[[int], None],
+                 limit: int | None = None) -> None:
         self._receive = receive
         self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzipped else None
         self._buf = bytearray()
         self._pending = bytearray()  # gzip input not inflated yet
         self._more = True
         self._count = count
+        # bytes of request (after gunzip) a request may carry ([http] max_request_bytes for
+        # upload-pack: a 495 KiB gzip body of want lines drove the server to 1.3 GiB)
+        self._limit = limit
+        self._total = 0
+
+    def _took(self, size: int) -> None:
+        self._total += size
+        if self._limit is not None and self._total > self._limit:
+            raise GitProtocolError(f"request too large: more than {self._limit} bytes "
+                                   "([http] max_request_bytes)")
 
     def _pull(self) -> bool:
         if not self._more:
@@ -108,6 +101,7 @@ class _Body:
         self._more = bool(message.get("more_body", False))
         self._count(len(data))
         if self._inflate is None:
+            self._took(len(data))
             self._buf += data
             return True
         self._pending += data
@@ -126,6 +120,7 @@ class _Body:
                     raise GitProtocolError(f"bad gzip request body: {exc}") from None
                 self._pending = bytearray(self._inflate.unconsumed_tail)
                 if out:
+                    self._took(len(out))
                     self._buf += out
                     return True
                 if self._inflate.eof:
@@ -174,6 +169,11 @@ class _Response:
         if len(self._buf) >= FLUSH_AT:
             self.flush()
 
+    @property
+    def buffered(self) -> int:
+        """Bytes written and not yet sent."""
+        return len(self._buf)
+
     def _emit(self, message: dict[str, Any]) -> None:
         try:
             anyio.from_thread.run(_call, self._send, message)
@@ -199,9 +199,14 @@ class HttpProtocol(SidebandProtocol):
     """SidebandProtocol that pushes progress (band 2/3) out at once: `remote:` lines, a
     build's log among them, must not wait for 64 KiB of company."""
 
-    response: _Response
-    _last_keepalive = 0.0
-    keepalive_every = 15.0  # [server] keepalive_interval; nginx's proxy_read_timeout is 60 s
+    def __init__(self, read: Callable[[int], bytes], write: Callable[[bytes], object],
+                 recv: Callable[[int], bytes] | None = None, *, response: _Response,
+                 keepalive_every: float = 15.0) -> None:
+        super().__init__(read, write, recv)
+        self.response = response
+        # [server] keepalive_interval; nginx's proxy_read_timeout is 60 s
+        self.keepalive_every = keepalive_every
+        self._last_keepalive = 0.0
 
     def keepalive(self) -> None:
         """An empty progress packet now and then while a build prints nothing, so a proxy's
@@ -229,7 +234,7 @@ class SmartHttp:
     """The three smart-HTTP endpoints for one server."""
 
     def __init__(self, settings: Settings, auth: Authenticator, metrics: Any,
-                 hooks: Sequence[Any] = (), threads: int = 32) -> None:
+                 hooks: Sequence[PushHook] = (), threads: int = 32) -> None:
         self.settings = settings
         self.auth = auth
         self.metrics = metrics
@@ -237,87 +242,90 @@ class SmartHttp:
         self.limiter = anyio.CapacityLimiter(threads)
 
     # --- endpoints ------------------------------------------------------------------
-    async def info_refs(self, request: Request) -> Response | None:
+    async def info_refs(self, request: Request, send: Send) -> Response | None:
         service = request.query_params.get("service", "")
         if service not in SERVICES:
             return PlainTextResponse(
                 "gitserve serves smart HTTP only: use git 1.6.6 or newer\n", status_code=403)
-        return await self._serve(request, service, advertise=True)
+        return await self._serve(request, send, service, advertise=True)
 
-    async def upload_pack(self, request: Request) -> Response | None:
-        return await self._serve(request, "git-upload-pack", advertise=False)
+    async def upload_pack(self, request: Request, send: Send) -> Response | None:
+        return await self._serve(request, send, "git-upload-pack", advertise=False)
 
-    async def receive_pack(self, request: Request) -> Response | None:
-        return await self._serve(request, "git-receive-pack", advertise=False)
+    async def receive_pack(self, request: Request, send: Send) -> Response | None:
+        return await self._serve(request, send, "git-receive-pack", advertise=False)
 
     # --- one request ------------------------------------------------------------------
-    async def _serve(self, request: Request, service: str, advertise: bool) -> Response | None:
-        aa, handler_cls = SERVICES[service]
+    async def _serve(self, request: Request, send: Send, service: str,
+                     advertise: bool) -> Response | None:
         client = self.auth.client(request)
         m = self.metrics
+        user: str | None = None
         try:
             name = repos.parse_repo_arg(request.path_params["repo"])
-        except repos.RepoError as exc:
-            return PlainTextResponse(f"FATAL: {exc}\n", status_code=400)
-        if not advertise:
-            wanted = f"application/x-{service}-request"
-            if request.headers.get("content-type", "").split(";")[0].strip() != wanted:
-                return PlainTextResponse(f"expected Content-Type {wanted}\n", status_code=415)
-        try:
-            user = await anyio.to_thread.run_sync(self.auth.token_user, request, client.ip)
-        except TooManyFailures:
-            m.connections_refused.labels("http").inc()
-            return PlainTextResponse("too many failed logins from your address; "
-                                     "try again in a minute\n", status_code=429,
-                                     headers={"Retry-After": "60"})
-        except BadCredentials:
-            m.access_denied.labels("http", "login").inc()
-            return _unauthorized("wrong user name or token\n")
-        if user is None and aa == "W":
-            return _unauthorized("a push needs USER:TOKEN (ssh git@HOST token create NAME)\n")
-        conn = HttpConn(self.settings, user or ANONYMOUS, client.ip, self.hooks)
-        try:
-            state, wild = await anyio.to_thread.run_sync(self._check, conn, name, aa)
-        except session.Denied as exc:
-            if user is None:
-                # anonymous: the challenge git answers with a token (its first try is always
-                # without one, so this is no denial yet); never says which repos exist
-                return _unauthorized("authentication required\n")
-            m.access_denied.labels("http", "1").inc()
-            return PlainTextResponse(f"FATAL: {exc}\n", status_code=403)
-        except Exception as exc:  # noqa: BLE001 - a broken admin repo: say so, no traceback
-            log.exception("access check failed for %s", name)
-            return PlainTextResponse(f"FATAL: server configuration error: {exc}\n",
+            if not advertise:
+                wanted = f"application/x-{service}-request"
+                if request.headers.get("content-type", "").split(";")[0].strip() != wanted:
+                    return PlainTextResponse(f"expected Content-Type {wanted}\n",
+                                             status_code=415)
+            try:
+                user = await anyio.to_thread.run_sync(self.auth.token_user, request, client.ip)
+            except TooManyFailures:
+                m.connections_refused.labels("http").inc()
+                return PlainTextResponse("too many failed logins from your address; "
+                                         "try again in a minute\n", status_code=429,
+                                         headers={"Retry-After": "60"})
+            except BadCredentials:
+                m.access_denied.labels("http", "login").inc()
+                return _unauthorized("wrong user name or token\n")
+            if user is None and service == "git-receive-pack":
+                return _unauthorized("a push needs USER:TOKEN (ssh git@HOST token create NAME)\n")
+            git = await anyio.to_thread.run_sync(self._authorize, user, client.ip, service,
+                                                 name)
+        except GitserveError as exc:  # every refusal before the response: one line, a status
+            return self._refusal(exc, anonymous=user is None)
+        except Exception:  # a bug (or an unreadable admin repo): the log has it, not the client
+            log.exception("access check failed for %s", request.path_params.get("repo"))
+            return PlainTextResponse("FATAL: internal server error (see the server log)\n",
                                      status_code=500)
         version = v2.requested_version(request.headers.get("git-protocol"))
-        await self._run_handler(request, conn, state, name, wild, service, handler_cls, advertise,
-                                version)
+        await self._run_handler(request, send, git, advertise, version)
         return None
 
-    def _check(self, conn: HttpConn, name: str, aa: str) -> tuple[Any, Any]:
-        state = adminrepo.current(self.settings)
-        if conn.user == ANONYMOUS and not repos.exists(self.settings, name):
-            # an anonymous request never creates a wild repo, whatever `C` says
-            raise session.Denied(f"{aa} any {name} {conn.user} DENIED by fallthru")
-        wild = session.check_access(conn, state, name, aa)  # type: ignore[arg-type]
-        hostname = self.settings.server.hostname
-        if hostname:  # mirroring: Gitolite's pre_git decisions, as over ssh
-            mirror = repo_mirror(state.rules.options(name, wild=wild))
-            try:
-                verdict = mirror_gate.check_user(hostname, name, mirror, aa)
-            except mirror_gate.Refused as exc:
-                raise session.Denied(str(exc)) from None
-            if verdict.redirect_to is not None:  # only ssh pushes are forwarded
-                raise session.Denied(f"{hostname}: pushing '{name}' to copy '{hostname}' not "
-                                     f"allowed over http; push to {verdict.redirect_to}")
-        return state, wild
+    def _refusal(self, exc: GitserveError, anonymous: bool) -> Response:
+        """The answer to a domain error before the git conversation: a bad repo name 400,
+        an access refusal 403 with Gitolite's text (401 for anonymous: the challenge git
+        answers with a token, and it never says which repos exist), anything else 500."""
+        if isinstance(exc, repos.RepoError):
+            return PlainTextResponse(f"FATAL: {exc}\n", status_code=400)
+        if isinstance(exc, AccessError):  # check #1's Denied among them
+            if anonymous:
+                return _unauthorized("authentication required\n")
+            self.metrics.access_denied.labels("http", "1").inc()
+            return PlainTextResponse(f"FATAL: {exc}\n", status_code=403)
+        log.error("access check failed: %s", exc)  # e.g. a broken admin repo
+        return PlainTextResponse(f"FATAL: server configuration error: {exc}\n", status_code=500)
 
-    async def _run_handler(self, request: Request, conn: HttpConn, state: Any, name: str,
-                           wild: Any, service: str, handler_cls: type, advertise: bool,
-                           version: int = 0) -> None:
+    def _authorize(self, user: str | None, ip: str, service: str, name: str) -> GitRequest:
+        """Check #1 (in a worker thread: it reads the admin repo and may create a wild repo),
+        then mirroring's decisions as over ssh (mirroring peers talk ssh only, and only ssh
+        pushes are forwarded to a master: here such a push is refused, naming the master)."""
+        git = GitRequest(self.settings, adminrepo.current(self.settings), user or ANONYMOUS, ip,
+                         service, name, transport="http", hooks=self.hooks,
+                         metrics=self.metrics, may_create=user is not None)
+        git.authorize()
+        master = git.mirror_master()
+        if master is not None:
+            hostname = self.settings.server.hostname
+            raise Denied(f"{hostname}: pushing '{name}' to copy '{hostname}' not allowed over "
+                         f"http; push to {master}")
+        return git
+
+    async def _run_handler(self, request: Request, send: Send, git: GitRequest,
+                           advertise: bool, version: int = 0) -> None:
         scope: Scope = request.scope
         receive: Receive = request.receive
-        send: Send = request._send  # noqa: SLF001 - the raw ASGI send: we stream ourselves
+        service = git.service
         kind = "advertisement" if advertise else "result"
         m = self.metrics
 
@@ -331,14 +339,14 @@ class SmartHttp:
 
         response = _Response(send, f"application/x-{service}-{kind}", sent)
         body = _Body(receive, request.headers.get("content-encoding", "") in ("gzip", "x-gzip"),
-                     received)
+                     received, limit=self.settings.http.max_request_bytes or None
+                     if service == "git-upload-pack" else None)
 
-        def work_v2(backend: Any, path: str, proto: HttpProtocol) -> None:
+        def work_v2(proto: HttpProtocol) -> None:
             """Protocol v2 (gitserve/git/v2.py) over stateless-rpc: info/refs is the
             capability advertisement, each POST is exactly one command (ls-refs or fetch)."""
-            repo = backend.open_repository(path)
+            server = git.upload_v2(proto)
             try:
-                server = v2.UploadPackV2(repo, proto, self.settings)
                 if advertise:
                     response.write(pkt_line(f"# service={service}\n".encode()) + pkt_line(None))
                     server.advertise()
@@ -349,38 +357,30 @@ class SmartHttp:
                 proto.flush()
                 response.flush(final=True)
             finally:
-                repo.close()
+                server.repo.close()
 
         def work() -> None:
-            path = str(repos.path(self.settings, name))
-            proto = HttpProtocol(body.read, response.write, body.recv)
-            proto.response = response
-            proto.keepalive_every = self.settings.server.keepalive_interval
-            backend = SingleRepoBackend(path, show_hidden=conn.user == adminrepo.BUILDER)
+            proto = HttpProtocol(body.read, response.write, body.recv,
+                                 response=response,
+                                 keepalive_every=self.settings.server.keepalive_interval)
             if service == "git-upload-pack" and version == 2:
-                return work_v2(backend, path, proto)
+                return work_v2(proto)
             if not advertise:
                 m.git_requests.labels("http", service).inc()
-            handler = handler_cls(backend, [path], proto, stateless_rpc=True,
-                                  advertise_refs=advertise)
-            handler.settings = self.settings
-            if isinstance(handler, ReceivePack) and not advertise:
-                session._wire_push(handler, conn, state, name, path, wild, proto)  # type: ignore[arg-type]  # noqa: SLF001
-                count_ref_denials(handler, m, "http")
-                if handler.ctx is not None:
-                    handler.ctx.extra["keepalive"] = proto.keepalive
+            handler = git.handler(proto, stateless_rpc=True, advertise_refs=advertise,
+                                  keepalive=proto.keepalive)
             try:
                 if advertise:
                     response.write(pkt_line(f"# service={service}\n".encode()) + pkt_line(None))
                     if version == 1:
                         response.write(pkt_line(b"version 1\n"))  # then v0, as git does
-                before = len(response._buf)  # noqa: SLF001
+                before = response.buffered
                 handler.handle()
                 proto.flush()
-                if advertise and not response.started and len(response._buf) == before:  # noqa: SLF001
+                if advertise and not response.started and response.buffered == before:
                     response.write(pkt_line(None))  # an empty repo: no refs, still a list
                 response.flush(final=True)
-                if pushed(handler):
+                if isinstance(handler, ReceivePack) and pushed(handler.result):
                     m.pushes.labels("http").inc()
             finally:
                 handler.repo.close()
@@ -389,18 +389,18 @@ class SmartHttp:
             await anyio.to_thread.run_sync(work, limiter=self.limiter)
         except (ClientGone, HangupException, anyio.BrokenResourceError, OSError):
             return
-        except GitProtocolError as exc:
+        except (GitProtocolError, v2.ProtocolV2Error) as exc:  # one line, never a 500
             text = f"FATAL: protocol error: {' '.join(str(exc).split())}\n"
             if not response.started:
                 await PlainTextResponse(text, status_code=400)(scope, receive, send)
             else:
-                log.info("protocol error from %s: %s", conn.ip, text.strip())
+                log.info("protocol error from %s: %s", git.ip, text.strip())
                 try:
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
                 except Exception:  # noqa: BLE001
                     pass
         except Exception:
-            log.exception("git %s of %s failed", service, name)
+            log.exception("git %s of %s failed", service, git.name)
             if not response.started:
                 await PlainTextResponse("FATAL: internal server error (see the server log)\n",
                                         status_code=500)(scope, receive, send)
@@ -412,13 +412,14 @@ class SmartHttp:
 
 
 class GitEndpoint:
-    """An ASGI app for one endpoint: the handler streams its own response or returns one."""
+    """An ASGI app for one endpoint: the handler streams its own response through the raw
+    ASGI SEND it is given, or returns one."""
 
-    def __init__(self, handler: Callable[[Request], Any]) -> None:
+    def __init__(self, handler: Callable[[Request, Send], Awaitable[Response | None]]) -> None:
         self.handler = handler
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = await self.handler(Request(scope, receive, send))
+        response = await self.handler(Request(scope, receive, send), send)
         if response is not None:
             await response(scope, receive, send)
 

@@ -7,10 +7,10 @@ token (HTTP basic auth `USER:TOKEN`) and for the one-time web login link.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
 
 from gitserve import adminrepo, audit
 from gitserve.errors import CommandError
+from gitserve.settings import Settings
 from gitserve.ssh.cmd.base import Command, CommandContext
 
 from .logins import LINK_SECONDS, LoginLinks
@@ -75,7 +75,7 @@ def cmd_token(ctx: CommandContext, args: list[str]) -> int:
     raise CommandError("Invalid syntax.  Please re-run with '-h' for detailed usage")
 
 
-def base_url(settings: Any) -> str:
+def base_url(settings: Settings) -> str:
     """Where users reach the HTTP face: `[http] public_url`, else http://LISTEN."""
     if settings.http.public_url:
         return str(settings.http.public_url).rstrip("/")

@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from gitserve.acl.errors import AccessError
+
 from .config import COPY, ELSEWHERE, LOCAL, MASTER, RepoMirror, server_name
 
 # a slave's forwarded push, exactly as Gitolite's slave sends it to the master
@@ -25,8 +27,9 @@ REDIRECT_RE = re.compile(r"^USER=(\S+) SOC=(git-receive-pack '(\S+)')$")
 CREATOR_PERMS_RE = re.compile(r"^CREATOR=(\S+) perms -c '(\S+)'$")
 
 
-class Refused(Exception):
-    """The text after `FATAL: ` (Gitolite's _die)."""
+class Refused(AccessError):
+    """The text after `FATAL: ` (Gitolite's _die); an AccessError, so each transport's one
+    GitserveError catch words it as any refusal."""
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from gitserve import adminrepo as admin, repos
 from gitserve.fsutil import locked
 from gitserve.git.pushhooks import PushContext, RefUpdate
 from gitserve.lfs.repo import store_for
+from gitserve.metrics import NULL as NULL_METRICS
 from gitserve.settings import Settings
 
 from . import state
@@ -157,12 +158,16 @@ class _Lane:
 class MirrorSyncer:
     """The background service of a master: queues, workers, catch-up, sync waits."""
 
-    def __init__(self, settings: Settings, transport: Transport | None = None) -> None:
+    def __init__(self, settings: Settings, transport: Transport | None = None,
+                 metrics: Any = NULL_METRICS) -> None:
         self.settings = settings
         self._transport = transport
+        self.metrics = metrics  # gitserve.metrics.Metrics: pushes by result, lag per slave
         self._cond = threading.Condition()
         self._lanes: dict[str, _Lane] = {}
         self._wanted: dict[tuple[str, str], int] = {}
+        # when the oldest change a (repo, slave) has not confirmed yet was queued
+        self._since: dict[tuple[str, str], float] = {}
         self._done: dict[tuple[str, str], int] = {}
         self._stop = threading.Event()
         self._kick = threading.Event()
@@ -212,6 +217,7 @@ class MirrorSyncer:
                 key = (repo, slave)
                 ticket = self._wanted.get(key, 0) + 1
                 self._wanted[key] = ticket
+                self._since.setdefault(key, time.monotonic())
                 tickets[slave] = ticket
                 lane = self._lane(slave)
                 lane.pending[repo] = None
@@ -254,12 +260,18 @@ class MirrorSyncer:
                     return
                 del lane.pending[repo]
                 ticket = self._wanted.get((repo, lane.slave), 0)
+                queued_at = self._since.pop((repo, lane.slave), None)
             try:
                 ok, _out = push_one(self.settings, self.transport, repo, lane.slave)
             except Exception:  # noqa: BLE001 - a worker must survive anything one repo does
                 log.exception("mirror push of %s to %s", repo, lane.slave)
                 ok = False
+            self.metrics.mirror_pushes.labels(lane.slave, "ok" if ok else "failed").inc()
+            if ok and queued_at is not None:
+                self.metrics.mirror_lag.labels(lane.slave).observe(time.monotonic() - queued_at)
             with self._cond:
+                if not ok and queued_at is not None:  # still owed: the lag keeps counting
+                    self._since.setdefault((repo, lane.slave), queued_at)
                 if ok:
                     if self._done.get((repo, lane.slave), 0) < ticket:
                         self._done[(repo, lane.slave)] = ticket

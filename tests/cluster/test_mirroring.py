@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import urllib.request
 from pathlib import Path
 from typing import Iterator
 
@@ -45,7 +46,7 @@ repo local-only
 @pytest.fixture(scope="module")
 def trio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     cluster = make_cluster(tmp_path_factory.mktemp("trio"), ["frodo", "sam", "gollum"], CONF,
-                           users=("alice", "bob"))
+                           users=("alice", "bob"), http=("frodo",))
     try:
         # the master's admin repo (keys and rules) reaches both slaves on its own
         frodo = cluster["frodo"]
@@ -209,6 +210,13 @@ def test_mirror_push_and_status_commands(trio: Cluster) -> None:
     bad = frodo.admin_cli("mirror", "push", "merry", "status", check=False)
     assert bad.returncode == 1 and "no address for server 'merry'" in bad.stderr
     assert "Traceback" not in bad.stderr
+    # /metrics counts the master's mirror pushes and their lag, per slave
+    text = urllib.request.urlopen(f"http://127.0.0.1:{frodo.http_port}/metrics",
+                                  timeout=30).read().decode()
+    ok = re.search(r'^gitserve_mirror_pushes_total\{result="ok",slave="sam"\} (\S+)$', text, re.M)
+    assert ok and float(ok.group(1)) >= 1, text[-2000:]
+    lag = re.search(r'^gitserve_mirror_lag_seconds_count\{slave="gollum"\} (\S+)$', text, re.M)
+    assert lag and float(lag.group(1)) >= 1
 
 
 def _lfs_env(srv, user: str, home: Path) -> dict[str, str]:

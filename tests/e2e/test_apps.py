@@ -157,6 +157,8 @@ def test_killed_web_process_is_restarted_and_counted(srv):
     table = srv.ssh("bob", "deploy", "ps", "app").stdout
     assert re.search(rf"^web\s+{now['side']}\*\s+{now['pid']}\s+{now['port']}\s+\S+\s+{now['restarts']}\s+running$",
                      table, re.M), table
+    status = srv.ssh("bob", "deploy", "status", "app").stdout
+    assert "processes:" in status and re.search(rf"web\s+{now['side']}\*\s+{now['pid']}", status), status
     logs = srv.ssh("bob", "deploy", "logs", "app", "web")
     assert logs.returncode == 0 and "exited with" in logs.stdout and "search listening" not in logs.stdout
 

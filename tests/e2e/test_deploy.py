@@ -49,6 +49,8 @@ repo web
     option deploy.preview-port = {ports['preview']}
     option deploy.check = /health.txt
     option deploy.post = .gitserve/post
+    option deploy.previews = 1
+    option deploy.server-name = www.test
 """
     server = make_server(tmp_path_factory.mktemp("deploy-srv"), conf=conf, users=("alice", "bob", "carol"),
                          settings={"deploy": {"nginx_binary": binary}, "builds": {"workers": 2}})
@@ -253,3 +255,37 @@ def test_sites_outlive_serve_sigterm_and_kill9(srv):
     assert sitesctl.running_pid(srv.settings) == sites_pid
     assert nginx.running_pid(srv.settings) == nginx_pid
     print(f"\nserve SIGTERM exit {stopped:.2f}s; {len(load.results)} requests, 0 failed")
+
+
+def get_host(port: int, host: str, path: str = "/") -> tuple[int, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", path, headers={"Host": host})
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode()
+    finally:
+        conn.close()
+
+
+def test_preview_appears_for_a_branch_and_disappears_with_it(srv):
+    live = srv.ports["live"]
+    work = srv.clone("alice", "web")
+    commit_version(srv, work, "main-now")
+    push(srv, work, "+HEAD:main")
+    live_page = get(live)
+    commit_version(srv, work, "feature-login")
+    msgs = push(srv, work, "HEAD:feature/Login")
+    url = f"http://feature-login.www.test:{live}/"
+    assert f"deploy www: preview live at {url}" in msgs, msgs
+    assert not any(m.startswith("Enable:") for m in msgs), msgs
+    assert get_host(live, f"feature-login.www.test:{live}") == (200, page("feature-login"))
+    assert get(live) == live_page  # the live site is untouched
+    status = srv.ssh("bob", "deploy", "status", "www")
+    assert status.returncode == 0
+    gone = push(srv, work, ":feature/Login")
+    assert "gitserve: the preview of feature/Login will be removed" in gone, gone
+    files = srv.home / "sites" / "www" / "previews" / "feature-login"
+    deadline = time.monotonic() + 30
+    while get_host(live, f"feature-login.www.test:{live}") != live_page or files.exists():
+        assert time.monotonic() < deadline, "the preview is still served, or its files still there"
+        time.sleep(0.1)

@@ -142,6 +142,31 @@ def test_check1_denial_is_gitolite_text(srv, tmp_path):
     assert "remote: FATAL: R any nope carol DENIED by fallthru" in out2.stderr
 
 
+def test_push_creates_wild_repo_over_http_as_over_ssh(srv, tmp_path):
+    """A user with C creates a wild repo with their first push over http too (check #1's
+    `Initialized ...` line has no stderr to go to before the response: it is logged)."""
+    tok = token(srv, "carol", "wild")
+    work = tmp_path / "w"
+    hgit(srv, "init", "-q", "-b", "main", str(work))
+    (work / "f").write_text("wild\n")
+    hgit(srv, "add", "f", cwd=work)
+    hgit(srv, "commit", "-qm", "wild", cwd=work)
+    before = len(srv.audit_lines())
+    push = hgit(srv, "push", http_url(srv, "wild/carol/made", "carol", tok), "HEAD:main",
+                cwd=work)
+    assert push.returncode == 0, push.stderr
+    assert srv.repo_path("wild/carol/made").is_dir()
+    assert "refs/heads/main" in srv.git("carol", "ls-remote", srv.url("wild/carol/made")).stdout
+    created = [e for e in audit_since(srv, before) if e["op"] == "C"]
+    assert [(e["repo"], e["user"], e["result"]) for e in created] == [
+        ("wild/carol/made", "carol", "created")]
+    # bob may read it (R = @all) but not push: Gitolite's check #1 text, a 403
+    tok_b = token(srv, "bob", "wild-b")
+    denied = hgit(srv, "push", http_url(srv, "wild/carol/made", "bob", tok_b), "HEAD:other",
+                  cwd=work)
+    assert "remote: FATAL: W any wild/carol/made bob DENIED by fallthru" in denied.stderr
+
+
 def test_token_revoked_midway_stops_working(srv, tmp_path):
     tok = token(srv, "alice", "short", "--expires", "1")
     listing = srv.ssh("alice", "token", "list").stdout

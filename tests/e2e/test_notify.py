@@ -85,7 +85,7 @@ repo web
         "smtp": {"host": "127.0.0.1", "port": smtp.port, "starttls": True, "user": "mailer",
                  "password_secret": "SMTP_PASSWORD", "sender": "gitserve@example.com",
                  "ca_file": str(smtp.cert), "timeout": 5.0},
-        "notify": {"attempts": 4, "backoff": 0.2, "timeout": 5.0},
+        "notify": {"attempts": 4, "backoff": 0.2, "timeout": 5.0, "allow_private": True},
         "deploy": {"nginx_binary": nginx},
     }
     srv = None

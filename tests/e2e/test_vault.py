@@ -63,7 +63,7 @@ def env(tmp_path_factory):
         token_file.chmod(0o644)  # readable by the build's uid: only the sandbox's hiding protects it
         settings = {"secrets": {"backend": "vault", "address": bao.address, "token_file": str(token_file),
                                 "timeout": 3.0},
-                    "notify": {"backoff": 0.2}}
+                    "notify": {"backoff": 0.2, "allow_private": True}}
         srv = make_server(tmp / "srv", conf=CONF.format(hook=hooks.url("/v")), users=("alice",), settings=settings)
         yield srv, bao, hooks
     finally:

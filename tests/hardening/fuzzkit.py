@@ -23,7 +23,7 @@ from dulwich.repo import Repo
 from hypothesis import strategies as st
 
 from gitserve import acl, adminrepo, keys, repos, settings as settings_mod, upkeep
-from gitserve.git.receive import ReceivePack
+from gitserve.git.receive import PushLimits, ReceivePack
 from gitserve.git.repo import SingleRepoBackend
 from gitserve.git.sideband import ChannelReader, SidebandProtocol
 
@@ -311,6 +311,31 @@ def push_input(draw: st.DrawFn, fx: PushFixture) -> bytes:
     return bytes(out + data)
 
 
+class OpenPolicy:
+    """A PushPolicy with no rules and no hooks: the fuzzer exercises the protocol, the
+    quarantine and the ref moves (the rules have their own tests)."""
+
+    limits = PushLimits()
+
+    def check_ref(self, repo: object, update: object) -> None:
+        return None
+
+    def before_update(self, update: object, push_options: object) -> None:
+        return None
+
+    def updated(self, updates: object) -> None:
+        pass
+
+    def before_ack(self, updates: object, push_options: object) -> None:
+        return None
+
+    def after_push(self, updates: object, push_options: object) -> None:
+        pass
+
+    def progress(self, line: str) -> None:
+        pass
+
+
 def check_push(fx: PushFixture, workdir: Path, data: bytes) -> str:
     """Feed DATA to receive-pack on a copy of the template repo; check the invariants."""
     if workdir.exists():
@@ -324,7 +349,7 @@ def check_push(fx: PushFixture, workdir: Path, data: bytes) -> str:
     reader = ChannelReader(io.BytesIO(data).read)
     written = bytearray()
     proto = SidebandProtocol(reader.read, written.extend, reader.recv)
-    handler = ReceivePack(SingleRepoBackend(str(path)), [str(path)], proto)
+    handler = ReceivePack(SingleRepoBackend(str(path)), [str(path)], proto, policy=OpenPolicy())
     started = time.monotonic()
     try:
         handler.handle()

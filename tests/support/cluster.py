@@ -66,7 +66,8 @@ def wait_for(check: Callable[[], bool], timeout: float = 30.0, what: str = "cond
 
 
 def make_cluster(tmp: Path, names: list[str], conf: str, users: tuple[str, ...] = (),
-                 mirror: dict | None = None) -> Cluster:
+                 mirror: dict | None = None, http: tuple[str, ...] = ()) -> Cluster:
+    """HTTP: the servers that also get the HTTP face (`srv.http_port`: /metrics)."""
     for tool in ("git", "ssh", "ssh-keygen"):
         require_tool(tool)
     tmp.mkdir(parents=True, exist_ok=True)
@@ -82,7 +83,11 @@ def make_cluster(tmp: Path, names: list[str], conf: str, users: tuple[str, ...] 
         srv.admin_cli("init", "--admin", ADMIN, "--admin-key", f"{admin_key}.pub")
         srv.keys[ADMIN] = admin_key
         srv.keys.update(user_keys)
-        _merge_settings(srv.home, {"server": {"hostname": name},
+        extra: dict = {}
+        if name in http:
+            srv.http_port = free_port()  # type: ignore[attr-defined]
+            extra["http"] = {"listen": f"127.0.0.1:{srv.http_port}"}  # type: ignore[attr-defined]
+        _merge_settings(srv.home, {**extra, "server": {"hostname": name},
                                    "mirror": {"peers": peers, "catchup_interval": 1.0,
                                               "sync_timeout": 8.0, **(mirror or {})},
                                    "builds": {"workers": 0}})

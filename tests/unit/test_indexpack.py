@@ -9,7 +9,6 @@ import io
 import os
 import subprocess
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from dulwich.protocol import pkt_line
@@ -18,7 +17,7 @@ from dulwich.repo import Repo
 from gitserve.git import quarantine as quarantine_mod
 from gitserve.git.indexpack import GitQuarantine
 from gitserve.git.quarantine import BadPack, human_bytes
-from gitserve.git.receive import ReceivePack
+from gitserve.git.receive import PushLimits, ReceivePack
 from gitserve.git.repo import SingleRepoBackend
 from gitserve.git.sideband import ChannelReader, SidebandProtocol
 from tests.support.tools import require_tool
@@ -154,16 +153,40 @@ def push_bytes(commands: list[tuple[str, str, str]], data: bytes,
     return out + b"0000" + data
 
 
+class CheckOnly:
+    """A PushPolicy whose only rule is CHECK (repo, update) -> reason; no hooks, no limits."""
+
+    limits = PushLimits()
+
+    def __init__(self, check=None) -> None:
+        self._check = check
+
+    def check_ref(self, repo, update):
+        return self._check(repo, update) if self._check is not None else None
+
+    def before_update(self, update, push_options):
+        return None
+
+    def updated(self, updates) -> None:
+        pass
+
+    def before_ack(self, updates, push_options):
+        return None
+
+    def after_push(self, updates, push_options) -> None:
+        pass
+
+    def progress(self, line: str) -> None:
+        pass
+
+
 def run_push(dst: Path, request: bytes, check_ref=None, backend: str = "git"
              ) -> tuple[ReceivePack, bytes]:
     reader = ChannelReader(io.BytesIO(request).read)
     written = bytearray()
     proto = SidebandProtocol(reader.read, written.extend, reader.recv)
-    handler = ReceivePack(SingleRepoBackend(str(dst)), [str(dst)], proto, stateless_rpc=True)
-    handler.settings = SimpleNamespace(server=SimpleNamespace(
-        pack_backend=backend, max_push_bytes=0, max_blob_bytes=0))
-    if check_ref is not None:
-        handler.check_ref = lambda update: check_ref(handler, update)
+    handler = ReceivePack(SingleRepoBackend(str(dst)), [str(dst)], proto,
+                          policy=CheckOnly(check_ref), pack_backend=backend, stateless_rpc=True)
     try:
         handler.handle()
         proto.flush()
@@ -195,8 +218,8 @@ def test_check_2_sees_quarantined_objects_and_a_refusal_moves_nothing_in(repos):
     src, dst, shas = repos
     seen = []
 
-    def check_ref(handler, update) -> str | None:
-        commit = handler.repo[update.new.encode()]  # the inspector's view of the push
+    def check_ref(repo, update) -> str | None:
+        commit = repo[update.new.encode()]  # the inspector's view of the push
         seen.append((commit.message, in_repo(dst, update.new),
                      quarantine_mod.active_env().get("GIT_QUARANTINE_PATH", "")))
         return "no thanks"

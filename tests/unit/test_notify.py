@@ -51,7 +51,8 @@ def receiver():
 
 def _post(url: str, sleeps: list[float], attempts: int = 4) -> webhook.Outcome:
     return webhook.post(url, b"{}", key="k", event="build", delivery="d", attempts=attempts,
-                        backoff=0.5, timeout=2, user_agent="t", sleep=sleeps.append)
+                        backoff=0.5, timeout=2, user_agent="t", sleep=sleeps.append,
+                        allow_private=True)  # the receiver is on 127.0.0.1
 
 
 def test_5xx_retried_with_exponential_backoff_4xx_final(receiver):
@@ -193,6 +194,7 @@ def test_events_survive_a_stopped_notifier(tmp_path: Path, redis_server, receive
     s = settings_mod.Settings(home=tmp_path)
     s.redis.url = redis_server.url
     s.notify.backoff, s.notify.attempts = 0.3, 10
+    s.notify.allow_private = True  # the receiver is on 127.0.0.1
     options = {"notify.webhook": receiver + "/restart"}
 
     notify.push_event(r, "app", "alice", options, [RefUpdate("refs/heads/main", ZERO_SHA, "1" * 40)])
@@ -238,6 +240,7 @@ def test_events_of_a_dead_server_process_are_taken_over(tmp_path: Path, redis_se
     dead.wait()
     s = settings_mod.Settings(home=tmp_path)
     s.redis.url = redis_server.url
+    s.notify.allow_private = True  # the receiver is on 127.0.0.1
     notify.push_event(r, "app", "alice", {"notify.webhook": receiver + "/taken-over"},
                       [RefUpdate("refs/heads/main", ZERO_SHA, "2" * 40)])
     r.xgroup_create(keys.NOTIFY_EVENTS, keys.NOTIFY_GROUP, id="0", mkstream=True)

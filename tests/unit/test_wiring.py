@@ -197,6 +197,16 @@ def test_layering() -> None:
     assert bad == [], "\n".join(bad)
 
 
+def test_git_request_knows_no_transport() -> None:
+    """gitserve/gitrequest is the one git request under ssh, `gitserve shell` and smart HTTP:
+    it imports none of them (they adapt it), and they reach nothing private of each other."""
+    bad = [f"{m} -> {t}" for m in our_modules() if m.startswith("gitserve.gitrequest")
+           for t in imports_of(m) if t.startswith(("gitserve.ssh", "gitserve.http"))]
+    assert bad == [], bad
+    assert "gitserve.gitrequest" in imports_of("gitserve.ssh.session")
+    assert "gitserve.ssh.session" not in imports_of("gitserve.http.smart")
+
+
 # --- the wiring itself ---------------------------------------------------------------
 
 def test_app_wires_hooks_in_order_and_one_command_table(tmp_path: Path) -> None:

@@ -5,11 +5,9 @@ from __future__ import annotations
 from gitserve import audit, repos
 from gitserve.errors import CommandError
 from gitserve.fsutil import atomic_write
-from gitserve.settings import Settings
 
 from .base import Command, CommandContext, can, owns, repo_name
 
-DOWN_FILE = ".gitolite.down"  # Gitolite's name: in the server home (all repos) or in a repo
 WRITABLE_USAGE = """Usage:  ssh git@host writable <reponame>|@all on|off|status [message]
 
 Disable/re-enable pushes to all repos or named repo.  Useful to run
@@ -24,17 +22,6 @@ users when their pushes get rejected.  If it is not supplied, it will take it
 from STDIN; this allows longer messages.
 """
 MESSAGE_MAX = 64 * 1024  # the message read from stdin is cut here
-
-
-def down_message(settings: Settings, name: str) -> str | None:
-    """Why writes to repo NAME are disabled (`writable ... off`), or None if they are not."""
-    for f in (settings.home / DOWN_FILE, repos.path(settings, name) / DOWN_FILE):
-        try:
-            text = f.read_text()
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        return text if text else "sorry, writes are currently disabled (no more info available)\n"
-    return None
 
 
 def cmd_writable(ctx: CommandContext, args: list[str]) -> int:
@@ -56,17 +43,17 @@ def cmd_writable(ctx: CommandContext, args: list[str]) -> int:
         if op == "status":
             dirs.append(ctx.settings.home)
     if op == "status":
-        return 1 if any((d / DOWN_FILE).exists() for d in dirs) else 0
+        return 1 if any((d / repos.DOWN_FILE).exists() for d in dirs) else 0
     if op == "on":
         for d in dirs:
-            (d / DOWN_FILE).unlink(missing_ok=True)
+            (d / repos.DOWN_FILE).unlink(missing_ok=True)
     else:
         msg = " ".join(words)
         if not msg:
             ctx.err("...please type the message to be shown to users:\n")
             msg = ctx.read_input(MESSAGE_MAX)[:MESSAGE_MAX].decode("utf-8", "replace")
         for d in dirs:
-            atomic_write(d / DOWN_FILE, msg)
+            atomic_write(d / repos.DOWN_FILE, msg)
     audit.record(ctx.settings, user=ctx.user, ip=ctx.ip, repo=target, op="writable",
                  result="updated", reason=op)
     return 0

@@ -1,0 +1,168 @@
+"""Preview sites for branches (SPEC §7.1): `option deploy.previews = 1` puts a passed build
+of any branch other than deploy.ref live at `BRANCH.SERVER_NAME` (the first name of
+`deploy.server-name`) on the site's own port; deleting the branch removes it; at most
+`deploy.previews-max` (default 5) exist, the least recently deployed one goes first.
+
+```
+HOME/sites/SITE/previews/SLUG/releases/BUILD/   the preview's published files
+HOME/sites/SITE/previews/SLUG/current -> releases/BUILD   (renamed in: atomic for readers)
+```
+SLUG is the branch as a DNS label (lower case, `[a-z0-9-]`, at most 63). The site's nginx
+config gets one server block per preview (server_name SLUG.SERVER_NAME, root `current`),
+re-rendered and reloaded under the site's lock like any deploy. A preview serves the
+release's files; a Procfile release's processes run only on the blue/green sides.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import re
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from .errors import DeployError
+from .options import SiteOptions, check_release_id
+from .publish import clean_partials, publish, remove_release
+from .site import Site
+
+Log = Callable[[str], None]
+DEFAULT_MAX = 5
+CHECK_TIMEOUT = 10.0
+
+
+def slug(branch: str) -> str:
+    """BRANCH as one DNS label: feature/Login_2 -> feature-login-2 (a long one keeps a hash
+    of the whole name, so two long branches never share a preview)."""
+    label = re.sub(r"[^a-z0-9]+", "-", branch.lower()).strip("-") or "branch"
+    if len(label) > 63:
+        digest = hashlib.sha256(branch.encode()).hexdigest()[:8]
+        label = label[:54].rstrip("-") + "-" + digest
+    return label
+
+
+def server_name(opts: SiteOptions) -> str:
+    name = opts.server_name.split()[0] if opts.server_name else ""
+    if not name or "*" in name or "~" in name:
+        raise DeployError("options", "deploy.previews needs deploy.server-name (a plain host name: "
+                          "previews live at BRANCH.SERVER_NAME)")
+    return name
+
+
+def preview_root(s: Site, label: str) -> Path:
+    return s.root / "previews" / label
+
+
+def listed(s: Site, state: Mapping[str, Any]) -> list[tuple[str, Path]]:
+    """(host, root) of every preview the site config must serve."""
+    out = []
+    for label, meta in sorted(dict(state.get("previews") or {}).items()):
+        root = preview_root(s, label) / "current"
+        if root.exists():
+            out.append((str(meta.get("host")), root))
+    return out
+
+
+def _point(root: Path, release: str) -> None:
+    import os
+
+    tmp = root / ".current.tmp"
+    tmp.unlink(missing_ok=True)
+    os.symlink(f"releases/{release}", tmp)
+    os.replace(tmp, root / "current")
+
+
+def _drop(s: Site, state: dict[str, Any], label: str) -> None:
+    import shutil
+
+    state.setdefault("previews", {}).pop(label, None)
+    shutil.rmtree(preview_root(s, label), ignore_errors=True)
+
+
+def check(opts: SiteOptions, host: str, path: str) -> int:
+    """GET PATH on the site's own port with Host: HOST (what a visitor of the preview does)."""
+    deadline = time.monotonic() + CHECK_TIMEOUT
+    status = 0
+    while time.monotonic() < deadline:
+        conn = http.client.HTTPConnection(opts.listen.connect_host(), opts.listen.port, timeout=2)
+        try:
+            conn.request("GET", path, headers={"Host": host, "User-Agent": "gitserve-deploy-check"})
+            status = conn.getresponse().status
+            if status == 200:
+                return status
+        except (OSError, http.client.HTTPException):
+            pass
+        finally:
+            conn.close()
+        time.sleep(0.05)
+    return status
+
+
+def deploy_preview(s: Site, state: dict[str, Any], opts: SiteOptions, branch: str, output: Path,
+                   meta: Mapping[str, Any], apply: Callable[[], None], say: Log,
+                   limit: int) -> str:
+    """Publish OUTPUT as BRANCH's preview and serve it (APPLY re-renders and reloads the
+    site's config); returns its URL. Runs under the site's lock."""
+    host_base = server_name(opts)
+    label = slug(branch)
+    host = f"{label}.{host_base}"
+    release = check_release_id(meta.get("build_id", ""))
+    root = preview_root(s, label)
+    (root / "releases").mkdir(parents=True, exist_ok=True)
+    clean_partials(root / "releases")
+    previews = state.setdefault("previews", {})
+    if label not in previews:
+        while len(previews) >= limit:
+            oldest = min(previews, key=lambda k: str(previews[k].get("at", "")))
+            say(f"preview {previews[oldest].get('branch')} removed (deploy.previews-max = {limit})")
+            _drop(s, state, oldest)
+    if (root / "releases" / release).exists():
+        remove_release(root / "releases", release)
+    files, size = publish(output, root / "releases", release)
+    _point(root, release)
+    for old in [p.name for p in (root / "releases").iterdir() if p.name != release]:
+        remove_release(root / "releases", old)
+    previews[label] = {"branch": branch, "host": host, "release": release,
+                       "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                       "commit": meta.get("commit"), "pusher": meta.get("pusher")}
+    s.save_state(state)
+    say(f"preview: {files} files, {size} bytes of branch {branch} as release {release}")
+    apply()
+    url = f"http://{host}:{opts.listen.port}/"
+    if (root / "current" / "Procfile").is_file():  # its processes are not run (module doc)
+        say(f"preview live at {url} (files only: a preview runs no Procfile process)")
+        return url
+    status = check(opts, host, opts.check)
+    if status != 200:
+        raise DeployError("check", f"GET {opts.check} on the preview {url} answered "
+                          f"{status or 'nothing'}, not 200")
+    say(f"preview live at {url}")
+    return url
+
+
+def remove_preview(s: Site, state: dict[str, Any], branch: str, apply: Callable[[], None],
+                   say: Log) -> bool:
+    """The branch is gone: so is its preview (False when it had none)."""
+    label = slug(branch)
+    if label not in dict(state.get("previews") or {}):
+        return False
+    state["previews"].pop(label)
+    s.save_state(state)
+    apply()  # nginx stops serving it before the files go
+    _drop(s, state, label)
+    s.save_state(state)
+    say(f"preview of branch {branch} removed")
+    return True
+
+
+def settings_limit(options: Mapping[str, str]) -> int:
+    raw = str(options.get("deploy.previews-max", DEFAULT_MAX)).strip()
+    if not raw.isdigit() or not 1 <= int(raw) <= 100:
+        raise DeployError("options", f"option deploy.previews-max = {raw!r}: need 1-100")
+    return int(raw)
+
+
+def enabled(options: Mapping[str, str]) -> bool:
+    return str(options.get("deploy.previews", "")).strip().lower() in ("1", "yes", "true", "on")
+
