@@ -12,6 +12,7 @@ import pytest
 
 from gitserve import adminrepo, gitolite_import, gitolite_rc
 from gitserve.cli.init import init_home
+from gitserve import settings as settings_mod
 from gitserve.settings import Settings
 from tests.support.keys import keygen
 from tests.support.tools import require_tool
@@ -163,3 +164,52 @@ def test_the_rc_commands_are_gitserves_optional_commands():
     from gitserve.ssh.cmd import builtin
 
     assert gitolite_rc.GITSERVE_COMMANDS == tuple(c.name for c in builtin.optional_commands())
+
+
+def test_takeover_sshd_keeps_the_hosts_keys_and_a_failing_check_imports_nothing(tmp_path):
+    """--takeover-sshd: the sshd's host keys (ecdsa too) are the server's, so clients see no
+    changed host key; an import whose result would fail `admin check` leaves nothing."""
+    from gitserve.ssh.server import load_host_keys
+
+    site = gitolite_like_site(tmp_path)
+    etc = tmp_path / "etc-ssh"
+    etc.mkdir()
+    for kind in ("ed25519", "ecdsa", "rsa"):
+        subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-f",
+                        str(etc / f"ssh_host_{kind}_key")], check=True, timeout=60)
+    home = tmp_path / "home"
+    init_home(home, from_gitolite=site, author="t <t@t>", sshd_host_keys=etc)
+    for kind in ("ed25519", "ecdsa", "rsa"):
+        name = f"ssh_host_{kind}_key"
+        assert (home / "host_keys" / name).read_bytes() == (etc / name).read_bytes()
+        assert (home / "host_keys" / name).stat().st_mode & 0o777 == 0o600
+    assert sorted(k.get_name() for k in load_host_keys(home / "host_keys")) == [
+        "ecdsa-sha2-nistp256", "ssh-ed25519", "ssh-rsa"]
+    # a conf option naming a hook the site does not have: admin check fails, nothing made
+    bad = gitolite_like_site(tmp_path / "bad", conf=CONF + "repo foo\n    option hook.post-receive = gone\n")
+    with pytest.raises(adminrepo.AdminError, match="admin check.*no executable hook 'gone'"):
+        init_home(tmp_path / "home2", from_gitolite=bad, author="t <t@t>")
+    assert not (tmp_path / "home2").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".home2.init-")]
+
+
+def test_local_code_hooks_vrefs_and_commands_come_along(tmp_path):
+    site = gitolite_like_site(tmp_path)
+    local = site / "local"
+    for rel in ("hooks/repo-specific/announce", "VREF/NOTXT", "commands/hello",
+                "triggers/mine"):
+        (local / rel).parent.mkdir(parents=True, exist_ok=True)
+        (local / rel).write_text("#!/bin/sh\nexit 0\n")
+        (local / rel).chmod(0o755)
+    (site / ".gitolite.rc").write_text(
+        '%RC = (\n  LOCAL_CODE => "$ENV{HOME}/local",\n  GIT_CONFIG_KEYS => \'gitweb\\..*\',\n'
+        "  ENABLE => ['help', 'info', 'D', 'hello', 'sskm'],\n);\n1;\n")
+    lines = init_home(tmp_path / "home", from_gitolite=site, author="t <t@t>")
+    home = tmp_path / "home"
+    for rel in ("hooks/announce", "vrefs/NOTXT", "commands/hello"):
+        assert os.access(home / rel, os.X_OK), rel
+    s = settings_mod.load(home)
+    assert (s.server.commands, s.server.git_config_keys) == ("D hello", "gitweb\\..*")
+    assert s.server.default_branch == "master"
+    text = "\n".join(lines)
+    assert "triggers/mine" in text and "sskm" in text and "admin check: ok" in text
