@@ -666,9 +666,12 @@ def _switch_to(settings: Settings, s: Site, opts: SiteOptions, state: dict[str, 
                           log, None, None, started)
 
 
-def restart(settings: Settings, site: str, by: str | None = None, log: Log = print) -> DeployResult:
-    """`deploy restart SITE`: the live release started afresh on the idle side, checked,
-    switched, the old processes drained: every process restarted, no request failed."""
+def restart(settings: Settings, site: str, by: str | None = None, log: Log = print,
+            kind: str | None = None) -> DeployResult:
+    """`deploy restart SITE [TYPE]`: the live release started afresh on the idle side,
+    checked, switched, the old processes drained: every process restarted, no request
+    failed. A TYPE nginx sends no traffic to (not deploy.web, not in deploy.routes) is
+    restarted in place instead, on its port; one that takes traffic restarts the side."""
     started = time.monotonic()
     name = check_site_name(site)
 
@@ -685,9 +688,25 @@ def restart(settings: Settings, site: str, by: str | None = None, log: Log = pri
         current = s.slot_release(live)
         if live is None or current is None:
             raise DeployError("restart", f"site {name} has nothing live to restart")
-        if not processes.side_ports(settings, name, live):
+        ports = processes.side_ports(settings, name, live)
+        if not ports:
             raise DeployError("restart", f"site {name} is static (no Procfile): nothing to restart")
         opts = _stored_options(s, state, settings)
+        if kind is not None:
+            if kind not in ports:
+                raise DeployError("restart", f"site {name} has no {kind} process "
+                                  f"(it has {', '.join(sorted(ports))})")
+            if kind != opts.web and kind not in {k for _, k in opts.routes}:
+                before = {r["type"]: r for r in processes.read_status(settings, name)
+                          if r.get("side") == live}.get(kind, {})
+                processes.restart_in_place(settings, name, live, kind)
+                _wait_until(lambda: any(r.get("type") == kind and r.get("side") == live and r.get("pid")
+                                        and r.get("restarts", 0) > before.get("restarts", 0)
+                                        for r in processes.read_status(settings, name)),
+                            PROCESS_START_TIMEOUT, f"{kind} did not come back")
+                say(f"{kind} restarted in place on {live} (it takes no HTTP traffic)")
+                return DeployResult(name, live, current, live, current, 0.0, time.monotonic() - started)
+            say(f"{kind} takes HTTP traffic: the whole {live} side restarts through {other_side(live)}")
         return _switch_to(settings, s, opts, state, live, current, "restart", by, say, log, started)
 
 

@@ -19,6 +19,7 @@ import typer
 
 from gitserve import logsetup
 from gitserve.errors import GitserveError
+from gitserve.settings import Settings
 
 from .common import HomeOption, fail, load_settings
 
@@ -158,7 +159,7 @@ def serve(
     os.close(serve_lock)
 
 
-def _lock_home(settings: Any) -> int:
+def _lock_home(settings: Settings) -> int:
     """One serve per home: HOME/run/serve.lock, flocked for serve's whole life. A second
     serve fails at once; a serve that finds it free knows every leftover (a Redis still
     flushing after its killed predecessor) is stale and may be replaced."""
@@ -177,7 +178,7 @@ def _lock_home(settings: Any) -> int:
     return fd
 
 
-def _migrate_admin_branch(settings: Any) -> None:
+def _migrate_admin_branch(settings: Settings) -> None:
     """A home made when the admin branch was `main` moves to Gitolite's `master` (SPEC §2);
     the authorized_keys block (behind a system sshd) is brought up to date."""
     from gitserve import adminrepo

@@ -33,6 +33,10 @@ from pathlib import Path
 from .quarantine import BadPack, Quarantine, human_bytes
 
 CHUNK = 1 << 16
+# packs of fewer objects are checked in-process (the dulwich route), as git's receive-pack
+# unpacks them with unpack-objects (receive.unpackLimit): three git processes would cost a
+# small push more than its objects do (the gate-build latency)
+UNPACK_LIMIT = 100
 BIG_FILE_THRESHOLD = 16 << 20
 PROGRESS_PREFIXES = (b"Resolving deltas",)
 _ERRORS_KEPT = 20
@@ -52,9 +56,12 @@ class GitQuarantine(Quarantine):
     """A push's quarantine filled and checked by git (see the module doc)."""
 
     def __init__(self, repo_objects: Path, object_format=None,
-                 progress: Callable[[bytes], None] | None = None) -> None:
+                 progress: Callable[[bytes], None] | None = None,
+                 unpack_limit: int | None = None) -> None:
         super().__init__(repo_objects, object_format)
         self.progress = progress
+        self.unpack_limit = UNPACK_LIMIT if unpack_limit is None else unpack_limit
+        self.in_process = False  # a small pack: Quarantine's own receive and checks
         self.git_dir = str(Path(repo_objects).parent)
         self.pack_name: str | None = None
         self._errors: list[str] = []
@@ -73,10 +80,16 @@ class GitQuarantine(Quarantine):
         head = _read_exact(read, 12)
         if len(head) < 12 or head[:4] != b"PACK":
             raise BadPack("not a pack (bad header)" if head else "no pack received")
-        if int.from_bytes(head[8:12], "big") == 0:  # nothing new (e.g. a branch on a known commit)
+        count = int.from_bytes(head[8:12], "big")
+        if count == 0:  # nothing new (e.g. a branch on a known commit)
             trailer = _read_exact(read, 20)
             if trailer != hashlib.sha1(head).digest():
                 raise BadPack("pack checksum mismatch")
+            return
+        if count < self.unpack_limit:
+            self.in_process = True
+            again = _Prepended(head, read_all, read_some)
+            super().receive(again.read_all, again.read_some, max_input_size, max_blob_bytes)
             return
         # blobs over bigFileThreshold are hashed as they stream, never held whole: a push's
         # memory stays flat however big its files (git's default threshold is 512 MiB)
@@ -176,6 +189,9 @@ class GitQuarantine(Quarantine):
     def check(self, max_blob_bytes: int = 0) -> None:
         """index-pack --strict already fscked every object and every link; what is left is
         max_blob_bytes, answered from object headers."""
+        if self.in_process:
+            super().check(max_blob_bytes)
+            return
         if not max_blob_bytes or self.pack_name is None:
             return
         proc = self._git("cat-file", "--batch-all-objects", "--unordered",
@@ -197,6 +213,8 @@ class GitQuarantine(Quarantine):
     def missing(self, tips: Sequence[str]) -> set[str]:
         """The tips that are not connected: git's check_connected, all at once and then one by
         one to name the failing ones."""
+        if self.in_process:  # check() followed every new object's links already
+            return super().missing(tips)
         tips = [t for t in dict.fromkeys(tips)]
         if not tips or self._connected(tips):
             return set()
@@ -207,8 +225,25 @@ class GitQuarantine(Quarantine):
                          input="".join(t + "\n" for t in tips).encode())
         return proc.returncode == 0
 
-    def exists(self, sha: bytes) -> bool:
-        return self._git("cat-file", "-e", sha.decode()).returncode == 0
+
+class _Prepended:
+    """A pack stream whose first bytes were already read (to count its objects)."""
+
+    def __init__(self, head: bytes, read_all: Callable[[int], bytes],
+                 read_some: Callable[[int], bytes] | None) -> None:
+        self.head = head
+        self._all = read_all
+        self._some = read_some
+
+    def read_all(self, n: int) -> bytes:
+        out, self.head = self.head[:n], self.head[n:]
+        return out + self._all(n - len(out)) if len(out) < n else out
+
+    def read_some(self, n: int) -> bytes:
+        if self.head:
+            out, self.head = self.head[:n], self.head[n:]
+            return out
+        return (self._some or self._all)(n)
 
 
 def _read_exact(read: Callable[[int], bytes], n: int) -> bytes:

@@ -31,13 +31,10 @@ from gitserve._compat import dulwich as dulwich_compat
 
 from . import packformat, packstream
 from .packformat import OFS_DELTA, REF_DELTA
+from .errors import BadPack
 
 BLOB_TYPE = packformat.BLOB
 MAX_DELTA_CHAIN = 10_000  # git's own limit on delta depth is far lower
-
-
-class BadPack(Exception):
-    """The pushed pack is unreadable, malformed or not self-consistent (one-line reason)."""
 
 
 # the git environment of the quarantine being vetted in this thread (VREF programs get it)

@@ -241,6 +241,8 @@ class LfsHttp:
             body = await self._body(request)
             if caller.user == ANONYMOUS:
                 return _error(401, "verify needs USER:TOKEN")
+            if not caller.may("upload"):
+                return _error(403, "this token does not allow uploads")
             ref = caller.grant.ref if caller.grant else ""
             try:
                 oid, size = str(body["oid"]), int(body["size"])
@@ -264,6 +266,8 @@ class LfsHttp:
         body = await self._body(request)
         if caller.user == ANONYMOUS:
             raise Refused(_error(401, "locks need USER:TOKEN"))
+        if not caller.may("upload"):  # a download token reads, it never locks or unlocks
+            raise Refused(_error(403, "this token does not allow locking"))
         if not isinstance(body, dict):
             raise Refused(_error(422, "the body must be a JSON object"))
         if not caller.access.can_lock(self._ref_of(body)):

@@ -1,4 +1,4 @@
-"""The lock table of one repository (Git LFS file locking), HOME/lfs/REPO/locks.json.
+"""The lock table of one repository (Git LFS file locking), HOME/lfs/REPO.git/locks.json.
 
 A lock is held on a path by one user; locking a path somebody holds is a conflict (409)
 answered with the holder's lock, as the LFS locks API says. The table is a small JSON file

@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 
 MAX_ARGS = 64
 MAX_LINES = batchmod.MAX_OBJECTS
+# A request body is held in memory whole: bounded in bytes as well as in lines (10,000 lines
+# of 65,516 bytes would be 655 MB per session). 4 MiB, as the HTTP batch body's MAX_JSON,
+# is 50 times a full batch of 10,000 `OID SIZE` lines.
+MAX_BODY = 4 * 1024 * 1024
 
 
 @dataclass
@@ -68,9 +72,11 @@ class Transfer:
 
     def _lines(self) -> list[str]:
         lines: list[str] = []
+        total = 0
         for item in self.reader.data():
-            if len(lines) >= MAX_LINES:
-                raise ProtocolError("too many lines")
+            total += len(item)
+            if len(lines) >= MAX_LINES or total > MAX_BODY:
+                raise ProtocolError("request body too large")
             lines.append(self.reader.text(item))
         return lines
 

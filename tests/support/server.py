@@ -295,7 +295,11 @@ def make_server(tmp: Path, settings: dict | None = None, conf: str | None = None
     tmp.mkdir(parents=True, exist_ok=True)
     srv = GitServer(home=tmp / "home", tmp=tmp)
     srv.keys[ADMIN] = copy_initialized_home(tmp)
-    _merge_settings(srv.home, settings or {})
+    # one notify worker per test server (each is a process; production's default is 4)
+    given = settings or {}
+    defaults: dict[str, dict[str, Any]] = {"notify": {"senders": 1}}
+    _merge_settings(srv.home, {k: {**defaults.get(k, {}), **given.get(k, {})}
+                               for k in {*defaults, *given}})
     for user in users:
         srv.add_user(user)
     if conf is not None:

@@ -116,3 +116,49 @@ def test_quickstart_prints_working_clone_and_push(quickstart):
     proc.wait(20)
     _, out2 = start()
     assert "using the existing server home" in "".join(out2)
+
+
+def test_readme_quickstart_deploy_goes_live(quickstart):
+    """README's "The quickstart" deploy block, run as written after the printed lines (only
+    its ports swapped for free ones), puts the pushed commit live behind nginx."""
+    git = require_tool("git")
+    require_tool("ssh")
+    require_tool("curl")
+    require_tool("nginx")
+    from deploy import nginx, sitesctl
+    from gitserve import settings as gs_settings
+
+    start, tmp, port, env = quickstart
+    proc, out = start()
+    text = "".join(out)
+    assert "README.md's \"The quickstart\"" in text and "run/sites.lock" in text
+    readme = open(os.path.join(REPO_ROOT, "README.md"), encoding="utf-8").read()
+    block = re.search(r"<!-- quickstart-deploy -->\n```sh\n(.*?)```", readme, re.S).group(1)
+    live, preview = free_port(), free_port()
+    block = block.replace("8001", str(preview)).replace("8000", str(live))
+    ssh_cmd = re.search(r'export GIT_SSH_COMMAND="([^"]+)"', text).group(1)
+    known_hosts = tmp / "known_hosts"
+    known_hosts.write_text("".join(f"[127.0.0.1]:{port} {p.read_text()}"
+                                   for p in sorted((tmp / "gs" / "host_keys").glob("*.pub"))))
+    ssh_cmd = ssh_cmd.replace("ssh ", f"ssh -o UserKnownHostsFile={known_hosts} "
+                              "-o StrictHostKeyChecking=yes -o BatchMode=yes ", 1)
+    user_env = dict(env, GIT_SSH_COMMAND=ssh_cmd, GIT_AUTHOR_NAME="Demo", GIT_AUTHOR_EMAIL="d@x",
+                    GIT_COMMITTER_NAME="Demo", GIT_COMMITTER_EMAIL="d@x")
+    work = tmp / "work"
+    work.mkdir()
+    printed = text[text.index("  git clone"):text.index("The push prints")].strip().splitlines()
+    script = ("set -e\n" + "\n".join(ln.strip() for ln in printed) + "\ncd ..\n" + block)
+    home = gs_settings.load(tmp / "gs")
+    try:
+        r = subprocess.run(["bash", "-c", script], cwd=work, env=user_env, capture_output=True,
+                           text=True, timeout=240)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "remote: deploy demo: done: live is blue" in r.stderr, r.stderr
+        sha = subprocess.run([git, "rev-parse", "HEAD"], cwd=work / "demo", capture_output=True,
+                             text=True, timeout=30).stdout.strip()
+        assert r.stdout.strip().splitlines()[-1] == f"hello from {sha}"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(20)
+        sitesctl.stop(home)  # serve never stops `gitserve sites`: the README says so
+        nginx.stop_embedded(home)

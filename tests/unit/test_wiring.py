@@ -176,7 +176,7 @@ def test_layering() -> None:
     gitserve/git and gitserve/acl at the bottom (they import no other gitserve module
     except the leaf helpers errors, fsutil, logsetup, settings, procscan and _compat)."""
     leaves = {"gitserve.errors", "gitserve.fsutil", "gitserve.logsetup", "gitserve.names",
-              "gitserve.settings", "gitserve", "gitserve.procscan",
+              "gitserve.options", "gitserve.settings", "gitserve", "gitserve.procscan",
               # the one place library internals are used; imports nothing of ours
               "gitserve._compat", "gitserve._compat.dulwich", "gitserve._compat.paramiko"}
     bad = []

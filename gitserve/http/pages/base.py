@@ -18,7 +18,7 @@ import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from gitserve import repos
+from gitserve import acl, repos
 from gitserve.settings import Settings
 
 from ..auth import Visitor
@@ -90,13 +90,13 @@ class Pages:
         return self.page("message.html", visitor, status=status, title=title, text=text)
 
     def can(self, state: Any, repo: str, user: str, perm: str = "R", ref: str = "any") -> bool:
+        """acl.can for a repository that exists (pages never show a missing one)."""
         try:
-            if not repos.exists(self.settings, repo):
-                return False
-            wild = repos.wild_info(self.settings, repo)
-            return bool(state.rules.check(repo, user, perm, ref, wild=wild).allowed)
-        except Exception:  # noqa: BLE001 - a name the rules cannot check: no access
+            repo_dir = repos.path(self.settings, repo)
+        except repos.RepoError:
             return False
+        return acl.repo_exists(repo_dir) and acl.can(state.rules, repo, user, perm, ref,
+                                                      repo_dir=repo_dir)
 
     def redis(self) -> Any:
         """A Redis connection for build records, or None when Redis is down."""

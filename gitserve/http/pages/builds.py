@@ -26,10 +26,9 @@ class BuildPages:
     def _async_redis(self) -> Any:
         """One asyncio Redis client (and pool) for the event streams of live logs."""
         if self._aredis is None:
-            import redis.asyncio
+            from buildqueue import rqconn
 
-            self._aredis = redis.asyncio.Redis.from_url(
-                self.settings.effective_redis_url, socket_connect_timeout=3)
+            self._aredis = rqconn.connect_async(self.settings.effective_redis_url)
         return self._aredis
 
     def builds(self, request: Request) -> Response:

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from gitserve import repos
+from gitserve import acl, repos
 from gitserve.errors import CommandError
 from gitserve.settings import Settings
 
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from gitserve.adminrepo import AdminState
 
 __all__ = ["FATAL_STATUS", "REMOTE_COMMAND_PATT", "Command", "CommandContext", "CommandError",
-           "CommandFn", "CommandTable", "ScriptError", "can", "owns", "repo_name", "table",
+           "CommandFn", "CommandTable", "ScriptError", "owns", "repo_name", "table",
            "wild"]
 
 # The exit status of Gitolite's FATAL: Perl's `die` exits with errno, which in gitolite-shell
@@ -56,6 +56,15 @@ class CommandContext:
     @property
     def rules(self) -> Rules:
         return self.state.rules
+
+    def may(self, name: str, perm: str, ref: str = "any") -> bool:
+        """acl.can for this command's user on repo NAME (where the server keeps it); a name
+        no repository can have is a no."""
+        try:
+            repo_dir = repos.path(self.settings, name)
+        except repos.RepoError:
+            return False
+        return acl.can(self.rules, name, self.user, perm, ref, repo_dir=repo_dir)
 
     def read_input(self, limit: int) -> bytes:
         """All of stdin, but never more than LIMIT + 1 bytes buffered: a caller seeing more than
@@ -101,16 +110,9 @@ def wild(ctx: CommandContext, name: str) -> WildInfo | None:
     return repos.wild_info(ctx.settings, name) if repos.exists(ctx.settings, name) else None
 
 
-def can(ctx: CommandContext, name: str, perm: str, ref: str = "any") -> bool:
-    return bool(ctx.rules.check(name, ctx.user, perm, ref, wild=wild(ctx, name)).allowed)
-
-
 def owns(ctx: CommandContext, name: str) -> bool:
     return repos.exists(ctx.settings, name) and repos.creator(ctx.settings, name) == ctx.user
 
 
 def repo_name(arg: str) -> str:
-    try:
-        return repos.check_name(arg)
-    except repos.RepoError as exc:
-        raise CommandError(str(exc)) from None
+    return repos.check_name(arg)

@@ -9,7 +9,7 @@ from dulwich.repo import Repo
 from gitserve import audit, repoconf, repos
 from gitserve.errors import CommandError
 
-from .base import Command, CommandContext, ScriptError, can, repo_name
+from .base import Command, CommandContext, ScriptError, repo_name
 
 
 def _valid(name: str) -> bool:
@@ -42,7 +42,7 @@ def cmd_fork(ctx: CommandContext, args: list[str]) -> int:
         return 1
     src, dest = args[0], args[1]
     # Gitolite's fork is a shell script: its refusals are plain lines, exit 1
-    if not _valid(src) or not repos.exists(ctx.settings, src) or not can(ctx, src, "R"):
+    if not _valid(src) or not repos.exists(ctx.settings, src) or not ctx.may(src, "R"):
         raise ScriptError(f"'{src}' does not exist or you are not allowed to read it")
     if not _valid(dest) or repos.exists(ctx.settings, dest) or \
             not ctx.rules.can_create(dest, ctx.user):

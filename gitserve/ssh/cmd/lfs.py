@@ -27,10 +27,7 @@ def lfs_target(args: list[str]) -> tuple[str, str]:
     """(repo, operation) from `REPO OPERATION`; one line when malformed."""
     if len(args) != 2:
         raise CommandError(USAGE)
-    try:
-        return repos.parse_repo_arg(args[0]), args[1]
-    except repos.RepoError as exc:
-        raise CommandError(str(exc)) from None
+    return repos.parse_repo_arg(args[0]), args[1]
 
 
 def cmd_lfs_transfer(ctx: CommandContext, args: list[str]) -> int:

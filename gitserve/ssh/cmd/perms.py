@@ -80,10 +80,7 @@ def cmd_perms(ctx: CommandContext, args: list[str]) -> int:
         if not repos.exists(ctx.settings, name):
             if not ctx.rules.can_create(name, ctx.user):
                 raise CommandError(GENERIC_ERROR)
-            try:
-                repos.create(ctx.settings, name, creator=ctx.user)
-            except repos.RepoError as exc:
-                raise CommandError(str(exc)) from None
+            repos.create(ctx.settings, name, creator=ctx.user)
             ctx.err(repos.initialized_line(ctx.settings, name) + "\n")
             repoconf.apply_one(ctx.settings, ctx.rules, name)
             audit.record(ctx.settings, user=ctx.user, ip=ctx.ip, repo=name, op="C",
