@@ -30,12 +30,14 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from dulwich.object_store import DiskObjectStore
+
 from .quarantine import BadPack, Quarantine, human_bytes
 
 CHUNK = 1 << 16
-# packs of fewer objects are checked in-process (the dulwich route), as git's receive-pack
-# unpacks them with unpack-objects (receive.unpackLimit): three git processes would cost a
-# small push more than its objects do (the gate-build latency)
+# after index-pack, packs of fewer objects (git's receive.unpackLimit) are checked in-process
+# (blob sizes from entry headers, links, tips: quarantine.Quarantine.check): two more git
+# processes would cost a small push more than its objects do (the gate-build latency)
 UNPACK_LIMIT = 100
 BIG_FILE_THRESHOLD = 16 << 20
 PROGRESS_PREFIXES = (b"Resolving deltas",)
@@ -61,7 +63,7 @@ class GitQuarantine(Quarantine):
         super().__init__(repo_objects, object_format)
         self.progress = progress
         self.unpack_limit = UNPACK_LIMIT if unpack_limit is None else unpack_limit
-        self.in_process = False  # a small pack: Quarantine's own receive and checks
+        self.in_process = False  # a small pack: Quarantine's own checks after index-pack
         self.git_dir = str(Path(repo_objects).parent)
         self.pack_name: str | None = None
         self._errors: list[str] = []
@@ -85,11 +87,6 @@ class GitQuarantine(Quarantine):
             trailer = _read_exact(read, 20)
             if trailer != hashlib.sha1(head).digest():
                 raise BadPack("pack checksum mismatch")
-            return
-        if count < self.unpack_limit:
-            self.in_process = True
-            again = _Prepended(head, read_all, read_some)
-            super().receive(again.read_all, again.read_some, max_input_size, max_blob_bytes)
             return
         # blobs over bigFileThreshold are hashed as they stream, never held whole: a push's
         # memory stays flat however big its files (git's default threshold is 512 MiB)
@@ -121,6 +118,12 @@ class GitQuarantine(Quarantine):
         if len(words) != 2 or words[0] not in (b"pack", b"keep"):
             raise BadPack(f"index-pack said {out[:200]!r}")
         self.pack_name = words[1].decode()
+        if count < self.unpack_limit:
+            self.in_process = True
+            self.store.close()  # a fresh view that lists the new pack
+            self.store = DiskObjectStore(str(self.path), alternates=[str(self.repo_objects)])
+            pack = next(p for p in self.store.packs if self.pack_name in p._basename)
+            self.new_ids = list(pack)
 
     def _pump(self, proc: subprocess.Popen[bytes], read: Callable[[int], bytes], head: bytes,
               max_input_size: int | None) -> None:
@@ -224,26 +227,6 @@ class GitQuarantine(Quarantine):
         proc = self._git("rev-list", "--objects", "--stdin", "--not", "--all", "--quiet",
                          input="".join(t + "\n" for t in tips).encode())
         return proc.returncode == 0
-
-
-class _Prepended:
-    """A pack stream whose first bytes were already read (to count its objects)."""
-
-    def __init__(self, head: bytes, read_all: Callable[[int], bytes],
-                 read_some: Callable[[int], bytes] | None) -> None:
-        self.head = head
-        self._all = read_all
-        self._some = read_some
-
-    def read_all(self, n: int) -> bytes:
-        out, self.head = self.head[:n], self.head[n:]
-        return out + self._all(n - len(out)) if len(out) < n else out
-
-    def read_some(self, n: int) -> bytes:
-        if self.head:
-            out, self.head = self.head[:n], self.head[n:]
-            return out
-        return (self._some or self._all)(n)
 
 
 def _read_exact(read: Callable[[int], bytes], n: int) -> bytes:

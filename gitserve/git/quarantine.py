@@ -119,8 +119,9 @@ class Quarantine:
                     raise BadPack(f"object {sha.decode()}: {_one_line(exc)}") from exc
                 if info is not None and info[0] == BLOB_TYPE:
                     if max_blob_bytes and info[1] > max_blob_bytes:
-                        raise BadPack(f"push refused: blob {sha.decode()} is {human_bytes(info[1])}, over "
-                                      f"this server's limit of {human_bytes(max_blob_bytes)} (max_blob_bytes)")
+                        raise BadPack(f"push refused: it holds a blob of {human_bytes(info[1])}, over "
+                                      f"this server's limit of {human_bytes(max_blob_bytes)} "
+                                      f"(max_blob_bytes): {sha.decode()}")
                     continue
                 try:
                     obj = store[sha]
@@ -128,8 +129,9 @@ class Quarantine:
                 except (ObjectFormatException, ValueError, KeyError, AssertionError) as exc:
                     raise BadPack(f"object {sha.decode()}: {_one_line(exc)}") from exc
                 if isinstance(obj, Blob) and max_blob_bytes and obj.raw_length() > max_blob_bytes:
-                    raise BadPack(f"push refused: blob {sha.decode()} is {human_bytes(obj.raw_length())}, "
-                                  f"over this server's limit of {human_bytes(max_blob_bytes)} (max_blob_bytes)")
+                    raise BadPack(f"push refused: it holds a blob of {human_bytes(obj.raw_length())}, "
+                                  f"over this server's limit of {human_bytes(max_blob_bytes)} "
+                                  f"(max_blob_bytes): {sha.decode()}")
                 for target in object_links(obj):
                     if target not in store:
                         raise BadPack(f"object {sha.decode()}: missing {target.decode()}")

@@ -332,13 +332,11 @@ class LfsHttp:
     async def unlock(self, request: Request) -> Response:
         try:
             repo, caller, body = await self._writer(request)
-            ref = self._ref_of(body)
             table = locks_for(self.settings, repo)
             force = bool(body.get("force"))
-            may_force = caller.access.can_force_unlock(ref)
             lock: Lock = await anyio.to_thread.run_sync(
                 lambda: table.remove(request.path_params["lock_id"], caller.user, force,
-                                     may_force))
+                                     caller.access.can_force_unlock))
             return _json({"lock": lock.api()})
         except Refused as exc:
             return exc.response

@@ -20,8 +20,17 @@ def store_for(settings: Settings, repo: str) -> LfsStore:
     return LfsStore(repo_root(settings.lfs_dir, repo), settings.server.max_lfs_object_bytes)
 
 
+def head_ref(settings: Settings, repo: str) -> str:
+    """The branch REPO's HEAD names (`any` when it cannot be read)."""
+    try:
+        head = (repos.path(settings, repo) / "HEAD").read_text().strip()
+    except (OSError, repos.RepoError):
+        return "any"
+    return head[5:].strip() if head.startswith("ref: refs/") else "any"
+
+
 def locks_for(settings: Settings, repo: str) -> LockTable:
-    return LockTable(repo_root(settings.lfs_dir, repo))
+    return LockTable(repo_root(settings.lfs_dir, repo), default_ref=head_ref(settings, repo))
 
 
 def access_for(settings: Settings, rules: Rules, repo: str, user: str) -> LfsAccess:

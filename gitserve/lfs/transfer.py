@@ -248,11 +248,16 @@ class Transfer:
         if self.operation != "upload" or not self.access.can_lock(ref):
             raise LfsError(403, f"unlocking needs W for {self.access.user}")
         # git-lfs 3.3 sends no force argument over ssh (its HTTP client does): a user who
-        # may break locks (RW+) is taken at his word; anyone else is refused as unforced
-        may_force = self.access.can_force_unlock(ref)
-        lock = self.locks.remove(lock_id.strip(), self.access.user,
-                                 force=req.args.get("force", "") == "true" or may_force,
-                                 may_force=may_force)
+        # may break the lock (RW+ on the lock's ref) is taken at his word; anyone else is
+        # refused as unforced
+        lock_ref = ""
+        found = self.locks.get(lock_id.strip())
+        if found is not None:
+            lock_ref = found.ref or self.locks.default_ref
+        force = req.args.get("force", "") == "true" or \
+            (bool(lock_ref) and self.access.can_force_unlock(lock_ref))
+        lock = self.locks.remove(lock_id.strip(), self.access.user, force=force,
+                                 may_force=self.access.can_force_unlock)
         self._status(200, self._lock_args(lock))
 
 

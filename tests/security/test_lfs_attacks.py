@@ -11,6 +11,14 @@
    HTTP (only uploads checked the token's operation). Now a download token only reads.
 3. `git-lfs-transfer` kept a request body of up to 10,000 pkt-lines of 65,516 bytes in memory
    (655 MB per session, for any reader). Now a body over 4 MiB ends the session.
+4. Breaking another user's lock needs RW+, but on the ref the *caller* named: with Gitolite's
+   usual `RW+ personal/USER/ = @all`, bob broke alice's lock on master by naming
+   refs/heads/personal/bob/x (HTTP and ssh). Now the lock's own ref (else HEAD's branch) is
+   the one asked about.
+5. The push check for locked paths looked at branches only, and diffed a new ref against the
+   empty tree: bob's edit of alice's locked file went in as refs/tags/t1 or refs/for/main,
+   while a new branch made from main (no change at all) was refused for holding the file.
+   Now every ref is checked, a new ref by what its new commits change.
 
 Each test failed before its fix.
 """
@@ -43,6 +51,13 @@ repo plain
     RW+ = alice
     RW = bob
     R = dave
+repo locked
+    RW+ = alice
+    RW+ = bob
+repo team
+    RW+ = alice
+    RW master = bob
+    RW+ personal/USER/ = bob
 """
 MEDIA = {"Content-Type": "application/vnd.git-lfs+json",
          "Accept": "application/vnd.git-lfs+json"}
@@ -179,3 +194,75 @@ def test_transfer_request_body_is_bounded(srv):
     assert out.startswith(pkt(b"version=1\n")), out[:100]
     assert b"status 200" not in out, out[:200]
     assert proc.returncode != 0
+
+
+def _team_lock(srv: GitServer, path: str) -> str:
+    status, body = lfs(srv, "team", "locks", basic(srv, "alice"),
+                       {"path": path, "ref": {"name": "refs/heads/master"}})
+    assert status == 201, body
+    return str(body["lock"]["id"])
+
+
+def test_force_unlock_asks_about_the_locks_ref_over_http(srv):
+    lock_id = _team_lock(srv, "http.psd")
+    for ref in ("refs/heads/master", "refs/heads/personal/bob/x", None):
+        body: dict[str, Any] = {"force": True}
+        if ref:
+            body["ref"] = {"name": ref}
+        status, answer = lfs(srv, "team", f"locks/{lock_id}/unlock", basic(srv, "bob"), body)
+        assert status == 403, (ref, answer)
+    status, body = lfs(srv, "team", "locks", basic(srv, "bob"))
+    assert [lock["path"] for lock in body["locks"]] == ["http.psd"], body
+    # bob's own RW+ ref still lets him break a lock made for it
+    status, body = lfs(srv, "team", "locks", basic(srv, "alice"),
+                       {"path": "mine.psd", "ref": {"name": "refs/heads/personal/bob/x"}})
+    assert status == 201, body
+    status, answer = lfs(srv, "team", f"locks/{body['lock']['id']}/unlock",
+                         basic(srv, "bob"), {"force": True})
+    assert status == 200, answer
+
+
+def test_force_unlock_asks_about_the_locks_ref_over_ssh(srv):
+    lock_id = _team_lock(srv, "ssh.psd")
+    proc = subprocess.Popen(
+        srv.ssh_command(srv.key_for("bob")) + [f"git@{srv.host}", "git-lfs-transfer",
+                                                "team", "upload"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=srv.client_env("bob"))
+    request = (pkt(f"unlock {lock_id}\n".encode()) + pkt(b"force=true\n")
+               + pkt(b"refname=refs/heads/personal/bob/x\n") + b"0000"
+               + pkt(b"quit\n") + b"0000")
+    out, _ = proc.communicate(request, timeout=60)
+    assert b"status 403" in out, out
+    status, body = lfs(srv, "team", "locks", basic(srv, "bob"), None)
+    assert "ssh.psd" in [lock["path"] for lock in body["locks"]], body
+
+
+def test_locked_path_push_check_covers_every_ref_and_only_real_changes(srv, tmp_path):
+    alice = tmp_path / "alice"
+    srv.git("alice", "clone", "-q", srv.url("locked"), str(alice), check=False)
+    (alice / "locked.bin").write_text("v1\n")
+    (alice / "other.txt").write_text("o\n")
+    srv.git("alice", "add", ".", cwd=alice)
+    srv.git("alice", "commit", "-qm", "c1", cwd=alice)
+    srv.git("alice", "push", "-q", "origin", "HEAD:refs/heads/main", cwd=alice)
+    status, body = lfs(srv, "locked", "locks", basic(srv, "alice"),
+                       {"path": "locked.bin", "ref": {"name": "refs/heads/main"}})
+    assert status == 201, body
+    bob = tmp_path / "bob"
+    srv.git("bob", "clone", "-q", srv.url("locked"), str(bob))
+    # a branch from main that leaves locked.bin alone is not a change to it
+    srv.git("bob", "push", "-q", "origin", "HEAD:refs/heads/feature", cwd=bob)
+    (bob / "other.txt").write_text("o2\n")
+    srv.git("bob", "commit", "-qam", "other", cwd=bob)
+    srv.git("bob", "push", "-q", "origin", "HEAD:refs/heads/feature2", cwd=bob)
+    (bob / "locked.bin").write_text("bob\n")
+    srv.git("bob", "commit", "-qam", "bob edits the locked file", cwd=bob)
+    for ref in ("refs/tags/t1", "refs/for/main", "refs/heads/feature3", "refs/heads/main",
+                "refs/heads/feature2"):
+        push = srv.git("bob", "push", "origin", f"HEAD:{ref}", cwd=bob, check=False)
+        assert push.returncode != 0, ref
+        assert "locked.bin is locked by alice" in push.stderr, (ref, push.stderr)
+    refs = srv.git("bob", "ls-remote", srv.url("locked")).stdout
+    assert "refs/tags/t1" not in refs and "refs/for/main" not in refs
+    assert "refs/heads/feature3" not in refs

@@ -268,15 +268,18 @@ def test_dulwich_route_still_chosen_by_setting(repos, monkeypatch):
 
 
 def test_small_packs_are_checked_in_process_big_ones_by_index_pack(repos, monkeypatch):
-    """As git's receive-pack (receive.unpackLimit): fewer objects than the limit skip the
-    git processes; both routes refuse a corrupt pack and accept a good one."""
+    """As git's receive-pack (receive.unpackLimit): after index-pack, fewer objects than the
+    limit are checked in-process (no cat-file, no rev-list); both refuse a corrupt pack."""
     src, dst, shas = repos
     data = pack(src, shas[-1] + "\n")
     count = int.from_bytes(data[8:12], "big")
     monkeypatch.setattr(indexpack, "UNPACK_LIMIT", count + 1)
     q = receive(dst, data)
     try:
-        assert q.in_process and q.pack_name is None and q.missing([shas[-1]]) == set()
+        assert q.in_process and q.pack_name and q.missing([shas[-1]]) == set()
+        biggest = int(git(src, "cat-file", "-s", f"{shas[-1]}:doc.txt"))
+        with pytest.raises(BadPack, match=rf"holds a blob of {human_bytes(biggest)}, over"):
+            q.check(max_blob_bytes=biggest - 1)  # from entry headers, in-process
     finally:
         q.close()
     bad = bytearray(data)
