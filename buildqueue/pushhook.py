@@ -14,6 +14,7 @@ import logging
 import time
 from typing import Callable
 
+from gitserve import repos
 from gitserve.git.pushhooks import PushContext, RefUpdate
 from gitserve.options import BuildOptions
 
@@ -68,6 +69,14 @@ def _enqueue(ctx: PushContext, update: RefUpdate, mode: str):
                             update.old, update.new, ctx.user, ctx.repo_options, mode)
     log.info("build %s queued (%s %s %s, %s mode, queue %s)", build.id, ctx.repo_name,
              update.ref, update.new[:12], mode, build.queue)
+    options = ctx.repo_options
+    site = options.site_name
+    default_ref = repos.deploy_default(ctx.settings, ctx.repo_path)
+    if site and enqueue.deploy_order(options, update.ref, default_ref) is None:
+        # a site repo's other branch builds but never goes live: say so, once per build
+        live_ref = options.deploy_ref(default_ref)
+        ctx.progress(f"gitserve: build {build.id} of {update.ref} is not deployed: site {site} "
+                     f"deploys {live_ref or 'nothing (no default branch)'} (deploy.ref)")
     return r, build
 
 
@@ -140,12 +149,14 @@ class BuildHook:
                                   ctx.user, options, updates)
             except rqconn.RedisUnavailable:
                 pass  # no Redis, no notifications; the push itself is fine
-        if not options.build.enable:
-            return  # SPEC §6: without `option build.enable = 1` a push runs nothing
-        _remove_previews(ctx, updates)
         if updates:
+            # Gitolite's repo-specific hooks run as they ran there, builds or not: the script
+            # is the admin's, installed in HOME/hooks, never code from the push
             for hook in options.build.post_receive:
                 posthook.run_post_receive(ctx, updates, hook, ctx.progress)
+        if not options.build.enable:
+            return  # SPEC §6: without `option build.enable = 1` a push runs no pushed code
+        _remove_previews(ctx, updates)
         opts = push_build_options(ctx)
         if opts.mode == "gate":
             return

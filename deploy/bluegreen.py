@@ -309,10 +309,19 @@ def _prune(site: Site, state: dict[str, Any], keep: int, say: Log) -> None:
         if release not in kept:
             remove_release(site.releases_dir, release)
             removed.append(release)
+    went_live = set(state["deployed"])
     state["deployed"] = [r for r in state["deployed"] if r in kept]
     state["releases"] = {k: v for k, v in state["releases"].items() if k in kept}
-    if removed:
-        say(f"pruned {len(removed)} old release(s): {', '.join(removed)} (deploy.keep = {keep})")
+    # say which is which: a release that failed its check (kept on the preview for
+    # inspection until now) is not an "old release" that deploy.keep counts
+    old = [r for r in removed if r in went_live]
+    never = [r for r in removed if r not in went_live]
+    if old:
+        say(f"pruned {len(old)} old release{'' if len(old) == 1 else 's'}: {', '.join(old)} "
+            f"(deploy.keep = {keep})")
+    if never:
+        say(f"removed release{'' if len(never) == 1 else 's'} {', '.join(never)}, which never "
+            "went live")
 
 
 def _superseded(state: dict[str, Any], site: Site, meta: Mapping[str, Any]) -> str | None:
@@ -474,7 +483,8 @@ def _deploy_locked(settings: Settings, s: Site, state: dict[str, Any], opts: Sit
     s.save_state(state)
     old_idle_release = s.slot_release(idle)
     s.point_slot(idle, release)
-    say(f"publish: {files} files, {size} bytes as release {release} on {idle}")
+    say(f"publish: {files} file{'' if files == 1 else 's'}, {size} byte{'' if size == 1 else 's'} "
+        f"as release {release} on {idle}")
 
     # 2. the release's processes (Procfile) on the idle side, under `gitserve sites`
     runtime = {"env": {str(k): str(v) for k, v in dict(meta.get("env") or {}).items()},

@@ -205,7 +205,12 @@ def build(settings: Settings, hooks: Sequence[PushHook] | None = None) -> App:
     metrics = Metrics()
     # mirroring ([server] hostname set): one queue of pushes to the slaves for the process
     syncer = MirrorSyncer(settings, metrics=metrics) if settings.server.hostname else None
-    return App(settings=settings, metrics=metrics,
-               hooks=list(hooks) if hooks is not None else push_hooks(settings, upkeep, syncer),
-               commands=ssh_commands_table(settings),
-               services=services(settings, upkeep, syncer))
+    app = App(settings=settings, metrics=metrics,
+              hooks=list(hooks) if hooks is not None else push_hooks(settings, upkeep, syncer),
+              commands=ssh_commands_table(settings),
+              services=services(settings, upkeep, syncer))
+    # `gitserve shell` behind the system sshd hands its connections to this process
+    from gitserve.ssh.handoff import HandoffService
+
+    app.services.append(HandoffService(settings, app.commands, app.hooks, app.metrics))
+    return app

@@ -200,11 +200,10 @@ class GitServer:
                 if not chunk:
                     break
                 *lines, pending = (pending + chunk).split(b"\n")
-                for raw in lines:
-                    line = raw.decode(errors="replace") + "\n"
-                    self.output.append(line)
-                    if "listening on" in line:
-                        return
+                # keep every line of the chunk (the banner lines after "listening on" too)
+                self.output.extend(raw.decode(errors="replace") + "\n" for raw in lines)
+                if any(b"listening on" in raw for raw in lines):
+                    return
             elif self.proc.poll() is not None:
                 break
         self.stop()

@@ -404,14 +404,16 @@ def test_builds_commands_respect_access(env):
         commands.run(env, ["retry", build_id], lambda *_: True, out)
 
 
-def test_no_build_and_no_hook_without_build_enable(env):
+def test_no_build_without_build_enable_but_the_admins_hook_runs(env):
+    """Pushed code never runs without build.enable; a hook the admin installed in HOME/hooks
+    runs as Gitolite's repo-specific hooks ran (a site moved over keeps its hooks working)."""
     env.hooks_dir.mkdir(parents=True, exist_ok=True)
     (env.hooks_dir / "say").write_text("#!/bin/sh\necho hook ran\n")
     (env.hooks_dir / "say").chmod(0o755)
     for enable in ("0", ""):
         pusher, reason, _, _ = push(env, "off", {".gitserve/build": "#!/bin/sh\necho ran\n", "n": enable},
                                     options={"build.enable": enable, "hook.post-receive": "say"})
-        assert reason is None and pusher.text == []
+        assert reason is None and pusher.text == ["hook ran"]
         pusher, reason, _, _ = push(env, "off", {".gitserve/build": "#!/bin/sh\necho ran\n", "g": enable},
                                     options={"build.enable": enable, "build.mode": "gate"})
         assert reason is None and pusher.text == []

@@ -37,6 +37,26 @@ def when(ts: float | str | None) -> str:
     return datetime.fromtimestamp(value, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
+def ssh_host_port(settings: Settings) -> tuple[str, int]:
+    """The host and port users reach the SSH side at: public_host/public_port when set (22
+    behind the system sshd), else the listen address (its machine's name for a wildcard)."""
+    import socket
+
+    host, port = settings.listen_host_port()
+    port = settings.server.public_port or port
+    if settings.server.public_host:
+        host = settings.server.public_host
+    elif host in ("0.0.0.0", "::", ""):
+        host = socket.getfqdn()
+    return host, port
+
+
+def ssh_command(settings: Settings) -> str:
+    """`ssh [-p PORT] USER@HOST`, as a user types it (the pages' "ssh ... login" hints)."""
+    host, port = ssh_host_port(settings)
+    return f"ssh {'' if port == 22 else f'-p {port} '}{settings.server.ssh_user}@{host}"
+
+
 def _env() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
@@ -62,6 +82,7 @@ class Pages:
         self.env = _env()
 
     def page(self, template: str, visitor: Visitor, status: int = 200, **ctx: Any) -> HTMLResponse:
+        ctx.setdefault("ssh_command", ssh_command(self.settings))
         html = self.env.get_template(template).render(visitor=visitor, **ctx)
         return HTMLResponse(html, status_code=status)
 

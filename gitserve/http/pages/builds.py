@@ -125,6 +125,7 @@ class BuildPages:
                                 for k, val in fields.items()}
                         if data.get("event") == "end":
                             final = await anyio.to_thread.run_sync(records.get, r, b.id)
+                            yield _sse("duration", f"{final.duration or '0.0'}s", last)
                             yield _sse("end", final.summary(), last, status=final.status)
                             return
                         if "l" in data:
@@ -132,6 +133,7 @@ class BuildPages:
                     continue
                 build = await anyio.to_thread.run_sync(records.get, r, b.id)
                 if build.is_final:
+                    yield _sse("duration", f"{build.duration or '0.0'}s", last)
                     yield _sse("end", build.summary(), last, status=build.status)
                     return
                 await anyio.to_thread.run_sync(

@@ -22,8 +22,18 @@ if TYPE_CHECKING:
     from gitserve.acl import Rules, WildInfo
     from gitserve.adminrepo import AdminState
 
-__all__ = ["REMOTE_COMMAND_PATT", "Command", "CommandContext", "CommandError", "CommandFn",
-           "CommandTable", "owns", "repo_name", "table", "wild"]
+__all__ = ["FATAL_STATUS", "REMOTE_COMMAND_PATT", "Command", "CommandContext", "CommandError",
+           "CommandFn", "CommandTable", "ScriptError", "owns", "repo_name", "table",
+           "wild"]
+
+# The exit status of Gitolite's FATAL: Perl's `die` exits with errno, which in gitolite-shell
+# behind sshd (no terminal) is always ENOTTY, 25; scripts written against Gitolite see 25.
+FATAL_STATUS = 25
+
+
+class ScriptError(CommandError):
+    """A refusal of one of Gitolite's shell-script commands (fork, D, ...): their `die` prints
+    the message as is (no `FATAL: `) and exits 1."""
 
 # Gitolite's $REMOTE_COMMAND_PATT: what a non-git command line may contain at all
 REMOTE_COMMAND_PATT = re.compile(r"^[-0-9a-zA-Z._@/+ :,%=]*$")
