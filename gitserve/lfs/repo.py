@@ -38,8 +38,13 @@ def access_for(settings: Settings, rules: Rules, repo: str, user: str) -> LfsAcc
     wild-repo roles included). LFS never creates a repository: an unknown one is refused by
     the transports exactly like one the user may not read."""
     repo_dir = repos.path(settings, repo)
-    return LfsAccess(user, lambda perm, ref: acl.can(rules, repo, user, perm, ref,
-                                                     repo_dir=repo_dir))
+
+    def check(perm: str, ref: str) -> bool:
+        if perm != "R" and repos.down_message(settings, repo) is not None:
+            return False  # `writable ... off` stops LFS uploads and locks as it stops pushes
+        return acl.can(rules, repo, user, perm, ref, repo_dir=repo_dir)
+
+    return LfsAccess(user, check)
 
 
 OPERATIONS = {"download": "R", "upload": "W"}
@@ -64,4 +69,7 @@ def open_for(settings: Settings, rules: Rules, repo: str, user: str,
     decision = rules.check(repo, user, perm, "any", wild=wild, exists=True)
     if not decision.allowed:
         raise LfsError(403, f"{decision.message}\n(or you mis-spelled the reponame)")
+    down = repos.down_message(settings, repo) if perm != "R" else None
+    if down is not None:
+        raise LfsError(403, down.rstrip("\n"))
     return access_for(settings, rules, repo, user)

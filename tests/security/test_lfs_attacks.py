@@ -19,6 +19,8 @@
    empty tree: bob's edit of alice's locked file went in as refs/tags/t1 or refs/for/main,
    while a new branch made from main (no change at all) was refused for holding the file.
    Now every ref is checked, a new ref by what its new commits change.
+6. `writable REPO off` stopped pushes but not LFS uploads or locks (HTTP and ssh). Now it
+   stops both, with the admin's message over ssh.
 
 Each test failed before its fix.
 """
@@ -51,6 +53,8 @@ repo plain
     RW+ = alice
     RW = bob
     R = dave
+repo frozen
+    RW+ = alice
 repo locked
     RW+ = alice
     RW+ = bob
@@ -267,3 +271,20 @@ def test_locked_path_push_check_covers_every_ref_and_only_real_changes(srv, tmp_
     refs = srv.git("bob", "ls-remote", srv.url("locked")).stdout
     assert "refs/tags/t1" not in refs and "refs/for/main" not in refs
     assert "refs/heads/feature3" not in refs
+
+
+def test_writable_off_stops_lfs_writes(srv):
+    (srv.repo_path("frozen") / ".gitolite.down").write_text("backup in progress\n")
+    data = b"written while frozen\n"
+    oid = hashlib.sha256(data).hexdigest()
+    status, body = lfs(srv, "frozen", "objects/batch", basic(srv, "alice"),
+                       {"operation": "upload", "objects": [{"oid": oid, "size": len(data)}]})
+    assert status == 403, body
+    status, body = lfs(srv, "frozen", "locks", basic(srv, "alice"), {"path": "a.psd"})
+    assert status == 403, body
+    out = srv.ssh("alice", "git-lfs-transfer", "frozen", "upload")
+    assert out.stderr == "FATAL: backup in progress\n", out.stderr
+    assert out.stdout == ""
+    status, body = lfs(srv, "frozen", "objects/batch", basic(srv, "alice"),
+                       {"operation": "download", "objects": [{"oid": oid, "size": len(data)}]})
+    assert status == 200, body  # reading goes on
