@@ -162,7 +162,10 @@ def cmd_cancel(r, args, access, out, settings, user: str = "") -> int:
             continue
         if build.status == "deploying":
             raise CommandError(f"build {build.id} is deploying; a deploy is never stopped halfway")
+        # who cancels, for the job's end line; then rq's stop-job command: the worker kills the
+        # work-horse and its on_stopped callback (jobs.stopped) ends the build
         r.set(keys.cancel(build.id), user or "1", ex=24 * 3600)
+        rqconn.stop_job(r, build.job_id)
         final = logs.wait_quietly(r, build.id, timeout=15)
         if final.is_final:
             out.write(f"build {build.id} {final.status}\n")
@@ -174,7 +177,7 @@ def cmd_cancel(r, args, access, out, settings, user: str = "") -> int:
 
 def cmd_retry(r, args, access, out, settings, user: str = "") -> int:
     from gitserve import adminrepo
-    from gitserve.options import builds_enabled
+    from gitserve.options import RepoOptions
 
     old = _visible(r, args.id, access)
     if not access(old.repo, "W", old.ref):
@@ -182,11 +185,8 @@ def cmd_retry(r, args, access, out, settings, user: str = "") -> int:
     repo_path = settings.repo_path(old.repo)
     if not repo_path.is_dir():
         raise CommandError(f"repository {old.repo} no longer exists")
-    try:
-        options = adminrepo.repo_options(settings, old.repo)
-    except adminrepo.AdminError as exc:
-        raise CommandError(str(exc)) from None
-    if not builds_enabled(options):
+    options = RepoOptions.parse(adminrepo.repo_options(settings, old.repo))
+    if not options.build.enable:
         raise CommandError(f"builds are off for {old.repo} (no `option build.enable = 1`)")
     if not enqueue.commit_exists(repo_path, old.new):
         raise CommandError(f"commit {old.new[:12]} of build {old.id} is no longer in {old.repo}")
@@ -211,7 +211,5 @@ def run(settings: Settings, argv: list[str], access: Access, out: Out, user: str
         if args.cmd == "cancel":
             return cmd_cancel(r, args, access, out, settings, user)
         return cmd_retry(r, args, access, out, settings, user)
-    except rqconn.RedisUnavailable as exc:
-        raise CommandError(str(exc)) from None
-    except (redis.RedisError, OSError) as exc:
+    except (redis.RedisError, OSError) as exc:  # rqconn.RedisUnavailable is one line already
         raise CommandError(f"Redis error: {rqconn.one_line(exc)}") from None

@@ -18,12 +18,15 @@ import redis
 from rq import get_current_job
 
 from gitserve import sandbox
+from gitserve.secrets.crypt import SecretError, decrypt
+from gitserve.secrets.masker import Masker
 from gitserve.errors import GitserveError
 
-from . import ending, keys, logs, notify, records, rqconn, rqjob, safetar, uids, workspace
+from . import ending, keys, logs, records, rqconn, rqjob, safetar, uids, workspace
+from .notify import events as notify
+from .payload import BuildPayload, DeployOrder
 from .liveness import heartbeat_loop, worker_name
 from .workersettings import WorkerSettings
-from .secrets import Masker, SecretError, decrypt, worker_key_file
 
 DEPLOY_QUEUE = "deploy"
 MAX_ARTIFACT = 256 * 1024 * 1024
@@ -34,7 +37,30 @@ class HandOverError(GitserveError):
     pass
 
 
-def pack(ws: Path, out_rel: str) -> bytes:
+def release_source(ws: Path, out_rel: str, dir_given: bool) -> tuple[str, frozenset[str]]:
+    """What becomes the release (SPEC §7.1): the build's deploy.dir, or, when deploy.dir is
+    unset and the build left that default folder empty, the commit as the build left it
+    (the workspace without .git): a Procfile app needs no build output. (rel, top-level
+    names to leave out)."""
+    import os
+
+    from deploy import safetree
+    from deploy.errors import DeployError
+
+    if dir_given:
+        return out_rel, frozenset()
+    try:
+        fd = safetree.open_under(ws, out_rel, "pack")
+    except (DeployError, OSError):
+        return out_rel, frozenset()  # pack() says what is wrong with it
+    try:
+        empty = not os.listdir(fd)
+    finally:
+        os.close(fd)
+    return (".", frozenset({".git", out_rel.split("/")[0]})) if empty else (out_rel, frozenset())
+
+
+def pack(ws: Path, out_rel: str, skip: frozenset[str] = frozenset()) -> bytes:
     """tar.gz of WS/OUT_REL, read through O_NOFOLLOW descriptors after the build's PID
     namespace is gone (deploy.safetree): a symlink or hard link the build left cannot make
     the worker pack a file from outside the output. Raises HandOverError."""
@@ -42,7 +68,7 @@ def pack(ws: Path, out_rel: str) -> bytes:
     from deploy.errors import DeployError
 
     try:
-        return safetree.pack(ws, out_rel)
+        return safetree.pack(ws, out_rel, skip=skip)
     except DeployError as exc:
         raise HandOverError(f"deploy output refused: {exc.message}") from None
     except OSError as exc:
@@ -56,21 +82,22 @@ def unpack(data: bytes, dest: Path) -> None:
         safetar.extract_all(tar, dest)
 
 
-def hand_over(r: redis.Redis, payload: dict[str, Any], ws: Path, out_rel: str) -> None:
+def hand_over(r: redis.Redis, payload: BuildPayload, order: DeployOrder, ws: Path) -> None:
     """Store the output and queue the deploy; the build stays unfinished until it ran."""
-    build_id = str(payload["build_id"])
-    data = pack(ws, out_rel)
+    build_id = payload.build_id
+    rel, skip = release_source(ws, order.dir, order.dir_given)
+    data = pack(ws, rel, skip)
     if len(data) > MAX_ARTIFACT:
-        raise HandOverError(f"deploy output {payload['deploy']['dir']}/ is too large "
+        raise HandOverError(f"deploy output {order.dir}/ is too large "
                             f"({len(data) // (1024 * 1024)} MiB packed, limit {MAX_ARTIFACT // (1024 * 1024)})")
     r.set(keys.artifact(build_id), data, ex=ARTIFACT_TTL)
     if not records.move(r, build_id, "running", records.DEPLOY_QUEUED):
         return  # cancelled meanwhile
-    logs.append(r, build_id, f"gitserve: build passed, deploying site {payload['deploy']['site']}")
+    logs.append(r, build_id, f"gitserve: build passed, deploying site {order.site}")
     rqconn.queue(r, DEPLOY_QUEUE).enqueue(
-        "buildqueue.deploy_job.run_deploy", payload, job_id=keys.deploy_job(build_id),
+        "buildqueue.deploy_job.run_deploy", payload.to_json(), job_id=keys.deploy_job(build_id),
         job_timeout=-1, result_ttl=24 * 3600, failure_ttl=7 * 24 * 3600,
-        description=f"deploy build {build_id} to {payload['deploy']['site']}",
+        description=f"deploy build {build_id} to {order.site}",
     )
 
 
@@ -80,31 +107,36 @@ def default_deploy() -> Callable[..., Any]:
     return deploy_release
 
 
-def run_deploy(payload: dict[str, Any], deploy_fn: Callable[..., Any] | None = None) -> dict[str, str]:
-    """Entry point of the `deploy` queue's jobs (server host only)."""
+def run_deploy(job_data: dict[str, Any], deploy_fn: Callable[..., Any] | None = None) -> dict[str, str]:
+    """Entry point of the `deploy` queue's jobs (server host only); JOB_DATA is a BuildPayload's JSON."""
     from gitserve import settings as settings_mod
 
     job = get_current_job()
     r = job.connection if job is not None else None
     if r is None:
         raise RuntimeError("run_deploy must run inside an rq worker")
-    build_id = str(payload["build_id"])
-    log_ttl = int(payload.get("log_ttl", 0))
     try:
         rqjob.require(job)
     except rqjob.ForeignJob as exc:  # a worker that would run any function: no deploys on it
-        return _end(r, build_id, "failed", str(exc), log_ttl)
+        return _end(r, str(job_data.get("build_id", "")), "failed", str(exc),
+                    int(job_data.get("log_ttl") or 0))
+    payload = BuildPayload.from_json(job_data)
+    order = payload.deploy
+    build_id = payload.build_id
+    log_ttl = payload.log_ttl
+    if order is None:
+        return _end(r, build_id, "failed", "deploy job without a site", log_ttl)
 
     if not records.move(r, build_id, records.DEPLOY_QUEUED, "deploying", worker_name()):
         return {"status": records.get(r, build_id).status}
     stop = threading.Event()
     threading.Thread(target=heartbeat_loop, args=(r, build_id, stop), daemon=True).start()
-    policy = sandbox.Policy.from_payload(payload.get("sandbox"))
+    policy = sandbox.Policy.from_payload(payload.sandbox)
     work = sandbox.new_workdir(sandbox.work_root(workspace.work_root()))
     mask: Callable[[str], str] = str  # no secrets known yet: text as it is
     try:
         try:
-            secret_values = decrypt(payload.get("secrets") or {}, worker_key_file())
+            secret_values = decrypt(payload.secrets, WorkerSettings.from_env().secrets_key_file)
         except SecretError as exc:
             return _end(r, build_id, "failed", str(exc), log_ttl)
         mask = Masker(list(secret_values.values()))
@@ -118,22 +150,21 @@ def run_deploy(payload: dict[str, Any], deploy_fn: Callable[..., Any] | None = N
         except (safetar.UnsafeMember, tarfile.TarError, OSError) as exc:
             return _end(r, build_id, "failed", mask(f"deploy output refused: {exc}"), log_ttl)
         src = work / "src"
-        objects = workspace.source_objects(payload["repo"], payload.get("commit") or payload["new"],
-                                           payload["fetch_ref"],
-                                           payload.get("local_path", ""), payload.get("clone_url", ""))
-        workspace.checkout(objects, payload.get("commit") or payload["new"], src)
+        objects = workspace.source_objects(payload.repo, payload.commit, payload.fetch_ref,
+                                           payload.local_path, payload.clone_url)
+        workspace.checkout(objects, payload.commit, src)
         sandbox.hand_over(policy, work)  # deploy.post runs in WORK's sandbox
         settings = settings_mod.load(WorkerSettings.from_env().home)
-        meta = {"build_id": build_id, "repo": payload["repo"], "ref": payload["ref"],
-                "commit": payload["new"], "pusher": payload["pusher"],
-                "pushed_at": payload.get("pushed_at"), "env": secret_values,
+        meta = {"build_id": build_id, "repo": payload.repo, "ref": payload.ref,
+                "commit": payload.new, "pusher": payload.pusher,
+                "pushed_at": payload.pushed_at, "env": secret_values,
                 # what deploy.post must not see besides HOME (keys configured elsewhere)
                 "sandbox_hide": [str(p) for p in WorkerSettings.from_env().sandbox_hidden()],
                 # as root, a site's processes run as its repo's build uid (SPEC §6, §7.1)
-                "sandbox_uid": uids.uid_for(r, payload["repo"], policy.uid_range)}
-        options = {f"deploy.{k}": str(v) for k, v in payload["deploy"].items()}
+                "sandbox_uid": uids.uid_for(r, payload.repo, policy.uid_range)}
+        options = dict(order.lines)
         fn = deploy_fn or default_deploy()
-        site = payload["deploy"]["site"]
+        site = order.site
         try:
             result = fn(settings, site, output, options, meta,
                         lambda line: logs.append(r, build_id, mask(line)), src)

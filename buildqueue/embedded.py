@@ -163,7 +163,7 @@ class EmbeddedRedisService:
 def services(settings: Settings) -> list[LocalWorkersService | EmbeddedRedisService]:
     """What `gitserve serve` starts for builds: without a Redis URL, the embedded Redis and
     settings.builds.workers local workers; with one, nothing (workers run where you start them)."""
-    if settings.redis.url:
+    if settings.external_redis:
         return []
     found: list[LocalWorkersService | EmbeddedRedisService] = [EmbeddedRedisService(settings)]
     if settings.builds.workers > 0:

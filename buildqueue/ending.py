@@ -11,7 +11,8 @@ from typing import Any
 
 import redis
 
-from . import notify, records
+from . import records
+from .notify import events as notify
 
 
 def finish(r: redis.Redis, build_id: str, status: str, reason: str = "", **kw: Any) -> bool:

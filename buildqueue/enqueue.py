@@ -8,72 +8,35 @@ moves, as gate builds need), and puts a self-contained JSON payload on the RQ qu
 
 from __future__ import annotations
 
-import posixpath
 import re
 import shlex
 import socket
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
 
 import redis
 from dulwich.objects import Blob, Commit, Tag
 from dulwich.repo import Repo
-from gitserve.sandbox import Policy, SandboxError
+from rq.callbacks import Callback
 
-from gitserve import options as gsoptions
 from gitserve import repos
+from gitserve.options import RepoOptions, enabled
+from gitserve.sandbox import Policy, SandboxError
+from gitserve.secrets import store as secretstore
+from gitserve.secrets.crypt import SecretError
 from gitserve.settings import Settings
 
-from . import ending, keys, logs, records, rqconn, secretstore
-from .secrets import SecretError
+from . import ending, keys, logs, records, rqconn
+from .payload import BuildPayload, DeployOrder
 
 HIDDEN_PREFIX = "refs/gitserve/builds/"
-MODES = ("sync", "async", "gate")
-DEFAULTS = {"build.script": ".gitserve/build", "build.refs": "refs/heads/", "build.mode": "sync",
-            "build.timeout": "600", "build.queue": "builds"}
 
 
 def hidden_ref(build_id: str) -> str:
     return HIDDEN_PREFIX + build_id
 
 
-@dataclass
-class BuildOptions:
-    script: str
-    refs: list[str]
-    mode: str
-    timeout: int
-    queue: str
-    warnings: list[str]
-
-
-def build_options(options: dict[str, str]) -> BuildOptions:
-    """The repo's build.* options with defaults; a bad value falls back and says so."""
-    get = lambda k: (options.get(k) or DEFAULTS[k]).strip()  # noqa: E731
-    warnings = []
-    mode = get("build.mode")
-    if mode not in MODES:
-        warnings.append(f"gitserve: unknown build.mode {mode!r}, using sync")
-        mode = "sync"
-    try:
-        timeout = int(get("build.timeout"))
-        if timeout <= 0:
-            raise ValueError
-    except ValueError:
-        warnings.append(f"gitserve: invalid build.timeout {get('build.timeout')!r}, using 600")
-        timeout = 600
-    queue = get("build.queue")
-    if not re.fullmatch(r"[A-Za-z0-9_.:-]+", queue):
-        warnings.append(f"gitserve: invalid build.queue {queue!r}, using builds")
-        queue = "builds"
-    if any(not h.startswith(("http://", "https://")) for h in options.get("notify.webhook", "").split()):
-        warnings.append("gitserve: option notify.webhook must be http(s) URLs; no notification to the others")
-    script = posixpath.normpath(get("build.script").lstrip("/"))
-    return BuildOptions(script, get("build.refs").split(), mode, timeout, queue, warnings)
-
-
-def ref_matches(ref: str, refexes: list[str]) -> bool:
+def ref_matches(ref: str, refexes: Iterable[str]) -> bool:
     """Gitolite refex semantics: prefix-anchored regexes, refs/heads/ implied."""
     for refex in refexes:
         if not refex.startswith("refs/"):
@@ -162,26 +125,24 @@ def queued_line(settings: Settings, build_id: str) -> str:
     return f"build {build_id} queued: {follow_command(settings, build_id)}"
 
 
-def deploy_options(options: dict[str, str], ref: str, default_ref: str) -> dict[str, Any] | None:
-    """The deploy.* options a build of REF carries, or None when it must not go live: the
-    repo has no site, or REF is not its deploy.ref (default: DEFAULT_REF, the branch pinned
-    when the site was configured, never HEAD), so a feature branch that builds never replaces
-    the live site, whoever moved HEAD; with deploy.previews it goes live as a preview."""
-    site = options.get("deploy.site", "").strip()
-    if not site:
+def deploy_order(options: RepoOptions, ref: str, default_ref: str | None) -> DeployOrder | None:
+    """What a build of REF deploys, or None when it must not go live: the repo has no
+    site, or REF is not its deploy.ref (default: DEFAULT_REF, the branch pinned when the
+    site was configured, never HEAD), so a feature branch that builds never replaces the
+    live site, whoever moved HEAD; with deploy.previews it goes live as a preview."""
+    if not options.site_name:
         return None
-    deploy = {k[len("deploy."):]: v for k, v in options.items() if k.startswith("deploy.")}
-    deploy["dir"] = (deploy.get("dir") or "public").strip().strip("/") or "public"
-    if ref != gsoptions.deploy_ref(options, default_ref):
+    lines = options.deploy_lines()
+    if ref != options.deploy_ref(default_ref):
         # another branch goes live only as a preview at BRANCH.SERVER_NAME (SPEC §7.1)
-        if not previews_enabled(options) or not ref.startswith("refs/heads/"):
+        if not previews_enabled(options.raw) or not ref.startswith("refs/heads/"):
             return None
-        deploy["preview"] = ref[len("refs/heads/"):]
-    return deploy
+        lines["deploy.preview"] = ref[len("refs/heads/"):]
+    return DeployOrder.from_lines(lines)
 
 
-def previews_enabled(options: dict[str, str]) -> bool:
-    return options.get("deploy.previews", "").strip().lower() in ("1", "yes", "true", "on")
+def previews_enabled(options: Mapping[str, str]) -> bool:
+    return enabled(options.get("deploy.previews"))
 
 
 def enqueue(
@@ -193,18 +154,18 @@ def enqueue(
     old: str,
     new: str,
     pusher: str,
-    options: dict[str, str],
+    options: RepoOptions,
     mode: str,
     retry_of: str = "",
 ) -> records.Build:
     """Create the build record, pin the commit, queue the job; raises RedisUnavailable."""
-    opts = build_options(options)
+    opts = options.build
     build_id = ""
     try:
         build_id = records.new_id(r)
         build = records.Build(id=build_id, repo=repo_name, ref=ref, old=old, new=new,
                               pusher=pusher, mode=mode, queue=opts.queue, retry_of=retry_of,
-                              options=dict(options))
+                              options=dict(options.raw))
         repo = Repo(str(repo_path))
         try:
             repo.refs[hidden_ref(build_id).encode()] = new.encode()
@@ -221,7 +182,7 @@ def enqueue(
                           last_line=f"gitserve: {reason}")
             return records.get(r, build_id)
         try:
-            policy, policy_warnings = Policy.for_repo(settings.builds, options)
+            policy, policy_warnings = Policy.for_repo(settings.builds, dict(options.raw))
         except SandboxError as exc:  # a bad [builds] limit: the build fails with its line
             drop_hidden_refs(repo_path, [build_id, *dropped])
             ending.finish(r, build_id, "failed", str(exc), log_ttl=settings.builds.log_ttl,
@@ -229,19 +190,18 @@ def enqueue(
             return records.get(r, build_id)
         for warning in policy_warnings:
             logs.append(r, build_id, warning)
-        payload = {
-            "build_id": build_id, "repo": repo_name, "ref": ref, "old": old, "new": new,
-            "commit": peel(repo_path, new) or new,
-            "pusher": pusher, "mode": mode, "script": opts.script, "timeout": opts.timeout,
-            "fetch_ref": hidden_ref(build_id), "local_path": str(repo_path),
-            "clone_url": clone_url(settings, repo_name),
-            "secrets": tokens,
-            "log_ttl": settings.builds.log_ttl,
-            "deploy": deploy_options(options, ref, repos.deploy_default(settings, repo_path)),
-            "sandbox": policy.to_payload(), "per_repo": settings.builds.per_repo,
-        }
+        payload = BuildPayload(
+            build_id=build_id, repo=repo_name, ref=ref, old=old, new=new,
+            commit=peel(repo_path, new) or new, pusher=pusher, mode=mode, build=opts,
+            fetch_ref=hidden_ref(build_id), local_path=str(repo_path),
+            clone_url=clone_url(settings, repo_name), secrets=tokens,
+            log_ttl=settings.builds.log_ttl,
+            deploy=deploy_order(options, ref, repos.deploy_default(settings, repo_path)),
+            sandbox=policy.to_payload(), per_repo=settings.builds.per_repo,
+        )
         rqconn.queue(r, opts.queue).enqueue(
-            "buildqueue.jobs.run_build", payload, job_id=build.job_id, job_timeout=-1,
+            "buildqueue.jobs.run_build", payload.to_json(), job_id=build.job_id, job_timeout=-1,
+            on_stopped=Callback("buildqueue.jobs.stopped"),
             result_ttl=24 * 3600, failure_ttl=7 * 24 * 3600,
             description=f"build {build_id} {repo_name} {ref}",
         )

@@ -17,13 +17,16 @@ from typing import Any, Callable
 
 import redis
 from rq import get_current_job
+from rq.job import Job
 
 from gitserve import sandbox, sandbox_limits
 from gitserve.logsetup import log_context
+from gitserve.secrets.crypt import SecretError, decrypt
+from gitserve.secrets.masker import Masker
 
 from . import ending, keys, logs, perrepo, records, rqjob, runner, uids, workspace
 from .liveness import heartbeat_loop, worker_name
-from .secrets import Masker, SecretError, decrypt, worker_key_file
+from .payload import BuildPayload
 from .workersettings import WorkerSettings
 
 logger = logging.getLogger(__name__)
@@ -54,11 +57,16 @@ class BuildLog:
         logs.append(self.r, self.build_id, self.mask(line))
 
 
-def _wait_for_lane(r: redis.Redis, build: records.Build, log: BuildLog) -> bool:
+def _wait_for_lane(r: redis.Redis, build: records.Build, log: BuildLog) -> None:
     """Builds of one repo+ref run in push order: wait until every earlier one ended.
+    (`builds cancel` stops the job here as anywhere: rq's stop-job command.)
 
-    Returns False when this build was cancelled while it waited.
-    """
+    Why not rq's job dependencies (depends_on the lane's earlier jobs, allow_failure): in rq
+    3.0 a dependency that was cancelled or stopped never releases its dependents
+    (Job.dependencies_are_met counts only FINISHED and FAILED), and a job whose worker host
+    vanished turns FAILED only when rq's registry cleanup finds its execution expired
+    (90 s and more, on maintenance), so one cancel or one lost host would stall a ref's
+    builds. The wait holds a worker, which [builds] per_repo also does."""
     announced: set[str] = set()
     while True:
         pending = []
@@ -78,28 +86,26 @@ def _wait_for_lane(r: redis.Redis, build: records.Build, log: BuildLog) -> bool:
             ending.reap_if_lost(r, other)
             pending.append(other_id)
         if not pending:
-            return True
+            return
         for other_id in pending:
             if other_id not in announced:
                 log(f"gitserve: waiting for build {other_id} of the same ref to finish")
                 announced.add(other_id)
         records.heartbeat(r, build.id)
-        if r.exists(keys.cancel(build.id)):
-            return False
         time.sleep(LANE_POLL)
 
 
-def build_env(payload: dict[str, Any], output: str, secret_values: dict[str, str]) -> dict[str, str]:
+def build_env(payload: BuildPayload, output: str, secret_values: dict[str, str]) -> dict[str, str]:
     """The script's variables, from scratch: nothing of the worker's environment (the
     sandbox adds PATH, HOME and LANG). OUTPUT is deploy.dir as the script sees it."""
     env = dict(secret_values)
     env.update({
-        "GITSERVE_REPO": payload["repo"],
-        "GITSERVE_REF": payload["ref"],
-        "GITSERVE_OLDREV": payload["old"],
-        "GITSERVE_NEWREV": payload["new"],
-        "GITSERVE_PUSHER": payload["pusher"],
-        "GITSERVE_BUILD_ID": str(payload["build_id"]),
+        "GITSERVE_REPO": payload.repo,
+        "GITSERVE_REF": payload.ref,
+        "GITSERVE_OLDREV": payload.old,
+        "GITSERVE_NEWREV": payload.new,
+        "GITSERVE_PUSHER": payload.pusher,
+        "GITSERVE_BUILD_ID": payload.build_id,
         "GITSERVE_OUTPUT": output,
     })
     return env
@@ -121,86 +127,86 @@ def borrowed_objects(ws: Path) -> list[Path]:
     return [Path(line.strip()) for line in lines if line.strip() and Path(line.strip()).is_dir()]
 
 
-def run_build(payload: dict[str, Any]) -> dict[str, str]:
-    """Entry point of the `builds` queue's jobs (logged as `build ID` in workers.log)."""
-    with log_context(f"build {payload['build_id']}"):
-        logger.info("start %s %s %s", payload.get("repo"), payload.get("ref"),
-                    str(payload.get("commit") or payload.get("new", ""))[:12])
+def run_build(data: dict[str, Any]) -> dict[str, str]:
+    """Entry point of the `builds` queue's jobs (logged as `build ID` in workers.log);
+    DATA is a BuildPayload's JSON."""
+    r = _connection()
+    build_id = str(data.get("build_id", ""))
+    try:
+        rqjob.require(get_current_job())
+    except rqjob.ForeignJob as exc:  # a worker that would run any function: no builds on it
+        logger.error("%s", exc)
+        return _end(r, build_id, "failed", str(exc), int(data.get("log_ttl") or 0))
+    try:
+        payload = BuildPayload.from_json(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        return _end(r, build_id, "failed", f"malformed build job ({type(exc).__name__}: {exc})", 0)
+    with log_context(f"build {payload.build_id}"):
+        logger.info("start %s %s %s", payload.repo, payload.ref, payload.commit[:12])
         result = _run_build(payload)
         logger.info("end: %s", result.get("status"))
         return result
 
 
-def _run_build(payload: dict[str, Any]) -> dict[str, str]:
+def _run_build(payload: BuildPayload) -> dict[str, str]:
     r = _connection()
-    build_id = str(payload["build_id"])
-    log_ttl = int(payload.get("log_ttl", 0))
-    try:
-        rqjob.require(get_current_job())
-    except rqjob.ForeignJob as exc:  # a worker that would run any function: no builds on it
-        logger.error("%s", exc)
-        return _end(r, build_id, "failed", str(exc), log_ttl)
+    build_id = payload.build_id
+    log_ttl = payload.log_ttl
     if not records.start(r, build_id, worker_name()):
         return {"status": records.get(r, build_id).status}
     build = records.get(r, build_id)
     mask: Callable[[str], str] = str  # no secrets known yet: text as it is
     log = BuildLog(r, build_id, mask)
-    policy = sandbox.Policy.from_payload(payload.get("sandbox"))
+    policy = sandbox.Policy.from_payload(payload.sandbox)
     # before any thread starts: the workspace's tmpfs lives in this process's own mount namespace
     work, uncapped = sandbox.new_capped_workdir(sandbox.work_root(workspace.work_root()),
                                                 policy.limits.disk)
     # the heartbeat runs for the whole job: a long fetch must not look like a dead worker
     beating = threading.Event()
     threading.Thread(target=heartbeat_loop, args=(r, build_id, beating), daemon=True).start()
+    # what `stopped` (below) needs if `builds cancel` kills this process
+    records.set_fields(r, build_id, workdir=str(work), waiting="1")
     slot = False
     try:
-        if not _wait_for_lane(r, build, log):
-            ending.finish(r, build_id, "cancelled", "cancelled while waiting", log_ttl=log_ttl,
-                           last_line="gitserve: cancelled")
-            return {"status": "cancelled"}
-        slot = perrepo.acquire(r, build, int(payload.get("per_repo") or 0) or 2, log,
-                               lambda: bool(r.exists(keys.cancel(build_id))))
-        if not slot:
-            ending.finish(r, build_id, "cancelled", "cancelled while waiting", log_ttl=log_ttl,
-                           last_line="gitserve: cancelled")
-            return {"status": "cancelled"}
+        _wait_for_lane(r, build, log)
+        perrepo.acquire(r, build, payload.per_repo or 2, log)
+        slot = True
         if uncapped is not None and policy.enabled:
             logger.warning("workspace not size-capped: %s", uncapped)
         try:
-            policy = policy.with_uid(uids.uid_for(r, payload["repo"], policy.uid_range)
+            policy = policy.with_uid(uids.uid_for(r, payload.repo, policy.uid_range)
                                      if os.geteuid() == 0 else None)
         except sandbox.SandboxError as exc:
             return _end(r, build_id, "failed", str(exc), log_ttl)
-        records.set_fields(r, build_id, started=repr(time.time()))
+        records.set_fields(r, build_id, started=repr(time.time()), waiting="")
         try:
-            secret_values = decrypt(payload.get("secrets") or {}, worker_key_file())
+            secret_values = decrypt(payload.secrets, WorkerSettings.from_env().secrets_key_file)
         except SecretError as exc:
             return _end(r, build_id, "failed", str(exc), log_ttl)
         log.mask = Masker(list(secret_values.values()))
         ws = work / "src"
         try:
-            objects = workspace.source_objects(payload["repo"], payload.get("commit") or payload["new"],
-                                               payload["fetch_ref"],
-                                               payload.get("local_path", ""), payload.get("clone_url", ""))
-            workspace.checkout(objects, payload.get("commit") or payload["new"], ws)
-            workspace.fill_lfs(ws, payload.get("commit") or payload["new"], payload["repo"],
-                               payload.get("local_path", ""), payload.get("clone_url", ""))
+            objects = workspace.source_objects(payload.repo, payload.commit, payload.fetch_ref,
+                                               payload.local_path, payload.clone_url)
+            workspace.checkout(objects, payload.commit, ws)
+            workspace.fill_lfs(ws, payload.commit, payload.repo, payload.local_path, payload.clone_url)
         except workspace.WorkspaceError as exc:
             return _end(r, build_id, "failed", f"checkout failed: {exc}", log_ttl)
-        script = ws / payload["script"]
+        script_rel = payload.build.script
+        script = ws / script_rel
         if not script.is_file():
-            return _end(r, build_id, "failed", f"{payload['script']} not found in the commit", log_ttl)
-        deploy = payload.get("deploy") or {}
-        out_rel = (deploy.get("dir") or "public").strip("/") or "public"
+            return _end(r, build_id, "failed", f"{script_rel} not found in the commit", log_ttl)
+        deploy = payload.deploy
+        out_rel = deploy.dir if deploy else "public"
         output = (ws / out_rel).resolve()
         if not output.is_relative_to(ws.resolve()):
-            return _end(r, build_id, "failed", f"deploy.dir {deploy.get('dir')!r} leaves the workspace", log_ttl)
+            return _end(r, build_id, "failed", f"deploy.dir {out_rel!r} leaves the workspace", log_ttl)
         output.mkdir(parents=True, exist_ok=True)
-        timeout = float(payload.get("timeout", 600))
+        timeout = float(payload.build.timeout)
         try:
             sandbox.hand_over(policy, work)
             jail = sandbox.prepare(
-                policy, work, _script_argv(script, sandbox.inside_path(work, ws / payload["script"])),
+                policy, work, _script_argv(script, sandbox.inside_path(work, ws / script_rel)),
                 build_env(payload, sandbox.inside_path(work, output), secret_values),
                 hide=WorkerSettings.from_env().sandbox_hidden(), ro=borrowed_objects(ws))
         except sandbox.SandboxError as exc:
@@ -209,9 +215,9 @@ def _run_build(payload: dict[str, Any]) -> dict[str, str]:
             log("gitserve: warning: this build runs unsandboxed ([builds] allow_unsandboxed = true)")
         try:
             result = runner.run_script(
-                [], ws, {}, timeout, log,
-                should_cancel=lambda: bool(r.exists(keys.cancel(build_id))), jail=jail,
+                [], ws, {}, timeout, log, jail=jail,
                 workspace=work if uncapped is None else None,
+                on_spawn=lambda pgid: records.set_fields(r, build_id, pgid=str(pgid)),
             )
         except sandbox.SandboxError as exc:
             return _end(r, build_id, "failed", str(exc), log_ttl)
@@ -221,19 +227,15 @@ def _run_build(payload: dict[str, Any]) -> dict[str, str]:
         if result.status == "timed out":
             return _end(r, build_id, "timed out",
                         f"timed out after {timeout:g}s: process group killed", log_ttl)
-        if result.status == "cancelled":
-            by = (r.get(keys.cancel(build_id)) or b"").decode()
-            who = f" by {by}" if by and by != "1" else ""
-            return _end(r, build_id, "cancelled", f"cancelled{who}: process group killed", log_ttl)
         if result.status == "failed":
             code = result.exit_code or 0
             why = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
             return _end(r, build_id, "failed", why, log_ttl)
-        if deploy.get("site"):
+        if deploy is not None:
             from . import deploy_job
 
             try:
-                deploy_job.hand_over(r, payload, ws, out_rel)
+                deploy_job.hand_over(r, payload, deploy, ws)
             except deploy_job.HandOverError as exc:
                 return _end(r, build_id, "failed", str(exc), log_ttl)
             return {"status": "deploying"}
@@ -258,3 +260,35 @@ def _end(r: redis.Redis, build_id: str, status: str, reason: str, log_ttl: int,
                    "%s: %s", status, reason)
     ending.finish(r, build_id, status, reason, log_ttl=log_ttl, last_line=last)
     return {"status": status}
+
+
+def stopped(job: Job, connection: redis.Redis) -> None:
+    """rq's on_stopped callback of a build job, run by the worker whose work-horse `builds
+    cancel` killed (rq's stop-job command): end the build as cancelled, kill what the script
+    left in its process group (a sandboxed build's PID namespace died with the horse), and
+    remove its workspace. It runs in the worker process on the same host as the horse."""
+    data = job.args[0] if job.args and isinstance(job.args[0], dict) else {}
+    build_id = str(data.get("build_id", ""))
+    if not build_id:
+        return
+    raw = connection.hmget(keys.build(build_id), "pgid", "workdir", "waiting")
+    pgid, workdir, waiting = ((v or b"").decode() for v in raw)
+    if pgid.isdigit():
+        runner.terminate_group(int(pgid))
+    try:
+        perrepo.release(connection, records.get(connection, build_id))
+    except records.BuildNotFound:
+        pass
+    by = (connection.get(keys.cancel(build_id)) or b"").decode()
+    who = f" by {by}" if by and by != "1" else ""
+    log_ttl = int(data.get("log_ttl") or 0)
+    with log_context(f"build {build_id}"):
+        if waiting:
+            ending.finish(connection, build_id, "cancelled", "cancelled while waiting",
+                          log_ttl=log_ttl, last_line="gitserve: cancelled")
+        else:
+            _end(connection, build_id, "cancelled", f"cancelled{who}: process group killed", log_ttl)
+    root = sandbox.work_root(workspace.work_root()).resolve()
+    if workdir and Path(workdir).resolve().parent == root:  # never a path Redis made up
+        sandbox.remove_workdir(Path(workdir))
+

@@ -56,10 +56,6 @@ def lane(repo: str, ref: str) -> str:
     return f"{PREFIX}lane:{repo}:{ref}"
 
 
-# Stream of notification events (push, build, deploy) that `gitserve serve` delivers.
-NOTIFY_EVENTS = PREFIX + "notify:events"
-NOTIFY_GROUP = "notifier"  # its consumer group
-
 # --- build uids and per-repo concurrency (issue 21) ---
 BUILD_UIDS = PREFIX + "build:uids"          # hash repo -> the uid its builds run as (root workers)
 BUILD_UID_NEXT = PREFIX + "build:uid-next"  # INCR counter: the next uid offset in [builds] uid_range

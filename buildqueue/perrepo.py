@@ -41,24 +41,21 @@ def _drop_stale(r: redis.Redis, repo: str, me: str) -> None:
             r.srem(running, other_id)
 
 
-def acquire(r: redis.Redis, build: records.Build, per_repo: int, say: Callable[[str], None],
-            cancelled: Callable[[], bool]) -> bool:
-    """Wait for one of the repo's PER_REPO slots; False when the build was cancelled meanwhile."""
+def acquire(r: redis.Redis, build: records.Build, per_repo: int, say: Callable[[str], None]) -> None:
+    """Wait for one of the repo's PER_REPO slots (`builds cancel` stops the job here as
+    anywhere: rq's stop-job command; its on_stopped callback releases what it held)."""
     waiting, running = keys.repo_waiting(build.repo), keys.repo_running(build.repo)
     r.zadd(waiting, {build.id: int(build.id)}, nx=True)
     announced = False
     while True:
         _drop_stale(r, build.repo, build.id)
         if int(r.eval(_TAKE, 2, waiting, running, build.id, max(1, per_repo))):
-            return True
+            return
         if not announced:
             say(f"gitserve: waiting for a slot: [builds] per_repo = {per_repo} builds of "
                 f"{build.repo} run at once")
             announced = True
         records.heartbeat(r, build.id)
-        if cancelled():
-            release(r, build)
-            return False
         time.sleep(POLL)
 
 

@@ -8,33 +8,22 @@ the pusher line by line as it is printed, the same way a build's does.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Callable
 
 from gitserve.git import pushopts
 from gitserve.git.pushhooks import PushContext, RefUpdate
+from gitserve.options import hook_name_problem
 
 from . import runner
 
-NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$")
-DEFAULT_TIMEOUT = 600
-
-
-def hook_names(options: dict[str, str]) -> list[str]:
-    """Hooks to run, as Gitolite collects them: `hook.post-receive` and `hook.post-receive.X`
-    options, each value split on whitespace, in conf order."""
-    names: list[str] = []
-    for key, value in options.items():
-        if key == "hook.post-receive" or key.startswith("hook.post-receive."):
-            names += value.split()
-    return names
 
 
 def hook_path(hooks_dir: Path, name: str) -> Path:
     """HOME/hooks/NAME; NAME may name a subdirectory but never leave HOME/hooks."""
-    if name.startswith("/") or ".." in name or not NAME_RE.match(name):
-        raise ValueError(f"invalid hook name {name!r} (no leading slash or '..')")
+    problem = hook_name_problem(name)
+    if problem:
+        raise ValueError(problem)
     return hooks_dir / name
 
 
@@ -55,10 +44,7 @@ def run_post_receive(ctx: PushContext, updates: list[RefUpdate], name: str,
                 "GL_REPO_BASE": str(ctx.settings.repos_dir),
                 "GL_ADMIN_BASE": str(ctx.settings.home), "GIT_DIR": "."})
     env.update(pushopts.hook_env(ctx.push_options))  # as git: COUNT=0 without options
-    try:
-        timeout = int(ctx.options.get("build.timeout") or DEFAULT_TIMEOUT)
-    except ValueError:
-        timeout = DEFAULT_TIMEOUT
+    timeout = ctx.repo_options.build.timeout
     result = runner.run_script([str(path)], ctx.repo_path, env, timeout, emit, stdin_data=stdin)
     if result.status == "timed out":
         emit(f"gitserve: hook.post-receive {name} timed out after {timeout}s")

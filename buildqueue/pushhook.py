@@ -9,14 +9,17 @@ with that reason, since an unbuilt commit must not pass the gate).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Callable
 
-from gitserve.options import builds_enabled
+from gitserve import repos
 from gitserve.git.pushhooks import PushContext, RefUpdate
+from gitserve.options import BuildOptions
 
-from . import enqueue, logs, notify, posthook, records, rqconn
+from . import enqueue, logs, posthook, records, rqconn
+from .notify import events as notify
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +56,8 @@ def stream_build(ctx: PushContext, r, build: records.Build) -> records.Build:
     return final
 
 
-def _wants_build(ctx: PushContext, update: RefUpdate, opts: enqueue.BuildOptions) -> bool:
-    return (builds_enabled(ctx.options)
+def _wants_build(ctx: PushContext, update: RefUpdate, opts: BuildOptions) -> bool:
+    return (opts.enable
             and not update.is_delete
             and enqueue.ref_matches(update.ref, opts.refs)
             and enqueue.commit_has_file(ctx.repo_path, update.new, opts.script))
@@ -63,9 +66,17 @@ def _wants_build(ctx: PushContext, update: RefUpdate, opts: enqueue.BuildOptions
 def _enqueue(ctx: PushContext, update: RefUpdate, mode: str):
     r = rqconn.connect(ctx.settings.effective_redis_url)
     build = enqueue.enqueue(ctx.settings, r, ctx.repo_name, ctx.repo_path, update.ref,
-                            update.old, update.new, ctx.user, ctx.options, mode)
+                            update.old, update.new, ctx.user, ctx.repo_options, mode)
     log.info("build %s queued (%s %s %s, %s mode, queue %s)", build.id, ctx.repo_name,
              update.ref, update.new[:12], mode, build.queue)
+    options = ctx.repo_options
+    site = options.site_name
+    default_ref = repos.deploy_default(ctx.settings, ctx.repo_path)
+    if site and enqueue.deploy_order(options, update.ref, default_ref) is None:
+        # a site repo's other branch builds but never goes live: say so, once per build
+        live_ref = options.deploy_ref(default_ref)
+        ctx.progress(f"gitserve: build {build.id} of {update.ref} is not deployed: site {site} "
+                     f"deploys {live_ref or 'nothing (no default branch)'} (deploy.ref)")
     return r, build
 
 
@@ -88,11 +99,12 @@ def _remove_previews(ctx: PushContext, updates: list[RefUpdate]) -> None:
         ctx.progress(f"gitserve: the preview of {gone[0]} could not be removed: {rqconn.one_line(exc)}")
 
 
-def push_build_options(ctx: PushContext) -> enqueue.BuildOptions:
-    """The repo's build options, adjusted by the pusher's `-o build.skip` / `-o build.mode=async`.
+def push_build_options(ctx: PushContext) -> BuildOptions:
+    """The repo's build options, adjusted by the pusher's `-o build.skip` / `-o build.mode=async`
+    (mode "skip": nothing builds).
 
     A gate cannot be bypassed from the client: in gate mode both are ignored (and said so)."""
-    opts = enqueue.build_options(ctx.options)
+    opts = ctx.repo_options.build
     wants_skip = "build.skip" in ctx.push_options
     wants_async = "build.mode=async" in ctx.push_options
     if not (wants_skip or wants_async):
@@ -103,11 +115,7 @@ def push_build_options(ctx: PushContext) -> enqueue.BuildOptions:
             ctx.progress("gitserve: push options build.skip/build.mode are ignored: "
                          "this repository gates pushes on its build")
         return opts
-    if wants_skip:
-        opts.mode = "skip"
-    elif wants_async:
-        opts.mode = "async"
-    return opts
+    return dataclasses.replace(opts, mode="skip" if wants_skip else "async")
 
 
 class BuildHook:
@@ -115,7 +123,7 @@ class BuildHook:
         opts = push_build_options(ctx)
         if opts.mode != "gate" or not _wants_build(ctx, update, opts):
             return None
-        for warning in opts.warnings:
+        for warning in ctx.repo_options.warnings:
             ctx.progress(warning)
         try:
             r, build = _enqueue(ctx, update, "gate")
@@ -134,18 +142,21 @@ class BuildHook:
         return f"build {build.id} {final.status}"
 
     def after_push(self, ctx: PushContext, updates: list[RefUpdate]) -> None:
-        if updates and notify.wants(ctx.options, "push"):  # push events need no build.enable
+        options = ctx.repo_options
+        if updates and options.notify.wants("push"):  # push events need no build.enable
             try:
                 notify.push_event(rqconn.connect(ctx.settings.effective_redis_url), ctx.repo_name,
-                                  ctx.user, ctx.options, updates)
+                                  ctx.user, options, updates)
             except rqconn.RedisUnavailable:
                 pass  # no Redis, no notifications; the push itself is fine
-        if not builds_enabled(ctx.options):
-            return  # SPEC §6: without `option build.enable = 1` a push runs nothing
-        _remove_previews(ctx, updates)
         if updates:
-            for hook in posthook.hook_names(ctx.options):
+            # Gitolite's repo-specific hooks run as they ran there, builds or not: the script
+            # is the admin's, installed in HOME/hooks, never code from the push
+            for hook in options.build.post_receive:
                 posthook.run_post_receive(ctx, updates, hook, ctx.progress)
+        if not options.build.enable:
+            return  # SPEC §6: without `option build.enable = 1` a push runs no pushed code
+        _remove_previews(ctx, updates)
         opts = push_build_options(ctx)
         if opts.mode == "gate":
             return
@@ -156,7 +167,7 @@ class BuildHook:
         wanted = [u for u in updates if _wants_build(ctx, u, opts)]
         if not wanted:
             return
-        for warning in opts.warnings:
+        for warning in options.warnings:
             ctx.progress(warning)
         started = []
         for update in wanted:

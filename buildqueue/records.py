@@ -1,9 +1,10 @@
 """Build records in Redis: creation, state changes, history.
 
 A build moves queued -> running [-> deploying] -> passed | failed | timed out | cancelled.
-Every transition is a compare-and-set inside Redis (Lua), because several parties may try
-to end the same build at once: the job itself, `builds cancel`, and whoever notices that
-its worker died. Whoever wins writes the end event into the log stream, in the same
+Every transition is a compare-and-set in Redis, because several parties may try to move or
+end the same build at once: the job itself, `builds cancel` (rq's stop-job callback), and
+whoever notices that its worker died. A move is a WATCH/MULTI transaction; the end is the one
+Lua script (below), and whoever wins it writes the end event into the log stream in the same
 atomic step, so a log reader sees exactly one end and never waits for a second one.
 """
 
@@ -26,6 +27,12 @@ DEPLOY_QUEUED = "deploy queued"     # passed, waiting for a deploy worker (no he
 HEARTBEAT_TTL = 8  # seconds without a heartbeat before a running build counts as lost
 LOST_REASON = "worker lost"
 
+# Why Lua here: ending a build is one step over five keys that must not interleave with
+# another ender (the job, a cancel, a reaper on any host): check the status (and, for a reaper,
+# that no heartbeat is left), write the end, append the end event to the log stream, drop the
+# heartbeat, cancel marker and lane entry. A WATCH transaction could do it too, but every
+# loser would retry under exactly the contention this step exists for; Lua does it in one
+# round trip and the losers simply get 0.
 _FINISH = """
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return 0 end
@@ -48,23 +55,6 @@ redis.call('ZREM', KEYS[5], redis.call('HGET', KEYS[1], 'id'))
 return 1
 """
 
-_START = """
-local st = redis.call('HGET', KEYS[1], 'status')
-if st ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'status', ARGV[2], 'started', ARGV[3], 'worker', ARGV[4])
-redis.call('SET', KEYS[2], '1', 'EX', ARGV[5])
-return 1
-"""
-
-
-_MOVE = """
-local st = redis.call('HGET', KEYS[1], 'status')
-if st ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'status', ARGV[2])
-if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'worker', ARGV[3]) end
-redis.call('SET', KEYS[2], '1', 'EX', ARGV[4])
-return 1
-"""
 
 
 class BuildNotFound(GitserveError, LookupError):
@@ -182,19 +172,32 @@ def set_fields(r: redis.Redis, build_id: str, **values: str) -> None:
     r.hset(keys.build(build_id), mapping={k: str(v) for k, v in values.items()})
 
 
-def start(r: redis.Redis, build_id: str, worker: str, expect: str = "queued",
-          status: str = "running") -> bool:
-    """queued -> running (or running -> deploying); False when someone ended it first."""
-    script = r.register_script(_START)
-    return bool(script(keys=[keys.build(build_id), keys.heartbeat(build_id)],
-                       args=[expect, status, repr(time.time()), worker, HEARTBEAT_TTL]))
+def start(r: redis.Redis, build_id: str, worker: str) -> bool:
+    """queued -> running; False when someone ended it first (a cancel while queued)."""
+    return move(r, build_id, "queued", "running", worker, started=repr(time.time()))
 
 
-def move(r: redis.Redis, build_id: str, expect: str, status: str, worker: str = "") -> bool:
-    """Change the status of an unfinished build (keeps its start time); False if it changed first."""
-    script = r.register_script(_MOVE)
-    return bool(script(keys=[keys.build(build_id), keys.heartbeat(build_id)],
-                       args=[expect, status, worker, HEARTBEAT_TTL]))
+def move(r: redis.Redis, build_id: str, expect: str, status: str, worker: str = "",
+         **fields: str) -> bool:
+    """EXPECT -> STATUS (and FIELDS, WORKER when given) with a fresh heartbeat, unless the
+    build moved first (then False). A WATCH/MULTI transaction, tried again when another field
+    of the record changed meanwhile."""
+    key = keys.build(build_id)
+    values = {"status": status, **fields, **({"worker": worker} if worker else {})}
+    with r.pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(key)
+                current = pipe.hget(key, "status")
+                if current is None or current.decode() != expect:
+                    return False
+                pipe.multi()
+                pipe.hset(key, mapping=values)
+                pipe.set(keys.heartbeat(build_id), "1", ex=HEARTBEAT_TTL)
+                pipe.execute()
+                return True
+            except redis.WatchError:
+                continue
 
 
 def heartbeat(r: redis.Redis, build_id: str) -> None:

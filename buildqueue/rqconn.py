@@ -6,8 +6,15 @@ and nothing in Redis can make a worker unpickle code.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+from redis.sentinel import Sentinel
 from rq import Queue
+from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
@@ -21,10 +28,69 @@ class RedisUnavailable(GitserveError):
     """Redis could not be reached; the message is one line for the pusher."""
 
 
+SENTINEL_SCHEME = "redis+sentinel"
+# how long one command keeps trying through a Sentinel failover (the sentinels need about
+# down-after-milliseconds + an election to promote a replica; then the client finds it)
+FAILOVER_WAIT = 30.0
+
+
+@dataclass(frozen=True)
+class SentinelAddress:
+    """`redis+sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER_NAME[/DB]`: the one
+    string [redis] sentinels/master_name/password become (Settings.effective_redis_url), so a
+    worker started with `--url` follows the same master as the server."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    master_name: str
+    password: str | None
+    db: int
+
+    @classmethod
+    def parse(cls, url: str) -> SentinelAddress:
+        parts = urlsplit(url)
+        if parts.scheme != SENTINEL_SCHEME:
+            raise ValueError(f"not a {SENTINEL_SCHEME}:// URL")
+        netloc = parts.netloc.rsplit("@", 1)[-1]
+        hosts = []
+        for item in netloc.split(","):
+            host, _, port = item.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"sentinel address {item!r} is not HOST:PORT")
+            hosts.append((host.strip("[]"), int(port)))
+        path = [unquote(p) for p in parts.path.split("/") if p]
+        if not path:
+            raise ValueError("no master name in the sentinel URL")
+        db = int(path[1]) if len(path) > 1 and path[1].isdigit() else 0
+        password = unquote(parts.password) if parts.password else None
+        return cls(tuple(hosts), path[0], password, db)
+
+
+def _retry() -> Retry:
+    """Every command retries through a failover (connection errors, timeouts, and the
+    READONLY a demoted master answers) for about FAILOVER_WAIT seconds."""
+    return Retry(ExponentialBackoff(cap=1.0, base=0.05), int(FAILOVER_WAIT / 0.5))
+
+
+def _sentinel_client(url: str) -> redis.Redis:
+    addr = SentinelAddress.parse(url)
+    sentinel = Sentinel(list(addr.sentinels), socket_timeout=CONNECT_TIMEOUT,
+                        sentinel_kwargs={"password": addr.password,
+                                         "socket_timeout": CONNECT_TIMEOUT},
+                        password=addr.password, db=addr.db,
+                        socket_connect_timeout=CONNECT_TIMEOUT, health_check_interval=30,
+                        retry=_retry(),
+                        retry_on_error=[redis.ConnectionError, redis.TimeoutError,
+                                        redis.exceptions.ReadOnlyError])
+    return sentinel.master_for(addr.master_name)
+
+
 def connect(url: str, *, check: bool = True) -> redis.Redis:
     try:
-        r = redis.Redis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT,
-                                 health_check_interval=30)
+        if url.startswith(SENTINEL_SCHEME + "://"):
+            r = _sentinel_client(url)
+        else:
+            r = redis.Redis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT,
+                                     health_check_interval=30)
         if check:
             r.ping()
     except (redis.RedisError, OSError, ValueError) as exc:
@@ -32,17 +98,29 @@ def connect(url: str, *, check: bool = True) -> redis.Redis:
     return r
 
 
+def connect_async(url: str) -> redis.asyncio.Redis:
+    """The asyncio client of the web UI's live logs, for the same URLs as connect()."""
+    import redis.asyncio
+    import redis.asyncio.sentinel
+
+    if url.startswith(SENTINEL_SCHEME + "://"):
+        addr = SentinelAddress.parse(url)
+        sentinel = redis.asyncio.sentinel.Sentinel(
+            list(addr.sentinels), socket_timeout=CONNECT_TIMEOUT,
+            sentinel_kwargs={"password": addr.password}, password=addr.password, db=addr.db)
+        return sentinel.master_for(addr.master_name)
+    return redis.asyncio.Redis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT)
+
+
 def insecure_reason(url: str) -> str | None:
     """Why URL is not a Redis that builds and other local users can be kept out of: a TCP
     Redis without a password (whoever reaches it can write a job for a worker, read build
     logs, forge build results). None for a unix socket or a URL with a password."""
-    from urllib.parse import urlsplit
-
     try:
         parts = urlsplit(url)
     except ValueError:
         return None  # connect() reports the bad URL
-    if parts.scheme not in ("redis", "rediss") or parts.password:
+    if parts.scheme not in ("redis", "rediss", SENTINEL_SCHEME) or parts.password:
         return None
     return (f"Redis at {safe_url(url)} has no password: anyone who reaches it can make a worker "
             "run jobs; use redis://:PASSWORD@HOST:PORT/DB (Redis `requirepass`), or set "
@@ -68,6 +146,16 @@ def cancel_job(r: redis.Redis, job_id: str) -> None:
         Job.fetch(job_id, connection=r, serializer=JSONSerializer).cancel()
     except (NoSuchJobError, InvalidJobOperation):
         pass
+
+
+def stop_job(r: redis.Redis, job_id: str) -> bool:
+    """rq's stop-job command to the worker running JOB_ID (it kills the work-horse and runs the
+    job's on_stopped callback); False when no worker runs it (not started, or already over)."""
+    try:
+        send_stop_job_command(r, job_id, serializer=JSONSerializer)
+    except (NoSuchJobError, InvalidJobOperation):
+        return False
+    return True
 
 
 def safe_url(url: str) -> str:

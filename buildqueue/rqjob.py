@@ -5,8 +5,9 @@ the callbacks it names, whatever the serializer: whoever can write to Redis (a b
 reached it, a compromised build host holding its password) could run code as the worker. A
 worker built with this class (`gitserve worker`, serve's local workers, and the README's
 `rq worker ... --job-class buildqueue.rqjob.GitserveJob`) runs only the functions in
-ALLOWED, never a callback, never a method of a stored instance: anything else fails as a job,
-with one line, without being imported.
+ALLOWED, never a callback but the build's own stopped callback (STOPPED_CALLBACKS), never a
+method of a stored instance: anything else fails as a job, with one line, without being
+imported.
 
 A plain `rq worker` without the class would run any function; so gitserve's own job
 functions check that they were started through this class (`require`) and refuse to build
@@ -22,7 +23,13 @@ from rq.job import Job
 from gitserve.errors import GitserveError
 
 ALLOWED = frozenset({"buildqueue.jobs.run_build", "buildqueue.deploy_job.run_deploy",
-                     "buildqueue.deploy_job.remove_preview"})
+                     "buildqueue.deploy_job.remove_preview",
+                     # the notify queue's jobs (only serve's notify workers work that queue)
+                     "buildqueue.notify.notifier.deliver_event",
+                     "buildqueue.notify.notifier.send_webhook",
+                     "buildqueue.notify.notifier.send_mail"})
+# the one callback: a build stopped by `builds cancel` (rq's stop-job command) is ended by it
+STOPPED_CALLBACKS = frozenset({"buildqueue.jobs.stopped"})
 JOB_CLASS = "buildqueue.rqjob.GitserveJob"
 
 
@@ -39,11 +46,13 @@ class GitserveJob(Job):
         if name not in ALLOWED or self.instance is not None:
             raise ForeignJob(f"refused: job function {name!r} is not a gitserve job")
         for kind in ("success", "failure", "stopped"):
-            if getattr(self, f"_{kind}_callback_name", None):
+            callback = getattr(self, f"_{kind}_callback_name", None)
+            if callback and not (kind == "stopped" and callback in STOPPED_CALLBACKS):
                 raise ForeignJob(f"refused: job {self.id} names an on_{kind} callback")
         return super().func
 
     # rq calls these after the function (or instead of it, on failure): never a stored name
+    # but gitserve's own stopped callback
     @property
     def success_callback(self) -> Any:
         return None
@@ -54,6 +63,8 @@ class GitserveJob(Job):
 
     @property
     def stopped_callback(self) -> Any:
+        if getattr(self, "_stopped_callback_name", None) in STOPPED_CALLBACKS:
+            return super().stopped_callback
         return None
 
 

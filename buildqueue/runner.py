@@ -115,8 +115,11 @@ def run_script(
     jail: Run | None = None,
     log_bytes: int | None = None,
     workspace: Path | None = None,
+    on_spawn: Callable[[int], None] | None = None,
 ) -> RunResult:
     """Run ARGV to completion, timeout or cancel; stdin is /dev/null unless STDIN_DATA is given.
+    ON_SPAWN gets the script's process group id once it runs (so whoever stops the job can
+    still kill what the script started).
 
     With JAIL (gitserve.sandbox.prepare) its command, environment and directory replace
     ARGV, ENV and CWD, and its PID namespace is gone when this returns. LOG_BYTES caps the
@@ -158,6 +161,8 @@ def run_script(
             jail.close()
         raise
     try:
+        if on_spawn is not None:
+            on_spawn(proc.pid)
         return _supervise(proc, timeout, on_line, should_cancel, tick, tick_interval, stdin_data,
                           jail, log_bytes, workspace)
     finally:

@@ -25,10 +25,7 @@ class _Out:
 
 def cmd_builds(ctx: ssh_commands.CommandContext, args: list[str]) -> int:
     def access(repo: str, perm: str, ref: str = "any") -> bool:
-        try:
-            return ssh_commands.can(ctx, repo, perm, ref)
-        except Exception:  # noqa: BLE001 - a repo name the rules cannot even check: no access
-            return False
+        return ctx.may(repo, perm, ref)
 
     return commands.run(ctx.settings, args, access, _Out(ctx), user=ctx.user)
 

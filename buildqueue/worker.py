@@ -51,6 +51,9 @@ def _cold_stop_worker_class() -> type:
     return ColdStopWorker
 
 
+NOTIFY_MAINTENANCE = 30  # seconds between a notify worker's rq maintenance runs
+
+
 def run_worker(redis_url: str, queues: list[str], name: str | None = None, burst: bool = False,
                cold_stop: bool = False) -> bool:
     """Work QUEUES until stopped (SIGTERM: finish the current job, or with COLD_STOP kill
@@ -58,24 +61,33 @@ def run_worker(redis_url: str, queues: list[str], name: str | None = None, burst
     from rq import Worker
     from rq.serializers import JSONSerializer
 
-    from . import deploy_job, jobs, notify  # noqa: F401  (preloaded before each fork)
+    from . import deploy_job, jobs  # noqa: F401  (preloaded before each fork)
+    from .notify import notifier  # noqa: F401
+    from .notify.events import NOTIFY_QUEUE
     from .rqconn import connect
     from .rqjob import GitserveJob
 
     r = connect(redis_url)
     cls = _cold_stop_worker_class() if cold_stop else Worker
-    # only gitserve's job functions run here, whatever a job in Redis names (buildqueue/rqjob.py)
-    worker = cls(queues, connection=r, serializer=JSONSerializer, name=name, job_class=GitserveJob)
-    return worker.work(burst=burst, with_scheduler=False, logging_level="WARNING")
+    # only gitserve's job functions run here, whatever a job in Redis names (buildqueue/rqjob.py);
+    # rq's scheduler re-queues a notification delivery whose retry is due (notify/notifier.py)
+    scheduler = NOTIFY_QUEUE in queues
+    worker = cls(queues, connection=r, serializer=JSONSerializer, name=name, job_class=GitserveJob,
+                 # a scheduler lock left by a notify worker that was killed expires after 61 s;
+                 # rq retries taking it at maintenance, by default only every 10 minutes
+                 **({"maintenance_interval": NOTIFY_MAINTENANCE} if scheduler else {}))
+    return worker.work(burst=burst, with_scheduler=scheduler, logging_level="WARNING")
 
 
 class LocalWorkers:
     """N `gitserve worker` child processes on this host (they see HOME: fast local fetch)."""
 
     def __init__(self, home: Path, redis_url: str, count: int,
-                 queues: tuple[str, ...] = DEFAULT_QUEUES, log_file: Path | None = None) -> None:
+                 queues: tuple[str, ...] = DEFAULT_QUEUES, log_file: Path | None = None,
+                 env: dict[str, str] | None = None, cold_stop: bool = True) -> None:
         self.home, self.redis_url, self.count = home, redis_url, count
-        self.queues, self.log_file = queues, log_file
+        self.queues, self.log_file, self.cold_stop = queues, log_file, cold_stop
+        self.env = env or {}  # more of the worker's environment (buildqueue.workersettings names it)
         self.procs: list[subprocess.Popen] = []
 
     def start(self) -> "LocalWorkers":
@@ -86,12 +98,12 @@ class LocalWorkers:
         return self
 
     def _spawn(self) -> subprocess.Popen:
-        env = dict(os.environ, GITSERVE_HOME=str(self.home))
+        env = dict(os.environ, **self.env, GITSERVE_HOME=str(self.home))
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
         try:
             return subprocess.Popen(
                 [sys.executable, "-m", "gitserve", "worker", "--url", self.redis_url,
-                 "--no-log-console", "--cold-stop", *self.queues],
+                 "--no-log-console", *(["--cold-stop"] if self.cold_stop else []), *self.queues],
                 env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
                 preexec_fn=die_with_parent(signal.SIGTERM),
             )

@@ -14,12 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
+from gitserve.secrets.crypt import KEY_FILE_ENV
+
 HOME_ENV = "GITSERVE_HOME"  # the server's home (local workers)
-SECRETS_KEY_ENV = "GITSERVE_SECRETS_KEY_FILE"  # key that decrypts build secrets
+SECRETS_KEY_ENV = KEY_FILE_ENV  # key that decrypts build secrets
 WORKER_KEY_ENV = "GITSERVE_WORKER_KEY"  # ssh key a remote worker fetches with
 CACHE_ENV = "GITSERVE_BUILD_CACHE"  # where fetched objects are cached between builds
 NO_LOCAL_ENV = "GITSERVE_NO_LOCAL_FETCH"  # "1": always fetch over SSH, as a remote host does
 WORK_DIR_ENV = "GITSERVE_WORK_DIR"  # where build and deploy workspaces are made (0700)
+# serve's notify workers: the SSH address serve listens on when `serve --listen` overrode
+# gitserve.toml (a notification's `ssh ... builds log ID` line names it)
+SERVER_LISTEN_ENV = "GITSERVE_SERVER_LISTEN"
 
 
 def _path(value: str | None) -> Path | None:
@@ -34,6 +39,7 @@ class WorkerSettings:
     build_cache: Path | None = None
     no_local_fetch: bool = False
     work_dir: Path | None = None
+    server_listen: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
@@ -43,7 +49,8 @@ class WorkerSettings:
                    worker_key=_path(env.get(WORKER_KEY_ENV)),
                    build_cache=_path(env.get(CACHE_ENV)),
                    no_local_fetch=env.get(NO_LOCAL_ENV) == "1",
-                   work_dir=_path(env.get(WORK_DIR_ENV)))
+                   work_dir=_path(env.get(WORK_DIR_ENV)),
+                   server_listen=env.get(SERVER_LISTEN_ENV, ""))
 
     @property
     def secrets_key_file(self) -> Path | None:

@@ -138,7 +138,7 @@ def fill_lfs(dest: Path, sha: str, repo: str, local_path: str, clone_url: str) -
     from urllib.parse import urlsplit
 
     from gitserve.lfs import client, pointers
-    from gitserve.lfs.store import LfsError, LfsStore
+    from gitserve.lfs.store import LfsError, LfsStore, repo_root
 
     try:
         entries = pointers.in_tree(dest, sha)
@@ -148,15 +148,15 @@ def fill_lfs(dest: Path, sha: str, repo: str, local_path: str, clone_url: str) -
         return 0
     try:
         if local_objects(local_path) is not None:
-            # HOME/repositories/NAME.git -> HOME/lfs/NAME (NAME may hold '/')
+            # HOME/repositories/NAME.git -> HOME/lfs/NAME.git (NAME may hold '/')
             home = Path(local_path).parents[len(Path(repo).parts)]
-            store = LfsStore(home / "lfs" / repo)
+            store = LfsStore(repo_root(home / "lfs", repo))
         else:
             url = urlsplit(clone_url)
             if url.scheme != "ssh" or not url.hostname:
                 raise WorkspaceError("LFS files need an ssh clone URL to fetch from")
             root = cache_root()
-            store = LfsStore(root / "lfs" / repo)
+            store = LfsStore(repo_root(root / "lfs", repo))
             argv = shlex.split(_ssh_command(worker_key(), root / "known_hosts"))
             if url.port:
                 argv += ["-p", str(url.port)]

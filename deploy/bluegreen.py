@@ -309,10 +309,19 @@ def _prune(site: Site, state: dict[str, Any], keep: int, say: Log) -> None:
         if release not in kept:
             remove_release(site.releases_dir, release)
             removed.append(release)
+    went_live = set(state["deployed"])
     state["deployed"] = [r for r in state["deployed"] if r in kept]
     state["releases"] = {k: v for k, v in state["releases"].items() if k in kept}
-    if removed:
-        say(f"pruned {len(removed)} old release(s): {', '.join(removed)} (deploy.keep = {keep})")
+    # say which is which: a release that failed its check (kept on the preview for
+    # inspection until now) is not an "old release" that deploy.keep counts
+    old = [r for r in removed if r in went_live]
+    never = [r for r in removed if r not in went_live]
+    if old:
+        say(f"pruned {len(old)} old release{'' if len(old) == 1 else 's'}: {', '.join(old)} "
+            f"(deploy.keep = {keep})")
+    if never:
+        say(f"removed release{'' if len(never) == 1 else 's'} {', '.join(never)}, which never "
+            "went live")
 
 
 def _superseded(state: dict[str, Any], site: Site, meta: Mapping[str, Any]) -> str | None:
@@ -474,7 +483,8 @@ def _deploy_locked(settings: Settings, s: Site, state: dict[str, Any], opts: Sit
     s.save_state(state)
     old_idle_release = s.slot_release(idle)
     s.point_slot(idle, release)
-    say(f"publish: {files} files, {size} bytes as release {release} on {idle}")
+    say(f"publish: {files} file{'' if files == 1 else 's'}, {size} byte{'' if size == 1 else 's'} "
+        f"as release {release} on {idle}")
 
     # 2. the release's processes (Procfile) on the idle side, under `gitserve sites`
     runtime = {"env": {str(k): str(v) for k, v in dict(meta.get("env") or {}).items()},
@@ -656,9 +666,12 @@ def _switch_to(settings: Settings, s: Site, opts: SiteOptions, state: dict[str, 
                           log, None, None, started)
 
 
-def restart(settings: Settings, site: str, by: str | None = None, log: Log = print) -> DeployResult:
-    """`deploy restart SITE`: the live release started afresh on the idle side, checked,
-    switched, the old processes drained: every process restarted, no request failed."""
+def restart(settings: Settings, site: str, by: str | None = None, log: Log = print,
+            kind: str | None = None) -> DeployResult:
+    """`deploy restart SITE [TYPE]`: the live release started afresh on the idle side,
+    checked, switched, the old processes drained: every process restarted, no request
+    failed. A TYPE nginx sends no traffic to (not deploy.web, not in deploy.routes) is
+    restarted in place instead, on its port; one that takes traffic restarts the side."""
     started = time.monotonic()
     name = check_site_name(site)
 
@@ -675,9 +688,25 @@ def restart(settings: Settings, site: str, by: str | None = None, log: Log = pri
         current = s.slot_release(live)
         if live is None or current is None:
             raise DeployError("restart", f"site {name} has nothing live to restart")
-        if not processes.side_ports(settings, name, live):
+        ports = processes.side_ports(settings, name, live)
+        if not ports:
             raise DeployError("restart", f"site {name} is static (no Procfile): nothing to restart")
         opts = _stored_options(s, state, settings)
+        if kind is not None:
+            if kind not in ports:
+                raise DeployError("restart", f"site {name} has no {kind} process "
+                                  f"(it has {', '.join(sorted(ports))})")
+            if kind != opts.web and kind not in {k for _, k in opts.routes}:
+                before = {r["type"]: r for r in processes.read_status(settings, name)
+                          if r.get("side") == live}.get(kind, {})
+                processes.restart_in_place(settings, name, live, kind)
+                _wait_until(lambda: any(r.get("type") == kind and r.get("side") == live and r.get("pid")
+                                        and r.get("restarts", 0) > before.get("restarts", 0)
+                                        for r in processes.read_status(settings, name)),
+                            PROCESS_START_TIMEOUT, f"{kind} did not come back")
+                say(f"{kind} restarted in place on {live} (it takes no HTTP traffic)")
+                return DeployResult(name, live, current, live, current, 0.0, time.monotonic() - started)
+            say(f"{kind} takes HTTP traffic: the whole {live} side restarts through {other_side(live)}")
         return _switch_to(settings, s, opts, state, live, current, "restart", by, say, log, started)
 
 

@@ -131,6 +131,17 @@ def stop_side(settings: Settings, site: str, side: str, after: float = 0.0) -> N
     sitesctl.wake(settings)
 
 
+def restart_in_place(settings: Settings, site: str, side: str, kind: str) -> None:
+    """Ask for KIND on SIDE to be stopped and started again on its port (a type nginx sends
+    no traffic to: a worker, a scheduler); the supervisor does it at its next pass."""
+    desired = read_desired(settings, site, side)
+    if desired is None or kind not in desired.get("procs", {}):
+        raise DeployError("restart", f"site {site} runs no {kind} process on {side}")
+    desired["procs"][kind]["restart"] = secrets.token_hex(4)
+    atomic_write(desired_file(settings, site, side), json.dumps(desired, indent=1), mode=0o600)
+    sitesctl.wake(settings)
+
+
 def side_ports(settings: Settings, site: str, side: str | None) -> dict[str, int]:
     """{type: port} SIDE should be serving (not stopping), or {} (static, or nothing)."""
     if side is None:
@@ -231,6 +242,7 @@ class Instance:
     stopping: bool = False
     app_pid: int | None = None
     reader: threading.Thread | None = field(default=None, repr=False)
+    restart_token: str | None = None   # desired proc["restart"] last acted on
 
     def row(self) -> dict[str, Any]:
         running = self.popen is not None and self.popen.poll() is None
@@ -288,9 +300,15 @@ class ProcessKeeper:
             found = self.instances.get(key)
             if found is None:
                 inst = Instance(key[0], key[1], key[2], desired["generation"], str(desired["release"]),
-                                int(proc["port"]))
+                                int(proc["port"]), restart_token=proc.get("restart"))
                 self.instances[key] = inst
                 self._start(inst, desired, proc)
+                continue
+            if proc.get("restart") != found.restart_token:  # `deploy restart SITE TYPE`
+                found.restart_token = proc.get("restart")
+                self._stop_now(found)
+                found.restarts += 1
+                self._start(found, desired, proc)
                 continue
             self._watch(found, desired, proc)
         for desired in finished:  # drained: its processes are stopped above; forget the side
@@ -405,6 +423,23 @@ class ProcessKeeper:
             self._log(inst).write(inst.side, inst.kind, None, "stopped")
 
         threading.Thread(target=stop, daemon=True, name=f"stop-{inst.site}-{inst.kind}").start()
+
+    def _stop_now(self, inst: Instance, grace: float = STOP_GRACE) -> None:
+        """SIGTERM, wait, kill: here, not in a thread (its port is wanted back at once)."""
+        if inst.popen is None:
+            return
+        for pid in procscan.tree(inst.popen.pid)[1:]:
+            if not procscan.cmdline(pid).startswith(b"bwrap"):
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        try:
+            inst.popen.wait(grace)
+        except subprocess.TimeoutExpired:
+            pass
+        self._reap(inst)
+        self._log(inst).write(inst.side, inst.kind, None, "stopped for a restart")
 
     def _reap(self, inst: Instance) -> None:
         if inst.jail is not None:

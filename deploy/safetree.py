@@ -70,9 +70,11 @@ def _link_stays_inside(rel: str, target: str) -> bool:
     return joined != ".." and not joined.startswith("../")
 
 
-def walk(root_fd: int, step: str, shown: str = "") -> Iterator[Entry]:
-    """Every entry under ROOT_FD, parents before children. Files come with an open fd
-    (closed when the iteration moves on). Raises DeployError(step) on anything unsafe."""
+def walk(root_fd: int, step: str, shown: str = "", skip: frozenset[str] = frozenset()
+         ) -> Iterator[Entry]:
+    """Every entry under ROOT_FD, parents before children, but for the top-level names in
+    SKIP. Files come with an open fd (closed when the iteration moves on). Raises
+    DeployError(step) on anything unsafe."""
     seen: dict[tuple[int, int], list] = {}
 
     def name(rel: str) -> str:
@@ -82,6 +84,8 @@ def walk(root_fd: int, step: str, shown: str = "") -> Iterator[Entry]:
         if depth > MAX_DEPTH:
             raise DeployError(step, f"{name(rel)}: directories nested too deep")
         for entry in sorted(os.listdir(dfd)):
+            if depth == 0 and entry in skip:
+                continue
             path = posixpath.join(rel, entry) if rel else entry
             st = os.stat(entry, dir_fd=dfd, follow_symlinks=False)
             if stat.S_ISLNK(st.st_mode):
@@ -126,15 +130,16 @@ def _read_all(fd: int) -> Iterator[bytes]:
         yield chunk
 
 
-def pack(base: Path, rel: str, step: str = "pack") -> bytes:
-    """tar.gz of the directory BASE/REL (BASE trusted, REL walked with O_NOFOLLOW).
+def pack(base: Path, rel: str, step: str = "pack", skip: frozenset[str] = frozenset()) -> bytes:
+    """tar.gz of the directory BASE/REL (BASE trusted, REL walked with O_NOFOLLOW), without
+    its top-level entries named in SKIP.
     Hard-link checks need the whole tree first, so entries go to a temporary tar that is
     only returned when the walk found nothing wrong."""
     buf = io.BytesIO()
     root = open_under(base, rel, step)
     try:
         with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-            for e in walk(root, step, rel):
+            for e in walk(root, step, rel, skip):
                 info = tarfile.TarInfo(f"./{e.rel}" if e.rel else ".")
                 info.mode = e.mode & 0o755
                 if e.kind == "dir":

@@ -26,7 +26,7 @@ USAGE = """Usage:  ssh git@host deploy status SITE [--json]
         ssh git@host deploy rollback SITE [--to BUILD]
         ssh git@host deploy ps SITE [--json]
         ssh git@host deploy logs SITE [TYPE] [--follow]
-        ssh git@host deploy restart SITE
+        ssh git@host deploy restart SITE [TYPE]
 
 status: live side, release, build, commit, when and by whom; the releases kept
 rollback: switch live back to the previous release (or BUILD) in one step; needs W
@@ -34,7 +34,8 @@ rollback: switch live back to the previous release (or BUILD) in one step; needs
 ps: the site's processes (Procfile): type, side, pid, port, uptime, restarts, state
 logs: their output (the last 100 lines; --follow: then new lines as they come)
 restart: the live release's processes started afresh on the idle side, checked and
-         switched to, the old ones drained: no request fails; needs W as rollback
+         switched to, the old ones drained: no request fails; a TYPE that takes no
+         HTTP traffic restarts in place; needs W as rollback
 """
 
 
@@ -43,7 +44,7 @@ def _repo_for(ctx: CommandContext, site: str, perm: str) -> str:
     if not SITE_RE.match(site):
         raise hidden
     repo = site_repo(ctx.settings, site)
-    if repo is None or not commands.can(ctx, repo, "R"):
+    if repo is None or not ctx.may(repo, "R"):
         raise hidden
     if perm != "R":
         # changing what is live needs the right to push what goes live: W on deploy.ref
@@ -104,10 +105,11 @@ def cmd_deploy(ctx: CommandContext, args: list[str]) -> int:
         except (OSError, EOFError):
             return 0
         return 0
-    if verb == "restart" and len(rest) == 1:
+    if verb == "restart" and len(rest) in (1, 2):
         _repo_for(ctx, rest[0], "W")
         try:
-            restart(ctx.settings, rest[0], by=ctx.user, log=lambda line: ctx.out(line + "\n"))
+            restart(ctx.settings, rest[0], by=ctx.user, log=lambda line: ctx.out(line + "\n"),
+                    kind=rest[1] if len(rest) == 2 else None)
         except DeployError as exc:
             raise CommandError(f"restart {rest[0]}: {exc.message if exc.step == 'restart' else exc}") from None
         return 0

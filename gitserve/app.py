@@ -134,7 +134,7 @@ def push_hooks(settings: Settings, upkeep: UpkeepService | None = None,
 def ssh_commands_table(settings: Settings) -> dict[str, ssh_commands.Command]:
     """Every command a user can run over ssh (`ssh git@host NAME ...`), in one place."""
     from buildqueue.sshcommands import COMMAND as BUILDS
-    from buildqueue.sshsecrets import COMMAND as SECRETS
+    from gitserve.secrets.sshcommand import COMMAND as SECRETS
     from deploy.sshcommands import COMMAND as DEPLOY
     from gitserve.http.sshcommands import LFS_AUTHENTICATE, LOGIN, TOKEN
     from gitserve.ssh.cmd import lfs, mirror
@@ -159,7 +159,7 @@ def services(settings: Settings, upkeep: UpkeepService | None = None,
     (none with a redis.url), the embedded nginx (none for a system nginx), upkeep, and the
     notifier (always: it alone delivers webhooks and mail, with the server's secrets)."""
     from buildqueue.embedded import services as build_services
-    from buildqueue.notifier import services as notify_services
+    from buildqueue.notify.service import services as notify_services
     from deploy.sitesctl import services as deploy_services
 
     found: list[Service] = [*build_services(settings), *deploy_services(settings)]
@@ -205,7 +205,12 @@ def build(settings: Settings, hooks: Sequence[PushHook] | None = None) -> App:
     metrics = Metrics()
     # mirroring ([server] hostname set): one queue of pushes to the slaves for the process
     syncer = MirrorSyncer(settings, metrics=metrics) if settings.server.hostname else None
-    return App(settings=settings, metrics=metrics,
-               hooks=list(hooks) if hooks is not None else push_hooks(settings, upkeep, syncer),
-               commands=ssh_commands_table(settings),
-               services=services(settings, upkeep, syncer))
+    app = App(settings=settings, metrics=metrics,
+              hooks=list(hooks) if hooks is not None else push_hooks(settings, upkeep, syncer),
+              commands=ssh_commands_table(settings),
+              services=services(settings, upkeep, syncer))
+    # `gitserve shell` behind the system sshd hands its connections to this process
+    from gitserve.ssh.handoff import HandoffService
+
+    app.services.append(HandoffService(settings, app.commands, app.hooks, app.metrics))
+    return app

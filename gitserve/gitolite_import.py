@@ -22,13 +22,14 @@ import logging
 import os
 import re
 import shutil
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dulwich.objects import Commit
 from dulwich.repo import Repo
 
-from gitserve import adminrepo, repos
+from gitserve import adminrepo, gitolite_rc, repoconf, repos
 from gitserve.errors import GitserveError
 from gitserve.settings import Settings
 
@@ -56,6 +57,8 @@ class Source:
     repositories: Path | None = None  # directory of NAME.git to bring
     described: str = ""
     notes: list[str] = field(default_factory=list)
+    # a hosting user's home: what its rc and host decide (None for a checkout or repo dir)
+    site: gitolite_rc.SiteSettings | None = None
     hostname: str = ""  # the rc's HOSTNAME (a mirrored site): becomes [server] hostname
 
 
@@ -70,37 +73,12 @@ def rc_hostname(rc_path: Path) -> str:
     return found.group(2) if found else ""
 
 
-_RC_DEFAULT_ROLES = {"READERS", "WRITERS"}
-_RC_DEFAULT_COMMANDS = {"help", "desc", "info", "perms", "writable"}
-_RC_TRIGGERS = {"ssh-authkeys", "git-config", "daemon", "gitweb"}
-
-
 def rc_warnings(rc_path: Path) -> list[str]:
-    """What a Gitolite site's ~/.gitolite.rc sets that the import does not carry over, one
-    line each (the rc is Perl; only the few settings that change behaviour are looked at)."""
+    """What a Gitolite site's ~/.gitolite.rc turns on that the import cannot carry over."""
     try:
-        text = rc_path.read_text(errors="replace")
-    except OSError:
-        return []
-    body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
-    found: list[str] = []
-    keys = re.search(r"GIT_CONFIG_KEYS\s*=>\s*(['\"])(.*?)\1", body)
-    if keys and keys.group(2).strip():
-        found.append(f"{rc_path}: GIT_CONFIG_KEYS '{keys.group(2)}' is not imported "
-                     "(gitserve writes no `config` keys unless told which)")
-    roles_block = re.search(r"ROLES\s*=>\s*\{(.*?)\}", body, re.S)
-    if roles_block:
-        roles = set(re.findall(r"([A-Za-z_]+)\s*=>", roles_block.group(1))) - _RC_DEFAULT_ROLES
-        if roles:
-            found.append(f"{rc_path}: roles {', '.join(sorted(roles))} are not supported "
-                         "(gitserve's roles are READERS and WRITERS); gl-perms lines naming them grant nothing")
-    enable = re.search(r"ENABLE\s*=>\s*\[(.*?)\]", body, re.S)
-    if enable:
-        names = set(re.findall(r"['\"]([^'\"]+)['\"]", enable.group(1)))
-        extra = names - _RC_DEFAULT_COMMANDS - _RC_TRIGGERS
-        if extra:
-            found.append(f"{rc_path}: enabled Gitolite features not imported: {', '.join(sorted(extra))}")
-    return found
+        return gitolite_rc.rc_warnings(rc_path)
+    except gitolite_rc.RcError as exc:
+        return [str(exc)]
 
 
 def _is_git_dir(path: Path) -> bool:
@@ -172,14 +150,12 @@ def locate(path: Path | None, repositories: Path | None) -> Source:
             # a hosting user's home: the admin repo on the server is the source of truth
             repo_dir = repo_dir or path / "repositories"
             src.described = f"Gitolite site {path}"
-            src.notes += [f"warning: {w}" for w in rc_warnings(path / ".gitolite.rc")]
+            try:
+                src.site = gitolite_rc.read_site(path)
+            except gitolite_rc.RcError as exc:
+                raise GitoliteImportError(str(exc)) from None
+            src.notes += [f"warning: {w}" for w in src.site.notes]
             src.hostname = rc_hostname(path / ".gitolite.rc")
-            keys_file = path / ".ssh" / "authorized_keys"
-            if keys_file.exists():
-                src.notes.append(f"to keep serving git@host:repo on port 22, set [server] "
-                                 f'authorized_keys = "{keys_file}" in gitserve.toml and run '
-                                 f"`gitserve admin authorized-keys --write {keys_file}` "
-                                 "(README: Behind the system OpenSSH)")
         elif _is_git_dir(path):
             src.history, src.tip = path, _tip_of(path, prefer_master=True)
             if src.tip is None:
@@ -325,7 +301,23 @@ def clean_repo(path: Path, name: str) -> list[str]:
         p = path / f
         if p.is_file() or p.is_symlink():
             p.unlink()
-    return notes
+    return notes + _drop_program_keys(path, name)
+
+
+def _drop_program_keys(path: Path, name: str) -> list[str]:
+    """Config keys that make git run a program or read another file (Gitolite writes any key
+    GIT_CONFIG_KEYS allows; gitserve never keeps those): removed from the copied repo's config."""
+    config = path / "config"
+    if not config.is_file():
+        return []
+    listed = subprocess.run(["git", "config", "--file", str(config), "--name-only", "--list"],
+                            capture_output=True, text=True, timeout=60, check=False)
+    dropped = sorted({k for k in listed.stdout.split() if repoconf.is_dangerous(k)})
+    for key in dropped:
+        subprocess.run(["git", "config", "--file", str(config), "--unset-all", key],
+                       capture_output=True, timeout=60, check=False)
+    return [f"{name}: git config {key} removed (it runs programs or reads files)"
+            for key in dropped]
 
 
 class RepoMover:
@@ -389,3 +381,84 @@ class RepoMover:
             except OSError as exc:
                 log.error("could not move %s back to %s: %s", dest, src, exc)
         self.moved.clear()
+
+
+# --- LOCAL_CODE: the site's own hooks, VREFs and commands -----------------------------------
+
+
+@dataclass
+class LocalCode:
+    """Files of Gitolite's LOCAL_CODE to copy into the new home, as (source, path under HOME)."""
+
+    files: list[tuple[Path, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+# LOCAL_CODE subdirectory -> where gitserve looks for the same thing
+_LOCAL_DIRS = (("hooks/repo-specific", "hooks"), ("VREF", "vrefs"), ("commands", "commands"))
+
+
+def _programs(root: Path) -> list[Path]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            p = Path(dirpath) / name
+            if not name.startswith(".") and p.is_file() and os.access(p, os.X_OK):
+                out.append(p)
+    return out
+
+
+def plan_local_code(local: Path) -> LocalCode:
+    """What Gitolite ran from LOCAL_CODE: hooks/repo-specific/NAME (`option hook.*`) go to
+    HOME/hooks/NAME, VREF/NAME to HOME/vrefs/NAME, commands/NAME to HOME/commands/NAME (run
+    when `[server] commands` names them, as the rc's ENABLE did); the rest is named in a note."""
+    plan = LocalCode()
+    if not local.is_dir():
+        plan.notes.append(f"LOCAL_CODE {local}: no such directory, nothing copied")
+        return plan
+    for sub, dest in _LOCAL_DIRS:
+        for p in _programs(local / sub):
+            plan.files.append((p, f"{dest}/{p.relative_to(local / sub).as_posix()}"))
+    for sub in ("hooks/common", "triggers", "lib"):
+        found = [p.relative_to(local).as_posix() for p in _programs(local / sub)] \
+            if (local / sub).is_dir() else []
+        if sub == "lib" and (local / sub).is_dir():
+            found = [f"{sub}/"]
+        if found:
+            plan.notes.append(f"LOCAL_CODE {local}: not carried over (gitserve has no place to "
+                              f"run them): {', '.join(found)}")
+    return plan
+
+
+def install_local_code(home: Path, plan: LocalCode) -> None:
+    for source, rel in plan.files:
+        dest = home / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, dest, follow_symlinks=True)
+        dest.chmod(0o755)
+
+
+def copy_host_keys(sshd_dir: Path, dest: Path) -> list[str]:
+    """The sshd's host keys (ed25519, ecdsa, rsa) into DEST, so clients that knew the host see
+    the same keys from gitserve's server; returns the key file names copied."""
+    copied = []
+    for kind in ("ed25519", "ecdsa", "rsa"):
+        src = sshd_dir / f"ssh_host_{kind}_key"
+        if not src.is_file():
+            continue
+        try:
+            data = src.read_bytes()
+        except OSError as exc:
+            raise GitoliteImportError(f"{src}: {exc.strerror} (run the import as root to take "
+                                      "over the sshd's host keys)") from None
+        fd = os.open(dest / src.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        pub = sshd_dir / f"{src.name}.pub"
+        if pub.is_file():
+            shutil.copyfile(pub, dest / pub.name)
+        copied.append(src.name)
+    if not copied:
+        raise GitoliteImportError(f"{sshd_dir}: no ssh_host_*_key to take over")
+    return copied

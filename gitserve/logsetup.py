@@ -18,6 +18,7 @@ import logging
 import logging.handlers
 import re
 import sys
+import threading
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -64,6 +65,26 @@ class _ContextFilter(logging.Filter):
 
 def _not_file_only(record: logging.LogRecord) -> bool:
     return getattr(record, "console", True) is not False
+
+
+class _QuietHandshakeFailures(logging.Filter):
+    """paramiko logs a failed SSH negotiation (`ssh-keyscan` asking for a host key type we do
+    not have, a scanner, a client hanging up) as one ERROR line and then its traceback, one
+    record per line. Keep the first line for the console, as a warning; the traceback goes
+    to the log file only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._local = threading.local()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        if message.startswith("Exception (server):"):
+            self._local.failed = True
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        elif getattr(self._local, "failed", False) and record.levelno >= logging.ERROR:
+            record.console = False  # the traceback of that failure
+        return True
 
 
 class _TextFormatter(logging.Formatter):
@@ -131,4 +152,7 @@ def configure(home: Path, filename: str = "server.log", level: str = "INFO",
     # paramiko and dulwich log every negotiation at INFO: keep them to real problems
     for noisy in ("paramiko", "dulwich"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    transport = logging.getLogger("paramiko.transport")
+    if not any(isinstance(f, _QuietHandshakeFailures) for f in transport.filters):
+        transport.addFilter(_QuietHandshakeFailures())
     return path

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-
 # build and deploy switch durations: seconds, from a quick script to a long test suite
 BUILD_BUCKETS = (1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, float("inf"))
 SWITCH_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, float("inf"))
@@ -25,6 +23,10 @@ class Metrics:
     """Counters and gauges the serving code updates directly."""
 
     def __init__(self) -> None:
+        # imported here: `gitserve shell` (a process per connection behind sshd) only needs
+        # NULL, and prometheus-client is a tenth of its start-up
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.connections_open = Gauge(
             "gitserve_connections_open", "Connections open now", ["transport"], registry=r)

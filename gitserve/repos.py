@@ -19,6 +19,7 @@ from dulwich.config import ConfigFile
 from dulwich.errors import NotGitRepository
 from dulwich.repo import Repo
 
+from gitserve.acl.can import repo_exists
 from gitserve.errors import GitserveError
 from gitserve import acl
 from gitserve.acl import wild
@@ -91,8 +92,7 @@ def path(settings: Settings, name: str) -> Path:
 
 
 def exists(settings: Settings, name: str) -> bool:
-    p = path(settings, name)
-    return (p / "objects").is_dir() and (p / "HEAD").is_file()
+    return repo_exists(path(settings, name))
 
 
 def initialized_line(settings: Settings, name: str) -> str:

@@ -91,6 +91,13 @@ class RedisSettings:
     url: str = ""
     # a TCP url without a password is refused unless this is true (issue 21)
     allow_insecure: bool = False
+    # Redis Sentinel (SPEC §10): ["HOST:PORT", ...] of the sentinels; everything that uses
+    # Redis asks them for the master named master_name and follows a failover. `password` is
+    # the Redis password (requirepass/masterauth; also sent to the sentinels)
+    sentinels: list[str] = field(default_factory=list)
+    master_name: str = "mymaster"
+    password: str = ""
+    db: int = 0
 
 
 @dataclass
@@ -207,10 +214,11 @@ class SecretsSettings:
 class NotifySettings:
     """Delivery of notify.webhook / notify.email (by `gitserve serve`, never by a build)."""
     attempts: int = 5
-    # seconds before the first retry; doubled for each later one
+    # seconds before the first retry; doubled for each later one (rq's Retry: whole seconds)
     backoff: float = 1.0
     timeout: float = 10.0
-    # deliveries running at once (one slow receiver never holds up the others)
+    # notify worker processes serve runs: deliveries at once (one slow receiver never holds
+    # up the others)
     senders: int = 4
     # webhooks to loopback, link-local and private addresses (refused by default: issue 21)
     allow_private: bool = False
@@ -305,8 +313,22 @@ class Settings:
         return self.repos_dir / f"{name}.git"
 
     @property
+    def external_redis(self) -> bool:
+        """A Redis of the site's own (url or sentinels): serve starts no embedded one."""
+        return bool(self.redis.url or self.redis.sentinels)
+
+    @property
     def effective_redis_url(self) -> str:
-        """The configured Redis URL, or the embedded server's unix socket."""
+        """The configured Redis URL; with sentinels a `redis+sentinel://` URL (one string that
+        workers on this host are started with, see buildqueue/rqconn.py); else the embedded
+        server's unix socket."""
+        if self.redis.sentinels:
+            from urllib.parse import quote
+
+            auth = f":{quote(self.redis.password, safe='')}@" if self.redis.password else ""
+            hosts = ",".join(self.redis.sentinels)
+            return f"redis+sentinel://{auth}{hosts}/{quote(self.redis.master_name, safe='')}/" \
+                   f"{self.redis.db}"
         if self.redis.url:
             return self.redis.url
         return f"unix://{self.redis_socket}"
@@ -377,6 +399,10 @@ def _apply(section: Any, values: dict[str, Any], name: str) -> None:
         expected = type(current)
         if expected is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
+        if expected is list and not (isinstance(value, list) and
+                                     all(isinstance(v, str) for v in value)):
+            raise SettingsError(
+                f"{SETTINGS_FILE}: [{name}] {key} must be a list of strings, got {value!r}")
         if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
             raise SettingsError(
                 f"{SETTINGS_FILE}: [{name}] {key} must be {expected.__name__}, got {value!r}"
@@ -403,6 +429,8 @@ def load(home: str | os.PathLike[str] | None = None) -> Settings:
 
 
 def _toml_value(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):

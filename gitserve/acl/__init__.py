@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Mapping
 
 from . import patterns
+from .can import can, repo_exists
 from .engine import Rules, WildInfo
 from .errors import AccessError, ConfError
 from .parser import compile_file, compile_source
@@ -21,7 +22,7 @@ from .types import Decision, Inspector, RepoContext, RuleBook
 from .update import ZERO_SHA
 
 __all__ = [
-    "AccessError", "ConfError", "ConfSource", "Decision", "DirSource", "Inspector",
+    "AccessError", "ConfError", "can", "repo_exists", "ConfSource", "Decision", "DirSource", "Inspector",
     "MappingSource", "RepoContext", "RuleBook", "Rules", "WildInfo", "ZERO_SHA", "load", "load_files", "load_source",
     "patterns",
 ]

@@ -183,6 +183,19 @@ class Rules:
         self._rules_cache[key] = out
         return out
 
+    def role_rules(self, repo: str, wild: WildInfo | None,
+                   roles: Iterable[str]) -> list[tuple[int, str, str, str]]:
+        """(seq, perm, refex, role) of every rule that names a role (`RW = WRITERS`) for REPO,
+        in conf order: what Gitolite's `perms REPO -lr` lists."""
+        creator = wild.creator if wild is not None else ""
+        out: list[tuple[int, str, str, str]] = []
+        for r in self._repo_memberships(repo, creator):
+            per_user = self.compiled.repos.get(r) or {}
+            for role in roles:
+                out.extend((seq, perm, refex, role) for seq, perm, refex
+                           in per_user.get("@" + role, ()))
+        return sorted(out)
+
     # -- config and options -----------------------------------------------------------
     def _git_config(self, repo: str, ctx: RepoContext) -> dict[str, str]:
         key = (repo, ctx.creator)

@@ -92,11 +92,13 @@ def check_update(rules: RuleBook, repo: str, user: str, ref: str, old: str, new:
                 return done(Decision(False, f"'{vref}': helper program missing or unexecutable"))
             status, out, err = ran
             notes.extend(err.splitlines())  # the hook's stderr reaches the pusher too
-            result = out.splitlines()
+            # lines keep their newline: Gitolite's deny message is the rest of the line, newline
+            # and all, so a message that ends one is followed by a blank `remote:` line
+            result = out.splitlines(keepends=True)
             if status:  # Gitolite reads every line first, then dies on the exit status
                 for line in result:
                     if not line.startswith("VREF/"):
-                        notes.append(line)
+                        notes.append(line.rstrip("\n"))
                         continue
                     first, _, rest = line.partition(" ")
                     d = check_vref(first, rest)
@@ -107,9 +109,10 @@ def check_update(rules: RuleBook, repo: str, user: str, ref: str, old: str, new:
             return done(Decision(False, f"{vref}: helper program exit status {result}"))
         for line in result:
             first, _, rest = line.partition(" ")
+            first = first.rstrip("\n")
             if not first.startswith("VREF/"):
                 if helper is None:
-                    notes.append(line)
+                    notes.append(line.rstrip("\n"))
                 continue
             d = check_vref(first, rest)
             if d is not None:
@@ -139,9 +142,9 @@ def _count(inspector: Inspector, ref: str, old: str, new: str, vref: str,
         if want.search(raw):
             return []
         return [f"{vref} top commit message should include the text "
-                f"'{count} new files signed-off by: {email}'"]
+                f"'{count} new files signed-off by: {email}'\n"]
     kind = "new" if added_only else "changed"
-    return [f"{vref} (too many {kind} files in this push)"]
+    return [f"{vref} (too many {kind} files in this push)\n"]
 
 
 def _max_newbin_size(inspector: Inspector, ref: str, old: str, new: str, vref: str,
@@ -190,7 +193,7 @@ def _merge_check(inspector: Inspector, ref: str, old: str, new: str, vref: str,
     if old == ZERO_SHA or new == ZERO_SHA:
         return []
     if inspector.has_merge(old, new):
-        return [f"{vref} FATAL: merge commits not allowed"]
+        return [f"{vref} FATAL: merge commits not allowed\n"]
     return []
 
 

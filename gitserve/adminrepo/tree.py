@@ -31,7 +31,10 @@ BUILDER = authkeys.BUILDER  # internal identity of HOME/worker_key (no keydir na
 MAX_FILE = 4 * 1024 * 1024  # a conf or key file bigger than this is a mistake
 # Gitolite only warns about these and carries on without the line; a conf that does not
 # parse is refused here instead (SPEC §2), so nobody loses access to a typo.
-FATAL_WARNINGS = ("syntax error, ignoring", "included file not found")
+FATAL_WARNINGS = ("syntax error, ignoring",)
+# A missing include is only a warning, as in Gitolite (the push goes through with `remote:
+# WARNING: ...`), unless what is left would lock everybody out of the admin repo.
+LOCKOUT_WARNINGS = ("included file not found",)
 
 
 class AdminError(GitserveError, ValueError):
@@ -160,7 +163,20 @@ def load_rules(files: dict[str, bytes], hostname: str = "") -> Rules:
     for w in rules.warnings:
         if any(marker in w for marker in FATAL_WARNINGS):
             raise AdminError(_one_line(w.replace(", ignoring:", ":")))
+    for w in rules.warnings:
+        if any(marker in w for marker in LOCKOUT_WARNINGS) and not _someone_administers(rules):
+            raise AdminError(_one_line(w) + " (and nobody could push to gitolite-admin then)")
     return rules
+
+
+def _someone_administers(rules: Rules) -> bool:
+    """Does any user the conf names keep write access to gitolite-admin's master?"""
+    users = {"@all-probe"}  # stands for anyone, for `RW+ = @all`
+    for per_user in rules.compiled.repos.values():
+        users.update(u for u in per_user if not u.startswith("@"))
+    for members in rules.compiled.groups.values():
+        users.update(m for m in members if not m.startswith("@"))
+    return any(rules.check("gitolite-admin", u, "W", ADMIN_BRANCH).allowed for u in sorted(users))
 
 
 def _one_line(msg: str) -> str:

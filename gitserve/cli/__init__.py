@@ -1,56 +1,38 @@
-"""The `gitserve` command: a thin typer layer over the library modules."""
+"""The `gitserve` command: a thin typer layer over the library modules (cli/root.py).
+
+`main` serves `gitserve shell USER`, which sshd starts for every connection behind the
+system OpenSSH, without importing typer or any command group (cli/shellfast.py); every
+other command line goes to the typer app.
+"""
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-from typing import Annotated, Optional
-
-import typer
-
-from gitserve.errors import GitserveError
-
-from . import admin, builds, deploy, init, mirror, serve, shell, sites, worker
-from .common import CliState
-
-app = typer.Typer(
-    name="gitserve",
-    help="Self-hosted Git server: Gitolite access rules, push-triggered builds, blue-green deploys.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-
-
-@app.callback()
-def _root(
-    ctx: typer.Context,
-    home: Annotated[
-        Optional[Path],
-        typer.Option("--home", help="Server home (env GITSERVE_HOME, default ~/.gitserve; root: /var/lib/gitserve)."),
-    ] = None,
-) -> None:
-    # `gitserve --home X cmd` and `gitserve cmd --home X` both work: the root option
-    # travels to the subcommands in typer's context (see common.load_settings)
-    ctx.obj = CliState(home=home)
-
-
-init.add_commands(app)
-serve.add_commands(app)
-shell.add_commands(app)
-sites.add_commands(app)
-worker.add_commands(app)
-app.add_typer(admin.app, name="admin")
-app.add_typer(builds.app, name="builds")
-app.add_typer(deploy.app, name="deploy")
-app.add_typer(mirror.app, name="mirror")
+from typing import Any
 
 
 def main() -> None:
     """The `gitserve` command. A GitserveError (bad input, a server already running...) is
     one `gitserve: MESSAGE` line on stderr and exit 1, never a traceback."""
+    from . import shellfast
+
+    fast = shellfast.parse_argv(sys.argv[1:])
+    if fast is not None:
+        sys.exit(shellfast.serve(*fast))
+    from gitserve.errors import GitserveError
+
+    from .root import app
+
     try:
         app()
     except GitserveError as exc:
         print(f"gitserve: {exc}", file=sys.stderr)
         sys.exit(1)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":  # `from gitserve.cli import app` (tests, typer's CliRunner)
+        from .root import app
+
+        return app
+    raise AttributeError(name)

@@ -10,9 +10,11 @@ from . import mirror as mirror_cli
 app = typer.Typer(help="Manage keys, access rules and secrets (commits on the admin repo).",
                   no_args_is_help=True)
 
-# access, check (check runs these validators, in this order)
-admin_acl.add_commands(app, validators=(admin_acl.validate_conf, admin_acl.validate_options,
-                                        admin_keys.validate_keydir))
+# what `admin check` runs, in this order (`init --from-gitolite` runs the same before it
+# puts the new home in place)
+CHECKS = (admin_acl.validate_conf, admin_acl.validate_options, admin_keys.validate_keydir)
+
+admin_acl.add_commands(app, validators=CHECKS)  # access, check
 admin_keys.add_commands(app)     # add-key, remove-key, list-keys, set-conf
 admin_secrets.add_commands(app)  # set-secret, secrets list|set|remove, notify-log
 admin_upkeep.add_commands(app)   # fsck, gc

@@ -65,7 +65,13 @@ def validate_conf(target: CheckTarget, report: CheckReport) -> None:
             raise CheckFailed(f"{target.conf}: {exc.strerror or exc}") from None
         vref_home = None
     else:
-        settings, state = _current_admin_state(target.home)
+        from gitserve import adminrepo
+
+        settings = load_settings(target.home)
+        try:
+            state = adminrepo.current(settings)
+        except Exception as exc:  # AdminError and friends: one line, as everywhere
+            raise CheckFailed(str(exc)) from None
         rules = state.rules
         vref_home = settings.home
         report.warnings.extend(getattr(state, "warnings", ()))
@@ -101,7 +107,7 @@ def lint_vrefs(rules: acl.Rules, home: Optional[Path] = None) -> list[str]:
     """VREFs gitserve has no helper for (built in, or a program in HOME/vrefs/) would reject
     every push that reaches them."""
     from gitserve.acl.update import SUPPORTED_VREFS
-    from gitserve.git import vrefprog
+    from gitserve.git import vrefprog, vrefs
 
     out = []
     seen = set()
@@ -111,12 +117,20 @@ def lint_vrefs(rules: acl.Rules, home: Optional[Path] = None) -> list[str]:
                 if refex.startswith("VREF/") and refex not in seen:
                     seen.add(refex)
                     name = refex.split("/")[1] if refex.count("/") else ""
-                    if name not in SUPPORTED_VREFS and not (
+                    if name not in SUPPORTED_VREFS and not vrefs.shipped(name) and not (
                             home is not None and vrefprog.find(home, name)):
                         f, n = rules.compiled.origin.get(seq, ("?", 0))
                         out.append(f"{f}:{n}: VREF '{name}' is not built in nor in HOME/vrefs/; "
                                    f"pushes that reach '{refex}' are rejected")
     return out
+
+
+def run_checks(target: CheckTarget, validators: Sequence[Validator]) -> CheckReport:
+    """Every validator in order; raises CheckFailed with the first problem."""
+    report = CheckReport()
+    for validator in validators:
+        validator(target, report)
+    return report
 
 
 def add_commands(app: typer.Typer, validators: Sequence[Validator]) -> None:
@@ -167,13 +181,10 @@ def add_commands(app: typer.Typer, validators: Sequence[Validator]) -> None:
             "--strict", help="treat warnings (e.g. ignored syntax errors) as errors")] = False,
         home: HomeOption = None,
     ) -> None:
-        target = CheckTarget(conf=conf, home=home)
-        report = CheckReport()
-        for validator in validators:
-            try:
-                validator(target, report)
-            except CheckFailed as exc:
-                fail(str(exc))
+        try:
+            report = run_checks(CheckTarget(conf=conf, home=home), validators)
+        except CheckFailed as exc:
+            fail(str(exc))
         for w in report.warnings:
             print(f"WARNING: {w}", file=sys.stderr)
         if strict and report.warnings:

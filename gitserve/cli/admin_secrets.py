@@ -34,7 +34,9 @@ def read_value(stream: Any, prompt: str) -> str:
 
 
 def _set(repo: str, name: str, home: Any, refs: list[str] | None = None) -> None:
-    from buildqueue import secrets, secretscope, secretstore
+    from gitserve.secrets import crypt as secrets
+    from gitserve.secrets import scope as secretscope
+    from gitserve.secrets import store as secretstore
     from gitserve import audit
 
     settings = load_settings(home)
@@ -66,7 +68,8 @@ def secrets_set(repo: RepoArg, name: NameArg, ref: RefOption = None, home: HomeO
 @secrets_app.command("list")
 def secrets_list(repo: RepoArg, home: HomeOption = None) -> None:
     """Names of REPO's secrets and when each was set (never the values)."""
-    from buildqueue import secrets, secretstore
+    from gitserve.secrets import crypt as secrets
+    from gitserve.secrets import store as secretstore
 
     settings = load_settings(home)
     try:
@@ -74,7 +77,7 @@ def secrets_list(repo: RepoArg, home: HomeOption = None) -> None:
         rows = secretstore.store_for(settings, repo).list(repo)
     except secrets.SecretError as exc:
         fail(str(exc))
-    from buildqueue import secretscope
+    from gitserve.secrets import scope as secretscope
 
     scoped = secretscope.scopes(settings, repo)
     for name, ts in rows:
@@ -84,14 +87,15 @@ def secrets_list(repo: RepoArg, home: HomeOption = None) -> None:
 @secrets_app.command("remove")
 def secrets_remove(repo: RepoArg, name: NameArg, home: HomeOption = None) -> None:
     """Forget secret NAME of REPO."""
-    from buildqueue import secrets, secretstore
+    from gitserve.secrets import crypt as secrets
+    from gitserve.secrets import store as secretstore
     from gitserve import audit
 
     settings = load_settings(home)
     try:
         repo = secretstore.scope_name(repo)
         secretstore.store_for(settings, repo).remove(repo, name)
-        from buildqueue import secretscope
+        from gitserve.secrets import scope as secretscope
 
         secretscope.set_scope(settings, repo, name, [])
     except secrets.SecretError as exc:
@@ -116,7 +120,7 @@ def add_commands(app: typer.Typer) -> None:
         """Notification deliveries: time, repo, event, target (credentials masked), status, attempts."""
         import json
 
-        from buildqueue import notifylog
+        from buildqueue.notify import deliverylog as notifylog
 
         settings = load_settings(home)
         entries = list(notifylog.read(settings, repo.removesuffix(".git") if repo else None))[-limit:]

@@ -11,6 +11,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from gitserve.errors import GitserveError
+
 from .common import HomeOption, fail, load_settings
 
 app = typer.Typer(help="Push-triggered builds: history, logs, cancel, retry.", no_args_is_help=True)
@@ -22,7 +24,7 @@ def _run(home, argv: list[str]) -> None:
     settings = load_settings(home)
     try:
         code = commands.run(settings, argv, lambda *_: True, sys.stdout)
-    except commands.CommandError as exc:
+    except GitserveError as exc:  # CommandError, RedisUnavailable, AdminError...
         fail(str(exc))
     except KeyboardInterrupt:
         raise typer.Exit(130) from None

@@ -93,6 +93,7 @@ def logs(
 @app.command("restart")
 def restart(
     site: Annotated[str, typer.Argument(help="Site name (option deploy.site).")],
+    kind: Annotated[Optional[str], typer.Argument(metavar="[TYPE]", help="Only this process type.")] = None,
     home: HomeOption = None,
 ) -> None:
     """Restart the live release's processes with no failed request (on the idle side, then switch)."""
@@ -100,6 +101,7 @@ def restart(
 
     settings = load_settings(home)
     try:
-        bluegreen.restart(settings, site, by=getpass.getuser(), log=lambda line: print(line, flush=True))
+        bluegreen.restart(settings, site, by=getpass.getuser(), log=lambda line: print(line, flush=True),
+                          kind=kind)
     except DeployError as exc:
         fail(f"restart {site}: {exc.message if exc.step == 'restart' else exc}")

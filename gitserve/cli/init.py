@@ -17,7 +17,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from gitserve import adminrepo, gitolite_import, keys, repos
+from gitserve import adminrepo, gitolite_import, gitolite_rc, keys, repos
 from gitserve import settings as settings_mod
 from gitserve.cli.common import HomeOption, fail
 from gitserve.cli.admin_keys import cli_author
@@ -102,6 +102,49 @@ def _prepare_files(
     return files, f"gitserve init: admin {user}", notes
 
 
+def _carry_site(s: settings_mod.Settings, site: gitolite_rc.SiteSettings,
+                takeover_sshd: bool) -> list[str]:
+    """Write what the Gitolite site decided into S (gitserve.toml); the lines saying so."""
+    lines = []
+    if site.authorized_keys is not None and not takeover_sshd:
+        # the system sshd keeps serving git@host:repo; `gitserve serve` swaps Gitolite's
+        # forced commands in that file for `gitserve shell` ones
+        s.server.authorized_keys = str(site.authorized_keys)
+        s.server.public_port = 22
+        lines.append(f"gitserve.toml: authorized_keys = '{site.authorized_keys}': `gitserve "
+                     "serve` replaces Gitolite's forced commands there with `gitserve shell` "
+                     "(users keep git@host:repo on the system sshd)")
+    s.server.commands = " ".join(site.commands)
+    s.server.git_config_keys = site.git_config_keys
+    s.server.default_branch = site.default_branch
+    if site.ssh_user:
+        s.server.ssh_user = site.ssh_user
+    lines.append(f"gitserve.toml: default_branch = {site.default_branch!r}, ssh_user = "
+                 f"{s.server.ssh_user!r}")
+    if site.commands:
+        lines.append(f"gitserve.toml: commands = {s.server.commands!r} (the rc's ENABLE)")
+    if site.git_config_keys:
+        lines.append(f"gitserve.toml: git_config_keys = {site.git_config_keys!r} (the rc's "
+                     "GIT_CONFIG_KEYS; keys that run programs are still never written)")
+    return lines
+
+
+def _check_new_home(home: Path, source: Optional[Path]) -> list[str]:
+    """`gitserve admin check` on the home being built: a home the admin could not push to is
+    refused (nothing is put in place) with what to fix in the Gitolite site."""
+    from gitserve.cli import admin_acl
+    from gitserve.cli.admin import CHECKS
+
+    try:
+        report = admin_acl.run_checks(admin_acl.CheckTarget(conf=None, home=home), CHECKS)
+    except admin_acl.CheckFailed as exc:
+        raise adminrepo.AdminError(
+            f"nothing imported: the result would fail `gitserve admin check`: {exc} "
+            f"(fix that in {source} and run the import again)") from None
+    return [f"warning: {w}" for w in report.warnings] + ["admin check: ok: " +
+                                                         "; ".join(report.summary)]
+
+
 def init_home(
     home: Path,
     admin_user: Optional[str] = None,
@@ -110,13 +153,17 @@ def init_home(
     author: Optional[str] = None,
     repositories: Optional[Path] = None,
     move: bool = False,
+    sshd_host_keys: Optional[Path] = None,
     hostname: str = "",
 ) -> list[str]:
     """Create HOME; returns the lines to show the user. Raises AdminError/RepoError.
 
     With FROM_GITOLITE and/or REPOSITORIES, a Gitolite site is imported (see
     gitolite_import): its admin history onto master and its repositories, copied or, with
-    MOVE, moved (put back if anything fails)."""
+    MOVE, moved (put back if anything fails). Everything the site ran comes along: its rc's
+    commands and config keys, its hosting user and default branch (gitserve.toml), LOCAL_CODE's
+    hooks and VREFs; with SSHD_HOST_KEYS, that sshd's host keys instead of new ones. The new
+    home must pass `admin check` before it is put in place."""
     if home.exists() and (not home.is_dir() or any(home.iterdir())):
         raise adminrepo.AdminError(f"{home} already exists and is not empty; refusing to overwrite it")
     importing = from_gitolite is not None or repositories is not None
@@ -125,8 +172,12 @@ def init_home(
                                "add more keys later with `gitserve admin add-key`")
     if move and not importing:
         raise adminrepo.AdminError("--move needs --from-gitolite or --repositories")
+    if sshd_host_keys is not None and not importing:
+        raise adminrepo.AdminError("--takeover-sshd needs --from-gitolite or --repositories")
     src: gitolite_import.Source | None = None
     plans: list[gitolite_import.RepoPlan] = []
+    local = gitolite_import.LocalCode()
+    site = gitolite_rc.SiteSettings()
     if importing:
         src, message, notes = _prepare_import(from_gitolite, repositories, hostname)
         files = src.files
@@ -134,6 +185,11 @@ def init_home(
         if src.repositories is not None:
             plans, skipped = gitolite_import.plan_repositories(src.repositories)
             notes += [f"warning: {w}" for w in skipped]
+        site = src.site or gitolite_rc.SiteSettings(
+            default_branch=gitolite_rc.host_default_branch(None))
+        if site.local_code is not None:
+            local = gitolite_import.plan_local_code(site.local_code)
+            notes += [f"warning: {n}" for n in local.notes]
     else:
         files, message, notes = _prepare_files(admin_user, admin_key)
     home.parent.mkdir(parents=True, exist_ok=True)
@@ -141,15 +197,28 @@ def init_home(
     mover: gitolite_import.RepoMover | None = None
     try:
         s = settings_mod.Settings(home=tmp)
+        if importing:
+            notes += _carry_site(s, site, sshd_host_keys is not None)
         s.server.hostname = hostname  # mirroring (README: Mirroring and failover)
         settings_mod.write(s)
         for d in (s.repos_dir, s.hooks_dir, s.logs_dir, s.sites_dir, s.run_dir):
             d.mkdir()
         s.host_keys_dir.mkdir(mode=0o700)
         host_fps = []
-        for kind in HOST_KEYS:
-            k = keys.write_keypair(s.host_keys_dir / f"ssh_host_{kind}_key", kind, "gitserve-host")
-            host_fps.append(f"{kind} {k.fingerprint}")
+        if sshd_host_keys is not None:
+            for name in gitolite_import.copy_host_keys(sshd_host_keys, s.host_keys_dir):
+                k = keys.parse((s.host_keys_dir / f"{name}.pub").read_text()) \
+                    if (s.host_keys_dir / f"{name}.pub").is_file() else None
+                host_fps.append(f"{name} {k.fingerprint if k else ''} (from {sshd_host_keys})")
+        else:
+            for kind in HOST_KEYS:
+                k = keys.write_keypair(s.host_keys_dir / f"ssh_host_{kind}_key", kind,
+                                       "gitserve-host")
+                host_fps.append(f"{kind} {k.fingerprint}")
+        gitolite_import.install_local_code(tmp, local)
+        if local.files:
+            notes.append(f"copied from LOCAL_CODE {site.local_code}: "
+                         f"{', '.join(rel for _src, rel in local.files)}")
         keys.write_keypair(tmp / "worker_key", "ed25519", "gitserve-builder")
         # mirroring: this server's own key for its peers (`gitserve admin server-key`)
         keys.write_keypair(s.server_key, "ed25519", "gitserve-server")
@@ -171,6 +240,8 @@ def init_home(
         created = adminrepo.compile(s)
         if mover is not None:
             notes += [f"note: {n}" for n in mover.clean()]
+        if importing:
+            notes += _check_new_home(tmp, from_gitolite or repositories)
         try:
             if home.exists():
                 home.rmdir()  # empty (checked above); rename needs it gone
@@ -212,6 +283,13 @@ def add_commands(app: typer.Typer) -> None:
             "(its gitolite-admin.git history too).")] = None,
         move: Annotated[bool, typer.Option(
             "--move", help="Move the repositories instead of copying them.")] = False,
+        takeover_sshd: Annotated[bool, typer.Option(
+            "--takeover-sshd", help="Serve with the system sshd's host keys (copied from "
+            "--sshd-host-keys), so clients see no changed host key when gitserve's server "
+            "takes over its port.")] = False,
+        sshd_host_keys: Annotated[Path, typer.Option(
+            "--sshd-host-keys", help="Where --takeover-sshd finds ssh_host_*_key.")
+        ] = Path("/etc/ssh"),
         hostname: Annotated[str, typer.Option(
             "--hostname", help="This server's name among mirrors ([server] hostname; "
             "imported from a Gitolite rc's HOSTNAME).")] = "",
@@ -223,7 +301,8 @@ def add_commands(app: typer.Typer) -> None:
             if hostname and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", hostname):
                 fail(f"init: --hostname must be a simple name, got {hostname!r}")
             lines = init_home(target, admin_user, admin_key, from_gitolite,
-                              repositories=repositories, move=move, hostname=hostname)
+                              repositories=repositories, move=move, hostname=hostname,
+                              sshd_host_keys=sshd_host_keys if takeover_sshd else None)
         except (adminrepo.AdminError, repos.RepoError, keys.InvalidKey, OSError,
                 gitolite_import.GitoliteImportError) as exc:
             fail(f"init: {exc}")

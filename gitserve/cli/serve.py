@@ -19,6 +19,7 @@ import typer
 
 from gitserve import logsetup
 from gitserve.errors import GitserveError
+from gitserve.settings import Settings
 
 from .common import HomeOption, fail, load_settings
 
@@ -120,16 +121,21 @@ def serve(
         pid_file = settings.run_dir / "serve.pid"
         settings.run_dir.mkdir(parents=True, exist_ok=True)
         pid_file.write_text(f"{os.getpid()}\n")
-        shown = settings.server.public_host or bound_host
-        user = settings.server.ssh_user
         print(f"gitserve: listening on {bound_host}:{bound_port}", flush=True)
-        print(f"gitserve: clone with  git clone ssh://{user}@{_url_host(shown)}:{bound_port}/REPO",
-              flush=True)
+        print(f"gitserve: clone with  {clone_line(settings, bound_host, bound_port)}", flush=True)
         if web is not None:
             web_host, web_port = web.address
             log.info("http on %s:%s", web_host, web_port)
             print(f"gitserve: http on {_url_host(web_host)}:{web_port} "
                   "(web UI, git over http, /metrics)", flush=True)
+            anonymous = anonymous_repos(settings)
+            if anonymous:
+                warning = (f"WARNING: http is on: {len(anonymous)} repo(s) can be cloned over "
+                           "http WITHOUT LOGIN, because their rules let @all (or daemon) read "
+                           "them, as Gitolite's http mode does: "
+                           + ", ".join(anonymous[:10]) + (" ..." if len(anonymous) > 10 else ""))
+                log.warning("%s", warning, extra=logsetup.FILE_ONLY)
+                print(f"gitserve: {warning}", flush=True)
         while not stop.wait(1):
             pass
     finally:
@@ -153,7 +159,7 @@ def serve(
     os.close(serve_lock)
 
 
-def _lock_home(settings: Any) -> int:
+def _lock_home(settings: Settings) -> int:
     """One serve per home: HOME/run/serve.lock, flocked for serve's whole life. A second
     serve fails at once; a serve that finds it free knows every leftover (a Redis still
     flushing after its killed predecessor) is stale and may be replaced."""
@@ -172,7 +178,7 @@ def _lock_home(settings: Any) -> int:
     return fd
 
 
-def _migrate_admin_branch(settings: Any) -> None:
+def _migrate_admin_branch(settings: Settings) -> None:
     """A home made when the admin branch was `main` moves to Gitolite's `master` (SPEC §2);
     the authorized_keys block (behind a system sshd) is brought up to date."""
     from gitserve import adminrepo
@@ -185,6 +191,35 @@ def _migrate_admin_branch(settings: Any) -> None:
         log.info("%s", note)
         print(f"gitserve: {note}", flush=True)
     adminrepo.sync_authorized_keys(settings)  # [server] authorized_keys, if set (logs a failure)
+
+
+def clone_line(settings: Any, bound_host: str, bound_port: int) -> str:
+    """The clone command users type: public_host and public_port when set (behind the system
+    sshd or a port forward, the port users reach is not the one this process listens on)."""
+    host = _url_host(settings.server.public_host or bound_host)
+    port = settings.server.public_port or bound_port
+    user = settings.server.ssh_user
+    if port == 22:
+        return f"git clone {user}@{host}:REPO"
+    return f"git clone ssh://{user}@{host}:{port}/REPO"
+
+
+def anonymous_repos(settings: Any) -> list[str]:
+    """Repos the anonymous http user (`daemon`, in Gitolite's @all) may read."""
+    from gitserve import adminrepo, repos
+
+    try:
+        rules = adminrepo.current(settings).rules
+        names = repos.list_names(settings)
+    except Exception as exc:  # noqa: BLE001 - the session reports a broken admin repo
+        log.info("anonymous repos not listed: %s", exc)
+        return []
+    out = []
+    for name in names:
+        wild = repos.wild_info(settings, name)
+        if rules.check(name, "daemon", "R", wild=wild).allowed:
+            out.append(name)
+    return out
 
 
 def _url_host(host: str) -> str:

@@ -23,12 +23,9 @@ from typing import Any
 from dulwich.objects import Commit, Tag, Tree
 from dulwich.protocol import SIDE_BAND_CHANNEL_DATA
 from dulwich.server import UploadArchiveHandler
+from .errors import ArchiveError
 
 FORMATS = ("tar", "tgz", "tar.gz", "zip")
-
-
-class ArchiveError(Exception):
-    """A request git would refuse; the message goes after `NACK `."""
 
 
 @dataclass

@@ -17,10 +17,7 @@ from .filters import ObjectFilter
 from .packgen import PackRequest
 from .packwalk import COMMIT, Walker
 from .shallow import DeepenRequest, ShallowResult
-
-
-class FetchError(Exception):
-    """A request git's upload-pack would refuse; str() is the text after `ERR `/`fatal: `."""
+from .errors import FetchError
 
 
 @dataclass

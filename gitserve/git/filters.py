@@ -21,12 +21,9 @@ from urllib.parse import unquote
 from dulwich.objects import parse_tree
 
 from .packwalk import BLOB, COMMIT, TREE
+from .errors import FilterError
 
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
-
-
-class FilterError(ValueError):
-    """A filter spec this server does not understand (the client sees the message)."""
 
 
 @dataclass(frozen=True)

@@ -30,9 +30,15 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from dulwich.object_store import DiskObjectStore
+
 from .quarantine import BadPack, Quarantine, human_bytes
 
 CHUNK = 1 << 16
+# after index-pack, packs of fewer objects (git's receive.unpackLimit) are checked in-process
+# (blob sizes from entry headers, links, tips: quarantine.Quarantine.check): two more git
+# processes would cost a small push more than its objects do (the gate-build latency)
+UNPACK_LIMIT = 100
 BIG_FILE_THRESHOLD = 16 << 20
 PROGRESS_PREFIXES = (b"Resolving deltas",)
 _ERRORS_KEPT = 20
@@ -52,9 +58,12 @@ class GitQuarantine(Quarantine):
     """A push's quarantine filled and checked by git (see the module doc)."""
 
     def __init__(self, repo_objects: Path, object_format=None,
-                 progress: Callable[[bytes], None] | None = None) -> None:
+                 progress: Callable[[bytes], None] | None = None,
+                 unpack_limit: int | None = None) -> None:
         super().__init__(repo_objects, object_format)
         self.progress = progress
+        self.unpack_limit = UNPACK_LIMIT if unpack_limit is None else unpack_limit
+        self.in_process = False  # a small pack: Quarantine's own checks after index-pack
         self.git_dir = str(Path(repo_objects).parent)
         self.pack_name: str | None = None
         self._errors: list[str] = []
@@ -73,7 +82,8 @@ class GitQuarantine(Quarantine):
         head = _read_exact(read, 12)
         if len(head) < 12 or head[:4] != b"PACK":
             raise BadPack("not a pack (bad header)" if head else "no pack received")
-        if int.from_bytes(head[8:12], "big") == 0:  # nothing new (e.g. a branch on a known commit)
+        count = int.from_bytes(head[8:12], "big")
+        if count == 0:  # nothing new (e.g. a branch on a known commit)
             trailer = _read_exact(read, 20)
             if trailer != hashlib.sha1(head).digest():
                 raise BadPack("pack checksum mismatch")
@@ -108,6 +118,12 @@ class GitQuarantine(Quarantine):
         if len(words) != 2 or words[0] not in (b"pack", b"keep"):
             raise BadPack(f"index-pack said {out[:200]!r}")
         self.pack_name = words[1].decode()
+        if count < self.unpack_limit:
+            self.in_process = True
+            self.store.close()  # a fresh view that lists the new pack
+            self.store = DiskObjectStore(str(self.path), alternates=[str(self.repo_objects)])
+            pack = next(p for p in self.store.packs if self.pack_name in p._basename)
+            self.new_ids = list(pack)
 
     def _pump(self, proc: subprocess.Popen[bytes], read: Callable[[int], bytes], head: bytes,
               max_input_size: int | None) -> None:
@@ -176,6 +192,9 @@ class GitQuarantine(Quarantine):
     def check(self, max_blob_bytes: int = 0) -> None:
         """index-pack --strict already fscked every object and every link; what is left is
         max_blob_bytes, answered from object headers."""
+        if self.in_process:
+            super().check(max_blob_bytes)
+            return
         if not max_blob_bytes or self.pack_name is None:
             return
         proc = self._git("cat-file", "--batch-all-objects", "--unordered",
@@ -197,6 +216,8 @@ class GitQuarantine(Quarantine):
     def missing(self, tips: Sequence[str]) -> set[str]:
         """The tips that are not connected: git's check_connected, all at once and then one by
         one to name the failing ones."""
+        if self.in_process:  # check() followed every new object's links already
+            return super().missing(tips)
         tips = [t for t in dict.fromkeys(tips)]
         if not tips or self._connected(tips):
             return set()
@@ -206,9 +227,6 @@ class GitQuarantine(Quarantine):
         proc = self._git("rev-list", "--objects", "--stdin", "--not", "--all", "--quiet",
                          input="".join(t + "\n" for t in tips).encode())
         return proc.returncode == 0
-
-    def exists(self, sha: bytes) -> bool:
-        return self._git("cat-file", "-e", sha.decode()).returncode == 0
 
 
 def _read_exact(read: Callable[[int], bytes], n: int) -> bytes:

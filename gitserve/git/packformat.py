@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import zlib
 from typing import BinaryIO, Callable
+from .errors import PackFormatError
 
 COMMIT, TREE, BLOB, TAG = 1, 2, 3, 4
 OFS_DELTA, REF_DELTA = 6, 7
 DELTA_TYPES = (OFS_DELTA, REF_DELTA)
 MAX_HEADER = 16  # bytes: a size of 2**64 - 1 needs 10; anything longer is garbage
-
-
-class PackFormatError(ValueError):
-    """Bytes that are not a well-formed pack entry header."""
 
 
 def entry_header(data: bytes | memoryview, pos: int = 0) -> tuple[int, int, int]:

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gitserve.errors import GitserveError
 from gitserve.git import filters, repack
 from gitserve.git.filters import ObjectFilter
 from gitserve.git.packcache import PackCache, cache_key
@@ -34,14 +33,11 @@ from gitserve.git.packcopy import FRAME, stored_pack
 from gitserve.git.packcopy import write_pack as write_pack_copy
 from gitserve.git.packwalk import Walker
 from gitserve.settings import Settings
+from .errors import PackGenError
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "dulwich", "git")
-
-
-class PackGenError(GitserveError):
-    """The pack could not be generated (the client sees the message)."""
 
 
 @dataclass

@@ -29,6 +29,7 @@ from dulwich import pack as _pack
 from gitserve._compat import dulwich as dulwich_compat
 
 from . import packformat
+from .errors import BlobTooLarge
 
 BLOB_TYPE = packformat.BLOB
 INFLATE_PIECE = 1 << 20  # most bytes inflated at once (a tiny zlib input may inflate hugely)
@@ -37,14 +38,6 @@ INFLATE_PIECE = 1 << 20  # most bytes inflated at once (a tiny zlib input may in
 def available(store: Any) -> bool:
     """Whether this dulwich has the internals the lean copy pass needs (gitserve._compat)."""
     return dulwich_compat.lean_thin_pack_available(store)
-
-
-class BlobTooLarge(Exception):
-    """A whole (non-delta) blob entry bigger than the limit: refused before it is inflated."""
-
-    def __init__(self, size: int) -> None:
-        super().__init__(size)
-        self.size = size
 
 
 class _LeanCopier(dulwich_compat.PackStreamCopier):

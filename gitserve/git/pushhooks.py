@@ -19,6 +19,7 @@ Order for one push, as gitserve.git runs it:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from gitserve.settings import Settings
 
 from gitserve.names import ZERO_SHA
+from gitserve.options import RepoOptions
 
 
 
@@ -57,6 +59,11 @@ class PushContext:
     extra: dict[str, Any] = field(default_factory=dict)
     # `git push -o X` values, in order (receive-pack's push-options capability)
     push_options: list[str] = field(default_factory=list)
+
+    @cached_property
+    def repo_options(self) -> RepoOptions:
+        """OPTIONS typed (gitserve.options): what the push hooks read."""
+        return RepoOptions.parse(self.options)
 
 
 class PushHook(Protocol):

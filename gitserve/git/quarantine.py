@@ -31,13 +31,10 @@ from gitserve._compat import dulwich as dulwich_compat
 
 from . import packformat, packstream
 from .packformat import OFS_DELTA, REF_DELTA
+from .errors import BadPack
 
 BLOB_TYPE = packformat.BLOB
 MAX_DELTA_CHAIN = 10_000  # git's own limit on delta depth is far lower
-
-
-class BadPack(Exception):
-    """The pushed pack is unreadable, malformed or not self-consistent (one-line reason)."""
 
 
 # the git environment of the quarantine being vetted in this thread (VREF programs get it)
@@ -122,8 +119,9 @@ class Quarantine:
                     raise BadPack(f"object {sha.decode()}: {_one_line(exc)}") from exc
                 if info is not None and info[0] == BLOB_TYPE:
                     if max_blob_bytes and info[1] > max_blob_bytes:
-                        raise BadPack(f"push refused: blob {sha.decode()} is {human_bytes(info[1])}, over "
-                                      f"this server's limit of {human_bytes(max_blob_bytes)} (max_blob_bytes)")
+                        raise BadPack(f"push refused: it holds a blob of {human_bytes(info[1])}, over "
+                                      f"this server's limit of {human_bytes(max_blob_bytes)} "
+                                      f"(max_blob_bytes): {sha.decode()}")
                     continue
                 try:
                     obj = store[sha]
@@ -131,8 +129,9 @@ class Quarantine:
                 except (ObjectFormatException, ValueError, KeyError, AssertionError) as exc:
                     raise BadPack(f"object {sha.decode()}: {_one_line(exc)}") from exc
                 if isinstance(obj, Blob) and max_blob_bytes and obj.raw_length() > max_blob_bytes:
-                    raise BadPack(f"push refused: blob {sha.decode()} is {human_bytes(obj.raw_length())}, "
-                                  f"over this server's limit of {human_bytes(max_blob_bytes)} (max_blob_bytes)")
+                    raise BadPack(f"push refused: it holds a blob of {human_bytes(obj.raw_length())}, "
+                                  f"over this server's limit of {human_bytes(max_blob_bytes)} "
+                                  f"(max_blob_bytes): {sha.decode()}")
                 for target in object_links(obj):
                     if target not in store:
                         raise BadPack(f"object {sha.decode()}: missing {target.decode()}")

@@ -14,15 +14,12 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from .errors import ShallowError
 
 INFINITE_DEPTH = 0x7FFFFFFF  # what `git fetch --unshallow` sends as `deepen`
 
 # (tree, parents, commit time) of a commit sha, as packwalk.Walker.commit returns it
 CommitInfo = Callable[[bytes], "tuple[bytes, list[bytes], int]"]
-
-
-class ShallowError(ValueError):
-    """A deepen request git would refuse too (the client sees the message)."""
 
 
 @dataclass

@@ -33,6 +33,7 @@ from dulwich.server import Backend, UploadPackHandler
 from gitserve._compat import dulwich as dulwich_compat
 from gitserve.settings import Settings
 
+
 from . import fetch, filters, packgen
 from .fetch import FetchArgs, FetchError
 

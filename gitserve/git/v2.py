@@ -29,15 +29,12 @@ from gitserve.settings import Settings
 from . import fetch, filters, packgen
 from .fetch import FetchArgs, FetchError
 from .sideband import BAND_DATA, BAND_ERROR, BAND_PROGRESS
+from .errors import ProtocolV2Error
 
 log = logging.getLogger(__name__)
 
 FLUSH, DELIM, RESPONSE_END = b"0000", b"0001", b"0002"
 AGENT = b"git/2.39-gitserve"
-
-
-class ProtocolV2Error(Exception):
-    """A malformed request; the client gets `ERR <message>`."""
 
 
 class UploadPackV2:

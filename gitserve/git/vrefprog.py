@@ -1,5 +1,6 @@
-"""Admin-installed VREF programs: HOME/vrefs/NAME, run as Gitolite's update hook runs its
-VREF helpers, so Gitolite's own (FILETYPE, EMAIL-CHECK, ...) work when copied there.
+"""VREF programs: HOME/vrefs/NAME (admin-installed), else the one gitserve ships for Gitolite's
+standard VREFs (gitserve/git/vrefs/: FILETYPE, EMAIL-CHECK, VOTES, lock, partial-copy,
+refex-expr, NAME_NC), run as Gitolite's update hook runs its VREF helpers.
 
 Arguments: REF OLDSHA NEWSHA OLDTREE NEWTREE AA VREF ARGS... (VREF is the whole
 `VREF/NAME/a/b` rule, ARGS its parts after NAME); cwd and GIT_DIR are the repository, whose
@@ -14,10 +15,11 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 from gitserve.acl.update import VrefProgram
-from gitserve.git import quarantine
+from gitserve.git import vrefs
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +32,31 @@ def vref_dir(home: Path) -> Path:
 
 
 def find(home: Path, name: str) -> Path | None:
-    """HOME/vrefs/NAME if it is an executable file; NAME is one path component."""
+    """HOME/vrefs/NAME if it is an executable file, else gitserve's own program for NAME;
+    NAME is one path component."""
     if not name or name.startswith(".") or "/" in name or "\0" in name:
         return None
     path = vref_dir(home) / name
     if path.is_file() and os.access(path, os.X_OK):
         return path
-    return None
+    return vrefs.shipped(name)
+
+
+def _quarantine_env() -> dict[str, str]:
+    from gitserve.git import quarantine  # only pushes need it; `gitserve shell info` does not
+
+    return quarantine.active_env()
+
+
+def _argv(path: Path) -> tuple[list[str], dict[str, str]]:
+    """How to start PATH: a shipped program is a module of this gitserve, run by this
+    interpreter without site-packages (it needs only the stdlib and git)."""
+    shipped_dir = Path(vrefs.__file__).resolve().parent
+    if path.parent == shipped_dir:
+        package_root = str(shipped_dir.parents[2])
+        return ([sys.executable, "-s", "-S", "-m", f"gitserve.git.vrefs.{path.stem}"],
+                {"PYTHONPATH": package_root})
+    return [str(path)], {}
 
 
 def runner(home: Path, repo_base: Path, repo: str, repo_path: Path, user: str) -> VrefProgram:
@@ -52,10 +72,12 @@ def runner(home: Path, repo_base: Path, repo: str, repo_path: Path, user: str) -
             "LANG": os.environ.get("LANG", "C.UTF-8"),
             "GIT_DIR": str(repo_path),
             "GL_USER": user, "GL_REPO": repo, "GL_REPO_BASE": str(repo_base),
-            **quarantine.active_env(),  # the pushed objects, still quarantined
+            **_quarantine_env(),  # the pushed objects, still quarantined
         }
+        prefix, extra = _argv(path)
+        env.update(extra)
         try:
-            proc = subprocess.run([str(path), *argv], cwd=repo_path, env=env,
+            proc = subprocess.run([*prefix, *argv], cwd=repo_path, env=env,
                                   stdin=subprocess.DEVNULL, capture_output=True,
                                   timeout=TIMEOUT)
         except subprocess.TimeoutExpired:

@@ -100,9 +100,10 @@ class RepoPushPolicy:
         if not decision.allowed:
             # Gitolite's update hook dies with FATAL and git's receive-pack then says it
             # declined the ref: users and scripts match on both lines
-            lines = decision.message.splitlines()
-            for line in lines:
-                self.progress(f"FATAL: {line}" if line == lines[0] else line)
+            # split, not splitlines: a deny message ending in a newline (a VREF's line) shows
+            # Gitolite's blank `remote:` line after it
+            for i, line in enumerate(decision.message.split("\n")):
+                self.progress(f"FATAL: {line}" if i == 0 else line)
             self.progress(f"error: {HOOK_DECLINED} to update {update.ref}")
             self._audit(update, "rejected", decision.message)
             log.warning("push to %s %s refused: %s", self.name, update.ref, decision.message)

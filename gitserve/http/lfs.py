@@ -241,6 +241,8 @@ class LfsHttp:
             body = await self._body(request)
             if caller.user == ANONYMOUS:
                 return _error(401, "verify needs USER:TOKEN")
+            if not caller.may("upload"):
+                return _error(403, "this token does not allow uploads")
             ref = caller.grant.ref if caller.grant else ""
             try:
                 oid, size = str(body["oid"]), int(body["size"])
@@ -264,6 +266,8 @@ class LfsHttp:
         body = await self._body(request)
         if caller.user == ANONYMOUS:
             raise Refused(_error(401, "locks need USER:TOKEN"))
+        if not caller.may("upload"):  # a download token reads, it never locks or unlocks
+            raise Refused(_error(403, "this token does not allow locking"))
         if not isinstance(body, dict):
             raise Refused(_error(422, "the body must be a JSON object"))
         if not caller.access.can_lock(self._ref_of(body)):
@@ -328,13 +332,11 @@ class LfsHttp:
     async def unlock(self, request: Request) -> Response:
         try:
             repo, caller, body = await self._writer(request)
-            ref = self._ref_of(body)
             table = locks_for(self.settings, repo)
             force = bool(body.get("force"))
-            may_force = caller.access.can_force_unlock(ref)
             lock: Lock = await anyio.to_thread.run_sync(
                 lambda: table.remove(request.path_params["lock_id"], caller.user, force,
-                                     may_force))
+                                     caller.access.can_force_unlock))
             return _json({"lock": lock.api()})
         except Refused as exc:
             return exc.response

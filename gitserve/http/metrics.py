@@ -15,6 +15,7 @@ import logging
 import threading
 from typing import Any
 
+from gitserve import shellmetrics
 from gitserve.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,8 @@ class Observer:
         self._builds_seen: set[str] = set()
         self._switches_seen: set[str] = set()
         self._seeded = False
+        # what `gitserve shell` sessions behind the system sshd counted (gitserve/shellmetrics.py)
+        self._shell = shellmetrics.Reader(settings.run_dir)
 
     def seed(self) -> None:
         """Mark what already happened as seen (called when the server starts)."""
@@ -49,6 +52,24 @@ class Observer:
         except Exception as exc:  # noqa: BLE001 - Redis down: /healthz says so, metrics go on
             log.info("metrics: builds not read: %s", exc)
         self._scan_switches(count)
+        self._scan_shell(count)
+
+    def _scan_shell(self, count: bool) -> None:
+        if not count:
+            self._shell.skip_existing()
+            return
+        try:
+            new = self._shell.read_new()
+        except OSError as exc:
+            log.info("metrics: shell sessions not read: %s", exc)
+            return
+        for name, labels, amount in new:
+            if labels and labels[0] == "ssh":
+                labels = (shellmetrics.TRANSPORT, *labels[1:])
+            try:
+                getattr(self.metrics, name).labels(*labels).inc(amount)
+            except (AttributeError, ValueError):
+                continue  # a label set this server does not know
 
     def _redis(self) -> Any:
         from buildqueue import rqconn

@@ -14,7 +14,7 @@ from gitserve.settings import Settings
 from gitserve.ssh.cmd.base import Command, CommandContext
 
 from .logins import LINK_SECONDS, LoginLinks
-from .tokens import TokenError, TokenStore
+from .tokens import TokenStore
 
 TOKEN_USAGE = """Usage:  ssh git@host token create NAME [--expires DAYS]
         ssh git@host token list
@@ -44,34 +44,31 @@ def cmd_token(ctx: CommandContext, args: list[str]) -> int:
         ctx.out(TOKEN_USAGE)
         return 0 if args else 1
     verb, rest = args[0], args[1:]
-    try:
-        if verb == "create" and rest:
-            name, days = rest[0], None
-            if rest[1:]:
-                if len(rest) != 3 or rest[1] != "--expires" or not rest[2].isdigit():
-                    raise CommandError("usage: token create NAME [--expires DAYS]")
-                days = int(rest[2])
-            token = store.create(ctx.user, name, days)
-            audit.record(ctx.settings, user=ctx.user, ip=ctx.ip, op="token create",
-                         result="created", reason=name)
-            ctx.out(f"{token}\n")
-            info = next(t for t in store.list(ctx.user) if t.name == name)
-            expires = f", expires {_when(info.expires)}" if info.expires else ""
-            ctx.err(f"token {name} created for {ctx.user}{expires}; it is shown only this once\n")
-            return 0
-        if verb == "list" and not rest:
-            for t in store.list(ctx.user):
-                state = "expired" if t.expired else "active"
-                ctx.out(f"{t.name}\t{state}\tcreated {_when(t.created)}\texpires {_when(t.expires)}\n")
-            return 0
-        if verb == "revoke" and len(rest) == 1:
-            store.revoke(ctx.user, rest[0])
-            audit.record(ctx.settings, user=ctx.user, ip=ctx.ip, op="token revoke",
-                         result="updated", reason=rest[0])
-            ctx.out(f"token {rest[0]} revoked\n")
-            return 0
-    except TokenError as exc:
-        raise CommandError(str(exc)) from None
+    if verb == "create" and rest:
+        name, days = rest[0], None
+        if rest[1:]:
+            if len(rest) != 3 or rest[1] != "--expires" or not rest[2].isdigit():
+                raise CommandError("usage: token create NAME [--expires DAYS]")
+            days = int(rest[2])
+        token = store.create(ctx.user, name, days)
+        audit.record(ctx.settings, user=ctx.user, ip=ctx.ip, op="token create",
+                     result="created", reason=name)
+        ctx.out(f"{token}\n")
+        info = next(t for t in store.list(ctx.user) if t.name == name)
+        expires = f", expires {_when(info.expires)}" if info.expires else ""
+        ctx.err(f"token {name} created for {ctx.user}{expires}; it is shown only this once\n")
+        return 0
+    if verb == "list" and not rest:
+        for t in store.list(ctx.user):
+            state = "expired" if t.expired else "active"
+            ctx.out(f"{t.name}\t{state}\tcreated {_when(t.created)}\texpires {_when(t.expires)}\n")
+        return 0
+    if verb == "revoke" and len(rest) == 1:
+        store.revoke(ctx.user, rest[0])
+        audit.record(ctx.settings, user=ctx.user, ip=ctx.ip, op="token revoke",
+                     result="updated", reason=rest[0])
+        ctx.out(f"token {rest[0]} revoked\n")
+        return 0
     raise CommandError("Invalid syntax.  Please re-run with '-h' for detailed usage")
 
 

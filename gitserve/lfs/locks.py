@@ -1,4 +1,4 @@
-"""The lock table of one repository (Git LFS file locking), HOME/lfs/REPO/locks.json.
+"""The lock table of one repository (Git LFS file locking), HOME/lfs/REPO.git/locks.json.
 
 A lock is held on a path by one user; locking a path somebody holds is a conflict (409)
 answered with the holder's lock, as the LFS locks API says. The table is a small JSON file
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -54,9 +55,13 @@ def clean_path(path: str) -> str:
 
 
 class LockTable:
-    def __init__(self, root: Path) -> None:
+    """ROOT's lock table. DEFAULT_REF is the ref a lock made without one protects for the
+    purpose of breaking it (the repository's HEAD branch; see remove())."""
+
+    def __init__(self, root: Path, default_ref: str = "any") -> None:
         self.file = root / "locks.json"
         self.lockfile = root / "locks.lock"
+        self.default_ref = default_ref
 
     def _read(self) -> list[Lock]:
         try:
@@ -105,8 +110,12 @@ class LockTable:
         rest = locks[start + limit:]
         return page, rest[0].id if rest else ""
 
-    def remove(self, lock_id: str, user: str, force: bool, may_force: bool) -> Lock:
-        """Remove LOCK_ID: its owner may; somebody else only with FORCE and MAY_FORCE."""
+    def remove(self, lock_id: str, user: str, force: bool,
+               may_force: Callable[[str], bool]) -> Lock:
+        """Remove LOCK_ID: its owner may; somebody else only with FORCE and MAY_FORCE(the
+        lock's own ref, else DEFAULT_REF). Never a ref the caller names: with Gitolite's
+        `RW+ personal/USER/` anybody has RW+ on some ref, and a lock is enforced on every
+        branch."""
         with locked(self.lockfile):
             locks = self._read()
             lock = next((item for item in locks if item.id == lock_id), None)
@@ -116,7 +125,7 @@ class LockTable:
                 if not force:
                     raise LfsError(403, f"lock is owned by {lock.owner}: unlock with --force "
                                         "(needs RW+)")
-                if not may_force:
+                if not may_force(lock.ref or self.default_ref):
                     raise LfsError(403, f"lock is owned by {lock.owner}: breaking another "
                                         "user's lock needs RW+")
             locks.remove(lock)

@@ -2,8 +2,9 @@
 
 git-lfs checks locks in its own pre-push hook only when `lfs.<url>.locksverify` is on, and a
 plain `git push` without git-lfs installed checks nothing: the server is the one place the
-rule can hold. Runs as a push hook's before_update, after check #2, per ref: the changed paths
-come from git's own diff of old and new (the pack is already in, so the objects are there).
+rule can hold. Runs as a push hook's before_update, after check #2, per ref (every namespace,
+not only branches: a tag or a review ref carries the file too): the changed paths come from
+git (the pack is already in, so the objects are there; see changed_paths).
 """
 
 from __future__ import annotations
@@ -18,21 +19,43 @@ if TYPE_CHECKING:
 
 from .repo import locks_for
 
-EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+
+
+def _git(repo: str, *args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(["git", "-C", repo, *args], capture_output=True)
+
+
+def _commit(repo: str, sha: str) -> bool:
+    return _git(repo, "rev-parse", "--verify", "-q", f"{sha}^{{commit}}").returncode == 0
+
+
+def _paths(out: bytes) -> set[str]:
+    return {p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p}
 
 
 def changed_paths(repo: str, old: str, new: str) -> set[str]:
-    base = EMPTY_TREE if old == ZERO_SHA else old
-    out = subprocess.run(["git", "-C", repo, "diff", "--no-renames", "--name-only", "-z",
-                          base, new], capture_output=True, check=True).stdout
-    return {p.decode("utf-8", "surrogateescape") for p in out.split(b"\0") if p}
+    """The paths a ref update from OLD to NEW changes. An existing ref: git's diff of the two
+    trees. A new ref (any namespace: a tag or refs/for/x carries files as well as a branch
+    does): the paths the commits no ref reaches yet change, each against its first parent,
+    so a branch made from main is not "changing" every file it holds. A ref to something
+    that is not a commit (a tag of a blob) changes no file."""
+    if not _commit(repo, new):
+        return set()
+    if old != ZERO_SHA and _commit(repo, old):
+        out = _git(repo, "diff", "--no-renames", "--name-only", "-z", old, new)
+    else:
+        out = _git(repo, "log", "--format=", "--no-renames", "--name-only", "-z",
+                   "--diff-merges=first-parent", new, "--not", "--all")
+    if out.returncode != 0:
+        raise subprocess.CalledProcessError(out.returncode, out.args, out.stdout, out.stderr)
+    return _paths(out.stdout)
 
 
 class LockedPaths:
     """PushHook: refuse a ref update touching a path locked by another user."""
 
     def before_update(self, ctx: PushContext, update: RefUpdate) -> str | None:
-        if update.is_delete or not update.ref.startswith("refs/heads/"):
+        if update.is_delete:
             return None
         table = locks_for(ctx.settings, ctx.repo_name)
         if not table.file.exists():

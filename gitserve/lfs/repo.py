@@ -1,39 +1,45 @@
-"""Where one repository's LFS data lives: HOME/lfs/REPO (see the package docstring)."""
+"""Where one repository's LFS data lives: HOME/lfs/REPO.git (store.repo_root says why)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gitserve import repos
+from gitserve import acl, repos
 from gitserve.authkeys import BUILDER
 from gitserve.settings import Settings
 
 from .access import LfsAccess
 from .locks import LockTable
-from .store import LfsError, LfsStore
+from .store import LfsError, LfsStore, repo_root
 
 if TYPE_CHECKING:
     from gitserve.acl import Rules
 
 
 def store_for(settings: Settings, repo: str) -> LfsStore:
-    return LfsStore(settings.lfs_dir / repo, settings.server.max_lfs_object_bytes)
+    return LfsStore(repo_root(settings.lfs_dir, repo), settings.server.max_lfs_object_bytes)
+
+
+def head_ref(settings: Settings, repo: str) -> str:
+    """The branch REPO's HEAD names (`any` when it cannot be read)."""
+    try:
+        head = (repos.path(settings, repo) / "HEAD").read_text().strip()
+    except (OSError, repos.RepoError):
+        return "any"
+    return head[5:].strip() if head.startswith("ref: refs/") else "any"
 
 
 def locks_for(settings: Settings, repo: str) -> LockTable:
-    return LockTable(settings.lfs_dir / repo)
+    return LockTable(repo_root(settings.lfs_dir, repo), default_ref=head_ref(settings, repo))
 
 
 def access_for(settings: Settings, rules: Rules, repo: str, user: str) -> LfsAccess:
     """LfsAccess of USER on the existing repository REPO under RULES (Gitolite decisions,
     wild-repo roles included). LFS never creates a repository: an unknown one is refused by
     the transports exactly like one the user may not read."""
-    wild = repos.wild_info(settings, repo)
-
-    def check(perm: str, ref: str) -> bool:
-        return rules.check(repo, user, perm, ref, wild=wild, exists=True).allowed
-
-    return LfsAccess(user, check)
+    repo_dir = repos.path(settings, repo)
+    return LfsAccess(user, lambda perm, ref: acl.can(rules, repo, user, perm, ref,
+                                                     repo_dir=repo_dir))
 
 
 OPERATIONS = {"download": "R", "upload": "W"}

@@ -43,8 +43,18 @@ def check_oid(oid: str) -> str:
     return oid
 
 
+def repo_root(lfs_dir: Path, repo: str) -> Path:
+    """LFS_DIR/REPO.git: one repository's LFS directory. The `.git` suffix is what keeps
+    repositories apart, as in HOME/repositories: repository names may nest (`a` and
+    `a/objects/f8/87/OID`, `a/locks.json`), and without it a user who may create a repository
+    under another's name would own a directory at the other's object or lock-table path (the
+    other's uploads then vanish, its locks and pushes fail). No component of a repository name
+    ends in `.git` (repos.check_name), so REPO.git is never inside another's directory."""
+    return lfs_dir / f"{repo}.git"
+
+
 class LfsStore:
-    """HOME/lfs/REPO: objects/aa/bb/OID, tmp/."""
+    """HOME/lfs/REPO.git: objects/aa/bb/OID, tmp/."""
 
     def __init__(self, root: Path, max_bytes: int = 0) -> None:
         self.root = root

@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 
 MAX_ARGS = 64
 MAX_LINES = batchmod.MAX_OBJECTS
+# A request body is held in memory whole: bounded in bytes as well as in lines (10,000 lines
+# of 65,516 bytes would be 655 MB per session). 4 MiB, as the HTTP batch body's MAX_JSON,
+# is 50 times a full batch of 10,000 `OID SIZE` lines.
+MAX_BODY = 4 * 1024 * 1024
 
 
 @dataclass
@@ -68,9 +72,11 @@ class Transfer:
 
     def _lines(self) -> list[str]:
         lines: list[str] = []
+        total = 0
         for item in self.reader.data():
-            if len(lines) >= MAX_LINES:
-                raise ProtocolError("too many lines")
+            total += len(item)
+            if len(lines) >= MAX_LINES or total > MAX_BODY:
+                raise ProtocolError("request body too large")
             lines.append(self.reader.text(item))
         return lines
 
@@ -242,11 +248,16 @@ class Transfer:
         if self.operation != "upload" or not self.access.can_lock(ref):
             raise LfsError(403, f"unlocking needs W for {self.access.user}")
         # git-lfs 3.3 sends no force argument over ssh (its HTTP client does): a user who
-        # may break locks (RW+) is taken at his word; anyone else is refused as unforced
-        may_force = self.access.can_force_unlock(ref)
-        lock = self.locks.remove(lock_id.strip(), self.access.user,
-                                 force=req.args.get("force", "") == "true" or may_force,
-                                 may_force=may_force)
+        # may break the lock (RW+ on the lock's ref) is taken at his word; anyone else is
+        # refused as unforced
+        lock_ref = ""
+        found = self.locks.get(lock_id.strip())
+        if found is not None:
+            lock_ref = found.ref or self.locks.default_ref
+        force = req.args.get("force", "") == "true" or \
+            (bool(lock_ref) and self.access.can_force_unlock(lock_ref))
+        lock = self.locks.remove(lock_id.strip(), self.access.user, force=force,
+                                 may_force=self.access.can_force_unlock)
         self._status(200, self._lock_args(lock))
 
 

@@ -245,11 +245,16 @@ class SSHServer:
             log.info("session of %s from %s ended early: %s", iface.user, iface.peer,
                      exc or type(exc).__name__)
             status = 1
-        except Exception:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001
+            status = 1
+            if isinstance(exc, OSError) and chan.closed:
+                # paramiko's "Socket is closed": the client left (Ctrl-C of a push waiting
+                # for a build) and the answer had nowhere to go
+                log.info("session of %s from %s ended early: %s", iface.user, iface.peer, exc)
+                return
             log.exception("command failed for %s", iface.user)
             _say(chan, "FATAL: internal server error (see the server log, "
                        f"{log_path(self.settings.home)})\n")
-            status = 1
         finally:
             iface.forget(chan.get_id())
             close_channel(chan, status)

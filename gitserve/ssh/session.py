@@ -120,10 +120,14 @@ def run(settings: Settings, chan: ByteChannel, command: str, user: str, peer: st
             verb = match.group(1).replace(" ", "-", 1)
             return run_git(conn, state, verb, match.group(2))
         return run_command(conn, state, command or "info")
+    except commands.ScriptError as exc:  # Gitolite's shell-script commands: `die` as is
+        log.warning("refused %s: %s", user, " ".join(str(exc).split()))
+        conn.err(f"{exc}\n")
+        return 1
     except GitserveError as exc:  # every refusal and domain error: one line, Gitolite's form
         log.warning("refused %s: %s", user, " ".join(str(exc).split()))
         conn.err(f"FATAL: {exc}\n")
-        return 1
+        return commands.FATAL_STATUS
 
 
 def run_command(conn: Conn, state: AdminState, line: str) -> int:

@@ -17,10 +17,11 @@ import socket
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from dulwich.errors import HangupException
 
-from gitserve import adminrepo
+from gitserve import adminrepo, shellmetrics
 from gitserve.git.pushhooks import PushContext, PushHook, RefUpdate
 from gitserve.settings import Settings
 
@@ -128,15 +129,19 @@ def check_user(user: str) -> str:
 
 def run(settings: Settings, user: str, environ: Mapping[str, str],
         chan: session.ByteChannel | None = None, table: commands.CommandTable | None = None,
-        hooks: Sequence[PushHook] = ()) -> int:
+        hooks: Sequence[PushHook] = (), metrics: Any = None) -> int:
     """Serve one sshd session for USER with TABLE's commands and HOOKS (from gitserve.app);
-    returns the exit status for sshd to pass on."""
+    returns the exit status for sshd to pass on. METRICS: the server's, when it serves a
+    handed-over connection (ssh/handoff.py); else the session's counts go to the spool."""
     chan = chan or StdioChannel()
     command = environ.get("SSH_ORIGINAL_COMMAND", "")
     env = {"GIT_PROTOCOL": environ["GIT_PROTOCOL"]} if environ.get("GIT_PROTOCOL") else {}
     user = adminrepo.BUILDER if user == adminrepo.BUILDER else user
+    counts = metrics if metrics is not None else shellmetrics.SessionCounts()
+    counts.connections.labels("ssh").inc()
     try:
-        return session.run(settings, chan, command, user, peer_address(environ), env, table, hooks)
+        return session.run(settings, chan, command, user, peer_address(environ), env, table,
+                           hooks, metrics=counts)
     except _CLIENT_GONE as exc:
         log.info("session of %s ended early: %s", user, exc or type(exc).__name__)
         return 1
@@ -147,3 +152,6 @@ def run(settings: Settings, user: str, environ: Mapping[str, str],
         except OSError:
             pass
         return 1
+    finally:
+        if isinstance(counts, shellmetrics.SessionCounts):
+            shellmetrics.flush(settings.run_dir, counts)

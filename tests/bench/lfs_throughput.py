@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                                check=True)
                 down = _fetch_object(env, clone, url, oid, work)
                 rows.append((name, up, down, cp))
-                store = srv.home / "lfs" / ("viassh" if name == "ssh" else "viahttp")
+                store = srv.home / "lfs" / ("viassh.git" if name == "ssh" else "viahttp.git")
                 shutil.rmtree(store / "objects", ignore_errors=True)  # next run uploads again
         print(f"object: {args.mb} MiB, runs: {args.runs}")
         print(f"{'transport':9} {'upload s':>9} {'ratio':>6} {'MiB/s':>7} {'download s':>11} "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import threading
 import urllib.request
 from pathlib import Path
 from typing import Iterator
@@ -321,21 +322,32 @@ def test_kill_master_during_pushes_then_promote_loses_no_acknowledged_push(
     every push git acknowledged is on the survivors, whose ref lists end up equal."""
     frodo, sam, gollum = trio["frodo"], trio["sam"], trio["gollum"]
     work = _work(frodo, "survive")
-    acked: dict[str, str] = {}
-    for i in range(30):
-        if i == 12:
-            trio.kill9("frodo")
-        sha, done = _push_new(frodo, work, ref=f"HEAD:refs/heads/p{i}")
-        if done.returncode == 0:
-            acked[f"refs/heads/p{i}"] = sha
-        if i > 12:
-            assert done.returncode != 0
-    assert len(acked) >= 10
+    attempts: list[tuple[str, str, int]] = []  # (ref, sha, git push's exit status)
+
+    def push_loop() -> None:  # pushes back to back until the master is clearly gone
+        failures = 0
+        for i in range(200):
+            sha, done = _push_new(frodo, work, ref=f"HEAD:refs/heads/p{i}")
+            attempts.append((f"refs/heads/p{i}", sha, done.returncode))
+            failures = failures + 1 if done.returncode else 0
+            if failures >= 3:
+                return
+
+    pusher = threading.Thread(target=push_loop)
+    pusher.start()
+    try:
+        wait_for(lambda: sum(1 for a in attempts if a[2] == 0) >= 10, timeout=120,
+                 what="10 acknowledged pushes")
+    finally:
+        trio.kill9("frodo")  # while the next push is on its way
+        pusher.join(180)
+    acked = {ref: sha for ref, sha, rc in attempts if rc == 0}
+    assert len(acked) >= 10 and attempts[-1][2] != 0
     out = sam.admin_cli("mirror", "promote")
     assert "sam is now the master" in out.stdout, out.stdout + out.stderr
     # the users go on with sam
     sam_url = sam.url("survive")
-    for i in range(30, 40):
+    for i in range(300, 310):
         sha, done = _push_new(sam, work, ref=f"HEAD:refs/heads/p{i}", url=sam_url)
         assert done.returncode == 0, done.stderr
         acked[f"refs/heads/p{i}"] = sha

@@ -174,3 +174,22 @@ def test_failing_idle_side_leaves_the_live_side_serving(srv):
     while {r["side"] for r in ps(srv)} != {next(r["side"] for r in ps(srv) if r["live"])}:
         assert time.monotonic() < deadline, ps(srv)
         time.sleep(0.1)
+
+
+def test_without_deploy_dir_the_commit_is_the_release(srv):
+    """SPEC §7.1: deploy.dir unset and nothing built into it: the commit (as the build left
+    it, without .git) is the release, Procfile at its root."""
+    work = srv.work
+    srv.git("alice", "rm", "-rq", "app", cwd=work)
+    write_app(work, "v-commit")
+    (work / ".gitserve" / "build").write_text("#!/bin/sh\necho nothing to build\n")
+    srv.git("alice", "add", "-A", cwd=work)
+    srv.git("alice", "commit", "-q", "-m", "app at the root", cwd=work)
+    code, msgs = push(srv)
+    assert code == 0 and any(m.startswith("Enable:") for m in msgs), msgs
+    text = page(srv)
+    assert text.startswith("v-commit side="), text
+    site = srv.home / "sites" / "app"
+    release = (site / "live").resolve()
+    assert (release / "Procfile").is_file() and not (release / ".git").exists()
+    assert not (release / "public").exists()

@@ -205,7 +205,7 @@ def test_killed_serve_takes_redis_and_workers_along(tmp_path):
         helpers = children(server.proc.pid)
         kinds = sorted("redis" if "redis-server" in c else "worker" for c in helpers.values()
                        if "redis-server" in c or " worker " in c)
-        assert kinds == ["redis", "worker", "worker"], helpers
+        assert kinds == ["redis", "worker", "worker", "worker"], helpers  # 2 build, 1 notify
         os.kill(server.proc.pid, signal.SIGKILL)  # no chance to clean up
         gone(helpers)
     finally:

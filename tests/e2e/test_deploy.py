@@ -219,9 +219,13 @@ def test_sites_outlive_serve_sigterm_and_kill9(srv):
                                 env=srv.client_env("alice"), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True)
         assert slow.stderr is not None
+        said = []
         for line in slow.stderr:
+            said.append(line)
             if "building <!-- slow-build" in line:
                 break
+        # a branch other than deploy.ref builds, and the pusher is told it will not go live
+        assert any("of refs/heads/slow is not deployed: site" in x for x in said), said
         deadline = time.monotonic() + 10
         serve_tree = procscan.tree(srv.proc.pid)
         while not any(procscan.cmdline(p).startswith(b"sleep") for p in serve_tree):

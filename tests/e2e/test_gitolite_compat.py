@@ -129,17 +129,17 @@ def test_perms_create_and_batch(srv):
     assert "WRITERS alice" in srv.ssh("bob", "perms", "users/bob/p1", "-l").stdout
     # not the creator: the generic error, nothing changed
     other = srv.ssh("carol", "perms", "-c", "users/bob/p1", input="READERS carol\n")
-    assert other.returncode == 1 and "repo does not exist, or you are not authorised" in \
+    assert other.returncode == 25 and "repo does not exist, or you are not authorised" in \
         other.stderr
     # -c on a repo nobody may create
     no = srv.ssh("carol", "perms", "-c", "plainx", "+", "READERS", "bob")
-    assert no.returncode == 1 and not srv.repo_path("plainx").exists()
+    assert no.returncode == 25 and not srv.repo_path("plainx").exists()
 
 
 def test_writable(srv):
     work = _seed(srv, "web")
     srv.git("alice", "push", "origin", "HEAD:master", cwd=work)
-    assert srv.ssh("bob", "writable", "@all", "off", "maint").returncode == 1
+    assert srv.ssh("bob", "writable", "@all", "off", "maint").returncode == 25  # FATAL
     assert srv.ssh("admin", "writable", "@all", "off", "back", "at", "noon").returncode == 0
     srv.commit("alice", work, "w.md", "w")
     res = srv.git("alice", "push", "origin", "HEAD:master", cwd=work, check=False)
@@ -155,7 +155,7 @@ def test_optional_commands(srv, gitserve_factory):
     assert srv.ssh("carol", "create", "users/carol/c1").returncode == 0
     assert srv.repo_path("users/carol/c1").is_dir()
     dup = srv.ssh("carol", "create", "users/carol/c1")
-    assert dup.returncode == 1 and "already exists or you are not authorised" in dup.stderr
+    assert dup.returncode == 25 and "already exists or you are not authorised" in dup.stderr
     work = _seed(srv, "users/alice/src")
     srv.git("alice", "push", "origin", "HEAD:master", cwd=work)
     srv.ssh("alice", "perms", "users/alice/src", "+", "READERS", "carol")
@@ -180,7 +180,7 @@ def test_optional_commands(srv, gitserve_factory):
     # a server that does not enable them: unknown commands, and help does not list them
     plain = gitserve_factory(users=("alice",), conf=CONF)
     res = plain.ssh("alice", "create", "users/alice/z")
-    assert res.returncode == 1 and "unknown git/gitolite command" in res.stderr
+    assert res.returncode == 25 and "unknown git/gitolite command" in res.stderr
     assert "\tcreate\n" not in plain.ssh("alice", "help").stdout
     assert "\twritable\n" in plain.ssh("alice", "help").stdout
 

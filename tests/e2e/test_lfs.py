@@ -97,7 +97,7 @@ def batch(srv, repo: str, op: str, objects, user: str | None = None):
 
 
 def store_path(srv, repo: str, oid: str) -> Path:
-    return srv.home / "lfs" / repo / "objects" / oid[:2] / oid[2:4] / oid
+    return srv.home / "lfs" / f"{repo}.git" / "objects" / oid[:2] / oid[2:4] / oid
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +163,7 @@ def test_corrupt_upload_refused_and_not_stored(srv, pushed):
     assert status == 422, answer
     assert b"does not match" in answer
     assert not store_path(srv, "assets", claimed).exists()
-    assert not list((srv.home / "lfs" / "assets" / "tmp").iterdir())
+    assert not list((srv.home / "lfs" / "assets.git" / "tmp").iterdir())
 
 
 def put(url: str, headers: dict[str, str], data: bytes):

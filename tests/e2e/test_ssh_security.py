@@ -118,7 +118,8 @@ def test_nul_and_unknown_commands(srv):
 
 
 def test_unauthenticated_limits_and_banner_timeout(gitserve_factory):
-    srv = gitserve_factory(settings={"server": {"max_unauth_per_ip": 2, "banner_timeout": 2.0}})
+    srv = gitserve_factory(settings={"server": {"max_unauth_per_ip": 2, "banner_timeout": 2.0}},
+                           serve_args=("--workers", "0"))  # no builds here
     held = [socket.create_connection((srv.host, srv.port), timeout=5) for _ in range(2)]
     try:
         time.sleep(0.3)
@@ -163,7 +164,8 @@ def test_idle_session_is_closed(gitserve_factory):
     import subprocess
 
     srv = gitserve_factory(users=("alice",), conf="repo idle\n    RW+ = alice\n",
-                           settings={"server": {"idle_timeout": 2.0}})
+                           settings={"server": {"idle_timeout": 2.0}},
+                           serve_args=("--workers", "0"))  # no builds here
     proc = subprocess.Popen(srv.ssh_command(srv.key_for("alice")) +
                             ["git@127.0.0.1", "git-upload-pack 'idle'"],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

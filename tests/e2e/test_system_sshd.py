@@ -135,7 +135,7 @@ def test_info_help_and_unknown_command_match_the_builtin_server(both):
             assert (ours.returncode, ours.stdout, ours.stderr) == \
                 (builtin.returncode, builtin.stdout, builtin.stderr), (user, cmd)
     unknown = both.ssh("alice", "frobnicate", "x")
-    assert unknown.returncode == 1
+    assert unknown.returncode == 25  # Gitolite's FATAL status
     assert unknown.stderr == "FATAL: unknown git/gitolite command: 'frobnicate x'\n"
 
 
@@ -167,7 +167,7 @@ def test_clone_push_archive_and_denied_ref_as_over_the_builtin_server(both):
     both.git("bob", "archive", "--remote", both.sshd.url("plain"), "-o", str(out), "main")
     assert out.stat().st_size > 0
     denied = both.ssh("carol", "git-receive-pack", "'plain'")
-    assert denied.returncode == 1
+    assert denied.returncode == 25
     assert denied.stderr == "FATAL: W any plain carol DENIED by fallthru\n(or you mis-spelled the reponame)\n"
 
 

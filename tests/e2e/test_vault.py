@@ -130,8 +130,8 @@ def test_secrets_commands_act_on_vault(env):
 def test_approle_login(env, tmp_path):
     """AppRole (role_id + secret_id from files) with a policy that may only read gitserve/*."""
     srv, bao, _ = env
-    from buildqueue.secrets import SecretError
-    from buildqueue.vault import VaultStore
+    from gitserve.secrets.crypt import SecretError
+    from gitserve.secrets.vault import VaultStore
 
     root = bao.client()
     if "approle/" not in root.sys.list_auth_methods():

@@ -141,6 +141,8 @@ def test_login_link_sets_session_cookie_once(srv, browser):
     p2.goto(srv.http_base + "/")
     assert p2.locator("#repos td:first-child a").all_inner_texts() == ["web"]
     assert p2.locator("#user").count() == 0
+    # the sign-in hint is the real command (user, host and port), not a placeholder
+    assert f"ssh -p {srv.port} git@127.0.0.1 login" in p2.inner_text("header")
     other.close()
 
 
@@ -176,6 +178,13 @@ def test_build_log_lines_appear_live(srv, browser):
     lines = page.locator("#log .line").all_inner_texts()
     assert lines == ["step one <b>not bold</b>", "step two", "step three"]
     assert re.fullmatch(rf"build {build_id} passed in \d+\.\ds", page.inner_text("#summary"))
+    # the Duration row, rendered "-" while running, shows the same number without a reload
+    summary_secs = re.search(r"in (\d+\.\d)s", page.inner_text("#summary")).group(1)
+    assert page.inner_text("#duration") == f"{summary_secs}s"
+    # the index's "Last build" is a time, never a raw epoch
+    page.goto(f"{srv.http_base}/")
+    last = page.locator("#repos tr", has_text="slow").locator("td").nth(2).inner_text()
+    assert re.fullmatch(rf"#{build_id} passed \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\dZ", last), last
     # a finished build shows its stored log (no script needed)
     page.goto(f"{srv.http_base}/builds/{build_id}")
     assert page.locator("#log .line").all_inner_texts() == lines

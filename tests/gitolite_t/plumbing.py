@@ -149,7 +149,8 @@ def free_port() -> int:
 def setup() -> int:
     """`gitolite setup -a admin` for gitserve: a fresh server home in $HOME (so that the
     tests' `~/repositories` is gitserve's) with Gitolite's default conf, every test user's
-    key in the keydir, Gitolite's VREF programs installed in HOME/vrefs, and a server."""
+    key in the keydir, and a server. Nothing else is copied or set: the default branch (master)
+    and Gitolite's VREFs are what `init --from-gitolite` gives any imported site."""
     stop_server()
     h = home()
     seed = h / ".glt-seed"
@@ -176,15 +177,10 @@ def setup() -> int:
     # no builds or deploys happen in these tests: no embedded Redis, workers or nginx
     text = toml.read_text().replace('nginx = "embedded"', 'nginx = "system"')
     text = text.replace('url = ""', 'url = "redis://:unused@127.0.0.1:9/0"')
-    # Gitolite's repos get git's default branch (master with Debian 12's git)
-    text = text.replace('default_branch = "main"', 'default_branch = "master"')
     # extra `[server]` settings from the runner (e.g. git_config_keys for a config test)
     extra = os.environ.get("GLT_SERVER_SETTINGS", "").replace(";", "\n")
     text = text.replace("[server]\n", "[server]\n" + (extra + "\n" if extra else ""), 1)
     toml.write_text(text)
-    vref_src = Path(os.environ.get("GLT_VREF_SRC", "/usr/share/gitolite3/VREF"))
-    if vref_src.is_dir():
-        shutil.copytree(vref_src, h / "vrefs", dirs_exist_ok=True)
     port = free_port()
     logfile = h / ".glt-serve.log"
     start = logfile.stat().st_size if logfile.exists() else 0

@@ -179,7 +179,6 @@ def file_env(home: Path, bindir: Path, target: str, tree: Path, tmp: Path) -> di
                                  "/bin", "/usr/sbin", "/sbin"]),
         "PWD": str(tree), "TMPDIR": str(tmp), "GITOLITE_TEST": "y", "HARNESS_ACTIVE": "1", "TSH_VERBOSE": "1",
         "GLT_TARGET": target, "GLT_BIN": str(bindir), "GLT_PYTHON": sys.executable,
-        "GLT_VREF_SRC": str(tree / "src" / "VREF"),
         "PYTHONPATH": str(CHECKOUT), "GIT_CONFIG_NOSYSTEM": "1",
     })
     return env

@@ -200,11 +200,10 @@ class GitServer:
                 if not chunk:
                     break
                 *lines, pending = (pending + chunk).split(b"\n")
-                for raw in lines:
-                    line = raw.decode(errors="replace") + "\n"
-                    self.output.append(line)
-                    if "listening on" in line:
-                        return
+                # keep every line of the chunk (the banner lines after "listening on" too)
+                self.output.extend(raw.decode(errors="replace") + "\n" for raw in lines)
+                if any(b"listening on" in raw for raw in lines):
+                    return
             elif self.proc.poll() is not None:
                 break
         self.stop()
@@ -296,7 +295,11 @@ def make_server(tmp: Path, settings: dict | None = None, conf: str | None = None
     tmp.mkdir(parents=True, exist_ok=True)
     srv = GitServer(home=tmp / "home", tmp=tmp)
     srv.keys[ADMIN] = copy_initialized_home(tmp)
-    _merge_settings(srv.home, settings or {})
+    # one notify worker per test server (each is a process; production's default is 4)
+    given = settings or {}
+    defaults: dict[str, dict[str, Any]] = {"notify": {"senders": 1}}
+    _merge_settings(srv.home, {k: {**defaults.get(k, {}), **given.get(k, {})}
+                               for k in {*defaults, *given}})
     for user in users:
         srv.add_user(user)
     if conf is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
 
 import pytest
 
@@ -54,6 +55,44 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = REPO_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.update(extra)
     return env
+
+
+def gitserve_in_process(*args: str, env: dict[str, str | None] | None = None,
+                        ) -> subprocess.CompletedProcess:
+    """`gitserve ARGS...` run by this process: the CLI's own main() (typer, one-line errors,
+    exit status) with stdout/stderr captured and ENV applied (None unsets a variable), as a
+    CompletedProcess. For tests that ask the CLI hundreds of questions, where a Python start
+    per question is most of the time; they keep one real child process to compare with."""
+    import io
+    import sys
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from gitserve.cli import main
+
+    saved = {k: os.environ.get(k) for k in (env or {})}
+    out, err = io.StringIO(), io.StringIO()
+    argv = sys.argv
+    try:
+        for k, v in (env or {}).items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        sys.argv = ["gitserve", *args]
+        with redirect_stdout(out), redirect_stderr(err):
+            try:
+                main()
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        sys.argv = argv
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return subprocess.CompletedProcess(["gitserve", *args], code, out.getvalue(), err.getvalue())
 
 
 def gitserve_cmd(*args: str) -> list[str]:

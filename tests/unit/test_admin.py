@@ -284,18 +284,29 @@ def test_remove_nested_key_leaves_a_clean_tree(home, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "extra,needle",
+    "conf,needle",
     [
-        ('include "missing.conf"\n', "conf/gitolite.conf:6: included file not found: 'missing.conf'"),
         ("repo foo\n    RW+ alice\n", "conf/gitolite.conf:7: syntax error: 'RW+ alice'"),
+        # the admin's own rules were in the file that is gone: nobody could push the fix
+        ('include "admin.conf"\nrepo foo\n    RW+ = alice\n',
+         "conf/gitolite.conf:1: included file not found: 'admin.conf' "
+         "(and nobody could push to gitolite-admin then)"),
     ],
 )
-def test_confs_gitolite_would_half_apply_are_refused(home, extra, needle):
+def test_confs_gitolite_would_half_apply_are_refused(home, conf, needle):
     before = tip(home)
     with pytest.raises(adminrepo.AdminError) as exc:
-        adminrepo.set_conf(home, GOOD_CONF + extra, "ada")
+        adminrepo.set_conf(home, (GOOD_CONF if "syntax" in needle else "") + conf, "ada")
     assert str(exc.value) == needle
     assert tip(home) == before
+
+
+def test_a_missing_include_is_a_warning_as_in_gitolite(home):
+    """Gitolite warns and goes on without the file (its t/include-subconf.t relies on it);
+    the admin repo's own rules are still there, so nobody is locked out."""
+    adminrepo.set_conf(home, GOOD_CONF + 'include "missing.conf"\n', "ada")
+    warnings = adminrepo.current(home).rules.warnings
+    assert any("included file not found: 'missing.conf'" in w for w in warnings), warnings
 
 
 def test_packed_refs_after_gc(home, tmp_path):

@@ -11,6 +11,7 @@ from rq.serializers import JSONSerializer
 
 from buildqueue import deploy_job, enqueue, keys, logs, records, rqconn
 from buildqueue.rqjob import GitserveJob
+from gitserve.options import RepoOptions
 from gitserve.settings import Settings
 from tests.support.builds import commit_to, make_bare, set_ref
 
@@ -39,7 +40,7 @@ def _build(settings, name, fake, monkeypatch):
     options = {"deploy.site": "www", "deploy.dir": "public", "deploy.port": "8080",
                "deploy.preview-port": "8081"}
     build = enqueue.enqueue(settings, r, name, bare, "refs/heads/main", "0" * 40, sha, "alice",
-                            options, "sync")
+                            RepoOptions.parse(options), "sync")
     monkeypatch.setattr(deploy_job, "default_deploy", lambda: fake)
     SimpleWorker(["builds", "deploy"], connection=r, serializer=JSONSerializer,
                  job_class=GitserveJob).work(burst=True)
@@ -95,7 +96,7 @@ def test_next_build_of_the_ref_does_not_wait_for_the_deploy(site_env, monkeypatc
     for n in range(2):
         sha = commit_to(bare, {".gitserve/build": SCRIPT, "n": str(n)})
         builds.append(enqueue.enqueue(settings, r, "busy-site", bare, "refs/heads/main", "0" * 40, sha,
-                                      "alice", options, "async"))
+                                      "alice", RepoOptions.parse(options), "async"))
     monkeypatch.setattr(deploy_job, "default_deploy",
                         lambda: lambda s, site, out, o, meta, log, post: calls.append(meta["build_id"]))
     SimpleWorker(["builds", "deploy"], connection=r, serializer=JSONSerializer,

@@ -7,6 +7,7 @@ import subprocess
 import pytest
 
 from buildqueue import embedded, enqueue, logs, records, rqconn
+from gitserve.options import RepoOptions
 from gitserve.settings import Settings
 from tests.support.builds import commit_to, make_bare, set_ref
 from tests.support.tools import gitserve_cmd, subprocess_env
@@ -24,7 +25,7 @@ def test_queued_build_survives_redis_restart(tmp_path):
     try:
         r = rqconn.connect(settings.effective_redis_url)
         build = enqueue.enqueue(settings, r, "persist", bare, "refs/heads/main", "0" * 40, sha,
-                                "alice", {}, "async")
+                                "alice", RepoOptions.parse({}), "async")
         with pytest.raises(embedded.EmbeddedRedisError, match="already runs"):
             embedded.EmbeddedRedis(settings.redis_socket, settings.home / "redis").start()
     finally:

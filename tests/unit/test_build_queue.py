@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from buildqueue import commands, enqueue, logs, records, rqconn
-from buildqueue import secrets as secrets_mod
+from gitserve.secrets import crypt as secrets_mod
 from buildqueue.pushhook import BuildHook
 from gitserve.git.pushhooks import ZERO_SHA, PushContext, RefUpdate
+from gitserve.options import RepoOptions
 from gitserve.settings import Settings
 from tests.support.builds import commit_to, git, make_bare, set_ref, wait_for
 
@@ -211,6 +212,31 @@ def test_cancel_running_build(env, tmp_path):
         commands.run(env, ["cancel", build_id], lambda *_: True, out)
 
 
+def test_cancel_stops_a_build_waiting_in_its_lane(env, tmp_path):
+    """rq's stop-job command reaches a build whose worker waits for an earlier build of the
+    same ref: it ends `cancelled while waiting`, its workspace goes, the earlier one runs on."""
+    first = "#!/bin/sh\nsleep 303.5 &\necho first\nwait\n"
+    push(env, "lane", {".gitserve/build": first}, options={"build.mode": "async"})
+    r = rqconn.connect(env.effective_redis_url)
+    wait_for(lambda: host_pids("sleep 303.5"))
+    push(env, "lane", {".gitserve/build": "#!/bin/sh\necho second\n"}, options={"build.mode": "async"})
+    first_id, second_id = sorted(records.list_ids(r, "lane"), key=int)
+    wait_for(lambda: any("waiting for build" in e.get("l", "") for e in logs.entries(r, second_id)))
+    workdir = (r.hget(f"gitserve:build:{second_id}", "workdir") or b"").decode()
+    assert workdir and Path(workdir).is_dir()
+    out = Pusher()
+    out.write = lambda s: out(s.rstrip("\n"))  # type: ignore[attr-defined]
+    assert commands.run(env, ["cancel", second_id], lambda *_: True, out, user="dave") == 0
+    assert out.text == [f"build {second_id} cancelled"]
+    second = records.get(r, second_id)
+    assert (second.status, second.reason) == ("cancelled", "cancelled while waiting")
+    assert not Path(workdir).exists()
+    assert records.get(r, first_id).status == "running" and host_pids("sleep 303.5")
+    assert commands.run(env, ["cancel", first_id], lambda *_: True, out, user="dave") == 0
+    assert records.get(r, first_id).reason == "cancelled by dave: process group killed"
+    wait_for(lambda: not host_pids("sleep 303.5"), timeout=5)
+
+
 def test_same_ref_builds_run_in_push_order(env, tmp_path):
     opts = {"build.mode": "async"}
     for n in range(3):
@@ -267,7 +293,8 @@ class _Receiver(http.server.BaseHTTPRequestHandler):
 def test_webhook_posts_on_end_with_retry(env):
     """The build ends on a build-host worker; the server's notifier (as `gitserve serve` runs
     it) delivers the webhook, retrying the 503."""
-    from buildqueue.notifier import Notifier
+    from buildqueue.notify.service import NotifierService
+    from gitserve import settings as settings_mod
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
     _Receiver.bodies = []
@@ -276,7 +303,8 @@ def test_webhook_posts_on_end_with_retry(env):
     thread.start()
     env.notify.backoff = 0.1
     env.notify.allow_private = True  # the receiver is on 127.0.0.1
-    notifier = Notifier(env)
+    settings_mod.write(env)  # what the notify workers read (they run as serve's do)
+    notifier = NotifierService(env)
     notifier.start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/hook"
@@ -376,14 +404,16 @@ def test_builds_commands_respect_access(env):
         commands.run(env, ["retry", build_id], lambda *_: True, out)
 
 
-def test_no_build_and_no_hook_without_build_enable(env):
+def test_no_build_without_build_enable_but_the_admins_hook_runs(env):
+    """Pushed code never runs without build.enable; a hook the admin installed in HOME/hooks
+    runs as Gitolite's repo-specific hooks ran (a site moved over keeps its hooks working)."""
     env.hooks_dir.mkdir(parents=True, exist_ok=True)
     (env.hooks_dir / "say").write_text("#!/bin/sh\necho hook ran\n")
     (env.hooks_dir / "say").chmod(0o755)
     for enable in ("0", ""):
         pusher, reason, _, _ = push(env, "off", {".gitserve/build": "#!/bin/sh\necho ran\n", "n": enable},
                                     options={"build.enable": enable, "hook.post-receive": "say"})
-        assert reason is None and pusher.text == []
+        assert reason is None and pusher.text == ["hook ran"]
         pusher, reason, _, _ = push(env, "off", {".gitserve/build": "#!/bin/sh\necho ran\n", "g": enable},
                                     options={"build.enable": enable, "build.mode": "gate"})
         assert reason is None and pusher.text == []
@@ -437,7 +467,7 @@ def test_history_keeps_last_50_and_drops_hidden_refs(env):
     ids = []
     for _ in range(53):
         b = enqueue.enqueue(env, r, "busy", bare, "refs/heads/main", ZERO_SHA, sha, "alice",
-                            {"build.queue": "nobody-works-this"}, "async")
+                            RepoOptions.parse({"build.queue": "nobody-works-this"}), "async")
         records.finish(r, b.id, "cancelled", "test")
         ids.append(b.id)
     kept = records.list_ids(r, "busy", limit=1000)
@@ -476,9 +506,15 @@ def test_sync_push_waiting_for_a_worker_is_told_and_cancel_while_queued(env, mon
 
 
 def test_bad_options_fall_back_and_say_so():
-    opts = enqueue.build_options({"build.mode": "later", "build.timeout": "-3", "build.queue": "a b",
-                                  "notify.webhook": "ftp://x", "build.script": "./ci//build"})
-    assert (opts.mode, opts.timeout, opts.queue) == ("sync", 600, "builds")
-    assert len(opts.warnings) == 4 and all(w.startswith("gitserve: ") for w in opts.warnings)
+    parsed = RepoOptions.parse({"build.mode": "later", "build.timeout": "-3", "build.queue": "a b",
+                                "notify.webhook": "ftp://x", "build.script": "./ci//build"})
+    opts = parsed.build
+    assert (opts.mode, opts.timeout, opts.queue, opts.script) == ("sync", 600, "builds", "ci/build")
+    assert parsed.warnings == (
+        "gitserve: unknown build.mode 'later', using sync",
+        "gitserve: invalid build.timeout '-3', using 600",
+        "gitserve: invalid build.queue 'a b', using builds",
+        "gitserve: option notify.webhook must be http(s) URLs; no notification to the others")
+    assert parsed.notify.webhook == ()
     assert enqueue.ref_matches("refs/heads/main", ["main"]) and not enqueue.ref_matches("refs/heads/xmain", ["main"])
     assert enqueue.ref_matches("refs/tags/v1", ["refs/tags/v[0-9]"]) and not enqueue.ref_matches("refs/tags/x", ["refs/tags/v"])

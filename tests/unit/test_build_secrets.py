@@ -8,20 +8,21 @@ import subprocess
 import pytest
 from cryptography.fernet import Fernet
 
-from buildqueue import secrets
+from gitserve.secrets import crypt as secrets
+from gitserve.secrets.masker import Masker
 from tests.support.tools import gitserve_cmd, subprocess_env
 
 
 def test_masker_hides_every_occurrence_and_each_line():
-    mask = secrets.Masker(["abc123", "line-one\nline-two", ""])
+    mask = Masker(["abc123", "line-one\nline-two", ""])
     assert mask("x abc123 y abc123") == "x *** y ***"
     assert mask("line-two only") == "*** only"
     assert mask("nothing here") == "nothing here"
-    assert secrets.Masker([])("abc") == "abc"
+    assert Masker([])("abc") == "abc"
 
 
 def test_longest_value_wins():
-    assert secrets.Masker(["pass", "password1"])("password1 pass") == "*** ***"
+    assert Masker(["pass", "password1"])("password1 pass") == "*** ***"
 
 
 def test_store_is_encrypted_and_private(tmp_path):

@@ -270,7 +270,7 @@ def test_keep_prunes_old_releases(settings, ports, tmp_path) -> None:
     for v in ("1", "2", "3", "4"):
         _, log = deploy(settings, opts, make_output(tmp_path, f"v{v}"), v)
     assert sorted(os.listdir(settings.sites_dir / "www" / "releases")) == ["3", "4"]
-    assert any("pruned 1 old release(s): 2" in line for line in log)
+    assert any("pruned 1 old release: 2 (deploy.keep" in line for line in log)
     assert [r["release"] for r in site_status(settings, "www")["releases"]] == ["4", "3"]
 
 

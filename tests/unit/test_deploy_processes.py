@@ -149,3 +149,24 @@ def test_post_reaches_the_new_live_sides_search_api(settings, opts, tmp_path) ->
     assert f'{{"indexed": 4, "side": "{result.side}"}}' in log, log
     hits = json.loads(body(opts["deploy.port"], "/api/search?q=alpha"))
     assert hits == {"q": "alpha", "hits": ["alpha"], "side": result.side}
+
+
+def test_restart_of_one_type(settings, opts, tmp_path) -> None:
+    """`deploy restart SITE TYPE`: a type nginx sends nothing to restarts in place (same side,
+    same port, the others untouched); one that takes traffic restarts the side."""
+    procfile = ("web: python3 web.py\nsearch: python3 search.py\n"
+                "worker: python3 -c \"import time; print('worker up', flush=True); time.sleep(1e6)\"\n")
+    result, _ = deploy(settings, opts, write_app(tmp_path / "v6", "v6", procfile=procfile), "6")
+    side = result.side
+    before = {r["type"]: r for r in processes.read_status(settings, "www") if r["side"] == side}
+    done = bluegreen.restart(settings, "www", by="alice", log=lambda _l: None, kind="worker")
+    assert done.side == side
+    after = {r["type"]: r for r in processes.read_status(settings, "www") if r["side"] == side}
+    assert after["worker"]["restarts"] == before["worker"]["restarts"] + 1
+    assert after["worker"]["pid"] != before["worker"]["pid"] and after["worker"]["port"] == before["worker"]["port"]
+    assert after["web"]["pid"] == before["web"]["pid"] and after["web"]["restarts"] == before["web"]["restarts"]
+    moved = bluegreen.restart(settings, "www", by="alice", log=lambda _l: None, kind="search")
+    assert moved.side != side and body(opts["deploy.port"]).startswith(f"v6 side={moved.side}")
+    with pytest.raises(DeployError) as err:
+        bluegreen.restart(settings, "www", by="alice", log=lambda _l: None, kind="nope")
+    assert "has no nope process (it has search, web, worker)" in str(err.value)

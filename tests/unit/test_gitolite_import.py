@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from gitserve import adminrepo, gitolite_import
+from gitserve import adminrepo, gitolite_import, gitolite_rc
 from gitserve.cli.init import init_home
+from gitserve import settings as settings_mod
 from gitserve.settings import Settings
 from tests.support.keys import keygen
 from tests.support.tools import require_tool
@@ -134,17 +135,81 @@ def test_locate_says_what_it_cannot_use(tmp_path):
     assert [p.name for p in plans] == ["foo", "wild/alice/p"] and warnings == []
 
 
-def test_rc_settings_that_do_not_carry_over_are_named(tmp_path):
-    """Gitolite's own default rc (what `gitolite setup` writes) loses nothing; changes are named."""
+def test_rc_settings_carry_over_and_what_does_not_is_named(tmp_path):
+    """Gitolite's own default rc (what `gitolite setup` writes) loses nothing; ENABLE'd commands
+    and GIT_CONFIG_KEYS carry over (Perl evaluates the rc, as Gitolite does); the rest is named."""
     require_tool("gitolite")
+    require_tool("perl")
     rc = tmp_path / ".gitolite.rc"
     rc.write_text(Path("/usr/share/gitolite3/lib/Gitolite/Rc.pm").read_text().split("__DATA__", 1)[1])
     assert gitolite_import.rc_warnings(rc) == []  # Gitolite's default rc: nothing lost
     text = rc.read_text().replace("GIT_CONFIG_KEYS                 =>  ''",
                                   "GIT_CONFIG_KEYS                 =>  'gitweb\\..*'")
     text = text.replace("WRITERS                     =>  1,", "WRITERS => 1,\n        OWNERS => 1,")
-    text = text.replace("'writable',", "'writable',\n            'D',", 1)
+    text = text.replace("'writable',", "'writable',\n            'D', 'fork', 'sskm',", 1)
+    text = text.replace("# LOCAL_CODE                =>  \"$ENV{HOME}/local\",",
+                        "LOCAL_CODE                =>  \"$ENV{HOME}/local\",")
     rc.write_text(text)
     got = gitolite_import.rc_warnings(rc)
-    assert len(got) == 3, got
-    assert "GIT_CONFIG_KEYS 'gitweb\\..*'" in got[0] and "roles OWNERS" in got[1] and ": D" in got[2]
+    assert len(got) == 2, got
+    assert "roles OWNERS" in got[0] and got[1].endswith("does not have: sskm")
+    site = gitolite_rc.read_site(tmp_path)
+    assert site.commands == ["D", "fork"] and site.git_config_keys == "gitweb\\..*"
+    assert site.local_code == tmp_path / "local"
+    # without Perl the same settings are read by hand
+    assert gitolite_rc.carry(gitolite_rc._regex_read(text, tmp_path), rc).commands == ["D", "fork"]
+
+
+def test_the_rc_commands_are_gitserves_optional_commands():
+    from gitserve.ssh.cmd import builtin
+
+    assert gitolite_rc.GITSERVE_COMMANDS == tuple(c.name for c in builtin.optional_commands())
+
+
+def test_takeover_sshd_keeps_the_hosts_keys_and_a_failing_check_imports_nothing(tmp_path):
+    """--takeover-sshd: the sshd's host keys (ecdsa too) are the server's, so clients see no
+    changed host key; an import whose result would fail `admin check` leaves nothing."""
+    from gitserve.ssh.server import load_host_keys
+
+    site = gitolite_like_site(tmp_path)
+    etc = tmp_path / "etc-ssh"
+    etc.mkdir()
+    for kind in ("ed25519", "ecdsa", "rsa"):
+        subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-f",
+                        str(etc / f"ssh_host_{kind}_key")], check=True, timeout=60)
+    home = tmp_path / "home"
+    init_home(home, from_gitolite=site, author="t <t@t>", sshd_host_keys=etc)
+    for kind in ("ed25519", "ecdsa", "rsa"):
+        name = f"ssh_host_{kind}_key"
+        assert (home / "host_keys" / name).read_bytes() == (etc / name).read_bytes()
+        assert (home / "host_keys" / name).stat().st_mode & 0o777 == 0o600
+    assert sorted(k.get_name() for k in load_host_keys(home / "host_keys")) == [
+        "ecdsa-sha2-nistp256", "ssh-ed25519", "ssh-rsa"]
+    # a conf option naming a hook the site does not have: admin check fails, nothing made
+    bad = gitolite_like_site(tmp_path / "bad", conf=CONF + "repo foo\n    option hook.post-receive = gone\n")
+    with pytest.raises(adminrepo.AdminError, match="admin check.*no executable hook 'gone'"):
+        init_home(tmp_path / "home2", from_gitolite=bad, author="t <t@t>")
+    assert not (tmp_path / "home2").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".home2.init-")]
+
+
+def test_local_code_hooks_vrefs_and_commands_come_along(tmp_path):
+    site = gitolite_like_site(tmp_path)
+    local = site / "local"
+    for rel in ("hooks/repo-specific/announce", "VREF/NOTXT", "commands/hello",
+                "triggers/mine"):
+        (local / rel).parent.mkdir(parents=True, exist_ok=True)
+        (local / rel).write_text("#!/bin/sh\nexit 0\n")
+        (local / rel).chmod(0o755)
+    (site / ".gitolite.rc").write_text(
+        '%RC = (\n  LOCAL_CODE => "$ENV{HOME}/local",\n  GIT_CONFIG_KEYS => \'gitweb\\..*\',\n'
+        "  ENABLE => ['help', 'info', 'D', 'hello', 'sskm'],\n);\n1;\n")
+    lines = init_home(tmp_path / "home", from_gitolite=site, author="t <t@t>")
+    home = tmp_path / "home"
+    for rel in ("hooks/announce", "vrefs/NOTXT", "commands/hello"):
+        assert os.access(home / rel, os.X_OK), rel
+    s = settings_mod.load(home)
+    assert (s.server.commands, s.server.git_config_keys) == ("D hello", "gitweb\\..*")
+    assert s.server.default_branch == "master"
+    text = "\n".join(lines)
+    assert "triggers/mine" in text and "sskm" in text and "admin check: ok" in text

@@ -14,6 +14,7 @@ import pytest
 from dulwich.protocol import pkt_line
 from dulwich.repo import Repo
 
+from gitserve.git import indexpack
 from gitserve.git import quarantine as quarantine_mod
 from gitserve.git.indexpack import GitQuarantine
 from gitserve.git.quarantine import BadPack, human_bytes
@@ -52,6 +53,12 @@ def repos(tmp_path):
 
 def pack(src: Path, revs: str, *flags: str) -> bytes:
     return git(src, "pack-objects", "--stdout", "--revs", "-q", *flags, input=revs.encode())
+
+
+@pytest.fixture(autouse=True)
+def always_index_pack(monkeypatch):
+    """These packs are small: take the index-pack route for them all the same."""
+    monkeypatch.setattr(indexpack, "UNPACK_LIMIT", 0)
 
 
 def receive(dst: Path, data: bytes, **limits) -> GitQuarantine:
@@ -258,3 +265,31 @@ def test_dulwich_route_still_chosen_by_setting(repos, monkeypatch):
                                           pack(src, shas[-1] + "\n")), backend="dulwich")
     assert handler.result is not None and handler.result.statuses == {"refs/heads/main": "ok"}
     assert in_repo(dst, shas[-1])
+
+
+def test_small_packs_are_checked_in_process_big_ones_by_index_pack(repos, monkeypatch):
+    """As git's receive-pack (receive.unpackLimit): after index-pack, fewer objects than the
+    limit are checked in-process (no cat-file, no rev-list); both refuse a corrupt pack."""
+    src, dst, shas = repos
+    data = pack(src, shas[-1] + "\n")
+    count = int.from_bytes(data[8:12], "big")
+    monkeypatch.setattr(indexpack, "UNPACK_LIMIT", count + 1)
+    q = receive(dst, data)
+    try:
+        assert q.in_process and q.pack_name and q.missing([shas[-1]]) == set()
+        biggest = int(git(src, "cat-file", "-s", f"{shas[-1]}:doc.txt"))
+        with pytest.raises(BadPack, match=rf"holds a blob of {human_bytes(biggest)}, over"):
+            q.check(max_blob_bytes=biggest - 1)  # from entry headers, in-process
+    finally:
+        q.close()
+    bad = bytearray(data)
+    bad[len(bad) // 2] ^= 0x55
+    with pytest.raises(BadPack):
+        receive(dst, bytes(bad))
+    monkeypatch.setattr(indexpack, "UNPACK_LIMIT", count)
+    q = receive(dst, data)
+    try:
+        assert not q.in_process and q.pack_name and q.missing([shas[-1]]) == set()
+    finally:
+        q.close()
+    assert no_quarantine(dst)

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import http.server
 import threading
-import time
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
 
-from buildqueue import mailer, notify, notifylog, secretstore, webhook
-from buildqueue import secrets as sec
+from buildqueue.notify import deliverylog as notifylog
+from buildqueue.notify import events as notify
+from buildqueue.notify import mailer, webhook
+from gitserve.secrets import crypt as sec
+from gitserve.secrets import store as secretstore
 from gitserve import settings as settings_mod
+from gitserve.options import NotifyOptions, RepoOptions
 from tests.support.notify import SmtpReceiver
 
 pytestmark = pytest.mark.timeout(60)
@@ -49,40 +52,41 @@ def receiver():
         server.server_close()
 
 
-def _post(url: str, sleeps: list[float], attempts: int = 4) -> webhook.Outcome:
-    return webhook.post(url, b"{}", key="k", event="build", delivery="d", attempts=attempts,
-                        backoff=0.5, timeout=2, user_agent="t", sleep=sleeps.append,
+def _post(url: str) -> webhook.Outcome:
+    return webhook.post(url, b"{}", signature=webhook.sign(b"{}", "k"), event="build", delivery="d",
+                        timeout=2, user_agent="t",
                         allow_private=True)  # the receiver is on 127.0.0.1
 
 
-def test_5xx_retried_with_exponential_backoff_4xx_final(receiver):
-    sleeps: list[float] = []
-    _Handler.plan = [503, 500, 502]
-    out = _post(receiver + "/a", sleeps)
-    assert (out.ok, out.status, out.attempts) == (True, 200, 4) and sleeps == [0.5, 1.0, 2.0]
-    sleeps.clear()
-    _Handler.plan = [404]
-    out = _post(receiver + "/b", sleeps)
-    assert (out.ok, out.status, out.attempts, out.error) == (False, 404, 1, "HTTP 404") and sleeps == []
-    _Handler.plan = [503] * 10
-    out = _post(receiver + "/c", sleeps, attempts=3)
-    assert (out.ok, out.status, out.attempts) == (False, 503, 3)
+def test_5xx_worth_a_retry_4xx_final(receiver):
+    _Handler.plan = [503, 500, 200, 404]
+    assert [(o.ok, o.status, o.final) for o in (_post(receiver + "/a") for _ in range(4))] == [
+        (False, 503, False), (False, 500, False), (True, 200, True), (False, 404, True)]
+    assert _post(receiver + "/b").attempts == 1  # one attempt per call: rq runs the retries
+
+
+def test_retry_policy_doubles_the_backoff_in_whole_seconds():
+    from buildqueue.notify.notifier import retry_policy
+
+    policy = retry_policy(4, 1.0)
+    assert policy is not None and (policy.max, policy.intervals) == (3, [1, 2, 4])
+    policy = retry_policy(5, 0.2)  # rq counts whole seconds: a fraction waits one
+    assert policy is not None and policy.intervals == [1, 1, 1, 2]
+    assert retry_policy(1, 1.0) is None
 
 
 def test_redirect_not_followed(receiver):
     _Handler.plan = [302]
-    out = _post(receiver + "/moved", [])
-    assert (out.ok, out.status, out.attempts) == (False, 302, 1)
+    out = _post(receiver + "/moved")
+    assert (out.ok, out.status, out.attempts, out.final) == (False, 302, 1, True)
     assert _Handler.hits == ["/moved"]  # the signed body never went to /elsewhere
 
 
-def test_connection_refused_is_retried():
+def test_connection_refused_is_worth_a_retry():
     from tests.support.tools import free_port
 
-    sleeps: list[float] = []
-    out = _post(f"http://127.0.0.1:{free_port()}/x", sleeps, attempts=3)
-    assert (out.ok, out.status, out.attempts, out.error) == (False, None, 3, "Connection refused")
-    assert sleeps == [0.5, 1.0]
+    out = _post(f"http://127.0.0.1:{free_port()}/x")
+    assert (out.ok, out.status, out.error, out.final) == (False, None, "Connection refused", False)
 
 
 def test_signature_is_hmac_sha256_of_raw_body():
@@ -105,12 +109,15 @@ def test_delivery_log_masks_credentials_in_urls(url, shown):
 
 
 def test_events_option():
-    assert notify.wanted_events({}) == {"push", "build", "deploy"}
-    assert notify.wanted_events({"notify.events": "build  deploy"}) == {"build", "deploy"}
-    assert notify.wanted_events({"notify.events": "nonsense"}) == set()
-    assert not notify.wants({"notify.email": "a@b"}, "push")  # mail is for builds and deploys
-    assert notify.wants({"notify.email": "a@b"}, "deploy")
-    assert not notify.wants({"notify.webhook": "ftp://x"}, "build")
+    def read(options: dict[str, str]) -> NotifyOptions:
+        return NotifyOptions.lenient(options)
+
+    assert read({}).events == {"push", "build", "deploy"}
+    assert read({"notify.events": "build  deploy"}).events == {"build", "deploy"}
+    assert read({"notify.events": "nonsense"}).events == set()
+    assert not read({"notify.email": "a@b"}).wants("push")  # mail is for builds and deploys
+    assert read({"notify.email": "a@b"}).wants("deploy")
+    assert not read({"notify.webhook": "ftp://x"}).wants("build")
 
 
 def test_emit_never_raises_without_redis(tmp_path):
@@ -163,99 +170,59 @@ def test_smtp_wrong_password_is_final_and_retries_temporary(tmp_path: Path):
         conf = settings_mod.SmtpSettings(host="127.0.0.1", port=rx.port, user="mailer",
                                          sender="ci@example.com", ca_file=str(rx.cert), timeout=5)
         msg = mailer.message(conf, ["dev@example.com"], "subject", "body")
-        sleeps: list[float] = []
-        out = mailer.send(conf, "wrong-password", msg, attempts=4, backoff=0.3, sleep=sleeps.append)
-        assert (out.ok, out.status, out.attempts, sleeps) == (False, 535, 1, [])
-        out = mailer.send(conf, "right-password", msg, attempts=4, backoff=0.3, sleep=sleeps.append)
-        assert (out.ok, out.status, out.attempts, sleeps) == (True, 250, 2, [0.3])  # 451 once, then sent
+        out = mailer.send(conf, "wrong-password", msg)
+        assert (out.ok, out.status, out.final) == (False, 535, True)
+        out = mailer.send(conf, "right-password", msg)
+        assert (out.ok, out.status, out.final) == (False, 451, False)  # temporary: rq retries it
+        out = mailer.send(conf, "right-password", msg)
+        assert (out.ok, out.status, out.final) == (True, 250, True)
         assert len(rx.mails()) == 1
-        out = mailer.send(conf, None, msg, attempts=4, backoff=0.3)
-        assert not out.ok and "server secret" in out.error
+        out = mailer.send(conf, None, msg)
+        assert not out.ok and out.final and "server secret" in out.error
         conf.ca_file = ""  # our self-signed cert is not trusted by the system CAs
-        out = mailer.send(conf, "right-password", msg, attempts=2, backoff=0.1)
-        assert not out.ok and out.error.startswith("TLS: ")
+        out = mailer.send(conf, "right-password", msg)
+        assert not out.ok and out.final and out.error.startswith("TLS: ")
     finally:
         rx.stop()
 
 
-def test_events_survive_a_stopped_notifier(tmp_path: Path, redis_server, receiver):
-    """An event emitted while no notifier runs, and one whose delivery was cut short by a stop,
-    are both delivered by the next notifier (at least once: acknowledged only after delivery)."""
+def test_deliveries_wait_in_redis_and_rq_retries_them(tmp_path: Path, redis_server, receiver):
+    """An event queued while no notify worker runs is delivered when one starts; a delivery
+    answered 503 is retried by rq (its Retry, re-queued by rq's scheduler) and logged once,
+    with its attempts; a delivery waiting for its retry survives the workers' stop."""
     import redis as redis_mod
 
-    from buildqueue import keys
-    from buildqueue.notifier import Notifier
+    from buildqueue.notify.service import NotifierService
     from gitserve.git.pushhooks import RefUpdate
     from gitserve.names import ZERO_SHA
     from tests.support.builds import wait_for
 
     r = redis_mod.Redis.from_url(redis_server.url)
-    r.delete(keys.NOTIFY_EVENTS)
     s = settings_mod.Settings(home=tmp_path)
     s.redis.url = redis_server.url
-    s.notify.backoff, s.notify.attempts = 0.3, 10
+    s.notify.backoff, s.notify.attempts, s.notify.senders = 0.5, 4, 1
     s.notify.allow_private = True  # the receiver is on 127.0.0.1
-    options = {"notify.webhook": receiver + "/restart"}
-
+    settings_mod.write(s)  # the notify workers read HOME/gitserve.toml, as serve's do
+    options = RepoOptions.parse({"notify.webhook": receiver + "/restart"})
     notify.push_event(r, "app", "alice", options, [RefUpdate("refs/heads/main", ZERO_SHA, "1" * 40)])
-    _Handler.plan = [503] * 3
-    first = Notifier(s)
+    assert r.llen("rq:queue:notify") == 1  # queued, nobody delivers yet
+    _Handler.plan = [503, 502]
+    first = NotifierService(s)
     first.start()
     try:
-        wait_for(lambda: len(_Handler.hits) >= 1, timeout=10)
+        wait_for(lambda: len(_Handler.hits) >= 1, timeout=30)
     finally:
         first.stop()
-    assert r.xpending(keys.NOTIFY_EVENTS, keys.NOTIFY_GROUP)["pending"] == 1  # not acknowledged
-    assert not notifylog.log_path(s).exists()
-    _Handler.plan = []
-    second = Notifier(s)
+    assert not notifylog.log_path(s).exists()  # not final: waiting for its retry in Redis
+    second = NotifierService(s)
     second.start()
     try:
-        wait_for(lambda: notifylog.log_path(s).exists() and list(notifylog.read(s)), timeout=15)
+        wait_for(lambda: notifylog.log_path(s).exists() and list(notifylog.read(s)), timeout=30)
     finally:
         second.stop()
     (entry,) = list(notifylog.read(s))
-    assert (entry["event"], entry["status"], entry["result"]) == ("push", 200, "delivered")
-    assert r.xpending(keys.NOTIFY_EVENTS, keys.NOTIFY_GROUP)["pending"] == 0
-    assert r.xlen(keys.NOTIFY_EVENTS) == 0  # delivered events are deleted
-
-
-def test_events_of_a_dead_server_process_are_taken_over(tmp_path: Path, redis_server, receiver):
-    """A server killed mid-delivery (its consumer `HOST:PID` holds the event, PID is gone):
-    the next server claims the event at start, without waiting for it to look idle."""
-    import socket
-    import subprocess
-
-    import redis as redis_mod
-
-    from buildqueue import keys
-    from buildqueue.notifier import Notifier
-    from gitserve.git.pushhooks import RefUpdate
-    from gitserve.names import ZERO_SHA
-    from tests.support.builds import wait_for
-
-    r = redis_mod.Redis.from_url(redis_server.url)
-    r.delete(keys.NOTIFY_EVENTS)
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    s = settings_mod.Settings(home=tmp_path)
-    s.redis.url = redis_server.url
-    s.notify.allow_private = True  # the receiver is on 127.0.0.1
-    notify.push_event(r, "app", "alice", {"notify.webhook": receiver + "/taken-over"},
-                      [RefUpdate("refs/heads/main", ZERO_SHA, "2" * 40)])
-    r.xgroup_create(keys.NOTIFY_EVENTS, keys.NOTIFY_GROUP, id="0", mkstream=True)
-    gone = f"{socket.gethostname()}:{dead.pid}"
-    assert r.xreadgroup(keys.NOTIFY_GROUP, gone, {keys.NOTIFY_EVENTS: ">"}, count=10)
-    notifier = Notifier(s)
-    t0 = time.monotonic()
-    notifier.start()
-    try:
-        wait_for(lambda: "/taken-over" in _Handler.hits, timeout=15)
-    finally:
-        notifier.stop()
-    assert time.monotonic() - t0 < 10
-    names = [c["name"] for c in r.xinfo_consumers(keys.NOTIFY_EVENTS, keys.NOTIFY_GROUP)]
-    assert gone.encode() not in names and gone not in names
+    assert (entry["event"], entry["status"], entry["result"], entry["attempts"]) == ("push", 200, "delivered", 3)
+    assert _Handler.hits == ["/restart"] * 3
 
 
 def test_vault_backend_without_hvac_is_one_line(tmp_path: Path):
@@ -267,7 +234,7 @@ def test_vault_backend_without_hvac_is_one_line(tmp_path: Path):
 
     code = (
         "import sys; sys.modules['hvac'] = None\n"
-        "from buildqueue import secretstore\nfrom buildqueue.secrets import SecretError\n"
+        "from gitserve.secrets import store as secretstore\nfrom gitserve.secrets.crypt import SecretError\n"
         "from gitserve.settings import Settings\n"
         f"s = Settings(home={str(tmp_path)!r})\n"
         "s.secrets.backend, s.secrets.address, s.secrets.token_file = 'vault', 'http://127.0.0.1:1', '/x'\n"
@@ -288,7 +255,7 @@ def test_vault_backend_without_hvac_is_one_line(tmp_path: Path):
 
 
 def test_push_texts_for_create_update_delete(tmp_path: Path):
-    from buildqueue import notify_format
+    from buildqueue.notify import format as notify_format
     from gitserve.names import ZERO_SHA
 
     s = settings_mod.Settings(home=tmp_path)

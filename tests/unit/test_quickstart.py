@@ -81,16 +81,17 @@ def test_quickstart_prints_working_clone_and_push(quickstart):
     assert (demo_key.parent.stat().st_mode & 0o777) == 0o700
     assert os.path.join(REPO_ROOT, "keys") not in text
     ssh_cmd = re.search(r'export GIT_SSH_COMMAND="([^"]+)"', text).group(1)
-    assert ssh_cmd == f"ssh -i {demo_key} -o IdentitiesOnly=yes -p {port}"
+    known_hosts = tmp / "gs" / "known_hosts"
+    assert ssh_cmd == (f"ssh -i {demo_key} -o IdentitiesOnly=yes -o UserKnownHostsFile="
+                       f"{known_hosts} -p {port}")
     clone = re.search(r"^  (git clone .+)$", text, re.M).group(1)
     assert clone == "git clone git@127.0.0.1:demo"
-    # trust the server's host keys the way a user answering "yes" would (ssh reads the
-    # passwd home, not $HOME, so point it at a known_hosts file of our own)
-    known_hosts = tmp / "known_hosts"
-    known_hosts.write_text("".join(f"[127.0.0.1]:{port} {p.read_text()}"
-                                   for p in sorted((tmp / "gs" / "host_keys").glob("*.pub"))))
-    ssh_cmd = ssh_cmd.replace("ssh ", f"ssh -o UserKnownHostsFile={known_hosts} "
-                              "-o StrictHostKeyChecking=yes ", 1)
+    # the printed command works from a shell with no terminal to answer ssh's host key
+    # question: the known_hosts file it names pins the server's real keys
+    assert sorted(known_hosts.read_text().split("\n")[:-1]) == sorted(
+        f"[127.0.0.1]:{port} " + " ".join(p.read_text().split()[:2])
+        for p in (tmp / "gs" / "host_keys").glob("*.pub"))
+    ssh_cmd = ssh_cmd.replace("ssh ", "ssh -o StrictHostKeyChecking=yes -o BatchMode=yes ", 1)
     user_env = dict(env, GIT_SSH_COMMAND=ssh_cmd, GIT_AUTHOR_NAME="Demo", GIT_AUTHOR_EMAIL="d@x",
                     GIT_COMMITTER_NAME="Demo", GIT_COMMITTER_EMAIL="d@x")
     work = tmp / "work"
@@ -115,3 +116,49 @@ def test_quickstart_prints_working_clone_and_push(quickstart):
     proc.wait(20)
     _, out2 = start()
     assert "using the existing server home" in "".join(out2)
+
+
+def test_readme_quickstart_deploy_goes_live(quickstart):
+    """README's "The quickstart" deploy block, run as written after the printed lines (only
+    its ports swapped for free ones), puts the pushed commit live behind nginx."""
+    git = require_tool("git")
+    require_tool("ssh")
+    require_tool("curl")
+    require_tool("nginx")
+    from deploy import nginx, sitesctl
+    from gitserve import settings as gs_settings
+
+    start, tmp, port, env = quickstart
+    proc, out = start()
+    text = "".join(out)
+    assert "README.md's \"The quickstart\"" in text and "run/sites.lock" in text
+    readme = open(os.path.join(REPO_ROOT, "README.md"), encoding="utf-8").read()
+    block = re.search(r"<!-- quickstart-deploy -->\n```sh\n(.*?)```", readme, re.S).group(1)
+    live, preview = free_port(), free_port()
+    block = block.replace("8001", str(preview)).replace("8000", str(live))
+    ssh_cmd = re.search(r'export GIT_SSH_COMMAND="([^"]+)"', text).group(1)
+    known_hosts = tmp / "known_hosts"
+    known_hosts.write_text("".join(f"[127.0.0.1]:{port} {p.read_text()}"
+                                   for p in sorted((tmp / "gs" / "host_keys").glob("*.pub"))))
+    ssh_cmd = ssh_cmd.replace("ssh ", f"ssh -o UserKnownHostsFile={known_hosts} "
+                              "-o StrictHostKeyChecking=yes -o BatchMode=yes ", 1)
+    user_env = dict(env, GIT_SSH_COMMAND=ssh_cmd, GIT_AUTHOR_NAME="Demo", GIT_AUTHOR_EMAIL="d@x",
+                    GIT_COMMITTER_NAME="Demo", GIT_COMMITTER_EMAIL="d@x")
+    work = tmp / "work"
+    work.mkdir()
+    printed = text[text.index("  git clone"):text.index("The push prints")].strip().splitlines()
+    script = ("set -e\n" + "\n".join(ln.strip() for ln in printed) + "\ncd ..\n" + block)
+    home = gs_settings.load(tmp / "gs")
+    try:
+        r = subprocess.run(["bash", "-c", script], cwd=work, env=user_env, capture_output=True,
+                           text=True, timeout=240)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "remote: deploy demo: done: live is blue" in r.stderr, r.stderr
+        sha = subprocess.run([git, "rev-parse", "HEAD"], cwd=work / "demo", capture_output=True,
+                             text=True, timeout=30).stdout.strip()
+        assert r.stdout.strip().splitlines()[-1] == f"hello from {sha}"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(20)
+        sitesctl.stop(home)  # serve never stops `gitserve sites`: the README says so
+        nginx.stop_embedded(home)

@@ -33,8 +33,8 @@ def test_no_command_is_info_and_the_audit_has_the_peer(home_template, tmp_path):
 def test_refusals_are_one_line(home_template, tmp_path):
     home = copy_home(home_template, tmp_path)
     r = run_shell(home, "alice", "git-upload-pack '../etc'")
-    assert r.returncode == 1 and r.stdout == b"" and r.stderr.decode().count("\n") == 1
-    assert r.stderr.startswith(b"FATAL: ")
+    assert r.returncode == 25 and r.stdout == b"" and r.stderr.decode().count("\n") == 1
+    assert r.stderr.startswith(b"FATAL: ")  # and Gitolite's FATAL status (Perl's die: ENOTTY)
     r = run_shell(home, "alice; rm -rf /", "info")
     assert r.returncode == 1 and r.stderr.decode().count("\n") == 1 and b"invalid user" in r.stderr
     r = run_shell(tmp_path / "nohome", "alice", "info")
@@ -60,3 +60,86 @@ def test_behind_sshd_the_follow_command_and_build_clone_url_name_port_22(tmp_pat
     s.server.public_port = 22
     assert enqueue.follow_command(s, "7") == "ssh git@git.example.com builds log 7 --follow"
     assert enqueue.clone_url(s, "foo") == "ssh://git@git.example.com:22/foo.git"
+
+
+def test_shell_sessions_reach_the_servers_metrics(home_template, tmp_path):
+    """Behind the system sshd each connection is its own process: what it counted reaches the
+    running server's /metrics (the Observer reads the sessions' spool before a scrape)."""
+    from prometheus_client import generate_latest
+
+    from gitserve import settings as settings_mod
+    from gitserve.http.metrics import Observer
+    from gitserve.metrics import Metrics
+
+    home = copy_home(home_template, tmp_path)
+    settings = settings_mod.load(home)
+    assert run_shell(home, "alice", None).returncode == 0  # before the server started
+    metrics = Metrics()
+    observer = Observer(settings, metrics)
+    observer.seed()
+    assert run_shell(home, "alice", "info").returncode == 0
+    assert run_shell(home, "alice", "git-upload-pack 'testing'", stdin=b"0000").returncode == 0
+    assert run_shell(home, "alice", "git-receive-pack 'nope'").returncode == 25
+    observer.sync()
+    text = generate_latest(metrics.registry).decode()
+    assert 'gitserve_connections_total{transport="sshd"} 3.0' in text
+    assert 'gitserve_git_operations_total{service="git-upload-pack",transport="sshd"} 1.0' in text
+    assert 'gitserve_access_denied_total{check="1",transport="sshd"} 1.0' in text
+    assert 'gitserve_git_bytes_total{direction="sent",transport="sshd"}' in text
+    observer.sync()  # nothing is counted twice
+    assert generate_latest(metrics.registry).decode() == text
+
+
+def test_the_shell_imports_neither_typer_nor_prometheus(home_template, tmp_path):
+    """sshd starts one process per connection: `gitserve shell` must stay a light import."""
+    import sys
+
+    home = copy_home(home_template, tmp_path)
+    probe = ("import runpy, sys; sys.argv = ['gitserve', '--home', sys.argv[1], 'shell', "
+             "'alice']\ntry:\n    runpy.run_module('gitserve', run_name='__main__')\n"
+             "except SystemExit:\n    pass\n"
+             "print(sorted(m for m in ('typer', 'pydantic', 'prometheus_client', 'buildqueue',"
+             " 'redis', 'rq') if m in sys.modules), file=sys.stderr)")
+    env = subprocess_env(SSH_ORIGINAL_COMMAND="info")
+    r = subprocess.run([sys.executable, "-c", probe, str(home)], env=env, capture_output=True,
+                       timeout=60, check=False)
+    assert r.stdout.decode().startswith("hello alice")
+    assert r.stderr.decode().strip().splitlines()[-1] == "[]", r.stderr
+
+
+def test_a_running_server_serves_the_shells_connection(home_template, tmp_path):
+    """With the server up, `gitserve shell` hands its sshd pipes to it (ssh/handoff.py): the
+    same answers and exit codes, counted in the server's own /metrics as sshd, nothing left
+    for the spool; without the server (or once it stops) the shell serves it itself."""
+    from prometheus_client import generate_latest
+
+    from gitserve import app as app_mod
+    from gitserve import settings as settings_mod
+    from gitserve.metrics import Metrics
+    from gitserve.ssh.handoff import HandoffService, socket_path
+
+    home = copy_home(home_template, tmp_path)
+    settings = settings_mod.load(home)
+    alone = run_shell(home, "alice", "info")
+    metrics = Metrics()
+    service = HandoffService(settings, app_mod.ssh_commands_table(settings), [], metrics)
+    service.start()
+    spool = home / "run" / "shell-metrics.jsonl"
+    spool.unlink(missing_ok=True)
+    try:
+        assert socket_path(settings.run_dir).exists()
+        served = run_shell(home, "alice", "info")
+        assert (served.returncode, served.stdout, served.stderr) == \
+            (alone.returncode, alone.stdout, alone.stderr)
+        denied = run_shell(home, "alice", "git-upload-pack 'nope'")
+        assert denied.returncode == 25 and denied.stderr.startswith(b"FATAL: R any nope alice")
+        adv = run_shell(home, "alice", "git-upload-pack 'testing'", stdin=b"0000")
+        assert adv.returncode == 0 and adv.stdout.endswith(b"0000")
+        text = generate_latest(metrics.registry).decode()
+        assert 'gitserve_connections_total{transport="sshd"} 3.0' in text
+        assert 'gitserve_access_denied_total{check="1",transport="sshd"} 1.0' in text
+        assert not spool.exists()
+    finally:
+        service.stop()
+    assert not socket_path(settings.run_dir).exists()
+    assert run_shell(home, "alice", "info").stdout == alone.stdout  # served by itself again

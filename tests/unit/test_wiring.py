@@ -176,7 +176,7 @@ def test_layering() -> None:
     gitserve/git and gitserve/acl at the bottom (they import no other gitserve module
     except the leaf helpers errors, fsutil, logsetup, settings, procscan and _compat)."""
     leaves = {"gitserve.errors", "gitserve.fsutil", "gitserve.logsetup", "gitserve.names",
-              "gitserve.settings", "gitserve", "gitserve.procscan",
+              "gitserve.options", "gitserve.settings", "gitserve", "gitserve.procscan",
               # the one place library internals are used; imports nothing of ours
               "gitserve._compat", "gitserve._compat.dulwich", "gitserve._compat.paramiko"}
     bad = []
@@ -225,15 +225,16 @@ def test_app_wires_hooks_in_order_and_one_command_table(tmp_path: Path) -> None:
         "help", "info", "login", "perms", "secrets", "token", "writable"]
     settings.server.commands = ""
     assert [type(s).__name__ for s in wired.services] == [
-        "EmbeddedRedisService", "LocalWorkersService", "SitesService", "UpkeepService", "NotifierService"]
+        "EmbeddedRedisService", "LocalWorkersService", "SitesService", "UpkeepService", "NotifierService",
+        "HandoffService"]
     settings.redis.url = "redis://127.0.0.1:1"
     assert [type(s).__name__ for s in app.build(settings).services] == [
-        "SitesService", "UpkeepService", "NotifierService"]
+        "SitesService", "UpkeepService", "NotifierService", "HandoffService"]
     settings.server.hostname = "frodo"  # mirroring: its hook, its queue, its command
     mirrored = app.build(settings)
     assert [type(getattr(h, "inner", h)).__name__ for h in mirrored.hooks] == [
         "LockedPaths", "BuildHook", "MirrorHook", "RepackAfterPush", "UpkeepService"]
-    assert [type(s).__name__ for s in mirrored.services][-1] == "MirrorSyncer"
+    assert [type(s).__name__ for s in mirrored.services][-2:] == ["MirrorSyncer", "HandoffService"]
     assert "mirror" in mirrored.commands and "mirror" not in wired.commands
 
 

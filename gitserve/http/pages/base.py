@@ -18,7 +18,7 @@ import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from gitserve import repos
+from gitserve import acl, repos
 from gitserve.settings import Settings
 
 from ..auth import Visitor
@@ -35,6 +35,26 @@ def when(ts: float | str | None) -> str:
     if not value:
         return "-"
     return datetime.fromtimestamp(value, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def ssh_host_port(settings: Settings) -> tuple[str, int]:
+    """The host and port users reach the SSH side at: public_host/public_port when set (22
+    behind the system sshd), else the listen address (its machine's name for a wildcard)."""
+    import socket
+
+    host, port = settings.listen_host_port()
+    port = settings.server.public_port or port
+    if settings.server.public_host:
+        host = settings.server.public_host
+    elif host in ("0.0.0.0", "::", ""):
+        host = socket.getfqdn()
+    return host, port
+
+
+def ssh_command(settings: Settings) -> str:
+    """`ssh [-p PORT] USER@HOST`, as a user types it (the pages' "ssh ... login" hints)."""
+    host, port = ssh_host_port(settings)
+    return f"ssh {'' if port == 22 else f'-p {port} '}{settings.server.ssh_user}@{host}"
 
 
 def _env() -> jinja2.Environment:
@@ -62,6 +82,7 @@ class Pages:
         self.env = _env()
 
     def page(self, template: str, visitor: Visitor, status: int = 200, **ctx: Any) -> HTMLResponse:
+        ctx.setdefault("ssh_command", ssh_command(self.settings))
         html = self.env.get_template(template).render(visitor=visitor, **ctx)
         return HTMLResponse(html, status_code=status)
 
@@ -69,13 +90,13 @@ class Pages:
         return self.page("message.html", visitor, status=status, title=title, text=text)
 
     def can(self, state: Any, repo: str, user: str, perm: str = "R", ref: str = "any") -> bool:
+        """acl.can for a repository that exists (pages never show a missing one)."""
         try:
-            if not repos.exists(self.settings, repo):
-                return False
-            wild = repos.wild_info(self.settings, repo)
-            return bool(state.rules.check(repo, user, perm, ref, wild=wild).allowed)
-        except Exception:  # noqa: BLE001 - a name the rules cannot check: no access
+            repo_dir = repos.path(self.settings, repo)
+        except repos.RepoError:
             return False
+        return acl.repo_exists(repo_dir) and acl.can(state.rules, repo, user, perm, ref,
+                                                      repo_dir=repo_dir)
 
     def redis(self) -> Any:
         """A Redis connection for build records, or None when Redis is down."""

@@ -26,10 +26,9 @@ class BuildPages:
     def _async_redis(self) -> Any:
         """One asyncio Redis client (and pool) for the event streams of live logs."""
         if self._aredis is None:
-            import redis.asyncio
+            from buildqueue import rqconn
 
-            self._aredis = redis.asyncio.Redis.from_url(
-                self.settings.effective_redis_url, socket_connect_timeout=3)
+            self._aredis = rqconn.connect_async(self.settings.effective_redis_url)
         return self._aredis
 
     def builds(self, request: Request) -> Response:
@@ -126,6 +125,7 @@ class BuildPages:
                                 for k, val in fields.items()}
                         if data.get("event") == "end":
                             final = await anyio.to_thread.run_sync(records.get, r, b.id)
+                            yield _sse("duration", f"{final.duration or '0.0'}s", last)
                             yield _sse("end", final.summary(), last, status=final.status)
                             return
                         if "l" in data:
@@ -133,6 +133,7 @@ class BuildPages:
                     continue
                 build = await anyio.to_thread.run_sync(records.get, r, b.id)
                 if build.is_final:
+                    yield _sse("duration", f"{build.duration or '0.0'}s", last)
                     yield _sse("end", build.summary(), last, status=build.status)
                     return
                 await anyio.to_thread.run_sync(

@@ -11,7 +11,7 @@ from starlette.responses import RedirectResponse, Response
 from gitserve import audit
 
 from ..logins import COOKIE, LoginLinks, Sessions, csrf_ok
-from .base import Pages, same_origin, visitor
+from .base import Pages, same_origin, ssh_command, visitor
 
 
 class LoginPages:
@@ -28,7 +28,7 @@ class LoginPages:
         if user is None:
             return self.pages.message(v, "Login link not valid", "This link was used already, "
                                       "has expired (links last 5 minutes) or is mistyped. Run "
-                                      f"`ssh {self.settings.server.ssh_user}@HOST login` again.",
+                                      f"`{ssh_command(self.settings)} login` again.",
                                       400)
         return self.pages.page("login.html", v, login_user=user, nonce=nonce)
 
@@ -43,7 +43,8 @@ class LoginPages:
         user = self.links.consume(nonce) if nonce else None
         if user is None:
             return self.pages.message(v, "Login link not valid", "This link was used already "
-                                      "or has expired. Run `ssh git@HOST login` again.", 400)
+                                      "or has expired. Run "
+                                      f"`{ssh_command(self.settings)} login` again.", 400)
         cookie, _session = self.sessions.issue(user)
         audit.record(self.settings, user=user, ip=v.client.ip, op="web login", result="allowed")
         response = RedirectResponse("/", status_code=303)

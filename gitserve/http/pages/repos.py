@@ -12,7 +12,7 @@ from gitserve import adminrepo, repos
 from gitserve.lfs import pointers
 from gitserve.lfs.repo import store_for
 
-from .base import Pages, visitor, when
+from .base import Pages, ssh_host_port, visitor, when
 
 README_NAMES = ("readme", "readme.md", "readme.txt", "readme.rst", "readme.markdown")
 README_MAX = 256 * 1024
@@ -33,8 +33,7 @@ class RepoPages:
 
     def ssh_url(self, name: str) -> str:
         s = self.settings.server
-        host, port = self.settings.listen_host_port()
-        host = s.public_host or host
+        host, port = ssh_host_port(self.settings)  # public_port too: what users reach
         if ":" in host:
             host = f"[{host}]"
         if port == 22:

@@ -12,6 +12,10 @@
     log.appendChild(document.createTextNode("\n"));
   }
   source.onmessage = function (e) { add(e.data); };
+  // the build ended: its duration replaces the "-" the page was rendered with
+  source.addEventListener("duration", function (e) {
+    document.getElementById("duration").textContent = e.data;
+  });
   source.addEventListener("end", function (e) {
     var parts = e.data.split("\n");
     var status = document.getElementById("status");

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from gitserve import repos
+from gitserve import acl, repos
 from gitserve.errors import CommandError
 from gitserve.settings import Settings
 
@@ -22,8 +22,18 @@ if TYPE_CHECKING:
     from gitserve.acl import Rules, WildInfo
     from gitserve.adminrepo import AdminState
 
-__all__ = ["REMOTE_COMMAND_PATT", "Command", "CommandContext", "CommandError", "CommandFn",
-           "CommandTable", "can", "owns", "repo_name", "table", "wild"]
+__all__ = ["FATAL_STATUS", "REMOTE_COMMAND_PATT", "Command", "CommandContext", "CommandError",
+           "CommandFn", "CommandTable", "ScriptError", "owns", "repo_name", "table",
+           "wild"]
+
+# The exit status of Gitolite's FATAL: Perl's `die` exits with errno, which in gitolite-shell
+# behind sshd (no terminal) is always ENOTTY, 25; scripts written against Gitolite see 25.
+FATAL_STATUS = 25
+
+
+class ScriptError(CommandError):
+    """A refusal of one of Gitolite's shell-script commands (fork, D, ...): their `die` prints
+    the message as is (no `FATAL: `) and exits 1."""
 
 # Gitolite's $REMOTE_COMMAND_PATT: what a non-git command line may contain at all
 REMOTE_COMMAND_PATT = re.compile(r"^[-0-9a-zA-Z._@/+ :,%=]*$")
@@ -46,6 +56,15 @@ class CommandContext:
     @property
     def rules(self) -> Rules:
         return self.state.rules
+
+    def may(self, name: str, perm: str, ref: str = "any") -> bool:
+        """acl.can for this command's user on repo NAME (where the server keeps it); a name
+        no repository can have is a no."""
+        try:
+            repo_dir = repos.path(self.settings, name)
+        except repos.RepoError:
+            return False
+        return acl.can(self.rules, name, self.user, perm, ref, repo_dir=repo_dir)
 
     def read_input(self, limit: int) -> bytes:
         """All of stdin, but never more than LIMIT + 1 bytes buffered: a caller seeing more than
@@ -91,16 +110,9 @@ def wild(ctx: CommandContext, name: str) -> WildInfo | None:
     return repos.wild_info(ctx.settings, name) if repos.exists(ctx.settings, name) else None
 
 
-def can(ctx: CommandContext, name: str, perm: str, ref: str = "any") -> bool:
-    return bool(ctx.rules.check(name, ctx.user, perm, ref, wild=wild(ctx, name)).allowed)
-
-
 def owns(ctx: CommandContext, name: str) -> bool:
     return repos.exists(ctx.settings, name) and repos.creator(ctx.settings, name) == ctx.user
 
 
 def repo_name(arg: str) -> str:
-    try:
-        return repos.check_name(arg)
-    except repos.RepoError as exc:
-        raise CommandError(str(exc)) from None
+    return repos.check_name(arg)

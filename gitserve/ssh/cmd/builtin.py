@@ -8,7 +8,7 @@ import logging
 
 from gitserve.settings import Settings
 
-from . import create, delete, desc, fork, info, perms, symbolic_ref, writable
+from . import create, delete, desc, fork, info, perms, program, symbolic_ref, writable
 from . import help as help_cmd
 from .base import Command
 
@@ -30,10 +30,15 @@ def enabled(settings: Settings, name: str) -> bool:
 
 
 def enabled_commands(settings: Settings) -> list[Command]:
-    """The optional commands `[server] commands` names, for gitserve.app's command table."""
+    """The optional commands `[server] commands` names, for gitserve.app's command table;
+    a name that is not gitserve's is a site command, HOME/commands/NAME (cmd/program.py)."""
     known = [c.name for c in optional_commands()]
-    unknown = [w for w in settings.server.commands.split() if w not in known]
+    core = {c.name for c in core_commands()}
+    site = [program.command(w) for w in settings.server.commands.split()
+            if w not in known and w not in core and program.find(settings, w)]
+    unknown = [w for w in settings.server.commands.split()
+               if w not in known and w not in {c.name for c in site}]
     if unknown:
-        log.warning("[server] commands: unknown %s (known: %s)", " ".join(unknown),
-                    " ".join(known))
-    return [c for c in optional_commands() if enabled(settings, c.name)]
+        log.warning("[server] commands: unknown %s (known: %s, or an executable "
+                    "HOME/commands/NAME)", " ".join(unknown), " ".join(known))
+    return [c for c in optional_commands() if enabled(settings, c.name)] + site

@@ -5,7 +5,7 @@ from __future__ import annotations
 from gitserve import audit, repos
 from gitserve.errors import CommandError
 
-from .base import Command, CommandContext, can, owns, repo_name, wild
+from .base import Command, CommandContext, owns, repo_name, wild
 
 
 def cmd_desc(ctx: CommandContext, args: list[str]) -> int:
@@ -19,7 +19,7 @@ def cmd_desc(ctx: CommandContext, args: list[str]) -> int:
     if not repos.exists(ctx.settings, name):
         raise CommandError("you are not authorized")
     if not text:
-        if not can(ctx, name, "R"):
+        if not ctx.may(name, "R"):
             raise CommandError("you are not authorized")
         try:  # the file as it is, as Gitolite prints it (no newline added)
             ctx.out((repos.path(ctx.settings, name) / "description").read_text(errors="replace"))
@@ -27,12 +27,9 @@ def cmd_desc(ctx: CommandContext, args: list[str]) -> int:
             pass
         return 0
     writer_owns = ctx.rules.options(name, wild=wild(ctx, name)).get("writer-is-owner")
-    if not (owns(ctx, name) or (writer_owns and can(ctx, name, "W"))):
+    if not (owns(ctx, name) or (writer_owns and ctx.may(name, "W"))):
         raise CommandError("you are not authorized")
-    try:
-        repos.set_description(ctx.settings, name, text)
-    except repos.RepoError as exc:
-        raise CommandError(str(exc)) from None
+    repos.set_description(ctx.settings, name, text)
     audit.record(ctx.settings, user=ctx.user, ip=ctx.ip, repo=name, op="desc", result="updated")
     return 0
 

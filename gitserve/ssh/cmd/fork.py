@@ -9,25 +9,51 @@ from dulwich.repo import Repo
 from gitserve import audit, repoconf, repos
 from gitserve.errors import CommandError
 
-from .base import Command, CommandContext, can, repo_name
+from .base import Command, CommandContext, ScriptError, repo_name
+
+
+def _valid(name: str) -> bool:
+    """A bad name reads as "does not exist" / "not allowed", as in Gitolite's fork."""
+    try:
+        repo_name(name)
+    except CommandError:
+        return False
+    return True
+
+
+# the header of Gitolite's fork script, which its usage() prints (exit 1, -h included)
+FORK_USAGE = """Usage:    ssh git@host fork <repo1> <repo2>
+
+Forks repo1 to repo2.  You must have read permissions on repo1, and create
+("C") permissions for repo2, which of course must not exist.
+
+A fork is functionally the same as cloning repo1 to a client and pushing it
+to a new repo2.  It's just a little more efficient, not just in network
+traffic but because it uses git clone's "-l" option to share the object
+store also, so it is likely to be almost instantaneous, regardless of how
+big the repo actually is.
+
+"""
 
 
 def cmd_fork(ctx: CommandContext, args: list[str]) -> int:
-    if len(args) != 2 or args[0] == "-h":
-        ctx.out("Usage:    ssh git@host fork <repo1> <repo2>\n\n"
-                "Copy <repo1> to <repo2> (you need read access on one and the right to create\n"
-                "the other); you become <repo2>'s creator.\n")
-        return 1 if args[:1] != ["-h"] else 0
-    src, dest = repo_name(args[0]), repo_name(args[1])
-    if not repos.exists(ctx.settings, src) or not can(ctx, src, "R"):
-        raise CommandError(f"'{src}' does not exist or you are not allowed to read it")
-    if repos.exists(ctx.settings, dest) or not ctx.rules.can_create(dest, ctx.user):
-        raise CommandError(f"'{dest}' already exists or you are not allowed to create it")
+    if len(args) < 2 or args[0] == "-h":
+        ctx.out(FORK_USAGE)
+        return 1
+    src, dest = args[0], args[1]
+    # Gitolite's fork is a shell script: its refusals are plain lines, exit 1
+    if not _valid(src) or not repos.exists(ctx.settings, src) or not ctx.may(src, "R"):
+        raise ScriptError(f"'{src}' does not exist or you are not allowed to read it")
+    if not _valid(dest) or repos.exists(ctx.settings, dest) or \
+            not ctx.rules.can_create(dest, ctx.user):
+        raise ScriptError(f"'{dest}' already exists or you are not allowed to create it")
     try:
         path = repos.create(ctx.settings, dest, creator=ctx.user)
     except repos.RepoError:
-        raise CommandError(f"'{dest}' already exists or you are not allowed to create it") \
+        raise ScriptError(f"'{dest}' already exists or you are not allowed to create it") \
             from None
+    # what Gitolite's `git clone --bare -l` says on the way
+    ctx.err(f"Cloning into bare repository '{path}'...\ndone.\n")
     try:
         with Repo(str(repos.path(ctx.settings, src))) as s, Repo(str(path)) as d:
             s.fetch(d)  # every object reachable from its refs

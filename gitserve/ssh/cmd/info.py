@@ -84,7 +84,8 @@ def cmd_info(ctx: CommandContext, args: list[str]) -> int:
             listed[name] = entry
         if listed:
             doc["repos"] = listed
-        ctx.out(json.dumps(doc, indent=3, sort_keys=True) + "\n")
+        # Perl JSON pretty as Gitolite prints it: 3 spaces, `"key" : value`
+        ctx.out(json.dumps(doc, indent=3, sort_keys=True, separators=(",", " : ")) + "\n")
         return 0
     out = [greeting(ctx)]
     # Gitolite pads the name (and, with both flags, the creator) of each group of rows

@@ -27,10 +27,7 @@ def lfs_target(args: list[str]) -> tuple[str, str]:
     """(repo, operation) from `REPO OPERATION`; one line when malformed."""
     if len(args) != 2:
         raise CommandError(USAGE)
-    try:
-        return repos.parse_repo_arg(args[0]), args[1]
-    except repos.RepoError as exc:
-        raise CommandError(str(exc)) from None
+    return repos.parse_repo_arg(args[0]), args[1]
 
 
 def cmd_lfs_transfer(ctx: CommandContext, args: list[str]) -> int:
@@ -47,6 +44,8 @@ def cmd_lfs_transfer(ctx: CommandContext, args: list[str]) -> int:
         transfer.serve()
     except (ProtocolError, EOFError) as exc:
         log.warning("git-lfs-transfer %s for %s ended: %s", repo, ctx.user, exc)
+        if isinstance(exc, ProtocolError):  # the client broke the protocol: one line says how
+            ctx.err(f"FATAL: git-lfs-transfer: {exc}\n")
         return 1
     return 0
 

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 from gitserve import repos
 from gitserve.mirror import state
-from gitserve.mirror.config import MASTER, MirrorError, repo_mirror
+from gitserve.mirror.config import MASTER, repo_mirror
 from gitserve.mirror.syncer import push_one
 from gitserve.mirror.transport import Transport
 
 from gitserve.errors import CommandError
 
-from .base import Command, CommandContext, can, wild
+from .base import Command, CommandContext, wild
 
 USAGE = """Usage:    ssh git@master-server mirror push <copy> <repo>
           ssh git@master-server mirror status <copy> <repo>
@@ -47,7 +47,7 @@ def _valid_copy(ctx: CommandContext, slave: str, repo: str) -> str:
         raise CommandError(f"invalid repo '{repo}'") from None
     mirror = repo_mirror(ctx.rules.options(name, wild=wild(ctx, name)))
     if slave not in mirror.copies or not repos.exists(ctx.settings, name) \
-            or not can(ctx, name, "R"):
+            or not ctx.may(name, "R"):
         raise CommandError(f"'{slave}' not a valid copy for '{name}'")
     return name
 
@@ -61,10 +61,7 @@ def cmd_mirror(ctx: CommandContext, args: list[str]) -> int:
     if verb == "push" and len(rest) == 2:
         slave = "copies" if rest[0] == "slaves" else rest[0]
         name = _valid_copy(ctx, slave, rest[1])
-        try:
-            ok, out = push_one(ctx.settings, Transport(ctx.settings), name, slave, force=True)
-        except MirrorError as exc:
-            raise CommandError(str(exc)) from None
+        ok, out = push_one(ctx.settings, Transport(ctx.settings), name, slave, force=True)
         if out:
             ctx.err(out if out.endswith("\n") else out + "\n")
         return 0 if ok else 1
@@ -72,7 +69,7 @@ def cmd_mirror(ctx: CommandContext, args: list[str]) -> int:
         slave = rest[0]
         if slave == "all":
             name = repos.parse_repo_arg(rest[1])
-            if not repos.exists(ctx.settings, name) or not can(ctx, name, "R"):
+            if not repos.exists(ctx.settings, name) or not ctx.may(name, "R"):
                 raise CommandError(f"'all' not a valid copy for '{name}'")
             slaves = state.failed_slaves(repos.path(ctx.settings, name))
         else:
@@ -91,7 +88,7 @@ def _summary(ctx: CommandContext, only: str | None) -> int:
     hostname = ctx.settings.server.hostname
     names = [repos.parse_repo_arg(only)] if only else repos.list_names(ctx.settings)
     for name in names:
-        if not repos.exists(ctx.settings, name) or not can(ctx, name, "R"):
+        if not repos.exists(ctx.settings, name) or not ctx.may(name, "R"):
             if only:
                 raise CommandError(f"'{name}' is not mirrored from here")
             continue

@@ -16,7 +16,7 @@ from dulwich.repo import Repo
 from gitserve import audit, repos
 from gitserve.errors import CommandError
 
-from .base import Command, CommandContext, can, repo_name, wild
+from .base import Command, CommandContext, ScriptError, repo_name, wild
 
 
 def cmd_symbolic_ref(ctx: CommandContext, args: list[str]) -> int:
@@ -25,8 +25,8 @@ def cmd_symbolic_ref(ctx: CommandContext, args: list[str]) -> int:
                 "Read or set a symbolic ref (e.g. HEAD) of a repo you can write to.\n")
         return 1 if not args else 0
     name = repo_name(args[0].removesuffix(".git"))
-    if not repos.exists(ctx.settings, name) or not can(ctx, name, "W"):
-        raise CommandError("You are not authorised")
+    if not repos.exists(ctx.settings, name) or not ctx.may(name, "W"):
+        raise ScriptError("You are not authorised")  # Gitolite's shell-script `die`
     rest = args[1:]
     if len(rest) not in (1, 2) or rest[0].startswith("-"):
         raise CommandError("symbolic-ref: give NAME to read it, NAME REF to set it")

@@ -6,7 +6,7 @@ from gitserve import audit, repos
 from gitserve.errors import CommandError
 from gitserve.fsutil import atomic_write
 
-from .base import Command, CommandContext, can, owns, repo_name
+from .base import Command, CommandContext, owns, repo_name
 
 WRITABLE_USAGE = """Usage:  ssh git@host writable <reponame>|@all on|off|status [message]
 
@@ -29,7 +29,7 @@ def cmd_writable(ctx: CommandContext, args: list[str]) -> int:
         ctx.out(WRITABLE_USAGE)
         return 1
     target, op, words = args[0], args[1], args[2:]
-    is_admin = can(ctx, repos.ADMIN_REPO, "W")
+    is_admin = ctx.may(repos.ADMIN_REPO, "W")
     if target == "@all":
         if not is_admin:
             raise CommandError("you are not authorized")
@@ -37,7 +37,7 @@ def cmd_writable(ctx: CommandContext, args: list[str]) -> int:
     else:
         name = repo_name(target)
         if not repos.exists(ctx.settings, name) or not (
-                owns(ctx, name) or is_admin or (op == "status" and can(ctx, name, "W"))):
+                owns(ctx, name) or is_admin or (op == "status" and ctx.may(name, "W"))):
             raise CommandError("you are not authorized")
         dirs = [repos.path(ctx.settings, name)]
         if op == "status":

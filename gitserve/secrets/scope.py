@@ -11,20 +11,20 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from dulwich.refs import check_ref_format
 
 from gitserve.fsutil import atomic_write, locked
+from gitserve.settings import Settings
 
-from .secrets import SecretError
+from .crypt import SecretError
 
 
-def _file(settings: Any) -> Path:
+def _file(settings: Settings) -> Path:
     return Path(settings.home) / "secrets" / "scopes.json"
 
 
-def _load(settings: Any) -> dict[str, dict[str, list[str]]]:
+def _load(settings: Settings) -> dict[str, dict[str, list[str]]]:
     try:
         data = json.loads(_file(settings).read_text())
     except FileNotFoundError:
@@ -43,7 +43,7 @@ def check_ref(ref: str) -> str:
     return ref
 
 
-def set_scope(settings: Any, repo: str, name: str, refs: list[str]) -> None:
+def set_scope(settings: Settings, repo: str, name: str, refs: list[str]) -> None:
     """Scope REPO's secret NAME to REFS ([]: every ref)."""
     refs = sorted({check_ref(r) for r in refs})
     path = _file(settings)
@@ -60,7 +60,7 @@ def set_scope(settings: Any, repo: str, name: str, refs: list[str]) -> None:
         atomic_write(path, json.dumps(data, indent=1, sort_keys=True) + "\n", mode=0o600)
 
 
-def scopes(settings: Any, repo: str) -> dict[str, list[str]]:
+def scopes(settings: Settings, repo: str) -> dict[str, list[str]]:
     return dict(_load(settings).get(repo, {}))
 
 
@@ -72,7 +72,7 @@ def allows(refs: list[str] | None, ref: str | None) -> bool:
     return any(ref == r or (r.endswith("/") and ref.startswith(r)) for r in refs)
 
 
-def for_ref(settings: Any, repo: str, names: list[str], ref: str | None) -> list[str]:
+def for_ref(settings: Settings, repo: str, names: list[str], ref: str | None) -> list[str]:
     """Those of NAMES that the builds of REF get."""
     scoped = scopes(settings, repo)
     return [n for n in names if allows(scoped.get(n), ref)]

@@ -1,7 +1,7 @@
 """Where a repo's secrets live ([secrets] backend), behind one small interface.
 
 - "file" (default): HOME/secrets/REPO.json, Fernet-encrypted with HOME/secrets.key.
-- "vault": a KV v2 secret per repo in HashiCorp Vault / OpenBao (buildqueue.vault).
+- "vault": a KV v2 secret per repo in HashiCorp Vault / OpenBao (vault.py).
 
 The server's own secrets (scope `@server`, e.g. the SMTP password) always stay in the
 file store: the server needs them even when Vault is down, and no build ever sees them.
@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from datetime import UTC
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from gitserve.fsutil import locked
 
-from . import secrets as sec
-from .secrets import SecretError
+from gitserve.settings import Settings
+
+from . import crypt as sec
+from .crypt import SecretError
 
 
 class Store(Protocol):
@@ -28,7 +30,7 @@ class Store(Protocol):
 
 
 class FileStore:
-    def __init__(self, settings: Any) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.dir: Path = settings.home / "secrets"
         self.key_file: Path = settings.secrets_key_file
 
@@ -52,7 +54,7 @@ class FileStore:
 BACKENDS = ("file", "vault")
 
 
-def store_for(settings: Any, repo: str) -> Store:
+def store_for(settings: Settings, repo: str) -> Store:
     """The store holding REPO's secrets (the server scope is always the file store)."""
     backend = settings.secrets.backend
     if backend not in BACKENDS:
@@ -64,13 +66,13 @@ def store_for(settings: Any, repo: str) -> Store:
     return VaultStore(settings.secrets)
 
 
-def build_tokens(settings: Any, repo: str, ref: str | None = None) -> dict[str, str]:
+def build_tokens(settings: Settings, repo: str, ref: str | None = None) -> dict[str, str]:
     """What a build job of REPO's REF carries: the secrets scoped to REF (all of them without
-    a scope: secretscope.py; REF None: only the unscoped ones) encrypted with secrets.key,
+    a scope: scope.py; REF None: only the unscoped ones) encrypted with secrets.key,
     without the notification-only ones. File store: the stored tokens as they are (never
     decrypted here); Vault: values read now and encrypted. Raises SecretError (one line) when
     Vault fails."""
-    from . import secretscope
+    from . import scope as secretscope
 
     if settings.secrets.backend == "file":
         tokens = sec.load_tokens(settings.home / "secrets", repo)

@@ -14,7 +14,9 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from .secrets import SecretError, validate_name
+from gitserve.settings import SecretsSettings
+
+from .crypt import SecretError, validate_name
 
 
 def _read_file(path: str, what: str) -> str:
@@ -38,7 +40,7 @@ def _when(stamp: str) -> float | None:
 class VaultStore:
     """One repo's secrets = one KV v2 secret; a client is opened (and logged in) per call."""
 
-    def __init__(self, conf: Any) -> None:
+    def __init__(self, conf: SecretsSettings) -> None:
         if not conf.address:
             raise SecretError('[secrets] backend = "vault" needs [secrets] address')
         if not conf.token_file and not (conf.role_id_file and conf.secret_id_file):

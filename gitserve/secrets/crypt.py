@@ -1,4 +1,4 @@
-"""Build secrets: encrypted at rest, decrypted only inside the job process, masked in logs.
+"""Build secrets: encrypted at rest, decrypted only inside the job process (masker.py masks them).
 
 The server stores each repo's secrets Fernet-encrypted under HOME/secrets/REPO.json with the
 key HOME/secrets.key. Jobs carry the encrypted tokens (so Redis never holds a clear value)
@@ -21,14 +21,12 @@ from cryptography.fernet import Fernet, InvalidToken
 from gitserve.errors import GitserveError
 from gitserve.fsutil import atomic_write
 
-from .workersettings import SECRETS_KEY_ENV, WorkerSettings
-
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 # Names a secret may not take: they would override what the build relies on.
 RESERVED = {"PATH", "HOME", "USER", "LOGNAME", "SHELL", "PWD", "LANG", "TMPDIR",
             "LD_PRELOAD", "LD_LIBRARY_PATH", "IFS"}
-MASK = "***"
-KEY_FILE_ENV = SECRETS_KEY_ENV
+# where a worker finds the key (buildqueue.workersettings reads it; named here for messages)
+KEY_FILE_ENV = "GITSERVE_SECRETS_KEY_FILE"
 # The scope of the server's own secrets (the SMTP password): no repo name starts with '@',
 # so no build can ever receive them.
 SERVER_SCOPE = "@server"
@@ -144,11 +142,6 @@ def encrypt_values(values: dict[str, str], key_file: Path) -> dict[str, str]:
     return {name: fernet.encrypt(value.encode()).decode() for name, value in values.items()}
 
 
-def worker_key_file() -> Path | None:
-    """Where a worker finds the key: $GITSERVE_SECRETS_KEY_FILE, else $GITSERVE_HOME/secrets.key."""
-    return WorkerSettings.from_env().secrets_key_file
-
-
 def decrypt(tokens: dict[str, str], key_file: Path | None) -> dict[str, str]:
     if not tokens:
         return {}
@@ -160,50 +153,3 @@ def decrypt(tokens: dict[str, str], key_file: Path | None) -> dict[str, str]:
         return {name: fernet.decrypt(token.encode()).decode() for name, token in tokens.items()}
     except InvalidToken as exc:
         raise SecretError(f"{key_file} cannot decrypt this repo's secrets (wrong key?)") from exc
-
-
-ENCODED_MIN = 6  # shorter secrets are masked as they are only (their encodings are too common)
-
-
-def encodings(value: str) -> set[str]:
-    """The forms a build can print VALUE in without meaning to hide it: base64 (standard and
-    url-safe, at each of the three byte alignments, so `echo "$T" | base64` and a secret in
-    the middle of a longer blob are both caught: the part of the encoding that depends only on
-    VALUE), hex (both cases) and url-encoding (issue 21, finding 6)."""
-    import base64
-    from urllib.parse import quote, quote_plus
-
-    raw = value.encode()
-    if len(raw) < ENCODED_MIN:
-        return set()
-    found = {raw.hex(), raw.hex().upper(), quote(value, safe=""), quote_plus(value)}
-    for k in range(3):
-        # VALUE after k other bytes: the characters whose 6 bits all come from VALUE
-        full = base64.b64encode(b"\0" * k + raw + b"\0\0").decode()
-        start = (0, 2, 3)[k]
-        end = 4 * ((k + len(raw)) // 3) + (0, 1, 2)[(k + len(raw)) % 3]
-        core = full[start:end]
-        if len(core) >= 6:
-            found.add(core)
-            found.add(core.replace("+", "-").replace("/", "_"))
-    found.discard(value)
-    return {f for f in found if f}
-
-
-class Masker:
-    """Replaces every occurrence of a secret value (and of each line of a multi-line one), and
-    of its base64, hex and url-encoded forms."""
-
-    def __init__(self, values: list[str]) -> None:
-        parts: set[str] = set()
-        for value in values:
-            for piece in [value, *value.splitlines()]:
-                piece = piece.strip("\r\n")
-                if piece:
-                    parts.add(piece)
-                    parts.update(encodings(piece))
-        self._pattern = (re.compile("|".join(re.escape(p) for p in sorted(parts, key=len, reverse=True)))
-                         if parts else None)
-
-    def __call__(self, text: str) -> str:
-        return self._pattern.sub(MASK, text) if self._pattern else text

@@ -18,7 +18,9 @@ from typing import Any
 
 import redis
 
-from . import keys, records
+from gitserve.settings import Settings
+
+from .. import keys, records
 
 MAIL_LOG_LINES = 50
 ZERO_SHA = "0" * 40
@@ -46,14 +48,14 @@ def short_ref(ref: str) -> str:
     return ref
 
 
-def ssh_prefix(settings: Any) -> list[str]:
-    from .enqueue import ssh_host_port
+def ssh_prefix(settings: Settings) -> list[str]:
+    from ..enqueue import ssh_host_port
 
     host, port = ssh_host_port(settings)
     return ["ssh"] + (["-p", str(port)] if port != 22 else []) + [f"{settings.server.ssh_user}@{host}"]
 
 
-def log_command(settings: Any, build_id: str) -> str:
+def log_command(settings: Settings, build_id: str) -> str:
     return shlex.join(ssh_prefix(settings) + ["builds", "log", build_id])
 
 
@@ -74,14 +76,14 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _build_fields(settings: Any, build: records.Build) -> dict[str, Any]:
+def _build_fields(settings: Settings, build: records.Build) -> dict[str, Any]:
     return {"ref": build.ref, "old": build.old, "new": build.new, "commit": build.new,
             "pusher": build.pusher, "build_id": build.id, "result": build.status,
             "status": build.status, "duration": float(build.duration or 0),
             "reason": build.reason, "log_command": log_command(settings, build.id)}
 
 
-def push_notice(settings: Any, repo: str, data: dict[str, Any], ts: float) -> Notice:
+def push_notice(settings: Settings, repo: str, data: dict[str, Any], ts: float) -> Notice:
     ref, old, new = data["ref"], data["old"], data["new"]
     if new == ZERO_SHA:
         what = f"deleted {short_ref(ref)}"
@@ -94,7 +96,7 @@ def push_notice(settings: Any, repo: str, data: dict[str, Any], ts: float) -> No
     return Notice("push", repo, fields, text, subject=f"[gitserve] {repo} {short_ref(ref)}: push")
 
 
-def build_notice(settings: Any, r: redis.Redis, repo: str, data: dict[str, Any], ts: float) -> Notice:
+def build_notice(settings: Settings, r: redis.Redis, repo: str, data: dict[str, Any], ts: float) -> Notice:
     build = records.get(r, str(data["build_id"]))
     text = (f"gitserve: build {build.id} of {build.repo} {build.ref} ({build.new[:7]}) by {build.pusher} "
             f"{build.status} in {build.duration or '0.0'}s")
@@ -107,7 +109,7 @@ def build_notice(settings: Any, r: redis.Redis, repo: str, data: dict[str, Any],
                   log_lines=last_log_lines(r, build.id))
 
 
-def deploy_notice(settings: Any, r: redis.Redis, repo: str, data: dict[str, Any], ts: float) -> Notice:
+def deploy_notice(settings: Settings, r: redis.Redis, repo: str, data: dict[str, Any], ts: float) -> Notice:
     build = records.get(r, str(data["build_id"]))
     site, result, side = data["site"], data["result"], data.get("side", "")
     if result == "switched":
@@ -128,7 +130,7 @@ def deploy_notice(settings: Any, r: redis.Redis, repo: str, data: dict[str, Any]
     return Notice("deploy", repo, fields, text, subject=subject, log_lines=last_log_lines(r, build.id))
 
 
-def notice_for(settings: Any, r: redis.Redis, event: str, repo: str, data: dict[str, Any],
+def notice_for(settings: Settings, r: redis.Redis, event: str, repo: str, data: dict[str, Any],
                ts: float) -> Notice:
     if event == "push":
         return push_notice(settings, repo, data, ts)

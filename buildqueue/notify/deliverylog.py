@@ -17,11 +17,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from gitserve.settings import Settings
+
 FILE_NAME = "notify.log"
 TOKENISH = re.compile(r"^[A-Za-z0-9_\-]{16,}$")
 
 
-def log_path(settings: Any) -> Path:
+def log_path(settings: Settings) -> Path:
     return Path(settings.logs_dir) / FILE_NAME
 
 
@@ -41,7 +43,7 @@ def mask_url(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, netloc, path, query, ""))
 
 
-def record(settings: Any, *, repo: str, event: str, channel: str, target: str, ok: bool,
+def record(settings: Settings, *, repo: str, event: str, channel: str, target: str, ok: bool,
            status: int | None, attempts: int, error: str = "", build_id: str = "",
            delivery: str = "", latency: float | None = None) -> None:
     entry = {
@@ -61,7 +63,7 @@ def record(settings: Any, *, repo: str, event: str, channel: str, target: str, o
         os.close(fd)
 
 
-def read(settings: Any, repo: str | None = None) -> Iterator[dict[str, Any]]:
+def read(settings: Settings, repo: str | None = None) -> Iterator[dict[str, Any]]:
     path = log_path(settings)
     if not path.exists():
         return

@@ -1,9 +1,9 @@
-"""One webhook delivery: a signed JSON POST, retried with exponential backoff.
+"""One webhook delivery attempt: a signed JSON POST (rq retries it: notify/notifier.py).
 
 Signature: `X-Gitserve-Signature: sha256=<hex HMAC-SHA256 of the raw body>` keyed with the
 repo's `webhook` secret, so a receiver can tell a real notification from a forgery (README
-shows the check). Retries: network errors, timeouts and 5xx answers; a 4xx answer is the
-receiver saying no, and is final. Redirects are not followed (the signed body and its
+shows the check). Worth retrying: network errors, timeouts and 5xx answers; a 4xx answer is
+the receiver saying no, and is final. Redirects are not followed (the signed body and its
 headers go to the configured URL only).
 
 Destinations: a webhook URL is written by whoever may edit the conf, and the server sends it
@@ -23,10 +23,8 @@ import http.client
 import ipaddress
 import json
 import socket
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +41,7 @@ class Outcome:
     status: int | None  # HTTP status (or SMTP reply code) of the last attempt; None: no answer
     attempts: int
     error: str = ""
+    final: bool = False  # True: another attempt cannot help (delivered, or refused for good)
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -130,35 +129,29 @@ def encode(body: dict[str, Any]) -> bytes:
     return json.dumps(body, sort_keys=True, ensure_ascii=False).encode()
 
 
-def post(url: str, data: bytes, *, key: str | None, event: str, delivery: str, attempts: int,
-         backoff: float, timeout: float, user_agent: str,
-         sleep: Callable[[float], None] = time.sleep, allow_private: bool = False) -> Outcome:
-    """POST DATA to URL; up to ATTEMPTS tries, waiting BACKOFF, 2*BACKOFF, ... between them.
-    A destination that is not public fails at once (no retry) unless ALLOW_PRIVATE."""
+def post(url: str, data: bytes, *, signature: str | None, event: str, delivery: str,
+         timeout: float, user_agent: str, allow_private: bool = False) -> Outcome:
+    """One POST of DATA to URL. `final` says whether another attempt could help: not after
+    a 4xx (the receiver said no), a redirect (never followed) or a destination that is not
+    public (unless ALLOW_PRIVATE); yes after no answer or a 5xx. The retries themselves are
+    rq's (notify/notifier.py). SIGNATURE: sign(DATA, the repo's key), made when the notice was
+    (so a delivery job can only send what the server signed)."""
     opener = _OPENER if allow_private else _GUARDED
     headers = {"Content-Type": "application/json", "User-Agent": user_agent,
                "X-Gitserve-Event": event, "X-Gitserve-Delivery": delivery}
-    if key:
-        headers[SIGNATURE_HEADER] = sign(data, key)
-    status: int | None = None
-    error = ""
-    for attempt in range(1, attempts + 1):
-        req = urllib.request.Request(url, data=data, method="POST", headers=headers)
-        try:
-            with opener.open(req, timeout=timeout) as resp:
-                resp.read(65536)
-                return Outcome(True, resp.status, attempt)
-        except urllib.error.HTTPError as exc:
-            status, error = exc.code, f"HTTP {exc.code}"
-            if exc.code < 500:
-                return Outcome(False, status, attempt, error)
-        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
-            status = None
-            reason = getattr(exc, "reason", exc)
-            if isinstance(reason, RefusedDestination):
-                return Outcome(False, None, attempt, str(reason))
-            error = "timeout" if isinstance(reason, (socket.timeout, TimeoutError)) else \
-                (getattr(reason, "strerror", None) or type(reason).__name__)
-        if attempt < attempts:
-            sleep(backoff * 2 ** (attempt - 1))
-    return Outcome(False, status, attempts, error)
+    if signature:
+        headers[SIGNATURE_HEADER] = signature
+    req = urllib.request.Request(url, data=data, method="POST", headers=headers)
+    try:
+        with opener.open(req, timeout=timeout) as resp:
+            resp.read(65536)
+            return Outcome(True, resp.status, 1, final=True)
+    except urllib.error.HTTPError as exc:
+        return Outcome(False, exc.code, 1, f"HTTP {exc.code}", final=exc.code < 500)
+    except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        if isinstance(reason, RefusedDestination):
+            return Outcome(False, None, 1, str(reason), final=True)
+        error = "timeout" if isinstance(reason, (socket.timeout, TimeoutError)) else \
+            (getattr(reason, "strerror", None) or type(reason).__name__)
+        return Outcome(False, None, 1, error)

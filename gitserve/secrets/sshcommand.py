@@ -12,7 +12,9 @@ from __future__ import annotations
 from gitserve import audit
 from gitserve.ssh.cmd import base as ssh_commands
 
-from . import secrets, secretscope, secretstore
+from . import crypt as secrets
+from . import scope as secretscope
+from . import store as secretstore
 
 USAGE = ("usage: secrets list REPO | set REPO NAME [--ref REF]... (value on stdin) | remove REPO NAME\n"
          "REPO @server holds the server's own secrets (the SMTP password)\n")
@@ -37,11 +39,7 @@ def cmd_secrets(ctx: ssh_commands.CommandContext, args: list[str]) -> int:
     if not args or args[0] in ("-h", "--help", "help"):
         ctx.out(USAGE)
         return 0 if args else 1
-    try:
-        admin = ssh_commands.can(ctx, ADMIN_REPO, "W")
-    except Exception:  # noqa: BLE001 - rules that cannot even answer: no
-        admin = False
-    if not admin:
+    if not ctx.may(ADMIN_REPO, "W"):
         raise ssh_commands.CommandError("secrets: only admins (W on gitolite-admin) manage secrets")
     verb, rest = args[0], args[1:]
     refs: list[str] = []
@@ -59,30 +57,27 @@ def cmd_secrets(ctx: ssh_commands.CommandContext, args: list[str]) -> int:
     shapes = {"list": 1, "set": 2, "remove": 2}
     if verb not in shapes or len(rest) != shapes[verb]:
         raise ssh_commands.CommandError(USAGE.splitlines()[0])
-    try:
-        repo = secretstore.scope_name(rest[0])
-        store = secretstore.store_for(ctx.settings, repo)
-        if verb == "list":
-            scoped = secretscope.scopes(ctx.settings, repo)
-            for name, ts in store.list(repo):
-                ctx.out(f"{name}\t{secretstore.when(ts)}{secretscope.suffix(scoped.get(name))}\n")
-            return 0
-        name = rest[1]
-        if verb == "set":
-            secrets.validate_name(name)
-            for ref in refs:
-                secretscope.check_ref(ref)
-            value = _read_all(ctx)
-            secrets.check_value(value)
-            store.set(repo, name, value)
-            secretscope.set_scope(ctx.settings, repo, name, refs)
-            ctx.out(f"secret {name} set for {repo}{secretscope.suffix(refs, ': ')}\n")
-        else:
-            store.remove(repo, name)
-            secretscope.set_scope(ctx.settings, repo, name, [])
-            ctx.out(f"secret {name} removed from {repo}\n")
-    except secrets.SecretError as exc:
-        raise ssh_commands.CommandError(str(exc)) from None
+    repo = secretstore.scope_name(rest[0])
+    store = secretstore.store_for(ctx.settings, repo)
+    if verb == "list":
+        scoped = secretscope.scopes(ctx.settings, repo)
+        for name, ts in store.list(repo):
+            ctx.out(f"{name}\t{secretstore.when(ts)}{secretscope.suffix(scoped.get(name))}\n")
+        return 0
+    name = rest[1]
+    if verb == "set":
+        secrets.validate_name(name)
+        for ref in refs:
+            secretscope.check_ref(ref)
+        value = _read_all(ctx)
+        secrets.check_value(value)
+        store.set(repo, name, value)
+        secretscope.set_scope(ctx.settings, repo, name, refs)
+        ctx.out(f"secret {name} set for {repo}{secretscope.suffix(refs, ': ')}\n")
+    else:
+        store.remove(repo, name)
+        secretscope.set_scope(ctx.settings, repo, name, [])
+        ctx.out(f"secret {name} removed from {repo}\n")
     audit.record(ctx.settings, user=ctx.user, ip=ctx.ip, op="secret", repo=repo, result="updated",
                  reason=f"{verb} {name}")
     return 0

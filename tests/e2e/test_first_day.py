@@ -1,0 +1,117 @@
+"""A newcomer's first day (issue 24): what the server console shows must never be a traceback
+or a raw value, and what it prints must work as printed.
+
+One server with http on, `public_port` set, and builds that wait for a worker (none runs):
+`ssh-keyscan` for every key type, a push whose build waits and is interrupted (Ctrl-C), the
+banner's clone line and the loud warning that `R = @all` repos are anonymous over http.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests.support.server import make_server
+from tests.support.tools import free_port, require_tool
+
+pytestmark = pytest.mark.timeout(240)
+
+CONF = """repo gitolite-admin
+    RW+     =   admin
+
+repo testing
+    RW+     =   @all
+
+repo waits
+    RW+     =   @all
+    option build.enable = 1
+    option build.mode = sync
+"""
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("first-day")
+    server = make_server(tmp / "srv", settings={
+        "server": {"public_port": 2299},
+        "http": {"listen": f"127.0.0.1:{free_port()}"},
+        "builds": {"workers": 0},  # nobody takes the build: the push waits for a worker
+    }, conf=CONF, users=("alice",))
+    yield server
+    server.stop()
+
+
+def more_output(srv, needle: str, timeout: float = 30) -> str:
+    """serve's stdout past "listening on" (GitServer.start stops reading there)."""
+    import select
+
+    assert srv.proc is not None and srv.proc.stdout is not None
+    fd = srv.proc.stdout.fileno()
+    deadline = time.monotonic() + timeout
+    pending = b""
+    while needle not in "".join(srv.output) and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            *lines, pending = (pending + chunk).split(b"\n")
+            srv.output.extend(x.decode(errors="replace") + "\n" for x in lines)
+    return "".join(srv.output)
+
+
+def test_the_banner_names_the_public_port_and_warns_about_anonymous_repos(srv):
+    out = more_output(srv, "WITHOUT LOGIN")
+    assert "gitserve: clone with  git clone ssh://git@127.0.0.1:2299/REPO" in out, out
+    warning = [line for line in srv.output if "WITHOUT LOGIN" in line]
+    assert len(warning) == 1 and "testing" in warning[0] and "waits" in warning[0], out
+    assert "gitolite-admin" not in warning[0]
+
+
+def test_ssh_keyscan_of_every_key_type_leaves_no_traceback(srv):
+    keyscan = require_tool("ssh-keyscan")
+    for kind in ("ed25519", "rsa", "ecdsa"):
+        subprocess.run([keyscan, "-T", "10", "-t", kind, "-p", str(srv.port), "127.0.0.1"],
+                       capture_output=True, timeout=60, check=False)
+    got = subprocess.run([keyscan, "-T", "10", "-p", str(srv.port), "127.0.0.1"],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert "ssh-ed25519" in got.stdout
+    deadline = time.monotonic() + 5
+    while "Exception (server)" not in srv.server_log() and time.monotonic() < deadline:
+        time.sleep(0.1)  # the ecdsa attempt's failure reaches the console
+    console = srv.server_log()
+    assert "Incompatible" in console and "Traceback" not in console, console
+
+
+def test_ctrl_c_of_a_push_waiting_for_a_worker_leaves_no_traceback(srv):
+    work = srv.clone("alice", "waits")
+    (work / ".gitserve").mkdir()
+    (work / ".gitserve" / "build").write_text("#!/bin/sh\necho built\n")
+    (work / ".gitserve" / "build").chmod(0o755)
+    srv.git("alice", "add", "-A", cwd=work)
+    srv.git("alice", "commit", "-qm", "build", cwd=work)
+    push = subprocess.Popen(["git", "push", "--progress", "origin", "HEAD:main"], cwd=work,
+                            env=srv.client_env("alice"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    assert push.stderr is not None
+    seen = []
+    for line in push.stderr:
+        seen.append(line)
+        if "waits for a worker" in line:
+            break
+    time.sleep(0.5)
+    os.killpg(push.pid, signal.SIGINT)  # Ctrl-C: git and its ssh go
+    push.wait(30)
+    log_file = srv.home / "logs" / "server.log"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        tail = log_file.read_text()
+        if "ended early" in tail or "exit " in tail.split("run git-receive-pack")[-1]:
+            break
+        time.sleep(0.2)
+    console = srv.server_log()  # serve's stderr: what the admin watching it sees
+    assert "Traceback" not in console and "Socket is closed" not in console, (seen, console)
