@@ -126,13 +126,21 @@ def run_script(
     output handed to ON_LINE (default: the jail's limit; none without a jail); WORKSPACE is
     the run's capped filesystem, watched for the disk limit."""
     kw: dict = {"cwd": cwd, "env": env}
+    preexec = die_with_parent(signal.SIGKILL)
     if jail is not None:
         argv, kw = jail.argv, jail.popen_kwargs()
+        cgroup = jail.cgroup
+        if cgroup is not None:  # bwrap joins the run's pids cgroup before it execs
+            dies = preexec
+
+            def preexec() -> None:
+                dies()
+                cgroup.join()
     try:
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL if stdin_data is None else subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-            preexec_fn=die_with_parent(signal.SIGKILL), **kw,
+            preexec_fn=preexec, **kw,
         )
     except BaseException:
         if jail is not None:
@@ -197,6 +205,8 @@ def _limit_reached(jail: Run | None, workspace: Path | None) -> tuple[str | None
         return None, False
     if workspace is not None and sandbox_limits.disk_full(workspace):
         return "disk", False
+    if jail.cgroup is not None and jail.cgroup.refused_forks():
+        return "pids", False  # the pids cgroup refused a fork: exact, whatever the samples saw
     if jail.init_pid is None:
         return None, False
     usage = sandbox_limits.tree_usage(jail.init_pid)
@@ -310,6 +320,8 @@ def _limit_reached_at_end(jail: Run, workspace: Path | None, code: int) -> str |
 
     if workspace is not None and sandbox_limits.disk_full(workspace):
         return "disk"
+    if jail.cgroup is not None and jail.cgroup.refused_forks():
+        return "pids"
     for sig, what in ((signal.SIGXCPU, "cpu_seconds"), (signal.SIGXFSZ, "file_size")):
         if code in (-sig, 128 + sig):
             return what

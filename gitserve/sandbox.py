@@ -380,6 +380,7 @@ class Run:
     _init_pid: int | None = field(default=None, repr=False)
     network: sandbox_net.Network | None = None
     limits: Limits | None = None
+    cgroup: Any = None  # sandbox_cgroup.PidsCgroup where the worker can make one
 
     @property
     def init_pid(self) -> int | None:
@@ -449,6 +450,9 @@ class Run:
     def close(self) -> None:
         if self.network is not None:
             self.network.close()
+        if self.cgroup is not None:
+            self.cgroup.remove()
+            self.cgroup = None
         for fd in (self._info_r, self._pidfd, *self.pass_fds):
             if fd is not None:
                 try:
@@ -514,9 +518,11 @@ def prepare(policy: Policy, work: Path, argv: list[str], env: dict[str, str],
         full += ["--setenv", key, value]
     # rlimits after the drop (lowering needs no privilege; RLIMIT_NPROC counts the build uid)
     full += ["--", *_drop(run_as), *policy.limits.prlimit_argv(), *argv]
+    from . import sandbox_cgroup
+
     return Run(argv=full, env={"PATH": os.environ.get("PATH", DEFAULT_PATH)}, cwd="/",
                sandboxed=True, pass_fds=tuple(fds), _info_r=info_r, network=network,
-               limits=policy.limits)
+               limits=policy.limits, cgroup=sandbox_cgroup.make(policy.limits.pids))
 
 
 def _unsandboxed(work: Path, src_dir: Path, argv: list[str], env: dict[str, str],

@@ -155,7 +155,8 @@ def test_10gib_written_to_the_workspace_stops_at_the_disk_limit(srv):
     log, took, other = run_hostile(srv, script)
     assert_contained(log, took, other, "disk")
     after = os.statvfs(srv.home).f_bavail * os.statvfs(srv.home).f_frsize
-    assert before - after < 200 << 20, (before, after)  # HOME's disk never took the writes
+    # HOME's disk never took the 20 GiB (others share this disk: a wide margin, not 0)
+    assert before - after < 2 << 30, (before, after)
 
 
 def test_50mb_of_output_is_cut_with_one_line(srv):
