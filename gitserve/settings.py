@@ -333,6 +333,19 @@ class Settings:
             return self.redis.url
         return f"unix://{self.redis_socket}"
 
+    def public_ssh(self) -> tuple[str, int]:
+        """The host and port users reach the SSH side at: public_host/public_port when set,
+        else the listen address (this machine's name for a wildcard)."""
+        import socket
+
+        host, port = self.listen_host_port()
+        port = self.server.public_port or port
+        if self.server.public_host:
+            host = self.server.public_host
+        elif host in ("0.0.0.0", "::", ""):
+            host = socket.getfqdn()
+        return host, port
+
     def listen_host_port(self) -> tuple[str, int]:
         host, _, port = self.server.listen.rpartition(":")
         return host.strip("[]") or "127.0.0.1", int(port)

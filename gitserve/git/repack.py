@@ -234,6 +234,14 @@ class _Scheduler:
                         repo.close()
                 else:
                     repack_now(path)
+            except subprocess.CalledProcessError as exc:
+                if exc.returncode < 0:  # killed: the server is stopping (Ctrl-C, SIGTERM)
+                    log.info("%s of %s interrupted by signal %d", job, path, -exc.returncode)
+                else:
+                    err = (exc.stderr or b"").decode("utf-8", "replace") \
+                        if isinstance(exc.stderr, bytes) else str(exc.stderr or "")
+                    log.warning("%s of %s failed: git exited %d%s", job, path, exc.returncode,
+                                f": {' '.join(err.split())[:300]}" if err.strip() else "")
             except Exception as exc:  # upkeep must never take the server down
                 log.warning("%s of %s failed: %s", job, path, exc)
             self._last[path] = time.monotonic()

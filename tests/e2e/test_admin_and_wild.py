@@ -141,6 +141,9 @@ def test_desc_and_help(srv):
     assert helped.returncode == 0
     for name in ("info", "perms", "desc", "help"):
         assert f"\t{name}\n" in helped.stdout
+    # the address to use, not a placeholder (a newcomer copies it)
+    assert "@HOST" not in helped.stdout
+    assert f"ssh://git@127.0.0.1:{srv.port}/REPO" in helped.stdout
 
 
 def test_empty_command_means_info_and_upload_archive(srv):

@@ -40,15 +40,7 @@ def when(ts: float | str | None) -> str:
 def ssh_host_port(settings: Settings) -> tuple[str, int]:
     """The host and port users reach the SSH side at: public_host/public_port when set (22
     behind the system sshd), else the listen address (its machine's name for a wildcard)."""
-    import socket
-
-    host, port = settings.listen_host_port()
-    port = settings.server.public_port or port
-    if settings.server.public_host:
-        host = settings.server.public_host
-    elif host in ("0.0.0.0", "::", ""):
-        host = socket.getfqdn()
-    return host, port
+    return settings.public_ssh()
 
 
 def ssh_command(settings: Settings) -> str:

@@ -13,8 +13,10 @@ def cmd_help(ctx: CommandContext, args: list[str]) -> int:
         if ctx.commands[name].listed:
             ctx.out(f"\t{name}\n")
     ctx.out("\n")
-    ctx.out("git commands: git clone / fetch / push / archive --remote with "
-            f"{ctx.settings.server.ssh_user}@HOST:REPO\n")
+    host, port = ctx.settings.public_ssh()
+    user = ctx.settings.server.ssh_user
+    where = f"{user}@{host}:REPO" if port == 22 else f"ssh://{user}@{host}:{port}/REPO"
+    ctx.out(f"git commands: git clone / fetch / push / archive --remote with {where}\n")
     return 0
 
 
