@@ -28,6 +28,9 @@ def full_ref(ref: str) -> str:
 class LfsAccess:
     user: str
     check: Check
+    # set on a mirror's copy: why locks are not taken or broken here (the master's table is
+    # the one its pushes, forwarded ones included, are checked against)
+    locks_elsewhere: str = ""
 
     def can_download(self) -> bool:
         return self.check("R", "any")
@@ -36,7 +39,11 @@ class LfsAccess:
         return self.check("W", full_ref(ref))
 
     def can_lock(self, ref: str = "") -> bool:
+        if self.locks_elsewhere:
+            raise LfsError(403, self.locks_elsewhere)
         return self.check("W", full_ref(ref))
 
     def can_force_unlock(self, ref: str = "") -> bool:
+        if self.locks_elsewhere:
+            raise LfsError(403, self.locks_elsewhere)
         return self.check("+", full_ref(ref))

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from gitserve import acl, repos
 from gitserve.authkeys import BUILDER
+from gitserve.mirror.config import COPY, ELSEWHERE, repo_mirror
 from gitserve.settings import Settings
 
 from .access import LfsAccess
@@ -44,7 +45,22 @@ def access_for(settings: Settings, rules: Rules, repo: str, user: str) -> LfsAcc
             return False  # `writable ... off` stops LFS uploads and locks as it stops pushes
         return acl.can(rules, repo, user, perm, ref, repo_dir=repo_dir)
 
-    return LfsAccess(user, check)
+    return LfsAccess(user, check, locks_elsewhere=locks_elsewhere(settings, rules, repo))
+
+
+def locks_elsewhere(settings: Settings, rules: Rules, repo: str) -> str:
+    """Why REPO's LFS locks are not kept on this host ("" when they are): on a mirror's copy
+    a lock would sit in a table no push consults (a slave forwards pushes to its master)."""
+    hostname = settings.server.hostname
+    if not hostname:
+        return ""
+    mirror = repo_mirror(rules.options(repo, wild=repos.wild_info(settings, repo)))
+    mode = mirror.mode(hostname)
+    if mode == COPY:
+        return f"{hostname}: '{repo}' is a copy; LFS locks are kept on its master '{mirror.master}'"
+    if mode == ELSEWHERE:
+        return f"{hostname}: '{repo}' is mirrored but not here"
+    return ""
 
 
 OPERATIONS = {"download": "R", "upload": "W"}
