@@ -407,27 +407,19 @@ class ProcessKeeper:
         inst.stopping = True
         inst.state = "stopping"
 
-        def stop() -> None:
-            assert inst.popen is not None
-            for pid in procscan.tree(inst.popen.pid)[1:]:
-                if not procscan.cmdline(pid).startswith(b"bwrap"):
-                    try:
-                        os.kill(pid, signal.SIGTERM)
-                    except (ProcessLookupError, PermissionError):
-                        pass
-            try:
-                inst.popen.wait(grace)
-            except subprocess.TimeoutExpired:
-                pass
-            self._reap(inst)
-            self._log(inst).write(inst.side, inst.kind, None, "stopped")
-
-        threading.Thread(target=stop, daemon=True, name=f"stop-{inst.site}-{inst.kind}").start()
+        threading.Thread(target=self._terminate, args=(inst, grace, "stopped"), daemon=True,
+                         name=f"stop-{inst.site}-{inst.kind}").start()
 
     def _stop_now(self, inst: Instance, grace: float = STOP_GRACE) -> None:
         """SIGTERM, wait, kill: here, not in a thread (its port is wanted back at once)."""
         if inst.popen is None:
             return
+        self._terminate(inst, grace, "stopped for a restart")
+
+    def _terminate(self, inst: Instance, grace: float, said: str) -> None:
+        """SIGTERM to the app's processes (not the bwrap parents, which follow them), GRACE
+        seconds to exit, then reap whatever is left and log SAID."""
+        assert inst.popen is not None
         for pid in procscan.tree(inst.popen.pid)[1:]:
             if not procscan.cmdline(pid).startswith(b"bwrap"):
                 try:
@@ -439,7 +431,7 @@ class ProcessKeeper:
         except subprocess.TimeoutExpired:
             pass
         self._reap(inst)
-        self._log(inst).write(inst.side, inst.kind, None, "stopped for a restart")
+        self._log(inst).write(inst.side, inst.kind, None, said)
 
     def _reap(self, inst: Instance) -> None:
         if inst.jail is not None:

@@ -193,7 +193,7 @@ def _migrate_admin_branch(settings: Settings) -> None:
     adminrepo.sync_authorized_keys(settings)  # [server] authorized_keys, if set (logs a failure)
 
 
-def clone_line(settings: Any, bound_host: str, bound_port: int) -> str:
+def clone_line(settings: Settings, bound_host: str, bound_port: int) -> str:
     """The clone command users type: public_host and public_port when set (behind the system
     sshd or a port forward, the port users reach is not the one this process listens on)."""
     host = _url_host(settings.server.public_host or bound_host)
@@ -204,7 +204,7 @@ def clone_line(settings: Any, bound_host: str, bound_port: int) -> str:
     return f"git clone ssh://{user}@{host}:{port}/REPO"
 
 
-def anonymous_repos(settings: Any) -> list[str]:
+def anonymous_repos(settings: Settings) -> list[str]:
     """Repos the anonymous http user (`daemon`, in Gitolite's @all) may read."""
     from gitserve import adminrepo, repos
 

@@ -26,7 +26,13 @@ import socket
 import struct
 import threading
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
+
+if TYPE_CHECKING:  # this module stays stdlib-only at run time (the shell's fast path)
+    from gitserve.git.pushhooks import PushHook
+    from gitserve.metrics import Metrics
+    from gitserve.settings import Settings
+    from gitserve.ssh.cmd.base import CommandTable
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +118,8 @@ class HandoffService:
 
     summary = ""
 
-    def __init__(self, settings: Any, table: Any, hooks: Sequence[Any], metrics: Any) -> None:
+    def __init__(self, settings: Settings, table: CommandTable, hooks: Sequence[PushHook],
+                 metrics: Metrics | None) -> None:
         self.settings, self.table, self.hooks = settings, table, list(hooks)
         self.metrics = _Sshd(metrics) if metrics is not None else None
         self._sock: socket.socket | None = None
