@@ -14,10 +14,11 @@ a download is a FileResponse; memory stays flat whatever the object's size.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import anyio.to_thread
 from starlette.requests import Request
@@ -60,6 +61,25 @@ class Caller:
         """A bearer token for uploads also downloads (git-lfs pushes ask both); one for
         downloads never uploads. Token-less callers are decided by the rules alone."""
         return self.grant is None or self.grant.operation in ("upload", operation)
+
+
+def answers(handler: Callable[[Any, Request], Awaitable[Response]]
+            ) -> Callable[[Any, Request], Awaitable[Response]]:
+    """Every endpoint's one way out: a refusal (Refused) is its response, an LfsError its
+    status and message, a lock conflict the 409 with the holder's lock."""
+
+    @functools.wraps(handler)
+    async def run(self: Any, request: Request) -> Response:
+        try:
+            return await handler(self, request)
+        except LockConflict as exc:
+            return _json({"lock": exc.lock.api(), "message": exc.message}, 409)
+        except Refused as exc:
+            return exc.response
+        except LfsError as exc:
+            return _error(exc.status, exc.message)
+
+    return run
 
 
 class Refused(Exception):
@@ -134,41 +154,37 @@ class LfsHttp:
             raise Refused(_error(422, "the body is not JSON")) from exc
 
     # --- batch ---------------------------------------------------------------------
+    @answers
     async def batch(self, request: Request) -> Response:
-        try:
-            repo, caller = await self._enter(request)
-            body = await self._body(request)
-            if not isinstance(body, dict):
-                return _error(422, "the body must be a JSON object")
-            op = body.get("operation")
-            if op not in ("upload", "download"):
-                return _error(422, "operation must be upload or download")
-            if not caller.may(op):
-                return _error(403, f"this token does not allow {op}s")
-            if op == "upload" and caller.user == ANONYMOUS:
-                return _error(401, "an upload needs USER:TOKEN")
-            transfers = body.get("transfers") or ["basic"]
-            if "basic" not in transfers:
-                return _error(422, "only the basic transfer is offered")
-            ref = body.get("ref") or {}
-            refname = str(ref.get("name", "")) if isinstance(ref, dict) else ""
-            if caller.grant is not None and caller.grant.ref and not refname:
-                refname = caller.grant.ref
-            objects = []
-            for item in body.get("objects") or []:
-                if not isinstance(item, dict):
-                    return _error(422, "objects must be JSON objects")
-                try:
-                    objects.append((str(item["oid"]), int(item["size"])))
-                except (KeyError, TypeError, ValueError):
-                    return _error(422, "each object needs an oid and a size")
-            store = store_for(self.settings, repo)
-            items = await anyio.to_thread.run_sync(
-                lfsbatch.batch, op, objects, caller.access, store, refname)
-        except Refused as exc:
-            return exc.response
-        except LfsError as exc:
-            return _error(exc.status, exc.message)
+        repo, caller = await self._enter(request)
+        body = await self._body(request)
+        if not isinstance(body, dict):
+            return _error(422, "the body must be a JSON object")
+        op = body.get("operation")
+        if op not in ("upload", "download"):
+            return _error(422, "operation must be upload or download")
+        if not caller.may(op):
+            return _error(403, f"this token does not allow {op}s")
+        if op == "upload" and caller.user == ANONYMOUS:
+            return _error(401, "an upload needs USER:TOKEN")
+        transfers = body.get("transfers") or ["basic"]
+        if "basic" not in transfers:
+            return _error(422, "only the basic transfer is offered")
+        ref = body.get("ref") or {}
+        refname = str(ref.get("name", "")) if isinstance(ref, dict) else ""
+        if caller.grant is not None and caller.grant.ref and not refname:
+            refname = caller.grant.ref
+        objects = []
+        for item in body.get("objects") or []:
+            if not isinstance(item, dict):
+                return _error(422, "objects must be JSON objects")
+            try:
+                objects.append((str(item["oid"]), int(item["size"])))
+            except (KeyError, TypeError, ValueError):
+                return _error(422, "each object needs an oid and a size")
+        store = store_for(self.settings, repo)
+        items = await anyio.to_thread.run_sync(
+            lfsbatch.batch, op, objects, caller.access, store, refname)
         base = f"{self._base(request)}/{repo}.git/info/lfs"
         header = self.tokens.header(Grant(caller.user, repo, op, refname))
         ttl = self.tokens.ttl
@@ -189,72 +205,60 @@ class LfsHttp:
         return _json({"transfer": "basic", "objects": out, "hash_algo": "sha256"})
 
     # --- basic transfer ------------------------------------------------------------
+    @answers
     async def download(self, request: Request) -> Response:
-        try:
-            repo, caller = await self._enter(request)
-            oid = check_oid(request.path_params["oid"])
-            if not caller.may("download"):
-                return _error(403, "this token does not allow downloads")
-            store = store_for(self.settings, repo)
-            if store.size(oid) is None:
-                return _error(404, "object not found")
-            return FileResponse(store.path(oid), media_type="application/octet-stream")
-        except Refused as exc:
-            return exc.response
-        except LfsError as exc:
-            return _error(exc.status, exc.message)
+        repo, caller = await self._enter(request)
+        oid = check_oid(request.path_params["oid"])
+        if not caller.may("download"):
+            return _error(403, "this token does not allow downloads")
+        store = store_for(self.settings, repo)
+        if store.size(oid) is None:
+            return _error(404, "object not found")
+        return FileResponse(store.path(oid), media_type="application/octet-stream")
 
+    @answers
     async def upload(self, request: Request) -> Response:
-        try:
-            repo, caller = await self._enter(request)
-            oid = check_oid(request.path_params["oid"])
-            if caller.user == ANONYMOUS:
-                return _error(401, "an upload needs USER:TOKEN")
-            if not caller.may("upload"):
-                return _error(403, "this token does not allow uploads")
-            ref = caller.grant.ref if caller.grant else ""
-            lfsbatch.authorize("upload", caller.access, ref)
-            length = request.headers.get("content-length")
-            if length is None:
-                return _error(411, "an upload needs Content-Length")
-            store = store_for(self.settings, repo)
-            up = await anyio.to_thread.run_sync(store.upload, oid, int(length))
-            try:
-                async for chunk in request.stream():
-                    await anyio.to_thread.run_sync(up.write, chunk)
-                new = await anyio.to_thread.run_sync(up.commit)
-            finally:
-                up.abort()
-            log.info("lfs: %s stored %s in %s (%s bytes, %s)", caller.user, oid, repo, length,
-                     "new" if new else "known")
-            return Response(status_code=200)
-        except Refused as exc:
-            return exc.response
-        except (LfsError, ValueError) as exc:
-            if isinstance(exc, LfsError):
-                return _error(exc.status, exc.message)
+        repo, caller = await self._enter(request)
+        oid = check_oid(request.path_params["oid"])
+        if caller.user == ANONYMOUS:
+            return _error(401, "an upload needs USER:TOKEN")
+        if not caller.may("upload"):
+            return _error(403, "this token does not allow uploads")
+        ref = caller.grant.ref if caller.grant else ""
+        lfsbatch.authorize("upload", caller.access, ref)
+        length = request.headers.get("content-length")
+        if length is None:
+            return _error(411, "an upload needs Content-Length")
+        if not length.isdigit():
             return _error(422, "invalid Content-Length")
-
-    async def verify(self, request: Request) -> Response:
+        store = store_for(self.settings, repo)
+        up = await anyio.to_thread.run_sync(store.upload, oid, int(length))
         try:
-            repo, caller = await self._enter(request)
-            body = await self._body(request)
-            if caller.user == ANONYMOUS:
-                return _error(401, "verify needs USER:TOKEN")
-            if not caller.may("upload"):
-                return _error(403, "this token does not allow uploads")
-            ref = caller.grant.ref if caller.grant else ""
-            try:
-                oid, size = str(body["oid"]), int(body["size"])
-            except (KeyError, TypeError, ValueError):
-                return _error(422, "verify needs an oid and a size")
-            await anyio.to_thread.run_sync(lfsbatch.verify, oid, size, caller.access,
-                                           store_for(self.settings, repo), ref)
-            return _json({"message": "ok"})
-        except Refused as exc:
-            return exc.response
-        except LfsError as exc:
-            return _error(exc.status, exc.message)
+            async for chunk in request.stream():
+                await anyio.to_thread.run_sync(up.write, chunk)
+            new = await anyio.to_thread.run_sync(up.commit)
+        finally:
+            up.abort()
+        log.info("lfs: %s stored %s in %s (%s bytes, %s)", caller.user, oid, repo, length,
+                 "new" if new else "known")
+        return Response(status_code=200)
+
+    @answers
+    async def verify(self, request: Request) -> Response:
+        repo, caller = await self._enter(request)
+        body = await self._body(request)
+        if caller.user == ANONYMOUS:
+            return _error(401, "verify needs USER:TOKEN")
+        if not caller.may("upload"):
+            return _error(403, "this token does not allow uploads")
+        ref = caller.grant.ref if caller.grant else ""
+        try:
+            oid, size = str(body["oid"]), int(body["size"])
+        except (KeyError, TypeError, ValueError):
+            return _error(422, "verify needs an oid and a size")
+        await anyio.to_thread.run_sync(lfsbatch.verify, oid, size, caller.access,
+                                       store_for(self.settings, repo), ref)
+        return _json({"message": "ok"})
 
     # --- locks ---------------------------------------------------------------------
     def _ref_of(self, body: Any) -> str:
@@ -274,71 +278,47 @@ class LfsHttp:
             raise Refused(_error(403, f"locking needs W for {caller.user}"))
         return repo, caller, body
 
+    async def _page(self, repo: str, limit: Any, cursor: str, path: str = "",
+                    lock_id: str = "") -> tuple[list[Lock], dict[str, str]]:
+        """One page of REPO's locks and the `next_cursor` member when more follow."""
+        try:
+            count = int(limit or 100)
+        except (TypeError, ValueError) as exc:
+            raise Refused(_error(422, "invalid limit")) from exc
+        table = locks_for(self.settings, repo)
+        page, after = await anyio.to_thread.run_sync(table.search, path, lock_id, cursor, count)
+        return page, ({"next_cursor": after} if after else {})
+
+    @answers
     async def create_lock(self, request: Request) -> Response:
-        try:
-            repo, caller, body = await self._writer(request)
-            table = locks_for(self.settings, repo)
-            lock = await anyio.to_thread.run_sync(table.create, str(body.get("path", "")),
-                                                  caller.user, self._ref_of(body))
-            return _json({"lock": lock.api()}, 201)
-        except LockConflict as exc:
-            return _json({"lock": exc.lock.api(), "message": exc.message}, 409)
-        except Refused as exc:
-            return exc.response
-        except LfsError as exc:
-            return _error(exc.status, exc.message)
+        repo, caller, body = await self._writer(request)
+        table = locks_for(self.settings, repo)
+        lock = await anyio.to_thread.run_sync(table.create, str(body.get("path", "")),
+                                              caller.user, self._ref_of(body))
+        return _json({"lock": lock.api()}, 201)
 
+    @answers
     async def list_locks(self, request: Request) -> Response:
-        try:
-            repo, caller = await self._enter(request)
-            q = request.query_params
-            table = locks_for(self.settings, repo)
-            try:
-                limit = int(q.get("limit") or 100)
-            except ValueError:
-                return _error(422, "invalid limit")
-            page, cursor = await anyio.to_thread.run_sync(
-                table.search, q.get("path", ""), q.get("id", ""), q.get("cursor", ""), limit)
-            data: dict[str, Any] = {"locks": [lock.api() for lock in page]}
-            if cursor:
-                data["next_cursor"] = cursor
-            return _json(data)
-        except Refused as exc:
-            return exc.response
-        except LfsError as exc:
-            return _error(exc.status, exc.message)
+        repo, caller = await self._enter(request)
+        q = request.query_params
+        page, cursor = await self._page(repo, q.get("limit"), q.get("cursor", ""),
+                                        q.get("path", ""), q.get("id", ""))
+        return _json({"locks": [lock.api() for lock in page], **cursor})
 
+    @answers
     async def verify_locks(self, request: Request) -> Response:
-        try:
-            repo, caller, body = await self._writer(request)
-            table = locks_for(self.settings, repo)
-            try:
-                limit = int(body.get("limit") or 100)
-            except (TypeError, ValueError):
-                return _error(422, "invalid limit")
-            page, cursor = await anyio.to_thread.run_sync(
-                table.search, "", "", str(body.get("cursor") or ""), limit)
-            ours = [lock.api() for lock in page if lock.owner == caller.user]
-            theirs = [lock.api() for lock in page if lock.owner != caller.user]
-            data: dict[str, Any] = {"ours": ours, "theirs": theirs}
-            if cursor:
-                data["next_cursor"] = cursor
-            return _json(data)
-        except Refused as exc:
-            return exc.response
-        except LfsError as exc:
-            return _error(exc.status, exc.message)
+        repo, caller, body = await self._writer(request)
+        page, cursor = await self._page(repo, body.get("limit"), str(body.get("cursor") or ""))
+        return _json({"ours": [lock.api() for lock in page if lock.owner == caller.user],
+                      "theirs": [lock.api() for lock in page if lock.owner != caller.user],
+                      **cursor})
 
+    @answers
     async def unlock(self, request: Request) -> Response:
-        try:
-            repo, caller, body = await self._writer(request)
-            table = locks_for(self.settings, repo)
-            force = bool(body.get("force"))
-            lock: Lock = await anyio.to_thread.run_sync(
-                lambda: table.remove(request.path_params["lock_id"], caller.user, force,
-                                     caller.access.can_force_unlock))
-            return _json({"lock": lock.api()})
-        except Refused as exc:
-            return exc.response
-        except LfsError as exc:
-            return _error(exc.status, exc.message)
+        repo, caller, body = await self._writer(request)
+        table = locks_for(self.settings, repo)
+        force = bool(body.get("force"))
+        lock: Lock = await anyio.to_thread.run_sync(
+            lambda: table.remove(request.path_params["lock_id"], caller.user, force,
+                                 caller.access.can_force_unlock))
+        return _json({"lock": lock.api()})
