@@ -240,7 +240,14 @@ def test_sites_outlive_serve_sigterm_and_kill9(srv):
         srv.start()
         # the old serve's tree is gone by the time the new one listens (its build killed
         # with its worker, not left running until it notices Redis went away)
+        # (the parent-death signal is immediate; a loaded machine may take a moment to run
+        # the dying processes' last instructions, so they get 2 s, far less than a worker
+        # would need to notice that Redis went away)
+        deadline = time.monotonic() + 2
         orphans = [p for p in serve_tree[1:] if procscan.alive(p)]
+        while orphans and time.monotonic() < deadline:
+            time.sleep(0.05)
+            orphans = [p for p in orphans if procscan.alive(p)]
         time.sleep(0.2)
     assert load.errors == [], load.errors[:3]
     assert len(load.results) > 20 and all(st == 200 and body == served.encode()
