@@ -51,8 +51,10 @@ def test_exec_command_parser_refuses_clearly(home, command, user):
 def test_known_hostile_commands_get_one_clear_error(home, command, needle):
     chan = fuzzkit.FakeChannel()
     from gitserve.ssh import session
+    from gitserve.ssh.cmd.base import FATAL_STATUS
 
-    assert session.run(home, chan, command, "alice", fuzzkit.FakeIface.peer) == 1
+    # Gitolite's FATAL exit status (its Perl die), as gitolite-shell gives it
+    assert session.run(home, chan, command, "alice", fuzzkit.FakeIface.peer) == FATAL_STATUS
     err = chan.err.decode()
     assert err.startswith("FATAL: ") and needle in err, err
 
