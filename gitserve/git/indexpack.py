@@ -32,6 +32,8 @@ from pathlib import Path
 
 from dulwich.object_store import DiskObjectStore
 
+from gitserve._compat.dulwich import pack_basename
+
 from .quarantine import BadPack, Quarantine, human_bytes
 
 CHUNK = 1 << 16
@@ -122,7 +124,7 @@ class GitQuarantine(Quarantine):
             self.in_process = True
             self.store.close()  # a fresh view that lists the new pack
             self.store = DiskObjectStore(str(self.path), alternates=[str(self.repo_objects)])
-            pack = next(p for p in self.store.packs if self.pack_name in p._basename)
+            pack = next(p for p in self.store.packs if self.pack_name in pack_basename(p))
             self.new_ids = list(pack)
 
     def _pump(self, proc: subprocess.Popen[bytes], read: Callable[[int], bytes], head: bytes,
