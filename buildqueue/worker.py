@@ -105,7 +105,10 @@ class LocalWorkers:
                 [sys.executable, "-m", "gitserve", "worker", "--url", self.redis_url,
                  "--no-log-console", *(["--cold-stop"] if self.cold_stop else []), *self.queues],
                 env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
-                preexec_fn=die_with_parent(signal.SIGTERM),
+                # when serve dies (kill -9), a cold-stop worker's SIGTERM ends it at once; a
+                # warm-stop one (notify) would wait on a Redis that died too, so it is killed
+                # (rq redoes an abandoned delivery)
+                preexec_fn=die_with_parent(signal.SIGTERM if self.cold_stop else signal.SIGKILL),
             )
         finally:
             if not isinstance(out, int):  # an open log file, not DEVNULL

@@ -11,7 +11,7 @@ from gitserve.acl.errors import AccessError
 from gitserve.errors import GitserveError
 from gitserve.mirror.gate import Refused
 from gitserve.ssh import session
-from gitserve.ssh.cmd.base import Command, table
+from gitserve.ssh.cmd.base import FATAL_STATUS, Command, table
 from tests.hardening import fuzzkit
 
 
@@ -36,7 +36,7 @@ def home(tmp_path_factory):
 def test_a_domain_error_is_one_fatal_line(home, exc):
     chan = fuzzkit.FakeChannel()
     status = session.run(home, chan, "boom", "alice", "127.0.0.1", table=table([raising(exc)]))
-    assert status == 1
+    assert status == FATAL_STATUS  # Gitolite's FATAL exit (its Perl die)
     assert chan.err.decode() == f"FATAL: {exc}\n" and chan.out == b""
 
 
@@ -49,6 +49,6 @@ def test_a_bug_is_left_to_the_servers_catch_all(home):
 
 def test_git_request_refusals_are_gitolite_lines(home):
     chan = fuzzkit.FakeChannel()
-    assert session.run(home, chan, "git-upload-pack 'nosuch'", "alice", "127.0.0.1") == 1
+    assert session.run(home, chan, "git-upload-pack 'nosuch'", "alice", "127.0.0.1") == FATAL_STATUS
     assert chan.err.decode() == ("FATAL: R any nosuch alice DENIED by fallthru\n"
                                  "(or you mis-spelled the reponame)\n")
