@@ -72,6 +72,33 @@ def die_with_parent(sig: int = signal.SIGKILL) -> Callable[[], None]:
 
 
 
+_forks_die_with_parent = False
+
+
+def forks_die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """Every process this one forks from now on (rq's work horse, rq's scheduler, which
+    multiprocessing forks with the worker's own command line) gets SIG when its parent dies.
+    A worker killed with -9 (serve's parent-death signal, the OOM killer) would otherwise leave
+    its scheduler retrying a dead Redis for the rqconn Retry's ~30 s, and its horse finishing a
+    job rq already counts as abandoned. subprocess's fork+exec runs no at-fork hooks: the
+    build script's own parent-death signal comes from run_script."""
+    global _forks_die_with_parent
+    if _forks_die_with_parent or _LIBC is None:
+        return
+    _forks_die_with_parent = True
+    parent = [0]
+
+    def before() -> None:
+        parent[0] = os.getpid()
+
+    def after_in_child() -> None:
+        assert _LIBC is not None
+        _LIBC.prctl(_PR_SET_PDEATHSIG, sig)
+        if os.getppid() != parent[0]:  # the parent died before prctl: no signal would come
+            os.kill(os.getpid(), sig)
+
+    os.register_at_fork(before=before, after_in_child=after_in_child)
+
 def _killpg(pgid: int, sig: int) -> None:
     try:
         os.killpg(pgid, sig)

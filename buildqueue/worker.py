@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 # deploy first: a free worker finishes a passed build's deploy before starting another build
-from .runner import die_with_parent
+from .runner import die_with_parent, forks_die_with_parent
 
 DEFAULT_QUEUES = ("deploy", "builds")
 STOP_TIMEOUT = 10.0
@@ -76,6 +76,8 @@ def run_worker(redis_url: str, queues: list[str], name: str | None = None, burst
                  # a scheduler lock left by a notify worker that was killed expires after 61 s;
                  # rq retries taking it at maintenance, by default only every 10 minutes
                  **({"maintenance_interval": NOTIFY_MAINTENANCE} if scheduler else {}))
+    # the horse and the scheduler this worker forks die with it (kill -9, parent-death signal)
+    forks_die_with_parent()
     return worker.work(burst=burst, with_scheduler=scheduler, logging_level="WARNING")
 
 

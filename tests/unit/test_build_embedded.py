@@ -60,3 +60,41 @@ def test_worker_cli_reports_unreachable_redis(tmp_path):
                          env=subprocess_env(), capture_output=True, text=True, timeout=60)
     assert res.returncode == 1 and "Redis unreachable" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_killed_notify_worker_leaves_no_scheduler(tmp_path):
+    """rq's scheduler is a forked child of the notify worker with the worker's own command line;
+    a kill -9 of the worker (what serve's parent-death signal sends) must take it along, or it
+    keeps retrying the Redis for rqconn's ~30 s (the 3.11.2 run of test_deploy caught one)."""
+    import os
+    import signal
+    import time
+
+    from gitserve import procscan
+
+    settings = Settings(home=tmp_path / "home")
+    settings.home.mkdir()
+    srv = embedded.EmbeddedRedis(settings.redis_socket, settings.home / "redis").start()
+    worker = subprocess.Popen(gitserve_cmd("--home", str(settings.home), "worker", "notify"),
+                              env=subprocess_env(), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        children = procscan.tree(worker.pid)[1:]
+        while not children:  # the scheduler: forked once the worker holds the scheduler lock
+            assert time.monotonic() < deadline and worker.poll() is None, "no scheduler started"
+            time.sleep(0.05)
+            children = procscan.tree(worker.pid)[1:]
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait()
+        deadline = time.monotonic() + 2
+        while any(procscan.alive(p) for p in children):
+            assert time.monotonic() < deadline, [procscan.cmdline(p) for p in children]
+            time.sleep(0.05)
+    finally:
+        for p in procscan.tree(worker.pid):
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        srv.stop()
