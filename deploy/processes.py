@@ -15,7 +15,9 @@ env in its environment and the release as working directory. A process binds
 0.0.0.0:$PORT, as on Heroku: the forward arrives on the namespace's own address.
 A process that exits is restarted with backoff (1 s doubling to 30 s; 1 s again after
 30 s up). A side's processes are stopped (SIGTERM, then the namespace is killed) when its
-generation changes, its file goes or `stop_at` passed (a drained old side). Ports are
+generation changes, its file goes or `stop_at` passed (a drained old side) and no process
+named in its `hold` list (the nginx workers that may still be answering a request from it,
+as [pid, starttime]) is alive any more, HOLD_MAX at most. Ports are
 chosen by the deploy, so nginx's config is written before the processes run and a
 restarted process gets its port back. Output goes, masked, to HOME/run/sites/SITE/
 processes.log, one `TIME SIDE TYPE[PID]: line` each; state to SITE/SIDE.status.json.
@@ -34,7 +36,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from gitserve import procscan, sandbox
 from gitserve.errors import GitserveError
@@ -52,6 +54,7 @@ BACKOFF_MAX = 30.0
 HEALTHY_AFTER = 30.0   # seconds up after which the backoff starts over
 STOP_GRACE = 5.0       # SIGTERM, then the sandbox's namespace is killed
 LOG_MAX = 10 * 1024 * 1024
+HOLD_MAX = 600.0       # a drained side a request never lets go of stops this long after its drain
 MASK = "***"
 
 
@@ -120,13 +123,19 @@ def start_side(settings: Settings, site: str, side: str, release: str, release_d
     return {kind: int(p["port"]) for kind, p in procs.items()}
 
 
-def stop_side(settings: Settings, site: str, side: str, after: float = 0.0) -> None:
+def stop_side(settings: Settings, site: str, side: str, after: float = 0.0,
+              hold: Iterable[int] = ()) -> None:
     """Stop SIDE's processes AFTER seconds (a drain: requests already sent to the old side
-    finish); 0 stops them now. Idempotent; a side with nothing is left alone."""
+    finish); 0 stops them now. HOLD: pids (the nginx workers of the config before a switch)
+    that may still be waiting on an answer from SIDE: it keeps running until they are gone,
+    however long the drain, so no request in flight is cut (HOLD_MAX at most). Idempotent;
+    a side with nothing is left alone."""
     desired = read_desired(settings, site, side)
     if desired is None:
         return
     desired["stop_at"] = time.time() + max(0.0, after)
+    desired["hold"] = [[p.pid, p.starttime] for p in map(procscan.read, hold)
+                       if p is not None and not p.zombie]
     atomic_write(desired_file(settings, site, side), json.dumps(desired, indent=1), mode=0o600)
     sitesctl.wake(settings)
 
@@ -286,7 +295,7 @@ class ProcessKeeper:
         wanted: dict[tuple[str, str, str], tuple[dict[str, Any], dict[str, Any]]] = {}
         finished: list[dict[str, Any]] = []
         for desired in self._desired():
-            if desired.get("stop_at") and float(desired["stop_at"]) <= now:
+            if desired.get("stop_at") and float(desired["stop_at"]) <= now and not self._held(desired, now):
                 finished.append(desired)
                 continue
             for kind, proc in desired.get("procs", {}).items():
@@ -317,6 +326,18 @@ class ProcessKeeper:
             except OSError:
                 pass
         self._write_status()
+
+    def _held(self, desired: dict[str, Any], now: float) -> bool:
+        """Is a drained side still held by an nginx worker that may be waiting on it?"""
+        holders = [(int(pid), int(start)) for pid, start in desired.get("hold") or []
+                   if procscan.alive(int(pid), int(start))]
+        if not holders:
+            return False
+        if now < float(desired["stop_at"]) + HOLD_MAX:
+            return True
+        log.warning("%s %s: stopped %.0fs after its drain though nginx worker %s still runs",
+                    desired["site"], desired["side"], HOLD_MAX, holders[0][0])
+        return False
 
     def _watch(self, inst: Instance, desired: dict[str, Any], proc: dict[str, Any]) -> None:
         now = time.monotonic()
