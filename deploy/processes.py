@@ -68,6 +68,12 @@ def desired_file(settings: Settings, site: str, side: str) -> Path:
     return site_dir(settings, site) / f"{side}.json"
 
 
+def retired_file(settings: Settings, site: str, side: str, generation: str) -> Path:
+    """A side's previous process set, replaced while it was still draining: it keeps
+    running (on its own ports) until its drain and hold are over, beside the new one."""
+    return site_dir(settings, site) / f"{side}.{generation}.retired.json"
+
+
 def status_file(settings: Settings, site: str, side: str) -> Path:
     return site_dir(settings, site) / f"{side}.status.json"
 
@@ -117,6 +123,12 @@ def start_side(settings: Settings, site: str, side: str, release: str, release_d
                "stop_at": None, "written_at": time.time(), "uid": uid}
     path = desired_file(settings, site, side)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    before = read_desired(settings, site, side)
+    if before is not None and before.get("stop_at") and before.get("generation"):
+        # still draining (a deploy or rollback right after a switch): nginx's old workers
+        # may be waiting on it, so it is not replaced in place but finishes beside the new
+        atomic_write(retired_file(settings, site, side, str(before["generation"])),
+                     json.dumps(before, indent=1), mode=0o600)
     atomic_write(path, json.dumps(desired, indent=1), mode=0o600)
     sitesctl.ensure_running(settings)
     sitesctl.wake(settings)
@@ -182,8 +194,10 @@ def wait_running(settings: Settings, site: str, side: str, timeout: float) -> No
             status = json.loads(status_file(settings, site, side).read_text())
         except (OSError, ValueError):
             status = {}
-        current = desired and status.get("generation") == desired.get("generation")
-        rows = status.get("procs", []) if current else []
+        generation = desired.get("generation")
+        current = desired and status.get("generation") == generation
+        rows = [p for p in status.get("procs", []) if p.get("generation", generation) == generation
+                ] if current else []
         failed = [p for p in rows if p.get("state") == "failed"]
         if failed:
             raise DeployError("processes", f"{side} {failed[0].get('type')} of {site} could not "
@@ -252,13 +266,17 @@ class Instance:
     app_pid: int | None = None
     reader: threading.Thread | None = field(default=None, repr=False)
     restart_token: str | None = None   # desired proc["restart"] last acted on
+    retired: bool = False       # from a retired file: an earlier generation still draining
+    draining: bool = False      # its side has a stop_at (a drain, and maybe a hold)
 
     def row(self) -> dict[str, Any]:
         running = self.popen is not None and self.popen.poll() is None
+        state = "draining" if self.draining and self.state == "running" else self.state
         return {"site": self.site, "side": self.side, "type": self.kind, "release": self.release,
                 "pid": self.app_pid if running else None, "port": self.port,
                 "started": self.started if running else None, "restarts": self.restarts,
-                "state": self.state, "last_exit": self.last_exit, "error": self.error}
+                "state": state, "last_exit": self.last_exit, "error": self.error,
+                "generation": self.generation}
 
 
 class ProcessKeeper:
@@ -267,7 +285,7 @@ class ProcessKeeper:
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.clock = clock
-        self.instances: dict[tuple[str, str, str], Instance] = {}
+        self.instances: dict[tuple[str, str, str, str], Instance] = {}  # site, side, type, generation
         self.logs: dict[str, _Log] = {}
         from dataclasses import replace
 
@@ -288,31 +306,34 @@ class ProcessKeeper:
             except (OSError, ValueError):
                 continue
             if isinstance(data, dict) and data.get("side") in SIDES and data.get("site") == path.parent.name:
+                data["_path"] = str(path)
+                data["_retired"] = path.name != f"{data['side']}.json"
                 yield data
 
     def reconcile(self) -> None:
         now = self.clock()
-        wanted: dict[tuple[str, str, str], tuple[dict[str, Any], dict[str, Any]]] = {}
+        wanted: dict[tuple[str, str, str, str], tuple[dict[str, Any], dict[str, Any]]] = {}
         finished: list[dict[str, Any]] = []
         for desired in self._desired():
             if desired.get("stop_at") and float(desired["stop_at"]) <= now and not self._held(desired, now):
                 finished.append(desired)
                 continue
             for kind, proc in desired.get("procs", {}).items():
-                wanted[(desired["site"], desired["side"], kind)] = (desired, proc)
+                wanted[(desired["site"], desired["side"], kind, str(desired["generation"]))] = (desired, proc)
         for key, inst in list(self.instances.items()):
-            entry = wanted.get(key)
-            if entry is None or entry[0]["generation"] != inst.generation:
+            if key not in wanted:
                 self._stop(inst)
                 del self.instances[key]
         for key, (desired, proc) in wanted.items():
             found = self.instances.get(key)
             if found is None:
-                inst = Instance(key[0], key[1], key[2], desired["generation"], str(desired["release"]),
+                inst = Instance(key[0], key[1], key[2], key[3], str(desired["release"]),
                                 int(proc["port"]), restart_token=proc.get("restart"))
                 self.instances[key] = inst
+                inst.retired, inst.draining = bool(desired["_retired"]), bool(desired.get("stop_at"))
                 self._start(inst, desired, proc)
                 continue
+            found.retired, found.draining = bool(desired["_retired"]), bool(desired.get("stop_at"))
             if proc.get("restart") != found.restart_token:  # `deploy restart SITE TYPE`
                 found.restart_token = proc.get("restart")
                 self._stop_now(found)
@@ -321,9 +342,11 @@ class ProcessKeeper:
                 continue
             self._watch(found, desired, proc)
         for desired in finished:  # drained: its processes are stopped above; forget the side
-            try:
-                desired_file(self.settings, desired["site"], desired["side"]).unlink()
-            except OSError:
+            path = Path(desired["_path"])
+            try:  # unless a deploy just wrote a new generation there
+                if json.loads(path.read_text()).get("generation") == desired["generation"]:
+                    path.unlink()
+            except (OSError, ValueError):
                 pass
         self._write_status()
 
@@ -480,8 +503,8 @@ class ProcessKeeper:
             if (site, side) not in by_side:
                 path.unlink(missing_ok=True)
         for (site, side), insts in by_side.items():
-            generation = insts[0].generation
-            rows = [i.row() for i in sorted(insts, key=lambda i: i.kind)]
+            generation = ([i for i in insts if not i.retired] or insts)[0].generation
+            rows = [i.row() for i in sorted(insts, key=lambda i: (i.retired, i.kind))]
             text = json.dumps({"generation": generation, "procs": rows}, indent=1)
             path = status_file(self.settings, site, side)
             try:

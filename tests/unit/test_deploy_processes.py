@@ -191,7 +191,7 @@ def test_a_request_in_flight_keeps_the_old_side_until_it_is_answered(settings, o
         import http.client
 
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        conn.request("GET", "/slow?s=3")
+        conn.request("GET", "/slow?s=5")
         resp = conn.getresponse()
         answer.append((resp.status, resp.read()))
 
@@ -200,9 +200,13 @@ def test_a_request_in_flight_keeps_the_old_side_until_it_is_answered(settings, o
     wait_for(lambda: log.read_text().count("slow request begun") > begun, what="the slow request to arrive")
     second, lines = deploy(settings, quick, write_app(tmp_path / "v8", "v8"), "8")
     assert second.side != first.side
+    # a deploy right after puts a new release on the side still draining: the draining
+    # processes are not replaced in place, they finish beside the new ones
+    third, _ = deploy(settings, quick, write_app(tmp_path / "v9", "v9"), "9")
+    assert third.side == first.side and body(opts["deploy.port"]).startswith(f"v9 side={first.side}")
     client.join(30)
     assert answer and answer[0][0] == 200, answer
     assert answer[0][1].startswith(f"v7 side={first.side}".encode()), answer
     # and then the old side does stop
-    wait_for(lambda: {r["side"] for r in processes.read_status(settings, "www")} == {second.side},
-             what="the old side to stop once its last request was answered")
+    wait_for(lambda: {(r["side"], r["release"]) for r in processes.read_status(settings, "www")}
+             == {(third.side, "9")}, what="the old processes to stop once their last request was answered")
