@@ -344,6 +344,18 @@ def _superseded(state: dict[str, Any], site: Site, meta: Mapping[str, Any]) -> s
     return f"build {live} was pushed later and is already live" if newer else None
 
 
+def _post_policy(settings: Settings, meta: Mapping[str, Any] | None) -> Any:
+    """deploy.post's sandbox: the deploy job's own (the build's, held to the worker's floor,
+    with the repo's uid), else the server's [builds] as the repo's uid."""
+    from gitserve.sandbox import Policy
+
+    meta = meta or {}
+    if isinstance(meta.get("sandbox_policy"), dict):
+        return Policy.from_payload(meta["sandbox_policy"])
+    uid = meta.get("sandbox_uid")
+    return Policy.from_settings(settings.builds).with_uid(int(uid) if uid is not None else None)
+
+
 def deploy_release(settings: Settings, site: str, output_dir: Path, options: Mapping[str, str],
                    meta: Mapping[str, Any], log: Log, post_workdir: Path | None = None
                    ) -> DeployResult:
@@ -594,10 +606,8 @@ def _finish_switch(settings: Settings, s: Site, opts: SiteOptions, state: dict[s
             env.update({str(k): str(v) for k, v in dict((meta or {}).get("env") or {}).items()})
             say(f"post: {opts.post} (LIVE_SIDE={idle} IDLE_SIDE={other_side(idle)})")
             try:
-                from gitserve.sandbox import Policy
-
                 rc = run_post(Path(post_workdir), opts.post, env, log,
-                              policy=Policy.from_settings(settings.builds), settings_home=settings.home,
+                              policy=_post_policy(settings, meta), settings_home=settings.home,
                               hide=[Path(h) for h in (meta or {}).get("sandbox_hide") or []],
                               # from its own network namespace post reaches the new live
                               # side's processes and the site's live server, nothing else

@@ -44,7 +44,7 @@ import shutil
 import signal
 import subprocess
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -134,6 +134,34 @@ class Policy:
 
     def with_uid(self, uid: int | None) -> "Policy":
         return replace(self, uid=uid)
+
+    def floored(self, worker: "Policy") -> tuple["Policy", list[str]]:
+        """This policy (a job's, read from Redis) never looser than WORKER's (the worker's own
+        `[builds]`): whoever can write a job into Redis must not be able to turn the sandbox
+        off, give a build the host's network, raise a limit or pick the uid it runs as.
+
+        The worker's switches, user and uid range are taken as they are (the uid is chosen
+        by the worker from its own range, never read from the job); the network is the
+        narrower of the two (none < outbound < host); each limit the lower of the two.
+        Returns the policy and one line per value the worker lowered (for the build log)."""
+        notes: list[str] = []
+        rank = {"none": 0, "outbound": 1, "host": 2}
+        own = worker.network or sandbox_net.default_mode()
+        asked = self.network or own
+        network = asked if rank.get(asked, 0) <= rank.get(own, 0) else own
+        if asked != network:
+            notes.append(f"gitserve: this worker allows network {own}, not {asked}: using {own}")
+        if asked not in rank:
+            network = "none"
+        lowered: dict[str, int] = {}
+        for f in fields(Limits):
+            mine, theirs = getattr(worker.limits, f.name), getattr(self.limits, f.name)
+            if theirs > mine:
+                lowered[f.name] = mine
+                notes.append(f"gitserve: this worker's {f.name.replace('_', ' ')} limit is "
+                             f"{worker.limits.show(f.name)}: using it")
+        limits = replace(self.limits, **lowered)
+        return replace(worker, network=network, limits=limits, uid=None), notes
 
     def run_as(self) -> tuple[int, int] | None:
         """(uid, gid) scripts run as when this process is root; None when it is not."""
