@@ -102,7 +102,14 @@ def hand_over(r: redis.Redis, payload: BuildPayload, order: DeployOrder, ws: Pat
     )
 
 
-def default_deploy() -> Callable[..., Any]:
+def default_deploy(options: dict[str, str] | None = None, r: redis.Redis | None = None
+                   ) -> Callable[..., Any]:
+    """bluegreen.deploy_release on this host, or, for a site with `deploy.hosts`, the
+    coordinator of its deploy agents (SPEC §7.1, deploy/agents/), same signature."""
+    if options and (options.get("deploy.hosts") or "").strip() and r is not None:
+        from deploy.agents.coordinator import Coordinator
+
+        return Coordinator(r).deploy
     from deploy.bluegreen import deploy_release
 
     return deploy_release
@@ -174,7 +181,7 @@ def run_deploy(job_data: dict[str, Any], deploy_fn: Callable[..., Any] | None = 
                 "sandbox_uid": uids.uid_for(r, payload.repo, policy.uid_range),
                 "sandbox_policy": policy.to_payload()}
         options = dict(order.lines)
-        fn = deploy_fn or default_deploy()
+        fn = deploy_fn or default_deploy(options, r)
         site = order.site
         try:
             result = fn(settings, site, output, options, meta,

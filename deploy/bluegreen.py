@@ -481,6 +481,22 @@ def _deploy_locked(settings: Settings, s: Site, state: dict[str, Any], opts: Sit
         say(f"skipped: {skipped}")
         return DeployResult(s.name, live or idle, live_release or "", live, live_release, 0.0,
                             time.monotonic() - started, skipped=skipped)
+    prepare_locked(settings, s, state, opts, output_dir, release, meta, say)
+
+    # 5. switch, then move the preview to the old side
+    return _finish_switch(settings, s, opts, state, live, idle, release, "deploy",
+                          meta.get("pusher"), say, log, post_workdir, meta, started)
+
+
+def prepare_locked(settings: Settings, s: Site, state: dict[str, Any], opts: SiteOptions,
+                   output_dir: Path, release: str, meta: Mapping[str, Any], say: Log) -> None:
+    """Steps 1-4 of a deploy, the site's lock held: RELEASE published on the idle side, its
+    processes started, the preview config loaded and deploy.check answered 200 there. The
+    live side is untouched; on failure the idle side is as it was (DeployError). Deploy
+    agents run this as phase one and `_finish_switch` as phase two (deploy/agents/)."""
+    live = s.live_side()
+    live_release = s.slot_release(live)
+    idle = other_side(live)
     if release == live_release:
         raise DeployError("publish", f"release {release} is already live on {live}")
     if s.release_dir(release).is_dir():
@@ -538,10 +554,6 @@ def _deploy_locked(settings: Settings, s: Site, state: dict[str, Any], opts: Sit
         else:
             say(f"the failed release stays on the preview {opts.preview.url()} for inspection")
         raise
-
-    # 5. switch, then move the preview to the old side
-    return _finish_switch(settings, s, opts, state, live, idle, release, "deploy",
-                          meta.get("pusher"), say, log, post_workdir, meta, started)
 
 
 def _finish_switch(settings: Settings, s: Site, opts: SiteOptions, state: dict[str, Any],

@@ -147,6 +147,9 @@ class DeploySettings:
     acme_directory: str = ""
     acme_email: str = ""
     acme_ca_file: str = ""
+    # deploy.hosts (SPEC §7.1): seconds a deploy agent may stay silent (no status report, a
+    # job not started) before a deploy counts it as down and fails
+    agent_timeout: float = 10.0
 
 
 @dataclass
