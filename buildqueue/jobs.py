@@ -159,8 +159,10 @@ def _run_build(payload: BuildPayload) -> dict[str, str]:
     mask: Callable[[str], str] = str  # no secrets known yet: text as it is
     log = BuildLog(r, build_id, mask)
     try:  # the job's policy (from Redis), never looser than this worker's own [builds]
+        own = WorkerSettings.from_env().builds()
         policy, floor_notes = sandbox.Policy.from_payload(payload.sandbox).floored(
-            WorkerSettings.from_env().sandbox_floor())
+            sandbox.Policy.from_settings(own))
+        per_repo = min(payload.per_repo or own.per_repo, own.per_repo)
     except GitserveError as exc:
         return _end(r, build_id, "failed", f"build refused: {exc}", log_ttl)
     for note in floor_notes:
@@ -176,7 +178,7 @@ def _run_build(payload: BuildPayload) -> dict[str, str]:
     slot = False
     try:
         _wait_for_lane(r, build, log)
-        perrepo.acquire(r, build, payload.per_repo or 2, log)
+        perrepo.acquire(r, build, per_repo, log)
         slot = True
         if uncapped is not None and policy.enabled:
             logger.warning("workspace not size-capped: %s", uncapped)

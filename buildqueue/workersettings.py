@@ -62,16 +62,19 @@ class WorkerSettings:
         `[builds]` of $GITSERVE_WORKER_SETTINGS, else of HOME/gitserve.toml, else the
         defaults. A job read from Redis never runs looser than this. Raises SettingsError
         (a GitserveError) for a file that does not load."""
-        from gitserve import settings as settings_mod
         from gitserve.sandbox import Policy
 
+        return Policy.from_settings(self.builds())
+
+    def builds(self) -> Any:
+        """This worker's own `[builds]` (see sandbox_floor)."""
+        from gitserve import settings as settings_mod
+
         if self.settings_file is not None:
-            builds = settings_mod.load_file(self.settings_file).builds
-        elif self.home is not None:
-            builds = settings_mod.load(self.home).builds
-        else:
-            builds = settings_mod.BuildSettings()
-        return Policy.from_settings(builds)
+            return settings_mod.load_file(self.settings_file).builds
+        if self.home is not None:
+            return settings_mod.load(self.home).builds
+        return settings_mod.BuildSettings()
 
     @property
     def secrets_key_file(self) -> Path | None:
