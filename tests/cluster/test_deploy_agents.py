@@ -185,6 +185,7 @@ repo app
     srv = make_server(root / "server", conf=conf, users=("alice", "bob"),
                       settings={"deploy": {"nginx_binary": nginx, "agent_timeout": 5.0},
                                 "builds": {"workers": 2}, "http": {"listen": f"127.0.0.1:{http}"}})
+    srv.http_base = f"http://127.0.0.1:{http}"  # type: ignore[attr-defined]
     agents = {h: Agent(srv, root, h, nginx) for h in HOSTS}
     upstream = None
     try:
@@ -283,6 +284,12 @@ def test_status_shows_each_host(cluster):
     assert all(any(line.split()[:2] == [h, "live"] for line in text.splitlines()) for h in HOSTS), text
     cli = c["srv"].admin_cli("deploy", "status", "app").stdout
     assert "web1" in cli and "web2" in cli and f"release {release}" in cli
+    from tests.support.httpkit import get as http_get, login_cookie
+
+    cookie = login_cookie(c["srv"], "bob").split(";")[0]
+    status, _, page = http_get(c["srv"].http_base + "/sites/app", {"Cookie": cookie})
+    assert status == 200 and b'id="hosts"' in page, page[:300]
+    assert all(f"<td>{h}</td><td>up</td><td>blue</td>".encode() in page for h in HOSTS), page
 
 
 def test_a_stopped_agent_fails_the_deploy_and_none_switches(cluster):
