@@ -160,11 +160,10 @@ class Poller:
         self._thread.join(10)
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def start_cluster(root: Path) -> dict:
+    """The server, its two agents and the test's upstream nginx; stop_cluster(c) stops all."""
     nginx = require_tool("nginx")
     require_tool("bwrap")
-    root = tmp_path_factory.mktemp("agents")
     ports = {h: (free_port(), free_port()) for h in HOSTS}
     conf = f"""
 repo gitolite-admin
@@ -186,22 +185,36 @@ repo app
                       settings={"deploy": {"nginx_binary": nginx, "agent_timeout": 5.0},
                                 "builds": {"workers": 2}, "http": {"listen": f"127.0.0.1:{http}"}})
     srv.http_base = f"http://127.0.0.1:{http}"  # type: ignore[attr-defined]
-    agents = {h: Agent(srv, root, h, nginx) for h in HOSTS}
-    upstream = None
+    c: dict = {"srv": srv, "ports": ports, "agents": {}, "upstream": None}
     try:
-        for agent in agents.values():
+        c["agents"] = {h: Agent(srv, root, h, nginx) for h in HOSTS}
+        for agent in c["agents"].values():
             agent.start()
-        upstream = Upstream(root, nginx, [ports[h][0] for h in HOSTS])
-        work = srv.clone("alice", "app")
-        yield {"srv": srv, "agents": agents, "ports": ports, "upstream": upstream, "work": work}
+        c["upstream"] = Upstream(root, nginx, [ports[h][0] for h in HOSTS])
+        c["work"] = srv.clone("alice", "app")
+    except BaseException:
+        stop_cluster(c)
+        raise
+    return c
+
+
+def stop_cluster(c: dict) -> None:
+    if c["upstream"] is not None:
+        c["upstream"].stop()
+    for agent in c["agents"].values():
+        agent.stop()
+        agent.stop_sites()
+    c["srv"].stop()
+    c["srv"].stop_sites()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = start_cluster(tmp_path_factory.mktemp("agents"))
+    try:
+        yield c
     finally:
-        if upstream is not None:
-            upstream.stop()
-        for agent in agents.values():
-            agent.stop()
-            agent.stop_sites()
-        srv.stop()
-        srv.stop_sites()
+        stop_cluster(c)
 
 
 def commit_push(c, version: str) -> tuple[int, list[str], float]:
