@@ -254,9 +254,10 @@ def start_workers(home: Path, count: int) -> list[subprocess.Popen]:
     from tests.support.tools import gitserve_cmd, subprocess_env
 
     return [subprocess.Popen(gitserve_cmd("--home", str(home), "worker"), env=subprocess_env(),
-                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, start_new_session=True)
-            for _ in range(count)]
+                             stdin=subprocess.DEVNULL,
+                             stdout=open(home.parent / f"worker{i}.log", "ab"),
+                             stderr=subprocess.STDOUT, start_new_session=True)
+            for i in range(count)]
 
 
 def stop_workers(workers: list[subprocess.Popen]) -> None:
@@ -264,3 +265,17 @@ def stop_workers(workers: list[subprocess.Popen]) -> None:
         if w.poll() is None:
             os.killpg(w.pid, signal.SIGKILL)
         w.wait(10)
+
+
+def wait_registered(url: str, count: int, timeout: float = 60) -> None:
+    """Until COUNT rq workers have registered with the Redis at URL (a worker started while
+    Redis is down exits, so a test that takes Redis away first waits for this)."""
+    from rq import Worker
+
+    from buildqueue import rqconn
+
+    r = rqconn.connect(url)
+    deadline = time.monotonic() + timeout
+    while len(Worker.all(connection=r)) < count:
+        assert time.monotonic() < deadline, "the workers never registered"
+        time.sleep(0.1)
