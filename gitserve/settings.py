@@ -54,6 +54,8 @@ class ServerSettings:
     max_blob_bytes: int = 100 * 1024**2
     # Git LFS (SPEC §11): the largest object an upload may store (0: no limit)
     max_lfs_object_bytes: int = 5 * 1024**3
+    # the most LFS locks one repository holds (every push reads them all; 0: no limit)
+    max_lfs_locks: int = 10000
     # Gitolite's GIT_CONFIG_KEYS: space-separated regexes of the `config` keys written into
     # repos (none by default; keys that run programs are never written)
     git_config_keys: str = ""
