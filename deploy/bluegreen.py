@@ -107,9 +107,11 @@ class _Config:
             return render_file(override, **context)
         return render_builtin("site.conf.j2", **context)
 
-    def apply(self, live_side: str | None, idle_side: str) -> None:
+    def apply(self, live_side: str | None, idle_side: str) -> nginx.Reload:
         """Write + `nginx -t` + reload, then wait until the preview answers from the new
-        config. On failure the previous file is put back (nginx keeps serving the old one)."""
+        config and the old workers stopped accepting. On failure the previous file is put
+        back (nginx keeps serving the old one). Returns the reload (its old workers may still
+        be finishing requests under the config before)."""
         token = secrets.token_hex(8)
         text = self.render(live_side, idle_side, token)
         path = _step("nginx config", lambda: nginx.site_conf(self.settings, self.site.name))
@@ -153,6 +155,7 @@ class _Config:
                     pass
             raise DeployError("reload", f"nginx did not load the new config: {why or exc}") from exc
         self.say(f"reload: ok ({done.how})")
+        return done
 
     @staticmethod
     def _restore(path: Path, old: str | None) -> None:
@@ -341,6 +344,18 @@ def _superseded(state: dict[str, Any], site: Site, meta: Mapping[str, Any]) -> s
     return f"build {live} was pushed later and is already live" if newer else None
 
 
+def _post_policy(settings: Settings, meta: Mapping[str, Any] | None) -> Any:
+    """deploy.post's sandbox: the deploy job's own (the build's, held to the worker's floor,
+    with the repo's uid), else the server's [builds] as the repo's uid."""
+    from gitserve.sandbox import Policy
+
+    meta = meta or {}
+    if isinstance(meta.get("sandbox_policy"), dict):
+        return Policy.from_payload(meta["sandbox_policy"])
+    uid = meta.get("sandbox_uid")
+    return Policy.from_settings(settings.builds).with_uid(int(uid) if uid is not None else None)
+
+
 def deploy_release(settings: Settings, site: str, output_dir: Path, options: Mapping[str, str],
                    meta: Mapping[str, Any], log: Log, post_workdir: Path | None = None
                    ) -> DeployResult:
@@ -466,6 +481,22 @@ def _deploy_locked(settings: Settings, s: Site, state: dict[str, Any], opts: Sit
         say(f"skipped: {skipped}")
         return DeployResult(s.name, live or idle, live_release or "", live, live_release, 0.0,
                             time.monotonic() - started, skipped=skipped)
+    prepare_locked(settings, s, state, opts, output_dir, release, meta, say)
+
+    # 5. switch, then move the preview to the old side
+    return _finish_switch(settings, s, opts, state, live, idle, release, "deploy",
+                          meta.get("pusher"), say, log, post_workdir, meta, started)
+
+
+def prepare_locked(settings: Settings, s: Site, state: dict[str, Any], opts: SiteOptions,
+                   output_dir: Path, release: str, meta: Mapping[str, Any], say: Log) -> None:
+    """Steps 1-4 of a deploy, the site's lock held: RELEASE published on the idle side, its
+    processes started, the preview config loaded and deploy.check answered 200 there. The
+    live side is untouched; on failure the idle side is as it was (DeployError). Deploy
+    agents run this as phase one and `_finish_switch` as phase two (deploy/agents/)."""
+    live = s.live_side()
+    live_release = s.slot_release(live)
+    idle = other_side(live)
     if release == live_release:
         raise DeployError("publish", f"release {release} is already live on {live}")
     if s.release_dir(release).is_dir():
@@ -524,10 +555,6 @@ def _deploy_locked(settings: Settings, s: Site, state: dict[str, Any], opts: Sit
             say(f"the failed release stays on the preview {opts.preview.url()} for inspection")
         raise
 
-    # 5. switch, then move the preview to the old side
-    return _finish_switch(settings, s, opts, state, live, idle, release, "deploy",
-                          meta.get("pusher"), say, log, post_workdir, meta, started)
-
 
 def _finish_switch(settings: Settings, s: Site, opts: SiteOptions, state: dict[str, Any],
                    live: str | None, idle: str, release: str, action: str, by: Any, say: Log,
@@ -556,8 +583,9 @@ def _finish_switch(settings: Settings, s: Site, opts: SiteOptions, state: dict[s
     s.save_state(state)
     _audit(settings, by, "deploy" if action == "deploy" else f"deploy {action}", "updated",
            state.get("repo"), f"{s.name}: live {live or '-'} -> {idle} (release {release})")
+    switched: nginx.Reload | None = None
     try:
-        _Config(settings, s, opts, say).apply(idle, other_side(idle))
+        switched = _Config(settings, s, opts, say).apply(idle, other_side(idle))
         if proxied:  # a proxied site switches with this reload (the rename only records it)
             switch_seconds = time.monotonic() - t0
             say(f"switch: nginx proxies to {idle} ({switch_seconds * 1000:.0f} ms with the reload)")
@@ -568,8 +596,12 @@ def _finish_switch(settings: Settings, s: Site, opts: SiteOptions, state: dict[s
         # live already switched (the rename is what serves it); only the preview lags
         say(f"warning: preview not moved to {other_side(idle)}: {exc}")
     if live is not None and processes.side_ports(settings, s.name, live):
-        processes.stop_side(settings, s.name, live, after=opts.drain)
-        say(f"drain: the {live} processes stop in {opts.drain}s (deploy.drain)")
+        # nginx's old workers finish what they hold, some of it from the old side: it stops
+        # after the drain AND once they are gone, so no request in flight is cut
+        holding = switched.old_workers_alive() if switched is not None else []
+        processes.stop_side(settings, s.name, live, after=opts.drain, hold=holding)
+        say(f"drain: the {live} processes stop in {opts.drain}s (deploy.drain)"
+            + (f", not before the {len(holding)} old nginx worker(s) finished" if holding else ""))
     _prune(s, state, opts.keep, say)
     s.save_state(state)
     _ensure_tls(settings, s, opts, say)
@@ -586,10 +618,8 @@ def _finish_switch(settings: Settings, s: Site, opts: SiteOptions, state: dict[s
             env.update({str(k): str(v) for k, v in dict((meta or {}).get("env") or {}).items()})
             say(f"post: {opts.post} (LIVE_SIDE={idle} IDLE_SIDE={other_side(idle)})")
             try:
-                from gitserve.sandbox import Policy
-
                 rc = run_post(Path(post_workdir), opts.post, env, log,
-                              policy=Policy.from_settings(settings.builds), settings_home=settings.home,
+                              policy=_post_policy(settings, meta), settings_home=settings.home,
                               hide=[Path(h) for h in (meta or {}).get("sandbox_hide") or []],
                               # from its own network namespace post reaches the new live
                               # side's processes and the site's live server, nothing else
