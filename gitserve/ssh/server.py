@@ -47,10 +47,10 @@ def _own_rsa_key(path: Path) -> paramiko.RSAKey | None:
 
     try:
         data = path.read_bytes()
-        if data.lstrip().startswith(b"-----BEGIN OPENSSH PRIVATE KEY-----"):
-            key = serialization.load_ssh_private_key(data, None, unsafe_skip_rsa_key_validation=True)
-        else:
-            key = serialization.load_pem_private_key(data, None, unsafe_skip_rsa_key_validation=True)
+        load = (serialization.load_ssh_private_key
+                if data.lstrip().startswith(b"-----BEGIN OPENSSH PRIVATE KEY-----")
+                else serialization.load_pem_private_key)
+        key: object = load(data, None, unsafe_skip_rsa_key_validation=True)
     except (ValueError, TypeError, OSError, UnsupportedAlgorithm):
         return None
     return paramiko.RSAKey(key=key) if isinstance(key, rsa.RSAPrivateKey) else None
