@@ -131,6 +131,43 @@ def test_missing_objects_and_connectivity(repos):
         q.close()
 
 
+def test_receive_fsck_settings_reach_index_pack_as_native_receive_pack(repos, tmp_path):
+    """A commit without an author email: refused by --strict as git's receive-pack refuses it,
+    accepted once the repo says `receive.fsck.missingEmail = ignore`, exactly when native
+    `git receive-pack` (the oracle, over a local push) accepts it. Before, the repo's
+    receive.fsck.* never reached index-pack: gitserve refused what git accepted."""
+    src, dst, shas = repos
+    tree = git(src, "rev-parse", "HEAD^{tree}").decode().strip()
+    body = (f"tree {tree}\nparent {shas[-1]}\nauthor nomail 1700000000 +0000\n"
+            f"committer t <t@e> 1700000000 +0000\n\nno email\n").encode()
+    bad = git(src, "hash-object", "-t", "commit", "--literally", "-w", "--stdin",
+              input=body).decode().strip()
+    whole = pack(src, bad + "\n")
+    native = tmp_path / "native.git"
+    git(tmp_path, "init", "-q", "--bare", str(native))
+    git(native, "config", "receive.fsckObjects", "true")
+
+    def native_accepts() -> bool:
+        return subprocess.run(["git", "push", "-q", str(native), f"{bad}:refs/heads/x"],
+                              cwd=src, env=ENV, capture_output=True, timeout=60).returncode == 0
+
+    assert not native_accepts()
+    with pytest.raises(BadPack, match="missingEmail"):
+        receive(dst, whole)
+    assert no_quarantine(dst)
+    for repo in (dst, native):
+        git(repo, "config", "receive.fsck.missingEmail", "ignore")
+        git(repo, "config", "receive.fsck.bogus", "x,y=error")  # never passed on
+    assert native_accepts()
+    q = receive(dst, whole)
+    try:
+        q.migrate()
+    finally:
+        q.close()
+    assert in_repo(dst, bad)
+    assert indexpack.fsck_msg_types(dst / "config") == "=missingEmail=ignore"
+
+
 def test_max_push_bytes_and_max_blob_bytes(repos):
     src, dst, shas = repos
     data = pack(src, shas[-1] + "\n")
