@@ -16,10 +16,11 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from gitserve.fsutil import atomic_write
 from gitserve.settings import Settings
@@ -659,22 +660,8 @@ def rollback(settings: Settings, site: str, to: str | None = None, by: str | Non
     """Switch SITE back to the release deployed before the live one (or TO), in one step:
     point the idle slot at it, check it on the preview, rename `live`. No deploy.post:
     that script belongs to a commit checkout only the deploy job has."""
-    started = time.monotonic()
-    name = check_site_name(site)
-
-    def say(line: str) -> None:
-        log(f"rollback {name}: {line}")
-
-    s = Site(settings.sites_dir, name)
-    if not s.exists():
-        raise DeployError("rollback", f"no site {name}")
-    sitesctl.ensure_running(settings)
-    with s.lock(f"rollback by {by or '?'}", LOCK_TIMEOUT, say):
-        state = s.load_state()
-        live = s.live_side()
-        current = s.slot_release(live)
-        if live is None or current is None:
-            raise DeployError("rollback", f"site {name} has nothing live to roll back")
+    with _live_site(settings, site, "rollback", "roll back", by, log) as now:
+        s, name, state, live, current = now.site, now.site.name, now.state, now.live, now.release
         if to is not None:
             target = check_release_id(to)
             if not s.release_dir(target).is_dir():
@@ -690,7 +677,45 @@ def rollback(settings: Settings, site: str, to: str | None = None, by: str | Non
                 raise DeployError("rollback", f"site {name} has no release before {current} to roll back to")
             target = before[-1]
         opts = _stored_options(s, state, settings)
-        return _switch_to(settings, s, opts, state, live, target, "rollback", by, say, log, started)
+        return _switch_to(settings, s, opts, state, live, target, "rollback", by, now.say, log,
+                          now.started)
+
+
+@dataclass
+class _LiveSite:
+    """A site with something live, locked for one rollback or restart."""
+
+    site: Site
+    state: dict[str, Any]
+    live: str
+    release: str
+    say: Log
+    started: float
+
+
+@contextmanager
+def _live_site(settings: Settings, site: str, action: str, verb: str, by: str | None,
+               log: Log) -> Iterator[_LiveSite]:
+    """What rollback and restart both start with: SITE checked, `gitserve sites` running, the
+    site's lock held (ACTION by BY), and its live side and release, or DeployError(ACTION)
+    when there is no such site or nothing live to VERB."""
+    started = time.monotonic()
+    name = check_site_name(site)
+
+    def say(line: str) -> None:
+        log(f"{action} {name}: {line}")
+
+    s = Site(settings.sites_dir, name)
+    if not s.exists():
+        raise DeployError(action, f"no site {name}")
+    sitesctl.ensure_running(settings)
+    with s.lock(f"{action} by {by or '?'}", LOCK_TIMEOUT, say):
+        state = s.load_state()
+        live = s.live_side()
+        current = s.slot_release(live)
+        if live is None or current is None:
+            raise DeployError(action, f"site {name} has nothing live to {verb}")
+        yield _LiveSite(s, state, live, current, say, started)
 
 
 def _switch_to(settings: Settings, s: Site, opts: SiteOptions, state: dict[str, Any], live: str,
@@ -718,22 +743,9 @@ def restart(settings: Settings, site: str, by: str | None = None, log: Log = pri
     checked, switched, the old processes drained: every process restarted, no request
     failed. A TYPE nginx sends no traffic to (not deploy.web, not in deploy.routes) is
     restarted in place instead, on its port; one that takes traffic restarts the side."""
-    started = time.monotonic()
-    name = check_site_name(site)
-
-    def say(line: str) -> None:
-        log(f"restart {name}: {line}")
-
-    s = Site(settings.sites_dir, name)
-    if not s.exists():
-        raise DeployError("restart", f"no site {name}")
-    sitesctl.ensure_running(settings)
-    with s.lock(f"restart by {by or '?'}", LOCK_TIMEOUT, say):
-        state = s.load_state()
-        live = s.live_side()
-        current = s.slot_release(live)
-        if live is None or current is None:
-            raise DeployError("restart", f"site {name} has nothing live to restart")
+    with _live_site(settings, site, "restart", "restart", by, log) as now:
+        s, name, state, live, current = now.site, now.site.name, now.state, now.live, now.release
+        say, started = now.say, now.started
         ports = processes.side_ports(settings, name, live)
         if not ports:
             raise DeployError("restart", f"site {name} is static (no Procfile): nothing to restart")
