@@ -162,7 +162,7 @@ def record_covering_pack(repo: Any, tips: list[bytes]) -> bool:
     return True
 
 
-def _repack_git(path: str) -> None:
+def _repack_git(path: str, keep_unreachable_younger_than: float = UNREACHABLE_GRACE) -> None:
     # niced: upkeep yields the CPU to clones and pushes being served
     # -A with --unpack-unreachable, not -a: a push's pack is moved in before its refs move
     # (check #2 and a gate build run in between); its objects are unreachable meanwhile and
@@ -171,7 +171,7 @@ def _repack_git(path: str) -> None:
     # must not make its repack hold them all (git's default threshold is 512 MiB)
     subprocess.run(["git", "-c", f"core.bigFileThreshold={BIG_FILE}", "-c",
                     f"pack.windowMemory={BIG_FILE}", "--git-dir", path, "repack", "-A", "-d",
-                    "-q", f"--unpack-unreachable={int(time.time() - UNREACHABLE_GRACE)}",
+                    "-q", f"--unpack-unreachable={int(time.time() - keep_unreachable_younger_than)}",
                     "--write-bitmap-index"], check=True, capture_output=True, timeout=3600,
                    preexec_fn=lambda: os.nice(10))
 
