@@ -35,11 +35,37 @@ CommandRunner = Callable[[paramiko.Channel, str, str, GitSSHServer], int]
 _KEY_CLASSES = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
 
 
+def _own_rsa_key(path: Path) -> paramiko.RSAKey | None:
+    """PATH as an RSA key without OpenSSL's consistency check of the private numbers, else None.
+
+    The check (primality tests of a 3072-bit key) costs 0.3-0.8 s of CPU at every server
+    start; it guards against keys from elsewhere, and a host key is the server's own file
+    (HOME/host_keys, 0600, made by `gitserve init` or copied from sshd's by the admin).
+    cryptography documents `unsafe_skip_rsa_key_validation` for keys one trusts."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    try:
+        data = path.read_bytes()
+        load = (serialization.load_ssh_private_key
+                if data.lstrip().startswith(b"-----BEGIN OPENSSH PRIVATE KEY-----")
+                else serialization.load_pem_private_key)
+        key: object = load(data, None, unsafe_skip_rsa_key_validation=True)
+    except (ValueError, TypeError, OSError, UnsupportedAlgorithm):
+        return None
+    return paramiko.RSAKey(key=key) if isinstance(key, rsa.RSAPrivateKey) else None
+
+
 def load_host_keys(directory: Path) -> list[paramiko.PKey]:
     """Every private key in DIRECTORY (ed25519 first: what modern clients prefer)."""
     keys: list[paramiko.PKey] = []
     for path in sorted(Path(directory).glob("*")):
         if path.suffix == ".pub" or not path.is_file():
+            continue
+        rsa_key = _own_rsa_key(path)
+        if rsa_key is not None:
+            keys.append(rsa_key)
             continue
         for cls in _KEY_CLASSES:
             try:

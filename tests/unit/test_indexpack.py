@@ -202,8 +202,10 @@ class CheckOnly:
 
     limits = PushLimits()
 
-    def __init__(self, check=None) -> None:
+    def __init__(self, check=None, limits: PushLimits | None = None) -> None:
         self._check = check
+        if limits is not None:
+            self.limits = limits
 
     def check_ref(self, repo, update):
         return self._check(repo, update) if self._check is not None else None
@@ -224,13 +226,13 @@ class CheckOnly:
         pass
 
 
-def run_push(dst: Path, request: bytes, check_ref=None, backend: str = "git"
-             ) -> tuple[ReceivePack, bytes]:
+def run_push(dst: Path, request: bytes, check_ref=None, backend: str = "git",
+             limits: PushLimits | None = None) -> tuple[ReceivePack, bytes]:
     reader = ChannelReader(io.BytesIO(request).read)
     written = bytearray()
     proto = SidebandProtocol(reader.read, written.extend, reader.recv)
     handler = ReceivePack(SingleRepoBackend(str(dst)), [str(dst)], proto,
-                          policy=CheckOnly(check_ref), pack_backend=backend, stateless_rpc=True)
+                          policy=CheckOnly(check_ref, limits), pack_backend=backend, stateless_rpc=True)
     try:
         handler.handle()
         proto.flush()
@@ -256,6 +258,25 @@ def test_push_checks_the_pack_before_any_ref_moves(repos):
     assert handler.result.statuses == {"refs/heads/a": "ok",
                                        "refs/heads/b": "missing necessary objects"}
     assert b"unpack ok" in out
+
+
+@pytest.mark.parametrize("backend", ["git", "dulwich"])
+def test_the_push_policys_limits_are_what_receive_pack_enforces(repos, backend):
+    """ReceivePack takes its limits from the policy it is constructed with (RepoPushPolicy
+    fills them from `[server]`), on both pack routes."""
+    src, dst, shas = repos
+    data = pack(src, shas[-1] + "\n")
+    biggest = int(git(src, "cat-file", "-s", f"{shas[-1]}:doc.txt"))  # the biggest blob
+    for limits, word in ((PushLimits(max_blob_bytes=biggest - 1), "max_blob_bytes"),
+                         (PushLimits(max_push_bytes=len(data) // 2), "max_push_bytes")):
+        handler, out = run_push(dst, push_bytes([(ZERO, shas[-1], "refs/heads/main")], data),
+                                backend=backend, limits=limits)
+        assert handler.result is not None
+        assert handler.result.statuses == {"refs/heads/main": "unpacker error"}, out
+        assert word.encode() in out and Repo(str(dst)).get_refs() == {} and no_quarantine(dst)
+    handler, out = run_push(dst, push_bytes([(ZERO, shas[-1], "refs/heads/main")], data),
+                            backend=backend, limits=PushLimits(len(data), biggest))
+    assert handler.result is not None and handler.result.statuses == {"refs/heads/main": "ok"}
 
 
 def test_check_2_sees_quarantined_objects_and_a_refusal_moves_nothing_in(repos):
