@@ -38,7 +38,10 @@ repo users/CREATOR/..*
     R   = READERS
 """
 FOREIGN = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFyAB7ACSAbF0J7hG1Ju2pRFL6NpNyu3a4YpqS7DUbTN someone-else@host"
+# this checkout's gitserve, for AuthorizedKeysCommand (the forced commands need no setting:
+# `admin authorized-keys` writes the fast client of this tree, which finds its gitserve itself)
 SHELL_COMMAND = f"/usr/bin/env PYTHONPATH={REPO_ROOT} {sys.executable} -m gitserve"
+FAST_CLIENT = f"{sys.executable} -I -S {REPO_ROOT}/gitserve/ssh/shellclient.py"
 
 
 class Both:
@@ -80,7 +83,7 @@ def both(tmp_path_factory):
     ak.write_text(f"# kept: a key that is not gitserve's\n{FOREIGN}\n")
     ak.chmod(0o600)
     srv = make_server(tmp / "srv", conf=CONF, users=("alice", "bob", "carol"),
-                      settings={"server": {"authorized_keys": str(ak), "shell_command": SHELL_COMMAND}})
+                      settings={"server": {"authorized_keys": str(ak)}})
     sshd = PrivateSshd(tmp / "sshd", ak)
     try:
         sshd.start()
@@ -103,7 +106,7 @@ def test_authorized_keys_block_is_kept_up_to_date_and_other_lines_kept(both):
     users = [re.search(r" shell (\S+)\",", line).group(1) for line in block]
     assert sorted(users) == [":builder", "admin", "alice", "bob", "carol"]
     for line in block:
-        assert line.startswith(f'command="{SHELL_COMMAND} --home {both.srv.home} shell ')
+        assert line.startswith(f'command="{FAST_CLIENT} --home {both.srv.home.resolve()} shell ')
         assert '",no-pty,no-port-forwarding,no-X11-forwarding,no-agent-forwarding ssh-' in line
     cli = both.srv.admin_cli("admin", "authorized-keys").stdout.splitlines()
     assert cli == block
