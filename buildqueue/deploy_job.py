@@ -9,6 +9,7 @@ so the pusher sees the deploy steps and `Enable: blue|green`; the build ends aft
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 import threading
 from pathlib import Path
@@ -101,7 +102,14 @@ def hand_over(r: redis.Redis, payload: BuildPayload, order: DeployOrder, ws: Pat
     )
 
 
-def default_deploy() -> Callable[..., Any]:
+def default_deploy(options: dict[str, str] | None = None, r: redis.Redis | None = None
+                   ) -> Callable[..., Any]:
+    """bluegreen.deploy_release on this host, or, for a site with `deploy.hosts`, the
+    coordinator of its deploy agents (SPEC §7.1, deploy/agents/), same signature."""
+    if options and (options.get("deploy.hosts") or "").strip() and r is not None:
+        from deploy.agents.coordinator import Coordinator
+
+        return Coordinator(r).deploy
     from deploy.bluegreen import deploy_release
 
     return deploy_release
@@ -131,7 +139,15 @@ def run_deploy(job_data: dict[str, Any], deploy_fn: Callable[..., Any] | None = 
         return {"status": records.get(r, build_id).status}
     stop = threading.Event()
     threading.Thread(target=heartbeat_loop, args=(r, build_id, stop), daemon=True).start()
-    policy = sandbox.Policy.from_payload(payload.sandbox)
+    try:  # the job's policy (from Redis), never looser than this worker's own [builds]
+        policy, _notes = sandbox.Policy.from_payload(payload.sandbox).floored(
+            WorkerSettings.from_env().sandbox_floor())
+        # deploy.post runs as the repo's own uid, as its builds do (root workers)
+        policy = policy.with_uid(uids.uid_for(r, payload.repo, policy.uid_range)
+                                 if os.geteuid() == 0 else None)
+    except GitserveError as exc:
+        stop.set()
+        return _end(r, build_id, "failed", f"deploy refused: {exc}", log_ttl)
     work = sandbox.new_workdir(sandbox.work_root(workspace.work_root()))
     mask: Callable[[str], str] = str  # no secrets known yet: text as it is
     try:
@@ -160,10 +176,12 @@ def run_deploy(job_data: dict[str, Any], deploy_fn: Callable[..., Any] | None = 
                 "pushed_at": payload.pushed_at, "env": secret_values,
                 # what deploy.post must not see besides HOME (keys configured elsewhere)
                 "sandbox_hide": [str(p) for p in WorkerSettings.from_env().sandbox_hidden()],
-                # as root, a site's processes run as its repo's build uid (SPEC §6, §7.1)
-                "sandbox_uid": uids.uid_for(r, payload.repo, policy.uid_range)}
+                # as root, a site's processes and deploy.post run as its repo's build uid
+                # (SPEC §6, §7.1), with the build's network and limits
+                "sandbox_uid": uids.uid_for(r, payload.repo, policy.uid_range),
+                "sandbox_policy": policy.to_payload()}
         options = dict(order.lines)
-        fn = deploy_fn or default_deploy()
+        fn = deploy_fn or default_deploy(options, r)
         site = order.site
         try:
             result = fn(settings, site, output, options, meta,

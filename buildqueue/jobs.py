@@ -20,6 +20,7 @@ from rq import get_current_job
 from rq.job import Job
 
 from gitserve import sandbox, sandbox_limits
+from gitserve.errors import GitserveError
 from gitserve.logsetup import log_context
 from gitserve.secrets.crypt import SecretError, decrypt
 from gitserve.secrets.masker import Masker
@@ -157,7 +158,15 @@ def _run_build(payload: BuildPayload) -> dict[str, str]:
     build = records.get(r, build_id)
     mask: Callable[[str], str] = str  # no secrets known yet: text as it is
     log = BuildLog(r, build_id, mask)
-    policy = sandbox.Policy.from_payload(payload.sandbox)
+    try:  # the job's policy (from Redis), never looser than this worker's own [builds]
+        own = WorkerSettings.from_env().builds()
+        policy, floor_notes = sandbox.Policy.from_payload(payload.sandbox).floored(
+            sandbox.Policy.from_settings(own))
+        per_repo = min(payload.per_repo or own.per_repo, own.per_repo)
+    except GitserveError as exc:
+        return _end(r, build_id, "failed", f"build refused: {exc}", log_ttl)
+    for note in floor_notes:
+        log(note)
     # before any thread starts: the workspace's tmpfs lives in this process's own mount namespace
     work, uncapped = sandbox.new_capped_workdir(sandbox.work_root(workspace.work_root()),
                                                 policy.limits.disk)
@@ -169,7 +178,7 @@ def _run_build(payload: BuildPayload) -> dict[str, str]:
     slot = False
     try:
         _wait_for_lane(r, build, log)
-        perrepo.acquire(r, build, payload.per_repo or 2, log)
+        perrepo.acquire(r, build, per_repo, log)
         slot = True
         if uncapped is not None and policy.enabled:
             logger.warning("workspace not size-capped: %s", uncapped)

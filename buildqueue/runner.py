@@ -15,6 +15,7 @@ reached kills the run and RunResult.limit names it.
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import os
 import queue
@@ -40,6 +41,7 @@ QUEUE_CHUNKS = 64
 READ_SIZE = 65536
 MAX_LINE_BYTES = 65536
 _PR_SET_PDEATHSIG = 1
+TAIL_LINES = 5  # the last lines a failed run is read for a refused allocation
 
 
 @dataclass
@@ -156,13 +158,13 @@ def run_script(
     preexec = die_with_parent(signal.SIGKILL)
     if jail is not None:
         argv, kw = jail.argv, jail.popen_kwargs()
-        cgroup = jail.cgroup
-        if cgroup is not None:  # bwrap joins the run's pids cgroup before it execs
+        join = kw.pop("preexec_fn", None)
+        if join is not None:  # bwrap joins the run's cgroups before it execs
             dies = preexec
 
             def preexec() -> None:
                 dies()
-                cgroup.join()
+                join()
     try:
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL if stdin_data is None else subprocess.PIPE,
@@ -206,8 +208,10 @@ class _Output:
         self.kept = 0
         self.cut_at: int | None = None
         self.dropped = 0
+        self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
 
     def __call__(self, raw: bytes) -> None:
+        self.tail.append(raw[:400].decode("utf-8", "replace"))  # kept or cut: it was printed
         if self.cut_at is not None:
             self.dropped += len(raw)
             return
@@ -234,6 +238,8 @@ def _limit_reached(jail: Run | None, workspace: Path | None) -> tuple[str | None
         return "disk", False
     if jail.cgroup is not None and jail.cgroup.refused_forks():
         return "pids", False  # the pids cgroup refused a fork: exact, whatever the samples saw
+    if jail.cgroup is not None and jail.cgroup.oom_kills():
+        return "memory", False  # the kernel killed a process at the memory cgroup's ceiling
     if jail.init_pid is None:
         return None, False
     usage = sandbox_limits.tree_usage(jail.init_pid)
@@ -320,8 +326,6 @@ def _supervise(proc: subprocess.Popen, timeout: float, on_line: Callable[[str], 
         terminate_group(pgid, leader=proc)
     _killpg(pgid, signal.SIGKILL)
     code = proc.wait()
-    if limit is None and jail is not None and outcome is None:
-        limit = _limit_reached_at_end(jail, workspace, code)
     # every line already written is delivered; only a silent pipe held open by a stray
     # process outside the namespace is given up on after DRAIN_LIMIT
     while not eof:
@@ -333,6 +337,8 @@ def _supervise(proc: subprocess.Popen, timeout: float, on_line: Callable[[str], 
             break
         for raw in batch:
             deliver(raw)
+    if limit is None and jail is not None and outcome is None:
+        limit = _limit_reached_at_end(jail, workspace, code, list(deliver.tail))
     if outcome is not None:
         return RunResult(outcome, code, limit, deliver.cut_at)
     if limit is not None:
@@ -340,16 +346,23 @@ def _supervise(proc: subprocess.Popen, timeout: float, on_line: Callable[[str], 
     return RunResult("passed" if code == 0 else "failed", code, None, deliver.cut_at)
 
 
-def _limit_reached_at_end(jail: Run, workspace: Path | None, code: int) -> str | None:
+def _limit_reached_at_end(jail: Run, workspace: Path | None, code: int,
+                          tail: list[str]) -> str | None:
     """A script that ended on its own may still have been ended by a limit: SIGXCPU /
-    SIGXFSZ (its own or a child's, as the shell reports it: 128 + signal), a full disk."""
+    SIGXFSZ (its own or a child's, as the shell reports it: 128 + signal), a full disk, an
+    OOM kill in its memory cgroup, or a failure whose last lines (TAIL) say an allocation
+    was refused (MemoryError, ENOMEM): the rlimit's way of saying it, without a cgroup."""
     from gitserve import sandbox_limits
 
     if workspace is not None and sandbox_limits.disk_full(workspace):
         return "disk"
     if jail.cgroup is not None and jail.cgroup.refused_forks():
         return "pids"
+    if jail.cgroup is not None and jail.cgroup.oom_kills():
+        return "memory"
     for sig, what in ((signal.SIGXCPU, "cpu_seconds"), (signal.SIGXFSZ, "file_size")):
         if code in (-sig, 128 + sig):
             return what
+    if code != 0 and sandbox_limits.allocation_refused(tail):
+        return "memory"  # RLIMIT_DATA (or the machine) refused an allocation: the script died of it
     return None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 from gitserve.secrets.crypt import KEY_FILE_ENV
 
@@ -25,6 +25,9 @@ WORK_DIR_ENV = "GITSERVE_WORK_DIR"  # where build and deploy workspaces are made
 # serve's notify workers: the SSH address serve listens on when `serve --listen` overrode
 # gitserve.toml (a notification's `ssh ... builds log ID` line names it)
 SERVER_LISTEN_ENV = "GITSERVE_SERVER_LISTEN"
+# a build host's own gitserve.toml (only its [builds] is read): the floor of every job's
+# sandbox policy there; a worker with a HOME reads HOME/gitserve.toml instead
+SETTINGS_ENV = "GITSERVE_WORKER_SETTINGS"
 
 
 def _path(value: str | None) -> Path | None:
@@ -40,6 +43,7 @@ class WorkerSettings:
     no_local_fetch: bool = False
     work_dir: Path | None = None
     server_listen: str = ""
+    settings_file: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerSettings:
@@ -50,7 +54,27 @@ class WorkerSettings:
                    build_cache=_path(env.get(CACHE_ENV)),
                    no_local_fetch=env.get(NO_LOCAL_ENV) == "1",
                    work_dir=_path(env.get(WORK_DIR_ENV)),
-                   server_listen=env.get(SERVER_LISTEN_ENV, ""))
+                   server_listen=env.get(SERVER_LISTEN_ENV, ""),
+                   settings_file=_path(env.get(SETTINGS_ENV)))
+
+    def sandbox_floor(self) -> Any:
+        """The sandbox policy this worker holds every job to (gitserve.sandbox.Policy.floored):
+        `[builds]` of $GITSERVE_WORKER_SETTINGS, else of HOME/gitserve.toml, else the
+        defaults. A job read from Redis never runs looser than this. Raises SettingsError
+        (a GitserveError) for a file that does not load."""
+        from gitserve.sandbox import Policy
+
+        return Policy.from_settings(self.builds())
+
+    def builds(self) -> Any:
+        """This worker's own `[builds]` (see sandbox_floor)."""
+        from gitserve import settings as settings_mod
+
+        if self.settings_file is not None:
+            return settings_mod.load_file(self.settings_file).builds
+        if self.home is not None:
+            return settings_mod.load(self.home).builds
+        return settings_mod.BuildSettings()
 
     @property
     def secrets_key_file(self) -> Path | None:

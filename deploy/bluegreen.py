@@ -341,6 +341,18 @@ def _superseded(state: dict[str, Any], site: Site, meta: Mapping[str, Any]) -> s
     return f"build {live} was pushed later and is already live" if newer else None
 
 
+def _post_policy(settings: Settings, meta: Mapping[str, Any] | None) -> Any:
+    """deploy.post's sandbox: the deploy job's own (the build's, held to the worker's floor,
+    with the repo's uid), else the server's [builds] as the repo's uid."""
+    from gitserve.sandbox import Policy
+
+    meta = meta or {}
+    if isinstance(meta.get("sandbox_policy"), dict):
+        return Policy.from_payload(meta["sandbox_policy"])
+    uid = meta.get("sandbox_uid")
+    return Policy.from_settings(settings.builds).with_uid(int(uid) if uid is not None else None)
+
+
 def deploy_release(settings: Settings, site: str, output_dir: Path, options: Mapping[str, str],
                    meta: Mapping[str, Any], log: Log, post_workdir: Path | None = None
                    ) -> DeployResult:
@@ -466,6 +478,22 @@ def _deploy_locked(settings: Settings, s: Site, state: dict[str, Any], opts: Sit
         say(f"skipped: {skipped}")
         return DeployResult(s.name, live or idle, live_release or "", live, live_release, 0.0,
                             time.monotonic() - started, skipped=skipped)
+    prepare_locked(settings, s, state, opts, output_dir, release, meta, say)
+
+    # 5. switch, then move the preview to the old side
+    return _finish_switch(settings, s, opts, state, live, idle, release, "deploy",
+                          meta.get("pusher"), say, log, post_workdir, meta, started)
+
+
+def prepare_locked(settings: Settings, s: Site, state: dict[str, Any], opts: SiteOptions,
+                   output_dir: Path, release: str, meta: Mapping[str, Any], say: Log) -> None:
+    """Steps 1-4 of a deploy, the site's lock held: RELEASE published on the idle side, its
+    processes started, the preview config loaded and deploy.check answered 200 there. The
+    live side is untouched; on failure the idle side is as it was (DeployError). Deploy
+    agents run this as phase one and `_finish_switch` as phase two (deploy/agents/)."""
+    live = s.live_side()
+    live_release = s.slot_release(live)
+    idle = other_side(live)
     if release == live_release:
         raise DeployError("publish", f"release {release} is already live on {live}")
     if s.release_dir(release).is_dir():
@@ -523,10 +551,6 @@ def _deploy_locked(settings: Settings, s: Site, state: dict[str, Any], opts: Sit
         else:
             say(f"the failed release stays on the preview {opts.preview.url()} for inspection")
         raise
-
-    # 5. switch, then move the preview to the old side
-    return _finish_switch(settings, s, opts, state, live, idle, release, "deploy",
-                          meta.get("pusher"), say, log, post_workdir, meta, started)
 
 
 def _finish_switch(settings: Settings, s: Site, opts: SiteOptions, state: dict[str, Any],
@@ -586,10 +610,8 @@ def _finish_switch(settings: Settings, s: Site, opts: SiteOptions, state: dict[s
             env.update({str(k): str(v) for k, v in dict((meta or {}).get("env") or {}).items()})
             say(f"post: {opts.post} (LIVE_SIDE={idle} IDLE_SIDE={other_side(idle)})")
             try:
-                from gitserve.sandbox import Policy
-
                 rc = run_post(Path(post_workdir), opts.post, env, log,
-                              policy=Policy.from_settings(settings.builds), settings_home=settings.home,
+                              policy=_post_policy(settings, meta), settings_home=settings.home,
                               hide=[Path(h) for h in (meta or {}).get("sandbox_hide") or []],
                               # from its own network namespace post reaches the new live
                               # side's processes and the site's live server, nothing else

@@ -80,6 +80,7 @@ def _run(jail: sandbox.Run, script: str, say: Callable[[str], None], timeout: fl
 
     timer = threading.Timer(timeout, expire)
     timer.start()
+    oom = 0
     try:
         assert proc.stdout is not None
         for raw in proc.stdout:
@@ -88,8 +89,12 @@ def _run(jail: sandbox.Run, script: str, say: Callable[[str], None], timeout: fl
     finally:
         timer.cancel()
         jail.reap()
+        oom = jail.cgroup.oom_kills() if jail.cgroup is not None else 0
         jail.close()
         _kill_group(proc.pid)
+    if oom and jail.limits is not None:  # killed at its memory cgroup's ceiling, not a timeout
+        raise DeployError("post", f"deploy.post {script} killed: memory limit "
+                                  f"{jail.limits.show('memory')} reached")
     if timed_out.is_set() or (rc < 0 and -rc == signal.SIGKILL):
         raise DeployError("post", f"deploy.post {script} timed out after {timeout:.0f}s")
     return rc

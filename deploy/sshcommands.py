@@ -17,6 +17,7 @@ from gitserve.ssh.cmd import base as commands
 from gitserve.ssh.cmd.base import CommandContext, CommandError
 
 from . import proclog
+from .agents import record as agent_sites
 from .bluegreen import restart, rollback
 from .errors import DeployError
 from .options import SITE_RE
@@ -43,7 +44,7 @@ def _repo_for(ctx: CommandContext, site: str, perm: str) -> str:
     hidden = CommandError(f"site {site} does not exist, or you are not authorised")
     if not SITE_RE.match(site):
         raise hidden
-    repo = site_repo(ctx.settings, site)
+    repo = site_repo(ctx.settings, site) or agent_sites.site_repo(ctx.settings, site)
     if repo is None or not ctx.may(repo, "R"):
         raise hidden
     if perm != "R":
@@ -68,6 +69,12 @@ def cmd_deploy(ctx: CommandContext, args: list[str]) -> int:
     if verb == "status" and len(rest) == 1:
         _repo_for(ctx, rest[0], "R")
         try:
+            if agent_sites.exists(ctx.settings, rest[0]):  # deploy.hosts: each host's report
+                from .agents.coordinator import Coordinator, format_status as format_hosts
+
+                st = Coordinator.for_settings(ctx.settings).status(ctx.settings, rest[0])
+                ctx.out((json.dumps(st, indent=1) if as_json else format_hosts(st)) + "\n")
+                return 0
             st = site_status(ctx.settings, rest[0])
             ctx.out((json.dumps(st, indent=1) if as_json else format_status(st)) + "\n")
         except DeployError as exc:
@@ -77,6 +84,12 @@ def cmd_deploy(ctx: CommandContext, args: list[str]) -> int:
         site, to = rest[0], (rest[2] if len(rest) == 3 else None)
         _repo_for(ctx, site, "W")
         try:  # rollback() audits the switch
+            if agent_sites.exists(ctx.settings, site):  # deploy.hosts: all hosts or none
+                from .agents.coordinator import Coordinator
+
+                Coordinator.for_settings(ctx.settings).rollback(
+                    ctx.settings, site, to=to, by=ctx.user, log=lambda line: ctx.out(line + "\n"))
+                return 0
             rollback(ctx.settings, site, to=to, by=ctx.user, log=lambda line: ctx.out(line + "\n"))
         except DeployError as exc:
             raise CommandError(f"rollback {site}: {exc.message if exc.step == 'rollback' else exc}") from None

@@ -51,6 +51,8 @@ SERVER_NAME_RE = re.compile(r"^[A-Za-z0-9.*~^_:-]+( [A-Za-z0-9.*~^_:-]+)*$")
 # SPEC §7.1: a Procfile process type, and deploy.routes' PREFIX=TYPE words
 PROCESS_TYPE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
 ROUTE_RE = re.compile(r"^(/[A-Za-z0-9._~-]+(?:/[A-Za-z0-9._~-]+)*)=([A-Za-z0-9][A-Za-z0-9_-]{0,31})$")
+# SPEC §7.1 several web hosts: a deploy agent's name (`gitserve deploy-agent --name NAME`)
+AGENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 TLS_RE = re.compile(r"^(acme|[A-Za-z0-9._-][A-Za-z0-9._/-]* [A-Za-z0-9._-][A-Za-z0-9._/-]*)$")
 QUEUE_RE = re.compile(r"^[A-Za-z0-9_.:-]+$")
 HOOK_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$")
@@ -304,6 +306,24 @@ class Routes(Kind[tuple[tuple[str, str], ...]]):
         return tuple(routes)
 
 
+class HostPorts(Kind[tuple[tuple[str, str], ...]]):
+    """deploy.host-ports: words NAME=PORT[/PREVIEW], a deploy host's own deploy.port (and
+    deploy.preview-port) where it differs from the site's (hosts sharing one address)."""
+
+    def parse(self, value: str) -> tuple[tuple[str, str], ...]:
+        found = []
+        for word in value.split():
+            name, sep, ports = word.partition("=")
+            if not sep or not AGENT_RE.match(name):
+                raise BadValue(f"{word!r} is not HOST=PORT[/PREVIEW-PORT]")
+            for part in ports.split("/", 1):
+                problem = listen_problem(part)
+                if problem:
+                    raise BadValue(f"{word!r}: {problem}")
+            found.append((name, ports))
+        return tuple(found)
+
+
 class Events(Kind[frozenset[str]]):
     """Some of push build deploy; leniently unknown words are ignored."""
 
@@ -525,6 +545,10 @@ class SiteOptions(Scope):
     # on deploy.port's host (deploy/options.py resolves it into tls_listen)
     tls: str = option(Pattern(TLS_RE, "`acme` or `CERT.pem KEY.pem` (paths under HOME/tls)"), "")
     tls_port: Listen | None = option(ListenAddress(""), None)
+    # SPEC §7.1 several web hosts: the deploy agents serving the site (deploy/agents/); none:
+    # this server's own nginx; host-ports: a host's own deploy.port[/deploy.preview-port]
+    hosts: tuple[str, ...] = option(Words(AGENT_RE, "a deploy agent name", AGENT_RE), ())
+    host_ports: tuple[tuple[str, str], ...] = option(HostPorts(), ())
     tls_listen: Listen | None = None  # not an option: the https listener the deploy uses
 
 

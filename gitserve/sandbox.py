@@ -44,7 +44,7 @@ import shutil
 import signal
 import subprocess
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -134,6 +134,34 @@ class Policy:
 
     def with_uid(self, uid: int | None) -> "Policy":
         return replace(self, uid=uid)
+
+    def floored(self, worker: "Policy") -> tuple["Policy", list[str]]:
+        """This policy (a job's, read from Redis) never looser than WORKER's (the worker's own
+        `[builds]`): whoever can write a job into Redis must not be able to turn the sandbox
+        off, give a build the host's network, raise a limit or pick the uid it runs as.
+
+        The worker's switches, user and uid range are taken as they are (the uid is chosen
+        by the worker from its own range, never read from the job); the network is the
+        narrower of the two (none < outbound < host); each limit the lower of the two.
+        Returns the policy and one line per value the worker lowered (for the build log)."""
+        notes: list[str] = []
+        rank = {"none": 0, "outbound": 1, "host": 2}
+        own = worker.network or sandbox_net.default_mode()
+        asked = self.network or own
+        network = asked if rank.get(asked, 0) <= rank.get(own, 0) else own
+        if asked != network:
+            notes.append(f"gitserve: this worker allows network {own}, not {asked}: using {own}")
+        if asked not in rank:
+            network = "none"
+        lowered: dict[str, int] = {}
+        for f in fields(Limits):
+            mine, theirs = getattr(worker.limits, f.name), getattr(self.limits, f.name)
+            if theirs > mine:
+                lowered[f.name] = mine
+                notes.append(f"gitserve: this worker's {f.name.replace('_', ' ')} limit is "
+                             f"{worker.limits.show(f.name)}: using it")
+        limits = replace(self.limits, **lowered)
+        return replace(worker, network=network, limits=limits, uid=None), notes
 
     def run_as(self) -> tuple[int, int] | None:
         """(uid, gid) scripts run as when this process is root; None when it is not."""
@@ -380,15 +408,25 @@ class Run:
     _init_pid: int | None = field(default=None, repr=False)
     network: sandbox_net.Network | None = None
     limits: Limits | None = None
-    cgroup: Any = None  # sandbox_cgroup.PidsCgroup where the worker can make one
+    cgroup: Any = None  # sandbox_cgroup.RunCgroups where the worker can make them
 
     @property
     def init_pid(self) -> int | None:
         """The sandbox's init (pid 1 of its PID namespace), once started."""
         return self._init_pid
 
+    def join_cgroups(self) -> None:
+        """Popen's preexec (in the child, before exec): into the run's cgroups, so bwrap and
+        all it starts are counted and limited there."""
+        if self.cgroup is not None:
+            self.cgroup.join()
+
     def popen_kwargs(self) -> dict[str, Any]:
+        """Popen's arguments for this run, its cgroups' join as preexec_fn included (every
+        caller gets the run's limits, whoever starts it)."""
         kw: dict[str, Any] = {"cwd": self.cwd, "env": self.env, "pass_fds": self.pass_fds}
+        if self.cgroup is not None:
+            kw["preexec_fn"] = self.join_cgroups
         if self.popen_user is not None:
             kw.update(user=self.popen_user, group=self.popen_group, extra_groups=[])
         return kw
@@ -516,13 +554,16 @@ def prepare(policy: Policy, work: Path, argv: list[str], env: dict[str, str],
     full += ["--chdir", str(INSIDE_SRC), "--clearenv"]
     for key, value in base_env({"HOME": str(INSIDE_HOME), **env}).items():
         full += ["--setenv", key, value]
-    # rlimits after the drop (lowering needs no privilege; RLIMIT_NPROC counts the build uid)
-    full += ["--", *_drop(run_as), *policy.limits.prlimit_argv(), *argv]
     from . import sandbox_cgroup
 
+    cgroups = sandbox_cgroup.make(policy.limits.pids, policy.limits.memory_ceiling())
+    # rlimits after the drop (lowering needs no privilege; RLIMIT_NPROC counts the build uid);
+    # no RLIMIT_DATA where the memory cgroup holds memory
+    memory_cgroup = cgroups is not None and cgroups.memory
+    full += ["--", *_drop(run_as), *policy.limits.prlimit_argv(data=not memory_cgroup), *argv]
     return Run(argv=full, env={"PATH": os.environ.get("PATH", DEFAULT_PATH)}, cwd="/",
                sandboxed=True, pass_fds=tuple(fds), _info_r=info_r, network=network,
-               limits=policy.limits, cgroup=sandbox_cgroup.make(policy.limits.pids))
+               limits=policy.limits, cgroup=cgroups)
 
 
 def _unsandboxed(work: Path, src_dir: Path, argv: list[str], env: dict[str, str],

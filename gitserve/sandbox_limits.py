@@ -5,9 +5,12 @@ ceilings; a repo lowers them with `option build.memory = 512M` etc., never raise
 (`Limits.lowered`). How each is enforced without cgroups (the kernel's rlimits are per
 process, so the worker also watches the sandbox's whole process tree, `Usage`):
 
-- memory:      RLIMIT_DATA of twice the limit per process (one allocation can never run far
-               ahead), and the tree's resident memory sampled every TICK: at the limit the
-               run is killed;
+- memory:      the tree's resident memory sampled every TICK: at the limit the run is
+               killed; a memory cgroup of `memory + disk` (gitserve.sandbox_cgroup) where
+               the worker can make one, whose OOM kills are reported as the memory limit;
+               elsewhere RLIMIT_DATA of twice the limit per process, and a run that failed
+               on a refused allocation (MemoryError, ENOMEM in its last lines) is reported
+               as the memory limit too;
 - pids:        RLIMIT_NPROC of twice the limit (counted per uid: per repo when root) and the
                tree's task count: at the limit the run is killed (a fork bomb hits both);
 - cpu_seconds: RLIMIT_CPU per process and the tree's CPU time (children reaped included);
@@ -134,13 +137,20 @@ class Limits:
         known = {f.name for f in fields(cls)}
         return cls(**{k: int(v) for k, v in value.items() if k in known and int(v) > 0})
 
-    def prlimit_argv(self, nproc: int | None = None) -> list[str]:
+    def prlimit_argv(self, nproc: int | None = None, data: bool = True) -> list[str]:
         """util-linux prlimit(1) in front of the script: the per-process rlimits. It runs
-        after the drop to the build uid (lowering a limit needs no privilege)."""
+        after the drop to the build uid (lowering a limit needs no privilege). DATA=False
+        where a memory cgroup holds the memory (gitserve.sandbox_cgroup): an allocation
+        refused by the rlimit would end the run without saying it hit the limit."""
         procs = nproc or self.pids * 2  # headroom: the tree watcher kills at `pids`
-        return ["prlimit", f"--data={self.memory * 2}", f"--nproc={procs}",
+        return ["prlimit", *([f"--data={self.memory * 2}"] if data else []), f"--nproc={procs}",
                 f"--cpu={self.cpu_seconds}:{self.cpu_seconds + 5}",
                 f"--fsize={self.file_size}", f"--nofile={self.open_files}", "--core=0", "--"]
+
+    def memory_ceiling(self) -> int:
+        """A run's memory cgroup limit: `memory` plus its workspace tmpfs (`disk`), whose
+        pages are charged to the run (see gitserve.sandbox_cgroup)."""
+        return self.memory + self.disk
 
 
 def killed_line(build_id: str, what: str, limits: Limits) -> str:
@@ -198,6 +208,18 @@ def over(usage: Usage, limits: Limits) -> str | None:
     if usage.cpu_seconds >= limits.cpu_seconds:
         return "cpu_seconds"
     return None
+
+
+# what a process that died of a refused allocation says last: Python, libc's strerror(ENOMEM)
+# (shells, coreutils, git), glibc/C++ runtimes, Node, Go, Java
+_ALLOCATION_REFUSED = re.compile(
+    r"MemoryError|Cannot allocate memory|out of memory|std::bad_alloc|memory exhausted|"
+    r"OutOfMemoryError|cannot allocate \d+ bytes", re.IGNORECASE)
+
+
+def allocation_refused(tail: "list[str]") -> bool:
+    """Do a failed run's last lines (TAIL) say an allocation was refused?"""
+    return any(_ALLOCATION_REFUSED.search(line) for line in tail)
 
 
 def disk_full(path: Path, margin: int = 64 << 10) -> bool:

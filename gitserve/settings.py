@@ -150,6 +150,9 @@ class DeploySettings:
     acme_directory: str = ""
     acme_email: str = ""
     acme_ca_file: str = ""
+    # deploy.hosts (SPEC §7.1): seconds a deploy agent may stay silent (no status report, a
+    # job not started) before a deploy counts it as down and fails
+    agent_timeout: float = 10.0
 
 
 @dataclass
@@ -429,7 +432,19 @@ def _apply(section: Any, values: dict[str, Any], name: str) -> None:
 def load(home: str | os.PathLike[str] | None = None) -> Settings:
     """Read HOME/gitserve.toml; a missing file means all defaults."""
     settings = Settings(home=resolve_home(home))
-    path = settings.settings_file
+    return _read(settings, settings.settings_file)
+
+
+def load_file(path: str | os.PathLike[str]) -> Settings:
+    """Read a gitserve.toml that is not in a home (a build host's own [builds]); the file
+    must exist."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise SettingsError(f"{path}: no such settings file")
+    return _read(Settings(home=path.parent), path)
+
+
+def _read(settings: Settings, path: Path) -> Settings:
     if not path.exists():
         return settings
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import getpass
 import json
 import sys
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -26,10 +26,25 @@ def status(
 
     settings = load_settings(home)
     try:
+        hosts = _coordinator(settings, site)
+        if hosts is not None:  # a site on deploy agents: each host's report
+            from deploy.agents.coordinator import format_status as format_hosts
+
+            st = hosts.status(settings, site)
+            print(json.dumps(st, indent=1) if as_json else format_hosts(st))
+            return
         st = site_status(settings, site)
     except DeployError as exc:
         fail(exc.message)
     print(json.dumps(st, indent=1) if as_json else format_status(st))
+
+
+def _coordinator(settings: Any, site: str) -> Any:
+    """The deploy agents' coordinator when SITE is served by deploy.hosts, else None."""
+    from deploy.agents import record
+    from deploy.agents.coordinator import Coordinator
+
+    return Coordinator.for_settings(settings) if record.exists(settings, site) else None
 
 
 @app.command("rollback")
@@ -43,8 +58,9 @@ def rollback(
 
     settings = load_settings(home)
     try:
-        bluegreen.rollback(settings, site, to=to, by=getpass.getuser(),
-                           log=lambda line: print(line, flush=True))
+        hosts = _coordinator(settings, site)
+        (hosts.rollback if hosts is not None else bluegreen.rollback)(
+            settings, site, to=to, by=getpass.getuser(), log=lambda line: print(line, flush=True))
     except DeployError as exc:
         fail(f"rollback {site}: {exc.message if exc.step == 'rollback' else exc}")
     sys.stdout.flush()
@@ -105,3 +121,21 @@ def restart(
                           kind=kind)
     except DeployError as exc:
         fail(f"restart {site}: {exc.message if exc.step == 'restart' else exc}")
+
+
+@app.command("agent-key")
+def agent_key(
+    name: Annotated[str, typer.Argument(help="The deploy agent's name (as in option deploy.hosts).")],
+    home: HomeOption = None,
+) -> None:
+    """Print the key this server shares with deploy agent NAME (made on first use): put it
+    in the agent's home as agent.key, mode 0600."""
+    from deploy import DeployError
+    from deploy.agents import auth
+
+    settings = load_settings(home)
+    try:
+        key = auth.ensure_server_key(settings, name)
+    except DeployError as exc:
+        fail(exc.message)
+    print(key.hex())

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import admin, builds, deploy, init, mirror, serve, shell, sites, worker
+from . import admin, builds, deploy, deploy_agent, init, mirror, serve, shell, sites, worker
 from .common import CliState
 
 app = typer.Typer(
@@ -36,6 +36,7 @@ init.add_commands(app)
 serve.add_commands(app)
 shell.add_commands(app)
 sites.add_commands(app)
+deploy_agent.add_commands(app)
 worker.add_commands(app)
 app.add_typer(admin.app, name="admin")
 app.add_typer(builds.app, name="builds")

@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gitserve.settings import Settings
 
 from . import pages
+from .agents import PATH as AGENT_RELEASE_PATH, AgentReleases
 from .auth import Authenticator, FailureLimit, trusted_set
 from .lfs import LfsHttp
 from .logins import LoginLinks, Sessions
@@ -89,6 +90,7 @@ class HttpFace:
         self.page_routes = pages.routes(settings, self.auth, self.links, self.sessions, metrics)
         self.observer = Observer(settings, metrics)
         self.lfs = LfsHttp(settings, self.auth)
+        self.agent_releases = AgentReleases(settings)  # deploy agents fetch releases (SPEC §7.1)
 
     def _has_key(self, user: str) -> bool:
         """Does the keydir at the admin repo's tip hold a key of USER? (tokens and sessions)"""
@@ -102,6 +104,7 @@ class HttpFace:
             Route("/metrics", self.metrics_endpoint),
             Route("/healthz", self.healthz),
             Mount("/static", app=StaticFiles(directory=Path(__file__).parent / "static")),
+            Route(AGENT_RELEASE_PATH, self.agent_releases.release, methods=["GET"]),
             *self.page_routes,
             # Git LFS (SPEC §11), where git-lfs looks: REMOTE_URL/info/lfs
             Route("/{repo:path}/info/lfs/objects/batch", lfs.batch, methods=["POST"]),

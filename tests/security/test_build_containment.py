@@ -148,6 +148,41 @@ def test_4gib_allocation_is_killed_at_the_memory_limit(srv):
     assert_contained(log, took, other, "memory")
 
 
+def test_one_allocation_over_twice_the_limit_is_killed_at_the_memory_limit(srv):
+    """One 600 MiB allocation against a 256M limit: RLIMIT_DATA (twice the limit) refused it
+    inside the script, which died of a MemoryError and the build said `exit code 1`, not the
+    limit. Now a memory cgroup holds memory where the worker can make one (no rlimit), and
+    the run is killed at the limit with the one line."""
+    script = ("#!/usr/bin/env python3\nimport sys\nx = bytearray(600 << 20)\n"
+              "print('ALLOCATED 600 MiB')\nsys.exit(3)\n")
+    log, took, other = run_hostile(srv, script)
+    assert "ALLOCATED" not in log
+    assert_contained(log, took, other, "memory")
+
+
+def test_an_allocation_the_machine_refuses_is_reported_as_the_memory_limit(srv):
+    """64 GiB asked at once (more than this machine has: the kernel refuses it whatever the
+    limits): the script dies of a MemoryError; the build says it hit the memory limit, as
+    every other over-the-limit allocation does, not `exit code 1`."""
+    script = ("#!/usr/bin/env python3\nx = bytearray(64 << 30)\nprint('ALLOCATED 64 GiB')\n")
+    log, took, other = run_hostile(srv, script)
+    assert "ALLOCATED" not in log and "MemoryError" in log
+    assert_contained(log, took, other, "memory")
+
+
+def test_memory_outside_the_process_counts_against_the_build(srv):
+    """1 GiB written into a memfd (anonymous shared memory, never mapped: no process's RSS
+    shows it, and RLIMIT_DATA does not count it): before, the build held it and passed, so
+    a build could pin the machine's RAM past any limit. The memory cgroup charges those
+    pages: the run is killed at the memory limit."""
+    script = ("#!/usr/bin/env python3\nimport os, time\nfd = os.memfd_create('hog')\n"
+              "chunk = b'x' * (64 << 20)\nfor i in range(16):\n    os.write(fd, chunk)\n"
+              "print('HELD 1 GiB', flush=True)\ntime.sleep(20)\n")
+    log, took, other = run_hostile(srv, script)
+    assert "HELD 1 GiB" not in log
+    assert_contained(log, took, other, "memory")
+
+
 def test_10gib_written_to_the_workspace_stops_at_the_disk_limit(srv):
     before = os.statvfs(srv.home).f_bavail * os.statvfs(srv.home).f_frsize
     script = ("#!/bin/sh\ndd if=/dev/zero of=big bs=1M count=10240 2>&1 | tail -1\n"

@@ -149,6 +149,21 @@ def test_deploy_post_cannot_read_server_keys_or_list_home(srv):
     assert_nothing_leaked(srv, out, "site")
 
 
+def test_deploy_post_runs_as_the_repos_own_uid(srv):
+    """As root, deploy.post runs as the uid the repo's builds run as (uid_range), not as the
+    shared sandbox_user: a site's post cannot signal another repo's builds, nor share its
+    process limit (before: post ran as nobody, 65534)."""
+    if os.geteuid() != 0:
+        pytest.skip("per-repo uids need a root server")
+    out = push(srv, "site", {
+        ".gitserve/build": "#!/bin/sh\necho \"build-uid=$(id -u)\"\nmkdir -p public\necho x > public/index.html\n",
+        ".gitserve/post": "#!/bin/sh\necho \"post-uid=$(id -u)\"\ntouch /build/src/post-wrote-here && echo POST-WROTE\n"})
+    build_uid = int(out.split("build-uid=")[1].split()[0])
+    post_uid = int(out.split("post-uid=")[1].split()[0])
+    assert 200000 <= build_uid <= 265535 and post_uid == build_uid, out
+    assert "POST-WROTE" in out, out  # its checkout is its own (handed over to that uid)
+
+
 # --- attack 4: never uid 0 ------------------------------------------------------------------------
 def test_build_is_never_root(srv):
     out = push(srv, "probe", {".gitserve/build": "#!/bin/sh\necho \"uid=$(id -u) gid=$(id -g) groups=$(id -G)\"\n"})

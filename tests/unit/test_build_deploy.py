@@ -41,7 +41,7 @@ def _build(settings, name, fake, monkeypatch):
                "deploy.preview-port": "8081"}
     build = enqueue.enqueue(settings, r, name, bare, "refs/heads/main", "0" * 40, sha, "alice",
                             RepoOptions.parse(options), "sync")
-    monkeypatch.setattr(deploy_job, "default_deploy", lambda: fake)
+    monkeypatch.setattr(deploy_job, "default_deploy", lambda *a: fake)
     SimpleWorker(["builds", "deploy"], connection=r, serializer=JSONSerializer,
                  job_class=GitserveJob).work(burst=True)
     return r, build, sha
@@ -98,7 +98,7 @@ def test_next_build_of_the_ref_does_not_wait_for_the_deploy(site_env, monkeypatc
         builds.append(enqueue.enqueue(settings, r, "busy-site", bare, "refs/heads/main", "0" * 40, sha,
                                       "alice", RepoOptions.parse(options), "async"))
     monkeypatch.setattr(deploy_job, "default_deploy",
-                        lambda: lambda s, site, out, o, meta, log, post: calls.append(meta["build_id"]))
+                        lambda *a: lambda s, site, out, o, meta, log, post: calls.append(meta["build_id"]))
     SimpleWorker(["builds", "deploy"], connection=r, serializer=JSONSerializer,
                  job_class=GitserveJob).work(burst=True)
     assert [records.get(r, b.id).status for b in builds] == ["passed", "passed"]

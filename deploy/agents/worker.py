@@ -1,0 +1,110 @@
+"""`gitserve deploy-agent`'s worker: an rq worker on `deploy-agent:NAME` that runs nothing
+but the agent job (its own Job class, as buildqueue/rqjob.py does for builds: whoever can
+write to Redis must not make a web host import and call any function), plus a thread that
+keeps the agent's signed status report in Redis every REPORT_INTERVAL seconds. The report
+expires after REPORT_TTL: a stopped or killed agent is seen as down within that time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import logging
+import threading
+import time
+from typing import Any, Callable
+
+import redis
+from rq import Worker
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from gitserve.errors import GitserveError
+from gitserve.settings import Settings
+
+from . import auth, phases, queue_name, status_key
+
+log = logging.getLogger("gitserve.agent")
+
+ALLOWED = frozenset({"deploy.agents.jobs.run"})
+REPORT_INTERVAL = 2.0
+REPORT_TTL = 10
+
+
+class ForeignAgentJob(GitserveError):
+    """A job on an agent's queue that is not the agent job (one line in its record)."""
+
+
+class AgentJob(Job):
+    """rq's Job, refusing every function but the agent's and every callback."""
+
+    @property
+    def func(self) -> Any:
+        if self.func_name not in ALLOWED or self.instance is not None:
+            raise ForeignAgentJob(f"refused: {self.func_name!r} is not a deploy agent job")
+        for kind in ("success", "failure", "stopped"):
+            if getattr(self, f"_{kind}_callback_name", None):
+                raise ForeignAgentJob(f"refused: job {self.id} names an on_{kind} callback")
+        return super().func
+
+    @property
+    def success_callback(self) -> Any:
+        return None
+
+    @property
+    def failure_callback(self) -> Any:
+        return None
+
+    @property
+    def stopped_callback(self) -> Any:
+        return None
+
+
+class Reporter:
+    """Writes the agent's sealed status report (what each site serves here) to Redis."""
+
+    def __init__(self, settings: Settings, name: str, key: bytes, r: redis.Redis) -> None:
+        self.settings, self.name, self.key, self.r = settings, name, key, r
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="agent-report", daemon=True)
+
+    def report_once(self) -> None:
+        body = {"agent": self.name, "at": time.time(), "sites": phases.report(self.settings)}
+        self.r.set(status_key(self.name), json.dumps(auth.seal(self.key, "status", body)),
+                   ex=REPORT_TTL)
+
+    def _loop(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                self.report_once()
+            except (redis.RedisError, GitserveError, OSError) as exc:
+                log.warning("status report not written: %s", exc)
+            self.stopping.wait(REPORT_INTERVAL)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        """A clean stop says so at once: the server sees the agent down without waiting."""
+        self.stopping.set()
+        try:
+            self.r.delete(status_key(self.name))
+        except redis.RedisError:
+            pass
+
+
+def run_agent(settings: Settings, name: str, key: bytes, r: redis.Redis, burst: bool = False,
+              ready: Callable[[], None] = lambda: None) -> bool:
+    """Work NAME's queue until stopped (SIGTERM: rq finishes the job it runs, then exits).
+    READY is called once the first status report is in Redis (deploys see the agent up)."""
+    reporter = Reporter(settings, name, key, r)
+    reporter.report_once()
+    reporter.start()
+    ready()
+    worker = Worker([queue_name(name)], connection=r, serializer=JSONSerializer, job_class=AgentJob,
+                    name=f"deploy-agent.{name}.{os.getpid()}")
+    log.info("deploy agent %s: working %s", name, queue_name(name))
+    try:
+        return bool(worker.work(burst=burst, with_scheduler=False, logging_level="WARNING"))
+    finally:
+        reporter.stop()

@@ -1,0 +1,309 @@
+"""Sites on several web hosts (SPEC §7.1, `option deploy.hosts = web1 web2`), for real:
+one `gitserve serve` (ssh, HTTP face, embedded Redis, local workers) and two
+`gitserve deploy-agent`s, each with its own home, `gitserve sites`, embedded nginx and
+Procfile processes on its own 127.0.0.1 ports, behind an nginx upstream the test starts
+over both agents' site ports. A client requests the upstream every 20 ms through a deploy
+and a rollback (zero failed requests); an agent that is stopped makes the next deploy
+fail cleanly, naming it, with the old release still live on both hosts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.appkit import write_app
+from tests.support.pushes import remote, timed_push
+from tests.support.server import GitServer, make_server
+from tests.support.sitekit import get
+from tests.support.tools import free_port, gitserve_cmd, require_tool, subprocess_env
+
+pytestmark = pytest.mark.timeout(240)
+
+HOSTS = ("web1", "web2")
+BUILD = """#!/bin/sh
+set -e
+cp -R app/. "$GITSERVE_OUTPUT/"
+"""
+
+
+class Agent:
+    """One `gitserve deploy-agent` with its own home (and, through it, its own
+    `gitserve sites`, nginx and site processes)."""
+
+    def __init__(self, srv: GitServer, root: Path, name: str, nginx: str) -> None:
+        from gitserve import settings as settings_mod
+
+        self.srv, self.name = srv, name
+        self.home = root / name / "home"
+        self.home.mkdir(parents=True)
+        s = settings_mod.load(self.home)
+        s.deploy.nginx_binary = nginx
+        settings_mod.write(s)
+        key = srv.admin_cli("deploy", "agent-key", name).stdout.strip()
+        fd = os.open(self.home / "agent.key", os.O_WRONLY | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(key + "\n")
+        self.proc: subprocess.Popen | None = None
+        self.log = root / name / "agent.out"
+
+    @property
+    def settings(self):
+        from gitserve import settings as settings_mod
+
+        return settings_mod.load(self.home)
+
+    def start(self) -> None:
+        seen = self.log.stat().st_size if self.log.exists() else 0
+        out = open(self.log, "a")
+        self.proc = subprocess.Popen(
+            gitserve_cmd("--home", str(self.home), "deploy-agent", "--name", self.name,
+                         "--redis-url", self.srv.settings.effective_redis_url),
+            stdout=out, stderr=out, env=subprocess_env(), start_new_session=True)
+        out.close()
+        deadline = time.monotonic() + 30
+        while "working deploy-agent:" not in self.log.read_text()[seen:]:
+            assert self.proc.poll() is None, self.log.read_text()
+            assert time.monotonic() < deadline, self.log.read_text()
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Stop the agent (its whole process group); its `gitserve sites` keeps serving."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+
+    def stop_sites(self) -> None:
+        from deploy import nginx, sitesctl
+
+        sitesctl.stop(self.settings)
+        nginx.stop_embedded(self.settings)
+
+
+class Upstream:
+    """An nginx (the test's own, not gitserve's) proxying one port to both hosts' sites."""
+
+    def __init__(self, root: Path, nginx: str, backends: list[int]) -> None:
+        self.port = free_port()
+        self.prefix = root / "upstream"
+        (self.prefix / "logs").mkdir(parents=True)
+        servers = "".join(f"        server 127.0.0.1:{p};\n" for p in backends)
+        (self.prefix / "nginx.conf").write_text(f"""
+worker_processes 1;
+pid {self.prefix}/nginx.pid;
+error_log {self.prefix}/logs/error.log;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {self.prefix}/tmp; proxy_temp_path {self.prefix}/tmp;
+    fastcgi_temp_path {self.prefix}/tmp; uwsgi_temp_path {self.prefix}/tmp; scgi_temp_path {self.prefix}/tmp;
+    upstream hosts {{
+{servers}    }}
+    server {{
+        listen 127.0.0.1:{self.port};
+        location / {{
+            proxy_pass http://hosts;
+            proxy_next_upstream off;   # a host's failed answer reaches the client: nothing hidden
+        }}
+    }}
+}}
+""")
+        (self.prefix / "tmp").mkdir()
+        self.proc = subprocess.Popen([nginx, "-p", str(self.prefix), "-c", str(self.prefix / "nginx.conf"),
+                                      "-g", "daemon off;"], start_new_session=True,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+
+
+class Poller:
+    """One client requesting the upstream every 20 ms; every answer but a 200 fails."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.ok: list[str] = []
+        self.failed: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            status, body = get(self.port, "/")
+            (self.ok if status == 200 else self.failed).append(body.split(" ")[0] if status == 200
+                                                              else f"{status} {body[:100]}")
+            self._stop.wait(0.02)
+
+    def __enter__(self) -> Poller:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    nginx = require_tool("nginx")
+    require_tool("bwrap")
+    root = tmp_path_factory.mktemp("agents")
+    ports = {h: (free_port(), free_port()) for h in HOSTS}
+    conf = f"""
+repo gitolite-admin
+    RW+ = admin
+repo app
+    RW+ = alice
+    R = bob
+    option build.enable = 1
+    option deploy.site = app
+    option deploy.port = 127.0.0.1:{ports['web1'][0]}
+    option deploy.preview-port = {ports['web1'][1]}
+    option deploy.hosts = web1 web2
+    option deploy.host-ports = web2=127.0.0.1:{ports['web2'][0]}/{ports['web2'][1]}
+    option deploy.check = /health
+    option deploy.drain = 1
+"""
+    http = free_port()
+    srv = make_server(root / "server", conf=conf, users=("alice", "bob"),
+                      settings={"deploy": {"nginx_binary": nginx, "agent_timeout": 5.0},
+                                "builds": {"workers": 2}, "http": {"listen": f"127.0.0.1:{http}"}})
+    agents = {h: Agent(srv, root, h, nginx) for h in HOSTS}
+    upstream = None
+    try:
+        for agent in agents.values():
+            agent.start()
+        upstream = Upstream(root, nginx, [ports[h][0] for h in HOSTS])
+        work = srv.clone("alice", "app")
+        yield {"srv": srv, "agents": agents, "ports": ports, "upstream": upstream, "work": work}
+    finally:
+        if upstream is not None:
+            upstream.stop()
+        for agent in agents.values():
+            agent.stop()
+            agent.stop_sites()
+        srv.stop()
+        srv.stop_sites()
+
+
+def commit_push(c, version: str) -> tuple[int, list[str], float]:
+    srv, work = c["srv"], c["work"]
+    write_app(work / "app", version, procfile="web: python3 web.py\n")
+    build = work / ".gitserve" / "build"
+    build.parent.mkdir(exist_ok=True)
+    build.write_text(BUILD)
+    build.chmod(0o755)
+    srv.git("alice", "add", "-A", cwd=work)
+    srv.git("alice", "commit", "-q", "-m", version, cwd=work)
+    t0 = time.monotonic()
+    code, lines = timed_push(srv, "alice", work, "origin", "HEAD:main", timeout=180)
+    return code, remote(lines), time.monotonic() - t0
+
+
+def served(c) -> dict[str, str]:
+    """Which version each host's own site port serves."""
+    out = {}
+    for h in HOSTS:
+        status, body = get(c["ports"][h][0], "/")
+        out[h] = body.split(" ")[0] if status == 200 else f"HTTP {status}"
+    return out
+
+
+def status_json(c) -> dict:
+    out = c["srv"].ssh("bob", "deploy", "status", "app", "--json")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_deploy_to_two_hosts_fails_no_request(cluster):
+    c = cluster
+    code, msgs, _ = commit_push(c, "v1")
+    assert code == 0 and "Enable: blue" in msgs, msgs
+    assert served(c) == {"web1": "v1", "web2": "v1"}
+    with Poller(c["upstream"].port) as poll:
+        time.sleep(0.3)
+        code, msgs, seconds = commit_push(c, "v2")
+        time.sleep(0.3)
+    assert code == 0 and "Enable: green" in msgs, msgs
+    assert served(c) == {"web1": "v2", "web2": "v2"}
+    assert poll.failed == [], poll.failed[:3]
+    assert set(poll.ok) == {"v1", "v2"} and poll.ok[-1] == "v2", set(poll.ok)
+    # every host fetched the release (sha256 checked) and checked it before any switched
+    for h in HOSTS:
+        assert any(m.startswith(f"deploy app: [{h}] fetch: release") and "sha256 ok" in m for m in msgs), msgs
+    phase_one = max(i for i, m in enumerate(msgs) if "check: GET /health" in m)
+    first_switch = min(i for i, m in enumerate(msgs) if "] switch:" in m)
+    assert phase_one < first_switch, msgs
+    last = status_json(c)["last"]
+    print(f"\ndeploy to 2 hosts: push {seconds:.1f}s, deploy {last['seconds']}s, switch skew "
+          f"{last['skew_ms']} ms, {len(poll.ok)} requests every 20 ms, 0 failed")
+
+
+def test_rollback_on_both_hosts_fails_no_request(cluster):
+    c = cluster
+    with Poller(c["upstream"].port) as poll:
+        time.sleep(0.2)
+        out = c["srv"].ssh("alice", "deploy", "rollback", "app")
+        time.sleep(0.2)
+    assert out.returncode == 0 and "Enable: blue" in out.stdout, out.stdout + out.stderr
+    assert served(c) == {"web1": "v1", "web2": "v1"}
+    assert poll.failed == [], poll.failed[:3]
+    assert poll.ok[-1] == "v1"
+    denied = c["srv"].ssh("bob", "deploy", "rollback", "app")  # R only: no switch
+    assert denied.returncode != 0 and "DENIED" in denied.stderr and "Traceback" not in denied.stderr
+    print(f"\nrollback on 2 hosts: {len(poll.ok)} requests, 0 failed; "
+          f"skew {status_json(c)['last']['skew_ms']} ms")
+
+
+def test_status_shows_each_host(cluster):
+    c = cluster
+    st = status_json(c)
+    assert [h["host"] for h in st["hosts"]] == list(HOSTS)
+    assert all(h["up"] and h["live_side"] == "blue" and h["processes"] == 1 for h in st["hosts"]), st["hosts"]
+    release = st["release"]
+    assert all(h["live_release"] == release for h in st["hosts"])
+    text = c["srv"].ssh("bob", "deploy", "status", "app").stdout
+    assert all(any(line.split()[:2] == [h, "live"] for line in text.splitlines()) for h in HOSTS), text
+    cli = c["srv"].admin_cli("deploy", "status", "app").stdout
+    assert "web1" in cli and "web2" in cli and f"release {release}" in cli
+
+
+def test_a_stopped_agent_fails_the_deploy_and_none_switches(cluster):
+    c = cluster
+    before = served(c)
+    c["agents"]["web2"].stop()
+    try:
+        with Poller(c["upstream"].port) as poll:
+            code, msgs, seconds = commit_push(c, "v3")
+        assert not any(m.startswith("Enable:") for m in msgs), msgs
+        failure = [m for m in msgs if "FAILED" in m]
+        assert failure and "host web2: deploy agent is down" in failure[0], msgs
+        assert "no host switched" in failure[0] and "Traceback" not in "\n".join(msgs)
+        assert served(c) == before  # the stopped agent's sites kept serving the old release
+        assert poll.failed == [] and set(poll.ok) == {before["web1"]}
+        st = status_json(c)
+        down = next(h for h in st["hosts"] if h["host"] == "web2")
+        assert not down["up"] and "down" in down["down_reason"]
+        print(f"\nagent down: deploy failed in {seconds:.1f}s (push), {len(poll.ok)} requests, 0 failed")
+    finally:
+        c["agents"]["web2"].start()
+    code, msgs, _ = commit_push(c, "v4")
+    assert code == 0 and any(m.startswith("Enable:") for m in msgs), msgs
+    assert served(c) == {"web1": "v4", "web2": "v4"}
