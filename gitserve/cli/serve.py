@@ -122,7 +122,7 @@ def serve(
         settings.run_dir.mkdir(parents=True, exist_ok=True)
         pid_file.write_text(f"{os.getpid()}\n")
         print(f"gitserve: listening on {bound_host}:{bound_port}", flush=True)
-        print(f"gitserve: clone with  {clone_line(settings, bound_host, bound_port)}", flush=True)
+        print(f"gitserve: clone with {clone_line(settings, bound_host, bound_port)}", flush=True)
         if web is not None:
             web_host, web_port = web.address
             log.info("http on %s:%s", web_host, web_port)

@@ -166,10 +166,8 @@ class HandoffService:
                 return
             conn.settimeout(None)
             conn.sendall(ACCEPTED)
-            status = self._run(request, fds)
-            for fd in fds:  # sshd sees the session end once the shell and we let go
-                os.close(fd)
-            fds = []
+            served, fds = fds, []  # the channel closes them (sshd sees the session end
+            status = self._run(request, served)  # once the shell and we let go)
             try:
                 conn.sendall(struct.pack("!i", status))
             except OSError:
@@ -203,5 +201,8 @@ class HandoffService:
 
         environ = {k: request[k] for k in _PASSED if request.get(k)}
         chan = shell.StdioChannel(*fds)
-        return shell.run(self.settings, request["user"], environ, chan=chan, table=self.table,
-                         hooks=self.hooks, metrics=self.metrics)
+        try:
+            return shell.run(self.settings, request["user"], environ, chan=chan,
+                             table=self.table, hooks=self.hooks, metrics=self.metrics)
+        finally:
+            chan.close()

@@ -66,7 +66,7 @@ def more_output(srv, needle: str, timeout: float = 30) -> str:
 
 def test_the_banner_names_the_public_port_and_warns_about_anonymous_repos(srv):
     out = more_output(srv, "WITHOUT LOGIN")
-    assert "gitserve: clone with  git clone ssh://git@127.0.0.1:2299/REPO" in out, out
+    assert "gitserve: clone with git clone ssh://git@127.0.0.1:2299/REPO" in out, out
     warning = [line for line in srv.output if "WITHOUT LOGIN" in line]
     assert len(warning) == 1 and "testing" in warning[0] and "waits" in warning[0], out
     assert "gitolite-admin" not in warning[0]

@@ -83,14 +83,61 @@ def both(tmp_path_factory):
     ak.write_text(f"# kept: a key that is not gitserve's\n{FOREIGN}\n")
     ak.chmod(0o600)
     srv = make_server(tmp / "srv", conf=CONF, users=("alice", "bob", "carol"),
-                      settings={"server": {"authorized_keys": str(ak)}})
+                      settings={"server": {"authorized_keys": str(ak),
+                                           "commands": "count hello"}})
     sshd = PrivateSshd(tmp / "sshd", ak)
     try:
+        # site commands (Gitolite's `commands`): one reads stdin, one never does; the table is
+        # made at start, so the server starts again with them in place
+        (srv.home / "commands").mkdir()
+        for name, body in SITE_COMMANDS.items():
+            (srv.home / "commands" / name).write_text(body)
+            (srv.home / "commands" / name).chmod(0o755)
+        srv.stop()
+        srv.start()
         sshd.start()
         yield Both(srv, sshd)
     finally:
         sshd.stop()
         srv.stop()
+
+
+SITE_COMMANDS = {
+    "count": "#!/bin/sh\nprintf '%s read ' \"$GL_USER\"; wc -c | tr -d ' '\n",
+    "hello": "#!/bin/sh\necho \"hello $GL_USER $*\"\n",
+}
+
+
+def test_site_commands_get_the_sessions_stdin(both):
+    """As Gitolite execs its commands with the client's stdin: all of it reaches the program,
+    on both transports; a program that never reads it ends the session at once, although
+    the client's stdin is still open."""
+    data = "x" * 300_000
+    for name, run in (("built-in", both.srv.ssh), ("sshd", both.ssh)):
+        got = run("alice", "count", input=data)
+        assert (got.returncode, got.stdout) == (0, "alice read 300000\n"), (name, got.stderr)
+        assert run("alice", "count").stdout == "alice read 0\n"
+    key = both.srv.key_for("alice")
+    clients = {
+        "built-in": (both.srv.ssh_command(key) + [f"git@{both.srv.host}"],
+                     both.srv.client_env("alice", key)),
+        "sshd": (both.sshd.ssh_command(key) + [f"{both.sshd.user}@127.0.0.1"],
+                 both.env("alice")),
+    }
+    for name, (argv, env) in clients.items():
+        proc = subprocess.Popen([*argv, "hello", "a", "b"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        try:  # stdin stays open: only the program's end may end the session
+            proc.wait(timeout=30)
+            assert proc.stdout is not None
+            assert (proc.returncode, proc.stdout.read()) == (0, b"hello alice a b\n"), name
+        finally:
+            if proc.poll() is None:
+                proc.kill()  # the session waited for the client's stdin
+            proc.wait()
+            for stream in (proc.stdin, proc.stdout, proc.stderr):
+                if stream is not None:
+                    stream.close()
 
 
 def _block(path: Path) -> list[str]:
