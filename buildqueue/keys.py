@@ -9,6 +9,7 @@ from __future__ import annotations
 PREFIX = "gitserve:"
 SEQUENCE = PREFIX + "build:seq"          # INCR counter: build ids are 1, 2, 3 ...
 ALL_BUILDS = PREFIX + "builds"           # zset id -> id, every build still in history
+REPLICATION_PROBE = PREFIX + "replication:probe"  # written before WAIT (rqconn.confirm_replicated)
 
 
 def build_job(build_id: str) -> str:

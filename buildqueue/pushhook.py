@@ -18,7 +18,7 @@ from gitserve import repos
 from gitserve.git.pushhooks import PushContext, RefUpdate
 from gitserve.options import BuildOptions
 
-from . import enqueue, logs, posthook, records, rqconn
+from . import enqueue, logs, posthook, records, rqconn, spool
 from .notify import events as notify
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,65 @@ def _keepalive(ctx: PushContext) -> Callable[[], None] | None:
 
 
 QUEUED_HINT_AFTER = 5.0  # seconds a build may wait for a worker before the pusher is told
+
+
+def push_redis(ctx: PushContext):
+    """This push's Redis client. An unreachable Redis is waited for at most [redis]
+    outage_wait seconds (a Sentinel failover, a restart), once per push: a push that found it
+    down answers its other refs, events and hooks at once. Every reply is bounded by a
+    socket timeout, so a frozen Redis cannot hang the pusher either."""
+    found = ctx.extra.get("redis")
+    if isinstance(found, rqconn.RedisUnavailable):
+        raise found
+    if found is not None:
+        return found
+    settings = ctx.settings
+    try:
+        r = rqconn.connect(settings.effective_redis_url, retry_for=settings.redis_outage_wait,
+                           socket_timeout=max(rqconn.CONNECT_TIMEOUT,
+                                              settings.redis.wait_timeout + 2.0))
+    except rqconn.RedisUnavailable as exc:
+        ctx.extra["redis"] = exc
+        raise
+    ctx.extra["redis"] = r
+    return r
+
+
+def confirm_replicated(ctx: PushContext, r, build_id: str) -> None:
+    """Redis WAIT before the push is answered on the strength of a Redis write (a queued
+    build, a build's end): with [redis] wait_replicas (1 with Sentinel) a failover right after
+    the answer cannot lose it. A replica that does not confirm in time is said, not fatal:
+    the build is queued on the master and runs unless the master dies now."""
+    settings = ctx.settings
+    want = settings.redis_wait_replicas
+    try:
+        got = rqconn.confirm_replicated(r, want, settings.redis.wait_timeout)
+    except (rqconn.redis.RedisError, OSError) as exc:
+        got, why = 0, f": {rqconn.one_line(exc)}"
+    else:
+        why = ""
+    if got is None or got >= want:
+        return
+    log.warning("build %s: %d of %d Redis replica(s) confirmed%s", build_id, got, want, why)
+    ctx.progress(f"gitserve: build {build_id} is on the Redis master only ({got} of {want} "
+                 f"replica(s) confirmed within {settings.redis.wait_timeout:g}s{why}): "
+                 "a failover now could lose it")
+
+
+def hold_build(ctx: PushContext, update: RefUpdate, exc: rqconn.RedisUnavailable) -> None:
+    """Redis stayed down past the push's wait: keep the build on disk (spool.py) and say so
+    in one line; it is queued when Redis is back."""
+    log.error("build of %s %s could not be queued: %s", ctx.repo_name, update.ref, exc)
+    try:
+        spool.hold(ctx.settings, ctx.repo_path, spool.Held(
+            repo=ctx.repo_name, ref=update.ref, old=update.old, new=update.new, pusher=ctx.user,
+            options=dict(ctx.options), reason=str(exc)))
+    except OSError as err:
+        log.error("build of %s %s could not be kept either: %s", ctx.repo_name, update.ref, err)
+        ctx.progress(f"build of {update.ref} could not be queued: {exc}")
+        return
+    ctx.progress(f"build of {update.ref} could not be queued: {exc}; it is kept and queued "
+                 "when Redis is back (`builds list` shows it then)")
 
 
 def stream_build(ctx: PushContext, r, build: records.Build) -> records.Build:
@@ -51,6 +110,7 @@ def stream_build(ctx: PushContext, r, build: records.Build) -> records.Build:
 
     final = logs.follow(r, build.id, ctx.progress, log_ttl=ctx.settings.builds.log_ttl,
                         on_idle=on_idle)
+    confirm_replicated(ctx, r, build.id)  # the end the pusher is about to see survives a failover
     ctx.progress(final.summary())
     log.info("build %s %s (%s %s)", build.id, final.status, ctx.repo_name, build.ref)
     return final
@@ -64,9 +124,10 @@ def _wants_build(ctx: PushContext, update: RefUpdate, opts: BuildOptions) -> boo
 
 
 def _enqueue(ctx: PushContext, update: RefUpdate, mode: str):
-    r = rqconn.connect(ctx.settings.effective_redis_url)
+    r = push_redis(ctx)
     build = enqueue.enqueue(ctx.settings, r, ctx.repo_name, ctx.repo_path, update.ref,
                             update.old, update.new, ctx.user, ctx.repo_options, mode)
+    confirm_replicated(ctx, r, build.id)
     log.info("build %s queued (%s %s %s, %s mode, queue %s)", build.id, ctx.repo_name,
              update.ref, update.new[:12], mode, build.queue)
     options = ctx.repo_options
@@ -91,7 +152,7 @@ def _remove_previews(ctx: PushContext, updates: list[RefUpdate]) -> None:
     from .deploy_job import queue_preview_removal
 
     try:
-        r = rqconn.connect(ctx.settings.effective_redis_url)
+        r = push_redis(ctx)
         for branch in gone:
             queue_preview_removal(r, ctx.repo_name, site, branch)
             ctx.progress(f"gitserve: the preview of {branch} will be removed")
@@ -145,10 +206,10 @@ class BuildHook:
         options = ctx.repo_options
         if updates and options.notify.wants("push"):  # push events need no build.enable
             try:
-                notify.push_event(rqconn.connect(ctx.settings.effective_redis_url), ctx.repo_name,
-                                  ctx.user, options, updates)
-            except rqconn.RedisUnavailable:
-                pass  # no Redis, no notifications; the push itself is fine
+                notify.push_event(push_redis(ctx), ctx.repo_name, ctx.user, options, updates)
+            except (rqconn.RedisUnavailable, rqconn.redis.RedisError, OSError) as exc:
+                # no Redis, no notifications; the push itself is fine
+                log.error("push event of %s not queued: %s", ctx.repo_name, rqconn.one_line(exc))
         if updates:
             # Gitolite's repo-specific hooks run as they ran there, builds or not: the script
             # is the admin's, installed in HOME/hooks, never code from the push
@@ -174,8 +235,7 @@ class BuildHook:
             try:
                 r, build = _enqueue(ctx, update, opts.mode)
             except rqconn.RedisUnavailable as exc:
-                log.error("build of %s %s could not be queued: %s", ctx.repo_name, update.ref, exc)
-                ctx.progress(f"build of {update.ref} could not be queued: {exc}")
+                hold_build(ctx, update, exc)
                 continue
             if opts.mode == "async":
                 ctx.progress(enqueue.queued_line(ctx.settings, build.id))

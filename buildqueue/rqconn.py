@@ -6,7 +6,9 @@ and nothing in Redis can make a worker unpickle code.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from typing import Any, Callable, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import redis
@@ -21,7 +23,10 @@ from rq.serializers import JSONSerializer
 
 from gitserve.errors import GitserveError
 
+from . import keys
+
 CONNECT_TIMEOUT = 3.0
+T = TypeVar("T")
 
 
 class RedisUnavailable(GitserveError):
@@ -65,37 +70,94 @@ class SentinelAddress:
         return cls(tuple(hosts), path[0], password, db)
 
 
-def _retry() -> Retry:
-    """Every command retries through a failover (connection errors, timeouts, and the
-    READONLY a demoted master answers) for about FAILOVER_WAIT seconds."""
-    return Retry(ExponentialBackoff(cap=1.0, base=0.05), int(FAILOVER_WAIT / 0.5))
+class DeadlineRetry(Retry):
+    """redis-py's Retry bounded by wall time instead of a count: a frozen Redis (SIGSTOP, a
+    host gone without a RST) costs a whole socket timeout per attempt, so "60 retries" could
+    hold a push for minutes; this stops retrying TOTAL seconds after the command began."""
+
+    def __init__(self, total: float) -> None:
+        super().__init__(ExponentialBackoff(cap=1.0, base=0.05), -1,
+                         (redis.ConnectionError, redis.TimeoutError, OSError))
+        self.total = total
+
+    def call_with_retry(self, do: Callable[[], T], fail: Callable[..., Any],
+                        is_retryable: Callable[[Exception], bool] | None = None,
+                        with_failure_count: bool = False) -> T:
+        deadline = time.monotonic() + self.total
+        self._backoff.reset()
+        failures = 0
+        while True:
+            try:
+                return do()
+            except self._supported_errors as error:
+                if is_retryable and not is_retryable(error):
+                    raise
+                failures += 1
+                if with_failure_count:
+                    fail(error, failures)
+                else:
+                    fail(error)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise error
+                time.sleep(min(self._backoff.compute(failures), left))
 
 
-def _sentinel_client(url: str) -> redis.Redis:
+_RETRY_ON = [redis.ConnectionError, redis.TimeoutError, redis.exceptions.ReadOnlyError]
+
+
+def _sentinel_client(url: str, retry_for: float, socket_timeout: float) -> redis.Redis:
     addr = SentinelAddress.parse(url)
-    sentinel = Sentinel(list(addr.sentinels), socket_timeout=CONNECT_TIMEOUT,
+    sentinel = Sentinel(list(addr.sentinels), socket_timeout=socket_timeout,
                         sentinel_kwargs={"password": addr.password,
                                          "socket_timeout": CONNECT_TIMEOUT},
                         password=addr.password, db=addr.db,
                         socket_connect_timeout=CONNECT_TIMEOUT, health_check_interval=30,
-                        retry=_retry(),
-                        retry_on_error=[redis.ConnectionError, redis.TimeoutError,
-                                        redis.exceptions.ReadOnlyError])
+                        retry=DeadlineRetry(retry_for), retry_on_error=_RETRY_ON)
     return sentinel.master_for(addr.master_name)
 
 
-def connect(url: str, *, check: bool = True) -> redis.Redis:
+def connect(url: str, *, check: bool = True, retry_for: float | None = None,
+            socket_timeout: float | None = None) -> redis.Redis:
+    """A client for URL. Through Sentinel every command retries for RETRY_FOR seconds
+    (default FAILOVER_WAIT: a failover is waited out); a plain URL retries only when
+    RETRY_FOR is given (a push waiting out an outage, pushhook.push_redis). SOCKET_TIMEOUT
+    bounds one reply (a frozen Redis); a plain URL has none by default, as rq's blocking
+    dequeue needs."""
     try:
         if url.startswith(SENTINEL_SCHEME + "://"):
-            r = _sentinel_client(url)
+            r = _sentinel_client(url, FAILOVER_WAIT if retry_for is None else retry_for,
+                                 socket_timeout or CONNECT_TIMEOUT)
         else:
+            extra: dict[str, Any] = {}
+            if retry_for:
+                extra = {"retry": DeadlineRetry(retry_for), "retry_on_error": _RETRY_ON}
             r = redis.Redis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT,
-                                     health_check_interval=30)
+                                     socket_timeout=socket_timeout,
+                                     health_check_interval=30, **extra)
         if check:
             r.ping()
     except (redis.RedisError, OSError, ValueError) as exc:
         raise RedisUnavailable(f"Redis unreachable at {safe_url(url)}: {one_line(exc)}") from exc
     return r
+
+
+def confirm_replicated(r: redis.Redis, replicas: int, timeout: float) -> int | None:
+    """Redis WAIT: block until REPLICAS replicas hold every write made so far, at most
+    TIMEOUT seconds; returns how many confirmed (None when REPLICAS is 0: nothing asked).
+
+    WAIT only covers the writes of the connection it is sent on, and rq and the records
+    write through other pooled connections; so one small write goes first on the same
+    connection (a pipeline keeps both on one): the replication stream is ordered, so a
+    replica that has this write has every write acknowledged before it, from any
+    connection."""
+    if replicas <= 0:
+        return None
+    pipe = r.pipeline(transaction=False)
+    pipe.set(keys.REPLICATION_PROBE, str(time.time()), px=60_000)
+    pipe.execute_command("WAIT", replicas, max(1, int(timeout * 1000)))
+    _ok, acked = pipe.execute()
+    return int(acked)
 
 
 def connect_async(url: str) -> redis.asyncio.Redis:

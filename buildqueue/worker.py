@@ -52,6 +52,7 @@ def _cold_stop_worker_class() -> type:
 
 
 NOTIFY_MAINTENANCE = 30  # seconds between a notify worker's rq maintenance runs
+RECONNECT_CAP = 4.0  # seconds between a worker's tries to reach a Redis that is down
 
 
 def run_worker(redis_url: str, queues: list[str], name: str | None = None, burst: bool = False,
@@ -68,7 +69,9 @@ def run_worker(redis_url: str, queues: list[str], name: str | None = None, burst
     from .rqjob import GitserveJob
 
     r = connect(redis_url)
-    cls = _cold_stop_worker_class() if cold_stop else Worker
+    base = _cold_stop_worker_class() if cold_stop else Worker
+    # back to work within RECONNECT_CAP s of Redis returning from an outage, not rq's up to 60
+    cls = type("GitserveWorker", (base,), {"max_connection_wait_time": RECONNECT_CAP})
     # only gitserve's job functions run here, whatever a job in Redis names (buildqueue/rqjob.py);
     # rq's scheduler re-queues a notification delivery whose retry is due (notify/notifier.py)
     scheduler = NOTIFY_QUEUE in queues

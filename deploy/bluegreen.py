@@ -107,9 +107,11 @@ class _Config:
             return render_file(override, **context)
         return render_builtin("site.conf.j2", **context)
 
-    def apply(self, live_side: str | None, idle_side: str) -> None:
+    def apply(self, live_side: str | None, idle_side: str) -> nginx.Reload:
         """Write + `nginx -t` + reload, then wait until the preview answers from the new
-        config. On failure the previous file is put back (nginx keeps serving the old one)."""
+        config and the old workers stopped accepting. On failure the previous file is put
+        back (nginx keeps serving the old one). Returns the reload (its old workers may still
+        be finishing requests under the config before)."""
         token = secrets.token_hex(8)
         text = self.render(live_side, idle_side, token)
         path = _step("nginx config", lambda: nginx.site_conf(self.settings, self.site.name))
@@ -153,6 +155,7 @@ class _Config:
                     pass
             raise DeployError("reload", f"nginx did not load the new config: {why or exc}") from exc
         self.say(f"reload: ok ({done.how})")
+        return done
 
     @staticmethod
     def _restore(path: Path, old: str | None) -> None:
@@ -580,8 +583,9 @@ def _finish_switch(settings: Settings, s: Site, opts: SiteOptions, state: dict[s
     s.save_state(state)
     _audit(settings, by, "deploy" if action == "deploy" else f"deploy {action}", "updated",
            state.get("repo"), f"{s.name}: live {live or '-'} -> {idle} (release {release})")
+    switched: nginx.Reload | None = None
     try:
-        _Config(settings, s, opts, say).apply(idle, other_side(idle))
+        switched = _Config(settings, s, opts, say).apply(idle, other_side(idle))
         if proxied:  # a proxied site switches with this reload (the rename only records it)
             switch_seconds = time.monotonic() - t0
             say(f"switch: nginx proxies to {idle} ({switch_seconds * 1000:.0f} ms with the reload)")
@@ -592,8 +596,12 @@ def _finish_switch(settings: Settings, s: Site, opts: SiteOptions, state: dict[s
         # live already switched (the rename is what serves it); only the preview lags
         say(f"warning: preview not moved to {other_side(idle)}: {exc}")
     if live is not None and processes.side_ports(settings, s.name, live):
-        processes.stop_side(settings, s.name, live, after=opts.drain)
-        say(f"drain: the {live} processes stop in {opts.drain}s (deploy.drain)")
+        # nginx's old workers finish what they hold, some of it from the old side: it stops
+        # after the drain AND once they are gone, so no request in flight is cut
+        holding = switched.old_workers_alive() if switched is not None else []
+        processes.stop_side(settings, s.name, live, after=opts.drain, hold=holding)
+        say(f"drain: the {live} processes stop in {opts.drain}s (deploy.drain)"
+            + (f", not before the {len(holding)} old nginx worker(s) finished" if holding else ""))
     _prune(s, state, opts.keep, say)
     s.save_state(state)
     _ensure_tls(settings, s, opts, say)

@@ -15,7 +15,9 @@ env in its environment and the release as working directory. A process binds
 0.0.0.0:$PORT, as on Heroku: the forward arrives on the namespace's own address.
 A process that exits is restarted with backoff (1 s doubling to 30 s; 1 s again after
 30 s up). A side's processes are stopped (SIGTERM, then the namespace is killed) when its
-generation changes, its file goes or `stop_at` passed (a drained old side). Ports are
+generation changes, its file goes or `stop_at` passed (a drained old side) and no process
+named in its `hold` list (the nginx workers that may still be answering a request from it,
+as [pid, starttime]) is alive any more, HOLD_MAX at most. Ports are
 chosen by the deploy, so nginx's config is written before the processes run and a
 restarted process gets its port back. Output goes, masked, to HOME/run/sites/SITE/
 processes.log, one `TIME SIDE TYPE[PID]: line` each; state to SITE/SIDE.status.json.
@@ -34,7 +36,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from gitserve import procscan, sandbox
 from gitserve.errors import GitserveError
@@ -52,6 +54,7 @@ BACKOFF_MAX = 30.0
 HEALTHY_AFTER = 30.0   # seconds up after which the backoff starts over
 STOP_GRACE = 5.0       # SIGTERM, then the sandbox's namespace is killed
 LOG_MAX = 10 * 1024 * 1024
+HOLD_MAX = 600.0       # a drained side a request never lets go of stops this long after its drain
 MASK = "***"
 
 
@@ -63,6 +66,12 @@ def site_dir(settings: Settings, site: str) -> Path:
 def desired_file(settings: Settings, site: str, side: str) -> Path:
     assert side in SIDES
     return site_dir(settings, site) / f"{side}.json"
+
+
+def retired_file(settings: Settings, site: str, side: str, generation: str) -> Path:
+    """A side's previous process set, replaced while it was still draining: it keeps
+    running (on its own ports) until its drain and hold are over, beside the new one."""
+    return site_dir(settings, site) / f"{side}.{generation}.retired.json"
 
 
 def status_file(settings: Settings, site: str, side: str) -> Path:
@@ -114,19 +123,31 @@ def start_side(settings: Settings, site: str, side: str, release: str, release_d
                "stop_at": None, "written_at": time.time(), "uid": uid}
     path = desired_file(settings, site, side)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    before = read_desired(settings, site, side)
+    if before is not None and before.get("stop_at") and before.get("generation"):
+        # still draining (a deploy or rollback right after a switch): nginx's old workers
+        # may be waiting on it, so it is not replaced in place but finishes beside the new
+        atomic_write(retired_file(settings, site, side, str(before["generation"])),
+                     json.dumps(before, indent=1), mode=0o600)
     atomic_write(path, json.dumps(desired, indent=1), mode=0o600)
     sitesctl.ensure_running(settings)
     sitesctl.wake(settings)
     return {kind: int(p["port"]) for kind, p in procs.items()}
 
 
-def stop_side(settings: Settings, site: str, side: str, after: float = 0.0) -> None:
+def stop_side(settings: Settings, site: str, side: str, after: float = 0.0,
+              hold: Iterable[int] = ()) -> None:
     """Stop SIDE's processes AFTER seconds (a drain: requests already sent to the old side
-    finish); 0 stops them now. Idempotent; a side with nothing is left alone."""
+    finish); 0 stops them now. HOLD: pids (the nginx workers of the config before a switch)
+    that may still be waiting on an answer from SIDE: it keeps running until they are gone,
+    however long the drain, so no request in flight is cut (HOLD_MAX at most). Idempotent;
+    a side with nothing is left alone."""
     desired = read_desired(settings, site, side)
     if desired is None:
         return
     desired["stop_at"] = time.time() + max(0.0, after)
+    desired["hold"] = [[p.pid, p.starttime] for p in map(procscan.read, hold)
+                       if p is not None and not p.zombie]
     atomic_write(desired_file(settings, site, side), json.dumps(desired, indent=1), mode=0o600)
     sitesctl.wake(settings)
 
@@ -173,8 +194,10 @@ def wait_running(settings: Settings, site: str, side: str, timeout: float) -> No
             status = json.loads(status_file(settings, site, side).read_text())
         except (OSError, ValueError):
             status = {}
-        current = desired and status.get("generation") == desired.get("generation")
-        rows = status.get("procs", []) if current else []
+        generation = desired.get("generation")
+        current = desired and status.get("generation") == generation
+        rows = [p for p in status.get("procs", []) if p.get("generation", generation) == generation
+                ] if current else []
         failed = [p for p in rows if p.get("state") == "failed"]
         if failed:
             raise DeployError("processes", f"{side} {failed[0].get('type')} of {site} could not "
@@ -243,13 +266,17 @@ class Instance:
     app_pid: int | None = None
     reader: threading.Thread | None = field(default=None, repr=False)
     restart_token: str | None = None   # desired proc["restart"] last acted on
+    retired: bool = False       # from a retired file: an earlier generation still draining
+    draining: bool = False      # its side has a stop_at (a drain, and maybe a hold)
 
     def row(self) -> dict[str, Any]:
         running = self.popen is not None and self.popen.poll() is None
+        state = "draining" if self.draining and self.state == "running" else self.state
         return {"site": self.site, "side": self.side, "type": self.kind, "release": self.release,
                 "pid": self.app_pid if running else None, "port": self.port,
                 "started": self.started if running else None, "restarts": self.restarts,
-                "state": self.state, "last_exit": self.last_exit, "error": self.error}
+                "state": state, "last_exit": self.last_exit, "error": self.error,
+                "generation": self.generation}
 
 
 class ProcessKeeper:
@@ -258,7 +285,7 @@ class ProcessKeeper:
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.clock = clock
-        self.instances: dict[tuple[str, str, str], Instance] = {}
+        self.instances: dict[tuple[str, str, str, str], Instance] = {}  # site, side, type, generation
         self.logs: dict[str, _Log] = {}
         from dataclasses import replace
 
@@ -279,31 +306,34 @@ class ProcessKeeper:
             except (OSError, ValueError):
                 continue
             if isinstance(data, dict) and data.get("side") in SIDES and data.get("site") == path.parent.name:
+                data["_path"] = str(path)
+                data["_retired"] = path.name != f"{data['side']}.json"
                 yield data
 
     def reconcile(self) -> None:
         now = self.clock()
-        wanted: dict[tuple[str, str, str], tuple[dict[str, Any], dict[str, Any]]] = {}
+        wanted: dict[tuple[str, str, str, str], tuple[dict[str, Any], dict[str, Any]]] = {}
         finished: list[dict[str, Any]] = []
         for desired in self._desired():
-            if desired.get("stop_at") and float(desired["stop_at"]) <= now:
+            if desired.get("stop_at") and float(desired["stop_at"]) <= now and not self._held(desired, now):
                 finished.append(desired)
                 continue
             for kind, proc in desired.get("procs", {}).items():
-                wanted[(desired["site"], desired["side"], kind)] = (desired, proc)
+                wanted[(desired["site"], desired["side"], kind, str(desired["generation"]))] = (desired, proc)
         for key, inst in list(self.instances.items()):
-            entry = wanted.get(key)
-            if entry is None or entry[0]["generation"] != inst.generation:
+            if key not in wanted:
                 self._stop(inst)
                 del self.instances[key]
         for key, (desired, proc) in wanted.items():
             found = self.instances.get(key)
             if found is None:
-                inst = Instance(key[0], key[1], key[2], desired["generation"], str(desired["release"]),
+                inst = Instance(key[0], key[1], key[2], key[3], str(desired["release"]),
                                 int(proc["port"]), restart_token=proc.get("restart"))
                 self.instances[key] = inst
+                inst.retired, inst.draining = bool(desired["_retired"]), bool(desired.get("stop_at"))
                 self._start(inst, desired, proc)
                 continue
+            found.retired, found.draining = bool(desired["_retired"]), bool(desired.get("stop_at"))
             if proc.get("restart") != found.restart_token:  # `deploy restart SITE TYPE`
                 found.restart_token = proc.get("restart")
                 self._stop_now(found)
@@ -312,11 +342,25 @@ class ProcessKeeper:
                 continue
             self._watch(found, desired, proc)
         for desired in finished:  # drained: its processes are stopped above; forget the side
-            try:
-                desired_file(self.settings, desired["site"], desired["side"]).unlink()
-            except OSError:
+            path = Path(desired["_path"])
+            try:  # unless a deploy just wrote a new generation there
+                if json.loads(path.read_text()).get("generation") == desired["generation"]:
+                    path.unlink()
+            except (OSError, ValueError):
                 pass
         self._write_status()
+
+    def _held(self, desired: dict[str, Any], now: float) -> bool:
+        """Is a drained side still held by an nginx worker that may be waiting on it?"""
+        holders = [(int(pid), int(start)) for pid, start in desired.get("hold") or []
+                   if procscan.alive(int(pid), int(start))]
+        if not holders:
+            return False
+        if now < float(desired["stop_at"]) + HOLD_MAX:
+            return True
+        log.warning("%s %s: stopped %.0fs after its drain though nginx worker %s still runs",
+                    desired["site"], desired["side"], HOLD_MAX, holders[0][0])
+        return False
 
     def _watch(self, inst: Instance, desired: dict[str, Any], proc: dict[str, Any]) -> None:
         now = time.monotonic()
@@ -459,8 +503,8 @@ class ProcessKeeper:
             if (site, side) not in by_side:
                 path.unlink(missing_ok=True)
         for (site, side), insts in by_side.items():
-            generation = insts[0].generation
-            rows = [i.row() for i in sorted(insts, key=lambda i: i.kind)]
+            generation = ([i for i in insts if not i.retired] or insts)[0].generation
+            rows = [i.row() for i in sorted(insts, key=lambda i: (i.retired, i.kind))]
             text = json.dumps({"generation": generation, "procs": rows}, indent=1)
             path = status_file(self.settings, site, side)
             try:

@@ -32,7 +32,7 @@ def ps_rows(settings: Settings, site: str) -> list[dict[str, Any]]:
     live = s.live_side()
     rows = processes.read_status(settings, site)
     for row in rows:
-        row["live"] = row.get("side") == live
+        row["live"] = row.get("side") == live and row.get("state") != "draining"
     return sorted(rows, key=lambda r: (not r["live"], r.get("side") or "", r.get("type") or ""))
 
 

@@ -80,7 +80,7 @@ def _processes(settings: Settings, site: str, live: str | None) -> list[dict[str
 
     rows = read_status(settings, site)
     for row in rows:
-        row["live"] = row.get("side") == live
+        row["live"] = row.get("side") == live and row.get("state") != "draining"
     return sorted(rows, key=lambda r: (not r["live"], r.get("side") or "", r.get("type") or ""))
 
 

@@ -162,7 +162,10 @@ def services(settings: Settings, upkeep: UpkeepService | None = None,
     from buildqueue.notify.service import services as notify_services
     from deploy.sitesctl import services as deploy_services
 
+    from buildqueue.spool import SpoolService
+
     found: list[Service] = [*build_services(settings), *deploy_services(settings)]
+    found.append(SpoolService(settings))  # builds held while Redis was down, queued when back
     if upkeep is not None:
         found.append(upkeep)
     found.extend(notify_services(settings))

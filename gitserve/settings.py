@@ -54,6 +54,8 @@ class ServerSettings:
     max_blob_bytes: int = 100 * 1024**2
     # Git LFS (SPEC §11): the largest object an upload may store (0: no limit)
     max_lfs_object_bytes: int = 5 * 1024**3
+    # the most LFS locks one repository holds (every push reads them all; 0: no limit)
+    max_lfs_locks: int = 10000
     # Gitolite's GIT_CONFIG_KEYS: space-separated regexes of the `config` keys written into
     # repos (none by default; keys that run programs are never written)
     git_config_keys: str = ""
@@ -101,6 +103,17 @@ class RedisSettings:
     master_name: str = "mymaster"
     password: str = ""
     db: int = 0
+    # Redis replication is asynchronous: after a push's build is queued (and again when a
+    # sync/gate push reports its build's end) the server sends WAIT so that many replicas hold
+    # it before the push is answered; a failover right after the answer then loses nothing.
+    # -1 = 1 with sentinels, else 0 (no WAIT); wait_timeout bounds the wait (seconds)
+    wait_replicas: int = -1
+    wait_timeout: float = 2.0
+    # a push finds Redis unreachable: it keeps trying this long (seconds) before it answers
+    # without it (sync/async: the build is kept on disk and queued when Redis is back; gate:
+    # the ref is rejected with the reason). -1 = 30 with a Redis of your own (url or
+    # sentinels: a failover or a restart brings it back), 3 with the embedded one
+    outage_wait: float = -1.0
 
 
 @dataclass
@@ -322,6 +335,20 @@ class Settings:
     def external_redis(self) -> bool:
         """A Redis of the site's own (url or sentinels): serve starts no embedded one."""
         return bool(self.redis.url or self.redis.sentinels)
+
+    @property
+    def redis_wait_replicas(self) -> int:
+        """How many replicas must confirm a push's Redis writes ([redis] wait_replicas)."""
+        if self.redis.wait_replicas >= 0:
+            return self.redis.wait_replicas
+        return 1 if self.redis.sentinels else 0
+
+    @property
+    def redis_outage_wait(self) -> float:
+        """Seconds a push waits for an unreachable Redis ([redis] outage_wait)."""
+        if self.redis.outage_wait >= 0:
+            return self.redis.outage_wait
+        return 30.0 if self.external_redis else 3.0
 
     @property
     def effective_redis_url(self) -> str:

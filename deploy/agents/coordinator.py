@@ -251,6 +251,12 @@ class Coordinator:
             if owner and meta.get("repo") and owner != meta.get("repo"):
                 raise self._failed(say, DeployError("options", f"site {name} is deployed from repo "
                                                     f"{owner}, not {meta.get('repo')}"), rec)
+            theirs, mine = rec.get("live_pushed_at"), meta.get("pushed_at")
+            if rec.get("release") and theirs is not None and mine is not None and float(theirs) > float(mine):
+                skipped = f"build {rec['release']} was pushed later and is already live"
+                say(f"skipped: {skipped}")  # the lock serialized two pushes: the last one wins
+                return DeployResult(name, "", str(rec["release"]), None, rec.get("release"), 0.0,
+                                    time.monotonic() - started, skipped=skipped)
             down = self._down(settings, hosts)
             if down:
                 raise self._failed(say, DeployError("hosts", down[0]), rec)
@@ -274,6 +280,7 @@ class Coordinator:
                 phase_one = time.monotonic() - t1
                 self._all_or_none(settings, say, rec, hosts, results, name, release, "deploy")
                 say(f"phase one: prepared and checked on {len(hosts)} hosts in {phase_one:.1f}s")
+                rec["pending_pushed_at"] = meta.get("pushed_at")
                 return self._switch_all(settings, say, log, rec, hosts, name, release, "deploy",
                                         meta.get("pusher"), started)
             finally:
@@ -358,6 +365,7 @@ class Coordinator:
                 f"{' '.join(done) or 'none'}, not switched: {' '.join(bad)} (deploy rollback {site} "
                 "or push again)"), rec, partial=True)
         rec["release"] = release
+        rec["live_pushed_at"] = rec.pop("pending_pushed_at", None) if action == "deploy" else None
         if action == "deploy" and release not in rec["deployed"]:
             rec["deployed"].append(release)
             rec["deployed"] = rec["deployed"][-1000:]

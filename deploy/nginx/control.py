@@ -108,6 +108,12 @@ class Reload:
                 return False
         return True
 
+    def old_workers_alive(self) -> list[int]:
+        """The old workers still running: they finish the requests they hold (to a drained
+        side, too) before they exit."""
+        return sorted(pid for pid in self.old_workers
+                      if b"worker process" in procscan.cmdline(pid) and procscan.alive(pid))
+
 
 def _workers(master: int) -> frozenset[int]:
     return frozenset(procscan.children(master))

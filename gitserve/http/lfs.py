@@ -292,6 +292,9 @@ class LfsHttp:
     @answers
     async def create_lock(self, request: Request) -> Response:
         repo, caller, body = await self._writer(request)
+        refusal = caller.access.lock_refusal(self._ref_of(body))
+        if refusal:
+            raise Refused(_error(403, refusal))
         table = locks_for(self.settings, repo)
         lock = await anyio.to_thread.run_sync(table.create, str(body.get("path", "")),
                                               caller.user, self._ref_of(body))

@@ -49,19 +49,28 @@ def _now() -> str:
 
 
 def clean_path(path: str) -> str:
+    """PATH as git names it in a tree (`./a//b.psd` -> `a/b.psd`): a lock is matched against
+    the paths a push changes, so another spelling of a locked file would neither conflict
+    with its lock nor be enforced. Absolute paths and `..` are refused."""
     if not path or len(path) > MAX_PATH or "\x00" in path or "\n" in path:
         raise LfsError(422, "invalid lock path")
-    return path
+    parts = [part for part in path.split("/") if part not in ("", ".")]
+    if path.startswith("/") or ".." in parts or not parts:
+        raise LfsError(422, "invalid lock path: a path inside the repository, like dir/file.psd")
+    return "/".join(parts)
 
 
 class LockTable:
     """ROOT's lock table. DEFAULT_REF is the ref a lock made without one protects for the
     purpose of breaking it (the repository's HEAD branch; see remove())."""
 
-    def __init__(self, root: Path, default_ref: str = "any") -> None:
+    def __init__(self, root: Path, default_ref: str = "any", max_locks: int = 0) -> None:
         self.file = root / "locks.json"
         self.lockfile = root / "locks.lock"
         self.default_ref = default_ref
+        # `[server] max_lfs_locks`: every push reads the whole table and every lock rewrites
+        # it, so one writer scripting 100,000 locks would slow every push (0: no limit)
+        self.max_locks = max_locks
 
     def _read(self) -> list[Lock]:
         try:
@@ -85,6 +94,9 @@ class LockTable:
             for lock in locks:
                 if lock.path == path:
                     raise LockConflict(lock)
+            if self.max_locks and len(locks) >= self.max_locks:
+                raise LfsError(422, f"lock refused: this repository holds {len(locks)} locks, "
+                                    f"this server's limit (max_lfs_locks); unlock some first")
             lock = Lock(secrets.token_hex(16), path, owner, _now(), ref)
             locks.append(lock)
             self._write(locks)

@@ -31,7 +31,8 @@ def head_ref(settings: Settings, repo: str) -> str:
 
 
 def locks_for(settings: Settings, repo: str) -> LockTable:
-    return LockTable(repo_root(settings.lfs_dir, repo), default_ref=head_ref(settings, repo))
+    return LockTable(repo_root(settings.lfs_dir, repo), default_ref=head_ref(settings, repo),
+                     max_locks=settings.server.max_lfs_locks)
 
 
 def access_for(settings: Settings, rules: Rules, repo: str, user: str) -> LfsAccess:
@@ -45,7 +46,8 @@ def access_for(settings: Settings, rules: Rules, repo: str, user: str) -> LfsAcc
             return False  # `writable ... off` stops LFS uploads and locks as it stops pushes
         return acl.can(rules, repo, user, perm, ref, repo_dir=repo_dir)
 
-    return LfsAccess(user, check, locks_elsewhere=locks_elsewhere(settings, rules, repo))
+    return LfsAccess(user, check, locks_elsewhere=locks_elsewhere(settings, rules, repo),
+                     lock_ref=head_ref(settings, repo))
 
 
 def locks_elsewhere(settings: Settings, rules: Rules, repo: str) -> str:

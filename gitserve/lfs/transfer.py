@@ -212,8 +212,11 @@ class Transfer:
         if req.has_body:
             self._lines()
         ref = req.args.get("refname", "")
-        if self.operation != "upload" or not self.access.can_lock(ref):
+        if self.operation != "upload":
             raise LfsError(403, f"locking needs W for {self.access.user}")
+        refusal = self.access.lock_refusal(ref)
+        if refusal:
+            raise LfsError(403, refusal)
         try:
             lock = self.locks.create(req.args.get("path", ""), self.access.user, ref)
         except LockConflict as exc:

@@ -307,3 +307,118 @@ def test_a_stopped_agent_fails_the_deploy_and_none_switches(cluster):
     code, msgs, _ = commit_push(c, "v4")
     assert code == 0 and any(m.startswith("Enable:") for m in msgs), msgs
     assert served(c) == {"web1": "v4", "web2": "v4"}
+
+
+
+def test_an_agent_killed_without_a_word_fails_phase_one_within_the_bound(cluster):
+    """kill -9: its last status report is still fresh, so the deploy goes ahead; web1
+    prepares (fetch, processes, check) while web2's job is never taken: after
+    [deploy] agent_timeout (5 s here) the deploy fails naming web2, web1 aborts (its idle
+    processes stop) and both hosts keep serving the old release."""
+    from gitserve import settings as settings_mod
+    from tests.support.tools import gitserve_cmd as cmd
+
+    c = cluster
+    before = served(c)
+    agent = c["agents"]["web2"]
+    assert agent.proc is not None
+    os.killpg(agent.proc.pid, signal.SIGKILL)
+    agent.proc.wait(10)
+    try:
+        with Poller(c["upstream"].port) as poll:
+            code, msgs, seconds = commit_push(c, "v5")
+        failure = [m for m in msgs if "FAILED" in m]
+        assert failure and "host web2: deploy agent did not take the job within 5s" in failure[0], msgs
+        assert any(m.startswith("deploy app: [web1] check: GET /health") for m in msgs), msgs
+        assert any(m.startswith("deploy app: [web1] aborted:") for m in msgs), msgs
+        assert not any(m.startswith("Enable:") or "] switch:" in m for m in msgs), msgs
+        assert served(c) == before and poll.failed == [] and set(poll.ok) == {before["web1"]}
+        home = str(c["agents"]["web1"].home)
+        live = status_json(c)["hosts"][0]["live_side"]
+        deadline = time.monotonic() + 20
+        while True:  # web1's idle side stopped: only the live side runs
+            out = subprocess.run(cmd("--home", home, "deploy", "ps", "app", "--json"), capture_output=True,
+                                 text=True, env=subprocess_env(), timeout=30)
+            running = {r["side"] for r in json.loads(out.stdout) if r.get("pid")}
+            if running == {live}:
+                break
+            assert time.monotonic() < deadline, out.stdout
+            time.sleep(0.2)
+        assert settings_mod.load(c["srv"].home).deploy.agent_timeout == 5.0
+        print(f"\nagent killed: deploy failed after {seconds:.1f}s (push), {len(poll.ok)} requests, 0 failed")
+    finally:
+        agent.start()
+
+# --- as an attacker with the Redis password (a build host has it) -------------------------
+
+def _agent_queue(c, host: str):
+    from rq import Queue
+    from rq.serializers import JSONSerializer
+
+    from buildqueue import rqconn
+
+    r = rqconn.connect(c["srv"].settings.effective_redis_url)
+    return r, Queue(f"deploy-agent:{host}", connection=r, serializer=JSONSerializer)
+
+
+def _job_end(job, timeout: float = 15.0) -> str:
+    deadline = time.monotonic() + timeout
+    while (status := job.get_status(refresh=True)) not in ("finished", "failed", "canceled", "stopped"):
+        assert time.monotonic() < deadline, status
+        time.sleep(0.05)
+    return getattr(status, "value", str(status))
+
+
+def test_jobs_forged_in_redis_do_nothing_on_an_agent(cluster):
+    """A rollback forged with a made-up key, an unsigned one, and a job naming another
+    function: the agent refuses each before doing anything; both hosts serve as before."""
+    import secrets as pysecrets
+
+    from deploy.agents import auth
+
+    c = cluster
+    before = served(c)
+    r, q = _agent_queue(c, "web1")
+    live = status_json(c)["release"]
+    old = next(rel for rel in status_json(c)["deployed"] if rel != live)
+    body = {"kind": "rollback", "agent": "web1", "site": "app", "release": old, "action": "rollback",
+            "nonce": "f" * 16, "expires": time.time() + 60}
+    forged = [q.enqueue("deploy.agents.jobs.run", auth.seal(pysecrets.token_bytes(32), "job", body)),
+              q.enqueue("deploy.agents.jobs.run", body),
+              q.enqueue("os.system", "touch /tmp/pwned-by-agent-job")]
+    for job in forged:
+        assert _job_end(job) == "failed"
+    reasons = [(job.latest_result().exc_string or "").strip().splitlines()[-1] for job in forged]
+    assert "signature does not match" in reasons[0] and "not a signed job" in reasons[1], reasons
+    assert "is not a deploy agent job" in reasons[2], reasons
+    assert not os.path.exists("/tmp/pwned-by-agent-job")
+    assert served(c) == before
+
+
+def test_releases_go_only_to_signed_requests_of_the_sites_hosts(cluster):
+    """The HTTP face serves a release file only to a request signed with the key of one of
+    the site's hosts, within 5 minutes; another agent's valid key, an unsigned request and
+    a replayed old signature get nothing."""
+    from deploy.agents import auth, releases
+    from tests.support.httpkit import get as http_get
+
+    c = cluster
+    srv = c["srv"]
+    base = f"http://{srv.settings.http.listen}"
+    path = releases.url_path("app", "999")
+    stored = releases.stored_path(srv.settings, "app", "999")
+    stored.parent.mkdir(parents=True, exist_ok=True)
+    stored.write_bytes(b"release bytes")
+    try:
+        web1 = bytes.fromhex(srv.admin_cli("deploy", "agent-key", "web1").stdout.strip())
+        web3 = bytes.fromhex(srv.admin_cli("deploy", "agent-key", "web3").stdout.strip())
+        assert http_get(base + path)[0] == 401
+        assert http_get(base + path, auth.fetch_headers(web3, "web3", path))[0] == 404
+        assert http_get(base + path, auth.fetch_headers(web3, "web1", path))[0] == 401
+        assert http_get(base + path, auth.fetch_headers(web1, "web1", path, now=time.time() - 600))[0] == 401
+        other = releases.url_path("app", "998")
+        assert http_get(base + path, auth.fetch_headers(web1, "web1", other))[0] == 401
+        status, _, data = http_get(base + path, auth.fetch_headers(web1, "web1", path))
+        assert (status, data) == (200, b"release bytes")
+    finally:
+        stored.unlink()

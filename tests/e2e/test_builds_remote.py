@@ -39,7 +39,10 @@ def remote_setup(tmp_path):
     rs = EmbeddedRedis(redis_dir / "r.sock", redis_dir / "data").start()
     # the URL in gitserve.toml serves the CLI (`gitserve builds ...`); the flag is what serve obeys
     server = make_server(tmp_path / "srv", conf=CONF, users=("alice",),
-                         settings={"redis": {"url": rs.url}}, serve_args=("--redis-url", rs.url))
+                         # Redis gone is the case here, not waiting for its return (that is
+                         # tests/cluster/test_redis_outage.py): a push waits 2 s, not 30
+                         settings={"redis": {"url": rs.url, "outage_wait": 2.0}},
+                         serve_args=("--redis-url", rs.url))
     assert not (server.home / "run" / "redis.sock").exists()  # no embedded Redis
     host = tmp_path / "buildhost"  # another directory, its own copies of the keys, no HOME
     host.mkdir()

@@ -21,6 +21,15 @@
    Now every ref is checked, a new ref by what its new commits change.
 6. `writable REPO off` stopped pushes but not LFS uploads or locks (HTTP and ssh). Now it
    stops both, with the admin's message over ssh.
+7. A user with W only on his own branches (`RW+ personal/USER/`) locked the team's files by
+   naming his branch: the lock was enforced on every ref, so alice's push to main changing
+   the file was refused. Now a lock needs W on the default branch too (HTTP and ssh).
+8. Lock paths were taken as spelled: `./hero.psd` or `art//hero.psd` neither conflicted with
+   the lock on `hero.psd` nor was ever enforced (a push changes `hero.psd`). Now a lock path
+   is git's spelling; absolute paths and `..` are refused.
+9. No limit on a repository's locks: a writer scripting 100,000 locks made every push read
+   (and every lock rewrite) the whole table. Now `[server] max_lfs_locks` refuses one more
+   with one line (HTTP and ssh).
 
 Each test failed before its fix.
 """
@@ -62,7 +71,13 @@ repo team
     RW+ = alice
     RW master = bob
     RW+ personal/USER/ = bob
+repo art
+    RW+ = alice
+    RW+ personal/USER/ = dave
+repo capped
+    RW+ = alice
 """
+MAX_LOCKS = 5
 MEDIA = {"Content-Type": "application/vnd.git-lfs+json",
          "Accept": "application/vnd.git-lfs+json"}
 
@@ -70,7 +85,8 @@ MEDIA = {"Content-Type": "application/vnd.git-lfs+json",
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
     server = make_http_server(tmp_path_factory.mktemp("lfs-attacks"), conf=CONF,
-                              users=("alice", "bob", "dave"))
+                              users=("alice", "bob", "dave"),
+                              settings={"server": {"max_lfs_locks": MAX_LOCKS}})
     try:
         server.tokens = {u: token(server, u, "t") for u in ("alice", "bob", "dave")}
         server.git("alice", "ls-remote", server.url("projects/app"))  # C: alice creates it
@@ -288,3 +304,69 @@ def test_writable_off_stops_lfs_writes(srv):
     status, body = lfs(srv, "frozen", "objects/batch", basic(srv, "alice"),
                        {"operation": "download", "objects": [{"oid": oid, "size": len(data)}]})
     assert status == 200, body  # reading goes on
+
+
+def _ssh_lock(srv: GitServer, user: str, repo: str, path: str, ref: str) -> bytes:
+    proc = subprocess.Popen(
+        srv.ssh_command(srv.key_for(user)) + [f"git@{srv.host}", "git-lfs-transfer", repo, "upload"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=srv.client_env(user))
+    request = (pkt(b"lock\n") + pkt(f"path={path}\n".encode())
+               + pkt(f"refname={ref}\n".encode()) + b"0000" + pkt(b"quit\n") + b"0000")
+    out, _ = proc.communicate(request, timeout=60)
+    return out
+
+
+def test_own_branch_writer_cannot_lock_the_teams_files(srv, tmp_path):
+    alice = tmp_path / "alice"
+    srv.git("alice", "clone", "-q", srv.url("art"), str(alice), check=False)
+    (alice / "hero.psd").write_text("v1\n")
+    srv.git("alice", "add", ".", cwd=alice)
+    srv.git("alice", "commit", "-qm", "hero", cwd=alice)
+    srv.git("alice", "push", "-q", "origin", "HEAD:refs/heads/main", cwd=alice)
+    # dave may push personal/dave/*: he names his branch, over HTTP and over ssh
+    status, body = lfs(srv, "art", "locks", basic(srv, "dave"),
+                       {"path": "hero.psd", "ref": {"name": "refs/heads/personal/dave/x"}})
+    assert status == 403 and "locking needs W on refs/heads/main for dave" in body["message"], body
+    out = _ssh_lock(srv, "dave", "art", "hero.psd", "refs/heads/personal/dave/x")
+    assert b"status 403" in out and b"locking needs W on refs/heads/main" in out, out
+    status, body = lfs(srv, "art", "locks", basic(srv, "alice"))
+    assert body["locks"] == [], body
+    # so alice's work on main goes on
+    (alice / "hero.psd").write_text("v2\n")
+    srv.git("alice", "commit", "-qam", "hero v2", cwd=alice)
+    srv.git("alice", "push", "-q", "origin", "HEAD:refs/heads/main", cwd=alice)
+    # and alice, who may push to main, still locks (for any branch she may write)
+    status, body = lfs(srv, "art", "locks", basic(srv, "alice"),
+                       {"path": "hero.psd", "ref": {"name": "refs/heads/personal/dave/x"}})
+    assert status == 201, body
+
+
+def test_a_repository_holds_at_most_max_lfs_locks(srv):
+    for i in range(MAX_LOCKS):
+        status, body = lfs(srv, "capped", "locks", basic(srv, "alice"), {"path": f"f{i}.psd"})
+        assert status == 201, body
+    status, body = lfs(srv, "capped", "locks", basic(srv, "alice"), {"path": "one-more.psd"})
+    assert status == 422, body
+    assert body["message"] == (f"lock refused: this repository holds {MAX_LOCKS} locks, this "
+                               "server's limit (max_lfs_locks); unlock some first"), body
+    out = _ssh_lock(srv, "alice", "capped", "one-more.psd", "refs/heads/main")
+    assert b"status 422" in out and b"max_lfs_locks" in out, out
+    status, body = lfs(srv, "capped", "locks", basic(srv, "alice"))
+    assert len(body["locks"]) == MAX_LOCKS, body
+    # unlocking one makes room again
+    lock_id = body["locks"][0]["id"]
+    status, _ = lfs(srv, "capped", f"locks/{lock_id}/unlock", basic(srv, "alice"), {})
+    assert status == 200
+    status, body = lfs(srv, "capped", "locks", basic(srv, "alice"), {"path": "one-more.psd"})
+    assert status == 201, body
+
+
+def test_lock_paths_are_git_paths(srv):
+    status, body = lfs(srv, "locked", "locks", basic(srv, "alice"), {"path": "./art//hero.psd"})
+    assert status == 201 and body["lock"]["path"] == "art/hero.psd", body
+    status, body = lfs(srv, "locked", "locks", basic(srv, "bob"), {"path": "art/hero.psd"})
+    assert status == 409 and body["lock"]["owner"]["name"] == "alice", body
+    for bad in ("/etc/passwd", "../x", "a/../../b", "./"):
+        status, body = lfs(srv, "locked", "locks", basic(srv, "alice"), {"path": bad})
+        assert status == 422, (bad, body)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 WEB = r'''
-import os, sys
+import os, sys, time, urllib.parse
 from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
 
 VERSION = open("version.txt").read().strip()
@@ -18,6 +18,10 @@ class H(BaseHTTPRequestHandler):
     def log_message(self, *a):
         pass
     def do_GET(self):
+        if self.path.startswith("/slow"):  # a request that holds its side for S seconds
+            seconds = float(urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)["s"][0])
+            print(f"slow request begun ({seconds}s)", flush=True)
+            time.sleep(seconds)
         if self.path == "/health" and os.path.exists("unhealthy"):
             body, code = b"unhealthy\n", 500
         else:

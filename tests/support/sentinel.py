@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,11 +37,117 @@ class Node:
             self.proc.wait(10)
 
 
+class ReplicationLink:
+    """A TCP relay on 127.0.0.1 between the replica and its master, so a test can make
+    replication lag as a slow network does: `hold()` keeps what the master sends in the
+    relay, `release()` lets it through. If the master dies while bytes are held, they die
+    with it (the replica never sees them), exactly the window Redis WAIT closes."""
+
+    def __init__(self, master_port: int) -> None:
+        self.master_port = master_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self._held = threading.Event()
+        self._cond = threading.Condition()
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def hold(self) -> None:
+        self._held.set()
+
+    def release(self) -> None:
+        with self._cond:
+            self._held.clear()
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        self._closed = True
+        self.release()
+        self.listener.close()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.master_port), timeout=5)
+                upstream.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._relay_master, args=(upstream, client),
+                             daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            _shut(dst)
+
+    def _relay_master(self, src: socket.socket, dst: socket.socket) -> None:
+        """Master -> replica, holding while asked; at the master's EOF what is still held is
+        dropped (it died before the replica got it)."""
+        queue: list[bytes] = []
+        eof = threading.Event()
+
+        def read() -> None:
+            try:
+                while data := src.recv(65536):
+                    with self._cond:
+                        queue.append(data)
+                        self._cond.notify_all()
+            except OSError:
+                pass
+            with self._cond:
+                eof.set()
+                self._cond.notify_all()
+
+        threading.Thread(target=read, daemon=True).start()
+        try:
+            while True:
+                with self._cond:
+                    while not eof.is_set() and (self._held.is_set() or not queue):
+                        self._cond.wait(0.5)
+                    if eof.is_set() and self._held.is_set():
+                        return
+                    chunk = b"".join(queue)
+                    queue.clear()
+                    ended = eof.is_set()
+                if chunk:
+                    dst.sendall(chunk)
+                if ended:
+                    return
+        except OSError:
+            pass
+        finally:
+            _shut(dst)
+            _shut(src)
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
+
+
 @dataclass
 class SentinelCluster:
     tmp: Path
     redis: list[Node] = field(default_factory=list)
     sentinels: list[Node] = field(default_factory=list)
+    # the replica replicates through a ReplicationLink (tests of Redis WAIT)
+    relayed: bool = False
+    link: ReplicationLink | None = None
+    failover_timeout_ms: int = 10000
 
     @property
     def addresses(self) -> list[str]:
@@ -67,7 +175,11 @@ class SentinelCluster:
                     "--requirepass", PASSWORD, "--masterauth", PASSWORD, "--save", "",
                     "--appendonly", "no", "--protected-mode", "no"]
             if node is replica:
-                argv += ["--replicaof", "127.0.0.1", str(master.port)]
+                upstream = master.port
+                if self.relayed:
+                    self.link = ReplicationLink(master.port)
+                    upstream = self.link.port
+                argv += ["--replicaof", "127.0.0.1", str(upstream)]
             self._start(node, argv)
         for node in self.redis:
             self._wait_ping(node.port)
@@ -81,7 +193,7 @@ class SentinelCluster:
                 f"sentinel monitor {MASTER_NAME} 127.0.0.1 {master.port} 2\n"
                 f"sentinel auth-pass {MASTER_NAME} {PASSWORD}\n"
                 f"sentinel down-after-milliseconds {MASTER_NAME} 1000\n"
-                f"sentinel failover-timeout {MASTER_NAME} 10000\n"
+                f"sentinel failover-timeout {MASTER_NAME} {self.failover_timeout_ms}\n"
                 f"sentinel parallel-syncs {MASTER_NAME} 1\n")
             self.sentinels.append(node)
             self._start(node, [sentinel_bin, str(conf)])
@@ -132,3 +244,38 @@ class SentinelCluster:
     def stop(self) -> None:
         for node in [*self.sentinels, *self.redis]:
             node.kill()
+        if self.link is not None:
+            self.link.close()
+
+
+def start_workers(home: Path, count: int) -> list[subprocess.Popen]:
+    """COUNT `gitserve worker` processes of this checkout for the server at HOME, each in
+    its own session (stop them with stop_workers)."""
+    from tests.support.tools import gitserve_cmd, subprocess_env
+
+    return [subprocess.Popen(gitserve_cmd("--home", str(home), "worker"), env=subprocess_env(),
+                             stdin=subprocess.DEVNULL,
+                             stdout=open(home.parent / f"worker{i}.log", "ab"),
+                             stderr=subprocess.STDOUT, start_new_session=True)
+            for i in range(count)]
+
+
+def stop_workers(workers: list[subprocess.Popen]) -> None:
+    for w in workers:
+        if w.poll() is None:
+            os.killpg(w.pid, signal.SIGKILL)
+        w.wait(10)
+
+
+def wait_registered(url: str, count: int, timeout: float = 60) -> None:
+    """Until COUNT rq workers have registered with the Redis at URL (a worker started while
+    Redis is down exits, so a test that takes Redis away first waits for this)."""
+    from rq import Worker
+
+    from buildqueue import rqconn
+
+    r = rqconn.connect(url)
+    deadline = time.monotonic() + timeout
+    while len(Worker.all(connection=r)) < count:
+        assert time.monotonic() < deadline, "the workers never registered"
+        time.sleep(0.1)

@@ -145,3 +145,13 @@ class HttpLoad:
         self._stop.set()
         for t in self._threads:
             t.join(timeout=10)
+
+    def failures(self, ok: tuple[int, ...] = (200,)) -> list[str]:
+        """Every request that failed, as one line each with its time, and for an answer
+        its status and the start of its body (an nginx error page says which): what a
+        zero-failed-requests assertion prints."""
+        with self._lock:
+            bad = [(t0, f"{status} {body[:300]!r} after {t1 - t0:.2f}s")
+                   for t0, t1, status, body in self.results if status not in ok]
+            bad += list(self.errors)
+        return [f"t={t0:.3f} {what}" for t0, what in sorted(bad)]

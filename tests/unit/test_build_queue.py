@@ -321,14 +321,32 @@ def test_webhook_posts_on_end_with_retry(env):
 
 
 def test_redis_down_push_still_completes(env, tmp_path):
+    from buildqueue import spool
+
+    up = env.redis.url
     env.redis.url = f"unix://{tmp_path}/nothing.sock"
+    env.redis.outage_wait = 1.0  # how long a push waits for Redis to come back
+    t0 = time.monotonic()
     pusher, reason, sha, bare = push(env, "down", {".gitserve/build": "#!/bin/sh\necho hi\n"})
+    assert 1.0 <= time.monotonic() - t0 < 10
     assert reason is None and git("--git-dir", str(bare), "rev-parse", "main") == sha
     assert len(pusher.text) == 1 and pusher.text[0].startswith("build of refs/heads/main could not be queued: Redis unreachable")
+    assert pusher.text[0].endswith("it is kept and queued when Redis is back (`builds list` shows it then)")
+    (held,) = spool.pending(env)  # kept on disk, its commit pinned where no user sees it
+    pin = f"refs/gitserve/spool/{held.stem}"
+    assert git("--git-dir", str(bare), "rev-parse", pin) == sha
     pusher, reason, _, _ = push(env, "down", {".gitserve/build": "#!/bin/sh\necho hi\n", "y": "1"},
                                 options={"build.mode": "gate"})
     assert reason.startswith("build could not be queued: Redis unreachable")
     assert git("--git-dir", str(bare), "rev-parse", "main") == sha
+    assert len(spool.pending(env)) == 1  # a rejected gate keeps nothing
+    env.redis.url = up  # Redis is back: the held build is queued once and runs
+    r = rqconn.connect(up)
+    (build_id,) = spool.drain(env, r)
+    assert spool.drain(env, r) == [] and spool.pending(env) == []
+    assert not _has(bare, pin)
+    build = logs.wait_quietly(r, build_id, 30)
+    assert (build.status, build.new, build.pusher) == ("passed", sha, "alice")
 
 
 def test_post_receive_hook_streams(env):

@@ -33,7 +33,7 @@ def test_systemd_accepts_the_units(tmp_path: Path) -> None:
         text = unit.read_text().replace("/usr/local/bin/gitserve", str(fake))
         (tmp_path / name).write_text(text)
         paths.append(str(tmp_path / name))
-    assert len(paths) == 3
+    assert len(paths) == 4
     res = subprocess.run([analyze, "verify", *paths], capture_output=True, text=True, timeout=60)
     problems = [ln for ln in (res.stdout + res.stderr).splitlines()
                 if any(Path(p).name in ln for p in paths)]
@@ -44,10 +44,13 @@ def test_exec_lines_are_gitserve_commands_and_serve_wants_sites() -> None:
     serve = _unit("gitserve.service")
     assert "gitserve-sites.service" in serve["Unit"]["Wants"]
     assert "gitserve-sites.service" in serve["Unit"]["After"]
-    for name in ("gitserve.service", "gitserve-sites.service", "gitserve-worker@.service"):
+    agent = _unit("gitserve-deploy-agent.service")  # a web host's sites outlive its agent too
+    assert "gitserve-sites.service" in agent["Unit"]["Wants"]
+    for name in ("gitserve.service", "gitserve-sites.service", "gitserve-worker@.service",
+                 "gitserve-deploy-agent.service"):
         line = _unit(name)["Service"]["ExecStart"]
         argv = shlex.split(line)
-        if argv[0] == "/bin/sh":  # the worker's sh -c 'exec gitserve worker ...'
+        if argv[0] == "/bin/sh":  # sh -c 'exec gitserve worker|deploy-agent ...'
             argv = shlex.split(re.sub(r"^exec ", "", argv[2]))
         assert argv[0] == "/usr/local/bin/gitserve", line
         words = [a for a in argv[1:] if not a.startswith("-") and "$" not in a]

@@ -225,11 +225,11 @@ def test_app_wires_hooks_in_order_and_one_command_table(tmp_path: Path) -> None:
         "help", "info", "login", "perms", "secrets", "token", "writable"]
     settings.server.commands = ""
     assert [type(s).__name__ for s in wired.services] == [
-        "EmbeddedRedisService", "LocalWorkersService", "SitesService", "UpkeepService", "NotifierService",
-        "HandoffService"]
+        "EmbeddedRedisService", "LocalWorkersService", "SitesService", "SpoolService", "UpkeepService",
+        "NotifierService", "HandoffService"]
     settings.redis.url = "redis://127.0.0.1:1"
     assert [type(s).__name__ for s in app.build(settings).services] == [
-        "SitesService", "UpkeepService", "NotifierService", "HandoffService"]
+        "SitesService", "SpoolService", "UpkeepService", "NotifierService", "HandoffService"]
     settings.server.hostname = "frodo"  # mirroring: its hook, its queue, its command
     mirrored = app.build(settings)
     assert [type(getattr(h, "inner", h)).__name__ for h in mirrored.hooks] == [

@@ -1,0 +1,103 @@
+"""Deploy agents' pieces without servers: the signed envelopes, and a release download that
+does not match what the signed job says (tests/cluster/test_deploy_agents.py runs the rest
+for real)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from deploy.agents import auth, releases
+from deploy.errors import DeployError
+from gitserve.options import OptionError, SiteOptions
+
+KEY = bytes(range(32))
+
+
+def test_a_sealed_body_opens_only_with_its_key_and_purpose() -> None:
+    env = auth.seal(KEY, "job", {"kind": "switch", "release": "7"})
+    assert auth.unseal(KEY, "job", env) == {"kind": "switch", "release": "7"}
+    with pytest.raises(auth.BadSignature):
+        auth.unseal(KEY, "result", env)  # a job is not an answer
+    with pytest.raises(auth.BadSignature):
+        auth.unseal(bytes(32), "job", env)
+    env["body"]["release"] = "6"
+    with pytest.raises(auth.BadSignature):
+        auth.unseal(KEY, "job", env)
+    secret = auth.encrypt_env(KEY, {"API_TOKEN": "s3cret"})
+    assert "s3cret" not in secret and auth.decrypt_env(KEY, secret) == {"API_TOKEN": "s3cret"}
+    with pytest.raises(auth.BadSignature):
+        auth.decrypt_env(bytes(32), secret)
+
+
+def test_deploy_hosts_options_are_typed() -> None:
+    base = {"deploy.site": "www", "deploy.port": "8080", "deploy.preview-port": "8081"}
+    opts = SiteOptions.parse({**base, "deploy.hosts": "web1 web2", "deploy.host-ports": "web2=127.0.0.1:9080/9081"})
+    assert opts.hosts == ("web1", "web2") and opts.host_ports == (("web2", "127.0.0.1:9080/9081"),)
+    for bad in ({"deploy.hosts": "web1 ../x"}, {"deploy.host-ports": "web2=99999"}, {"deploy.host-ports": "web2"}):
+        with pytest.raises(OptionError):
+            SiteOptions.parse({**base, **bad})
+
+
+def _tar(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@pytest.fixture
+def served() -> Iterator[dict]:
+    """A stand-in for the server's HTTP face: answers what the test puts in BOX['data']."""
+    box: dict = {"data": b"", "headers": None}
+
+    class H(BaseHTTPRequestHandler):
+        def log_message(self, *a: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            box["headers"] = dict(self.headers)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(box["data"])))
+            self.end_headers()
+            self.wfile.write(box["data"])
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    box["url"] = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        yield box
+    finally:
+        httpd.shutdown()
+
+
+def test_a_release_must_match_its_signed_sha256(served: dict, tmp_path: Path) -> None:
+    good = _tar({"index.html": b"v1\n"})
+    served["data"] = good
+    sha = hashlib.sha256(good).hexdigest()
+    tree = releases.fetch(served["url"], KEY, "web1", "www", "7", sha, len(good), tmp_path / "a")
+    assert (tree / "index.html").read_bytes() == b"v1\n"
+    assert served["headers"]["Authorization"].startswith("GitserveAgent ")  # signed, key not sent
+    assert KEY.hex() not in str(served["headers"])
+    served["data"] = good[:50] + bytes([good[50] ^ 1]) + good[51:]  # one bit changed on the way
+    with pytest.raises(DeployError, match="does not match its sha256"):
+        releases.fetch(served["url"], KEY, "web1", "www", "7", sha, len(good), tmp_path / "b")
+    served["data"] = good + b"x" * 100  # more than signed for: stopped while reading
+    with pytest.raises(DeployError, match="more than the"):
+        releases.fetch(served["url"], KEY, "web1", "www", "7", sha, len(good), tmp_path / "c")
+    escape = _tar({"../outside.txt": b"x"})
+    served["data"] = escape
+    with pytest.raises(DeployError, match="refused"):
+        releases.fetch(served["url"], KEY, "web1", "www", "7", hashlib.sha256(escape).hexdigest(),
+                       len(escape), tmp_path / "d")
+    assert not (tmp_path / "outside.txt").exists() and not (tmp_path / "d" / "outside.txt").exists()
