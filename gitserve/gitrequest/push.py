@@ -59,8 +59,8 @@ class RepoPushPolicy:
         self._inspector: DulwichInspector | None = None
         self._ctx: PushContext | None = None
         server = settings.server
-        self._limits = PushLimits(max_push_bytes=server.max_push_bytes,
-                                  max_blob_bytes=server.max_blob_bytes)
+        self._limits = PushLimits(max_push_bytes=max(0, server.max_push_bytes),  # < 0: none, as 0
+                                  max_blob_bytes=max(0, server.max_blob_bytes))
 
     @property
     def limits(self) -> PushLimits:
