@@ -755,12 +755,11 @@ def restart(settings: Settings, site: str, by: str | None = None, log: Log = pri
                 raise DeployError("restart", f"site {name} has no {kind} process "
                                   f"(it has {', '.join(sorted(ports))})")
             if kind != opts.web and kind not in {k for _, k in opts.routes}:
-                before = {r["type"]: r for r in processes.read_status(settings, name)
-                          if r.get("side") == live}.get(kind, {})
+                before = {r["type"]: r for r in processes.current_rows(settings, name, live)}.get(kind, {})
                 processes.restart_in_place(settings, name, live, kind)
-                _wait_until(lambda: any(r.get("type") == kind and r.get("side") == live and r.get("pid")
+                _wait_until(lambda: any(r.get("type") == kind and r.get("pid")
                                         and r.get("restarts", 0) > before.get("restarts", 0)
-                                        for r in processes.read_status(settings, name)),
+                                        for r in processes.current_rows(settings, name, live)),
                             PROCESS_START_TIMEOUT, f"{kind} did not come back")
                 say(f"{kind} restarted in place on {live} (it takes no HTTP traffic)")
                 return DeployResult(name, live, current, live, current, 0.0, time.monotonic() - started)

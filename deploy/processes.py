@@ -205,6 +205,13 @@ def read_status(settings: Settings, site: str) -> list[dict[str, Any]]:
     return rows
 
 
+def current_rows(settings: Settings, site: str, side: str) -> list[dict[str, Any]]:
+    """SIDE's processes of its current generation, not an earlier one draining beside it."""
+    generation = (read_desired(settings, site, side) or {}).get("generation")
+    return [r for r in read_status(settings, site)
+            if r.get("side") == side and r.get("generation", generation) == generation]
+
+
 def wait_running(settings: Settings, site: str, side: str, timeout: float) -> None:
     """Until the supervisor reports every process of SIDE's current generation started."""
     deadline = time.monotonic() + timeout

@@ -142,8 +142,7 @@ def test_post_reaches_the_new_live_sides_search_api(settings, opts, tmp_path) ->
     result, log = deploy(settings, {**opts, "deploy.post": ".gitserve/post"}, out, "5",
                          workdir=checkout, env={"API_TOKEN": "s3cr3t-token"})
     assert result.post_status == 0, log
-    ports = {r["type"]: r["port"] for r in processes.read_status(settings, "www")
-             if r["side"] == result.side}
+    ports = {r["type"]: r["port"] for r in processes.current_rows(settings, "www", result.side)}
     assert (f"post: LIVE_SIDE={result.side} IDLE_SIDE={'green' if result.side == 'blue' else 'blue'} "
             f"SITE=www PORT_WEB={ports['web']} PORT_SEARCH={ports['search']}") in log, log
     assert f'{{"indexed": 4, "side": "{result.side}"}}' in log, log
@@ -158,10 +157,10 @@ def test_restart_of_one_type(settings, opts, tmp_path) -> None:
                 "worker: python3 -c \"import time; print('worker up', flush=True); time.sleep(1e6)\"\n")
     result, _ = deploy(settings, opts, write_app(tmp_path / "v6", "v6", procfile=procfile), "6")
     side = result.side
-    before = {r["type"]: r for r in processes.read_status(settings, "www") if r["side"] == side}
+    before = {r["type"]: r for r in processes.current_rows(settings, "www", side)}
     done = bluegreen.restart(settings, "www", by="alice", log=lambda _l: None, kind="worker")
     assert done.side == side
-    after = {r["type"]: r for r in processes.read_status(settings, "www") if r["side"] == side}
+    after = {r["type"]: r for r in processes.current_rows(settings, "www", side)}
     assert after["worker"]["restarts"] == before["worker"]["restarts"] + 1
     assert after["worker"]["pid"] != before["worker"]["pid"] and after["worker"]["port"] == before["worker"]["port"]
     assert after["web"]["pid"] == before["web"]["pid"] and after["web"]["restarts"] == before["web"]["restarts"]
