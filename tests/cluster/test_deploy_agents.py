@@ -461,8 +461,8 @@ def test_releases_go_only_to_signed_requests_of_the_sites_hosts(cluster):
     stored.parent.mkdir(parents=True, exist_ok=True)
     stored.write_bytes(b"release bytes")
     try:
-        web1 = bytes.fromhex(srv.admin_cli("deploy", "agent-key", "web1").stdout.strip())
-        web3 = bytes.fromhex(srv.admin_cli("deploy", "agent-key", "web3").stdout.strip())
+        web1 = auth.agent_key(c["agents"]["web1"].home)  # the copy the CLI printed at setup
+        web3 = auth.ensure_server_key(srv.settings, "web3")  # an agent the site does not name
         assert http_get(base + path)[0] == 401
         assert http_get(base + path, auth.fetch_headers(web3, "web3", path))[0] == 404
         assert http_get(base + path, auth.fetch_headers(web3, "web1", path))[0] == 401
