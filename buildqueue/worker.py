@@ -25,6 +25,19 @@ from .runner import die_with_parent, forks_die_with_parent
 DEFAULT_QUEUES = ("deploy", "builds")
 STOP_TIMEOUT = 10.0
 RESPAWN_CHECK = 1.0  # seconds between checks for dead local workers
+# A worker that dies within STEADY seconds of its start (Redis unreachable, a broken install)
+# would die again at once: each respawn is a Python start (~1 s of CPU), so the wait before
+# the next one doubles up to RESPAWN_MAX. One that ran longer is replaced at the next check.
+STEADY = 30.0
+RESPAWN_MAX = 16.0
+
+
+def respawn_delay(lived: float, previous: float) -> float:
+    """Seconds to wait before replacing a worker that died after LIVED seconds, when the
+    wait before its own start was PREVIOUS (0 for a first start)."""
+    if lived >= STEADY:
+        return 0.0
+    return min(RESPAWN_MAX, max(RESPAWN_CHECK, 2 * previous))
 
 
 def _cold_stop_worker_class() -> type:
@@ -98,6 +111,10 @@ class LocalWorkers:
     def start(self) -> "LocalWorkers":
         self._stopping = threading.Event()
         self.procs = [self._spawn() for _ in range(self.count)]
+        now = time.monotonic()
+        self._started = [now] * self.count  # when each slot's process was spawned
+        self._waited = [0.0] * self.count  # the wait before that spawn (respawn_delay)
+        self._due: list[float | None] = [None] * self.count  # when a dead slot is respawned
         if self.count:
             threading.Thread(target=self._supervise, name="gitserve-workers", daemon=True).start()
         return self
@@ -123,11 +140,20 @@ class LocalWorkers:
         """A worker that died (OOM killer, kill -9) is replaced, so builds keep running."""
         while not self._stopping.wait(RESPAWN_CHECK):
             for i, proc in enumerate(list(self.procs)):
-                if proc.poll() is not None and not self._stopping.is_set():
-                    try:
-                        self.procs[i] = self._spawn()
-                    except (OSError, IndexError):
-                        pass
+                if proc.poll() is None or self._stopping.is_set():
+                    continue
+                now = time.monotonic()
+                due = self._due[i]
+                if due is None:  # just found dead: when to replace it
+                    self._waited[i] = respawn_delay(now - self._started[i], self._waited[i])
+                    due = self._due[i] = now + self._waited[i]
+                if now < due:
+                    continue
+                try:
+                    self.procs[i] = self._spawn()
+                except (OSError, IndexError):
+                    continue
+                self._started[i], self._due[i] = now, None
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """Cold-stop the workers: a running build is killed and ends as `worker lost`."""

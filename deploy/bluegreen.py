@@ -16,10 +16,11 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from gitserve.fsutil import atomic_write
 from gitserve.settings import Settings
@@ -98,6 +99,7 @@ class _Config:
             config_token=token,
             check=self.opts.check,
             previews=previews.listed(self.site, self.site.load_state()),
+            preview_procs=_preview_upstreams(self.settings, self.site, self.opts),
             **_tls_context(self.settings, self.site.name, self.opts),
             live_upstreams=_upstreams(self.settings, self.site.name, self.opts, live_side),
             preview_upstreams=_upstreams(self.settings, self.site.name, self.opts, idle_side),
@@ -225,6 +227,18 @@ def _upstreams(settings: Settings, site: str, opts: SiteOptions, side: str | Non
              if kind in ports]
     if opts.web in ports:
         found.append(("/", ports[opts.web]))
+    return found
+
+
+def _preview_upstreams(settings: Settings, site: Site, opts: SiteOptions
+                       ) -> dict[str, list[tuple[str, int]]]:
+    """{host: upstreams} of the branch previews that run processes (deploy.previews)."""
+    found: dict[str, list[tuple[str, int]]] = {}
+    for label, meta in sorted(dict(site.load_state().get("previews") or {}).items()):
+        if isinstance(meta, dict) and meta.get("processes"):
+            ups = _upstreams(settings, site.name, opts, processes.preview_side(label))
+            if ups:
+                found[str(meta.get("host"))] = ups
     return found
 
 
@@ -421,11 +435,13 @@ def _deploy_preview(settings: Settings, s: Site, state: dict[str, Any], opts: Si
     live = s.live_side()
     live_release = s.slot_release(live)
 
-    def apply() -> None:
-        _Config(settings, s, opts, say).apply(live, other_side(live))
+    def apply() -> nginx.Reload:
+        return _Config(settings, s, opts, say).apply(live, other_side(live))
 
+    runtime = {"env": {str(k): str(v) for k, v in dict(meta.get("env") or {}).items()},
+               "uid": meta.get("sandbox_uid")}
     previews.deploy_preview(s, state, opts, branch, output_dir, meta, apply, say,
-                            previews.settings_limit(options))
+                            previews.settings_limit(options), settings=settings, runtime=runtime)
     return DeployResult(s.name, live or "", live_release or "", live, live_release, 0.0,
                         time.monotonic() - started, skipped=f"preview of branch {branch}")
 
@@ -448,11 +464,12 @@ def remove_branch_preview(settings: Settings, site: str, branch: str, log: Log =
         else:
             opts = parse(name, stored, settings.deploy.keep)
 
-        def apply() -> None:
-            if opts is not None:
-                _Config(settings, s, opts, say).apply(s.live_side(), other_side(s.live_side()))
+        def apply() -> nginx.Reload | None:
+            if opts is None:
+                return None
+            return _Config(settings, s, opts, say).apply(s.live_side(), other_side(s.live_side()))
 
-        return previews.remove_preview(s, state, branch, apply, say)
+        return previews.remove_preview(s, state, branch, apply, say, settings=settings)
 
 
 def _audit(settings: Settings, user: Any, op: str, result: str, repo: Any, reason: str) -> None:
@@ -643,22 +660,8 @@ def rollback(settings: Settings, site: str, to: str | None = None, by: str | Non
     """Switch SITE back to the release deployed before the live one (or TO), in one step:
     point the idle slot at it, check it on the preview, rename `live`. No deploy.post:
     that script belongs to a commit checkout only the deploy job has."""
-    started = time.monotonic()
-    name = check_site_name(site)
-
-    def say(line: str) -> None:
-        log(f"rollback {name}: {line}")
-
-    s = Site(settings.sites_dir, name)
-    if not s.exists():
-        raise DeployError("rollback", f"no site {name}")
-    sitesctl.ensure_running(settings)
-    with s.lock(f"rollback by {by or '?'}", LOCK_TIMEOUT, say):
-        state = s.load_state()
-        live = s.live_side()
-        current = s.slot_release(live)
-        if live is None or current is None:
-            raise DeployError("rollback", f"site {name} has nothing live to roll back")
+    with _live_site(settings, site, "rollback", "roll back", by, log) as now:
+        s, name, state, live, current = now.site, now.site.name, now.state, now.live, now.release
         if to is not None:
             target = check_release_id(to)
             if not s.release_dir(target).is_dir():
@@ -674,7 +677,45 @@ def rollback(settings: Settings, site: str, to: str | None = None, by: str | Non
                 raise DeployError("rollback", f"site {name} has no release before {current} to roll back to")
             target = before[-1]
         opts = _stored_options(s, state, settings)
-        return _switch_to(settings, s, opts, state, live, target, "rollback", by, say, log, started)
+        return _switch_to(settings, s, opts, state, live, target, "rollback", by, now.say, log,
+                          now.started)
+
+
+@dataclass
+class _LiveSite:
+    """A site with something live, locked for one rollback or restart."""
+
+    site: Site
+    state: dict[str, Any]
+    live: str
+    release: str
+    say: Log
+    started: float
+
+
+@contextmanager
+def _live_site(settings: Settings, site: str, action: str, verb: str, by: str | None,
+               log: Log) -> Iterator[_LiveSite]:
+    """What rollback and restart both start with: SITE checked, `gitserve sites` running, the
+    site's lock held (ACTION by BY), and its live side and release, or DeployError(ACTION)
+    when there is no such site or nothing live to VERB."""
+    started = time.monotonic()
+    name = check_site_name(site)
+
+    def say(line: str) -> None:
+        log(f"{action} {name}: {line}")
+
+    s = Site(settings.sites_dir, name)
+    if not s.exists():
+        raise DeployError(action, f"no site {name}")
+    sitesctl.ensure_running(settings)
+    with s.lock(f"{action} by {by or '?'}", LOCK_TIMEOUT, say):
+        state = s.load_state()
+        live = s.live_side()
+        current = s.slot_release(live)
+        if live is None or current is None:
+            raise DeployError(action, f"site {name} has nothing live to {verb}")
+        yield _LiveSite(s, state, live, current, say, started)
 
 
 def _switch_to(settings: Settings, s: Site, opts: SiteOptions, state: dict[str, Any], live: str,
@@ -702,22 +743,9 @@ def restart(settings: Settings, site: str, by: str | None = None, log: Log = pri
     checked, switched, the old processes drained: every process restarted, no request
     failed. A TYPE nginx sends no traffic to (not deploy.web, not in deploy.routes) is
     restarted in place instead, on its port; one that takes traffic restarts the side."""
-    started = time.monotonic()
-    name = check_site_name(site)
-
-    def say(line: str) -> None:
-        log(f"restart {name}: {line}")
-
-    s = Site(settings.sites_dir, name)
-    if not s.exists():
-        raise DeployError("restart", f"no site {name}")
-    sitesctl.ensure_running(settings)
-    with s.lock(f"restart by {by or '?'}", LOCK_TIMEOUT, say):
-        state = s.load_state()
-        live = s.live_side()
-        current = s.slot_release(live)
-        if live is None or current is None:
-            raise DeployError("restart", f"site {name} has nothing live to restart")
+    with _live_site(settings, site, "restart", "restart", by, log) as now:
+        s, name, state, live, current = now.site, now.site.name, now.state, now.live, now.release
+        say, started = now.say, now.started
         ports = processes.side_ports(settings, name, live)
         if not ports:
             raise DeployError("restart", f"site {name} is static (no Procfile): nothing to restart")
@@ -727,12 +755,11 @@ def restart(settings: Settings, site: str, by: str | None = None, log: Log = pri
                 raise DeployError("restart", f"site {name} has no {kind} process "
                                   f"(it has {', '.join(sorted(ports))})")
             if kind != opts.web and kind not in {k for _, k in opts.routes}:
-                before = {r["type"]: r for r in processes.read_status(settings, name)
-                          if r.get("side") == live}.get(kind, {})
+                before = {r["type"]: r for r in processes.current_rows(settings, name, live)}.get(kind, {})
                 processes.restart_in_place(settings, name, live, kind)
-                _wait_until(lambda: any(r.get("type") == kind and r.get("side") == live and r.get("pid")
+                _wait_until(lambda: any(r.get("type") == kind and r.get("pid")
                                         and r.get("restarts", 0) > before.get("restarts", 0)
-                                        for r in processes.read_status(settings, name)),
+                                        for r in processes.current_rows(settings, name, live)),
                             PROCESS_START_TIMEOUT, f"{kind} did not come back")
                 say(f"{kind} restarted in place on {live} (it takes no HTTP traffic)")
                 return DeployResult(name, live, current, live, current, 0.0, time.monotonic() - started)

@@ -57,16 +57,22 @@ def running_pid(settings: Settings) -> int | None:
     return int(raw) if raw.isdigit() else None
 
 
-def wake(settings: Settings) -> bool:
-    """SIGHUP: read the desired state now instead of at the next tick."""
+def _signal(settings: Settings, signum: int) -> int | None:
+    """SIGNUM to this home's `gitserve sites`: its pid; 0 if it ended meanwhile; None if
+    none ran."""
     pid = running_pid(settings)
     if pid is None:
-        return False
+        return None
     try:
-        os.kill(pid, signal.SIGHUP)
+        os.kill(pid, signum)
     except ProcessLookupError:
-        return False
-    return True
+        return 0
+    return pid
+
+
+def wake(settings: Settings) -> bool:
+    """SIGHUP: read the desired state now instead of at the next tick."""
+    return bool(_signal(settings, signal.SIGHUP))
 
 
 def ensure_running(settings: Settings, timeout: float = START_TIMEOUT) -> tuple[int, bool]:
@@ -107,13 +113,9 @@ def ensure_running(settings: Settings, timeout: float = START_TIMEOUT) -> tuple[
 
 def stop(settings: Settings, timeout: float = 20.0) -> bool:
     """Stop the supervisor (and with it nginx and every site process); True if one ran."""
-    pid = running_pid(settings)
-    if pid is None:
-        return False
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return True
+    pid = _signal(settings, signal.SIGTERM)
+    if not pid:
+        return pid is not None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and running_pid(settings) is not None:
         time.sleep(0.02)

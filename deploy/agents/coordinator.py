@@ -406,9 +406,22 @@ class Coordinator:
             hosts.append({"host": h, "up": rep is not None, "down_reason": why or None,
                           "reported_at": (rep or {}).get("at"), **here})
         last = rec["history"][-1] if rec["history"] else {}
-        return {"site": name, "repo": rec.get("repo"), "release": rec.get("release"),
-                "hosts": hosts, "deployed": list(reversed(rec["deployed"][-10:])),
-                "last": last, "history": rec["history"][-10:]}
+        live = rec.get("release")
+        order = list(rec["deployed"])
+        before = order[: order.index(live)] if live in order else []
+        sides = {h.get("live_side") for h in hosts if h["up"]}
+        return {"site": name, "repo": rec.get("repo"), "release": live,
+                "hosts": hosts, "deployed": list(reversed(order[-10:])),
+                "last": last, "history": rec["history"][-10:],
+                # the single-host status' fields, so the web UI shows both kinds of site
+                "live_side": sides.pop() if len(sides) == 1 else ("per host" if sides else None),
+                "live_release": live, "idle_side": None, "idle_release": None,
+                "since": last.get("at"), "by": last.get("by"), "action": last.get("action"),
+                "url": None, "preview_url": None, "rollback_to": before[-1] if before else None,
+                "processes": [], "previews": [],
+                "releases": [{"release": r, "build_id": r, "live": r == live,
+                              "status": "live" if r == live else "kept"}
+                             for r in reversed(order[-10:])]}
 
 
 def format_status(st: dict[str, Any]) -> str:

@@ -174,5 +174,5 @@ def report(settings: Settings) -> dict[str, Any]:
                        "prepared": (state.get("prepared") or {}).get("release"),
                        "kept": [r for r in state["deployed"] if s.release_dir(r).is_dir()],
                        "processes": len([r for r in rows if r.get("side") == where["live_side"]
-                                         and r.get("pid")])}
+                                         and r.get("pid") and r.get("state") != "draining"])}
     return sites

@@ -56,6 +56,32 @@ def _clean_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
+_FSCK_LEVELS = ("error", "warn", "ignore")
+
+
+def fsck_msg_types(config: Path) -> str:
+    """`=ID=LEVEL,...` from the repository's `receive.fsck.<msg-id>` settings (and
+    `receive.fsck.skipList`), as git's receive-pack hands them to index-pack's --strict: a
+    repo whose conf says `config receive.fsck.missingEmail = ignore` (Gitolite's `config`
+    lines, [server] git_config_keys) accepts what native git would. "" when none is set.
+    Read in-process (dulwich's parser): a git spawn would cost every push."""
+    from dulwich.config import ConfigFile
+
+    try:
+        cfg = ConfigFile.from_path(str(config))
+    except (OSError, ValueError):
+        return ""
+    types: list[str] = []
+    for key, raw in cfg.items((b"receive", b"fsck")):
+        name, value = key.decode("utf-8", "replace"), raw.decode("utf-8", "replace").strip()
+        if name.lower() == "skiplist":
+            if value and "," not in value and "=" not in value:
+                types.append(f"skiplist={os.path.expanduser(value)}")
+        elif name.isalnum() and value.lower() in _FSCK_LEVELS:
+            types.append(f"{name}={value.lower()}")
+    return "=" + ",".join(types) if types else ""
+
+
 class GitQuarantine(Quarantine):
     """A push's quarantine filled and checked by git (see the module doc)."""
 
@@ -93,7 +119,8 @@ class GitQuarantine(Quarantine):
         # blobs over bigFileThreshold are hashed as they stream, never held whole: a push's
         # memory stays flat however big its files (git's default threshold is 512 MiB)
         argv = ["git", "-c", f"core.bigFileThreshold={BIG_FILE_THRESHOLD}", "--git-dir",
-                self.git_dir, "index-pack", "--stdin", "--fix-thin", "--strict"]
+                self.git_dir, "index-pack", "--stdin", "--fix-thin",
+                "--strict" + fsck_msg_types(Path(self.git_dir) / "config")]
         if self.progress is not None:
             argv.append("--show-resolving-progress")
         if max_input_size:

@@ -130,6 +130,7 @@ class ReceivePack(ReceivePackHandler):
         super().__init__(backend, args, proto, stateless_rpc=stateless_rpc,
                          advertise_refs=advertise_refs)
         self.policy = policy
+        self.limits = policy.limits  # the push policy's limits, for this whole push
         self.pack_backend = pack_backend
         self._moved_updates: list[RefUpdate] = []  # what after_push hooks are given
         self._noops: set[str] = set()  # refs whose command changes nothing (see _vet)
@@ -193,8 +194,8 @@ class ReceivePack(ReceivePackHandler):
         if quarantine is not None:
             try:
                 quarantine.receive(self.proto.read, getattr(self.proto, "recv", None),
-                                   self._max_push_bytes(), self._limit("max_blob_bytes"))
-                quarantine.check(self._limit("max_blob_bytes"))
+                                   self._max_push_bytes(), self.limits.max_blob_bytes)
+                quarantine.check(self.limits.max_blob_bytes)
                 tips = quarantine.missing([c.new for c in wanted])
                 missing = {c.ref for c in wanted if c.new in tips}
             except BadPack as exc:
@@ -295,13 +296,9 @@ class ReceivePack(ReceivePackHandler):
     def _before_update(self, cmd: RefUpdate) -> str | None:
         return self.policy.before_update(cmd, self._push_options)
 
-    def _limit(self, name: str) -> int:
-        """The policy's push limit NAME (a PushLimits field; 0: none)."""
-        return max(0, int(getattr(self.policy.limits, name)))
-
     def _max_push_bytes(self) -> int | None:
-        """The smaller of `[server] max_push_bytes` and the repo's receive.maxInputSize."""
-        limits = [n for n in (self._limit("max_push_bytes"), dulwich_compat.receive_max_input_size(self)) if n]
+        """The smaller of the policy's max_push_bytes and the repo's receive.maxInputSize."""
+        limits = [n for n in (self.limits.max_push_bytes, dulwich_compat.receive_max_input_size(self)) if n]
         return min(limits) if limits else None
 
     def _symbolic(self, ref: bytes) -> str | None:

@@ -30,6 +30,7 @@ from typing import Any, Awaitable, Callable, Sequence
 
 import anyio
 import anyio.from_thread
+import anyio.lowlevel
 import anyio.to_thread
 from dulwich.errors import GitProtocolError, HangupException
 from dulwich.protocol import pkt_line
@@ -151,10 +152,13 @@ class _Body:
 
 
 class _Response:
-    """Response bytes to the client from the worker thread; headers go with the first bytes."""
+    """Response bytes to the client from the worker thread; headers go with the first bytes.
+    Made on the event loop, whose token lets threads anyio did not start (packgen's progress
+    relay) send too."""
 
     def __init__(self, send: Send, content_type: str, count: Callable[[int], None]) -> None:
         self._send = send
+        self._loop = anyio.lowlevel.current_token()
         self._headers = [(b"content-type", content_type.encode()),
                          (b"cache-control", b"no-cache, max-age=0, must-revalidate"),
                          (b"expires", b"Fri, 01 Jan 1980 00:00:00 GMT"),
@@ -176,7 +180,7 @@ class _Response:
 
     def _emit(self, message: dict[str, Any]) -> None:
         try:
-            anyio.from_thread.run(_call, self._send, message)
+            anyio.from_thread.run(_call, self._send, message, token=self._loop)
         except OSError as exc:
             raise ClientGone() from exc
 
@@ -184,8 +188,8 @@ class _Response:
         if self.closed:
             return
         if not self.started:
-            self.started = True
             self._emit({"type": "http.response.start", "status": 200, "headers": self._headers})
+            self.started = True  # only once sent: until then a failure can still be a 500
         if self._buf or final:
             body = bytes(self._buf)
             self._buf.clear()
@@ -399,16 +403,26 @@ class SmartHttp:
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
                 except Exception:  # noqa: BLE001
                     pass
-        except Exception:
+        except GitserveError as exc:  # a domain error the handler did not answer (a pack
+            # that cannot be made from a broken repository...): one line here, a generic 500
+            log.error("git %s of %s failed: %s", service, git.name, " ".join(str(exc).split()))
+            await self._fail(response, scope, receive, send)
+        except Exception:  # a bug: the traceback is for the log only
             log.exception("git %s of %s failed", service, git.name)
-            if not response.started:
-                await PlainTextResponse("FATAL: internal server error (see the server log)\n",
-                                        status_code=500)(scope, receive, send)
-            elif not response.closed:
-                try:
-                    await send({"type": "http.response.body", "body": b"", "more_body": False})
-                except Exception:  # noqa: BLE001
-                    pass
+            await self._fail(response, scope, receive, send)
+
+    @staticmethod
+    async def _fail(response: "_Response", scope: Scope, receive: Receive, send: Send) -> None:
+        """A generic 500 if nothing was sent yet, else the end of the body (git then reports
+        the truncated answer); never the error itself."""
+        if not response.started:
+            await PlainTextResponse("FATAL: internal server error (see the server log)\n",
+                                    status_code=500)(scope, receive, send)
+        elif not response.closed:
+            try:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            except Exception:  # noqa: BLE001
+                pass
 
 
 class GitEndpoint:

@@ -21,6 +21,7 @@ from dulwich.errors import HangupException
 from gitserve._compat import paramiko as paramiko_compat
 from gitserve.logsetup import log_context, log_path
 from gitserve.metrics import NULL as NULL_METRICS
+from gitserve.peerlog import PeerLog
 from gitserve.settings import Settings
 
 from .auth import GitserveAuthHandler, GitSSHServer, KeyLookup
@@ -34,11 +35,37 @@ CommandRunner = Callable[[paramiko.Channel, str, str, GitSSHServer], int]
 _KEY_CLASSES = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
 
 
+def _own_rsa_key(path: Path) -> paramiko.RSAKey | None:
+    """PATH as an RSA key without OpenSSL's consistency check of the private numbers, else None.
+
+    The check (primality tests of a 3072-bit key) costs 0.3-0.8 s of CPU at every server
+    start; it guards against keys from elsewhere, and a host key is the server's own file
+    (HOME/host_keys, 0600, made by `gitserve init` or copied from sshd's by the admin).
+    cryptography documents `unsafe_skip_rsa_key_validation` for keys one trusts."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    try:
+        data = path.read_bytes()
+        load = (serialization.load_ssh_private_key
+                if data.lstrip().startswith(b"-----BEGIN OPENSSH PRIVATE KEY-----")
+                else serialization.load_pem_private_key)
+        key: object = load(data, None, unsafe_skip_rsa_key_validation=True)
+    except (ValueError, TypeError, OSError, UnsupportedAlgorithm):
+        return None
+    return paramiko.RSAKey(key=key) if isinstance(key, rsa.RSAPrivateKey) else None
+
+
 def load_host_keys(directory: Path) -> list[paramiko.PKey]:
     """Every private key in DIRECTORY (ed25519 first: what modern clients prefer)."""
     keys: list[paramiko.PKey] = []
     for path in sorted(Path(directory).glob("*")):
         if path.suffix == ".pub" or not path.is_file():
+            continue
+        rsa_key = _own_rsa_key(path)
+        if rsa_key is not None:
+            keys.append(rsa_key)
             continue
         for cls in _KEY_CLASSES:
             try:
@@ -70,6 +97,8 @@ class SSHServer:
         self._transports: set[paramiko.Transport] = set()
         self._lock = threading.Lock()
         self._ids = itertools.count(1)  # connection ids in the log: c1, c2, ...
+        # a flood's refusals: a few lines per address, then one summary per minute
+        self._refusals = PeerLog(log)
 
     # --- lifecycle -----------------------------------------------------------
     def bind(self, host: str, port: int) -> tuple[str, int]:
@@ -92,6 +121,7 @@ class SSHServer:
         self._stop.set()
         if self._thread:
             self._thread.join(5)
+        self._refusals.close()
         if self._sock:
             self._sock.close()
         with self._lock:
@@ -124,7 +154,7 @@ class SSHServer:
             ip = addr[0]
             refused = self.admission.admit(ip)
             if refused:
-                log.warning("refused connection from %s: %s", ip, refused)
+                self._refusals.warning(ip, "refused connection", refused)
                 self.metrics.connections_refused.labels("ssh").inc()
                 _refuse(conn)
                 continue
@@ -135,13 +165,19 @@ class SSHServer:
     def _serve_connection(self, conn: socket.socket, ip: str, cid: str = "-") -> None:
         with log_context(cid):
             started = time.monotonic()
-            log.info("open from %s", ip)
-            try:
-                self._serve_connection_logged(conn, ip, cid)
-            finally:
-                log.info("closed (%.1fs)", time.monotonic() - started)
+            opened: list[bool] = []
 
-    def _serve_connection_logged(self, conn: socket.socket, ip: str, cid: str) -> None:
+            def open_line() -> None:  # not for a connection refused before its handshake
+                log.info("open from %s", ip)
+                opened.append(True)
+            try:
+                self._serve_connection_logged(conn, ip, cid, open_line)
+            finally:
+                if opened:
+                    log.info("closed (%.1fs)", time.monotonic() - started)
+
+    def _serve_connection_logged(self, conn: socket.socket, ip: str, cid: str,
+                                 open_line: Callable[[], None] = lambda: None) -> None:
         s = self.settings.server
         holds_slot = logged_in = False
         transport: paramiko.Transport | None = None
@@ -151,10 +187,11 @@ class SSHServer:
             # a burst queues for a handshake slot as long as a client waits for our banner
             refused = self.admission.start_auth(ip, s.banner_timeout, conn)
             if refused:
-                log.warning("refused connection from %s: %s", ip, refused)
+                self._refusals.warning(ip, "refused connection", refused)
                 self.metrics.connections_refused.labels("ssh").inc()
                 _refuse(conn)
                 return
+            open_line()
             holds_slot = True
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             transport = paramiko.Transport(conn)

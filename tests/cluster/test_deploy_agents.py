@@ -160,11 +160,10 @@ class Poller:
         self._thread.join(10)
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def start_cluster(root: Path) -> dict:
+    """The server, its two agents and the test's upstream nginx; stop_cluster(c) stops all."""
     nginx = require_tool("nginx")
     require_tool("bwrap")
-    root = tmp_path_factory.mktemp("agents")
     ports = {h: (free_port(), free_port()) for h in HOSTS}
     conf = f"""
 repo gitolite-admin
@@ -185,22 +184,37 @@ repo app
     srv = make_server(root / "server", conf=conf, users=("alice", "bob"),
                       settings={"deploy": {"nginx_binary": nginx, "agent_timeout": 5.0},
                                 "builds": {"workers": 2}, "http": {"listen": f"127.0.0.1:{http}"}})
-    agents = {h: Agent(srv, root, h, nginx) for h in HOSTS}
-    upstream = None
+    srv.http_base = f"http://127.0.0.1:{http}"  # type: ignore[attr-defined]
+    c: dict = {"srv": srv, "ports": ports, "agents": {}, "upstream": None}
     try:
-        for agent in agents.values():
+        c["agents"] = {h: Agent(srv, root, h, nginx) for h in HOSTS}
+        for agent in c["agents"].values():
             agent.start()
-        upstream = Upstream(root, nginx, [ports[h][0] for h in HOSTS])
-        work = srv.clone("alice", "app")
-        yield {"srv": srv, "agents": agents, "ports": ports, "upstream": upstream, "work": work}
+        c["upstream"] = Upstream(root, nginx, [ports[h][0] for h in HOSTS])
+        c["work"] = srv.clone("alice", "app")
+    except BaseException:
+        stop_cluster(c)
+        raise
+    return c
+
+
+def stop_cluster(c: dict) -> None:
+    if c["upstream"] is not None:
+        c["upstream"].stop()
+    for agent in c["agents"].values():
+        agent.stop()
+        agent.stop_sites()
+    c["srv"].stop()
+    c["srv"].stop_sites()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = start_cluster(tmp_path_factory.mktemp("agents"))
+    try:
+        yield c
     finally:
-        if upstream is not None:
-            upstream.stop()
-        for agent in agents.values():
-            agent.stop()
-            agent.stop_sites()
-        srv.stop()
-        srv.stop_sites()
+        stop_cluster(c)
 
 
 def commit_push(c, version: str) -> tuple[int, list[str], float]:
@@ -283,6 +297,12 @@ def test_status_shows_each_host(cluster):
     assert all(any(line.split()[:2] == [h, "live"] for line in text.splitlines()) for h in HOSTS), text
     cli = c["srv"].admin_cli("deploy", "status", "app").stdout
     assert "web1" in cli and "web2" in cli and f"release {release}" in cli
+    from tests.support.httpkit import get as http_get, login_cookie
+
+    cookie = login_cookie(c["srv"], "bob").split(";")[0]
+    status, _, page = http_get(c["srv"].http_base + "/sites/app", {"Cookie": cookie})
+    assert status == 200 and b'id="hosts"' in page, page[:300]
+    assert all(f"<td>{h}</td><td>up</td><td>blue</td>".encode() in page for h in HOSTS), page
 
 
 def test_a_stopped_agent_fails_the_deploy_and_none_switches(cluster):

