@@ -142,3 +142,50 @@ def test_an_lfs_upload_over_http_to_a_slave_is_refused(trio: Cluster) -> None:
     status, _, answer = get(f"{base}/objects/batch", headers, body)
     assert status == 200, answer
 
+
+
+# --- a peer or a user with partial rights ---------------------------------------------
+
+def test_a_slaves_key_cannot_rule_another_slave_by_announcing_itself_master(
+        trio: Cluster) -> None:
+    """sam's server key (stolen, or sam compromised) pushes gollum a gitolite-admin that names
+    sam the master, as `mirror promote` does, plus a rule of its own. Before: gollum took it
+    whole (the check only asked that the tree name sam the master and gollum a slave), so one
+    slave's key ruled every other slave and shut the real master out. Now only the exact
+    promotion commit on gollum's own admin tip is taken."""
+    from gitserve.mirror.promotion import rewrite_conf
+
+    frodo, sam, gollum = trio["frodo"], trio["sam"], trio["gollum"]
+    frodo.add_user("carol")  # one admin change of the real master, so an older tip exists
+    wait_for(lambda: disk_refs(gollum, "gitolite-admin") == disk_refs(frodo, "gitolite-admin"),
+             what="frodo's admin change on gollum")
+    stolen = sam.home / "server_key"
+    work = gollum.tmp / "stolen-admin"
+    gollum.git("x", "clone", "-q", gollum.url("gitolite-admin"), str(work), key=stolen)
+    before = disk_refs(gollum, "gitolite-admin")
+    conf = work / "conf" / "gitolite.conf"
+    promoted, _old = rewrite_conf(conf.read_text(), "sam")
+    conf.write_text(promoted + "repo lnoredir\n    R = mallory\n")  # the promotion, plus more
+    gollum.git("x", "commit", "-qam", "mirror promote: sam is the master now", cwd=work,
+               key=stolen)
+    push = gollum.git("x", "push", "origin", "HEAD:refs/heads/master", cwd=work, key=stolen,
+                      check=False)
+    assert push.returncode != 0
+    assert ("gollum: 'sam' is not the master for 'gitolite-admin' (a promotion changes only "
+            "mirror.master and mirror.slaves)") in push.stderr, push.stderr
+    assert disk_refs(gollum, "gitolite-admin") == before
+    # a promotion on an older tip (before carol's key: what the master changed since) too
+    gollum.git("x", "reset", "-q", "--hard", "HEAD~2", cwd=work, key=stolen)
+    promoted, _old = rewrite_conf(conf.read_text(), "sam")
+    conf.write_text(promoted)
+    gollum.git("x", "commit", "-qam", "mirror promote: sam is the master now", cwd=work,
+               key=stolen)
+    push = gollum.git("x", "push", "-f", "origin", "HEAD:refs/heads/master", cwd=work,
+                      key=stolen, check=False)
+    assert push.returncode != 0 and "a promotion is one commit on this host's admin tip" in \
+        push.stderr, push.stderr
+    assert disk_refs(gollum, "gitolite-admin") == before
+    # the real master still rules gollum
+    frodo.add_user("dave")
+    wait_for(lambda: disk_refs(gollum, "gitolite-admin") == disk_refs(frodo, "gitolite-admin"),
+             what="frodo's admin change on gollum")
