@@ -388,12 +388,21 @@ class Coordinator:
         rec["history"].append(entry)
         bad = [h for h in hosts if h not in done]
         if bad:
-            record.save(settings, site, rec)
             first = bad[0]
+            reason = f"host {first}: {results[first].get('reason')}"
+            back = self._switch_back(settings, say, rec, done, site, previous, by) if done else []
+            for h in back:
+                rec["live"][h] = {"side": rec["live"][h]["side"], "release": previous, "at": _now()}
+            record.save(settings, site, rec)
+            stuck = [h for h in done if h not in back]
+            if not stuck:  # none stays switched: the old release is live everywhere again
+                where = (f"; {' '.join(back)} switched back, release {previous} is live on "
+                         f"{' '.join(hosts)}" if back else "")
+                raise self._failed(say, DeployError("switch", reason + where), rec, partial=bool(back))
             raise self._failed(say, DeployError(
-                "switch", f"host {first}: {results[first].get('reason')}; switched to {release}: "
-                f"{' '.join(done) or 'none'}, not switched: {' '.join(bad)} (deploy rollback {site} "
-                "or push again)"), rec, partial=True)
+                "switch", f"{reason}; still on release {release}: {' '.join(stuck)}, on "
+                f"{previous or 'nothing'}: {' '.join(h for h in hosts if h not in stuck)} "
+                f"(deploy rollback {site} or push again)"), rec, partial=True)
         self._audit(settings, rec, by, action, "updated",
                     f"release {previous or '-'} -> {release} on {' '.join(hosts)}")
         rec["release"] = release
@@ -412,6 +421,25 @@ class Coordinator:
         return DeployResult(site, first_side, release, None, previous,
                             max(float(results[h].get("switch_ms") or 0) for h in hosts) / 1000,
                             time.monotonic() - started)
+
+    def _switch_back(self, settings: Settings, say: Log, rec: dict[str, Any], hosts: list[str],
+                     site: str, previous: str | None, by: Any) -> list[str]:
+        """A host failed phase two after HOSTS switched: they go back to PREVIOUS (two phases
+        again, on them only), so no host stays on a release the others do not serve. Returns
+        the hosts switched back."""
+        if not previous:
+            return []
+        say(f"switching {' '.join(hosts)} back to release {previous}")
+        ready = self._run_phase(settings, hosts, "rollback",
+                                lambda h: {"site": site, "release": previous, "action": "rollback"},
+                                PREPARE_TIMEOUT, say)
+        ok = [h for h in hosts if ready[h].get("ok")]
+        if not ok:
+            return []
+        done = self._run_phase(settings, ok, "switch",
+                               lambda h: {"site": site, "release": previous, "by": by},
+                               SWITCH_TIMEOUT, say)
+        return [h for h in ok if done[h].get("ok")]
 
     @staticmethod
     def _audit(settings: Settings, rec: dict[str, Any], by: Any, action: str, result: str,

@@ -461,8 +461,8 @@ def test_releases_go_only_to_signed_requests_of_the_sites_hosts(cluster):
     stored.parent.mkdir(parents=True, exist_ok=True)
     stored.write_bytes(b"release bytes")
     try:
-        web1 = bytes.fromhex(srv.admin_cli("deploy", "agent-key", "web1").stdout.strip())
-        web3 = bytes.fromhex(srv.admin_cli("deploy", "agent-key", "web3").stdout.strip())
+        web1 = auth.agent_key(c["agents"]["web1"].home)  # the copy the CLI printed at setup
+        web3 = auth.ensure_server_key(srv.settings, "web3")  # an agent the site does not name
         assert http_get(base + path)[0] == 401
         assert http_get(base + path, auth.fetch_headers(web3, "web3", path))[0] == 404
         assert http_get(base + path, auth.fetch_headers(web3, "web1", path))[0] == 401
@@ -473,3 +473,32 @@ def test_releases_go_only_to_signed_requests_of_the_sites_hosts(cluster):
         assert (status, data) == (200, b"release bytes")
     finally:
         stored.unlink()
+
+
+def test_a_host_failing_its_switch_brings_the_others_back(cluster):
+    """Phase two can fail too (here web2's nginx refuses the config that makes the new side
+    live: a site template override on web2 only). web1 had switched: it is switched back, in
+    two phases again, so no host stays on a release the others do not serve."""
+    from deploy import bluegreen
+
+    c = cluster
+    before = served(c)
+    st = status_json(c)
+    web2 = next(h for h in st["hosts"] if h["host"] == "web2")
+    builtin = (Path(bluegreen.__file__).parent / "templates" / "site.conf.j2").read_text()
+    override = c["agents"]["web2"].home / "sites" / "app" / "nginx.conf.j2"
+    override.write_text(f"{{% if live_side == '{web2['idle_side']}' %}}not_a_directive;{{% endif %}}\n"
+                        + builtin)
+    try:
+        code, msgs, _ = commit_push(c, "v6")
+    finally:
+        override.unlink()
+    failure = [m for m in msgs if "FAILED" in m]
+    assert failure and "FAILED at switch: host web2:" in failure[0], msgs
+    assert f"web1 switched back, release {st['release']} is live on web1 web2" in failure[0], failure
+    assert any(m.startswith("deploy app: [web1] switch:") for m in msgs), msgs  # it had switched
+    assert not any(m.startswith("Enable:") for m in msgs), msgs
+    assert served(c) == before
+    after = status_json(c)
+    assert after["release"] == st["release"]
+    assert all(h["live_release"] == st["release"] for h in after["hosts"]), after["hosts"]
