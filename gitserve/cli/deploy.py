@@ -20,23 +20,28 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     home: HomeOption = None,
 ) -> None:
-    """Live side, its release, build, commit, when and by whom; the releases kept."""
+    """Live side, its release, build, commit, when and by whom; the releases kept (a site on
+    deploy agents: each host's)."""
     from deploy import DeployError
-    from deploy.status import format_status, site_status
 
-    settings = load_settings(home)
     try:
-        hosts = _coordinator(settings, site)
-        if hosts is not None:  # a site on deploy agents: each host's report
-            from deploy.agents.coordinator import format_status as format_hosts
-
-            st = hosts.status(settings, site)
-            print(json.dumps(st, indent=1) if as_json else format_hosts(st))
-            return
-        st = site_status(settings, site)
+        st, text = _status_of(load_settings(home), site)
     except DeployError as exc:
         fail(exc.message)
-    print(json.dumps(st, indent=1) if as_json else format_status(st))
+    print(json.dumps(st, indent=1) if as_json else text)
+
+
+def _status_of(settings: Any, site: str) -> tuple[dict[str, Any], str]:
+    hosts = _coordinator(settings, site)
+    if hosts is not None:  # deploy.hosts: each host's report
+        from deploy.agents.coordinator import format_status as format_hosts
+
+        st = hosts.status(settings, site)
+        return st, format_hosts(st)
+    from deploy.status import format_status, site_status
+
+    st = site_status(settings, site)
+    return st, format_status(st)
 
 
 def _coordinator(settings: Any, site: str) -> Any:
