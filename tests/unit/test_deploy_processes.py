@@ -272,3 +272,40 @@ def test_a_procfile_preview_that_fails_its_check_is_stopped(settings, opts, tmp_
     assert err.value.step == "check" and "answered 500" in str(err.value) and "processes are stopped" in str(err.value)
     wait_for(lambda: not [r for r in processes.read_status(settings, "www") if r["side"] == "preview-bad"],
              what="the failed preview's processes to stop")
+
+
+def test_a_new_supervisor_adopts_the_running_processes(settings, opts) -> None:
+    """Restarting `gitserve sites` (kill -9 and start, or SIGUSR2 hand-over for an upgrade)
+    restarts no process: each has its own keeper, which the new supervisor adopts; no
+    request fails meanwhile. SIGTERM still stops them (systemctl stop)."""
+    def live_rows() -> dict[str, dict]:
+        side = bluegreen.Site(settings.sites_dir, "www").live_side()
+        return {r["type"]: r for r in processes.current_rows(settings, "www", side)}
+
+    before = live_rows()
+    assert before["web"]["pid"] and before["search"]["pid"]
+    port = int(opts["deploy.port"].rpartition(":")[2])
+    sites_log = settings.logs_dir / "sites.log"
+    with HttpLoad(port, "/", threads=4) as load:
+        for how in (signal.SIGKILL, signal.SIGUSR2):
+            old = sitesctl.running_pid(settings)
+            assert old is not None
+            adopted = sites_log.read_text().count("adopted (pid") if sites_log.exists() else 0
+            os.kill(old, how)
+            wait_for(lambda: sitesctl.running_pid(settings) is None, what="the supervisor to go")
+            t0 = time.monotonic()
+            new, started = sitesctl.ensure_running(settings)
+            assert started and new != old
+            wait_for(lambda: sites_log.read_text().count("adopted (pid") >= adopted + 2, what="adoption")
+            print(f"\nsupervisor {how.name}: processes adopted {time.monotonic() - t0:.2f}s after the start")
+            after = live_rows()
+            assert {k: (r["pid"], r["restarts"], r["port"]) for k, r in after.items()} == \
+                {k: (r["pid"], r["restarts"], r["port"]) for k, r in before.items()}
+            assert all(r["state"] == "running" for r in after.values())
+        time.sleep(0.3)
+    assert load.failures() == [], load.failures()[:5]
+    assert len(load.results) > 20
+    # and the adopted processes are still kept: killed, restarted by the new supervisor
+    os.kill(before["web"]["pid"], signal.SIGKILL)
+    wait_for(lambda: live_rows()["web"]["pid"] not in (None, before["web"]["pid"]), what="web to come back")
+    assert live_rows()["web"]["restarts"] == before["web"]["restarts"] + 1
