@@ -194,7 +194,9 @@ class Keeper:
         if what is not None and jail.limits is not None:
             self.say(None, f"killed: {what.replace('_', ' ')} limit {jail.limits.show(what)} reached")
             return LIMIT_EXIT
-        return 128 - code if code < 0 else code
+        code = 128 - code if code < 0 else code
+        self.say(None, f"exited with {code}")
+        return code
 
     def _terminate(self, popen: subprocess.Popen) -> None:
         """SIGTERM to the app's processes (not the bwrap parents, which follow them), GRACE

@@ -7,8 +7,9 @@ never under HOME/sites, which nginx workers may traverse):
     {"site", "side", "release", "dir", "generation", "env": {...}, "uid": N | null,
      "procs": {"web": {"command": "...", "port": 40123}, ...}, "stop_at": null | epoch}
 
-and wake `gitserve sites` (SIGHUP). Its ProcessKeeper starts each process through
-gitserve/sandbox.py: the bwrap policy of builds (own PID and network namespaces, the
+and wake `gitserve sites` (SIGHUP). Its ProcessKeeper starts each process through a keeper
+of its own (deploy/keeper.py, which outlives the supervisor and is adopted by the next one)
+that runs it through gitserve/sandbox.py: the bwrap policy of builds (own PID and network namespaces, the
 site's port forwarded from the host's 127.0.0.1, server home hidden, never root: as root
 the site's repo's build uid; limits from [sites]), with PORT, SITE, SIDE, RELEASE and the
 env in its environment and the release as working directory. A process binds
@@ -228,7 +229,9 @@ def wait_running(settings: Settings, site: str, side: str, timeout: float) -> No
         if failed:
             raise DeployError("processes", f"{side} {failed[0].get('type')} of {site} could not "
                               f"start: {failed[0].get('error') or 'see deploy logs ' + site}")
-        if current and all(p.get("pid") for p in rows) and len(rows) == len(desired.get("procs", {})):
+        # started: running, or ran and exited (a crash loop is for the check to judge, not a hang)
+        if current and all(p.get("pid") or p.get("restarts") or p.get("state") == "backoff" for p in rows) \
+                and len(rows) == len(desired.get("procs", {})):
             return
         if time.monotonic() > deadline:
             raise DeployError("processes", f"{side} processes of {site} did not start in {timeout:.0f}s "
@@ -408,10 +411,12 @@ class ProcessKeeper:
             inst.backoff = BACKOFF_FIRST if healthy else min(BACKOFF_MAX, inst.backoff * 2)
             inst.next_start = time.monotonic() + (BACKOFF_FIRST if healthy else inst.backoff)
             inst.state, inst.error = ("failed", error) if error else ("backoff", "")
-            said = "not started" if error else "exited" + (f" with {code}" if code is not None else "")
+            # the keeper said why (exited with N, killed: ... limit, not started: ...)
             self._log(inst).write(inst.side, inst.kind, None,
-                                  f"{said}; restarting in {inst.next_start - time.monotonic():.0f}s")
-            log.warning("%s %s %s %s", inst.site, inst.side, inst.kind, said)
+                                  f"restarting in {inst.next_start - time.monotonic():.0f}s")
+            log.warning("%s %s %s %s", inst.site, inst.side, inst.kind,
+                        f"not started: {error}" if error else
+                        "exited" + (f" with {code}" if code is not None else ""))
         if inst.keeper is None and time.monotonic() >= inst.next_start:
             inst.restarts += 1
             self._start(inst, desired, proc)
