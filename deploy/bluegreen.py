@@ -99,6 +99,7 @@ class _Config:
             config_token=token,
             check=self.opts.check,
             previews=previews.listed(self.site, self.site.load_state()),
+            preview_procs=_preview_upstreams(self.settings, self.site, self.opts),
             **_tls_context(self.settings, self.site.name, self.opts),
             live_upstreams=_upstreams(self.settings, self.site.name, self.opts, live_side),
             preview_upstreams=_upstreams(self.settings, self.site.name, self.opts, idle_side),
@@ -226,6 +227,18 @@ def _upstreams(settings: Settings, site: str, opts: SiteOptions, side: str | Non
              if kind in ports]
     if opts.web in ports:
         found.append(("/", ports[opts.web]))
+    return found
+
+
+def _preview_upstreams(settings: Settings, site: Site, opts: SiteOptions
+                       ) -> dict[str, list[tuple[str, int]]]:
+    """{host: upstreams} of the branch previews that run processes (deploy.previews)."""
+    found: dict[str, list[tuple[str, int]]] = {}
+    for label, meta in sorted(dict(site.load_state().get("previews") or {}).items()):
+        if isinstance(meta, dict) and meta.get("processes"):
+            ups = _upstreams(settings, site.name, opts, processes.preview_side(label))
+            if ups:
+                found[str(meta.get("host"))] = ups
     return found
 
 
@@ -422,11 +435,13 @@ def _deploy_preview(settings: Settings, s: Site, state: dict[str, Any], opts: Si
     live = s.live_side()
     live_release = s.slot_release(live)
 
-    def apply() -> None:
-        _Config(settings, s, opts, say).apply(live, other_side(live))
+    def apply() -> nginx.Reload:
+        return _Config(settings, s, opts, say).apply(live, other_side(live))
 
+    runtime = {"env": {str(k): str(v) for k, v in dict(meta.get("env") or {}).items()},
+               "uid": meta.get("sandbox_uid")}
     previews.deploy_preview(s, state, opts, branch, output_dir, meta, apply, say,
-                            previews.settings_limit(options))
+                            previews.settings_limit(options), settings=settings, runtime=runtime)
     return DeployResult(s.name, live or "", live_release or "", live, live_release, 0.0,
                         time.monotonic() - started, skipped=f"preview of branch {branch}")
 
@@ -449,11 +464,12 @@ def remove_branch_preview(settings: Settings, site: str, branch: str, log: Log =
         else:
             opts = parse(name, stored, settings.deploy.keep)
 
-        def apply() -> None:
-            if opts is not None:
-                _Config(settings, s, opts, say).apply(s.live_side(), other_side(s.live_side()))
+        def apply() -> nginx.Reload | None:
+            if opts is None:
+                return None
+            return _Config(settings, s, opts, say).apply(s.live_side(), other_side(s.live_side()))
 
-        return previews.remove_preview(s, state, branch, apply, say)
+        return previews.remove_preview(s, state, branch, apply, say, settings=settings)
 
 
 def _audit(settings: Settings, user: Any, op: str, result: str, repo: Any, reason: str) -> None:
@@ -739,12 +755,11 @@ def restart(settings: Settings, site: str, by: str | None = None, log: Log = pri
                 raise DeployError("restart", f"site {name} has no {kind} process "
                                   f"(it has {', '.join(sorted(ports))})")
             if kind != opts.web and kind not in {k for _, k in opts.routes}:
-                before = {r["type"]: r for r in processes.read_status(settings, name)
-                          if r.get("side") == live}.get(kind, {})
+                before = {r["type"]: r for r in processes.current_rows(settings, name, live)}.get(kind, {})
                 processes.restart_in_place(settings, name, live, kind)
-                _wait_until(lambda: any(r.get("type") == kind and r.get("side") == live and r.get("pid")
+                _wait_until(lambda: any(r.get("type") == kind and r.get("pid")
                                         and r.get("restarts", 0) > before.get("restarts", 0)
-                                        for r in processes.read_status(settings, name)),
+                                        for r in processes.current_rows(settings, name, live)),
                             PROCESS_START_TIMEOUT, f"{kind} did not come back")
                 say(f"{kind} restarted in place on {live} (it takes no HTTP traffic)")
                 return DeployResult(name, live, current, live, current, 0.0, time.monotonic() - started)

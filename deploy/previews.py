@@ -9,8 +9,12 @@ HOME/sites/SITE/previews/SLUG/current -> releases/BUILD   (renamed in: atomic fo
 ```
 SLUG is the branch as a DNS label (lower case, `[a-z0-9-]`, at most 63). The site's nginx
 config gets one server block per preview (server_name SLUG.SERVER_NAME, root `current`),
-re-rendered and reloaded under the site's lock like any deploy. A preview serves the
-release's files; a Procfile release's processes run only on the blue/green sides.
+re-rendered and reloaded under the site's lock like any deploy. A Procfile release runs
+its processes as a side of its own (`preview-SLUG`, deploy/processes.py), under `gitserve
+sites` with the [sites] limits like blue and green, and the preview's server block proxies
+to them; a new build of the branch starts the new set and drains the old one, deleting the
+branch or evicting the preview (deploy.previews-max) stops them. A static release is served
+as files.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from . import processes, procfile
 from .errors import DeployError
 from .options import SiteOptions, check_release_id
 from .publish import clean_partials, publish, remove_release
@@ -30,6 +35,7 @@ from .site import Site
 Log = Callable[[str], None]
 DEFAULT_MAX = 5
 CHECK_TIMEOUT = 10.0
+PROCESS_CHECK_TIMEOUT = 60.0   # processes starting: nginx's 502/503/504 are retried this long
 
 
 def slug(branch: str) -> str:
@@ -80,16 +86,19 @@ def _drop(s: Site, state: dict[str, Any], label: str) -> None:
     shutil.rmtree(preview_root(s, label), ignore_errors=True)
 
 
-def check(opts: SiteOptions, host: str, path: str) -> int:
-    """GET PATH on the site's own port with Host: HOST (what a visitor of the preview does)."""
-    deadline = time.monotonic() + CHECK_TIMEOUT
+def check(opts: SiteOptions, host: str, path: str, timeout: float = CHECK_TIMEOUT,
+          retry: tuple[int, ...] | None = None) -> int:
+    """GET PATH on the site's own port with Host: HOST (what a visitor of the preview does),
+    again until 200 or TIMEOUT; with RETRY, only those answers are tried again (nginx's
+    502/503/504 while processes start), any other is the app's own and final."""
+    deadline = time.monotonic() + timeout
     status = 0
     while time.monotonic() < deadline:
         conn = http.client.HTTPConnection(opts.listen.connect_host(), opts.listen.port, timeout=2)
         try:
             conn.request("GET", path, headers={"Host": host, "User-Agent": "gitserve-deploy-check"})
             status = conn.getresponse().status
-            if status == 200:
+            if status == 200 or (retry is not None and status not in retry):
                 return status
         except (OSError, http.client.HTTPException):
             pass
@@ -99,11 +108,46 @@ def check(opts: SiteOptions, host: str, path: str) -> int:
     return status
 
 
+def _held_by(reload: Any) -> list[int]:
+    """The nginx workers a reload left finishing requests (deploy/nginx/control.py Reload)."""
+    alive = getattr(reload, "old_workers_alive", None)
+    return list(alive()) if callable(alive) else []
+
+
+def _start_processes(settings: Any, s: Site, opts: SiteOptions, label: str, release_dir: Path,
+                     release: str, runtime: Mapping[str, Any], say: Log) -> bool:
+    """Run RELEASE's Procfile processes as the preview's side (False: a static release). The
+    set the branch ran before is not killed: it drains beside the new one (deploy.drain)."""
+    side = processes.preview_side(label)
+    commands = procfile.read(release_dir)
+    if commands is None:
+        processes.stop_side(settings, s.name, side)  # a Procfile build of the branch before
+        return False
+    missing = [kind for kind in [opts.web, *(k for _, k in opts.routes)] if kind not in commands]
+    if missing:
+        raise DeployError("procfile", f"Procfile has no {missing[0]} process (deploy.web / "
+                          f"deploy.routes name it; it has {', '.join(sorted(commands))})")
+    processes.stop_side(settings, s.name, side, after=opts.drain)
+    uid = runtime.get("uid")
+    ports = processes.start_side(settings, s.name, side, release, release_dir, commands,
+                                 dict(runtime.get("env") or {}), int(uid) if uid is not None else None)
+    try:
+        processes.wait_running(settings, s.name, side, PROCESS_CHECK_TIMEOUT)
+    except DeployError:
+        processes.stop_side(settings, s.name, side)
+        raise
+    say(f"preview processes: {' '.join(f'{k}:{p}' for k, p in sorted(ports.items()))} "
+        f"(release {release})")
+    return True
+
+
 def deploy_preview(s: Site, state: dict[str, Any], opts: SiteOptions, branch: str, output: Path,
-                   meta: Mapping[str, Any], apply: Callable[[], None], say: Log,
-                   limit: int) -> str:
+                   meta: Mapping[str, Any], apply: Callable[[], Any], say: Log,
+                   limit: int, *, settings: Any = None, runtime: Mapping[str, Any] | None = None) -> str:
     """Publish OUTPUT as BRANCH's preview and serve it (APPLY re-renders and reloads the
-    site's config); returns its URL. Runs under the site's lock."""
+    site's config and returns the reload); returns its URL. Runs under the site's lock.
+    With SETTINGS, a Procfile release's processes run (RUNTIME: env and uid, as a deploy's);
+    without, a preview serves files only."""
     host_base = server_name(opts)
     label = slug(branch)
     host = f"{label}.{host_base}"
@@ -112,44 +156,62 @@ def deploy_preview(s: Site, state: dict[str, Any], opts: SiteOptions, branch: st
     (root / "releases").mkdir(parents=True, exist_ok=True)
     clean_partials(root / "releases")
     previews = state.setdefault("previews", {})
+    evicted: list[str] = []
     if label not in previews:
         while len(previews) >= limit:
             oldest = min(previews, key=lambda k: str(previews[k].get("at", "")))
             say(f"preview {previews[oldest].get('branch')} removed (deploy.previews-max = {limit})")
             _drop(s, state, oldest)
+            evicted.append(oldest)
     if (root / "releases" / release).exists():
         remove_release(root / "releases", release)
+    before = (root / "current").resolve().name if (root / "current").is_symlink() else None
     files, size = publish(output, root / "releases", release)
+    say(f"preview: {files} files, {size} bytes of branch {branch} as release {release}")
+    running = settings is not None and _start_processes(
+        settings, s, opts, label, root / "releases" / release, release, runtime or {}, say)
     _point(root, release)
-    for old in [p.name for p in (root / "releases").iterdir() if p.name != release]:
-        remove_release(root / "releases", old)
+    for old in [p.name for p in (root / "releases").iterdir() if p.name not in (release, before)]:
+        remove_release(root / "releases", old)  # the one before stays while its processes drain
     previews[label] = {"branch": branch, "host": host, "release": release,
                        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                       "commit": meta.get("commit"), "pusher": meta.get("pusher")}
+                       "commit": meta.get("commit"), "pusher": meta.get("pusher"),
+                       "processes": bool(running)}
     s.save_state(state)
-    say(f"preview: {files} files, {size} bytes of branch {branch} as release {release}")
-    apply()
+    reload = apply()
+    for gone in evicted if settings is not None else []:  # nginx no longer sends them anything new
+        processes.stop_side(settings, s.name, processes.preview_side(gone), hold=_held_by(reload))
     url = f"http://{host}:{opts.listen.port}/"
-    if (root / "current" / "Procfile").is_file():  # its processes are not run (module doc)
+    if not running and (root / "current" / "Procfile").is_file():
         say(f"preview live at {url} (files only: a preview runs no Procfile process)")
         return url
-    status = check(opts, host, opts.check)
+    status = (check(opts, host, opts.check, PROCESS_CHECK_TIMEOUT, retry=(0, 502, 503, 504)) if running
+              else check(opts, host, opts.check))
     if status != 200:
+        if running:  # nothing to inspect once stopped: the preview goes, as a failed idle side
+            previews.pop(label, None)
+            s.save_state(state)
+            processes.stop_side(settings, s.name, processes.preview_side(label), hold=_held_by(apply()))
+            _drop(s, state, label)
+            s.save_state(state)
         raise DeployError("check", f"GET {opts.check} on the preview {url} answered "
-                          f"{status or 'nothing'}, not 200")
+                          f"{status or 'nothing'}, not 200" + ("; its processes are stopped" if running else ""))
     say(f"preview live at {url}")
     return url
 
 
-def remove_preview(s: Site, state: dict[str, Any], branch: str, apply: Callable[[], None],
-                   say: Log) -> bool:
-    """The branch is gone: so is its preview (False when it had none)."""
+def remove_preview(s: Site, state: dict[str, Any], branch: str, apply: Callable[[], Any],
+                   say: Log, *, settings: Any = None) -> bool:
+    """The branch is gone: so is its preview and, with SETTINGS, its processes (once nginx's
+    workers that may still send them a request are gone). False when it had none."""
     label = slug(branch)
     if label not in dict(state.get("previews") or {}):
         return False
     state["previews"].pop(label)
     s.save_state(state)
-    apply()  # nginx stops serving it before the files go
+    reload = apply()  # nginx stops serving it before the files go
+    if settings is not None:
+        processes.stop_side(settings, s.name, processes.preview_side(label), hold=_held_by(reload))
     _drop(s, state, label)
     s.save_state(state)
     say(f"preview of branch {branch} removed")

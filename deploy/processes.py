@@ -63,8 +63,25 @@ def site_dir(settings: Settings, site: str) -> Path:
     return sitesctl.state_dir(settings) / site
 
 
+PREVIEW_PREFIX = "preview-"
+_PREVIEW_SIDE = re.compile(r"preview-[a-z0-9][a-z0-9-]{0,62}")
+
+
+def preview_side(label: str) -> str:
+    """The process set of a branch preview (deploy.previews) is a side of its own, named
+    after the branch's DNS label: it runs beside blue and green, never instead of them."""
+    side = PREVIEW_PREFIX + label
+    if not _PREVIEW_SIDE.fullmatch(side):
+        raise DeployError("preview", f"not a preview name: {label!r}")
+    return side
+
+
+def is_side(side: object) -> bool:
+    return isinstance(side, str) and (side in SIDES or bool(_PREVIEW_SIDE.fullmatch(side)))
+
+
 def desired_file(settings: Settings, site: str, side: str) -> Path:
-    assert side in SIDES
+    assert is_side(side)
     return site_dir(settings, site) / f"{side}.json"
 
 
@@ -174,15 +191,25 @@ def side_ports(settings: Settings, site: str, side: str | None) -> dict[str, int
 
 
 def read_status(settings: Settings, site: str) -> list[dict[str, Any]]:
-    """The processes of SITE as the supervisor last wrote them (both sides)."""
+    """The processes of SITE as the supervisor last wrote them (blue, green, then previews)."""
     rows: list[dict[str, Any]] = []
-    for side in SIDES:
+    found = sorted(site_dir(settings, site).glob("*.status.json"))
+    for path in sorted(found, key=lambda p: (p.name.split(".")[0] not in SIDES, p.name)):
+        if not is_side(path.name.split(".")[0]):
+            continue
         try:
-            data = json.loads(status_file(settings, site, side).read_text())
+            data = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
         rows.extend(data.get("procs", []))
     return rows
+
+
+def current_rows(settings: Settings, site: str, side: str) -> list[dict[str, Any]]:
+    """SIDE's processes of its current generation, not an earlier one draining beside it."""
+    generation = (read_desired(settings, site, side) or {}).get("generation")
+    return [r for r in read_status(settings, site)
+            if r.get("side") == side and r.get("generation", generation) == generation]
 
 
 def wait_running(settings: Settings, site: str, side: str, timeout: float) -> None:
@@ -305,7 +332,7 @@ class ProcessKeeper:
                 data = json.loads(path.read_text())
             except (OSError, ValueError):
                 continue
-            if isinstance(data, dict) and data.get("side") in SIDES and data.get("site") == path.parent.name:
+            if isinstance(data, dict) and is_side(data.get("side")) and data.get("site") == path.parent.name:
                 data["_path"] = str(path)
                 data["_retired"] = path.name != f"{data['side']}.json"
                 yield data

@@ -65,8 +65,27 @@ def gitserve_command(settings: Settings) -> list[str]:
     return [os.path.abspath(sys.executable), "-m", "gitserve"]
 
 
+def fast_command() -> list[str] | None:
+    """`PYTHON -I -S .../gitserve/ssh/shellclient.py`: this gitserve's client that hands the
+    connection to the running server after a start without site-packages (ssh/shellclient.py),
+    else execs this gitserve's full `shell`; None where this interpreter is unknown."""
+    from gitserve.ssh import shellclient
+
+    python = sys.executable
+    if not python or not os.path.isabs(python):
+        return None
+    return [python, "-I", "-S", os.path.abspath(shellclient.__file__)]
+
+
 def forced_command(settings: Settings, user: str) -> str:
-    """`CMD [--home HOME] shell USER`, shell-quoted (sshd runs it with the user's shell)."""
+    """The command sshd runs for USER, shell-quoted (sshd runs it with the user's shell):
+    `[server] shell_command [--home HOME] shell USER` when set, else the fast client
+    `PYTHON -I -S .../shellclient.py --home HOME shell USER` (its home always spelled out:
+    it reads no settings), else `gitserve [--home HOME] shell USER`."""
+    fast = None if settings.server.shell_command.strip() else fast_command()
+    if fast is not None:
+        argv = [*fast, "--home", str(Path(settings.home).resolve()), "shell", user]
+        return " ".join(shlex.quote(a) for a in argv)
     argv = gitserve_command(settings)
     if Path(settings.home).resolve() != default_home().resolve():
         argv += ["--home", str(settings.home)]

@@ -7,6 +7,7 @@ that matter. What carries over:
 
 - ENABLE'd commands gitserve has (D, create, fork, symbolic-ref), and those that are
   programs in LOCAL_CODE/commands (copied to HOME/commands) -> `[server] commands`;
+- ENABLE'd refex-expr -> `[server] refex_expr = true`;
 - GIT_CONFIG_KEYS -> `[server] git_config_keys` (gitserve still never writes keys that run a
   program or read a file: repoconf.py);
 - LOCAL_CODE: the directory whose hooks/repo-specific/, VREF/ and commands/ the import copies;
@@ -60,6 +61,7 @@ class SiteSettings:
     """What the import writes into gitserve.toml, and what it could not carry."""
 
     commands: list[str] = field(default_factory=list)
+    refex_expr: bool = False
     git_config_keys: str = ""
     local_code: Path | None = None
     ssh_user: str | None = None
@@ -168,7 +170,9 @@ def carry(rc: dict[str, Any], rc_path: Path) -> SiteSettings:
     site.commands = [n for n in GITSERVE_COMMANDS if n in names]
     site.commands += [n for n in names if n not in ALWAYS_ON and n not in GITSERVE_COMMANDS
                       and site_command(n)]
-    extra = [n for n in names if n not in ALWAYS_ON and n not in site.commands]
+    site.refex_expr = "refex-expr" in names
+    extra = [n for n in names if n not in ALWAYS_ON and n not in site.commands
+             and n != "refex-expr"]
     roles = rc.get("ROLES")
     if isinstance(roles, dict):
         more = sorted(set(roles) - DEFAULT_ROLES)

@@ -67,6 +67,9 @@ def _not_file_only(record: logging.LogRecord) -> bool:
     return getattr(record, "console", True) is not False
 
 
+_CLIENT_LEFT = ("Socket exception:", "Exception (server): Error reading SSH protocol banner")
+
+
 class _QuietHandshakeFailures(logging.Filter):
     """paramiko logs a failed SSH negotiation (`ssh-keyscan` asking for a host key type we do
     not have, a scanner, a client hanging up) as one ERROR line and then its traceback, one
@@ -79,7 +82,13 @@ class _QuietHandshakeFailures(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = str(record.msg)
-        if message.startswith("Exception (server):"):
+        if message.startswith(_CLIENT_LEFT):
+            # a client that hung up (ssh-keyscan after reading the host key, a port probe):
+            # routine, so the log file only, whatever level paramiko gave it
+            self._local.failed = message.startswith("Exception (server):")
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.console = False
+        elif message.startswith("Exception (server):"):
             self._local.failed = True
             record.levelno, record.levelname = logging.WARNING, "WARNING"
         elif getattr(self._local, "failed", False) and record.levelno >= logging.ERROR:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from pathlib import Path
 
 
@@ -200,8 +201,45 @@ class RunCgroups:
         self.dirs = []
 
 
+STALE_AFTER = 600.0  # an empty run cgroup this old was left by a worker that was killed
+_swept: dict[Path, float] = {}
+
+
+def sweep(base: Path, now: float | None = None) -> int:
+    """Remove BASE's empty `gitserve-*` cgroups older than STALE_AFTER: a worker or `gitserve
+    sites` killed with -9 never removes its runs' cgroups. rmdir only succeeds on a cgroup
+    without processes, and the age keeps a run being set up (made, not joined yet) safe."""
+    now = time.time() if now is None else now
+    removed = 0
+    try:
+        entries = list(base.glob("gitserve-*"))
+    except OSError:
+        return 0
+    for d in entries:
+        try:
+            if now - d.stat().st_mtime > STALE_AFTER:
+                d.rmdir()
+                removed += 1
+        except OSError:  # busy (a live run) or gone
+            continue
+    return removed
+
+
+def _sweep_now() -> None:
+    """Sweep each hierarchy at most once a minute per process."""
+    for controller in ("pids", "memory"):
+        found = parent(controller)
+        if found is None:
+            continue
+        now = time.time()
+        if now - _swept.get(found[0], 0.0) > 60:
+            _swept[found[0]] = now
+            sweep(found[0], now)
+
+
 def make(pids_limit: int, memory_ceiling: int) -> RunCgroups | None:
     """The run's cgroups, or None where this worker can make none."""
+    _sweep_now()
     try:
         groups = RunCgroups(pids_limit, memory_ceiling)
     except OSError:

@@ -61,6 +61,9 @@ class ServerSettings:
     git_config_keys: str = ""
     # optional ssh commands to enable, space-separated: D create fork symbolic-ref
     commands: str = ""
+    # Gitolite's ENABLE 'refex-expr': `- master and VREF/NAME/Makefile = u3` lines are refex
+    # expressions, evaluated per pushed ref into GL_REFEX_EXPR_* (off, as in Gitolite's rc)
+    refex_expr: bool = False
     # behind the system OpenSSH: every admin change rewrites the `# gitserve start/end`
     # block of this authorized_keys file (e.g. /home/git/.ssh/authorized_keys); "" = off
     authorized_keys: str = ""

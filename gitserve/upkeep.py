@@ -1,10 +1,16 @@
-"""Repository upkeep: fsck and gc with dulwich, and when `gitserve serve` runs them.
+"""Repository upkeep: fsck and gc, and when `gitserve serve` runs them.
 
 Every push leaves a pack, and pushes that die half-way (kill -9, disk full, a dropped
 client) can leave a quarantine directory or a temporary pack behind. `gc` folds packs and
 loose objects into one pack, drops unreachable objects older than a grace period and
 removes those leftovers; `fsck` proves every object parses, hashes to its name and that
 everything the refs reach is present.
+
+gc is git's where a git binary is installed (`git repack -A -d -b` with the repack race
+rules of gitserve.git.repack, then `git prune`): a bitmap is written, so clones after a gc
+stay on git's fast path, and no Python walk of every object runs; then the pack is recorded
+as covering (gitserve.git.repack.record_covering_pack). Without git, dulwich does the same
+(no bitmap).
 
 Both are safe while the server runs:
 - a push's objects are unreachable between the moment its pack is moved in and the
@@ -22,6 +28,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -193,12 +200,57 @@ def _newest_mtime(p: Path) -> float:
     return newest
 
 
+def _counts(path: Path) -> tuple[int, int]:
+    """(packs, loose objects) of the repository at PATH, from the file system."""
+    pack_dir = path / "objects" / "pack"
+    packs = len(list(pack_dir.glob("pack-*.idx"))) if pack_dir.is_dir() else 0
+    loose = sum(1 for d in (path / "objects").glob("[0-9a-f][0-9a-f]") if d.is_dir()
+                for _ in d.iterdir())
+    return packs, loose
+
+
+def _object_count(path: Path) -> int:
+    """Distinct objects in the repository (git lists each once, streamed: flat memory)."""
+    proc = subprocess.Popen(["git", "--git-dir", str(path), "cat-file", "--batch-all-objects",
+                             "--batch-check=%(objecttype)"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    n = sum(1 for _ in proc.stdout)
+    proc.wait()
+    return n
+
+
+def _gc_git(path: Path, report: GcReport, grace_period: float) -> None:
+    """git's gc, the way git gc runs it: `repack -A -d` keeping unreachable objects younger
+    than GRACE_PERIOD (loosened, so a push whose pack moved in before its ref moves keeps
+    its objects: gitserve.git.repack's rule), with a bitmap; `prune` of the loose
+    unreachable objects older than GRACE_PERIOD; then the covering-pack record."""
+    from gitserve.git import repack
+
+    before = _object_count(path)
+    repack._repack_git(str(path), keep_unreachable_younger_than=grace_period)
+    subprocess.run(["git", "--git-dir", str(path), "prune",
+                    f"--expire={int(time.time() - grace_period)}"],
+                   check=True, capture_output=True, timeout=3600,
+                   preexec_fn=lambda: os.nice(10))
+    report.pruned = max(0, before - _object_count(path))
+    repo = Repo(str(path))
+    try:
+        repack.record_covering_pack(repo, repack.ref_tips(repo))
+    finally:
+        repo.close()
+
+
 def gc_repo(path: Path | str, name: str = "", grace_period: float = 14 * 86400,
-            leftover_age: float = LEFTOVER_AGE, wait: bool = True) -> GcReport:
+            leftover_age: float = LEFTOVER_AGE, wait: bool = True,
+            use_git: bool | None = None) -> GcReport:
     """Repack the repository at PATH into one pack, prune unreachable objects older than
-    GRACE_PERIOD seconds and remove leftovers of dead pushes."""
+    GRACE_PERIOD seconds and remove leftovers of dead pushes. USE_GIT (default: whether
+    git is installed) picks git's gc over dulwich's."""
     from dulwich.gc import find_unreachable_objects
 
+    if use_git is None:
+        use_git = shutil.which("git") is not None
     path = Path(path)
     report = GcReport(name or str(path))
     with repo_lock(path, wait=wait) as locked:
@@ -212,6 +264,18 @@ def gc_repo(path: Path | str, name: str = "", grace_period: float = 14 * 86400,
             else:
                 p.unlink(missing_ok=True)
             report.leftovers_removed += 1
+        if use_git:
+            report.packs_before, report.loose_before = _counts(path)
+            if report.packs_before or report.loose_before:  # (as `git gc`: always repacks)
+                _gc_git(path, report, grace_period)
+            repo = Repo(str(path))
+            try:  # temporary packs of dead pushes older than LEFTOVER_AGE
+                repo.object_store.prune(grace_period=int(leftover_age))
+            finally:
+                repo.close()
+            report.leftovers_removed += _remove_orphan_sidecars(path / "objects" / "pack")
+            report.packs_after, report.loose_after = _counts(path)
+            return report
         repo = Repo(str(path))
         try:
             store = repo.object_store

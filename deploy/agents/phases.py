@@ -78,7 +78,12 @@ def prepare_rollback(settings: Settings, site: str, target: str, action: str, sa
             raise DeployError("rollback", f"site {s.name} has nothing live on this host")
         if not s.release_dir(release).is_dir():
             raise DeployError("rollback", f"release {release} is not kept on this host")
-        if release == s.slot_release(live):
+        if action == "restart":
+            if release != s.slot_release(live):
+                raise DeployError("restart", f"release {release} is not the one live on this host")
+            if not processes.side_ports(settings, s.name, live):
+                raise DeployError("restart", f"site {s.name} is static (no Procfile): nothing to restart")
+        elif release == s.slot_release(live):
             raise DeployError("rollback", f"release {release} is already live on this host")
         opts = bluegreen._stored_options(s, state, settings)
         idle = other_side(live)
@@ -174,5 +179,5 @@ def report(settings: Settings) -> dict[str, Any]:
                        "prepared": (state.get("prepared") or {}).get("release"),
                        "kept": [r for r in state["deployed"] if s.release_dir(r).is_dir()],
                        "processes": len([r for r in rows if r.get("side") == where["live_side"]
-                                         and r.get("pid")])}
+                                         and r.get("pid") and r.get("state") != "draining"])}
     return sites

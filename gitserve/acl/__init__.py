@@ -28,16 +28,19 @@ __all__ = [
 ]
 
 
-def load(path: Path | str) -> Rules:
-    """Compile the conf at PATH (includes resolved beside it). Raises ConfError."""
-    return Rules(compile_file(Path(path)))
+def load(path: Path | str, refex_expr: bool = False) -> Rules:
+    """Compile the conf at PATH (includes resolved beside it). Raises ConfError.
+    REFEX_EXPR: Gitolite's refex expressions are on (`[server] refex_expr`)."""
+    return Rules(compile_file(Path(path), refex_expr))
 
 
-def load_source(source: ConfSource, main: str = "gitolite.conf", label: str = "conf/") -> Rules:
-    return Rules(compile_source(source, main, label))
+def load_source(source: ConfSource, main: str = "gitolite.conf", label: str = "conf/",
+                refex_expr: bool = False) -> Rules:
+    return Rules(compile_source(source, main, label, refex_expr))
 
 
-def load_files(files: Mapping[str, str], main: str = "gitolite.conf") -> Rules:
+def load_files(files: Mapping[str, str], main: str = "gitolite.conf",
+               refex_expr: bool = False) -> Rules:
     """Compile conf files given as {name relative to conf/: text}, e.g. from an admin-repo
     commit, without touching the disk. Raises ConfError."""
-    return load_source(MappingSource(files), main)
+    return load_source(MappingSource(files), main, refex_expr=refex_expr)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping
 
 from . import patterns as P
+from . import refexexpr
 from .errors import AccessError
 from .parser import Compiled
 from .types import Decision, Inspector, RepoContext, VrefProgram
@@ -46,6 +47,8 @@ class Rules:
         self.warnings = list(compiled.warnings)
         # as Gitolite's compile words them, for the pusher of a conf (`remote: WARNING: ...`)
         self.messages = list(compiled.messages)
+        # printed as they are before those (refex-expr's sugar lines)
+        self.notices = list(compiled.notices)
         c = compiled
         # inside-out groups: member -> groups it belongs to
         self._member_of: dict[str, set[str]] = {}
@@ -221,6 +224,15 @@ class Rules:
         """`option NAME` for REPO if true in Perl's sense, else "" (check #2 asks this)."""
         value = self._git_config(repo, ctx).get("gitolite-options." + name, "")
         return value if perl_true(value) else ""
+
+    def refex_exprs(self, repo: str, ctx: RepoContext) -> dict[str, str] | None:
+        """`option refex-expr.NAME = EXPR` of REPO as {NAME: EXPR}; None when the site did
+        not enable refex expressions (then nothing sets GL_REFEX_EXPR_*, as in Gitolite)."""
+        if not self.compiled.refex_expr:
+            return None
+        prefix = "gitolite-options." + refexexpr.OPTION_PREFIX
+        return {k[len(prefix):]: v for k, v in self._git_config(repo, ctx).items()
+                if k.startswith(prefix)}
 
     def options(self, repo: str, wild: WildInfo | None = None) -> dict[str, str]:
         """`option` lines that apply to REPO (last one wins), names without the prefix.

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import patterns as P
+from . import refexexpr
 from .errors import ConfError
 from .source import ConfSource, DirSource, perl_glob
 
@@ -59,6 +60,11 @@ class Compiled:
     texts: dict[str, list[str]] = field(default_factory=dict)
     # what labels start with ("conf/"); Gitolite names files relative to conf/
     label_prefix: str = ""
+    # compiled with Gitolite's refex-expr feature (ENABLE 'refex-expr'): its sugar ran, and
+    # check #2 counts refexes into GL_REFEX_EXPR_* (acl/refexexpr.py)
+    refex_expr: bool = False
+    # lines a sugar script printed while compiling (refex-expr's `>>>> LINE`), shown as is
+    notices: list[str] = field(default_factory=list)
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -450,19 +456,24 @@ def label_prefix(conf_dir: Path) -> str:
 
 
 def compile_source(source: ConfSource, main: str = "gitolite.conf",
-                   prefix: str = "conf/") -> Compiled:
+                   prefix: str = "conf/", refex_expr: bool = False) -> Compiled:
+    """REFEX_EXPR: the site enabled Gitolite's refex expressions (site sugar runs first, as
+    Gitolite runs the rc's SYNTACTIC_SUGAR before its own)."""
     parser = _Parser(source, prefix)
     parser.out.label_prefix = prefix
     lines: list[Line] = []
     parser.explode(main, "master", lines)
+    if refex_expr:
+        parser.out.refex_expr = True
+        lines, parser.out.notices = refexexpr.sugar(lines)
     parser.parse(parser.sugar(lines))
     return parser.out
 
 
-def compile_file(path: Path) -> Compiled:
+def compile_file(path: Path, refex_expr: bool = False) -> Compiled:
     path = Path(path)
     source = DirSource(path.parent)
     if not path.is_file():
         raise ConfError(f"cannot read: {'no such file' if not path.exists() else 'not a file'}",
                         label_prefix(path.parent) + path.name, 0)
-    return compile_source(source, path.name, label_prefix(path.parent))
+    return compile_source(source, path.name, label_prefix(path.parent), refex_expr)

@@ -8,7 +8,7 @@ this module and neither imports the other at run time.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Callable, Mapping, Protocol
 
 
 @dataclass(frozen=True)
@@ -29,9 +29,10 @@ class Decision:
 
 
 # Runs an admin-installed VREF program (HOME/vrefs/NAME) with ARGV as Gitolite's update hook
-# runs its VREF helpers: returns (wait status as Perl's $? has it, stdout, stderr), or None
-# when there is no such executable program (gitserve.git.vrefprog makes one per push).
-VrefProgram = Callable[[str, list[str]], "tuple[int, str, str] | None"]
+# runs its VREF helpers, the mapping added to its environment (GL_REFEX_EXPR_*): returns
+# (wait status as Perl's $? has it, stdout, stderr), or None when there is no such
+# executable program (gitserve.git.vrefprog makes one per push).
+VrefProgram = Callable[[str, list[str], Mapping[str, str]], "tuple[int, str, str] | None"]
 
 
 @dataclass(frozen=True)
@@ -79,3 +80,6 @@ class RuleBook(Protocol):
 
     def vrefs(self, repo: str, user: str, ctx: RepoContext) -> list[str]:
         """The VREF rules that apply to USER on REPO, in order."""
+
+    def refex_exprs(self, repo: str, ctx: RepoContext) -> dict[str, str] | None:
+        """{NAME: EXPR} of REPO's `option refex-expr.NAME`; None when refex-expr is off."""

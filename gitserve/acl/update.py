@@ -13,6 +13,8 @@ import re
 from dataclasses import replace
 
 from ..names import ZERO_SHA
+from . import refexexpr
+from .errors import AccessError
 from .types import Decision, Inspector, RepoContext, RuleBook, VrefProgram
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # what Gitolite passes for a zero sha
@@ -51,17 +53,37 @@ def check_update(rules: RuleBook, repo: str, user: str, ref: str, old: str, new:
     def done(decision: Decision) -> Decision:
         return replace(decision, notes=tuple(notes)) if notes else decision
 
+    # Gitolite's refex-expr (its ACCESS_2 trigger): each allowed access counts its refex,
+    # then every expression of the repo is evaluated into GL_REFEX_EXPR_* for the programs
+    exprs = rules.refex_exprs(repo, ctx)
+    passed: dict[str, int] = {}
+    env: dict[str, str] = {}
+
+    def access_2(result: str) -> Decision | None:
+        if not exprs or "DENIED" in result:
+            return None
+        passed[result] = passed.get(result, 0) + 1
+        try:
+            env.update(refexexpr.environment(exprs, passed))
+        except AccessError as exc:
+            return Decision(False, str(exc))
+        return None
+
     ret = rules.access(repo, user, aa, ref, ctx)
+    failed = access_2(ret)
     if "DENIED" in ret:
         return done(Decision(False, ret))
+    if failed is not None:
+        return done(failed)
 
     def check_vref(vref_ref: str, deny_message: str = "") -> Decision | None:
         r = rules.access(repo, user, aa, vref_ref, ctx)
         if "by fallthru" in r:
             return None
+        failed = access_2(r)
         if "DENIED" in r:
             return Decision(False, r + ("\n" + deny_message if deny_message else ""))
-        return None
+        return failed
 
     name_seen = False
     for vref in rules.vrefs(repo, user, ctx):
@@ -87,7 +109,7 @@ def check_update(rules: RuleBook, repo: str, user: str, ref: str, old: str, new:
             if program is not None and pgm:
                 argv = [ref, old, new, EMPTY_TREE if old == ZERO_SHA else old,
                         EMPTY_TREE if new == ZERO_SHA else new, aa, vref, *args]
-                ran = program(pgm, argv)
+                ran = program(pgm, argv, env)
             if ran is None:
                 return done(Decision(False, f"'{vref}': helper program missing or unexecutable"))
             status, out, err = ran

@@ -80,7 +80,8 @@ def migrate_branch(settings: Settings) -> str | None:
                 _audit(settings, master_sha, master_sha, f"HEAD {old.decode()} set back to master")
                 mark_on_master(settings)
                 return note
-            reason = validate_commit(repo, old_sha, settings.hooks_dir, settings.server.hostname)
+            reason = validate_commit(repo, old_sha, settings.hooks_dir, settings.server.hostname,
+                                     settings.server.refex_expr)
             if reason:
                 raise AdminError(f"gitolite-admin: {old.decode()} cannot become the admin branch "
                                  f"master: {reason}")

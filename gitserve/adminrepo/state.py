@@ -182,7 +182,7 @@ def _load_state(settings: Settings, repo_path: str, sha: str | None) -> AdminSta
         files = tree_files(repo, commit.tree)
     finally:
         repo.close()
-    rules, entries, warnings = build(files, settings.server.hostname)
+    rules, entries, warnings = build(files, settings.server.hostname, settings.server.refex_expr)
     return AdminState(
         commit=sha,
         branch=ADMIN_BRANCH,

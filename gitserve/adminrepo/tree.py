@@ -139,10 +139,11 @@ def keydir_entries(files: dict[str, bytes]) -> tuple[list[KeyEntry], list[str]]:
 _HOSTNAME_WORD = re.compile(r"%HOSTNAME\b")
 
 
-def load_rules(files: dict[str, bytes], hostname: str = "") -> Rules:
+def load_rules(files: dict[str, bytes], hostname: str = "", refex_expr: bool = False) -> Rules:
     """The compiled conf of FILES; a conf that does not parse is refused with file:line.
     With HOSTNAME (`[server] hostname`), the word `%HOSTNAME` in the conf is this server's
-    name, as Gitolite substitutes its rc HOSTNAME (mirrors: `include "%HOSTNAME.conf"`)."""
+    name, as Gitolite substitutes its rc HOSTNAME (mirrors: `include "%HOSTNAME.conf"`).
+    REFEX_EXPR: `[server] refex_expr` (Gitolite's ENABLE 'refex-expr')."""
     from gitserve import acl
 
     if MAIN_CONF not in files:
@@ -157,7 +158,7 @@ def load_rules(files: dict[str, bytes], hostname: str = "") -> Rules:
                 text = _HOSTNAME_WORD.sub(hostname, text)
             conf[p[len(CONF_DIR) + 1 :]] = text
     try:
-        rules = acl.load_files(conf)
+        rules = acl.load_files(conf, refex_expr=refex_expr)
     except acl.ConfError as exc:
         raise AdminError(_one_line(str(exc))) from None
     for w in rules.warnings:
@@ -183,10 +184,11 @@ def _one_line(msg: str) -> str:
     return " ".join(msg.split())
 
 
-def build(files: dict[str, bytes], hostname: str = "") -> tuple[Rules, list[KeyEntry], list[str]]:
+def build(files: dict[str, bytes], hostname: str = "",
+          refex_expr: bool = False) -> tuple[Rules, list[KeyEntry], list[str]]:
     """(rules, key entries, warnings) for an admin tree given as {path: content};
     raises AdminError with the first problem (file:line for conf, keydir/x.pub: reason)."""
-    rules = load_rules(files, hostname)
+    rules = load_rules(files, hostname, refex_expr)
     entries, warnings = keydir_entries(files)
     return rules, entries, warnings
 
@@ -201,7 +203,8 @@ def option_problems(rules: Rules, hooks_dir: Path | None) -> None:
 
 
 def validate_commit(repo_path: Path | str | Repo, sha: str | bytes,
-                    hooks_dir: Path | None = None, hostname: str = "") -> str | None:
+                    hooks_dir: Path | None = None, hostname: str = "",
+                    refex_expr: bool = False) -> str | None:
     """The one-line reason the admin tree at SHA is unusable, or None if it is valid.
 
     receive-pack calls this for pushes to the admin repo's branch master and rejects the
@@ -217,7 +220,7 @@ def validate_commit(repo_path: Path | str | Repo, sha: str | bytes,
             return f"commit {sha!s} not found"
         if not isinstance(obj, Commit):
             return f"{sha!s} is not a commit"
-        rules, _entries, _warnings = build(tree_files(repo, obj.tree), hostname)
+        rules, _entries, _warnings = build(tree_files(repo, obj.tree), hostname, refex_expr)
         option_problems(rules, hooks_dir)
     except AdminError as exc:
         return str(exc)

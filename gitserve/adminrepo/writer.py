@@ -211,7 +211,8 @@ def set_conf(settings: Settings, text: str, author: str) -> str | None:
     def change(files: dict[str, bytes]) -> tuple[dict[str, bytes | None], str]:
         if files.get(MAIN_CONF) == data:
             raise _Unchanged()
-        option_problems(load_rules({**files, MAIN_CONF: data}, settings.server.hostname),
+        option_problems(load_rules({**files, MAIN_CONF: data}, settings.server.hostname,
+                                   settings.server.refex_expr),
                         settings.hooks_dir)
         msg = (f"set-conf: replace {MAIN_CONF}\n\n"
                f"Set by {who(author)} with `gitserve admin set-conf`.")
@@ -226,7 +227,7 @@ def set_conf(settings: Settings, text: str, author: str) -> str | None:
 def create_admin_repo(settings: Settings, files: dict[str, bytes], author: str, message: str) -> str:
     """Create the admin repo with FILES (conf/..., keydir/...) as its first commit on master
     (validated first); used by `gitserve init`. Returns the commit sha."""
-    build(files, settings.server.hostname)
+    build(files, settings.server.hostname, settings.server.refex_expr)
     path = repos.create(settings, repos.ADMIN_REPO)
     repo = Repo(str(path))
     try:

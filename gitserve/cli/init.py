@@ -116,6 +116,7 @@ def _carry_site(s: settings_mod.Settings, site: gitolite_rc.SiteSettings,
                      "(users keep git@host:repo on the system sshd)")
     s.server.commands = " ".join(site.commands)
     s.server.git_config_keys = site.git_config_keys
+    s.server.refex_expr = site.refex_expr
     s.server.default_branch = site.default_branch
     if site.ssh_user:
         s.server.ssh_user = site.ssh_user
@@ -123,6 +124,8 @@ def _carry_site(s: settings_mod.Settings, site: gitolite_rc.SiteSettings,
                  f"{s.server.ssh_user!r}")
     if site.commands:
         lines.append(f"gitserve.toml: commands = {s.server.commands!r} (the rc's ENABLE)")
+    if site.refex_expr:
+        lines.append("gitserve.toml: refex_expr = true (the rc's ENABLE 'refex-expr')")
     if site.git_config_keys:
         lines.append(f"gitserve.toml: git_config_keys = {site.git_config_keys!r} (the rc's "
                      "GIT_CONFIG_KEYS; keys that run programs are still never written)")

@@ -24,6 +24,8 @@ from gitserve.settings import Settings
 from .common import HomeOption, fail, load_settings
 
 log = logging.getLogger("gitserve.serve")
+# a service stop slower than this is a console warning (below it: the log file)
+SLOW_STOP = 5.0
 
 LogLevelOption = Annotated[str, typer.Option(
     "--log-level", help="DEBUG, INFO, WARNING or ERROR (default INFO).")]
@@ -122,7 +124,7 @@ def serve(
         settings.run_dir.mkdir(parents=True, exist_ok=True)
         pid_file.write_text(f"{os.getpid()}\n")
         print(f"gitserve: listening on {bound_host}:{bound_port}", flush=True)
-        print(f"gitserve: clone with  {clone_line(settings, bound_host, bound_port)}", flush=True)
+        print(f"gitserve: clone with {clone_line(settings, bound_host, bound_port)}", flush=True)
         if web is not None:
             web_host, web_port = web.address
             log.info("http on %s:%s", web_host, web_port)
@@ -147,7 +149,9 @@ def serve(
                 log.error("stopping %s: %s", type(service).__name__, exc)
             took = time.monotonic() - began
             if took > 1.0:  # a slow exit delays the next serve: say which part was slow
-                log.warning("stopping %s took %.1fs", type(service).__name__, took)
+                # (on the console only when it is really slow: a second or two is normal)
+                log.log(logging.WARNING if took > SLOW_STOP else logging.INFO,
+                        "stopping %s took %.1fs", type(service).__name__, took)
         try:
             pid_file = settings.run_dir / "serve.pid"
             if pid_file.read_text().strip() == str(os.getpid()):

@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Mapping
 
 from gitserve.acl.update import VrefProgram
 from gitserve.git import vrefs
@@ -62,7 +63,7 @@ def _argv(path: Path) -> tuple[list[str], dict[str, str]]:
 def runner(home: Path, repo_base: Path, repo: str, repo_path: Path, user: str) -> VrefProgram:
     """The VrefProgram for pushes to REPO by USER."""
 
-    def run(name: str, argv: list[str]) -> tuple[int, str, str] | None:
+    def run(name: str, argv: list[str], extra_env: Mapping[str, str]) -> tuple[int, str, str] | None:
         path = find(home, name)
         if path is None:
             return None
@@ -73,6 +74,7 @@ def runner(home: Path, repo_base: Path, repo: str, repo_path: Path, user: str) -
             "GIT_DIR": str(repo_path),
             "GL_USER": user, "GL_REPO": repo, "GL_REPO_BASE": str(repo_base),
             **_quarantine_env(),  # the pushed objects, still quarantined
+            **extra_env,  # GL_REFEX_EXPR_* of this ref's check (acl/refexexpr.py)
         }
         prefix, extra = _argv(path)
         env.update(extra)

@@ -113,7 +113,8 @@ class RepoPushPolicy:
                 return "the admin repo's branch cannot be deleted"
             # REPO: it sees the push's quarantined objects
             reason = adminrepo.validate_commit(repo, update.new, self.settings.hooks_dir,
-                                               self.settings.server.hostname)
+                                               self.settings.server.hostname,
+                                               self.settings.server.refex_expr)
             if reason:
                 self.progress(f"FATAL: {reason}")
                 self._audit(update, "rejected", reason)
@@ -132,7 +133,7 @@ class RepoPushPolicy:
             repo, update.new, hostname, self._mirror_sender,
             repo_mirror(self.state.rules.options(self.name)))
         reason = reason or adminrepo.validate_commit(repo, update.new, self.settings.hooks_dir,
-                                                     hostname)
+                                                     hostname, self.settings.server.refex_expr)
         if reason:
             self.progress(f"FATAL: {reason}")
             self._audit(update, "rejected", reason)
@@ -167,6 +168,8 @@ class RepoPushPolicy:
             # what Gitolite's compile says on the admin push: its WARNINGs, then git init's
             fresh = adminrepo.current(settings)
             refused = repoconf.refused_keys(settings, fresh.rules)
+            for notice in fresh.rules.notices:  # a sugar script's own lines (refex-expr)
+                self.progress(notice)
             for warning in [*fresh.rules.messages, *refused, *getattr(fresh, "warnings", ())]:
                 self.progress(f"WARNING: {warning}")
             for repo_made in made:

@@ -46,8 +46,13 @@ def may_announce(hostname: str, repo: str, mirror: RepoMirror, sender: str) -> b
 
 def check_admin_push(repo: Repo, sha: str, hostname: str, sender: str,
                      current: RepoMirror) -> str | None:
-    """None when SENDER may set the admin branch to SHA here: it is the master now, or the
-    tree at SHA names it the master of gitolite-admin and this host one of its slaves."""
+    """None when SENDER may set the admin branch to SHA here: it is the master now, or SHA
+    is exactly the commit `promote` on SENDER makes: one commit on top of this host's admin
+    tip, the same tree but for conf/ files rewritten by `rewrite_conf(text, SENDER)`, naming
+    SENDER the master of gitolite-admin and this host one of its slaves. Anything more (a key,
+    a rule, an older tip) would let one slave's key rule every other slave, which Gitolite
+    never lets a slave do; a slave that missed the master's last admin change takes the new
+    master's admin with `gitserve mirror rejoin NEW-MASTER` instead."""
     if current.master == sender:
         return None
     refused = f"{hostname}: '{sender}' is not the master for '{repos.ADMIN_REPO}'"
@@ -56,12 +61,41 @@ def check_admin_push(repo: Repo, sha: str, hostname: str, sender: str,
         if not isinstance(obj, Commit):
             return refused
         rules, _entries, _warnings = admin.build(admin.tree_files(repo, obj.tree), hostname)
+        proposed = repo_mirror(rules.options(repos.ADMIN_REPO))
+        if proposed.master != sender or hostname not in proposed.copies:
+            return refused
+        tip = repo.refs[admin.ADMIN_BRANCH.encode()]
+        if obj.parents != [tip]:
+            return (f"{refused} (a promotion is one commit on this host's admin tip; "
+                    f"run `gitserve mirror rejoin {sender}` here to take its admin)")
+        if not _only_promotion(repo, repo[tip].tree, obj.tree, sender):
+            return f"{refused} (a promotion changes only mirror.master and mirror.slaves)"
     except (KeyError, admin.AdminError):
         return refused
-    proposed = repo_mirror(rules.options(repos.ADMIN_REPO))
-    if proposed.master == sender and hostname in proposed.copies:
-        return None
-    return refused
+    return None
+
+
+def _only_promotion(repo: Repo, old_tree: bytes, new_tree: bytes, sender: str) -> bool:
+    """NEW_TREE is OLD_TREE with conf/ as `rewrite_conf(..., SENDER)` makes it, nothing else."""
+    old, new = repo[old_tree], repo[new_tree]
+    names = {e.path for e in old.iteritems()} | {e.path for e in new.iteritems()}
+    for name in names - {admin.CONF_DIR.encode()}:
+        try:
+            if old[name] != new[name]:
+                return False
+        except KeyError:
+            return False
+    before = {p: d for p, d in admin.tree_files(repo, old_tree).items()
+              if p.startswith(admin.CONF_DIR + "/")}
+    after = {p: d for p, d in admin.tree_files(repo, new_tree).items()
+             if p.startswith(admin.CONF_DIR + "/")}
+    if before.keys() != after.keys():
+        return False
+    for path, data in before.items():
+        text, _old = rewrite_conf(data.decode("utf-8", "surrogateescape"), sender)
+        if after[path] != text.encode("utf-8", "surrogateescape"):
+            return False
+    return True
 
 
 def rewrite_conf(text: str, hostname: str) -> tuple[str, list[str]]:

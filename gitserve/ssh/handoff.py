@@ -41,7 +41,7 @@ MAX_REQUEST = 64 * 1024
 ACCEPTED, DECLINED = b"A", b"D"
 # a keydir user name (Gitolite's $USERNAME_PATT) or the internal builder identity
 _USER = re.compile(r"^(?:[0-9a-zA-Z][-0-9a-zA-Z._@+]*|:builder)$")
-_PASSED = ("SSH_ORIGINAL_COMMAND", "SSH_CONNECTION", "GIT_PROTOCOL")
+_PASSED = ("SSH_ORIGINAL_COMMAND", "SSH_CONNECTION", "GIT_PROTOCOL")  # = shellclient.PASSED
 
 
 def socket_path(run_dir: Path) -> Path:
@@ -63,31 +63,15 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
 
 def hand_off(run_dir: Path, user: str, environ: dict[str, str] | Any) -> int | None:
     """Let the running server serve this connection; its exit status, or None when there is
-    no server to take it (then the caller serves it, nothing having been read or written)."""
+    no server to take it (then the caller serves it, nothing having been read or written).
+    The forced command written by `admin authorized-keys` does the same in shellclient.py,
+    started without site-packages; this is the way in for `gitserve shell`."""
+    from . import shellclient
+
     path = socket_path(run_dir)
     if len(os.fsencode(path)) > 100 or not _USER.match(user):
         return None
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        try:
-            sock.connect(str(path))
-        except OSError:
-            return None  # no server (or a stale socket): serve it here
-        request = json.dumps({"user": user, **{k: environ.get(k, "") for k in _PASSED}}).encode()
-        fds = array.array("i", [0, 1, 2])
-        try:
-            sock.sendmsg([struct.pack("!I", len(request)) + request],
-                         [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
-            answer = _recv_exact(sock, 1)
-        except OSError:
-            return None
-        if answer != ACCEPTED:
-            return None  # declined before touching the descriptors
-        status = _recv_exact(sock, 4)
-        # the server took the connection: whatever happens now, it is not ours to serve
-        return struct.unpack("!i", status)[0] if len(status) == 4 else 1
-    finally:
-        sock.close()
+    return shellclient.hand_off(str(path), user, {k: environ[k] for k in _PASSED if k in environ})
 
 
 # --- the server's side -----------------------------------------------------------------
@@ -182,10 +166,8 @@ class HandoffService:
                 return
             conn.settimeout(None)
             conn.sendall(ACCEPTED)
-            status = self._run(request, fds)
-            for fd in fds:  # sshd sees the session end once the shell and we let go
-                os.close(fd)
-            fds = []
+            served, fds = fds, []  # the channel closes them (sshd sees the session end
+            status = self._run(request, served)  # once the shell and we let go)
             try:
                 conn.sendall(struct.pack("!i", status))
             except OSError:
@@ -219,5 +201,8 @@ class HandoffService:
 
         environ = {k: request[k] for k in _PASSED if request.get(k)}
         chan = shell.StdioChannel(*fds)
-        return shell.run(self.settings, request["user"], environ, chan=chan, table=self.table,
-                         hooks=self.hooks, metrics=self.metrics)
+        try:
+            return shell.run(self.settings, request["user"], environ, chan=chan,
+                             table=self.table, hooks=self.hooks, metrics=self.metrics)
+        finally:
+            chan.close()

@@ -43,6 +43,9 @@ from .cmd import base as commands
 from .cmd import builtin
 
 log = logging.getLogger(__name__)
+# a user's refusal (typo, denied repo) is in the server log for the admin, not on its console:
+# the user got it already, and the console is for the server's own problems
+USER_ERROR = {"console": False}
 
 _GIT_CMD = re.compile(r"^(git[- ](?:upload-pack|receive-pack|upload-archive))\s+(.*)$", re.S)
 
@@ -121,11 +124,11 @@ def run(settings: Settings, chan: ByteChannel, command: str, user: str, peer: st
             return run_git(conn, state, verb, match.group(2))
         return run_command(conn, state, command or "info")
     except commands.ScriptError as exc:  # Gitolite's shell-script commands: `die` as is
-        log.warning("refused %s: %s", user, " ".join(str(exc).split()))
+        log.warning("refused %s: %s", user, " ".join(str(exc).split()), extra=USER_ERROR)
         conn.err(f"{exc}\n")
         return 1
     except GitserveError as exc:  # every refusal and domain error: one line, Gitolite's form
-        log.warning("refused %s: %s", user, " ".join(str(exc).split()))
+        log.warning("refused %s: %s", user, " ".join(str(exc).split()), extra=USER_ERROR)
         conn.err(f"FATAL: {exc}\n")
         return commands.FATAL_STATUS
 

@@ -13,9 +13,11 @@ from __future__ import annotations
 import logging
 import os
 import re
+import select
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -37,13 +39,37 @@ _CLIENT_GONE = (BrokenPipeError, ConnectionError, EOFError, HangupException, soc
 
 
 class StdioChannel:
-    """A ByteChannel over file descriptors 0, 1 and 2 (what sshd gives a forced command)."""
+    """A ByteChannel over file descriptors 0, 1 and 2 (what sshd gives a forced command).
+
+    `close()` may come from another thread while one waits in `recv` (a site command's stdin
+    pump, ssh/cmd/program.py): the waiter then gets EOF and never reads the descriptor number
+    again, which the server may already have given to another connection (ssh/handoff.py)."""
+
+    POLL_SECONDS = 0.25
 
     def __init__(self, stdin: int = 0, stdout: int = 1, stderr: int = 2) -> None:
         self._in, self._out, self._err = stdin, stdout, stderr
+        self._lock = threading.Lock()
+        self._closed = False
 
     def recv(self, nbytes: int) -> bytes:
-        return os.read(self._in, nbytes)
+        poller = select.poll()
+        poller.register(self._in, select.POLLIN | select.POLLHUP | select.POLLERR)
+        while True:
+            with self._lock:  # held across poll and read: close() waits for both
+                if self._closed:
+                    return b""
+                if poller.poll(self.POLL_SECONDS * 1000):
+                    return os.read(self._in, nbytes)
+
+    def close(self) -> None:
+        """Close the three descriptors (a handed-over connection's: the server's copies)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for fd in {self._in, self._out, self._err}:
+                os.close(fd)
 
     def sendall(self, data: bytes) -> None:
         _write_all(self._out, data)

@@ -6,9 +6,12 @@ Behind the system OpenSSH every connection starts a new process, so its start-up
 every clone, fetch and `ssh git@host info`. This times the process sshd would run, for
 `info` and for an upload-pack advertisement (`git ls-remote`'s server half), side by side:
 gitserve's (this checkout, a fresh home) and Debian's gitolite3 (a home made by `gitolite
-setup`), interleaved so machine load hits both alike; prints medians and the ratio. gitserve
-runs as deployed: `gitserve serve` is up, so each shell hands its connection to it
-(gitserve/ssh/handoff.py).
+setup`), each as sshd runs a forced command (`sh -c COMMAND`, sshd's clean environment),
+interleaved so machine load hits all alike; prints medians and ratios. gitserve runs as
+deployed: `gitserve serve` is up, and the command is the one `gitserve admin authorized-keys`
+writes (the fast client, gitserve/ssh/shellclient.py, which hands the connection to the
+server); the `gitserve shell` column is the full command it replaced (it hands off too, after
+importing gitserve's CLI with site-packages).
 Target (issue 24): gitserve no slower than Gitolite (ratio <= 1.0).
 """
 
@@ -67,20 +70,32 @@ def main() -> int:
         for line in serve.stdout:
             if "listening on" in line:
                 break
+        line = subprocess.run([sys.executable, "-m", "gitserve", "--home", str(gshome), "admin",
+                               "authorized-keys", "--user", "admin"], env=env_py, check=True,
+                              capture_output=True, text=True).stdout.splitlines()[0]
+        forced = line[len('command="'):line.index('",no-pty')].replace('\\"', '"')
+        forced = forced.replace("\\\\", "\\")
+        classic = (f"PYTHONPATH={ROOT} {sys.executable} -m gitserve --home {gshome} "
+                   "shell admin")
+        print(f"forced command: {forced}")
         cases = {"info": ("info", b""), "ls-remote": ("git-upload-pack 'testing'", b"0000")}
-        print(f"{'command':<10} {'gitolite':>10} {'gitserve':>10} {'ratio':>7}   (median of {args.runs})")
+        print(f"{'command':<10} {'gitolite':>9} {'gitserve':>9} {'ratio':>6} "
+              f"{'gitserve shell':>15} {'ratio':>6}   (median of {args.runs})")
         worst = 0.0
+        sshd_env = {"PATH": base.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
+                    "USER": base.get("USER", "git"), **conn}
         for name, (command, stdin) in cases.items():
-            gl_env = dict(base, HOME=str(glhome), SSH_ORIGINAL_COMMAND=command, **conn)
-            gs_env = dict(env_py, SSH_ORIGINAL_COMMAND=command, **conn)
-            gs_argv = [sys.executable, "-m", "gitserve", "--home", str(gshome), "shell", "admin"]
-            gl, gs = [], []
+            gl_env = dict(sshd_env, HOME=str(glhome), SSH_ORIGINAL_COMMAND=command)
+            gs_env = dict(sshd_env, HOME=str(tmp), SSH_ORIGINAL_COMMAND=command)
+            gl, gs, old = [], [], []
             for _ in range(args.runs):
-                gl.append(timed([GITOLITE_SHELL, "admin"], gl_env, stdin))
-                gs.append(timed(gs_argv, gs_env, stdin))
-            a, b = statistics.median(gl), statistics.median(gs)
+                gl.append(timed(["sh", "-c", f"{GITOLITE_SHELL} admin"], gl_env, stdin))
+                gs.append(timed(["sh", "-c", forced], gs_env, stdin))
+                old.append(timed(["sh", "-c", classic], gs_env, stdin))
+            a, b, c = (statistics.median(x) for x in (gl, gs, old))
             worst = max(worst, b / a)
-            print(f"{name:<10} {a * 1000:>8.0f}ms {b * 1000:>8.0f}ms {b / a:>7.2f}")
+            print(f"{name:<10} {a * 1000:>7.0f}ms {b * 1000:>7.0f}ms {b / a:>6.2f} "
+                  f"{c * 1000:>13.0f}ms {c / a:>6.2f}")
         serve.terminate()
         serve.wait(30)
         return 0 if worst <= 1.0 else 1

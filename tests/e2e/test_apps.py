@@ -47,6 +47,8 @@ repo app
     option deploy.routes = /api=search
     option deploy.drain = 1
     option deploy.post = .gitserve/post
+    option deploy.previews = 1
+    option deploy.server-name = app.test
 """
     server = make_server(tmp_path_factory.mktemp("apps-srv"), conf=conf, users=("alice", "bob"),
                          settings={"deploy": {"nginx_binary": binary}, "builds": {"workers": 2}})
@@ -193,3 +195,42 @@ def test_without_deploy_dir_the_commit_is_the_release(srv):
     release = (site / "live").resolve()
     assert (release / "Procfile").is_file() and not (release / ".git").exists()
     assert not (release / "public").exists()
+
+
+def test_a_branch_preview_runs_its_processes_until_the_branch_goes(srv):
+    """SPEC §7.1 previews of a Procfile app: the branch's own web and search processes run
+    (side preview-SLUG, sandboxed like the sides), BRANCH.SERVER_NAME proxies to them, and
+    deleting the branch stops them."""
+    from tests.e2e.test_deploy import get_host
+
+    live = srv.ports["live"]
+    live_page = page(srv)
+    work = srv.work
+    write_app(work / "app" if (work / "app").is_dir() else work, "v-feature")  # either layout
+    srv.git("alice", "add", "-A", cwd=work)
+    srv.git("alice", "commit", "-qm", "feature", cwd=work)
+    code, lines = timed_push(srv, "alice", work, "origin", "HEAD:feature/X", timeout=180)
+    msgs = remote(lines)
+    assert code == 0 and f"deploy app: preview live at http://feature-x.app.test:{live}/" in msgs, msgs
+    assert any(m.startswith("deploy app: preview processes: search:") for m in msgs), msgs
+    status, text = get_host(live, f"feature-x.app.test:{live}")
+    assert status == 200 and text.startswith("v-feature side=preview-feature-x"), text
+    assert page(srv) == live_page
+    rows = [r for r in ps(srv) if r["side"] == "preview-feature-x"]
+    assert sorted((r["type"], r["state"]) for r in rows) == [("search", "running"), ("web", "running")]
+    assert all(r["pid"] and not r["live"] for r in rows)
+    table = srv.ssh("bob", "deploy", "ps", "app").stdout
+    assert re.search(r"^web\s+preview-feature-x\s+\d+\s+\d+", table, re.M), table
+
+    code, lines = timed_push(srv, "alice", work, "origin", ":feature/X", timeout=60)
+    assert code == 0, lines
+    deadline = time.monotonic() + 30
+    while [r for r in ps(srv) if r["side"].startswith("preview-")] or \
+            get_host(live, f"feature-x.app.test:{live}") != (200, live_page):
+        assert time.monotonic() < deadline, ps(srv)
+        time.sleep(0.1)
+    from gitserve import procscan
+
+    while [r["pid"] for r in rows if procscan.alive(r["pid"])]:  # stopped, not only unlisted
+        assert time.monotonic() < deadline, rows
+        time.sleep(0.1)

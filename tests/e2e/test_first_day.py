@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 
@@ -66,7 +67,7 @@ def more_output(srv, needle: str, timeout: float = 30) -> str:
 
 def test_the_banner_names_the_public_port_and_warns_about_anonymous_repos(srv):
     out = more_output(srv, "WITHOUT LOGIN")
-    assert "gitserve: clone with  git clone ssh://git@127.0.0.1:2299/REPO" in out, out
+    assert "gitserve: clone with git clone ssh://git@127.0.0.1:2299/REPO" in out, out
     warning = [line for line in srv.output if "WITHOUT LOGIN" in line]
     assert len(warning) == 1 and "testing" in warning[0] and "waits" in warning[0], out
     assert "gitolite-admin" not in warning[0]
@@ -85,6 +86,33 @@ def test_ssh_keyscan_of_every_key_type_leaves_no_traceback(srv):
         time.sleep(0.1)  # the ecdsa attempt's failure reaches the console
     console = srv.server_log()
     assert "Incompatible" in console and "Traceback" not in console, console
+    # the scans that hung up after reading the host key are routine: log file only (they
+    # showed as `ERROR paramiko.transport: Socket exception: Connection reset by peer`)
+    assert "Socket exception" not in console and "ERROR" not in console, console
+    # a scanner or probe that leaves before the SSH banner: log file only too
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as probe:
+        probe.recv(100)
+    deadline = time.monotonic() + 15
+    log_file = srv.home / "logs" / "server.log"
+    while "Error reading SSH protocol banner" not in log_file.read_text() \
+            and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "Error reading SSH protocol banner" in log_file.read_text()
+    assert "Error reading SSH protocol banner" not in srv.server_log()
+
+
+def test_a_users_typo_stays_off_the_console(srv):
+    """The user reads their own refusal; the admin's console is for the server's problems,
+    the log file keeps it (as a WARNING with the user)."""
+    assert srv.ssh("alice", "no-such-command").returncode == 25
+    log_file = srv.home / "logs" / "server.log"
+    deadline = time.monotonic() + 15
+    while "refused alice: unknown git/gitolite command" not in log_file.read_text() \
+            and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "WARNING" in next(line for line in log_file.read_text().splitlines()
+                             if "refused alice: unknown git/gitolite command" in line)
+    assert "no-such-command" not in srv.server_log()
 
 
 def test_ctrl_c_of_a_push_waiting_for_a_worker_leaves_no_traceback(srv):

@@ -38,7 +38,10 @@ repo users/CREATOR/..*
     R   = READERS
 """
 FOREIGN = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFyAB7ACSAbF0J7hG1Ju2pRFL6NpNyu3a4YpqS7DUbTN someone-else@host"
+# this checkout's gitserve, for AuthorizedKeysCommand (the forced commands need no setting:
+# `admin authorized-keys` writes the fast client of this tree, which finds its gitserve itself)
 SHELL_COMMAND = f"/usr/bin/env PYTHONPATH={REPO_ROOT} {sys.executable} -m gitserve"
+FAST_CLIENT = f"{sys.executable} -I -S {REPO_ROOT}/gitserve/ssh/shellclient.py"
 
 
 class Both:
@@ -80,14 +83,61 @@ def both(tmp_path_factory):
     ak.write_text(f"# kept: a key that is not gitserve's\n{FOREIGN}\n")
     ak.chmod(0o600)
     srv = make_server(tmp / "srv", conf=CONF, users=("alice", "bob", "carol"),
-                      settings={"server": {"authorized_keys": str(ak), "shell_command": SHELL_COMMAND}})
+                      settings={"server": {"authorized_keys": str(ak),
+                                           "commands": "count hello"}})
     sshd = PrivateSshd(tmp / "sshd", ak)
     try:
+        # site commands (Gitolite's `commands`): one reads stdin, one never does; the table is
+        # made at start, so the server starts again with them in place
+        (srv.home / "commands").mkdir()
+        for name, body in SITE_COMMANDS.items():
+            (srv.home / "commands" / name).write_text(body)
+            (srv.home / "commands" / name).chmod(0o755)
+        srv.stop()
+        srv.start()
         sshd.start()
         yield Both(srv, sshd)
     finally:
         sshd.stop()
         srv.stop()
+
+
+SITE_COMMANDS = {
+    "count": "#!/bin/sh\nprintf '%s read ' \"$GL_USER\"; wc -c | tr -d ' '\n",
+    "hello": "#!/bin/sh\necho \"hello $GL_USER $*\"\n",
+}
+
+
+def test_site_commands_get_the_sessions_stdin(both):
+    """As Gitolite execs its commands with the client's stdin: all of it reaches the program,
+    on both transports; a program that never reads it ends the session at once, although
+    the client's stdin is still open."""
+    data = "x" * 300_000
+    for name, run in (("built-in", both.srv.ssh), ("sshd", both.ssh)):
+        got = run("alice", "count", input=data)
+        assert (got.returncode, got.stdout) == (0, "alice read 300000\n"), (name, got.stderr)
+        assert run("alice", "count").stdout == "alice read 0\n"
+    key = both.srv.key_for("alice")
+    clients = {
+        "built-in": (both.srv.ssh_command(key) + [f"git@{both.srv.host}"],
+                     both.srv.client_env("alice", key)),
+        "sshd": (both.sshd.ssh_command(key) + [f"{both.sshd.user}@127.0.0.1"],
+                 both.env("alice")),
+    }
+    for name, (argv, env) in clients.items():
+        proc = subprocess.Popen([*argv, "hello", "a", "b"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        try:  # stdin stays open: only the program's end may end the session
+            proc.wait(timeout=30)
+            assert proc.stdout is not None
+            assert (proc.returncode, proc.stdout.read()) == (0, b"hello alice a b\n"), name
+        finally:
+            if proc.poll() is None:
+                proc.kill()  # the session waited for the client's stdin
+            proc.wait()
+            for stream in (proc.stdin, proc.stdout, proc.stderr):
+                if stream is not None:
+                    stream.close()
 
 
 def _block(path: Path) -> list[str]:
@@ -103,7 +153,7 @@ def test_authorized_keys_block_is_kept_up_to_date_and_other_lines_kept(both):
     users = [re.search(r" shell (\S+)\",", line).group(1) for line in block]
     assert sorted(users) == [":builder", "admin", "alice", "bob", "carol"]
     for line in block:
-        assert line.startswith(f'command="{SHELL_COMMAND} --home {both.srv.home} shell ')
+        assert line.startswith(f'command="{FAST_CLIENT} --home {both.srv.home.resolve()} shell ')
         assert '",no-pty,no-port-forwarding,no-X11-forwarding,no-agent-forwarding ssh-' in line
     cli = both.srv.admin_cli("admin", "authorized-keys").stdout.splitlines()
     assert cli == block

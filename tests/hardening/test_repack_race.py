@@ -51,9 +51,10 @@ def _finish_push(bare: Path, c2: str) -> None:
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-def test_gc_keeps_a_pending_pushs_objects(pushed_but_unreferenced):
+@pytest.mark.parametrize("use_git", [True, False])
+def test_gc_keeps_a_pending_pushs_objects(pushed_but_unreferenced, use_git):
     bare, c2 = pushed_but_unreferenced
-    upkeep.gc_repo(bare, grace_period=3600)
+    upkeep.gc_repo(bare, grace_period=3600, use_git=use_git)
     _finish_push(bare, c2)
 
 

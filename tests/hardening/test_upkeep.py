@@ -72,18 +72,36 @@ def test_gc_folds_packs_and_keeps_everything(home, tmp_path):
     assert r.returncode == 0 and "proj: ok (" in r.stdout, r.stdout + r.stderr
 
 
-def test_gc_prunes_only_old_unreachable_objects(home, tmp_path):
+@pytest.mark.parametrize("use_git", [True, False])
+def test_gc_prunes_only_old_unreachable_objects(home, tmp_path, use_git):
     path = populate(home, "proj", tmp_path, pushes=2)
     old = _write_blob(path, b"old dangling\n")
     young = _write_blob(path, b"young dangling\n")
     stale = time.time() - 3 * 86400
     os.utime(path / "objects" / old[:2] / old[2:], (stale, stale))
-    report = upkeep.gc_repo(path, "proj", grace_period=86400)
+    report = upkeep.gc_repo(path, "proj", grace_period=86400, use_git=use_git)
     assert report.pruned == 1
     have = set(git("--git-dir", str(path), "cat-file", "--batch-all-objects",
                    "--batch-check=%(objectname)").split())
     assert old not in have and young in have
     git("--git-dir", str(path), "fsck", "--strict")
+
+
+def test_gc_writes_a_bitmap_and_records_the_covering_pack(home, tmp_path):
+    """With git installed gc is git's: one pack with a bitmap (clones count objects from it
+    instead of walking every commit) recorded as covering (a full clone is a copy of it).
+    Before, dulwich's repack left a pack without a bitmap until the next push's repack."""
+    path = populate(home, "proj", tmp_path)
+    report = upkeep.gc_repo(path, "proj")
+    assert (report.packs_after, report.loose_after) == (1, 0), report.summary()
+    pack_dir = path / "objects" / "pack"
+    assert len(list(pack_dir.glob("pack-*.bitmap"))) == 1, list(pack_dir.iterdir())
+    assert len(list(pack_dir.glob("pack-*.gitserve-tips"))) == 1, list(pack_dir.iterdir())
+    git("--git-dir", str(path), "fsck", "--strict", "--no-dangling")
+    # and dulwich's gc (a host without git) does not write one: what gc did before
+    populate(home, "other", tmp_path)
+    upkeep.gc_repo(repos.path(home, "other"), "other", use_git=False)
+    assert not list((repos.path(home, "other") / "objects" / "pack").glob("pack-*.bitmap"))
 
 
 def _write_blob(path: Path, data: bytes) -> str:

@@ -31,15 +31,22 @@ def test_line_is_a_forced_command_sshd_can_parse(tmp_path, entries):
 
 
 def test_default_home_is_not_spelled_out(entries, monkeypatch, tmp_path):
+    """... by a configured shell_command; the fast client always names its home (it reads
+    no settings, so it cannot work out the default)."""
     monkeypatch.setenv("HOME", str(tmp_path))
     (tmp_path / ".gitserve").mkdir()
     (tmp_path / ".gitserve" / "gitserve.toml").write_text("")  # an existing home (root too)
     s = Settings(home=(tmp_path / ".gitserve"))
+    fast = shlex.split(authkeys.forced_command(s, "alice"))
+    assert fast[-4:] == ["--home", str(s.home.resolve()), "shell", "alice"]
+    s.server.shell_command = "/usr/local/bin/gitserve"
     assert "--home" not in authkeys.forced_command(s, "alice")
     assert authkeys.forced_command(s, "alice").endswith(" shell alice")
     from gitserve.settings import default_home
 
-    assert "--home" not in authkeys.forced_command(Settings(home=default_home()), "alice")
+    classic = Settings(home=default_home())
+    classic.server.shell_command = "gitserve"
+    assert "--home" not in authkeys.forced_command(classic, "alice")
 
 
 def test_block_replaces_ours_or_gitolites_and_keeps_the_rest(tmp_path, entries):
@@ -50,7 +57,7 @@ def test_block_replaces_ours_or_gitolites_and_keeps_the_rest(tmp_path, entries):
     assert what == "replaced the gitolite block"
     assert new == "ssh-ed25519 AAAA other\n" + "\n".join(block) + "\n# tail\n"
     again, what = authkeys.replace_block(new, block[:1] + block[2:])
-    assert what == "updated" and again.count("shell") == 1 and again.endswith("# tail\n")
+    assert what == "updated" and again.count(" shell ") == 1 and again.endswith("# tail\n")
     added, what = authkeys.replace_block("x\n", block)
     assert what == "added" and added == "x\n\n" + "\n".join(block) + "\n"
     with pytest.raises(authkeys.AuthKeysError, match="without '# gitserve end'"):

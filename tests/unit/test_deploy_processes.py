@@ -142,8 +142,7 @@ def test_post_reaches_the_new_live_sides_search_api(settings, opts, tmp_path) ->
     result, log = deploy(settings, {**opts, "deploy.post": ".gitserve/post"}, out, "5",
                          workdir=checkout, env={"API_TOKEN": "s3cr3t-token"})
     assert result.post_status == 0, log
-    ports = {r["type"]: r["port"] for r in processes.read_status(settings, "www")
-             if r["side"] == result.side}
+    ports = {r["type"]: r["port"] for r in processes.current_rows(settings, "www", result.side)}
     assert (f"post: LIVE_SIDE={result.side} IDLE_SIDE={'green' if result.side == 'blue' else 'blue'} "
             f"SITE=www PORT_WEB={ports['web']} PORT_SEARCH={ports['search']}") in log, log
     assert f'{{"indexed": 4, "side": "{result.side}"}}' in log, log
@@ -158,10 +157,10 @@ def test_restart_of_one_type(settings, opts, tmp_path) -> None:
                 "worker: python3 -c \"import time; print('worker up', flush=True); time.sleep(1e6)\"\n")
     result, _ = deploy(settings, opts, write_app(tmp_path / "v6", "v6", procfile=procfile), "6")
     side = result.side
-    before = {r["type"]: r for r in processes.read_status(settings, "www") if r["side"] == side}
+    before = {r["type"]: r for r in processes.current_rows(settings, "www", side)}
     done = bluegreen.restart(settings, "www", by="alice", log=lambda _l: None, kind="worker")
     assert done.side == side
-    after = {r["type"]: r for r in processes.read_status(settings, "www") if r["side"] == side}
+    after = {r["type"]: r for r in processes.current_rows(settings, "www", side)}
     assert after["worker"]["restarts"] == before["worker"]["restarts"] + 1
     assert after["worker"]["pid"] != before["worker"]["pid"] and after["worker"]["port"] == before["worker"]["port"]
     assert after["web"]["pid"] == before["web"]["pid"] and after["web"]["restarts"] == before["web"]["restarts"]
@@ -210,3 +209,66 @@ def test_a_request_in_flight_keeps_the_old_side_until_it_is_answered(settings, o
     # and then the old side does stop
     wait_for(lambda: {(r["side"], r["release"]) for r in processes.read_status(settings, "www")}
              == {(third.side, "9")}, what="the old processes to stop once their last request was answered")
+
+
+def _host_get(port: str, host: str, path: str = "/") -> tuple[int, str]:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", int(port.rpartition(":")[2]), timeout=5)
+    try:
+        conn.request("GET", path, headers={"Host": host})
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode()
+    finally:
+        conn.close()
+
+
+def test_a_procfile_preview_runs_its_own_processes(settings, opts, tmp_path) -> None:
+    """deploy.previews of a Procfile release: the branch's processes run as a side of their
+    own (preview-SLUG) beside blue and green; a new build of the branch replaces them, the
+    eviction by deploy.previews-max and the branch's deletion stop them."""
+    live_before = body(opts["deploy.port"])
+    popts = {**opts, "deploy.server-name": "www.test", "deploy.previews": "1", "deploy.previews-max": "1"}
+
+    def preview_rows(side: str) -> list[dict]:
+        return [r for r in processes.read_status(settings, "www") if r["side"] == side]
+
+    _, log = deploy(settings, {**popts, "deploy.preview": "feat/One"}, write_app(tmp_path / "p1", "p1"), "21",
+                    env={"API_TOKEN": "s3cr3t-token"})
+    assert any(line.startswith("deploy www: preview processes: search:") for line in log), log
+    status, text = _host_get(opts["deploy.port"], "feat-one.www.test")
+    assert status == 200 and text.startswith("p1 side=preview-feat-one") and "release=21" in text, text
+    assert "secret=set" in text
+    status, hits = _host_get(opts["deploy.port"], "feat-one.www.test", "/api/search?q=x")
+    assert status == 200 and json.loads(hits)["side"] == "preview-feat-one"
+    assert body(opts["deploy.port"]) == live_before  # blue/green untouched
+    first = {r["type"]: r for r in preview_rows("preview-feat-one")}
+    assert set(first) == {"web", "search"} and all(r["state"] == "running" for r in first.values())
+
+    # a new build of the branch: new processes, the old ones drain and stop
+    deploy(settings, {**popts, "deploy.preview": "feat/One"}, write_app(tmp_path / "p2", "p2"), "22")
+    assert _host_get(opts["deploy.port"], "feat-one.www.test")[1].startswith("p2 side=preview-feat-one")
+    wait_for(lambda: {r["release"] for r in preview_rows("preview-feat-one")} == {"22"},
+             what="the branch's earlier processes to stop")
+
+    # previews-max = 1: a second branch evicts the first, and its processes stop
+    _, log = deploy(settings, {**popts, "deploy.preview": "two"}, write_app(tmp_path / "p3", "p3"), "23")
+    assert "deploy www: preview feat/One removed (deploy.previews-max = 1)" in log, log
+    assert _host_get(opts["deploy.port"], "two.www.test")[1].startswith("p3 side=preview-two")
+    wait_for(lambda: not preview_rows("preview-feat-one"), what="the evicted preview's processes to stop")
+    assert _host_get(opts["deploy.port"], "feat-one.www.test") == (200, live_before)
+
+    # the branch is deleted: its preview and its processes go
+    assert bluegreen.remove_branch_preview(settings, "www", "two", log=lambda _l: None)
+    wait_for(lambda: not preview_rows("preview-two"), what="the deleted branch's processes to stop")
+    assert _host_get(opts["deploy.port"], "two.www.test") == (200, live_before)
+    assert not list(processes.site_dir(settings, "www").glob("preview-*.json"))
+
+
+def test_a_procfile_preview_that_fails_its_check_is_stopped(settings, opts, tmp_path) -> None:
+    popts = {**opts, "deploy.server-name": "www.test", "deploy.previews": "1", "deploy.preview": "bad"}
+    with pytest.raises(DeployError) as err:
+        deploy(settings, popts, write_app(tmp_path / "pb", "pb", unhealthy=True), "24")
+    assert err.value.step == "check" and "answered 500" in str(err.value) and "processes are stopped" in str(err.value)
+    wait_for(lambda: not [r for r in processes.read_status(settings, "www") if r["side"] == "preview-bad"],
+             what="the failed preview's processes to stop")

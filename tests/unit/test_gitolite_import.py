@@ -146,7 +146,7 @@ def test_rc_settings_carry_over_and_what_does_not_is_named(tmp_path):
     text = rc.read_text().replace("GIT_CONFIG_KEYS                 =>  ''",
                                   "GIT_CONFIG_KEYS                 =>  'gitweb\\..*'")
     text = text.replace("WRITERS                     =>  1,", "WRITERS => 1,\n        OWNERS => 1,")
-    text = text.replace("'writable',", "'writable',\n            'D', 'fork', 'sskm',", 1)
+    text = text.replace("'writable',", "'writable',\n            'D', 'fork', 'sskm', 'refex-expr',", 1)
     text = text.replace("# LOCAL_CODE                =>  \"$ENV{HOME}/local\",",
                         "LOCAL_CODE                =>  \"$ENV{HOME}/local\",")
     rc.write_text(text)
@@ -155,6 +155,7 @@ def test_rc_settings_carry_over_and_what_does_not_is_named(tmp_path):
     assert "roles OWNERS" in got[0] and got[1].endswith("does not have: sskm")
     site = gitolite_rc.read_site(tmp_path)
     assert site.commands == ["D", "fork"] and site.git_config_keys == "gitweb\\..*"
+    assert site.refex_expr and not gitolite_rc.carry({"ENABLE": ["help"]}, rc).refex_expr
     assert site.local_code == tmp_path / "local"
     # without Perl the same settings are read by hand
     assert gitolite_rc.carry(gitolite_rc._regex_read(text, tmp_path), rc).commands == ["D", "fork"]

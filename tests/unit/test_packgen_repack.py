@@ -88,6 +88,38 @@ def test_unreachable_objects_mean_no_covering_record(source: Path, tmp_path: Pat
         r.close()
 
 
+def test_covering_check_is_exact_and_flat_in_memory(tmp_path: Path) -> None:
+    """The check compares git's sorted object list with the pack index line by line: its
+    Python memory does not grow with the repository (two sets of every id, plus rev-list's
+    whole output, took 116 MB for 299k objects; here 8.9k objects took ~4 MB)."""
+    import tracemalloc
+
+    repo = tmp_path / "small.git"
+    repogen.copy_repo(repogen.ensure("small"), repo)
+    git(repo, "repack", "-a", "-d", "-q", "-b")
+    r = Repo(str(repo))
+    try:
+        tips = repack.ref_tips(r)
+        tracemalloc.start()
+        assert repack.record_covering_pack(r, tips)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak < 512 << 10, peak
+        # the pack holds more than these tips reach: no record
+        main = git(repo, "rev-parse", "main~5").strip().encode()
+        assert not repack.record_covering_pack(r, [main])
+    finally:
+        r.close()
+    loose = git(repo, "hash-object", "-w", "--stdin", input=b"reachable but loose\n").strip()
+    tag = git(repo, "mktag", input=(f"object {loose}\ntype blob\ntag loose\n"
+                                    "tagger t <t@e> 0 +0000\n\nx\n").encode()).strip()
+    r = Repo(str(repo))
+    try:  # the closure holds two objects the pack does not
+        assert not repack.record_covering_pack(r, [*repack.ref_tips(r), tag.encode()])
+    finally:
+        r.close()
+
+
 def test_push_hook_repacks_in_the_background(source: Path, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(repack, "DELAY", 0.05)

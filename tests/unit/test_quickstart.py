@@ -80,6 +80,11 @@ def test_quickstart_prints_working_clone_and_push(quickstart):
     assert demo_key.is_file() and (tmp / "gs" / "gitserve.toml").is_file()
     assert (demo_key.parent.stat().st_mode & 0o777) == 0o700
     assert os.path.join(REPO_ROOT, "keys") not in text
+    # one story: the quickstart starts the server, so nothing tells the reader to start it,
+    # and init's report sits under its step
+    assert "start the server with" not in text and "gitserve serve" not in text
+    assert f"\n    initialised gitserve home {tmp / 'gs'}\n" in text
+    assert text.index("==> starting gitserve on") < text.index("gitserve: listening on")
     ssh_cmd = re.search(r'export GIT_SSH_COMMAND="([^"]+)"', text).group(1)
     known_hosts = tmp / "gs" / "known_hosts"
     assert ssh_cmd == (f"ssh -i {demo_key} -o IdentitiesOnly=yes -o UserKnownHostsFile="

@@ -143,3 +143,87 @@ def test_a_running_server_serves_the_shells_connection(home_template, tmp_path):
         service.stop()
     assert not socket_path(settings.run_dir).exists()
     assert run_shell(home, "alice", "info").stdout == alone.stdout  # served by itself again
+
+
+def _sshd_run(command: str, home, ssh_command: str | None, stdin: bytes = b"",
+              python_flags: str = "") -> subprocess.CompletedProcess:
+    """COMMAND as sshd runs a forced command: the user's shell, sshd's small environment (no
+    PYTHONPATH: the forced command must find its gitserve by itself)."""
+    import os
+
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home.parent),
+           "LANG": "C.UTF-8", "SSH_CONNECTION": "192.0.2.7 51234 127.0.0.1 22"}
+    if ssh_command is not None:
+        env["SSH_ORIGINAL_COMMAND"] = ssh_command
+    return subprocess.run(["sh", "-c", command], input=stdin, env=env, capture_output=True,
+                          timeout=60, check=False)
+
+
+def test_the_forced_command_hands_off_without_site_packages_or_serves_itself(home_template,
+                                                                            tmp_path):
+    """`admin authorized-keys` writes `PYTHON -I -S .../shellclient.py --home H shell USER`:
+    with the server up it hands the connection over having imported only modules built into
+    the interpreter; without one it execs the full `gitserve shell` of the same tree. Both
+    answer exactly as `gitserve shell` does."""
+    import re
+    import shlex
+
+    from gitserve import app as app_mod
+    from gitserve import authkeys
+    from gitserve import settings as settings_mod
+    from gitserve.metrics import Metrics
+    from gitserve.ssh.handoff import HandoffService
+
+    home = copy_home(home_template, tmp_path)
+    settings = settings_mod.load(home)
+    command = authkeys.forced_command(settings, "alice")
+    argv = shlex.split(command)
+    assert argv[1:3] == ["-I", "-S"] and argv[3].endswith("/gitserve/ssh/shellclient.py")
+    assert argv[4:] == ["--home", str(home.resolve()), "shell", "alice"]
+    cases = [("info", b""), ("git-upload-pack 'nope'", b""),
+             ("git-upload-pack 'testing'", b"0000"), (None, b"")]
+    expected = [run_shell(home, "alice", c, stdin=s) for c, s in cases]
+    assert expected[1].returncode == 25 and expected[2].stdout.endswith(b"0000")
+
+    def same(got: subprocess.CompletedProcess, want: subprocess.CompletedProcess) -> None:
+        assert (got.returncode, got.stdout, got.stderr) == \
+            (want.returncode, want.stdout, want.stderr)
+
+    for (c, s), want in zip(cases, expected):  # no server: the full shell, exec'd
+        same(_sshd_run(command, home, c, s), want)
+    metrics = Metrics()
+    service = HandoffService(settings, app_mod.ssh_commands_table(settings), [], metrics)
+    service.start()
+    try:
+        for (c, s), want in zip(cases, expected):
+            same(_sshd_run(command, home, c, s), want)
+        from prometheus_client import generate_latest
+
+        text = generate_latest(metrics.registry).decode()
+        assert 'gitserve_connections_total{transport="sshd"} 4.0' in text
+        # what the fast client loaded: nothing beyond the interpreter's own start
+        timed = command.replace(" -I -S ", " -I -S -X importtime ", 1)
+        r = _sshd_run(timed, home, "info")
+        assert r.returncode == 0 and r.stdout == expected[0].stdout
+        loaded = set(re.findall(r"\|\s+(\S+)\s*$", r.stderr.decode(), re.M))
+        assert not loaded & {"json", "re", "socket", "os", "logging", "threading", "gitserve",
+                             "pathlib", "typing", "enum", "collections", "site"}, loaded
+    finally:
+        service.stop()
+
+
+def test_the_fast_clients_request_is_json_the_server_reads(tmp_path):
+    import json
+    import random
+
+    from gitserve.ssh import shellclient
+
+    rnd = random.Random(5)
+    alphabet = ["a", '"', "\\", "\n", "\x00", "\x7f", "é", "\udcff", "\U0001f600", "'", " "]
+    for _ in range(300):
+        text = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 12)))
+        data = shellclient.request("alice", {"SSH_ORIGINAL_COMMAND": text})
+        body = json.loads(data[4:])
+        assert int.from_bytes(data[:4], "big") == len(data) - 4
+        assert body == {"user": "alice", "SSH_ORIGINAL_COMMAND": text, "SSH_CONNECTION": "",
+                        "GIT_PROTOCOL": ""}

@@ -32,9 +32,9 @@ def test_argv_env_cwd_and_status(tmp_path: Path):
     _program(tmp_path, "SHOW", '#!/bin/sh\necho "VREF/SHOW/$#:$1:$7:$8" msg\n'
              'echo "$GL_USER $GL_REPO $GIT_DIR $(pwd)"\necho oops >&2\nexit 2\n')
     run = vrefprog.runner(tmp_path, tmp_path / "repositories", "r", repo, "alice")
-    status, out, err = run("SHOW", ["refs/heads/m", "a", "b", "c", "d", "W", "VREF/SHOW/x", "x"])
+    status, out, err = run("SHOW", ["refs/heads/m", "a", "b", "c", "d", "W", "VREF/SHOW/x", "x"], {})
     assert status == 2 << 8  # Perl's $? for exit 2
     assert out.splitlines() == ["VREF/SHOW/8:refs/heads/m:VREF/SHOW/x:x msg",
                                 f"alice r {repo} {repo}"]
     assert err == "oops\n"
-    assert run("NOPE", []) is None
+    assert run("NOPE", [], {}) is None

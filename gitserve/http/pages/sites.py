@@ -43,7 +43,9 @@ class SitePages:
 
         if not SITE_RE.match(site):
             return None, False
-        repo = site_repo(self.settings, site)
+        from deploy.agents import record
+
+        repo = site_repo(self.settings, site) or record.site_repo(self.settings, site)
         if repo is None or not self.pages.can(state, repo, v.acts_as):
             return None, False
         if v.user is None:
@@ -51,25 +53,39 @@ class SitePages:
         ref = deploy_ref(self.settings, state, repo)
         return repo, self.pages.can(state, repo, v.user, "W", ref)
 
+    def _hosted(self) -> list[str]:
+        """Sites served by deploy agents (deploy.hosts, SPEC §7.1)."""
+        from deploy.agents import record
+
+        return record.list_sites(self.settings)
+
+    def _status(self, site: str) -> dict[str, Any]:
+        """A site's status; for one on deploy agents, with each host's report."""
+        from deploy.agents import record
+        from deploy.agents.coordinator import Coordinator
+        from deploy.status import site_status
+
+        if record.exists(self.settings, site):
+            return Coordinator.for_settings(self.settings).status(self.settings, site)
+        return site_status(self.settings, site)
+
     def sites(self, request: Request) -> Response:
-        from deploy.status import list_sites, site_status
+        from deploy.status import list_sites
 
         v = visitor(request)
         state = adminrepo.current(self.settings)
         rows = []
-        for site in list_sites(self.settings):
+        for site in sorted({*list_sites(self.settings), *self._hosted()}):
             repo, _ = self._site(state, v, site)
             if repo is None:
                 continue
             try:
-                rows.append(site_status(self.settings, site))
+                rows.append(self._status(site))
             except Exception:  # noqa: BLE001 - a half-made site: list it without details
                 rows.append({"site": site, "repo": repo, "live_side": None, "releases": []})
         return self.pages.page("sites.html", v, sites=rows)
 
     def site(self, request: Request, error: str = "", status: int = 200) -> Response:
-        from deploy.status import site_status
-
         v = visitor(request)
         state = adminrepo.current(self.settings)
         name = request.path_params["site"]
@@ -78,7 +94,7 @@ class SitePages:
             return self.pages.message(v, "Not found", "No such site, or you may not read its repo.",
                                       404)
         try:
-            st = site_status(self.settings, name)
+            st = self._status(name)
         except Exception as exc:  # noqa: BLE001
             return self.pages.message(v, "Site unavailable", str(exc), 500)
         return self.pages.page("site.html", v, status=status, st=st, may_rollback=may_rollback,
@@ -115,7 +131,13 @@ class SitePages:
         to = str(form.get("to") or "") or None
         lines: list[str] = []
         try:
-            rollback(self.settings, name, to=to, by=v.user, log=lines.append)
+            if name in self._hosted():  # every host or none (deploy/agents/coordinator.py)
+                from deploy.agents.coordinator import Coordinator
+
+                Coordinator.for_settings(self.settings).rollback(self.settings, name, to=to, by=v.user,
+                                                                 log=lines.append)
+            else:
+                rollback(self.settings, name, to=to, by=v.user, log=lines.append)
         except DeployError as exc:
             return self.site(request, error=f"rollback failed: {exc}", status=409)
         return RedirectResponse(f"/sites/{name}", status_code=303)

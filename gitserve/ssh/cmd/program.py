@@ -3,9 +3,11 @@ commands`, runs as Gitolite runs its commands (a Gitolite site's LOCAL_CODE/comm
 here with `init --from-gitolite`).
 
 The program gets the command's arguments, GL_USER, GL_REPO_BASE, GL_ADMIN_BASE and HOME,
-its stdout and stderr go to the client as they come, its exit status is the command's. Unlike
-Gitolite, stdin is not passed on (empty): a reader of the client's stdin could not be stopped
-when the program ends, and a long-lived server must not leave one behind. The admin installs
+the session's stdin (as Gitolite execs its commands with the client's stdin), its stdout and
+stderr go to the client as they come, its exit status is the command's. A thread copies the
+client's input to the program until either ends; once the program exits, whatever the client
+still sends is not read for it (as with Gitolite), and the waiting thread ends with the
+session (a paramiko channel or StdioChannel wakes its reader when closed). The admin installs
 these programs on the server; the arguments went through Gitolite's REMOTE_COMMAND_PATT check
 like every command's.
 """
@@ -59,9 +61,28 @@ def run_program(ctx: CommandContext, path: Path, args: list[str]) -> int:
         "GL_ADMIN_BASE": str(ctx.settings.home),
     }
     proc = subprocess.Popen([str(path), *args], cwd=ctx.settings.home, env=env,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
-    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    done = threading.Event()
+
+    def pump_in() -> None:
+        assert proc.stdin is not None
+        fd = proc.stdin.fileno()
+        try:
+            while not done.is_set():
+                chunk = ctx.read(CHUNK)
+                if not chunk or done.is_set():
+                    break
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view):]
+        except (OSError, EOFError, ValueError):
+            pass  # the program closed its stdin or exited; the client went away
+        finally:
+            proc.stdin.close()  # the program's EOF
+
+    threading.Thread(target=pump_in, name=f"cmd-{path.name}-in", daemon=True).start()
 
     def pump_err() -> None:
         assert proc.stderr is not None
@@ -78,5 +99,6 @@ def run_program(ctx: CommandContext, path: Path, args: list[str]) -> int:
         else:
             ctx.out(chunk.decode("utf-8", "replace"))
     status = proc.wait()
+    done.set()
     err.join(10)
     return status if status >= 0 else 128 - status
