@@ -33,9 +33,9 @@ from rq.serializers import JSONSerializer
 
 from gitserve.settings import Settings
 
-from ..bluegreen import DeployResult
+from ..bluegreen import DeployResult, read_order
 from ..errors import DeployError
-from ..options import SiteOptions, check_release_id, check_site_name, parse
+from ..options import SiteOptions, check_release_id, check_site_name
 from . import auth, queue_name, record, releases, status_key
 from .worker import REPORT_TTL
 
@@ -221,15 +221,9 @@ class Coordinator:
     def deploy(self, settings: Settings, site: str, output_dir: Path, options: Mapping[str, str],
                meta: Mapping[str, Any], log: Log, post_workdir: Path | None = None) -> DeployResult:
         """Deploy OUTPUT_DIR as release meta['build_id'] of SITE on every host of deploy.hosts."""
-        started = time.monotonic()
-        name = check_site_name(site)
-
-        def say(line: str) -> None:
-            log(f"deploy {name}: {line}")
-
+        order = read_order(settings, site, options, meta, log)
+        name, release, opts, say, started = order.name, order.release, order.opts, order.say, order.started
         try:
-            opts = parse(name, options, settings.deploy.keep)
-            release = check_release_id(meta.get("build_id", ""))
             hosts = list(opts.hosts)
             if not hosts:
                 raise DeployError("options", f"site {name} names no deploy.hosts")
