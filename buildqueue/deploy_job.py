@@ -19,7 +19,7 @@ import redis
 from rq import get_current_job
 
 from gitserve import sandbox
-from gitserve.secrets.crypt import SecretError, decrypt
+from gitserve.secrets.crypt import SecretError, check_job, decrypt, sign_job
 from gitserve.secrets.masker import Masker
 from gitserve.errors import GitserveError
 
@@ -95,8 +95,12 @@ def hand_over(r: redis.Redis, payload: BuildPayload, order: DeployOrder, ws: Pat
     if not records.move(r, build_id, "running", records.DEPLOY_QUEUED):
         return  # cancelled meanwhile
     logs.append(r, build_id, f"gitserve: build passed, deploying site {order.site}")
+    key_file = WorkerSettings.from_env().secrets_key_file
+    if key_file is None:
+        raise HandOverError("this worker has no secrets.key to sign the deploy job with")
     rqconn.queue(r, DEPLOY_QUEUE).enqueue(
-        "buildqueue.deploy_job.run_deploy", payload.to_json(), job_id=keys.deploy_job(build_id),
+        "buildqueue.deploy_job.run_deploy", sign_job(payload.to_json(), key_file),
+        job_id=keys.deploy_job(build_id),
         job_timeout=-1, result_ttl=24 * 3600, failure_ttl=7 * 24 * 3600,
         description=f"deploy build {build_id} to {order.site}",
     )
@@ -127,6 +131,11 @@ def run_deploy(job_data: dict[str, Any], deploy_fn: Callable[..., Any] | None = 
         rqjob.require(job)
     except rqjob.ForeignJob as exc:  # a worker that would run any function: no deploys on it
         return _end(r, str(job_data.get("build_id", "")), "failed", str(exc),
+                    int(job_data.get("log_ttl") or 0))
+    try:  # only a job this server (or a worker holding its key) queued
+        check_job(job_data, WorkerSettings.from_env().secrets_key_file)
+    except SecretError as exc:
+        return _end(r, str(job_data.get("build_id", "")), "failed", f"deploy refused: {exc}",
                     int(job_data.get("log_ttl") or 0))
     payload = BuildPayload.from_json(job_data)
     order = payload.deploy
