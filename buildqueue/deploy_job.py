@@ -217,10 +217,14 @@ def _end(r: redis.Redis, build_id: str, status: str, reason: str, log_ttl: int,
     return {"status": status}
 
 
-def queue_preview_removal(r: redis.Redis, repo: str, site: str, branch: str) -> None:
-    """A deleted branch's preview goes; the `deploy` queue runs it on the server host."""
+def queue_preview_removal(r: redis.Redis, repo: str, site: str, branch: str,
+                          key_file: Path | None = None) -> None:
+    """A deleted branch's preview goes; the `deploy` queue runs it on the server host.
+    Signed with KEY_FILE (the server's secrets.key) like every build and deploy job."""
+    data: dict[str, Any] = {"repo": repo, "site": site, "branch": branch}
     rqconn.queue(r, DEPLOY_QUEUE).enqueue(
-        "buildqueue.deploy_job.remove_preview", {"repo": repo, "site": site, "branch": branch},
+        "buildqueue.deploy_job.remove_preview",
+        sign_job(data, key_file) if key_file is not None else data,
         job_timeout=600, result_ttl=3600, failure_ttl=7 * 24 * 3600,
         description=f"remove the preview of {branch} of {site}")
 
@@ -231,6 +235,10 @@ def remove_preview(payload: dict[str, Any]) -> dict[str, str]:
     from deploy.errors import DeployError
     from gitserve import settings as settings_mod
 
+    try:  # a job forged in Redis would take any site's preview down
+        check_job(payload, WorkerSettings.from_env().secrets_key_file)
+    except SecretError as exc:
+        return {"status": "failed", "reason": f"refused: {exc}"}
     settings = settings_mod.load(WorkerSettings.from_env().home)
     try:
         removed = remove_branch_preview(settings, str(payload["site"]), str(payload["branch"]),
