@@ -65,7 +65,7 @@ def _step(step: str, func: Callable[[], Any]) -> Any:
         raise DeployError(step, str(exc)) from exc
 
 
-def _check_ports(settings: Settings, opts: SiteOptions) -> None:
+def check_ports(settings: Settings, opts: SiteOptions) -> None:
     """Two sites on one port would silently serve each other's files."""
     mine = {opts.listen.port, opts.preview.port}
     for name in all_sites(settings.sites_dir):
@@ -370,15 +370,21 @@ def _post_policy(settings: Settings, meta: Mapping[str, Any] | None) -> Any:
     return Policy.from_settings(settings.builds).with_uid(int(uid) if uid is not None else None)
 
 
-def deploy_release(settings: Settings, site: str, output_dir: Path, options: Mapping[str, str],
-                   meta: Mapping[str, Any], log: Log, post_workdir: Path | None = None
-                   ) -> DeployResult:
-    """Deploy OUTPUT_DIR (the build's deploy.dir, already extracted) as release
-    meta['build_id'] of SITE. Raises DeployError naming the failed step; on any failure
-    before the switch the live site is exactly as it was.
+@dataclass(frozen=True)
+class Order:
+    """What every deploy of a build checks first, on one host or on deploy agents."""
 
-    meta: build_id, repo, ref, commit, pusher, optional pushed_at (epoch seconds, orders
-    concurrent pushes) and env (extra environment for deploy.post, e.g. secrets)."""
+    name: str
+    release: str
+    opts: SiteOptions
+    say: Log          # `deploy SITE: ...` lines into the pusher's log
+    started: float
+
+
+def read_order(settings: Settings, site: str, options: Mapping[str, str],
+               meta: Mapping[str, Any], log: Log) -> Order:
+    """SITE's name, the release name (meta['build_id']) and its options, read strictly; a
+    bad one is a `FAILED at options` line and DeployError."""
     started = time.monotonic()
     name = check_site_name(site)
 
@@ -388,7 +394,24 @@ def deploy_release(settings: Settings, site: str, output_dir: Path, options: Map
     try:
         opts = parse(name, options, settings.deploy.keep)
         release = check_release_id(meta.get("build_id", ""))
-        _check_ports(settings, opts)
+    except DeployError as exc:
+        raise _failed(say, exc, None, None) from None
+    return Order(name, release, opts, say, started)
+
+
+def deploy_release(settings: Settings, site: str, output_dir: Path, options: Mapping[str, str],
+                   meta: Mapping[str, Any], log: Log, post_workdir: Path | None = None
+                   ) -> DeployResult:
+    """Deploy OUTPUT_DIR (the build's deploy.dir, already extracted) as release
+    meta['build_id'] of SITE. Raises DeployError naming the failed step; on any failure
+    before the switch the live site is exactly as it was.
+
+    meta: build_id, repo, ref, commit, pusher, optional pushed_at (epoch seconds, orders
+    concurrent pushes) and env (extra environment for deploy.post, e.g. secrets)."""
+    order = read_order(settings, site, options, meta, log)
+    name, release, opts, say, started = order.name, order.release, order.opts, order.say, order.started
+    try:
+        check_ports(settings, opts)
         nginx.sites_conf_dir(settings)  # a bad [deploy] mode or missing conf_dir fails here
         if nginx.is_embedded(settings) or not settings.deploy.test_command:
             nginx.binary(settings)
@@ -501,8 +524,8 @@ def _deploy_locked(settings: Settings, s: Site, state: dict[str, Any], opts: Sit
     prepare_locked(settings, s, state, opts, output_dir, release, meta, say)
 
     # 5. switch, then move the preview to the old side
-    return _finish_switch(settings, s, opts, state, live, idle, release, "deploy",
-                          meta.get("pusher"), say, log, post_workdir, meta, started)
+    return finish_switch(settings, s, opts, state, live, idle, release, "deploy",
+                         meta.get("pusher"), say, log, post_workdir, meta, started)
 
 
 def prepare_locked(settings: Settings, s: Site, state: dict[str, Any], opts: SiteOptions,
@@ -510,7 +533,7 @@ def prepare_locked(settings: Settings, s: Site, state: dict[str, Any], opts: Sit
     """Steps 1-4 of a deploy, the site's lock held: RELEASE published on the idle side, its
     processes started, the preview config loaded and deploy.check answered 200 there. The
     live side is untouched; on failure the idle side is as it was (DeployError). Deploy
-    agents run this as phase one and `_finish_switch` as phase two (deploy/agents/)."""
+    agents run this as phase one and `finish_switch` as phase two (deploy/agents/)."""
     live = s.live_side()
     live_release = s.slot_release(live)
     idle = other_side(live)
@@ -573,10 +596,13 @@ def prepare_locked(settings: Settings, s: Site, state: dict[str, Any], opts: Sit
         raise
 
 
-def _finish_switch(settings: Settings, s: Site, opts: SiteOptions, state: dict[str, Any],
-                   live: str | None, idle: str, release: str, action: str, by: Any, say: Log,
-                   log: Log, post_workdir: Path | None, meta: Mapping[str, Any] | None,
-                   started: float) -> DeployResult:
+def finish_switch(settings: Settings, s: Site, opts: SiteOptions, state: dict[str, Any],
+                  live: str | None, idle: str, release: str, action: str, by: Any, say: Log,
+                  log: Log, post_workdir: Path | None, meta: Mapping[str, Any] | None,
+                  started: float) -> DeployResult:
+    """The switch (step 5 on): IDLE holding RELEASE (prepared, checked) goes live, the
+    preview moves to the old side, the old processes drain, old releases are pruned,
+    deploy.post runs (a deploy's). Deploy agents call it as phase two."""
     live_release = s.slot_release(live)
     proxied = bool(processes.side_ports(settings, s.name, idle) or processes.side_ports(settings, s.name, live))
     t0 = time.monotonic()
@@ -676,7 +702,7 @@ def rollback(settings: Settings, site: str, to: str | None = None, by: str | Non
             if not before:
                 raise DeployError("rollback", f"site {name} has no release before {current} to roll back to")
             target = before[-1]
-        opts = _stored_options(s, state, settings)
+        opts = stored_options(s, state, settings)
         return _switch_to(settings, s, opts, state, live, target, "rollback", by, now.say, log,
                           now.started)
 
@@ -723,6 +749,17 @@ def _switch_to(settings: Settings, s: Site, opts: SiteOptions, state: dict[str, 
                started: float) -> DeployResult:
     """Rollback and restart: TARGET (kept on disk) on the idle side, its processes started
     there, checked through the preview, switched; the old side drains."""
+    idle = prepare_kept(settings, s, opts, live, target, say)
+    return finish_switch(settings, s, opts, state, live, idle, target, action, by, say,
+                         log, None, None, started)
+
+
+def prepare_kept(settings: Settings, s: Site, opts: SiteOptions, live: str, target: str,
+                 say: Log) -> str:
+    """TARGET (a release kept on disk) on the idle side, its processes started with the
+    last deploy's runtime, the preview config loaded and deploy.check answered 200 there;
+    returns the idle side. On failure the idle side's processes stop (DeployError). Rollback
+    and restart, here and on deploy agents (deploy/agents/phases.py), start this way."""
     idle = other_side(live)
     if s.slot_release(idle) != target:
         s.point_slot(idle, target)
@@ -733,8 +770,7 @@ def _switch_to(settings: Settings, s: Site, opts: SiteOptions, state: dict[str, 
     except DeployError:
         processes.stop_side(settings, s.name, idle)
         raise
-    return _finish_switch(settings, s, opts, state, live, idle, target, action, by, say,
-                          log, None, None, started)
+    return idle
 
 
 def restart(settings: Settings, site: str, by: str | None = None, log: Log = print,
@@ -749,7 +785,7 @@ def restart(settings: Settings, site: str, by: str | None = None, log: Log = pri
         ports = processes.side_ports(settings, name, live)
         if not ports:
             raise DeployError("restart", f"site {name} is static (no Procfile): nothing to restart")
-        opts = _stored_options(s, state, settings)
+        opts = stored_options(s, state, settings)
         if kind is not None:
             if kind not in ports:
                 raise DeployError("restart", f"site {name} has no {kind} process "
@@ -767,7 +803,7 @@ def restart(settings: Settings, site: str, by: str | None = None, log: Log = pri
         return _switch_to(settings, s, opts, state, live, current, "restart", by, say, log, started)
 
 
-def _stored_options(s: Site, state: dict[str, Any], settings: Settings) -> SiteOptions:
+def stored_options(s: Site, state: dict[str, Any], settings: Settings) -> SiteOptions:
     """The site's options as the last deploy saved them (rollback has no push to read)."""
     stored = state.get("options")
     if not isinstance(stored, dict):

@@ -121,6 +121,15 @@ def cmd_deploy(ctx: CommandContext, args: list[str]) -> int:
     if verb == "restart" and len(rest) in (1, 2):
         _repo_for(ctx, rest[0], "W")
         try:
+            if agent_sites.exists(ctx.settings, rest[0]):  # deploy.hosts: all hosts or none
+                if len(rest) == 2:
+                    raise DeployError("restart", "a single process type is restarted on its web host "
+                                      "(gitserve deploy restart SITE TYPE there)")
+                from .agents.coordinator import Coordinator
+
+                Coordinator.for_settings(ctx.settings).restart(
+                    ctx.settings, rest[0], by=ctx.user, log=lambda line: ctx.out(line + "\n"))
+                return 0
             restart(ctx.settings, rest[0], by=ctx.user, log=lambda line: ctx.out(line + "\n"),
                     kind=rest[1] if len(rest) == 2 else None)
         except DeployError as exc:

@@ -33,9 +33,9 @@ from rq.serializers import JSONSerializer
 
 from gitserve.settings import Settings
 
-from ..bluegreen import DeployResult
+from ..bluegreen import DeployResult, read_order
 from ..errors import DeployError
-from ..options import SiteOptions, check_release_id, check_site_name, parse
+from ..options import SiteOptions, check_release_id, check_site_name
 from . import auth, queue_name, record, releases, status_key
 from .worker import REPORT_TTL
 
@@ -221,15 +221,9 @@ class Coordinator:
     def deploy(self, settings: Settings, site: str, output_dir: Path, options: Mapping[str, str],
                meta: Mapping[str, Any], log: Log, post_workdir: Path | None = None) -> DeployResult:
         """Deploy OUTPUT_DIR as release meta['build_id'] of SITE on every host of deploy.hosts."""
-        started = time.monotonic()
-        name = check_site_name(site)
-
-        def say(line: str) -> None:
-            log(f"deploy {name}: {line}")
-
+        order = read_order(settings, site, options, meta, log)
+        name, release, opts, say, started = order.name, order.release, order.opts, order.say, order.started
         try:
-            opts = parse(name, options, settings.deploy.keep)
-            release = check_release_id(meta.get("build_id", ""))
             hosts = list(opts.hosts)
             if not hosts:
                 raise DeployError("options", f"site {name} names no deploy.hosts")
@@ -247,44 +241,63 @@ class Coordinator:
             raise
         with record.lock(settings, name):
             rec = record.load(settings, name)
-            owner = rec.get("repo")
-            if owner and meta.get("repo") and owner != meta.get("repo"):
-                raise self._failed(say, DeployError("options", f"site {name} is deployed from repo "
-                                                    f"{owner}, not {meta.get('repo')}"), rec)
-            theirs, mine = rec.get("live_pushed_at"), meta.get("pushed_at")
-            if rec.get("release") and theirs is not None and mine is not None and float(theirs) > float(mine):
-                skipped = f"build {rec['release']} was pushed later and is already live"
-                say(f"skipped: {skipped}")  # the lock serialized two pushes: the last one wins
-                return DeployResult(name, "", str(rec["release"]), None, rec.get("release"), 0.0,
-                                    time.monotonic() - started, skipped=skipped)
-            down = self._down(settings, hosts)
-            if down:
-                raise self._failed(say, DeployError("hosts", down[0]), rec)
-            rec.update(site=name, repo=meta.get("repo") or owner, hosts=hosts)
-            record.save(settings, name, rec)
-            stored = releases.store(settings, name, release, Path(output_dir))
-            say(f"release {release}: {stored.size} bytes, sha256 {stored.sha256[:16]}..., "
-                f"to {len(hosts)} hosts: {' '.join(hosts)}")
-            env = {str(k): str(v) for k, v in dict(meta.get("env") or {}).items()}
-            plain = {k: meta.get(k) for k in ("build_id", "repo", "ref", "commit", "pusher",
-                                              "pushed_at", "sandbox_uid")}
             try:
-                t1 = time.monotonic()
-                results = self._run_phase(
-                    settings, hosts, "prepare",
-                    lambda h: {"site": name, "release": release,
-                               "options": host_options(options, opts, h), "meta": plain,
-                               "env": auth.encrypt_env(auth.ensure_server_key(settings, h), env),
-                               "fetch": {"url": base, "sha256": stored.sha256, "size": stored.size}},
-                    PREPARE_TIMEOUT, say)
-                phase_one = time.monotonic() - t1
-                self._all_or_none(settings, say, rec, hosts, results, name, release, "deploy")
-                say(f"phase one: prepared and checked on {len(hosts)} hosts in {phase_one:.1f}s")
-                rec["pending_pushed_at"] = meta.get("pushed_at")
-                return self._switch_all(settings, say, log, rec, hosts, name, release, "deploy",
-                                        meta.get("pusher"), started)
-            finally:
-                releases.discard(settings, name, release)
+                return self._deploy_locked(settings, name, rec, opts, hosts, release, base,
+                                           Path(output_dir), options, meta, say, log, started)
+            except DeployError as exc:
+                self._audit(settings, {**rec, "site": name, "repo": rec.get("repo") or meta.get("repo")},
+                            meta.get("pusher"), "deploy", "error", f"build {release}: {exc.message}")
+                raise
+
+    def _deploy_locked(self, settings: Settings, name: str, rec: dict[str, Any], opts: SiteOptions,
+                       hosts: list[str], release: str, base: str, output_dir: Path,
+                       options: Mapping[str, str], meta: Mapping[str, Any], say: Log, log: Log,
+                       started: float) -> DeployResult:
+        owner = rec.get("repo")
+        if owner and meta.get("repo") and owner != meta.get("repo"):
+            raise self._failed(say, DeployError("options", f"site {name} is deployed from repo "
+                                                f"{owner}, not {meta.get('repo')}"), rec)
+        theirs, mine = rec.get("live_pushed_at"), meta.get("pushed_at")
+        if rec.get("release") and theirs is not None and mine is not None and float(theirs) > float(mine):
+            skipped = f"build {rec['release']} was pushed later and is already live"
+            say(f"skipped: {skipped}")  # the lock serialized two pushes: the last one wins
+            return DeployResult(name, "", str(rec["release"]), None, rec.get("release"), 0.0,
+                                time.monotonic() - started, skipped=skipped)
+        down = self._down(settings, hosts)
+        if down:
+            raise self._failed(say, DeployError("hosts", down[0]), rec)
+        rec.update(site=name, repo=meta.get("repo") or owner, hosts=hosts)
+        record.save(settings, name, rec)
+        releases.clean_stale(settings, name)
+        stored = releases.store(settings, name, release, Path(output_dir))
+        say(f"release {release}: {stored.size} bytes, sha256 {stored.sha256[:16]}..., "
+            f"to {len(hosts)} hosts: {' '.join(hosts)}")
+        env = {str(k): str(v) for k, v in dict(meta.get("env") or {}).items()}
+        plain = {k: meta.get(k) for k in ("build_id", "repo", "ref", "commit", "pusher",
+                                          "pushed_at", "sandbox_uid")}
+        try:
+            t1 = time.monotonic()
+            results = self._run_phase(
+                settings, hosts, "prepare",
+                lambda h: {"site": name, "release": release,
+                           "options": host_options(options, opts, h), "meta": plain,
+                           "env": auth.encrypt_env(auth.ensure_server_key(settings, h), env),
+                           "fetch": {"url": base, "sha256": stored.sha256, "size": stored.size}},
+                PREPARE_TIMEOUT, say)
+            phase_one = time.monotonic() - t1
+            self._all_or_none(settings, say, rec, hosts, results, name, release, "deploy")
+            say(f"phase one: prepared and checked on {len(hosts)} hosts in {phase_one:.1f}s")
+            rec["pending_pushed_at"] = meta.get("pushed_at")
+            return self._switch_all(settings, say, log, rec, hosts, name, release, "deploy",
+                                    meta.get("pusher"), started)
+        finally:
+            releases.discard(settings, name, release)
+
+    def restart(self, settings: Settings, site: str, by: str | None = None, log: Log = print
+                ) -> DeployResult:
+        """`deploy restart SITE`: on every host the live release's processes start afresh on
+        the idle side and are checked; then all hosts switch (none unless all are ready)."""
+        return self.rollback(settings, site, by=by, log=log, action="restart")
 
     def rollback(self, settings: Settings, site: str, to: str | None = None, by: str | None = None,
                  log: Log = print, action: str = "rollback") -> DeployResult:
@@ -297,29 +310,40 @@ class Coordinator:
 
         with record.lock(settings, name):
             rec = record.load(settings, name)
-            hosts = list(rec["hosts"])
-            current = rec.get("release")
-            if not hosts or not current:
-                raise DeployError("rollback", f"site {name} has nothing live on its hosts")
-            if to is not None:
-                target = check_release_id(to)
-                if target == current:
-                    raise DeployError("rollback", f"release {target} is already live")
-            else:
-                order = list(rec["deployed"])
-                before = order[: order.index(current)] if current in order else []
-                if not before:
-                    raise DeployError("rollback", f"site {name} has no release before {current} "
-                                      "to roll back to")
-                target = before[-1]
-            down = self._down(settings, hosts)
-            if down:
-                raise self._failed(say, DeployError("hosts", down[0]), rec)
-            results = self._run_phase(settings, hosts, "rollback",
-                                      lambda h: {"site": name, "release": target, "action": action},
-                                      PREPARE_TIMEOUT, say)
-            self._all_or_none(settings, say, rec, hosts, results, name, target, action)
-            return self._switch_all(settings, say, log, rec, hosts, name, target, action, by, started)
+            try:
+                return self._rollback_locked(settings, name, rec, to, by, action, say, log, started)
+            except DeployError as exc:
+                self._audit(settings, {**rec, "site": name}, by, action, "error", exc.message)
+                raise
+
+    def _rollback_locked(self, settings: Settings, name: str, rec: dict[str, Any], to: str | None,
+                         by: str | None, action: str, say: Log, log: Log, started: float
+                         ) -> DeployResult:
+        hosts = list(rec["hosts"])
+        current = rec.get("release")
+        if not hosts or not current:
+            raise DeployError(action, f"site {name} has nothing live on its hosts")
+        if action == "restart":  # the live release started afresh on every idle side
+            target = str(current)
+        elif to is not None:
+            target = check_release_id(to)
+            if target == current:
+                raise DeployError("rollback", f"release {target} is already live")
+        else:
+            order = list(rec["deployed"])
+            before = order[: order.index(current)] if current in order else []
+            if not before:
+                raise DeployError("rollback", f"site {name} has no release before {current} "
+                                  "to roll back to")
+            target = before[-1]
+        down = self._down(settings, hosts)
+        if down:
+            raise self._failed(say, DeployError("hosts", down[0]), rec)
+        results = self._run_phase(settings, hosts, "rollback",
+                                  lambda h: {"site": name, "release": target, "action": action},
+                                  PREPARE_TIMEOUT, say)
+        self._all_or_none(settings, say, rec, hosts, results, name, target, action)
+        return self._switch_all(settings, say, log, rec, hosts, name, target, action, by, started)
 
     def _all_or_none(self, settings: Settings, say: Log, rec: dict[str, Any], hosts: list[str],
                      results: dict[str, dict[str, Any]], site: str, release: str, action: str) -> None:
@@ -358,12 +382,23 @@ class Coordinator:
         rec["history"].append(entry)
         bad = [h for h in hosts if h not in done]
         if bad:
-            record.save(settings, site, rec)
             first = bad[0]
+            reason = f"host {first}: {results[first].get('reason')}"
+            back = self._switch_back(settings, say, rec, done, site, previous, by) if done else []
+            for h in back:
+                rec["live"][h] = {"side": rec["live"][h]["side"], "release": previous, "at": _now()}
+            record.save(settings, site, rec)
+            stuck = [h for h in done if h not in back]
+            if not stuck:  # none stays switched: the old release is live everywhere again
+                where = (f"; {' '.join(back)} switched back, release {previous} is live on "
+                         f"{' '.join(hosts)}" if back else "")
+                raise self._failed(say, DeployError("switch", reason + where), rec, partial=bool(back))
             raise self._failed(say, DeployError(
-                "switch", f"host {first}: {results[first].get('reason')}; switched to {release}: "
-                f"{' '.join(done) or 'none'}, not switched: {' '.join(bad)} (deploy rollback {site} "
-                "or push again)"), rec, partial=True)
+                "switch", f"{reason}; still on release {release}: {' '.join(stuck)}, on "
+                f"{previous or 'nothing'}: {' '.join(h for h in hosts if h not in stuck)} "
+                f"(deploy rollback {site} or push again)"), rec, partial=True)
+        self._audit(settings, rec, by, action, "updated",
+                    f"release {previous or '-'} -> {release} on {' '.join(hosts)}")
         rec["release"] = release
         rec["live_pushed_at"] = rec.pop("pending_pushed_at", None) if action == "deploy" else None
         if action == "deploy" and release not in rec["deployed"]:
@@ -380,6 +415,35 @@ class Coordinator:
         return DeployResult(site, first_side, release, None, previous,
                             max(float(results[h].get("switch_ms") or 0) for h in hosts) / 1000,
                             time.monotonic() - started)
+
+    def _switch_back(self, settings: Settings, say: Log, rec: dict[str, Any], hosts: list[str],
+                     site: str, previous: str | None, by: Any) -> list[str]:
+        """A host failed phase two after HOSTS switched: they go back to PREVIOUS (two phases
+        again, on them only), so no host stays on a release the others do not serve. Returns
+        the hosts switched back."""
+        if not previous:
+            return []
+        say(f"switching {' '.join(hosts)} back to release {previous}")
+        ready = self._run_phase(settings, hosts, "rollback",
+                                lambda h: {"site": site, "release": previous, "action": "rollback"},
+                                PREPARE_TIMEOUT, say)
+        ok = [h for h in hosts if ready[h].get("ok")]
+        if not ok:
+            return []
+        done = self._run_phase(settings, ok, "switch",
+                               lambda h: {"site": site, "release": previous, "by": by},
+                               SWITCH_TIMEOUT, say)
+        return [h for h in ok if done[h].get("ok")]
+
+    @staticmethod
+    def _audit(settings: Settings, rec: dict[str, Any], by: Any, action: str, result: str,
+               reason: str) -> None:
+        """Switches and failed deploys join the audit log, as on a single host."""
+        from gitserve import audit
+
+        audit.record(settings, user=str(by) if by else None,
+                     op="deploy" if action == "deploy" else f"deploy {action}", result=result,
+                     repo=str(rec.get("repo") or "") or None, reason=f"{rec.get('site')}: {reason}")
 
     @staticmethod
     def _failed(say: Log, exc: DeployError, rec: dict[str, Any], partial: bool = False) -> DeployError:

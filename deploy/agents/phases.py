@@ -5,7 +5,7 @@ deploy/bluegreen.py cut into the two phases the server coordinates.
   loaded, deploy.check 200 through the preview (bluegreen.prepare_locked); the live side is
   untouched; the site's state remembers what is prepared;
 - rollback: a release kept on this host put on the idle side the same way;
-- switch: the prepared release goes live (bluegreen._finish_switch: rename or reload, the
+- switch: the prepared release goes live (bluegreen.finish_switch: rename or reload, the
   old side drains, prune), only if it is still the one prepared on the idle side;
 - abort: another host failed phase one: the idle side's processes stop, live stays.
 
@@ -44,7 +44,7 @@ def prepare(settings: Settings, site: str, output_dir: Path, options: Mapping[st
             meta: Mapping[str, Any], say: Log) -> dict[str, Any]:
     opts = parse(site, options, settings.deploy.keep)
     release = check_release_id(meta.get("build_id", ""))
-    bluegreen._check_ports(settings, opts)
+    bluegreen.check_ports(settings, opts)
     s = _site(settings, site)
     s.ensure()
     sitesctl.ensure_running(settings)
@@ -78,21 +78,15 @@ def prepare_rollback(settings: Settings, site: str, target: str, action: str, sa
             raise DeployError("rollback", f"site {s.name} has nothing live on this host")
         if not s.release_dir(release).is_dir():
             raise DeployError("rollback", f"release {release} is not kept on this host")
-        if release == s.slot_release(live):
+        if action == "restart":
+            if release != s.slot_release(live):
+                raise DeployError("restart", f"release {release} is not the one live on this host")
+            if not processes.side_ports(settings, s.name, live):
+                raise DeployError("restart", f"site {s.name} is static (no Procfile): nothing to restart")
+        elif release == s.slot_release(live):
             raise DeployError("rollback", f"release {release} is already live on this host")
-        opts = bluegreen._stored_options(s, state, settings)
-        idle = other_side(live)
-        if s.slot_release(idle) != release:
-            s.point_slot(idle, release)
-        try:
-            ports = bluegreen._start_processes(settings, s, opts, idle, release,
-                                               bluegreen._saved_runtime(settings, s.name), say)
-            bluegreen._Config(settings, s, opts, say).apply(live, idle)
-            bluegreen._check(opts, idle, release, say,
-                             bluegreen.PROCESS_START_TIMEOUT if ports is not None else 0.0)
-        except DeployError:
-            processes.stop_side(settings, s.name, idle)
-            raise
+        opts = bluegreen.stored_options(s, state, settings)
+        idle = bluegreen.prepare_kept(settings, s, opts, live, release, say)
         state["prepared"] = {"release": release, "action": action, "side": idle}
         s.save_state(state)
         return {**_where(s), "release": release}
@@ -125,11 +119,11 @@ def switch(settings: Settings, site: str, release: str, by: str | None, say: Log
             opts = parse(s.name, state.get("pending_options") or {}, settings.deploy.keep)
             meta: Mapping[str, Any] | None = {"build_id": release, **dict(prepared.get("meta") or {})}
         else:
-            opts = bluegreen._stored_options(s, state, settings)
+            opts = bluegreen.stored_options(s, state, settings)
             meta = None
         state.pop("prepared", None)
-        result = bluegreen._finish_switch(settings, s, opts, state, live, idle, release, action,
-                                          by, said, log, None, meta, started)
+        result = bluegreen.finish_switch(settings, s, opts, state, live, idle, release, action,
+                                         by, said, log, None, meta, started)
     return {**_where(s), "release": result.release, "previous_release": result.previous_release,
             "switch_ms": round(result.switch_seconds * 1000, 1),
             "switched_at": moments[-1] if moments else time.time()}

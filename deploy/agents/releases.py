@@ -68,6 +68,14 @@ def discard(settings: Settings, site: str, release: str) -> None:
     stored_path(settings, site, release).unlink(missing_ok=True)
 
 
+def clean_stale(settings: Settings, site: str) -> None:
+    """Files a killed deploy left (the site's lock is held: none is in use)."""
+    d = store_dir(settings, site)
+    if d.is_dir():
+        for p in d.iterdir():
+            p.unlink(missing_ok=True)
+
+
 def fetch(base_url: str, key: bytes, agent: str, site: str, release: str, sha256: str,
           size: int, dest: Path) -> Path:
     """Download SITE's RELEASE from the server into DEST (a new directory) and extract it;

@@ -16,7 +16,7 @@ import typer
 from gitserve import acl
 from gitserve.acl import access_cmd, wild
 
-from .common import HomeOption, fail, load_settings
+from .common import HomeOption, fail, load_settings, plural
 
 
 @dataclass
@@ -79,8 +79,10 @@ def validate_conf(target: CheckTarget, report: CheckReport) -> None:
     report.warnings.extend(rules.warnings)
     report.warnings.extend(lint_vrefs(rules, vref_home))
     report.summary.append(
-        f"{len(rules.repo_names())} repos, {len(rules.patterns())} repo patterns, "
-        f"{len(rules.compiled.groups)} groups, {len(rules.compiled.origin)} rules and options"
+        f"{plural(len(rules.repo_names()), 'repo')}, "
+        f"{plural(len(rules.patterns()), 'repo pattern')}, "
+        f"{plural(len(rules.compiled.groups), 'group')}, "
+        f"{len(rules.compiled.origin)} rules and options"
     )
 
 

@@ -17,7 +17,7 @@ import typer
 
 from gitserve import adminrepo, keys, repos
 from gitserve.cli import admin_acl
-from gitserve.cli.common import HomeOption, fail, load_settings
+from gitserve.cli.common import HomeOption, fail, load_settings, plural
 
 
 def cli_author() -> str:
@@ -147,4 +147,5 @@ def validate_keydir(target: admin_acl.CheckTarget, report: admin_acl.CheckReport
         except adminrepo.AdminError as exc:
             raise admin_acl.CheckFailed(str(exc)) from None
     report.warnings.extend(warnings)
-    report.summary.append(f"{len(entries)} keys of {len({e.user for e in entries})} users")
+    report.summary.append(f"{plural(len(entries), 'key')} of "
+                          f"{plural(len({e.user for e in entries}), 'user')}")

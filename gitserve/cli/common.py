@@ -49,3 +49,8 @@ def load_settings(home: Optional[Path]) -> settings_mod.Settings:
         return settings_mod.load(home)
     except settings_mod.SettingsError as exc:
         fail(str(exc))
+
+
+def plural(count: int, noun: str) -> str:
+    """`1 key`, `2 keys`: counts in what the CLI prints read as English."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

@@ -117,6 +117,13 @@ def restart(
 
     settings = load_settings(home)
     try:
+        hosts = _coordinator(settings, site)
+        if hosts is not None and kind is None:  # deploy.hosts: every host, two phases
+            hosts.restart(settings, site, by=getpass.getuser(), log=lambda line: print(line, flush=True))
+            return
+        if hosts is not None:
+            fail(f"restart {site}: a single process type is restarted on its web host "
+                 "(gitserve deploy restart SITE TYPE there)")
         bluegreen.restart(settings, site, by=getpass.getuser(), log=lambda line: print(line, flush=True),
                           kind=kind)
     except DeployError as exc:

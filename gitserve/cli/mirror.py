@@ -27,11 +27,14 @@ app = typer.Typer(help="Mirroring between gitserve servers (Gitolite's mirror co
 
 
 @app.command("promote")
-def promote(home: HomeOption = None) -> None:
+def promote(home: HomeOption = None,
+            force: Annotated[bool, typer.Option(
+                "--force", help="Promote although another slave cannot be asked how far it "
+                                "got (what only it had is lost).")] = False) -> None:
     """Make this slave the master of every repo it mirrors (after the master failed)."""
     settings = load_settings(home)
     try:
-        report = do_promote(settings, cli_author())
+        report = do_promote(settings, cli_author(), force=force)
     except MirrorError as exc:
         fail(str(exc))
     for line in report.lines(settings.server.hostname):

@@ -19,6 +19,16 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from gitserve.ssh.cmd import info
+
+        # what `ssh git@host info` greets with: gitserve's version, then its git engine
+        print(f"{info.product_version()} (Gitolite v3.6.12's rules and output, "
+              f"on {info.engine_version()})")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     ctx: typer.Context,
@@ -26,6 +36,8 @@ def _root(
         Optional[Path],
         typer.Option("--home", help="Server home (env GITSERVE_HOME, default ~/.gitserve; root: /var/lib/gitserve)."),
     ] = None,
+    version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=_version, help="Print the version and exit.")] = False,
 ) -> None:
     # `gitserve --home X cmd` and `gitserve cmd --home X` both work: the root option
     # travels to the subcommands in typer's context (see common.load_settings)

@@ -41,11 +41,16 @@ class LfsAccess:
     locks_elsewhere: str = ""
     # the ref whose W a new lock needs besides the named one (HEAD's branch; "any" unknown)
     lock_ref: str = "any"
+    # set on a mirror's copy: Gitolite's refusal of a push here (objects go to the master,
+    # which mirrors them; over ssh a redirectOK slave forwards the whole upload session)
+    uploads_elsewhere: str = ""
 
     def can_download(self) -> bool:
         return self.check("R", "any")
 
     def can_upload(self, ref: str = "") -> bool:
+        if self.uploads_elsewhere and self.check("W", full_ref(ref)):
+            raise LfsError(403, self.uploads_elsewhere)
         return self.check("W", full_ref(ref))
 
     def can_lock(self, ref: str = "") -> bool:

@@ -47,7 +47,24 @@ def access_for(settings: Settings, rules: Rules, repo: str, user: str) -> LfsAcc
         return acl.can(rules, repo, user, perm, ref, repo_dir=repo_dir)
 
     return LfsAccess(user, check, locks_elsewhere=locks_elsewhere(settings, rules, repo),
-                     lock_ref=head_ref(settings, repo))
+                     lock_ref=head_ref(settings, repo),
+                     uploads_elsewhere=uploads_elsewhere(settings, rules, repo))
+
+
+def uploads_elsewhere(settings: Settings, rules: Rules, repo: str) -> str:
+    """Gitolite's refusal of a push to this host, for an LFS upload ("" when it is taken
+    here): on a copy the objects belong on the master, where the pushes are checked and from
+    where every slave gets them."""
+    hostname = settings.server.hostname
+    if not hostname:
+        return ""
+    mirror = repo_mirror(rules.options(repo, wild=repos.wild_info(settings, repo)))
+    mode = mirror.mode(hostname)
+    if mode == COPY:
+        return f"{hostname}: pushing '{repo}' to copy '{hostname}' not allowed"
+    if mode == ELSEWHERE:
+        return f"{hostname}: '{repo}' is mirrored but not here"
+    return ""
 
 
 def locks_elsewhere(settings: Settings, rules: Rules, repo: str) -> str:

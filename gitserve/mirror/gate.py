@@ -23,6 +23,9 @@ from .config import COPY, ELSEWHERE, LOCAL, MASTER, RepoMirror, server_name
 
 # a slave's forwarded push, exactly as Gitolite's slave sends it to the master
 REDIRECT_RE = re.compile(r"^USER=(\S+) SOC=(git-receive-pack '(\S+)')$")
+# the same for a user's LFS upload to a slave (gitserve: Gitolite has no LFS), so the objects
+# land where the pushes do and are mirrored from there
+LFS_REDIRECT_RE = re.compile(r"^USER=(\S+) SOC=git-lfs-transfer '(\S+)' upload$")
 # the master carrying a wild repo's creator and roles (Gitolite's peer command)
 CREATOR_PERMS_RE = re.compile(r"^CREATOR=(\S+) perms -c '(\S+)'$")
 
@@ -119,6 +122,6 @@ def not_a_server(user: str) -> str:
     return f"'{user}' is not a valid server name"
 
 
-__all__ = ["REDIRECT_RE", "CREATOR_PERMS_RE", "Refused", "Verdict", "check_master_push",
+__all__ = ["REDIRECT_RE", "LFS_REDIRECT_RE", "CREATOR_PERMS_RE", "Refused", "Verdict", "check_master_push",
            "check_redirected", "check_user", "not_a_server", "server_name", "changed_repo",
            "check_local_change"]

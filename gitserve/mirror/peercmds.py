@@ -5,6 +5,7 @@ set: it tells who the connection really acts as and whether a peer command answe
 
 - `USER=u SOC=git-receive-pack 'repo'` from server-SLAVE: a forwarded push, run as user u
   (Gitolite's redirect; from a user key it is refused: "'alice' is not a valid server name");
+  `USER=u SOC=git-lfs-transfer 'repo' upload` likewise, a user's LFS upload to the slave;
 - `CREATOR=u perms -c 'repo'` (Gitolite's, roles on stdin) and `mirror meta repo` (gitserve:
   creator, roles, description and HEAD as JSON on stdin) from the master: a wild repo's
   metadata, created here first if needed;
@@ -53,7 +54,7 @@ def route(settings: Settings, st: AdminState, user: str, command: str) -> Route:
     sender = server_name(user)
     redirect = gate.REDIRECT_RE.match(command)
     if sender is None:
-        if redirect:
+        if redirect or gate.LFS_REDIRECT_RE.match(command):
             raise gate.Refused(gate.not_a_server(user))
         return Route(user, command)
     if redirect:
@@ -62,6 +63,13 @@ def route(settings: Settings, st: AdminState, user: str, command: str) -> Route:
         gate.check_redirected(settings.server.hostname, name, _mirror(settings, st, name),
                               sender)
         return Route(forwarded_user, soc, from_server=sender, redirected=True)
+    lfs_redirect = gate.LFS_REDIRECT_RE.match(command)
+    if lfs_redirect:  # a user's LFS upload to a slave: stored here, with the pushes
+        forwarded_user, name = lfs_redirect.group(1), repos.parse_repo_arg(lfs_redirect.group(2))
+        gate.check_redirected(settings.server.hostname, name, _mirror(settings, st, name),
+                              sender)
+        return Route(forwarded_user, f"git-lfs-transfer {name} upload", from_server=sender,
+                     redirected=True)
     creator_perms = gate.CREATOR_PERMS_RE.match(command)
     if creator_perms:
         creator, name = creator_perms.group(1), repos.parse_repo_arg(creator_perms.group(2))

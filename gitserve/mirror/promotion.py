@@ -46,8 +46,13 @@ def may_announce(hostname: str, repo: str, mirror: RepoMirror, sender: str) -> b
 
 def check_admin_push(repo: Repo, sha: str, hostname: str, sender: str,
                      current: RepoMirror) -> str | None:
-    """None when SENDER may set the admin branch to SHA here: it is the master now, or the
-    tree at SHA names it the master of gitolite-admin and this host one of its slaves."""
+    """None when SENDER may set the admin branch to SHA here: it is the master now, or SHA
+    is exactly the commit `promote` on SENDER makes: one commit on top of this host's admin
+    tip, the same tree but for conf/ files rewritten by `rewrite_conf(text, SENDER)`, naming
+    SENDER the master of gitolite-admin and this host one of its slaves. Anything more (a key,
+    a rule, an older tip) would let one slave's key rule every other slave, which Gitolite
+    never lets a slave do; a slave that missed the master's last admin change takes the new
+    master's admin with `gitserve mirror rejoin NEW-MASTER` instead."""
     if current.master == sender:
         return None
     refused = f"{hostname}: '{sender}' is not the master for '{repos.ADMIN_REPO}'"
@@ -56,12 +61,41 @@ def check_admin_push(repo: Repo, sha: str, hostname: str, sender: str,
         if not isinstance(obj, Commit):
             return refused
         rules, _entries, _warnings = admin.build(admin.tree_files(repo, obj.tree), hostname)
+        proposed = repo_mirror(rules.options(repos.ADMIN_REPO))
+        if proposed.master != sender or hostname not in proposed.copies:
+            return refused
+        tip = repo.refs[admin.ADMIN_BRANCH.encode()]
+        if obj.parents != [tip]:
+            return (f"{refused} (a promotion is one commit on this host's admin tip; "
+                    f"run `gitserve mirror rejoin {sender}` here to take its admin)")
+        if not _only_promotion(repo, repo[tip].tree, obj.tree, sender):
+            return f"{refused} (a promotion changes only mirror.master and mirror.slaves)"
     except (KeyError, admin.AdminError):
         return refused
-    proposed = repo_mirror(rules.options(repos.ADMIN_REPO))
-    if proposed.master == sender and hostname in proposed.copies:
-        return None
-    return refused
+    return None
+
+
+def _only_promotion(repo: Repo, old_tree: bytes, new_tree: bytes, sender: str) -> bool:
+    """NEW_TREE is OLD_TREE with conf/ as `rewrite_conf(..., SENDER)` makes it, nothing else."""
+    old, new = repo[old_tree], repo[new_tree]
+    names = {e.path for e in old.iteritems()} | {e.path for e in new.iteritems()}
+    for name in names - {admin.CONF_DIR.encode()}:
+        try:
+            if old[name] != new[name]:
+                return False
+        except KeyError:
+            return False
+    before = {p: d for p, d in admin.tree_files(repo, old_tree).items()
+              if p.startswith(admin.CONF_DIR + "/")}
+    after = {p: d for p, d in admin.tree_files(repo, new_tree).items()
+             if p.startswith(admin.CONF_DIR + "/")}
+    if before.keys() != after.keys():
+        return False
+    for path, data in before.items():
+        text, _old = rewrite_conf(data.decode("utf-8", "surrogateescape"), sender)
+        if after[path] != text.encode("utf-8", "surrogateescape"):
+            return False
+    return True
 
 
 def rewrite_conf(text: str, hostname: str) -> tuple[str, list[str]]:
@@ -169,8 +203,23 @@ def _catch_up_from_survivors(settings: Settings, transport: Transport, report: R
         report.fetched[repo] = best_peer
 
 
-def promote(settings: Settings, author: str) -> Report:
-    """Make this host the master of every repo it is a slave of (see the module doc)."""
+def _missing_slaves(settings: Settings, report: Report) -> dict[str, list[str]]:
+    """The other slaves of repos mirrored here that could not be asked: {slave: repos}."""
+    hostname = settings.server.hostname
+    found: dict[str, list[str]] = {}
+    for name, mirror in sorted(_copies_here(settings).items()):
+        for slave in mirror.copies:
+            if slave != hostname and slave in report.unreachable:
+                found.setdefault(slave, []).append(name)
+    return found
+
+
+def promote(settings: Settings, author: str, force: bool = False) -> Report:
+    """Make this host the master of every repo it is a slave of (see the module doc).
+
+    Refused (unless FORCE) while another slave cannot be asked: it may hold the newest state
+    of a repo (with mirror.sync the only copy of an acknowledged push), and this host, once
+    master, would overwrite it with an older one when it comes back (`--force --prune`)."""
     hostname = settings.server.hostname
     if not hostname:
         raise MirrorError("[server] hostname is not set: this server does not mirror")
@@ -180,6 +229,15 @@ def promote(settings: Settings, author: str) -> Report:
         _catch_up_from_survivors(settings, transport, report, only={repos.ADMIN_REPO})
         admin.compile(settings)  # the newest rules before deciding anything else
         _catch_up_from_survivors(settings, transport, report)
+        missing = _missing_slaves(settings, report)
+        if missing and not force:
+            names = ", ".join(f"{slave} ({len(r)} repo{'s' if len(r) > 1 else ''}: "
+                              f"{' '.join(r[:3])}{' ...' if len(r) > 3 else ''})"
+                              for slave, r in sorted(missing.items()))
+            raise MirrorError(f"not promoted: cannot ask {names} how far it got; it may hold "
+                              "acknowledged pushes this host lacks, which it would lose to "
+                              f"{hostname}'s older state once back. Bring it up and promote "
+                              "again, or promote --force to give them up")
 
         def change(files: dict[str, bytes]) -> tuple[dict[str, bytes | None], str]:
             updates: dict[str, bytes | None] = {}

@@ -24,11 +24,12 @@ CHUNK = 65536
 
 def forward(transport: Transport, master: str, user: str, repo: str,
             recv: Callable[[int], bytes], send: Callable[[bytes], None],
-            send_err: Callable[[bytes], None]) -> int:
-    """Run the push of USER to REPO on MASTER with the client's streams; its exit status."""
+            send_err: Callable[[bytes], None], lfs_upload: bool = False) -> int:
+    """Run the push of USER to REPO on MASTER with the client's streams (LFS_UPLOAD: the
+    user's `git-lfs-transfer REPO upload` session instead); its exit status."""
     peer = transport.peer(master)  # the syncer's multiplexed connection is used if up
-    argv = transport.ssh_argv(peer) + [f"{peer.user}@{peer.host}",
-                                       f"USER={user} SOC=git-receive-pack '{repo}'"]
+    soc = f"git-lfs-transfer '{repo}' upload" if lfs_upload else f"git-receive-pack '{repo}'"
+    argv = transport.ssh_argv(peer) + [f"{peer.user}@{peer.host}", f"USER={user} SOC={soc}"]
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=transport.env(peer))
     assert proc.stdin and proc.stdout and proc.stderr
@@ -68,5 +69,6 @@ def forward(transport: Transport, master: str, user: str, repo: str,
         proc.kill()
     rc = proc.wait()
     err.join(10)
-    log.info("redirected push of %s to %s for %s: exit %s", repo, master, user, rc)
+    log.info("redirected %s of %s to %s for %s: exit %s", "LFS upload" if lfs_upload else "push",
+             repo, master, user, rc)
     return rc

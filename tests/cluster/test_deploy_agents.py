@@ -284,13 +284,31 @@ def test_rollback_on_both_hosts_fails_no_request(cluster):
     assert denied.returncode != 0 and "DENIED" in denied.stderr and "Traceback" not in denied.stderr
     print(f"\nrollback on 2 hosts: {len(poll.ok)} requests, 0 failed; "
           f"skew {status_json(c)['last']['skew_ms']} ms")
+    audit = [a for a in c["srv"].audit_lines() if str(a.get("reason") or "").startswith("app: release")]
+    assert [a["op"] for a in audit[-2:]] == ["deploy", "deploy rollback"], audit[-2:]
+    assert audit[-1]["result"] == "updated" and "on web1 web2" in audit[-1]["reason"]
+
+
+def test_restart_on_both_hosts_fails_no_request(cluster):
+    """`deploy restart`: every host starts the live release afresh on its idle side, checks
+    it, and all switch: new processes everywhere, no failed request."""
+    c = cluster
+    before = {h["host"]: h["live_side"] for h in status_json(c)["hosts"]}
+    with Poller(c["upstream"].port) as poll:
+        out = c["srv"].ssh("alice", "deploy", "restart", "app")
+    assert out.returncode == 0 and "Enable: green" in out.stdout, out.stdout + out.stderr
+    assert poll.failed == [] and set(poll.ok) == {"v1"}
+    after = {h["host"]: h["live_side"] for h in status_json(c)["hosts"]}
+    assert before == {"web1": "blue", "web2": "blue"} and after == {"web1": "green", "web2": "green"}
+    one = c["srv"].ssh("alice", "deploy", "restart", "app", "web")
+    assert one.returncode != 0 and "on its web host" in one.stderr and "Traceback" not in one.stderr
 
 
 def test_status_shows_each_host(cluster):
     c = cluster
     st = status_json(c)
     assert [h["host"] for h in st["hosts"]] == list(HOSTS)
-    assert all(h["up"] and h["live_side"] == "blue" and h["processes"] == 1 for h in st["hosts"]), st["hosts"]
+    assert all(h["up"] and h["live_side"] == "green" and h["processes"] == 1 for h in st["hosts"]), st["hosts"]
     release = st["release"]
     assert all(h["live_release"] == release for h in st["hosts"])
     text = c["srv"].ssh("bob", "deploy", "status", "app").stdout
@@ -302,7 +320,7 @@ def test_status_shows_each_host(cluster):
     cookie = login_cookie(c["srv"], "bob").split(";")[0]
     status, _, page = http_get(c["srv"].http_base + "/sites/app", {"Cookie": cookie})
     assert status == 200 and b'id="hosts"' in page, page[:300]
-    assert all(f"<td>{h}</td><td>up</td><td>blue</td>".encode() in page for h in HOSTS), page
+    assert all(f"<td>{h}</td><td>up</td><td>green</td>".encode() in page for h in HOSTS), page
 
 
 def test_a_stopped_agent_fails_the_deploy_and_none_switches(cluster):
@@ -321,6 +339,19 @@ def test_a_stopped_agent_fails_the_deploy_and_none_switches(cluster):
         st = status_json(c)
         down = next(h for h in st["hosts"] if h["host"] == "web2")
         assert not down["up"] and "down" in down["down_reason"]
+        # a status report forged in Redis (not signed with web2's key) does not bring it back
+        import secrets as pysecrets
+
+        from deploy.agents import auth
+
+        r, _ = _agent_queue(c, "web2")
+        fake = {"agent": "web2", "at": time.time(), "sites": {"app": {"live_release": "1"}}}
+        r.set("gitserve:agent:web2:status", json.dumps(auth.seal(pysecrets.token_bytes(32), "status", fake)), ex=10)
+        down = next(h for h in status_json(c)["hosts"] if h["host"] == "web2")
+        assert not down["up"] and "status report refused" in down["down_reason"], down
+        code, msgs, _ = commit_push(c, "v3b")
+        assert any("host web2: status report refused" in m for m in msgs), msgs
+        assert served(c) == before
         print(f"\nagent down: deploy failed in {seconds:.1f}s (push), {len(poll.ok)} requests, 0 failed")
     finally:
         c["agents"]["web2"].start()
@@ -430,8 +461,8 @@ def test_releases_go_only_to_signed_requests_of_the_sites_hosts(cluster):
     stored.parent.mkdir(parents=True, exist_ok=True)
     stored.write_bytes(b"release bytes")
     try:
-        web1 = bytes.fromhex(srv.admin_cli("deploy", "agent-key", "web1").stdout.strip())
-        web3 = bytes.fromhex(srv.admin_cli("deploy", "agent-key", "web3").stdout.strip())
+        web1 = auth.agent_key(c["agents"]["web1"].home)  # the copy the CLI printed at setup
+        web3 = auth.ensure_server_key(srv.settings, "web3")  # an agent the site does not name
         assert http_get(base + path)[0] == 401
         assert http_get(base + path, auth.fetch_headers(web3, "web3", path))[0] == 404
         assert http_get(base + path, auth.fetch_headers(web3, "web1", path))[0] == 401
@@ -442,3 +473,32 @@ def test_releases_go_only_to_signed_requests_of_the_sites_hosts(cluster):
         assert (status, data) == (200, b"release bytes")
     finally:
         stored.unlink()
+
+
+def test_a_host_failing_its_switch_brings_the_others_back(cluster):
+    """Phase two can fail too (here web2's nginx refuses the config that makes the new side
+    live: a site template override on web2 only). web1 had switched: it is switched back, in
+    two phases again, so no host stays on a release the others do not serve."""
+    from deploy import bluegreen
+
+    c = cluster
+    before = served(c)
+    st = status_json(c)
+    web2 = next(h for h in st["hosts"] if h["host"] == "web2")
+    builtin = (Path(bluegreen.__file__).parent / "templates" / "site.conf.j2").read_text()
+    override = c["agents"]["web2"].home / "sites" / "app" / "nginx.conf.j2"
+    override.write_text(f"{{% if live_side == '{web2['idle_side']}' %}}not_a_directive;{{% endif %}}\n"
+                        + builtin)
+    try:
+        code, msgs, _ = commit_push(c, "v6")
+    finally:
+        override.unlink()
+    failure = [m for m in msgs if "FAILED" in m]
+    assert failure and "FAILED at switch: host web2:" in failure[0], msgs
+    assert f"web1 switched back, release {st['release']} is live on web1 web2" in failure[0], failure
+    assert any(m.startswith("deploy app: [web1] switch:") for m in msgs), msgs  # it had switched
+    assert not any(m.startswith("Enable:") for m in msgs), msgs
+    assert served(c) == before
+    after = status_json(c)
+    assert after["release"] == st["release"]
+    assert all(h["live_release"] == st["release"] for h in after["hosts"]), after["hosts"]

@@ -252,3 +252,42 @@ def test_default_writes_no_config_and_warns(gitserve_factory):
     srv.git("admin", "commit", "-q", "-am", "twice", cwd=work)
     res = srv.git("admin", "push", "origin", "HEAD", cwd=work)
     assert "remote: WARNING: x.conf already included" in res.stderr
+
+
+REFEX_CONF = """repo gitolite-admin
+    RW+ = admin
+repo r1
+    RW+                                 =   alice
+    RW+ master                          =   bob
+    RW+                                 =   bob
+    RW+ VREF/NAME/Makefile              =   bob
+    -   master and VREF/NAME/Makefile   =   bob
+"""
+
+
+def test_refex_expressions_through_an_admin_push_and_a_push(gitserve_factory):
+    """`[server] refex_expr = true` (Gitolite's ENABLE 'refex-expr'): the admin push shows the
+    sugar's `>>>>` line as Gitolite's compile prints it, and bob's push of a Makefile to master
+    is refused with the expression's message while the same commit goes to another branch."""
+    srv = gitserve_factory(users=("alice", "bob"), settings={"server": {"refex_expr": True}})
+    admin = srv.clone("admin", "gitolite-admin")
+    (admin / "conf" / "gitolite.conf").write_text(REFEX_CONF)
+    srv.git("admin", "commit", "-qam", "refex", cwd=admin)
+    res = srv.git("admin", "push", "origin", "HEAD:master", cwd=admin)
+    assert "remote: >>>> - master and VREF/NAME/Makefile = bob" in res.stderr, res.stderr
+    work = srv.clone("alice", "r1")
+    srv.commit("alice", work, "README", "seed\n")
+    srv.git("alice", "push", "origin", "HEAD:master", cwd=work)
+    work = srv.clone("bob", "r1")
+    srv.commit("bob", work, "f1", "no makefile\n")
+    srv.git("bob", "push", "origin", "HEAD:master", cwd=work)
+    srv.commit("bob", work, "Makefile", "all:\n")
+    res = srv.git("bob", "push", "origin", "HEAD:master", cwd=work, check=False)
+    lines = [line.rstrip() for line in res.stderr.splitlines()]  # git pads `remote:` lines
+    assert res.returncode != 0
+    i = lines.index("remote: FATAL: W VREF/refex-expr/sugar1 r1 bob DENIED by "
+                    "VREF/refex-expr/sugar1")
+    assert lines[i + 1:i + 4] == ["remote: ('master and VREF/NAME/Makefile' -> '1 and 1')",
+                                  "remote:", "remote: error: hook declined to update "
+                                  "refs/heads/master"], lines
+    srv.git("bob", "push", "origin", "HEAD:m2", cwd=work)

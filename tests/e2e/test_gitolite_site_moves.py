@@ -18,14 +18,13 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.test_gitolite_move import SSH_BASE, Client
-from tests.support.server import GitServer, _merge_settings
+from tests.support.server import GitServer
 from tests.support.sshd import PrivateSshd
 from tests.support.tools import REPO_ROOT, require_tool
 
@@ -33,8 +32,6 @@ pytestmark = pytest.mark.timeout(600)
 
 USERS = ("admin", "alice", "bob", "carol", "dave")
 WILD = "wild/alice/proj"
-# points sshd's forced command at this checkout's code (in production: the gitserve on PATH)
-SHELL_COMMAND = f"/usr/bin/env PYTHONPATH={REPO_ROOT} {sys.executable} -m gitserve"
 
 CONF = """repo gitolite-admin
     RW+     =   admin
@@ -310,10 +307,13 @@ def test_a_whole_gitolite_site_moves_with_one_command(site):
     srv.tmp.mkdir()
     out = srv.admin_cli("init", "--from-gitolite", str(glhome)).stdout
     assert "admin check: ok" in out, out
-    _merge_settings(srv.home, {"server": {"shell_command": SHELL_COMMAND}})
     srv.keys.update(site["keys"])
-    srv.start()  # takes over Gitolite's authorized_keys: sshd now runs `gitserve shell`
+    srv.start()  # takes over Gitolite's authorized_keys: sshd now runs gitserve's fast client
     try:
+        # as the import leaves it (no shell_command): the forced command is the fast client of
+        # this checkout, which hands each connection to the server it just started
+        forced = (glhome / ".ssh" / "authorized_keys").read_text()
+        assert f"{REPO_ROOT}/gitserve/ssh/shellclient.py --home " in forced, forced
         s = srv.settings.server
         assert (s.commands, s.git_config_keys, s.default_branch) == (
             "D fork symbolic-ref hello", ".*", "master")

@@ -101,3 +101,30 @@ def test_a_release_must_match_its_signed_sha256(served: dict, tmp_path: Path) ->
         releases.fetch(served["url"], KEY, "web1", "www", "7", hashlib.sha256(escape).hexdigest(),
                        len(escape), tmp_path / "d")
     assert not (tmp_path / "outside.txt").exists() and not (tmp_path / "d" / "outside.txt").exists()
+
+
+def test_deploy_agent_refuses_to_start_without_its_key_in_one_line(tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.support.tools import gitserve_cmd, subprocess_env
+
+    home = tmp_path / "agent"
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(gitserve_cmd("--home", str(home), "deploy-agent", *args), capture_output=True,
+                              text=True, env=subprocess_env(), timeout=60)
+
+    out = run("--name", "web1", "--redis-url", "unix:///nonexistent.sock")
+    assert out.returncode == 1 and out.stderr.startswith("gitserve: no agent key at ") \
+        and len(out.stderr.splitlines()) == 1, out.stderr
+    (home / "agent.key").write_text(KEY.hex() + "\n")
+    (home / "agent.key").chmod(0o644)
+    out = run("--name", "web1", "--redis-url", "unix:///nonexistent.sock")
+    assert out.returncode == 1 and "readable by others: chmod 600" in out.stderr, out.stderr
+    (home / "agent.key").chmod(0o600)
+    out = run("--name", "../web1", "--redis-url", "unix:///nonexistent.sock")
+    assert out.returncode == 1 and "invalid deploy agent name" in out.stderr, out.stderr
+    out = run("--name", "web1", "--redis-url", "redis://127.0.0.1:1/0")
+    assert out.returncode == 1 and "has no password" in out.stderr and "Traceback" not in out.stderr
+    out = run("--name", "web1", "--redis-url", "unix:///nonexistent.sock")
+    assert out.returncode == 1 and "Redis unreachable" in out.stderr and "Traceback" not in out.stderr

@@ -245,12 +245,13 @@ def test_from_gitolite_refuses_bad_conf(tmp_path, gitolite_admin):
 def test_admin_check_validates_keydir(home, tmp_path, gitolite_admin):
     p = run_inproc("admin", "check", home=home)
     assert p.returncode == 0, p.stderr
-    assert "1 keys of 1 users" in p.stdout
+    assert "1 key of 1 user" in p.stdout and "1 keys" not in p.stdout
     work = tmp_path / "gl"
     shutil.copytree(gitolite_admin, work, symlinks=True)
     conf = str(work / "conf" / "gitolite.conf")
     p = run_inproc("admin", "check", "--conf", conf, home=tmp_path / "none")
     assert p.returncode == 0 and "2 keys of 2 users" in p.stdout, p.stderr
+    assert ", 2 groups, " in p.stdout or " group" in p.stdout
     (work / "keydir" / "eve.pub").write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBAD\n")
     p = run_inproc("admin", "check", "--conf", conf, home=tmp_path / "none")
     one_line_error(p, "keydir/eve.pub: malformed ssh-ed25519 key")
@@ -294,3 +295,14 @@ def test_keydir_user_names_match_gitolite(tmp_path):
     for name in names:
         key = " ".join((work / "keydir" / name).read_text().split()[:2])
         assert theirs[key] == keys_mod.check_keyfile_path(name), name
+
+
+def test_version_says_what_the_greeting_says():
+    """`gitserve --version` (a newcomer's first try): the version `ssh git@host info` greets
+    with, not typer's "No such option"."""
+    from gitserve.ssh.cmd import info
+
+    p = run("--version")
+    assert p.returncode == 0 and p.stderr == "", p.stderr
+    assert p.stdout.startswith(info.product_version() + " (Gitolite v3.6.12")
+    assert info.engine_version() in p.stdout

@@ -227,3 +227,37 @@ def test_the_fast_clients_request_is_json_the_server_reads(tmp_path):
         assert int.from_bytes(data[:4], "big") == len(data) - 4
         assert body == {"user": "alice", "SSH_ORIGINAL_COMMAND": text, "SSH_CONNECTION": "",
                         "GIT_PROTOCOL": ""}
+
+
+def test_the_fast_client_passes_a_hostile_command_as_data(home_template, tmp_path):
+    """What the ssh user controls (SSH_ORIGINAL_COMMAND) reaches the server as one string:
+    quotes cannot add a second "user" to the handoff request, odd bytes cannot break it."""
+    import os
+
+    from gitserve import app as app_mod
+    from gitserve import authkeys
+    from gitserve import settings as settings_mod
+    from gitserve.ssh.handoff import HandoffService
+
+    home = copy_home(home_template, tmp_path)
+    settings = settings_mod.load(home)
+    command = authkeys.forced_command(settings, "alice")
+    service = HandoffService(settings, app_mod.ssh_commands_table(settings), [], None)
+    service.start()
+    try:
+        for hostile in ('info", "user": "admin', 'info\\", "user": "admin", "x": "',
+                        "info\n{\"user\": \"admin\"}"):
+            r = _sshd_run(command, home, hostile)
+            assert b"admin" not in r.stdout and r.returncode in (0, 25), (hostile, r)
+            assert r.stdout.startswith(b"hello alice") or r.stderr.startswith(b"FATAL: ")
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home.parent)}
+        raw = subprocess.run(["sh", "-c", command], env={**env, "SSH_ORIGINAL_COMMAND": "info"},
+                             capture_output=True, timeout=60, check=False)
+        odd = subprocess.run(["sh", "-c", command],
+                             env={k.encode(): v.encode() for k, v in env.items()}
+                             | {b"SSH_ORIGINAL_COMMAND": b"info \xff\xfe"},
+                             capture_output=True, timeout=60, check=False)
+        assert raw.returncode == 0 and raw.stdout.startswith(b"hello alice")
+        assert b"Traceback" not in odd.stderr and odd.returncode in (0, 25), odd
+    finally:
+        service.stop()

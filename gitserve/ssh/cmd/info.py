@@ -122,6 +122,15 @@ def _hostname(ctx: CommandContext) -> str:
     return ctx.settings.server.public_host or socket.gethostname().split(".")[0]
 
 
+def product_version() -> str:
+    """`gitserve VERSION`, as the greeting and `gitserve --version` say it."""
+    return _version()
+
+
+def engine_version() -> str:
+    return _engine()
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 

@@ -16,6 +16,10 @@ from gitserve.lfs.pktline import ProtocolError
 from gitserve.lfs.repo import locks_for, open_for, store_for
 from gitserve.lfs.store import LfsError
 from gitserve.lfs.transfer import Transfer
+from gitserve.mirror import gate as mirror_gate
+from gitserve.mirror import proxy as mirror_proxy
+from gitserve.mirror.config import repo_mirror
+from gitserve.mirror.transport import Transport
 
 from .base import Command, CommandContext
 
@@ -30,6 +34,20 @@ def lfs_target(args: list[str]) -> tuple[str, str]:
     return repos.parse_repo_arg(args[0]), args[1]
 
 
+def mirror_master(ctx: CommandContext, repo: str, operation: str) -> str | None:
+    """Gitolite's mirroring gate for an LFS session, as for git's own (gitserve/mirror/gate.py):
+    downloads are served by every host that has the repo; an upload to a slave goes to the
+    master when redirectOK allows it (its name is returned), else it is refused with
+    Gitolite's message. The objects then live where the pushes are checked, and the master
+    mirrors them to every slave."""
+    hostname = ctx.settings.server.hostname
+    if not hostname:
+        return None
+    mirror = repo_mirror(ctx.rules.options(repo, wild=repos.wild_info(ctx.settings, repo)))
+    verdict = mirror_gate.check_user(hostname, repo, mirror, "W" if operation == "upload" else "R")
+    return verdict.redirect_to
+
+
 def cmd_lfs_transfer(ctx: CommandContext, args: list[str]) -> int:
     repo, operation = lfs_target(args)
     try:
@@ -38,6 +56,11 @@ def cmd_lfs_transfer(ctx: CommandContext, args: list[str]) -> int:
         raise CommandError(exc.message) from None
     if ctx.write is None:
         raise CommandError("git-lfs-transfer needs a binary channel")
+    master = mirror_master(ctx, repo, operation)
+    if master is not None:  # the user's git-lfs talks to the master through this slave
+        return mirror_proxy.forward(Transport(ctx.settings), master, ctx.user, repo, ctx.read,
+                                    ctx.write, lambda data: ctx.err(data.decode("utf-8", "replace")),
+                                    lfs_upload=True)
     transfer = Transfer(ctx.read, ctx.write, operation, access,
                         store_for(ctx.settings, repo), locks_for(ctx.settings, repo))
     try:
