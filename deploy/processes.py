@@ -7,8 +7,9 @@ never under HOME/sites, which nginx workers may traverse):
     {"site", "side", "release", "dir", "generation", "env": {...}, "uid": N | null,
      "procs": {"web": {"command": "...", "port": 40123}, ...}, "stop_at": null | epoch}
 
-and wake `gitserve sites` (SIGHUP). Its ProcessKeeper starts each process through
-gitserve/sandbox.py: the bwrap policy of builds (own PID and network namespaces, the
+and wake `gitserve sites` (SIGHUP). Its ProcessKeeper starts each process through a keeper
+of its own (deploy/keeper.py, which outlives the supervisor and is adopted by the next one)
+that runs it through gitserve/sandbox.py: the bwrap policy of builds (own PID and network namespaces, the
 site's port forwarded from the host's 127.0.0.1, server home hidden, never root: as root
 the site's repo's build uid; limits from [sites]), with PORT, SITE, SIDE, RELEASE and the
 env in its environment and the release as working directory. A process binds
@@ -32,19 +33,20 @@ import re
 import secrets
 import signal
 import subprocess
+import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from gitserve import procscan, sandbox
-from gitserve.errors import GitserveError
+from gitserve import procscan
 from gitserve.fsutil import atomic_write
 from gitserve.settings import Settings
 
 from . import sitesctl
 from .errors import DeployError
+from .proclogfile import ProcessLog
 from .site import SIDES
 
 log = logging.getLogger("gitserve.sites")
@@ -52,10 +54,8 @@ log = logging.getLogger("gitserve.sites")
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 30.0
 HEALTHY_AFTER = 30.0   # seconds up after which the backoff starts over
-STOP_GRACE = 5.0       # SIGTERM, then the sandbox's namespace is killed
-LOG_MAX = 10 * 1024 * 1024
+STOP_GRACE = 5.0       # a keeper given SIGTERM stops its process in this long (deploy/keeper.py)
 HOLD_MAX = 600.0       # a drained side a request never lets go of stops this long after its drain
-MASK = "***"
 
 
 # --- the desired state (written by deploys, read by the keeper) ------------------------
@@ -229,7 +229,9 @@ def wait_running(settings: Settings, site: str, side: str, timeout: float) -> No
         if failed:
             raise DeployError("processes", f"{side} {failed[0].get('type')} of {site} could not "
                               f"start: {failed[0].get('error') or 'see deploy logs ' + site}")
-        if current and all(p.get("pid") for p in rows) and len(rows) == len(desired.get("procs", {})):
+        # started: running, or ran and exited (a crash loop is for the check to judge, not a hang)
+        if current and all(p.get("pid") or p.get("restarts") or p.get("state") == "backoff" for p in rows) \
+                and len(rows) == len(desired.get("procs", {})):
             return
         if time.monotonic() > deadline:
             raise DeployError("processes", f"{side} processes of {site} did not start in {timeout:.0f}s "
@@ -238,38 +240,6 @@ def wait_running(settings: Settings, site: str, side: str, timeout: float) -> No
 
 
 # --- the keeper (inside `gitserve sites`) -------------------------------------------------
-class _Masker:
-    def __init__(self, values: list[str]) -> None:
-        parts = sorted({v for v in values if len(v) >= 3}, key=len, reverse=True)
-        self._rx = re.compile("|".join(re.escape(p) for p in parts)) if parts else None
-
-    def __call__(self, text: str) -> str:
-        return self._rx.sub(MASK, text) if self._rx else text
-
-
-class _Log:
-    """One site's processes.log, shared by its processes' reader threads."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.lock = threading.Lock()
-
-    def write(self, side: str, kind: str, pid: int | None, text: str) -> None:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        line = f"{stamp} {side} {kind}[{pid or '-'}]: {text.rstrip()}\n"
-        with self.lock:
-            try:
-                if self.path.exists() and self.path.stat().st_size > LOG_MAX:
-                    os.replace(self.path, self.path.with_suffix(".log.1"))
-                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-                try:
-                    os.write(fd, line.encode(errors="replace"))
-                finally:
-                    os.close(fd)
-            except OSError:
-                pass
-
-
 @dataclass
 class Instance:
     site: str
@@ -278,49 +248,48 @@ class Instance:
     generation: str
     release: str
     port: int
-    popen: subprocess.Popen | None = None
-    jail: sandbox.Run | None = None
-    work: Path | None = None
-    started: float = 0.0        # wall clock, for `deploy ps` uptime
-    started_mono: float = 0.0   # monotonic, for the backoff
+    popen: subprocess.Popen | None = None   # the keeper, when this supervisor started it
+    keeper: int | None = None               # the keeper's pid (ours or adopted)
+    keeper_start: int | None = None         # and its start time: the same process for good
+    started: float = 0.0        # wall clock, for `deploy ps` uptime and the backoff
     restarts: int = 0
     backoff: float = BACKOFF_FIRST
     next_start: float = 0.0
     state: str = "starting"
     last_exit: int | None = None
     error: str = ""
-    stopping: bool = False
     app_pid: int | None = None
-    reader: threading.Thread | None = field(default=None, repr=False)
     restart_token: str | None = None   # desired proc["restart"] last acted on
     retired: bool = False       # from a retired file: an earlier generation still draining
     draining: bool = False      # its side has a stop_at (a drain, and maybe a hold)
 
+    def running(self) -> bool:
+        if self.popen is not None:
+            return self.popen.poll() is None
+        return self.keeper is not None and procscan.alive(self.keeper, self.keeper_start)
+
     def row(self) -> dict[str, Any]:
-        running = self.popen is not None and self.popen.poll() is None
+        running = self.running()
         state = "draining" if self.draining and self.state == "running" else self.state
         return {"site": self.site, "side": self.side, "type": self.kind, "release": self.release,
                 "pid": self.app_pid if running else None, "port": self.port,
                 "started": self.started if running else None, "restarts": self.restarts,
                 "state": state, "last_exit": self.last_exit, "error": self.error,
-                "generation": self.generation}
+                "generation": self.generation, "keeper": self.keeper if running else None,
+                "keeper_start": self.keeper_start if running else None}
 
 
 class ProcessKeeper:
-    """Runs every site's desired processes (a keeper of deploy/supervisor.py)."""
+    """Runs every site's desired processes (a keeper of deploy/supervisor.py), each through
+    its own keeper process (deploy/keeper.py) that outlives this supervisor: a new one
+    adopts the keepers it finds running instead of starting their processes again."""
 
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.clock = clock
         self.instances: dict[tuple[str, str, str, str], Instance] = {}  # site, side, type, generation
-        self.logs: dict[str, _Log] = {}
-        from dataclasses import replace
-
-        from gitserve.sandbox_limits import Limits
-
-        # the builds' sandbox (user, network), with the [sites] limits
-        self.policy = replace(sandbox.Policy.from_settings(settings.builds),
-                              limits=Limits.from_settings(settings.sites))
+        self.logs: dict[str, ProcessLog] = {}
+        self.found: dict[tuple[str, str, str, str], dict[str, Any]] | None = None  # keepers to adopt
 
     # reading what should run
     def _desired(self) -> Iterator[dict[str, Any]]:
@@ -337,8 +306,30 @@ class ProcessKeeper:
                 data["_retired"] = path.name != f"{data['side']}.json"
                 yield data
 
+    def _running_keepers(self) -> dict[tuple[str, str, str, str], dict[str, Any]]:
+        """Keepers left running by an earlier supervisor, with what it last reported of
+        them (restarts): what the first pass adopts."""
+        from .keeper import read_keepers
+
+        rows: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+        root = sitesctl.state_dir(self.settings)
+        for path in root.glob("*/*.status.json") if root.is_dir() else []:
+            try:
+                for row in json.loads(path.read_text()).get("procs", []):
+                    rows[(row["site"], row["side"], row["type"], str(row.get("generation")))] = row
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                continue
+        found = {}
+        for rec in read_keepers(self.settings):
+            key = (rec["site"], rec["side"], rec["type"], str(rec["generation"]))
+            found[key] = {**rec, "restarts": int(rows.get(key, {}).get("restarts") or 0)}
+        return found
+
     def reconcile(self) -> None:
         now = self.clock()
+        first = self.found is None
+        if self.found is None:
+            self.found = self._running_keepers()
         wanted: dict[tuple[str, str, str, str], tuple[dict[str, Any], dict[str, Any]]] = {}
         finished: list[dict[str, Any]] = []
         for desired in self._desired():
@@ -358,7 +349,10 @@ class ProcessKeeper:
                                 int(proc["port"]), restart_token=proc.get("restart"))
                 self.instances[key] = inst
                 inst.retired, inst.draining = bool(desired["_retired"]), bool(desired.get("stop_at"))
-                self._start(inst, desired, proc)
+                if key in self.found:
+                    self._adopt(inst, self.found.pop(key))
+                else:
+                    self._start(inst, desired, proc)
                 continue
             found.retired, found.draining = bool(desired["_retired"]), bool(desired.get("stop_at"))
             if proc.get("restart") != found.restart_token:  # `deploy restart SITE TYPE`
@@ -368,6 +362,12 @@ class ProcessKeeper:
                 self._start(found, desired, proc)
                 continue
             self._watch(found, desired, proc)
+        if first:  # keepers nothing wants any more (their side was stopped meanwhile)
+            for rec in self.found.values():
+                self._signal_keeper(int(rec["keeper"]), int(rec["keeper_start"]))
+                log.info("%s %s %s: stopped a keeper no site wants (pid %s)", rec["site"], rec["side"],
+                         rec["type"], rec["keeper"])
+            self.found = {}
         for desired in finished:  # drained: its processes are stopped above; forget the side
             path = Path(desired["_path"])
             try:  # unless a deploy just wrote a new generation there
@@ -389,136 +389,142 @@ class ProcessKeeper:
                     desired["site"], desired["side"], HOLD_MAX, holders[0][0])
         return False
 
+    def _adopt(self, inst: Instance, rec: dict[str, Any]) -> None:
+        inst.keeper, inst.keeper_start = int(rec["keeper"]), int(rec["keeper_start"])
+        inst.app_pid = int(rec["app_pid"]) if rec.get("app_pid") else None
+        inst.started = float(rec.get("started") or self.clock())
+        inst.restarts = int(rec.get("restarts") or 0)
+        inst.state = "running"
+        log.info("%s %s %s: adopted (pid %s, keeper %s)", inst.site, inst.side, inst.kind,
+                 inst.app_pid, inst.keeper)
+
     def _watch(self, inst: Instance, desired: dict[str, Any], proc: dict[str, Any]) -> None:
-        now = time.monotonic()
-        if inst.popen is not None and inst.popen.poll() is not None:
-            code = inst.popen.returncode
-            self._reap(inst)
+        if inst.keeper is not None and inst.app_pid is None:
+            self._learn_app_pid(inst)
+        if inst.keeper is not None and not inst.running():
+            code = inst.popen.wait() if inst.popen is not None else None
+            error = self._keeper_error(inst)
+            inst.popen, inst.keeper, inst.keeper_start, inst.app_pid = None, None, None, None
             inst.last_exit = code
-            up = now - inst.started_mono
-            inst.backoff = BACKOFF_FIRST if up >= HEALTHY_AFTER else min(BACKOFF_MAX, inst.backoff * 2)
-            inst.next_start = now + (inst.backoff if up < HEALTHY_AFTER else BACKOFF_FIRST)
-            inst.state = "backoff"
+            up = self.clock() - inst.started
+            healthy = up >= HEALTHY_AFTER
+            inst.backoff = BACKOFF_FIRST if healthy else min(BACKOFF_MAX, inst.backoff * 2)
+            inst.next_start = time.monotonic() + (BACKOFF_FIRST if healthy else inst.backoff)
+            inst.state, inst.error = ("failed", error) if error else ("backoff", "")
+            # the keeper said why (exited with N, killed: ... limit, not started: ...)
             self._log(inst).write(inst.side, inst.kind, None,
-                                  f"exited with {code}; restarting in {inst.next_start - now:.0f}s")
-            log.warning("%s %s %s exited with %s", inst.site, inst.side, inst.kind, code)
-        if inst.popen is None and now >= inst.next_start:
+                                  f"restarting in {inst.next_start - time.monotonic():.0f}s")
+            log.warning("%s %s %s %s", inst.site, inst.side, inst.kind,
+                        f"not started: {error}" if error else
+                        "exited" + (f" with {code}" if code is not None else ""))
+        if inst.keeper is None and time.monotonic() >= inst.next_start:
             inst.restarts += 1
             self._start(inst, desired, proc)
 
-    def _log(self, inst: Instance) -> _Log:
+    def _keeper_error(self, inst: Instance) -> str:
+        """Why a keeper could not start its process (it leaves that in its record), or ""."""
+        from .keeper import keeper_file
+
+        path = keeper_file(self.settings, inst.site, inst.side, inst.kind, inst.generation)
+        try:
+            rec = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return ""
+        path.unlink(missing_ok=True)
+        return str(rec.get("error") or "") if rec.get("keeper") == inst.keeper else ""
+
+    def _learn_app_pid(self, inst: Instance) -> None:
+        """The keeper records the process's pid once it runs (deploy/keeper.py)."""
+        from .keeper import keeper_file
+
+        try:
+            rec = json.loads(keeper_file(self.settings, inst.site, inst.side, inst.kind,
+                                         inst.generation).read_text())
+        except (OSError, ValueError):
+            return
+        if rec.get("keeper") == inst.keeper and rec.get("app_pid"):
+            inst.app_pid = int(rec["app_pid"])
+            inst.started = float(rec.get("started") or inst.started)
+            inst.state = "running"
+
+    def _log(self, inst: Instance) -> ProcessLog:
         if inst.site not in self.logs:
-            self.logs[inst.site] = _Log(log_file(self.settings, inst.site))
+            self.logs[inst.site] = ProcessLog(log_file(self.settings, inst.site))
         return self.logs[inst.site]
 
     def _start(self, inst: Instance, desired: dict[str, Any], proc: dict[str, Any]) -> None:
-        env = {str(k): str(v) for k, v in (desired.get("env") or {}).items()}
-        env.update(PORT=str(inst.port), SITE=inst.site, SIDE=inst.side, RELEASE=inst.release)
-        mask = _Masker([str(v) for v in (desired.get("env") or {}).values()])
-        out = self._log(inst)
+        """A keeper for INST (deploy/keeper.py), in its own session: nothing of it dies
+        with this supervisor. Its spec (with the secrets) goes through a pipe."""
+        spec = {"site": inst.site, "side": inst.side, "type": inst.kind, "generation": inst.generation,
+                "release": inst.release, "port": inst.port, "command": str(proc["command"]),
+                "dir": str(desired["dir"]), "env": desired.get("env") or {}, "uid": desired.get("uid")}
+        code_root = str(Path(__file__).resolve().parent.parent)
+        path = os.environ.get("PYTHONPATH", "")
+        env = dict(os.environ, PYTHONPATH=code_root + (os.pathsep + path if path else ""))
         try:
-            work_root = sandbox.work_root(sitesctl.state_dir(self.settings) / "work")
-            inst.work = sandbox.new_workdir(work_root)
-            uid = desired.get("uid")
-            policy = self.policy.with_uid(int(uid)) if uid is not None else self.policy
-            if policy.network == "none":
-                raise sandbox.SandboxError("[builds] network = none: nginx could not reach a site "
-                                           "process (it needs outbound or host)")
-            sandbox.hand_over(policy, inst.work)
-            jail = sandbox.prepare(policy, inst.work, ["/bin/sh", "-c", str(proc["command"])], env,
-                                   hide=[self.settings.home], src=Path(desired["dir"]),
-                                   forward=[inst.port] if policy.network != "host" else [])
-            popen = subprocess.Popen(jail.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, start_new_session=True,
-                                     **jail.popen_kwargs())
-            try:
-                jail.started()  # the network (port forward) is set up here
-            except BaseException:
-                jail.reap()
-                jail.close()
-                popen.kill()
-                popen.wait()
-                if popen.stdout is not None:
-                    popen.stdout.close()
-                raise
-        except (sandbox.SandboxError, OSError, GitserveError) as exc:
-            inst.state = "failed"
-            inst.error = str(exc)
-            inst.last_exit = None
-            inst.next_start = time.monotonic() + inst.backoff  # same backoff as an exit
+            popen = subprocess.Popen([sys.executable, "-m", "deploy.keeper", str(self.settings.home)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, start_new_session=True,
+                                     close_fds=True, cwd="/", env=env)
+            assert popen.stdin is not None
+            popen.stdin.write(json.dumps(spec).encode())
+            popen.stdin.close()
+            me = procscan.read(popen.pid)
+        except OSError as exc:
+            inst.state, inst.error = "failed", str(exc)
+            inst.next_start = time.monotonic() + inst.backoff
             inst.backoff = min(BACKOFF_MAX, inst.backoff * 2)
-            out.write(inst.side, inst.kind, None, f"not started: {exc}")
             log.warning("%s %s %s not started: %s", inst.site, inst.side, inst.kind, exc)
-            if inst.work is not None:
-                sandbox.remove_workdir(inst.work)
-                inst.work = None
             return
-        inst.popen, inst.jail = popen, jail
+        inst.popen, inst.keeper = popen, popen.pid
+        inst.keeper_start = me.starttime if me is not None else None
+        inst.app_pid = None
         inst.started = self.clock()
-        inst.started_mono = time.monotonic()
-        inst.state = "running"
+        inst.state = "starting"
         inst.error = ""
-        inst.app_pid = _app_pid(popen.pid) or popen.pid
-        out.write(inst.side, inst.kind, inst.app_pid,
-                  f"started release {inst.release} on port {inst.port}: {proc['command']}")
 
-        def read(stream: Any = popen.stdout, pid: int | None = inst.app_pid) -> None:
-            for raw in iter(stream.readline, b""):
-                out.write(inst.side, inst.kind, pid, mask(raw.decode(errors="replace")))
-            stream.close()
+    def _signal_keeper(self, pid: int, start: int | None, sig: int = signal.SIGTERM) -> None:
+        if procscan.alive(pid, start):
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
 
-        inst.reader = threading.Thread(target=read, daemon=True, name=f"log-{inst.site}-{inst.kind}")
-        inst.reader.start()
-
-    def _stop(self, inst: Instance, grace: float = STOP_GRACE) -> None:
-        """SIGTERM to what runs inside the sandbox, then kill its namespace; in a thread, so a
-        slow stopper does not hold up every other site."""
-        if inst.popen is None:
+    def _stop(self, inst: Instance) -> None:
+        """SIGTERM to the keeper (it stops its process: SIGTERM, STOP_GRACE, the namespace
+        killed); a thread reaps it, so a slow stopper holds up no other site."""
+        if inst.keeper is None:
             return
-        inst.stopping = True
         inst.state = "stopping"
-
-        threading.Thread(target=self._terminate, args=(inst, grace, "stopped"), daemon=True,
+        self._signal_keeper(inst.keeper, inst.keeper_start)
+        threading.Thread(target=self._wait_gone, args=(inst, STOP_GRACE + 5), daemon=True,
                          name=f"stop-{inst.site}-{inst.kind}").start()
 
-    def _stop_now(self, inst: Instance, grace: float = STOP_GRACE) -> None:
-        """SIGTERM, wait, kill: here, not in a thread (its port is wanted back at once)."""
-        if inst.popen is None:
+    def _stop_now(self, inst: Instance) -> None:
+        """Here, not in a thread (its port is wanted back at once)."""
+        if inst.keeper is None:
             return
-        self._terminate(inst, grace, "stopped for a restart")
+        self._signal_keeper(inst.keeper, inst.keeper_start)
+        self._wait_gone(inst, STOP_GRACE + 5)
+        inst.popen, inst.keeper, inst.keeper_start, inst.app_pid = None, None, None, None
 
-    def _terminate(self, inst: Instance, grace: float, said: str) -> None:
-        """SIGTERM to the app's processes (not the bwrap parents, which follow them), GRACE
-        seconds to exit, then reap whatever is left and log SAID."""
-        assert inst.popen is not None
-        for pid in procscan.tree(inst.popen.pid)[1:]:
-            if not procscan.cmdline(pid).startswith(b"bwrap"):
+    def _wait_gone(self, inst: Instance, timeout: float) -> None:
+        popen, pid, start = inst.popen, inst.keeper, inst.keeper_start
+        assert pid is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if popen is not None:
                 try:
-                    os.kill(pid, signal.SIGTERM)
-                except (ProcessLookupError, PermissionError):
-                    pass
-        try:
-            inst.popen.wait(grace)
-        except subprocess.TimeoutExpired:
-            pass
-        self._reap(inst)
-        self._log(inst).write(inst.side, inst.kind, None, said)
-
-    def _reap(self, inst: Instance) -> None:
-        if inst.jail is not None:
-            inst.jail.reap()
-            inst.jail.close()
-            inst.jail = None
-        if inst.popen is not None:
-            try:
-                inst.popen.kill()
-            except OSError:
-                pass
-            inst.popen.wait()
-            inst.popen = None
-        if inst.work is not None:
-            sandbox.remove_workdir(inst.work)
-            inst.work = None
+                    popen.wait(0.05)
+                    return
+                except subprocess.TimeoutExpired:
+                    continue
+            if not procscan.alive(pid, start):
+                return
+            time.sleep(0.05)
+        self._signal_keeper(pid, start, signal.SIGKILL)  # its bwrap dies with it (--die-with-parent)
+        if popen is not None:
+            popen.wait()
 
     def _write_status(self) -> None:
         by_side: dict[tuple[str, str], list[Instance]] = {}
@@ -541,23 +547,18 @@ class ProcessKeeper:
                 pass
 
     def stop(self) -> None:
+        """The supervisor stops (SIGTERM: `systemctl stop gitserve-sites`): every process
+        stops with it. (A supervisor that dies or hands over leaves its keepers running.)"""
         for inst in self.instances.values():
             self._stop(inst)
-        deadline = time.monotonic() + STOP_GRACE + 2
-        while time.monotonic() < deadline and any(i.popen is not None for i in self.instances.values()):
+        deadline = time.monotonic() + STOP_GRACE + 6
+        while time.monotonic() < deadline and any(i.running() for i in self.instances.values()):
             time.sleep(0.05)
         self.instances.clear()
         self._write_status()
 
-
-def _app_pid(bwrap_pid: int) -> int | None:
-    """The pid of the command itself (below bwrap and its namespace init): what `deploy ps`
-    shows and what a user would signal. Found within a second, else None."""
-    deadline = time.monotonic() + 1.0
-    while time.monotonic() < deadline:
-        for pid in procscan.tree(bwrap_pid)[1:]:
-            cmd = procscan.cmdline(pid)
-            if cmd and not cmd.startswith((b"bwrap", b"setpriv")):
-                return pid
-        time.sleep(0.01)
-    return None
+    def hand_over(self) -> None:
+        """The supervisor exits for a new one (an upgrade): keepers keep running, their
+        state stays written for the next supervisor to adopt."""
+        self._write_status()
+        self.instances.clear()

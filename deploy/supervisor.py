@@ -10,6 +10,9 @@ what runs match what should run:
 - each keeper (deploy/processes.py: the sites' Procfile processes) reconciles its part.
 SIGTERM/SIGINT stop everything it runs, nginx included: stopping the sites service stops
 the sites (as `systemctl stop gitserve-sites` must); `gitserve serve` never sends it.
+SIGUSR2 hands over: it exits and leaves nginx and every process running (each process has
+its own keeper, deploy/keeper.py), for the next supervisor (an upgrade: `systemctl reload
+gitserve-sites`) to adopt; a supervisor killed outright leaves them the same way.
 """
 
 from __future__ import annotations
@@ -36,6 +39,11 @@ class Keeper(Protocol):
     def reconcile(self) -> None: ...
 
     def stop(self) -> None: ...
+
+
+def _hand_over(keeper: Keeper) -> None:
+    """A keeper whose charges outlive the supervisor (ProcessKeeper) lets them be."""
+    getattr(keeper, "hand_over", lambda: None)()
 
 
 class SupervisorError(GitserveError):
@@ -77,6 +85,7 @@ class Supervisor:
         self.keepers = keepers
         self.wakeup = threading.Event()
         self.stopping = threading.Event()
+        self.handing_over = threading.Event()
         self._lock_fd: int | None = None
 
     def acquire(self) -> None:
@@ -106,6 +115,12 @@ class Supervisor:
         def on_hup(_signum: int, _frame: Any) -> None:
             self.wakeup.set()
 
+        def on_hand_over(_signum: int, _frame: Any) -> None:
+            self.handing_over.set()
+            self.stopping.set()
+            self.wakeup.set()
+
+        signal.signal(signal.SIGUSR2, on_hand_over)
         signal.signal(signal.SIGTERM, on_stop)
         signal.signal(signal.SIGINT, on_stop)
         signal.signal(signal.SIGHUP, on_hup)
@@ -128,13 +143,15 @@ class Supervisor:
                 self.tick()
                 self.wakeup.wait(TICK)
         finally:
+            handing_over = self.handing_over.is_set()
             for keeper in reversed(self.keepers):
                 try:
-                    keeper.stop()
+                    _hand_over(keeper) if handing_over else keeper.stop()
                 except Exception:  # noqa: BLE001 - stop the rest regardless
                     log.exception("stopping %s", type(keeper).__name__)
             self.release()
-            log.info("gitserve sites stopped")
+            log.info("gitserve sites %s", "handed over: nginx and the processes keep running"
+                     if handing_over else "stopped")
 
 
 class RenewKeeper:

@@ -499,7 +499,7 @@ def _toml_value(value: Any) -> str:
 def render(settings: Settings) -> str:
     """gitserve.toml text for SETTINGS, every setting spelled out so users see what exists."""
     out = ["# gitserve settings; see README.md for what each one does", ""]
-    for name in ("server", "redis", "builds", "deploy", "upkeep", "smtp", "secrets", "notify",
+    for name in ("server", "redis", "builds", "sites", "deploy", "upkeep", "smtp", "secrets", "notify",
                  "http", "mirror"):
         out.append(f"[{name}]")
         section = getattr(settings, name)

@@ -144,6 +144,34 @@ def test_serve_sigterm_and_kill9_cost_the_app_no_request(srv):
     print(f"\nserve SIGTERM + kill -9: {len(load.results)} requests, 0 failed")
 
 
+def test_sites_supervisor_kill9_and_restart_keeps_the_processes(srv):
+    """Restarting `gitserve sites` itself (here kill -9, then serve starts it again) restarts
+    no process: the new supervisor adopts their keepers; same pids, no failed request."""
+    from deploy import sitesctl
+
+    before = {(r["type"], r["side"]): (r["pid"], r["restarts"]) for r in ps(srv) if r["live"]}
+    assert before and all(pid for pid, _ in before.values())
+    with HttpLoad(srv.ports["live"], "/", threads=6) as load:
+        old = sitesctl.running_pid(srv.settings)
+        assert old is not None
+        os.kill(old, signal.SIGKILL)
+        while sitesctl.running_pid(srv.settings) is not None:
+            time.sleep(0.02)
+        srv.stop()
+        srv.start()  # serve starts gitserve sites when none runs
+        deadline = time.monotonic() + 30
+        while True:
+            now = {(r["type"], r["side"]): (r["pid"], r["restarts"]) for r in ps(srv) if r["live"]}
+            if sitesctl.running_pid(srv.settings) not in (None, old) and now == before:
+                break
+            assert time.monotonic() < deadline, (now, before)
+            time.sleep(0.1)
+        time.sleep(0.3)
+    assert load.failures() == [], load.failures()[:5]
+    assert "adopted (pid" in (srv.home / "logs" / "sites.log").read_text()
+    print(f"\ngitserve sites kill -9 + restart: {len(load.results)} requests, 0 failed, same pids")
+
+
 def test_killed_web_process_is_restarted_and_counted(srv):
     rows = {(r["type"], r["side"]): r for r in ps(srv)}
     web = next(r for (kind, _), r in rows.items() if kind == "web" and r["live"])

@@ -272,3 +272,89 @@ def test_a_procfile_preview_that_fails_its_check_is_stopped(settings, opts, tmp_
     assert err.value.step == "check" and "answered 500" in str(err.value) and "processes are stopped" in str(err.value)
     wait_for(lambda: not [r for r in processes.read_status(settings, "www") if r["side"] == "preview-bad"],
              what="the failed preview's processes to stop")
+
+
+def test_a_new_supervisor_adopts_the_running_processes(settings, opts) -> None:
+    """Restarting `gitserve sites` (kill -9 and start, or SIGUSR2 hand-over for an upgrade)
+    restarts no process: each has its own keeper, which the new supervisor adopts; no
+    request fails meanwhile. SIGTERM still stops them (systemctl stop)."""
+    def live_rows() -> dict[str, dict]:
+        side = bluegreen.Site(settings.sites_dir, "www").live_side()
+        return {r["type"]: r for r in processes.current_rows(settings, "www", side)}
+
+    before = live_rows()
+    assert before["web"]["pid"] and before["search"]["pid"]
+    port = int(opts["deploy.port"].rpartition(":")[2])
+    sites_log = settings.logs_dir / "sites.log"
+    with HttpLoad(port, "/", threads=4) as load:
+        for how in (signal.SIGKILL, signal.SIGUSR2):
+            old = sitesctl.running_pid(settings)
+            assert old is not None
+            adopted = sites_log.read_text().count("adopted (pid") if sites_log.exists() else 0
+            os.kill(old, how)
+            wait_for(lambda: sitesctl.running_pid(settings) is None, what="the supervisor to go")
+            t0 = time.monotonic()
+            new, started = sitesctl.ensure_running(settings)
+            assert started and new != old
+            wait_for(lambda n=adopted: sites_log.read_text().count("adopted (pid") >= n + 2, what="adoption")
+            print(f"\nsupervisor {how.name}: processes adopted {time.monotonic() - t0:.2f}s after the start")
+            after = live_rows()
+            assert {k: (r["pid"], r["restarts"], r["port"]) for k, r in after.items()} == \
+                {k: (r["pid"], r["restarts"], r["port"]) for k, r in before.items()}
+            assert all(r["state"] == "running" for r in after.values())
+        time.sleep(0.3)
+    assert load.failures() == [], load.failures()[:5]
+    assert len(load.results) > 20
+    # and the adopted processes are still kept: killed, restarted by the new supervisor
+    os.kill(before["web"]["pid"], signal.SIGKILL)
+    wait_for(lambda: live_rows()["web"]["pid"] not in (None, before["web"]["pid"]), what="web to come back")
+    assert live_rows()["web"]["restarts"] == before["web"]["restarts"] + 1
+
+
+HOG = """
+import time
+print("hog growing", flush=True)
+chunks = []
+while True:
+    chunks.append(bytearray(8 << 20))   # touched: resident, not only reserved
+    time.sleep(0.02)
+"""
+
+FORKER = "sh -c 'echo forking; while true; do sleep 60 & done'"
+
+
+def test_a_process_past_its_limits_is_killed_with_one_line_and_restarted(tmp_path) -> None:
+    """[sites] memory and pids hold a site process as they hold a build: its keeper watches
+    the process tree (and the run's cgroups), kills a process that grows past memory or
+    forks wildly with one line in processes.log, and the supervisor starts it again with
+    backoff; the other processes are untouched."""
+    from gitserve import settings as settings_mod
+
+    home = tmp_path / "home"
+    home.mkdir()
+    tmp_path.chmod(0o755)
+    s = Settings(home=home)
+    s.deploy.nginx_binary = require_tool("nginx")
+    s.sites.memory, s.sites.pids = "96M", 24
+    settings_mod.write(s)
+    s = settings_mod.load(home)
+    s.deploy.nginx_binary = require_tool("nginx")
+    procfile = f"web: python3 web.py\nhog: python3 hog.py\nforker: {FORKER}\n"
+    out = write_app(tmp_path / "lim", "lim", procfile=procfile)
+    (out / "hog.py").write_text(HOG)
+    o = {"deploy.port": f"127.0.0.1:{free_port()}", "deploy.preview-port": str(free_port()),
+         "deploy.check": "/health"}
+    try:
+        deploy(s, o, out, "1", site="lim")
+        log = processes.log_file(s, "lim")
+        wait_for(lambda: "hog[-]: killed: memory limit 96M reached" in log.read_text(), 60, "the memory kill")
+        wait_for(lambda: "forker[-]: killed: pids limit 24 reached" in log.read_text(), 60, "the pids kill")
+        rows = wait_for(lambda: (lambda r: r if r["hog"]["restarts"] >= 1 and r["forker"]["restarts"] >= 1 else None)(
+            {r["type"]: r for r in processes.read_status(s, "lim")}), 60, "the restarts")
+        assert rows["web"]["restarts"] == 0 and rows["web"]["state"] == "running"
+        text = log.read_text()
+        assert text.count("hog[-]: killed:") >= 1 and "restarting in" in text
+        assert body(o["deploy.port"]).startswith("lim side=blue")
+    finally:
+        sitesctl.stop(s)
+        nginx.stop_embedded(s)
