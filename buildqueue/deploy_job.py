@@ -19,7 +19,7 @@ import redis
 from rq import get_current_job
 
 from gitserve import sandbox
-from gitserve.secrets.crypt import SecretError, decrypt
+from gitserve.secrets.crypt import SecretError, check_job, decrypt, sign_job
 from gitserve.secrets.masker import Masker
 from gitserve.errors import GitserveError
 
@@ -95,8 +95,12 @@ def hand_over(r: redis.Redis, payload: BuildPayload, order: DeployOrder, ws: Pat
     if not records.move(r, build_id, "running", records.DEPLOY_QUEUED):
         return  # cancelled meanwhile
     logs.append(r, build_id, f"gitserve: build passed, deploying site {order.site}")
+    key_file = WorkerSettings.from_env().secrets_key_file
+    if key_file is None:
+        raise HandOverError("this worker has no secrets.key to sign the deploy job with")
     rqconn.queue(r, DEPLOY_QUEUE).enqueue(
-        "buildqueue.deploy_job.run_deploy", payload.to_json(), job_id=keys.deploy_job(build_id),
+        "buildqueue.deploy_job.run_deploy", sign_job(payload.to_json(), key_file),
+        job_id=keys.deploy_job(build_id),
         job_timeout=-1, result_ttl=24 * 3600, failure_ttl=7 * 24 * 3600,
         description=f"deploy build {build_id} to {order.site}",
     )
@@ -127,6 +131,11 @@ def run_deploy(job_data: dict[str, Any], deploy_fn: Callable[..., Any] | None = 
         rqjob.require(job)
     except rqjob.ForeignJob as exc:  # a worker that would run any function: no deploys on it
         return _end(r, str(job_data.get("build_id", "")), "failed", str(exc),
+                    int(job_data.get("log_ttl") or 0))
+    try:  # only a job this server (or a worker holding its key) queued
+        check_job(job_data, WorkerSettings.from_env().secrets_key_file)
+    except SecretError as exc:
+        return _end(r, str(job_data.get("build_id", "")), "failed", f"deploy refused: {exc}",
                     int(job_data.get("log_ttl") or 0))
     payload = BuildPayload.from_json(job_data)
     order = payload.deploy
@@ -208,10 +217,14 @@ def _end(r: redis.Redis, build_id: str, status: str, reason: str, log_ttl: int,
     return {"status": status}
 
 
-def queue_preview_removal(r: redis.Redis, repo: str, site: str, branch: str) -> None:
-    """A deleted branch's preview goes; the `deploy` queue runs it on the server host."""
+def queue_preview_removal(r: redis.Redis, repo: str, site: str, branch: str,
+                          key_file: Path | None = None) -> None:
+    """A deleted branch's preview goes; the `deploy` queue runs it on the server host.
+    Signed with KEY_FILE (the server's secrets.key) like every build and deploy job."""
+    data: dict[str, Any] = {"repo": repo, "site": site, "branch": branch}
     rqconn.queue(r, DEPLOY_QUEUE).enqueue(
-        "buildqueue.deploy_job.remove_preview", {"repo": repo, "site": site, "branch": branch},
+        "buildqueue.deploy_job.remove_preview",
+        sign_job(data, key_file) if key_file is not None else data,
         job_timeout=600, result_ttl=3600, failure_ttl=7 * 24 * 3600,
         description=f"remove the preview of {branch} of {site}")
 
@@ -222,6 +235,10 @@ def remove_preview(payload: dict[str, Any]) -> dict[str, str]:
     from deploy.errors import DeployError
     from gitserve import settings as settings_mod
 
+    try:  # a job forged in Redis would take any site's preview down
+        check_job(payload, WorkerSettings.from_env().secrets_key_file)
+    except SecretError as exc:
+        return {"status": "failed", "reason": f"refused: {exc}"}
     settings = settings_mod.load(WorkerSettings.from_env().home)
     try:
         removed = remove_branch_preview(settings, str(payload["site"]), str(payload["branch"]),

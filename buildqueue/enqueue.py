@@ -23,7 +23,7 @@ from gitserve import repos
 from gitserve.options import RepoOptions, enabled
 from gitserve.sandbox import Policy, SandboxError
 from gitserve.secrets import store as secretstore
-from gitserve.secrets.crypt import SecretError
+from gitserve.secrets.crypt import SecretError, sign_job
 from gitserve.settings import Settings
 
 from . import ending, keys, logs, records, rqconn
@@ -199,8 +199,10 @@ def enqueue(
             deploy=deploy_order(options, ref, repos.deploy_default(settings, repo_path)),
             sandbox=policy.to_payload(), per_repo=settings.builds.per_repo,
         )
+        # signed: a worker runs only jobs this server's secrets.key vouches for
+        job = sign_job(payload.to_json(), settings.secrets_key_file)
         rqconn.queue(r, opts.queue).enqueue(
-            "buildqueue.jobs.run_build", payload.to_json(), job_id=build.job_id, job_timeout=-1,
+            "buildqueue.jobs.run_build", job, job_id=build.job_id, job_timeout=-1,
             on_stopped=Callback("buildqueue.jobs.stopped"),
             result_ttl=24 * 3600, failure_ttl=7 * 24 * 3600,
             description=f"build {build_id} {repo_name} {ref}",

@@ -22,7 +22,7 @@ from rq.job import Job
 from gitserve import sandbox, sandbox_limits
 from gitserve.errors import GitserveError
 from gitserve.logsetup import log_context
-from gitserve.secrets.crypt import SecretError, decrypt
+from gitserve.secrets.crypt import SecretError, check_job, decrypt
 from gitserve.secrets.masker import Masker
 
 from . import ending, keys, logs, perrepo, records, rqjob, runner, uids, workspace
@@ -138,6 +138,11 @@ def run_build(data: dict[str, Any]) -> dict[str, str]:
     except rqjob.ForeignJob as exc:  # a worker that would run any function: no builds on it
         logger.error("%s", exc)
         return _end(r, build_id, "failed", str(exc), int(data.get("log_ttl") or 0))
+    try:  # only a job this server queued (its secrets.key signed it), never one forged in Redis
+        check_job(data, WorkerSettings.from_env().secrets_key_file)
+    except SecretError as exc:
+        logger.error("build %s refused: %s", build_id, exc)
+        return _end(r, build_id, "failed", f"build refused: {exc}", int(data.get("log_ttl") or 0))
     try:
         payload = BuildPayload.from_json(data)
     except (KeyError, TypeError, ValueError) as exc:

@@ -154,7 +154,7 @@ def _remove_previews(ctx: PushContext, updates: list[RefUpdate]) -> None:
     try:
         r = push_redis(ctx)
         for branch in gone:
-            queue_preview_removal(r, ctx.repo_name, site, branch)
+            queue_preview_removal(r, ctx.repo_name, site, branch, ctx.settings.secrets_key_file)
             ctx.progress(f"gitserve: the preview of {branch} will be removed")
     except (rqconn.RedisUnavailable, rqconn.redis.RedisError) as exc:
         ctx.progress(f"gitserve: the preview of {gone[0]} could not be removed: {rqconn.one_line(exc)}")

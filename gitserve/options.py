@@ -173,28 +173,31 @@ class Refexes(Kind[tuple[str, ...]]):
         return tuple(value.split())
 
 
-class Size(Kind[int]):
+class _SandboxLimit(Kind[int]):
+    """A value gitserve.sandbox_limits parses with its function PARSER (its LimitError is
+    this kind's BadValue), so a build option and `[builds]` read sizes alike."""
+
+    parser = ""
+
+    def parse(self, value: str) -> int:
+        from . import sandbox_limits
+
+        try:
+            return int(getattr(sandbox_limits, self.parser)(value))
+        except sandbox_limits.LimitError as exc:
+            raise BadValue(str(exc)) from None
+
+
+class Size(_SandboxLimit):
     """Bytes, with a K/M/G suffix (gitserve.sandbox_limits.parse_size)."""
 
-    def parse(self, value: str) -> int:
-        from .sandbox_limits import LimitError, parse_size
-
-        try:
-            return parse_size(value)
-        except LimitError as exc:
-            raise BadValue(str(exc)) from None
+    parser = "parse_size"
 
 
-class Count(Kind[int]):
+class Count(_SandboxLimit):
     """A whole number (gitserve.sandbox_limits.parse_count)."""
 
-    def parse(self, value: str) -> int:
-        from .sandbox_limits import LimitError, parse_count
-
-        try:
-            return parse_count(value)
-        except LimitError as exc:
-            raise BadValue(str(exc)) from None
+    parser = "parse_count"
 
 
 def normalize_ref(value: str) -> str:

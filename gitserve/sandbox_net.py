@@ -19,6 +19,7 @@ stack exits with the run (--exit-fd / killed in `close`).
 from __future__ import annotations
 
 import fcntl
+import contextlib
 import os
 import select
 import shutil
@@ -286,18 +287,11 @@ class Network:
             if self._stack.stderr is not None:
                 self._stack.stderr.close()
             self._stack = None
-        if self._resolv is not None:
-            try:
-                os.unlink(self._resolv)
-            except OSError:
-                pass
-            self._resolv = None
-        if self._api is not None:
-            try:
-                os.unlink(self._api)
-            except OSError:
-                pass
-            self._api = None
+        for path in (self._resolv, self._api):
+            if path is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+        self._resolv = self._api = None
 
 
 def describe(mode: str) -> str:

@@ -41,6 +41,7 @@ from dulwich.repo import Repo
 from gitserve.errors import GitserveError
 from gitserve import repos
 from gitserve.git import pushhooks
+from gitserve.git.graph import reach
 from gitserve.git.quarantine import object_links
 from gitserve.git.repolock import LOCK_NAME, repo_lock  # noqa: F401  (LOCK_NAME: upkeep's API)
 from gitserve.settings import Settings
@@ -139,18 +140,14 @@ def _missing_links(roots: list[bytes], links: dict[bytes, list[bytes]],
                    present: set[bytes]) -> list[str]:
     """Walk from the refs; every object reached must be present."""
     problems: list[str] = []
-    seen: set[bytes] = set()
-    stack = list(roots)
-    while stack:
-        sha = stack.pop()
-        if sha in seen:
-            continue
-        seen.add(sha)
-        for target in links.get(sha, ()):
-            if target not in present:
-                problems.append(f"object {sha.decode()}: missing {target.decode()}")
-            elif target not in seen:
-                stack.append(target)
+
+    def present_links(sha: bytes) -> list[bytes]:
+        missing = [t for t in links.get(sha, ()) if t not in present]
+        problems.extend(f"object {sha.decode()}: missing {t.decode()}" for t in missing)
+        return [t for t in links.get(sha, ()) if t in present]
+
+    for _ in reach(roots, present_links):  # the walk is the check: present_links records
+        pass
     return problems
 
 

@@ -55,10 +55,21 @@ def _current_admin_state(home: Optional[Path]):  # -> gitserve.adminrepo.AdminSt
         fail(str(exc))
 
 
+def conf_refex_expr(home: Optional[Path]) -> bool:
+    """A --conf FILE compiles as HOME's server would compile it: with refex expressions when
+    its `[server] refex_expr` is on (no readable home: Gitolite's default, off)."""
+    from gitserve import settings as settings_mod
+
+    try:
+        return settings_mod.load(home).server.refex_expr
+    except (settings_mod.SettingsError, OSError):
+        return False
+
+
 def validate_conf(target: CheckTarget, report: CheckReport) -> None:
     if target.conf is not None:
         try:
-            rules = acl.load(target.conf)
+            rules = acl.load(target.conf, conf_refex_expr(target.home))
         except acl.ConfError as exc:
             raise CheckFailed(str(exc)) from None
         except OSError as exc:
@@ -159,7 +170,7 @@ def add_commands(app: typer.Typer, validators: Sequence[Validator]) -> None:
 
         if conf is not None:
             try:
-                rules = acl.load(conf)
+                rules = acl.load(conf, conf_refex_expr(home))
             except acl.ConfError as exc:
                 fail(str(exc))
             state = access_cmd.conf_only_state(rules)

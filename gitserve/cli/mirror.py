@@ -18,6 +18,7 @@ from gitserve.mirror.promotion import promote as do_promote
 from gitserve.mirror.promotion import rejoin as do_rejoin
 from gitserve.mirror.syncer import mirror_of, push_one
 from gitserve.mirror.transport import Transport, ensure_server_key
+from gitserve.settings import Settings
 
 from .admin_keys import cli_author
 from .common import HomeOption, fail, load_settings
@@ -27,11 +28,14 @@ app = typer.Typer(help="Mirroring between gitserve servers (Gitolite's mirror co
 
 
 @app.command("promote")
-def promote(home: HomeOption = None) -> None:
+def promote(home: HomeOption = None,
+            force: Annotated[bool, typer.Option(
+                "--force", help="Promote although another slave cannot be asked how far it "
+                                "got (what only it had is lost).")] = False) -> None:
     """Make this slave the master of every repo it mirrors (after the master failed)."""
     settings = load_settings(home)
     try:
-        report = do_promote(settings, cli_author())
+        report = do_promote(settings, cli_author(), force=force)
     except MirrorError as exc:
         fail(str(exc))
     for line in report.lines(settings.server.hostname):
@@ -50,16 +54,22 @@ def rejoin(master: str, home: HomeOption = None) -> None:
         print(line)
 
 
-@app.command("push")
-def push(slave: str, repo: str, home: HomeOption = None) -> None:
-    """Push REPO to SLAVE now (whether or not SLAVE is listed for it)."""
-    settings = load_settings(home)
+def _existing_repo(settings: Settings, repo: str) -> str:
+    """REPO's name, or one line and exit 1 unless it names an existing repository."""
     try:
         name = repos.parse_repo_arg(repo)
     except repos.RepoError as exc:
         fail(str(exc))
     if not repos.exists(settings, name):
         fail(f"repository '{name}' does not exist")
+    return name
+
+
+@app.command("push")
+def push(slave: str, repo: str, home: HomeOption = None) -> None:
+    """Push REPO to SLAVE now (whether or not SLAVE is listed for it)."""
+    settings = load_settings(home)
+    name = _existing_repo(settings, repo)
     transport = Transport(settings)
     try:
         ok, out = push_one(settings, transport, name, slave, force=True)
@@ -83,12 +93,7 @@ def status(repo: Annotated[str, typer.Argument()] = "all", home: HomeOption = No
             if state.failed_slaves(repos.path(settings, name)):
                 print(name)
         return
-    try:
-        name = repos.parse_repo_arg(repo)
-    except repos.RepoError as exc:
-        fail(str(exc))
-    if not repos.exists(settings, name):
-        fail(f"repository '{name}' does not exist")
+    name = _existing_repo(settings, repo)
     mirror = mirror_of(settings, name)
     repo_dir = repos.path(settings, name)
     hostname = settings.server.hostname

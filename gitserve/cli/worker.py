@@ -8,6 +8,7 @@ HOME/logs/workers.log, one line per event tagged with the build id.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Annotated, Optional
 
 import typer
@@ -46,6 +47,12 @@ def add_commands(app: typer.Typer) -> None:
         if insecure is not None and not settings.redis.allow_insecure:
             fail(insecure)
         setup_logging(settings.home, "workers.log", log_level, log_format, console=log_console)
+        # the key that decrypts build secrets also checks each job's signature: this home's,
+        # unless one is named (jobs are forked: they read it from the environment)
+        from gitserve.secrets.crypt import KEY_FILE_ENV
+
+        if not os.environ.get(KEY_FILE_ENV) and (settings.home / "secrets.key").is_file():
+            os.environ[KEY_FILE_ENV] = str(settings.home / "secrets.key")
         work = list(queues or DEFAULT_QUEUES)
         logging.getLogger("gitserve.worker").info("worker on %s, queues %s", safe_url(redis_url),
                                                   " ".join(work))

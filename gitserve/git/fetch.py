@@ -8,9 +8,11 @@ same objects and apply the same access rules.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from dulwich.objects import valid_hexsha
 
 from . import reach, shallow
 from .filters import ObjectFilter
@@ -116,3 +118,19 @@ def pack_request(repo: Any, refs: Mapping[Any, bytes], args: FetchArgs, haves: l
         include_tag=args.include_tag,
         tagged=tagged(repo, refs) if args.include_tag else {},
         filter=args.filter)
+
+
+def sha_arg(value: bytes, line: bytes, bad: Callable[[bytes], Exception]) -> bytes:
+    """VALUE of a request LINE (want, have, shallow) as an object id, else BAD(LINE): the
+    protocol version's own error, as each words it."""
+    if not valid_hexsha(value):
+        raise bad(line)
+    return value
+
+
+def int_arg(value: bytes, line: bytes, bad: Callable[[bytes], Exception]) -> int:
+    """VALUE of a request LINE (deepen, deepen-since) as a number, else BAD(LINE)."""
+    try:
+        return int(value)
+    except ValueError:
+        raise bad(line) from None

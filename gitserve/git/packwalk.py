@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import heapq
 import stat
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from dulwich.objects import parse_tree
 
@@ -272,43 +273,38 @@ class Walker:
                     heapq.heappush(heap, (-self.commit(p)[2], p))
         return not todo
 
-    def _mark_tree(self, tree: bytes, seen: set[bytes], result: WalkResult) -> None:
-        """Everything under TREE is on the client already."""
+    def _trees(self, tree: bytes, seen: set[bytes], result: WalkResult,
+               stop: Callable[[bytes], bool] | None = None) -> Iterator[tuple[bytes, list[Any]]]:
+        """TREE and every tree below it not in SEEN (each added to it), depth first, with its
+        entries; a tree STOP says yes to is left out with all below it."""
         todo = [tree]
         while todo:
             sha = todo.pop()
             if sha in seen:
                 continue
             seen.add(sha)
+            if stop is not None and stop(sha):
+                continue
             _, raw = self.get_raw(sha)
             result.trees_read += 1
-            for _name, mode, child in parse_tree(raw, 20):
-                if stat.S_ISDIR(mode):
-                    if child not in seen:
-                        todo.append(child)
-                else:
-                    seen.add(child)
+            entries = parse_tree(raw, 20)
+            yield sha, entries
+            todo.extend(child for _name, mode, child in entries
+                        if stat.S_ISDIR(mode) and child not in seen)
+
+    def _mark_tree(self, tree: bytes, seen: set[bytes], result: WalkResult) -> None:
+        """Everything under TREE is on the client already."""
+        for _sha, entries in self._trees(tree, seen, result):
+            seen.update(child for _name, mode, child in entries if not stat.S_ISDIR(mode))
 
     def _add_tree(self, tree: bytes, seen: set[bytes], send: dict[bytes, int],
                   known: Callable[[bytes], bool] | None, result: WalkResult) -> None:
-        todo = [tree]
-        while todo:
-            sha = todo.pop()
-            if sha in seen:
-                continue
-            seen.add(sha)
-            if known is not None and known(sha):
-                continue  # in the pack sent whole, and so is all below it
+        # a tree KNOWN says yes to is in the pack sent whole, and so is all below it
+        for sha, entries in self._trees(tree, seen, result, known):
             send[sha] = TREE
-            _, raw = self.get_raw(sha)
-            result.trees_read += 1
-            for _name, mode, child in parse_tree(raw, 20):
-                if stat.S_ISDIR(mode):
-                    if child not in seen:
-                        todo.append(child)
-                elif stat.S_ISLNK(mode) or stat.S_ISREG(mode):
-                    if child not in seen:
-                        seen.add(child)
-                        if known is None or not known(child):
-                            send[child] = BLOB
+            for _name, mode, child in entries:
+                if (stat.S_ISLNK(mode) or stat.S_ISREG(mode)) and child not in seen:
+                    seen.add(child)
+                    if known is None or not known(child):
+                        send[child] = BLOB
                 # gitlinks (submodules) point into other repositories: never sent

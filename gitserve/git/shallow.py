@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from .errors import ShallowError
+from .graph import reach
 
 INFINITE_DEPTH = 0x7FFFFFFF  # what `git fetch --unshallow` sends as `deepen`
 
@@ -111,26 +112,12 @@ def _by_rev_list(commit: CommitInfo, wants: list[bytes], since: int | None,
                  not_tips: list[bytes]) -> tuple[set[bytes], set[bytes]]:
     """`rev-list WANTS --max-age=SINCE --not NOT_TIPS`, then its border commits (those with a
     parent outside the list) become shallow, as git's get_shallow_commits_by_rev_list."""
-    excluded: set[bytes] = set()
-    todo = list(not_tips)
-    while todo:
-        sha = todo.pop()
-        if sha in excluded:
-            continue
-        excluded.add(sha)
-        todo.extend(p for p in commit(sha)[1] if p not in excluded)
-    listed: set[bytes] = set()
-    seen: set[bytes] = set()
-    todo = [w for w in wants if w not in excluded]
-    while todo:
-        sha = todo.pop()
-        if sha in seen:
-            continue
-        seen.add(sha)
-        _tree, parents, when = commit(sha)
-        if since is None or when >= since:
-            listed.add(sha)
-        todo.extend(p for p in parents if p not in seen and p not in excluded)
+    def parents(sha: bytes) -> list[bytes]:
+        return commit(sha)[1]
+
+    excluded = set(reach(not_tips, parents))
+    listed = {sha for sha in reach(wants, parents, seen=set(excluded))
+              if since is None or commit(sha)[2] >= since}
     if not listed:
         raise ShallowError("no commits selected for shallow requests")
     shallow = {c for c in listed if any(p not in listed for p in commit(c)[1])}

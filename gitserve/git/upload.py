@@ -8,10 +8,10 @@ pack-objects or the stored-entry copy). Protocol v2 is v2.py; both share fetch.p
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from dulwich.errors import GitProtocolError
-from dulwich.objects import valid_hexsha
 from dulwich.protocol import (
     CAPABILITY_INCLUDE_TAG,
     CAPABILITY_NO_DONE,
@@ -158,17 +158,12 @@ class _Wants(dulwich_compat.ProtocolGraphWalker):
         out.clear()
 
 
-def _sha(value: bytes, line: bytes) -> bytes:
-    if not valid_hexsha(value):
-        raise GitProtocolError(f"invalid line from client: {line!r}")
-    return value
+def _bad_line(line: bytes) -> GitProtocolError:
+    return GitProtocolError(f"invalid line from client: {line!r}")
 
 
-def _int(value: bytes, line: bytes) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise GitProtocolError(f"invalid line from client: {line!r}") from None
+_sha = functools.partial(fetch.sha_arg, bad=_bad_line)
+_int = functools.partial(fetch.int_arg, bad=_bad_line)
 
 
 def handle_v0(handler: UploadPack, settings: Settings | None = None) -> None:

@@ -17,11 +17,11 @@ Transport seam (see ARCHITECTURE.md, "Protocol v2"):
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
 
-from dulwich.objects import valid_hexsha
 from dulwich.protocol import pkt_line
 
 from gitserve.settings import Settings
@@ -340,17 +340,12 @@ class UploadPackV2:
         return True
 
 
-def _sha(value: bytes, line: bytes) -> bytes:
-    if not valid_hexsha(value):
-        raise ProtocolV2Error(f"unexpected line: '{line.decode('utf-8', 'replace')}'")
-    return value
+def _bad_line(line: bytes) -> ProtocolV2Error:
+    return ProtocolV2Error(f"unexpected line: '{line.decode('utf-8', 'replace')}'")
 
 
-def _int(value: bytes, line: bytes) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise ProtocolV2Error(f"unexpected line: '{line.decode('utf-8', 'replace')}'") from None
+_sha = functools.partial(fetch.sha_arg, bad=_bad_line)
+_int = functools.partial(fetch.int_arg, bad=_bad_line)
 
 
 def requested_version(git_protocol: str | None) -> int:

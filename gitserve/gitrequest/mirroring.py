@@ -14,7 +14,7 @@ from gitserve.mirror import gate as mirror_gate
 from gitserve.mirror import peercmds as mirror_peer
 from gitserve.mirror import promotion as mirror_promotion
 from gitserve.mirror import state as mirror_state
-from gitserve.mirror.config import ELSEWHERE, repo_mirror
+from gitserve.mirror.config import COPY, ELSEWHERE, repo_mirror
 from gitserve.settings import Settings
 
 from .access import MISSPELLED, Denied
@@ -64,3 +64,24 @@ def peer_access(settings: Settings, state: AdminState, peer_user: str, sender: s
     except repos.RepoError as exc:
         raise Denied(str(exc)) from None
     return repos.wild_info(settings, name)
+
+
+def missing_copy(settings: Settings, state: AdminState, name: str, user: str,
+                 aa: str) -> str | None:
+    """A wild repo USER may create, missing here, on a host that only holds copies of it: it
+    is never created here (nothing would mirror it, the master would never know it; Gitolite
+    creates it on the copy and leaves it stray there). A push redirectOK allows goes to the
+    master, which creates it and mirrors it back: its name is returned. Anything else is
+    refused as `create` on a slave is. None when NAME is not such a repo (check #1 decides)."""
+    hostname = settings.server.hostname
+    if not hostname or repos.exists(settings, name) or not state.rules.can_create(name, user):
+        return None
+    mirror = repo_mirror(state.rules.options(name))
+    mode = mirror.mode(hostname)
+    if mode == ELSEWHERE:
+        raise Denied(f"{hostname}: '{name}' is mirrored but not here")
+    if mode != COPY:
+        return None
+    if aa != "R" and mirror.trusts(hostname):
+        return mirror.master
+    raise Denied(f"{hostname}: '{name}' is a copy; create it on its master '{mirror.master}'")

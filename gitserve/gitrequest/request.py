@@ -21,7 +21,7 @@ from gitserve.metrics import NULL as NULL_METRICS
 from gitserve.settings import Settings
 
 from .access import authorize
-from .mirroring import peer_access, user_gate
+from .mirroring import missing_copy, peer_access, user_gate
 from .push import RepoPushPolicy
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,7 @@ class GitRequest:
         self.metrics = metrics
         self._notice = notice or (lambda line: log.info("%s", line))
         self._may_create = may_create
+        self._create_on: str | None = None  # a missing wild copy: the master that creates it
         self.from_server = from_server
         self.redirected = redirected
         self._wild: WildInfo | None = None
@@ -86,6 +87,9 @@ class GitRequest:
         if self._peer:
             self._wild = peer_access(self.settings, self.state, self.user, self.from_server,
                                      self.name, self.access)
+        elif not self.from_server and (master := missing_copy(
+                self.settings, self.state, self.name, self.user, self.access)) is not None:
+            self._create_on = master  # the master creates it (check #1 there, as this user)
         else:
             self._wild = authorize(self.settings, self.state, self.user, self.ip, self.name,
                                    self.access, notice=self._notice, may_create=self._may_create)
@@ -97,6 +101,8 @@ class GitRequest:
         mirroring refuses. Nothing to do without `[server] hostname` or for a peer."""
         if not self.settings.server.hostname or self.from_server:
             return None
+        if self._create_on is not None:
+            return self._create_on
         return user_gate(self.settings, self.state, self.name, self.access, self._notice)
 
     def _backend(self) -> SingleRepoBackend:

@@ -13,7 +13,6 @@ CSRF token for the forms and its issue time; it expires after `[http] session_da
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import secrets
@@ -26,12 +25,10 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from gitserve.fsutil import atomic_write, locked
 
+from .tokens import digest
+
 LINK_SECONDS = 300
 COOKIE = "gitserve_session"
-
-
-def _digest(nonce: str) -> str:
-    return hashlib.sha256(nonce.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 class LoginLinks:
@@ -58,20 +55,20 @@ class LoginLinks:
         now = time.time()
         with locked(self.lock_file):
             data = {k: v for k, v in self._load().items() if float(v.get("expires", 0)) > now}
-            data[_digest(nonce)] = {"user": user, "expires": now + seconds}
+            data[digest(nonce)] = {"user": user, "expires": now + seconds}
             self._save(data)
         return nonce
 
     def peek(self, nonce: str) -> str | None:
         """The user NONCE would log in, without using it up (the confirmation page)."""
-        entry = self._load().get(_digest(nonce))
+        entry = self._load().get(digest(nonce))
         if not entry or float(entry.get("expires", 0)) <= time.time():
             return None
         return str(entry.get("user"))
 
     def consume(self, nonce: str) -> str | None:
         """The user of NONCE if it is live; it never works again either way."""
-        key = _digest(nonce)
+        key = digest(nonce)
         now = time.time()
         with locked(self.lock_file):
             data = self._load()

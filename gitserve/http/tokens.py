@@ -44,8 +44,9 @@ class TokenInfo:
         return bool(self.expires) and self.expires < time.time()
 
 
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
+def digest(secret: str) -> str:
+    """What is stored of a token or a login nonce: its SHA-256, hex (the secret never is)."""
+    return hashlib.sha256(secret.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 class TokenStore:
@@ -83,7 +84,7 @@ class TokenStore:
                 raise TokenError(f"you already have a token named {name} (revoke it first)")
             if len(mine) >= MAX_TOKENS_PER_USER:
                 raise TokenError(f"at most {MAX_TOKENS_PER_USER} tokens per user")
-            mine[name] = {"sha256": _digest(token), "created": now,
+            mine[name] = {"sha256": digest(token), "created": now,
                           "expires": now + days * 86400 if days else 0, "last_used": 0}
             self._save(data)
         return token
@@ -108,13 +109,13 @@ class TokenStore:
         """The name of USER's live token equal to TOKEN, or None."""
         if not token.startswith(PREFIX) or len(token) > 200:
             return None
-        digest = _digest(token)
+        wanted = digest(token)
         found = None
         now = time.time()
         for name, v in self._load().get(user, {}).items():
             stored = str(v.get("sha256", ""))
             # compare against every token (no early exit): timing says nothing about which
-            if hmac.compare_digest(stored, digest):
+            if hmac.compare_digest(stored, wanted):
                 expires = float(v.get("expires", 0) or 0)
                 if not expires or expires > now:
                     found = name

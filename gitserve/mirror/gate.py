@@ -40,28 +40,27 @@ class Verdict:
     redirect_to: str | None = None  # forward this push to that master
 
 
+# Gitolite's words for a repo a server sends here that this host does not mirror at all
+_NOT_MIRRORED_HERE = {ELSEWHERE: "is mirrored but not here", LOCAL: "is local"}
+
+
+def _refuse_mode(hostname: str, repo: str, mirror: RepoMirror, wrong: dict[str, str]) -> None:
+    """Refused with WRONG's words when REPO's mode on this host is one of WRONG's keys."""
+    why = wrong.get(mirror.mode(hostname))
+    if why is not None:
+        raise Refused(f"{hostname}: '{repo}' {why}")
+
+
 def check_master_push(hostname: str, repo: str, mirror: RepoMirror, sender: str) -> None:
     """Case 2: SENDER pushes (or sends perms/meta) to this slave."""
-    mode = mirror.mode(hostname)
-    if mode == ELSEWHERE:
-        raise Refused(f"{hostname}: '{repo}' is mirrored but not here")
-    if mode == LOCAL:
-        raise Refused(f"{hostname}: '{repo}' is local")
-    if mode == MASTER:
-        raise Refused(f"{hostname}: '{repo}' is native")
+    _refuse_mode(hostname, repo, mirror, {**_NOT_MIRRORED_HERE, MASTER: "is native"})
     if mirror.master != sender:
         raise Refused(f"{hostname}: '{sender}' is not the master for '{repo}'")
 
 
 def check_redirected(hostname: str, repo: str, mirror: RepoMirror, sender: str) -> None:
     """Case 3: slave SENDER forwards a user's push to this master."""
-    mode = mirror.mode(hostname)
-    if mode == ELSEWHERE:
-        raise Refused(f"{hostname}: '{repo}' is mirrored but not here")
-    if mode == LOCAL:
-        raise Refused(f"{hostname}: '{repo}' is local")
-    if mode == COPY:
-        raise Refused(f"{hostname}: '{repo}' is not native")
+    _refuse_mode(hostname, repo, mirror, {**_NOT_MIRRORED_HERE, COPY: "is not native"})
     if sender not in mirror.copies:
         raise Refused(f"{hostname}: '{sender}' is not a valid copy for '{repo}'")
     if not mirror.trusts(sender):

@@ -203,8 +203,23 @@ def _catch_up_from_survivors(settings: Settings, transport: Transport, report: R
         report.fetched[repo] = best_peer
 
 
-def promote(settings: Settings, author: str) -> Report:
-    """Make this host the master of every repo it is a slave of (see the module doc)."""
+def _missing_slaves(settings: Settings, report: Report) -> dict[str, list[str]]:
+    """The other slaves of repos mirrored here that could not be asked: {slave: repos}."""
+    hostname = settings.server.hostname
+    found: dict[str, list[str]] = {}
+    for name, mirror in sorted(_copies_here(settings).items()):
+        for slave in mirror.copies:
+            if slave != hostname and slave in report.unreachable:
+                found.setdefault(slave, []).append(name)
+    return found
+
+
+def promote(settings: Settings, author: str, force: bool = False) -> Report:
+    """Make this host the master of every repo it is a slave of (see the module doc).
+
+    Refused (unless FORCE) while another slave cannot be asked: it may hold the newest state
+    of a repo (with mirror.sync the only copy of an acknowledged push), and this host, once
+    master, would overwrite it with an older one when it comes back (`--force --prune`)."""
     hostname = settings.server.hostname
     if not hostname:
         raise MirrorError("[server] hostname is not set: this server does not mirror")
@@ -214,6 +229,15 @@ def promote(settings: Settings, author: str) -> Report:
         _catch_up_from_survivors(settings, transport, report, only={repos.ADMIN_REPO})
         admin.compile(settings)  # the newest rules before deciding anything else
         _catch_up_from_survivors(settings, transport, report)
+        missing = _missing_slaves(settings, report)
+        if missing and not force:
+            names = ", ".join(f"{slave} ({len(r)} repo{'s' if len(r) > 1 else ''}: "
+                              f"{' '.join(r[:3])}{' ...' if len(r) > 3 else ''})"
+                              for slave, r in sorted(missing.items()))
+            raise MirrorError(f"not promoted: cannot ask {names} how far it got; it may hold "
+                              "acknowledged pushes this host lacks, which it would lose to "
+                              f"{hostname}'s older state once back. Bring it up and promote "
+                              "again, or promote --force to give them up")
 
         def change(files: dict[str, bytes]) -> tuple[dict[str, bytes | None], str]:
             updates: dict[str, bytes | None] = {}

@@ -11,10 +11,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import json
 import os
 import re
 from pathlib import Path
+from typing import Any, Mapping
 
 from cryptography.fernet import Fernet, InvalidToken
 
@@ -153,3 +155,43 @@ def decrypt(tokens: dict[str, str], key_file: Path | None) -> dict[str, str]:
         return {name: fernet.decrypt(token.encode()).decode() for name, token in tokens.items()}
     except InvalidToken as exc:
         raise SecretError(f"{key_file} cannot decrypt this repo's secrets (wrong key?)") from exc
+
+
+# --- job signatures -------------------------------------------------------------------------
+# A build or deploy job in Redis says what to check out (repo, commit, where from), which
+# secret tokens to decrypt and how to sandbox it. Whoever can write to Redis but does not hold
+# secrets.key (a leaked Redis password) must not be able to make one: copying repo A's secret
+# tokens into a job that checks out code of his own would hand him A's secrets. So the party
+# that queues a job (the server; a worker handing a passed build to the deploy queue) signs
+# its JSON with a key derived from secrets.key, and a worker runs only jobs whose signature
+# it can check with its own copy (every worker holds one: it decrypts the secrets with it).
+MAC_FIELD = "mac"
+_MAC_CONTEXT = b"gitserve job signature v1\0"
+
+
+def _mac_key(key_file: Path) -> bytes:
+    return hashlib.sha256(_MAC_CONTEXT + key_file.read_bytes().strip()).digest()
+
+
+def _canonical(data: Mapping[str, Any]) -> bytes:
+    return json.dumps({k: v for k, v in data.items() if k != MAC_FIELD}, sort_keys=True,
+                      separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def sign_job(data: dict[str, Any], key_file: Path) -> dict[str, Any]:
+    """DATA (a job's JSON) with its signature under MAC_FIELD; the key is made on first use."""
+    ensure_key(key_file)
+    mac = hmac.new(_mac_key(key_file), _canonical(data), hashlib.sha256).hexdigest()
+    return {**data, MAC_FIELD: mac}
+
+
+def check_job(data: Mapping[str, Any], key_file: Path | None) -> None:
+    """Raise SecretError (one line) unless DATA carries a valid signature under KEY_FILE."""
+    if key_file is None or not key_file.is_file():
+        raise SecretError("this worker has no secrets.key to check the job's signature with "
+                          f"(set {KEY_FILE_ENV}, or run it with the server's home)")
+    given = data.get(MAC_FIELD)
+    want = hmac.new(_mac_key(key_file), _canonical(data), hashlib.sha256).hexdigest()
+    if not isinstance(given, str) or not hmac.compare_digest(given, want):
+        raise SecretError("the job is not signed by this server's secrets.key (a job written "
+                          "into Redis by someone else, or a worker with another key)")

@@ -164,10 +164,17 @@ class HandoffService:
                 log.warning("shell handoff refused (uid %s, %d descriptors)", uid, len(fds))
                 conn.sendall(DECLINED)
                 return
+            from . import shell
+
             conn.settimeout(None)
             conn.sendall(ACCEPTED)
-            served, fds = fds, []  # the channel closes them (sshd sees the session end
-            status = self._run(request, served)  # once the shell and we let go)
+            # from here the channel owns the descriptors and closes them once, after the
+            # session (sshd sees it end once the shell and we let go)
+            chan, fds = shell.StdioChannel(*fds), []
+            try:
+                status = self._run(request, chan)
+            finally:
+                chan.close()
             try:
                 conn.sendall(struct.pack("!i", status))
             except OSError:
@@ -196,13 +203,9 @@ class HandoffService:
             return None
         return {k: str(v) for k, v in request.items()}
 
-    def _run(self, request: dict[str, str], fds: list[int]) -> int:
+    def _run(self, request: dict[str, str], chan: Any) -> int:
         from . import shell
 
         environ = {k: request[k] for k in _PASSED if request.get(k)}
-        chan = shell.StdioChannel(*fds)
-        try:
-            return shell.run(self.settings, request["user"], environ, chan=chan,
-                             table=self.table, hooks=self.hooks, metrics=self.metrics)
-        finally:
-            chan.close()
+        return shell.run(self.settings, request["user"], environ, chan=chan,
+                         table=self.table, hooks=self.hooks, metrics=self.metrics)

@@ -241,3 +241,32 @@ def test_evaluation_is_perls():
             wrong.append((e, theirs, ours))
     assert not wrong, wrong[:10]
     assert out.count("ERR") > 50 and out.count("T") > 500 and out.count("F") > 500
+
+
+def test_admin_access_with_a_conf_file_compiles_as_the_home_does(oracle, tmp_path):
+    """`gitserve admin access --conf FILE` on a home with `[server] refex_expr = true` gives
+    what `gitolite access` gives on a Gitolite with refex-expr enabled (the expression line
+    is one sugared VREF rule there, three plain deny rules without the feature)."""
+    from tests.support.tools import gitserve_cmd, subprocess_env
+
+    assert oracle.load({"gitolite.conf": CONF}).returncode == 0
+    conf = tmp_path / "conf" / "gitolite.conf"
+    conf.parent.mkdir()
+    conf.write_text(CONF)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "gitserve.toml").write_text("[server]\nrefex_expr = true\n")
+    asked = [("r1", "u3", "W", "master"), ("r1", "u3", "W", "refs/heads/and"),
+             ("r1", "u3", "W", "VREF/refex-expr/sugar1"), ("r2", "u2", "W", "VREF/NAME/doc/x")]
+    for args in asked:
+        theirs = oracle.access(*args)
+        ours = subprocess.run(gitserve_cmd("admin", "access", "--conf", str(conf), "--home",
+                                           str(home), *args), capture_output=True, text=True,
+                              env=subprocess_env(), timeout=60)
+        assert (ours.returncode, ours.stdout, ours.stderr) == \
+            (theirs.returncode, theirs.stdout, theirs.stderr), args
+    off = subprocess.run(gitserve_cmd("admin", "access", "--conf", str(conf), "--home",
+                                      str(tmp_path / "none"), "r1", "u3", "W",
+                                      "VREF/refex-expr/sugar1"),
+                         capture_output=True, text=True, env=subprocess_env(), timeout=60)
+    assert "allowed by fallthru" in off.stdout, off  # off: no sugar, so no such rule

@@ -23,16 +23,19 @@ from tests.support.tools import require_tool
 pytestmark = pytest.mark.timeout(240)
 
 CONF = """\
-@mirrored = gitolite-admin lredir lnoredir
+@mirrored = gitolite-admin lredir lnoredir w/..*
 repo gitolite-admin
     RW+ = admin
 repo lredir lnoredir
     RW+ = alice
     R = bob
+repo w/CREATOR/..*
+    C = alice
+    RW+ = CREATOR
 repo @mirrored
     option mirror.master = frodo
     option mirror.slaves = sam gollum
-repo lredir
+repo lredir w/alice/r..*
     option mirror.redirectOK = all
 """
 
@@ -189,3 +192,30 @@ def test_a_slaves_key_cannot_rule_another_slave_by_announcing_itself_master(
     frodo.add_user("dave")
     wait_for(lambda: disk_refs(gollum, "gitolite-admin") == disk_refs(frodo, "gitolite-admin"),
              what="frodo's admin change on gollum")
+
+
+def test_a_wild_repo_is_never_created_on_a_slave(trio: Cluster) -> None:
+    """alice may create w/alice/*; on sam (a copy of w/..*) a read or a refused push created
+    the repo there (Gitolite's order: creation before its mirroring check), a repo the master
+    never knew and nothing mirrored. Now sam refuses and creates nothing; a push redirectOK
+    allows goes to frodo, which creates the repo and mirrors it back."""
+    frodo, sam = trio["frodo"], trio["sam"]
+    out = sam.git("alice", "ls-remote", sam.url("w/alice/stray"), check=False)
+    assert out.returncode != 0
+    assert "sam: 'w/alice/stray' is a copy; create it on its master 'frodo'" in out.stderr, \
+        out.stderr
+    assert not sam.repo_path("w/alice/stray").exists()
+    work = sam.tmp / "made"
+    work.mkdir()
+    sam.git("alice", "init", "-q", str(work))
+    sha = sam.commit("alice", work)
+    push = sam.git("alice", "push", sam.url("w/alice/rmade"), "HEAD:refs/heads/main", cwd=work,
+                   check=False)
+    assert push.returncode == 0, push.stderr
+    assert disk_refs(frodo, "w/alice/rmade").get("refs/heads/main") == sha
+    assert (frodo.repo_path("w/alice/rmade") / "gl-creator").read_text().strip() == "alice"
+    wait_for(lambda: disk_refs(sam, "w/alice/rmade").get("refs/heads/main") == sha,
+             what="the new repo mirrored back to sam")
+    # bob may not create anything: he is told what he always was
+    out = sam.git("bob", "ls-remote", sam.url("w/bob/x"), check=False)
+    assert out.returncode != 0 and "DENIED" in out.stderr and "copy" not in out.stderr

@@ -174,9 +174,10 @@ def setup() -> int:
     fresh.rmdir()
     shutil.rmtree(seed)
     toml = h / "gitserve.toml"
-    # no builds or deploys happen in these tests: no embedded Redis, workers or nginx
+    # no builds or deploys happen in these tests: no build workers (`--workers 0` below) or
+    # nginx. The embedded Redis stays (the default setup): with an unreachable one instead,
+    # serve's notify worker would exit at start and be respawned all along (a Python start each)
     text = toml.read_text().replace('nginx = "embedded"', 'nginx = "system"')
-    text = text.replace('url = ""', 'url = "redis://:unused@127.0.0.1:9/0"')
     # extra `[server]` settings from the runner (e.g. git_config_keys for a config test)
     extra = os.environ.get("GLT_SERVER_SETTINGS", "").replace(";", "\n")
     text = text.replace("[server]\n", "[server]\n" + (extra + "\n" if extra else ""), 1)
@@ -187,7 +188,7 @@ def setup() -> int:
     with open(logfile, "ab") as log:
         proc = subprocess.Popen(
             [os.environ.get("GLT_PYTHON", sys.executable), "-m", "gitserve", "--home", str(h),
-             "serve", "--listen", f"{HOST}:{port}"],
+             "serve", "--listen", f"{HOST}:{port}", "--workers", "0"],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
     (h / PID_FILE).write_text(str(proc.pid))
     deadline = time.monotonic() + START_TIMEOUT

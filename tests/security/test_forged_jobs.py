@@ -1,16 +1,18 @@
-"""Issue 21 leftover: a build job forged in Redis carries its own sandbox policy.
+"""Issue 21 leftover: a build job forged in Redis.
 
-Whoever can write to the build queue (a leaked Redis password, a remote build host that was
-taken over) wrote a `run_build` job for a real commit whose `sandbox` said: no sandbox,
-unsandboxed runs allowed, the host's network, a user of its choosing and limits of its own.
-The worker ran it as told: as `daemon` (uid 1) with the host's network, reaching the
-server's 127.0.0.1, with the job's limits (or unsandboxed, where the work directory was
-searchable). Now a worker holds every job to its own `[builds]` (Policy.floored): sandboxed,
-its own uid range and user, at most its own network and limits.
-
-The attacker here works as one would: a real server with its embedded Redis and local
-workers, a legitimate build's job read back from Redis as the template, and a forged copy
-enqueued next to it with rq's own client.
+Whoever can write to the build queue (a leaked Redis password) wrote `run_build` jobs of his
+own, with rq's client, next to the server's:
+1. a copy of a real job whose `sandbox` said: the host's network, user `daemon`, limits of
+   its own; the worker ran it as told (uid 1, the server's 127.0.0.1 reached, cpu limit
+   99999999);
+2. a job checking out HIS commit with the secret tokens of another repo's job (stored in
+   Redis with every job): the worker decrypted them into his build, which printed the
+   secret reversed (the masker only knows the value and its encodings).
+Now every job is signed with a key derived from secrets.key by whoever queued it (the
+server; a worker handing a build to the deploy queue) and a worker runs only jobs it can
+verify with its own copy: both are refused with one line. And a worker holds even a signed
+job to its own `[builds]` (Policy.floored: an attacker who stole a build host's key still
+gets the sandbox, the worker's uid range, at most its network and limits).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import socket
 import subprocess
 import threading
 import uuid
+from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -60,7 +63,7 @@ def srv(gitserve_module_factory) -> GitServer:
     conf = """
 repo gitolite-admin
     RW+ = admin
-repo forge
+repo forge vault
     RW+ = alice
     option build.enable = 1
 """
@@ -102,9 +105,11 @@ def redis_client(srv: GitServer):
     return redis.Redis(unix_socket_path=str(srv.home / "run" / "redis.sock"))
 
 
-def forge_build(srv: GitServer, template_id: str, sandbox: dict) -> str:
-    """A copy of build TEMPLATE_ID's job with SANDBOX as its policy, queued as a new build
-    (record, pinned commit and rq job, as enqueue.py writes them). Returns its id."""
+def forge_build(srv: GitServer, template_id: str, sandbox: dict | None = None,
+                key: Path | None = None, **fields: object) -> str:
+    """A copy of build TEMPLATE_ID's job with SANDBOX as its policy and FIELDS changed, queued
+    as a new build of `forge` (record, pinned commit and rq job, as enqueue.py writes them),
+    signed with KEY when given (an attacker holding secrets.key). Returns its id."""
     from rq import Queue
     from rq.job import Job
     from rq.serializers import JSONSerializer
@@ -115,7 +120,7 @@ def forge_build(srv: GitServer, template_id: str, sandbox: dict) -> str:
     r = redis_client(srv)
     try:
         job = Job.fetch(keys.build_job(template_id), connection=r, serializer=JSONSerializer)
-        data = dict(job.args[0])
+        data = {**dict(job.args[0]), **fields}
         build_id = records.new_id(r)
         subprocess.run(["git", "update-ref", hidden_ref(build_id), data["commit"]],
                        cwd=srv.repo_path("forge"), check=True, timeout=30)
@@ -123,7 +128,13 @@ def forge_build(srv: GitServer, template_id: str, sandbox: dict) -> str:
                                         old=data["old"], new=data["new"], pusher="alice",
                                         mode="async", queue="builds",
                                         job_id=keys.build_job(build_id)), 100)
-        data.update(build_id=build_id, fetch_ref=hidden_ref(build_id), sandbox=sandbox)
+        data.update(build_id=build_id, fetch_ref=hidden_ref(build_id))
+        if sandbox is not None:
+            data["sandbox"] = sandbox
+        if key is not None:
+            from gitserve.secrets.crypt import sign_job
+
+            data = sign_job(data, key)
         Queue("builds", connection=r, serializer=JSONSerializer).enqueue(
             "buildqueue.jobs.run_build", data, job_id=keys.build_job(build_id), job_timeout=-1)
         return build_id
@@ -151,7 +162,13 @@ def test_a_forged_job_cannot_loosen_the_sandbox(srv, host_listener):
     assert legit and "BLOCKED" in out, out
     legit_uid = int(field(out, "uid"))
 
-    forged_id = forge_build(srv, legit[-1], FORGED)
+    # unsigned, as anyone with the Redis password writes it: refused with one line
+    refused = srv.ssh("alice", "builds", "log", forge_build(srv, legit[-1], FORGED),
+                      "--follow", timeout=240).stdout
+    assert "uid=" not in refused and "build refused: the job is not signed by this " \
+        "server's secrets.key" in refused, refused
+    # signed with a stolen key: it runs, held to the worker's floor
+    forged_id = forge_build(srv, legit[-1], FORGED, key=srv.home / "secrets.key")
     log = srv.ssh("alice", "builds", "log", forged_id, "--follow", timeout=240).stdout
     assert "uid=" in log, log  # it ran: held to the worker's policy, not refused outright
     assert "REACHED" not in log and "BLOCKED" in log, log  # never the host's network
@@ -178,8 +195,9 @@ def test_a_forged_job_cannot_lower_the_uid_or_name_root(srv):
         r.close()
     assert ids, "the test above made the template build"
     forged = {**FORGED, "enabled": False, "user": "root", "uid": 0, "uid_range": ""}
-    log = srv.ssh("alice", "builds", "log", forge_build(srv, str(ids[0]), forged), "--follow",
-                  timeout=240).stdout
+    log = srv.ssh("alice", "builds", "log",
+                  forge_build(srv, str(ids[0]), forged, key=srv.home / "secrets.key"),
+                  "--follow", timeout=240).stdout
     assert 200000 <= int(field(log, "uid")) <= 265535, log
 
 
@@ -198,3 +216,46 @@ def test_floor_keeps_the_narrower_network_and_lower_limits():
     assert len(notes) == 2, notes  # the network and the memory limit were lowered
     narrower = Policy(network="none").floored(worker)[0]
     assert narrower.network == "none"
+
+
+def test_another_repos_secret_tokens_in_a_forged_job_are_refused(srv):
+    """vault's job carries its secret's token; a job of forge's code (a script printing the
+    secret reversed, which no masking catches) given those tokens is refused unsigned."""
+    secret = f"S3CRET-{uuid.uuid4().hex}"
+    srv.admin_cli("admin", "secrets", "set", "vault", "API_TOKEN", input=secret)
+    work = srv.tmp / "work" / f"vault-{uuid.uuid4().hex[:8]}"
+    srv.git("alice", "clone", "-q", srv.url("vault"), str(work))
+    (work / ".gitserve").mkdir()
+    (work / ".gitserve" / "build").write_text("#!/bin/sh\necho vault builds\n")
+    (work / ".gitserve" / "build").chmod(0o755)
+    srv.git("alice", "add", "-A", cwd=work)
+    srv.git("alice", "commit", "-q", "-m", "vault", cwd=work)
+    out = srv.git("alice", "push", "origin", "HEAD:main", cwd=work, timeout=240).stderr
+    vault_id = re.findall(r"build (\d+) passed", out)[-1]
+    # forge's own commit, printing whatever API_TOKEN it is given, reversed
+    thief = srv.tmp / "work" / f"forge-{uuid.uuid4().hex[:8]}"
+    srv.git("alice", "clone", "-q", srv.url("forge"), str(thief))
+    (thief / ".gitserve").mkdir(exist_ok=True)
+    (thief / ".gitserve" / "build").write_text(
+        "#!/bin/sh\necho \"REVERSED $(printf %s \"$API_TOKEN\" | rev)\"\n")
+    (thief / ".gitserve" / "build").chmod(0o755)
+    srv.git("alice", "add", "-A", cwd=thief)
+    srv.git("alice", "commit", "-q", "-m", "thief", cwd=thief)
+    out = srv.git("alice", "push", "origin", "HEAD:main", cwd=thief, timeout=240).stderr
+    forge_id = re.findall(r"build (\d+) passed", out)[-1]
+    from rq.job import Job
+    from rq.serializers import JSONSerializer
+
+    from buildqueue import keys
+
+    r = redis_client(srv)
+    try:
+        vault_job = Job.fetch(keys.build_job(vault_id), connection=r, serializer=JSONSerializer)
+        tokens = vault_job.args[0]["secrets"]
+    finally:
+        r.close()
+    assert tokens and secret not in str(tokens)
+    log = srv.ssh("alice", "builds", "log", forge_build(srv, forge_id, secrets=tokens),
+                  "--follow", timeout=240).stdout
+    assert secret[::-1] not in log and "REVERSED" not in log, log
+    assert "build refused: the job is not signed" in log, log

@@ -39,7 +39,7 @@ def test_queued_build_survives_redis_restart(tmp_path):
                              env=subprocess_env(), capture_output=True, text=True, timeout=60)
         assert res.returncode == 0, res.stderr
         final = records.get(r, build.id)
-        assert final.status == "passed"
+        assert final.status == "passed", final.reason
         assert [e["l"] for e in logs.entries(r, build.id) if "l" in e] == [f"built {sha}"]
     finally:
         srv.stop()
