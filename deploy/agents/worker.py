@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import logging
 import threading
 import time
@@ -22,6 +23,7 @@ from rq.serializers import JSONSerializer
 from gitserve.errors import GitserveError
 from gitserve.settings import Settings
 
+from ..errors import DeployError
 from . import auth, phases, queue_name, status_key
 
 log = logging.getLogger("gitserve.agent")
@@ -67,11 +69,34 @@ class Reporter:
         self.settings, self.name, self.key, self.r = settings, name, key, r
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="agent-report", daemon=True)
+        self.instance = f"{socket.gethostname()} pid {os.getpid()}"
 
     def report_once(self) -> None:
-        body = {"agent": self.name, "at": time.time(), "sites": phases.report(self.settings)}
+        body = {"agent": self.name, "at": time.time(), "instance": self.instance,
+                "sites": phases.report(self.settings)}
         self.r.set(status_key(self.name), json.dumps(auth.seal(self.key, "status", body)),
                    ex=REPORT_TTL)
+
+    def _last(self) -> dict[str, Any] | None:
+        raw = self.r.get(status_key(self.name))
+        try:
+            return auth.unseal(self.key, "status", json.loads(raw)) if raw else None
+        except (ValueError, auth.BadSignature):
+            return None  # not the agent's own: no agent of this name wrote it
+
+    def claim(self) -> None:
+        """Refuse to run beside a live agent of the same name (two would split the site's
+        phases between them): its report still advancing after REPORT_INTERVAL means it
+        runs. A report left by a killed agent stops advancing; a clean stop deletes it."""
+        first = self._last()
+        if first is None or first.get("instance") == self.instance:
+            return
+        time.sleep(REPORT_INTERVAL * 1.5)
+        second = self._last()
+        if second is not None and second.get("at") != first.get("at") \
+                and second.get("instance") != self.instance:
+            raise DeployError("agent", f"another deploy agent {self.name} is running "
+                              f"({second.get('instance')}): each web host needs its own name")
 
     def _loop(self) -> None:
         while not self.stopping.is_set():
@@ -98,6 +123,7 @@ def run_agent(settings: Settings, name: str, key: bytes, r: redis.Redis, burst: 
     """Work NAME's queue until stopped (SIGTERM: rq finishes the job it runs, then exits).
     READY is called once the first status report is in Redis (deploys see the agent up)."""
     reporter = Reporter(settings, name, key, r)
+    reporter.claim()
     reporter.report_once()
     reporter.start()
     ready()

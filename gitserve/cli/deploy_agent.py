@@ -56,8 +56,11 @@ def deploy_agent(
             sitesctl.ensure_running(settings)
         except DeployError as exc:
             logging.getLogger("gitserve.agent").warning("sites not started: %s", exc.message)
-    run_agent(settings, name, key, r, burst=burst,
-              ready=lambda: print(f"gitserve: deploy agent {name} working deploy-agent:{name}", flush=True))
+    try:
+        run_agent(settings, name, key, r, burst=burst,
+                  ready=lambda: print(f"gitserve: deploy agent {name} working deploy-agent:{name}", flush=True))
+    except DeployError as exc:
+        fail(exc.message)
 
 
 def add_commands(app: typer.Typer) -> None:

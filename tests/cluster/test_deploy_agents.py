@@ -400,6 +400,24 @@ def test_an_agent_killed_without_a_word_fails_phase_one_within_the_bound(cluster
     finally:
         agent.start()
 
+
+def test_a_second_agent_of_the_same_name_is_refused(cluster, tmp_path):
+    """Two agents named web1 would split a site's phases between them: the second one sees
+    the first's signed status report advancing and stops with one line."""
+    c = cluster
+    home = tmp_path / "web1-again"
+    home.mkdir()
+    key = home / "agent.key"
+    key.write_text((c["agents"]["web1"].home / "agent.key").read_text())
+    key.chmod(0o600)
+    out = subprocess.run(gitserve_cmd("--home", str(home), "deploy-agent", "--name", "web1",
+                                      "--redis-url", c["srv"].settings.effective_redis_url),
+                         capture_output=True, text=True, env=subprocess_env(), timeout=60,
+                         start_new_session=True)
+    assert out.returncode == 1 and out.stderr.startswith("gitserve: another deploy agent web1 is running (")
+    assert len(out.stderr.splitlines()) == 1, out.stderr
+    assert all(h["up"] for h in status_json(c)["hosts"])
+
 # --- as an attacker with the Redis password (a build host has it) -------------------------
 
 def _agent_queue(c, host: str):
