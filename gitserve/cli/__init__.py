@@ -21,10 +21,10 @@ def main() -> None:
         sys.exit(shellfast.serve(*fast))
     from gitserve.errors import GitserveError
 
-    from .root import app
+    from .root import make_app, part_named
 
     try:
-        app()
+        make_app(part_named(sys.argv[1:]))()
     except GitserveError as exc:
         print(f"gitserve: {exc}", file=sys.stderr)
         sys.exit(1)
