@@ -219,3 +219,22 @@ def test_a_wild_repo_is_never_created_on_a_slave(trio: Cluster) -> None:
     # bob may not create anything: he is told what he always was
     out = sam.git("bob", "ls-remote", sam.url("w/bob/x"), check=False)
     assert out.returncode != 0 and "DENIED" in out.stderr and "copy" not in out.stderr
+
+
+def test_mirror_push_by_a_non_admin_changes_nothing_it_may_not(trio: Cluster) -> None:
+    """`mirror push` is Gitolite's (any user may ask the master to push a repo to a copy it
+    names); gitserve also wants R. Checked, not a hole: run on a slave it cannot make that
+    slave push to another (case 2 refuses a non-master), and a repo the user cannot read, or
+    a host that is not its copy, gets Gitolite's one line."""
+    frodo, sam, gollum = trio["frodo"], trio["sam"], trio["gollum"]
+    before = disk_refs(gollum, "lredir")
+    out = sam.ssh("bob", "mirror", "push", "gollum", "lredir")
+    assert out.returncode != 0
+    assert "gollum: 'sam' is not the master for 'lredir'" in out.stderr, out.stderr
+    assert disk_refs(gollum, "lredir") == before
+    out = frodo.ssh("carol", "mirror", "push", "gollum", "lredir")  # carol: no rights on it
+    assert out.returncode != 0 and "'gollum' not a valid copy for 'lredir'" in out.stderr
+    out = frodo.ssh("bob", "mirror", "push", "frodo", "lredir")  # the master is no copy
+    assert out.returncode != 0 and "'frodo' not a valid copy for 'lredir'" in out.stderr
+    out = frodo.ssh("bob", "mirror", "push", "gollum", "lredir")  # R: allowed, as Gitolite
+    assert out.returncode == 0, out.stderr
