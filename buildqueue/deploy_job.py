@@ -8,6 +8,7 @@ so the pusher sees the deploy steps and `Enable: blue|green`; the build ends aft
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import tarfile
@@ -30,6 +31,9 @@ from .liveness import heartbeat_loop, worker_name
 from .workersettings import WorkerSettings
 
 DEPLOY_QUEUE = "deploy"
+# the signed deploy job's field holding the artifact's sha256: the bytes travel beside the
+# job in Redis, where anyone with the Redis password could replace them
+ARTIFACT_SHA256 = "artifact_sha256"
 MAX_ARTIFACT = 256 * 1024 * 1024
 ARTIFACT_TTL = 24 * 3600
 
@@ -98,8 +102,10 @@ def hand_over(r: redis.Redis, payload: BuildPayload, order: DeployOrder, ws: Pat
     key_file = WorkerSettings.from_env().secrets_key_file
     if key_file is None:
         raise HandOverError("this worker has no secrets.key to sign the deploy job with")
+    job = sign_job({**payload.to_json(), ARTIFACT_SHA256: hashlib.sha256(data).hexdigest()},
+                   key_file)
     rqconn.queue(r, DEPLOY_QUEUE).enqueue(
-        "buildqueue.deploy_job.run_deploy", sign_job(payload.to_json(), key_file),
+        "buildqueue.deploy_job.run_deploy", job,
         job_id=keys.deploy_job(build_id),
         job_timeout=-1, result_ttl=24 * 3600, failure_ttl=7 * 24 * 3600,
         description=f"deploy build {build_id} to {order.site}",
@@ -168,6 +174,11 @@ def run_deploy(job_data: dict[str, Any], deploy_fn: Callable[..., Any] | None = 
         data = r.get(keys.artifact(build_id))
         if data is None:
             return _end(r, build_id, "failed", "deploy artifact missing (expired?)", log_ttl)
+        if hashlib.sha256(data).hexdigest() != job_data.get(ARTIFACT_SHA256):
+            # the job is signed, the bytes beside it in Redis are not: they must be the ones
+            # the build worker hashed into the signed job
+            return _end(r, build_id, "failed", "deploy refused: the deploy artifact in Redis is "
+                        f"not the one build {build_id} made (sha256 differs)", log_ttl)
         output = work / "output"
         output.mkdir()
         try:

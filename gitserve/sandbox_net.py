@@ -213,6 +213,7 @@ class Network:
         for port in self.forward:
             self._slirp_api({"execute": "add_hostfwd", "arguments": {
                 "proto": "tcp", "host_addr": "127.0.0.1", "host_port": port, "guest_port": port}})
+            _widen_backlog(self._stack.pid, port)
 
     def _slirp_api(self, request: dict[str, object]) -> None:
         import json
@@ -300,6 +301,58 @@ def describe(mode: str) -> str:
         return "network: loopback only"
     return "network: the host's (no namespace)"
 
+
+
+FORWARD_BACKLOG = 511   # nginx's own listen backlog
+
+
+def _widen_backlog(stack_pid: int, port: int) -> bool:
+    """libslirp listens on a forwarded port with a backlog of 1 (its tcp_listen calls
+    listen(s, 1)): with a few clients at once the kernel drops the SYNs nginx sends to a site
+    process, each drop costing 1 s, then 2 s more, and a third one a 504 from nginx's 5 s
+    proxy_connect_timeout (seen under load: a 504 after 5.00 s). listen() on a listening
+    socket sets a new backlog, so the stack's socket, fetched from it with pidfd_getfd (it is
+    our child), is given nginx's. Best effort: False when it could not be done."""
+    import ctypes
+    import socket
+
+    inode = None
+    try:
+        with open("/proc/net/tcp") as f:
+            for line in f.readlines()[1:]:
+                cols = line.split()
+                # local 0100007F:PORT (127.0.0.1), state 0A (LISTEN), inode
+                if cols[1] == f"0100007F:{port:04X}" and cols[3] == "0A":
+                    inode = cols[9]
+    except (OSError, IndexError):
+        return False
+    if inode is None:
+        return False
+    target = None
+    try:
+        for name in os.listdir(f"/proc/{stack_pid}/fd"):
+            if os.readlink(f"/proc/{stack_pid}/fd/{name}") == f"socket:[{inode}]":
+                target = int(name)
+    except OSError:
+        return False
+    if target is None:
+        return False
+    try:
+        pidfd = os.pidfd_open(stack_pid)
+    except OSError:
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = libc.syscall(438, pidfd, target, 0)  # pidfd_getfd
+        if fd < 0:
+            return False
+        with socket.socket(fileno=fd) as sock:  # a duplicate: closing it leaves the stack's
+            sock.listen(FORWARD_BACKLOG)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(pidfd)
 
 
 class _Relay:

@@ -103,6 +103,21 @@ def test_an_lfs_upload_to_a_redirecting_slave_lands_on_the_master(trio: Cluster)
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         assert (clone / "big.bin").read_bytes() == data
+    # a slave that lacks an object its master has (lost, or refs that overtook it) fetches
+    # it from the master for the clone: before, the clone failed on the missing object
+    lost = gollum.home / "lfs" / "lredir.git" / "objects" / oid[:2] / oid[2:4] / oid
+    lost.unlink()
+    benv = lfs_env(gollum, "bob", gollum.tmp / "lfs-bob-again")
+    clone = gollum.tmp / "clone-redir-again"
+    done = subprocess.run(["git", "clone", "-q", gollum.url("lredir"), str(clone)], env=benv,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (clone / "big.bin").read_bytes() == data
+    assert stored(gollum, "lredir", oid)  # kept, checked by its sha256
+    # the master answers `mirror lfs-get` to the servers of the repo only, never to a user
+    out = subprocess.run(frodo.ssh_command(frodo.key_for("alice")) + [
+        "git@127.0.0.1", "mirror", "lfs-get", "lredir", oid], capture_output=True, timeout=60)
+    assert out.returncode != 0 and data[:64] not in out.stdout
 
 
 def test_an_lfs_upload_to_a_slave_without_redirect_is_refused_with_gitolites_line(
@@ -219,3 +234,22 @@ def test_a_wild_repo_is_never_created_on_a_slave(trio: Cluster) -> None:
     # bob may not create anything: he is told what he always was
     out = sam.git("bob", "ls-remote", sam.url("w/bob/x"), check=False)
     assert out.returncode != 0 and "DENIED" in out.stderr and "copy" not in out.stderr
+
+
+def test_mirror_push_by_a_non_admin_changes_nothing_it_may_not(trio: Cluster) -> None:
+    """`mirror push` is Gitolite's (any user may ask the master to push a repo to a copy it
+    names); gitserve also wants R. Checked, not a hole: run on a slave it cannot make that
+    slave push to another (case 2 refuses a non-master), and a repo the user cannot read, or
+    a host that is not its copy, gets Gitolite's one line."""
+    frodo, sam, gollum = trio["frodo"], trio["sam"], trio["gollum"]
+    before = disk_refs(gollum, "lredir")
+    out = sam.ssh("bob", "mirror", "push", "gollum", "lredir")
+    assert out.returncode != 0
+    assert "gollum: 'sam' is not the master for 'lredir'" in out.stderr, out.stderr
+    assert disk_refs(gollum, "lredir") == before
+    out = frodo.ssh("carol", "mirror", "push", "gollum", "lredir")  # carol: no rights on it
+    assert out.returncode != 0 and "'gollum' not a valid copy for 'lredir'" in out.stderr
+    out = frodo.ssh("bob", "mirror", "push", "frodo", "lredir")  # the master is no copy
+    assert out.returncode != 0 and "'frodo' not a valid copy for 'lredir'" in out.stderr
+    out = frodo.ssh("bob", "mirror", "push", "gollum", "lredir")  # R: allowed, as Gitolite
+    assert out.returncode == 0, out.stderr

@@ -69,6 +69,14 @@ def test_procfile_release_runs_per_side_and_switches(settings, opts, tmp_path) -
     # the process log has the output, the secret masked
     text = processes.log_file(settings, "www").read_text()
     assert "web v1 listening on" in text and "token ***" in text and "s3cr3t-token" not in text
+    # the port forward queues connections as nginx does (libslirp's own backlog of 1 dropped
+    # SYNs under a few clients: 1 s stalls, and a 504 when three drops passed nginx's 5 s)
+    import subprocess
+
+    web = next(r for r in processes.read_status(settings, "www") if r["type"] == "web")
+    ss = subprocess.run([require_tool("ss"), "-ltnH", f"sport = :{web['port']}"], capture_output=True,
+                        text=True, check=True).stdout.split()
+    assert ss[0] == "LISTEN" and int(ss[2]) >= 511, ss
 
     out2 = write_app(tmp_path / "v2", "v2")
     with HttpLoad(int(opts["deploy.port"].rpartition(":")[2]), "/", threads=4) as load:
