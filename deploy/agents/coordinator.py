@@ -200,9 +200,11 @@ class Coordinator:
         lines = [line for line in text.splitlines() if line.strip()]
         return lines[-1].strip()[:300] if lines else "no reason recorded"
 
-    def _run_phase(self, settings: Settings, hosts: list[str], kind: str,
-                   bodies: Callable[[str], Mapping[str, Any]], timeout: float, say: Log
-                   ) -> dict[str, dict[str, Any]]:
+    def run_phase(self, settings: Settings, hosts: list[str], kind: str,
+                  bodies: Callable[[str], Mapping[str, Any]], timeout: float, say: Log
+                  ) -> dict[str, dict[str, Any]]:
+        """One KIND job per host at once (body from BODIES(host)); every host's verified
+        outcome, the lines it said passed to SAY as `[host] line`."""
         sent = [self._send(settings, h, kind, bodies(h), timeout) for h in hosts]
         results = self._wait(settings, sent)
         for host in hosts:
@@ -214,7 +216,7 @@ class Coordinator:
     def _abort(self, settings: Settings, hosts: list[str], site: str, release: str, say: Log) -> None:
         """Best effort: hosts that prepared stop their idle processes."""
         if hosts:
-            self._run_phase(settings, hosts, "abort", lambda h: {"site": site, "release": release},
+            self.run_phase(settings, hosts, "abort", lambda h: {"site": site, "release": release},
                             ABORT_TIMEOUT, say)
 
     # --- deploy and rollback ---------------------------------------------------------------
@@ -277,7 +279,7 @@ class Coordinator:
                                           "pushed_at", "sandbox_uid")}
         try:
             t1 = time.monotonic()
-            results = self._run_phase(
+            results = self.run_phase(
                 settings, hosts, "prepare",
                 lambda h: {"site": name, "release": release,
                            "options": host_options(options, opts, h), "meta": plain,
@@ -339,7 +341,7 @@ class Coordinator:
         down = self._down(settings, hosts)
         if down:
             raise self._failed(say, DeployError("hosts", down[0]), rec)
-        results = self._run_phase(settings, hosts, "rollback",
+        results = self.run_phase(settings, hosts, "rollback",
                                   lambda h: {"site": name, "release": target, "action": action},
                                   PREPARE_TIMEOUT, say)
         self._all_or_none(settings, say, rec, hosts, results, name, target, action)
@@ -362,7 +364,7 @@ class Coordinator:
                     hosts: list[str], site: str, release: str, action: str, by: Any,
                     started: float) -> DeployResult:
         t2 = time.monotonic()
-        results = self._run_phase(settings, hosts, "switch",
+        results = self.run_phase(settings, hosts, "switch",
                                   lambda h: {"site": site, "release": release, "by": by},
                                   SWITCH_TIMEOUT, say)
         done = [h for h in hosts if results[h].get("ok")]
@@ -424,13 +426,13 @@ class Coordinator:
         if not previous:
             return []
         say(f"switching {' '.join(hosts)} back to release {previous}")
-        ready = self._run_phase(settings, hosts, "rollback",
+        ready = self.run_phase(settings, hosts, "rollback",
                                 lambda h: {"site": site, "release": previous, "action": "rollback"},
                                 PREPARE_TIMEOUT, say)
         ok = [h for h in hosts if ready[h].get("ok")]
         if not ok:
             return []
-        done = self._run_phase(settings, ok, "switch",
+        done = self.run_phase(settings, ok, "switch",
                                lambda h: {"site": site, "release": previous, "by": by},
                                SWITCH_TIMEOUT, say)
         return [h for h in ok if done[h].get("ok")]

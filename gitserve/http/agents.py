@@ -32,8 +32,13 @@ class AgentReleases:
     def _release(self, request: Request) -> Response:
         from deploy.agents import auth, record, releases
         from deploy.errors import DeployError
+        from deploy.options import check_release_id, check_site_name
 
-        site, release = request.path_params["site"], request.path_params["release"]
+        try:  # names checked before anything is logged or opened
+            site = check_site_name(request.path_params["site"])
+            release = check_release_id(request.path_params["release"])
+        except DeployError:
+            return PlainTextResponse("no such release\n", status_code=404)
         agent = auth.check_fetch(self.settings, request.headers, request.url.path)
         if agent is None:
             log.warning("release %s/%s refused: not a signed agent request", site, release)

@@ -482,6 +482,7 @@ def test_releases_go_only_to_signed_requests_of_the_sites_hosts(cluster):
         web1 = auth.agent_key(c["agents"]["web1"].home)  # the copy the CLI printed at setup
         web3 = auth.ensure_server_key(srv.settings, "web3")  # an agent the site does not name
         assert http_get(base + path)[0] == 401
+        assert http_get(base + "/-/agents/releases/app%0Aforged/999.tar.gz")[0] == 404  # never logged
         assert http_get(base + path, auth.fetch_headers(web3, "web3", path))[0] == 404
         assert http_get(base + path, auth.fetch_headers(web3, "web1", path))[0] == 401
         assert http_get(base + path, auth.fetch_headers(web1, "web1", path, now=time.time() - 600))[0] == 401

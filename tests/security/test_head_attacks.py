@@ -86,9 +86,13 @@ def test_symbolic_ref_sets_head_only_to_a_branch_the_user_may_write(srv):
     r = srv.ssh("mallory", "symbolic-ref", "web", "HEAD", "refs/heads/master")
     assert r.returncode != 0 and "W refs/heads/master web mallory DENIED" in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
-    # a branch she may write: allowed (Gitolite's W) -- and still nothing of hers deploys
+    # a branch she may write, but HEAD names main, which she may not: refused (redteam2:
+    # moving the default branch away needs W on it; tests/security/test_lfs_head_move.py)
     r = srv.ssh("mallory", "symbolic-ref", "web", "HEAD", "refs/heads/dev/m")
-    assert r.returncode == 0, r.stderr
+    assert r.returncode != 0 and "W refs/heads/main web mallory DENIED" in r.stderr, r.stderr
+    assert head_of(srv, "web") == "ref: refs/heads/main"
+    # alice moves it there (W on both) -- and still nothing of mallory's deploys
+    assert srv.ssh("alice", "symbolic-ref", "web", "HEAD", "refs/heads/dev/m").returncode == 0
     assert head_of(srv, "web") == "ref: refs/heads/dev/m"
     out = push(srv, "mallory", "web", "mallory via HEAD", "dev/m")
     assert re.search(r"build \d+ passed", out) and "Enable:" not in out, out

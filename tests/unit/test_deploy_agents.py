@@ -128,3 +128,52 @@ def test_deploy_agent_refuses_to_start_without_its_key_in_one_line(tmp_path: Pat
     assert out.returncode == 1 and "has no password" in out.stderr and "Traceback" not in out.stderr
     out = run("--name", "web1", "--redis-url", "unix:///nonexistent.sock")
     assert out.returncode == 1 and "Redis unreachable" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_phase_fails_a_host_that_stops_reporting_or_never_takes_its_job(redis_server, tmp_path: Path) -> None:
+    """The coordinator's bounds, with a real Redis and rq but no agents: web1's job is taken
+    (rq: started) and then its signed report disappears (the agent died mid-job); web2's job
+    is never taken. Both fail within [deploy] agent_timeout, each with its reason."""
+    import json
+    import time
+
+    from rq.job import JobStatus
+
+    from deploy.agents import status_key
+    from deploy.agents.coordinator import Coordinator
+    from gitserve.settings import Settings
+
+    settings = Settings(home=tmp_path)
+    settings.deploy.agent_timeout = 1.0
+    r = redis_server.client()
+    coordinator = Coordinator(r)
+    for host in ("web1", "web2"):
+        key = auth.ensure_server_key(settings, host)
+        r.set(status_key(host), json.dumps(auth.seal(key, "status", {"agent": host, "at": time.time(),
+                                                                      "sites": {}})), ex=30)
+    assert coordinator.report(settings, "web1")[0] is not None
+
+    def agent_dies() -> None:  # web1 "takes" its job, then its reports stop
+        from rq import Queue
+        from rq.serializers import JSONSerializer
+
+        deadline = time.monotonic() + 5
+        while not (ids := Queue("deploy-agent:web1", connection=r, serializer=JSONSerializer).job_ids):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        from rq.job import Job
+
+        Job.fetch(ids[0], connection=r, serializer=JSONSerializer).set_status(JobStatus.STARTED)
+        r.delete(status_key("web1"))
+
+    killer = threading.Thread(target=agent_dies)
+    killer.start()
+    t0 = time.monotonic()
+    said: list[str] = []
+    out = coordinator.run_phase(settings, ["web1", "web2"], "abort",
+                                lambda h: {"site": "www", "release": "7"}, 60, said.append)
+    killer.join()
+    assert time.monotonic() - t0 < 5
+    assert out["web1"] == {"ok": False, "reason": "deploy agent stopped reporting during the job"}
+    assert out["web2"] == {"ok": False, "reason": "deploy agent did not take the job within 1s"}
+    assert coordinator.report(settings, "web1")[1].startswith("deploy agent is down")

@@ -4,9 +4,12 @@
 Narrower than Gitolite's (issue 21, finding 1): only HEAD may be set (a symbolic branch such
 as refs/heads/dev/alias -> main would let a push to the alias move main past check #2); the
 target must be a branch the user may write (check #2's W on that ref), not itself a symbolic
-ref; and never in gitolite-admin, whose HEAD is master (the admin state is read from master
-only: gitserve/adminrepo/state.py). What deploys does not follow HEAD either
-(`deploy.ref`, else the branch pinned when the site was configured: repos.deploy_default)."""
+ref, and so must the branch HEAD names now when it exists (moving the default branch away
+is the right of those who may push to it: with W on his own branches only, a user pointed
+every new clone at his branch and took LFS locks on the team's files); and never in
+gitolite-admin, whose HEAD is master (the admin state is read from master only:
+gitserve/adminrepo/state.py). What deploys does not follow HEAD either (`deploy.ref`, else
+the branch pinned when the site was configured: repos.deploy_default)."""
 
 from __future__ import annotations
 
@@ -47,9 +50,16 @@ def cmd_symbolic_ref(ctx: CommandContext, args: list[str]) -> int:
             raise CommandError(f"refusing to point {rest[0]} at {rest[1]}: not a branch name")
         if ref in repo.refs.get_symrefs():
             raise CommandError(f"refusing to point {rest[0]} at {rest[1]}: a symbolic ref")
-        decision = ctx.rules.check(name, ctx.user, "W", rest[1], wild=wild(ctx, name))
-        if not decision.allowed:  # check #2's question for the branch HEAD would name
-            raise CommandError(decision.message)
+        # check #2's question for the branch HEAD would name, and for the one it names now:
+        # HEAD is the default branch (what every clone checks out, the branch whose W an LFS
+        # lock needs), so only someone who may push to it moves it away
+        current = repo.refs.get_symrefs().get(sym)
+        if current is not None and current not in repo.refs:
+            current = None  # an unborn branch (a new repo's default name): nobody's work
+        for branch in dict.fromkeys([rest[1]] + ([current.decode()] if current else [])):
+            decision = ctx.rules.check(name, ctx.user, "W", branch, wild=wild(ctx, name))
+            if not decision.allowed:
+                raise CommandError(decision.message)
         repo.refs.set_symbolic_ref(sym, ref)
     audit.record(ctx.settings, user=ctx.user, ip=ctx.ip, repo=name, op="symbolic-ref",
                  result="updated", reason=f"{rest[0]} -> {rest[1]}")
