@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -31,20 +32,55 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 MAX_HEADER = 32
+# A reader could otherwise make this slave ssh to its master once per made-up oid (a batch
+# may name 10,000): a request fetches at most MAX_FILLS objects, and an oid the master did
+# not have is not asked again for MISS_TTL seconds.
+MAX_FILLS = 100
+MISS_TTL = 60.0
+MAX_MISSES = 10_000
+
+
+class _Misses:
+    """Recent (repo root, oid) pairs the master did not deliver, shared by the requests."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._at: dict[tuple[str, str], float] = {}
+
+    def recent(self, key: tuple[str, str]) -> bool:
+        with self._lock:
+            at = self._at.get(key)
+            return at is not None and time.monotonic() - at < MISS_TTL
+
+    def add(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            if len(self._at) >= MAX_MISSES:
+                self._at.clear()
+            self._at[key] = time.monotonic()
+
+
+MISSES = _Misses()
 
 
 class FillingStore(LfsStore):
-    """An LfsStore that fetches an object it lacks through FILL before saying it is absent."""
+    """An LfsStore that fetches an object it lacks through FILL before saying it is absent
+    (one per request: at most MAX_FILLS fetches)."""
 
     def __init__(self, root: Path, max_bytes: int, fill: Callable[[str, LfsStore], None]) -> None:
         super().__init__(root, max_bytes)
         self._fill = fill
+        self._fills = 0
 
     def size(self, oid: str) -> int | None:
         found = super().size(oid)
-        if found is None and valid_oid(oid):
+        key = (str(self.root), oid)
+        if found is None and valid_oid(oid) and self._fills < MAX_FILLS \
+                and not MISSES.recent(key):
+            self._fills += 1
             self._fill(oid, self)
             found = super().size(oid)
+            if found is None:
+                MISSES.add(key)
         return found
 
 
