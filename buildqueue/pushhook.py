@@ -206,7 +206,8 @@ class BuildHook:
         options = ctx.repo_options
         if updates and options.notify.wants("push"):  # push events need no build.enable
             try:
-                notify.push_event(push_redis(ctx), ctx.repo_name, ctx.user, options, updates)
+                notify.push_event(push_redis(ctx), ctx.repo_name, ctx.user, options, updates,
+                                  ctx.settings.secrets_key_file)
             except (rqconn.RedisUnavailable, rqconn.redis.RedisError, OSError) as exc:
                 # no Redis, no notifications; the push itself is fine
                 log.error("push event of %s not queued: %s", ctx.repo_name, rqconn.one_line(exc))

@@ -14,11 +14,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import redis
 
 from gitserve.options import NotifyOptions, RepoOptions
+from gitserve.secrets.crypt import sign_job
 
 from .. import records, rqconn
 
@@ -28,12 +30,15 @@ NOTIFY_QUEUE = "notify"  # only gitserve serve's notify workers work it (they ho
 EVENT_TTL = 7 * 24 * 3600  # an event nobody delivered (no server running) is kept this long
 
 
-def emit(r: redis.Redis, event: str, repo: str, data: dict[str, Any]) -> None:
-    """Queue one event; never raises (a notification must never break what it reports)."""
+def emit(r: redis.Redis, event: str, repo: str, data: dict[str, Any],
+         key_file: Path | None = None) -> None:
+    """Queue one event, signed with KEY_FILE (secrets.key) when given; never raises (a
+    notification must never break what it reports)."""
     try:
+        job: dict[str, Any] = {"event": event, "repo": repo, "ts": time.time(), "data": data}
         rqconn.queue(r, NOTIFY_QUEUE).enqueue(
             "buildqueue.notify.notifier.deliver_event",
-            {"event": event, "repo": repo, "ts": time.time(), "data": data},
+            sign_job(job, key_file) if key_file is not None else job,
             ttl=EVENT_TTL, result_ttl=3600, failure_ttl=EVENT_TTL,
             description=f"notify {event} {repo}")
     except Exception as exc:  # noqa: BLE001
@@ -41,14 +46,17 @@ def emit(r: redis.Redis, event: str, repo: str, data: dict[str, Any]) -> None:
 
 
 def push_event(r: redis.Redis, repo: str, pusher: str, options: RepoOptions,
-               updates: Iterable[Any]) -> None:
-    """One `push` event per pushed ref that moved (UPDATES: RefUpdate-like ref/old/new)."""
+               updates: Iterable[Any], key_file: Path) -> None:
+    """One `push` event per pushed ref that moved (UPDATES: RefUpdate-like ref/old/new),
+    signed with the server's KEY_FILE: only the server sees pushes, and the notifier signs
+    the webhook for what a push event says, so one written into Redis by anyone else is
+    refused there."""
     if not options.notify.wants("push"):
         return
     notify_opts = {k: v for k, v in options.raw.items() if k.startswith(NotifyOptions.PREFIX)}
     for u in updates:
         emit(r, "push", repo, {"ref": u.ref, "old": u.old, "new": u.new, "pusher": pusher,
-                               "options": notify_opts})
+                               "options": notify_opts}, key_file)
 
 
 def build_ended(r: redis.Redis, build_id: str) -> None:

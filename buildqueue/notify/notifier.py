@@ -28,8 +28,9 @@ from typing import Any
 import redis
 from rq import Retry, get_current_job
 
+from gitserve.adminrepo.state import repo_options
 from gitserve.options import NotifyOptions
-from gitserve.secrets.crypt import SERVER_SCOPE, SecretError
+from gitserve.secrets.crypt import SERVER_SCOPE, SecretError, check_job, sign_job
 from gitserve.secrets.masker import Masker
 from gitserve.secrets.store import store_for
 from gitserve.settings import Settings
@@ -107,10 +108,20 @@ def deliver_event(event: dict[str, Any]) -> None:
     kind, repo = str(event["event"]), str(event["repo"])
     ts = float(event.get("ts") or time.time())
     data = dict(event.get("data") or {})
+    # Redis is not the trust (anyone with its password writes jobs here): a push event, its
+    # targets included, must be signed by the push hook that saw the push; a build or deploy
+    # event only points at a build record (in Redis too), so its repo is the record's and
+    # its targets are that repo's notify options in the conf in force
     if kind == "push":
+        try:
+            check_job(event, settings.secrets_key_file)
+        except SecretError as exc:
+            log.warning("notify: push event of %s refused: %s", repo, exc)
+            return
         options = data.pop("options", {})
     else:
-        options = records.get(r, str(data["build_id"])).options
+        repo = records.get(r, str(data["build_id"])).repo
+        options = repo_options(settings, repo)
     targets = NotifyOptions.lenient(options)
     if not targets.wants(kind):
         return
@@ -140,13 +151,15 @@ def deliver_event(event: dict[str, Any]) -> None:
         signature = webhook.sign(raw.encode(), key) if key else None
         for url in hooks:
             queue.enqueue("buildqueue.notify.notifier.send_webhook",
-                          {**common, "url": url, "body": raw, "signature": signature},
+                          sign_job({**common, "url": url, "body": raw, "signature": signature},
+                                   settings.secrets_key_file),
                           retry=retry, result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
                           description=f"notify {kind} {repo} webhook")
     if mails:
         msg = mailer.message(settings.smtp, mails, notice.subject, notify_format.mail_body(notice))
         queue.enqueue("buildqueue.notify.notifier.send_mail",
-                      {**common, "to": ", ".join(mails), "message": msg.as_string()},
+                      sign_job({**common, "to": ", ".join(mails), "message": msg.as_string()},
+                               settings.secrets_key_file),
                       retry=retry, result_ttl=RESULT_TTL, failure_ttl=FAILURE_TTL,
                       description=f"notify {kind} {repo} mail")
 
@@ -169,10 +182,23 @@ def _finish(settings: Settings, item: dict[str, Any], channel: str, target: str,
                      delivery=item.get("delivery", ""), latency=time.time() - float(item["ts"]))
 
 
+def _made_here(settings: Settings, item: dict[str, Any], channel: str) -> bool:
+    """Did deliver_event (a notify worker holding secrets.key) make this delivery? One
+    written into Redis by anyone else would have the server send his mail or post."""
+    try:
+        check_job(item, settings.secrets_key_file)
+    except SecretError as exc:
+        log.warning("notify: %s delivery refused: %s", channel, exc)
+        return False
+    return True
+
+
 def send_webhook(item: dict[str, Any]) -> None:
     """One POST of a notice to one URL, with the signature deliver_event made."""
     _connection()
     settings = _settings()
+    if not _made_here(settings, item, "webhook"):
+        return
     out = webhook.post(item["url"], item["body"].encode(), signature=item.get("signature"),
                        event=item["event"], delivery=item.get("delivery", ""),
                        timeout=settings.notify.timeout, user_agent=f"gitserve/{_version()}",
@@ -184,6 +210,8 @@ def send_mail(item: dict[str, Any]) -> None:
     """One SMTP delivery of a notice, logged in with the server secret [smtp] password_secret."""
     _connection()
     settings = _settings()
+    if not _made_here(settings, item, "email"):
+        return
     password: str | None = None
     try:
         if settings.smtp.password_secret:

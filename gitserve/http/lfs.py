@@ -29,7 +29,8 @@ from gitserve.lfs import batch as lfsbatch
 from gitserve.lfs.access import LfsAccess
 from gitserve.lfs.locks import Lock, LockConflict
 from gitserve.lfs.repo import access_for, locks_for, store_for
-from gitserve.lfs.store import LfsError, check_oid
+from gitserve.mirror.lfsfill import download_store
+from gitserve.lfs.store import LfsError, LfsStore, check_oid
 from gitserve.lfs.tokens import Grant, LfsTokens, bearer
 from gitserve.settings import Settings
 
@@ -131,6 +132,13 @@ class LfsHttp:
             raise Refused(_error(401 if user is None else 404, "repository not found"))
         return Caller(who, grant, access)
 
+    def _store(self, repo: str, op: str) -> LfsStore:
+        """Where OP reads or writes REPO's objects: a slave's copy fetches what a download
+        lacks from its master (mirror/lfsfill.py)."""
+        if op != "download":
+            return store_for(self.settings, repo)
+        return download_store(self.settings, adminrepo.current(self.settings).rules, repo)
+
     async def _enter(self, request: Request) -> tuple[str, Caller]:
         try:
             repo = repos.parse_repo_arg(request.path_params["repo"])
@@ -182,7 +190,7 @@ class LfsHttp:
                 objects.append((str(item["oid"]), int(item["size"])))
             except (KeyError, TypeError, ValueError):
                 return _error(422, "each object needs an oid and a size")
-        store = store_for(self.settings, repo)
+        store = self._store(repo, op)
         items = await anyio.to_thread.run_sync(
             lfsbatch.batch, op, objects, caller.access, store, refname)
         base = f"{self._base(request)}/{repo}.git/info/lfs"
@@ -211,8 +219,8 @@ class LfsHttp:
         oid = check_oid(request.path_params["oid"])
         if not caller.may("download"):
             return _error(403, "this token does not allow downloads")
-        store = store_for(self.settings, repo)
-        if store.size(oid) is None:
+        store = self._store(repo, "download")
+        if await anyio.to_thread.run_sync(store.size, oid) is None:
             return _error(404, "object not found")
         return FileResponse(store.path(oid), media_type="application/octet-stream")
 

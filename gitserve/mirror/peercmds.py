@@ -10,6 +10,8 @@ set: it tells who the connection really acts as and whether a peer command answe
   creator, roles, description and HEAD as JSON on stdin) from the master: a wild repo's
   metadata, created here first if needed;
 - `mirror state` from a peer: this host's seq per repo the two share (promote asks it);
+- `mirror lfs-get REPO OID` from a server that mirrors REPO too: one LFS object (a slave's
+  read-through of an object it lacks, mirror/lfsfill.py);
 - any other command from a server key: a git command the session runs as that server
   (the master's mirror push, or a peer's fetch), or `info` and the like as user server-NAME.
 """
@@ -38,6 +40,7 @@ class PeerIO:
     out: Callable[[str], None]
     err: Callable[[str], None]
     recv: Callable[[int], bytes] | None = None  # stdin as a stream (LFS objects)
+    send: Callable[[bytes], None] | None = None  # stdout as bytes (an LFS object)
 
 
 @dataclass
@@ -88,6 +91,10 @@ def route(settings: Settings, st: AdminState, user: str, command: str) -> Route:
         name, oid, size = repos.parse_repo_arg(words[2]), words[3], int(words[4])
         return Route(user, command, sender,
                      answer=lambda io: _lfs_put(settings, st, sender, name, oid, size, io))
+    if words[:2] == ["mirror", "lfs-get"] and len(words) == 4:
+        name, oid = repos.parse_repo_arg(words[2]), words[3]
+        return Route(user, command, sender,
+                     answer=lambda io: _lfs_get(settings, st, sender, name, oid, io))
     if words == ["mirror", "state"]:
         return Route(user, command, sender, answer=lambda io: _state(settings, st, sender, io))
     return Route(user, command, from_server=sender)
@@ -222,3 +229,27 @@ def _lfs_put(settings: Settings, st: AdminState, sender: str, name: str, oid: st
         return 1
     return 0
 
+
+
+def _lfs_get(settings: Settings, st: AdminState, sender: str, name: str, oid: str,
+             io: PeerIO) -> int:
+    """One LFS object to a server that mirrors NAME too (a slave's read-through,
+    mirror/lfsfill.py): `SIZE` on a line, then the bytes."""
+    from gitserve.lfs.repo import store_for
+    from gitserve.lfs.store import valid_oid
+
+    hostname = settings.server.hostname
+    mirror = _mirror(settings, st, name)
+    members = {mirror.master, *mirror.copies}
+    if hostname not in members or sender not in members or sender == hostname \
+            or not repos.exists(settings, name):
+        raise gate.Refused(f"{hostname}: '{name}' is not mirrored to '{sender}' from here")
+    store = store_for(settings, name)
+    size = store.size(oid) if valid_oid(oid) else None
+    if size is None or io.send is None:
+        io.err(f"FATAL: mirror lfs-get: no object {oid[:80]} in '{name}'\n")
+        return 1
+    io.send(f"{size}\n".encode())
+    for chunk in store.read_chunks(oid):
+        io.send(chunk)
+    return 0

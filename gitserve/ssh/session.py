@@ -114,7 +114,7 @@ def run(settings: Settings, chan: ByteChannel, command: str, user: str, peer: st
                     lambda limit: commands.CommandContext(
                         settings, user, peer, state, conn.out, conn.err,
                         conn.chan.recv).read_input(limit), conn.out, conn.err,
-                    conn.chan.recv))
+                    conn.chan.recv, conn.chan.sendall))
             conn.user, conn.from_server, conn.redirected = (route.user, route.from_server,
                                                              route.redirected)
             command = route.command

@@ -8,7 +8,8 @@ sshd's three descriptors, USER and the client's SSH_ORIGINAL_COMMAND, SSH_CONNEC
 GIT_PROTOCOL to `gitserve serve` over HOME/run/shell.sock (ssh/handoff.py serves them) and
 exits with the status the server sends back. It parses nothing the ssh user sends: the
 command line is the server's business (the server checks the user name again, and serves
-only its own uid). When no server takes the connection, the full `gitserve shell` is exec'd
+only its own uid; this side hands off only to a listener of its own uid, SO_PEERCRED).
+When no server takes the connection, the full `gitserve shell` is exec'd
 with the same arguments, from the same gitserve this file belongs to, and serves it itself.
 """
 
@@ -69,6 +70,11 @@ def hand_off(path: str, user: str, environ: dict[str, str]) -> int | None:
     try:
         try:
             sock.connect(path)
+            # only our own server gets the session: a socket another uid bound there (a
+            # writable run directory) would otherwise take every user's descriptors
+            peer = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)
+            if _struct.unpack("3i", peer)[1] != posix.getuid():
+                return None
             sock.sendmsg([request(user, environ)],
                          [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, _struct.pack("3i", 0, 1, 2))])
             answer = _recv_exact(sock, 1)

@@ -103,6 +103,21 @@ def test_an_lfs_upload_to_a_redirecting_slave_lands_on_the_master(trio: Cluster)
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         assert (clone / "big.bin").read_bytes() == data
+    # a slave that lacks an object its master has (lost, or refs that overtook it) fetches
+    # it from the master for the clone: before, the clone failed on the missing object
+    lost = gollum.home / "lfs" / "lredir.git" / "objects" / oid[:2] / oid[2:4] / oid
+    lost.unlink()
+    benv = lfs_env(gollum, "bob", gollum.tmp / "lfs-bob-again")
+    clone = gollum.tmp / "clone-redir-again"
+    done = subprocess.run(["git", "clone", "-q", gollum.url("lredir"), str(clone)], env=benv,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (clone / "big.bin").read_bytes() == data
+    assert stored(gollum, "lredir", oid)  # kept, checked by its sha256
+    # the master answers `mirror lfs-get` to the servers of the repo only, never to a user
+    out = subprocess.run(frodo.ssh_command(frodo.key_for("alice")) + [
+        "git@127.0.0.1", "mirror", "lfs-get", "lredir", oid], capture_output=True, timeout=60)
+    assert out.returncode != 0 and data[:64] not in out.stdout
 
 
 def test_an_lfs_upload_to_a_slave_without_redirect_is_refused_with_gitolites_line(

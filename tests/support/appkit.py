@@ -35,6 +35,7 @@ class H(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 print(f"web {VERSION} listening on {os.environ['PORT']} token {os.environ.get('API_TOKEN', '')}", flush=True)
+ThreadingHTTPServer.request_queue_size = 128  # listen backlog: see README (http.server's is 5)
 ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), H).serve_forever()
 '''
 
@@ -63,6 +64,7 @@ class H(BaseHTTPRequestHandler):
         self._send(200, {"q": q, "hits": [w for w in INDEX if q and q in w], "side": os.environ["SIDE"]})
 
 print(f"search listening on {os.environ['PORT']}", flush=True)
+ThreadingHTTPServer.request_queue_size = 128
 ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), H).serve_forever()
 '''
 

@@ -204,7 +204,8 @@ def test_deliveries_wait_in_redis_and_rq_retries_them(tmp_path: Path, redis_serv
     s.notify.allow_private = True  # the receiver is on 127.0.0.1
     settings_mod.write(s)  # the notify workers read HOME/gitserve.toml, as serve's do
     options = RepoOptions.parse({"notify.webhook": receiver + "/restart"})
-    notify.push_event(r, "app", "alice", options, [RefUpdate("refs/heads/main", ZERO_SHA, "1" * 40)])
+    notify.push_event(r, "app", "alice", options, [RefUpdate("refs/heads/main", ZERO_SHA, "1" * 40)],
+                      s.secrets_key_file)
     assert r.llen("rq:queue:notify") == 1  # queued, nobody delivers yet
     _Handler.plan = [503, 502]
     first = NotifierService(s)

@@ -19,6 +19,7 @@ from gitserve.lfs.transfer import Transfer
 from gitserve.mirror import gate as mirror_gate
 from gitserve.mirror import proxy as mirror_proxy
 from gitserve.mirror.config import repo_mirror
+from gitserve.mirror.lfsfill import download_store
 from gitserve.mirror.transport import Transport
 
 from .base import Command, CommandContext
@@ -61,8 +62,10 @@ def cmd_lfs_transfer(ctx: CommandContext, args: list[str]) -> int:
         return mirror_proxy.forward(Transport(ctx.settings), master, ctx.user, repo, ctx.read,
                                     ctx.write, lambda data: ctx.err(data.decode("utf-8", "replace")),
                                     lfs_upload=True)
-    transfer = Transfer(ctx.read, ctx.write, operation, access,
-                        store_for(ctx.settings, repo), locks_for(ctx.settings, repo))
+    store = download_store(ctx.settings, ctx.rules, repo) if operation == "download" \
+        else store_for(ctx.settings, repo)  # a copy fetches what it lacks from its master
+    transfer = Transfer(ctx.read, ctx.write, operation, access, store,
+                        locks_for(ctx.settings, repo))
     try:
         transfer.serve()
     except (ProtocolError, EOFError) as exc:
