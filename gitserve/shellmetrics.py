@@ -18,6 +18,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from gitserve.metrics import NullMetric
+
 log = logging.getLogger(__name__)
 
 SPOOL = "shell-metrics.jsonl"
@@ -32,25 +34,19 @@ def spool_path(run_dir: Path) -> Path:
     return run_dir / SPOOL
 
 
-class _Count:
+class _Count(NullMetric):
+    """A counter of the session; as a gauge or histogram it keeps nothing (a session's open
+    connection is over when it reports)."""
+
     def __init__(self, store: dict[tuple[str, tuple[str, ...]], float],
                  key: tuple[str, tuple[str, ...]]) -> None:
         self._store, self._key = store, key
 
-    def labels(self, *values: str) -> _Count:
+    def labels(self, *values: str, **_k: Any) -> _Count:
         return _Count(self._store, (self._key[0], tuple(str(v) for v in values)))
 
     def inc(self, amount: float = 1) -> None:
         self._store[self._key] = self._store.get(self._key, 0) + amount
-
-    def dec(self, *_a: Any) -> None:
-        pass  # gauges: a session's open connection is over when it reports
-
-    def set(self, *_a: Any) -> None:
-        pass
-
-    def observe(self, *_a: Any) -> None:
-        pass
 
 
 class SessionCounts:

@@ -11,13 +11,14 @@ import os
 import socket
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Callable, Optional, TypeVar
 
 import typer
 
 from gitserve import adminrepo, keys, repos
 from gitserve.cli import admin_acl
 from gitserve.cli.common import HomeOption, fail, load_settings, plural
+from gitserve.settings import Settings
 
 
 def cli_author() -> str:
@@ -55,6 +56,22 @@ def _compile(settings) -> None:
         print(f"created repository {name}")
 
 
+T = TypeVar("T")
+
+
+def _change(command: str, settings: Settings, commit: Callable[[], T],
+            *errors: type[Exception]) -> T:
+    """COMMIT (one commit on the admin repo), then the repos the new conf names; one of
+    ERRORS (or a bad repo name) is one `COMMAND: ...` line and exit 1."""
+    caught: tuple[type[Exception], ...] = (*errors, repos.RepoError)
+    try:
+        done = commit()
+        _compile(settings)
+    except caught as exc:
+        fail(f"{command}: {exc}")
+    return done
+
+
 def add_commands(app: typer.Typer) -> None:
     @app.command("add-key")
     def add_key(
@@ -65,11 +82,8 @@ def add_commands(app: typer.Typer) -> None:
         """Add one SSH public key for USER (a commit on the admin repo)."""
         settings = _existing(home)
         text = _read_input(key_file, "key")
-        try:
-            entry, sha = adminrepo.add_key(settings, user, text, cli_author())
-            _compile(settings)
-        except (adminrepo.AdminError, keys.InvalidKey, repos.RepoError) as exc:
-            fail(f"add-key: {exc}")
+        entry, sha = _change("add-key", settings, lambda: adminrepo.add_key(
+            settings, user, text, cli_author()), adminrepo.AdminError, keys.InvalidKey)
         print(f"added {entry.path} for {entry.user}: {entry.key.label} {entry.fingerprint} "
               f"(commit {sha[:12]})")
 
@@ -109,11 +123,8 @@ def add_commands(app: typer.Typer) -> None:
         """Replace conf/gitolite.conf (validated first, with the files it includes)."""
         settings = _existing(home)
         text = _read_input(conf_file, "conf")
-        try:
-            sha = adminrepo.set_conf(settings, text, cli_author())
-            _compile(settings)
-        except (adminrepo.AdminError, repos.RepoError) as exc:
-            fail(f"set-conf: {exc}")
+        sha = _change("set-conf", settings, lambda: adminrepo.set_conf(settings, text, cli_author()),
+                      adminrepo.AdminError)
         if sha is None:
             print("conf/gitolite.conf unchanged")
         else:
