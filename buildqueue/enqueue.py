@@ -13,6 +13,7 @@ import shlex
 import socket
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import redis
 from dulwich.objects import Blob, Commit, Tag
@@ -23,7 +24,7 @@ from gitserve import repos
 from gitserve.options import RepoOptions, enabled
 from gitserve.sandbox import Policy, SandboxError
 from gitserve.secrets import store as secretstore
-from gitserve.secrets.crypt import SecretError, sign_job
+from gitserve.secrets.crypt import MAC_FIELD, SecretError, check_job, sign_job
 from gitserve.settings import Settings
 
 from . import ending, keys, logs, records, rqconn
@@ -145,6 +146,25 @@ def previews_enabled(options: Mapping[str, str]) -> bool:
     return enabled(options.get("deploy.previews"))
 
 
+
+def _options_doc(build: records.Build) -> dict[str, Any]:
+    return {"build_id": build.id, "repo": build.repo, "options": dict(build.options)}
+
+
+def options_mac(key_file: Path, build: records.Build) -> str:
+    """The server's signature over BUILD's id, repo and options, kept in its record: the
+    notify targets of its build and deploy events are taken from there (Redis), so they
+    must be the ones the server wrote."""
+    return str(sign_job(_options_doc(build), key_file)[MAC_FIELD])
+
+
+def options_signed(key_file: Path | None, build: records.Build) -> bool:
+    try:
+        check_job({**_options_doc(build), MAC_FIELD: build.options_mac}, key_file)
+    except SecretError:
+        return False
+    return True
+
 def enqueue(
     settings: Settings,
     r: redis.Redis,
@@ -166,6 +186,7 @@ def enqueue(
         build = records.Build(id=build_id, repo=repo_name, ref=ref, old=old, new=new,
                               pusher=pusher, mode=mode, queue=opts.queue, retry_of=retry_of,
                               options=dict(options.raw))
+        build.options_mac = options_mac(settings.secrets_key_file, build)
         repo = Repo(str(repo_path))
         try:
             repo.refs[hidden_ref(build_id).encode()] = new.encode()

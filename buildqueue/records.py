@@ -81,6 +81,9 @@ class Build:
     job_id: str = ""
     retry_of: str = ""
     options: dict[str, str] = field(default_factory=dict)
+    # the server's signature over (id, repo, options) (enqueue.options_mac): the notifier
+    # sends a build's notices only to targets the server put there, not a Redis writer
+    options_mac: str = ""
 
     @property
     def is_final(self) -> bool:

@@ -28,7 +28,6 @@ from typing import Any
 import redis
 from rq import Retry, get_current_job
 
-from gitserve.adminrepo.state import repo_options
 from gitserve.options import NotifyOptions
 from gitserve.secrets.crypt import SERVER_SCOPE, SecretError, check_job, sign_job
 from gitserve.secrets.masker import Masker
@@ -36,6 +35,7 @@ from gitserve.secrets.store import store_for
 from gitserve.settings import Settings
 
 from .. import records, rqconn, rqjob
+from ..enqueue import options_signed
 from ..workersettings import WorkerSettings
 from . import deliverylog as notifylog
 from . import format as notify_format
@@ -110,8 +110,8 @@ def deliver_event(event: dict[str, Any]) -> None:
     data = dict(event.get("data") or {})
     # Redis is not the trust (anyone with its password writes jobs here): a push event, its
     # targets included, must be signed by the push hook that saw the push; a build or deploy
-    # event only points at a build record (in Redis too), so its repo is the record's and
-    # its targets are that repo's notify options in the conf in force
+    # event only points at a build record (in Redis too), whose repo and options the server
+    # signed when it queued the build
     if kind == "push":
         try:
             check_job(event, settings.secrets_key_file)
@@ -120,8 +120,12 @@ def deliver_event(event: dict[str, Any]) -> None:
             return
         options = data.pop("options", {})
     else:
-        repo = records.get(r, str(data["build_id"])).repo
-        options = repo_options(settings, repo)
+        build = records.get(r, str(data["build_id"]))
+        if not options_signed(settings.secrets_key_file, build):
+            log.warning("notify: %s event of build %s refused: its record's options are not "
+                        "the ones this server signed", kind, build.id)
+            return
+        repo, options = build.repo, build.options
     targets = NotifyOptions.lenient(options)
     if not targets.wants(kind):
         return
