@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from gitserve.settings import Settings
+
 from . import processes, procfile
 from .errors import DeployError
 from .options import SiteOptions, check_release_id
@@ -114,7 +116,7 @@ def _held_by(reload: Any) -> list[int]:
     return list(alive()) if callable(alive) else []
 
 
-def _start_processes(settings: Any, s: Site, opts: SiteOptions, label: str, release_dir: Path,
+def _start_processes(settings: Settings, s: Site, opts: SiteOptions, label: str, release_dir: Path,
                      release: str, runtime: Mapping[str, Any], say: Log) -> bool:
     """Run RELEASE's Procfile processes as the preview's side (False: a static release). The
     set the branch ran before is not killed: it drains beside the new one (deploy.drain)."""
@@ -143,7 +145,7 @@ def _start_processes(settings: Any, s: Site, opts: SiteOptions, label: str, rele
 
 def deploy_preview(s: Site, state: dict[str, Any], opts: SiteOptions, branch: str, output: Path,
                    meta: Mapping[str, Any], apply: Callable[[], Any], say: Log,
-                   limit: int, *, settings: Any = None, runtime: Mapping[str, Any] | None = None) -> str:
+                   limit: int, *, settings: Settings | None = None, runtime: Mapping[str, Any] | None = None) -> str:
     """Publish OUTPUT as BRANCH's preview and serve it (APPLY re-renders and reloads the
     site's config and returns the reload); returns its URL. Runs under the site's lock.
     With SETTINGS, a Procfile release's processes run (RUNTIME: env and uid, as a deploy's);
@@ -179,8 +181,9 @@ def deploy_preview(s: Site, state: dict[str, Any], opts: SiteOptions, branch: st
                        "processes": bool(running)}
     s.save_state(state)
     reload = apply()
-    for gone in evicted if settings is not None else []:  # nginx no longer sends them anything new
-        processes.stop_side(settings, s.name, processes.preview_side(gone), hold=_held_by(reload))
+    if settings is not None:
+        for gone in evicted:  # nginx no longer sends them anything new
+            processes.stop_side(settings, s.name, processes.preview_side(gone), hold=_held_by(reload))
     url = f"http://{host}:{opts.listen.port}/"
     if not running and (root / "current" / "Procfile").is_file():
         say(f"preview live at {url} (files only: a preview runs no Procfile process)")
@@ -188,7 +191,8 @@ def deploy_preview(s: Site, state: dict[str, Any], opts: SiteOptions, branch: st
     status = (check(opts, host, opts.check, PROCESS_CHECK_TIMEOUT, retry=(0, 502, 503, 504)) if running
               else check(opts, host, opts.check))
     if status != 200:
-        if running:  # nothing to inspect once stopped: the preview goes, as a failed idle side
+        if running and settings is not None:  # nothing to inspect once stopped: the preview
+            # goes, as a failed idle side
             previews.pop(label, None)
             s.save_state(state)
             processes.stop_side(settings, s.name, processes.preview_side(label), hold=_held_by(apply()))
@@ -201,7 +205,7 @@ def deploy_preview(s: Site, state: dict[str, Any], opts: SiteOptions, branch: st
 
 
 def remove_preview(s: Site, state: dict[str, Any], branch: str, apply: Callable[[], Any],
-                   say: Log, *, settings: Any = None) -> bool:
+                   say: Log, *, settings: Settings | None = None) -> bool:
     """The branch is gone: so is its preview and, with SETTINGS, its processes (once nginx's
     workers that may still send them a request are gone). False when it had none."""
     label = slug(branch)

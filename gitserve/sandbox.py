@@ -226,8 +226,13 @@ def describe(policy: Policy) -> str:
         if run_as is not None and policy.uid_range:
             who = f"each repo as its own uid from {policy.uid_range}"
         lim = policy.limits
+        from . import sandbox_cgroup
+
+        held = [c for c in ("memory", "pids") if sandbox_cgroup.parent(c) is not None]
+        how = f" (cgroups: {' '.join(held)})" if held else " (rlimits and sampling, no cgroup)"
         return (f"builds sandboxed (bwrap: own PID, mount and network namespaces, {who}; {net}; "
-                f"limits: memory {lim.show('memory')}, pids {lim.pids}, disk {lim.show('disk')})")
+                f"limits: memory {lim.show('memory')}, pids {lim.pids}, disk {lim.show('disk')}"
+                f"{how})")
     if policy.allow_unsandboxed:
         return (f"WARNING: builds run UNSANDBOXED ({reason}; [builds] allow_unsandboxed "
                 f"= true), {who}")

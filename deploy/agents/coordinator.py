@@ -46,6 +46,9 @@ SWITCH_TIMEOUT = 120
 ABORT_TIMEOUT = 60
 POLL = 0.02
 JOB_FUNCTION = "deploy.agents.jobs.run"
+# how far an agent's clock may lag the server's before its reports count as stale (a job's
+# expiry already needs the clocks within [deploy] agent_timeout of each other)
+REPORT_SLACK = 30
 
 
 def _now() -> str:
@@ -115,9 +118,17 @@ class Coordinator:
         if raw is None:
             return None, f"deploy agent is down (no status report in the last {REPORT_TTL}s)"
         try:
-            return auth.unseal(key, "status", json.loads(raw)), ""
+            body = auth.unseal(key, "status", json.loads(raw))
         except (ValueError, auth.BadSignature) as exc:
             return None, f"status report refused: {getattr(exc, 'message', exc)}"
+        # sealed is not fresh: a report kept from Redis and SET back (without expiry) would
+        # show a dead agent up, with its old sides and releases, for ever
+        at = body.get("at")
+        age = time.time() - float(at) if isinstance(at, (int, float)) else float("inf")
+        if body.get("agent") != host or age > REPORT_TTL + REPORT_SLACK:
+            return None, (f"deploy agent is down (its last status report is stale: "
+                          f"{age:.0f}s old)")
+        return body, ""
 
     def _down(self, settings: Settings, hosts: list[str]) -> list[str]:
         return [f"host {h}: {why}" for h in hosts for rep, why in [self.report(settings, h)]

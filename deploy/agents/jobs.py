@@ -21,6 +21,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from gitserve.errors import GitserveError
+from gitserve.settings import Settings
 
 from . import auth, phases, releases
 from .worker import Reporter
@@ -94,7 +95,7 @@ def _report_now(ctx: AgentContext, key: bytes) -> None:
         log.warning("status report not written: %s", exc)
 
 
-def _dispatch(settings: Any, ctx: AgentContext, key: bytes, kind: str, body: dict[str, Any],
+def _dispatch(settings: Settings, ctx: AgentContext, key: bytes, kind: str, body: dict[str, Any],
               say: Any) -> dict[str, Any]:
     site, release = str(body.get("site")), str(body.get("release"))
     if kind == "prepare":
@@ -118,7 +119,7 @@ def _dispatch(settings: Any, ctx: AgentContext, key: bytes, kind: str, body: dic
     return phases.abort(settings, site, release, say)
 
 
-def _incoming(settings: Any) -> Path:
+def _incoming(settings: Settings) -> Path:
     path = Path(settings.home) / "agents" / "incoming"
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     return path

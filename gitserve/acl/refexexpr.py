@@ -30,6 +30,11 @@ _CONSTANT.update({"-lt": "<", "-gt": ">", "-eq": "==", "-le": "<=", "-ge": ">=",
 _INT_RE = re.compile(r"^-?\d+$")
 
 OPTION_PREFIX = "refex-expr."
+# bounds on what the conf's writer may make the evaluator chew on every allowed access of
+# every pushed ref (Gitolite's own are a handful of words; Perl turns longer numbers into
+# floats, which no count or refex needs)
+MAX_WORDS = 256
+MAX_DIGITS = 18
 
 
 def sugar(lines: list[Line]) -> tuple[list[Line], list[str]]:
@@ -70,6 +75,11 @@ def environment(rules: dict[str, str], passed: dict[str, int]) -> dict[str, str]
     undef in %ENV). Raises AccessError with Gitolite's text when Perl could not evaluate."""
     env: dict[str, str] = {}
     for name in sorted(rules):
+        words = rules[name].split()
+        if len(words) > MAX_WORDS:
+            raise AccessError(f"eval refex-expr.{name} -> 'more than {MAX_WORDS} words'")
+        if any(_INT_RE.match(w) and len(w.lstrip("-")) > MAX_DIGITS for w in words):
+            raise AccessError(f"eval refex-expr.{name} -> 'a number of more than {MAX_DIGITS} digits'")
         e = convert(rules[name], passed)
         try:
             value = evaluate(e)
@@ -199,10 +209,16 @@ class _Parser:
         if tok == "+":
             return self.unary()
         if _INT_RE.match(tok):
+            if len(tok.lstrip("-")) > MAX_DIGITS:
+                raise _PerlSyntax(f"number of more than {MAX_DIGITS} digits")
             return int(tok)
         raise _PerlSyntax(f"syntax error near \"{tok}\"")
 
 
 def evaluate(text: str) -> Value:
-    """What Perl's `eval TEXT` gives for a converted refex expression."""
-    return _Parser(text).parse()
+    """What Perl's `eval TEXT` gives for a converted refex expression (_PerlSyntax for one
+    nested past Python's stack, as for any other that cannot be evaluated)."""
+    try:
+        return _Parser(text).parse()
+    except RecursionError:
+        raise _PerlSyntax("expression nested too deep") from None

@@ -10,6 +10,8 @@ from typing import Annotated, Any, Callable, Iterator, Optional
 
 import typer
 
+from gitserve.settings import Settings
+
 from .common import HomeOption, fail, load_settings
 
 app = typer.Typer(help="Blue-green deploys: what is live, and rolling back.", no_args_is_help=True)
@@ -52,7 +54,7 @@ def status(site: SiteArgument, as_json: JsonOption = False, home: HomeOption = N
     _show(st, as_json, format_status)
 
 
-def _coordinator(settings: Any, site: str) -> Any:
+def _coordinator(settings: Settings, site: str) -> Any:
     """The deploy agents' coordinator when SITE is served by deploy.hosts, else None."""
     from deploy.agents import record
     from deploy.agents.coordinator import Coordinator

@@ -3,9 +3,10 @@ with a key attacks two real servers: frodo the master, sam its slave (redirectOK
 
 alice locked `a.psd` on sam (her remote): sam kept the lock in its own table (201), one no
 push consults: sam forwards every push to frodo, and frodo's push check reads frodo's table.
-Now a copy refuses to take or break a lock (over HTTP and
-ssh), naming the master where locks are kept; reading locks there still works.
-Failed before the fix (the lock on sam was created: 201 / status 201).
+Now a copy never keeps a lock: over HTTP it refuses, naming the master where locks are
+kept; over ssh, where a redirectOK copy pipes the whole upload session to its master (as it
+pipes a push), the lock is taken on the master, in the table pushes read. Failed before the
+fix (the lock was created in sam's own table: 201 / status 201).
 """
 
 from __future__ import annotations
@@ -59,6 +60,15 @@ def _lock(srv, user: str, path: str) -> tuple[int, dict]:
     return status, json.loads(body or b"{}")
 
 
+def _locked_paths(srv, user: str) -> set[str]:
+    """The locked paths SRV lists over HTTP."""
+    raw = f"{user}:{token(srv, user, 'lfs-list')}".encode()
+    headers = {**MEDIA, "Authorization": "Basic " + base64.b64encode(raw).decode()}
+    status, _, body = get(f"http://127.0.0.1:{srv.http_port}/art.git/info/lfs/locks", headers)
+    assert status == 200, body
+    return {lock["path"] for lock in json.loads(body)["locks"]}
+
+
 def pkt(data: bytes) -> bytes:
     return b"%04x" % (len(data) + 4) + data
 
@@ -73,8 +83,10 @@ def test_a_copy_takes_no_locks(duo: Cluster) -> None:
                                                  "upload"],
         input=pkt(b"lock\n") + pkt(b"path=b.psd\n") + b"0000" + pkt(b"quit\n") + b"0000",
         capture_output=True, env=sam.client_env("alice"), timeout=60)
-    assert b"status 403" in proc.stdout and b"is a copy" in proc.stdout, proc.stdout
-    assert b"status 201" not in proc.stdout
+    # forwarded: taken on frodo, the master, whose push check reads it; sam keeps nothing
+    assert b"status 201" in proc.stdout, proc.stdout
+    assert _locked_paths(frodo, "alice") == {"b.psd"}
+    assert _locked_paths(sam, "alice") == set()
     # on the master, where pushes are checked, alice locks as before
     status, body = _lock(frodo, "alice", "a.psd")
     assert status == 201, body

@@ -53,3 +53,13 @@ def test_sweep_removes_only_stale_empty_run_cgroups(memory_base):
                 d.rmdir()
             except OSError:
                 pass
+
+
+def test_serve_start_line_says_the_cgroups_hold_the_limits(memory_base):
+    from gitserve import sandbox
+
+    if sandbox.unavailable_reason(sandbox.Policy()) is not None:
+        pytest.skip("no sandbox here")
+    line = sandbox.describe(sandbox.Policy())
+    held = " ".join(c for c in ("memory", "pids") if sandbox_cgroup.parent(c) is not None)
+    assert line.endswith(f"disk 4G (cgroups: {held}))"), line
