@@ -224,7 +224,8 @@ def run_deploy(job_data: dict[str, Any], deploy_fn: Callable[..., Any] | None = 
 def _end(r: redis.Redis, build_id: str, status: str, reason: str, log_ttl: int,
          quiet: bool = False) -> dict[str, str]:
     ending.finish(r, build_id, status, reason, log_ttl=log_ttl,
-                   last_line="" if quiet else f"gitserve: {reason}")
+                  last_line="" if quiet else f"gitserve: {reason}",
+                  key_file=WorkerSettings.from_env().secrets_key_file)
     return {"status": status}
 
 

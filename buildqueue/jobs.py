@@ -272,7 +272,8 @@ def _end(r: redis.Redis, build_id: str, status: str, reason: str, log_ttl: int,
     if reason:  # the reason the pusher sees (masked where it could carry a secret)
         logger.log(logging.INFO if status == "passed" else logging.WARNING,
                    "%s: %s", status, reason)
-    ending.finish(r, build_id, status, reason, log_ttl=log_ttl, last_line=last)
+    ending.finish(r, build_id, status, reason, log_ttl=log_ttl, last_line=last,
+                  key_file=WorkerSettings.from_env().secrets_key_file)
     return {"status": status}
 
 

@@ -17,8 +17,9 @@ from typing import Callable
 from gitserve import repos
 from gitserve.git.pushhooks import PushContext, RefUpdate
 from gitserve.options import BuildOptions
+from gitserve.secrets.crypt import result_sealed
 
-from . import enqueue, logs, posthook, records, rqconn, spool
+from . import ending, enqueue, keys, logs, posthook, records, rqconn, spool
 from .notify import events as notify
 
 log = logging.getLogger(__name__)
@@ -199,7 +200,14 @@ class BuildHook:
             # a gate build's commit is only pinned while it is judged: refs stay as they were
             enqueue.drop_hidden_refs(ctx.repo_path, [build.id])
         if final.status == "passed":
-            return None
+            seal = r.hget(keys.build(build.id), ending.SEAL_FIELD)
+            if result_sealed(ctx.settings.secrets_key_file, build.id, "passed", update.new,
+                             seal.decode() if seal else None):
+                return None
+            log.warning("gate build %s of %s: a pass not sealed by a worker (forged in Redis?)",
+                        build.id, ctx.repo_name)
+            return (f"build {build.id} passed, but the pass is not sealed by a worker holding "
+                    "this server's secrets.key")
         return f"build {build.id} {final.status}"
 
     def after_push(self, ctx: PushContext, updates: list[RefUpdate]) -> None:

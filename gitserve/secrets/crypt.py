@@ -195,3 +195,23 @@ def check_job(data: Mapping[str, Any], key_file: Path | None) -> None:
     if not isinstance(given, str) or not hmac.compare_digest(given, want):
         raise SecretError("the job is not signed by this server's secrets.key (a job written "
                           "into Redis by someone else, or a worker with another key)")
+
+
+# --- build verdicts -------------------------------------------------------------------------
+# A gate build's verdict reaches the push through its record in Redis. So that one written
+# there with only the Redis password does not open the gate, the worker that ends a build as
+# passed seals (build id, status, commit) with the job key; the gate checks the seal.
+_RESULT_CONTEXT = "gitserve build result v1"
+
+
+def seal_result(key_file: Path, build_id: str, status: str, commit: str) -> str:
+    message = "\0".join((_RESULT_CONTEXT, build_id, status, commit)).encode()
+    return hmac.new(_mac_key(key_file), message, hashlib.sha256).hexdigest()
+
+
+def result_sealed(key_file: Path | None, build_id: str, status: str, commit: str,
+                  seal: str | None) -> bool:
+    """Did a holder of KEY_FILE end BUILD_ID with STATUS for COMMIT (SEAL its seal)?"""
+    if key_file is None or not key_file.is_file() or not seal:
+        return False
+    return hmac.compare_digest(seal_result(key_file, build_id, status, commit), seal)
