@@ -462,10 +462,12 @@ class ProcessKeeper:
         path = os.environ.get("PYTHONPATH", "")
         env = dict(os.environ, PYTHONPATH=code_root + (os.pathsep + path if path else ""))
         try:
-            popen = subprocess.Popen([sys.executable, "-m", "deploy.keeper", str(self.settings.home)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, start_new_session=True,
-                                     close_fds=True, cwd="/", env=env)
+            self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.settings.logs_dir / "sites-console.log", "ab") as console:  # crashes only
+                popen = subprocess.Popen([sys.executable, "-m", "deploy.keeper", str(self.settings.home)],
+                                         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                         stderr=console, start_new_session=True,
+                                         close_fds=True, cwd="/", env=env)
             assert popen.stdin is not None
             popen.stdin.write(json.dumps(spec).encode())
             popen.stdin.close()
