@@ -277,6 +277,27 @@ def _end(r: redis.Redis, build_id: str, status: str, reason: str, log_ttl: int,
     return {"status": status}
 
 
+def _builds_group(pgid: int, build_id: str) -> bool:
+    """Is PGID the process group of BUILD_ID's script? The id comes from the build's record
+    in Redis, where anyone with the Redis password may write any number (sshd's group, 0 for
+    this worker's own): only a group whose leader carries the build's id is killed - the
+    sandbox's `--setenv GITSERVE_BUILD_ID N` in its command line, or that variable in an
+    unsandboxed script's environment - never init's or this process's."""
+    if pgid <= 1 or pgid in (os.getpgrp(), os.getpid()):
+        return False
+    try:
+        if os.getpgid(pgid) != pgid:
+            return False  # not a group's leader
+        argv = Path(f"/proc/{pgid}/cmdline").read_bytes().split(b"\0")
+        environ = Path(f"/proc/{pgid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False  # no leader any more (a sandbox's namespace died with the horse)
+    marker = b"GITSERVE_BUILD_ID"
+    in_argv = any(argv[i] == marker and argv[i + 1] == build_id.encode()
+                  for i in range(len(argv) - 1))
+    return in_argv or marker + b"=" + build_id.encode() in environ
+
+
 def stopped(job: Job, connection: redis.Redis) -> None:
     """rq's on_stopped callback of a build job, run by the worker whose work-horse `builds
     cancel` killed (rq's stop-job command): end the build as cancelled, kill what the script
@@ -288,7 +309,7 @@ def stopped(job: Job, connection: redis.Redis) -> None:
         return
     raw = connection.hmget(keys.build(build_id), "pgid", "workdir", "waiting")
     pgid, workdir, waiting = ((v or b"").decode() for v in raw)
-    if pgid.isdigit():
+    if pgid.isdigit() and _builds_group(int(pgid), build_id):
         runner.terminate_group(int(pgid))
     try:
         perrepo.release(connection, records.get(connection, build_id))
