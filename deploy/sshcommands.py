@@ -97,6 +97,13 @@ def cmd_deploy(ctx: CommandContext, args: list[str]) -> int:
     if verb == "ps" and len(rest) == 1:
         _repo_for(ctx, rest[0], "R")
         try:
+            if agent_sites.exists(ctx.settings, rest[0]):  # deploy.hosts: each host's report
+                from .agents.coordinator import Coordinator, format_ps
+
+                st = Coordinator.for_settings(ctx.settings).status(ctx.settings, rest[0])
+                ctx.out((json.dumps({h["host"]: h.get("ps") for h in st["hosts"]}, indent=1)
+                         if as_json else format_ps(rest[0], st)) + "\n")
+                return 0
             rows = proclog.ps_rows(ctx.settings, rest[0])
         except DeployError as exc:
             raise CommandError(exc.message) from None

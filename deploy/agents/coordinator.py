@@ -501,6 +501,21 @@ class Coordinator:
                              for r in reversed(order[-10:])]}
 
 
+def format_ps(site: str, st: dict[str, Any]) -> str:
+    """`deploy ps SITE` of a site on hosts: each host's processes as it last reported them."""
+    from ..proclog import format_ps as one_host
+
+    out = []
+    for h in st["hosts"]:
+        if not h["up"]:
+            out.append(f"{h['host']}: DOWN: {h['down_reason']}")
+            continue
+        out.append(f"{h['host']}:")
+        out.extend("  " + line for line in one_host(site, list(h.get("ps") or []),
+                                                    now=h.get("reported_at")).splitlines())
+    return "\n".join(out)
+
+
 def format_status(st: dict[str, Any]) -> str:
     out = [f"site {st['site']}" + (f" (repo {st['repo']})" if st.get("repo") else "")
            + f" on {len(st['hosts'])} hosts"]

@@ -21,13 +21,14 @@ from typing import Any, Callable, Mapping
 
 from gitserve.settings import Settings
 
-from .. import bluegreen, processes, sitesctl
+from .. import bluegreen, processes, proclog, sitesctl
 from ..errors import DeployError
 from ..options import check_release_id, check_site_name, parse
 from ..publish import clean_partials
 from ..site import Site, all_sites, other_side
 
 Log = Callable[[str], None]
+PS_FIELDS = ("type", "side", "pid", "port", "started", "restarts", "state", "last_exit", "live")
 
 
 def _site(settings: Settings, site: str) -> Site:
@@ -163,10 +164,11 @@ def report(settings: Settings) -> dict[str, Any]:
         where = _where(s)
         last: dict[str, Any] = next((h for h in reversed(state["history"])
                      if h.get("release") == where["live_release"]), {})
-        rows = processes.read_status(settings, name)
+        rows = proclog.ps_rows(settings, name)  # `deploy ps` on the server shows them
         sites[name] = {**where, "since": last.get("at"), "action": last.get("action"),
                        "prepared": (state.get("prepared") or {}).get("release"),
                        "kept": [r for r in state["deployed"] if s.release_dir(r).is_dir()],
                        "processes": len([r for r in rows if r.get("side") == where["live_side"]
-                                         and r.get("pid") and r.get("state") != "draining"])}
+                                         and r.get("pid") and r.get("state") != "draining"]),
+                       "ps": [{k: r.get(k) for k in PS_FIELDS} for r in rows]}
     return sites

@@ -86,6 +86,13 @@ def ps(site: SiteArgument, as_json: JsonOption = False, home: HomeOption = None)
 
     settings = load_settings(home)
     with _refusals():
+        hosts = _coordinator(settings, site)
+        if hosts is not None:  # deploy.hosts: each host's processes as it reported them
+            from deploy.agents.coordinator import format_ps as format_hosts
+
+            st = hosts.status(settings, site)
+            _show({h["host"]: h.get("ps") for h in st["hosts"]}, as_json, lambda _: format_hosts(site, st))
+            return
         rows = proclog.ps_rows(settings, site)
     _show(rows, as_json, lambda r: proclog.format_ps(site, r))
 

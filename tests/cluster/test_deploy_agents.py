@@ -315,6 +315,12 @@ def test_status_shows_each_host(cluster):
     assert all(any(line.split()[:2] == [h, "live"] for line in text.splitlines()) for h in HOSTS), text
     cli = c["srv"].admin_cli("deploy", "status", "app").stdout
     assert "web1" in cli and "web2" in cli and f"release {release}" in cli
+    ps = json.loads(c["srv"].ssh("bob", "deploy", "ps", "app", "--json").stdout)
+    assert sorted(ps) == list(HOSTS)
+    assert all([(r["type"], r["side"], r["live"]) for r in ps[h] if r["pid"] and r["state"] == "running"]
+               [:1] == [("web", "green", True)] for h in HOSTS), ps
+    text = c["srv"].ssh("bob", "deploy", "ps", "app").stdout
+    assert text.startswith("web1:\n  TYPE") and "\nweb2:\n" in text and "green*" in text, text
     from tests.support.httpkit import get as http_get, login_cookie
 
     cookie = login_cookie(c["srv"], "bob").split(";")[0]
