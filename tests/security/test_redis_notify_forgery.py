@@ -123,3 +123,27 @@ def test_a_forged_event_gets_no_signature_and_no_target_of_its_own(env):
     srv.git("alice", "push", "-q", "origin", "HEAD:refs/heads/main", cwd=work)
     got = wait_for(lambda: [r for r in hooks.requests() if r["path"] == "/plain"], timeout=30)
     assert got[0]["verified"], got
+
+
+def test_a_forged_build_record_sends_no_mail(env):
+    """The variant: a build event points at a record (in Redis), whose options name the
+    targets; a record the attacker wrote names his recipient."""
+    import redis
+
+    from buildqueue import keys, records
+
+    srv, smtp, _hooks = env
+    r = redis.Redis(unix_socket_path=str(srv.home / "run" / "redis.sock"))
+    try:
+        build_id = records.new_id(r)
+        records.create(r, records.Build(
+            id=build_id, repo="plain", ref="refs/heads/main", old="0" * 40, new="1" * 40,
+            pusher="alice", mode="async", queue="builds", job_id=keys.build_job(build_id),
+            options={"notify.email": "victim@example.org", "notify.events": "build"}), 100)
+        records.finish(r, build_id, "failed", "reset your password at https://evil.example/")
+    finally:
+        r.close()
+    forge(srv, "deliver_event", {"event": "build", "repo": "plain", "ts": time.time(),
+                                 "data": {"build_id": build_id}})
+    drained(srv)
+    assert not [meta for _m, meta in smtp.mails() if "victim@example.org" in meta["to"]]
