@@ -58,6 +58,7 @@ def run(envelope: dict[str, Any]) -> dict[str, Any]:
     body = auth.unseal(key, "job", envelope)  # a forged job fails here, before anything runs
     if body.get("agent") != ctx.name:
         raise auth.BadSignature(f"job for agent {body.get('agent')!r}, this is {ctx.name}")
+    _first_time(ctx, body)
     kind = str(body.get("kind"))
     lines: list[str] = []
     outcome: dict[str, Any]
@@ -93,6 +94,19 @@ def _report_now(ctx: AgentContext, key: bytes) -> None:
         Reporter(settings_mod.load(ctx.home), ctx.name, key, job.connection).report_once()
     except (GitserveError, OSError, RedisError) as exc:
         log.warning("status report not written: %s", exc)
+
+
+def _first_time(ctx: AgentContext, body: dict[str, Any]) -> None:
+    """A signed job runs once: a copy read back from Redis and queued again (within its
+    expiry) is refused. The nonce is remembered until well after the job's expiry."""
+    from rq import get_current_job
+
+    job = get_current_job()
+    nonce = str(body.get("nonce") or "")
+    if job is None or not nonce:
+        raise auth.BadSignature("job without a nonce")
+    if not job.connection.set(f"gitserve:agent:{ctx.name}:nonce:{nonce}", "1", nx=True, ex=3600):
+        raise auth.BadSignature(f"job {nonce} already ran on this agent (replayed)")
 
 
 def _dispatch(settings: Settings, ctx: AgentContext, key: bytes, kind: str, body: dict[str, Any],

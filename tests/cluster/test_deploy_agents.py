@@ -478,6 +478,14 @@ def test_jobs_forged_in_redis_do_nothing_on_an_agent(cluster):
     assert "is not a deploy agent job" in reasons[2], reasons
     assert not os.path.exists("/tmp/pwned-by-agent-job")
     assert served(c) == before
+    # a genuinely signed job read back from Redis and queued again runs once only
+    key = auth.agent_key(c["agents"]["web1"].home)
+    signed = auth.seal(key, "job", {"kind": "abort", "agent": "web1", "site": "app", "release": "nope",
+                                    "nonce": pysecrets.token_hex(8), "expires": time.time() + 60})
+    first, again = (q.enqueue("deploy.agents.jobs.run", signed) for _ in range(2))
+    assert _job_end(first) == "finished" and auth.unseal(key, "result", first.return_value())["ok"]
+    assert _job_end(again) == "failed"
+    assert "already ran on this agent (replayed)" in again.latest_result().exc_string
 
 
 def test_releases_go_only_to_signed_requests_of_the_sites_hosts(cluster):
