@@ -131,7 +131,8 @@ class RepoPushPolicy:
         hostname = self.settings.server.hostname
         reason = mirror_promotion.check_admin_push(
             repo, update.new, hostname, self._mirror_sender,
-            repo_mirror(self.state.rules.options(self.name)))
+            repo_mirror(self.state.rules.options(self.name)),
+            master_answers=lambda name: mirror_promotion.master_answers(self.settings, name))
         reason = reason or adminrepo.validate_commit(repo, update.new, self.settings.hooks_dir,
                                                      hostname, self.settings.server.refex_expr)
         if reason:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from typing import Callable
 
 from dulwich.objects import Commit
 from dulwich.repo import Repo
@@ -45,14 +46,21 @@ def may_announce(hostname: str, repo: str, mirror: RepoMirror, sender: str) -> b
 
 
 def check_admin_push(repo: Repo, sha: str, hostname: str, sender: str,
-                     current: RepoMirror) -> str | None:
+                     current: RepoMirror,
+                     master_answers: Callable[[str], bool] | None = None) -> str | None:
     """None when SENDER may set the admin branch to SHA here: it is the master now, or SHA
     is exactly the commit `promote` on SENDER makes: one commit on top of this host's admin
     tip, the same tree but for conf/ files rewritten by `rewrite_conf(text, SENDER)`, naming
     SENDER the master of gitolite-admin and this host one of its slaves. Anything more (a key,
     a rule, an older tip) would let one slave's key rule every other slave, which Gitolite
     never lets a slave do; a slave that missed the master's last admin change takes the new
-    master's admin with `gitserve mirror rejoin NEW-MASTER` instead."""
+    master's admin with `gitserve mirror rejoin NEW-MASTER` instead.
+
+    And only while the current master does not answer (MASTER_ANSWERS asks it): taking the
+    promotion makes SENDER this host's master, whose next admin push may carry anything, so a
+    slave's key alone (stolen, or the slave compromised) must not be able to take the other
+    slaves from a master that is alive. A promotion while it runs is an admin's decision
+    here: `gitserve mirror rejoin SENDER`."""
     if current.master == sender:
         return None
     refused = f"{hostname}: '{sender}' is not the master for '{repos.ADMIN_REPO}'"
@@ -70,6 +78,9 @@ def check_admin_push(repo: Repo, sha: str, hostname: str, sender: str,
                     f"run `gitserve mirror rejoin {sender}` here to take its admin)")
         if not _only_promotion(repo, repo[tip].tree, obj.tree, sender):
             return f"{refused} (a promotion changes only mirror.master and mirror.slaves)"
+        if current.master and master_answers is not None and master_answers(current.master):
+            return (f"{refused} ('{current.master}' still answers; a promotion is taken only "
+                    f"while the master is down, or by `gitserve mirror rejoin {sender}` here)")
     except (KeyError, admin.AdminError):
         return refused
     return None
@@ -276,6 +287,19 @@ class _NothingToDo(Exception):
 
 
 REJOIN_REF = b"refs/mirror-rejoin/master"
+
+
+def master_answers(settings: Settings, name: str, timeout: float = 10) -> bool:
+    """Whether peer NAME's server answers `mirror state` now (any answer but ssh's own
+    failure: a refusal is an answer too; a timeout is none)."""
+    transport = Transport(settings)
+    try:
+        rc, _out, _err = transport.ssh(transport.peer(name), "mirror state", timeout=timeout)
+    except MirrorError:
+        return False
+    finally:
+        transport.close()
+    return rc != 255
 
 
 def rejoin(settings: Settings, master: str) -> list[str]:

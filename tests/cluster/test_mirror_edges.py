@@ -170,7 +170,8 @@ def test_a_slaves_key_cannot_rule_another_slave_by_announcing_itself_master(
     sam the master, as `mirror promote` does, plus a rule of its own. Before: gollum took it
     whole (the check only asked that the tree name sam the master and gollum a slave), so one
     slave's key ruled every other slave and shut the real master out. Now only the exact
-    promotion commit on gollum's own admin tip is taken."""
+    promotion commit on gollum's own admin tip is taken, and only while frodo, the master,
+    does not answer (else sam's next admin push, as gollum's master, could carry anything)."""
     from gitserve.mirror.promotion import rewrite_conf
 
     frodo, sam, gollum = trio["frodo"], trio["sam"], trio["gollum"]
@@ -202,6 +203,19 @@ def test_a_slaves_key_cannot_rule_another_slave_by_announcing_itself_master(
                       key=stolen, check=False)
     assert push.returncode != 0 and "a promotion is one commit on this host's admin tip" in \
         push.stderr, push.stderr
+    assert disk_refs(gollum, "gitolite-admin") == before
+    # the exact promotion commit on gollum's tip, while frodo is alive: taking it would make
+    # sam gollum's master, and sam's next admin push could carry anything (keys, rules)
+    gollum.git("x", "fetch", "-q", "origin", cwd=work, key=stolen)
+    gollum.git("x", "reset", "-q", "--hard", "origin/master", cwd=work, key=stolen)
+    promoted, _old = rewrite_conf(conf.read_text(), "sam")
+    conf.write_text(promoted)
+    gollum.git("x", "commit", "-qam", "mirror promote: sam is the master now", cwd=work,
+               key=stolen)
+    push = gollum.git("x", "push", "origin", "HEAD:refs/heads/master", cwd=work, key=stolen,
+                      check=False)
+    assert push.returncode != 0 and "'frodo' still answers; a promotion is taken only while " \
+        "the master is down" in push.stderr, push.stderr
     assert disk_refs(gollum, "gitolite-admin") == before
     # the real master still rules gollum
     frodo.add_user("dave")
