@@ -180,6 +180,9 @@ def cmd_retry(r, args, access, out, settings, user: str = "") -> int:
     from gitserve.options import RepoOptions
 
     old = _visible(r, args.id, access)
+    if not enqueue.options_signed(settings.secrets_key_file, old):
+        # the record is in Redis: its commit, ref or repo may have been rewritten there
+        raise CommandError(f"build {old.id}'s record is not the one this server wrote: not retried")
     if not access(old.repo, "W", old.ref):
         raise CommandError(f"W access to {old.ref} of {old.repo} needed to retry build {old.id}")
     repo_path = settings.repo_path(old.repo)

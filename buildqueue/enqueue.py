@@ -148,13 +148,14 @@ def previews_enabled(options: Mapping[str, str]) -> bool:
 
 
 def _options_doc(build: records.Build) -> dict[str, Any]:
-    return {"build_id": build.id, "repo": build.repo, "options": dict(build.options)}
+    return {"build_id": build.id, "repo": build.repo, "ref": build.ref, "old": build.old,
+            "new": build.new, "options": dict(build.options)}
 
 
 def options_mac(key_file: Path, build: records.Build) -> str:
-    """The server's signature over BUILD's id, repo and options, kept in its record: the
-    notify targets of its build and deploy events are taken from there (Redis), so they
-    must be the ones the server wrote."""
+    """The server's signature over BUILD's id, repo, ref, commits and options, kept in its
+    record: the notify targets of its build and deploy events, and what `builds retry`
+    rebuilds, are taken from there (Redis), so they must be what the server wrote."""
     return str(sign_job(_options_doc(build), key_file)[MAC_FIELD])
 
 

@@ -64,6 +64,11 @@ def test_a_cancel_never_kills_a_group_redis_names(srv):
         build_id = wait_for(lambda: next((i for i in records.list_ids(r, "slow")
                                           if records.get(r, i).status == "running"
                                           and r.hget(keys.build(i), "pgid")), None), timeout=60)
+        # the real group is recognized as the build's (its leader carries the build id)
+        from buildqueue.jobs import _builds_group
+
+        real = int(r.hget(keys.build(build_id), "pgid"))
+        assert _builds_group(real, build_id), open(f"/proc/{real}/cmdline", "rb").read()
         # the attacker: the victim's group in the record, then rq's stop command
         r.hset(keys.build(build_id), "pgid", str(victim.pid))
         send_stop_job_command(r, keys.build_job(build_id))
