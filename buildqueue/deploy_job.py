@@ -253,8 +253,16 @@ def remove_preview(payload: dict[str, Any]) -> dict[str, str]:
         return {"status": "failed", "reason": f"refused: {exc}"}
     settings = settings_mod.load(WorkerSettings.from_env().home)
     try:
-        removed = remove_branch_preview(settings, str(payload["site"]), str(payload["branch"]),
-                                        log=lambda line: None)
+        from deploy.agents import record
+
+        if record.exists(settings, str(payload["site"])):  # deploy.hosts: on every host
+            from deploy.agents.coordinator import Coordinator
+
+            removed = Coordinator.for_settings(settings).remove_preview(
+                settings, str(payload["site"]), str(payload["branch"]), log=lambda line: None)
+        else:
+            removed = remove_branch_preview(settings, str(payload["site"]), str(payload["branch"]),
+                                            log=lambda line: None)
     except DeployError as exc:
         return {"status": "failed", "reason": str(exc)}
     return {"status": "removed" if removed else "none"}

@@ -240,9 +240,7 @@ class Coordinator:
             hosts = list(opts.hosts)
             if not hosts:
                 raise DeployError("options", f"site {name} names no deploy.hosts")
-            if str(options.get("deploy.preview") or ""):
-                raise DeployError("options", "branch previews are not deployed to deploy.hosts")
-            if opts.post:
+            if opts.post and not str(options.get("deploy.preview") or ""):
                 raise DeployError("options", "deploy.post does not run with deploy.hosts: it would "
                                   "need the commit on every host")
             stray = [h for h, _ in opts.host_ports if h not in hosts]
@@ -270,6 +268,10 @@ class Coordinator:
         if owner and meta.get("repo") and owner != meta.get("repo"):
             raise self._failed(say, DeployError("options", f"site {name} is deployed from repo "
                                                 f"{owner}, not {meta.get('repo')}"), rec)
+        branch = str(options.get("deploy.preview") or "")
+        if branch:
+            return self._preview(settings, name, rec, opts, hosts, release, base, output_dir,
+                                 options, meta, branch, say, started)
         theirs, mine = rec.get("live_pushed_at"), meta.get("pushed_at")
         if rec.get("release") and theirs is not None and mine is not None and float(theirs) > float(mine):
             skipped = f"build {rec['release']} was pushed later and is already live"
@@ -311,6 +313,53 @@ class Coordinator:
         """`deploy restart SITE`: on every host the live release's processes start afresh on
         the idle side and are checked; then all hosts switch (none unless all are ready)."""
         return self.rollback(settings, site, by=by, log=log, action="restart")
+
+    def _preview(self, settings: Settings, name: str, rec: dict[str, Any], opts: SiteOptions,
+                 hosts: list[str], release: str, base: str, output_dir: Path,
+                 options: Mapping[str, str], meta: Mapping[str, Any], branch: str, say: Log,
+                 started: float) -> DeployResult:
+        """A branch's build goes to BRANCH.SERVER_NAME on every host (deploy.previews):
+        blue/green is untouched, so no two phases: each host publishes its own copy, and the
+        line names every host that could not."""
+        if not rec.get("release"):
+            raise DeployError("options", f"site {name}: a branch preview needs a live deploy on its "
+                              "hosts first")
+        down = self._down(settings, hosts)
+        if down:
+            raise DeployError("hosts", down[0])
+        stored = releases.store(settings, name, release, output_dir)
+        env = {str(k): str(v) for k, v in dict(meta.get("env") or {}).items()}  # the preview's processes
+        plain = {k: meta.get(k) for k in ("build_id", "repo", "ref", "commit", "pusher", "pushed_at",
+                                          "sandbox_uid")}
+        try:
+            results = self.run_phase(
+                settings, hosts, "preview",
+                lambda h: {"site": name, "release": release, "options": host_options(options, opts, h),
+                           "meta": plain, "env": auth.encrypt_env(auth.ensure_server_key(settings, h), env),
+                           "fetch": {"url": base, "sha256": stored.sha256, "size": stored.size}},
+                PREPARE_TIMEOUT, say)
+        finally:
+            releases.discard(settings, name, release)
+        bad = [h for h in hosts if not results[h].get("ok")]
+        if bad:
+            raise DeployError("preview", f"host {bad[0]}: {results[bad[0]].get('reason')}"
+                              + (f" (and {' '.join(bad[1:])})" if bad[1:] else ""))
+        say(f"preview of {branch} on {' '.join(hosts)}")
+        return DeployResult(name, "", str(rec.get("release") or ""), None, rec.get("release"), 0.0,
+                            time.monotonic() - started, skipped=f"preview of branch {branch}")
+
+    def remove_preview(self, settings: Settings, site: str, branch: str, log: Log) -> bool:
+        """The branch was deleted: its preview goes from every host that answers."""
+        name = check_site_name(site)
+        with record.lock(settings, name):
+            hosts = list(record.load(settings, name)["hosts"])
+            results = self.run_phase(settings, hosts, "unpreview",
+                                     lambda h: {"site": name, "release": "-", "branch": branch},
+                                     ABORT_TIMEOUT, log)
+        bad = [h for h in hosts if not results[h].get("ok")]
+        if bad:
+            raise DeployError("preview", f"host {bad[0]}: {results[bad[0]].get('reason')}")
+        return any(results[h].get("removed") for h in hosts)
 
     def rollback(self, settings: Settings, site: str, to: str | None = None, by: str | None = None,
                  log: Log = print, action: str = "rollback") -> DeployResult:

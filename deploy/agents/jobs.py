@@ -30,7 +30,7 @@ log = logging.getLogger("gitserve.agent")
 
 HOME_ENV = "GITSERVE_HOME"
 NAME_ENV = "GITSERVE_AGENT_NAME"
-KINDS = ("prepare", "rollback", "switch", "abort")
+KINDS = ("prepare", "rollback", "switch", "abort", "preview", "unpreview")
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def _first_time(ctx: AgentContext, body: dict[str, Any]) -> None:
 def _dispatch(settings: Settings, ctx: AgentContext, key: bytes, kind: str, body: dict[str, Any],
               say: Any) -> dict[str, Any]:
     site, release = str(body.get("site")), str(body.get("release"))
-    if kind == "prepare":
+    if kind in ("prepare", "preview"):
         fetch = dict(body.get("fetch") or {})
         meta = dict(body.get("meta") or {})
         meta["env"] = auth.decrypt_env(key, str(body.get("env") or ""))
@@ -123,13 +123,18 @@ def _dispatch(settings: Settings, ctx: AgentContext, key: bytes, kind: str, body
                                   str(fetch.get("sha256")), int(fetch.get("size") or 0), work / "r")
             say(f"fetch: release {release}, {fetch.get('size')} bytes, sha256 ok "
                 f"({(time.monotonic() - t0) * 1000:.0f} ms)")
-            return phases.prepare(settings, site, tree, dict(body.get("options") or {}), meta, say)
+            options = dict(body.get("options") or {})
+            if kind == "preview":  # a branch's preview: no two phases, blue/green untouched
+                return phases.preview(settings, site, tree, options, meta, say)
+            return phases.prepare(settings, site, tree, options, meta, say)
         finally:
             releases.remove_tree(work)
     if kind == "rollback":
         return phases.prepare_rollback(settings, site, release, str(body.get("action") or "rollback"), say)
     if kind == "switch":
         return phases.switch(settings, site, release, body.get("by"), say, say)
+    if kind == "unpreview":
+        return phases.unpreview(settings, site, str(body.get("branch")), say)
     return phases.abort(settings, site, release, say)
 
 

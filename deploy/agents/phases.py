@@ -152,6 +152,21 @@ def abort(settings: Settings, site: str, release: str, say: Log) -> dict[str, An
         return _where(s)
 
 
+def preview(settings: Settings, site: str, output_dir: Path, options: Mapping[str, str],
+            meta: Mapping[str, Any], say: Log) -> dict[str, Any]:
+    """A branch's build at BRANCH.SERVER_NAME on this host (options carry deploy.preview):
+    bluegreen's own preview deploy, which never touches blue/green."""
+    result = bluegreen.deploy_release(settings, site, Path(output_dir), options, meta,
+                                      lambda line: say(line.split(": ", 1)[1] if line.startswith("deploy ") else line))
+    return {"release": result.release, "preview": str(options.get("deploy.preview") or "")}
+
+
+def unpreview(settings: Settings, site: str, branch: str, say: Log) -> dict[str, Any]:
+    """The branch was deleted: its preview goes on this host."""
+    removed = bluegreen.remove_branch_preview(settings, site, branch, log=say)
+    return {"removed": bool(removed)}
+
+
 def report(settings: Settings) -> dict[str, Any]:
     """What this host serves, per site (the status report the agent keeps in Redis)."""
     sites: dict[str, Any] = {}

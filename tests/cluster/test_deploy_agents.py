@@ -179,6 +179,8 @@ repo app
     option deploy.host-ports = web2=127.0.0.1:{ports['web2'][0]}/{ports['web2'][1]}
     option deploy.check = /health
     option deploy.drain = 1
+    option deploy.previews = 1
+    option deploy.server-name = app.test
 """
     http = free_port()
     srv = make_server(root / "server", conf=conf, users=("alice", "bob"),
@@ -545,3 +547,41 @@ def test_a_host_failing_its_switch_brings_the_others_back(cluster):
     after = status_json(c)
     assert after["release"] == st["release"]
     assert all(h["live_release"] == st["release"] for h in after["hosts"]), after["hosts"]
+
+
+
+def test_a_branch_preview_goes_to_every_host_and_leaves_with_the_branch(cluster):
+    """deploy.previews with deploy.hosts: a branch's build is published at BRANCH.SERVER_NAME
+    on every host (blue/green untouched); deleting the branch removes it from every host."""
+    import http.client
+
+    c = cluster
+    srv, work = c["srv"], c["work"]
+
+    def version(host: str) -> str:
+        port = c["ports"][host][0]
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        try:
+            conn.request("GET", "/version.txt", headers={"Host": f"feature-x.app.test:{port}"})
+            return (conn.getresponse().read().decode().split() or [""])[0]  # the preview's own process
+        finally:
+            conn.close()
+
+    before = served(c)
+    write_app(work / "app", "feat", procfile="web: python3 web.py\n")
+    srv.git("alice", "commit", "-qam", "feat", cwd=work)
+    code, lines = timed_push(srv, "alice", work, "origin", "HEAD:feature/x", timeout=180)
+    msgs = remote(lines)
+    assert code == 0 and all(any(m.startswith(f"deploy app: [{h}] preview live at") for m in msgs)
+                             for h in HOSTS), msgs
+    assert not any(m.startswith("Enable:") for m in msgs), msgs
+    assert {h: version(h) for h in HOSTS} == {"web1": "feat", "web2": "feat"}
+    assert served(c) == before
+    code, lines = timed_push(srv, "alice", work, "origin", ":feature/x", timeout=60)
+    assert code == 0, lines
+    deadline = time.monotonic() + 30
+    while any(version(h) == "feat" for h in HOSTS):
+        assert time.monotonic() < deadline, "the preview is still served"
+        time.sleep(0.1)
+    assert not any((c["agents"][h].home / "sites" / "app" / "previews" / "feature-x").exists() for h in HOSTS)
+    srv.git("alice", "reset", "-q", "--hard", "HEAD~1", cwd=work)
