@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from gitserve import acl, repos
 from gitserve.authkeys import BUILDER
-from gitserve.mirror.config import COPY, ELSEWHERE, repo_mirror
+from gitserve.mirror.config import COPY, ELSEWHERE, RepoMirror, repo_mirror
 from gitserve.settings import Settings
 
 from .access import LfsAccess
@@ -51,15 +51,21 @@ def access_for(settings: Settings, rules: Rules, repo: str, user: str) -> LfsAcc
                      uploads_elsewhere=uploads_elsewhere(settings, rules, repo))
 
 
+def _mirrored(settings: Settings, rules: Rules, repo: str) -> tuple[str, RepoMirror, str]:
+    """(this host's name, REPO's mirror, this host's mode for it); mode "" when this host
+    does not mirror."""
+    hostname = settings.server.hostname
+    if not hostname:
+        return "", RepoMirror(), ""
+    mirror = repo_mirror(rules.options(repo, wild=repos.wild_info(settings, repo)))
+    return hostname, mirror, mirror.mode(hostname)
+
+
 def uploads_elsewhere(settings: Settings, rules: Rules, repo: str) -> str:
     """Gitolite's refusal of a push to this host, for an LFS upload ("" when it is taken
     here): on a copy the objects belong on the master, where the pushes are checked and from
     where every slave gets them."""
-    hostname = settings.server.hostname
-    if not hostname:
-        return ""
-    mirror = repo_mirror(rules.options(repo, wild=repos.wild_info(settings, repo)))
-    mode = mirror.mode(hostname)
+    hostname, _mirror, mode = _mirrored(settings, rules, repo)
     if mode == COPY:
         return f"{hostname}: pushing '{repo}' to copy '{hostname}' not allowed"
     if mode == ELSEWHERE:
@@ -70,11 +76,7 @@ def uploads_elsewhere(settings: Settings, rules: Rules, repo: str) -> str:
 def locks_elsewhere(settings: Settings, rules: Rules, repo: str) -> str:
     """Why REPO's LFS locks are not kept on this host ("" when they are): on a mirror's copy
     a lock would sit in a table no push consults (a slave forwards pushes to its master)."""
-    hostname = settings.server.hostname
-    if not hostname:
-        return ""
-    mirror = repo_mirror(rules.options(repo, wild=repos.wild_info(settings, repo)))
-    mode = mirror.mode(hostname)
+    hostname, mirror, mode = _mirrored(settings, rules, repo)
     if mode == COPY:
         return f"{hostname}: '{repo}' is a copy; LFS locks are kept on its master '{mirror.master}'"
     if mode == ELSEWHERE:
