@@ -37,22 +37,28 @@ class ForeignJob(GitserveError):
     """A job gitserve did not make (one line, in the failed job's record)."""
 
 
-class GitserveJob(Job):
-    """rq's Job, refusing every function but gitserve's own."""
+class AllowlistJob(Job):
+    """rq's Job, refusing every function but those in ALLOWED_FUNCS and every callback but
+    those in ALLOWED_STOPPED (a subclass names both, what it runs and the error it raises)."""
+
+    ALLOWED_FUNCS: frozenset[str] = frozenset()
+    ALLOWED_STOPPED: frozenset[str] = frozenset()
+    KIND = "gitserve job"
+    REFUSED: type[GitserveError] = ForeignJob
 
     @property
     def func(self) -> Any:
         name = self.func_name
-        if name not in ALLOWED or self.instance is not None:
-            raise ForeignJob(f"refused: job function {name!r} is not a gitserve job")
+        if name not in self.ALLOWED_FUNCS or self.instance is not None:
+            raise self.REFUSED(f"refused: job function {name!r} is not a {self.KIND}")
         for kind in ("success", "failure", "stopped"):
             callback = getattr(self, f"_{kind}_callback_name", None)
-            if callback and not (kind == "stopped" and callback in STOPPED_CALLBACKS):
-                raise ForeignJob(f"refused: job {self.id} names an on_{kind} callback")
+            if callback and not (kind == "stopped" and callback in self.ALLOWED_STOPPED):
+                raise self.REFUSED(f"refused: job {self.id} names an on_{kind} callback")
         return super().func
 
     # rq calls these after the function (or instead of it, on failure): never a stored name
-    # but gitserve's own stopped callback
+    # but an allowed stopped callback
     @property
     def success_callback(self) -> Any:
         return None
@@ -63,9 +69,16 @@ class GitserveJob(Job):
 
     @property
     def stopped_callback(self) -> Any:
-        if getattr(self, "_stopped_callback_name", None) in STOPPED_CALLBACKS:
+        if getattr(self, "_stopped_callback_name", None) in self.ALLOWED_STOPPED:
             return super().stopped_callback
         return None
+
+
+class GitserveJob(AllowlistJob):
+    """rq's Job, refusing every function but gitserve's own."""
+
+    ALLOWED_FUNCS = ALLOWED
+    ALLOWED_STOPPED = STOPPED_CALLBACKS
 
 
 def require(job: Job | None) -> None:

@@ -17,9 +17,9 @@ from typing import Any, Callable
 
 import redis
 from rq import Worker
-from rq.job import Job
 from rq.serializers import JSONSerializer
 
+from buildqueue.rqjob import AllowlistJob
 from gitserve.errors import GitserveError
 from gitserve.settings import Settings
 
@@ -37,29 +37,12 @@ class ForeignAgentJob(GitserveError):
     """A job on an agent's queue that is not the agent job (one line in its record)."""
 
 
-class AgentJob(Job):
+class AgentJob(AllowlistJob):
     """rq's Job, refusing every function but the agent's and every callback."""
 
-    @property
-    def func(self) -> Any:
-        if self.func_name not in ALLOWED or self.instance is not None:
-            raise ForeignAgentJob(f"refused: {self.func_name!r} is not a deploy agent job")
-        for kind in ("success", "failure", "stopped"):
-            if getattr(self, f"_{kind}_callback_name", None):
-                raise ForeignAgentJob(f"refused: job {self.id} names an on_{kind} callback")
-        return super().func
-
-    @property
-    def success_callback(self) -> Any:
-        return None
-
-    @property
-    def failure_callback(self) -> Any:
-        return None
-
-    @property
-    def stopped_callback(self) -> Any:
-        return None
+    ALLOWED_FUNCS = ALLOWED
+    KIND = "deploy agent job"
+    REFUSED = ForeignAgentJob
 
 
 class Reporter:
