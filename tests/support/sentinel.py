@@ -50,6 +50,7 @@ class ReplicationLink:
         self._held = threading.Event()
         self._cond = threading.Condition()
         self._closed = False
+        self._cut = False
         threading.Thread(target=self._accept, daemon=True).start()
 
     def hold(self) -> None:
@@ -57,6 +58,15 @@ class ReplicationLink:
 
     def release(self) -> None:
         with self._cond:
+            self._held.clear()
+            self._cond.notify_all()
+
+    def cut(self) -> None:
+        """The master died: what the relay still holds is dropped, never delivered (a kill
+        right before `release()` must not let the held bytes through: the reader may not
+        have seen the master's EOF yet when the writer wakes)."""
+        with self._cond:
+            self._cut = True
             self._held.clear()
             self._cond.notify_all()
 
@@ -113,9 +123,9 @@ class ReplicationLink:
         try:
             while True:
                 with self._cond:
-                    while not eof.is_set() and (self._held.is_set() or not queue):
+                    while not eof.is_set() and not self._cut and (self._held.is_set() or not queue):
                         self._cond.wait(0.5)
-                    if eof.is_set() and self._held.is_set():
+                    if self._cut or (eof.is_set() and self._held.is_set()):
                         return
                     chunk = b"".join(queue)
                     queue.clear()
