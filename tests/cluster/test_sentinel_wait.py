@@ -170,10 +170,14 @@ def test_control_without_wait_the_same_kill_loses_the_build(tmp_path):
     kept, the relay no longer models the lag and the test above proves nothing."""
     cluster, srv, workers = setup(tmp_path, 0)
     try:
+        # no worker until the failover: only replication could carry the build across (a
+        # worker that took it from the old master would write its end to the new one)
+        stop_workers(workers)
         work = new_work(srv, "q", SCRIPT)
         lines, took = push_then_kill(cluster, srv, work, hold_for=5.0)
         build_id = queued_id(lines)
         assert took < 5.0, took  # answered while the link still held
+        workers = start_workers(srv.home, 1)
         assert ended(cluster, build_id, timeout=15) is None
     finally:
         stop_workers(workers)
