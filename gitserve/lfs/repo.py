@@ -46,9 +46,10 @@ def access_for(settings: Settings, rules: Rules, repo: str, user: str) -> LfsAcc
             return False  # `writable ... off` stops LFS uploads and locks as it stops pushes
         return acl.can(rules, repo, user, perm, ref, repo_dir=repo_dir)
 
-    return LfsAccess(user, check, locks_elsewhere=locks_elsewhere(settings, rules, repo),
+    mirrored = _mirrored(settings, rules, repo)  # options and wild info read once
+    return LfsAccess(user, check, locks_elsewhere=locks_elsewhere(repo, *mirrored),
                      lock_ref=head_ref(settings, repo),
-                     uploads_elsewhere=uploads_elsewhere(settings, rules, repo))
+                     uploads_elsewhere=uploads_elsewhere(repo, *mirrored))
 
 
 def _mirrored(settings: Settings, rules: Rules, repo: str) -> tuple[str, RepoMirror, str]:
@@ -61,11 +62,10 @@ def _mirrored(settings: Settings, rules: Rules, repo: str) -> tuple[str, RepoMir
     return hostname, mirror, mirror.mode(hostname)
 
 
-def uploads_elsewhere(settings: Settings, rules: Rules, repo: str) -> str:
+def uploads_elsewhere(repo: str, hostname: str, mirror: RepoMirror, mode: str) -> str:
     """Gitolite's refusal of a push to this host, for an LFS upload ("" when it is taken
     here): on a copy the objects belong on the master, where the pushes are checked and from
-    where every slave gets them."""
-    hostname, _mirror, mode = _mirrored(settings, rules, repo)
+    where every slave gets them (HOSTNAME, MIRROR, MODE: `_mirrored`)."""
     if mode == COPY:
         return f"{hostname}: pushing '{repo}' to copy '{hostname}' not allowed"
     if mode == ELSEWHERE:
@@ -73,10 +73,9 @@ def uploads_elsewhere(settings: Settings, rules: Rules, repo: str) -> str:
     return ""
 
 
-def locks_elsewhere(settings: Settings, rules: Rules, repo: str) -> str:
+def locks_elsewhere(repo: str, hostname: str, mirror: RepoMirror, mode: str) -> str:
     """Why REPO's LFS locks are not kept on this host ("" when they are): on a mirror's copy
     a lock would sit in a table no push consults (a slave forwards pushes to its master)."""
-    hostname, mirror, mode = _mirrored(settings, rules, repo)
     if mode == COPY:
         return f"{hostname}: '{repo}' is a copy; LFS locks are kept on its master '{mirror.master}'"
     if mode == ELSEWHERE:
