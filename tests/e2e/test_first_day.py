@@ -1,9 +1,10 @@
 """A newcomer's first day (issue 24): what the server console shows must never be a traceback
 or a raw value, and what it prints must work as printed.
 
-One server with http on, `public_port` set, and builds that wait for a worker (none runs):
-`ssh-keyscan` for every key type, a push whose build waits and is interrupted (Ctrl-C), the
-banner's clone line and the loud warning that `R = @all` repos are anonymous over http.
+One server with http on, `public_port` set, and builds that wait for a worker (none runs
+until the Ctrl-C test starts one): `ssh-keyscan` for every key type, a push whose build waits
+and is interrupted (Ctrl-C), the banner's clone line and the loud warning that `R = @all`
+repos are anonymous over http.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 
 import pytest
 
+from tests.support.sentinel import start_workers, stop_workers
 from tests.support.server import make_server
 from tests.support.tools import free_port, require_tool
 
@@ -134,12 +136,20 @@ def test_ctrl_c_of_a_push_waiting_for_a_worker_leaves_no_traceback(srv):
     time.sleep(0.5)
     os.killpg(push.pid, signal.SIGINT)  # Ctrl-C: git and its ssh go
     push.wait(30)
-    log_file = srv.home / "logs" / "server.log"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        tail = log_file.read_text()
-        if "ended early" in tail or "exit " in tail.split("run git-receive-pack")[-1]:
-            break
-        time.sleep(0.2)
+    # a worker now runs the build, so the server streams its log into the channel the client
+    # left: the moment a traceback would come from (without one the session just waits)
+    workers = start_workers(srv.home, 1)
+    try:
+        log_file = srv.home / "logs" / "server.log"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            tail = log_file.read_text()
+            if "ended early" in tail or "exit " in tail.split("run git-receive-pack")[-1]:
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("the session of the interrupted push never ended: " + tail)
+    finally:
+        stop_workers(workers)
     console = srv.server_log()  # serve's stderr: what the admin watching it sees
     assert "Traceback" not in console and "Socket is closed" not in console, (seen, console)
