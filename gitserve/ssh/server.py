@@ -119,6 +119,13 @@ class SSHServer:
 
     def stop(self) -> None:
         self._stop.set()
+        if self._sock:
+            # wakes the accept loop now (accept fails at once on a shut-down listener) instead
+            # of at its next 0.5 s timeout: every serve stop, and every restart, is that faster
+            try:
+                self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         if self._thread:
             self._thread.join(5)
         self._refusals.close()
