@@ -44,7 +44,10 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def srv(cluster, tmp_path_factory):
-    redis = {"sentinels": cluster.addresses, "master_name": MASTER_NAME, "password": PASSWORD}
+    # after the kill no replica is left, so each push's Redis WAIT (tests/cluster/
+    # test_sentinel_wait.py is about it) runs to its timeout: 0.5 s here, not the default 2 s
+    redis = {"sentinels": cluster.addresses, "master_name": MASTER_NAME, "password": PASSWORD,
+             "wait_timeout": 0.5}
     server = make_server(tmp_path_factory.mktemp("sentinel-srv"), conf=CONF, users=("alice",),
                          settings={"redis": redis})
     workers = []
