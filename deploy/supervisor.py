@@ -20,13 +20,13 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import threading
 import time
 from typing import Any, Protocol
 
 from gitserve.errors import GitserveError
 from gitserve.fsutil import try_flock
 from gitserve.settings import Settings
+from gitserve.sigevent import SignalEvent
 
 from . import nginx, sitesctl
 
@@ -83,9 +83,10 @@ class Supervisor:
     def __init__(self, settings: Settings, keepers: list[Keeper]) -> None:
         self.settings = settings
         self.keepers = keepers
-        self.wakeup = threading.Event()
-        self.stopping = threading.Event()
-        self.handing_over = threading.Event()
+        # set by signal handlers: never threading.Event, whose set() can deadlock in one
+        self.wakeup = SignalEvent()
+        self.stopping = SignalEvent()
+        self.handing_over = SignalEvent()
         self._lock_fd: int | None = None
 
     def acquire(self) -> None:
@@ -192,8 +193,10 @@ def keepers(settings: Settings) -> list[Keeper]:
 
 def main(settings: Settings) -> None:
     sup = Supervisor(settings, keepers(settings))
-    sup.acquire()
+    # handlers before the lock: a client sees us running once we hold it and may SIGHUP us
+    # at once (start_side wakes the supervisor it just started); SIGHUP's default kills
     sup.handle_signals()
+    sup.acquire()
     started = time.monotonic()
     sup.tick()
     log.info("first pass in %.0f ms", (time.monotonic() - started) * 1000)
