@@ -135,6 +135,7 @@ class Supervisor:
 
     def run(self) -> None:
         log.info("gitserve sites running (pid %s) on %s", os.getpid(), self.settings.home)
+        crashed = True
         try:
             while not self.stopping.is_set():
                 if not self.settings.home.is_dir():
@@ -143,16 +144,19 @@ class Supervisor:
                 self.wakeup.clear()
                 self.tick()
                 self.wakeup.wait(TICK)
+            crashed = False
         finally:
-            handing_over = self.handing_over.is_set()
+            # only a stop asked for stops the sites: a supervisor that crashed leaves them
+            # running, as one killed does, for the next one to adopt
+            handing_over = self.handing_over.is_set() or crashed
             for keeper in reversed(self.keepers):
                 try:
                     _hand_over(keeper) if handing_over else keeper.stop()
                 except Exception:  # noqa: BLE001 - stop the rest regardless
                     log.exception("stopping %s", type(keeper).__name__)
             self.release()
-            log.info("gitserve sites %s", "handed over: nginx and the processes keep running"
-                     if handing_over else "stopped")
+            log.info("gitserve sites %s", "stopped" if not handing_over else
+                     ("crashed" if crashed else "handed over") + ": nginx and the processes keep running")
 
 
 class RenewKeeper:

@@ -12,7 +12,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from deploy import sitesctl
+from deploy.supervisor import Supervisor
 from gitserve.settings import Settings
 
 # a main loop as the daemons have it (clear, work, wait) and a child sending SIGHUP bursts;
@@ -91,3 +94,44 @@ def test_the_sites_supervisor_outlives_a_burst_of_wakeups(tmp_path) -> None:
     finally:
         if sitesctl.running_pid(settings) is not None:
             os.kill(pid, signal.SIGKILL)
+
+
+class _Charge:
+    """A keeper of the supervisor's whose reconcile fails as the deadlocked handler's
+    RecursionError did: out of the loop, past tick()'s per-keeper guard."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def reconcile(self) -> None:
+        self.calls.append("reconcile")
+        raise KeyboardInterrupt
+
+    def stop(self) -> None:
+        self.calls.append("stop")
+
+    def hand_over(self) -> None:
+        self.calls.append("hand_over")
+
+
+def test_a_supervisor_that_crashes_leaves_the_sites_running(tmp_path) -> None:
+    """Only a stop asked for (SIGTERM) stops every site; a supervisor whose loop dies of an
+    error leaves nginx and the processes running for the next one, as kill -9 does (before,
+    the RecursionError above stopped every site of the home)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    charge = _Charge()
+    sup = Supervisor(Settings(home=home), [charge])
+    sup.acquire()
+    with pytest.raises(KeyboardInterrupt):
+        sup.run()
+    assert charge.calls == ["reconcile", "hand_over"]
+    assert sitesctl.running_pid(Settings(home=home)) is None  # the lock went with it
+
+    stopped = _Charge()
+    stopped.reconcile = lambda: stopped.calls.append("reconcile")  # type: ignore[method-assign]
+    sup = Supervisor(Settings(home=home), [stopped])
+    sup.acquire()
+    sup.stopping.set()
+    sup.run()
+    assert stopped.calls == ["stop"]
