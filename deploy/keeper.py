@@ -38,6 +38,7 @@ from gitserve import procscan, sandbox, sandbox_limits
 from gitserve.errors import GitserveError
 from gitserve.fsutil import atomic_write
 from gitserve.settings import Settings
+from gitserve.sigevent import SignalEvent
 
 from . import sitesctl
 from .proclogfile import ProcessLog, mask_for
@@ -107,7 +108,7 @@ class Keeper:
         self.site, self.side, self.kind = str(spec["site"]), str(spec["side"]), str(spec["type"])
         self.generation, self.port = str(spec["generation"]), int(spec["port"])
         self.release = str(spec["release"])
-        self.stopping = threading.Event()
+        self.stopping = SignalEvent()  # set by SIGTERM's handler (gitserve/sigevent.py says why)
         self.log = ProcessLog(sitesctl.state_dir(settings) / self.site / "processes.log")
         self.mask = mask_for(spec.get("env") or {})
         self.record = keeper_file(settings, self.site, self.side, self.kind, self.generation)

@@ -7,7 +7,8 @@ of any branch other than deploy.ref live at `BRANCH.SERVER_NAME` (the first name
 HOME/sites/SITE/previews/SLUG/releases/BUILD/   the preview's published files
 HOME/sites/SITE/previews/SLUG/current -> releases/BUILD   (renamed in: atomic for readers)
 ```
-SLUG is the branch as a DNS label (lower case, `[a-z0-9-]`, at most 63). The site's nginx
+SLUG is the branch as a DNS label (lower case, `[a-z0-9-]`, at most 63; with a hash of the
+name when another branch has the same one: feature/a and feature-a). The site's nginx
 config gets one server block per preview (server_name SLUG.SERVER_NAME, root `current`),
 re-rendered and reloaded under the site's lock like any deploy. A Procfile release runs
 its processes as a side of its own (`preview-SLUG`, deploy/processes.py), under `gitserve
@@ -45,6 +46,21 @@ def slug(branch: str) -> str:
     of the whole name, so two long branches never share a preview)."""
     label = re.sub(r"[^a-z0-9]+", "-", branch.lower()).strip("-") or "branch"
     if len(label) > 63:
+        digest = hashlib.sha256(branch.encode()).hexdigest()[:8]
+        label = label[:54].rstrip("-") + "-" + digest
+    return label
+
+
+def label_for(state: Mapping[str, Any], branch: str) -> str:
+    """The DNS label of BRANCH's preview: the one it has, else its slug, unless another
+    branch has that (feature/a and feature-a): then the slug with a hash of the name, so
+    neither replaces or removes the other's preview."""
+    previews = dict(state.get("previews") or {})
+    for label, meta in previews.items():
+        if meta.get("branch") == branch:
+            return str(label)
+    label = slug(branch)
+    if label in previews:
         digest = hashlib.sha256(branch.encode()).hexdigest()[:8]
         label = label[:54].rstrip("-") + "-" + digest
     return label
@@ -151,7 +167,7 @@ def deploy_preview(s: Site, state: dict[str, Any], opts: SiteOptions, branch: st
     With SETTINGS, a Procfile release's processes run (RUNTIME: env and uid, as a deploy's);
     without, a preview serves files only."""
     host_base = server_name(opts)
-    label = slug(branch)
+    label = label_for(state, branch)
     host = f"{label}.{host_base}"
     release = check_release_id(meta.get("build_id", ""))
     root = preview_root(s, label)
@@ -208,8 +224,9 @@ def remove_preview(s: Site, state: dict[str, Any], branch: str, apply: Callable[
                    say: Log, *, settings: Settings | None = None) -> bool:
     """The branch is gone: so is its preview and, with SETTINGS, its processes (once nginx's
     workers that may still send them a request are gone). False when it had none."""
-    label = slug(branch)
-    if label not in dict(state.get("previews") or {}):
+    label = next((k for k, meta in dict(state.get("previews") or {}).items()
+                  if meta.get("branch") == branch), None)  # never another branch's, same slug
+    if label is None:
         return False
     state["previews"].pop(label)
     s.save_state(state)

@@ -234,8 +234,10 @@ def wait_running(settings: Settings, site: str, side: str, timeout: float) -> No
                 and len(rows) == len(desired.get("procs", {})):
             return
         if time.monotonic() > deadline:
-            raise DeployError("processes", f"{side} processes of {site} did not start in {timeout:.0f}s "
-                              f"(see deploy logs {site})")
+            where = ", ".join(f"{p.get('type')} {p.get('state')}" for p in rows) if rows else \
+                f"gitserve sites (pid {sitesctl.running_pid(settings) or 'none'}) reported none"
+            raise DeployError("processes", f"{side} processes of {site} did not start in {timeout:.0f}s: "
+                              f"{where} (see deploy logs {site})")
         time.sleep(0.02)
 
 

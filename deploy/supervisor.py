@@ -20,13 +20,13 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import threading
 import time
 from typing import Any, Protocol
 
 from gitserve.errors import GitserveError
 from gitserve.fsutil import try_flock
 from gitserve.settings import Settings
+from gitserve.sigevent import SignalEvent
 
 from . import nginx, sitesctl
 
@@ -83,9 +83,10 @@ class Supervisor:
     def __init__(self, settings: Settings, keepers: list[Keeper]) -> None:
         self.settings = settings
         self.keepers = keepers
-        self.wakeup = threading.Event()
-        self.stopping = threading.Event()
-        self.handing_over = threading.Event()
+        # set by signal handlers: never threading.Event, whose set() can deadlock in one
+        self.wakeup = SignalEvent()
+        self.stopping = SignalEvent()
+        self.handing_over = SignalEvent()
         self._lock_fd: int | None = None
 
     def acquire(self) -> None:
@@ -134,6 +135,7 @@ class Supervisor:
 
     def run(self) -> None:
         log.info("gitserve sites running (pid %s) on %s", os.getpid(), self.settings.home)
+        crashed = True
         try:
             while not self.stopping.is_set():
                 if not self.settings.home.is_dir():
@@ -142,16 +144,19 @@ class Supervisor:
                 self.wakeup.clear()
                 self.tick()
                 self.wakeup.wait(TICK)
+            crashed = False
         finally:
-            handing_over = self.handing_over.is_set()
+            # only a stop asked for stops the sites: a supervisor that crashed leaves them
+            # running, as one killed does, for the next one to adopt
+            handing_over = self.handing_over.is_set() or crashed
             for keeper in reversed(self.keepers):
                 try:
                     _hand_over(keeper) if handing_over else keeper.stop()
                 except Exception:  # noqa: BLE001 - stop the rest regardless
                     log.exception("stopping %s", type(keeper).__name__)
             self.release()
-            log.info("gitserve sites %s", "handed over: nginx and the processes keep running"
-                     if handing_over else "stopped")
+            log.info("gitserve sites %s", "stopped" if not handing_over else
+                     ("crashed" if crashed else "handed over") + ": nginx and the processes keep running")
 
 
 class RenewKeeper:
@@ -192,8 +197,10 @@ def keepers(settings: Settings) -> list[Keeper]:
 
 def main(settings: Settings) -> None:
     sup = Supervisor(settings, keepers(settings))
-    sup.acquire()
+    # handlers before the lock: a client sees us running once we hold it and may SIGHUP us
+    # at once (start_side wakes the supervisor it just started); SIGHUP's default kills
     sup.handle_signals()
+    sup.acquire()
     started = time.monotonic()
     sup.tick()
     log.info("first pass in %.0f ms", (time.monotonic() - started) * 1000)

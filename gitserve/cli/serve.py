@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import threading
 import time
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -20,6 +19,7 @@ import typer
 from gitserve import logsetup
 from gitserve.errors import GitserveError
 from gitserve.settings import Settings
+from gitserve.sigevent import SignalEvent
 
 from .common import HomeOption, fail, load_settings
 
@@ -87,7 +87,7 @@ def serve(
 
     wired = app_mod.build(settings)
     services: list[Any] = []
-    stop = threading.Event()
+    stop = SignalEvent()  # set by the handler below (gitserve/sigevent.py: not threading.Event)
 
     def on_signal(signum: int, _frame: Any) -> None:
         stop.set()

@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gitserve.sigevent import SignalEvent
+
 VERIFY_MARK = "<!-- webhook-verify -->"
 
 
@@ -79,7 +81,7 @@ def run_smtp(port: int, out: Path) -> None:
                             auth_require_tls=True)
     controller.start()
     print("ready", flush=True)
-    stop = threading.Event()
+    stop = SignalEvent()  # set in a signal handler: not threading.Event (gitserve/sigevent.py)
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     stop.wait()
     controller.stop()

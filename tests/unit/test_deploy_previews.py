@@ -4,6 +4,7 @@ labels, and the options they need."""
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 
 import pytest
@@ -57,6 +58,31 @@ def test_previews_max_evicts_the_oldest_and_removal_unserves(settings, tmp_path)
     assert bluegreen.remove_branch_preview(settings, "www", "two", log=lambda _l: None)
     assert get_host(port, "two.www.test") == (200, page("live").encode())
     assert not bluegreen.remove_branch_preview(settings, "www", "two", log=lambda _l: None)
+
+
+def test_branches_with_the_same_slug_keep_their_own_previews(settings, tmp_path) -> None:
+    """feature/a and feature-a are one DNS label: the second gets the label with a hash of its
+    name, and neither's build or deletion replaces or removes the other's preview."""
+    port = free_port()
+    opts = {"deploy.port": f"127.0.0.1:{port}", "deploy.preview-port": str(free_port()),
+            "deploy.check": "/health.txt", "deploy.server-name": "www.test", "deploy.previews": "1"}
+    deploy(settings, opts, make_output(tmp_path, "live"), "1")
+    deploy(settings, {**opts, "deploy.preview": "feature/a"}, make_output(tmp_path, "slash"), "2")
+    _, log = deploy(settings, {**opts, "deploy.preview": "feature-a"}, make_output(tmp_path, "dash"), "3")
+    hashed = "feature-a-" + hashlib.sha256(b"feature-a").hexdigest()[:8]
+    assert f"deploy www: preview live at http://{hashed}.www.test:{port}/" in log, log
+    assert get_host(port, "feature-a.www.test") == (200, page("slash").encode())
+    assert get_host(port, f"{hashed}.www.test") == (200, page("dash").encode())
+    # a new build of each lands on its own preview
+    deploy(settings, {**opts, "deploy.preview": "feature/a"}, make_output(tmp_path, "slash2"), "4")
+    assert get_host(port, f"{hashed}.www.test") == (200, page("dash").encode())
+    assert get_host(port, "feature-a.www.test") == (200, page("slash2").encode())
+    # a branch with no preview of its own removes nothing; each removal takes its own
+    assert not bluegreen.remove_branch_preview(settings, "www", "Feature-A", log=lambda _l: None)
+    assert bluegreen.remove_branch_preview(settings, "www", "feature-a", log=lambda _l: None)
+    assert get_host(port, "feature-a.www.test") == (200, page("slash2").encode())
+    assert bluegreen.remove_branch_preview(settings, "www", "feature/a", log=lambda _l: None)
+    assert get_host(port, "feature-a.www.test") == (200, page("live").encode())
 
 
 def test_previews_need_a_server_name(settings, tmp_path) -> None:
