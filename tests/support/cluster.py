@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from gitserve.git import refscan
-from tests.support.server import ADMIN, GitServer, _merge_settings
+from tests.support.server import ADMIN, GitServer, _merge_settings, stop_all
 from tests.support.tools import free_port, require_tool
 
 
@@ -30,8 +30,7 @@ class Cluster:
         return self.servers[name]
 
     def stop(self) -> None:
-        for srv in self.servers.values():
-            srv.stop()
+        stop_all(self.servers.values())
 
     def kill9(self, name: str) -> None:
         """kill -9 the server's whole process group (its mirror ssh connections included)."""

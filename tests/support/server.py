@@ -29,7 +29,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import pytest
 
@@ -211,12 +211,22 @@ class GitServer:
                            + (self.tmp / "serve.log").read_text())
 
     def stop(self) -> None:
+        if self.terminate():
+            self.wait_stopped()
+
+    def terminate(self) -> bool:
+        """SIGTERM to serve's process group; False when it was not running."""
         if self.proc is None or self.proc.poll() is not None:
-            return
+            return False
         try:
             os.killpg(self.proc.pid, signal.SIGTERM)
         except ProcessLookupError:
-            return
+            return False
+        return True
+
+    def wait_stopped(self) -> None:
+        """Until serve has stopped (SIGKILL to its group after 15 s)."""
+        assert self.proc is not None
         try:
             self.proc.wait(15)
         except subprocess.TimeoutExpired:
@@ -231,6 +241,14 @@ class GitServer:
 
     def server_log(self) -> str:
         return (self.tmp / "serve.log").read_text()
+
+
+def stop_all(servers: Iterable[GitServer]) -> None:
+    """Stop SERVERS at once: each takes about a second to stop (its workers' warm stop), so a
+    module's three servers stop in one second, not three."""
+    stopping = [srv for srv in servers if srv.terminate()]
+    for srv in stopping:
+        srv.wait_stopped()
 
 
 def _merge_settings(home: Path, overrides: dict[str, dict[str, Any]]) -> None:
@@ -318,8 +336,7 @@ def gitserve_factory(tmp_path: Path) -> Iterator[Any]:
         return srv
 
     yield factory
-    for srv in started:
-        srv.stop()
+    stop_all(started)
 
 
 @pytest.fixture(scope="module")
@@ -335,8 +352,7 @@ def gitserve_module_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterato
         return srv
 
     yield factory
-    for srv in started:
-        srv.stop()
+    stop_all(started)
 
 
 @pytest.fixture
