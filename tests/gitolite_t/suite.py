@@ -228,6 +228,8 @@ def run_file(tree: Path, root: Path, target: str, name: str) -> FileResult:
 def run_suite(files: list[str], targets: list[str], root: Path,
               jobs: int = 2) -> dict[tuple[str, str], FileResult]:
     tree = clone_gitolite(root)
+    for t in targets:  # before the threads: two files of one target would race to make it
+        make_bin(root, t)
     work = [(t, f) for f in files for t in targets]
     results: dict[tuple[str, str], FileResult] = {}
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
