@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -83,6 +84,13 @@ def test_a_cancel_never_kills_a_group_redis_names(srv):
     assert os.getpgrp() > 0
 
 
+def _wait_exec(pid: int) -> None:
+    deadline = time.monotonic() + 10
+    while not (Path(f"/proc/{pid}/cmdline").read_bytes() and Path(f"/proc/{pid}/environ").read_bytes()):
+        assert time.monotonic() < deadline, f"process {pid} never showed its command line"
+        time.sleep(0.005)
+
+
 def test_only_a_leader_carrying_the_build_id_is_the_builds_group():
     from buildqueue.jobs import _builds_group
 
@@ -91,6 +99,8 @@ def test_only_a_leader_carrying_the_build_id_is_the_builds_group():
     jailed = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "--setenv",
                                "GITSERVE_BUILD_ID", "78"],
                               start_new_session=True)  # as bwrap's argv carries it
+    for proc in (plain, jailed):  # Popen returns at exec's point of no return, before the
+        _wait_exec(proc.pid)      # kernel has set the new cmdline and environ (read as b"")
     try:
         assert _builds_group(plain.pid, "77") and not _builds_group(plain.pid, "7")
         assert _builds_group(jailed.pid, "78") and not _builds_group(jailed.pid, "77")
