@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -10,12 +11,22 @@ pytest_plugins = ["tests.support.server", "tests.support.builds", "tests.support
                   "tests.support.durations"]
 
 
+def _restore_sigint() -> None:
+    """A suite started as a background job (`cmd &` in a non-interactive shell, `nohup`, as a
+    CI script may be) has SIGINT ignored, and an ignored signal stays ignored in every child
+    through exec: a test's Ctrl-C (SIGINT to a `git push`, tests/e2e/test_first_day.py) would
+    do nothing there. Python's own handler instead: exec resets it to the default in children."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     """As root, builds and nginx workers run as an unprivileged user (never root), who must
     reach the server homes tests make. pytest's default /tmp/pytest-of-root is kept 0700 by
     every pytest run (and several may run at once), so root runs get their own base temp
     directory, removed at the end; pytest_sessionstart opens it (and what is made in it) for search."""
+    _restore_sigint()
     if os.geteuid() != 0 or config.option.basetemp:
         return
     config.option.basetemp = f"/tmp/gitserve-tests-{os.getpid()}"
