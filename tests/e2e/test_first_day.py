@@ -124,7 +124,10 @@ def test_ctrl_c_of_a_push_waiting_for_a_worker_leaves_no_traceback(srv):
     (work / ".gitserve" / "build").chmod(0o755)
     srv.git("alice", "add", "-A", cwd=work)
     srv.git("alice", "commit", "-qm", "build", cwd=work)
-    push = subprocess.Popen(["git", "push", "--progress", "origin", "HEAD:main"], cwd=work,
+    # SIGINT at its default: a shell's background job (`.ci/run &`) inherits it ignored, and
+    # the Ctrl-C below would do nothing (the push then ended only when the server gave up)
+    push = subprocess.Popen(["env", "--default-signal=INT", "git", "push", "--progress", "origin",
+                             "HEAD:main"], cwd=work,
                             env=srv.client_env("alice"), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     assert push.stderr is not None
@@ -135,7 +138,7 @@ def test_ctrl_c_of_a_push_waiting_for_a_worker_leaves_no_traceback(srv):
             break
     time.sleep(0.5)
     os.killpg(push.pid, signal.SIGINT)  # Ctrl-C: git and its ssh go
-    push.wait(30)
+    assert push.wait(30) == -signal.SIGINT, seen
     # a worker now runs the build, so the server streams its log into the channel the client
     # left: the moment a traceback would come from (without one the session just waits)
     workers = start_workers(srv.home, 1)
