@@ -93,11 +93,11 @@ def ps(srv) -> list[dict]:
 def test_app_deploys_blue_green_with_zero_failed_requests(srv):
     commit(srv, "v1")
     code, msgs = push(srv)
-    assert code == 0 and "Enable: blue" in msgs, msgs
-    assert any(m.startswith("deploy app: processes: search:") for m in msgs), msgs
+    assert code == 0 and "Enable: blue" in msgs, "\n".join(msgs)
+    assert any(m.startswith("deploy app: processes: search:") for m in msgs), "\n".join(msgs)
     post = next(m for m in msgs if m.startswith("post: LIVE_SIDE=blue"))
     assert re.fullmatch(r"post: LIVE_SIDE=blue IDLE_SIDE=green SITE=app PORT_WEB=\d+ PORT_SEARCH=\d+", post)
-    assert '{"indexed": 4, "side": "blue"}' in msgs, msgs   # the seed's search-index upload
+    assert '{"indexed": 4, "side": "blue"}' in msgs, "\n".join(msgs)   # the seed's search-index upload
     assert page(srv).startswith("v1 side=blue")
     assert json.loads(page(srv, "/api/search?q=alpha"))["hits"] == ["alpha"]
 
@@ -106,7 +106,7 @@ def test_app_deploys_blue_green_with_zero_failed_requests(srv):
         time.sleep(0.3)
         code, msgs = push(srv)
         time.sleep(0.3)
-    assert code == 0 and "Enable: green" in msgs, msgs
+    assert code == 0 and "Enable: green" in msgs, "\n".join(msgs)
     assert load.failures() == [], load.failures()[:5]
     assert len(load.results) > 50 and {b.split()[0] for *_, b in load.results} == {b"v1", b"v2"}
     switch = next(m for m in msgs if "switch: nginx proxies to green" in m)
@@ -197,8 +197,8 @@ def test_failing_idle_side_leaves_the_live_side_serving(srv):
     before = page(srv)
     commit(srv, "v3-broken", unhealthy=True)
     code, msgs = push(srv)
-    assert code == 0 and not any(m.startswith("Enable:") for m in msgs), msgs
-    assert any("FAILED at check" in m and "answered 500" in m for m in msgs), msgs
+    assert code == 0 and not any(m.startswith("Enable:") for m in msgs), "\n".join(msgs)
+    assert any("FAILED at check" in m and "answered 500" in m for m in msgs), "\n".join(msgs)
     assert page(srv) == before
     deadline = time.monotonic() + 20
     while {r["side"] for r in ps(srv)} != {next(r["side"] for r in ps(srv) if r["live"])}:
@@ -216,7 +216,7 @@ def test_without_deploy_dir_the_commit_is_the_release(srv):
     srv.git("alice", "add", "-A", cwd=work)
     srv.git("alice", "commit", "-q", "-m", "app at the root", cwd=work)
     code, msgs = push(srv)
-    assert code == 0 and any(m.startswith("Enable:") for m in msgs), msgs
+    assert code == 0 and any(m.startswith("Enable:") for m in msgs), "\n".join(msgs)
     text = page(srv)
     assert text.startswith("v-commit side="), text
     site = srv.home / "sites" / "app"
@@ -239,8 +239,8 @@ def test_a_branch_preview_runs_its_processes_until_the_branch_goes(srv):
     srv.git("alice", "commit", "-qm", "feature", cwd=work)
     code, lines = timed_push(srv, "alice", work, "origin", "HEAD:feature/X", timeout=180)
     msgs = remote(lines)
-    assert code == 0 and f"deploy app: preview live at http://feature-x.app.test:{live}/" in msgs, msgs
-    assert any(m.startswith("deploy app: preview processes: search:") for m in msgs), msgs
+    assert code == 0 and f"deploy app: preview live at http://feature-x.app.test:{live}/" in msgs, "\n".join(msgs)
+    assert any(m.startswith("deploy app: preview processes: search:") for m in msgs), "\n".join(msgs)
     status, text = get_host(live, f"feature-x.app.test:{live}")
     assert status == 200 and text.startswith("v-feature side=preview-feature-x"), text
     assert page(srv) == live_page
