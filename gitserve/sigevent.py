@@ -26,6 +26,8 @@ class SignalEvent:
 
     def set(self) -> None:
         self._flag = True
+        if self._w < 0:  # closed: its descriptor number may belong to something else now
+            return
         try:
             os.write(self._w, b"\0")
         except BlockingIOError:  # the pipe is full: the waiter is woken already
@@ -49,9 +51,13 @@ class SignalEvent:
             select.select([self._r], [], [], timeout)
         return self._flag
 
+    def fileno(self) -> int:
+        """Readable once set (until clear()): for a waiter that polls other descriptors too."""
+        return self._r
+
     def close(self) -> None:
-        for fd in (self._r, self._w):
-            try:
+        """Close the pipe; set() afterwards only sets the flag."""
+        fds, self._r, self._w = (self._r, self._w), -1, -1
+        for fd in fds:
+            if fd >= 0:
                 os.close(fd)
-            except OSError:
-                pass

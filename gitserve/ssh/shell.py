@@ -26,6 +26,7 @@ from dulwich.errors import HangupException
 from gitserve import adminrepo, shellmetrics
 from gitserve.git.pushhooks import PushContext, PushHook, RefUpdate
 from gitserve.settings import Settings
+from gitserve.sigevent import SignalEvent
 
 from . import session
 from .cmd import base as commands
@@ -42,7 +43,7 @@ class StdioChannel:
     """A ByteChannel over file descriptors 0, 1 and 2 (what sshd gives a forced command).
 
     `close()` may come from another thread while one waits in `recv` (a site command's stdin
-    pump, ssh/cmd/program.py): it wakes the waiter through a pipe of its own, the waiter gets
+    pump, ssh/cmd/program.py): it wakes the waiter through an event's pipe, the waiter gets
     EOF and never reads the descriptor number again, which the server may already have given
     to another connection (ssh/handoff.py). (The waiter used to hold a lock across 250 ms
     polls; close() waited for it, and a waiter that took the lock straight back starved it:
@@ -51,37 +52,33 @@ class StdioChannel:
     def __init__(self, stdin: int = 0, stdout: int = 1, stderr: int = 2) -> None:
         self._in, self._out, self._err = stdin, stdout, stderr
         self._lock = threading.Lock()    # held by a reader for its whole recv
-        self._closing = False            # set before the wake-up: no recv starts waiting again
+        self._closing = SignalEvent()    # set before the lock is taken: wakes and stops recv
         self._closed = False
-        self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
 
     def recv(self, nbytes: int) -> bytes:
-        poller = select.poll()
-        poller.register(self._in, select.POLLIN | select.POLLHUP | select.POLLERR)
-        poller.register(self._wake_r, select.POLLIN)
         with self._lock:
+            if self._closing.is_set() or self._closed:
+                return b""
+            poller = select.poll()
+            poller.register(self._in, select.POLLIN | select.POLLHUP | select.POLLERR)
+            poller.register(self._closing.fileno(), select.POLLIN)
             while True:
-                if self._closing or self._closed:
-                    return b""
                 ready = {fd for fd, _ in poller.poll()}
-                if self._wake_r in ready or self._closing:
+                if self._closing.is_set():
                     return b""
                 if self._in in ready:
                     return os.read(self._in, nbytes)
 
     def close(self) -> None:
         """Close the three descriptors (a handed-over connection's: the server's copies)."""
-        self._closing = True
-        try:
-            os.write(self._wake_w, b"x")
-        except OSError:
-            pass  # already woken (or closed)
+        self._closing.set()
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            for fd in {self._in, self._out, self._err, self._wake_r, self._wake_w}:
+            for fd in {self._in, self._out, self._err}:
                 os.close(fd)
+            self._closing.close()
 
     def sendall(self, data: bytes) -> None:
         _write_all(self._out, data)

@@ -46,3 +46,28 @@ def test_close_ends_a_reader_of_an_open_stdin_at_once() -> None:
         except OSError:
             pass
     assert max(took) < 0.15, [f"{t:.3f}" for t in took]
+
+
+def test_a_closed_channel_touches_no_descriptor_again() -> None:
+    """The server hands descriptor numbers to the next connection (ssh/handoff.py): a second
+    close, or a recv after close, must not write to, poll or close a number it gave up."""
+    r, w = os.pipe()
+    chan = StdioChannel(r, os.dup(1), os.dup(2))
+    chan.close()
+    others = [os.pipe() for _ in range(4)]  # take every number the channel freed
+    try:
+        chan.close()
+        assert chan.recv(10) == b""
+        for other_r, other_w in others:
+            os.set_blocking(other_r, False)
+            try:
+                leaked = os.read(other_r, 10)
+            except BlockingIOError:
+                leaked = b""
+            assert leaked == b"", leaked
+            os.fstat(other_w)  # still open
+    finally:
+        os.close(w)
+        for pair in others:
+            for fd in pair:
+                os.close(fd)
