@@ -96,10 +96,17 @@ class _QuietHandshakeFailures(logging.Filter):
         return True
 
 
+def _encodable(text: str) -> str:
+    """TEXT with lone surrogates as `\\udcff`: what a client sends (an ssh command's bytes
+    that are not UTF-8, decoded with surrogateescape) may reach a line, and a UTF-8 stream
+    refuses them: the line was lost and logging printed its own traceback on the console."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 class _TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         # one event, one line: a traceback's newlines are kept escaped on the same line
-        return redact(super().format(record)).replace("\n", "\\n")
+        return _encodable(redact(super().format(record)).replace("\n", "\\n"))
 
 
 class JsonFormatter(logging.Formatter):
@@ -116,7 +123,7 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             entry["exc"] = redact(self.formatException(record.exc_info))
-        return json.dumps(entry, ensure_ascii=False)
+        return _encodable(json.dumps(entry, ensure_ascii=False))
 
 
 def log_path(home: Path, filename: str = "server.log") -> Path:
