@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 pytest_plugins = ["tests.support.server", "tests.support.builds", "tests.support.keys",
-                  "tests.support.durations"]
+                  "tests.support.durations", "tests.support.phases"]
 
 
 def _restore_sigint() -> None:
