@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 pytest_plugins = ["tests.support.server", "tests.support.builds", "tests.support.keys",
-                  "tests.support.durations"]
+                  "tests.support.durations", "tests.support.phases"]
 
 
 def _restore_sigint() -> None:
@@ -55,7 +55,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
     def mktemp(basename: str, numbered: bool = True) -> Path:
         path = made(basename, numbered)
-        for d in (path, factory.getbasetemp()):
+        base = factory.getbasetemp()
+        # an xdist worker's base is popen-gwN inside the controller's: open that one too
+        parents = [base.parent] if base.parent.name.startswith("gitserve-tests-") else []
+        for d in (path, base, *parents):
             mode = os.stat(d).st_mode
             if not mode & 0o001:
                 os.chmod(d, mode | 0o001)
