@@ -28,6 +28,9 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+from . import shellclient
+from .shellclient import PASSED, recv_exact
+
 if TYPE_CHECKING:  # this module stays stdlib-only at run time (the shell's fast path)
     from gitserve.git.pushhooks import PushHook
     from gitserve.metrics import Metrics
@@ -41,21 +44,10 @@ MAX_REQUEST = 64 * 1024
 ACCEPTED, DECLINED = b"A", b"D"
 # a keydir user name (Gitolite's $USERNAME_PATT) or the internal builder identity
 _USER = re.compile(r"^(?:[0-9a-zA-Z][-0-9a-zA-Z._@+]*|:builder)$")
-_PASSED = ("SSH_ORIGINAL_COMMAND", "SSH_CONNECTION", "GIT_PROTOCOL")  # = shellclient.PASSED
 
 
 def socket_path(run_dir: Path) -> Path:
     return run_dir / SOCKET
-
-
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 # --- the shell's side ------------------------------------------------------------------
@@ -66,12 +58,10 @@ def hand_off(run_dir: Path, user: str, environ: dict[str, str] | Any) -> int | N
     no server to take it (then the caller serves it, nothing having been read or written).
     The forced command written by `admin authorized-keys` does the same in shellclient.py,
     started without site-packages; this is the way in for `gitserve shell`."""
-    from . import shellclient
-
     path = socket_path(run_dir)
     if len(os.fsencode(path)) > 100 or not _USER.match(user):
         return None
-    return shellclient.hand_off(str(path), user, {k: environ[k] for k in _PASSED if k in environ})
+    return shellclient.hand_off(str(path), user, {k: environ[k] for k in PASSED if k in environ})
 
 
 # --- the server's side -----------------------------------------------------------------
@@ -194,7 +184,7 @@ class HandoffService:
             return None
         body = msg[4:]
         if len(body) < size:
-            body += _recv_exact(conn, size - len(body))
+            body += recv_exact(conn, size - len(body))
         try:
             request = json.loads(body[:size])
         except ValueError:
@@ -206,6 +196,6 @@ class HandoffService:
     def _run(self, request: dict[str, str], chan: Any) -> int:
         from . import shell
 
-        environ = {k: request[k] for k in _PASSED if request.get(k)}
+        environ = {k: request[k] for k in PASSED if request.get(k)}
         return shell.run(self.settings, request["user"], environ, chan=chan,
                          table=self.table, hooks=self.hooks, metrics=self.metrics)

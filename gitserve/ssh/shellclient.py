@@ -53,7 +53,8 @@ def request(user: str, environ: dict[str, str]) -> bytes:
     return _struct.pack("!I", len(body)) + body
 
 
-def _recv_exact(sock: _socket.socket, n: int) -> bytes:
+def recv_exact(sock: _socket.socket, n: int) -> bytes:
+    """N bytes from SOCK, fewer only when the peer closed (ssh/handoff.py reads with it too)."""
     data = b""
     while len(data) < n:
         chunk = sock.recv(n - len(data))
@@ -77,12 +78,12 @@ def hand_off(path: str, user: str, environ: dict[str, str]) -> int | None:
                 return None
             sock.sendmsg([request(user, environ)],
                          [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, _struct.pack("3i", 0, 1, 2))])
-            answer = _recv_exact(sock, 1)
+            answer = recv_exact(sock, 1)
         except OSError:
             return None  # no server, a stale socket, or it went away: serve it ourselves
         if answer != ACCEPTED:
             return None  # declined before touching the descriptors
-        status = _recv_exact(sock, 4)
+        status = recv_exact(sock, 4)
         # the server took the connection: whatever happens now, it is not ours to serve
         return _struct.unpack("!i", status)[0] if len(status) == 4 else 1
     finally:
