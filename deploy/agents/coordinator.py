@@ -18,6 +18,7 @@ rollback does the same with a release every host still keeps. rq runs each job's
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -77,6 +78,37 @@ def host_options(options: Mapping[str, str], opts: SiteOptions, host: str) -> di
             out["deploy.port"] = port
             if preview:
                 out["deploy.preview-port"] = preview
+    return out
+
+
+# what an agent says reaches the pusher's terminal (`remote:` lines) and the deploy log: a
+# compromised web host must not be able to send escape sequences (rewrite the screen, set the
+# window title) or fake lines of the server's own with a carriage return
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+MAX_LINES = 500
+MAX_LINE = 2000
+
+
+def agent_text(value: Any) -> str:
+    """VALUE from an agent as one printable line: control characters as \\xNN, cut to MAX_LINE."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value)[:MAX_LINE])
+
+
+def _from_agent(body: dict[str, Any]) -> dict[str, Any]:
+    """An agent's verified answer with the text in it made printable and its times numbers
+    (the signature proves which host sent it, not that the host is honest)."""
+    out: dict[str, Any] = {}
+    for key, value in body.items():
+        if key == "lines":
+            value = [agent_text(line) for line in value[:MAX_LINES]] if isinstance(value, list) else []
+        elif key in ("switched_at", "switch_ms"):
+            try:
+                value = float(value or 0)
+            except (TypeError, ValueError):
+                value = 0.0
+        elif isinstance(value, str):
+            value = agent_text(value)
+        out[key] = value
     return out
 
 
@@ -186,7 +218,7 @@ class Coordinator:
                 return {"ok": False, "reason": f"its answer was refused: {exc.message}"}
             if body.get("nonce") != s.job.id.rsplit("-", 1)[1] or body.get("agent") != s.host:
                 return {"ok": False, "reason": "its answer belongs to another job"}
-            return body
+            return _from_agent(body)
         if status in (JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED):
             return {"ok": False, "reason": f"job {status.value}: {self._failure(s.job)}"}
         if status in (None, JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED):
@@ -209,7 +241,7 @@ class Coordinator:
         except Exception:  # noqa: BLE001 - only the reason's wording depends on it
             text = ""
         lines = [line for line in text.splitlines() if line.strip()]
-        return lines[-1].strip()[:300] if lines else "no reason recorded"
+        return agent_text(lines[-1].strip()[:300]) if lines else "no reason recorded"
 
     def run_phase(self, settings: Settings, hosts: list[str], kind: str,
                   bodies: Callable[[str], Mapping[str, Any]], timeout: float, say: Log
