@@ -27,7 +27,11 @@ def timed_git(env: dict[str, str], *args: str, cwd: Path | None = None,
     while time.monotonic() < deadline:
         ready, _, _ = select.select([fd], [], [], 0.5)
         if not ready:
-            if proc.poll() is not None:
+            # git exited: what it wrote before is in the pipe by now, though the select above
+            # may have timed out just before its last lines came (then they and the exit both
+            # came before poll()): look once more. Lost lines here failed a CI run's test_apps
+            # (a push that exited 0 "without" its `Enable: green`).
+            if proc.poll() is not None and not select.select([fd], [], [], 0)[0]:
                 break
             continue
         chunk = os.read(fd, 65536)
