@@ -251,22 +251,22 @@ def status_json(c) -> dict:
 def test_deploy_to_two_hosts_fails_no_request(cluster):
     c = cluster
     code, msgs, _ = commit_push(c, "v1")
-    assert code == 0 and "Enable: blue" in msgs, msgs
+    assert code == 0 and "Enable: blue" in msgs, "\n".join(msgs)
     assert served(c) == {"web1": "v1", "web2": "v1"}
     with Poller(c["upstream"].port) as poll:
         time.sleep(0.3)
         code, msgs, seconds = commit_push(c, "v2")
         time.sleep(0.3)
-    assert code == 0 and "Enable: green" in msgs, msgs
+    assert code == 0 and "Enable: green" in msgs, "\n".join(msgs)
     assert served(c) == {"web1": "v2", "web2": "v2"}
     assert poll.failed == [], poll.failed[:3]
     assert set(poll.ok) == {"v1", "v2"} and poll.ok[-1] == "v2", set(poll.ok)
     # every host fetched the release (sha256 checked) and checked it before any switched
     for h in HOSTS:
-        assert any(m.startswith(f"deploy app: [{h}] fetch: release") and "sha256 ok" in m for m in msgs), msgs
+        assert any(m.startswith(f"deploy app: [{h}] fetch: release") and "sha256 ok" in m for m in msgs), "\n".join(msgs)
     phase_one = max(i for i, m in enumerate(msgs) if "check: GET /health" in m)
     first_switch = min(i for i, m in enumerate(msgs) if "] switch:" in m)
-    assert phase_one < first_switch, msgs
+    assert phase_one < first_switch, "\n".join(msgs)
     last = status_json(c)["last"]
     print(f"\ndeploy to 2 hosts: push {seconds:.1f}s, deploy {last['seconds']}s, switch skew "
           f"{last['skew_ms']} ms, {len(poll.ok)} requests every 20 ms, 0 failed")
@@ -351,9 +351,9 @@ def test_a_stopped_agent_fails_the_deploy_and_none_switches(cluster):
     try:
         with Poller(c["upstream"].port) as poll:
             code, msgs, seconds = commit_push(c, "v3")
-        assert not any(m.startswith("Enable:") for m in msgs), msgs
+        assert not any(m.startswith("Enable:") for m in msgs), "\n".join(msgs)
         failure = [m for m in msgs if "FAILED" in m]
-        assert failure and "host web2: deploy agent is down" in failure[0], msgs
+        assert failure and "host web2: deploy agent is down" in failure[0], "\n".join(msgs)
         assert "no host switched" in failure[0] and "Traceback" not in "\n".join(msgs)
         assert served(c) == before  # the stopped agent's sites kept serving the old release
         assert poll.failed == [] and set(poll.ok) == {before["web1"]}
@@ -371,7 +371,7 @@ def test_a_stopped_agent_fails_the_deploy_and_none_switches(cluster):
         down = next(h for h in status_json(c)["hosts"] if h["host"] == "web2")
         assert not down["up"] and "status report refused" in down["down_reason"], down
         code, msgs, _ = commit_push(c, "v3b")
-        assert any("host web2: status report refused" in m for m in msgs), msgs
+        assert any("host web2: status report refused" in m for m in msgs), "\n".join(msgs)
         assert served(c) == before
         print(f"\nagent down: deploy failed in {seconds:.1f}s (push), {len(poll.ok)} requests, 0 failed")
     finally:
@@ -397,10 +397,10 @@ def test_an_agent_killed_without_a_word_fails_phase_one_within_the_bound(cluster
         with Poller(c["upstream"].port) as poll:
             code, msgs, seconds = commit_push(c, "v5")
         failure = [m for m in msgs if "FAILED" in m]
-        assert failure and "host web2: deploy agent did not take the job within 5s" in failure[0], msgs
-        assert any(m.startswith("deploy app: [web1] check: GET /health") for m in msgs), msgs
-        assert any(m.startswith("deploy app: [web1] aborted:") for m in msgs), msgs
-        assert not any(m.startswith("Enable:") or "] switch:" in m for m in msgs), msgs
+        assert failure and "host web2: deploy agent did not take the job within 5s" in failure[0], "\n".join(msgs)
+        assert any(m.startswith("deploy app: [web1] check: GET /health") for m in msgs), "\n".join(msgs)
+        assert any(m.startswith("deploy app: [web1] aborted:") for m in msgs), "\n".join(msgs)
+        assert not any(m.startswith("Enable:") or "] switch:" in m for m in msgs), "\n".join(msgs)
         assert served(c) == before and poll.failed == [] and set(poll.ok) == {before["web1"]}
         home = str(c["agents"]["web1"].home)
         live = status_json(c)["hosts"][0]["live_side"]
@@ -539,10 +539,10 @@ def test_a_host_failing_its_switch_brings_the_others_back(cluster):
     finally:
         override.unlink()
     failure = [m for m in msgs if "FAILED" in m]
-    assert failure and "FAILED at switch: host web2:" in failure[0], msgs
+    assert failure and "FAILED at switch: host web2:" in failure[0], "\n".join(msgs)
     assert f"web1 switched back, release {st['release']} is live on web1 web2" in failure[0], failure
-    assert any(m.startswith("deploy app: [web1] switch:") for m in msgs), msgs  # it had switched
-    assert not any(m.startswith("Enable:") for m in msgs), msgs
+    assert any(m.startswith("deploy app: [web1] switch:") for m in msgs), "\n".join(msgs)  # it had switched
+    assert not any(m.startswith("Enable:") for m in msgs), "\n".join(msgs)
     assert served(c) == before
     after = status_json(c)
     assert after["release"] == st["release"]
@@ -573,8 +573,8 @@ def test_a_branch_preview_goes_to_every_host_and_leaves_with_the_branch(cluster)
     code, lines = timed_push(srv, "alice", work, "origin", "HEAD:feature/x", timeout=180)
     msgs = remote(lines)
     assert code == 0 and all(any(m.startswith(f"deploy app: [{h}] preview live at") for m in msgs)
-                             for h in HOSTS), msgs
-    assert not any(m.startswith("Enable:") for m in msgs), msgs
+                             for h in HOSTS), "\n".join(msgs)
+    assert not any(m.startswith("Enable:") for m in msgs), "\n".join(msgs)
     assert {h: version(h) for h in HOSTS} == {"web1": "feat", "web2": "feat"}
     assert served(c) == before
     code, lines = timed_push(srv, "alice", work, "origin", ":feature/x", timeout=60)
